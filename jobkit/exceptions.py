@@ -1,0 +1,101 @@
+"""The one exception tree of jobkit.
+
+Every exception derives from :class:`JobkitError`. Like procrastinate's, each class's docstring is
+its default message and the data that explains the error is kept as attributes, so callers can act
+on it without parsing text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class JobkitError(Exception):
+    """A jobkit operation failed."""
+
+    def __init__(self, message: str | None = None, **data: Any) -> None:
+        self.message = message or (self.__class__.__doc__ or "").strip()
+        self.data = data
+        for key, value in data.items():
+            setattr(self, key, value)
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(JobkitError):
+    """The configuration is invalid."""
+
+    def __init__(self, message: str | None = None, *, errors: list[str] | None = None) -> None:
+        errors = errors or []
+        if message is None:
+            message = "invalid configuration:\n  " + "\n  ".join(errors) if errors else None
+        super().__init__(message, errors=errors)
+
+
+class JobNotFound(JobkitError):
+    """No job is registered under this name."""
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        known = sorted(known or [])
+        hint = f" (registered: {', '.join(known)})" if known else " (no job is registered)"
+        super().__init__(f"no job is registered under the name {name!r}{hint}", name=name, known=known)
+
+
+class MethodNotAllowed(JobkitError):
+    """This method of the job is not approved to run in the background."""
+
+    def __init__(self, name: str, method: str, allowed: tuple[str, ...] | list[str]) -> None:
+        allowed = tuple(allowed)
+        super().__init__(
+            f"job {name!r}: method {method!r} is not approved "
+            f"(approved: {', '.join(allowed) or 'none'})",
+            name=name,
+            method=method,
+            allowed=allowed,
+        )
+
+
+class InvalidParameters(JobkitError):
+    """The parameters do not fit the method's signature."""
+
+    def __init__(self, name: str, method: str, problems: Mapping[str, str]) -> None:
+        problems = dict(problems)
+        detail = "; ".join(f"{param}: {why}" for param, why in problems.items())
+        super().__init__(
+            f"job {name!r}, method {method!r}: invalid parameters: {detail}",
+            name=name,
+            method=method,
+            problems=problems,
+        )
+
+
+class StorageError(JobkitError):
+    """The job store failed."""
+
+
+class JobNotFoundInStorage(StorageError):
+    """No job with this id is in the store."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r} in the store", job_id=job_id)
+
+
+class JobInterrupted(JobkitError):
+    """The running attempt was stopped from outside (cancel, timeout or shutdown).
+
+    The worker remembers why it interrupted an attempt, so a job that swallows this exception
+    still ends as cancelled or timed out, and a job that ignores it is killed with its process.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"job interrupted: {reason}", reason=reason)
+
+
+class Retry(JobkitError):
+    """Raised by a job to ask for another attempt, optionally after ``delay`` seconds."""
+
+    def __init__(self, message: str | None = None, *, delay: float | None = None) -> None:
+        super().__init__(message or "the job asked to be retried", delay=delay)

@@ -1,0 +1,153 @@
+"""Records that flow between the app, the storage backends, the worker and the hooks."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+import attrs
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """True for the statuses a job leaves only through a manual retry."""
+        return self in FINAL_STATUSES
+
+    def __str__(self) -> str:
+        return self.value
+
+
+FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
+WAITING_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RETRYING})
+
+
+class AttemptOutcome(str, enum.Enum):
+    """How one try of a job ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    LOST = "lost"  # the worker stopped heartbeating; its lease expired
+    HANDED_BACK = "handed_back"  # graceful shutdown gave the job back before it finished
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class EventKind(str, enum.Enum):
+    """The state changes reported through the ``jobkit_job_event`` hook."""
+
+    ENQUEUED = "enqueued"
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    RETRYING = "retrying"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def check_aware(instance: Any, attribute: attrs.Attribute[Any], value: datetime | None) -> None:
+    """attrs validator: reject naive datetimes (every time in jobkit is UTC)."""
+    if value is not None and value.tzinfo is None:
+        raise ValueError(f"{attribute.name} must be timezone-aware, got naive {value!r}")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(timezone.utc)
+
+
+@attrs.frozen
+class RetryPolicy:
+    """How a job is retried and how long one attempt may run; resolved when the job is enqueued."""
+
+    retry_delay: float = 5.0
+    backoff: str = "fixed"  # "fixed" or "exponential"
+    max_delay: float | None = None
+    jitter: float = 0.0  # a fraction of the delay added at random, 0..1
+    timeout: float | None = None
+
+
+@attrs.frozen
+class NewJob:
+    """What the app hands to ``Storage.enqueue``: a validated job that has no id yet."""
+
+    name: str
+    method: str
+    params: dict[str, Any] | list[Any]
+    priority: int
+    max_attempts: int
+    policy: RetryPolicy
+    available_at: datetime = attrs.field(validator=check_aware)
+
+
+@attrs.frozen
+class JobRecord:
+    """A job as stored: the public view returned by ``get_job`` and carried by events."""
+
+    id: str
+    name: str
+    method: str
+    params: dict[str, Any] | list[Any]
+    status: JobStatus
+    priority: int
+    attempts: int
+    max_attempts: int
+    result: Any
+    error: str | None
+    created_at: datetime = attrs.field(validator=check_aware)
+    available_at: datetime = attrs.field(validator=check_aware)
+    started_at: datetime | None = attrs.field(default=None, validator=check_aware)
+    finished_at: datetime | None = attrs.field(default=None, validator=check_aware)
+    policy: RetryPolicy = attrs.field(factory=RetryPolicy)
+    worker_id: str | None = None
+    lease_expires_at: datetime | None = attrs.field(default=None, validator=check_aware)
+    progress: float | None = None
+    progress_message: str | None = None
+
+
+@attrs.frozen
+class Lease:
+    """Proof that one worker owns one attempt of a job; every write of that attempt is fenced by it."""
+
+    job_id: str
+    worker_id: str
+    attempt: int
+
+
+@attrs.frozen
+class Attempt:
+    """One try of a job: when it ran, where, and how it ended."""
+
+    job_id: str
+    attempt: int
+    worker_id: str | None
+    started_at: datetime = attrs.field(validator=check_aware)
+    finished_at: datetime | None = attrs.field(default=None, validator=check_aware)
+    outcome: AttemptOutcome | None = None
+    error: str | None = None
+    traceback: str | None = None
+
+
+@attrs.frozen
+class JobEvent:
+    """A state change of one job, passed to the ``jobkit_job_event`` hook."""
+
+    kind: EventKind
+    job: JobRecord
+    at: datetime = attrs.field(factory=utcnow, validator=check_aware)
+    error: str | None = None

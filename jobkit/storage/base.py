@@ -1,0 +1,153 @@
+"""The ``Storage`` contract every job store implements.
+
+The interface is small on purpose (procrastinate's lesson): each method is one atomic transition
+of the job store, and anything that must be atomic happens inside the backend, in one transaction.
+Backends know records, never the worker. Every write made on behalf of a running attempt carries a
+:class:`~jobkit.records.Lease` and is *fenced*: it changes nothing unless that lease still owns the
+job (same worker, same attempt, status ``running``), so a worker that lost its lease can never
+overwrite the result of the worker that took the job over.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar
+
+from jobkit.records import (
+    Attempt,
+    AttemptOutcome,
+    JobRecord,
+    JobStatus,
+    Lease,
+    NewJob,
+    utcnow,
+)
+
+Clock = Callable[[], datetime]
+
+
+class Storage(abc.ABC):
+    """The abstract job store. Subclasses are built from a URL by :meth:`from_url`."""
+
+    #: The URL scheme this backend serves, e.g. ``"sqlite"``.
+    scheme: ClassVar[str]
+
+    def __init__(self, *, clock: Clock = utcnow) -> None:
+        self._clock = clock
+
+    @classmethod
+    @abc.abstractmethod
+    def from_url(cls, url: str, **options: Any) -> Storage:
+        """Build the backend from its URL (``sqlite:///path``, ``memory://`` ...)."""
+
+    def now(self) -> datetime:
+        """The store's clock (UTC). Tests replace it to move time without sleeping."""
+        return self._clock()
+
+    # -- writes of the app ---------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def enqueue(self, job: NewJob) -> JobRecord:
+        """Store a validated job as ``pending`` and return its record with the new id."""
+
+    @abc.abstractmethod
+    def cancel(self, job_id: str) -> JobRecord | None:
+        """Cancel a job that is pending, retrying or running.
+
+        A running job's open attempt is closed as ``cancelled`` in the same transaction, which also
+        takes the lease away from its worker (its later writes are refused). Returns the new record,
+        or ``None`` when the job had already finished. Raises ``JobNotFoundInStorage``.
+        """
+
+    @abc.abstractmethod
+    def retry(self, job_id: str) -> JobRecord | None:
+        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now, with at least
+        one attempt left. Returns ``None`` when the job is not in one of those statuses."""
+
+    # -- writes of the worker ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
+        """Atomically take the next due job: highest priority first, then earliest
+        ``available_at``, then enqueue order. The job becomes ``running`` with ``attempts + 1``
+        and a lease that expires ``lease_seconds`` from now, and an attempt row is opened.
+        Returns ``None`` when nothing is due. The lease is ``Lease(id, worker_id, attempts)``."""
+
+    @abc.abstractmethod
+    def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
+        """Extend the lease; ``False`` when it no longer owns the job (cancelled, expired and
+        taken over, or finished)."""
+
+    @abc.abstractmethod
+    def set_progress(self, lease: Lease, fraction: float, message: str | None) -> bool:
+        """Record the running attempt's progress; ``False`` when the lease is lost."""
+
+    @abc.abstractmethod
+    def complete(self, lease: Lease, result: Any) -> JobRecord | None:
+        """Finish the attempt as succeeded and the job as ``completed`` with ``result`` (JSON).
+        Fenced: returns ``None`` and changes nothing when the lease is lost."""
+
+    @abc.abstractmethod
+    def fail(
+        self,
+        lease: Lease,
+        *,
+        error: str,
+        traceback: str | None,
+        outcome: AttemptOutcome = AttemptOutcome.FAILED,
+        retry_at: datetime | None = None,
+    ) -> JobRecord | None:
+        """Finish the attempt with ``outcome``; the job becomes ``retrying`` (available at
+        ``retry_at``) or, when ``retry_at`` is ``None``, ``failed``. Fenced like ``complete``."""
+
+    @abc.abstractmethod
+    def release(self, lease: Lease) -> JobRecord | None:
+        """Hand a running job back (graceful shutdown): the attempt is closed as ``handed_back``
+        and does not count; the job is ``pending`` again, available now. Fenced."""
+
+    @abc.abstractmethod
+    def requeue_expired(self) -> list[JobRecord]:
+        """Take back running jobs whose lease expired (their worker died or froze): the attempt is
+        closed as ``lost`` and counts; the job is ``retrying`` and available now when attempts
+        remain, else ``failed``. Returns the changed records."""
+
+    @abc.abstractmethod
+    def prune(self, finished_before: datetime, *, batch_size: int = 1000) -> int:
+        """Delete finished jobs (and their attempts) that finished before the given time, in
+        batches of ``batch_size`` rows per transaction. Returns how many were deleted."""
+
+    # -- reads -----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get(self, job_id: str) -> JobRecord:
+        """The job with this id. Raises ``JobNotFoundInStorage``."""
+
+    @abc.abstractmethod
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[JobRecord]:
+        """Jobs, newest first, filtered by status and job name."""
+
+    @abc.abstractmethod
+    def count(self, *, status: JobStatus | None = None, name: str | None = None) -> int:
+        """How many jobs match the filter."""
+
+    @abc.abstractmethod
+    def attempts(self, job_id: str) -> list[Attempt]:
+        """Every attempt of the job, oldest first. Raises ``JobNotFoundInStorage``."""
+
+    def close(self) -> None:  # noqa: B027 - a backend without resources needs no close
+        """Release connections and files. The store must not be used afterwards."""
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
