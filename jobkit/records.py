@@ -151,3 +151,4 @@ class JobEvent:
     job: JobRecord
     at: datetime = attrs.field(factory=utcnow, validator=check_aware)
     error: str | None = None
+    traceback: str | None = None

@@ -1,0 +1,72 @@
+"""jobkit: run registered Python job classes in the background.
+
+>>> from jobkit import run_background_job
+>>> job_id = run_background_job("Email", "send_email", {"to": "ana@example.com"}, priority=5)
+
+Importing jobkit has no side effects beyond ``logger.disable("jobkit")``: the library adds no log
+sinks; the worker and the CLI do.
+"""
+
+from __future__ import annotations
+
+from loguru import logger
+
+from jobkit.app import (
+    JobKit,
+    cancel_job,
+    get_default_app,
+    get_job,
+    list_jobs,
+    reset_default_app,
+    retry_job,
+    run_background_job,
+    set_default_app,
+)
+from jobkit.exceptions import (
+    ConfigError,
+    InvalidParameters,
+    JobInterrupted,
+    JobkitError,
+    JobNotFound,
+    JobNotFoundInStorage,
+    MethodNotAllowed,
+    Retry,
+    StorageError,
+)
+from jobkit.hookspecs import hookimpl
+from jobkit.job import Job, JobContext
+from jobkit.records import Attempt, AttemptOutcome, EventKind, JobEvent, JobRecord, JobStatus
+
+logger.disable("jobkit")
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Attempt",
+    "AttemptOutcome",
+    "ConfigError",
+    "EventKind",
+    "InvalidParameters",
+    "Job",
+    "JobContext",
+    "JobEvent",
+    "JobInterrupted",
+    "JobKit",
+    "JobNotFound",
+    "JobNotFoundInStorage",
+    "JobRecord",
+    "JobStatus",
+    "JobkitError",
+    "MethodNotAllowed",
+    "Retry",
+    "StorageError",
+    "cancel_job",
+    "get_default_app",
+    "get_job",
+    "hookimpl",
+    "list_jobs",
+    "reset_default_app",
+    "retry_job",
+    "run_background_job",
+    "set_default_app",
+]

@@ -1,0 +1,274 @@
+"""``JobKit``, the app: configuration, plugin manager, registry, factory and store, tied together.
+
+The module-level functions (``jobkit.run_background_job`` ...) use a default app that is built
+on first use from ``JOBKIT_CONFIG``, else ``./jobs.yaml``, else the built-in defaults, and that
+tests and applications can replace or reset (:func:`set_default_app`, :func:`reset_default_app`).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from jobkit.config import Config, ResolvedJob, load_config
+from jobkit.exceptions import ConfigError, JobkitError
+from jobkit.factory import Factory
+from jobkit.notify import NotificationDispatcher, build_subscriptions
+from jobkit.plugins import NotifierRegistry, StorageRegistry, dispatch_event, get_plugin_manager
+from jobkit.records import Attempt, EventKind, JobEvent, JobRecord, JobStatus, NewJob
+from jobkit.registry import JobSpec, Registry
+
+if TYPE_CHECKING:
+    from jobkit.job import Job
+    from jobkit.storage.base import Storage
+
+
+def _status(status: JobStatus | str | None) -> JobStatus | None:
+    if status is None or isinstance(status, JobStatus):
+        return status
+    try:
+        return JobStatus(status)
+    except ValueError:
+        known = ", ".join(s.value for s in JobStatus)
+        raise JobkitError(f"unknown job status {status!r} (one of: {known})") from None
+
+
+def _seconds(delay: float | timedelta, what: str) -> float:
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
+        raise JobkitError(f"{what} must be a number of seconds >= 0 or a timedelta, got {delay!r}")
+    return float(seconds)
+
+
+class JobKit:
+    """A jobkit application. Build one with :meth:`from_config`, or use the default app."""
+
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        plugins: tuple[object, ...] = (),
+        load_entrypoints: bool = True,
+        storage: Storage | None = None,
+    ) -> None:
+        self.config = config or Config()
+        self.pm: pluggy.PluginManager = get_plugin_manager(plugins, load_entrypoints=load_entrypoints)
+        self.storage_registry = StorageRegistry()
+        self.pm.hook.jobkit_register_storage(registry=self.storage_registry)
+        notifiers = NotifierRegistry()
+        self.pm.hook.jobkit_register_notifiers(registry=notifiers)
+        subscriptions = build_subscriptions(self.config, notifiers)
+        if subscriptions:
+            self.pm.register(NotificationDispatcher(subscriptions), name="jobkit.notifications")
+        self.registry = Registry()
+        if load_entrypoints:
+            self.registry.load_entry_points()
+        self.registry.load_config(self.config)
+        self.factory = Factory(self.registry)
+        self._storage = storage
+        self._storage_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> JobKit:
+        """An app from ``path``, else ``JOBKIT_CONFIG``, else ``./jobs.yaml``, else defaults."""
+        return cls(load_config(path), **kwargs)
+
+    # -- parts ---------------------------------------------------------------------------------
+
+    @property
+    def storage(self) -> Storage:
+        """The job store named by the configuration, opened on first use."""
+        if self._storage is None:
+            with self._storage_lock:
+                if self._storage is None:
+                    self._storage = self.storage_registry.build(self.config.storage)
+        return self._storage
+
+    def register(self, name: str, cls: type[Job]) -> JobSpec:
+        """Register a job class under a short name from code."""
+        return self.registry.register(name, cls)
+
+    def job_settings(self, name: str, overrides: dict[str, Any] | None = None) -> ResolvedJob:
+        """The effective settings of job ``name`` and the layer that set each value."""
+        spec = self.registry.get(name)
+        return self.config.resolve_job(
+            name,
+            package_defaults=spec.cls.defaults,
+            package=spec.package or spec.cls.__module__.partition(".")[0],
+            overrides=overrides,
+        )
+
+    def check(self) -> list[str]:
+        """Problems an operator should fix: ``jobs:`` entries naming no registered job, and
+        jobs whose settings do not resolve. Empty when all is well."""
+        problems = self.registry.unknown_entries(self.config)
+        for spec in self.registry:
+            try:
+                self.job_settings(spec.name)
+            except ConfigError as exc:
+                problems.extend(exc.errors or [str(exc)])
+        return problems
+
+    def emit(self, kind: EventKind, job: JobRecord, error: str | None = None,
+             traceback: str | None = None) -> None:
+        """Report a committed state change to every ``jobkit_job_event`` implementation."""
+        dispatch_event(self.pm, JobEvent(kind=kind, job=job, error=error, traceback=traceback))
+
+    # -- the public API ------------------------------------------------------------------------
+
+    def run_background_job(
+        self,
+        name: str,
+        method: str = "handle",
+        params: dict[str, Any] | list[Any] | None = None,
+        *,
+        priority: int | None = None,
+        delay: float | timedelta = 0,
+        retry_attempts: int | None = None,
+        retry_delay: float | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Validate and store a job; return its id. Nothing is stored when validation fails.
+
+        ``priority`` defaults to the job's configured priority (0 unless configured); higher runs
+        first. ``delay`` is seconds or a ``timedelta``. ``retry_attempts``, ``retry_delay`` and
+        ``timeout`` override the job's configuration for this one job.
+        """
+        spec, by_name = self.factory.validate(name, method, params)
+        seconds = _seconds(delay, "delay")
+        overrides = {
+            "priority": priority,
+            "retry_attempts": retry_attempts,
+            "retry_delay": retry_delay,
+            "timeout": timeout,
+        }
+        settings = self.job_settings(spec.name, overrides).settings
+        storage = self.storage
+        record = storage.enqueue(
+            NewJob(
+                name=spec.name,
+                method=method,
+                params=by_name,
+                priority=settings.priority,
+                max_attempts=settings.max_attempts,
+                policy=settings.policy(),
+                available_at=storage.now() + timedelta(seconds=seconds),
+            )
+        )
+        self.emit(EventKind.ENQUEUED, record)
+        return record.id
+
+    def get_job(self, job_id: str) -> JobRecord:
+        """The job's record; raises ``JobNotFoundInStorage``."""
+        return self.storage.get(str(job_id))
+
+    def get_attempts(self, job_id: str) -> list[Attempt]:
+        """Every attempt of the job, oldest first."""
+        return self.storage.attempts(str(job_id))
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Cancel a pending, retrying or running job; ``False`` when it had already finished.
+
+        A pending job never runs; a running one is stopped by its worker within about a second.
+        """
+        record = self.storage.cancel(str(job_id))
+        if record is None:
+            return False
+        self.emit(EventKind.CANCELLED, record)
+        return True
+
+    def retry_job(self, job_id: str) -> bool:
+        """Run a failed or cancelled job again; ``False`` when it is in another status."""
+        record = self.storage.retry(str(job_id))
+        if record is None:
+            return False
+        self.emit(EventKind.ENQUEUED, record)
+        return True
+
+    def list_jobs(
+        self,
+        status: JobStatus | str | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[JobRecord]:
+        """Jobs, newest first, filtered by status and job name."""
+        return self.storage.list(status=_status(status), name=name, limit=limit, offset=offset)
+
+    def close(self) -> None:
+        """Close the store."""
+        if self._storage is not None:
+            self._storage.close()
+            self._storage = None
+
+    def __enter__(self) -> JobKit:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+_default_app: JobKit | None = None
+_default_lock = threading.Lock()
+
+
+def get_default_app() -> JobKit:
+    """The default app, built on first use from ``JOBKIT_CONFIG``, ``./jobs.yaml`` or defaults."""
+    global _default_app
+    if _default_app is None:
+        with _default_lock:
+            if _default_app is None:
+                _default_app = JobKit.from_config()
+    return _default_app
+
+
+def set_default_app(app: JobKit | None) -> None:
+    """Make ``app`` the default app (``None`` to build it again on next use)."""
+    global _default_app
+    with _default_lock:
+        _default_app = app
+
+
+def reset_default_app() -> None:
+    """Close the default app, if any; the next call builds a new one."""
+    global _default_app
+    with _default_lock:
+        app, _default_app = _default_app, None
+    if app is not None:
+        app.close()
+
+
+def run_background_job(
+    name: str,
+    method: str = "handle",
+    params: dict[str, Any] | list[Any] | None = None,
+    **options: Any,
+) -> str:
+    """``JobKit.run_background_job`` on the default app."""
+    return get_default_app().run_background_job(name, method, params, **options)
+
+
+def get_job(job_id: str) -> JobRecord:
+    """``JobKit.get_job`` on the default app."""
+    return get_default_app().get_job(job_id)
+
+
+def cancel_job(job_id: str) -> bool:
+    """``JobKit.cancel_job`` on the default app."""
+    return get_default_app().cancel_job(job_id)
+
+
+def retry_job(job_id: str) -> bool:
+    """``JobKit.retry_job`` on the default app."""
+    return get_default_app().retry_job(job_id)
+
+
+def list_jobs(
+    status: JobStatus | str | None = None, name: str | None = None, limit: int = 100, offset: int = 0
+) -> list[JobRecord]:
+    """``JobKit.list_jobs`` on the default app."""
+    return get_default_app().list_jobs(status, name, limit, offset)

@@ -1,0 +1,215 @@
+"""The factory: checks params against an approved method's signature and builds the job.
+
+Params must be JSON (no NaN, bytes, sets or other objects) and must fit the method: no missing
+or unexpected names, and values of the annotated types. Types are checked with a strict cattrs
+converter (``"5"`` is not an ``int``); a parameter annotated with an attrs class is given as a dict
+and structured into the class when the job runs. The worker runs the same checks again before it
+runs a stored row: the database is a trust boundary.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import typing
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import Any
+
+import attrs
+import cattrs
+
+from jobkit.exceptions import ConfigError, InvalidParameters
+from jobkit.job import Job
+from jobkit.registry import JobSpec, Registry
+
+Params = dict[str, Any]
+
+
+def _strict(kind: type[Any], accept: tuple[type[Any], ...]) -> Callable[[Any, Any], Any]:
+    def structure(value: Any, _: Any) -> Any:
+        if isinstance(value, bool) and kind is not bool:
+            raise TypeError(f"expected {kind.__name__}, got a boolean")
+        if not isinstance(value, accept):
+            raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r:.60}")
+        return kind(value)
+
+    return structure
+
+
+def make_converter() -> cattrs.Converter:
+    """A cattrs converter that refuses lossy coercions and unknown keys of attrs classes."""
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(int, _strict(int, (int,)))
+    converter.register_structure_hook(float, _strict(float, (int, float)))
+    converter.register_structure_hook(str, _strict(str, (str,)))
+    converter.register_structure_hook(bool, _strict(bool, (bool,)))
+    return converter
+
+
+def json_problem(value: Any, path: str = "") -> str | None:
+    """Why ``value`` is not plain JSON, naming where inside it; ``None`` when it is."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path or 'value'} is {value!r}, not JSON"
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            problem = json_problem(item, f"{path}[{index}]")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path or 'value'} has a non-string key {key!r}"
+            problem = json_problem(item, f"{path}.{key}" if path else key)
+            if problem:
+                return problem
+        return None
+    return f"{path or 'value'} is a {type(value).__name__}, not JSON"
+
+
+@attrs.frozen
+class MethodSignature:
+    """What the factory needs to know of one approved method."""
+
+    parameters: tuple[inspect.Parameter, ...]
+    hints: Mapping[str, Any]
+    accepts_any_keyword: bool
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Parameter names that can be given by keyword."""
+        return tuple(
+            p.name
+            for p in self.parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        )
+
+
+@cache
+def signature_of(cls: type[Job], method: str) -> MethodSignature:
+    """The signature and resolved type hints of ``cls.method`` (without ``self``)."""
+    function = inspect.getattr_static(cls, method)
+    if isinstance(function, (staticmethod, classmethod)):
+        function = function.__func__
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception as exc:
+        raise ConfigError(
+            f"{cls.__module__}:{cls.__qualname__}.{method}: cannot resolve type hints: {exc}"
+        ) from exc
+    hints.pop("return", None)
+    parameters = list(inspect.signature(function).parameters.values())
+    if parameters and not isinstance(inspect.getattr_static(cls, method), staticmethod):
+        parameters = parameters[1:]  # self (or cls)
+    return MethodSignature(
+        parameters=tuple(p for p in parameters if p.kind is not p.VAR_KEYWORD),
+        hints=hints,
+        accepts_any_keyword=any(p.kind is p.VAR_KEYWORD for p in parameters),
+    )
+
+
+class Factory:
+    """Validates params for a registered job and builds instances ready to run."""
+
+    def __init__(self, registry: Registry, converter: cattrs.Converter | None = None) -> None:
+        self.registry = registry
+        self.converter = converter or make_converter()
+
+    def validate(self, name: str, method: str, params: Any) -> tuple[JobSpec, Params]:
+        """Check that ``name.method`` is approved and ``params`` fit it.
+
+        ``params`` is a dict of keyword arguments, a list of positional ones, or ``None``.
+        Returns the spec and the params as a dict keyed by parameter name. Raises
+        ``JobNotFound``, ``MethodNotAllowed`` or ``InvalidParameters`` naming every bad parameter.
+        """
+        spec = self.registry.method(name, method)
+        signature = signature_of(spec.cls, method)
+        by_name = self._by_name(name, method, signature, params)
+        problems: dict[str, str] = {}
+        for param in signature.parameters:
+            if param.kind is param.VAR_POSITIONAL:
+                continue
+            if param.name not in by_name:
+                if param.default is param.empty:
+                    problems[param.name] = "missing (required)"
+                continue
+            value = by_name[param.name]
+            problem = json_problem(value, param.name)
+            if problem is None and param.name in signature.hints:
+                problem = self._type_problem(value, signature.hints[param.name])
+            if problem:
+                problems[param.name] = problem
+        allowed = set(signature.names)
+        for key, value in by_name.items():
+            if key in allowed:
+                continue
+            if not signature.accepts_any_keyword:
+                problems[key] = "unexpected parameter (the method has no parameter of this name)"
+            elif problem := json_problem(value, key):
+                problems[key] = problem
+        if problems:
+            raise InvalidParameters(name, method, problems)
+        return spec, by_name
+
+    def build(self, name: str, method: str, params: Any) -> tuple[Job, Callable[..., Any], Params]:
+        """Validate again, instantiate the job and structure the params for the call.
+
+        Returns the instance, its bound method and the keyword arguments to call it with.
+        """
+        spec, by_name = self.validate(name, method, params)
+        hints = signature_of(spec.cls, method).hints
+        kwargs = {
+            key: self.converter.structure(value, hints[key]) if key in hints else value
+            for key, value in by_name.items()
+        }
+        instance = spec.cls()
+        return instance, getattr(instance, method), kwargs
+
+    def _by_name(
+        self, name: str, method: str, signature: MethodSignature, params: Any
+    ) -> Params:
+        if params is None:
+            return {}
+        if isinstance(params, Mapping):
+            bad_keys = [k for k in params if not isinstance(k, str)]
+            if bad_keys:
+                raise InvalidParameters(
+                    name, method, {repr(k): "parameter names must be strings" for k in bad_keys}
+                )
+            return dict(params)
+        if isinstance(params, (list, tuple)):
+            positional = [
+                p.name
+                for p in signature.parameters
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+            if len(params) > len(positional):
+                raise InvalidParameters(
+                    name,
+                    method,
+                    {"params": f"{len(params)} positional values given, the method takes "
+                     f"at most {len(positional)}"},
+                )
+            return dict(zip(positional, params, strict=False))
+        raise InvalidParameters(
+            name, method, {"params": f"must be a dict or a list, got {type(params).__name__}"}
+        )
+
+    def _type_problem(self, value: Any, hint: Any) -> str | None:
+        if hint is Any:
+            return None
+        try:
+            self.converter.structure(value, hint)
+        except Exception as exc:
+            messages = cattrs.transform_error(exc, path="") if isinstance(
+                exc, (cattrs.BaseValidationError)
+            ) else [str(exc)]
+            return f"{'; '.join(messages)} (expected {_hint_name(hint)})"
+        return None
+
+
+def _hint_name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")

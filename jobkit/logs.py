@@ -1,0 +1,154 @@
+"""Logging: jobkit's two log files, and the built-in plugin that writes every job event to them.
+
+The library never adds a sink by itself (``jobkit/__init__`` calls ``logger.disable("jobkit")``);
+the worker and the CLI call :func:`configure_logging`, which adds
+
+- ``<dir>/background_jobs.log``: every state change of every job (id, name, method, masked
+  params, status, attempt, time) and the lines jobs log through ``self.log``;
+- ``<dir>/background_jobs_errors.log``: failures, with their tracebacks.
+
+Text lines are one record per line: newlines and other control characters in messages and
+params are escaped, and a traceback follows as lines that start with ``  | ``, so no input can
+forge a record. JSON lines are loguru's ``serialize`` format. Worker processes forward their
+records to the supervisor's sinks (:func:`forward_to`), so one process owns each file and its
+rotation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from loguru import logger
+
+from jobkit.hookspecs import hookimpl
+from jobkit.masking import mask_secrets
+from jobkit.records import EventKind, JobEvent
+
+if TYPE_CHECKING:
+    import pluggy
+    from loguru import Logger, Message, Record
+
+    from jobkit.config import LoggingSettings
+
+EVENTS_FILE = "background_jobs.log"
+ERRORS_FILE = "background_jobs_errors.log"
+_FIELDS = ("job_id", "job_name", "method", "attempt", "status", "event")
+_LEVELS = {EventKind.FAILED: "ERROR", EventKind.RETRYING: "WARNING"}
+
+
+@attrs.frozen
+class LogFiles:
+    """The sinks :func:`configure_logging` added."""
+
+    events: Path
+    errors: Path
+    handler_ids: tuple[int, ...]
+
+    def remove(self) -> None:
+        """Flush and remove the sinks."""
+        for handler_id in self.handler_ids:
+            logger.remove(handler_id)
+
+
+def escape(text: str) -> str:
+    """``text`` on one line: control characters shown as escapes."""
+    return text.encode("unicode_escape", "backslashreplace").decode("ascii", "replace")
+
+
+def _is_job_record(record: Record) -> bool:
+    name = record["name"] or ""
+    return name == "jobkit" or name.startswith("jobkit.") or "job_id" in record["extra"]
+
+
+def _text_format(record: Record) -> str:
+    extra = record["extra"]
+    fields = " ".join(f"{key}={escape(str(extra[key]))}" for key in _FIELDS if key in extra)
+    if "params" in extra:
+        fields += f" params={extra['params']}"
+    extra["_jobkit_line"] = " | ".join(filter(None, [fields, escape(record["message"])]))
+    tb = extra.get("traceback")
+    if tb is None and record["exception"] is not None:
+        import traceback
+
+        exc = record["exception"]
+        tb = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+    extra["_jobkit_tb"] = "".join(f"\n  | {escape(line)}" for line in str(tb).splitlines()) if tb else ""
+    return "{time:YYYY-MM-DDTHH:mm:ss.SSSSSSZZ!UTC} | {level: <7} | {extra[_jobkit_line]}{extra[_jobkit_tb]}\n"
+
+
+def configure_logging(
+    settings: LoggingSettings,
+    pm: pluggy.PluginManager | None = None,
+    *,
+    base_dir: str | Path | None = None,
+    enqueue: bool = False,
+) -> LogFiles:
+    """Enable jobkit's logging and add its two file sinks; then call ``jobkit_configure_logging``.
+
+    ``enqueue=True`` makes the sinks safe to feed from several processes (the worker).
+    """
+    directory = Path(base_dir or ".") / settings.dir
+    directory.mkdir(parents=True, exist_ok=True)
+    logger.enable("jobkit")
+    common: dict[str, Any] = {
+        "filter": _is_job_record,
+        "enqueue": enqueue,
+        "rotation": settings.rotation,
+        "retention": settings.retention,
+        "encoding": "utf-8",
+        "backtrace": False,
+        "diagnose": False,
+    }
+    if settings.format == "json":
+        common["serialize"] = True
+    else:
+        common["format"] = _text_format
+    events, errors = directory / EVENTS_FILE, directory / ERRORS_FILE
+    ids = (
+        logger.add(events, level=settings.level, **common),
+        logger.add(errors, level="ERROR", **common),
+    )
+    if pm is not None:
+        pm.hook.jobkit_configure_logging(logger=logger, settings=settings)
+    return LogFiles(events, errors, ids)
+
+
+def forward_to(parent: Logger) -> None:
+    """In a worker process: send every record to ``parent``, the supervisor's logger.
+
+    ``parent`` is loguru's logger pickled into the process (loguru's way under ``spawn``); its
+    ``enqueue=True`` sinks carry records to the supervisor, which writes them.
+    """
+    logger.remove()
+    logger.enable("jobkit")
+
+    def sink(message: Message) -> None:
+        record = message.record
+        keep = {k: record[k] for k in ("name", "function", "line", "module", "file", "time",  # type: ignore[literal-required]
+                                       "extra", "process", "thread", "exception")}
+        parent.patch(lambda r: r.update(keep)).log(record["level"].name, record["message"])  # type: ignore[call-overload]
+
+    logger.add(sink, level=0, format="{message}", catch=True)
+
+
+@hookimpl
+def jobkit_job_event(event: JobEvent) -> None:
+    """Write the event to the job log (and, for failures, the error log)."""
+    job = event.job
+    bound = logger.bind(
+        job_id=job.id,
+        job_name=job.name,
+        method=job.method,
+        attempt=job.attempts,
+        status=str(job.status),
+        event=str(event.kind),
+        params=json.dumps(mask_secrets(job.params), ensure_ascii=False, sort_keys=True),
+        traceback=event.traceback,
+    )
+    if event.error:
+        bound.log(_LEVELS.get(event.kind, "INFO"), "{kind}: {error}", kind=str(event.kind), error=event.error)
+    else:
+        bound.log(_LEVELS.get(event.kind, "INFO"), "{kind}", kind=str(event.kind))

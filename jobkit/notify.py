@@ -1,0 +1,110 @@
+"""Notifiers: plugins told about job events, configured under ``notifications:`` in jobs.yaml.
+
+A notifier class is registered by a plugin through ``jobkit_register_notifiers`` and built from
+one entry of ``notifications:``: ``plugin`` names the class, ``events`` and ``jobs`` filter what
+it is told, and the entry's other keys are its options, structured into the class's ``Options``
+attrs class (unknown keys and wrong types are configuration errors naming file and line).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+import cattrs
+
+from jobkit.exceptions import ConfigError
+from jobkit.hookspecs import hookimpl
+from jobkit.records import JobEvent
+
+if TYPE_CHECKING:
+    from jobkit.config import Config
+    from jobkit.plugins import NotifierRegistry
+
+
+@attrs.frozen
+class NoOptions:
+    """Options of a notifier that takes none."""
+
+
+class Notifier(abc.ABC):
+    """The base class of notifiers; ``Options`` is the attrs class of its configuration."""
+
+    Options: ClassVar[type[Any]] = NoOptions
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+    @abc.abstractmethod
+    def notify(self, event: JobEvent) -> None:
+        """Deliver ``event``. May raise; the dispatcher logs the error and goes on."""
+
+
+@attrs.frozen
+class Subscription:
+    """One configured notifier and the events it wants."""
+
+    notifier: Notifier
+    events: frozenset[str] | None
+    jobs: frozenset[str] | None
+
+    def wants(self, event: JobEvent) -> bool:
+        """Whether the event passes the entry's ``events`` and ``jobs`` filters."""
+        return (self.events is None or str(event.kind) in self.events) and (
+            self.jobs is None or event.job.name in self.jobs
+        )
+
+
+def build_subscriptions(config: Config, registry: NotifierRegistry) -> list[Subscription]:
+    """Build a notifier for each ``notifications:`` entry; ``ConfigError`` lists every bad one."""
+    converter = cattrs.Converter(forbid_extra_keys=True)
+    subscriptions: list[Subscription] = []
+    errors: list[str] = []
+    for index, entry in enumerate(config.notifications):
+        where = f"{config.path or '<config>'}: notifications[{index}]"
+        try:
+            cls = registry.get(entry.plugin)
+            options = converter.structure(dict(entry.options), cls.Options)
+        except KeyError as exc:
+            errors.append(f"{where}.plugin: {exc.args[0]}")
+            continue
+        except cattrs.BaseValidationError as exc:
+            errors.extend(f"{where}: {message}" for message in cattrs.transform_error(exc, path=""))
+            continue
+        subscriptions.append(
+            Subscription(cls(options), _set(entry.events), _set(entry.jobs))
+        )
+    if errors:
+        raise ConfigError(errors=errors)
+    return subscriptions
+
+
+def _set(values: Iterable[str] | None) -> frozenset[str] | None:
+    return None if values is None else frozenset(values)
+
+
+class NotificationDispatcher:
+    """A plugin, registered per app, that hands each event to the notifiers that want it."""
+
+    def __init__(self, subscriptions: list[Subscription]) -> None:
+        self.subscriptions = subscriptions
+
+    @hookimpl
+    def jobkit_job_event(self, event: JobEvent) -> None:
+        """Tell every interested notifier; one that raises does not stop the others."""
+        from loguru import logger
+
+        for subscription in self.subscriptions:
+            if not subscription.wants(event):
+                continue
+            try:
+                subscription.notifier.notify(event)
+            except Exception:
+                logger.opt(exception=True).error(
+                    "notifier {notifier} failed for job {job_id} ({kind})",
+                    notifier=type(subscription.notifier).__name__,
+                    job_id=event.job.id,
+                    kind=str(event.kind),
+                )

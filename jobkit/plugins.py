@@ -1,0 +1,147 @@
+"""The plugin manager factory, and the registries plugins fill through hooks."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import pluggy
+from loguru import logger
+
+from jobkit import hookspecs
+from jobkit.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from jobkit.notify import Notifier
+    from jobkit.records import JobEvent
+    from jobkit.storage.base import Storage
+
+#: Built-in features, registered as plugins exactly like a third party's (datasette's pattern).
+DEFAULT_PLUGINS = ("jobkit.storage.plugin", "jobkit.logs")
+
+T = TypeVar("T")
+
+
+class ClassRegistry(Generic[T]):
+    """A name -> class mapping that refuses two classes under one name."""
+
+    kind = "class"
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[T]] = {}
+
+    def add(self, name: str, cls: type[T]) -> None:
+        """Register ``cls`` under ``name``."""
+        existing = self._classes.get(name)
+        if existing is not None and existing is not cls:
+            raise ConfigError(
+                f"{self.kind} {name!r} is registered twice: by {existing.__module__}."
+                f"{existing.__qualname__} and by {cls.__module__}.{cls.__qualname__}"
+            )
+        self._classes[name] = cls
+
+    def get(self, name: str) -> type[T]:
+        """The class registered under ``name``; ``KeyError`` names the known ones."""
+        try:
+            return self._classes[name]
+        except KeyError:
+            known = ", ".join(sorted(self._classes)) or "none"
+            raise KeyError(f"no {self.kind} {name!r} (known: {known})") from None
+
+    def names(self) -> list[str]:
+        """The registered names, sorted."""
+        return sorted(self._classes)
+
+
+class StorageRegistry(ClassRegistry["Storage"]):
+    """URL scheme -> ``Storage`` subclass, filled by ``jobkit_register_storage``."""
+
+    kind = "storage scheme"
+
+    def build(self, url: str, **options: Any) -> Storage:
+        """Open the store that ``url`` names; ``ConfigError`` for an unknown scheme."""
+        scheme, sep, _ = url.partition("://")
+        if not sep:
+            raise ConfigError(f"storage: {url!r} is not a URL like sqlite:///jobkit.db")
+        try:
+            cls = self.get(scheme)
+        except KeyError as exc:
+            raise ConfigError(f"storage: {url!r}: {exc.args[0]}") from None
+        return cls.from_url(url, **options)
+
+
+class NotifierRegistry(ClassRegistry["Notifier"]):
+    """Notifier name -> ``Notifier`` subclass, filled by ``jobkit_register_notifiers``."""
+
+    kind = "notifier"
+
+
+def get_plugin_manager(
+    plugins: Iterable[object] = (),
+    *,
+    load_entrypoints: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> pluggy.PluginManager:
+    """Build jobkit's plugin manager.
+
+    Adds the hook specs, registers the built-in plugins and ``plugins``, loads the entry-point
+    group ``jobkit``, and checks that every implementation matches a spec (so a misspelled hook
+    fails at start). ``JOBKIT_TRACE_PLUGINS=1`` prints every hook call to stderr.
+    """
+    import importlib
+
+    pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    pm.add_hookspecs(hookspecs)
+    for name in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(name), name=name)
+    for plugin in plugins:
+        pm.register(plugin)
+    if load_entrypoints:
+        try:
+            pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME)
+        except Exception as exc:
+            raise ConfigError(f"entry point group 'jobkit': cannot load a plugin: {exc}") from exc
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise ConfigError(f"plugin {exc.plugin!r}: {exc}") from exc
+    env = os.environ if environ is None else environ
+    if env.get("JOBKIT_TRACE_PLUGINS", "") not in ("", "0"):
+        pm.add_hookcall_monitoring(_trace_before, _trace_after)
+    return pm
+
+
+def _trace_before(hook_name: str, impls: Any, kwargs: Mapping[str, Any]) -> None:
+    names = ", ".join(impl.plugin_name for impl in impls)
+    print(f"jobkit hook {hook_name}({', '.join(kwargs)}) -> [{names}]", file=sys.stderr)
+
+
+def _trace_after(outcome: Any, hook_name: str, impls: Any, kwargs: Mapping[str, Any]) -> None:
+    error = outcome.exception
+    if error is not None:
+        print(f"jobkit hook {hook_name} raised {error!r}", file=sys.stderr)
+
+
+def dispatch_event(pm: pluggy.PluginManager, event: JobEvent) -> None:
+    """Call every ``jobkit_job_event`` implementation on its own; log the ones that raise.
+
+    pluggy stops at the first implementation that raises; an event must reach every plugin, and
+    no plugin may change a job's outcome, so each is called separately.
+    """
+    hook = pm.hook.jobkit_job_event
+    for impl in reversed(hook.get_hookimpls()):
+        caller = pm.subset_hook_caller(
+            "jobkit_job_event",
+            remove_plugins=[p for p in pm.get_plugins() if p is not impl.plugin],
+        )
+        try:
+            caller(event=event)
+        except Exception:
+            logger.opt(exception=True).error(
+                "plugin {plugin} raised in jobkit_job_event({kind}) for job {job_id}",
+                plugin=impl.plugin_name,
+                kind=str(event.kind),
+                job_id=event.job.id,
+            )
