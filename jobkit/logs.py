@@ -96,6 +96,7 @@ def configure_logging(
     common: dict[str, Any] = {
         "filter": _is_job_record,
         "enqueue": enqueue,
+        **({"context": "spawn"} if enqueue else {}),
         "rotation": settings.rotation,
         "retention": settings.retention,
         "encoding": "utf-8",

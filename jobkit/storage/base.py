@@ -11,9 +11,10 @@ overwrite the result of the worker that took the job over.
 from __future__ import annotations
 
 import abc
+import builtins
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from jobkit.records import (
     Attempt,
@@ -26,6 +27,7 @@ from jobkit.records import (
 )
 
 Clock = Callable[[], datetime]
+S = TypeVar("S", bound="Storage")
 
 
 class Storage(abc.ABC):
@@ -64,7 +66,8 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def retry(self, job_id: str) -> JobRecord | None:
         """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now, with at least
-        one attempt left. Returns ``None`` when the job is not in one of those statuses."""
+        one attempt left, and its ``error`` cleared. Returns ``None`` when the job is not in one of
+        those statuses; raises ``JobNotFoundInStorage`` for an unknown id."""
 
     # -- writes of the worker ------------------------------------------------------------------
 
@@ -108,7 +111,7 @@ class Storage(abc.ABC):
         and does not count; the job is ``pending`` again, available now. Fenced."""
 
     @abc.abstractmethod
-    def requeue_expired(self) -> list[JobRecord]:
+    def requeue_expired(self) -> builtins.list[JobRecord]:
         """Take back running jobs whose lease expired (their worker died or froze): the attempt is
         closed as ``lost`` and counts; the job is ``retrying`` and available now when attempts
         remain, else ``failed``. Returns the changed records."""
@@ -140,13 +143,13 @@ class Storage(abc.ABC):
         """How many jobs match the filter."""
 
     @abc.abstractmethod
-    def attempts(self, job_id: str) -> list[Attempt]:
+    def attempts(self, job_id: str) -> builtins.list[Attempt]:
         """Every attempt of the job, oldest first. Raises ``JobNotFoundInStorage``."""
 
     def close(self) -> None:  # noqa: B027 - a backend without resources needs no close
         """Release connections and files. The store must not be used afterwards."""
 
-    def __enter__(self) -> Storage:
+    def __enter__(self: S) -> S:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

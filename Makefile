@@ -1,0 +1,38 @@
+# jobkit: `make demo` shows it working, `make test` runs every check. Both create .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
+
+.PHONY: install demo test lint typecheck pytest clean
+
+$(STAMP): pyproject.toml $(PLUGIN_PROJECTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	for p in $(dir $(PLUGIN_PROJECTS)); do $(BIN)/python -m pip install --quiet -e "$$p" || exit 1; done
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	cd examples/quickstart && rm -rf jobkit.db* logs \
+	  && ../../$(BIN)/python enqueue.py \
+	  && ../../$(BIN)/jobkit worker --concurrency 2 --burst \
+	  && ../../$(BIN)/jobkit list \
+	  && echo "logs: examples/quickstart/logs/background_jobs.log, examples/quickstart/logs/background_jobs_errors.log"
+
+lint: install
+	$(BIN)/ruff check jobkit tests plugins examples
+
+typecheck: install
+	$(BIN)/mypy jobkit
+
+pytest: install
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) build *.egg-info

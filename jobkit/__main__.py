@@ -1,0 +1,5 @@
+"""``python -m jobkit``: the ``jobkit`` command."""
+
+from jobkit.cli import main
+
+main()

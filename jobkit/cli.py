@@ -1,0 +1,265 @@
+"""The ``jobkit`` command.
+
+Exit codes: 0 success; 1 the operation failed (unknown job id, a job that cannot be cancelled,
+invalid params, a failed job with ``--wait``); 2 bad usage or configuration. Errors are printed
+as one line on stderr, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+import click
+from loguru import logger
+
+from jobkit.exceptions import ConfigError, JobkitError
+from jobkit.masking import mask_secrets
+from jobkit.records import FINAL_STATUSES, JobRecord, JobStatus
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> None:
+    click.echo(f"jobkit: error: {message}", err=True)
+    sys.exit(code)
+
+
+def handle_errors(command: F) -> F:
+    """Turn jobkit's exceptions into one line on stderr and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
+        except JobkitError as exc:
+            _fail(str(exc))
+        except OSError as exc:
+            _fail(str(exc))
+        except Exception as exc:  # a bug: still one line; JOBKIT_DEBUG=1 shows the traceback
+            if os.environ.get("JOBKIT_DEBUG"):
+                raise
+            _fail(f"unexpected {type(exc).__name__}: {exc} (set JOBKIT_DEBUG=1 for a traceback)")
+
+    return wrapper  # type: ignore[return-value]
+
+
+class State:
+    """The ``--config`` path, and the app built from it on first use."""
+
+    def __init__(self, config: str | None) -> None:
+        self.config = config
+        self._app: Any = None
+
+    def app(self, *, log: bool = True) -> Any:
+        """The app, with the job log configured."""
+        if self._app is None:
+            from jobkit.app import JobKit
+            from jobkit.logs import configure_logging
+
+            self._app = JobKit.from_config(self.config)
+            if log:
+                configure_logging(self._app.config.logging, self._app.pm)
+        return self._app
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "-c", envvar="JOBKIT_CONFIG", type=click.Path(dir_okay=False),
+              help="Path of jobs.yaml (env JOBKIT_CONFIG; default ./jobs.yaml if present).")
+@click.version_option(package_name="jobkit")
+@click.pass_context
+def main(ctx: click.Context, config: str | None) -> None:
+    """jobkit: run registered Python job classes in the background."""
+    ctx.obj = State(config)
+
+
+@main.command()
+@click.option("--concurrency", "-n", type=click.IntRange(min=1),
+              help="Worker processes (default: worker.concurrency in jobs.yaml, else CPU count).")
+@click.option("--burst", is_flag=True,
+              help="Exit when no job is pending, retrying (delayed included) or running.")
+@pass_state
+@handle_errors
+def worker(state: State, concurrency: int | None, burst: bool) -> None:
+    """Run jobs: start worker processes and supervise them until SIGINT/SIGTERM."""
+    from jobkit.logs import configure_logging
+    from jobkit.worker import Worker
+
+    app = state.app(log=False)
+    logger.remove()
+    logger.add(sys.stderr, level="INFO", format="{time:HH:mm:ss} {level: <7} {message}",
+               enqueue=True, context="spawn")
+    files = configure_logging(app.config.logging, app.pm, enqueue=True)
+    try:
+        code = Worker(app, concurrency=concurrency, burst=burst).run()
+    finally:
+        files.remove()
+    sys.exit(code)
+
+
+def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] | list[Any]:
+    params: dict[str, Any] | list[Any] = {}
+    if params_json is not None:
+        try:
+            params = json.loads(params_json)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--params-json") from None
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{pair!r} is not key=value", param_hint="--param")
+        if not isinstance(params, dict):
+            raise click.BadParameter("cannot mix --param with a JSON list", param_hint="--param")
+        try:
+            params[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            params[key] = raw  # a bare word is a string
+    return params
+
+
+@main.command()
+@click.argument("name")
+@click.argument("method", default="handle")
+@click.option("--param", "-p", "pairs", multiple=True, metavar="KEY=VALUE",
+              help="A parameter; VALUE is parsed as JSON, else taken as a string. Repeatable.")
+@click.option("--params-json", metavar="JSON", help="All parameters as a JSON object or list.")
+@click.option("--priority", type=int, help="Higher runs first (default: the job's priority).")
+@click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds to wait.")
+@click.option("--retry-attempts", type=click.IntRange(min=0), help="Override the job's retries.")
+@click.option("--wait", is_flag=True, help="Wait for the job to finish; print result or error.")
+@pass_state
+@handle_errors
+def run(state: State, name: str, method: str, pairs: tuple[str, ...], params_json: str | None,
+        priority: int | None, delay: float, retry_attempts: int | None, wait: bool) -> None:
+    """Enqueue job NAME's METHOD and print its id."""
+    app = state.app()
+    job_id = app.run_background_job(name, method, _params(pairs, params_json), priority=priority,
+                                    delay=delay, retry_attempts=retry_attempts)
+    click.echo(job_id)
+    if wait:
+        record = app.get_job(job_id)
+        while record.status not in FINAL_STATUSES:
+            time.sleep(0.1)
+            record = app.get_job(job_id)
+        if record.status == JobStatus.COMPLETED:
+            click.echo(json.dumps(record.result))
+        else:
+            _fail(f"job {job_id} {record.status}: {record.error}")
+
+
+def _record_dict(record: JobRecord) -> dict[str, Any]:
+    data = attrs.asdict(record, recurse=True)
+    data["params"] = mask_secrets(record.params)
+    return json.loads(json.dumps(data, default=str))  # type: ignore[no-any-return]
+
+
+@main.command()
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@pass_state
+@handle_errors
+def status(state: State, job_id: str, as_json: bool) -> None:
+    """Show a job: its record, progress and attempts."""
+    app = state.app()
+    record = app.get_job(job_id)
+    attempts = app.get_attempts(job_id)
+    if as_json:
+        data = _record_dict(record)
+        data["attempts_history"] = [json.loads(json.dumps(attrs.asdict(a), default=str))
+                                    for a in attempts]
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in _record_dict(record).items():
+        if value is not None:
+            click.echo(f"{key:>17}: {value}")
+    for attempt in attempts:
+        click.echo(f"  attempt {attempt.attempt}: {attempt.outcome or 'running'} "
+                   f"{attempt.started_at:%Y-%m-%d %H:%M:%S} {attempt.error or ''}".rstrip())
+
+
+@main.command(name="list")
+@click.option("--status", "status_", type=click.Choice([s.value for s in JobStatus]))
+@click.option("--name", help="Only this job name.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@pass_state
+@handle_errors
+def list_(state: State, status_: str | None, name: str | None, limit: int, offset: int,
+          as_json: bool) -> None:
+    """List jobs, newest first."""
+    records = state.app().list_jobs(status_, name, limit, offset)
+    for record in records:
+        if as_json:
+            click.echo(json.dumps(_record_dict(record)))
+        else:
+            click.echo(f"{record.id:>8}  {record.status.value:<9}  p{record.priority:<3} "
+                       f"{record.attempts}/{record.max_attempts}  {record.name}.{record.method}  "
+                       f"{record.error or ''}".rstrip())
+
+
+@main.command()
+@click.argument("job_id")
+@pass_state
+@handle_errors
+def cancel(state: State, job_id: str) -> None:
+    """Cancel a pending, retrying or running job."""
+    if not state.app().cancel_job(job_id):
+        _fail(f"job {job_id} has already finished")
+    click.echo(f"cancelled {job_id}")
+
+
+@main.command()
+@click.argument("job_id")
+@pass_state
+@handle_errors
+def retry(state: State, job_id: str) -> None:
+    """Run a failed or cancelled job again."""
+    if not state.app().retry_job(job_id):
+        _fail(f"job {job_id} is neither failed nor cancelled")
+    click.echo(f"retrying {job_id}")
+
+
+@main.command()
+@pass_state
+@handle_errors
+def jobs(state: State) -> None:
+    """List registered jobs, their approved methods and effective settings (with sources)."""
+    import inspect
+
+    app = state.app(log=False)
+    for spec in app.registry:
+        click.echo(f"{spec.name}  ({spec.import_path}; from {spec.source})")
+        for method in spec.methods:
+            signature = inspect.signature(getattr(spec.cls, method))
+            params = list(signature.parameters.values())[1:]
+            click.echo(f"  {method}({', '.join(str(p) for p in params)})")
+        resolved = app.job_settings(spec.name)
+        for key, value in attrs.asdict(resolved.settings).items():
+            click.echo(f"    {key} = {value!r}  [{resolved.sources.get(key, 'built-in')}]")
+
+
+@main.command()
+@pass_state
+@handle_errors
+def check(state: State) -> None:
+    """Validate jobs.yaml and every plugin and job it names; exit 2 on errors."""
+    app = state.app(log=False)
+    problems = app.check()
+    if problems:
+        raise ConfigError(errors=problems)
+    click.echo(f"ok: {len(app.registry)} job(s), storage {app.config.storage}")

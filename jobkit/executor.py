@@ -1,0 +1,285 @@
+"""Running one attempt of one job: build it, run it under a lease, record how it ended.
+
+A monitor thread beats the lease while the job runs. It stops the job (through the
+:class:`~jobkit.interrupt.Interrupter`) when its timeout passes, when it was cancelled or lost its
+lease (the heartbeat is refused), or when the worker hands jobs back at shutdown. A job that does
+not stop within ``kill_grace`` seconds is ended with its process, when the executor may do that
+(worker processes); the monitor records the outcome first.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import threading
+import time
+import traceback as tb
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from loguru import logger
+
+from jobkit.exceptions import JobInterrupted, JobkitError, Retry, StorageError
+from jobkit.factory import json_problem
+from jobkit.job import JobContext
+from jobkit.records import AttemptOutcome, EventKind, JobRecord, Lease
+from jobkit.retries import retry_delay
+
+if TYPE_CHECKING:
+    from jobkit.app import JobKit
+    from jobkit.config import WorkerSettings
+    from jobkit.interrupt import Interrupter
+
+#: Exit status of a worker process that ended a job which would not stop.
+EXIT_KILLED_JOB = 75
+
+
+class StopReason(str, enum.Enum):
+    """Why the monitor stopped a running job."""
+
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    LOST = "lease lost"
+    SHUTDOWN = "worker shutdown"
+
+
+class Executor:
+    """Claims and runs jobs one at a time in the calling thread."""
+
+    def __init__(
+        self,
+        app: JobKit,
+        worker_id: str,
+        settings: WorkerSettings,
+        interrupter: Interrupter,
+        *,
+        hand_back: threading.Event | Any | None = None,
+        may_exit: bool = False,
+    ) -> None:
+        self.app = app
+        self.worker_id = worker_id
+        self.settings = settings
+        self.interrupter = interrupter
+        self.hand_back = hand_back
+        self.may_exit = may_exit
+
+    def run_next(self) -> bool:
+        """Claim the next due job and run it; ``False`` when nothing was due."""
+        record = self.app.storage.claim(self.worker_id, self.settings.lease)
+        if record is None:
+            return False
+        self.run(record)
+        return True
+
+    def run(self, record: JobRecord) -> None:
+        """Run one claimed attempt to its end and record the outcome."""
+        lease = Lease(record.id, self.worker_id, record.attempts)
+        self.app.emit(EventKind.STARTED, record)
+        try:
+            instance, function, kwargs = self.app.factory.build(
+                record.name, record.method, record.params
+            )
+        except JobkitError as exc:  # the row no longer fits the registry: never run it
+            self._finish_failed(lease, record, exc, retry=False)
+            return
+        entry = self.app.config.job_entry(record.name)
+        instance.bind(
+            JobContext(
+                job_id=record.id,
+                name=record.name,
+                method=record.method,
+                attempt=record.attempts,
+                max_attempts=record.max_attempts,
+                log=logger.bind(
+                    job_id=record.id, job_name=record.name, method=record.method,
+                    attempt=record.attempts,
+                ),
+                report_progress=lambda f, m: self._progress(lease, f, m),
+            ),
+            dict(entry.options) if entry is not None else {},
+        )
+        monitor = Monitor(self, lease, record)
+        monitor.start()
+        error: BaseException | None = None
+        result: Any = None
+        try:
+            self.interrupter.arm()
+            try:
+                result = function(**kwargs)
+            finally:
+                self.interrupter.disarm()
+        except (Exception, JobInterrupted) as exc:
+            error = exc
+        finally:
+            reason = monitor.finish()
+        with monitor.outcome_lock:
+            if monitor.outcome_written:
+                return
+            monitor.outcome_written = True
+            self._record(lease, record, reason, result, error)
+
+    def _record(
+        self,
+        lease: Lease,
+        record: JobRecord,
+        reason: StopReason | None,
+        result: Any,
+        error: BaseException | None,
+    ) -> None:
+        if reason is not None:
+            self.record_stop(lease, record, reason)
+        elif error is not None:
+            self._finish_failed(lease, record, error, retry=True)
+        elif problem := json_problem(result, "result"):
+            self._finish_failed(lease, record, TypeError(problem), retry=True)
+        else:
+            done = self.app.storage.complete(lease, result)
+            if done is None:
+                self._refused(lease, "completion")
+            else:
+                self.app.emit(EventKind.SUCCEEDED, done)
+
+    def record_stop(self, lease: Lease, record: JobRecord, reason: StopReason) -> None:
+        """Record an attempt the monitor stopped (called by the monitor too, before an exit)."""
+        if reason is StopReason.TIMEOUT:
+            error = TimeoutError(f"timed out after {record.policy.timeout:g} s")
+            self._finish_failed(lease, record, error, retry=True, outcome=AttemptOutcome.TIMEOUT)
+        elif reason is StopReason.SHUTDOWN:
+            handed = self.app.storage.release(lease)
+            if handed is not None:
+                logger.bind(job_id=record.id).warning(
+                    "job {job_id} handed back at shutdown", job_id=record.id
+                )
+        elif reason is StopReason.CANCELLED:
+            logger.bind(job_id=record.id).info("job {job_id} stopped: cancelled", job_id=record.id)
+        else:
+            self._refused(lease, "the attempt")
+
+    def _finish_failed(
+        self,
+        lease: Lease,
+        record: JobRecord,
+        error: BaseException,
+        *,
+        retry: bool,
+        outcome: AttemptOutcome = AttemptOutcome.FAILED,
+    ) -> None:
+        message = f"{type(error).__name__}: {error}"
+        trace = "".join(tb.format_exception(type(error), error, error.__traceback__))
+        retry_at = None
+        if retry and record.attempts < record.max_attempts:
+            delay = error.delay if isinstance(error, Retry) and error.delay is not None else (
+                retry_delay(record.policy, record.attempts)
+            )
+            retry_at = self.app.storage.now() + timedelta(seconds=delay)
+        done = self.app.storage.fail(
+            lease, error=message, traceback=trace, outcome=outcome, retry_at=retry_at
+        )
+        if done is None:
+            self._refused(lease, "the failure")
+            return
+        kind = EventKind.RETRYING if retry_at is not None else EventKind.FAILED
+        self.app.emit(kind, done, error=message, traceback=trace)
+
+    def _refused(self, lease: Lease, what: str) -> None:
+        logger.bind(job_id=lease.job_id).warning(
+            "job {job_id}: {what} of attempt {attempt} was not recorded: this worker no longer "
+            "holds the job's lease (cancelled, or expired and taken over)",
+            job_id=lease.job_id, what=what, attempt=lease.attempt,
+        )
+
+    def _progress(self, lease: Lease, fraction: float, message: str | None) -> None:
+        self.app.storage.set_progress(lease, fraction, message)
+
+
+class Monitor:
+    """The thread that beats a running attempt's lease and stops it when it must stop."""
+
+    def __init__(self, executor: Executor, lease: Lease, record: JobRecord) -> None:
+        self.executor = executor
+        self.lease = lease
+        self.record = record
+        self.reason: StopReason | None = None
+        self.outcome_lock = threading.Lock()
+        self.outcome_written = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name=f"jobkit-monitor-{lease.job_id}",
+                                        daemon=True)
+
+    def start(self) -> None:
+        """Start watching."""
+        self._thread.start()
+
+    def finish(self) -> StopReason | None:
+        """The job's code has returned: stop watching; return why it was stopped, if it was."""
+        self._done.set()
+        self._thread.join()
+        return self.reason
+
+    def _watch(self) -> None:
+        settings = self.executor.settings
+        timeout = self.record.policy.timeout
+        deadline = time.monotonic() + timeout if timeout else None
+        next_beat = time.monotonic() + settings.heartbeat
+        while not self._done.is_set():
+            now = time.monotonic()
+            wait = next_beat - now
+            if deadline is not None:
+                wait = min(wait, deadline - now)
+            if self._done.wait(max(0.0, min(wait, 0.1))):
+                return
+            reason = self._check(deadline, next_beat)
+            if time.monotonic() >= next_beat:
+                next_beat = time.monotonic() + settings.heartbeat
+            if reason is not None:
+                self._stop(reason)
+                return
+
+    def _check(self, deadline: float | None, next_beat: float) -> StopReason | None:
+        if deadline is not None and time.monotonic() >= deadline:
+            return StopReason.TIMEOUT
+        hand_back = self.executor.hand_back
+        if hand_back is not None and hand_back.is_set():
+            return StopReason.SHUTDOWN
+        if time.monotonic() < next_beat:
+            return None
+        storage = self.executor.app.storage
+        try:
+            if storage.heartbeat(self.lease, self.executor.settings.lease):
+                return None
+            current = storage.get(self.lease.job_id)
+        except StorageError as exc:  # the store is down: keep the job; the lease decides later
+            logger.warning("heartbeat of job {job_id} failed: {error}", job_id=self.lease.job_id,
+                           error=str(exc))
+            return None
+        return StopReason.CANCELLED if current.status == "cancelled" else StopReason.LOST
+
+    def _stop(self, reason: StopReason) -> None:
+        self.reason = reason
+        logger.bind(job_id=self.lease.job_id).info(
+            "stopping job {job_id} (attempt {attempt}): {reason}",
+            job_id=self.lease.job_id, attempt=self.lease.attempt, reason=reason.value,
+        )
+        self.executor.interrupter.interrupt(reason.value)
+        if self._done.wait(self.executor.settings.kill_grace) or not self.executor.may_exit:
+            return
+        with self.outcome_lock:  # the job ignored the interrupt: record, then end the process
+            if self.outcome_written:
+                return
+            self.outcome_written = True
+            logger.bind(job_id=self.lease.job_id).error(
+                "job {job_id} did not stop within {grace:g} s of {reason}; ending its process",
+                job_id=self.lease.job_id, grace=self.executor.settings.kill_grace,
+                reason=reason.value,
+            )
+            try:
+                self.executor.record_stop(self.lease, self.record, reason)
+            finally:
+                _hard_exit()
+
+
+def _hard_exit(exit: Callable[[int], Any] = os._exit) -> None:
+    logger.complete()
+    exit(EXIT_KILLED_JOB)
+

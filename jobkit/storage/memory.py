@@ -1,0 +1,444 @@
+"""An in-process job store for tests and experiments: dicts behind one lock.
+
+It follows the SQLite store's semantics exactly (the conformance suite checks both). Params,
+results and policies are kept as JSON text, so what comes out is a fresh copy of what went in
+and anything SQLite would refuse is refused here too. It lives and dies with its process.
+"""
+
+from __future__ import annotations
+
+import builtins
+import itertools
+import json
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any, TypeVar
+
+import attrs
+
+from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
+from jobkit.records import (
+    FINAL_STATUSES,
+    WAITING_STATUSES,
+    Attempt,
+    AttemptOutcome,
+    JobRecord,
+    JobStatus,
+    Lease,
+    NewJob,
+    RetryPolicy,
+    utcnow,
+)
+from jobkit.storage.base import Clock, Storage
+
+T = TypeVar("T")
+
+
+def _to_json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise StorageError(f"{what} is not JSON: {exc}") from exc
+
+
+@attrs.define
+class _Row:
+    """One stored job: the record's fields, with params, result and policy as JSON text."""
+
+    id: int
+    name: str
+    method: str
+    params: str
+    status: JobStatus
+    priority: int
+    attempts: int
+    max_attempts: int
+    policy: str
+    created_at: datetime
+    available_at: datetime
+    result: str | None = None
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    worker_id: str | None = None
+    lease_expires_at: datetime | None = None
+    progress: float | None = None
+    progress_message: str | None = None
+
+    def record(self) -> JobRecord:
+        """A fresh public record of this row."""
+        return JobRecord(
+            id=str(self.id),
+            name=self.name,
+            method=self.method,
+            params=json.loads(self.params),
+            status=self.status,
+            priority=self.priority,
+            attempts=self.attempts,
+            max_attempts=self.max_attempts,
+            result=None if self.result is None else json.loads(self.result),
+            error=self.error,
+            created_at=self.created_at,
+            available_at=self.available_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            policy=RetryPolicy(**json.loads(self.policy)),
+            worker_id=self.worker_id,
+            lease_expires_at=self.lease_expires_at,
+            progress=self.progress,
+            progress_message=self.progress_message,
+        )
+
+    def leave_running(self, status: JobStatus) -> None:
+        """Move out of ``running``: the worker and its lease go with it."""
+        self.status = status
+        self.worker_id = None
+        self.lease_expires_at = None
+
+
+class MemoryStorage(Storage):
+    """Jobs in this process's memory (``memory://``); thread-safe, lost when the process ends.
+
+    Same rules as :class:`~jobkit.storage.sqlite.SQLiteStorage`: ``worker_id`` and
+    ``lease_expires_at`` are set only while a job is ``running``; a completion and a manual
+    :meth:`retry` clear ``error``, a scheduled retry keeps it.
+    """
+
+    scheme = "memory"
+
+    def __init__(self, *, clock: Clock = utcnow) -> None:
+        super().__init__(clock=clock)
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._jobs: dict[int, _Row] = {}
+        self._attempts: dict[int, builtins.list[Attempt]] = {}
+        self._closed = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> MemoryStorage:
+        """A new, empty store for ``memory://``; ``options`` go to the constructor."""
+        if url != "memory://":
+            raise ConfigError(f"storage: {url!r} is not the memory store's URL 'memory://'")
+        return cls(**options)
+
+    @property
+    def url(self) -> str:
+        """``memory://`` (opening it gives a new, empty store)."""
+        return "memory://"
+
+    def now(self) -> datetime:
+        """The store's clock, in UTC like every time the SQLite store returns."""
+        return self._clock().astimezone(timezone.utc)
+
+    def _locked(self, operation: str, work: Callable[[], T]) -> T:
+        with self._lock:
+            if self._closed:
+                raise StorageError(f"memory storage: {operation}: the store is closed")
+            return work()
+
+    def _row(self, job_id: str) -> _Row:
+        row = self._jobs.get(int(job_id)) if job_id.isascii() and job_id.isdigit() else None
+        if row is None or str(row.id) != job_id:
+            raise JobNotFoundInStorage(job_id)
+        return row
+
+    def _leased(self, lease: Lease) -> _Row | None:
+        """The job when ``lease`` still owns it (the fence of every write of a worker)."""
+        try:
+            row = self._row(lease.job_id)
+        except JobNotFoundInStorage:
+            return None
+        owned = (
+            row.status is JobStatus.RUNNING
+            and row.worker_id == lease.worker_id
+            and row.attempts == lease.attempt
+        )
+        return row if owned else None
+
+    def _close_attempt(
+        self,
+        job_id: int,
+        now: datetime,
+        outcome: AttemptOutcome,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> None:
+        attempts = self._attempts[job_id]
+        for index, attempt in enumerate(attempts):
+            if attempt.finished_at is None:
+                attempts[index] = attrs.evolve(
+                    attempt, finished_at=now, outcome=outcome, error=error, traceback=traceback
+                )
+
+    # -- writes of the app ---------------------------------------------------------------------
+
+    def enqueue(self, job: NewJob) -> JobRecord:
+        """Store a validated job as ``pending`` and return its record with the new id."""
+        params = _to_json(job.params, f"job {job.name!r}: params")
+        policy = _to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy")
+
+        def work() -> JobRecord:
+            row = _Row(
+                id=next(self._ids),
+                name=job.name,
+                method=job.method,
+                params=params,
+                status=JobStatus.PENDING,
+                priority=job.priority,
+                attempts=0,
+                max_attempts=job.max_attempts,
+                policy=policy,
+                created_at=self.now(),
+                available_at=job.available_at.astimezone(timezone.utc),
+            )
+            self._jobs[row.id] = row
+            self._attempts[row.id] = []
+            return row.record()
+
+        return self._locked(f"enqueue job {job.name!r}", work)
+
+    def cancel(self, job_id: str) -> JobRecord | None:
+        """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""
+
+        def work() -> JobRecord | None:
+            row = self._row(job_id)
+            if row.status in FINAL_STATUSES:
+                return None
+            now = self.now()
+            row.leave_running(JobStatus.CANCELLED)
+            row.finished_at = now
+            self._close_attempt(row.id, now, AttemptOutcome.CANCELLED)
+            return row.record()
+
+        return self._locked(f"cancel job {job_id}", work)
+
+    def retry(self, job_id: str) -> JobRecord | None:
+        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now, its error
+        cleared and ``max_attempts`` raised to allow one more attempt if needed. ``None`` for
+        other statuses; ``JobNotFoundInStorage`` for an unknown id."""
+
+        def work() -> JobRecord | None:
+            row = self._row(job_id)
+            if row.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+                return None
+            row.status = JobStatus.PENDING
+            row.available_at = self.now()
+            row.error = None
+            row.finished_at = None
+            row.max_attempts = max(row.max_attempts, row.attempts + 1)
+            return row.record()
+
+        return self._locked(f"retry job {job_id}", work)
+
+    # -- writes of the worker ------------------------------------------------------------------
+
+    def claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
+        """Atomically take the next due job (see :meth:`Storage.claim`)."""
+
+        def work() -> JobRecord | None:
+            now = self.now()
+            due = [
+                row for row in self._jobs.values()
+                if row.status in WAITING_STATUSES and row.available_at <= now
+            ]
+            if not due:
+                return None
+            row = min(due, key=lambda row: (-row.priority, row.available_at, row.id))
+            row.status = JobStatus.RUNNING
+            row.attempts += 1
+            row.worker_id = worker_id
+            row.started_at = now
+            row.lease_expires_at = now + timedelta(seconds=lease_seconds)
+            row.progress = None
+            row.progress_message = None
+            self._attempts[row.id].append(
+                Attempt(job_id=str(row.id), attempt=row.attempts, worker_id=worker_id,
+                        started_at=now)
+            )
+            return row.record()
+
+        return self._locked(f"claim a job for worker {worker_id}", work)
+
+    def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
+        """Extend the lease; ``False`` when it no longer owns the job."""
+
+        def work() -> bool:
+            row = self._leased(lease)
+            if row is None:
+                return False
+            row.lease_expires_at = self.now() + timedelta(seconds=lease_seconds)
+            return True
+
+        return self._locked(f"heartbeat job {lease.job_id}", work)
+
+    def set_progress(self, lease: Lease, fraction: float, message: str | None) -> bool:
+        """Record the running attempt's progress (0..1); ``False`` when the lease is lost."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress fraction must be between 0 and 1, got {fraction!r}")
+
+        def work() -> bool:
+            row = self._leased(lease)
+            if row is None:
+                return False
+            row.progress = float(fraction)
+            row.progress_message = message
+            return True
+
+        return self._locked(f"set progress of job {lease.job_id}", work)
+
+    def complete(self, lease: Lease, result: Any) -> JobRecord | None:
+        """Finish the attempt as succeeded and the job as ``completed``; fenced."""
+        encoded = _to_json(result, f"job {lease.job_id}: result")
+
+        def work() -> JobRecord | None:
+            row = self._leased(lease)
+            if row is None:
+                return None
+            now = self.now()
+            row.leave_running(JobStatus.COMPLETED)
+            row.result = encoded
+            row.error = None
+            row.finished_at = now
+            self._close_attempt(row.id, now, AttemptOutcome.SUCCEEDED)
+            return row.record()
+
+        return self._locked(f"complete job {lease.job_id}", work)
+
+    def fail(
+        self,
+        lease: Lease,
+        *,
+        error: str,
+        traceback: str | None,
+        outcome: AttemptOutcome = AttemptOutcome.FAILED,
+        retry_at: datetime | None = None,
+    ) -> JobRecord | None:
+        """Finish the attempt with ``outcome``; the job is ``retrying`` at ``retry_at`` (its
+        error kept) or ``failed``; fenced."""
+
+        def work() -> JobRecord | None:
+            row = self._leased(lease)
+            if row is None:
+                return None
+            now = self.now()
+            row.error = error
+            if retry_at is None:
+                row.leave_running(JobStatus.FAILED)
+                row.finished_at = now
+            else:
+                row.leave_running(JobStatus.RETRYING)
+                row.available_at = retry_at.astimezone(timezone.utc)
+            self._close_attempt(row.id, now, outcome, error, traceback)
+            return row.record()
+
+        return self._locked(f"fail job {lease.job_id}", work)
+
+    def release(self, lease: Lease) -> JobRecord | None:
+        """Hand a running job back: the attempt is ``handed_back`` and does not count; fenced."""
+
+        def work() -> JobRecord | None:
+            row = self._leased(lease)
+            if row is None:
+                return None
+            now = self.now()
+            row.leave_running(JobStatus.PENDING)
+            row.attempts -= 1
+            row.available_at = now
+            self._close_attempt(row.id, now, AttemptOutcome.HANDED_BACK)
+            return row.record()
+
+        return self._locked(f"release job {lease.job_id}", work)
+
+    def requeue_expired(self) -> builtins.list[JobRecord]:
+        """Take back running jobs whose lease expired (see :meth:`Storage.requeue_expired`)."""
+
+        def work() -> builtins.list[JobRecord]:
+            now = self.now()
+            changed = []
+            for row in sorted(self._jobs.values(), key=lambda row: row.id):
+                if row.status is not JobStatus.RUNNING or row.lease_expires_at is None:
+                    continue
+                if row.lease_expires_at >= now:
+                    continue
+                error = f"lease expired: worker {row.worker_id} stopped heartbeating"
+                self._close_attempt(row.id, now, AttemptOutcome.LOST, error)
+                row.error = error
+                if row.attempts < row.max_attempts:
+                    row.leave_running(JobStatus.RETRYING)
+                    row.available_at = now
+                else:
+                    row.leave_running(JobStatus.FAILED)
+                    row.finished_at = now
+                changed.append(row.record())
+            return changed
+
+        return self._locked("requeue expired leases", work)
+
+    def prune(self, finished_before: datetime, *, batch_size: int = 1000) -> int:
+        """Delete finished jobs (and attempts) that finished before ``finished_before``."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+
+        def work() -> int:
+            old = [
+                row.id for row in self._jobs.values()
+                if row.status in FINAL_STATUSES
+                and row.finished_at is not None
+                and row.finished_at < finished_before
+            ]
+            for job_id in old:
+                del self._jobs[job_id]
+                del self._attempts[job_id]
+            return len(old)
+
+        return self._locked("prune finished jobs", work)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job with this id. Raises ``JobNotFoundInStorage``."""
+        return self._locked(f"get job {job_id}", lambda: self._row(job_id).record())
+
+    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+        """Every attempt of the job, oldest first. Raises ``JobNotFoundInStorage``."""
+        return self._locked(
+            f"read the attempts of job {job_id}",
+            lambda: builtins.list(self._attempts[self._row(job_id).id]),
+        )
+
+    def _matching(self, status: JobStatus | None, name: str | None) -> builtins.list[_Row]:
+        wanted = None if status is None else JobStatus(status)
+        return [
+            row for row in self._jobs.values()
+            if (wanted is None or row.status is wanted) and (name is None or row.name == name)
+        ]
+
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[JobRecord]:
+        """Jobs, newest first, filtered by status and job name."""
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got {limit!r} and {offset!r}")
+
+        def work() -> builtins.list[JobRecord]:
+            rows = sorted(self._matching(status, name), key=lambda row: row.id, reverse=True)
+            return [row.record() for row in rows[offset : offset + limit]]
+
+        return self._locked("list jobs", work)
+
+    def count(self, *, status: JobStatus | None = None, name: str | None = None) -> int:
+        """How many jobs match the filter."""
+        return self._locked("count jobs", lambda: len(self._matching(status, name)))
+
+    def close(self) -> None:
+        """Forget every job; the store must not be used afterwards."""
+        with self._lock:
+            self._closed = True
+            self._jobs.clear()
+            self._attempts.clear()

@@ -1,0 +1,656 @@
+"""The embedded default job store: one SQLite file in WAL mode.
+
+Every write is one ``BEGIN IMMEDIATE`` transaction, so two workers (threads or processes) never
+claim the same job. Each thread gets its own connection; the SQL lives in ``sqlite.sql``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import functools
+import json
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import attrs
+
+from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
+from jobkit.records import (
+    Attempt,
+    AttemptOutcome,
+    JobRecord,
+    JobStatus,
+    Lease,
+    NewJob,
+    RetryPolicy,
+    utcnow,
+)
+from jobkit.storage.base import Clock, Storage
+
+T = TypeVar("T")
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_URL_PREFIX = "sqlite:///"
+
+
+@functools.cache
+def queries() -> dict[str, str]:
+    """The named sections of ``sqlite.sql`` (``-- name: claim`` ...), read once."""
+    text = resources.files("jobkit.storage").joinpath("sqlite.sql").read_text("utf-8")
+    sections: dict[str, builtins.list[str]] = {}
+    current: builtins.list[str] | None = None
+    for line in text.splitlines():
+        if line.startswith("-- name:"):
+            current = sections.setdefault(line.removeprefix("-- name:").strip(), [])
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines).strip() for name, lines in sections.items()}
+
+
+def migrations() -> builtins.list[tuple[int, str]]:
+    """The ``migration_<n>`` sections as ``(n, sql)``, in order; ``n`` runs 1, 2, 3 ..."""
+    found = sorted(
+        (int(name.removeprefix("migration_")), sql)
+        for name, sql in queries().items()
+        if name.startswith("migration_")
+    )
+    if [version for version, _ in found] != builtins.list(range(1, len(found) + 1)):
+        raise RuntimeError("sqlite.sql: migrations must be numbered 1, 2, 3 ... without gaps")
+    return found
+
+
+def split_statements(script: str) -> builtins.list[str]:
+    """Split a section into statements (``executescript`` would commit the open transaction)."""
+    statements: builtins.list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip() and not all(
+        not part.strip() or part.strip().startswith("--") for part in pending.splitlines()
+    ):
+        raise RuntimeError(f"sqlite.sql: unterminated statement: {pending.strip()[:60]!r}")
+    return statements
+
+
+def _to_epoch(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _to_datetime(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
+
+
+def _to_json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise StorageError(f"{what} is not JSON: {exc}") from exc
+
+
+def _job_key(job_id: str) -> int | None:
+    """The row id of a job id; ``None`` for anything that is not the canonical form of one."""
+    if job_id.isascii() and job_id.isdigit() and str(int(job_id)) == job_id:
+        return int(job_id)
+    return None
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
+
+def _job(row: sqlite3.Row) -> JobRecord:
+    created_at = _to_datetime(row["created_at"])
+    available_at = _to_datetime(row["available_at"])
+    assert created_at is not None and available_at is not None
+    return JobRecord(
+        id=str(row["id"]),
+        name=row["name"],
+        method=row["method"],
+        params=json.loads(row["params"]),
+        status=JobStatus(row["status"]),
+        priority=row["priority"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        result=None if row["result"] is None else json.loads(row["result"]),
+        error=row["error"],
+        created_at=created_at,
+        available_at=available_at,
+        started_at=_to_datetime(row["started_at"]),
+        finished_at=_to_datetime(row["finished_at"]),
+        policy=RetryPolicy(**json.loads(row["policy"])),
+        worker_id=row["worker_id"],
+        lease_expires_at=_to_datetime(row["lease_expires_at"]),
+        progress=row["progress"],
+        progress_message=row["progress_message"],
+    )
+
+
+def _attempt(row: sqlite3.Row) -> Attempt:
+    started_at = _to_datetime(row["started_at"])
+    assert started_at is not None
+    return Attempt(
+        job_id=str(row["job_id"]),
+        attempt=row["attempt"],
+        worker_id=row["worker_id"],
+        started_at=started_at,
+        finished_at=_to_datetime(row["finished_at"]),
+        outcome=None if row["outcome"] is None else AttemptOutcome(row["outcome"]),
+        error=row["error"],
+        traceback=row["traceback"],
+    )
+
+
+class SQLiteStorage(Storage):
+    """Jobs in one SQLite file: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
+
+    Safe to share between threads (one connection per thread) and between processes (WAL mode,
+    ``BEGIN IMMEDIATE`` writes, ``busy_timeout`` plus a bounded retry). It is never pickled: a
+    child process opens it again from :attr:`url`. Every driver error is raised as
+    ``StorageError`` naming the operation and the file.
+
+    A job's ``worker_id`` and ``lease_expires_at`` are set only while it is ``running``. A
+    successful completion and a manual :meth:`retry` clear ``error``; a scheduled retry keeps it.
+    """
+
+    scheme = "sqlite"
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock = utcnow,
+        busy_timeout: float = 30.0,
+        synchronous: str = "NORMAL",
+    ) -> None:
+        super().__init__(clock=clock)
+        if str(path) in ("", ":memory:") or str(path).startswith("file:"):
+            raise ConfigError(
+                f"sqlite storage needs a file path, got {str(path)!r} (use memory:// for an "
+                "in-process store)"
+            )
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise ConfigError(
+                f"sqlite storage: synchronous must be one of {', '.join(_SYNCHRONOUS)}, "
+                f"got {synchronous!r}"
+            )
+        if busy_timeout < 0:
+            raise ConfigError(f"sqlite storage: busy_timeout must be >= 0, got {busy_timeout!r}")
+        self.path = Path(path).absolute()
+        self._busy_timeout = float(busy_timeout)
+        self._synchronous = synchronous.upper()
+        self._local = threading.local()
+        self._connections: dict[threading.Thread, sqlite3.Connection] = {}
+        self._connections_lock = threading.Lock()
+        self._closed = False
+        self._pid = os.getpid()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"sqlite storage {self.path}: no folder: {exc}") from exc
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> SQLiteStorage:
+        """Open ``sqlite:///rel/path.db`` (relative to the working directory) or
+        ``sqlite:////abs/path.db``; ``options`` go to the constructor. The folder is created."""
+        if not url.startswith(_URL_PREFIX) or len(url) == len(_URL_PREFIX):
+            raise ConfigError(
+                f"storage: {url!r} is not a SQLite URL like sqlite:///jobkit.db "
+                "(or sqlite:////absolute/path/jobkit.db)"
+            )
+        return cls(url[len(_URL_PREFIX) :], **options)
+
+    @property
+    def url(self) -> str:
+        """The URL that opens this store again (absolute), e.g. in a child process."""
+        return _URL_PREFIX + self.path.as_posix()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStorage({str(self.path)!r})"
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        raise TypeError(
+            f"{self!r} cannot be pickled; open it again in the other process with "
+            f"SQLiteStorage.from_url({self.url!r})"
+        )
+
+    # -- connections and transactions ---------------------------------------------------------
+
+    def _connection(self, operation: str) -> sqlite3.Connection:
+        if self._closed:
+            raise StorageError(f"sqlite storage {self.path}: {operation}: the store is closed")
+        if os.getpid() != self._pid:  # forked: a SQLite connection must never cross a fork
+            self._pid = os.getpid()
+            self._local = threading.local()
+            self._connections = {}
+            self._connections_lock = threading.Lock()
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self._busy_timeout,
+                isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
+                check_same_thread=False,  # only close() touches another thread's connection
+            )
+            conn.row_factory = sqlite3.Row
+            # PRAGMA values cannot be bound; both are validated or built from numbers above
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite storage {self.path}: cannot open the file: {exc}") from exc
+        with self._connections_lock:
+            if self._closed:
+                conn.close()
+                raise StorageError(f"sqlite storage {self.path}: {operation}: the store is closed")
+            # a worker starts a heartbeat thread per job: close the connections of ended threads
+            for thread in [thread for thread in self._connections if not thread.is_alive()]:
+                self._connections.pop(thread).close()
+            self._connections[threading.current_thread()] = conn
+        self._local.conn = conn
+        return conn
+
+    def _transaction(
+        self, operation: str, work: Callable[[sqlite3.Connection], T], *, write: bool = True
+    ) -> T:
+        """Run ``work`` in one transaction; retry it while the database is busy, up to
+        ``busy_timeout`` in all; turn every driver error into ``StorageError``."""
+        conn = self._connection(operation)
+        deadline = time.monotonic() + self._busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:  # the original error is the one worth reporting
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
+                return result
+            except sqlite3.OperationalError as exc:
+                if _is_busy(exc) and time.monotonic() + pause < deadline:
+                    time.sleep(pause * random.uniform(0.5, 1.5))
+                    pause = min(pause * 2, 0.25)
+                    continue
+                raise self._error(operation, exc) from exc
+            except sqlite3.Error as exc:
+                raise self._error(operation, exc) from exc
+
+    def _error(self, operation: str, exc: sqlite3.Error) -> StorageError:
+        if self._closed:
+            return StorageError(f"sqlite storage {self.path}: {operation}: the store is closed")
+        return StorageError(f"sqlite storage {self.path}: {operation} failed: {exc}")
+
+    def _migrate(self) -> None:
+        """Bring the schema to the newest version; safe to run from many processes at once."""
+        steps = migrations()
+        latest = steps[-1][0]
+        sql = queries()
+
+        def current(conn: sqlite3.Connection) -> int:
+            if not conn.execute(sql["has_schema_version"]).fetchall():
+                return 0
+            version: int = conn.execute(sql["schema_version"]).fetchone()[0]
+            return version
+
+        def upgrade(conn: sqlite3.Connection) -> None:
+            conn.execute(sql["create_schema_version"])
+            version = current(conn)
+            if version > latest:
+                raise StorageError(
+                    f"sqlite storage {self.path}: the schema is at version {version}, newer than "
+                    f"this jobkit knows ({latest}); upgrade jobkit"
+                )
+            if version == latest:
+                return
+            for number, script in steps:
+                if number > version:
+                    for statement in split_statements(script):
+                        conn.execute(statement)
+            conn.execute(sql["clear_schema_version"])
+            conn.execute(sql["set_schema_version"], {"version": latest})
+
+        def set_wal(conn: sqlite3.Connection) -> None:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StorageError(f"sqlite storage {self.path}: cannot use WAL (mode {mode!r})")
+
+        self._autocommit("switch to WAL", set_wal)
+        if self._transaction("read the schema version", current, write=False) != latest:
+            self._transaction("migrate the schema", upgrade)
+
+    def _autocommit(self, operation: str, work: Callable[[sqlite3.Connection], None]) -> None:
+        """Run ``work`` outside a transaction (PRAGMAs that refuse one), retrying while busy."""
+        conn = self._connection(operation)
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                work(conn)
+                return
+            except sqlite3.OperationalError as exc:
+                if not (_is_busy(exc) and time.monotonic() < deadline):
+                    raise self._error(operation, exc) from exc
+                time.sleep(random.uniform(0.005, 0.02))
+
+    def _one(self, conn: sqlite3.Connection, name: str, params: Mapping[str, Any]) -> Any:
+        rows = conn.execute(queries()[name], params).fetchall()
+        return rows[0] if rows else None
+
+    def _fenced(
+        self,
+        operation: str,
+        name: str,
+        lease: Lease,
+        outcome: AttemptOutcome,
+        *,
+        error: str | None = None,
+        traceback: str | None = None,
+        **params: Any,
+    ) -> JobRecord | None:
+        """Run the fenced job update ``name`` (with ``params``); close the attempt with
+        ``outcome``, ``error`` and ``traceback`` and return the new record, or ``None`` when the
+        lease no longer owns the job."""
+        key = _job_key(lease.job_id)
+        if key is None:
+            return None
+
+        def work(conn: sqlite3.Connection) -> JobRecord | None:
+            now = _to_epoch(self.now())
+            fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
+            row = self._one(conn, name, {**fence, "now": now, "error": error, **params})
+            if row is None:
+                return None
+            conn.execute(
+                queries()["close_attempt"],
+                {"job_id": key, "now": now, "outcome": outcome.value, "error": error,
+                 "traceback": traceback},
+            )
+            return _job(row)
+
+        return self._transaction(operation, work)
+
+    # -- writes of the app ---------------------------------------------------------------------
+
+    def enqueue(self, job: NewJob) -> JobRecord:
+        """Store a validated job as ``pending`` and return its record with the new id."""
+        params = {
+            "name": job.name,
+            "method": job.method,
+            "params": _to_json(job.params, f"job {job.name!r}: params"),
+            "priority": job.priority,
+            "max_attempts": job.max_attempts,
+            "policy": _to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
+            "available_at": _to_epoch(job.available_at),
+        }
+
+        def work(conn: sqlite3.Connection) -> JobRecord:
+            row = self._one(conn, "enqueue", {**params, "now": _to_epoch(self.now())})
+            return _job(row)
+
+        return self._transaction(f"enqueue job {job.name!r}", work)
+
+    def cancel(self, job_id: str) -> JobRecord | None:
+        """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""
+        key = _job_key(job_id)
+        if key is None:
+            raise JobNotFoundInStorage(job_id)
+
+        def work(conn: sqlite3.Connection) -> JobRecord | None:
+            now = _to_epoch(self.now())
+            row = self._one(conn, "cancel", {"job_id": key, "now": now})
+            if row is None:
+                if self._one(conn, "exists", {"job_id": key}) is None:
+                    raise JobNotFoundInStorage(job_id)
+                return None
+            conn.execute(
+                queries()["close_attempt"],
+                {"job_id": key, "now": now, "outcome": AttemptOutcome.CANCELLED.value,
+                 "error": None, "traceback": None},
+            )
+            return _job(row)
+
+        return self._transaction(f"cancel job {job_id}", work)
+
+    def retry(self, job_id: str) -> JobRecord | None:
+        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now, its error
+        cleared and ``max_attempts`` raised to allow one more attempt if needed. ``None`` for
+        other statuses; ``JobNotFoundInStorage`` for an unknown id."""
+        key = _job_key(job_id)
+        if key is None:
+            raise JobNotFoundInStorage(job_id)
+
+        def work(conn: sqlite3.Connection) -> JobRecord | None:
+            row = self._one(conn, "retry", {"job_id": key, "now": _to_epoch(self.now())})
+            if row is None:
+                if self._one(conn, "exists", {"job_id": key}) is None:
+                    raise JobNotFoundInStorage(job_id)
+                return None
+            return _job(row)
+
+        return self._transaction(f"retry job {job_id}", work)
+
+    # -- writes of the worker ------------------------------------------------------------------
+
+    def claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
+        """Atomically take the next due job (see :meth:`Storage.claim`)."""
+        sql = queries()
+
+        def due(conn: sqlite3.Connection) -> bool:
+            return bool(conn.execute(sql["has_due_job"], {"now": _to_epoch(self.now())}).fetchall())
+
+        def work(conn: sqlite3.Connection) -> JobRecord | None:
+            now = self.now()
+            row = self._one(
+                conn,
+                "claim",
+                {"worker_id": worker_id, "now": _to_epoch(now),
+                 "lease_expires_at": _to_epoch(now + timedelta(seconds=lease_seconds))},
+            )
+            if row is None:
+                return None
+            conn.execute(
+                sql["open_attempt"],
+                {"job_id": row["id"], "attempt": row["attempts"], "worker_id": worker_id,
+                 "now": _to_epoch(now)},
+            )
+            return _job(row)
+
+        operation = f"claim a job for worker {worker_id}"
+        if not self._transaction(operation, due, write=False):
+            return None
+        return self._transaction(operation, work)
+
+    def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
+        """Extend the lease; ``False`` when it no longer owns the job."""
+        return self._fenced_update(
+            f"heartbeat job {lease.job_id}", "heartbeat", lease,
+            lease_expires_at=_to_epoch(self.now() + timedelta(seconds=lease_seconds)),
+        )
+
+    def set_progress(self, lease: Lease, fraction: float, message: str | None) -> bool:
+        """Record the running attempt's progress (0..1); ``False`` when the lease is lost."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress fraction must be between 0 and 1, got {fraction!r}")
+        return self._fenced_update(
+            f"set progress of job {lease.job_id}", "set_progress", lease,
+            progress=float(fraction), progress_message=message,
+        )
+
+    def _fenced_update(self, operation: str, name: str, lease: Lease, **params: Any) -> bool:
+        key = _job_key(lease.job_id)
+        if key is None:
+            return False
+        fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
+
+        def work(conn: sqlite3.Connection) -> bool:
+            return conn.execute(queries()[name], {**fence, **params}).rowcount == 1
+
+        return self._transaction(operation, work)
+
+    def complete(self, lease: Lease, result: Any) -> JobRecord | None:
+        """Finish the attempt as succeeded and the job as ``completed``; fenced."""
+        encoded = _to_json(result, f"job {lease.job_id}: result")
+        return self._fenced(
+            f"complete job {lease.job_id}", "complete", lease, AttemptOutcome.SUCCEEDED,
+            result=encoded,
+        )
+
+    def fail(
+        self,
+        lease: Lease,
+        *,
+        error: str,
+        traceback: str | None,
+        outcome: AttemptOutcome = AttemptOutcome.FAILED,
+        retry_at: datetime | None = None,
+    ) -> JobRecord | None:
+        """Finish the attempt with ``outcome``; the job is ``retrying`` at ``retry_at`` (its
+        error kept) or ``failed``; fenced."""
+        if retry_at is None:
+            return self._fenced(
+                f"fail job {lease.job_id}", "fail", lease, outcome,
+                error=error, traceback=traceback,
+            )
+        return self._fenced(
+            f"schedule a retry of job {lease.job_id}", "schedule_retry", lease, outcome,
+            error=error, traceback=traceback, retry_at=_to_epoch(retry_at),
+        )
+
+    def release(self, lease: Lease) -> JobRecord | None:
+        """Hand a running job back: the attempt is ``handed_back`` and does not count; fenced."""
+        return self._fenced(
+            f"release job {lease.job_id}", "release", lease, AttemptOutcome.HANDED_BACK
+        )
+
+    def requeue_expired(self) -> builtins.list[JobRecord]:
+        """Take back running jobs whose lease expired (see :meth:`Storage.requeue_expired`)."""
+
+        def work(conn: sqlite3.Connection) -> builtins.list[JobRecord]:
+            params = {"now": _to_epoch(self.now())}
+            conn.execute(queries()["close_expired_attempts"], params)
+            rows = conn.execute(queries()["requeue_expired"], params).fetchall()
+            return sorted((_job(row) for row in rows), key=lambda record: int(record.id))
+
+        return self._transaction("requeue expired leases", work)
+
+    def prune(self, finished_before: datetime, *, batch_size: int = 1000) -> int:
+        """Delete finished jobs (and attempts) that finished before ``finished_before``."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+        params = {"finished_before": _to_epoch(finished_before), "batch_size": batch_size}
+
+        def batch(conn: sqlite3.Connection) -> int:
+            return conn.execute(queries()["prune_batch"], params).rowcount
+
+        deleted = 0
+        while True:
+            count = self._transaction("prune finished jobs", batch)
+            deleted += count
+            if count < batch_size:
+                return deleted
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job with this id. Raises ``JobNotFoundInStorage``."""
+        key = _job_key(job_id)
+        if key is None:
+            raise JobNotFoundInStorage(job_id)
+
+        def work(conn: sqlite3.Connection) -> JobRecord:
+            row = self._one(conn, "get", {"job_id": key})
+            if row is None:
+                raise JobNotFoundInStorage(job_id)
+            return _job(row)
+
+        return self._transaction(f"get job {job_id}", work, write=False)
+
+    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+        """Every attempt of the job, oldest first. Raises ``JobNotFoundInStorage``."""
+        key = _job_key(job_id)
+        if key is None:
+            raise JobNotFoundInStorage(job_id)
+
+        def work(conn: sqlite3.Connection) -> builtins.list[Attempt]:
+            if self._one(conn, "exists", {"job_id": key}) is None:
+                raise JobNotFoundInStorage(job_id)
+            rows = conn.execute(queries()["attempts"], {"job_id": key}).fetchall()
+            return [_attempt(row) for row in rows]
+
+        return self._transaction(f"read the attempts of job {job_id}", work, write=False)
+
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[JobRecord]:
+        """Jobs, newest first, filtered by status and job name."""
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got {limit!r} and {offset!r}")
+        query, params = _filtered("list", status, name)
+
+        def work(conn: sqlite3.Connection) -> builtins.list[JobRecord]:
+            rows = conn.execute(queries()[query], {**params, "limit": limit, "offset": offset})
+            return [_job(row) for row in rows.fetchall()]
+
+        return self._transaction("list jobs", work, write=False)
+
+    def count(self, *, status: JobStatus | None = None, name: str | None = None) -> int:
+        """How many jobs match the filter."""
+        query, params = _filtered("count", status, name)
+
+        def work(conn: sqlite3.Connection) -> int:
+            total: int = conn.execute(queries()[query], params).fetchone()[0]
+            return total
+
+        return self._transaction("count jobs", work, write=False)
+
+    def close(self) -> None:
+        """Close every thread's connection; the store must not be used afterwards."""
+        with self._connections_lock:
+            self._closed = True
+            connections, self._connections = self._connections, {}
+        for conn in connections.values():  # best effort: the file stays consistent either way
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+
+def _filtered(
+    query: str, status: JobStatus | None, name: str | None
+) -> tuple[str, dict[str, Any]]:
+    """The section for a list/count query and its parameters (one section per filter set, so
+    each can use its index)."""
+    params: dict[str, Any] = {}
+    parts: builtins.list[str] = []
+    if status is not None:
+        params["status"] = JobStatus(status).value
+        parts.append("status")
+    if name is not None:
+        params["name"] = name
+        parts.append("name")
+    return (f"{query}_by_{'_and_'.join(parts)}" if parts else query), params

@@ -1,0 +1,236 @@
+-- SQL of the SQLite job store, in named sections read by jobkit/storage/sqlite.py.
+--
+-- A section runs from its "-- name: <name>" line to the next one. Parameters are always bound
+-- (:name). Times are REAL unix epoch seconds in UTC, taken from the store's clock, never from
+-- SQLite's. "migration_<n>" sections build the schema: each is applied once, in order, inside one
+-- BEGIN IMMEDIATE transaction, and the schema version becomes the highest n. To change the
+-- schema, append a new migration section; never edit one that has shipped.
+
+-- name: migration_1
+CREATE TABLE IF NOT EXISTS jobkit_jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    method TEXT NOT NULL,
+    params TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (
+        status IN ('pending', 'running', 'retrying', 'completed', 'failed', 'cancelled')
+    ),
+    priority INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    created_at REAL NOT NULL,
+    available_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    worker_id TEXT,
+    lease_expires_at REAL,
+    progress REAL,
+    progress_message TEXT
+);
+
+CREATE TABLE IF NOT EXISTS jobkit_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER NOT NULL REFERENCES jobkit_jobs (id) ON DELETE CASCADE,
+    attempt INTEGER NOT NULL,
+    worker_id TEXT,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    outcome TEXT,
+    error TEXT,
+    traceback TEXT
+);
+
+-- claim: the next due job, in claim order, without a sort
+CREATE INDEX IF NOT EXISTS jobkit_jobs_claim
+    ON jobkit_jobs (priority DESC, available_at, id)
+    WHERE status IN ('pending', 'retrying');
+
+-- requeue_expired: only running jobs have a lease
+CREATE INDEX IF NOT EXISTS jobkit_jobs_lease
+    ON jobkit_jobs (lease_expires_at)
+    WHERE status = 'running';
+
+CREATE INDEX IF NOT EXISTS jobkit_jobs_status ON jobkit_jobs (status, id);
+
+CREATE INDEX IF NOT EXISTS jobkit_jobs_name ON jobkit_jobs (name, id);
+
+CREATE INDEX IF NOT EXISTS jobkit_attempts_job ON jobkit_attempts (job_id, id);
+
+
+-- name: create_schema_version
+CREATE TABLE IF NOT EXISTS jobkit_schema_version (version INTEGER NOT NULL);
+
+-- name: has_schema_version
+SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobkit_schema_version';
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM jobkit_schema_version;
+
+-- name: clear_schema_version
+DELETE FROM jobkit_schema_version;
+
+-- name: set_schema_version
+INSERT INTO jobkit_schema_version (version) VALUES (:version);
+
+
+-- name: enqueue
+INSERT INTO jobkit_jobs (
+    name, method, params, status, priority, attempts, max_attempts, policy,
+    created_at, available_at
+) VALUES (
+    :name, :method, :params, 'pending', :priority, 0, :max_attempts, :policy,
+    :now, :available_at
+)
+RETURNING *;
+
+-- name: get
+SELECT * FROM jobkit_jobs WHERE id = :job_id;
+
+-- name: exists
+SELECT 1 FROM jobkit_jobs WHERE id = :job_id;
+
+-- name: has_due_job
+-- read-only, so idle pollers never take the write lock; INDEXED BY because without statistics
+-- the planner prefers jobkit_jobs_status and sorts the whole backlog
+SELECT 1 FROM jobkit_jobs INDEXED BY jobkit_jobs_claim
+WHERE status IN ('pending', 'retrying') AND available_at <= :now
+LIMIT 1;
+
+-- name: claim
+UPDATE jobkit_jobs
+SET status = 'running',
+    attempts = attempts + 1,
+    worker_id = :worker_id,
+    started_at = :now,
+    lease_expires_at = :lease_expires_at,
+    progress = NULL,
+    progress_message = NULL
+WHERE id = (
+    SELECT id FROM jobkit_jobs INDEXED BY jobkit_jobs_claim
+    WHERE status IN ('pending', 'retrying') AND available_at <= :now
+    ORDER BY priority DESC, available_at, id
+    LIMIT 1
+)
+RETURNING *;
+
+-- name: open_attempt
+INSERT INTO jobkit_attempts (job_id, attempt, worker_id, started_at)
+VALUES (:job_id, :attempt, :worker_id, :now);
+
+-- name: close_attempt
+-- the one open attempt of a job (a job has an open attempt exactly while it is running)
+UPDATE jobkit_attempts
+SET finished_at = :now, outcome = :outcome, error = :error, traceback = :traceback
+WHERE job_id = :job_id AND finished_at IS NULL;
+
+-- name: heartbeat
+UPDATE jobkit_jobs
+SET lease_expires_at = :lease_expires_at
+WHERE id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt;
+
+-- name: set_progress
+UPDATE jobkit_jobs
+SET progress = :progress, progress_message = :progress_message
+WHERE id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt;
+
+-- name: complete
+UPDATE jobkit_jobs
+SET status = 'completed', result = :result, error = NULL, finished_at = :now,
+    worker_id = NULL, lease_expires_at = NULL
+WHERE id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt
+RETURNING *;
+
+-- name: fail
+UPDATE jobkit_jobs
+SET status = 'failed', error = :error, finished_at = :now,
+    worker_id = NULL, lease_expires_at = NULL
+WHERE id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt
+RETURNING *;
+
+-- name: schedule_retry
+UPDATE jobkit_jobs
+SET status = 'retrying', error = :error, available_at = :retry_at,
+    worker_id = NULL, lease_expires_at = NULL
+WHERE id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt
+RETURNING *;
+
+-- name: release
+-- the handed-back attempt does not count
+UPDATE jobkit_jobs
+SET status = 'pending', attempts = attempts - 1, available_at = :now,
+    worker_id = NULL, lease_expires_at = NULL
+WHERE id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt
+RETURNING *;
+
+-- name: close_expired_attempts
+UPDATE jobkit_attempts
+SET finished_at = :now,
+    outcome = 'lost',
+    error = 'lease expired: worker ' || coalesce(worker_id, '?') || ' stopped heartbeating'
+WHERE finished_at IS NULL AND job_id IN (
+    SELECT id FROM jobkit_jobs INDEXED BY jobkit_jobs_lease
+    WHERE status = 'running' AND lease_expires_at < :now
+);
+
+-- name: requeue_expired
+-- SET expressions see the row as it was, so worker_id is still the lost worker's
+UPDATE jobkit_jobs INDEXED BY jobkit_jobs_lease
+SET status = CASE WHEN attempts < max_attempts THEN 'retrying' ELSE 'failed' END,
+    error = 'lease expired: worker ' || coalesce(worker_id, '?') || ' stopped heartbeating',
+    available_at = CASE WHEN attempts < max_attempts THEN :now ELSE available_at END,
+    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE :now END,
+    worker_id = NULL,
+    lease_expires_at = NULL
+WHERE status = 'running' AND lease_expires_at < :now
+RETURNING *;
+
+-- name: cancel
+UPDATE jobkit_jobs
+SET status = 'cancelled', finished_at = :now, worker_id = NULL, lease_expires_at = NULL
+WHERE id = :job_id AND status IN ('pending', 'retrying', 'running')
+RETURNING *;
+
+-- name: retry
+UPDATE jobkit_jobs
+SET status = 'pending', available_at = :now, error = NULL, finished_at = NULL,
+    max_attempts = max(max_attempts, attempts + 1)
+WHERE id = :job_id AND status IN ('failed', 'cancelled')
+RETURNING *;
+
+-- name: prune_batch
+DELETE FROM jobkit_jobs WHERE id IN (
+    SELECT id FROM jobkit_jobs
+    WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < :finished_before
+    LIMIT :batch_size
+);
+
+-- name: attempts
+SELECT * FROM jobkit_attempts WHERE job_id = :job_id ORDER BY id;
+
+-- name: list
+SELECT * FROM jobkit_jobs ORDER BY id DESC LIMIT :limit OFFSET :offset;
+
+-- name: list_by_status
+SELECT * FROM jobkit_jobs WHERE status = :status ORDER BY id DESC LIMIT :limit OFFSET :offset;
+
+-- name: list_by_name
+SELECT * FROM jobkit_jobs WHERE name = :name ORDER BY id DESC LIMIT :limit OFFSET :offset;
+
+-- name: list_by_status_and_name
+SELECT * FROM jobkit_jobs WHERE status = :status AND name = :name
+ORDER BY id DESC LIMIT :limit OFFSET :offset;
+
+-- name: count
+SELECT count(*) FROM jobkit_jobs;
+
+-- name: count_by_status
+SELECT count(*) FROM jobkit_jobs WHERE status = :status;
+
+-- name: count_by_name
+SELECT count(*) FROM jobkit_jobs WHERE name = :name;
+
+-- name: count_by_status_and_name
+SELECT count(*) FROM jobkit_jobs WHERE status = :status AND name = :name;

@@ -1,0 +1,853 @@
+"""The conformance suite every ``Storage`` backend passes (fsspec's pattern).
+
+A backend's test module subclasses :class:`StorageConformance` and supplies the fixtures::
+
+    class TestRedisStorage(StorageConformance):
+        @pytest.fixture
+        def storage(self, clock):
+            store = RedisStorage(..., clock=clock)  # fresh and empty
+            yield store
+            store.close()
+
+        @pytest.fixture
+        def storage_url(self, storage):
+            return storage.url  # or None: the multi-process test is skipped
+
+The tests move time with the :class:`FakeClock` of the ``clock`` fixture and never sleep, except
+the one that claims from several processes at once.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from jobkit.exceptions import JobNotFoundInStorage, StorageError
+from jobkit.records import AttemptOutcome, JobRecord, JobStatus, Lease, NewJob, RetryPolicy
+from jobkit.storage.base import Storage
+
+#: Not a round number, so a backend that drops microseconds or the offset fails loudly.
+EPOCH = datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
+LEASE = 30.0
+
+
+class FakeClock:
+    """A clock for ``Storage(clock=...)`` that stands still until told to move."""
+
+    def __init__(self, start: datetime = EPOCH) -> None:
+        if start.tzinfo is None:
+            raise ValueError(f"FakeClock needs a timezone-aware start, got {start!r}")
+        self.current = start.astimezone(timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.current
+
+    def advance(self, seconds: float | timedelta) -> datetime:
+        """Move the clock forward and return the new time."""
+        step = seconds if isinstance(seconds, timedelta) else timedelta(seconds=seconds)
+        self.current += step
+        return self.current
+
+    def __repr__(self) -> str:
+        return f"FakeClock({self.current.isoformat()})"
+
+
+def new_job(
+    at: datetime,
+    *,
+    name: str = "Email",
+    method: str = "send",
+    params: dict[str, Any] | list[Any] | None = None,
+    priority: int = 0,
+    delay: float = 0.0,
+    max_attempts: int = 3,
+    policy: RetryPolicy | None = None,
+) -> NewJob:
+    """A job to enqueue, due ``delay`` seconds after ``at``."""
+    return NewJob(
+        name=name,
+        method=method,
+        params={"to": "ana@example.com"} if params is None else params,
+        priority=priority,
+        max_attempts=max_attempts,
+        policy=policy or RetryPolicy(),
+        available_at=at + timedelta(seconds=delay),
+    )
+
+
+def lease_of(record: JobRecord) -> Lease:
+    """The lease a claim handed out."""
+    assert record.worker_id is not None
+    return Lease(record.id, record.worker_id, record.attempts)
+
+
+def claim(storage: Storage, worker_id: str = "w1") -> JobRecord:
+    """Claim the next job, which the test expects to exist."""
+    record = storage.claim(worker_id, LEASE)
+    assert record is not None, "expected a due job"
+    return record
+
+
+class StorageFixtures:
+    """The fixtures a backend's subclass supplies: ``storage`` always, ``storage_url`` if it can."""
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        """The store's clock; tests advance it instead of sleeping."""
+        return FakeClock()
+
+    @pytest.fixture
+    def storage(self, clock: FakeClock) -> Iterator[Storage]:
+        """A fresh, empty store built with ``clock``; the subclass must override this."""
+        pytest.fail(
+            f"{type(self).__name__} must define a 'storage' fixture: a fresh, empty store "
+            "built with clock=clock",
+            pytrace=False,
+        )
+        yield  # pragma: no cover - makes this a generator like the real fixtures
+
+    @pytest.fixture
+    def storage_url(self, storage: Storage) -> str | None:
+        """A URL from which ``type(storage).from_url`` opens the same store in another process,
+        or ``None`` for a store that lives in one process only (multi-process tests skip)."""
+        return None
+
+
+class RoundTripTests(StorageFixtures):
+    """What goes in comes out."""
+
+    def test_enqueue_stores_a_pending_job(self, storage: Storage, clock: FakeClock) -> None:
+        """enqueue returns a pending record with no attempts, created now."""
+        record = storage.enqueue(new_job(clock(), priority=4, max_attempts=5))
+        assert record.status is JobStatus.PENDING
+        assert (record.name, record.method) == ("Email", "send")
+        assert record.params == {"to": "ana@example.com"}
+        assert (record.priority, record.attempts, record.max_attempts) == (4, 0, 5)
+        assert record.created_at == clock() and record.available_at == clock()
+        assert record.started_at is None and record.finished_at is None
+        assert record.result is None and record.error is None
+        assert record.worker_id is None and record.lease_expires_at is None
+        assert record.progress is None and record.progress_message is None
+
+    def test_ids_are_increasing_integers_as_strings(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """Job ids are strings of increasing integers."""
+        ids = [storage.enqueue(new_job(clock())).id for _ in range(3)]
+        assert all(isinstance(job_id, str) and job_id.isdigit() for job_id in ids)
+        assert [int(job_id) for job_id in ids] == sorted(int(job_id) for job_id in ids)
+        assert len(set(ids)) == 3
+
+    def test_get_returns_what_enqueue_returned(self, storage: Storage, clock: FakeClock) -> None:
+        """get returns the same record enqueue returned."""
+        record = storage.enqueue(new_job(clock(), delay=60))
+        assert storage.get(record.id) == record
+
+    def test_unicode_params_round_trip(self, storage: Storage, clock: FakeClock) -> None:
+        """Non-ASCII text, emoji and escapes survive storage."""
+        params = {"subject": "Grüße, 東京 🚀", "body": "line\nbreak \"quoted\" \\ \u0000 tab\t"}
+        record = storage.enqueue(new_job(clock(), params=params))
+        assert storage.get(record.id).params == params
+
+    def test_nested_params_round_trip(self, storage: Storage, clock: FakeClock) -> None:
+        """Nested lists and dicts, numbers, booleans and nulls survive storage."""
+        params = {"a": [1, 2.5, {"b": [None, True, False]}], "c": {"d": {"e": -(2**53)}}}
+        record = storage.enqueue(new_job(clock(), params=params))
+        assert storage.get(record.id).params == params
+
+    def test_positional_params_round_trip(self, storage: Storage, clock: FakeClock) -> None:
+        """A list of positional params stays a list."""
+        record = storage.enqueue(new_job(clock(), params=["x", 1, [2]]))
+        assert storage.get(record.id).params == ["x", 1, [2]]
+
+    def test_large_params_round_trip(self, storage: Storage, clock: FakeClock) -> None:
+        """A megabyte of params survives storage."""
+        params = {"blob": "é" * 500_000, "rows": [{"n": n} for n in range(10_000)]}
+        record = storage.enqueue(new_job(clock(), params=params))
+        assert storage.get(record.id).params == params
+
+    def test_policy_round_trips(self, storage: Storage, clock: FakeClock) -> None:
+        """The retry policy is stored with the job."""
+        policy = RetryPolicy(retry_delay=2.5, backoff="exponential", max_delay=60.0, jitter=0.1,
+                             timeout=30.0)
+        record = storage.enqueue(new_job(clock(), policy=policy))
+        assert storage.get(record.id).policy == policy
+
+    def test_stored_params_are_a_copy(self, storage: Storage, clock: FakeClock) -> None:
+        """Mutating the caller's params or a returned record never changes the stored job."""
+        params: dict[str, Any] = {"items": [1]}
+        record = storage.enqueue(new_job(clock(), params=params))
+        params["items"].append(2)
+        assert isinstance(record.params, dict)
+        record.params["items"].append(3)
+        assert storage.get(record.id).params == {"items": [1]}
+
+    def test_params_that_are_not_json_are_refused(self, storage: Storage, clock: FakeClock) -> None:
+        """Params JSON cannot hold (a set, NaN) raise StorageError and store nothing."""
+        with pytest.raises(StorageError):
+            storage.enqueue(new_job(clock(), params={"s": {1, 2}}))
+        with pytest.raises(StorageError):
+            storage.enqueue(new_job(clock(), params={"n": float("nan")}))
+        assert storage.count() == 0
+
+    def test_times_come_back_as_utc(self, storage: Storage, clock: FakeClock) -> None:
+        """A time given in another zone comes back as the same instant in UTC."""
+        paris = timezone(timedelta(hours=2))
+        job = new_job(clock().astimezone(paris), delay=90)
+        record = storage.get(storage.enqueue(job).id)
+        assert record.available_at == clock() + timedelta(seconds=90)
+        assert record.available_at.utcoffset() == timedelta(0)
+        assert record.created_at.utcoffset() == timedelta(0)
+
+    @pytest.mark.parametrize("job_id", ["999999", "abc", "", "-1", "1.0", " 1", "01"])
+    def test_get_of_an_unknown_id_raises(
+        self, storage: Storage, clock: FakeClock, job_id: str
+    ) -> None:
+        """get raises JobNotFoundInStorage for unknown and malformed ids."""
+        storage.enqueue(new_job(clock()))
+        with pytest.raises(JobNotFoundInStorage) as info:
+            storage.get(job_id)
+        assert info.value.data == {"job_id": job_id}
+
+
+class ClaimTests(StorageFixtures):
+    """Which job a worker gets, and what claiming it records."""
+
+    def test_claim_on_an_empty_store_returns_none(self, storage: Storage) -> None:
+        """claim returns None when nothing is stored."""
+        assert storage.claim("w1", LEASE) is None
+
+    def test_claim_starts_the_job(self, storage: Storage, clock: FakeClock) -> None:
+        """claim makes the job running, counts the attempt and hands out a lease."""
+        job = storage.enqueue(new_job(clock()))
+        clock.advance(5)
+        record = claim(storage, "w1")
+        assert record.id == job.id
+        assert record.status is JobStatus.RUNNING
+        assert record.attempts == 1 and record.worker_id == "w1"
+        assert record.started_at == clock()
+        assert record.lease_expires_at == clock() + timedelta(seconds=LEASE)
+        assert storage.get(job.id) == record
+
+    def test_claim_opens_an_attempt(self, storage: Storage, clock: FakeClock) -> None:
+        """claim opens an attempt row numbered like the job's attempts."""
+        job = storage.enqueue(new_job(clock()))
+        claim(storage, "w1")
+        [attempt] = storage.attempts(job.id)
+        assert (attempt.job_id, attempt.attempt, attempt.worker_id) == (job.id, 1, "w1")
+        assert attempt.started_at == clock()
+        assert attempt.finished_at is None and attempt.outcome is None and attempt.error is None
+
+    def test_higher_priority_first(self, storage: Storage, clock: FakeClock) -> None:
+        """Jobs are claimed by priority, highest first, negative last."""
+        low = storage.enqueue(new_job(clock(), priority=-1))
+        mid = storage.enqueue(new_job(clock(), priority=0))
+        high = storage.enqueue(new_job(clock(), priority=9))
+        assert [claim(storage).id for _ in range(3)] == [high.id, mid.id, low.id]
+
+    def test_earlier_available_at_first_within_a_priority(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """Within a priority, the job due earliest is claimed first."""
+        later = storage.enqueue(new_job(clock(), delay=-10))
+        earlier = storage.enqueue(new_job(clock(), delay=-20))
+        assert [claim(storage).id for _ in range(2)] == [earlier.id, later.id]
+
+    def test_enqueue_order_breaks_ties(self, storage: Storage, clock: FakeClock) -> None:
+        """Jobs with equal priority and due time are claimed in enqueue order."""
+        ids = [storage.enqueue(new_job(clock())).id for _ in range(5)]
+        assert [claim(storage).id for _ in range(5)] == ids
+
+    def test_a_delayed_job_is_invisible_until_due(self, storage: Storage, clock: FakeClock) -> None:
+        """A job is claimed no earlier than its available_at, and exactly then."""
+        job = storage.enqueue(new_job(clock(), delay=60))
+        assert storage.claim("w1", LEASE) is None
+        clock.advance(59.999)
+        assert storage.claim("w1", LEASE) is None
+        clock.advance(0.001)
+        assert claim(storage).id == job.id
+
+    def test_a_delayed_urgent_job_does_not_block_a_due_one(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """A high-priority job that is not due yet lets a due low-priority job run."""
+        storage.enqueue(new_job(clock(), priority=10, delay=60))
+        due = storage.enqueue(new_job(clock(), priority=0))
+        assert claim(storage).id == due.id
+        assert storage.claim("w1", LEASE) is None
+
+    def test_a_claimed_job_is_not_claimed_again(self, storage: Storage, clock: FakeClock) -> None:
+        """A running job is never handed to a second worker."""
+        storage.enqueue(new_job(clock()))
+        claim(storage, "w1")
+        assert storage.claim("w2", LEASE) is None
+
+    def test_finished_jobs_are_never_claimed(self, storage: Storage, clock: FakeClock) -> None:
+        """Completed, failed and cancelled jobs stay where they are."""
+        for _ in range(2):
+            storage.enqueue(new_job(clock(), max_attempts=1))
+        storage.complete(lease_of(claim(storage)), "ok")
+        storage.fail(lease_of(claim(storage)), error="boom", traceback=None)
+        storage.cancel(storage.enqueue(new_job(clock())).id)
+        assert storage.claim("w1", LEASE) is None
+
+
+class LeaseTests(StorageFixtures):
+    """Heartbeats, progress, expiry and the fence that guards every write of a worker."""
+
+    def test_heartbeat_extends_the_lease(self, storage: Storage, clock: FakeClock) -> None:
+        """heartbeat moves lease_expires_at to now + lease_seconds."""
+        record = storage.enqueue(new_job(clock()))
+        lease = lease_of(claim(storage))
+        clock.advance(10)
+        assert storage.heartbeat(lease, 60) is True
+        assert storage.get(record.id).lease_expires_at == clock() + timedelta(seconds=60)
+
+    def test_heartbeats_keep_a_job_from_expiring(self, storage: Storage, clock: FakeClock) -> None:
+        """A job whose worker keeps beating is never requeued."""
+        record = storage.enqueue(new_job(clock()))
+        lease = lease_of(claim(storage))
+        for _ in range(5):
+            clock.advance(LEASE - 1)
+            assert storage.heartbeat(lease, LEASE)
+            assert storage.requeue_expired() == []
+        assert storage.get(record.id).status is JobStatus.RUNNING
+
+    def test_a_lease_is_valid_until_it_has_passed(self, storage: Storage, clock: FakeClock) -> None:
+        """A lease expiring exactly now is not yet expired."""
+        storage.enqueue(new_job(clock()))
+        claim(storage)
+        clock.advance(LEASE)
+        assert storage.requeue_expired() == []
+
+    def test_an_expired_job_is_retried(self, storage: Storage, clock: FakeClock) -> None:
+        """A lost lease closes the attempt as lost and makes the job retrying, due now."""
+        job = storage.enqueue(new_job(clock(), max_attempts=2))
+        claim(storage, "w1")
+        clock.advance(LEASE + 1)
+        [record] = storage.requeue_expired()
+        message = "lease expired: worker w1 stopped heartbeating"
+        assert record.id == job.id and record.status is JobStatus.RETRYING
+        assert record.error == message and record.available_at == clock()
+        assert record.attempts == 1 and record.finished_at is None
+        assert record.worker_id is None and record.lease_expires_at is None
+        assert storage.get(job.id) == record
+        [attempt] = storage.attempts(job.id)
+        assert attempt.outcome is AttemptOutcome.LOST and attempt.error == message
+        assert attempt.finished_at == clock()
+        assert storage.requeue_expired() == []
+
+    def test_an_expired_job_without_attempts_left_fails(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """A lost lease on the last attempt fails the job."""
+        job = storage.enqueue(new_job(clock(), max_attempts=1))
+        claim(storage, "w1")
+        clock.advance(LEASE + 1)
+        [record] = storage.requeue_expired()
+        assert record.status is JobStatus.FAILED and record.finished_at == clock()
+        assert record.error == "lease expired: worker w1 stopped heartbeating"
+        assert storage.claim("w2", LEASE) is None
+        assert storage.get(job.id).status is JobStatus.FAILED
+
+    def test_requeue_leaves_live_leases_alone(self, storage: Storage, clock: FakeClock) -> None:
+        """Only the expired leases are taken back."""
+        old = storage.enqueue(new_job(clock()))
+        storage.enqueue(new_job(clock()))
+        claim(storage, "w1")
+        clock.advance(20)
+        fresh = claim(storage, "w2")
+        clock.advance(LEASE - 10)
+        assert [record.id for record in storage.requeue_expired()] == [old.id]
+        assert storage.get(fresh.id) == fresh
+
+    def test_a_stale_lease_is_refused_after_a_takeover(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """After expiry and a new claim, the old worker's writes change nothing."""
+        job = storage.enqueue(new_job(clock()))
+        stale = lease_of(claim(storage, "w1"))
+        clock.advance(LEASE + 1)
+        storage.requeue_expired()
+        current = claim(storage, "w2")
+        assert storage.set_progress(lease_of(current), 0.5, "halfway")
+        before = storage.get(job.id)
+        assert storage.heartbeat(stale, LEASE) is False
+        assert storage.set_progress(stale, 0.9, "stale") is False
+        assert storage.complete(stale, "stale result") is None
+        assert storage.fail(stale, error="stale", traceback=None) is None
+        assert storage.fail(stale, error="stale", traceback=None, retry_at=clock()) is None
+        assert storage.release(stale) is None
+        assert storage.get(job.id) == before
+        done = storage.complete(lease_of(current), "fresh result")
+        assert done is not None and done.result == "fresh result"
+        outcomes = [attempt.outcome for attempt in storage.attempts(job.id)]
+        assert outcomes == [AttemptOutcome.LOST, AttemptOutcome.SUCCEEDED]
+
+    def test_the_same_worker_cannot_use_an_old_attempts_lease(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """A lease names its attempt: the same worker's lease of attempt 1 fails in attempt 2."""
+        job = storage.enqueue(new_job(clock()))
+        stale = lease_of(claim(storage, "w1"))
+        clock.advance(LEASE + 1)
+        storage.requeue_expired()
+        current = claim(storage, "w1")
+        assert current.attempts == 2
+        assert storage.complete(stale, "stale") is None
+        assert storage.get(job.id).status is JobStatus.RUNNING
+
+    def test_fenced_writes_to_unknown_jobs_change_nothing(self, storage: Storage) -> None:
+        """Leases of unknown or malformed job ids are refused, not errors."""
+        for job_id in ("424242", "abc"):
+            lease = Lease(job_id, "w1", 1)
+            assert storage.heartbeat(lease, LEASE) is False
+            assert storage.set_progress(lease, 0.5, None) is False
+            assert storage.complete(lease, None) is None
+            assert storage.fail(lease, error="x", traceback=None) is None
+            assert storage.release(lease) is None
+
+    def test_progress_is_stored_and_reset_by_the_next_claim(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """set_progress stores fraction and message; a new attempt starts without progress."""
+        job = storage.enqueue(new_job(clock()))
+        lease = lease_of(claim(storage))
+        assert storage.set_progress(lease, 0.25, "a quarter")
+        record = storage.get(job.id)
+        assert (record.progress, record.progress_message) == (0.25, "a quarter")
+        storage.fail(lease, error="boom", traceback=None, retry_at=clock())
+        record = claim(storage)
+        assert (record.progress, record.progress_message) == (None, None)
+
+    def test_progress_outside_zero_to_one_is_refused(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """set_progress raises ValueError for a fraction outside 0..1."""
+        storage.enqueue(new_job(clock()))
+        lease = lease_of(claim(storage))
+        for fraction in (-0.1, 1.5, float("nan")):
+            with pytest.raises(ValueError):
+                storage.set_progress(lease, fraction, None)
+
+
+class OutcomeTests(StorageFixtures):
+    """How an attempt ends: complete, fail, retry later, hand back."""
+
+    def test_complete_finishes_job_and_attempt(self, storage: Storage, clock: FakeClock) -> None:
+        """complete stores the result, finishes the job and closes the attempt as succeeded."""
+        job = storage.enqueue(new_job(clock()))
+        lease = lease_of(claim(storage))
+        clock.advance(3)
+        record = storage.complete(lease, {"sent": True, "id": "msg-1"})
+        assert record is not None and record.status is JobStatus.COMPLETED
+        assert record.result == {"sent": True, "id": "msg-1"}
+        assert record.finished_at == clock() and record.error is None
+        assert record.worker_id is None and record.lease_expires_at is None
+        assert storage.get(job.id) == record
+        [attempt] = storage.attempts(job.id)
+        assert attempt.outcome is AttemptOutcome.SUCCEEDED and attempt.finished_at == clock()
+
+    @pytest.mark.parametrize("result", [None, 0, 1.5, "ünï", [1, [2]], {"a": {"b": None}}])
+    def test_results_round_trip(self, storage: Storage, clock: FakeClock, result: Any) -> None:
+        """Any JSON value is a result."""
+        job = storage.enqueue(new_job(clock()))
+        storage.complete(lease_of(claim(storage)), result)
+        assert storage.get(job.id).result == result
+
+    def test_a_result_that_is_not_json_is_refused(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """complete raises StorageError for a non-JSON result and the job stays running."""
+        job = storage.enqueue(new_job(clock()))
+        lease = lease_of(claim(storage))
+        with pytest.raises(StorageError):
+            storage.complete(lease, {"when": clock()})
+        assert storage.get(job.id).status is JobStatus.RUNNING
+        assert storage.complete(lease, "fine") is not None
+
+    def test_a_completed_job_cannot_be_completed_again(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """A second complete with the same lease is refused."""
+        job = storage.enqueue(new_job(clock()))
+        lease = lease_of(claim(storage))
+        storage.complete(lease, 1)
+        assert storage.complete(lease, 2) is None
+        assert storage.get(job.id).result == 1
+
+    def test_fail_without_retry_fails_the_job(self, storage: Storage, clock: FakeClock) -> None:
+        """fail without retry_at finishes the job as failed and records the error."""
+        job = storage.enqueue(new_job(clock()))
+        lease = lease_of(claim(storage))
+        clock.advance(2)
+        record = storage.fail(lease, error="ValueError: bad", traceback="Traceback ...")
+        assert record is not None and record.status is JobStatus.FAILED
+        assert record.error == "ValueError: bad" and record.finished_at == clock()
+        assert record.worker_id is None and record.lease_expires_at is None
+        [attempt] = storage.attempts(job.id)
+        assert attempt.outcome is AttemptOutcome.FAILED and attempt.finished_at == clock()
+        assert (attempt.error, attempt.traceback) == ("ValueError: bad", "Traceback ...")
+
+    def test_fail_records_the_given_outcome(self, storage: Storage, clock: FakeClock) -> None:
+        """The attempt keeps the outcome it was failed with (a timeout, say)."""
+        job = storage.enqueue(new_job(clock()))
+        storage.fail(lease_of(claim(storage)), error="TimeoutError", traceback=None,
+                     outcome=AttemptOutcome.TIMEOUT)
+        assert storage.attempts(job.id)[0].outcome is AttemptOutcome.TIMEOUT
+
+    def test_fail_with_retry_at_schedules_the_next_attempt(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """fail with retry_at makes the job retrying, due then, its error kept."""
+        job = storage.enqueue(new_job(clock()))
+        retry_at = clock() + timedelta(seconds=10)
+        record = storage.fail(lease_of(claim(storage)), error="boom", traceback="tb",
+                              retry_at=retry_at)
+        assert record is not None and record.status is JobStatus.RETRYING
+        assert record.available_at == retry_at and record.error == "boom"
+        assert record.finished_at is None and record.worker_id is None
+        clock.advance(9)
+        assert storage.claim("w1", LEASE) is None
+        clock.advance(1)
+        second = claim(storage, "w2")
+        assert second.id == job.id and second.attempts == 2
+        numbers = [(attempt.attempt, attempt.outcome) for attempt in storage.attempts(job.id)]
+        assert numbers == [(1, AttemptOutcome.FAILED), (2, None)]
+
+    def test_release_hands_the_job_back(self, storage: Storage, clock: FakeClock) -> None:
+        """release makes the job pending and due now; the attempt does not count."""
+        job = storage.enqueue(new_job(clock(), delay=-5))
+        lease = lease_of(claim(storage, "w1"))
+        clock.advance(4)
+        record = storage.release(lease)
+        assert record is not None and record.status is JobStatus.PENDING
+        assert record.attempts == 0 and record.available_at == clock()
+        assert record.worker_id is None and record.lease_expires_at is None
+        [attempt] = storage.attempts(job.id)
+        assert attempt.outcome is AttemptOutcome.HANDED_BACK and attempt.finished_at == clock()
+        assert storage.release(lease) is None
+        again = claim(storage, "w2")
+        assert again.id == job.id and again.attempts == 1
+        assert len(storage.attempts(job.id)) == 2
+
+
+class CancelTests(StorageFixtures):
+    """Cancelling jobs in every status."""
+
+    def test_cancel_a_pending_job(self, storage: Storage, clock: FakeClock) -> None:
+        """A cancelled pending job is final and never claimed."""
+        job = storage.enqueue(new_job(clock()))
+        clock.advance(1)
+        record = storage.cancel(job.id)
+        assert record is not None and record.status is JobStatus.CANCELLED
+        assert record.finished_at == clock()
+        assert storage.get(job.id) == record
+        assert storage.claim("w1", LEASE) is None
+        assert storage.attempts(job.id) == []
+
+    def test_cancel_a_retrying_job(self, storage: Storage, clock: FakeClock) -> None:
+        """A job waiting for its retry can be cancelled."""
+        job = storage.enqueue(new_job(clock()))
+        storage.fail(lease_of(claim(storage)), error="boom", traceback=None, retry_at=clock())
+        record = storage.cancel(job.id)
+        assert record is not None and record.status is JobStatus.CANCELLED
+        assert storage.claim("w1", LEASE) is None
+
+    def test_cancel_a_running_job_takes_its_lease(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """Cancelling a running job closes its attempt as cancelled and refuses its worker."""
+        job = storage.enqueue(new_job(clock()))
+        lease = lease_of(claim(storage))
+        clock.advance(2)
+        record = storage.cancel(job.id)
+        assert record is not None and record.status is JobStatus.CANCELLED
+        assert record.finished_at == clock()
+        assert record.worker_id is None and record.lease_expires_at is None
+        [attempt] = storage.attempts(job.id)
+        assert attempt.outcome is AttemptOutcome.CANCELLED and attempt.finished_at == clock()
+        assert storage.heartbeat(lease, LEASE) is False
+        assert storage.complete(lease, "too late") is None
+        assert storage.fail(lease, error="late", traceback=None) is None
+        assert storage.get(job.id) == record
+
+    def test_cancel_a_finished_job_returns_none(self, storage: Storage, clock: FakeClock) -> None:
+        """Completed, failed and cancelled jobs are left as they are."""
+        jobs = [storage.enqueue(new_job(clock(), max_attempts=1)) for _ in range(3)]
+        storage.complete(lease_of(claim(storage)), "ok")
+        storage.fail(lease_of(claim(storage)), error="boom", traceback=None)
+        storage.cancel(jobs[2].id)
+        for job in jobs:
+            before = storage.get(job.id)
+            assert storage.cancel(job.id) is None
+            assert storage.get(job.id) == before
+
+    def test_cancel_an_unknown_job_raises(self, storage: Storage) -> None:
+        """cancel raises JobNotFoundInStorage for an unknown id."""
+        with pytest.raises(JobNotFoundInStorage):
+            storage.cancel("424242")
+        with pytest.raises(JobNotFoundInStorage):
+            storage.cancel("nope")
+
+
+class ManualRetryTests(StorageFixtures):
+    """Running failed and cancelled jobs again."""
+
+    def test_retry_a_failed_job(self, storage: Storage, clock: FakeClock) -> None:
+        """A failed job is pending again, due now, with an attempt left and its error cleared."""
+        job = storage.enqueue(new_job(clock(), max_attempts=1))
+        storage.fail(lease_of(claim(storage)), error="boom", traceback=None)
+        clock.advance(60)
+        record = storage.retry(job.id)
+        assert record is not None and record.status is JobStatus.PENDING
+        assert record.available_at == clock() and record.finished_at is None
+        assert record.error is None
+        assert (record.attempts, record.max_attempts) == (1, 2)
+        assert claim(storage).attempts == 2
+
+    def test_retry_keeps_a_higher_max_attempts(self, storage: Storage, clock: FakeClock) -> None:
+        """max_attempts only grows when no attempt would be left."""
+        job = storage.enqueue(new_job(clock(), max_attempts=5))
+        storage.fail(lease_of(claim(storage)), error="boom", traceback=None)
+        record = storage.retry(job.id)
+        assert record is not None and record.max_attempts == 5
+
+    def test_retry_a_cancelled_job(self, storage: Storage, clock: FakeClock) -> None:
+        """A cancelled job can be run again."""
+        job = storage.enqueue(new_job(clock()))
+        storage.cancel(job.id)
+        record = storage.retry(job.id)
+        assert record is not None and record.status is JobStatus.PENDING
+        assert claim(storage).id == job.id
+
+    def test_retry_other_statuses_returns_none(self, storage: Storage, clock: FakeClock) -> None:
+        """Pending, running, retrying and completed jobs are not retried by hand."""
+        pending = storage.enqueue(new_job(clock(), delay=60))
+        completed = storage.enqueue(new_job(clock()))
+        storage.complete(lease_of(claim(storage)), None)
+        retrying = storage.enqueue(new_job(clock()))
+        storage.fail(lease_of(claim(storage)), error="x", traceback=None,
+                     retry_at=clock() + timedelta(hours=1))
+        running = storage.enqueue(new_job(clock()))
+        claim(storage)
+        for job in (pending, completed, retrying, running):
+            before = storage.get(job.id)
+            assert storage.retry(job.id) is None
+            assert storage.get(job.id) == before
+
+    def test_retry_an_unknown_job_raises(self, storage: Storage) -> None:
+        """retry raises JobNotFoundInStorage for an unknown id."""
+        with pytest.raises(JobNotFoundInStorage):
+            storage.retry("424242")
+
+
+class ReadTests(StorageFixtures):
+    """Listing, counting and the attempt history."""
+
+    def test_list_is_newest_first(self, storage: Storage, clock: FakeClock) -> None:
+        """list returns the newest job first."""
+        ids = [storage.enqueue(new_job(clock())).id for _ in range(3)]
+        assert [record.id for record in storage.list()] == ids[::-1]
+
+    def test_list_and_count_filter(self, storage: Storage, clock: FakeClock) -> None:
+        """list and count filter by status, by name and by both."""
+        email = storage.enqueue(new_job(clock(), name="Email"))
+        invoice = storage.enqueue(new_job(clock(), name="Invoice"))
+        running = storage.enqueue(new_job(clock(), name="Invoice", priority=1))
+        claim(storage)
+
+        def ids(**filters: Any) -> list[str]:
+            return [record.id for record in storage.list(**filters)]
+
+        assert ids(status=JobStatus.PENDING) == [invoice.id, email.id]
+        assert ids(name="Invoice") == [running.id, invoice.id]
+        assert ids(status=JobStatus.RUNNING, name="Invoice") == [running.id]
+        assert ids(status=JobStatus.RUNNING, name="Email") == []
+        assert ids(status=JobStatus.FAILED) == []
+        assert storage.count() == 3
+        assert storage.count(status=JobStatus.PENDING) == 2
+        assert storage.count(name="Invoice") == 2
+        assert storage.count(status=JobStatus.PENDING, name="Email") == 1
+        assert storage.count(name="Nothing") == 0
+
+    def test_list_paginates(self, storage: Storage, clock: FakeClock) -> None:
+        """limit and offset page through the newest-first list."""
+        ids = [storage.enqueue(new_job(clock())).id for _ in range(7)][::-1]
+        pages = [[r.id for r in storage.list(limit=3, offset=offset)] for offset in (0, 3, 6, 9)]
+        assert pages == [ids[0:3], ids[3:6], ids[6:7], []]
+        assert storage.list(limit=0) == []
+
+    def test_attempts_are_oldest_first(self, storage: Storage, clock: FakeClock) -> None:
+        """attempts lists every try of the job in order."""
+        job = storage.enqueue(new_job(clock()))
+        storage.fail(lease_of(claim(storage, "w1")), error="one", traceback="tb1",
+                     retry_at=clock())
+        storage.fail(lease_of(claim(storage, "w2")), error="two", traceback="tb2",
+                     retry_at=clock())
+        storage.complete(lease_of(claim(storage, "w3")), "done")
+        history = [(a.attempt, a.worker_id, a.outcome, a.error) for a in storage.attempts(job.id)]
+        assert history == [
+            (1, "w1", AttemptOutcome.FAILED, "one"),
+            (2, "w2", AttemptOutcome.FAILED, "two"),
+            (3, "w3", AttemptOutcome.SUCCEEDED, None),
+        ]
+
+    def test_attempts_of_an_unknown_job_raise(self, storage: Storage) -> None:
+        """attempts raises JobNotFoundInStorage for an unknown id."""
+        with pytest.raises(JobNotFoundInStorage):
+            storage.attempts("424242")
+
+
+class PruneTests(StorageFixtures):
+    """Deleting old finished jobs."""
+
+    def test_prune_deletes_old_finished_jobs_only(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """prune deletes final jobs finished before the cutoff, with their attempts."""
+        old = [storage.enqueue(new_job(clock(), max_attempts=1)) for _ in range(3)]
+        waiting = storage.enqueue(new_job(clock(), delay=3600))
+        storage.complete(lease_of(claim(storage)), "ok")
+        storage.fail(lease_of(claim(storage)), error="boom", traceback=None)
+        storage.cancel(old[2].id)
+        running = storage.enqueue(new_job(clock()))
+        claim(storage)
+        clock.advance(100)
+        recent = storage.enqueue(new_job(clock()))
+        storage.complete(lease_of(claim(storage)), "ok")
+        assert storage.prune(clock() - timedelta(seconds=50)) == 3
+        for job in old:
+            with pytest.raises(JobNotFoundInStorage):
+                storage.get(job.id)
+            with pytest.raises(JobNotFoundInStorage):
+                storage.attempts(job.id)
+        assert {record.id for record in storage.list()} == {waiting.id, running.id, recent.id}
+
+    def test_prune_works_in_batches(self, storage: Storage, clock: FakeClock) -> None:
+        """prune deletes every match whatever the batch size."""
+        for _ in range(5):
+            storage.cancel(storage.enqueue(new_job(clock())).id)
+        clock.advance(1)
+        assert storage.prune(clock(), batch_size=2) == 5
+        assert storage.count() == 0
+        assert storage.prune(clock()) == 0
+
+
+class ClosedStoreTests(StorageFixtures):
+    """A closed store refuses to work."""
+
+    def test_a_closed_store_raises(self, storage: Storage, clock: FakeClock) -> None:
+        """Every call on a closed store raises StorageError saying so; close is idempotent."""
+        job = storage.enqueue(new_job(clock()))
+        storage.close()
+        storage.close()
+        calls: list[Callable[[], object]] = [
+            lambda: storage.get(job.id),
+            lambda: storage.enqueue(new_job(clock())),
+            lambda: storage.claim("w1", LEASE),
+            lambda: storage.list(),
+            lambda: storage.count(),
+            lambda: storage.requeue_expired(),
+        ]
+        for call in calls:
+            with pytest.raises(StorageError, match="closed"):
+                call()
+
+
+class ConcurrencyTests(StorageFixtures):
+    """Many processes claiming from one store."""
+
+    workers = 4
+    jobs = 300
+
+    def test_processes_never_claim_a_job_twice(
+        self, storage: Storage, storage_url: str | None, clock: FakeClock
+    ) -> None:
+        """Processes claiming at once take every job exactly once."""
+        if storage_url is None:
+            pytest.skip(f"{type(storage).__name__} lives in one process (storage_url is None)")
+        ids = {storage.enqueue(new_job(clock(), params={"n": n})).id for n in range(self.jobs)}
+        claimed = run_in_processes(
+            claim_until_empty, type(storage), storage_url, self.workers
+        )
+        flat = [job_id for batch in claimed for job_id in batch]
+        assert len(flat) == len(set(flat)), "a job was claimed twice"
+        assert set(flat) == ids
+        assert storage.count(status=JobStatus.COMPLETED) == self.jobs
+
+
+def claim_until_empty(storage_class: type[Storage], url: str, worker_id: str) -> list[str]:
+    """Claim and complete jobs until none is due; the ids claimed (runs in a child process)."""
+    claimed = []
+    with storage_class.from_url(url) as store:
+        while (record := store.claim(worker_id, 60.0)) is not None:
+            claimed.append(record.id)
+            if store.complete(lease_of(record), {"by": worker_id}) is None:
+                raise AssertionError(f"{worker_id} lost job {record.id} it had just claimed")
+    return claimed
+
+
+def run_in_processes(
+    target: Any, storage_class: type[Storage], url: str, count: int, timeout: float = 60.0
+) -> list[Any]:
+    """Run ``target(storage_class, url, worker_id)`` in ``count`` spawned processes that start
+    together; their return values. A child's exception fails the test with its traceback."""
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(count)
+    results = context.Queue()
+    processes = [
+        context.Process(
+            target=_child, args=(target, storage_class, url, f"worker-{n}", start, results),
+            daemon=True,
+        )
+        for n in range(count)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        outcomes = [results.get(timeout=timeout) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.kill()
+    errors = [error for _, error in outcomes if error is not None]
+    assert not errors, "a child process failed:\n" + "\n".join(errors)
+    return [value for value, _ in outcomes]
+
+
+def _child(
+    target: Any,
+    storage_class: type[Storage],
+    url: str,
+    worker_id: str,
+    start: Any,
+    results: Any,
+) -> None:
+    try:
+        start.wait(timeout=60)
+        results.put((target(storage_class, url, worker_id), None))
+    except BaseException:
+        results.put((None, f"{worker_id}:\n{traceback.format_exc()}"))
+
+
+class StorageConformance(
+    RoundTripTests,
+    ClaimTests,
+    LeaseTests,
+    OutcomeTests,
+    CancelTests,
+    ManualRetryTests,
+    ReadTests,
+    PruneTests,
+    ClosedStoreTests,
+    ConcurrencyTests,
+):
+    """Every rule of the ``Storage`` contract; subclass it and supply ``storage`` (and
+    ``storage_url`` when the store can be opened from another process)."""

@@ -1,0 +1,268 @@
+"""The worker: a supervisor process and N worker processes that claim and run jobs.
+
+Worker processes are started with ``multiprocessing``'s *spawn* method, so the worker runs the
+same way on Linux, macOS and Windows. Each rebuilds the app from the supervisor's configuration
+and registrations, and runs one job at a time (see :mod:`jobkit.executor`). The supervisor
+takes back the jobs of dead workers when their leases expire, starts a new process for one that
+died, and shuts down gracefully: on the first SIGINT or SIGTERM no new job is claimed, running
+jobs get ``shutdown_grace`` seconds to finish, then are handed back; the worker exits 0.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from loguru import logger
+
+from jobkit.config import Config, WorkerSettings
+from jobkit.exceptions import ConfigError, StorageError
+from jobkit.executor import Executor
+from jobkit.imports import import_string
+from jobkit.interrupt import Interrupter
+from jobkit.records import EventKind, JobStatus
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+    from multiprocessing.synchronize import Event
+
+    from loguru import Logger
+
+    from jobkit.app import JobKit
+
+_WAITING = (JobStatus.PENDING, JobStatus.RETRYING, JobStatus.RUNNING)
+
+
+def worker_id() -> str:
+    """``host:pid``, how this process is named in leases and attempts."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def nothing_left(app: JobKit) -> bool:
+    """True when no job is pending, retrying (delayed ones included) or running."""
+    return all(app.storage.count(status=status) == 0 for status in _WAITING)
+
+
+def requeue_expired(app: JobKit) -> int:
+    """Take back the jobs whose lease expired and report each as retrying or failed."""
+    records = app.storage.requeue_expired()
+    for record in records:
+        kind = EventKind.FAILED if record.status == JobStatus.FAILED else EventKind.RETRYING
+        app.emit(kind, record, error=record.error)
+    return len(records)
+
+
+def run_until_empty(app: JobKit, *, timeout: float = 60.0) -> int:
+    """Run jobs in this thread until none is pending, retrying or running; return how many ran.
+
+    For tests and scripts: waits for delayed jobs and retries, and raises ``TimeoutError`` after
+    ``timeout`` seconds. A job that will not stop after a timeout or a cancel cannot be killed
+    in-process; use ``jobkit worker`` for that.
+    """
+    settings = app.config.worker
+    executor = Executor(app, worker_id(), settings, Interrupter())
+    deadline = time.monotonic() + timeout
+    ran = 0
+    while True:
+        requeue_expired(app)
+        if executor.run_next():
+            ran += 1
+            continue
+        if nothing_left(app):
+            return ran
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"jobs still waiting after {timeout:g} s")
+        time.sleep(settings.poll_interval)
+
+
+@attrs.frozen
+class ChildSpec:
+    """What a worker process needs to rebuild the app: plain, picklable data."""
+
+    config: Config
+    registrations: tuple[tuple[str, str], ...]
+    burst: bool
+
+
+def _child_main(spec: ChildSpec, parent_logger: Logger, stop: Event, hand_back: Event) -> None:
+    """The body of one worker process."""
+    from jobkit.app import JobKit
+    from jobkit.logs import forward_to
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+    forward_to(parent_logger)
+    app = JobKit(spec.config)
+    for name, path in spec.registrations:
+        app.register(name, import_string(path))
+    settings = spec.config.worker
+    executor = Executor(app, worker_id(), settings, Interrupter(), hand_back=hand_back,
+                        may_exit=True)
+    logger.info("worker process {worker} started", worker=executor.worker_id)
+    try:
+        while not stop.is_set():
+            try:
+                if executor.run_next():
+                    continue
+                if spec.burst and nothing_left(app):
+                    break
+            except StorageError as exc:
+                logger.error("job store error: {error}; retrying", error=str(exc))
+                stop.wait(1.0)
+            stop.wait(settings.poll_interval)
+    finally:
+        app.close()
+        logger.info("worker process {worker} stopped", worker=executor.worker_id)
+        logger.complete()
+
+
+class Worker:
+    """The supervisor: starts, watches and stops the worker processes."""
+
+    def __init__(
+        self,
+        app: JobKit,
+        *,
+        concurrency: int | None = None,
+        burst: bool = False,
+        settings: WorkerSettings | None = None,
+    ) -> None:
+        self.app = app
+        self.settings = settings or app.config.worker
+        self.concurrency = concurrency or self.settings.concurrency or os.cpu_count() or 1
+        self.burst = burst
+        self._context = multiprocessing.get_context("spawn")
+        self._stop = self._context.Event()
+        self._hand_back = self._context.Event()
+        self._processes: list[BaseProcess] = []
+        self._shutdown_at: float | None = None
+        self._spec = ChildSpec(app.config, self._registrations(), burst)
+
+    def _registrations(self) -> tuple[tuple[str, str], ...]:
+        """Jobs registered in code, as import paths a spawned process can import again."""
+        found = []
+        for spec in self.app.registry:
+            if spec.source != "JobKit.register()":
+                continue
+            path = spec.import_path
+            if "<locals>" in path or path.startswith("__main__:"):
+                raise ConfigError(
+                    f"job {spec.name!r} ({path}) was registered in code but cannot be imported "
+                    "by a worker process; define it at the top level of an importable module"
+                )
+            found.append((spec.name, path))
+        return tuple(found)
+
+    def request_stop(self) -> None:
+        """Stop claiming; running jobs get ``shutdown_grace`` seconds, then are handed back.
+        A second request hands them back at once."""
+        if self._shutdown_at is None:
+            logger.info("shutting down: waiting up to {grace:g} s for running jobs",
+                        grace=self.settings.shutdown_grace)
+            self._shutdown_at = time.monotonic()
+            self._stop.set()
+        else:
+            logger.warning("second stop request: handing running jobs back now")
+            self._hand_back.set()
+
+    def run(self, install_signals: bool = True) -> int:
+        """Run until stopped (or, with ``burst``, until no job is left). Returns the exit code."""
+        problems = self.app.check()
+        if problems:
+            raise ConfigError(errors=problems)
+        if self.app.config.storage.startswith("memory:"):
+            raise ConfigError("storage: memory:// lives in one process; worker processes need "
+                              "a shared store such as sqlite:///jobkit.db")
+        self.app.storage  # noqa: B018 - open (and migrate) the store before the children do
+        restore = self._install_signals() if install_signals else (lambda: None)
+        try:
+            logger.info("worker starting {n} process(es) on {storage}", n=self.concurrency,
+                        storage=self.app.config.storage)
+            self._processes = [self._spawn(i) for i in range(self.concurrency)]
+            self._supervise()
+        finally:
+            restore()
+            self._stop_all()
+        logger.info("worker stopped")
+        return 0
+
+    def _spawn(self, index: int) -> BaseProcess:
+        process = self._context.Process(
+            target=_child_main,
+            args=(self._spec, logger, self._stop, self._hand_back),
+            name=f"jobkit-worker-{index}",
+            daemon=False,
+        )
+        process.start()
+        return process
+
+    def _supervise(self) -> None:
+        interval = self.settings.requeue_interval
+        next_requeue = 0.0
+        while True:
+            if time.monotonic() >= next_requeue:
+                next_requeue = time.monotonic() + interval
+                try:
+                    requeue_expired(self.app)
+                except StorageError as exc:
+                    logger.error("could not take back expired leases: {error}", error=str(exc))
+            self._reap()
+            if all(not p.is_alive() for p in self._processes):
+                return
+            if self._shutdown_at is not None:
+                waited = time.monotonic() - self._shutdown_at
+                if waited > self.settings.shutdown_grace:
+                    self._hand_back.set()
+                if waited > self.settings.shutdown_grace + self.settings.kill_grace + 5:
+                    return
+            multiprocessing.connection.wait([p.sentinel for p in self._processes], timeout=0.2)
+
+    def _reap(self) -> None:
+        for index, process in enumerate(self._processes):
+            if process.is_alive() or process.exitcode is None:
+                continue
+            if self._stop.is_set() or (self.burst and process.exitcode == 0):
+                continue
+            logger.warning("worker process {name} exited with status {code}; starting another",
+                           name=process.name, code=process.exitcode)
+            process.close()
+            self._processes[index] = self._spawn(index)
+
+    def _stop_all(self) -> None:
+        self._stop.set()
+        for process in self._processes:
+            try:
+                process.join(timeout=2)
+                if process.is_alive():
+                    logger.error("worker process {name} did not stop; killing it", name=process.name)
+                    process.kill()
+                    process.join(timeout=2)
+            except ValueError:  # already closed
+                continue
+        logger.complete()
+
+    def _install_signals(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handle(signum: int, frame: FrameType | None) -> None:
+            self.request_stop()
+
+        previous: dict[int, Any] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, handle)
+
+        def restore() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        return restore

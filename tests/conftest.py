@@ -1,0 +1,60 @@
+"""Shared fixtures: a fresh app per test on a real SQLite file, and no leaked global state."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import jobkit
+from jobkit.app import JobKit
+from jobkit.config import Config
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(autouse=True)
+def _reset_default_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every test starts without a default app and without JOBKIT_* variables."""
+    for key in list(os.environ):
+        if key.startswith("JOBKIT_"):
+            monkeypatch.delenv(key)
+    jobkit.reset_default_app()
+    yield
+    jobkit.reset_default_app()
+
+
+def make_config(tmp_path: Path, **data: object) -> Config:
+    """A config for a SQLite store in tmp_path, fast worker timings, and the sample jobs."""
+    base: dict[str, object] = {
+        "storage": f"sqlite:///{tmp_path / 'jobkit.db'}",
+        "defaults": {"retry_attempts": 0, "retry_delay": 0},
+        "logging": {"dir": str(tmp_path / "logs")},
+        "worker": {"poll_interval": 0.02, "heartbeat": 0.1, "lease": 2.0, "kill_grace": 0.5,
+                   "shutdown_grace": 5.0, "requeue_interval": 0.2},
+        "jobs": {"Recorder": {"class": "sample_jobs:Recorder"}},
+    }
+    for key, value in data.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merged = dict(base[key])  # type: ignore[call-overload]
+            merged.update(value)
+            base[key] = merged
+        else:
+            base[key] = value
+    return Config.from_dict(base)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> str:
+    """A ledger file the sample jobs append to."""
+    return str(tmp_path / "ledger.jsonl")
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[JobKit]:
+    """An app on a SQLite file with the sample jobs registered through jobs.yaml's class:."""
+    application = JobKit(make_config(tmp_path), load_entrypoints=False)
+    yield application
+    application.close()

@@ -1,0 +1,124 @@
+"""Job classes the tests run. Importable by spawned worker processes (tests/ is on sys.path)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import attrs
+
+from jobkit import Job, JobInterrupted, Retry
+
+
+def append(ledger: str | None, **entry: Any) -> None:
+    """Append one JSON line to the ledger file: the tests' record of what ran, outside the store."""
+    if ledger:
+        entry.setdefault("pid", os.getpid())
+        entry.setdefault("at", time.time())
+        with open(ledger, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(entry) + "\n")
+
+
+def read_ledger(ledger: str) -> list[dict[str, Any]]:
+    """The ledger's entries in the order they were written."""
+    try:
+        with open(ledger, encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+@attrs.frozen
+class Address:
+    """A structured parameter."""
+
+    street: str
+    number: int
+
+
+class Recorder(Job):
+    """Records each run in a ledger; fails, sleeps or retries on request."""
+
+    methods = ("record", "fail", "sleep", "stubborn", "typed", "progress_steps", "retry_later",
+               "address_of", "bad_result", "log_lines")
+
+    def record(self, ledger: str, tag: str) -> str:
+        append(ledger, tag=tag, job=self.context.job_id, attempt=self.context.attempt)
+        return tag
+
+    def fail(self, ledger: str, times: int = 1_000_000, tag: str = "") -> str:
+        append(ledger, tag=tag, job=self.context.job_id, attempt=self.context.attempt)
+        if self.context.attempt <= times:
+            raise RuntimeError(f"planned failure {self.context.attempt}")
+        return "recovered"
+
+    def sleep(self, seconds: float, ledger: str | None = None) -> str:
+        append(ledger, tag="start", job=self.context.job_id, attempt=self.context.attempt)
+        time.sleep(seconds)
+        append(ledger, tag="end", job=self.context.job_id, attempt=self.context.attempt)
+        return "slept"
+
+    def stubborn(self, seconds: float) -> str:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                time.sleep(0.02)
+            except JobInterrupted:
+                continue  # ignores every interrupt: only killing the process stops it
+        return "survived"
+
+    def typed(self, count: int, ratio: float, name: str, tags: list[str], flag: bool = False,
+              extra: dict[str, int] | None = None) -> dict[str, Any]:
+        return {"count": count, "ratio": ratio, "name": name, "tags": tags, "flag": flag}
+
+    def progress_steps(self, steps: int) -> int:
+        for step in range(1, steps + 1):
+            self.progress(step / steps, f"step {step}")
+        return steps
+
+    def retry_later(self, ledger: str, delay: float) -> str:
+        append(ledger, attempt=self.context.attempt)
+        if self.context.attempt == 1:
+            raise Retry("not yet", delay=delay)
+        return "done"
+
+    def address_of(self, address: Address) -> str:
+        assert isinstance(address, Address)
+        return f"{address.number} {address.street}"
+
+    def bad_result(self) -> Any:
+        return {1, 2}
+
+    def log_lines(self, text: str) -> str:
+        self.log.info("job says {text}", text=text)
+        return text
+
+    def _private(self) -> None:
+        """Never approved."""
+
+    def helper(self) -> None:
+        """Public but not declared: never approved."""
+
+
+class Other(Job):
+    """A second job class, for name clashes."""
+
+    methods = ("handle",)
+
+    def handle(self) -> str:
+        return "other"
+
+
+class Slow(Job):
+    """Slow on its first attempt only: for killed workers and hand-backs."""
+
+    methods = ("slow_first",)
+
+    def slow_first(self, seconds: float, ledger: str | None = None) -> int:
+        append(ledger, tag="start", job=self.context.job_id, attempt=self.context.attempt)
+        if self.context.attempt == 1:
+            time.sleep(seconds)
+        append(ledger, tag="end", job=self.context.job_id, attempt=self.context.attempt)
+        return self.context.attempt

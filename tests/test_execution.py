@@ -1,0 +1,263 @@
+"""Running jobs in-process (run_until_empty): order, delays, retries, outcomes and hooks."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import make_config
+from sample_jobs import read_ledger
+
+from jobkit import AttemptOutcome, EventKind, JobEvent, JobKit, JobStatus, hookimpl
+from jobkit.records import RetryPolicy
+from jobkit.retries import retry_delay
+from jobkit.worker import run_until_empty
+
+
+def tags(ledger: str) -> list[str]:
+    return [entry["tag"] for entry in read_ledger(ledger)]
+
+
+class TestOrder:
+    def test_highest_priority_first_then_fifo(self, app: JobKit, ledger: str) -> None:
+        """Jobs run by priority, highest first; equal priorities in enqueue order."""
+        for tag, priority in [("a", 1), ("b", 5), ("c", 3), ("d", 5), ("e", 1)]:
+            app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": tag},
+                                   priority=priority)
+        run_until_empty(app)
+        assert tags(ledger) == ["b", "d", "c", "a", "e"]
+
+    def test_job_priority_from_config_and_call(self, tmp_path: Path, ledger: str) -> None:
+        """The job's configured priority is its default; the call overrides it."""
+        config = make_config(tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder",
+                                                          "priority": 7}})
+        with JobKit(config, load_entrypoints=False) as app:
+            a = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "a"})
+            b = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "b"},
+                                       priority=9)
+            assert (app.get_job(a).priority, app.get_job(b).priority) == (7, 9)
+
+    def test_delay_is_respected(self, app: JobKit, ledger: str) -> None:
+        """A delayed job never starts before its delay is over, and later jobs overtake it."""
+        late = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "late"},
+                                      delay=0.3, priority=10)
+        app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "now"})
+        run_until_empty(app)
+        record = app.get_job(late)
+        assert tags(ledger) == ["now", "late"]
+        assert record.started_at is not None
+        assert (record.started_at - record.created_at).total_seconds() >= 0.3
+
+    def test_timedelta_delay(self, app: JobKit, ledger: str) -> None:
+        """delay accepts a timedelta."""
+        from datetime import timedelta
+
+        job_id = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "x"},
+                                        delay=timedelta(minutes=5))
+        record = app.get_job(job_id)
+        assert (record.available_at - record.created_at).total_seconds() == pytest.approx(300, abs=1)
+
+
+class TestRetries:
+    def test_per_job_retry_attempts_from_yaml(self, tmp_path: Path, ledger: str) -> None:
+        """jobs.<name>.retry_attempts overrides the defaults: exact attempt count and gaps."""
+        config = make_config(tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder",
+                                                          "retry_attempts": 2,
+                                                          "retry_delay": 0.15}})
+        with JobKit(config, load_entrypoints=False) as app:
+            job_id = app.run_background_job("Recorder", "fail", {"ledger": ledger})
+            run_until_empty(app)
+            record = app.get_job(job_id)
+            attempts = app.get_attempts(job_id)
+        assert record.status == JobStatus.FAILED
+        assert record.attempts == 3 and len(read_ledger(ledger)) == 3
+        assert "planned failure 3" in (record.error or "")
+        assert [a.outcome for a in attempts] == [AttemptOutcome.FAILED] * 3
+        assert all("RuntimeError" in (a.traceback or "") for a in attempts)
+        for before, after in zip(attempts, attempts[1:], strict=False):
+            assert before.finished_at is not None
+            assert (after.started_at - before.finished_at).total_seconds() >= 0.15
+
+    def test_call_overrides_yaml(self, tmp_path: Path, ledger: str) -> None:
+        """retry_attempts and retry_delay given to the call win over jobs.yaml."""
+        config = make_config(tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder",
+                                                          "retry_attempts": 5}})
+        with JobKit(config, load_entrypoints=False) as app:
+            job_id = app.run_background_job("Recorder", "fail", {"ledger": ledger},
+                                            retry_attempts=1, retry_delay=0)
+            run_until_empty(app)
+            assert app.get_job(job_id).attempts == 2
+
+    def test_recovers_after_failures(self, tmp_path: Path, ledger: str) -> None:
+        """A job that fails twice then succeeds completes on attempt 3 with its result."""
+        config = make_config(tmp_path, defaults={"retry_attempts": 3, "retry_delay": 0})
+        with JobKit(config, load_entrypoints=False) as app:
+            job_id = app.run_background_job("Recorder", "fail", {"ledger": ledger, "times": 2})
+            run_until_empty(app)
+            record = app.get_job(job_id)
+            outcomes = [a.outcome for a in app.get_attempts(job_id)]
+        assert (record.status, record.attempts, record.result) == (
+            JobStatus.COMPLETED, 3, "recovered")
+        assert outcomes == [AttemptOutcome.FAILED, AttemptOutcome.FAILED, AttemptOutcome.SUCCEEDED]
+
+    def test_no_retries_by_default_in_these_tests(self, app: JobKit, ledger: str) -> None:
+        """retry_attempts 0 means exactly one attempt."""
+        job_id = app.run_background_job("Recorder", "fail", {"ledger": ledger})
+        run_until_empty(app)
+        assert app.get_job(job_id).attempts == 1
+
+    def test_retry_exception_sets_its_delay(self, tmp_path: Path, ledger: str) -> None:
+        """raise Retry(delay=...) schedules the next attempt after that delay."""
+        config = make_config(tmp_path, defaults={"retry_attempts": 1, "retry_delay": 0})
+        with JobKit(config, load_entrypoints=False) as app:
+            job_id = app.run_background_job("Recorder", "retry_later",
+                                            {"ledger": ledger, "delay": 0.25})
+            run_until_empty(app)
+            first, second = app.get_attempts(job_id)
+            assert app.get_job(job_id).status == JobStatus.COMPLETED
+        assert first.finished_at is not None
+        assert (second.started_at - first.finished_at).total_seconds() >= 0.25
+
+    def test_backoff_delays(self) -> None:
+        """fixed repeats the delay; exponential doubles it up to max_delay; jitter adds at most
+        its fraction."""
+        fixed = RetryPolicy(retry_delay=2)
+        assert [retry_delay(fixed, n) for n in (1, 2, 3)] == [2, 2, 2]
+        exp = RetryPolicy(retry_delay=1, backoff="exponential", max_delay=5)
+        assert [retry_delay(exp, n) for n in (1, 2, 3, 4, 5)] == [1, 2, 4, 5, 5]
+        jittered = RetryPolicy(retry_delay=10, jitter=0.5)
+        samples = [retry_delay(jittered, 1) for _ in range(200)]
+        assert all(10 <= s <= 15 for s in samples) and len(set(samples)) > 1
+
+
+class TestOutcomes:
+    def test_result_and_progress_are_stored(self, app: JobKit) -> None:
+        """The return value is the result; self.progress is recorded on the job."""
+        job_id = app.run_background_job("Recorder", "progress_steps", {"steps": 4})
+        run_until_empty(app)
+        record = app.get_job(job_id)
+        assert (record.result, record.progress, record.progress_message) == (4, 1.0, "step 4")
+
+    def test_non_json_result_fails(self, app: JobKit) -> None:
+        """A result that is not JSON fails the attempt with a clear error."""
+        job_id = app.run_background_job("Recorder", "bad_result")
+        run_until_empty(app)
+        record = app.get_job(job_id)
+        assert record.status == JobStatus.FAILED and "not JSON" in (record.error or "")
+
+    def test_timeout_ends_the_attempt(self, tmp_path: Path) -> None:
+        """A job past its timeout is stopped and recorded as a timeout."""
+        config = make_config(tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder",
+                                                          "timeout": 0.3}})
+        with JobKit(config, load_entrypoints=False) as app:
+            job_id = app.run_background_job("Recorder", "sleep", {"seconds": 5})
+            run_until_empty(app, timeout=4)
+            record = app.get_job(job_id)
+            (attempt,) = app.get_attempts(job_id)
+        assert record.status == JobStatus.FAILED
+        assert attempt.outcome == AttemptOutcome.TIMEOUT and "timed out after 0.3 s" in (
+            record.error or "")
+        assert attempt.finished_at is not None
+        assert (attempt.finished_at - attempt.started_at).total_seconds() < 2
+
+    def test_cancelled_pending_job_never_runs(self, app: JobKit, ledger: str) -> None:
+        """A pending job that is cancelled never runs."""
+        job_id = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "x"})
+        assert app.cancel_job(job_id) is True
+        assert app.cancel_job(job_id) is False
+        run_until_empty(app)
+        assert read_ledger(ledger) == []
+        assert app.get_job(job_id).status == JobStatus.CANCELLED
+
+    def test_manual_retry_runs_a_failed_job_again(self, app: JobKit, ledger: str) -> None:
+        """retry_job puts a failed job back; it runs once more."""
+        job_id = app.run_background_job("Recorder", "fail", {"ledger": ledger, "times": 1})
+        run_until_empty(app)
+        assert app.get_job(job_id).status == JobStatus.FAILED
+        assert app.retry_job(job_id) is True
+        run_until_empty(app)
+        assert app.get_job(job_id).status == JobStatus.COMPLETED
+        assert app.retry_job(job_id) is False
+
+
+class TestTrustBoundary:
+    def _tamper(self, app: JobKit, job_id: str, column: str, value: Any) -> None:
+        path = app.config.storage.removeprefix("sqlite:///")
+        with sqlite3.connect(path) as db:
+            db.execute(f"UPDATE jobkit_jobs SET {column} = ? WHERE id = ?", (value, int(job_id)))
+
+    @pytest.mark.parametrize(
+        ("column", "value", "error"),
+        [
+            ("method", "helper", "MethodNotAllowed"),
+            ("name", "os", "JobNotFound"),
+            ("params", '{"ledger": "l", "tag": 5}', "InvalidParameters"),
+            ("params", '{"ledger": "l", "tag": "t", "cmd": "rm"}', "InvalidParameters"),
+        ],
+    )
+    def test_worker_rechecks_stored_rows(
+        self, app: JobKit, ledger: str, column: str, value: str, error: str
+    ) -> None:
+        """A row altered in the database is refused by the worker and never runs."""
+        job_id = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "t"})
+        self._tamper(app, job_id, column, value)
+        run_until_empty(app)
+        record = app.get_job(job_id)
+        assert record.status == JobStatus.FAILED and error in (record.error or "")
+        assert record.attempts == 1
+        assert read_ledger(ledger) == []
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.events: list[JobEvent] = []
+
+    @hookimpl
+    def jobkit_job_event(self, event: JobEvent) -> None:
+        self.events.append(event)
+
+
+class Exploding:
+    @hookimpl
+    def jobkit_job_event(self, event: JobEvent) -> None:
+        raise RuntimeError("plugin bug")
+
+
+class TestHooks:
+    def test_events_in_order(self, tmp_path: Path, ledger: str) -> None:
+        """Every state change reaches jobkit_job_event, in order."""
+        recording = Recording()
+        config = make_config(tmp_path, defaults={"retry_attempts": 1, "retry_delay": 0})
+        with JobKit(config, load_entrypoints=False, plugins=(recording,)) as app:
+            job_id = app.run_background_job("Recorder", "fail", {"ledger": ledger, "times": 1})
+            run_until_empty(app)
+        kinds = [e.kind for e in recording.events if e.job.id == job_id]
+        assert kinds == [EventKind.ENQUEUED, EventKind.STARTED, EventKind.RETRYING,
+                         EventKind.STARTED, EventKind.SUCCEEDED]
+        retrying = recording.events[2]
+        assert retrying.error and "planned failure" in retrying.error
+        assert retrying.traceback and "RuntimeError" in retrying.traceback
+
+    def test_raising_hook_changes_nothing(self, tmp_path: Path, ledger: str) -> None:
+        """A hook that raises is logged; other hooks still run and the job still completes."""
+        recording = Recording()
+        config = make_config(tmp_path)
+        with JobKit(config, load_entrypoints=False, plugins=(Exploding(), recording)) as app:
+            job_id = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "t"})
+            run_until_empty(app)
+            assert app.get_job(job_id).status == JobStatus.COMPLETED
+        assert [e.kind for e in recording.events] == [EventKind.ENQUEUED, EventKind.STARTED,
+                                                      EventKind.SUCCEEDED]
+
+    def test_misspelled_hook_fails_at_start(self, tmp_path: Path) -> None:
+        """A plugin implementing an unknown hook is refused when the app is built."""
+        from jobkit import ConfigError
+
+        class Typo:
+            @hookimpl
+            def jobkit_job_evnt(self, event: JobEvent) -> None: ...
+
+        with pytest.raises(ConfigError, match="jobkit_job_evnt"):
+            JobKit(make_config(tmp_path), load_entrypoints=False, plugins=(Typo(),))

@@ -1,0 +1,218 @@
+"""The SQLite store passes the storage conformance suite, and keeps its file healthy."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobkit.exceptions import ConfigError, StorageError
+from jobkit.records import JobStatus, Lease
+from jobkit.storage import sqlite as sqlite_module
+from jobkit.storage.sqlite import SQLiteStorage, migrations
+from jobkit.testing import FakeClock, StorageConformance
+from jobkit.testing.conformance import new_job, run_in_processes
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    """Where the test's database lives."""
+    return tmp_path / "jobs.db"
+
+
+class TestSQLiteStorage(StorageConformance):
+    """SQLiteStorage follows every rule of the Storage contract."""
+
+    @pytest.fixture
+    def storage(self, db_path: Path, clock: FakeClock) -> Iterator[SQLiteStorage]:
+        """A fresh database file on the fake clock."""
+        store = SQLiteStorage(db_path, clock=clock)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def storage_url(self, storage: SQLiteStorage) -> str:
+        """The same file, for child processes."""
+        return storage.url
+
+
+class TestSQLiteFile:
+    """The database file: journal mode, schema version, URLs."""
+
+    def test_wal_mode_is_on(self, db_path: Path) -> None:
+        """The file uses the write-ahead log."""
+        with SQLiteStorage(db_path):
+            pass
+        with sqlite3.connect(db_path) as conn:
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    def test_schema_version_is_recorded(self, db_path: Path) -> None:
+        """A new file records schema version 1 in one row."""
+        with SQLiteStorage(db_path):
+            pass
+        with sqlite3.connect(db_path) as conn:
+            rows = conn.execute("SELECT version FROM jobkit_schema_version").fetchall()
+        assert rows == [(1,)] and migrations()[-1][0] == 1
+
+    def test_reopening_keeps_the_jobs(self, db_path: Path) -> None:
+        """Opening an existing file again migrates nothing and finds its jobs."""
+        clock = FakeClock()
+        with SQLiteStorage(db_path, clock=clock) as store:
+            job = store.enqueue(new_job(clock()))
+        with SQLiteStorage(db_path, clock=clock) as store:
+            assert store.get(job.id) == job
+        with sqlite3.connect(db_path) as conn:
+            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(1,)]
+
+    def test_a_new_migration_upgrades_an_old_file(
+        self, db_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A migration appended to sqlite.sql is applied once to an existing file."""
+        clock = FakeClock()
+        with SQLiteStorage(db_path, clock=clock) as store:
+            job = store.enqueue(new_job(clock()))
+        sections = dict(sqlite_module.queries())
+        sections["migration_2"] = (
+            "ALTER TABLE jobkit_jobs ADD COLUMN tag TEXT;\n"
+            "UPDATE jobkit_jobs SET tag = 'old';"
+        )
+        monkeypatch.setattr(sqlite_module, "queries", lambda: sections)
+        for _ in range(2):
+            with SQLiteStorage(db_path, clock=clock) as store:
+                assert store.get(job.id) == job
+        with sqlite3.connect(db_path) as conn:
+            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(2,)]
+            assert conn.execute("SELECT tag FROM jobkit_jobs").fetchall() == [("old",)]
+
+    def test_a_newer_schema_is_refused(self, db_path: Path) -> None:
+        """A file written by a newer jobkit is not touched."""
+        SQLiteStorage(db_path).close()
+        with sqlite3.connect(db_path) as conn:
+            conn.execute("UPDATE jobkit_schema_version SET version = 99")
+        with pytest.raises(StorageError, match="version 99"):
+            SQLiteStorage(db_path)
+
+    def test_from_url_relative_and_absolute(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """sqlite:///rel.db is relative to the working directory, sqlite:////abs.db absolute."""
+        monkeypatch.chdir(tmp_path)
+        store = SQLiteStorage.from_url("sqlite:///sub/dir/rel.db")
+        store.close()
+        assert store.path == tmp_path / "sub" / "dir" / "rel.db" and store.path.exists()
+        assert store.url == f"sqlite:///{tmp_path.as_posix()}/sub/dir/rel.db"
+        again = SQLiteStorage.from_url(store.url)
+        again.close()
+        assert again.path == store.path
+
+    @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "postgresql://x/y",
+                                     "sqlite:///:memory:"])
+    def test_bad_urls_are_config_errors(self, url: str) -> None:
+        """URLs that name no file are refused."""
+        with pytest.raises(ConfigError):
+            SQLiteStorage.from_url(url)
+
+    def test_a_store_cannot_be_pickled(self, db_path: Path) -> None:
+        """Pickling fails with a hint to reopen from the URL."""
+        with SQLiteStorage(db_path) as store, pytest.raises(TypeError, match="from_url"):
+            pickle.dumps(store)
+
+    def test_driver_errors_become_storage_errors(self, db_path: Path) -> None:
+        """A broken database raises StorageError naming the operation and the file."""
+        clock = FakeClock()
+        with SQLiteStorage(db_path, clock=clock) as store:
+            job = store.enqueue(new_job(clock()))
+            with sqlite3.connect(db_path) as conn:
+                conn.execute("DROP TABLE jobkit_attempts")
+            with pytest.raises(StorageError, match=f"read the attempts of job {job.id}") as info:
+                store.attempts(job.id)
+            assert str(db_path) in str(info.value)
+            assert isinstance(info.value.__cause__, sqlite3.Error)
+
+    def test_threads_share_a_store(self, db_path: Path) -> None:
+        """Each thread gets its own connection and all are closed with the store."""
+        clock = FakeClock()
+        store = SQLiteStorage(db_path, clock=clock)
+        job = store.enqueue(new_job(clock()))
+        record = store.claim("w1", 30)
+        assert record is not None
+        beats: list[bool] = []
+        thread = threading.Thread(
+            target=lambda: beats.append(store.heartbeat(Lease(job.id, "w1", 1), 30))
+        )
+        thread.start()
+        thread.join()
+        assert beats == [True]
+        store.close()
+        with pytest.raises(StorageError, match="closed"):
+            store.get(job.id)
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+    def test_a_forked_child_opens_its_own_connection(self, db_path: Path) -> None:
+        """After a fork the child never reuses the parent's connection."""
+        clock = FakeClock()
+        with SQLiteStorage(db_path, clock=clock) as store:
+            store.enqueue(new_job(clock()))
+            pid = os.fork()
+            if pid == 0:  # the child: report through the exit code only
+                ok = store.count() == 1 and store.enqueue(new_job(clock())).id == "2"
+                os._exit(0 if ok else 1)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            assert store.count() == 2
+
+
+def open_and_enqueue(storage_class: type[SQLiteStorage], url: str, worker_id: str) -> str:
+    """Open the file (racing the others to create it) and enqueue one job (in a child)."""
+    store = storage_class.from_url(url)
+    try:
+        return store.enqueue(new_job(store.now(), params={"by": worker_id})).id
+    finally:
+        store.close()
+
+
+def enqueue_and_work(storage_class: type[SQLiteStorage], url: str, worker_id: str) -> int:
+    """Enqueue jobs while claiming and completing others (runs in a child process)."""
+    done = 0
+    with storage_class.from_url(url) as store:
+        for n in range(TestSQLiteContention.per_process):
+            store.enqueue(new_job(store.now(), params={"by": worker_id, "n": n}))
+            record = store.claim(worker_id, 60)
+            if record is not None:
+                lease = Lease(record.id, worker_id, record.attempts)
+                assert store.complete(lease, n) is not None
+                done += 1
+    return done
+
+
+class TestSQLiteContention:
+    """Several processes writing to one file at once."""
+
+    per_process = 300
+
+    @pytest.mark.slow
+    def test_first_opens_race_safely(self, db_path: Path) -> None:
+        """Four processes creating the same new file at once all succeed; one schema results."""
+        ids = run_in_processes(open_and_enqueue, SQLiteStorage, f"sqlite:///{db_path}", 4)
+        assert sorted(ids, key=int) == ["1", "2", "3", "4"]
+        with sqlite3.connect(db_path) as conn:
+            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(1,)]
+
+    @pytest.mark.slow
+    def test_concurrent_writers_lose_nothing(self, db_path: Path) -> None:
+        """Four processes enqueueing, claiming and completing at once raise no error."""
+        store = SQLiteStorage(db_path)  # the schema exists before the children race
+        url = store.url
+        store.close()
+        completed = run_in_processes(enqueue_and_work, SQLiteStorage, url, 4)
+        total = 4 * self.per_process
+        with SQLiteStorage(db_path) as after:
+            assert after.count() == total
+            assert after.count(status=JobStatus.COMPLETED) == sum(completed)
+            assert after.count(status=JobStatus.RUNNING) == 0
+            assert after.count(status=JobStatus.PENDING) == total - sum(completed)
