@@ -56,7 +56,9 @@ class JobKit:
         storage: Storage | None = None,
     ) -> None:
         self.config = config or Config()
-        self.pm: pluggy.PluginManager = get_plugin_manager(plugins, load_entrypoints=load_entrypoints)
+        self.pm: pluggy.PluginManager = get_plugin_manager(
+            plugins, load_entrypoints=load_entrypoints
+        )
         self.storage_registry = StorageRegistry()
         self.pm.hook.jobkit_register_storage(registry=self.storage_registry)
         notifiers = NotifierRegistry()
@@ -113,8 +115,13 @@ class JobKit:
                 problems.extend(exc.errors or [str(exc)])
         return problems
 
-    def emit(self, kind: EventKind, job: JobRecord, error: str | None = None,
-             traceback: str | None = None) -> None:
+    def emit(
+        self,
+        kind: EventKind,
+        job: JobRecord,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> None:
         """Report a committed state change to every ``jobkit_job_event`` implementation."""
         dispatch_event(self.pm, JobEvent(kind=kind, job=job, error=error, traceback=traceback))
 
@@ -268,7 +275,10 @@ def retry_job(job_id: str) -> bool:
 
 
 def list_jobs(
-    status: JobStatus | str | None = None, name: str | None = None, limit: int = 100, offset: int = 0
+    status: JobStatus | str | None = None,
+    name: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
 ) -> list[JobRecord]:
     """``JobKit.list_jobs`` on the default app."""
     return get_default_app().list_jobs(status, name, limit, offset)

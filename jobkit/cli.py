@@ -78,8 +78,13 @@ pass_state = click.make_pass_decorator(State)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "-c", envvar="JOBKIT_CONFIG", type=click.Path(dir_okay=False),
-              help="Path of jobs.yaml (env JOBKIT_CONFIG; default ./jobs.yaml if present).")
+@click.option(
+    "--config",
+    "-c",
+    envvar="JOBKIT_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="Path of jobs.yaml (env JOBKIT_CONFIG; default ./jobs.yaml if present).",
+)
 @click.version_option(package_name="jobkit")
 @click.pass_context
 def main(ctx: click.Context, config: str | None) -> None:
@@ -88,10 +93,17 @@ def main(ctx: click.Context, config: str | None) -> None:
 
 
 @main.command()
-@click.option("--concurrency", "-n", type=click.IntRange(min=1),
-              help="Worker processes (default: worker.concurrency in jobs.yaml, else CPU count).")
-@click.option("--burst", is_flag=True,
-              help="Exit when no job is pending, retrying (delayed included) or running.")
+@click.option(
+    "--concurrency",
+    "-n",
+    type=click.IntRange(min=1),
+    help="Worker processes (default: worker.concurrency in jobs.yaml, else CPU count).",
+)
+@click.option(
+    "--burst",
+    is_flag=True,
+    help="Exit when no job is pending, retrying (delayed included) or running.",
+)
 @pass_state
 @handle_errors
 def worker(state: State, concurrency: int | None, burst: bool) -> None:
@@ -101,8 +113,13 @@ def worker(state: State, concurrency: int | None, burst: bool) -> None:
 
     app = state.app(log=False)
     logger.remove()
-    logger.add(sys.stderr, level="INFO", format="{time:HH:mm:ss} {level: <7} {message}",
-               enqueue=True, context="spawn")
+    logger.add(
+        sys.stderr,
+        level="INFO",
+        format="{time:HH:mm:ss} {level: <7} {message}",
+        enqueue=True,
+        context="spawn",
+    )
     files = configure_logging(app.config.logging, app.pm, enqueue=True)
     try:
         code = Worker(app, concurrency=concurrency, burst=burst).run()
@@ -134,8 +151,14 @@ def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] |
 @main.command()
 @click.argument("name")
 @click.argument("method", default="handle")
-@click.option("--param", "-p", "pairs", multiple=True, metavar="KEY=VALUE",
-              help="A parameter; VALUE is parsed as JSON, else taken as a string. Repeatable.")
+@click.option(
+    "--param",
+    "-p",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A parameter; VALUE is parsed as JSON, else taken as a string. Repeatable.",
+)
 @click.option("--params-json", metavar="JSON", help="All parameters as a JSON object or list.")
 @click.option("--priority", type=int, help="Higher runs first (default: the job's priority).")
 @click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds to wait.")
@@ -143,12 +166,27 @@ def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] |
 @click.option("--wait", is_flag=True, help="Wait for the job to finish; print result or error.")
 @pass_state
 @handle_errors
-def run(state: State, name: str, method: str, pairs: tuple[str, ...], params_json: str | None,
-        priority: int | None, delay: float, retry_attempts: int | None, wait: bool) -> None:
+def run(
+    state: State,
+    name: str,
+    method: str,
+    pairs: tuple[str, ...],
+    params_json: str | None,
+    priority: int | None,
+    delay: float,
+    retry_attempts: int | None,
+    wait: bool,
+) -> None:
     """Enqueue job NAME's METHOD and print its id."""
     app = state.app()
-    job_id = app.run_background_job(name, method, _params(pairs, params_json), priority=priority,
-                                    delay=delay, retry_attempts=retry_attempts)
+    job_id = app.run_background_job(
+        name,
+        method,
+        _params(pairs, params_json),
+        priority=priority,
+        delay=delay,
+        retry_attempts=retry_attempts,
+    )
     click.echo(job_id)
     if wait:
         record = app.get_job(job_id)
@@ -179,16 +217,19 @@ def status(state: State, job_id: str, as_json: bool) -> None:
     attempts = app.get_attempts(job_id)
     if as_json:
         data = _record_dict(record)
-        data["attempts_history"] = [json.loads(json.dumps(attrs.asdict(a), default=str))
-                                    for a in attempts]
+        data["attempts_history"] = [
+            json.loads(json.dumps(attrs.asdict(a), default=str)) for a in attempts
+        ]
         click.echo(json.dumps(data, indent=2))
         return
     for key, value in _record_dict(record).items():
         if value is not None:
             click.echo(f"{key:>17}: {value}")
     for attempt in attempts:
-        click.echo(f"  attempt {attempt.attempt}: {attempt.outcome or 'running'} "
-                   f"{attempt.started_at:%Y-%m-%d %H:%M:%S} {attempt.error or ''}".rstrip())
+        click.echo(
+            f"  attempt {attempt.attempt}: {attempt.outcome or 'running'} "
+            f"{attempt.started_at:%Y-%m-%d %H:%M:%S} {attempt.error or ''}".rstrip()
+        )
 
 
 @main.command(name="list")
@@ -199,17 +240,20 @@ def status(state: State, job_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
 @pass_state
 @handle_errors
-def list_(state: State, status_: str | None, name: str | None, limit: int, offset: int,
-          as_json: bool) -> None:
+def list_(
+    state: State, status_: str | None, name: str | None, limit: int, offset: int, as_json: bool
+) -> None:
     """List jobs, newest first."""
     records = state.app().list_jobs(status_, name, limit, offset)
     for record in records:
         if as_json:
             click.echo(json.dumps(_record_dict(record)))
         else:
-            click.echo(f"{record.id:>8}  {record.status.value:<9}  p{record.priority:<3} "
-                       f"{record.attempts}/{record.max_attempts}  {record.name}.{record.method}  "
-                       f"{record.error or ''}".rstrip())
+            click.echo(
+                f"{record.id:>8}  {record.status.value:<9}  p{record.priority:<3} "
+                f"{record.attempts}/{record.max_attempts}  {record.name}.{record.method}  "
+                f"{record.error or ''}".rstrip()
+            )
 
 
 @main.command()

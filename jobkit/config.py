@@ -360,8 +360,7 @@ def _build(data: Any, provenance: _Provenance, environ: Mapping[str, str] | None
     defaults = data.get("defaults")
     provenance = attrs.evolve(
         provenance,
-        defaults_set=frozenset(defaults) & _JOB_RULES.keys()
-        if isinstance(defaults, dict) else frozenset(),
+        defaults_set=_job_keys(defaults),
         env_origin={path: var for path, (_, var) in sections.items()},
         env_defaults=env_defaults,
         env_jobs=env_jobs,
@@ -378,6 +377,12 @@ def _build(data: Any, provenance: _Provenance, environ: Mapping[str, str] | None
     return attrs.evolve(config, provenance=provenance)
 
 
+def _job_keys(mapping: Any) -> frozenset[str]:
+    """The job settings a mapping of the file sets (explicit nulls included)."""
+    return frozenset(key for key in mapping if key in _JOB_RULES) if isinstance(
+        mapping, dict) else frozenset()
+
+
 def _file_keys(cls: type) -> list[str]:
     """The keys a mapping in the file may hold for ``cls``."""
     return [_ALIASES.get(a.name, a.name) for a in attrs.fields(cls) if a.name not in _NOT_IN_FILE]
@@ -392,7 +397,7 @@ def _converter() -> cattrs.Converter:
         conv.register_structure_hook(cls, mapping_hook(cls, conv))
     entry = mapping_hook(JobEntry, conv, omit=_NOT_IN_FILE, rename=_ALIASES)
     conv.register_structure_hook(JobEntry, lambda value, _: attrs.evolve(
-        entry(value, JobEntry), set_fields=frozenset(value or ()) & _JOB_RULES.keys()))
+        entry(value, JobEntry), set_fields=_job_keys(value)))
     notification = mapping_hook(NotificationEntry, conv)
     conv.register_structure_hook(NotificationEntry, lambda value, _: notification(
         _split_options(value), NotificationEntry))

@@ -61,15 +61,22 @@ def load_yaml(text: str) -> YamlDocument:
             return YamlDocument(None, {}, [])
         lines: dict[KeyPath, int] = {(): node.start_mark.line + 1}
         duplicates: list[KeyPath] = []
-        _walk(loader, node, (), lines, duplicates)
+        _walk(loader, node, (), lines, duplicates, set())
         return YamlDocument(loader.construct_document(node), lines, duplicates)
     finally:
         loader.dispose()
 
 
 def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int],
-          duplicates: list[KeyPath]) -> None:
-    """Record the line of every key and list item under ``node``."""
+          duplicates: list[KeyPath], walked: set[int]) -> None:
+    """Record the line of every key and list item under ``node``.
+
+    A node reached again through an alias is not walked again (aliases can nest exponentially,
+    or recurse); errors under it are placed at the line of the key that holds the alias.
+    """
+    if id(node) in walked:
+        return
+    walked.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()
         for key_node, value_node in node.value:
@@ -81,11 +88,11 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, lines: dict[K
                 duplicates.append((*path, key))
             seen.add(key)
             lines[(*path, key)] = key_node.start_mark.line + 1
-            _walk(loader, value_node, (*path, key), lines, duplicates)
+            _walk(loader, value_node, (*path, key), lines, duplicates, walked)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[(*path, index)] = item.start_mark.line + 1
-            _walk(loader, item, (*path, index), lines, duplicates)
+            _walk(loader, item, (*path, index), lines, duplicates, walked)
 
 
 def read_yaml_file(file: str) -> YamlDocument:

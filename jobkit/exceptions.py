@@ -28,6 +28,8 @@ class JobkitError(Exception):
 class ConfigError(JobkitError):
     """The configuration is invalid."""
 
+    errors: list[str]
+
     def __init__(self, message: str | None = None, *, errors: list[str] | None = None) -> None:
         errors = errors or []
         if message is None:
@@ -38,14 +40,23 @@ class ConfigError(JobkitError):
 class JobNotFound(JobkitError):
     """No job is registered under this name."""
 
+    name: str
+    known: list[str]
+
     def __init__(self, name: str, known: list[str] | None = None) -> None:
         known = sorted(known or [])
         hint = f" (registered: {', '.join(known)})" if known else " (no job is registered)"
-        super().__init__(f"no job is registered under the name {name!r}{hint}", name=name, known=known)
+        super().__init__(
+            f"no job is registered under the name {name!r}{hint}", name=name, known=known
+        )
 
 
 class MethodNotAllowed(JobkitError):
     """This method of the job is not approved to run in the background."""
+
+    name: str
+    method: str
+    allowed: tuple[str, ...]
 
     def __init__(self, name: str, method: str, allowed: tuple[str, ...] | list[str]) -> None:
         allowed = tuple(allowed)
@@ -60,6 +71,10 @@ class MethodNotAllowed(JobkitError):
 
 class InvalidParameters(JobkitError):
     """The parameters do not fit the method's signature."""
+
+    name: str
+    method: str
+    problems: dict[str, str]
 
     def __init__(self, name: str, method: str, problems: Mapping[str, str]) -> None:
         problems = dict(problems)
@@ -79,6 +94,8 @@ class StorageError(JobkitError):
 class JobNotFoundInStorage(StorageError):
     """No job with this id is in the store."""
 
+    job_id: str
+
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job with id {job_id!r} in the store", job_id=job_id)
 
@@ -90,12 +107,16 @@ class JobInterrupted(JobkitError):
     still ends as cancelled or timed out, and a job that ignores it is killed with its process.
     """
 
+    reason: str
+
     def __init__(self, reason: str) -> None:
         super().__init__(f"job interrupted: {reason}", reason=reason)
 
 
 class Retry(JobkitError):
     """Raised by a job to ask for another attempt, optionally after ``delay`` seconds."""
+
+    delay: float | None
 
     def __init__(self, message: str | None = None, *, delay: float | None = None) -> None:
         super().__init__(message or "the job asked to be retried", delay=delay)

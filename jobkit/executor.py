@@ -92,7 +92,9 @@ class Executor:
                 attempt=record.attempts,
                 max_attempts=record.max_attempts,
                 log=logger.bind(
-                    job_id=record.id, job_name=record.name, method=record.method,
+                    job_id=record.id,
+                    job_name=record.name,
+                    method=record.method,
                     attempt=record.attempts,
                 ),
                 report_progress=lambda f, m: self._progress(lease, f, m),
@@ -169,8 +171,10 @@ class Executor:
         trace = "".join(tb.format_exception(type(error), error, error.__traceback__))
         retry_at = None
         if retry and record.attempts < record.max_attempts:
-            delay = error.delay if isinstance(error, Retry) and error.delay is not None else (
-                retry_delay(record.policy, record.attempts)
+            delay = (
+                error.delay
+                if isinstance(error, Retry) and error.delay is not None
+                else (retry_delay(record.policy, record.attempts))
             )
             retry_at = self.app.storage.now() + timedelta(seconds=delay)
         done = self.app.storage.fail(
@@ -186,7 +190,9 @@ class Executor:
         logger.bind(job_id=lease.job_id).warning(
             "job {job_id}: {what} of attempt {attempt} was not recorded: this worker no longer "
             "holds the job's lease (cancelled, or expired and taken over)",
-            job_id=lease.job_id, what=what, attempt=lease.attempt,
+            job_id=lease.job_id,
+            what=what,
+            attempt=lease.attempt,
         )
 
     def _progress(self, lease: Lease, fraction: float, message: str | None) -> None:
@@ -204,8 +210,9 @@ class Monitor:
         self.outcome_lock = threading.Lock()
         self.outcome_written = False
         self._done = threading.Event()
-        self._thread = threading.Thread(target=self._watch, name=f"jobkit-monitor-{lease.job_id}",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._watch, name=f"jobkit-monitor-{lease.job_id}", daemon=True
+        )
 
     def start(self) -> None:
         """Start watching."""
@@ -250,8 +257,11 @@ class Monitor:
                 return None
             current = storage.get(self.lease.job_id)
         except StorageError as exc:  # the store is down: keep the job; the lease decides later
-            logger.warning("heartbeat of job {job_id} failed: {error}", job_id=self.lease.job_id,
-                           error=str(exc))
+            logger.warning(
+                "heartbeat of job {job_id} failed: {error}",
+                job_id=self.lease.job_id,
+                error=str(exc),
+            )
             return None
         return StopReason.CANCELLED if current.status == "cancelled" else StopReason.LOST
 
@@ -259,7 +269,9 @@ class Monitor:
         self.reason = reason
         logger.bind(job_id=self.lease.job_id).info(
             "stopping job {job_id} (attempt {attempt}): {reason}",
-            job_id=self.lease.job_id, attempt=self.lease.attempt, reason=reason.value,
+            job_id=self.lease.job_id,
+            attempt=self.lease.attempt,
+            reason=reason.value,
         )
         self.executor.interrupter.interrupt(reason.value)
         if self._done.wait(self.executor.settings.kill_grace) or not self.executor.may_exit:
@@ -270,7 +282,8 @@ class Monitor:
             self.outcome_written = True
             logger.bind(job_id=self.lease.job_id).error(
                 "job {job_id} did not stop within {grace:g} s of {reason}; ending its process",
-                job_id=self.lease.job_id, grace=self.executor.settings.kill_grace,
+                job_id=self.lease.job_id,
+                grace=self.executor.settings.kill_grace,
                 reason=reason.value,
             )
             try:
@@ -282,4 +295,3 @@ class Monitor:
 def _hard_exit(exit: Callable[[int], Any] = os._exit) -> None:
     logger.complete()
     exit(EXIT_KILLED_JOB)
-

@@ -82,9 +82,7 @@ class MethodSignature:
     def names(self) -> tuple[str, ...]:
         """Parameter names that can be given by keyword."""
         return tuple(
-            p.name
-            for p in self.parameters
-            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+            p.name for p in self.parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
         )
 
 
@@ -168,9 +166,7 @@ class Factory:
         instance = spec.cls()
         return instance, getattr(instance, method), kwargs
 
-    def _by_name(
-        self, name: str, method: str, signature: MethodSignature, params: Any
-    ) -> Params:
+    def _by_name(self, name: str, method: str, signature: MethodSignature, params: Any) -> Params:
         if params is None:
             return {}
         if isinstance(params, Mapping):
@@ -190,8 +186,10 @@ class Factory:
                 raise InvalidParameters(
                     name,
                     method,
-                    {"params": f"{len(params)} positional values given, the method takes "
-                     f"at most {len(positional)}"},
+                    {
+                        "params": f"{len(params)} positional values given, the method takes "
+                        f"at most {len(positional)}"
+                    },
                 )
             return dict(zip(positional, params, strict=False))
         raise InvalidParameters(
@@ -204,9 +202,11 @@ class Factory:
         try:
             self.converter.structure(value, hint)
         except Exception as exc:
-            messages = cattrs.transform_error(exc, path="") if isinstance(
-                exc, (cattrs.BaseValidationError)
-            ) else [str(exc)]
+            messages = (
+                cattrs.transform_error(exc, path="")
+                if isinstance(exc, (cattrs.BaseValidationError))
+                else [str(exc)]
+            )
             return f"{'; '.join(messages)} (expected {_hint_name(hint)})"
         return None
 

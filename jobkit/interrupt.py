@@ -28,7 +28,9 @@ class Interrupter:
         self._lock = threading.Lock()
         self._armed = False
         self._reason: str | None = None
-        self._use_signal = _SIGNAL is not None and threading.current_thread() is threading.main_thread()
+        self._use_signal = (
+            _SIGNAL is not None and threading.current_thread() is threading.main_thread()
+        )
         if self._use_signal:
             assert _SIGNAL is not None
             signal.signal(_SIGNAL, self._on_signal)

@@ -28,7 +28,7 @@ class JobContext:
     report_progress: Callable[[float, str | None], None] = attrs.field(repr=False)
 
 
-class Job(abc.ABC):
+class Job(abc.ABC):  # noqa: B024 - jobs declare their methods by name; none is abstract
     """The base class of background jobs.
 
     Subclass it, declare the methods that may run in the background in ``methods``, and register

@@ -36,6 +36,21 @@ if TYPE_CHECKING:
 EVENTS_FILE = "background_jobs.log"
 ERRORS_FILE = "background_jobs_errors.log"
 _FIELDS = ("job_id", "job_name", "method", "attempt", "status", "event")
+_FORWARDED = (
+    "name",
+    "function",
+    "line",
+    "module",
+    "file",
+    "time",
+    "extra",
+    "process",
+    "thread",
+    "exception",
+)
+_TEXT_LINE = (
+    "{time:YYYY-MM-DDTHH:mm:ss.SSSSSSZZ!UTC} | {level: <7} | {extra[_jobkit_line]}{extra[_jobkit_tb]}\n"
+)
 _LEVELS = {EventKind.FAILED: "ERROR", EventKind.RETRYING: "WARNING"}
 
 
@@ -75,8 +90,10 @@ def _text_format(record: Record) -> str:
 
         exc = record["exception"]
         tb = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
-    extra["_jobkit_tb"] = "".join(f"\n  | {escape(line)}" for line in str(tb).splitlines()) if tb else ""
-    return "{time:YYYY-MM-DDTHH:mm:ss.SSSSSSZZ!UTC} | {level: <7} | {extra[_jobkit_line]}{extra[_jobkit_tb]}\n"
+    extra["_jobkit_tb"] = (
+        "".join(f"\n  | {escape(line)}" for line in str(tb).splitlines()) if tb else ""
+    )
+    return _TEXT_LINE
 
 
 def configure_logging(
@@ -128,9 +145,10 @@ def forward_to(parent: Logger) -> None:
 
     def sink(message: Message) -> None:
         record = message.record
-        keep = {k: record[k] for k in ("name", "function", "line", "module", "file", "time",  # type: ignore[literal-required]
-                                       "extra", "process", "thread", "exception")}
-        parent.patch(lambda r: r.update(keep)).log(record["level"].name, record["message"])  # type: ignore[call-overload]
+        keep: dict[str, Any] = {key: record[key] for key in _FORWARDED}  # type: ignore[literal-required]
+        parent.patch(lambda r: r.update(keep)).log(  # type: ignore[typeddict-item]
+            record["level"].name, record["message"]
+        )
 
     logger.add(sink, level=0, format="{message}", catch=True)
 
@@ -150,6 +168,11 @@ def jobkit_job_event(event: JobEvent) -> None:
         traceback=event.traceback,
     )
     if event.error:
-        bound.log(_LEVELS.get(event.kind, "INFO"), "{kind}: {error}", kind=str(event.kind), error=event.error)
+        bound.log(
+            _LEVELS.get(event.kind, "INFO"),
+            "{kind}: {error}",
+            kind=str(event.kind),
+            error=event.error,
+        )
     else:
         bound.log(_LEVELS.get(event.kind, "INFO"), "{kind}", kind=str(event.kind))

@@ -73,9 +73,7 @@ def build_subscriptions(config: Config, registry: NotifierRegistry) -> list[Subs
         except cattrs.BaseValidationError as exc:
             errors.extend(f"{where}: {message}" for message in cattrs.transform_error(exc, path=""))
             continue
-        subscriptions.append(
-            Subscription(cls(options), _set(entry.events), _set(entry.jobs))
-        )
+        subscriptions.append(Subscription(cls(options), _set(entry.events), _set(entry.jobs)))
     if errors:
         raise ConfigError(errors=errors)
     return subscriptions

@@ -14,7 +14,7 @@ from jobkit import hookspecs
 from jobkit.exceptions import ConfigError
 
 if TYPE_CHECKING:
-    from jobkit.notify import Notifier
+    from jobkit.notify import Notifier  # noqa: F401 - named in a string below
     from jobkit.records import JobEvent
     from jobkit.storage.base import Storage
 

@@ -122,7 +122,7 @@ class JobRecord:
 
 @attrs.frozen
 class Lease:
-    """Proof that one worker owns one attempt of a job; every write of that attempt is fenced by it."""
+    """Proof that one worker owns one attempt of a job: every write of that attempt is fenced."""
 
     job_id: str
     worker_id: str

@@ -163,7 +163,9 @@ class Registry:
                 f"{spec.import_path} (it approves {', '.join(spec.methods)}); "
                 "jobs.yaml may narrow the list, never widen it"
             )
-        self._jobs[name] = attrs.evolve(spec, methods=tuple(m for m in spec.methods if m in methods))
+        self._jobs[name] = attrs.evolve(
+            spec, methods=tuple(m for m in spec.methods if m in methods)
+        )
 
     def get(self, name: str) -> JobSpec:
         """The job registered under ``name``; raises ``JobNotFound``."""

@@ -105,8 +105,9 @@ def _child_main(spec: ChildSpec, parent_logger: Logger, stop: Event, hand_back: 
     for name, path in spec.registrations:
         app.register(name, import_string(path))
     settings = spec.config.worker
-    executor = Executor(app, worker_id(), settings, Interrupter(), hand_back=hand_back,
-                        may_exit=True)
+    executor = Executor(
+        app, worker_id(), settings, Interrupter(), hand_back=hand_back, may_exit=True
+    )
     logger.info("worker process {worker} started", worker=executor.worker_id)
     try:
         while not stop.is_set():
@@ -166,8 +167,10 @@ class Worker:
         """Stop claiming; running jobs get ``shutdown_grace`` seconds, then are handed back.
         A second request hands them back at once."""
         if self._shutdown_at is None:
-            logger.info("shutting down: waiting up to {grace:g} s for running jobs",
-                        grace=self.settings.shutdown_grace)
+            logger.info(
+                "shutting down: waiting up to {grace:g} s for running jobs",
+                grace=self.settings.shutdown_grace,
+            )
             self._shutdown_at = time.monotonic()
             self._stop.set()
         else:
@@ -180,13 +183,18 @@ class Worker:
         if problems:
             raise ConfigError(errors=problems)
         if self.app.config.storage.startswith("memory:"):
-            raise ConfigError("storage: memory:// lives in one process; worker processes need "
-                              "a shared store such as sqlite:///jobkit.db")
+            raise ConfigError(
+                "storage: memory:// lives in one process; worker processes need "
+                "a shared store such as sqlite:///jobkit.db"
+            )
         self.app.storage  # noqa: B018 - open (and migrate) the store before the children do
         restore = self._install_signals() if install_signals else (lambda: None)
         try:
-            logger.info("worker starting {n} process(es) on {storage}", n=self.concurrency,
-                        storage=self.app.config.storage)
+            logger.info(
+                "worker starting {n} process(es) on {storage}",
+                n=self.concurrency,
+                storage=self.app.config.storage,
+            )
             self._processes = [self._spawn(i) for i in range(self.concurrency)]
             self._supervise()
         finally:
@@ -232,8 +240,11 @@ class Worker:
                 continue
             if self._stop.is_set() or (self.burst and process.exitcode == 0):
                 continue
-            logger.warning("worker process {name} exited with status {code}; starting another",
-                           name=process.name, code=process.exitcode)
+            logger.warning(
+                "worker process {name} exited with status {code}; starting another",
+                name=process.name,
+                code=process.exitcode,
+            )
             process.close()
             self._processes[index] = self._spawn(index)
 
@@ -243,7 +254,9 @@ class Worker:
             try:
                 process.join(timeout=2)
                 if process.is_alive():
-                    logger.error("worker process {name} did not stop; killing it", name=process.name)
+                    logger.error(
+                        "worker process {name} did not stop; killing it", name=process.name
+                    )
                     process.kill()
                     process.join(timeout=2)
             except ValueError:  # already closed

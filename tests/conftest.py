@@ -32,8 +32,14 @@ def make_config(tmp_path: Path, **data: object) -> Config:
         "storage": f"sqlite:///{tmp_path / 'jobkit.db'}",
         "defaults": {"retry_attempts": 0, "retry_delay": 0},
         "logging": {"dir": str(tmp_path / "logs")},
-        "worker": {"poll_interval": 0.02, "heartbeat": 0.1, "lease": 2.0, "kill_grace": 0.5,
-                   "shutdown_grace": 5.0, "requeue_interval": 0.2},
+        "worker": {
+            "poll_interval": 0.02,
+            "heartbeat": 0.1,
+            "lease": 2.0,
+            "kill_grace": 0.5,
+            "shutdown_grace": 5.0,
+            "requeue_interval": 0.2,
+        },
         "jobs": {"Recorder": {"class": "sample_jobs:Recorder"}},
     }
     for key, value in data.items():

@@ -41,8 +41,18 @@ class Address:
 class Recorder(Job):
     """Records each run in a ledger; fails, sleeps or retries on request."""
 
-    methods = ("record", "fail", "sleep", "stubborn", "typed", "progress_steps", "retry_later",
-               "address_of", "bad_result", "log_lines")
+    methods = (
+        "record",
+        "fail",
+        "sleep",
+        "stubborn",
+        "typed",
+        "progress_steps",
+        "retry_later",
+        "address_of",
+        "bad_result",
+        "log_lines",
+    )
 
     def record(self, ledger: str, tag: str) -> str:
         append(ledger, tag=tag, job=self.context.job_id, attempt=self.context.attempt)
@@ -69,8 +79,15 @@ class Recorder(Job):
                 continue  # ignores every interrupt: only killing the process stops it
         return "survived"
 
-    def typed(self, count: int, ratio: float, name: str, tags: list[str], flag: bool = False,
-              extra: dict[str, int] | None = None) -> dict[str, Any]:
+    def typed(
+        self,
+        count: int,
+        ratio: float,
+        name: str,
+        tags: list[str],
+        flag: bool = False,
+        extra: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
         return {"count": count, "ratio": ratio, "name": name, "tags": tags, "flag": flag}
 
     def progress_steps(self, steps: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -24,25 +25,29 @@ class TestOrder:
     def test_highest_priority_first_then_fifo(self, app: JobKit, ledger: str) -> None:
         """Jobs run by priority, highest first; equal priorities in enqueue order."""
         for tag, priority in [("a", 1), ("b", 5), ("c", 3), ("d", 5), ("e", 1)]:
-            app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": tag},
-                                   priority=priority)
+            app.run_background_job(
+                "Recorder", "record", {"ledger": ledger, "tag": tag}, priority=priority
+            )
         run_until_empty(app)
         assert tags(ledger) == ["b", "d", "c", "a", "e"]
 
     def test_job_priority_from_config_and_call(self, tmp_path: Path, ledger: str) -> None:
         """The job's configured priority is its default; the call overrides it."""
-        config = make_config(tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder",
-                                                          "priority": 7}})
+        config = make_config(
+            tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder", "priority": 7}}
+        )
         with JobKit(config, load_entrypoints=False) as app:
             a = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "a"})
-            b = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "b"},
-                                       priority=9)
+            b = app.run_background_job(
+                "Recorder", "record", {"ledger": ledger, "tag": "b"}, priority=9
+            )
             assert (app.get_job(a).priority, app.get_job(b).priority) == (7, 9)
 
     def test_delay_is_respected(self, app: JobKit, ledger: str) -> None:
         """A delayed job never starts before its delay is over, and later jobs overtake it."""
-        late = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "late"},
-                                      delay=0.3, priority=10)
+        late = app.run_background_job(
+            "Recorder", "record", {"ledger": ledger, "tag": "late"}, delay=0.3, priority=10
+        )
         app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "now"})
         run_until_empty(app)
         record = app.get_job(late)
@@ -54,18 +59,28 @@ class TestOrder:
         """delay accepts a timedelta."""
         from datetime import timedelta
 
-        job_id = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "x"},
-                                        delay=timedelta(minutes=5))
+        job_id = app.run_background_job(
+            "Recorder", "record", {"ledger": ledger, "tag": "x"}, delay=timedelta(minutes=5)
+        )
         record = app.get_job(job_id)
-        assert (record.available_at - record.created_at).total_seconds() == pytest.approx(300, abs=1)
+        assert (record.available_at - record.created_at).total_seconds() == pytest.approx(
+            300, abs=1
+        )
 
 
 class TestRetries:
     def test_per_job_retry_attempts_from_yaml(self, tmp_path: Path, ledger: str) -> None:
         """jobs.<name>.retry_attempts overrides the defaults: exact attempt count and gaps."""
-        config = make_config(tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder",
-                                                          "retry_attempts": 2,
-                                                          "retry_delay": 0.15}})
+        config = make_config(
+            tmp_path,
+            jobs={
+                "Recorder": {
+                    "class": "sample_jobs:Recorder",
+                    "retry_attempts": 2,
+                    "retry_delay": 0.15,
+                }
+            },
+        )
         with JobKit(config, load_entrypoints=False) as app:
             job_id = app.run_background_job("Recorder", "fail", {"ledger": ledger})
             run_until_empty(app)
@@ -76,17 +91,19 @@ class TestRetries:
         assert "planned failure 3" in (record.error or "")
         assert [a.outcome for a in attempts] == [AttemptOutcome.FAILED] * 3
         assert all("RuntimeError" in (a.traceback or "") for a in attempts)
-        for before, after in zip(attempts, attempts[1:], strict=False):
+        for before, after in pairwise(attempts):
             assert before.finished_at is not None
             assert (after.started_at - before.finished_at).total_seconds() >= 0.15
 
     def test_call_overrides_yaml(self, tmp_path: Path, ledger: str) -> None:
         """retry_attempts and retry_delay given to the call win over jobs.yaml."""
-        config = make_config(tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder",
-                                                          "retry_attempts": 5}})
+        config = make_config(
+            tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder", "retry_attempts": 5}}
+        )
         with JobKit(config, load_entrypoints=False) as app:
-            job_id = app.run_background_job("Recorder", "fail", {"ledger": ledger},
-                                            retry_attempts=1, retry_delay=0)
+            job_id = app.run_background_job(
+                "Recorder", "fail", {"ledger": ledger}, retry_attempts=1, retry_delay=0
+            )
             run_until_empty(app)
             assert app.get_job(job_id).attempts == 2
 
@@ -99,7 +116,10 @@ class TestRetries:
             record = app.get_job(job_id)
             outcomes = [a.outcome for a in app.get_attempts(job_id)]
         assert (record.status, record.attempts, record.result) == (
-            JobStatus.COMPLETED, 3, "recovered")
+            JobStatus.COMPLETED,
+            3,
+            "recovered",
+        )
         assert outcomes == [AttemptOutcome.FAILED, AttemptOutcome.FAILED, AttemptOutcome.SUCCEEDED]
 
     def test_no_retries_by_default_in_these_tests(self, app: JobKit, ledger: str) -> None:
@@ -112,8 +132,9 @@ class TestRetries:
         """raise Retry(delay=...) schedules the next attempt after that delay."""
         config = make_config(tmp_path, defaults={"retry_attempts": 1, "retry_delay": 0})
         with JobKit(config, load_entrypoints=False) as app:
-            job_id = app.run_background_job("Recorder", "retry_later",
-                                            {"ledger": ledger, "delay": 0.25})
+            job_id = app.run_background_job(
+                "Recorder", "retry_later", {"ledger": ledger, "delay": 0.25}
+            )
             run_until_empty(app)
             first, second = app.get_attempts(job_id)
             assert app.get_job(job_id).status == JobStatus.COMPLETED
@@ -149,8 +170,9 @@ class TestOutcomes:
 
     def test_timeout_ends_the_attempt(self, tmp_path: Path) -> None:
         """A job past its timeout is stopped and recorded as a timeout."""
-        config = make_config(tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder",
-                                                          "timeout": 0.3}})
+        config = make_config(
+            tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder", "timeout": 0.3}}
+        )
         with JobKit(config, load_entrypoints=False) as app:
             job_id = app.run_background_job("Recorder", "sleep", {"seconds": 5})
             run_until_empty(app, timeout=4)
@@ -158,7 +180,8 @@ class TestOutcomes:
             (attempt,) = app.get_attempts(job_id)
         assert record.status == JobStatus.FAILED
         assert attempt.outcome == AttemptOutcome.TIMEOUT and "timed out after 0.3 s" in (
-            record.error or "")
+            record.error or ""
+        )
         assert attempt.finished_at is not None
         assert (attempt.finished_at - attempt.started_at).total_seconds() < 2
 
@@ -234,8 +257,13 @@ class TestHooks:
             job_id = app.run_background_job("Recorder", "fail", {"ledger": ledger, "times": 1})
             run_until_empty(app)
         kinds = [e.kind for e in recording.events if e.job.id == job_id]
-        assert kinds == [EventKind.ENQUEUED, EventKind.STARTED, EventKind.RETRYING,
-                         EventKind.STARTED, EventKind.SUCCEEDED]
+        assert kinds == [
+            EventKind.ENQUEUED,
+            EventKind.STARTED,
+            EventKind.RETRYING,
+            EventKind.STARTED,
+            EventKind.SUCCEEDED,
+        ]
         retrying = recording.events[2]
         assert retrying.error and "planned failure" in retrying.error
         assert retrying.traceback and "RuntimeError" in retrying.traceback
@@ -248,8 +276,11 @@ class TestHooks:
             job_id = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "t"})
             run_until_empty(app)
             assert app.get_job(job_id).status == JobStatus.COMPLETED
-        assert [e.kind for e in recording.events] == [EventKind.ENQUEUED, EventKind.STARTED,
-                                                      EventKind.SUCCEEDED]
+        assert [e.kind for e in recording.events] == [
+            EventKind.ENQUEUED,
+            EventKind.STARTED,
+            EventKind.SUCCEEDED,
+        ]
 
     def test_misspelled_hook_fails_at_start(self, tmp_path: Path) -> None:
         """A plugin implementing an unknown hook is refused when the app is built."""

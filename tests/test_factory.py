@@ -21,14 +21,20 @@ class TestRejections:
         ("params", "bad"),
         [
             ({"ratio": 1.0, "name": "x", "tags": []}, {"count": "missing"}),
-            ({"count": 1, "ratio": 1.0, "name": "x", "tags": [], "colour": "red"}, {"colour": "unexpected"}),
+            (
+                {"count": 1, "ratio": 1.0, "name": "x", "tags": [], "colour": "red"},
+                {"colour": "unexpected"},
+            ),
             ({"count": "5", "ratio": 1.0, "name": "x", "tags": []}, {"count": "expected int"}),
             ({"count": True, "ratio": 1.0, "name": "x", "tags": []}, {"count": "boolean"}),
             ({"count": 1, "ratio": "x", "name": "x", "tags": []}, {"ratio": "expected float"}),
             ({"count": 1, "ratio": 1.0, "name": 3, "tags": []}, {"name": "expected str"}),
             ({"count": 1, "ratio": 1.0, "name": "x", "tags": [1]}, {"tags": "expected str"}),
             ({"count": 1, "ratio": math.nan, "name": "x", "tags": []}, {"ratio": "nan"}),
-            ({"count": 1, "ratio": 1.0, "name": "x", "tags": [], "extra": {"a": b"x"}}, {"extra": "bytes"}),
+            (
+                {"count": 1, "ratio": 1.0, "name": "x", "tags": [], "extra": {"a": b"x"}},
+                {"extra": "bytes"},
+            ),
             ({"count": 1, "ratio": 1.0, "name": "x", "tags": {"a"}}, {"tags": "set"}),
             ({"count": 1, "ratio": 1.0, "name": object(), "tags": []}, {"name": "object"}),
         ],
@@ -74,8 +80,9 @@ class TestRejections:
     def test_attrs_param_with_unknown_key(self, app: JobKit) -> None:
         """An attrs-typed parameter refuses unknown keys and wrong types."""
         with pytest.raises(InvalidParameters) as info:
-            app.run_background_job("Recorder", "address_of",
-                                   {"address": {"street": "Main", "number": "1", "zip": 1}})
+            app.run_background_job(
+                "Recorder", "address_of", {"address": {"street": "Main", "number": "1", "zip": 1}}
+            )
         assert "address" in info.value.problems
 
     def test_negative_delay(self, app: JobKit) -> None:
@@ -95,16 +102,18 @@ class TestAccepted:
 
     def test_attrs_param_is_structured_when_run(self, app: JobKit) -> None:
         """A parameter annotated with an attrs class arrives as an instance."""
-        job_id = app.run_background_job("Recorder", "address_of",
-                                        {"address": {"street": "Main", "number": 5}})
+        job_id = app.run_background_job(
+            "Recorder", "address_of", {"address": {"street": "Main", "number": 5}}
+        )
         run_until_empty(app)
         assert app.get_job(job_id).result == "5 Main"
         assert Address("Main", 5)  # the class the job receives
 
     def test_int_is_accepted_for_float(self, app: JobKit) -> None:
         """An int fits a float parameter (JSON has one number type)."""
-        app.run_background_job("Recorder", "typed",
-                               {"count": 1, "ratio": 2, "name": "n", "tags": ["a"]})
+        app.run_background_job(
+            "Recorder", "typed", {"count": 1, "ratio": 2, "name": "n", "tags": ["a"]}
+        )
         assert stored(app) == 1
 
 

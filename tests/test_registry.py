@@ -47,24 +47,24 @@ class TestApprovedMethods:
 
     def test_declaring_a_missing_method_is_an_error(self) -> None:
         """Declaring a method the class does not define names the class and method."""
-        with pytest.raises(ConfigError, match="'missing' is not defined"):
+        with pytest.raises(ConfigError, match=r"'missing' is not defined"):
             Registry().register("U", Undeclared)
 
     def test_declaring_a_private_method_is_an_error(self) -> None:
         """A private method cannot be declared approved."""
-        with pytest.raises(ConfigError, match="private method '_secret'"):
+        with pytest.raises(ConfigError, match=r"private method '_secret'"):
             Registry().register("P", Private)
 
     def test_non_job_class_is_refused(self) -> None:
         """Only Job subclasses can be registered."""
-        with pytest.raises(ConfigError, match="not a subclass of jobkit.Job"):
+        with pytest.raises(ConfigError, match=r"not a subclass of jobkit\.Job"):
             Registry().register("X", dict)  # type: ignore[arg-type]
 
     def test_unknown_name(self) -> None:
         """An unknown name raises JobNotFound listing the registered ones."""
         registry = Registry()
         registry.register("Recorder", Recorder)
-        with pytest.raises(JobNotFound, match="'Nope'.*registered: Recorder"):
+        with pytest.raises(JobNotFound, match=r"'Nope'.*registered: Recorder"):
             registry.get("Nope")
 
 
@@ -80,8 +80,9 @@ class TestSources:
 
     def test_yaml_narrows_methods(self, tmp_path: Path) -> None:
         """methods: in jobs.yaml narrows the approved list."""
-        config = make_config(tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder",
-                                                          "methods": ["record"]}})
+        config = make_config(
+            tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder", "methods": ["record"]}}
+        )
         app = JobKit(config, load_entrypoints=False)
         assert app.registry.get("Recorder").methods == ("record",)
         with pytest.raises(MethodNotAllowed):
@@ -89,8 +90,10 @@ class TestSources:
 
     def test_yaml_cannot_widen_methods(self, tmp_path: Path) -> None:
         """methods: naming an undeclared method is an error naming the job and method."""
-        config = make_config(tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder",
-                                                          "methods": ["record", "helper"]}})
+        config = make_config(
+            tmp_path,
+            jobs={"Recorder": {"class": "sample_jobs:Recorder", "methods": ["record", "helper"]}},
+        )
         with pytest.raises(ConfigError, match="'helper' not approved"):
             JobKit(config, load_entrypoints=False)
 
@@ -109,7 +112,9 @@ class TestSources:
 
     def test_unknown_job_entry_is_reported_by_check(self, tmp_path: Path) -> None:
         """A jobs: entry for a name nobody registers is reported by check()."""
-        config = make_config(tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder"},
-                                             "Emial": {"retry_attempts": 2}})
+        config = make_config(
+            tmp_path,
+            jobs={"Recorder": {"class": "sample_jobs:Recorder"}, "Emial": {"retry_attempts": 2}},
+        )
         app = JobKit(config, load_entrypoints=False)
         assert any("Emial" in problem for problem in app.check())

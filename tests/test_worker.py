@@ -27,10 +27,18 @@ def write_config(tmp_path: Path, **overrides: Any) -> Path:
         "storage": f"sqlite:///{tmp_path / 'jobkit.db'}",
         "defaults": {"retry_attempts": 0, "retry_delay": 0},
         "logging": {"dir": str(tmp_path / "logs")},
-        "worker": {"poll_interval": 0.02, "heartbeat": 0.1, "lease": 1.5, "kill_grace": 0.5,
-                   "shutdown_grace": 5.0, "requeue_interval": 0.2},
-        "jobs": {"Recorder": {"class": "sample_jobs:Recorder"},
-                 "Slow": {"class": "sample_jobs:Slow"}},
+        "worker": {
+            "poll_interval": 0.02,
+            "heartbeat": 0.1,
+            "lease": 1.5,
+            "kill_grace": 0.5,
+            "shutdown_grace": 5.0,
+            "requeue_interval": 0.2,
+        },
+        "jobs": {
+            "Recorder": {"class": "sample_jobs:Recorder"},
+            "Slow": {"class": "sample_jobs:Slow"},
+        },
     }
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(data.get(key), dict):
@@ -46,12 +54,18 @@ class WorkerProcess:
     """`python -m jobkit worker` started as a real process."""
 
     def __init__(self, config: Path, *args: str) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        }
         self.output = config.parent / f"worker-{time.monotonic_ns()}.out"
         with open(self.output, "w") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "jobkit", "--config", str(config), "worker", *args],
-                cwd=config.parent, env=env, stdout=out, stderr=subprocess.STDOUT,
+                cwd=config.parent,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
             )
 
     def wait(self, timeout: float = 30) -> tuple[int, str]:
@@ -60,7 +74,9 @@ class WorkerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"worker did not exit within {timeout} s:\n{self.text()}") from None
+            raise AssertionError(
+                f"worker did not exit within {timeout} s:\n{self.text()}"
+            ) from None
         return self.process.returncode, self.text()
 
     def text(self) -> str:
@@ -106,21 +122,32 @@ def status_of(app: JobKit, job_id: str) -> JobStatus:
 
 
 class TestBurst:
-    def test_runs_everything_in_priority_order_and_logs(self, tmp_path: Path, ledger: str,
-                                                        start_worker: Any) -> None:
+    def test_runs_everything_in_priority_order_and_logs(
+        self, tmp_path: Path, ledger: str, start_worker: Any
+    ) -> None:
         """--burst with one process runs every job by priority, logs events and errors, exits 0."""
-        config = write_config(tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder",
-                                                           "retry_attempts": 1}})
+        config = write_config(
+            tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder", "retry_attempts": 1}}
+        )
         with JobKit.from_config(config, load_entrypoints=False) as app:
             for i, priority in enumerate([0, 9, 5, 9, 1]):
-                app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": f"t{i}"},
-                                       priority=priority)
-            failing = app.run_background_job("Recorder", "fail", {"ledger": ledger, "tag": "f"},
-                                             priority=-1)
+                app.run_background_job(
+                    "Recorder", "record", {"ledger": ledger, "tag": f"t{i}"}, priority=priority
+                )
+            failing = app.run_background_job(
+                "Recorder", "fail", {"ledger": ledger, "tag": "f"}, priority=-1
+            )
             code, out = start_worker(config, "--concurrency", "1", "--burst").wait()
             assert code == 0, out
-            assert [e["tag"] for e in read_ledger(ledger)] == ["t1", "t3", "t2", "t4", "t0",
-                                                                "f", "f"]
+            assert [e["tag"] for e in read_ledger(ledger)] == [
+                "t1",
+                "t3",
+                "t2",
+                "t4",
+                "t0",
+                "f",
+                "f",
+            ]
             assert app.get_job(failing).status == JobStatus.FAILED
             assert app.get_job(failing).attempts == 2
         events = (tmp_path / "logs" / "background_jobs.log").read_text()
@@ -129,8 +156,9 @@ class TestBurst:
         assert f"job_id={failing} " in errors and "RuntimeError: planned failure 2" in errors
         assert "  | Traceback" in errors
 
-    def test_two_processes_share_the_work(self, tmp_path: Path, ledger: str,
-                                          start_worker: Any) -> None:
+    def test_two_processes_share_the_work(
+        self, tmp_path: Path, ledger: str, start_worker: Any
+    ) -> None:
         """--concurrency 2 runs each job exactly once across two processes."""
         config = write_config(tmp_path)
         with JobKit.from_config(config, load_entrypoints=False) as app:
@@ -144,8 +172,9 @@ class TestBurst:
 
 
 class TestLeases:
-    def test_killed_worker_process_job_is_claimed_again(self, tmp_path: Path, ledger: str,
-                                                        start_worker: Any) -> None:
+    def test_killed_worker_process_job_is_claimed_again(
+        self, tmp_path: Path, ledger: str, start_worker: Any
+    ) -> None:
         """A job whose worker process was SIGKILLed runs again after its lease expires."""
         config = write_config(tmp_path, defaults={"retry_attempts": 1})
         with JobKit.from_config(config, load_entrypoints=False) as app:
@@ -154,8 +183,11 @@ class TestLeases:
             wait_for(lambda: status_of(app, job_id) == JobStatus.RUNNING, what="running")
             worker_pid = int((app.get_job(job_id).worker_id or "").rsplit(":", 1)[1])
             os.kill(worker_pid, signal.SIGKILL)
-            wait_for(lambda: status_of(app, job_id) == JobStatus.COMPLETED, timeout=20,
-                     what="completed after re-claim")
+            wait_for(
+                lambda: status_of(app, job_id) == JobStatus.COMPLETED,
+                timeout=20,
+                what="completed after re-claim",
+            )
             record = app.get_job(job_id)
             first, second = app.get_attempts(job_id)
         assert record.attempts == 2 and record.result == 2
@@ -165,13 +197,15 @@ class TestLeases:
 
 
 class TestSignals:
-    def test_sigterm_lets_the_running_job_finish(self, tmp_path: Path, ledger: str,
-                                                 start_worker: Any) -> None:
+    def test_sigterm_lets_the_running_job_finish(
+        self, tmp_path: Path, ledger: str, start_worker: Any
+    ) -> None:
         """SIGTERM: no new claims, the running job finishes, exit 0."""
         config = write_config(tmp_path)
         with JobKit.from_config(config, load_entrypoints=False) as app:
-            running = app.run_background_job("Recorder", "sleep", {"seconds": 1.0, "ledger": ledger},
-                                             priority=5)
+            running = app.run_background_job(
+                "Recorder", "sleep", {"seconds": 1.0, "ledger": ledger}, priority=5
+            )
             waiting = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "w"})
             worker = start_worker(config, "-n", "1")
             wait_for(lambda: status_of(app, running) == JobStatus.RUNNING, what="running")
@@ -181,8 +215,9 @@ class TestSignals:
             assert app.get_job(running).status == JobStatus.COMPLETED
             assert app.get_job(waiting).status == JobStatus.PENDING
 
-    def test_job_longer_than_grace_is_handed_back(self, tmp_path: Path, ledger: str,
-                                                  start_worker: Any) -> None:
+    def test_job_longer_than_grace_is_handed_back(
+        self, tmp_path: Path, ledger: str, start_worker: Any
+    ) -> None:
         """After the grace period a running job is handed back, uncounted; exit 0."""
         config = write_config(tmp_path, worker={"shutdown_grace": 0.3})
         with JobKit.from_config(config, load_entrypoints=False) as app:
@@ -201,23 +236,29 @@ class TestSignals:
 
 
 class TestStopping:
-    def test_timeout_kills_a_job_that_ignores_interrupts(self, tmp_path: Path, ledger: str,
-                                                         start_worker: Any) -> None:
+    def test_timeout_kills_a_job_that_ignores_interrupts(
+        self, tmp_path: Path, ledger: str, start_worker: Any
+    ) -> None:
         """A job that ignores its timeout is ended with its process; the worker goes on."""
-        config = write_config(tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder",
-                                                           "timeout": 0.5}})
+        config = write_config(
+            tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder", "timeout": 0.5}}
+        )
         with JobKit.from_config(config, load_entrypoints=False) as app:
             stuck = app.run_background_job("Recorder", "stubborn", {"seconds": 60}, priority=1)
             after = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "a"})
             start_worker(config, "-n", "1")
-            wait_for(lambda: status_of(app, after) == JobStatus.COMPLETED, timeout=20,
-                     what="the next job")
+            wait_for(
+                lambda: status_of(app, after) == JobStatus.COMPLETED,
+                timeout=20,
+                what="the next job",
+            )
             record = app.get_job(stuck)
             (attempt,) = app.get_attempts(stuck)
         assert record.status == JobStatus.FAILED and attempt.outcome == AttemptOutcome.TIMEOUT
 
-    def test_cancel_stops_a_running_job_within_two_seconds(self, tmp_path: Path, ledger: str,
-                                                           start_worker: Any) -> None:
+    def test_cancel_stops_a_running_job_within_two_seconds(
+        self, tmp_path: Path, ledger: str, start_worker: Any
+    ) -> None:
         """cancel_job on a running job stops it and frees the worker within 2 s."""
         config = write_config(tmp_path)
         with JobKit.from_config(config, load_entrypoints=False) as app:
@@ -227,8 +268,11 @@ class TestStopping:
             assert app.cancel_job(job_id) is True
             cancelled_at = time.monotonic()
             next_job = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "n"})
-            wait_for(lambda: status_of(app, next_job) == JobStatus.COMPLETED, timeout=10,
-                     what="the next job")
+            wait_for(
+                lambda: status_of(app, next_job) == JobStatus.COMPLETED,
+                timeout=10,
+                what="the next job",
+            )
             freed = time.monotonic() - cancelled_at
             (attempt,) = app.get_attempts(job_id)
             assert app.get_job(job_id).status == JobStatus.CANCELLED
