@@ -24,6 +24,7 @@ from jobkit.registry import JobSpec, Registry
 
 if TYPE_CHECKING:
     from jobkit.job import Job
+    from jobkit.logs import LogFiles
     from jobkit.storage.base import Storage
 
 
@@ -103,6 +104,16 @@ class JobKit:
             package=spec.package or spec.cls.__module__.partition(".")[0],
             overrides=overrides,
         )
+
+    def configure_logging(self, *, enqueue: bool = False) -> LogFiles:
+        """Write this process's job events to the log files of ``logging:`` in the config.
+
+        The worker and the CLI do this themselves; an application that enqueues jobs calls it
+        once at start-up to have its ``enqueued`` and ``cancelled`` events logged too.
+        """
+        from jobkit.logs import configure_logging
+
+        return configure_logging(self.config.logging, self.pm, enqueue=enqueue)
 
     def check(self) -> list[str]:
         """Problems an operator should fix: ``jobs:`` entries naming no registered job, and

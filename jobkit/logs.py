@@ -49,7 +49,8 @@ _FORWARDED = (
     "exception",
 )
 _TEXT_LINE = (
-    "{time:YYYY-MM-DDTHH:mm:ss.SSSSSSZZ!UTC} | {level: <7} | {extra[_jobkit_line]}{extra[_jobkit_tb]}\n"
+    "{time:YYYY-MM-DDTHH:mm:ss.SSSSSSZZ!UTC} | {level: <7} | "
+    "{extra[_jobkit_line]}{extra[_jobkit_tb]}\n"
 )
 _LEVELS = {EventKind.FAILED: "ERROR", EventKind.RETRYING: "WARNING"}
 

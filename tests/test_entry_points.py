@@ -89,6 +89,7 @@ class TestOutsidePackage:
         monkeypatch.syspath_prepend(str(acme_site))
         ledger = str(tmp_path / "ledger.jsonl")
         with JobKit.from_config(acme_config) as app:
+            files = app.configure_logging()
             a = app.run_background_job("Acme", "work", {"ledger": ledger, "tag": "a"})
             b = app.run_background_job("Acme", "work", {"ledger": ledger, "tag": "b"}, priority=5)
             c = app.run_background_job(
@@ -123,6 +124,7 @@ class TestOutsidePackage:
                 key: app.get_job(job_id) for key, job_id in dict(a=a, b=b, c=c, d=d, e=e).items()
             }
             d_attempts = app.get_attempts(d)
+            files.remove()
 
         tags = [entry["tag"] for entry in read_ledger(ledger)]
         assert tags[:4] == ["b", "d", "a", "e"]  # due at once: highest priority first
@@ -132,7 +134,7 @@ class TestOutsidePackage:
         assert (c_record.started_at - c_record.created_at).total_seconds() >= 0.6
 
         assert (records["d"].status, records["d"].attempts) == (JobStatus.FAILED, 3)
-        assert "ValueError: acme failure 3 of d" == records["d"].error
+        assert records["d"].error == "ValueError: acme failure 3 of d"
         assert [x.outcome for x in d_attempts] == [AttemptOutcome.FAILED] * 3
         for before, after in pairwise(d_attempts):
             assert before.finished_at is not None
