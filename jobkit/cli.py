@@ -70,6 +70,7 @@ class State:
 
             self._app = JobKit.from_config(self.config)
             if log:
+                logger.remove()  # the CLI owns this process: only jobkit's files, no stderr noise
                 configure_logging(self._app.config.logging, self._app.pm)
         return self._app
 
@@ -85,10 +86,15 @@ pass_state = click.make_pass_decorator(State)
     type=click.Path(dir_okay=False),
     help="Path of jobs.yaml (env JOBKIT_CONFIG; default ./jobs.yaml if present).",
 )
+@click.option("--path", "paths", multiple=True, default=["."], show_default=True,
+              type=click.Path(file_okay=False), help="Put this directory first on the import path, "
+              "so jobs.yaml's class: entries import from it. Repeatable.")
 @click.version_option(package_name="jobkit")
 @click.pass_context
-def main(ctx: click.Context, config: str | None) -> None:
+def main(ctx: click.Context, config: str | None, paths: tuple[str, ...]) -> None:
     """jobkit: run registered Python job classes in the background."""
+    for path in reversed(paths):
+        sys.path.insert(0, os.path.abspath(path))  # as `rq worker` does; spawned workers inherit it
     ctx.obj = State(config)
 
 
@@ -108,18 +114,12 @@ def main(ctx: click.Context, config: str | None) -> None:
 @handle_errors
 def worker(state: State, concurrency: int | None, burst: bool) -> None:
     """Run jobs: start worker processes and supervise them until SIGINT/SIGTERM."""
-    from jobkit.logs import configure_logging
+    from jobkit.logs import configure_logging, console_format
     from jobkit.worker import Worker
 
     app = state.app(log=False)
     logger.remove()
-    logger.add(
-        sys.stderr,
-        level="INFO",
-        format="{time:HH:mm:ss} {level: <7} {message}",
-        enqueue=True,
-        context="spawn",
-    )
+    logger.add(sys.stderr, level="INFO", format=console_format, enqueue=True, context="spawn")
     files = configure_logging(app.config.logging, app.pm, enqueue=True)
     try:
         code = Worker(app, concurrency=concurrency, burst=burst).run()

@@ -97,6 +97,17 @@ def _text_format(record: Record) -> str:
     return _TEXT_LINE
 
 
+def console_format(record: Record) -> str:
+    """A short line for the terminal: time, level, the job it concerns, the message."""
+    extra = record["extra"]
+    job = ""
+    if "job_id" in extra:
+        job = f"[{extra['job_id']} {extra.get('job_name', '')}.{extra.get('method', '')}"
+        job += f" #{extra['attempt']}] " if "attempt" in extra else "] "
+    extra["_jobkit_console"] = escape(job + record["message"])
+    return "{time:HH:mm:ss} {level: <7} {extra[_jobkit_console]}\n"
+
+
 def configure_logging(
     settings: LoggingSettings,
     pm: pluggy.PluginManager | None = None,

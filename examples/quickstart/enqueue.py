@@ -5,6 +5,7 @@ from __future__ import annotations
 from jobkit import InvalidParameters, JobKit
 
 with JobKit.from_config("jobs.yaml") as app:
+    app.configure_logging()  # log this process's "enqueued" events too
     for priority, name in enumerate(["Ana", "Bo", "Cy"]):
         job_id = app.run_background_job("Greeter", "greet", {"name": name}, priority=priority)
         print(f"enqueued Greeter.greet({name!r}) priority {priority}: job {job_id}")
