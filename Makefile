@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: install demo test lint typecheck pytest clean
+.PHONY: install demo test lint typecheck pytest bench-pickup clean
 
 $(STAMP): pyproject.toml $(PLUGIN_PROJECTS)
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ demo: install
 	  && echo "logs: examples/quickstart/logs/background_jobs.log, examples/quickstart/logs/background_jobs_errors.log"
 
 lint: install
-	$(BIN)/ruff check jobkit tests plugins examples
+	$(BIN)/ruff check jobkit tests plugins examples bench
 
 typecheck: install
 	$(BIN)/mypy jobkit
@@ -33,6 +33,9 @@ pytest: install
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+bench-pickup: install
+	$(BIN)/python bench/pickup.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
