@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
+import secrets
 import signal
 import socket
 import threading
@@ -43,8 +44,12 @@ _WAITING = (JobStatus.PENDING, JobStatus.RETRYING, JobStatus.RUNNING)
 
 
 def worker_id() -> str:
-    """``host:pid``, how this process is named in leases and attempts."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:token``, how one executor is named in leases and attempts.
+
+    The random token makes every executor's leases its own, even when a process runs several
+    executors one after another (a hand-back followed by a re-claim never looks like one lease).
+    """
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
 def nothing_left(app: JobKit) -> bool:

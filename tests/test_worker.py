@@ -181,7 +181,7 @@ class TestLeases:
             job_id = app.run_background_job("Slow", "slow_first", {"seconds": 60, "ledger": ledger})
             start_worker(config, "-n", "1")
             wait_for(lambda: status_of(app, job_id) == JobStatus.RUNNING, what="running")
-            worker_pid = int((app.get_job(job_id).worker_id or "").rsplit(":", 1)[1])
+            worker_pid = int((app.get_job(job_id).worker_id or "").split(":")[1])
             os.kill(worker_pid, signal.SIGKILL)
             wait_for(
                 lambda: status_of(app, job_id) == JobStatus.COMPLETED,

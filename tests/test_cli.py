@@ -1,0 +1,664 @@
+"""The `jobkit` command: every subcommand driven through click and, where it matters, for real."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+from loguru import logger
+from sample_jobs import read_ledger
+
+from jobkit import JobKit, JobStatus
+from jobkit.cli import main
+from jobkit.worker import run_until_empty
+
+TESTS = Path(__file__).parent
+ERROR_PREFIX = "jobkit: error: "
+
+
+def write_config(tmp_path: Path, name: str = "jobs.yaml", **overrides: Any) -> Path:
+    """jobs.yaml for a SQLite store in tmp_path, fast worker timings and the Recorder job."""
+    data: dict[str, Any] = {
+        "storage": f"sqlite:///{tmp_path / 'jobkit.db'}",
+        "defaults": {"retry_attempts": 0, "retry_delay": 0},
+        "logging": {"dir": str(tmp_path / "logs")},
+        "worker": {
+            "poll_interval": 0.02,
+            "heartbeat": 0.1,
+            "lease": 2.0,
+            "kill_grace": 0.5,
+            "shutdown_grace": 5.0,
+            "requeue_interval": 0.2,
+        },
+        "jobs": {"Recorder": {"class": "sample_jobs:Recorder"}},
+    }
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def open_app(config: Path) -> JobKit:
+    """An app on the same store and config as the command, to inspect and run its jobs."""
+    return JobKit.from_config(config, load_entrypoints=False)
+
+
+def error_lines(result: Result | subprocess.CompletedProcess[str]) -> list[str]:
+    """The non-empty lines the command wrote to stderr."""
+    return [line for line in result.stderr.splitlines() if line.strip()]
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a real `python -m jobkit`: the sample jobs importable."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def jobkit_process(
+    cwd: Path, *args: str, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m jobkit ARGS` as a real process and wait for it."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobkit", *args],
+        cwd=cwd,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def start_jobkit(cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """Start `python -m jobkit ARGS` without waiting."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "jobkit", *args],
+        cwd=cwd,
+        env=subprocess_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _last_handler_id() -> int:
+    handler_id = logger.add(lambda _: None)
+    logger.remove(handler_id)
+    return handler_id
+
+
+@pytest.fixture(autouse=True)
+def _isolate_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Run in tmp_path; undo the CLI's sys.path entries and log sinks; disable jobkit's logger."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = _last_handler_id()
+    yield
+    for handler_id in range(before + 1, _last_handler_id()):
+        with contextlib.suppress(ValueError):
+            logger.remove(handler_id)
+    logger.disable("jobkit")
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """The default jobs.yaml of these tests."""
+    return write_config(tmp_path)
+
+
+@pytest.fixture
+def cli(config: Path) -> Callable[..., Result]:
+    """`jobkit --config <config> ARGS` in-process; stdout and stderr kept apart."""
+
+    def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+        return CliRunner().invoke(main, ["--config", str(config), *args], env=env)
+
+    return invoke
+
+
+def enqueue(cli: Callable[..., Result], *args: str) -> str:
+    """`jobkit run Recorder ARGS`; the printed job id."""
+    result = cli("run", "Recorder", *args)
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
+class TestHelp:
+    def test_main_help(self) -> None:
+        """`jobkit --help` exits 0 and lists every subcommand."""
+        result = CliRunner().invoke(main, ["--help"])
+        assert result.exit_code == 0, result.output
+        for command in ("worker", "run", "status", "list", "cancel", "retry", "jobs", "check"):
+            assert command in result.stdout
+
+    @pytest.mark.parametrize(
+        "command", ["worker", "run", "status", "list", "cancel", "retry", "jobs", "check"]
+    )
+    def test_subcommand_help(self, command: str) -> None:
+        """Every subcommand's `--help` exits 0 and shows its usage."""
+        result = CliRunner().invoke(main, [command, "--help"])
+        assert result.exit_code == 0, result.output
+        assert f"Usage: main {command}" in result.stdout or f"{command} [OPTIONS]" in result.stdout
+
+    def test_every_subcommand_is_covered(self) -> None:
+        """The help tests above cover every registered subcommand."""
+        assert set(main.commands) == {
+            "worker", "run", "status", "list", "cancel", "retry", "jobs", "check"
+        }
+
+
+class TestRun:
+    def test_prints_an_id_and_stores_the_job(
+        self, cli: Callable[..., Result], config: Path, ledger: str
+    ) -> None:
+        """`run Recorder record -p ledger=... -p tag=x` prints the id of a stored pending job."""
+        result = cli("run", "Recorder", "record", "-p", f"ledger={ledger}", "-p", "tag=x")
+        assert result.exit_code == 0, result.output
+        job_id = result.stdout.strip()
+        assert re.fullmatch(r"\S+", job_id), result.stdout
+        with open_app(config) as app:
+            record = app.get_job(job_id)
+        assert (record.name, record.method) == ("Recorder", "record")
+        assert record.params == {"ledger": ledger, "tag": "x"}
+        assert record.status == JobStatus.PENDING
+
+    def test_param_values_are_json_else_strings(
+        self, cli: Callable[..., Result], config: Path
+    ) -> None:
+        """-p values are parsed as JSON (numbers, lists, bools), bare words stay strings."""
+        job_id = enqueue(
+            cli, "typed", "-p", "count=3", "-p", "ratio=0.5", "-p", "name=ana",
+            "-p", 'tags=["a","b"]', "-p", "flag=true",
+        )
+        with open_app(config) as app:
+            params = app.get_job(job_id).params
+        assert params == {"count": 3, "ratio": 0.5, "name": "ana", "tags": ["a", "b"], "flag": True}
+
+    def test_params_json(self, cli: Callable[..., Result], config: Path, ledger: str) -> None:
+        """--params-json gives every parameter as one JSON object."""
+        job_id = enqueue(
+            cli, "record", "--params-json", json.dumps({"ledger": ledger, "tag": "j"})
+        )
+        with open_app(config) as app:
+            assert app.get_job(job_id).params == {"ledger": ledger, "tag": "j"}
+
+    def test_params_json_list_is_positional(
+        self, cli: Callable[..., Result], config: Path, ledger: str
+    ) -> None:
+        """A JSON list in --params-json is taken as positional arguments."""
+        job_id = enqueue(cli, "record", "--params-json", json.dumps([ledger, "pos"]))
+        with open_app(config) as app:
+            assert app.get_job(job_id).params == {"ledger": ledger, "tag": "pos"}
+
+    def test_priority_and_delay(
+        self, cli: Callable[..., Result], config: Path, ledger: str
+    ) -> None:
+        """--priority is stored and --delay pushes available_at that many seconds ahead."""
+        before = datetime.now(timezone.utc)
+        job_id = enqueue(
+            cli, "record", "-p", f"ledger={ledger}", "-p", "tag=d",
+            "--priority", "7", "--delay", "120",
+        )
+        after = datetime.now(timezone.utc)
+        with open_app(config) as app:
+            record = app.get_job(job_id)
+            assert app.storage.claim("test:1", 5) is None  # not due yet
+        assert record.priority == 7
+        assert before + timedelta(seconds=119) <= record.available_at
+        assert record.available_at <= after + timedelta(seconds=121)
+
+    def test_higher_priority_runs_first(
+        self, cli: Callable[..., Result], config: Path, ledger: str
+    ) -> None:
+        """Jobs enqueued with --priority run highest first."""
+        for tag, priority in (("low", "1"), ("high", "9"), ("mid", "5")):
+            enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", f"tag={tag}",
+                    "--priority", priority)
+        with open_app(config) as app:
+            run_until_empty(app, timeout=15)
+        assert [entry["tag"] for entry in read_ledger(ledger)] == ["high", "mid", "low"]
+
+    def test_retry_attempts_override(
+        self, cli: Callable[..., Result], config: Path, ledger: str
+    ) -> None:
+        """--retry-attempts sets the job's max_attempts to 1 + N."""
+        job_id = enqueue(cli, "fail", "-p", f"ledger={ledger}", "--retry-attempts", "4")
+        with open_app(config) as app:
+            assert app.get_job(job_id).max_attempts == 5
+
+    def test_invalid_params_fail_with_one_line(
+        self, cli: Callable[..., Result], config: Path, ledger: str
+    ) -> None:
+        """A wrongly typed parameter: exit 1, one error line naming it; nothing stored."""
+        result = cli("run", "Recorder", "record", "-p", f"ledger={ledger}", "-p", "tag=5")
+        assert result.exit_code == 1, result.output
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX)
+        assert "tag" in line and "Traceback" not in result.output
+        assert result.stdout == ""
+        with open_app(config) as app:
+            assert app.list_jobs() == []
+
+    def test_missing_param_names_it(self, cli: Callable[..., Result], ledger: str) -> None:
+        """A missing required parameter: exit 1, one line naming the parameter."""
+        result = cli("run", "Recorder", "record", "-p", f"ledger={ledger}")
+        assert result.exit_code == 1, result.output
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX) and "tag" in line and "missing" in line
+
+    def test_unknown_job(self, cli: Callable[..., Result]) -> None:
+        """An unregistered job name: exit 1, one line naming it."""
+        result = cli("run", "NoSuchJob")
+        assert result.exit_code == 1, result.output
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX) and "NoSuchJob" in line
+
+    def test_method_not_approved(self, cli: Callable[..., Result]) -> None:
+        """A method outside the approved list: exit 1, one line naming the method."""
+        result = cli("run", "Recorder", "helper")
+        assert result.exit_code == 1, result.output
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX) and "'helper'" in line
+
+    def test_bad_params_json_is_a_usage_error(self, cli: Callable[..., Result]) -> None:
+        """--params-json that is not JSON: a usage error (exit 2) naming --params-json."""
+        result = cli("run", "Recorder", "record", "--params-json", "[1")
+        assert "--params-json" in result.stderr, result.output
+        assert "unexpected" not in result.stderr, result.stderr
+        assert result.exit_code == 2, result.output
+
+    def test_param_without_equals_is_a_usage_error(self, cli: Callable[..., Result]) -> None:
+        """-p without KEY=VALUE: a usage error (exit 2) naming the bad value."""
+        result = cli("run", "Recorder", "record", "-p", "novalue")
+        assert "novalue" in result.stderr, result.output
+        assert "unexpected" not in result.stderr, result.stderr
+        assert result.exit_code == 2, result.output
+
+
+@pytest.mark.slow
+class TestRealProcess:
+    def test_bad_params_no_traceback(self, tmp_path: Path, config: Path, ledger: str) -> None:
+        """A real `python -m jobkit run` with a bad param: exit 1, exactly one stderr line."""
+        result = jobkit_process(
+            tmp_path, "--config", str(config), "run", "Recorder", "record",
+            "-p", f"ledger={ledger}", "-p", "tag=[1, 2]",
+        )
+        assert result.returncode == 1, result
+        assert "Traceback" not in result.stderr + result.stdout
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX) and "tag" in line
+        assert result.stdout == ""
+
+    def test_bad_config_no_traceback(self, tmp_path: Path) -> None:
+        """A real process on a jobs.yaml with an unknown key: exit 2, file:line, no traceback."""
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f"storage: sqlite:///{tmp_path / 'x.db'}\nbogus: 1\n")
+        result = jobkit_process(tmp_path, "--config", str(bad), "list")
+        assert result.returncode == 2, result
+        assert "Traceback" not in result.stderr + result.stdout
+        lines = error_lines(result)
+        assert lines[0].startswith(ERROR_PREFIX)
+        assert f"{bad}:2" in result.stderr and "bogus" in result.stderr
+
+    def test_run_prints_only_the_id(self, tmp_path: Path, config: Path, ledger: str) -> None:
+        """A real `jobkit run` prints the id on stdout and writes no log records to stderr."""
+        result = jobkit_process(
+            tmp_path, "--config", str(config), "run", "Recorder", "record",
+            "-p", f"ledger={ledger}", "-p", "tag=x",
+        )
+        assert result.returncode == 0, result
+        assert re.fullmatch(r"\S+\n", result.stdout), result.stdout
+        assert result.stderr == "", result.stderr
+
+    def test_wait_prints_the_result(self, tmp_path: Path, config: Path, ledger: str) -> None:
+        """`run --wait` while a burst worker runs prints the id, then the JSON result; exit 0."""
+        waiter = start_jobkit(
+            tmp_path, "--config", str(config), "run", "Recorder", "record",
+            "-p", f"ledger={ledger}", "-p", "tag=waited", "--wait",
+        )
+        try:
+            with open_app(config) as app:
+                wait_for(lambda: len(app.list_jobs()) == 1, what="the job to be stored")
+            worker = jobkit_process(
+                tmp_path, "--config", str(config), "worker", "--burst", "-n", "1"
+            )
+            assert worker.returncode == 0, worker.stderr
+            out, err = waiter.communicate(timeout=15)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.communicate()
+        assert waiter.returncode == 0, err
+        job_id, result = out.splitlines()
+        assert json.loads(result) == "waited"
+        assert [entry["job"] for entry in read_ledger(ledger)] == [job_id]
+
+    def test_wait_on_a_failing_job(self, tmp_path: Path, config: Path, ledger: str) -> None:
+        """`run --wait` on a job that fails: exit 1 with one error line naming the failure."""
+        waiter = start_jobkit(
+            tmp_path, "--config", str(config), "run", "Recorder", "fail",
+            "-p", f"ledger={ledger}", "--wait",
+        )
+        try:
+            with open_app(config) as app:
+                wait_for(lambda: len(app.list_jobs()) == 1, what="the job to be stored")
+            worker = jobkit_process(
+                tmp_path, "--config", str(config), "worker", "--burst", "-n", "1"
+            )
+            assert worker.returncode == 0, worker.stderr
+            out, err = waiter.communicate(timeout=15)
+        finally:
+            if waiter.poll() is None:
+                waiter.kill()
+                waiter.communicate()
+        assert waiter.returncode == 1, (out, err)
+        job_id = out.strip()
+        failures = [line for line in err.splitlines() if line.startswith(ERROR_PREFIX)]
+        assert len(failures) == 1, err
+        assert f"job {job_id} failed" in failures[0]
+        assert "planned failure 1" in failures[0]
+        assert "Traceback" not in err
+
+
+class TestConfigErrors:
+    def test_unknown_key_names_file_and_line(self, tmp_path: Path) -> None:
+        """An unknown key in jobs.yaml: exit 2, the message names the file, line and key."""
+        bad = tmp_path / "jobs.yaml"
+        bad.write_text(
+            f"storage: sqlite:///{tmp_path / 'x.db'}\n"
+            "defaults:\n"
+            "  retry_attempts: 1\n"
+            "  retyr_delay: 4\n"
+        )
+        result = CliRunner().invoke(main, ["--config", str(bad), "list"])
+        assert result.exit_code == 2, result.output
+        assert error_lines(result)[0].startswith(ERROR_PREFIX)
+        assert f"{bad}:4" in result.stderr
+        assert "retyr_delay" in result.stderr
+        assert "Traceback" not in result.output
+
+    def test_missing_config_file(self, tmp_path: Path) -> None:
+        """--config naming a missing file: exit 2 naming the file."""
+        missing = tmp_path / "nope.yaml"
+        result = CliRunner().invoke(main, ["--config", str(missing), "list"])
+        assert result.exit_code == 2, result.output
+        assert str(missing) in result.stderr
+
+
+class TestStatus:
+    def test_text(self, cli: Callable[..., Result], ledger: str) -> None:
+        """`status ID` shows the record's fields, one per line."""
+        job_id = enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", "tag=s")
+        result = cli("status", job_id)
+        assert result.exit_code == 0, result.output
+        fields = dict(
+            line.strip().split(": ", 1) for line in result.stdout.splitlines() if ": " in line
+        )
+        assert fields["id"] == job_id
+        assert fields["name"] == "Recorder" and fields["method"] == "record"
+        assert fields["status"] == "pending"
+
+    def test_text_lists_attempts(
+        self, cli: Callable[..., Result], config: Path, ledger: str
+    ) -> None:
+        """`status ID` of a failed job shows its attempt with the outcome and error."""
+        job_id = enqueue(cli, "fail", "-p", f"ledger={ledger}")
+        with open_app(config) as app:
+            run_until_empty(app, timeout=15)
+        result = cli("status", job_id)
+        assert result.exit_code == 0, result.output
+        assert re.search(r"attempt 1: failed .*planned failure 1", result.stdout), result.stdout
+
+    def test_json(self, cli: Callable[..., Result], config: Path, ledger: str) -> None:
+        """`status ID --json` prints one JSON object with the record and its attempts."""
+        job_id = enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", "tag=j")
+        with open_app(config) as app:
+            run_until_empty(app, timeout=15)
+        result = cli("status", job_id, "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["id"] == job_id
+        assert data["status"] == "completed" and data["result"] == "j"
+        assert data["params"] == {"ledger": ledger, "tag": "j"}
+        assert data["attempts"] == 1
+        (attempt,) = data["attempts_history"]
+        assert attempt["outcome"] == "succeeded"
+
+    def test_json_masks_secrets(self, cli: Callable[..., Result]) -> None:
+        """`status --json` masks secret-looking keys in params, nested ones included."""
+        job_id = enqueue(
+            cli, "typed", "--params-json",
+            json.dumps({"count": 1, "ratio": 1.0, "name": "n", "tags": [],
+                        "extra": {"password": 1234, "api_key": 5678}}),
+        )
+        result = cli("status", job_id, "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["params"]["extra"] == {"password": "***", "api_key": "***"}
+        assert "1234" not in result.stdout and "5678" not in result.stdout
+
+    def test_unknown_id(self, cli: Callable[..., Result]) -> None:
+        """`status 999`: exit 1 with one line naming the id."""
+        result = cli("status", "999")
+        assert result.exit_code == 1, result.output
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX) and "999" in line
+        assert result.stdout == ""
+
+
+class TestList:
+    @pytest.fixture
+    def three_jobs(self, cli: Callable[..., Result], ledger: str) -> list[str]:
+        """Three pending jobs, the second one cancelled."""
+        ids = [
+            enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", f"tag=t{i}")
+            for i in range(3)
+        ]
+        assert cli("cancel", ids[1]).exit_code == 0
+        return ids
+
+    def test_text(self, cli: Callable[..., Result], three_jobs: list[str]) -> None:
+        """`list` shows every job, newest first, with its status and name.method."""
+        result = cli("list")
+        assert result.exit_code == 0, result.output
+        lines = result.stdout.splitlines()
+        assert [line.split()[0] for line in lines] == three_jobs[::-1]
+        assert "cancelled" in lines[1] and "pending" in lines[0]
+        assert all("Recorder.record" in line for line in lines)
+
+    def test_status_filter(self, cli: Callable[..., Result], three_jobs: list[str]) -> None:
+        """`list --status cancelled` shows only the cancelled job."""
+        result = cli("list", "--status", "cancelled")
+        assert result.exit_code == 0, result.output
+        assert [line.split()[0] for line in result.stdout.splitlines()] == [three_jobs[1]]
+
+    def test_json_lines(self, cli: Callable[..., Result], three_jobs: list[str]) -> None:
+        """`list --json` prints one JSON object per job."""
+        result = cli("list", "--json", "--status", "pending")
+        assert result.exit_code == 0, result.output
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [r["id"] for r in records] == [three_jobs[2], three_jobs[0]]
+        assert all(r["status"] == "pending" and r["name"] == "Recorder" for r in records)
+
+    def test_unknown_status_is_a_usage_error(self, cli: Callable[..., Result]) -> None:
+        """`list --status bogus`: exit 2."""
+        assert cli("list", "--status", "bogus").exit_code == 2
+
+    def test_empty(self, cli: Callable[..., Result]) -> None:
+        """`list` on an empty store prints nothing and exits 0."""
+        result = cli("list")
+        assert (result.exit_code, result.stdout) == (0, "")
+
+
+class TestCancel:
+    def test_twice(self, cli: Callable[..., Result], config: Path, ledger: str) -> None:
+        """The first cancel succeeds; the second exits 1 with one error line."""
+        job_id = enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", "tag=c")
+        first = cli("cancel", job_id)
+        assert first.exit_code == 0, first.output
+        assert job_id in first.stdout
+        with open_app(config) as app:
+            assert app.get_job(job_id).status == JobStatus.CANCELLED
+        second = cli("cancel", job_id)
+        assert second.exit_code == 1, second.output
+        (line,) = error_lines(second)
+        assert line.startswith(ERROR_PREFIX) and job_id in line
+
+    def test_unknown_id(self, cli: Callable[..., Result]) -> None:
+        """`cancel 999`: exit 1 naming the id."""
+        result = cli("cancel", "999")
+        assert result.exit_code == 1
+        (line,) = error_lines(result)
+        assert "999" in line
+
+
+class TestRetry:
+    def test_failed_job(self, cli: Callable[..., Result], config: Path, ledger: str) -> None:
+        """`retry` puts a failed job back to pending and it runs again."""
+        job_id = enqueue(cli, "fail", "-p", f"ledger={ledger}", "-p", "times=1")
+        with open_app(config) as app:
+            run_until_empty(app, timeout=15)
+            assert app.get_job(job_id).status == JobStatus.FAILED
+        result = cli("retry", job_id)
+        assert result.exit_code == 0, result.output
+        assert job_id in result.stdout
+        with open_app(config) as app:
+            assert app.get_job(job_id).status == JobStatus.PENDING
+            run_until_empty(app, timeout=15)
+            record = app.get_job(job_id)
+        assert (record.status, record.result) == (JobStatus.COMPLETED, "recovered")
+
+    def test_pending_job_is_refused(self, cli: Callable[..., Result], ledger: str) -> None:
+        """`retry` on a pending job: exit 1 with one error line."""
+        job_id = enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", "tag=p")
+        result = cli("retry", job_id)
+        assert result.exit_code == 1, result.output
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX) and job_id in line
+
+
+class TestJobs:
+    def test_lists_methods_and_sources(self, tmp_path: Path) -> None:
+        """`jobs` shows Recorder, its approved methods and where each setting came from."""
+        config = write_config(
+            tmp_path,
+            jobs={"Recorder": {"class": "sample_jobs:Recorder", "retry_delay": 7}},
+        )
+        result = CliRunner().invoke(
+            main, ["--config", str(config), "jobs"], env={"JOBKIT_DEFAULTS__TIMEOUT": "9"}
+        )
+        assert result.exit_code == 0, result.output
+        out = result.stdout
+        assert re.search(r"^Recorder\s+\(sample_jobs:Recorder; from .*jobs\.yaml:\d+\)", out, re.M)
+        for method in ("record(ledger: 'str', tag: 'str')", "fail(", "log_lines(text: 'str')"):
+            assert f"  {method}" in out
+        assert "helper" not in out and "_private" not in out
+        assert re.search(r"retry_attempts = 0\s+\[.*jobs\.yaml:\d+ \(defaults\)\]", out), out
+        assert re.search(r"retry_delay = 7\.0\s+\[.*jobs\.yaml:\d+ \(jobs\.Recorder\)\]", out), out
+        assert re.search(r"timeout = 9\.0\s+\[environment JOBKIT_DEFAULTS__TIMEOUT\]", out), out
+        assert re.search(r"backoff = 'fixed'\s+\[built-in\]", out), out
+
+    def test_narrowed_methods(self, tmp_path: Path) -> None:
+        """`jobs` shows only the methods jobs.yaml keeps."""
+        config = write_config(
+            tmp_path,
+            jobs={"Recorder": {"class": "sample_jobs:Recorder", "methods": ["record"]}},
+        )
+        result = CliRunner().invoke(main, ["--config", str(config), "jobs"])
+        assert result.exit_code == 0, result.output
+        assert "  record(" in result.stdout and "  fail(" not in result.stdout
+
+
+class TestCheck:
+    def test_ok(self, cli: Callable[..., Result]) -> None:
+        """`check` on a good jobs.yaml exits 0 and says ok with the job count."""
+        result = cli("check")
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith("ok: 1 job(s)")
+
+    def test_unknown_job_entry(self, tmp_path: Path) -> None:
+        """`check` with a jobs: entry naming no job exits non-zero and names the entry."""
+        config = write_config(
+            tmp_path,
+            jobs={"Recorder": {"class": "sample_jobs:Recorder"}, "Emial": {"retry_attempts": 1}},
+        )
+        result = CliRunner().invoke(main, ["--config", str(config), "check"])
+        assert result.exit_code == 2, result.output
+        assert error_lines(result)[0].startswith(ERROR_PREFIX)
+        assert "jobs.Emial" in result.stderr
+        assert re.search(rf"{re.escape(str(config))}:\d+: jobs\.Emial", result.stderr)
+
+
+class TestConfigSelection:
+    def test_config_option(self, tmp_path: Path, ledger: str) -> None:
+        """--config picks the file: the job lands in that file's store."""
+        other = tmp_path / "other"
+        other.mkdir()
+        config = write_config(other, name="custom.yaml")
+        result = CliRunner().invoke(
+            main,
+            ["--config", str(config), "run", "Recorder", "record",
+             "-p", f"ledger={ledger}", "-p", "tag=o"],
+        )
+        assert result.exit_code == 0, result.output
+        assert (other / "jobkit.db").exists() and not (tmp_path / "jobkit.db").exists()
+        with open_app(config) as app:
+            assert app.get_job(result.stdout.strip()).params["tag"] == "o"
+
+    def test_jobkit_config_env(self, tmp_path: Path, ledger: str) -> None:
+        """JOBKIT_CONFIG picks the file when --config is absent."""
+        other = tmp_path / "other"
+        other.mkdir()
+        config = write_config(other, name="custom.yaml")
+        result = CliRunner().invoke(
+            main,
+            ["run", "Recorder", "record", "-p", f"ledger={ledger}", "-p", "tag=e"],
+            env={"JOBKIT_CONFIG": str(config)},
+        )
+        assert result.exit_code == 0, result.output
+        assert (other / "jobkit.db").exists() and not (tmp_path / "jobkit.db").exists()
+        with open_app(config) as app:
+            assert app.get_job(result.stdout.strip()).params["tag"] == "e"
+
+    def test_option_beats_env(self, tmp_path: Path) -> None:
+        """--config wins over JOBKIT_CONFIG."""
+        good = write_config(tmp_path)
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("bogus: 1\n")
+        result = CliRunner().invoke(
+            main, ["--config", str(good), "check"], env={"JOBKIT_CONFIG": str(bad)}
+        )
+        assert result.exit_code == 0, result.output
+
+    def test_jobs_yaml_in_cwd(self, tmp_path: Path) -> None:
+        """Without --config or JOBKIT_CONFIG, ./jobs.yaml is used."""
+        write_config(tmp_path)  # tmp_path is the cwd
+        result = CliRunner().invoke(main, ["check"])
+        assert result.exit_code == 0, result.output
+        assert f"sqlite:///{tmp_path / 'jobkit.db'}" in result.stdout

@@ -1,0 +1,102 @@
+"""The docs: every Python sample runs, every hook and every CLI command is documented.
+
+Each ```python block of ``docs/*.md`` runs in an empty temporary directory, in a fresh module
+named ``myapp.jobs`` (so a sample's ``class: myapp.jobs:SendEmailJob`` imports a class the sample
+defines). A block whose previous non-blank line is ``<!-- not-tested -->`` is skipped.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from loguru import logger
+
+from jobkit import hookspecs
+from jobkit.cli import main
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+NOT_TESTED = "<!-- not-tested -->"
+SAMPLE_MODULE = "myapp.jobs"
+_FENCE = re.compile(r"^```(\w*)\s*$")
+
+
+def code_blocks(page: Path) -> Iterator[tuple[int, str, str, str]]:
+    """Each fenced block of ``page``: its first line, language, code and the line before it."""
+    lines = page.read_text(encoding="utf-8").splitlines()
+    index = 0
+    while index < len(lines):
+        opening = _FENCE.match(lines[index])
+        if opening is None:
+            index += 1
+            continue
+        end = index + 1
+        while end < len(lines) and lines[end].strip() != "```":
+            end += 1
+        before = next((line.strip() for line in reversed(lines[:index]) if line.strip()), "")
+        yield index + 1, opening.group(1), "\n".join(lines[index + 1 : end]), before
+        index = end + 1
+
+
+def python_samples() -> list[object]:
+    """The tested Python samples of every page, as pytest params named ``page.md:line``."""
+    return [
+        pytest.param(code, id=f"{page.name}:{line}")
+        for page in sorted(DOCS.glob("*.md"))
+        for line, language, code, before in code_blocks(page)
+        if language == "python" and before != NOT_TESTED
+    ]
+
+
+def headings(page: str) -> set[str]:
+    """The text of every ``## `` heading of ``docs/<page>``."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    return {line[3:].strip() for line in text.splitlines() if line.startswith("## ")}
+
+
+@pytest.fixture
+def sample_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
+    """A fresh ``myapp.jobs`` module to run a sample in, from an empty working directory."""
+    monkeypatch.chdir(tmp_path)
+    package, module = types.ModuleType("myapp"), types.ModuleType(SAMPLE_MODULE)
+    package.__path__ = []
+    package.jobs = module  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "myapp", package)
+    monkeypatch.setitem(sys.modules, SAMPLE_MODULE, module)
+    yield module
+    logger.disable("jobkit")  # a sample that configured logging enabled it
+
+
+class TestSamples:
+    def test_there_are_samples(self) -> None:
+        """The docs hold tested Python samples (the extraction finds them)."""
+        assert len(python_samples()) >= 10
+
+    @pytest.mark.parametrize("code", python_samples())
+    def test_sample_runs(self, code: str, sample_module: types.ModuleType) -> None:
+        """The sample runs to the end without raising."""
+        exec(compile(code, f"<{SAMPLE_MODULE}>", "exec"), sample_module.__dict__)
+
+
+class TestReference:
+    def test_every_hook_has_a_heading(self) -> None:
+        """Every hook in jobkit.hookspecs has a ``## <hook name>`` heading in docs/hooks.md."""
+        hooks = {name for name in vars(hookspecs) if name.startswith("jobkit_")}
+        assert hooks
+        assert hooks - headings("hooks.md") == set()
+
+    def test_every_cli_command_has_a_heading(self) -> None:
+        """Every ``jobkit`` command has a ``## jobkit <command>`` heading in docs/cli.md."""
+        commands = {f"jobkit {name}" for name in main.commands}
+        assert commands
+        assert commands - headings("cli.md") == set()
+
+    def test_pages_link_to_existing_pages(self) -> None:
+        """Every relative link to a ``.md`` page from docs/ names a page that exists."""
+        for page in DOCS.glob("*.md"):
+            for target in re.findall(r"\]\(([\w-]+\.md)(?:#[\w-]*)?\)", page.read_text("utf-8")):
+                assert (DOCS / target).is_file(), f"{page.name} links to missing {target}"
