@@ -301,9 +301,10 @@ def jobs(state: State) -> None:
 @pass_state
 @handle_errors
 def check(state: State) -> None:
-    """Validate jobs.yaml and every plugin and job it names; exit 2 on errors."""
+    """Validate jobs.yaml and every plugin and job it names; exit 1 listing the errors
+    (2 when jobs.yaml itself cannot be loaded)."""
     app = state.app(log=False)
     problems = app.check()
     if problems:
-        raise ConfigError(errors=problems)
+        _fail("\n  ".join(["configuration problems:", *problems]))
     click.echo(f"ok: {len(app.registry)} job(s), storage {app.config.storage}")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from jobkit.exceptions import JobInterrupted, JobkitError, Retry, StorageError
+from jobkit.exceptions import JobkitError, Retry, StorageError
 from jobkit.factory import json_problem
 from jobkit.job import JobContext
 from jobkit.records import AttemptOutcome, EventKind, JobRecord, Lease
@@ -83,6 +83,9 @@ class Executor:
         except JobkitError as exc:  # the row no longer fits the registry: never run it
             self._finish_failed(lease, record, exc, retry=False)
             return
+        except Exception as exc:  # the job's own __init__ failed: a failure like any other
+            self._finish_failed(lease, record, exc, retry=True)
+            return
         entry = self.app.config.job_entry(record.name)
         instance.bind(
             JobContext(
@@ -111,7 +114,7 @@ class Executor:
                 result = function(**kwargs)
             finally:
                 self.interrupter.disarm()
-        except (Exception, JobInterrupted) as exc:
+        except (Exception, SystemExit) as exc:  # a job's sys.exit() fails the job, not the worker
             error = exc
         finally:
             reason = monitor.finish()

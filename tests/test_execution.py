@@ -168,6 +168,13 @@ class TestOutcomes:
         record = app.get_job(job_id)
         assert record.status == JobStatus.FAILED and "not JSON" in (record.error or "")
 
+    def test_sys_exit_in_a_job_fails_the_job_not_the_worker(self, app: JobKit) -> None:
+        """A job that calls sys.exit() fails; the worker goes on."""
+        job_id = app.run_background_job("Recorder", "exits")
+        run_until_empty(app)
+        record = app.get_job(job_id)
+        assert record.status == JobStatus.FAILED and "SystemExit: 3" in (record.error or "")
+
     def test_timeout_ends_the_attempt(self, tmp_path: Path) -> None:
         """A job past its timeout is stopped and recorded as a timeout."""
         config = make_config(
