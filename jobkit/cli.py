@@ -283,15 +283,13 @@ def retry(state: State, job_id: str) -> None:
 @handle_errors
 def jobs(state: State) -> None:
     """List registered jobs, their approved methods and effective settings (with sources)."""
-    import inspect
+    from jobkit.factory import describe
 
     app = state.app(log=False)
     for spec in app.registry:
         click.echo(f"{spec.name}  ({spec.import_path}; from {spec.source})")
         for method in spec.methods:
-            signature = inspect.signature(getattr(spec.cls, method))
-            params = list(signature.parameters.values())[1:]
-            click.echo(f"  {method}({', '.join(str(p) for p in params)})")
+            click.echo(f"  {describe(spec.cls, method)}")
         resolved = app.job_settings(spec.name)
         for key, value in attrs.asdict(resolved.settings).items():
             click.echo(f"    {key} = {value!r}  [{resolved.sources.get(key, 'built-in')}]")

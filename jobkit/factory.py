@@ -109,6 +109,22 @@ def signature_of(cls: type[Job], method: str) -> MethodSignature:
     )
 
 
+def describe(cls: type[Job], method: str) -> str:
+    """``method(name: type = default, ...)`` with resolved type names, for people to read."""
+    signature = signature_of(cls, method)
+    parts = []
+    for param in signature.parameters:
+        text = param.name
+        if param.name in signature.hints:
+            text += f": {_hint_name(signature.hints[param.name])}"
+        if param.default is not param.empty:
+            text += f" = {param.default!r}"
+        parts.append(("*" if param.kind is param.VAR_POSITIONAL else "") + text)
+    if signature.accepts_any_keyword:
+        parts.append("**kwargs")
+    return f"{method}({', '.join(parts)})"
+
+
 class Factory:
     """Validates params for a registered job and builds instances ready to run."""
 
