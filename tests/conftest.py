@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 import jobkit
 from jobkit.app import JobKit
@@ -26,9 +28,10 @@ def _reset_default_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     jobkit.reset_default_app()
 
 
-def make_config(tmp_path: Path, **data: object) -> Config:
-    """A config for a SQLite store in tmp_path, fast worker timings, and the sample jobs."""
-    base: dict[str, object] = {
+def config_data(tmp_path: Path, **overrides: Any) -> dict[str, Any]:
+    """jobs.yaml's content for a SQLite store in tmp_path, fast worker timings and the sample
+    jobs; each override replaces a key, or updates it when both are mappings."""
+    data: dict[str, Any] = {
         "storage": f"sqlite:///{tmp_path / 'jobkit.db'}",
         "defaults": {"retry_attempts": 0, "retry_delay": 0},
         "logging": {"dir": str(tmp_path / "logs")},
@@ -40,16 +43,27 @@ def make_config(tmp_path: Path, **data: object) -> Config:
             "shutdown_grace": 5.0,
             "requeue_interval": 0.2,
         },
-        "jobs": {"Recorder": {"class": "sample_jobs:Recorder"}},
+        "jobs": {
+            "Recorder": {"class": "sample_jobs:Recorder"},
+            "Slow": {"class": "sample_jobs:Slow"},
+        },
     }
-    for key, value in data.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merged = dict(base[key])  # type: ignore[call-overload]
-            merged.update(value)
-            base[key] = merged
-        else:
-            base[key] = value
-    return Config.from_dict(base)
+    for key, value in overrides.items():
+        both_maps = isinstance(value, dict) and isinstance(data.get(key), dict)
+        data[key] = {**data[key], **value} if both_maps else value
+    return data
+
+
+def make_config(tmp_path: Path, **overrides: Any) -> Config:
+    """A Config built from :func:`config_data`."""
+    return Config.from_dict(config_data(tmp_path, **overrides))
+
+
+def write_config(tmp_path: Path, **overrides: Any) -> Path:
+    """tmp_path/jobs.yaml written from :func:`config_data`."""
+    path = tmp_path / "jobs.yaml"
+    path.write_text(yaml.safe_dump(config_data(tmp_path, **overrides)))
+    return path
 
 
 @pytest.fixture

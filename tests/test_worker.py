@@ -12,42 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from conftest import write_config
 from sample_jobs import read_ledger
 
 from jobkit import AttemptOutcome, JobKit, JobStatus
 
 pytestmark = pytest.mark.slow
 TESTS = Path(__file__).parent
-
-
-def write_config(tmp_path: Path, **overrides: Any) -> Path:
-    """jobs.yaml for a SQLite store in tmp_path, fast timings and the sample jobs."""
-    data: dict[str, Any] = {
-        "storage": f"sqlite:///{tmp_path / 'jobkit.db'}",
-        "defaults": {"retry_attempts": 0, "retry_delay": 0},
-        "logging": {"dir": str(tmp_path / "logs")},
-        "worker": {
-            "poll_interval": 0.02,
-            "heartbeat": 0.1,
-            "lease": 1.5,
-            "kill_grace": 0.5,
-            "shutdown_grace": 5.0,
-            "requeue_interval": 0.2,
-        },
-        "jobs": {
-            "Recorder": {"class": "sample_jobs:Recorder"},
-            "Slow": {"class": "sample_jobs:Slow"},
-        },
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    path = tmp_path / "jobs.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 class WorkerProcess:
