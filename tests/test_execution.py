@@ -289,6 +289,17 @@ class TestHooks:
             EventKind.SUCCEEDED,
         ]
 
+    def test_trace_plugins_prints_hook_calls(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """JOBKIT_TRACE_PLUGINS=1 prints every hook call with its implementations."""
+        monkeypatch.setenv("JOBKIT_TRACE_PLUGINS", "1")
+        with JobKit(make_config(tmp_path), load_entrypoints=False) as app:
+            app.run_background_job("Recorder", "record", {"ledger": "", "tag": "t"})
+        err = capsys.readouterr().err
+        assert "jobkit hook jobkit_register_storage(registry) -> [jobkit.storage.plugin]" in err
+        assert "jobkit hook jobkit_job_event(event) -> [jobkit.logs]" in err
+
     def test_misspelled_hook_fails_at_start(self, tmp_path: Path) -> None:
         """A plugin implementing an unknown hook is refused when the app is built."""
         from jobkit import ConfigError
