@@ -45,6 +45,11 @@ def handle_errors(command: F) -> F:
             _fail(str(exc), EXIT_USAGE)
         except JobkitError as exc:
             _fail(str(exc))
+        except click.ClickException:
+            raise  # usage errors: click prints them and exits 2
+        except BrokenPipeError:
+            sys.stderr.close()  # `jobkit list | head`: the reader left; nothing to report
+            sys.exit(0)
         except OSError as exc:
             _fail(str(exc))
         except Exception as exc:  # a bug: still one line; JOBKIT_DEBUG=1 shows the traceback

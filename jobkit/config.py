@@ -49,6 +49,7 @@ from jobkit.config_yaml import (
     integer,
     line_of,
     list_of,
+    loguru_option,
     mapping_hook,
     number,
     problems,
@@ -117,9 +118,11 @@ class LoggingSettings:
     dir: str = setting("logs", text("a directory"))
     format: Literal["text", "json"] = setting("text", choice("text", "json"))
     #: A loguru rotation ("00:00", "100 MB", "1 week"); None never rotates.
-    rotation: str | None = setting("00:00", text(nullable=True))
+    rotation: str | int | None = setting(
+        "00:00", loguru_option("rotation", 'a loguru rotation such as "00:00", "100 MB", "1 week"'))
     #: A loguru retention ("14 days", "10 files"); None keeps every file.
-    retention: str | None = setting("14 days", text(nullable=True))
+    retention: str | int | None = setting(
+        "14 days", loguru_option("retention", 'a loguru retention such as "14 days", "10 files"'))
     #: A loguru level name, in any case; kept upper-case.
     level: str = setting("INFO", choice(*LOG_LEVELS), converter=_upper)
 

@@ -220,6 +220,38 @@ def text(what: str = "a string", *, pattern: str = r".+", nullable: bool = False
                 nullable=nullable)
 
 
+_FILE_COUNT = re.compile(r"\s*(\d+)\s+files?\s*", re.IGNORECASE)
+
+
+def _loguru_value(option: str, value: Any) -> Any:
+    """``value`` as loguru takes it: ``"10 files"`` -> ``10`` for a retention."""
+    if option == "retention" and isinstance(value, str) and (count := _FILE_COUNT.fullmatch(value)):
+        return int(count.group(1))
+    return value
+
+
+def loguru_option(option: str, what: str) -> Rule:
+    """A ``rotation`` or ``retention`` that loguru accepts (tried on a sink never opened)."""
+
+    def test(value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            return False
+        import os
+        import tempfile
+
+        from loguru import logger
+
+        path = os.path.join(tempfile.gettempdir(), "jobkit-config-check.log")
+        try:
+            handler = logger.add(path, delay=True, **{option: _loguru_value(option, value)})
+        except (ValueError, TypeError):
+            return False
+        logger.remove(handler)
+        return True
+
+    return Rule(what, test, lambda v: _loguru_value(option, v), nullable=True)
+
+
 def list_of(item: Rule, what: str) -> Check:
     """A list (or null) whose items each pass ``item``; an error names the bad item's index."""
 

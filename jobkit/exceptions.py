@@ -33,7 +33,10 @@ class ConfigError(JobkitError):
     def __init__(self, message: str | None = None, *, errors: list[str] | None = None) -> None:
         errors = errors or []
         if message is None:
-            message = "invalid configuration:\n  " + "\n  ".join(errors) if errors else None
+            if len(errors) == 1:
+                message = f"invalid configuration: {errors[0]}"
+            elif errors:
+                message = "invalid configuration:\n  " + "\n  ".join(errors)
         super().__init__(message, errors=errors)
 
 

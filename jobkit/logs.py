@@ -17,6 +17,7 @@ rotation.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,9 +70,13 @@ class LogFiles:
             logger.remove(handler_id)
 
 
+_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def escape(text: str) -> str:
-    """``text`` on one line: control characters shown as escapes."""
-    return text.encode("unicode_escape", "backslashreplace").decode("ascii", "replace")
+    """``text`` on one line: control characters and Unicode line breaks shown as escapes
+    (``\\n``, ``\\x85``, ``\\u2028``); other characters, accents included, are kept."""
+    return _BREAKS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _is_job_record(record: Record) -> bool:
@@ -83,7 +88,7 @@ def _text_format(record: Record) -> str:
     extra = record["extra"]
     fields = " ".join(f"{key}={escape(str(extra[key]))}" for key in _FIELDS if key in extra)
     if "params" in extra:
-        fields += f" params={extra['params']}"
+        fields += f" params={escape(str(extra['params']))}"
     extra["_jobkit_line"] = " | ".join(filter(None, [fields, escape(record["message"])]))
     tb = extra.get("traceback")
     if tb is None and record["exception"] is not None:

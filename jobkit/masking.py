@@ -6,17 +6,27 @@ import re
 from typing import Any
 
 MASK = "***"
-SECRET_KEY = re.compile(
-    r"pass(word|wd|phrase)?|token|secret|api[_-]?key|auth(orization)?|credential|private[_-]?key",
-    re.IGNORECASE,
-)
+#: Words that mark a key as secret wherever they appear in it (separators ignored).
+SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "token", "apikey", "privatekey",
+                "accesskey", "credential", "authorization", "cookie", "session")
+#: Words that mark a key as secret only as a whole part of it (``auth``, not ``author``).
+SECRET_PARTS = frozenset({"auth", "pwd", "pass", "key"})
+_PARTS = re.compile(r"[^a-z0-9]+|(?<=[a-z])(?=[A-Z])")
+
+
+def is_secret(key: str) -> bool:
+    """Whether a param named ``key`` holds a secret (``password``, ``api_key``, ``X-Auth``...)."""
+    compact = re.sub(r"[^a-z0-9]", "", key.lower())
+    if any(word in compact for word in SECRET_WORDS):
+        return True
+    return any(part.lower() in SECRET_PARTS for part in _PARTS.split(key) if part)
 
 
 def mask_secrets(value: Any) -> Any:
     """A copy of ``value`` with the values of secret-looking keys replaced by ``***``."""
     if isinstance(value, dict):
         return {
-            key: MASK if isinstance(key, str) and SECRET_KEY.search(key) else mask_secrets(item)
+            key: MASK if isinstance(key, str) and is_secret(key) else mask_secrets(item)
             for key, item in value.items()
         }
     if isinstance(value, (list, tuple)):

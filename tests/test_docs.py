@@ -58,6 +58,16 @@ def headings(page: str) -> set[str]:
     return {line[3:].strip() for line in text.splitlines() if line.startswith("## ")}
 
 
+def anchors(page: str) -> set[str]:
+    """The GitHub-style anchors of the headings of ``docs/<page>``."""
+    text = (DOCS / page).read_text(encoding="utf-8")
+    return {
+        re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in text.splitlines()
+        if line.startswith("#")
+    }
+
+
 @pytest.fixture
 def sample_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[types.ModuleType]:
     """A fresh ``myapp.jobs`` module to run a sample in, from an empty working directory."""
@@ -95,8 +105,14 @@ class TestReference:
         assert commands
         assert commands - headings("cli.md") == set()
 
-    def test_pages_link_to_existing_pages(self) -> None:
-        """Every relative link to a ``.md`` page from docs/ names a page that exists."""
-        for page in DOCS.glob("*.md"):
-            for target in re.findall(r"\]\(([\w-]+\.md)(?:#[\w-]*)?\)", page.read_text("utf-8")):
+    def test_links_between_pages_resolve(self) -> None:
+        """Every link from one docs page to another names a page and a heading that exist."""
+        links = 0
+        for page in sorted(DOCS.glob("*.md")):
+            text = page.read_text(encoding="utf-8")
+            for target, anchor in re.findall(r"\]\(([\w-]+\.md)(?:#([\w-]+))?\)", text):
+                links += 1
                 assert (DOCS / target).is_file(), f"{page.name} links to missing {target}"
+                if anchor:
+                    assert anchor in anchors(target), f"{page.name} links to {target}#{anchor}"
+        assert links
