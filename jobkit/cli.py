@@ -83,7 +83,11 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Exit codes: 0 success; 1 the operation failed (unknown id, invalid params, a failed "
+    "job with --wait); 2 bad usage or configuration. Docs: docs/cli.md.",
+)
 @click.option(
     "--config",
     "-c",
