@@ -12,13 +12,15 @@ import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pluggy
 
 from jobkit.config import Config, ResolvedJob, load_config
 from jobkit.exceptions import ConfigError, JobkitError
 from jobkit.factory import Factory
+from jobkit.masking import mask_secrets
 from jobkit.notify import NotificationDispatcher, build_subscriptions
-from jobkit.plugins import NotifierRegistry, StorageRegistry, dispatch_event, get_plugin_manager
+from jobkit.plugins import EventDispatcher, NotifierRegistry, StorageRegistry, get_plugin_manager
 from jobkit.records import Attempt, EventKind, JobEvent, JobRecord, JobStatus, NewJob
 from jobkit.registry import JobSpec, Registry
 
@@ -74,6 +76,7 @@ class JobKit:
         self.factory = Factory(self.registry)
         self._storage = storage
         self._storage_lock = threading.Lock()
+        self.events = EventDispatcher(self.pm)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> JobKit:
@@ -119,6 +122,13 @@ class JobKit:
         """Problems an operator should fix: ``jobs:`` entries naming no registered job, and
         jobs whose settings do not resolve. Empty when all is well."""
         problems = self.registry.unknown_entries(self.config)
+        known = {spec.name.upper() for spec in self.registry}
+        for name, variables in self.config.env_job_variables().items():
+            if name not in known:
+                problems.append(
+                    f"environment {', '.join(variables)}: no job is registered under the name "
+                    f"{name!r} (names are matched without case)"
+                )
         for spec in self.registry:
             try:
                 self.job_settings(spec.name)
@@ -133,8 +143,13 @@ class JobKit:
         error: str | None = None,
         traceback: str | None = None,
     ) -> None:
-        """Report a committed state change to every ``jobkit_job_event`` implementation."""
-        dispatch_event(self.pm, JobEvent(kind=kind, job=job, error=error, traceback=traceback))
+        """Report a committed state change to every ``jobkit_job_event`` implementation.
+
+        Delivered on the app's event thread (:class:`~jobkit.plugins.EventDispatcher`), with
+        secrets in the params masked.
+        """
+        masked = attrs.evolve(job, params=mask_secrets(job.params))
+        self.events.emit(JobEvent(kind=kind, job=masked, error=error, traceback=traceback))
 
     # -- the public API ------------------------------------------------------------------------
 
@@ -218,7 +233,8 @@ class JobKit:
         return self.storage.list(status=_status(status), name=name, limit=limit, offset=offset)
 
     def close(self) -> None:
-        """Close the store."""
+        """Deliver pending events (waiting at most 5 s for slow hooks) and close the store."""
+        self.events.close()
         if self._storage is not None:
             self._storage.close()
             self._storage = None

@@ -67,6 +67,11 @@ class State:
         self.config = config
         self._app: Any = None
 
+    def close(self) -> None:
+        """Deliver pending events and close the store, if the app was built."""
+        if self._app is not None:
+            self._app.close()
+
     def app(self, *, log: bool = True) -> Any:
         """The app, with the job log configured."""
         if self._app is None:
@@ -104,7 +109,8 @@ def main(ctx: click.Context, config: str | None, paths: tuple[str, ...]) -> None
     """jobkit: run registered Python job classes in the background."""
     for path in reversed(paths):
         sys.path.insert(0, os.path.abspath(path))  # as `rq worker` does; spawned workers inherit it
-    ctx.obj = State(config)
+    ctx.obj = state = State(config)
+    ctx.call_on_close(state.close)
 
 
 @main.command()

@@ -67,7 +67,8 @@ from jobkit.records import EventKind, RetryPolicy
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 #: The settings one call of ``run_background_job`` may override.
 CALL_SETTINGS = ("retry_attempts", "retry_delay", "timeout", "priority")
-_NOT_SETTINGS = frozenset({"JOBKIT_CONFIG", "JOBKIT_TRACE_PLUGINS"})  # JOBKIT_* but not config
+#: JOBKIT_* variables that are not configuration keys.
+_NOT_SETTINGS = frozenset({"JOBKIT_CONFIG", "JOBKIT_TRACE_PLUGINS", "JOBKIT_DEBUG"})
 _STORAGE_URL = r"[A-Za-z][A-Za-z0-9+.-]*://.*"
 _IMPORT_PATH = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
 _ALIASES = {"class_": "class"}  # attribute name -> key in the file
@@ -264,6 +265,13 @@ class Config:
     def job_entry(self, name: str) -> JobEntry | None:
         """The ``jobs.<name>`` entry, or None."""
         return self.jobs.get(name)
+
+    def env_job_variables(self) -> dict[str, list[str]]:
+        """Upper-cased job name -> the ``JOBKIT_JOBS__<NAME>__*`` variables that set it."""
+        return {
+            name: sorted(variable for _, variable in values.values())
+            for name, values in self._provenance.env_jobs.items()
+        }
 
     def job_line(self, name: str) -> str:
         """``file:line`` of the ``jobs.<name>`` entry, for error messages about that job."""

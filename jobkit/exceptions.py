@@ -112,7 +112,7 @@ class JobInterrupted(JobkitError):
 
     reason: str
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str = "stopped by the worker") -> None:
         super().__init__(f"job interrupted: {reason}", reason=reason)
 
 

@@ -14,7 +14,6 @@ import os
 import threading
 import time
 import traceback as tb
-from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -292,9 +291,6 @@ class Monitor:
             try:
                 self.executor.record_stop(self.lease, self.record, reason)
             finally:
-                _hard_exit()
-
-
-def _hard_exit(exit: Callable[[int], Any] = os._exit) -> None:
-    logger.complete()
-    exit(EXIT_KILLED_JOB)
+                self.executor.app.events.flush(timeout=1.0)
+                logger.complete()
+                os._exit(EXIT_KILLED_JOB)

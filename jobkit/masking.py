@@ -11,7 +11,7 @@ SECRET_WORDS = ("password", "passwd", "passphrase", "secret", "token", "apikey",
                 "accesskey", "credential", "authorization", "cookie", "session")
 #: Words that mark a key as secret only as a whole part of it (``auth``, not ``author``).
 SECRET_PARTS = frozenset({"auth", "pwd", "pass", "key"})
-_PARTS = re.compile(r"[^a-z0-9]+|(?<=[a-z])(?=[A-Z])")
+_PARTS = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z])(?=[A-Z])")
 
 
 def is_secret(key: str) -> bool:

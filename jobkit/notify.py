@@ -59,7 +59,9 @@ class Subscription:
 
 def build_subscriptions(config: Config, registry: NotifierRegistry) -> list[Subscription]:
     """Build a notifier for each ``notifications:`` entry; ``ConfigError`` lists every bad one."""
-    converter = cattrs.Converter(forbid_extra_keys=True)
+    from jobkit.factory import make_converter
+
+    converter = make_converter()  # strict: 5 is not a str; unknown keys are errors
     subscriptions: list[Subscription] = []
     errors: list[str] = []
     for index, entry in enumerate(config.notifications):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import queue
 import sys
+import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -124,14 +126,21 @@ def _trace_after(outcome: Any, hook_name: str, impls: Any, kwargs: Mapping[str, 
         print(f"jobkit hook {hook_name} raised {error!r}", file=sys.stderr)
 
 
-def dispatch_event(pm: pluggy.PluginManager, event: JobEvent) -> None:
-    """Call every ``jobkit_job_event`` implementation on its own; log the ones that raise.
+#: Plugins whose event hook runs in the caller's thread: jobkit's own job log, which is fast and
+#: must keep state changes in order with the lines jobs log themselves.
+INLINE_EVENT_PLUGINS = frozenset({"jobkit.logs"})
+
+
+def dispatch_event(pm: pluggy.PluginManager, event: JobEvent, *, inline: bool) -> None:
+    """Call the ``jobkit_job_event`` implementations (the inline ones, or the others) one by
+    one; log the ones that raise.
 
     pluggy stops at the first implementation that raises; an event must reach every plugin, and
     no plugin may change a job's outcome, so each is called separately.
     """
-    hook = pm.hook.jobkit_job_event
-    for impl in reversed(hook.get_hookimpls()):
+    for impl in reversed(pm.hook.jobkit_job_event.get_hookimpls()):
+        if (impl.plugin_name in INLINE_EVENT_PLUGINS) != inline:
+            continue
         caller = pm.subset_hook_caller(
             "jobkit_job_event",
             remove_plugins=[p for p in pm.get_plugins() if p is not impl.plugin],
@@ -145,3 +154,60 @@ def dispatch_event(pm: pluggy.PluginManager, event: JobEvent) -> None:
                 kind=str(event.kind),
                 job_id=event.job.id,
             )
+
+
+class EventDispatcher:
+    """Delivers job events to ``jobkit_job_event``: jobkit's own log at once, every other
+    plugin on a thread of its own, in order.
+
+    A plugin's hook that is slow or hangs delays only later events to plugins, never the job or
+    the caller that changed its state. :meth:`flush` waits (boundedly) for the events emitted.
+    """
+
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+        self._queue: queue.SimpleQueue[JobEvent | None] = queue.SimpleQueue()
+        self._done = threading.Condition()
+        self._pending = 0
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+
+    def emit(self, event: JobEvent) -> None:
+        """Log ``event`` and queue it for the other plugins."""
+        dispatch_event(self.pm, event, inline=True)
+        names = {impl.plugin_name for impl in self.pm.hook.jobkit_job_event.get_hookimpls()}
+        if names <= INLINE_EVENT_PLUGINS:
+            return  # no other plugin listens: no thread needed
+        with self._done:
+            if self._thread is None or self._pid != os.getpid():  # first use, or a forked child
+                self._pid, self._pending = os.getpid(), 0
+                self._queue = queue.SimpleQueue()
+                self._thread = threading.Thread(target=self._deliver, name="jobkit-events",
+                                                daemon=True)
+                self._thread.start()
+            self._pending += 1
+        self._queue.put(event)
+
+    def _deliver(self) -> None:
+        while (event := self._queue.get()) is not None:
+            try:
+                dispatch_event(self.pm, event, inline=False)
+            finally:
+                with self._done:
+                    self._pending -= 1
+                    self._done.notify_all()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until every event emitted so far was delivered; ``False`` on timeout."""
+        with self._done:
+            return self._done.wait_for(lambda: self._pending == 0, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Deliver what is queued (waiting at most ``timeout``), then stop the thread."""
+        if self._thread is None or self._pid != os.getpid():
+            return
+        if not self.flush(timeout):
+            logger.warning("jobkit: a jobkit_job_event hook is still busy after {t:g} s; "
+                           "{n} event(s) not delivered", t=timeout, n=self._pending)
+        self._queue.put(None)
+        self._thread = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import secrets
 import signal
 import socket
@@ -83,6 +84,7 @@ def run_until_empty(app: JobKit, *, timeout: float = 60.0) -> int:
             ran += 1
             continue
         if nothing_left(app):
+            app.events.flush()
             return ran
         if time.monotonic() > deadline:
             raise TimeoutError(f"jobs still waiting after {timeout:g} s")
@@ -98,14 +100,18 @@ class ChildSpec:
     burst: bool
 
 
-def _child_main(spec: ChildSpec, parent_logger: Logger, stop: Event, hand_back: Event) -> None:
+def _child_main(
+    spec: ChildSpec, parent_logger: Logger | None, stop: Event, hand_back: Event
+) -> None:
     """The body of one worker process."""
     from jobkit.app import JobKit
     from jobkit.logs import forward_to
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
-    forward_to(parent_logger)
+    stopping = threading.Event()  # SIGTERM to this process alone stops it alone, gracefully
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    if parent_logger is not None:
+        forward_to(parent_logger)
     app = JobKit(spec.config)
     for name, path in spec.registrations:
         app.register(name, import_string(path))
@@ -115,7 +121,7 @@ def _child_main(spec: ChildSpec, parent_logger: Logger, stop: Event, hand_back: 
     )
     logger.info("worker process {worker} started", worker=executor.worker_id)
     try:
-        while not stop.is_set():
+        while not (stop.is_set() or stopping.is_set()):
             try:
                 if executor.run_next():
                     continue
@@ -151,6 +157,7 @@ class Worker:
         self._hand_back = self._context.Event()
         self._processes: list[BaseProcess] = []
         self._shutdown_at: float | None = None
+        self._forward_logs = True
         self._spec = ChildSpec(app.config, self._registrations(), burst)
 
     def _registrations(self) -> tuple[tuple[str, str], ...]:
@@ -209,14 +216,27 @@ class Worker:
         return 0
 
     def _spawn(self, index: int) -> BaseProcess:
-        process = self._context.Process(
-            target=_child_main,
-            args=(self._spec, logger, self._stop, self._hand_back),
-            name=f"jobkit-worker-{index}",
-            daemon=False,
-        )
-        process.start()
-        return process
+        def start(parent_logger: Logger | None) -> BaseProcess:
+            process = self._context.Process(
+                target=_child_main,
+                args=(self._spec, parent_logger, self._stop, self._hand_back),
+                name=f"jobkit-worker-{index}",
+                daemon=False,
+            )
+            process.start()
+            return process
+
+        if self._forward_logs:
+            try:
+                return start(logger)
+            except (TypeError, pickle.PicklingError) as exc:
+                # a sink added without enqueue=True (loguru's default stderr handler, say)
+                # cannot travel to another process: the workers keep their own sinks then
+                self._forward_logs = False
+                logger.warning("worker processes cannot share this process's log sinks ({error});"
+                               " add sinks with enqueue=True, as `jobkit worker` does",
+                               error=str(exc))
+        return start(None)
 
     def _supervise(self) -> None:
         interval = self.settings.requeue_interval

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ from conftest import make_config
 from sample_jobs import read_ledger
 
 from jobkit import AttemptOutcome, EventKind, JobEvent, JobKit, JobStatus, hookimpl
+from jobkit.executor import Executor
+from jobkit.interrupt import Interrupter
 from jobkit.records import RetryPolicy
 from jobkit.retries import retry_delay
 from jobkit.worker import run_until_empty
@@ -299,6 +302,35 @@ class TestHooks:
         err = capsys.readouterr().err
         assert "jobkit hook jobkit_register_storage(registry) -> [jobkit.storage.plugin]" in err
         assert "jobkit hook jobkit_job_event(event) -> [jobkit.logs]" in err
+
+    def test_hanging_hook_does_not_delay_the_job(self, tmp_path: Path, ledger: str) -> None:
+        """A plugin's hook that blocks does not hold up the job or run_background_job."""
+        release = threading.Event()
+
+        class Hanging:
+            @hookimpl
+            def jobkit_job_event(self, event: JobEvent) -> None:
+                release.wait(10)
+
+        with JobKit(make_config(tmp_path), load_entrypoints=False, plugins=(Hanging(),)) as app:
+            job_id = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "t"})
+            executor = Executor(app, "w", app.config.worker, Interrupter())
+            assert executor.run_next()
+            assert app.get_job(job_id).status == JobStatus.COMPLETED
+            assert not release.is_set()  # the hook is still blocked on the first event
+            release.set()
+
+    def test_events_carry_masked_params(self, tmp_path: Path) -> None:
+        """Secrets in params are masked in the events plugins receive."""
+        recording = Recording()
+        with JobKit(make_config(tmp_path), load_entrypoints=False, plugins=(recording,)) as app:
+            app.run_background_job("Recorder", "record", {"ledger": "", "tag": "t"})
+            app.run_background_job(
+                "Recorder",
+                "typed",
+                {"count": 1, "ratio": 1, "name": "n", "tags": [], "extra": {"api_key": 5}},
+            )
+        assert recording.events[1].job.params["extra"] == {"api_key": "***"}
 
     def test_misspelled_hook_fails_at_start(self, tmp_path: Path) -> None:
         """A plugin implementing an unknown hook is refused when the app is built."""
