@@ -14,6 +14,7 @@ from loguru import logger
 from jobkit.app import (
     JobKit,
     cancel_job,
+    get_attempts,
     get_default_app,
     get_job,
     list_jobs,
@@ -61,6 +62,7 @@ __all__ = [
     "Retry",
     "StorageError",
     "cancel_job",
+    "get_attempts",
     "get_default_app",
     "get_job",
     "hookimpl",

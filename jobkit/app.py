@@ -291,6 +291,11 @@ def get_job(job_id: str) -> JobRecord:
     return get_default_app().get_job(job_id)
 
 
+def get_attempts(job_id: str) -> list[Attempt]:
+    """``JobKit.get_attempts`` on the default app."""
+    return get_default_app().get_attempts(job_id)
+
+
 def cancel_job(job_id: str) -> bool:
     """``JobKit.cancel_job`` on the default app."""
     return get_default_app().cancel_job(job_id)

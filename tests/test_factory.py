@@ -130,5 +130,6 @@ class TestDefaultApp:
         assert jobkit.get_job(job_id).priority == 3
         assert (tmp_path / "default.db").exists()
         assert [r.id for r in jobkit.list_jobs(status="pending")] == [job_id]
+        assert jobkit.get_attempts(job_id) == []
         assert jobkit.cancel_job(job_id) is True
         assert jobkit.retry_job(job_id) is True
