@@ -10,6 +10,7 @@ jobs get ``shutdown_grace`` seconds to finish, then are handed back; the worker 
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -28,14 +29,14 @@ from loguru import logger
 
 from jobkit.config import Config, WorkerSettings
 from jobkit.exceptions import ConfigError, StorageError
-from jobkit.executor import Executor
+from jobkit.executor import EXIT_KILLED_JOB, Executor
 from jobkit.imports import import_string
 from jobkit.interrupt import Interrupter
 from jobkit.records import EventKind, JobStatus
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
-    from multiprocessing.synchronize import Event
 
     from loguru import Logger
 
@@ -100,16 +101,32 @@ class ChildSpec:
     burst: bool
 
 
-def _child_main(
-    spec: ChildSpec, parent_logger: Logger | None, stop: Event, hand_back: Event
-) -> None:
-    """The body of one worker process."""
+def _listen(control: Connection, stop: threading.Event, hand_back: threading.Event) -> None:
+    """Turn the supervisor's messages into this process's events; its death means stop."""
+    while True:
+        try:
+            message = control.recv()
+        except (EOFError, OSError):
+            stop.set()  # the supervisor is gone: finish the current job, then exit
+            return
+        if message == "hand_back":
+            hand_back.set()
+        stop.set()
+
+
+def _child_main(spec: ChildSpec, parent_logger: Logger | None, control: Connection) -> None:
+    """The body of one worker process.
+
+    It listens to the supervisor on a pipe of its own: a shared ``multiprocessing.Event`` would
+    hang every process once one of them was killed while waiting on it.
+    """
     from jobkit.app import JobKit
     from jobkit.logs import forward_to
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
-    stopping = threading.Event()  # SIGTERM to this process alone stops it alone, gracefully
-    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    stop, hand_back = threading.Event(), threading.Event()
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())  # this process alone
+    threading.Thread(target=_listen, args=(control, stop, hand_back), daemon=True).start()
     if parent_logger is not None:
         forward_to(parent_logger)
     app = JobKit(spec.config)
@@ -121,20 +138,42 @@ def _child_main(
     )
     logger.info("worker process {worker} started", worker=executor.worker_id)
     try:
-        while not (stop.is_set() or stopping.is_set()):
+        while not stop.is_set():
             try:
                 if executor.run_next():
                     continue
                 if spec.burst and nothing_left(app):
                     break
-            except StorageError as exc:
-                logger.error("job store error: {error}; retrying", error=str(exc))
+            except Exception as exc:  # the store is down, or a bug: log it, keep the process
+                logger.opt(exception=not isinstance(exc, StorageError)).error(
+                    "worker error: {error}; going on in 1 s", error=str(exc)
+                )
                 stop.wait(1.0)
             stop.wait(settings.poll_interval)
     finally:
         app.close()
         logger.info("worker process {worker} stopped", worker=executor.worker_id)
         logger.complete()
+
+
+@attrs.define
+class _Child:
+    """One worker process as the supervisor sees it."""
+
+    index: int
+    process: BaseProcess
+    control: Connection
+    started: float = attrs.field(factory=time.monotonic)
+
+    def tell(self, message: str) -> None:
+        """Send a message; a process that is gone cannot hear it and needs none."""
+        with contextlib.suppress(OSError, ValueError):
+            self.control.send(message)
+
+
+#: A worker process that exits with an error this soon after it started failed to start.
+_QUICK_EXIT = 5.0
+_MAX_QUICK_EXITS = 5
 
 
 class Worker:
@@ -153,10 +192,12 @@ class Worker:
         self.concurrency = concurrency or self.settings.concurrency or os.cpu_count() or 1
         self.burst = burst
         self._context = multiprocessing.get_context("spawn")
-        self._stop = self._context.Event()
-        self._hand_back = self._context.Event()
-        self._processes: list[BaseProcess] = []
-        self._shutdown_at: float | None = None
+        self._children: list[_Child] = []
+        self._stop_requests = 0  # set by signal handlers, acted on by the supervise loop
+        self._stopping_since: float | None = None
+        self._handing_back = False
+        self._quick_exits = 0
+        self._exit_code = 0
         self._forward_logs = True
         self._spec = ChildSpec(app.config, self._registrations(), burst)
 
@@ -177,54 +218,43 @@ class Worker:
 
     def request_stop(self) -> None:
         """Stop claiming; running jobs get ``shutdown_grace`` seconds, then are handed back.
-        A second request hands them back at once."""
-        if self._shutdown_at is None:
-            logger.info(
-                "shutting down: waiting up to {grace:g} s for running jobs",
-                grace=self.settings.shutdown_grace,
-            )
-            self._shutdown_at = time.monotonic()
-            self._stop.set()
-        else:
-            logger.warning("second stop request: handing running jobs back now")
-            self._hand_back.set()
+        A second request hands them back at once. Safe to call from a signal handler."""
+        self._stop_requests += 1
 
     def run(self, install_signals: bool = True) -> int:
-        """Run until stopped (or, with ``burst``, until no job is left). Returns the exit code."""
+        """Run until stopped (or, with ``burst``, until no job is left). Returns the exit code:
+        0, or 1 when worker processes kept failing to start."""
         problems = self.app.check()
         if problems:
             raise ConfigError(errors=problems)
         if self.app.config.storage.startswith("memory:"):
-            raise ConfigError(
-                "storage: memory:// lives in one process; worker processes need "
-                "a shared store such as sqlite:///jobkit.db"
-            )
+            raise ConfigError("storage: memory:// lives in one process; worker processes need "
+                              "a shared store such as sqlite:///jobkit.db")
         self.app.storage  # noqa: B018 - open (and migrate) the store before the children do
         restore = self._install_signals() if install_signals else (lambda: None)
         try:
-            logger.info(
-                "worker starting {n} process(es) on {storage}",
-                n=self.concurrency,
-                storage=self.app.config.storage,
-            )
-            self._processes = [self._spawn(i) for i in range(self.concurrency)]
+            logger.info("worker starting {n} process(es) on {storage}", n=self.concurrency,
+                        storage=self.app.config.storage)
+            self._children = [self._spawn(i) for i in range(self.concurrency)]
             self._supervise()
         finally:
             restore()
             self._stop_all()
         logger.info("worker stopped")
-        return 0
+        return self._exit_code
 
-    def _spawn(self, index: int) -> BaseProcess:
-        def start(parent_logger: Logger | None) -> BaseProcess:
+    def _spawn(self, index: int) -> _Child:
+        def start(parent_logger: Logger | None) -> _Child:
+            ours, theirs = self._context.Pipe()
             process = self._context.Process(
                 target=_child_main,
-                args=(self._spec, parent_logger, self._stop, self._hand_back),
+                args=(self._spec, parent_logger, theirs),
                 name=f"jobkit-worker-{index}",
                 daemon=False,
             )
             process.start()
-            return process
+            theirs.close()
+            return _Child(index, process, ours)
 
         if self._forward_logs:
             try:
@@ -239,53 +269,86 @@ class Worker:
         return start(None)
 
     def _supervise(self) -> None:
-        interval = self.settings.requeue_interval
         next_requeue = 0.0
         while True:
             if time.monotonic() >= next_requeue:
-                next_requeue = time.monotonic() + interval
+                next_requeue = time.monotonic() + self.settings.requeue_interval
                 try:
                     requeue_expired(self.app)
                 except StorageError as exc:
                     logger.error("could not take back expired leases: {error}", error=str(exc))
+            self._follow_stop_requests()
             self._reap()
-            if all(not p.is_alive() for p in self._processes):
+            live = [child for child in self._children if child.process.is_alive()]
+            if not live and (self.burst or self._stopping_since is not None):
                 return
-            if self._shutdown_at is not None:
-                waited = time.monotonic() - self._shutdown_at
-                if waited > self.settings.shutdown_grace:
-                    self._hand_back.set()
+            if self._stopping_since is not None:
+                waited = time.monotonic() - self._stopping_since
+                if waited > self.settings.shutdown_grace and not self._handing_back:
+                    self._hand_back("the grace period is over")
                 if waited > self.settings.shutdown_grace + self.settings.kill_grace + 5:
                     return
-            multiprocessing.connection.wait([p.sentinel for p in self._processes], timeout=0.2)
+            sentinels = [child.process.sentinel for child in live]
+            if sentinels:
+                multiprocessing.connection.wait(sentinels, timeout=0.2)
+            else:
+                time.sleep(0.2)
+
+    def _follow_stop_requests(self) -> None:
+        if self._stop_requests and self._stopping_since is None:
+            logger.info("shutting down: waiting up to {grace:g} s for running jobs",
+                        grace=self.settings.shutdown_grace)
+            self._stopping_since = time.monotonic()
+            for child in self._children:
+                child.tell("stop")
+        if self._stop_requests > 1 and not self._handing_back:
+            self._hand_back("second stop request")
+
+    def _hand_back(self, why: str) -> None:
+        logger.warning("{why}: handing running jobs back", why=why)
+        self._handing_back = True
+        for child in self._children:
+            child.tell("hand_back")
 
     def _reap(self) -> None:
-        for index, process in enumerate(self._processes):
+        for position, child in enumerate(self._children):
+            process = child.process
             if process.is_alive() or process.exitcode is None:
                 continue
-            if self._stop.is_set() or (self.burst and process.exitcode == 0):
+            if self._stopping_since is not None or (self.burst and process.exitcode == 0):
                 continue
-            logger.warning(
-                "worker process {name} exited with status {code}; starting another",
-                name=process.name,
-                code=process.exitcode,
-            )
+            if process.exitcode not in (0, EXIT_KILLED_JOB) and (
+                time.monotonic() - child.started < _QUICK_EXIT
+            ):
+                self._quick_exits += 1
+            else:
+                self._quick_exits = 0
+            if self._quick_exits >= _MAX_QUICK_EXITS:
+                logger.error("worker processes keep failing at start (last status {code}); "
+                             "stopping", code=process.exitcode)
+                self._exit_code = 1
+                self.request_stop()
+                continue
+            logger.warning("worker process {name} exited with status {code}; starting another",
+                           name=process.name, code=process.exitcode)
+            child.control.close()
             process.close()
-            self._processes[index] = self._spawn(index)
+            self._children[position] = self._spawn(child.index)
 
     def _stop_all(self) -> None:
-        self._stop.set()
-        for process in self._processes:
+        for child in self._children:
+            child.tell("stop")
+        for child in self._children:
             try:
-                process.join(timeout=2)
-                if process.is_alive():
-                    logger.error(
-                        "worker process {name} did not stop; killing it", name=process.name
-                    )
-                    process.kill()
-                    process.join(timeout=2)
+                child.process.join(timeout=2)
+                if child.process.is_alive():
+                    logger.error("worker process {name} did not stop; killing it",
+                                 name=child.process.name)
+                    child.process.kill()
+                    child.process.join(timeout=2)
             except ValueError:  # already closed
-                continue
+                pass
+            child.control.close()
         logger.complete()
 
     def _install_signals(self) -> Callable[[], None]:

@@ -186,6 +186,27 @@ class TestSignals:
             assert app.get_job(running).status == JobStatus.COMPLETED
             assert app.get_job(waiting).status == JobStatus.PENDING
 
+    def test_stops_after_a_worker_process_was_killed_while_idle(
+        self, tmp_path: Path, start_worker: Any
+    ) -> None:
+        """A worker process SIGKILLed while waiting does not stop the others from stopping."""
+        import psutil
+
+        config = write_config(tmp_path)
+        worker = start_worker(config, "-n", "2")
+        wait_for(
+            lambda: len(psutil.Process(worker.process.pid).children()) >= 2,
+            what="two worker processes",
+        )
+        time.sleep(0.5)  # both idle, waiting for work
+        victim, survivor = psutil.Process(worker.process.pid).children()[:2]
+        victim.kill()
+        time.sleep(0.3)
+        worker.process.send_signal(signal.SIGTERM)
+        code, out = worker.wait(timeout=15)
+        assert code == 0, out
+        assert not survivor.is_running() or survivor.status() == psutil.STATUS_ZOMBIE
+
     def test_job_longer_than_grace_is_handed_back(
         self, tmp_path: Path, ledger: str, start_worker: Any
     ) -> None:
