@@ -16,7 +16,7 @@ import attrs
 import pluggy
 
 from jobkit.config import Config, ResolvedJob, load_config
-from jobkit.exceptions import ConfigError, JobkitError
+from jobkit.exceptions import MAX_DELAY, ConfigError, JobkitError
 from jobkit.factory import Factory
 from jobkit.masking import mask_secrets
 from jobkit.notify import NotificationDispatcher, build_subscriptions
@@ -42,9 +42,20 @@ def _status(status: JobStatus | str | None) -> JobStatus | None:
 
 def _seconds(delay: float | timedelta, what: str) -> float:
     seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-        raise JobkitError(f"{what} must be a number of seconds >= 0 or a timedelta, got {delay!r}")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, (int, float))
+        or not 0 <= seconds <= MAX_DELAY  # also refuses NaN
+    ):
+        raise JobkitError(
+            f"{what} must be seconds from 0 to {MAX_DELAY} (ten years) or a timedelta, "
+            f"got {delay!r}"
+        )
     return float(seconds)
+
+
+#: Priorities and attempt counts are stored as 32-bit integers by every backend.
+_INT_RANGE = range(-(2**31), 2**31)
 
 
 class JobKit:
@@ -180,6 +191,12 @@ class JobKit:
             "timeout": timeout,
         }
         settings = self.job_settings(spec.name, overrides).settings
+        for key, value in (
+            ("priority", settings.priority),
+            ("retry_attempts", settings.max_attempts),
+        ):
+            if value not in _INT_RANGE:
+                raise JobkitError(f"{key} must fit in 32 bits, got {value}")
         storage = self.storage
         record = storage.enqueue(
             NewJob(

@@ -34,6 +34,23 @@ if TYPE_CHECKING:
 EXIT_KILLED_JOB = 75
 
 
+def describe_error(error: BaseException) -> str:
+    """``Type: message``, even when the exception's ``__str__`` itself raises."""
+    try:
+        text = str(error)
+    except Exception:
+        text = "<the exception's message could not be built>"
+    return f"{type(error).__name__}: {text}"
+
+
+def format_traceback(error: BaseException) -> str:
+    """The traceback as text, or a note when it cannot be formatted."""
+    try:
+        return "".join(tb.format_exception(type(error), error, error.__traceback__))
+    except Exception:
+        return f"{describe_error(error)}\n(the traceback could not be formatted)\n"
+
+
 class StopReason(str, enum.Enum):
     """Why the monitor stopped a running job."""
 
@@ -104,11 +121,11 @@ class Executor:
             dict(entry.options) if entry is not None else {},
         )
         monitor = Monitor(self, lease, record)
-        monitor.start()
         error: BaseException | None = None
         result: Any = None
         try:
-            self.interrupter.arm()
+            self.interrupter.arm()  # before the monitor starts, so no interrupt is ever dropped
+            monitor.start()
             try:
                 result = function(**kwargs)
             finally:
@@ -121,7 +138,19 @@ class Executor:
             if monitor.outcome_written:
                 return
             monitor.outcome_written = True
-            self._record(lease, record, reason, result, error)
+            try:
+                self._record(lease, record, reason, result, error)
+            except StorageError:
+                raise  # the store is down: the lease decides what becomes of the job
+            except Exception as exc:  # never leave the job running because recording failed
+                logger.opt(exception=True).error(
+                    "job {job_id}: could not record its outcome", job_id=record.id
+                )
+                self.app.storage.fail(
+                    lease,
+                    error=f"jobkit could not record the outcome: {describe_error(exc)}",
+                    traceback=format_traceback(exc),
+                )
 
     def _record(
         self,
@@ -131,10 +160,12 @@ class Executor:
         result: Any,
         error: BaseException | None,
     ) -> None:
-        if reason is not None:
-            self.record_stop(lease, record, reason)
-        elif error is not None:
-            self._finish_failed(lease, record, error, retry=True)
+        if error is not None:
+            if reason is not None:  # the job was stopped: its exception is our interrupt
+                self.record_stop(lease, record, reason)
+            else:
+                self._finish_failed(lease, record, error, retry=True)
+        # the job returned: its result stands, even if a stop came too late to interrupt it
         elif problem := json_problem(result, "result"):
             self._finish_failed(lease, record, TypeError(problem), retry=True)
         else:
@@ -169,8 +200,8 @@ class Executor:
         retry: bool,
         outcome: AttemptOutcome = AttemptOutcome.FAILED,
     ) -> None:
-        message = f"{type(error).__name__}: {error}"
-        trace = "".join(tb.format_exception(type(error), error, error.__traceback__))
+        message = describe_error(error)
+        trace = format_traceback(error)
         retry_at = None
         if retry and record.attempts < record.max_attempts:
             delay = (
@@ -198,7 +229,8 @@ class Executor:
         )
 
     def _progress(self, lease: Lease, fraction: float, message: str | None) -> None:
-        self.app.storage.set_progress(lease, fraction, message)
+        with self.interrupter.shielded():  # never interrupt a write to the store halfway
+            self.app.storage.set_progress(lease, fraction, message)
 
 
 class Monitor:

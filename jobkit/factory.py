@@ -47,27 +47,41 @@ def make_converter() -> cattrs.Converter:
     return converter
 
 
+#: How deeply params and results may nest (deeper is refused rather than risk recursion).
+MAX_DEPTH = 64
+
+
 def json_problem(value: Any, path: str = "") -> str | None:
-    """Why ``value`` is not plain JSON, naming where inside it; ``None`` when it is."""
-    if value is None or isinstance(value, (str, bool, int)):
-        return None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"{path or 'value'} is {value!r}, not JSON"
-    if isinstance(value, (list, tuple)):
-        for index, item in enumerate(value):
-            problem = json_problem(item, f"{path}[{index}]")
-            if problem:
-                return problem
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if not isinstance(key, str):
-                return f"{path or 'value'} has a non-string key {key!r}"
-            problem = json_problem(item, f"{path}.{key}" if path else key)
-            if problem:
-                return problem
-        return None
-    return f"{path or 'value'} is a {type(value).__name__}, not JSON"
+    """Why ``value`` is not plain JSON, naming where inside it; ``None`` when it is.
+
+    Iterative, with a depth limit, so a circular or absurdly deep value is reported, not crashed on.
+    """
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        name = where or "value"
+        if item is None or isinstance(item, (str, bool, int)):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{name} is {item!r}, not JSON"
+            continue
+        if depth >= MAX_DEPTH:
+            return f"{name} nests deeper than {MAX_DEPTH} levels (or refers to itself)"
+        if isinstance(item, (list, tuple)):
+            stack.extend(
+                (x, f"{where}[{i}]", depth + 1) for i, x in reversed(list(enumerate(item)))
+            )
+        elif isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    return f"{name} has a non-string key {key!r}"
+            stack.extend(
+                (x, f"{where}.{k}" if where else k, depth + 1) for k, x in reversed(item.items())
+            )
+        else:
+            return f"{name} is a {type(item).__name__}, not JSON"
+    return None
 
 
 @attrs.frozen

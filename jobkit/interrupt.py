@@ -10,9 +10,11 @@ inside jobkit's bookkeeping; a job that will not stop is ended with its process 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
 
 from jobkit.exceptions import JobInterrupted
@@ -28,6 +30,8 @@ class Interrupter:
         self._lock = threading.Lock()
         self._armed = False
         self._reason: str | None = None
+        self._shield = 0
+        self._deferred = False
         self._use_signal = (
             _SIGNAL is not None and threading.current_thread() is threading.main_thread()
         )
@@ -39,6 +43,7 @@ class Interrupter:
         """The job's code starts: interrupts may be raised from now on."""
         with self._lock:
             self._reason = None
+            self._deferred = False
             self._armed = True
 
     def disarm(self) -> None:
@@ -63,6 +68,22 @@ class Interrupter:
                 )
             return True
 
+    @contextlib.contextmanager
+    def shielded(self) -> Iterator[None]:
+        """Defer an interrupt that arrives inside this block (jobkit's own writes) to its end."""
+        self._shield += 1
+        try:
+            yield
+        finally:
+            self._shield -= 1
+            if not self._shield and self._deferred and self._armed:
+                self._deferred = False
+                raise JobInterrupted(self._reason or "interrupted")
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._armed:
-            raise JobInterrupted(self._reason or "interrupted")
+        if not self._armed:
+            return
+        if self._shield:
+            self._deferred = True
+            return
+        raise JobInterrupted(self._reason or "interrupted")

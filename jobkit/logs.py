@@ -53,7 +53,9 @@ _TEXT_LINE = (
     "{time:YYYY-MM-DDTHH:mm:ss.SSSSSSZZ!UTC} | {level: <7} | "
     "{extra[_jobkit_line]}{extra[_jobkit_tb]}\n"
 )
-_LEVELS = {EventKind.FAILED: "ERROR", EventKind.RETRYING: "WARNING"}
+#: A failed attempt is an error even when it will be retried: its traceback belongs in the
+#: errors file.
+_LEVELS = {EventKind.FAILED: "ERROR", EventKind.RETRYING: "ERROR"}
 
 
 @attrs.frozen

@@ -192,6 +192,8 @@ class EventDispatcher:
         while (event := self._queue.get()) is not None:
             try:
                 dispatch_event(self.pm, event, inline=False)
+            except BaseException:  # a hook's SystemExit must not end event delivery
+                logger.opt(exception=True).error("a jobkit_job_event hook raised")
             finally:
                 with self._done:
                     self._pending -= 1

@@ -170,6 +170,8 @@ class Registry:
     def get(self, name: str) -> JobSpec:
         """The job registered under ``name``; raises ``JobNotFound``."""
         try:
+            if type(name) is not str:  # exactly str: a subclass could compare equal to anything
+                raise TypeError(name)
             return self._jobs[name]
         except (KeyError, TypeError):
             raise JobNotFound(str(name), list(self._jobs)) from None
@@ -177,7 +179,7 @@ class Registry:
     def method(self, name: str, method: str) -> JobSpec:
         """The job, after checking that ``method`` is approved; raises ``MethodNotAllowed``."""
         spec = self.get(name)
-        if method not in spec.methods:
+        if type(method) is not str or method not in spec.methods:  # exactly str: no look-alikes
             raise MethodNotAllowed(name, str(method), spec.methods)
         return spec
 

@@ -143,3 +143,27 @@ class Slow(Job):
             time.sleep(seconds)
         append(ledger, tag="end", job=self.context.job_id, attempt=self.context.attempt)
         return self.context.attempt
+
+
+class BadStr(Exception):
+    """An exception whose message cannot be built."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("boom in __str__")
+
+
+class Awkward(Job):
+    """Jobs that break jobkit's bookkeeping rather than their own work."""
+
+    methods = ("bad_exc", "circular", "bad_retry")
+
+    def bad_exc(self) -> None:
+        raise BadStr()
+
+    def circular(self) -> list[Any]:
+        loop: list[Any] = []
+        loop.append(loop)
+        return loop
+
+    def bad_retry(self) -> None:
+        raise Retry(delay="5")  # type: ignore[arg-type]

@@ -215,6 +215,30 @@ class TestOutcomes:
         assert app.retry_job(job_id) is False
 
 
+class TestAwkwardJobs:
+    @pytest.mark.parametrize(
+        ("method", "error"),
+        [
+            ("bad_exc", "BadStr: <the exception's message could not be built>"),
+            ("circular", "nests deeper than 64 levels"),
+            ("bad_retry", "ValueError: Retry(delay=...) must be seconds"),
+        ],
+    )
+    def test_failures_that_break_bookkeeping_are_recorded(
+        self, app: JobKit, method: str, error: str
+    ) -> None:
+        """An unprintable exception, a circular result or a bad Retry still fail the job
+        cleanly: it never stays running."""
+        from sample_jobs import Awkward
+
+        app.register("Awkward", Awkward)
+        job_id = app.run_background_job("Awkward", method)
+        run_until_empty(app, timeout=5)
+        record = app.get_job(job_id)
+        assert record.status == JobStatus.FAILED
+        assert error in (record.error or "")
+
+
 class TestTrustBoundary:
     def _tamper(self, app: JobKit, job_id: str, column: str, value: Any) -> None:
         path = app.config.storage.removeprefix("sqlite:///")

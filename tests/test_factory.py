@@ -85,6 +85,48 @@ class TestRejections:
             )
         assert "address" in info.value.problems
 
+    def test_str_subclass_method_cannot_sneak_past(self, app: JobKit) -> None:
+        """A str subclass that compares equal to anything is not an approved method name."""
+
+        class Sneaky(str):
+            def __eq__(self, other: object) -> bool:
+                return True
+
+            __hash__ = str.__hash__
+
+        with pytest.raises(MethodNotAllowed):
+            app.run_background_job("Recorder", Sneaky("_private"), {})
+        assert stored(app) == 0
+
+    def test_circular_params_are_refused(self, app: JobKit) -> None:
+        """A circular value is reported as a bad parameter, not a crash."""
+        loop: list[Any] = []
+        loop.append(loop)
+        with pytest.raises(InvalidParameters, match="nests deeper"):
+            app.run_background_job(
+                "Recorder", "typed", {"count": 1, "ratio": 1, "name": "n", "tags": loop}
+            )
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {"delay": math.nan},
+            {"delay": math.inf},
+            {"delay": 1e12},
+            {"priority": 2**70},
+            {"retry_attempts": 2**70},
+        ],
+    )
+    def test_out_of_range_options_are_jobkit_errors(
+        self, app: JobKit, options: dict[str, Any]
+    ) -> None:
+        """NaN, infinite and huge delays, priorities and retry counts raise JobkitError."""
+        from jobkit import JobkitError
+
+        with pytest.raises(JobkitError):
+            app.run_background_job("Recorder", "record", ["l", "t"], **options)
+        assert stored(app) == 0
+
     def test_negative_delay(self, app: JobKit) -> None:
         """A negative delay is refused."""
         from jobkit import JobkitError

@@ -203,7 +203,7 @@ class TestEvents:
         assert seen(bad) == [
             ("enqueued", "pending", "0", "INFO"),
             ("started", "running", "1", "INFO"),
-            ("retrying", "retrying", "1", "WARNING"),
+            ("retrying", "retrying", "1", "ERROR"),
             ("started", "running", "2", "INFO"),
             ("failed", "failed", "2", "ERROR"),
         ], text
@@ -458,7 +458,8 @@ class TestRealWorker:
         ]
         said_line = f"job_id={said} job_name=Recorder method=log_lines attempt=1 | job says from"
         assert said_line + " worker" in events
-        assert [e["job_id"] for e in event_lines(errors)] == [bad]
+        assert [e["job_id"] for e in event_lines(errors)] == [bad, bad]  # every failed attempt
+        assert "  | RuntimeError: planned failure 1" in errors
         assert "  | RuntimeError: planned failure 2" in errors
         assert f"job_id={ok} " not in errors
 
@@ -490,8 +491,9 @@ class TestRealWorker:
         }
         (line,) = [r for r in events if r["message"] == "job says json"]
         assert line["extra"]["job_id"] == said and line["extra"]["method"] == "log_lines"
-        assert [(r["extra"]["job_id"], r["extra"]["event"]) for r in errors] == [(bad, "failed")]
-        assert "planned failure 2" in errors[0]["extra"]["traceback"]
+        assert [(r["extra"]["job_id"], r["extra"]["event"]) for r in errors] == [
+            (bad, "retrying"), (bad, "failed")]
+        assert "planned failure 2" in errors[1]["extra"]["traceback"]
 
 
 class TestRotation:

@@ -108,7 +108,8 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def release(self, lease: Lease) -> JobRecord | None:
         """Hand a running job back (graceful shutdown): the attempt is closed as ``handed_back``
-        and does not count; the job is ``pending`` again, available now. Fenced."""
+        and does not count; the job is ``pending`` again, in its old place in the queue (its
+        ``available_at`` is kept). Fenced."""
 
     @abc.abstractmethod
     def requeue_expired(self) -> builtins.list[JobRecord]:

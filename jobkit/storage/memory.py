@@ -343,8 +343,7 @@ class MemoryStorage(Storage):
                 return None
             now = self.now()
             row.leave_running(JobStatus.PENDING)
-            row.attempts -= 1
-            row.available_at = now
+            row.attempts -= 1  # available_at is kept: the job keeps its place in the queue
             self._close_attempt(row.id, now, AttemptOutcome.HANDED_BACK)
             return row.record()
 

@@ -158,9 +158,9 @@ WHERE id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempt
 RETURNING *;
 
 -- name: release
--- the handed-back attempt does not count
+-- the handed-back attempt does not count, and the job keeps its place in the queue
 UPDATE jobkit_jobs
-SET status = 'pending', attempts = attempts - 1, available_at = :now,
+SET status = 'pending', attempts = attempts - 1,
     worker_id = NULL, lease_expires_at = NULL
 WHERE id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt
 RETURNING *;

@@ -521,13 +521,14 @@ class OutcomeTests(StorageFixtures):
         assert numbers == [(1, AttemptOutcome.FAILED), (2, None)]
 
     def test_release_hands_the_job_back(self, storage: Storage, clock: FakeClock) -> None:
-        """release makes the job pending and due now; the attempt does not count."""
+        """release makes the job pending in its old place in the queue; the attempt does not
+        count."""
         job = storage.enqueue(new_job(clock(), delay=-5))
         lease = lease_of(claim(storage, "w1"))
         clock.advance(4)
         record = storage.release(lease)
         assert record is not None and record.status is JobStatus.PENDING
-        assert record.attempts == 0 and record.available_at == clock()
+        assert record.attempts == 0 and record.available_at == job.available_at
         assert record.worker_id is None and record.lease_expires_at is None
         [attempt] = storage.attempts(job.id)
         assert attempt.outcome is AttemptOutcome.HANDED_BACK and attempt.finished_at == clock()
