@@ -109,8 +109,12 @@ def console_format(record: Record) -> str:
     extra = record["extra"]
     job = ""
     if "job_id" in extra:
-        job = f"[{extra['job_id']} {extra.get('job_name', '')}.{extra.get('method', '')}"
-        job += f" #{extra['attempt']}] " if "attempt" in extra else "] "
+        parts = [str(extra["job_id"])]
+        if "job_name" in extra:
+            parts.append(f"{extra['job_name']}.{extra.get('method', '')}")
+        if "attempt" in extra:
+            parts.append(f"#{extra['attempt']}")
+        job = f"[{' '.join(parts)}] "
     extra["_jobkit_console"] = escape(job + record["message"])
     return "{time:HH:mm:ss} {level: <7} {extra[_jobkit_console]}\n"
 

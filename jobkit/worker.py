@@ -21,6 +21,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -29,10 +30,10 @@ from loguru import logger
 
 from jobkit.config import Config, WorkerSettings
 from jobkit.exceptions import ConfigError, StorageError
-from jobkit.executor import EXIT_KILLED_JOB, Executor
+from jobkit.executor import EXIT_KILLED_JOB, Executor, StopReason
 from jobkit.imports import import_string
 from jobkit.interrupt import Interrupter
-from jobkit.records import EventKind, JobStatus
+from jobkit.records import EventKind, JobStatus, Lease
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -199,6 +200,8 @@ class Worker:
         self._quick_exits = 0
         self._exit_code = 0
         self._forward_logs = True
+        #: Records timeouts the supervisor enforces (it runs no job: its interrupter is unused).
+        self._recorder = Executor(app, "supervisor", self.settings, Interrupter())
         self._spec = ChildSpec(app.config, self._registrations(), burst)
 
     def _registrations(self) -> tuple[tuple[str, str], ...]:
@@ -228,13 +231,18 @@ class Worker:
         if problems:
             raise ConfigError(errors=problems)
         if self.app.config.storage.startswith("memory:"):
-            raise ConfigError("storage: memory:// lives in one process; worker processes need "
-                              "a shared store such as sqlite:///jobkit.db")
+            raise ConfigError(
+                "storage: memory:// lives in one process; worker processes need "
+                "a shared store such as sqlite:///jobkit.db"
+            )
         self.app.storage  # noqa: B018 - open (and migrate) the store before the children do
         restore = self._install_signals() if install_signals else (lambda: None)
         try:
-            logger.info("worker starting {n} process(es) on {storage}", n=self.concurrency,
-                        storage=self.app.config.storage)
+            logger.info(
+                "worker starting {n} process(es) on {storage}",
+                n=self.concurrency,
+                storage=self.app.config.storage,
+            )
             self._children = [self._spawn(i) for i in range(self.concurrency)]
             self._supervise()
         finally:
@@ -263,9 +271,11 @@ class Worker:
                 # a sink added without enqueue=True (loguru's default stderr handler, say)
                 # cannot travel to another process: the workers keep their own sinks then
                 self._forward_logs = False
-                logger.warning("worker processes cannot share this process's log sinks ({error});"
-                               " add sinks with enqueue=True, as `jobkit worker` does",
-                               error=str(exc))
+                logger.warning(
+                    "worker processes cannot share this process's log sinks ({error});"
+                    " add sinks with enqueue=True, as `jobkit worker` does",
+                    error=str(exc),
+                )
         return start(None)
 
     def _supervise(self) -> None:
@@ -274,6 +284,7 @@ class Worker:
             if time.monotonic() >= next_requeue:
                 next_requeue = time.monotonic() + self.settings.requeue_interval
                 try:
+                    self._enforce_deadlines()
                     requeue_expired(self.app)
                 except StorageError as exc:
                     logger.error("could not take back expired leases: {error}", error=str(exc))
@@ -294,10 +305,53 @@ class Worker:
             else:
                 time.sleep(0.2)
 
+    def _enforce_deadlines(self) -> None:
+        """Kill a worker process whose job is past its timeout (plus ``kill_grace``) or has let
+        its lease expire, then record the timeout.
+
+        The process's own monitor does this, but cannot while the job holds the GIL in C code;
+        and a process whose lease expired must not run on beside the one that takes its job.
+        """
+        pids = {child.process.pid: child for child in self._children if child.process.is_alive()}
+        if not pids:
+            return
+        storage, host = self.app.storage, socket.gethostname()
+        now = storage.now()
+        slack = timedelta(seconds=self.settings.kill_grace + 2 * self.settings.heartbeat + 1)
+        for record in storage.list(status=JobStatus.RUNNING, limit=10_000):
+            owner = (record.worker_id or "").split(":")
+            if len(owner) < 2 or owner[0] != host or not owner[1].isdigit():
+                continue
+            child = pids.get(int(owner[1]))
+            if child is None or record.started_at is None:
+                continue
+            timeout = record.policy.timeout
+            overdue = (
+                timeout is not None and now > record.started_at + timedelta(seconds=timeout) + slack
+            )
+            expired = record.lease_expires_at is not None and now > record.lease_expires_at
+            if not (overdue or expired):
+                continue
+            logger.error(
+                "job {job_id} is {what}; its worker process {name} does not respond: killing it",
+                job_id=record.id,
+                name=child.process.name,
+                what="past its timeout" if overdue else "past its lease",
+            )
+            child.process.kill()
+            child.process.join(timeout=5)
+            if overdue:
+                lease = Lease(record.id, record.worker_id or "", record.attempts)
+                Executor(
+                    self.app, record.worker_id or "", self.settings, Interrupter()
+                ).record_stop(lease, record, StopReason.TIMEOUT)
+
     def _follow_stop_requests(self) -> None:
         if self._stop_requests and self._stopping_since is None:
-            logger.info("shutting down: waiting up to {grace:g} s for running jobs",
-                        grace=self.settings.shutdown_grace)
+            logger.info(
+                "shutting down: waiting up to {grace:g} s for running jobs",
+                grace=self.settings.shutdown_grace,
+            )
             self._stopping_since = time.monotonic()
             for child in self._children:
                 child.tell("stop")
@@ -324,13 +378,18 @@ class Worker:
             else:
                 self._quick_exits = 0
             if self._quick_exits >= _MAX_QUICK_EXITS:
-                logger.error("worker processes keep failing at start (last status {code}); "
-                             "stopping", code=process.exitcode)
+                logger.error(
+                    "worker processes keep failing at start (last status {code}); stopping",
+                    code=process.exitcode,
+                )
                 self._exit_code = 1
                 self.request_stop()
                 continue
-            logger.warning("worker process {name} exited with status {code}; starting another",
-                           name=process.name, code=process.exitcode)
+            logger.warning(
+                "worker process {name} exited with status {code}; starting another",
+                name=process.name,
+                code=process.exitcode,
+            )
             child.control.close()
             process.close()
             self._children[position] = self._spawn(child.index)
@@ -342,8 +401,9 @@ class Worker:
             try:
                 child.process.join(timeout=2)
                 if child.process.is_alive():
-                    logger.error("worker process {name} did not stop; killing it",
-                                 name=child.process.name)
+                    logger.error(
+                        "worker process {name} did not stop; killing it", name=child.process.name
+                    )
                     child.process.kill()
                     child.process.join(timeout=2)
             except ValueError:  # already closed

@@ -53,6 +53,7 @@ class Recorder(Job):
         "bad_result",
         "log_lines",
         "exits",
+        "busy_in_c",
     )
 
     def record(self, ledger: str, tag: str) -> str:
@@ -112,6 +113,9 @@ class Recorder(Job):
     def log_lines(self, text: str) -> str:
         self.log.info("job says {text}", text=text)
         return text
+
+    def busy_in_c(self, n: int) -> int:
+        return sum(range(n))  # one long C call that holds the GIL: no thread can interrupt it
 
     def exits(self) -> None:
         raise SystemExit(3)

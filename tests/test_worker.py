@@ -248,6 +248,28 @@ class TestStopping:
             (attempt,) = app.get_attempts(stuck)
         assert record.status == JobStatus.FAILED and attempt.outcome == AttemptOutcome.TIMEOUT
 
+    def test_timeout_kills_a_job_stuck_in_c_code(
+        self, tmp_path: Path, ledger: str, start_worker: Any
+    ) -> None:
+        """A job holding the GIL in C code past its timeout is killed by the supervisor."""
+        config = write_config(
+            tmp_path,
+            jobs={"Recorder": {"class": "sample_jobs:Recorder", "timeout": 0.5}},
+            worker={"lease": 30.0},  # the timeout, not the lease, must end it
+        )
+        with JobKit.from_config(config, load_entrypoints=False) as app:
+            stuck = app.run_background_job("Recorder", "busy_in_c", {"n": 10**12}, priority=1)
+            after = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "a"})
+            start_worker(config, "-n", "1")
+            wait_for(
+                lambda: status_of(app, after) == JobStatus.COMPLETED,
+                timeout=30,
+                what="the next job",
+            )
+            record = app.get_job(stuck)
+            (attempt,) = app.get_attempts(stuck)
+        assert record.status == JobStatus.FAILED and attempt.outcome == AttemptOutcome.TIMEOUT
+
     def test_cancel_stops_a_running_job_within_two_seconds(
         self, tmp_path: Path, ledger: str, start_worker: Any
     ) -> None:
