@@ -59,9 +59,9 @@ def make_config(tmp_path: Path, **overrides: Any) -> Config:
     return Config.from_dict(config_data(tmp_path, **overrides))
 
 
-def write_config(tmp_path: Path, **overrides: Any) -> Path:
-    """tmp_path/jobs.yaml written from :func:`config_data`."""
-    path = tmp_path / "jobs.yaml"
+def write_config(tmp_path: Path, name: str = "jobs.yaml", **overrides: Any) -> Path:
+    """tmp_path/<name> written from :func:`config_data`."""
+    path = tmp_path / name
     path.write_text(yaml.safe_dump(config_data(tmp_path, **overrides)))
     return path
 

@@ -12,11 +12,10 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from click.testing import CliRunner, Result
+from conftest import write_config
 from loguru import logger
 from sample_jobs import read_ledger
 
@@ -26,32 +25,6 @@ from jobkit.worker import run_until_empty
 
 TESTS = Path(__file__).parent
 ERROR_PREFIX = "jobkit: error: "
-
-
-def write_config(tmp_path: Path, name: str = "jobs.yaml", **overrides: Any) -> Path:
-    """jobs.yaml for a SQLite store in tmp_path, fast worker timings and the Recorder job."""
-    data: dict[str, Any] = {
-        "storage": f"sqlite:///{tmp_path / 'jobkit.db'}",
-        "defaults": {"retry_attempts": 0, "retry_delay": 0},
-        "logging": {"dir": str(tmp_path / "logs")},
-        "worker": {
-            "poll_interval": 0.02,
-            "heartbeat": 0.1,
-            "lease": 2.0,
-            "kill_grace": 0.5,
-            "shutdown_grace": 5.0,
-            "requeue_interval": 0.2,
-        },
-        "jobs": {"Recorder": {"class": "sample_jobs:Recorder"}},
-    }
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def open_app(config: Path) -> JobKit:
@@ -72,9 +45,7 @@ def subprocess_env() -> dict[str, str]:
     }
 
 
-def jobkit_process(
-    cwd: Path, *args: str, timeout: float = 30
-) -> subprocess.CompletedProcess[str]:
+def jobkit_process(cwd: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run `python -m jobkit ARGS` as a real process and wait for it."""
     return subprocess.run(
         [sys.executable, "-m", "jobkit", *args],
@@ -169,7 +140,14 @@ class TestHelp:
     def test_every_subcommand_is_covered(self) -> None:
         """The help tests above cover every registered subcommand."""
         assert set(main.commands) == {
-            "worker", "run", "status", "list", "cancel", "retry", "jobs", "check"
+            "worker",
+            "run",
+            "status",
+            "list",
+            "cancel",
+            "retry",
+            "jobs",
+            "check",
         }
 
 
@@ -193,8 +171,18 @@ class TestRun:
     ) -> None:
         """-p values are parsed as JSON (numbers, lists, bools), bare words stay strings."""
         job_id = enqueue(
-            cli, "typed", "-p", "count=3", "-p", "ratio=0.5", "-p", "name=ana",
-            "-p", 'tags=["a","b"]', "-p", "flag=true",
+            cli,
+            "typed",
+            "-p",
+            "count=3",
+            "-p",
+            "ratio=0.5",
+            "-p",
+            "name=ana",
+            "-p",
+            'tags=["a","b"]',
+            "-p",
+            "flag=true",
         )
         with open_app(config) as app:
             params = app.get_job(job_id).params
@@ -202,9 +190,7 @@ class TestRun:
 
     def test_params_json(self, cli: Callable[..., Result], config: Path, ledger: str) -> None:
         """--params-json gives every parameter as one JSON object."""
-        job_id = enqueue(
-            cli, "record", "--params-json", json.dumps({"ledger": ledger, "tag": "j"})
-        )
+        job_id = enqueue(cli, "record", "--params-json", json.dumps({"ledger": ledger, "tag": "j"}))
         with open_app(config) as app:
             assert app.get_job(job_id).params == {"ledger": ledger, "tag": "j"}
 
@@ -222,8 +208,16 @@ class TestRun:
         """--priority is stored and --delay pushes available_at that many seconds ahead."""
         before = datetime.now(timezone.utc)
         job_id = enqueue(
-            cli, "record", "-p", f"ledger={ledger}", "-p", "tag=d",
-            "--priority", "7", "--delay", "120",
+            cli,
+            "record",
+            "-p",
+            f"ledger={ledger}",
+            "-p",
+            "tag=d",
+            "--priority",
+            "7",
+            "--delay",
+            "120",
         )
         after = datetime.now(timezone.utc)
         with open_app(config) as app:
@@ -238,8 +232,9 @@ class TestRun:
     ) -> None:
         """Jobs enqueued with --priority run highest first."""
         for tag, priority in (("low", "1"), ("high", "9"), ("mid", "5")):
-            enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", f"tag={tag}",
-                    "--priority", priority)
+            enqueue(
+                cli, "record", "-p", f"ledger={ledger}", "-p", f"tag={tag}", "--priority", priority
+            )
         with open_app(config) as app:
             run_until_empty(app, timeout=15)
         assert [entry["tag"] for entry in read_ledger(ledger)] == ["high", "mid", "low"]
@@ -306,8 +301,16 @@ class TestRealProcess:
     def test_bad_params_no_traceback(self, tmp_path: Path, config: Path, ledger: str) -> None:
         """A real `python -m jobkit run` with a bad param: exit 1, exactly one stderr line."""
         result = jobkit_process(
-            tmp_path, "--config", str(config), "run", "Recorder", "record",
-            "-p", f"ledger={ledger}", "-p", "tag=[1, 2]",
+            tmp_path,
+            "--config",
+            str(config),
+            "run",
+            "Recorder",
+            "record",
+            "-p",
+            f"ledger={ledger}",
+            "-p",
+            "tag=[1, 2]",
         )
         assert result.returncode == 1, result
         assert "Traceback" not in result.stderr + result.stdout
@@ -329,8 +332,16 @@ class TestRealProcess:
     def test_run_prints_only_the_id(self, tmp_path: Path, config: Path, ledger: str) -> None:
         """A real `jobkit run` prints the id on stdout and writes no log records to stderr."""
         result = jobkit_process(
-            tmp_path, "--config", str(config), "run", "Recorder", "record",
-            "-p", f"ledger={ledger}", "-p", "tag=x",
+            tmp_path,
+            "--config",
+            str(config),
+            "run",
+            "Recorder",
+            "record",
+            "-p",
+            f"ledger={ledger}",
+            "-p",
+            "tag=x",
         )
         assert result.returncode == 0, result
         assert re.fullmatch(r"\S+\n", result.stdout), result.stdout
@@ -339,8 +350,17 @@ class TestRealProcess:
     def test_wait_prints_the_result(self, tmp_path: Path, config: Path, ledger: str) -> None:
         """`run --wait` while a burst worker runs prints the id, then the JSON result; exit 0."""
         waiter = start_jobkit(
-            tmp_path, "--config", str(config), "run", "Recorder", "record",
-            "-p", f"ledger={ledger}", "-p", "tag=waited", "--wait",
+            tmp_path,
+            "--config",
+            str(config),
+            "run",
+            "Recorder",
+            "record",
+            "-p",
+            f"ledger={ledger}",
+            "-p",
+            "tag=waited",
+            "--wait",
         )
         try:
             with open_app(config) as app:
@@ -362,8 +382,15 @@ class TestRealProcess:
     def test_wait_on_a_failing_job(self, tmp_path: Path, config: Path, ledger: str) -> None:
         """`run --wait` on a job that fails: exit 1 with one error line naming the failure."""
         waiter = start_jobkit(
-            tmp_path, "--config", str(config), "run", "Recorder", "fail",
-            "-p", f"ledger={ledger}", "--wait",
+            tmp_path,
+            "--config",
+            str(config),
+            "run",
+            "Recorder",
+            "fail",
+            "-p",
+            f"ledger={ledger}",
+            "--wait",
         )
         try:
             with open_app(config) as app:
@@ -453,9 +480,18 @@ class TestStatus:
     def test_json_masks_secrets(self, cli: Callable[..., Result]) -> None:
         """`status --json` masks secret-looking keys in params, nested ones included."""
         job_id = enqueue(
-            cli, "typed", "--params-json",
-            json.dumps({"count": 1, "ratio": 1.0, "name": "n", "tags": [],
-                        "extra": {"password": 1234, "api_key": 5678}}),
+            cli,
+            "typed",
+            "--params-json",
+            json.dumps(
+                {
+                    "count": 1,
+                    "ratio": 1.0,
+                    "name": "n",
+                    "tags": [],
+                    "extra": {"password": 1234, "api_key": 5678},
+                }
+            ),
         )
         result = cli("status", job_id, "--json")
         assert result.exit_code == 0, result.output
@@ -477,8 +513,7 @@ class TestList:
     def three_jobs(self, cli: Callable[..., Result], ledger: str) -> list[str]:
         """Three pending jobs, the second one cancelled."""
         ids = [
-            enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", f"tag=t{i}")
-            for i in range(3)
+            enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", f"tag=t{i}") for i in range(3)
         ]
         assert cli("cancel", ids[1]).exit_code == 0
         return ids
@@ -600,7 +635,7 @@ class TestCheck:
         """`check` on a good jobs.yaml exits 0 and says ok with the job count."""
         result = cli("check")
         assert result.exit_code == 0, result.output
-        assert result.stdout.startswith("ok: 1 job(s)")
+        assert result.stdout.startswith("ok: 2 job(s)")  # Recorder and Slow
 
     def test_unknown_job_entry(self, tmp_path: Path) -> None:
         """`check` with a jobs: entry naming no job exits non-zero and names the entry."""
@@ -623,8 +658,17 @@ class TestConfigSelection:
         config = write_config(other, name="custom.yaml")
         result = CliRunner().invoke(
             main,
-            ["--config", str(config), "run", "Recorder", "record",
-             "-p", f"ledger={ledger}", "-p", "tag=o"],
+            [
+                "--config",
+                str(config),
+                "run",
+                "Recorder",
+                "record",
+                "-p",
+                f"ledger={ledger}",
+                "-p",
+                "tag=o",
+            ],
         )
         assert result.exit_code == 0, result.output
         assert (other / "jobkit.db").exists() and not (tmp_path / "jobkit.db").exists()

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 import pytest
 import yaml
+from conftest import config_data
 from loguru import logger
 
 from jobkit import Job, JobKit, JobStatus, hookimpl
@@ -43,7 +44,12 @@ class Probe(Job):
     methods = ("login", "explode")
 
     def login(
-        self, user: str, password: str, token: str, api_key: str, settings: dict[str, Any],
+        self,
+        user: str,
+        password: str,
+        token: str,
+        api_key: str,
+        settings: dict[str, Any],
         fail: bool = False,
     ) -> str:
         if fail:
@@ -54,28 +60,19 @@ class Probe(Job):
         raise RuntimeError(message)
 
 
-def config_data(tmp_path: Path, **logging: Any) -> dict[str, Any]:
-    """A jobs.yaml-shaped mapping: SQLite in tmp_path, fast timings, logs in tmp_path/logs."""
-    return {
-        "storage": f"sqlite:///{tmp_path / 'jobkit.db'}",
-        "defaults": {"retry_attempts": 0, "retry_delay": 0},
-        "logging": {"dir": str(tmp_path / "logs"), **logging},
-        "worker": {
-            "poll_interval": 0.02,
-            "heartbeat": 0.1,
-            "lease": 2.0,
-            "kill_grace": 0.5,
-            "shutdown_grace": 5.0,
-            "requeue_interval": 0.2,
-        },
-        "jobs": {"Recorder": {"class": "sample_jobs:Recorder", "retry_attempts": 1}},
-    }
+def log_config_data(tmp_path: Path, **logging: Any) -> dict[str, Any]:
+    """The tests' jobs.yaml mapping with these logging settings and one retry for Recorder."""
+    return config_data(
+        tmp_path,
+        logging=logging,
+        jobs={"Recorder": {"class": "sample_jobs:Recorder", "retry_attempts": 1}},
+    )
 
 
-def write_config(tmp_path: Path, **logging: Any) -> Path:
+def write_log_config(tmp_path: Path, **logging: Any) -> Path:
     """The same configuration written as tmp_path/jobs.yaml."""
     path = tmp_path / "jobs.yaml"
-    path.write_text(yaml.safe_dump(config_data(tmp_path, **logging), sort_keys=False))
+    path.write_text(yaml.safe_dump(log_config_data(tmp_path, **logging), sort_keys=False))
     return path
 
 
@@ -128,7 +125,7 @@ def make_logged(tmp_path: Path) -> Iterator[Any]:
     made: list[Logged] = []
 
     def make(**logging: Any) -> Logged:
-        app = JobKit(Config.from_dict(config_data(tmp_path, **logging)), load_entrypoints=False)
+        app = JobKit(Config.from_dict(log_config_data(tmp_path, **logging)), load_entrypoints=False)
         app.register("Probe", Probe)
         started = datetime.now(timezone.utc)
         logged = Logged(app, configure_logging(app.config.logging, app.pm), started)
@@ -191,8 +188,7 @@ class TestEvents:
 
         def seen(job_id: str) -> list[tuple[str, str, str, str]]:
             return [
-                (e["event"], e["status"], e["attempt"], e["level"])
-                for e in events_of(text, job_id)
+                (e["event"], e["status"], e["attempt"], e["level"]) for e in events_of(text, job_id)
             ]
 
         assert seen(ok) == [
@@ -220,9 +216,7 @@ class TestEvents:
     def test_manual_retry_is_logged(self, logged: Logged, ledger: str) -> None:
         """retry_job on a failed job logs it as enqueued again."""
         app = logged.app
-        job_id = app.run_background_job(
-            "Recorder", "fail", {"ledger": ledger}, retry_attempts=0
-        )
+        job_id = app.run_background_job("Recorder", "fail", {"ledger": ledger}, retry_attempts=0)
         logged.run()
         assert app.retry_job(job_id)
         kinds = [e["event"] for e in events_of(logged.events(), job_id)]
@@ -260,7 +254,7 @@ class TestEvents:
                 received.append({"handler": handler})
 
         app = JobKit(
-            Config.from_dict(config_data(tmp_path)),
+            Config.from_dict(log_config_data(tmp_path)),
             plugins=(SinkPlugin(),),
             load_entrypoints=False,
         )
@@ -348,12 +342,18 @@ class TestMasking:
 
     def test_secrets_masked_by_a_real_worker(self, tmp_path: Path) -> None:
         """Nested secrets in params stay masked in the files a real worker writes."""
-        config = write_config(tmp_path)
+        config = write_log_config(tmp_path)
         with JobKit.from_config(config, load_entrypoints=False) as app:
             job_id = app.run_background_job(
-                "Recorder", "typed",
-                {"count": 1, "ratio": 1.0, "name": "n", "tags": [],
-                 "extra": {"password": 987654, "api_key": 123456}},
+                "Recorder",
+                "typed",
+                {
+                    "count": 1,
+                    "ratio": 1.0,
+                    "name": "n",
+                    "tags": [],
+                    "extra": {"password": 987654, "api_key": 123456},
+                },
             )
         run_worker(config)
         events = (tmp_path / "logs" / EVENTS_FILE).read_text()
@@ -430,13 +430,15 @@ class TestInjection:
     def test_real_worker_cannot_be_forged(self, tmp_path: Path) -> None:
         """Through a real worker (records forwarded between processes) no line is forged."""
         started = datetime.now(timezone.utc)
-        config = write_config(tmp_path)
+        config = write_log_config(tmp_path)
         with JobKit.from_config(config, load_entrypoints=False) as app:
             job_id = app.run_background_job("Recorder", "log_lines", {"text": "x" + INJECTION})
         run_worker(config)
         events = (tmp_path / "logs" / EVENTS_FILE).read_text()
-        assert f"job_id={job_id} job_name=Recorder method=log_lines attempt=1 | job says x\\n" \
-            + FORGED in events
+        assert (
+            f"job_id={job_id} job_name=Recorder method=log_lines attempt=1 | job says x\\n" + FORGED
+            in events
+        )
         assert_only_real_lines(events, started, events.split("\n"))
 
 
@@ -444,7 +446,7 @@ class TestInjection:
 class TestRealWorker:
     def test_events_errors_and_job_lines(self, tmp_path: Path, ledger: str) -> None:
         """A real worker writes started/succeeded/retrying/failed, job lines and tracebacks."""
-        config = write_config(tmp_path)
+        config = write_log_config(tmp_path)
         with JobKit.from_config(config, load_entrypoints=False) as app:
             ok = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "ok"})
             bad = app.run_background_job("Recorder", "fail", {"ledger": ledger})
@@ -454,7 +456,10 @@ class TestRealWorker:
         errors = (tmp_path / "logs" / ERRORS_FILE).read_text()
         assert [e["event"] for e in events_of(events, ok)] == ["started", "succeeded"]
         assert [(e["event"], e["attempt"]) for e in events_of(events, bad)] == [
-            ("started", "1"), ("retrying", "1"), ("started", "2"), ("failed", "2"),
+            ("started", "1"),
+            ("retrying", "1"),
+            ("started", "2"),
+            ("failed", "2"),
         ]
         said_line = f"job_id={said} job_name=Recorder method=log_lines attempt=1 | job says from"
         assert said_line + " worker" in events
@@ -465,7 +470,7 @@ class TestRealWorker:
 
     def test_json_format(self, tmp_path: Path, ledger: str) -> None:
         """format: json gives one JSON object per line with the job fields in record.extra."""
-        config = write_config(tmp_path, format="json")
+        config = write_log_config(tmp_path, format="json")
         with JobKit.from_config(config, load_entrypoints=False) as app:
             ok = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "ok"})
             bad = app.run_background_job("Recorder", "fail", {"ledger": ledger})
@@ -480,26 +485,30 @@ class TestRealWorker:
             for line in (tmp_path / "logs" / ERRORS_FILE).read_text().splitlines()
         ]
         job_events = [r["extra"] for r in events if "event" in r["extra"]]
-        assert [(e["event"], e["status"], e["attempt"]) for e in job_events
-                if e["job_id"] == ok] == [("started", "running", 1), ("succeeded", "completed", 1)]
+        assert [
+            (e["event"], e["status"], e["attempt"]) for e in job_events if e["job_id"] == ok
+        ] == [("started", "running", 1), ("succeeded", "completed", 1)]
         for extra in job_events:
             assert {"job_id", "job_name", "method", "status", "attempt", "params"} <= set(extra)
         (ok_started, _) = [e for e in job_events if e["job_id"] == ok]
         params = ok_started["params"]
         assert (json.loads(params) if isinstance(params, str) else params) == {
-            "ledger": ledger, "tag": "ok"
+            "ledger": ledger,
+            "tag": "ok",
         }
         (line,) = [r for r in events if r["message"] == "job says json"]
         assert line["extra"]["job_id"] == said and line["extra"]["method"] == "log_lines"
         assert [(r["extra"]["job_id"], r["extra"]["event"]) for r in errors] == [
-            (bad, "retrying"), (bad, "failed")]
+            (bad, "retrying"),
+            (bad, "failed"),
+        ]
         assert "planned failure 2" in errors[1]["extra"]["traceback"]
 
 
 class TestRotation:
     def test_rotation_and_retention_accepted(self, tmp_path: Path, ledger: str) -> None:
         """rotation "10 MB" and retention "1 day" from jobs.yaml: a real worker runs and logs."""
-        config = write_config(tmp_path, rotation="10 MB", retention="1 day")
+        config = write_log_config(tmp_path, rotation="10 MB", retention="1 day")
         with JobKit.from_config(config, load_entrypoints=False) as app:
             job_id = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "r"})
         run_worker(config)
@@ -521,8 +530,11 @@ class TestRotation:
         for i in range(8):
             logged.app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": f"{i}"})
         directory = logged.files.events.parent
-        rotated = [p for p in directory.iterdir() if p.name.startswith("background_jobs.")
-                   and p.name != EVENTS_FILE]
+        rotated = [
+            p
+            for p in directory.iterdir()
+            if p.name.startswith("background_jobs.") and p.name != EVENTS_FILE
+        ]
         assert rotated, sorted(p.name for p in directory.iterdir())
         assert logged.files.events.stat().st_size < 2048
 
@@ -545,14 +557,14 @@ class TestRotation:
 
     def test_bad_rotation_reported_by_check(self, tmp_path: Path) -> None:
         """`jobkit check` reports a bad logging.rotation with file, line and key (non-zero exit)."""
-        config = write_config(tmp_path, rotation="every blue moon")
+        config = write_log_config(tmp_path, rotation="every blue moon")
         result = jobkit_process(tmp_path, "--config", str(config), "check")
         assert result.returncode != 0, result.stdout + result.stderr
         assert re.search(rf"{re.escape(str(config))}:\d+: logging\.rotation", result.stderr)
 
     def test_bad_rotation_stops_the_worker_cleanly(self, tmp_path: Path) -> None:
         """`jobkit worker` with a bad rotation: exit 2, one error line naming rotation."""
-        config = write_config(tmp_path, rotation="every blue moon")
+        config = write_log_config(tmp_path, rotation="every blue moon")
         result = jobkit_process(tmp_path, "--config", str(config), "worker", "--burst", "-n", "1")
         assert "Traceback" not in result.stderr
         lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -563,7 +575,7 @@ class TestRotation:
 
     def test_bad_retention_reported_by_check(self, tmp_path: Path) -> None:
         """`jobkit check` reports a bad logging.retention with file, line and key (exit != 0)."""
-        config = write_config(tmp_path, retention="forever")
+        config = write_log_config(tmp_path, retention="forever")
         result = jobkit_process(tmp_path, "--config", str(config), "check")
         assert result.returncode != 0, result.stdout + result.stderr
         assert re.search(rf"{re.escape(str(config))}:\d+: logging\.retention", result.stderr)
@@ -584,20 +596,25 @@ class TestLibraryAddsNoSink:
 
     def test_import_adds_no_sink(self, tmp_path: Path) -> None:
         """Importing jobkit adds no loguru handler (handler ids are consecutive around it)."""
-        result = self.run_python(tmp_path, """
+        result = self.run_python(
+            tmp_path,
+            """
             from loguru import logger
             before = logger.add(lambda _: None)
             logger.remove(before)
             import jobkit, jobkit.logs, jobkit.worker, jobkit.cli  # noqa
             after = logger.add(lambda _: None)
             print(after - before)
-        """)
+        """,
+        )
         assert result.stdout.strip() == "1"
         assert list(tmp_path.iterdir()) == []
 
     def test_jobkit_records_are_disabled_until_configured(self, tmp_path: Path) -> None:
         """A sink added by the application gets no jobkit record until configure_logging."""
-        result = self.run_python(tmp_path, f"""
+        result = self.run_python(
+            tmp_path,
+            f"""
             import json
             from loguru import logger
             seen = []
@@ -609,8 +626,8 @@ class TestLibraryAddsNoSink:
             from jobkit.logs import configure_logging
             from jobkit.worker import run_until_empty
             config = Config.from_dict({{
-                "storage": "sqlite:///{tmp_path / 'jobkit.db'}",
-                "logging": {{"dir": "{tmp_path / 'logs'}"}},
+                "storage": "sqlite:///{tmp_path / "jobkit.db"}",
+                "logging": {{"dir": "{tmp_path / "logs"}"}},
                 "worker": {{"poll_interval": 0.02}},
                 "jobs": {{"Recorder": {{"class": "sample_jobs:Recorder"}}}},
             }})
@@ -623,10 +640,10 @@ class TestLibraryAddsNoSink:
             run_until_empty(app)
             files.remove()
             print(json.dumps({{"before": before, "after": seen[len(before):]}}))
-        """)
+        """,
+        )
         seen = json.loads(result.stdout.splitlines()[-1])
         assert seen["before"] == []
         events = [event for name, event in seen["after"] if name == "jobkit.logs"]
         assert events == ["enqueued", "started", "succeeded"]
         assert result.stderr == ""
-

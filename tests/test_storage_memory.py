@@ -8,10 +8,10 @@ import pytest
 
 from jobkit.exceptions import ConfigError
 from jobkit.storage.memory import MemoryStorage
-from jobkit.testing import FakeClock, StorageConformance
+from jobkit.testing import FakeClock, InProcessStorageConformance
 
 
-class TestMemoryStorage(StorageConformance):
+class TestMemoryStorage(InProcessStorageConformance):
     """MemoryStorage follows every rule of the Storage contract."""
 
     @pytest.fixture

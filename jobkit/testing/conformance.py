@@ -771,8 +771,10 @@ class ConcurrencyTests(StorageFixtures):
         self, storage: Storage, storage_url: str | None, clock: FakeClock
     ) -> None:
         """Processes claiming at once take every job exactly once."""
-        if storage_url is None:
-            pytest.skip(f"{type(storage).__name__} lives in one process (storage_url is None)")
+        assert storage_url is not None, (
+            f"{type(storage).__name__}: a store shared by processes supplies storage_url; "
+            "a store that lives in one process uses InProcessStorageConformance"
+        )
         ids = {storage.enqueue(new_job(clock(), params={"n": n})).id for n in range(self.jobs)}
         claimed = run_in_processes(
             claim_until_empty, type(storage), storage_url, self.workers
@@ -838,7 +840,7 @@ def _child(
         results.put((None, f"{worker_id}:\n{traceback.format_exc()}"))
 
 
-class StorageConformance(
+class InProcessStorageConformance(
     RoundTripTests,
     ClaimTests,
     LeaseTests,
@@ -848,7 +850,11 @@ class StorageConformance(
     ReadTests,
     PruneTests,
     ClosedStoreTests,
-    ConcurrencyTests,
 ):
-    """Every rule of the ``Storage`` contract; subclass it and supply ``storage`` (and
-    ``storage_url`` when the store can be opened from another process)."""
+    """Every rule of the ``Storage`` contract that one process can check: for stores that live
+    in one process (``memory://``). Shared stores use :class:`StorageConformance`."""
+
+
+class StorageConformance(InProcessStorageConformance, ConcurrencyTests):
+    """Every rule of the ``Storage`` contract, processes included; subclass it and supply the
+    ``storage`` and ``storage_url`` fixtures."""
