@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +67,39 @@ def write_config(tmp_path: Path, name: str = "jobs.yaml", **overrides: Any) -> P
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config_data(tmp_path, **overrides)))
     return path
+
+
+TESTS = Path(__file__).parent
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a real `python -m jobkit`: the sample jobs importable."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def jobkit_process(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run `python -m jobkit ARGS` as a real process and wait for it."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobkit", *args],
+        cwd=cwd,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15, what: str = "") -> None:
+    """Poll ``predicate`` until it holds; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from conftest import write_config
+from conftest import jobkit_process, subprocess_env, wait_for, write_config
 from loguru import logger
 from sample_jobs import read_ledger
 
@@ -23,7 +21,6 @@ from jobkit import JobKit, JobStatus
 from jobkit.cli import main
 from jobkit.worker import run_until_empty
 
-TESTS = Path(__file__).parent
 ERROR_PREFIX = "jobkit: error: "
 
 
@@ -37,26 +34,6 @@ def error_lines(result: Result | subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.strip()]
 
 
-def subprocess_env() -> dict[str, str]:
-    """The environment of a real `python -m jobkit`: the sample jobs importable."""
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-
-
-def jobkit_process(cwd: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run `python -m jobkit ARGS` as a real process and wait for it."""
-    return subprocess.run(
-        [sys.executable, "-m", "jobkit", *args],
-        cwd=cwd,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def start_jobkit(cwd: Path, *args: str) -> subprocess.Popen[str]:
     """Start `python -m jobkit ARGS` without waiting."""
     return subprocess.Popen(
@@ -67,15 +44,6 @@ def start_jobkit(cwd: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _last_handler_id() -> int:

@@ -57,8 +57,9 @@ def errors_of(path: Path, environ: dict[str, str] | None = None) -> list[str]:
 
 
 class TestDiscovery:
-    def test_no_file_gives_built_in_defaults(self, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_no_file_gives_built_in_defaults(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """Without a path, JOBKIT_CONFIG or ./jobs.yaml, every setting is the built-in one."""
         monkeypatch.chdir(tmp_path)
         config = load_config(environ={})
@@ -66,8 +67,9 @@ class TestDiscovery:
         assert config.path is None
         assert config.storage == "sqlite:///jobkit.db"
         assert config.defaults == JobSettings()
-        assert config.logging == LoggingSettings(dir="logs", format="text", rotation="00:00",
-                                                 retention="14 days", level="INFO")
+        assert config.logging == LoggingSettings(
+            dir="logs", format="text", rotation="00:00", retention="14 days", level="INFO"
+        )
         assert config.worker == WorkerSettings()
         assert config.worker.concurrency is None
         assert config.jobs == {} and config.notifications == []
@@ -120,8 +122,11 @@ class TestDesignExample:
         assert invoice.methods == ["complete"]
         assert invoice.set_fields == {"retry_attempts", "retry_delay"}
         assert config.job_entry("Nope") is None
-        assert config.notifications == [NotificationEntry(
-            plugin="webhook", events=["failed"], options={"url": "http://127.0.0.1:9000/hook"})]
+        assert config.notifications == [
+            NotificationEntry(
+                plugin="webhook", events=["failed"], options={"url": "http://127.0.0.1:9000/hook"}
+            )
+        ]
 
     def test_job_line_points_at_the_entry(self, tmp_path: Path) -> None:
         """job_line names the file and the line of jobs.<name>; the file alone when unknown."""
@@ -147,46 +152,66 @@ class TestErrors:
     @pytest.mark.parametrize(
         ("text", "expected"),
         [
-            ("storage: memory://\nstorge: x\n",
-             ":2: storge: unknown key (did you mean 'storage'?)"),
-            ("jobs:\n  Email:\n    retry_attempts: 1\n    retries: 2\n",
-             ":4: jobs.Email.retries: unknown key"),
-            ("jobs:\n  Email:\n    retry_attempts: five\n",
-             ":3: jobs.Email.retry_attempts: expected an integer >= 0, got 'five'"),
-            ("defaults:\n  retry_attempts: -1\n",
-             ":2: defaults.retry_attempts: expected an integer >= 0, got -1"),
-            ("defaults:\n  backoff: linear\n",
-             ":2: defaults.backoff: expected one of fixed, exponential, got 'linear'"),
-            ("worker:\n  concurrency: true\n",
-             ":2: worker.concurrency: expected an integer >= 1, got True"),
+            (
+                "storage: memory://\nstorge: x\n",
+                ":2: storge: unknown key (did you mean 'storage'?)",
+            ),
+            (
+                "jobs:\n  Email:\n    retry_attempts: 1\n    retries: 2\n",
+                ":4: jobs.Email.retries: unknown key",
+            ),
+            (
+                "jobs:\n  Email:\n    retry_attempts: five\n",
+                ":3: jobs.Email.retry_attempts: expected an integer >= 0, got 'five'",
+            ),
+            (
+                "defaults:\n  retry_attempts: -1\n",
+                ":2: defaults.retry_attempts: expected an integer >= 0, got -1",
+            ),
+            (
+                "defaults:\n  backoff: linear\n",
+                ":2: defaults.backoff: expected one of fixed, exponential, got 'linear'",
+            ),
+            (
+                "worker:\n  concurrency: true\n",
+                ":2: worker.concurrency: expected an integer >= 1, got True",
+            ),
             ("defaults:\n  priority: 1.5\n", ":2: defaults.priority: expected an integer, got 1.5"),
             ("defaults:\n  timeout: 0\n", ":2: defaults.timeout: expected a number > 0, got 0"),
             ("defaults:\n  jitter: 2\n", ":2: defaults.jitter: expected a number from 0 to 1"),
-            ("jobs:\n  Invoice:\n    class: myapp.billing.Invoice\n",
-             ":3: jobs.Invoice.class: expected a 'module:Class' import path"),
-            ("notifications:\n  - plugin: webhook\n    events: [failed, exploded]\n",
-             ":3: notifications[0].events[1]: expected one of enqueued, started, succeeded, "
-             "retrying, failed, cancelled, got 'exploded'"),
+            (
+                "jobs:\n  Invoice:\n    class: myapp.billing.Invoice\n",
+                ":3: jobs.Invoice.class: expected a 'module:Class' import path",
+            ),
+            (
+                "notifications:\n  - plugin: webhook\n    events: [failed, exploded]\n",
+                ":3: notifications[0].events[1]: expected one of enqueued, started, succeeded, "
+                "retrying, failed, cancelled, got 'exploded'",
+            ),
             ("notifications:\n  - url: http://x\n", ":2: notifications[0].plugin: required key"),
             ("logging:\n  level: loud\n", ":2: logging.level: expected one of TRACE, DEBUG"),
             ("logging: logs\n", ":1: logging: expected a mapping, got 'logs'"),
             ("jobs: [Email]\n", ":1: jobs: expected a mapping, got ['Email']"),
             ("storage: jobkit.db\n", ":1: storage: expected a storage URL like"),
-            ("worker:\n  lease: 2\n  heartbeat: 1\n",
-             ":3: worker.heartbeat: expected a number < lease / 2 = 1, got 1.0"),
+            (
+                "worker:\n  lease: 2\n  heartbeat: 1\n",
+                ":3: worker.heartbeat: expected a number < lease / 2 = 1, got 1.0",
+            ),
             ("jobs:\n  Email: {}\n  Email: {}\n", ":3: jobs.Email: duplicate key"),
         ],
     )
-    def test_error_names_file_line_and_key(self, tmp_path: Path, text: str,
-                                           expected: str) -> None:
+    def test_error_names_file_line_and_key(self, tmp_path: Path, text: str, expected: str) -> None:
         """Each kind of mistake is one message with the file, the line and the key path."""
         path = write(tmp_path, text)
-        assert any(message.startswith(f"{path}{expected}")
-                   for message in errors_of(path)), errors_of(path)
+        assert any(message.startswith(f"{path}{expected}") for message in errors_of(path)), (
+            errors_of(path)
+        )
 
     def test_every_error_of_a_file_is_reported(self, tmp_path: Path) -> None:
         """Errors are collected across sections, in line order, not stopped at the first."""
-        path = write(tmp_path, """\
+        path = write(
+            tmp_path,
+            """\
             storage: memory://
             defaults:
               retry_attempts: -1
@@ -198,7 +223,8 @@ class TestErrors:
             notifications:
               - {plugin: webhook, events: [nope]}
             extra: 1
-        """)
+        """,
+        )
         errors = errors_of(path)
         assert [message.split(": ")[0:2] for message in errors] == [
             [f"{path}:3", "defaults.retry_attempts"],
@@ -225,8 +251,10 @@ class TestErrors:
     def test_top_level_must_be_a_mapping(self, tmp_path: Path) -> None:
         """A list (or a scalar) at the top level is an error."""
         path = write(tmp_path, "- storage\n")
-        assert errors_of(path) == [f"{path}:1: expected a mapping of settings (storage, "
-                                   "defaults, jobs, ...) at the top level, got list"]
+        assert errors_of(path) == [
+            f"{path}:1: expected a mapping of settings (storage, "
+            "defaults, jobs, ...) at the top level, got list"
+        ]
 
     def test_yaml_tags_are_not_constructed(self, tmp_path: Path) -> None:
         """Only safe YAML is read: a python/object tag is a syntax error, not an object."""
@@ -239,7 +267,8 @@ class TestErrors:
         with pytest.raises(ConfigError) as info:
             Config.from_dict({"jobs": {"Email": {"retry_attempts": "x"}}}, source="tests")
         assert info.value.errors == [
-            "tests: jobs.Email.retry_attempts: expected an integer >= 0, got 'x'"]
+            "tests: jobs.Email.retry_attempts: expected an integer >= 0, got 'x'"
+        ]
 
     def test_classes_built_in_code_are_checked(self) -> None:
         """The attrs classes validate their fields when built directly, too."""
@@ -254,30 +283,37 @@ class TestEnvironment:
     def test_environment_overrides_sections(self, tmp_path: Path) -> None:
         """JOBKIT_STORAGE, JOBKIT_LOGGING__* and JOBKIT_WORKER__* override the file."""
         path = write(tmp_path, "storage: sqlite:///a.db\nworker: {concurrency: 4}\n")
-        config = load_config(path, environ={
-            "JOBKIT_STORAGE": "memory://",
-            "JOBKIT_WORKER__CONCURRENCY": "2",
-            "JOBKIT_LOGGING__DIR": "/var/log/jobkit",
-            "JOBKIT_LOGGING__LEVEL": "debug",
-            "JOBKIT_LOGGING__ROTATION": "00:00",  # YAML would read 0: a string setting keeps it
-            "JOBKIT_LOGGING__RETENTION": "null",
-            "JOBKIT_CONFIG": str(path),
-            "JOBKIT_TRACE_PLUGINS": "1",
-            "OTHER": "ignored",
-        })
+        config = load_config(
+            path,
+            environ={
+                "JOBKIT_STORAGE": "memory://",
+                "JOBKIT_WORKER__CONCURRENCY": "2",
+                "JOBKIT_LOGGING__DIR": "/var/log/jobkit",
+                "JOBKIT_LOGGING__LEVEL": "debug",
+                "JOBKIT_LOGGING__ROTATION": "00:00",  # YAML would read 0: a string setting keeps it
+                "JOBKIT_LOGGING__RETENTION": "null",
+                "JOBKIT_CONFIG": str(path),
+                "JOBKIT_TRACE_PLUGINS": "1",
+                "OTHER": "ignored",
+            },
+        )
         assert config.storage == "memory://"
         assert config.worker.concurrency == 2
-        assert config.logging == LoggingSettings(dir="/var/log/jobkit", level="DEBUG",
-                                                 rotation="00:00", retention=None)
+        assert config.logging == LoggingSettings(
+            dir="/var/log/jobkit", level="DEBUG", rotation="00:00", retention=None
+        )
 
     def test_environment_job_settings_with_provenance(self, tmp_path: Path) -> None:
         """JOBKIT_DEFAULTS__* and JOBKIT_JOBS__<NAME>__* rank above the file, named as sources."""
         path = write(tmp_path, "defaults: {retry_attempts: 1}\njobs: {Email: {priority: 3}}\n")
-        config = load_config(path, environ={
-            "JOBKIT_DEFAULTS__RETRY_ATTEMPTS": "5",
-            "JOBKIT_DEFAULTS__TIMEOUT": "30",
-            "JOBKIT_JOBS__EMAIL__RETRY_ATTEMPTS": "7",
-        })
+        config = load_config(
+            path,
+            environ={
+                "JOBKIT_DEFAULTS__RETRY_ATTEMPTS": "5",
+                "JOBKIT_DEFAULTS__TIMEOUT": "30",
+                "JOBKIT_JOBS__EMAIL__RETRY_ATTEMPTS": "7",
+            },
+        )
         assert config.defaults.retry_attempts == 1  # the file's defaults, env kept apart
         email = config.resolve_job("Email")
         assert (email.settings.retry_attempts, email.settings.timeout) == (7, 30.0)
@@ -297,15 +333,20 @@ class TestEnvironment:
 
     def test_environment_errors_name_the_variable(self, tmp_path: Path) -> None:
         """A bad value or an unknown JOBKIT_ variable is an error naming the variable."""
-        errors = errors_of(write(tmp_path, ""), environ={
-            "JOBKIT_WORKER__CONCURRENCY": "x",
-            "JOBKIT_DEFAULTS__RETRY_ATTEMPTS": "true",
-            "JOBKIT_WORKER__THREADS": "2",
-            "JOBKIT_STORGE": "memory://",
-            "JOBKIT_JOBS__EMAIL__CLASS": "a:B",
-        })
-        unknown = ("not a jobkit setting (known: JOBKIT_STORAGE, JOBKIT_DEFAULTS__<KEY>, "
-                   "JOBKIT_LOGGING__<KEY>, JOBKIT_WORKER__<KEY>, JOBKIT_JOBS__<NAME>__<KEY>)")
+        errors = errors_of(
+            write(tmp_path, ""),
+            environ={
+                "JOBKIT_WORKER__CONCURRENCY": "x",
+                "JOBKIT_DEFAULTS__RETRY_ATTEMPTS": "true",
+                "JOBKIT_WORKER__THREADS": "2",
+                "JOBKIT_STORGE": "memory://",
+                "JOBKIT_JOBS__EMAIL__CLASS": "a:B",
+            },
+        )
+        unknown = (
+            "not a jobkit setting (known: JOBKIT_STORAGE, JOBKIT_DEFAULTS__<KEY>, "
+            "JOBKIT_LOGGING__<KEY>, JOBKIT_WORKER__<KEY>, JOBKIT_JOBS__<NAME>__<KEY>)"
+        )
         assert errors == [
             "environment JOBKIT_DEFAULTS__RETRY_ATTEMPTS: expected an integer >= 0, got True",
             f"environment JOBKIT_JOBS__EMAIL__CLASS: {unknown}",
@@ -328,7 +369,8 @@ class TestEnvironment:
         """A heartbeat from the environment that is not under lease / 2 names the variable."""
         path = write(tmp_path, "worker: {lease: 2}\n")
         assert errors_of(path, {"JOBKIT_WORKER__HEARTBEAT": "1.5"}) == [
-            "environment JOBKIT_WORKER__HEARTBEAT: expected a number < lease / 2 = 1, got 1.5"]
+            "environment JOBKIT_WORKER__HEARTBEAT: expected a number < lease / 2 = 1, got 1.5"
+        ]
 
     def test_from_dict_ignores_the_environment(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Programmatic configs are exactly what the code says."""
@@ -339,7 +381,9 @@ class TestEnvironment:
 class TestResolveJob:
     def test_each_layer_overrides_the_one_below(self, tmp_path: Path) -> None:
         """built-in < defaults < package < jobs entry < env defaults < env job < call."""
-        path = write(tmp_path, """\
+        path = write(
+            tmp_path,
+            """\
             defaults:
               retry_attempts: 1
               retry_delay: 1
@@ -348,22 +392,36 @@ class TestResolveJob:
               Email:
                 retry_attempts: 3
                 retry_delay: 3
-        """)
-        config = load_config(path, environ={
-            "JOBKIT_DEFAULTS__TIMEOUT": "40",
-            "JOBKIT_DEFAULTS__PRIORITY": "4",
-            "JOBKIT_JOBS__EMAIL__PRIORITY": "5",
-        })
+        """,
+        )
+        config = load_config(
+            path,
+            environ={
+                "JOBKIT_DEFAULTS__TIMEOUT": "40",
+                "JOBKIT_DEFAULTS__PRIORITY": "4",
+                "JOBKIT_JOBS__EMAIL__PRIORITY": "5",
+            },
+        )
         resolved = config.resolve_job(
             "Email",
-            package_defaults={"retry_attempts": 2, "retry_delay": 2, "jitter": 0.2,
-                              "backoff": "exponential", "timeout": 20},
+            package_defaults={
+                "retry_attempts": 2,
+                "retry_delay": 2,
+                "jitter": 0.2,
+                "backoff": "exponential",
+                "timeout": 20,
+            },
             package="jobkit_email",
             overrides={"timeout": 60, "retry_delay": None, "priority": None},
         )
         assert resolved.settings == JobSettings(
-            retry_attempts=3, retry_delay=3.0, backoff="exponential", jitter=0.2,
-            timeout=60.0, priority=5)
+            retry_attempts=3,
+            retry_delay=3.0,
+            backoff="exponential",
+            jitter=0.2,
+            timeout=60.0,
+            priority=5,
+        )
         assert resolved.sources == {
             "retry_attempts": f"{path}:7 (jobs.Email)",
             "retry_delay": f"{path}:8 (jobs.Email)",
@@ -391,8 +449,9 @@ class TestResolveJob:
     def test_package_defaults_with_a_bad_key(self) -> None:
         """Unknown keys and bad values in a package's defaults name the package and the key."""
         with pytest.raises(ConfigError) as info:
-            Config().resolve_job("Email", package="jobkit_email",
-                                 package_defaults={"retries": 2, "timeout": -1})
+            Config().resolve_job(
+                "Email", package="jobkit_email", package_defaults={"retries": 2, "timeout": -1}
+            )
         assert info.value.errors == [
             "package jobkit_email, job 'Email' defaults: retries: unknown setting (known: "
             "retry_attempts, retry_delay, backoff, max_delay, jitter, timeout, priority)",
@@ -405,10 +464,13 @@ class TestResolveJob:
         resolved = config.resolve_job("Email", overrides={"priority": 10, "retry_attempts": 0})
         assert (resolved.settings.priority, resolved.settings.max_attempts) == (10, 1)
         assert resolved.sources["priority"] == "call"
-        assert config.resolve_job("Email", overrides={"priority": None}).sources["priority"] \
+        assert (
+            config.resolve_job("Email", overrides={"priority": None}).sources["priority"]
             == "<dict> (defaults)"
-        with pytest.raises(ConfigError, match="call: retry_attempts: expected an integer >= 0, "
-                                              "got -2"):
+        )
+        with pytest.raises(
+            ConfigError, match="call: retry_attempts: expected an integer >= 0, got -2"
+        ):
             config.resolve_job("Email", overrides={"retry_attempts": -2})
         with pytest.raises(ConfigError, match="call: backoff: unknown setting"):
             config.resolve_job("Email", overrides={"backoff": "fixed"})
@@ -426,7 +488,9 @@ class TestResolveJob:
 class TestNotifications:
     def test_other_keys_become_options(self, tmp_path: Path) -> None:
         """Every key but plugin, events and jobs is kept for the notifier to validate."""
-        path = write(tmp_path, """\
+        path = write(
+            tmp_path,
+            """\
             notifications:
               - plugin: webhook
                 url: http://127.0.0.1:9000/hook
@@ -434,10 +498,14 @@ class TestNotifications:
                 events: [failed, retrying]
                 jobs: [Email]
               - plugin: log
-        """)
+        """,
+        )
         first, second = load_config(path, environ={}).notifications
         assert first == NotificationEntry(
-            plugin="webhook", events=["failed", "retrying"], jobs=["Email"],
-            options={"url": "http://127.0.0.1:9000/hook", "secret": "s3cret"})
+            plugin="webhook",
+            events=["failed", "retrying"],
+            jobs=["Email"],
+            options={"url": "http://127.0.0.1:9000/hook", "secret": "s3cret"},
+        )
         assert second == NotificationEntry(plugin="log")
         assert second.events is None and second.jobs is None and second.options == {}

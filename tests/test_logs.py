@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -16,7 +15,7 @@ from typing import Any
 import attrs
 import pytest
 import yaml
-from conftest import config_data
+from conftest import config_data, jobkit_process, subprocess_env
 from loguru import logger
 
 from jobkit import Job, JobKit, JobStatus, hookimpl
@@ -26,7 +25,6 @@ from jobkit.exceptions import ConfigError
 from jobkit.logs import ERRORS_FILE, EVENTS_FILE, LogFiles, configure_logging
 from jobkit.worker import run_until_empty
 
-TESTS = Path(__file__).parent
 FORGED = "2026-01-01T00:00:00 | INFO | forged"
 INJECTION = "\n" + FORGED
 TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}[+-]\d{4}) \| ")
@@ -74,25 +72,6 @@ def write_log_config(tmp_path: Path, **logging: Any) -> Path:
     path = tmp_path / "jobs.yaml"
     path.write_text(yaml.safe_dump(log_config_data(tmp_path, **logging), sort_keys=False))
     return path
-
-
-def subprocess_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-
-
-def jobkit_process(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """`python -m jobkit ARGS`, run for real."""
-    return subprocess.run(
-        [sys.executable, "-m", "jobkit", *args],
-        cwd=cwd,
-        env=subprocess_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def run_worker(config: Path) -> None:

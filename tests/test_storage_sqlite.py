@@ -78,8 +78,7 @@ class TestSQLiteFile:
             job = store.enqueue(new_job(clock()))
         sections = dict(sqlite_module.queries())
         sections["migration_2"] = (
-            "ALTER TABLE jobkit_jobs ADD COLUMN tag TEXT;\n"
-            "UPDATE jobkit_jobs SET tag = 'old';"
+            "ALTER TABLE jobkit_jobs ADD COLUMN tag TEXT;\nUPDATE jobkit_jobs SET tag = 'old';"
         )
         monkeypatch.setattr(sqlite_module, "queries", lambda: sections)
         for _ in range(2):
@@ -110,8 +109,9 @@ class TestSQLiteFile:
         again.close()
         assert again.path == store.path
 
-    @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///", "postgresql://x/y",
-                                     "sqlite:///:memory:"])
+    @pytest.mark.parametrize(
+        "url", ["sqlite://", "sqlite:///", "postgresql://x/y", "sqlite:///:memory:"]
+    )
     def test_bad_urls_are_config_errors(self, url: str) -> None:
         """URLs that name no file are refused."""
         with pytest.raises(ConfigError):

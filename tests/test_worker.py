@@ -12,23 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_config
+from conftest import subprocess_env, wait_for, write_config
 from sample_jobs import read_ledger
 
 from jobkit import AttemptOutcome, JobKit, JobStatus
 
 pytestmark = pytest.mark.slow
-TESTS = Path(__file__).parent
 
 
 class WorkerProcess:
     """`python -m jobkit worker` started as a real process."""
 
     def __init__(self, config: Path, *args: str) -> None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-        }
+        env = subprocess_env()
         self.output = config.parent / f"worker-{time.monotonic_ns()}.out"
         with open(self.output, "w") as out:
             self.process = subprocess.Popen(
@@ -77,15 +73,6 @@ def start_worker() -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         worker.stop()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def status_of(app: JobKit, job_id: str) -> JobStatus:
