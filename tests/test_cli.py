@@ -24,6 +24,23 @@ from jobkit.worker import run_until_empty
 ERROR_PREFIX = "jobkit: error: "
 
 
+def run_worker_for(
+    waiter: subprocess.Popen[str], tmp_path: Path, config: Path
+) -> tuple[str, str]:
+    """Once the waiting `run --wait` has stored its job, run a burst worker; return what the
+    waiter printed."""
+    try:
+        with open_app(config) as app:
+            wait_for(lambda: len(app.list_jobs()) == 1, what="the job to be stored")
+        worker = jobkit_process(tmp_path, "--config", str(config), "worker", "--burst", "-n", "1")
+        assert worker.returncode == 0, worker.stderr
+        return waiter.communicate(timeout=15)
+    finally:
+        if waiter.poll() is None:
+            waiter.kill()
+            waiter.communicate()
+
+
 def open_app(config: Path) -> JobKit:
     """An app on the same store and config as the command, to inspect and run its jobs."""
     return JobKit.from_config(config, load_entrypoints=False)
@@ -330,18 +347,7 @@ class TestRealProcess:
             "tag=waited",
             "--wait",
         )
-        try:
-            with open_app(config) as app:
-                wait_for(lambda: len(app.list_jobs()) == 1, what="the job to be stored")
-            worker = jobkit_process(
-                tmp_path, "--config", str(config), "worker", "--burst", "-n", "1"
-            )
-            assert worker.returncode == 0, worker.stderr
-            out, err = waiter.communicate(timeout=15)
-        finally:
-            if waiter.poll() is None:
-                waiter.kill()
-                waiter.communicate()
+        out, err = run_worker_for(waiter, tmp_path, config)
         assert waiter.returncode == 0, err
         job_id, result = out.splitlines()
         assert json.loads(result) == "waited"
@@ -360,18 +366,7 @@ class TestRealProcess:
             f"ledger={ledger}",
             "--wait",
         )
-        try:
-            with open_app(config) as app:
-                wait_for(lambda: len(app.list_jobs()) == 1, what="the job to be stored")
-            worker = jobkit_process(
-                tmp_path, "--config", str(config), "worker", "--burst", "-n", "1"
-            )
-            assert worker.returncode == 0, worker.stderr
-            out, err = waiter.communicate(timeout=15)
-        finally:
-            if waiter.poll() is None:
-                waiter.kill()
-                waiter.communicate()
+        out, err = run_worker_for(waiter, tmp_path, config)
         assert waiter.returncode == 1, (out, err)
         job_id = out.strip()
         failures = [line for line in err.splitlines() if line.startswith(ERROR_PREFIX)]
