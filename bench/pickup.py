@@ -9,6 +9,7 @@ issue 6's harness.
 
 from __future__ import annotations
 
+import random
 import statistics
 import subprocess
 import sys
@@ -62,7 +63,7 @@ def main(samples: int = 40, idle_seconds: float = 5.0) -> None:
                     while (record := app.get_job(job_id)).started_at is None:
                         time.sleep(0.002)
                     waits.append((record.started_at - record.created_at).total_seconds() * 1000)
-                    time.sleep(0.1)
+                    time.sleep(random.uniform(0.05, 0.15))  # no phase lock with the poll
         finally:
             worker.terminate()
             worker.wait(30)

@@ -547,12 +547,18 @@ class SQLiteStorage(Storage):
     def requeue_expired(self) -> builtins.list[JobRecord]:
         """Take back running jobs whose lease expired (see :meth:`Storage.requeue_expired`)."""
 
+        def expired(conn: sqlite3.Connection) -> bool:
+            now = {"now": _to_epoch(self.now())}
+            return bool(conn.execute(queries()["has_expired_lease"], now).fetchall())
+
         def work(conn: sqlite3.Connection) -> builtins.list[JobRecord]:
             params = {"now": _to_epoch(self.now())}
             conn.execute(queries()["close_expired_attempts"], params)
             rows = conn.execute(queries()["requeue_expired"], params).fetchall()
             return sorted((_job(row) for row in rows), key=lambda record: int(record.id))
 
+        if not self._transaction("look for expired leases", expired, write=False):
+            return []
         return self._transaction("requeue expired leases", work)
 
     def prune(self, finished_before: datetime, *, batch_size: int = 1000) -> int:

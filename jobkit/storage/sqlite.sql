@@ -165,6 +165,12 @@ SET status = 'pending', attempts = attempts - 1,
 WHERE id = :job_id AND status = 'running' AND worker_id = :worker_id AND attempts = :attempt
 RETURNING *;
 
+-- name: has_expired_lease
+-- read-only: the supervisor asks every second; a write lock only when there is work
+SELECT 1 FROM jobkit_jobs INDEXED BY jobkit_jobs_lease
+WHERE status = 'running' AND lease_expires_at < :now
+LIMIT 1;
+
 -- name: close_expired_attempts
 UPDATE jobkit_attempts
 SET finished_at = :now,
