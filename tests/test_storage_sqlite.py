@@ -216,3 +216,27 @@ class TestSQLiteContention:
             assert after.count(status=JobStatus.COMPLETED) == sum(completed)
             assert after.count(status=JobStatus.RUNNING) == 0
             assert after.count(status=JobStatus.PENDING) == total - sum(completed)
+
+    def test_heartbeat_gives_up_within_a_quarter_of_the_lease(self, db_path: Path) -> None:
+        """A heartbeat blocked by another writer fails fast instead of outliving the lease."""
+        import time
+
+        store = SQLiteStorage(db_path)
+        try:
+            store.enqueue(new_job(store.now()))
+            record = store.claim("w1", 60)
+            assert record is not None
+            lease = Lease(record.id, "w1", record.attempts)
+            blocker = sqlite3.connect(db_path, isolation_level=None)
+            blocker.execute("BEGIN IMMEDIATE")  # holds the write lock
+            try:
+                started = time.monotonic()
+                with pytest.raises(StorageError):
+                    store.heartbeat(lease, 0.4)  # budget 0.1 s, not the 30 s busy timeout
+                assert time.monotonic() - started < 5
+            finally:
+                blocker.execute("ROLLBACK")
+                blocker.close()
+            assert store.heartbeat(lease, 60)  # and the connection is usable again
+        finally:
+            store.close()

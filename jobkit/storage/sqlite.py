@@ -270,12 +270,34 @@ class SQLiteStorage(Storage):
         return conn
 
     def _transaction(
-        self, operation: str, work: Callable[[sqlite3.Connection], T], *, write: bool = True
+        self,
+        operation: str,
+        work: Callable[[sqlite3.Connection], T],
+        *,
+        write: bool = True,
+        busy_budget: float | None = None,
     ) -> T:
         """Run ``work`` in one transaction; retry it while the database is busy, up to
-        ``busy_timeout`` in all; turn every driver error into ``StorageError``."""
+        ``busy_budget`` (default ``busy_timeout``) in all; turn every driver error into
+        ``StorageError``."""
         conn = self._connection(operation)
-        deadline = time.monotonic() + self._busy_timeout
+        if busy_budget is None:
+            return self._attempt(operation, conn, work, write, self._busy_timeout)
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_budget * 1000)}")
+        try:
+            return self._attempt(operation, conn, work, write, busy_budget)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+
+    def _attempt(
+        self,
+        operation: str,
+        conn: sqlite3.Connection,
+        work: Callable[[sqlite3.Connection], T],
+        write: bool,
+        budget: float,
+    ) -> T:
+        deadline = time.monotonic() + budget
         pause = 0.005
         while True:
             try:
@@ -484,8 +506,11 @@ class SQLiteStorage(Storage):
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when it no longer owns the job."""
+        # a heartbeat that waits as long as the lease is worthless: give up after a quarter of
+        # it (StorageError) so the worker's monitor goes on checking timeouts and cancels
         return self._fenced_update(
             f"heartbeat job {lease.job_id}", "heartbeat", lease,
+            busy_budget=min(self._busy_timeout, lease_seconds / 4),
             lease_expires_at=_to_epoch(self.now() + timedelta(seconds=lease_seconds)),
         )
 
@@ -498,7 +523,10 @@ class SQLiteStorage(Storage):
             progress=float(fraction), progress_message=message,
         )
 
-    def _fenced_update(self, operation: str, name: str, lease: Lease, **params: Any) -> bool:
+    def _fenced_update(
+        self, operation: str, name: str, lease: Lease, *, busy_budget: float | None = None,
+        **params: Any,
+    ) -> bool:
         key = _job_key(lease.job_id)
         if key is None:
             return False
@@ -507,7 +535,7 @@ class SQLiteStorage(Storage):
         def work(conn: sqlite3.Connection) -> bool:
             return conn.execute(queries()[name], {**fence, **params}).rowcount == 1
 
-        return self._transaction(operation, work)
+        return self._transaction(operation, work, busy_budget=busy_budget)
 
     def complete(self, lease: Lease, result: Any) -> JobRecord | None:
         """Finish the attempt as succeeded and the job as ``completed``; fenced."""
