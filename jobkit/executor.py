@@ -19,9 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from jobkit.exceptions import JobkitError, Retry, StorageError
+from jobkit.exceptions import (
+    InvalidParameters,
+    JobNotFound,
+    MethodNotAllowed,
+    Retry,
+    StorageError,
+)
 from jobkit.factory import json_problem
-from jobkit.job import JobContext
+from jobkit.job import Job, JobContext
 from jobkit.records import AttemptOutcome, EventKind, JobRecord, Lease
 from jobkit.retries import retry_delay
 
@@ -89,19 +95,55 @@ class Executor:
         return True
 
     def run(self, record: JobRecord) -> None:
-        """Run one claimed attempt to its end and record the outcome."""
+        """Run one claimed attempt to its end and record the outcome.
+
+        The monitor (lease, timeout, cancel) starts at once, so building the job counts
+        towards its timeout, as it does for the supervisor.
+        """
         lease = Lease(record.id, self.worker_id, record.attempts)
         self.app.emit(EventKind.STARTED, record)
+        monitor = Monitor(self, lease, record)
+        monitor.start()
+        error: BaseException | None = None
+        result: Any = None
+        received = False  # whether the job's code got the monitor's interrupt
+        built = False
         try:
             instance, function, kwargs = self.app.factory.build(
                 record.name, record.method, record.params
             )
-        except JobkitError as exc:  # the row no longer fits the registry: never run it
-            self._finish_failed(lease, record, exc, retry=False)
-            return
-        except Exception as exc:  # the job's own __init__ failed: a failure like any other
-            self._finish_failed(lease, record, exc, retry=True)
-            return
+            built = True
+            self._bind(instance, record, lease)
+            self.interrupter.arm()
+            try:
+                result = function(**kwargs)
+            finally:
+                received = self.interrupter.disarm()
+        except (Exception, SystemExit) as exc:  # a job's sys.exit() fails the job, not the worker
+            error = exc
+        finally:
+            reason = monitor.finish()
+        # a row that no longer fits the registry or its params is never run again
+        retry = built or not isinstance(error, (JobNotFound, MethodNotAllowed, InvalidParameters))
+        with monitor.outcome_lock:
+            if monitor.outcome_written:
+                return
+            monitor.outcome_written = True
+            try:
+                self._record(lease, record, reason if received else None, result, error, retry)
+            except StorageError:
+                raise  # the store is down: the lease decides what becomes of the job
+            except Exception as exc:  # never leave the job running because recording failed
+                logger.opt(exception=True).error(
+                    "job {job_id}: could not record its outcome", job_id=record.id
+                )
+                self.app.storage.fail(
+                    lease,
+                    error=f"jobkit could not record the outcome: {describe_error(exc)}",
+                    traceback=format_traceback(exc),
+                )
+
+    def _bind(self, instance: Job, record: JobRecord, lease: Lease) -> None:
         entry = self.app.config.job_entry(record.name)
         instance.bind(
             JobContext(
@@ -120,37 +162,6 @@ class Executor:
             ),
             dict(entry.options) if entry is not None else {},
         )
-        monitor = Monitor(self, lease, record)
-        error: BaseException | None = None
-        result: Any = None
-        try:
-            self.interrupter.arm()  # before the monitor starts, so no interrupt is ever dropped
-            monitor.start()
-            try:
-                result = function(**kwargs)
-            finally:
-                self.interrupter.disarm()
-        except (Exception, SystemExit) as exc:  # a job's sys.exit() fails the job, not the worker
-            error = exc
-        finally:
-            reason = monitor.finish()
-        with monitor.outcome_lock:
-            if monitor.outcome_written:
-                return
-            monitor.outcome_written = True
-            try:
-                self._record(lease, record, reason, result, error)
-            except StorageError:
-                raise  # the store is down: the lease decides what becomes of the job
-            except Exception as exc:  # never leave the job running because recording failed
-                logger.opt(exception=True).error(
-                    "job {job_id}: could not record its outcome", job_id=record.id
-                )
-                self.app.storage.fail(
-                    lease,
-                    error=f"jobkit could not record the outcome: {describe_error(exc)}",
-                    traceback=format_traceback(exc),
-                )
 
     def _record(
         self,
@@ -159,13 +170,15 @@ class Executor:
         reason: StopReason | None,
         result: Any,
         error: BaseException | None,
+        retry: bool,
     ) -> None:
-        if error is not None:
-            if reason is not None:  # the job was stopped: its exception is our interrupt
-                self.record_stop(lease, record, reason)
-            else:
-                self._finish_failed(lease, record, error, retry=True)
-        # the job returned: its result stands, even if a stop came too late to interrupt it
+        """``reason`` is given only when the job's code received the stop: then the attempt
+        ends as the stop says, whatever the job did with the interrupt; a stop that came too
+        late to reach the job's code leaves its result or error standing."""
+        if reason is not None:
+            self.record_stop(lease, record, reason)
+        elif error is not None:
+            self._finish_failed(lease, record, error, retry=retry)
         elif problem := json_problem(result, "result"):
             self._finish_failed(lease, record, TypeError(problem), retry=True)
         else:
@@ -229,8 +242,7 @@ class Executor:
         )
 
     def _progress(self, lease: Lease, fraction: float, message: str | None) -> None:
-        with self.interrupter.shielded():  # never interrupt a write to the store halfway
-            self.app.storage.set_progress(lease, fraction, message)
+        self.app.storage.set_progress(lease, fraction, message)
 
 
 class Monitor:
@@ -307,8 +319,14 @@ class Monitor:
             attempt=self.lease.attempt,
             reason=reason.value,
         )
-        self.executor.interrupter.interrupt(reason.value)
-        if self._done.wait(self.executor.settings.kill_grace) or not self.executor.may_exit:
+        deadline = time.monotonic() + self.executor.settings.kill_grace
+        while True:  # again and again: a job (or a library it calls) may swallow one
+            self.executor.interrupter.interrupt(reason.value)
+            if self._done.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
+                return
+            if time.monotonic() >= deadline:
+                break
+        if not self.executor.may_exit:
             return
         with self.outcome_lock:  # the job ignored the interrupt: record, then end the process
             if self.outcome_written:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import sys
@@ -182,9 +183,11 @@ class EventDispatcher:
             if self._thread is None or self._pid != os.getpid():  # first use, or a forked child
                 self._pid, self._pending = os.getpid(), 0
                 self._queue = queue.SimpleQueue()
-                self._thread = threading.Thread(target=self._deliver, name="jobkit-events",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._deliver, name="jobkit-events", daemon=True
+                )
                 self._thread.start()
+                atexit.register(self.close)  # a script that never closes its app loses nothing
             self._pending += 1
         self._queue.put(event)
 

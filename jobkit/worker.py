@@ -30,7 +30,7 @@ from loguru import logger
 
 from jobkit.config import Config, WorkerSettings
 from jobkit.exceptions import ConfigError, StorageError
-from jobkit.executor import EXIT_KILLED_JOB, Executor, StopReason
+from jobkit.executor import Executor, StopReason
 from jobkit.imports import import_string
 from jobkit.interrupt import Interrupter
 from jobkit.records import EventKind, JobStatus, Lease
@@ -126,7 +126,8 @@ def _child_main(spec: ChildSpec, parent_logger: Logger | None, control: Connecti
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
     stop, hand_back = threading.Event(), threading.Event()
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())  # this process alone
+    terminated: list[int] = []  # a plain list: a handler must not take the Event's lock
+    signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
     threading.Thread(target=_listen, args=(control, stop, hand_back), daemon=True).start()
     if parent_logger is not None:
         forward_to(parent_logger)
@@ -137,9 +138,10 @@ def _child_main(spec: ChildSpec, parent_logger: Logger | None, control: Connecti
     executor = Executor(
         app, worker_id(), settings, Interrupter(), hand_back=hand_back, may_exit=True
     )
+    control.send(("ready", executor.worker_id))  # start-up is over: exits are no longer its
     logger.info("worker process {worker} started", worker=executor.worker_id)
     try:
-        while not stop.is_set():
+        while not (stop.is_set() or terminated):
             try:
                 if executor.run_next():
                     continue
@@ -164,7 +166,16 @@ class _Child:
     index: int
     process: BaseProcess
     control: Connection
-    started: float = attrs.field(factory=time.monotonic)
+    worker_id: str | None = None  # reported by the process once its app is built ("ready")
+    killed: bool = False  # by the supervisor, for a job past its timeout or lease
+
+    def read(self) -> None:
+        """Take in what the process reported."""
+        with contextlib.suppress(EOFError, OSError):
+            while self.control.poll():
+                kind, value = self.control.recv()
+                if kind == "ready":
+                    self.worker_id = value
 
     def tell(self, message: str) -> None:
         """Send a message; a process that is gone cannot hear it and needs none."""
@@ -172,9 +183,8 @@ class _Child:
             self.control.send(message)
 
 
-#: A worker process that exits with an error this soon after it started failed to start.
-_QUICK_EXIT = 5.0
-_MAX_QUICK_EXITS = 5
+#: Worker processes that exit before they are ready this many times in a row stop the worker.
+_MAX_START_FAILURES = 5
 
 
 class Worker:
@@ -197,7 +207,7 @@ class Worker:
         self._stop_requests = 0  # set by signal handlers, acted on by the supervise loop
         self._stopping_since: float | None = None
         self._handing_back = False
-        self._quick_exits = 0
+        self._start_failures = 0
         self._exit_code = 0
         self._forward_logs = True
         #: Records timeouts the supervisor enforces (it runs no job: its interrupter is unused).
@@ -267,13 +277,13 @@ class Worker:
         if self._forward_logs:
             try:
                 return start(logger)
-            except (TypeError, pickle.PicklingError) as exc:
+            except (TypeError, RuntimeError, pickle.PicklingError) as exc:
                 # a sink added without enqueue=True (loguru's default stderr handler, say)
                 # cannot travel to another process: the workers keep their own sinks then
                 self._forward_logs = False
                 logger.warning(
                     "worker processes cannot share this process's log sinks ({error});"
-                    " add sinks with enqueue=True, as `jobkit worker` does",
+                    " add sinks with enqueue=True, context='spawn', as `jobkit worker` does",
                     error=str(exc),
                 )
         return start(None)
@@ -312,17 +322,18 @@ class Worker:
         The process's own monitor does this, but cannot while the job holds the GIL in C code;
         and a process whose lease expired must not run on beside the one that takes its job.
         """
-        pids = {child.process.pid: child for child in self._children if child.process.is_alive()}
-        if not pids:
+        by_worker = {
+            child.worker_id: child
+            for child in self._children
+            if child.worker_id is not None and child.process.is_alive()
+        }
+        if not by_worker:
             return
-        storage, host = self.app.storage, socket.gethostname()
+        storage = self.app.storage
         now = storage.now()
         slack = timedelta(seconds=self.settings.kill_grace + 2 * self.settings.heartbeat + 1)
         for record in storage.list(status=JobStatus.RUNNING, limit=10_000):
-            owner = (record.worker_id or "").split(":")
-            if len(owner) < 2 or owner[0] != host or not owner[1].isdigit():
-                continue
-            child = pids.get(int(owner[1]))
+            child = by_worker.get(record.worker_id or "")
             if child is None or record.started_at is None:
                 continue
             timeout = record.policy.timeout
@@ -338,13 +349,12 @@ class Worker:
                 name=child.process.name,
                 what="past its timeout" if overdue else "past its lease",
             )
+            child.killed = True
             child.process.kill()
             child.process.join(timeout=5)
             if overdue:
-                lease = Lease(record.id, record.worker_id or "", record.attempts)
-                Executor(
-                    self.app, record.worker_id or "", self.settings, Interrupter()
-                ).record_stop(lease, record, StopReason.TIMEOUT)
+                lease = Lease(record.id, child.worker_id or "", record.attempts)
+                self._recorder.record_stop(lease, record, StopReason.TIMEOUT)
 
     def _follow_stop_requests(self) -> None:
         if self._stop_requests and self._stopping_since is None:
@@ -366,18 +376,16 @@ class Worker:
 
     def _reap(self) -> None:
         for position, child in enumerate(self._children):
+            child.read()
             process = child.process
             if process.is_alive() or process.exitcode is None:
                 continue
             if self._stopping_since is not None or (self.burst and process.exitcode == 0):
                 continue
-            if process.exitcode not in (0, EXIT_KILLED_JOB) and (
-                time.monotonic() - child.started < _QUICK_EXIT
-            ):
-                self._quick_exits += 1
-            else:
-                self._quick_exits = 0
-            if self._quick_exits >= _MAX_QUICK_EXITS:
+            # a process that died before it was ready could not start (bad import, store
+            # unreachable); one that died later was ended by, or with, a job: start another
+            self._start_failures = self._start_failures + 1 if child.worker_id is None else 0
+            if self._start_failures >= _MAX_START_FAILURES:
                 logger.error(
                     "worker processes keep failing at start (last status {code}); stopping",
                     code=process.exitcode,
@@ -385,11 +393,12 @@ class Worker:
                 self._exit_code = 1
                 self.request_stop()
                 continue
-            logger.warning(
-                "worker process {name} exited with status {code}; starting another",
-                name=process.name,
-                code=process.exitcode,
-            )
+            if not child.killed:
+                logger.warning(
+                    "worker process {name} exited with status {code}; starting another",
+                    name=process.name,
+                    code=process.exitcode,
+                )
             child.control.close()
             process.close()
             self._children[position] = self._spawn(child.index)

@@ -54,6 +54,8 @@ class Recorder(Job):
         "log_lines",
         "exits",
         "busy_in_c",
+        "swallow",
+        "abort",
     )
 
     def record(self, ledger: str, tag: str) -> str:
@@ -116,6 +118,16 @@ class Recorder(Job):
 
     def busy_in_c(self, n: int) -> int:
         return sum(range(n))  # one long C call that holds the GIL: no thread can interrupt it
+
+    def swallow(self, seconds: float) -> str:
+        try:
+            time.sleep(seconds)
+        except Exception:  # swallows jobkit's interrupt too
+            return "partial"
+        return "complete"
+
+    def abort(self) -> None:
+        os.abort()  # the worker process dies with this job
 
     def exits(self) -> None:
         raise SystemExit(3)

@@ -24,9 +24,7 @@ from jobkit.worker import run_until_empty
 ERROR_PREFIX = "jobkit: error: "
 
 
-def run_worker_for(
-    waiter: subprocess.Popen[str], tmp_path: Path, config: Path
-) -> tuple[str, str]:
+def run_worker_for(waiter: subprocess.Popen[str], tmp_path: Path, config: Path) -> tuple[str, str]:
     """Once the waiting `run --wait` has stored its job, run a burst worker; return what the
     waiter printed."""
     try:

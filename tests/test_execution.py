@@ -195,6 +195,18 @@ class TestOutcomes:
         assert attempt.finished_at is not None
         assert (attempt.finished_at - attempt.started_at).total_seconds() < 2
 
+    def test_a_swallowed_timeout_is_still_a_timeout(self, tmp_path: Path) -> None:
+        """A job that catches the interrupt and returns still ends as timed out."""
+        config = make_config(
+            tmp_path, jobs={"Recorder": {"class": "sample_jobs:Recorder", "timeout": 0.3}}
+        )
+        with JobKit(config, load_entrypoints=False) as app:
+            job_id = app.run_background_job("Recorder", "swallow", {"seconds": 5})
+            run_until_empty(app, timeout=4)
+            record = app.get_job(job_id)
+        assert record.status == JobStatus.FAILED and record.result is None
+        assert "timed out" in (record.error or "")
+
     def test_cancelled_pending_job_never_runs(self, app: JobKit, ledger: str) -> None:
         """A pending job that is cancelled never runs."""
         job_id = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "x"})

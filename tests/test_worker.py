@@ -257,6 +257,27 @@ class TestStopping:
             (attempt,) = app.get_attempts(stuck)
         assert record.status == JobStatus.FAILED and attempt.outcome == AttemptOutcome.TIMEOUT
 
+    def test_jobs_that_kill_their_process_do_not_stop_the_worker(
+        self, tmp_path: Path, ledger: str, start_worker: Any
+    ) -> None:
+        """Jobs that abort their process are failed by lease expiry; the worker keeps going."""
+        config = write_config(tmp_path, worker={"lease": 1.0, "heartbeat": 0.1})
+        with JobKit.from_config(config, load_entrypoints=False) as app:
+            aborts = [app.run_background_job("Recorder", "abort", priority=1) for _ in range(6)]
+            after = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "a"})
+            worker = start_worker(config, "-n", "1")
+            wait_for(
+                lambda: status_of(app, after) == JobStatus.COMPLETED,
+                timeout=60,
+                what="the job after the aborting ones",
+            )
+            assert worker.process.poll() is None, worker.text()
+            wait_for(
+                lambda: all(status_of(app, j) == JobStatus.FAILED for j in aborts),
+                timeout=20,
+                what="every aborting job to fail",
+            )
+
     def test_cancel_stops_a_running_job_within_two_seconds(
         self, tmp_path: Path, ledger: str, start_worker: Any
     ) -> None:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import attrs
 
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
+from jobkit.interrupt import shielded
 from jobkit.records import (
     FINAL_STATUSES,
     WAITING_STATUSES,
@@ -132,7 +133,7 @@ class MemoryStorage(Storage):
         return self._clock().astimezone(timezone.utc)
 
     def _locked(self, operation: str, work: Callable[[], T]) -> T:
-        with self._lock:
+        with shielded(), self._lock:  # a running job's call is never interrupted halfway
             if self._closed:
                 raise StorageError(f"memory storage: {operation}: the store is closed")
             return work()

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import attrs
 
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
+from jobkit.interrupt import shielded
 from jobkit.records import (
     Attempt,
     AttemptOutcome,
@@ -301,15 +302,18 @@ class SQLiteStorage(Storage):
         pause = 0.005
         while True:
             try:
-                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                try:
-                    result = work(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:  # the original error is the one worth reporting
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
+                # shielded: a running job calling jobkit (progress, enqueue) is never
+                # interrupted halfway through a transaction, which would keep the write lock
+                with shielded():
+                    try:
+                        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                        result = work(conn)
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        if conn.in_transaction:  # the original error is the one to report
+                            with contextlib.suppress(sqlite3.Error):
+                                conn.execute("ROLLBACK")
+                        raise
                 return result
             except sqlite3.OperationalError as exc:
                 if _is_busy(exc) and time.monotonic() + pause < deadline:
