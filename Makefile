@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: install demo test lint typecheck pytest bench-pickup clean
+.PHONY: install demo test lint typecheck docs pytest bench-pickup clean
 
 $(STAMP): pyproject.toml $(PLUGIN_PROJECTS)
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,13 @@ lint: install
 typecheck: install
 	$(BIN)/mypy jobkit
 
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 pytest: install
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck docs pytest
 
 bench-pickup: install
 	$(BIN)/python bench/pickup.py

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import click
@@ -100,9 +100,16 @@ pass_state = click.make_pass_decorator(State)
     type=click.Path(dir_okay=False),
     help="Path of jobs.yaml (env JOBKIT_CONFIG; default ./jobs.yaml if present).",
 )
-@click.option("--path", "paths", multiple=True, default=["."], show_default=True,
-              type=click.Path(file_okay=False), help="Put this directory first on the import path, "
-              "so jobs.yaml's class: entries import from it. Repeatable.")
+@click.option(
+    "--path",
+    "paths",
+    multiple=True,
+    default=["."],
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Put this directory first on the import path, "
+    "so jobs.yaml's class: entries import from it. Repeatable.",
+)
 @click.version_option(package_name="jobkit")
 @click.pass_context
 def main(ctx: click.Context, config: str | None, paths: tuple[str, ...]) -> None:
@@ -308,6 +315,59 @@ def jobs(state: State) -> None:
         resolved = app.job_settings(spec.name)
         for key, value in attrs.asdict(resolved.settings).items():
             click.echo(f"    {key} = {value!r}  [{resolved.sources.get(key, 'built-in')}]")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+if TYPE_CHECKING:
+    _ParamType = click.ParamType[float]
+else:  # click < 8.2 has no generic ParamType at run time
+    _ParamType = click.ParamType
+
+
+class Duration(_ParamType):
+    """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` -> seconds."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        text = str(value).strip().lower()
+        number, unit = text[:-1], text[-1:]
+        if unit not in _UNITS or not number.replace(".", "", 1).isdigit():
+            self.fail(f"{value!r} is not a duration like 30s, 15m, 12h, 7d or 2w", param, ctx)
+        return float(number) * _UNITS[unit]
+
+
+@main.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    type=Duration(),
+    required=True,
+    help="Delete finished jobs that finished longer ago than this (30s, 15m, 12h, 7d, 2w).",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Rows deleted per transaction, so workers are never blocked for long.",
+)
+@pass_state
+@handle_errors
+def prune(state: State, older_than: float, batch_size: int) -> None:
+    """Delete completed, failed and cancelled jobs (and their attempts) older than a duration."""
+    from datetime import timedelta
+
+    app = state.app()
+    cutoff = app.storage.now() - timedelta(seconds=older_than)
+    deleted = app.storage.prune(cutoff, batch_size=batch_size)
+    click.echo(
+        f"deleted {deleted} finished job(s) that finished before {cutoff:%Y-%m-%d %H:%M:%S} UTC"
+    )
 
 
 @main.command()

@@ -112,7 +112,8 @@ class TestHelp:
             assert command in result.stdout
 
     @pytest.mark.parametrize(
-        "command", ["worker", "run", "status", "list", "cancel", "retry", "jobs", "check"]
+        "command",
+        ["worker", "run", "status", "list", "cancel", "retry", "jobs", "check", "prune"],
     )
     def test_subcommand_help(self, command: str) -> None:
         """Every subcommand's `--help` exits 0 and shows its usage."""
@@ -131,6 +132,7 @@ class TestHelp:
             "retry",
             "jobs",
             "check",
+            "prune",
         }
 
 
@@ -532,6 +534,31 @@ class TestCancel:
         assert result.exit_code == 1
         (line,) = error_lines(result)
         assert "999" in line
+
+
+class TestPrune:
+    def test_deletes_only_old_finished_jobs(
+        self, cli: Callable[..., Result], config: Path, ledger: str
+    ) -> None:
+        """`prune --older-than` deletes finished jobs older than the duration, nothing else."""
+        old = enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", "tag=old")
+        waiting = enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", "tag=w", "--delay", "60")
+        assert cli("cancel", old).exit_code == 0
+        kept = cli("prune", "--older-than", "1h")
+        assert kept.exit_code == 0, kept.output
+        assert kept.stdout.startswith("deleted 0 finished job(s)")
+        result = cli("prune", "--older-than", "0s", "--batch-size", "1")
+        assert result.exit_code == 0, result.output
+        assert result.stdout.startswith("deleted 1 finished job(s)")
+        with open_app(config) as app:
+            assert [r.id for r in app.list_jobs()] == [waiting]
+
+    @pytest.mark.parametrize("value", ["7x", "d", "-1d", "soon"])
+    def test_bad_duration_is_a_usage_error(self, cli: Callable[..., Result], value: str) -> None:
+        """A duration that is not like 7d exits 2 naming the option."""
+        result = cli("prune", "--older-than", value)
+        assert result.exit_code == 2
+        assert "--older-than" in result.output
 
 
 class TestRetry:
