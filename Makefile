@@ -11,7 +11,8 @@ $(STAMP): pyproject.toml $(PLUGIN_PROJECTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	for p in $(dir $(PLUGIN_PROJECTS)); do $(BIN)/python -m pip install --quiet -e "$$p" || exit 1; done
+	for p in $(patsubst %/pyproject.toml,%,$(PLUGIN_PROJECTS)); do \
+	  $(BIN)/python -m pip install --quiet -e "$$p[test]" || exit 1; done
 	touch $(STAMP)
 
 install: $(STAMP)

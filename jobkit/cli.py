@@ -371,6 +371,29 @@ def prune(state: State, older_than: float, batch_size: int) -> None:
 
 
 @main.command()
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(file_okay=False),
+    default="jobkit-demo",
+    show_default=True,
+    help="The folder the demo writes its jobs.yaml, store and logs to.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes."
+)
+@handle_errors
+def demo(folder: str, workers: int) -> None:
+    """Show jobkit at work: a mix of jobs moving through their states, live (needs the
+    jobkit-email and jobkit-invoice packages)."""
+    from pathlib import Path
+
+    from jobkit.demo import run_demo
+
+    sys.exit(run_demo(Path(folder).resolve(), workers=workers))
+
+
+@main.command()
 @pass_state
 @handle_errors
 def check(state: State) -> None:

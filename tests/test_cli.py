@@ -113,7 +113,7 @@ class TestHelp:
 
     @pytest.mark.parametrize(
         "command",
-        ["worker", "run", "status", "list", "cancel", "retry", "jobs", "check", "prune"],
+        ["worker", "run", "status", "list", "cancel", "retry", "jobs", "check", "prune", "demo"],
     )
     def test_subcommand_help(self, command: str) -> None:
         """Every subcommand's `--help` exits 0 and shows its usage."""
@@ -133,6 +133,7 @@ class TestHelp:
             "jobs",
             "check",
             "prune",
+            "demo",
         }
 
 
