@@ -73,12 +73,20 @@ def build_subscriptions(config: Config, registry: NotifierRegistry) -> list[Subs
             errors.append(f"{where}.plugin: {exc.args[0]}")
             continue
         except cattrs.BaseValidationError as exc:
-            errors.extend(f"{where}: {message}" for message in cattrs.transform_error(exc, path=""))
+            messages = cattrs.transform_error(exc, path="", format_exception=_explain)
+            errors.extend(f"{where}: {message}" for message in messages)
             continue
         subscriptions.append(Subscription(cls(options), _set(entry.events), _set(entry.jobs)))
     if errors:
         raise ConfigError(errors=errors)
     return subscriptions
+
+
+def _explain(exc: BaseException, type_: type[Any] | None) -> str:
+    """A validator's own message (it says what is wrong), else cattrs' wording."""
+    if isinstance(exc, ValueError) and str(exc):
+        return str(exc)
+    return cattrs.v.format_exception(exc, type_)
 
 
 def _set(values: Iterable[str] | None) -> frozenset[str] | None:
