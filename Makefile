@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: install demo test lint typecheck docs pytest bench-pickup clean
+.PHONY: install demo quickstart test lint typecheck docs pytest bench-pickup clean
 
 $(STAMP): pyproject.toml $(PLUGIN_PROJECTS)
 	$(PYTHON) -m venv $(VENV)
@@ -18,11 +18,13 @@ $(STAMP): pyproject.toml $(PLUGIN_PROJECTS)
 install: $(STAMP)
 
 demo: install
+	$(BIN)/jobkit demo --dir jobkit-demo
+
+quickstart: install
 	cd examples/quickstart && rm -rf jobkit.db* logs \
 	  && ../../$(BIN)/python enqueue.py \
 	  && ../../$(BIN)/jobkit worker --concurrency 2 --burst \
-	  && ../../$(BIN)/jobkit list \
-	  && echo "logs: examples/quickstart/logs/background_jobs.log, examples/quickstart/logs/background_jobs_errors.log"
+	  && ../../$(BIN)/jobkit list
 
 lint: install
 	$(BIN)/ruff check jobkit tests plugins examples bench
@@ -42,4 +44,4 @@ bench-pickup: install
 	$(BIN)/python bench/pickup.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info jobkit-demo site

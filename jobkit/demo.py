@@ -9,6 +9,7 @@ the paths of the two log files. Nothing is left running afterwards.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -16,11 +17,13 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from loguru import logger
+
 from jobkit.job import Job
 from jobkit.records import JobStatus
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
+    from rich.console import Console, RenderableType
 
     from jobkit.app import JobKit
 
@@ -128,18 +131,29 @@ def _table(app: JobKit, title: str) -> RenderableType:
 def run_demo(folder: Path, *, workers: int = 2, timeout: float = 60.0) -> int:
     """Run the demo in ``folder``; return the worker's exit code."""
     from rich.console import Console
+
+    console = Console()
+    folder.mkdir(parents=True, exist_ok=True)
+    here = Path.cwd()
+    os.chdir(folder)  # jobs.yaml's relative paths (store, logs) are relative to the folder
+    try:
+        return _run(console, folder, workers, timeout)
+    finally:
+        os.chdir(here)
+
+
+def _run(console: Console, folder: Path, workers: int, timeout: float) -> int:
     from rich.live import Live
 
     from jobkit.app import JobKit
 
-    console = Console()
-    folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("jobkit.db*"):
         stale.unlink()
     config = folder / "jobs.yaml"
     config.write_text(DEMO_CONFIG)
     console.print(f"[bold]jobkit demo[/] in {folder} (config: {config})")
     with JobKit.from_config(config) as app:
+        logger.remove()  # the demo owns this process's output: the table, not log lines
         app.configure_logging()
         to_cancel = enqueue_mix(app)
         worker = subprocess.Popen(
@@ -175,6 +189,6 @@ def run_demo(folder: Path, *, workers: int = 2, timeout: float = 60.0) -> int:
             code = worker.wait(timeout=30)
         console.print(_table(app, "summary"))
         logs = folder / app.config.logging.dir
-    console.print(f"job log:   {logs / 'background_jobs.log'}")
-    console.print(f"error log: {logs / 'background_jobs_errors.log'}")
+    print(f"job log:   {logs / 'background_jobs.log'}")  # plain: a path must not wrap
+    print(f"error log: {logs / 'background_jobs_errors.log'}")
     return code

@@ -1,0 +1,38 @@
+"""`jobkit demo`: the first thing a new user runs, end to end with the first-party plugins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import jobkit_process
+
+from jobkit import JobKit, JobStatus
+
+pytestmark = pytest.mark.slow
+
+
+class TestDemo:
+    def test_runs_the_mix_to_its_end(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Every job ends: the report fails for good, one email is cancelled, the rest complete;
+        both log files exist and nothing is left running."""
+        folder = tmp_path / "demo"
+        result = jobkit_process(tmp_path, "demo", "--dir", str(folder), timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"job log:   {folder / 'logs' / 'background_jobs.log'}" in result.stdout
+        monkeypatch.chdir(folder)  # the demo's store path is relative to its folder
+        with JobKit.from_config("jobs.yaml") as app:
+            jobs = app.list_jobs(limit=1000)
+            by_status = {status: [j for j in jobs if j.status == status] for status in JobStatus}
+            retried = [j for j in by_status[JobStatus.COMPLETED] if j.attempts > 1]
+            reports = [j.name for j in by_status[JobStatus.FAILED]]
+            storage_url = app.config.storage
+        assert reports == ["Report"]
+        assert len(by_status[JobStatus.CANCELLED]) == 1
+        assert not by_status[JobStatus.PENDING] and not by_status[JobStatus.RUNNING]
+        assert not by_status[JobStatus.RETRYING]
+        assert retried, "some invoices fail at random and complete on a later attempt"
+        assert storage_url == "sqlite:///jobkit.db"  # relative to the demo folder
+        assert (folder / "jobkit.db").exists()
+        assert "ConnectionError" in (folder / "logs" / "background_jobs_errors.log").read_text()
