@@ -265,8 +265,11 @@ def status(state: State, job_id: str, as_json: bool) -> None:
 def list_(
     state: State, status_: str | None, name: str | None, limit: int, offset: int, as_json: bool
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first: a table on a terminal, one line per job otherwise."""
     records = state.app().list_jobs(status_, name, limit, offset)
+    if not as_json and sys.stdout.isatty():
+        _print_table(records)
+        return
     for record in records:
         if as_json:
             click.echo(json.dumps(_record_dict(record)))
@@ -276,6 +279,29 @@ def list_(
                 f"{record.attempts}/{record.max_attempts}  {record.name}.{record.method}  "
                 f"{record.error or ''}".rstrip()
             )
+
+
+def _print_table(records: list[JobRecord]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from jobkit.demo import COLOURS
+
+    table = Table(box=None, header_style="bold")
+    for column in ("id", "status", "priority", "attempts", "job", "progress", "error"):
+        table.add_column(column, justify="right" if column in ("id", "priority") else "left")
+    for record in records:
+        progress = "" if record.progress is None else f"{record.progress:.0%}"
+        table.add_row(
+            record.id,
+            f"[{COLOURS[record.status]}]{record.status.value}[/]",
+            str(record.priority),
+            f"{record.attempts}/{record.max_attempts}",
+            f"{record.name}.{record.method}",
+            progress,
+            (record.error or "")[:80],
+        )
+    Console().print(table)
 
 
 @main.command()
@@ -301,19 +327,35 @@ def retry(state: State, job_id: str) -> None:
 
 
 @main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per job.")
 @pass_state
 @handle_errors
-def jobs(state: State) -> None:
+def jobs(state: State, as_json: bool) -> None:
     """List registered jobs, their approved methods and effective settings (with sources)."""
     from jobkit.factory import describe
 
     app = state.app(log=False)
     for spec in app.registry:
+        resolved = app.job_settings(spec.name)
+        settings = attrs.asdict(resolved.settings)
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "name": spec.name,
+                        "class": spec.import_path,
+                        "source": spec.source,
+                        "methods": {method: describe(spec.cls, method) for method in spec.methods},
+                        "settings": settings,
+                        "sources": {key: resolved.sources.get(key, "built-in") for key in settings},
+                    }
+                )
+            )
+            continue
         click.echo(f"{spec.name}  ({spec.import_path}; from {spec.source})")
         for method in spec.methods:
             click.echo(f"  {describe(spec.cls, method)}")
-        resolved = app.job_settings(spec.name)
-        for key, value in attrs.asdict(resolved.settings).items():
+        for key, value in settings.items():
             click.echo(f"    {key} = {value!r}  [{resolved.sources.get(key, 'built-in')}]")
 
 

@@ -619,6 +619,19 @@ class TestJobs:
         assert "  record(" in result.stdout and "  fail(" not in result.stdout
 
 
+class TestJobsJson:
+    def test_json_lines(self, cli: Callable[..., Result]) -> None:
+        """`jobs --json` prints one object per job with methods, settings and their sources."""
+        result = cli("jobs", "--json")
+        assert result.exit_code == 0, result.output
+        jobs = {job["name"]: job for job in map(json.loads, result.stdout.splitlines())}
+        recorder = jobs["Recorder"]
+        assert recorder["class"] == "sample_jobs:Recorder"
+        assert recorder["methods"]["record"] == "record(ledger: str, tag: str)"
+        assert recorder["settings"]["retry_attempts"] == 0
+        assert recorder["sources"]["retry_attempts"].endswith("(defaults)")
+
+
 class TestCheck:
     def test_ok(self, cli: Callable[..., Result]) -> None:
         """`check` on a good jobs.yaml exits 0 and says ok with the job count."""
