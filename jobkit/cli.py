@@ -211,14 +211,38 @@ def run(
     )
     click.echo(job_id)
     if wait:
-        record = app.get_job(job_id)
-        while record.status not in FINAL_STATUSES:
-            time.sleep(0.1)
-            record = app.get_job(job_id)
+        record = _wait(app, job_id, show=sys.stderr.isatty())
         if record.status == JobStatus.COMPLETED:
             click.echo(json.dumps(record.result))
         else:
             _fail(f"job {job_id} {record.status}: {record.error}")
+
+
+def _wait(app: Any, job_id: str, *, show: bool) -> JobRecord:
+    """Poll the job until it finishes; on a terminal, show its status and progress on stderr."""
+    record: JobRecord = app.get_job(job_id)
+    if not show:
+        while record.status not in FINAL_STATUSES:
+            time.sleep(0.1)
+            record = app.get_job(job_id)
+        return record
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("job {task.fields[job]}: {task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(record.status.value, total=1.0, job=job_id)
+        while record.status not in FINAL_STATUSES:
+            message = record.progress_message or record.status.value
+            progress.update(task, completed=record.progress or 0.0, description=message)
+            time.sleep(0.1)
+            record = app.get_job(job_id)
+    return record
 
 
 def _record_dict(record: JobRecord) -> dict[str, Any]:
