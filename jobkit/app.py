@@ -20,6 +20,7 @@ from jobkit.exceptions import MAX_DELAY, ConfigError, JobkitError
 from jobkit.factory import Factory
 from jobkit.masking import mask_secrets
 from jobkit.notify import NotificationDispatcher, build_subscriptions
+from jobkit.options import structure_options
 from jobkit.plugins import EventDispatcher, NotifierRegistry, StorageRegistry, get_plugin_manager
 from jobkit.records import Attempt, EventKind, JobEvent, JobRecord, JobStatus, NewJob
 from jobkit.registry import JobSpec, Registry
@@ -119,6 +120,18 @@ class JobKit:
             overrides=overrides,
         )
 
+    def job_options(self, name: str) -> Any:
+        """Job ``name``'s ``options:`` from the config: an instance of its ``Options`` class
+        when it declares one (``ConfigError`` naming file, line and key when they do not fit),
+        else the plain mapping."""
+        spec = self.registry.get(name)
+        entry = self.config.job_entry(name)
+        raw = dict(entry.options) if entry is not None else {}
+        if spec.cls.Options is None:
+            return raw
+        where = f"{self.config.job_line(name)}: jobs.{name}.options"
+        return structure_options(spec.cls.Options, raw, where)
+
     def configure_logging(self, *, enqueue: bool = False) -> LogFiles:
         """Write this process's job events to the log files of ``logging:`` in the config.
 
@@ -143,6 +156,7 @@ class JobKit:
         for spec in self.registry:
             try:
                 self.job_settings(spec.name)
+                self.job_options(spec.name)
             except ConfigError as exc:
                 problems.extend(exc.errors or [str(exc)])
         return problems

@@ -144,7 +144,7 @@ class Executor:
                 )
 
     def _bind(self, instance: Job, record: JobRecord, lease: Lease) -> None:
-        entry = self.app.config.job_entry(record.name)
+        options = self.app.job_options(record.name)
         instance.bind(
             JobContext(
                 job_id=record.id,
@@ -160,7 +160,7 @@ class Executor:
                 ),
                 report_progress=lambda f, m: self._progress(lease, f, m),
             ),
-            dict(entry.options) if entry is not None else {},
+            options,
         )
 
     def _record(

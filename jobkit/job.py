@@ -44,13 +44,17 @@ class Job(abc.ABC):  # noqa: B024 - jobs declare their methods by name; none is 
 
     methods: ClassVar[tuple[str, ...]] = ()
     defaults: ClassVar[Mapping[str, Any]] = {}
+    #: An attrs class for the job's ``options:`` in ``jobs.yaml``: jobkit structures them into it
+    #: (strictly; unknown keys refused), ``jobkit check`` and the worker's start check them, and
+    #: ``self.options`` is the instance. ``None``: ``self.options`` is the plain mapping.
+    Options: ClassVar[type[Any] | None] = None
 
     def __init__(self) -> None:
         self._context: JobContext | None = None
-        #: The job's ``options:`` mapping from ``jobs.yaml`` (free-form, the job's own settings).
-        self.options: Mapping[str, Any] = {}
+        #: The job's ``options:`` from ``jobs.yaml``: an ``Options`` instance, or the mapping.
+        self.options: Any = {}
 
-    def bind(self, context: JobContext, options: Mapping[str, Any]) -> None:
+    def bind(self, context: JobContext, options: Any) -> None:
         """Attach the running attempt (called by jobkit before the method runs)."""
         self._context = context
         self.options = options

@@ -13,10 +13,10 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
-import cattrs
 
 from jobkit.exceptions import ConfigError
 from jobkit.hookspecs import hookimpl
+from jobkit.options import structure_options
 from jobkit.records import JobEvent
 
 if TYPE_CHECKING:
@@ -59,34 +59,23 @@ class Subscription:
 
 def build_subscriptions(config: Config, registry: NotifierRegistry) -> list[Subscription]:
     """Build a notifier for each ``notifications:`` entry; ``ConfigError`` lists every bad one."""
-    from jobkit.factory import make_converter
-
-    converter = make_converter()  # strict: 5 is not a str; unknown keys are errors
     subscriptions: list[Subscription] = []
     errors: list[str] = []
     for index, entry in enumerate(config.notifications):
-        where = f"{config.path or '<config>'}: notifications[{index}]"
+        where = f"{config.path or '<dict>'}: notifications[{index}]"
         try:
             cls = registry.get(entry.plugin)
-            options = converter.structure(dict(entry.options), cls.Options)
+            options = structure_options(cls.Options, entry.options, where)
         except KeyError as exc:
             errors.append(f"{where}.plugin: {exc.args[0]}")
             continue
-        except cattrs.BaseValidationError as exc:
-            messages = cattrs.transform_error(exc, path="", format_exception=_explain)
-            errors.extend(f"{where}: {message}" for message in messages)
+        except ConfigError as exc:
+            errors.extend(exc.errors)
             continue
         subscriptions.append(Subscription(cls(options), _set(entry.events), _set(entry.jobs)))
     if errors:
         raise ConfigError(errors=errors)
     return subscriptions
-
-
-def _explain(exc: BaseException, type_: type[Any] | None) -> str:
-    """A validator's own message (it says what is wrong), else cattrs' wording."""
-    if isinstance(exc, ValueError) and str(exc):
-        return str(exc)
-    return cattrs.v.format_exception(exc, type_)
 
 
 def _set(values: Iterable[str] | None) -> frozenset[str] | None:

@@ -183,3 +183,22 @@ class Awkward(Job):
 
     def bad_retry(self) -> None:
         raise Retry(delay="5")  # type: ignore[arg-type]
+
+
+@attrs.frozen
+class GreeterOptions:
+    """The options of Configured."""
+
+    greeting: str = "Hello"
+    times: int = 1
+
+
+class Configured(Job):
+    """A job with an Options class: jobkit structures its options: from jobs.yaml."""
+
+    methods = ("greet",)
+    Options = GreeterOptions
+
+    def greet(self, name: str) -> str:
+        assert isinstance(self.options, GreeterOptions)
+        return " ".join([f"{self.options.greeting}, {name}"] * self.options.times)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_config
+from conftest import make_config, write_config
 from sample_jobs import read_ledger
 
 from jobkit import AttemptOutcome, EventKind, JobEvent, JobKit, JobStatus, hookimpl
@@ -225,6 +225,41 @@ class TestOutcomes:
         run_until_empty(app)
         assert app.get_job(job_id).status == JobStatus.COMPLETED
         assert app.retry_job(job_id) is False
+
+
+class TestJobOptions:
+    def test_options_are_structured_into_the_jobs_class(self, tmp_path: Path) -> None:
+        """options: in jobs.yaml arrive as an instance of the job's Options class."""
+        config = make_config(
+            tmp_path,
+            jobs={
+                "Configured": {
+                    "class": "sample_jobs:Configured",
+                    "options": {"greeting": "Hi", "times": 2},
+                }
+            },
+        )
+        with JobKit(config, load_entrypoints=False) as app:
+            job_id = app.run_background_job("Configured", "greet", {"name": "Ana"})
+            run_until_empty(app)
+            assert app.get_job(job_id).result == "Hi, Ana Hi, Ana"
+
+    def test_bad_options_are_reported_by_check(self, tmp_path: Path) -> None:
+        """A wrong type or an unknown key in options: is a problem naming the job and key."""
+        path = write_config(
+            tmp_path,
+            jobs={
+                "Configured": {
+                    "class": "sample_jobs:Configured",
+                    "options": {"times": "2", "colour": "red"},
+                }
+            },
+        )
+        with JobKit.from_config(path, load_entrypoints=False) as app:
+            problems = app.check()
+        assert any("jobs.Configured.options.times: expected int" in p for p in problems)
+        assert any("unknown key(s) colour" in p for p in problems)
+        assert all(p.startswith(f"{path}:") for p in problems)
 
 
 class TestAwkwardJobs:

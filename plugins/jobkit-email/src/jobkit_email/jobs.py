@@ -19,6 +19,7 @@ class SendEmailJob(Job):
     """
 
     methods = ("send_email",)
+    Options = EmailOptions  # jobkit checks jobs.Email.options against it (jobkit check too)
     #: The package's own settings; the application's jobs.yaml overrides them.
     defaults = {"retry_attempts": 5, "retry_delay": 2}
 

@@ -31,6 +31,7 @@ class CompleteInvoiceJob(Job):
     """
 
     methods = ("complete",)
+    Options = InvoiceOptions  # jobkit checks jobs.Invoice.options against it
     #: The package's own settings; the application's jobs.yaml overrides them.
     defaults = {"retry_attempts": 3, "retry_delay": 1}
 
