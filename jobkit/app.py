@@ -143,8 +143,9 @@ class JobKit:
         return configure_logging(self.config.logging, self.pm, enqueue=enqueue)
 
     def check(self) -> list[str]:
-        """Problems an operator should fix: ``jobs:`` entries naming no registered job, and
-        jobs whose settings do not resolve. Empty when all is well."""
+        """Problems an operator should fix: ``jobs:`` entries (or environment overrides) naming
+        no registered job, jobs whose settings or options do not fit, a storage URL no backend
+        serves, notification filters naming no job. Empty when all is well."""
         problems = self.registry.unknown_entries(self.config)
         known = {spec.name.upper() for spec in self.registry}
         for name, variables in self.config.env_job_variables().items():
@@ -159,6 +160,17 @@ class JobKit:
                 self.job_options(spec.name)
             except ConfigError as exc:
                 problems.extend(exc.errors or [str(exc)])
+        scheme = self.config.storage.partition("://")[0]
+        if scheme not in self.storage_registry.names():
+            known_schemes = ", ".join(self.storage_registry.names())
+            problems.append(f"storage: no backend serves {scheme}:// (installed: {known_schemes})")
+        for index, entry in enumerate(self.config.notifications):
+            for name in entry.jobs or ():
+                if name not in self.registry:
+                    problems.append(
+                        f"notifications[{index}].jobs: no job is registered under the name "
+                        f"{name!r}, so this filter never matches"
+                    )
         return problems
 
     def emit(

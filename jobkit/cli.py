@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import attrs
 import click
@@ -29,7 +29,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def _fail(message: str, code: int = EXIT_FAILED) -> None:
+def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     click.echo(f"jobkit: error: {message}", err=True)
     sys.exit(code)
 
@@ -463,9 +463,11 @@ def demo(folder: str, workers: int) -> None:
 @pass_state
 @handle_errors
 def check(state: State) -> None:
-    """Validate jobs.yaml and every plugin and job it names; exit 1 listing the errors
-    (2 when jobs.yaml itself cannot be loaded)."""
-    app = state.app(log=False)
+    """Validate jobs.yaml and every plugin and job it names; exit 1 listing the errors."""
+    try:
+        app = state.app(log=False)
+    except ConfigError as exc:  # for check, a file that does not load is a finding too
+        _fail("\n  ".join(["configuration problems:", *(exc.errors or [str(exc)])]))
     problems = app.check()
     if problems:
         _fail("\n  ".join(["configuration problems:", *problems]))

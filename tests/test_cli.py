@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
@@ -617,6 +618,33 @@ class TestJobs:
         result = CliRunner().invoke(main, ["--config", str(config), "jobs"])
         assert result.exit_code == 0, result.output
         assert "  record(" in result.stdout and "  fail(" not in result.stdout
+
+
+class TestCheckFindings:
+    @pytest.mark.parametrize(
+        ("overrides", "finding"),
+        [
+            ({"storage": "redis://localhost/0"}, "no backend serves redis://"),
+            (
+                {
+                    "notifications": [
+                        {"plugin": "webhook", "url": "http://127.0.0.1:9/h", "jobs": ["Recorderr"]}
+                    ]
+                },
+                "notifications[0].jobs: no job is registered under the name 'Recorderr'",
+            ),
+            ({"defaults": {"retry_attempts": -3}}, "defaults.retry_attempts"),
+        ],
+    )
+    def test_exits_1_naming_the_problem(
+        self, tmp_path: Path, overrides: dict[str, Any], finding: str
+    ) -> None:
+        """A storage no backend serves, a filter naming no job, a bad value: exit 1, named."""
+        config = write_config(tmp_path, **overrides)
+        result = CliRunner().invoke(main, ["--config", str(config), "check"])
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("jobkit: error: configuration problems:")
+        assert finding in result.stderr
 
 
 class TestJobsJson:
