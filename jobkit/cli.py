@@ -362,6 +362,7 @@ def jobs(state: State, as_json: bool) -> None:
     for spec in app.registry:
         resolved = app.job_settings(spec.name)
         settings = attrs.asdict(resolved.settings)
+        options = _options_dict(app.job_options(spec.name))
         if as_json:
             click.echo(
                 json.dumps(
@@ -372,6 +373,7 @@ def jobs(state: State, as_json: bool) -> None:
                         "methods": {method: describe(spec.cls, method) for method in spec.methods},
                         "settings": settings,
                         "sources": {key: resolved.sources.get(key, "built-in") for key in settings},
+                        "options": options,
                     }
                 )
             )
@@ -381,6 +383,15 @@ def jobs(state: State, as_json: bool) -> None:
             click.echo(f"  {describe(spec.cls, method)}")
         for key, value in settings.items():
             click.echo(f"    {key} = {value!r}  [{resolved.sources.get(key, 'built-in')}]")
+        if options:
+            click.echo(f"    options = {json.dumps(options, default=str)}")
+
+
+def _options_dict(options: Any) -> dict[str, Any]:
+    """A job's effective options as a dict, secrets masked."""
+    data = attrs.asdict(options) if attrs.has(type(options)) else dict(options)
+    masked: dict[str, Any] = mask_secrets(data)
+    return masked
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

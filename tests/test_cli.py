@@ -658,6 +658,25 @@ class TestJobsJson:
         assert recorder["methods"]["record"] == "record(ledger: str, tag: str)"
         assert recorder["settings"]["retry_attempts"] == 0
         assert recorder["sources"]["retry_attempts"].endswith("(defaults)")
+        assert recorder["options"] == {}
+
+    def test_options_shown_with_secrets_masked(self, tmp_path: Path) -> None:
+        """`jobs` shows each job's effective options, secrets masked."""
+        config = write_config(
+            tmp_path,
+            jobs={
+                "Configured": {"class": "sample_jobs:Configured", "options": {"greeting": "Hi"}},
+                "Recorder": {"class": "sample_jobs:Recorder", "options": {"api_token": "s3cr3t"}},
+            },
+        )
+        result = CliRunner().invoke(main, ["--config", str(config), "jobs", "--json"])
+        assert result.exit_code == 0, result.output
+        jobs = {job["name"]: job for job in map(json.loads, result.stdout.splitlines())}
+        assert jobs["Configured"]["options"] == {"greeting": "Hi", "times": 1}
+        assert jobs["Recorder"]["options"] == {"api_token": "***"}
+        plain = CliRunner().invoke(main, ["--config", str(config), "jobs"])
+        assert 'options = {"greeting": "Hi", "times": 1}' in plain.stdout
+        assert "s3cr3t" not in plain.stdout
 
 
 class TestCheck:
