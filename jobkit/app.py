@@ -79,8 +79,9 @@ class JobKit:
         notifiers = NotifierRegistry()
         self.pm.hook.jobkit_register_notifiers(registry=notifiers)
         subscriptions = build_subscriptions(self.config, notifiers)
-        if subscriptions:
-            self.pm.register(NotificationDispatcher(subscriptions), name="jobkit.notifications")
+        notifications = NotificationDispatcher(subscriptions) if subscriptions else None
+        if notifications is not None:
+            self.pm.register(notifications, name="jobkit.notifications")
         self.registry = Registry()
         if load_entrypoints:
             self.registry.load_entry_points()
@@ -89,6 +90,8 @@ class JobKit:
         self._storage = storage
         self._storage_lock = threading.Lock()
         self.events = EventDispatcher(self.pm)
+        if notifications is not None:
+            self.events.downstream.extend(notifications.threads)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> JobKit:

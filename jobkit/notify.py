@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
 
+from jobkit.delivery import DeliveryThread
 from jobkit.exceptions import ConfigError
 from jobkit.hookspecs import hookimpl
 from jobkit.options import structure_options
@@ -83,25 +85,37 @@ def _set(values: Iterable[str] | None) -> frozenset[str] | None:
 
 
 class NotificationDispatcher:
-    """A plugin, registered per app, that hands each event to the notifiers that want it."""
+    """A plugin, registered per app, that hands each event to the notifiers that want it.
+
+    Each notifier delivers on a thread of its own, so a hung webhook holds back only its own
+    later notifications, never another notifier's.
+    """
 
     def __init__(self, subscriptions: list[Subscription]) -> None:
         self.subscriptions = subscriptions
+        self.threads = [
+            DeliveryThread(f"jobkit-notify-{index}", partial(_notify, subscription))
+            for index, subscription in enumerate(subscriptions)
+        ]
 
     @hookimpl
     def jobkit_job_event(self, event: JobEvent) -> None:
-        """Tell every interested notifier; one that raises does not stop the others."""
-        from loguru import logger
+        """Queue the event for every interested notifier."""
+        for subscription, thread in zip(self.subscriptions, self.threads, strict=True):
+            if subscription.wants(event):
+                thread.emit(event)
 
-        for subscription in self.subscriptions:
-            if not subscription.wants(event):
-                continue
-            try:
-                subscription.notifier.notify(event)
-            except Exception:
-                logger.opt(exception=True).error(
-                    "notifier {notifier} failed for job {job_id} ({kind})",
-                    notifier=type(subscription.notifier).__name__,
-                    job_id=event.job.id,
-                    kind=str(event.kind),
-                )
+
+def _notify(subscription: Subscription, event: JobEvent) -> None:
+    """Deliver one event; a notifier that raises is logged, and delivery goes on."""
+    from loguru import logger
+
+    try:
+        subscription.notifier.notify(event)
+    except Exception:
+        logger.opt(exception=True).error(
+            "notifier {notifier} failed for job {job_id} ({kind})",
+            notifier=type(subscription.notifier).__name__,
+            job_id=event.job.id,
+            kind=str(event.kind),
+        )

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import atexit
 import os
-import queue
 import sys
-import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -14,6 +11,7 @@ import pluggy
 from loguru import logger
 
 from jobkit import hookspecs
+from jobkit.delivery import DeliveryThread, close_all
 from jobkit.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -159,7 +157,7 @@ def dispatch_event(pm: pluggy.PluginManager, event: JobEvent, *, inline: bool) -
 
 class EventDispatcher:
     """Delivers job events to ``jobkit_job_event``: jobkit's own log at once, every other
-    plugin on a thread of its own, in order.
+    plugin on a delivery thread, in order; each notifier has a thread of its own as well.
 
     A plugin's hook that is slow or hangs delays only later events to plugins, never the job or
     the caller that changed its state. :meth:`flush` waits (boundedly) for the events emitted.
@@ -167,52 +165,23 @@ class EventDispatcher:
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
-        self._queue: queue.SimpleQueue[JobEvent | None] = queue.SimpleQueue()
-        self._done = threading.Condition()
-        self._pending = 0
-        self._thread: threading.Thread | None = None
-        self._pid = os.getpid()
+        self._plugins = DeliveryThread(
+            "jobkit-events", lambda event: dispatch_event(pm, event, inline=False)
+        )
+        #: Threads fed by plugins (one per notifier), flushed and closed with this one.
+        self.downstream: list[DeliveryThread] = []
 
     def emit(self, event: JobEvent) -> None:
         """Log ``event`` and queue it for the other plugins."""
         dispatch_event(self.pm, event, inline=True)
         names = {impl.plugin_name for impl in self.pm.hook.jobkit_job_event.get_hookimpls()}
-        if names <= INLINE_EVENT_PLUGINS:
-            return  # no other plugin listens: no thread needed
-        with self._done:
-            if self._thread is None or self._pid != os.getpid():  # first use, or a forked child
-                self._pid, self._pending = os.getpid(), 0
-                self._queue = queue.SimpleQueue()
-                self._thread = threading.Thread(
-                    target=self._deliver, name="jobkit-events", daemon=True
-                )
-                self._thread.start()
-                atexit.register(self.close)  # a script that never closes its app loses nothing
-            self._pending += 1
-        self._queue.put(event)
-
-    def _deliver(self) -> None:
-        while (event := self._queue.get()) is not None:
-            try:
-                dispatch_event(self.pm, event, inline=False)
-            except BaseException:  # a hook's SystemExit must not end event delivery
-                logger.opt(exception=True).error("a jobkit_job_event hook raised")
-            finally:
-                with self._done:
-                    self._pending -= 1
-                    self._done.notify_all()
+        if not names <= INLINE_EVENT_PLUGINS:  # with no other listener, no thread is started
+            self._plugins.emit(event)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every event emitted so far was delivered; ``False`` on timeout."""
-        with self._done:
-            return self._done.wait_for(lambda: self._pending == 0, timeout)
+        return close_all([self._plugins, *self.downstream], timeout, flush_only=True)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Deliver what is queued (waiting at most ``timeout``), then stop the thread."""
-        if self._thread is None or self._pid != os.getpid():
-            return
-        if not self.flush(timeout):
-            logger.warning("jobkit: a jobkit_job_event hook is still busy after {t:g} s; "
-                           "{n} event(s) not delivered", t=timeout, n=self._pending)
-        self._queue.put(None)
-        self._thread = None
+        """Deliver what is queued (waiting at most ``timeout`` in all), then stop the threads."""
+        close_all([self._plugins, *self.downstream], timeout)

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_config, write_config
+from conftest import make_config, wait_for, write_config
 from sample_jobs import read_ledger
 
 from jobkit import AttemptOutcome, EventKind, JobEvent, JobKit, JobStatus, hookimpl
 from jobkit.executor import Executor
 from jobkit.interrupt import Interrupter
+from jobkit.notify import Notifier
 from jobkit.records import RetryPolicy
 from jobkit.retries import retry_delay
 from jobkit.worker import run_until_empty
@@ -327,6 +328,42 @@ class Exploding:
     @hookimpl
     def jobkit_job_event(self, event: JobEvent) -> None:
         raise RuntimeError("plugin bug")
+
+
+class _Hang(Notifier):
+    gate = threading.Event()
+
+    def notify(self, event: JobEvent) -> None:
+        self.gate.wait(10)
+
+
+class _Remember(Notifier):
+    seen: list[EventKind] = []
+
+    def notify(self, event: JobEvent) -> None:
+        self.seen.append(event.kind)
+
+
+class _NotifierPlugin:
+    @hookimpl
+    def jobkit_register_notifiers(self, registry: Any) -> None:
+        registry.add("hang", _Hang)
+        registry.add("remember", _Remember)
+
+
+class TestNotifiers:
+    def test_a_hung_notifier_holds_back_no_other(self, tmp_path: Path, ledger: str) -> None:
+        """Each notifier has its own delivery thread: a hung one does not stop the others."""
+        config = make_config(tmp_path, notifications=[{"plugin": "hang"}, {"plugin": "remember"}])
+        _Remember.seen.clear()
+        with JobKit(config, load_entrypoints=False, plugins=(_NotifierPlugin(),)) as app:
+            app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "t"})
+            executor = Executor(app, "w", app.config.worker, Interrupter())
+            assert executor.run_next()
+            wait_for(lambda: len(_Remember.seen) == 3, timeout=5, what="the healthy notifier")
+            assert not _Hang.gate.is_set()
+            _Hang.gate.set()
+        assert _Remember.seen == [EventKind.ENQUEUED, EventKind.STARTED, EventKind.SUCCEEDED]
 
 
 class TestHooks:
