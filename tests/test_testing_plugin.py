@@ -25,3 +25,17 @@ class TestFixtures:
         assert jobkit_run() == 1
         assert jobkit.get_job(job_id).status == JobStatus.COMPLETED
         assert [e["tag"] for e in read_ledger(ledger)] == ["x"]
+
+    def test_jobkit_app_factory_builds_configured_apps(
+        self, jobkit_app_factory: Callable[..., JobKit]
+    ) -> None:
+        """jobkit_app_factory takes jobs: entries, so options and retries can be tested."""
+        app = jobkit_app_factory(
+            {"Configured": {"class": "sample_jobs:Configured", "options": {"greeting": "Hey"}}}
+        )
+        job_id = app.run_background_job("Configured", "greet", {"name": "Bo"})
+        from jobkit.worker import run_until_empty
+
+        run_until_empty(app)
+        assert app.get_job(job_id).result == "Hey, Bo"
+        assert app.config.storage.startswith("sqlite:///")

@@ -4,11 +4,16 @@
   test (so ``jobkit.run_background_job`` uses it), closed and reset afterwards.
 - ``jobkit_run``: runs the app's jobs in the test's thread until none is left
   (:func:`jobkit.worker.run_until_empty`) and returns how many ran.
+- ``jobkit_app_factory``: ``jobkit_app_factory(jobs={...}, storage=...)`` builds apps with the
+  given ``jobs:`` (options, retries...) on SQLite in ``tmp_path`` (or ``storage``), with installed
+  jobs and plugins, logs in ``tmp_path/logs``; each is closed after the test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,3 +36,26 @@ def jobkit_run(jobkit_app: JobKit) -> Callable[[], int]:
     from jobkit.worker import run_until_empty
 
     return lambda: run_until_empty(jobkit_app)
+
+
+@pytest.fixture
+def jobkit_app_factory(tmp_path: Path) -> Iterator[Callable[..., JobKit]]:
+    """Build apps from ``jobs:`` entries (and optionally a storage URL); closed afterwards."""
+    apps: list[JobKit] = []
+
+    def build(
+        jobs: dict[str, Any] | None = None, *, storage: str | None = None, **config: Any
+    ) -> JobKit:
+        data = {
+            "storage": storage or f"sqlite:///{tmp_path / 'jobkit.db'}",
+            "logging": {"dir": str(tmp_path / "logs")},
+            "jobs": jobs or {},
+            **config,
+        }
+        app = JobKit(Config.from_dict(data))
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        app.close()

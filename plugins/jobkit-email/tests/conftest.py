@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from email_servers import MailHandler, free_port
 
 from jobkit import JobKit
-from jobkit.config import Config
 
 
 @pytest.fixture
@@ -32,20 +29,6 @@ def smtp_server() -> Iterator[Callable[..., tuple[int, MailHandler]]]:
 
 
 @pytest.fixture
-def make_app(tmp_path: Path) -> Iterator[Callable[..., JobKit]]:
-    """A factory: ``make_app(jobs={...})`` builds a JobKit on SQLite in ``tmp_path``."""
-    apps: list[JobKit] = []
-
-    def build(jobs: dict[str, Any] | None = None) -> JobKit:
-        config = {
-            "storage": f"sqlite:///{tmp_path / 'jobkit.db'}",
-            "logging": {"dir": str(tmp_path / "logs")},
-            "jobs": jobs or {},
-        }
-        app = JobKit(Config.from_dict(config))
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        app.close()
+def make_app(jobkit_app_factory: Callable[..., JobKit]) -> Callable[..., JobKit]:
+    """A factory: ``make_app(jobs={...})`` builds a JobKit on SQLite (jobkit's own fixture)."""
+    return jobkit_app_factory

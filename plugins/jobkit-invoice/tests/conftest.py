@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 
 from jobkit import JobKit
-from jobkit.config import Config
 
 
 @pytest.fixture(params=["memory", "sqlite"])
 def make_invoice_app(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Callable[..., JobKit]]:
+    request: pytest.FixtureRequest, jobkit_app_factory: Callable[..., JobKit]
+) -> Callable[..., JobKit]:
     """A factory: ``make_invoice_app(jobs={...})`` builds a JobKit on memory:// or SQLite."""
-    storage = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'jobkit.db'}"
-    apps: list[JobKit] = []
-
-    def build(jobs: dict[str, Any] | None = None) -> JobKit:
-        logs = str(tmp_path / "logs")
-        config = {"storage": storage, "logging": {"dir": logs}, "jobs": jobs or {}}
-        app = JobKit(Config.from_dict(config))
-        apps.append(app)
-        return app
-
-    yield build
-    for app in apps:
-        app.close()
+    storage = "memory://" if request.param == "memory" else None
+    return lambda jobs=None: jobkit_app_factory(jobs, storage=storage)
