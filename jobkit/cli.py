@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import attrs
@@ -63,7 +63,7 @@ def handle_errors(command: F) -> F:
 class State:
     """The ``--config`` path, and the app built from it on first use."""
 
-    def __init__(self, config: str | None) -> None:
+    def __init__(self, config: str | None = None) -> None:
         self.config = config
         self._app: Any = None
 
@@ -88,7 +88,58 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
+class JobkitGroup(click.Group):
+    """Click's group, with usage errors as one line (``jobkit: error: ...``) like every other."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """Run the command; on a usage error print one line on stderr and exit 2."""
+        run = functools.partial(super().main, args, prog_name, complete_var, standalone_mode=False)
+        if not standalone_mode:
+            return run(**extra)
+        try:
+            code: Any = run(**extra)
+        except click.ClickException as exc:
+            context = getattr(exc, "ctx", None)
+            hint = f" (see '{context.command_path} --help')" if context is not None else ""
+            _fail(f"{exc.format_message()}{hint}", exc.exit_code)
+        except click.Abort:
+            _fail("aborted")
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _set_config(ctx: click.Context, _: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.ensure_object(State).config = value
+
+
+def config_option(command: F) -> F:
+    """``--config`` after the subcommand too (``jobkit worker -c jobs.yaml``)."""
+    option = click.option(
+        "--config",
+        "-c",
+        type=click.Path(dir_okay=False),
+        expose_value=False,
+        is_eager=True,
+        callback=_set_config,
+        help="Path of jobs.yaml (as before the command; env JOBKIT_CONFIG).",
+    )
+    return option(command)
+
+
+def json_option(help_text: str = "Print JSON, for scripts.") -> Callable[[F], F]:
+    """``--json``: machine-readable output, passed as ``as_json``."""
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
 @click.group(
+    cls=JobkitGroup,
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Exit codes: 0 success; 1 the operation failed (unknown id, invalid params, a failed "
     "job with --wait); 2 bad usage or configuration. Docs: docs/cli.md.",
@@ -116,7 +167,8 @@ def main(ctx: click.Context, config: str | None, paths: tuple[str, ...]) -> None
     """jobkit: run registered Python job classes in the background."""
     for path in reversed(paths):
         sys.path.insert(0, os.path.abspath(path))  # as `rq worker` does; spawned workers inherit it
-    ctx.obj = state = State(config)
+    state = ctx.ensure_object(State)
+    state.config = config
     ctx.call_on_close(state.close)
 
 
@@ -132,6 +184,7 @@ def main(ctx: click.Context, config: str | None, paths: tuple[str, ...]) -> None
     is_flag=True,
     help="Exit when no job is pending, retrying (delayed included) or running.",
 )
+@config_option
 @pass_state
 @handle_errors
 def worker(state: State, concurrency: int | None, burst: bool) -> None:
@@ -172,7 +225,7 @@ def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] |
 
 @main.command()
 @click.argument("name")
-@click.argument("method", default="handle")
+@click.argument("method", required=False)
 @click.option(
     "--param",
     "-p",
@@ -186,6 +239,8 @@ def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] |
 @click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds to wait.")
 @click.option("--retry-attempts", type=click.IntRange(min=0), help="Override the job's retries.")
 @click.option("--wait", is_flag=True, help="Wait for the job to finish; print result or error.")
+@json_option("Print {id} (with --wait: {id, status, result, error}) as JSON.")
+@config_option
 @pass_state
 @handle_errors
 def run(
@@ -198,24 +253,51 @@ def run(
     delay: float,
     retry_attempts: int | None,
     wait: bool,
+    as_json: bool,
 ) -> None:
-    """Enqueue job NAME's METHOD and print its id."""
+    """Enqueue job NAME's METHOD and print its id.
+
+    METHOD may be left out when the job has a single approved method."""
     app = state.app()
     job_id = app.run_background_job(
         name,
-        method,
+        method or _only_method(app, name),
         _params(pairs, params_json),
         priority=priority,
         delay=delay,
         retry_attempts=retry_attempts,
     )
-    click.echo(job_id)
-    if wait:
-        record = _wait(app, job_id, show=sys.stderr.isatty())
-        if record.status == JobStatus.COMPLETED:
-            click.echo(json.dumps(record.result))
-        else:
-            _fail(f"job {job_id} {record.status}: {record.error}")
+    if not wait:
+        click.echo(json.dumps({"id": job_id}) if as_json else job_id)
+        return
+    if not as_json:
+        click.echo(job_id)
+    record = _wait(app, job_id, show=sys.stderr.isatty())
+    if as_json:
+        click.echo(json.dumps(_outcome(record)))
+    elif record.status == JobStatus.COMPLETED:
+        click.echo(json.dumps(record.result))
+    if record.status != JobStatus.COMPLETED:
+        _fail(f"job {job_id} {record.status}: {record.error}")
+
+
+def _only_method(app: Any, name: str) -> str:
+    """The job's one approved method; with several, an error naming them."""
+    methods = app.registry.get(name).methods
+    if len(methods) == 1:
+        return str(methods[0])
+    raise click.UsageError(
+        f"job {name!r} has several approved methods ({', '.join(methods)}): name one"
+    )
+
+
+def _outcome(record: JobRecord) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "status": record.status.value,
+        "result": record.result,
+        "error": record.error,
+    }
 
 
 def _wait(app: Any, job_id: str, *, show: bool) -> JobRecord:
@@ -253,7 +335,8 @@ def _record_dict(record: JobRecord) -> dict[str, Any]:
 
 @main.command()
 @click.argument("job_id")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
+@config_option
 @pass_state
 @handle_errors
 def status(state: State, job_id: str, as_json: bool) -> None:
@@ -283,7 +366,8 @@ def status(state: State, job_id: str, as_json: bool) -> None:
 @click.option("--name", help="Only this job name.")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(min=0), default=0)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@json_option("Print JSON lines.")
+@config_option
 @pass_state
 @handle_errors
 def list_(
@@ -330,28 +414,43 @@ def _print_table(records: list[JobRecord]) -> None:
 
 @main.command()
 @click.argument("job_id")
+@json_option("Print {id, status} as JSON.")
+@config_option
 @pass_state
 @handle_errors
-def cancel(state: State, job_id: str) -> None:
-    """Cancel a pending, retrying or running job."""
-    if not state.app().cancel_job(job_id):
-        _fail(f"job {job_id} has already finished")
-    click.echo(f"cancelled {job_id}")
+def cancel(state: State, job_id: str, as_json: bool) -> None:
+    """Cancel a pending, retrying or running job (a running one is interrupted)."""
+    app = state.app()
+    done = app.cancel_job(job_id)
+    _report(app, job_id, done, as_json, "cancelled", "has already finished")
+
+
+def _report(app: Any, job_id: str, done: bool, as_json: bool, verb: str, refusal: str) -> None:
+    """Print what cancel or retry did; exit 1 when it did nothing."""
+    if as_json:
+        click.echo(json.dumps({**_outcome(app.get_job(job_id)), verb: done}))
+    elif done:
+        click.echo(f"{verb} {job_id}")
+    if not done:
+        _fail(f"job {job_id} {refusal}")
 
 
 @main.command()
 @click.argument("job_id")
+@json_option("Print {id, status} as JSON.")
+@config_option
 @pass_state
 @handle_errors
-def retry(state: State, job_id: str) -> None:
+def retry(state: State, job_id: str, as_json: bool) -> None:
     """Run a failed or cancelled job again."""
-    if not state.app().retry_job(job_id):
-        _fail(f"job {job_id} is neither failed nor cancelled")
-    click.echo(f"retrying {job_id}")
+    app = state.app()
+    done = app.retry_job(job_id)
+    _report(app, job_id, done, as_json, "retried", "is neither failed nor cancelled")
 
 
 @main.command()
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per job.")
+@json_option("Print one JSON object per job.")
+@config_option
 @pass_state
 @handle_errors
 def jobs(state: State, as_json: bool) -> None:
@@ -433,15 +532,30 @@ class Duration(_ParamType):
     show_default=True,
     help="Rows deleted per transaction, so workers are never blocked for long.",
 )
+@json_option("Print {deleted, finished_before} as JSON.")
+@config_option
 @pass_state
 @handle_errors
-def prune(state: State, older_than: float, batch_size: int) -> None:
+def prune(state: State, older_than: float, batch_size: int, as_json: bool) -> None:
     """Delete completed, failed and cancelled jobs (and their attempts) older than a duration."""
     from datetime import timedelta
 
     app = state.app()
     cutoff = app.storage.now() - timedelta(seconds=older_than)
-    deleted = app.storage.prune(cutoff, batch_size=batch_size)
+    if sys.stderr.isatty() and not as_json:
+        from rich.console import Console
+
+        with Console(stderr=True).status("pruning...") as shown:
+            deleted = app.storage.prune(
+                cutoff,
+                batch_size=batch_size,
+                progress=lambda n: shown.update(f"pruning... {n} deleted"),
+            )
+    else:
+        deleted = app.storage.prune(cutoff, batch_size=batch_size)
+    if as_json:
+        click.echo(json.dumps({"deleted": deleted, "finished_before": cutoff.isoformat()}))
+        return
     click.echo(
         f"deleted {deleted} finished job(s) that finished before {cutoff:%Y-%m-%d %H:%M:%S} UTC"
     )
@@ -471,6 +585,7 @@ def demo(folder: str, workers: int) -> None:
 
 
 @main.command()
+@config_option
 @pass_state
 @handle_errors
 def check(state: State) -> None:

@@ -276,8 +276,13 @@ class Config:
     def job_line(self, name: str) -> str:
         """``file:line`` of the ``jobs.<name>`` entry, for error messages about that job."""
         if name in self.jobs:
-            return self._provenance.where(("jobs", name))
+            return self.where("jobs", name)
         return self._provenance.source or "jobs.yaml"
+
+    def where(self, *path: str | int) -> str:
+        """``file:line`` of a key, e.g. ``where("notifications", 0)``; just the file when the
+        configuration was not read from one."""
+        return self._provenance.where(path)
 
     def resolve_job(
         self,

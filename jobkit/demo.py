@@ -176,13 +176,13 @@ def _run(console: Console, folder: Path, workers: int, timeout: float) -> int:
         )
         deadline = time.monotonic() + timeout
         try:
-            with Live(_table(app, "jobs"), console=console, refresh_per_second=8) as live:
+            live = Live(_table(app, "jobs"), console=console, refresh_per_second=8, transient=True)
+            with live:  # transient: the summary below replaces it (printed once when piped)
                 time.sleep(0.5)
                 app.cancel_job(to_cancel)
                 while worker.poll() is None and time.monotonic() < deadline:
                     live.update(_table(app, "jobs"))
                     time.sleep(0.15)
-                live.update(_table(app, "jobs"))
         finally:
             if worker.poll() is None:
                 worker.terminate()

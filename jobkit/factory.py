@@ -232,13 +232,20 @@ class Factory:
         try:
             self.converter.structure(value, hint)
         except Exception as exc:
-            messages = (
-                cattrs.transform_error(exc, path="")
-                if isinstance(exc, (cattrs.BaseValidationError))
-                else [str(exc)]
-            )
-            return f"{'; '.join(messages)} (expected {_hint_name(hint)})"
+            expected = f"expected {_hint_name(hint)}"
+            if not isinstance(exc, cattrs.BaseValidationError):
+                message = str(exc)  # a scalar: our strict hooks already say what was expected
+                return message if message.startswith("expected") else f"{message} ({expected})"
+            messages = cattrs.transform_error(exc, path="", format_exception=_format_exception)
+            return f"{'; '.join(m.replace(' @ ', ' at ') for m in messages)} ({expected})"
         return None
+
+
+def _format_exception(exc: BaseException, kind: Any) -> str:
+    """One nested problem: our strict hooks' own words, else cattrs' default."""
+    if isinstance(exc, TypeError) and str(exc).startswith("expected"):
+        return str(exc)
+    return cattrs.v.format_exception(exc, kind)
 
 
 def _hint_name(hint: Any) -> str:

@@ -64,7 +64,7 @@ def build_subscriptions(config: Config, registry: NotifierRegistry) -> list[Subs
     subscriptions: list[Subscription] = []
     errors: list[str] = []
     for index, entry in enumerate(config.notifications):
-        where = f"{config.path or '<dict>'}: notifications[{index}]"
+        where = f"{config.where('notifications', index)}: notifications[{index}]"
         try:
             cls = registry.get(entry.plugin)
             options = structure_options(cls.Options, entry.options, where)

@@ -254,6 +254,34 @@ class TestRun:
         (line,) = error_lines(result)
         assert line.startswith(ERROR_PREFIX) and "tag" in line and "missing" in line
 
+    def test_method_may_be_left_out_when_there_is_one(
+        self, cli: Callable[..., Result], config: Path
+    ) -> None:
+        """`run Slow` runs Slow's only approved method."""
+        result = cli("run", "Slow", "-p", "seconds=0")
+        assert result.exit_code == 0, result.output
+        with open_app(config) as app:
+            assert app.get_job(result.stdout.strip()).method == "slow_first"
+
+    def test_method_left_out_with_several_is_a_usage_error(
+        self, cli: Callable[..., Result], config: Path
+    ) -> None:
+        """`run Recorder` (several methods): exit 2, one line naming them; nothing stored."""
+        result = cli("run", "Recorder")
+        assert result.exit_code == 2, result.output
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX) and "record" in line and "typed" in line
+        with open_app(config) as app:
+            assert app.list_jobs() == []
+
+    def test_json_prints_the_id(self, cli: Callable[..., Result], config: Path) -> None:
+        """`run --json` prints {"id": ...}."""
+        result = cli("run", "Slow", "-p", "seconds=0", "--json")
+        assert result.exit_code == 0, result.output
+        job_id = json.loads(result.stdout)["id"]
+        with open_app(config) as app:
+            assert app.get_job(job_id).name == "Slow"
+
     def test_unknown_job(self, cli: Callable[..., Result]) -> None:
         """An unregistered job name: exit 1, one line naming it."""
         result = cli("run", "NoSuchJob")
@@ -281,6 +309,16 @@ class TestRun:
         assert "novalue" in result.stderr, result.output
         assert "unexpected" not in result.stderr, result.stderr
         assert result.exit_code == 2, result.output
+
+    @pytest.mark.parametrize(
+        "args", [["run"], ["list", "--status", "bogus"], ["nosuch"], ["run", "--priority", "x"]]
+    )
+    def test_usage_errors_are_one_line(self, cli: Callable[..., Result], args: list[str]) -> None:
+        """Click's usage errors too are one `jobkit: error:` line, pointing at --help; exit 2."""
+        result = cli(*args)
+        assert result.exit_code == 2, result.output
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX) and "--help" in line, line
 
 
 @pytest.mark.slow
@@ -537,6 +575,18 @@ class TestCancel:
         (line,) = error_lines(result)
         assert "999" in line
 
+    def test_json(self, cli: Callable[..., Result], ledger: str) -> None:
+        """`cancel --json` prints the job's id, status and whether it was cancelled; a second
+        cancel says false and exits 1."""
+        job_id = enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", "tag=c")
+        first = cli("cancel", job_id, "--json")
+        assert first.exit_code == 0, first.output
+        data = json.loads(first.stdout)
+        assert (data["id"], data["status"], data["cancelled"]) == (job_id, "cancelled", True)
+        second = cli("cancel", job_id, "--json")
+        assert second.exit_code == 1
+        assert json.loads(second.stdout)["cancelled"] is False
+
 
 class TestPrune:
     def test_deletes_only_old_finished_jobs(
@@ -554,6 +604,18 @@ class TestPrune:
         assert result.stdout.startswith("deleted 1 finished job(s)")
         with open_app(config) as app:
             assert [r.id for r in app.list_jobs()] == [waiting]
+
+    def test_json(self, cli: Callable[..., Result], ledger: str) -> None:
+        """`prune --json` prints how many were deleted and the cutoff."""
+        assert (
+            cli("cancel", enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", "tag=o")).exit_code
+            == 0
+        )
+        result = cli("prune", "--older-than", "0s", "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert data["deleted"] == 1
+        assert datetime.fromisoformat(data["finished_before"]) <= datetime.now(timezone.utc)
 
     @pytest.mark.parametrize("value", ["7x", "d", "-1d", "soon"])
     def test_bad_duration_is_a_usage_error(self, cli: Callable[..., Result], value: str) -> None:
@@ -578,6 +640,15 @@ class TestRetry:
             run_until_empty(app, timeout=15)
             record = app.get_job(job_id)
         assert (record.status, record.result) == (JobStatus.COMPLETED, "recovered")
+
+    def test_json(self, cli: Callable[..., Result], config: Path, ledger: str) -> None:
+        """`retry --json` prints the job back in pending."""
+        job_id = enqueue(cli, "record", "-p", f"ledger={ledger}", "-p", "tag=r")
+        assert cli("cancel", job_id).exit_code == 0
+        result = cli("retry", job_id, "--json")
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.stdout)
+        assert (data["id"], data["status"], data["retried"]) == (job_id, "pending", True)
 
     def test_pending_job_is_refused(self, cli: Callable[..., Result], ledger: str) -> None:
         """`retry` on a pending job: exit 1 with one error line."""
@@ -738,6 +809,16 @@ class TestConfigSelection:
         assert (other / "jobkit.db").exists() and not (tmp_path / "jobkit.db").exists()
         with open_app(config) as app:
             assert app.get_job(result.stdout.strip()).params["tag"] == "e"
+
+    @pytest.mark.parametrize("command", ["check", "jobs", "list", "worker", "status"])
+    def test_config_option_after_the_command(self, tmp_path: Path, command: str) -> None:
+        """`jobkit COMMAND --config FILE` reads FILE, as `jobkit --config FILE COMMAND` does."""
+        bad = tmp_path / "elsewhere.yaml"
+        bad.write_text("bogus: 1\n")
+        args = [command, "1"] if command == "status" else [command]
+        result = CliRunner().invoke(main, [*args, "--config", str(bad)])
+        assert result.exit_code == (1 if command == "check" else 2), result.output
+        assert "elsewhere.yaml:1" in result.stderr, result.stderr
 
     def test_option_beats_env(self, tmp_path: Path) -> None:
         """--config wins over JOBKIT_CONFIG."""

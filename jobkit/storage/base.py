@@ -118,9 +118,16 @@ class Storage(abc.ABC):
         remain, else ``failed``. Returns the changed records."""
 
     @abc.abstractmethod
-    def prune(self, finished_before: datetime, *, batch_size: int = 1000) -> int:
+    def prune(
+        self,
+        finished_before: datetime,
+        *,
+        batch_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Delete finished jobs (and their attempts) that finished before the given time, in
-        batches of ``batch_size`` rows per transaction. Returns how many were deleted."""
+        batches of ``batch_size`` rows per transaction, calling ``progress`` with the running total
+        after each batch. Returns how many were deleted."""
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -375,7 +375,13 @@ class MemoryStorage(Storage):
 
         return self._locked("requeue expired leases", work)
 
-    def prune(self, finished_before: datetime, *, batch_size: int = 1000) -> int:
+    def prune(
+        self,
+        finished_before: datetime,
+        *,
+        batch_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Delete finished jobs (and attempts) that finished before ``finished_before``."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -392,7 +398,10 @@ class MemoryStorage(Storage):
                 del self._attempts[job_id]
             return len(old)
 
-        return self._locked("prune finished jobs", work)
+        deleted = self._locked("prune finished jobs", work)
+        if progress is not None:
+            progress(deleted)
+        return deleted
 
     # -- reads -----------------------------------------------------------------------------
 

@@ -593,7 +593,13 @@ class SQLiteStorage(Storage):
             return []
         return self._transaction("requeue expired leases", work)
 
-    def prune(self, finished_before: datetime, *, batch_size: int = 1000) -> int:
+    def prune(
+        self,
+        finished_before: datetime,
+        *,
+        batch_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
         """Delete finished jobs (and attempts) that finished before ``finished_before``."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -606,6 +612,8 @@ class SQLiteStorage(Storage):
         while True:
             count = self._transaction("prune finished jobs", batch)
             deleted += count
+            if progress is not None:
+                progress(deleted)
             if count < batch_size:
                 return deleted
 

@@ -735,7 +735,10 @@ class PruneTests(StorageFixtures):
         for _ in range(5):
             storage.cancel(storage.enqueue(new_job(clock())).id)
         clock.advance(1)
-        assert storage.prune(clock(), batch_size=2) == 5
+        totals: list[int] = []
+        assert storage.prune(clock(), batch_size=2, progress=totals.append) == 5
+        assert totals and totals[-1] == 5, "progress is called with the running total"
+        assert totals == sorted(totals)
         assert storage.count() == 0
         assert storage.prune(clock()) == 0
 

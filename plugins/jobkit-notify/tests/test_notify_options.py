@@ -90,6 +90,22 @@ class TestWebhookOptions:
         assert "notifications[1]" in str(info.value)
         assert "notifications[0]" not in str(info.value)
 
+    def test_names_the_file_and_line(self, tmp_path):
+        """Loaded from jobs.yaml, each error names the file and the entry's line."""
+        path = tmp_path / "jobs.yaml"
+        path.write_text(
+            "storage: memory://\n"
+            "notifications:\n"
+            "  - plugin: webhook\n"
+            f"    url: {URL}\n"
+            "  - plugin: webhook\n"
+            "    url: 12\n"
+        )
+        with pytest.raises(ConfigError) as info:
+            JobKit.from_config(path)
+        (error,) = info.value.errors
+        assert error.startswith(f"{path}:5: notifications[1].url"), error
+
 
 class TestEmailOptions:
     """Options of plugin: email."""
