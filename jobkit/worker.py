@@ -140,19 +140,26 @@ def _child_main(spec: ChildSpec, parent_logger: Logger | None, control: Connecti
     )
     control.send(("ready", executor.worker_id))  # start-up is over: exits are no longer its
     logger.info("worker process {worker} started", worker=executor.worker_id)
+    failing = False  # the last round ended in an error: say so when the store is back
     try:
         while not (stop.is_set() or terminated):
             try:
                 if executor.run_next():
+                    failing = False
                     continue
                 if spec.burst and nothing_left(app):
                     break
+                # idle: sleep, or (PostgreSQL) until a new job is announced
+                app.storage.wait_for_jobs(settings.poll_interval, stop)
+                if failing:
+                    logger.info("worker {id}: the store answers again", id=executor.worker_id)
+                failing = False
             except Exception as exc:  # the store is down, or a bug: log it, keep the process
                 logger.opt(exception=not isinstance(exc, StorageError)).error(
                     "worker error: {error}; going on in 1 s", error=str(exc)
                 )
+                failing = True
                 stop.wait(1.0)
-            stop.wait(settings.poll_interval)
     finally:
         app.close()
         logger.info("worker process {worker} stopped", worker=executor.worker_id)

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
+from pg_server import PostgresServer, find_bin_dir, missing
 
 import jobkit
 from jobkit.app import JobKit
@@ -114,3 +115,29 @@ def app(tmp_path: Path) -> Iterator[JobKit]:
     application = JobKit(make_config(tmp_path), load_entrypoints=False)
     yield application
     application.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A throw-away PostgreSQL server for the whole run (skips, or fails under CI=true, when
+    the server binaries or psycopg are missing)."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        missing("the PostgreSQL server binaries (pg_ctl, initdb) are not installed")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        missing("psycopg is not installed (pip install 'jobkit[postgres]')")
+    assert bin_dir is not None
+    server = PostgresServer(bin_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """The URL of a database made for this run."""
+    return postgres_server.create_database("jobkit_test")

@@ -11,12 +11,14 @@ from jobkit.storage.base import Storage
 
 if TYPE_CHECKING:
     from jobkit.storage.memory import MemoryStorage
+    from jobkit.storage.postgres import PostgresStorage
     from jobkit.storage.sqlite import SQLiteStorage
 
-__all__ = ["MemoryStorage", "SQLiteStorage", "Storage"]
+__all__ = ["MemoryStorage", "PostgresStorage", "SQLiteStorage", "Storage"]
 
 _LAZY = {
     "MemoryStorage": "jobkit.storage.memory",
+    "PostgresStorage": "jobkit.storage.postgres",
     "SQLiteStorage": "jobkit.storage.sqlite",
 }
 

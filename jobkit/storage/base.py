@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -153,6 +154,20 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def attempts(self, job_id: str) -> builtins.list[Attempt]:
         """Every attempt of the job, oldest first. Raises ``JobNotFoundInStorage``."""
+
+    # -- waiting and schema ------------------------------------------------------------------
+
+    def wait_for_jobs(self, timeout: float, stop: threading.Event | None = None) -> None:
+        """Block until a job may have become due, ``timeout`` seconds pass or ``stop`` is set.
+
+        The default simply waits (workers poll); a backend that can be told about new jobs
+        (PostgreSQL's ``LISTEN``) returns as soon as one is enqueued."""
+        (stop or threading.Event()).wait(timeout)
+
+    def migrate(self) -> int:
+        """Create or upgrade the store's schema; return its version (0: a store without one).
+        Backends run it when they open; ``jobkit migrate`` runs it on purpose."""
+        return 0
 
     def close(self) -> None:  # noqa: B027 - a backend without resources needs no close
         """Release connections and files. The store must not be used afterwards."""

@@ -12,9 +12,12 @@ if TYPE_CHECKING:
 
 @hookimpl
 def jobkit_register_storage(registry: StorageRegistry) -> None:
-    """Add ``sqlite://`` and ``memory://``."""
+    """Add ``sqlite://``, ``memory://`` and ``postgresql://`` (alias ``postgres://``)."""
     from jobkit.storage.memory import MemoryStorage
+    from jobkit.storage.postgres import PostgresStorage
     from jobkit.storage.sqlite import SQLiteStorage
 
     registry.add("sqlite", SQLiteStorage)
     registry.add("memory", MemoryStorage)
+    registry.add("postgresql", PostgresStorage)
+    registry.add("postgres", PostgresStorage)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import functools
 import json
 import os
 import random
@@ -17,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta, timezone
-from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -36,6 +34,8 @@ from jobkit.records import (
     utcnow,
 )
 from jobkit.storage.base import Clock, Storage
+from jobkit.storage.sqlfile import migrations as sql_migrations
+from jobkit.storage.sqlfile import sections
 
 T = TypeVar("T")
 
@@ -43,30 +43,14 @@ _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _URL_PREFIX = "sqlite:///"
 
 
-@functools.cache
 def queries() -> dict[str, str]:
     """The named sections of ``sqlite.sql`` (``-- name: claim`` ...), read once."""
-    text = resources.files("jobkit.storage").joinpath("sqlite.sql").read_text("utf-8")
-    sections: dict[str, builtins.list[str]] = {}
-    current: builtins.list[str] | None = None
-    for line in text.splitlines():
-        if line.startswith("-- name:"):
-            current = sections.setdefault(line.removeprefix("-- name:").strip(), [])
-        elif current is not None:
-            current.append(line)
-    return {name: "\n".join(lines).strip() for name, lines in sections.items()}
+    return sections("sqlite.sql")
 
 
 def migrations() -> builtins.list[tuple[int, str]]:
-    """The ``migration_<n>`` sections as ``(n, sql)``, in order; ``n`` runs 1, 2, 3 ..."""
-    found = sorted(
-        (int(name.removeprefix("migration_")), sql)
-        for name, sql in queries().items()
-        if name.startswith("migration_")
-    )
-    if [version for version, _ in found] != builtins.list(range(1, len(found) + 1)):
-        raise RuntimeError("sqlite.sql: migrations must be numbered 1, 2, 3 ... without gaps")
-    return found
+    """The ``migration_<n>`` sections of ``sqlite.sql`` as ``(n, sql)``, in order."""
+    return sql_migrations("sqlite.sql")
 
 
 def split_statements(script: str) -> builtins.list[str]:
@@ -202,7 +186,7 @@ class SQLiteStorage(Storage):
         except OSError as exc:
             raise StorageError(f"sqlite storage {self.path}: no folder: {exc}") from exc
         try:
-            self._migrate()
+            self.migrate()
         except BaseException:
             self.close()
             raise
@@ -329,8 +313,9 @@ class SQLiteStorage(Storage):
             return StorageError(f"sqlite storage {self.path}: {operation}: the store is closed")
         return StorageError(f"sqlite storage {self.path}: {operation} failed: {exc}")
 
-    def _migrate(self) -> None:
-        """Bring the schema to the newest version; safe to run from many processes at once."""
+    def migrate(self) -> int:
+        """Bring the schema to the newest version and return it; safe to run from many
+        processes at once."""
         steps = migrations()
         latest = steps[-1][0]
         sql = queries()
@@ -366,6 +351,7 @@ class SQLiteStorage(Storage):
         self._autocommit("switch to WAL", set_wal)
         if self._transaction("read the schema version", current, write=False) != latest:
             self._transaction("migrate the schema", upgrade)
+        return latest
 
     def _autocommit(self, operation: str, work: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``work`` outside a transaction (PRAGMAs that refuse one), retrying while busy."""

@@ -1,0 +1,641 @@
+"""The shared job store: PostgreSQL, for workers on many machines (``jobkit[postgres]``).
+
+Claims take the next due row with ``FOR UPDATE SKIP LOCKED``, so concurrent workers never wait
+for each other nor take one job twice. Leases and due times are compared with the database's
+clock (``now()``), so the clocks of the worker machines may drift. Each process keeps a psycopg 3
+connection pool; broken connections (a restarted server, ``pg_terminate_backend``) are replaced
+when next used, and a driver error surfaces as ``StorageError`` that the worker logs before it
+tries again. Idle workers ``LISTEN`` for a trigger's ``NOTIFY`` instead of polling hard. The SQL
+lives in ``postgres.sql``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import attrs
+
+from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
+from jobkit.interrupt import shielded
+from jobkit.records import (
+    Attempt,
+    AttemptOutcome,
+    JobRecord,
+    JobStatus,
+    Lease,
+    NewJob,
+    RetryPolicy,
+    utcnow,
+)
+from jobkit.storage.base import Clock, Storage
+from jobkit.storage.sqlfile import migrations, sections
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+T = TypeVar("T")
+
+_SQL = "postgres.sql"
+_CHANNEL = "jobkit_jobs"
+_MAX_ID = 2**63 - 1
+#: URL query keys jobkit reads itself (every other key goes to libpq, e.g. ``sslmode``).
+_OWN_KEYS = ("pool_size", "connect_timeout")
+
+
+def queries() -> dict[str, str]:
+    """The named sections of ``postgres.sql``."""
+    return sections(_SQL)
+
+
+def _job_key(job_id: str) -> int | None:
+    if job_id.isascii() and job_id.isdigit() and str(int(job_id)) == job_id:
+        key = int(job_id)
+        return key if key <= _MAX_ID else None
+    return None
+
+
+def _to_json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise StorageError(f"{what} is not JSON: {exc}") from exc
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    return None if value is None else value.astimezone(timezone.utc)
+
+
+def _job(row: Mapping[str, Any]) -> JobRecord:
+    created_at, available_at = _utc(row["created_at"]), _utc(row["available_at"])
+    assert created_at is not None and available_at is not None
+    return JobRecord(
+        id=str(row["id"]),
+        name=row["name"],
+        method=row["method"],
+        params=row["params"],
+        status=JobStatus(row["status"]),
+        priority=row["priority"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        result=row["result"],
+        error=row["error"],
+        created_at=created_at,
+        available_at=available_at,
+        started_at=_utc(row["started_at"]),
+        finished_at=_utc(row["finished_at"]),
+        policy=RetryPolicy(**row["policy"]),
+        worker_id=row["worker_id"],
+        lease_expires_at=_utc(row["lease_expires_at"]),
+        progress=row["progress"],
+        progress_message=row["progress_message"],
+    )
+
+
+def _attempt(row: Mapping[str, Any]) -> Attempt:
+    started_at = _utc(row["started_at"])
+    assert started_at is not None
+    return Attempt(
+        job_id=str(row["job_id"]),
+        attempt=row["attempt"],
+        worker_id=row["worker_id"],
+        started_at=started_at,
+        finished_at=_utc(row["finished_at"]),
+        outcome=None if row["outcome"] is None else AttemptOutcome(row["outcome"]),
+        error=row["error"],
+        traceback=row["traceback"],
+    )
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """``postgresql://...?pool_size=8&sslmode=require`` -> (libpq URL, jobkit's own options)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(
+            f"storage: {redact(url)!r} is not a PostgreSQL URL like "
+            "postgresql://user:password@host:5432/dbname"
+        )
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    own = {key: value for key, value in query if key in _OWN_KEYS}
+    rest = [(key, value) for key, value in query if key not in _OWN_KEYS]
+    return urlunsplit(parts._replace(query=urlencode(rest))), own
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class PostgresStorage(Storage):
+    """Jobs in a PostgreSQL database: ``postgresql://user:password@host:5432/dbname``.
+
+    URL query options read by jobkit: ``pool_size`` (connections per process, default 4) and
+    ``connect_timeout`` (seconds to wait for a connection, default 10); every other option goes to
+    libpq (``sslmode=require``, ``application_name=...``). The schema is created and migrated on
+    first use (and by ``jobkit migrate``). Without a ``clock``, times come from the database.
+    """
+
+    scheme = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        clock: Clock | None = None,
+        pool_size: int = 4,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        super().__init__(clock=clock or utcnow)
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                f"storage {redact(url)}: PostgreSQL needs psycopg 3 and psycopg-pool: "
+                f"pip install 'jobkit[postgres]' ({exc})"
+            ) from None
+        self._db_clock = clock is None
+        self._conninfo, own = split_url(url)
+        self._url = url
+        try:
+            self._pool_size = int(own.get("pool_size", pool_size))
+            self._connect_timeout = float(own.get("connect_timeout", connect_timeout))
+        except ValueError as exc:
+            raise ConfigError(f"storage {redact(url)}: {exc}") from None
+        if self._pool_size < 1 or self._connect_timeout <= 0:
+            raise ConfigError(
+                f"storage {redact(url)}: pool_size must be >= 1 and connect_timeout > 0"
+            )
+        self._lock = threading.Lock()
+        self._closed = False
+        self._pool: ConnectionPool[Any] | None = None
+        self._pid = os.getpid()
+        self._listener: psycopg.Connection[Any] | None = None
+        try:
+            self.migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> PostgresStorage:
+        """Open ``postgresql://user:password@host:port/dbname?pool_size=4``."""
+        return cls(url, **options)
+
+    @property
+    def url(self) -> str:
+        """The URL that opens this store again, e.g. in a child process."""
+        return self._url
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage({redact(self._url)!r})"
+
+    def __reduce__(self) -> str | tuple[Any, ...]:
+        raise TypeError(f"{self!r} cannot be pickled; open it again with from_url(url)")
+
+    # -- connections and transactions ---------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"postgresql storage {redact(self._url)}"
+
+    def _get_pool(self, operation: str) -> ConnectionPool[Any]:
+        if self._closed:
+            raise StorageError(f"{self._where()}: {operation}: the store is closed")
+        with self._lock:
+            if self._pool is not None and os.getpid() == self._pid:
+                return self._pool
+            from psycopg.rows import dict_row
+            from psycopg_pool import ConnectionPool
+
+            self._pid = os.getpid()  # a pool must never cross a fork: a child opens its own
+            pool: ConnectionPool[Any] = ConnectionPool(
+                self._conninfo,
+                min_size=1,
+                max_size=self._pool_size,
+                kwargs={"row_factory": dict_row, "connect_timeout": self._connect_seconds()},
+                check=ConnectionPool.check_connection,
+                timeout=self._connect_timeout,
+                name="jobkit",
+                open=False,
+            )
+            pool.open(wait=False)
+            self._pool = pool
+            return pool
+
+    def _connect_seconds(self) -> int:
+        return max(1, round(self._connect_timeout))
+
+    def _transaction(self, operation: str, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
+        """Run ``work`` in one transaction on a pooled connection; every driver error becomes
+        ``StorageError`` naming the operation and the server."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        pool = self._get_pool(operation)
+        try:
+            # shielded: a job calling jobkit (progress, enqueue) is never interrupted halfway
+            # through a transaction, which would leave the connection in an unknown state
+            with shielded(), pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                return work(cur)
+        except PoolTimeout as exc:
+            raise StorageError(
+                f"{self._where()}: {operation}: no connection within "
+                f"{self._connect_timeout:g} s (is the server up?): {exc}"
+            ) from exc
+        except psycopg.Error as exc:
+            if self._closed:
+                raise StorageError(f"{self._where()}: {operation}: the store is closed") from exc
+            raise StorageError(f"{self._where()}: {operation} failed: {exc}".strip()) from exc
+
+    def _one(self, cur: psycopg.Cursor[Any], name: str, params: Mapping[str, Any]) -> Any:
+        cur.execute(queries()[name], params)
+        return cur.fetchone()
+
+    def _now_param(self) -> datetime | None:
+        """The ``now`` bound into SQL: ``None`` means the database's ``now()``."""
+        return None if self._db_clock else self._clock()
+
+    def now(self) -> datetime:
+        """The store's clock: the database's ``now()`` unless a clock was given."""
+        if not self._db_clock:
+            return self._clock()
+
+        def work(cur: psycopg.Cursor[Any]) -> datetime:
+            value = self._one(cur, "now", {})["now"]
+            return value.astimezone(timezone.utc)  # type: ignore[no-any-return]
+
+        return self._transaction("read the database clock", work)
+
+    def migrate(self) -> int:
+        """Create or upgrade the schema (under an advisory lock, so many processes may start at
+        once); return its version."""
+        steps = migrations(_SQL)
+        latest = steps[-1][0]
+        sql = queries()
+
+        def upgrade(cur: psycopg.Cursor[Any]) -> int:
+            cur.execute(sql["lock_migrations"])
+            cur.execute(sql["create_schema_version"])
+            version: int = self._one(cur, "schema_version", {})["coalesce"]
+            if version > latest:
+                raise StorageError(
+                    f"{self._where()}: the schema is at version {version}, newer than this "
+                    f"jobkit knows ({latest}); upgrade jobkit"
+                )
+            for number, script in steps:
+                if number > version:
+                    cur.execute(script.encode())  # several statements, no parameters
+            if version != latest:
+                cur.execute(sql["clear_schema_version"])
+                cur.execute(sql["set_schema_version"], {"version": latest})
+            return latest
+
+        return self._transaction("migrate the schema", upgrade)
+
+    def _fenced(
+        self,
+        operation: str,
+        name: str,
+        lease: Lease,
+        outcome: AttemptOutcome,
+        *,
+        error: str | None = None,
+        traceback: str | None = None,
+        **params: Any,
+    ) -> JobRecord | None:
+        key = _job_key(lease.job_id)
+        if key is None:
+            return None
+
+        def work(cur: psycopg.Cursor[Any]) -> JobRecord | None:
+            now = self._now_param()
+            fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
+            row = self._one(cur, name, {**fence, "now": now, "error": error, **params})
+            if row is None:
+                return None
+            self._close_attempt(cur, key, now, outcome, error, traceback)
+            return _job(row)
+
+        return self._transaction(operation, work)
+
+    def _close_attempt(
+        self,
+        cur: psycopg.Cursor[Any],
+        key: int,
+        now: datetime | None,
+        outcome: AttemptOutcome,
+        error: str | None,
+        traceback: str | None,
+    ) -> None:
+        cur.execute(
+            queries()["close_attempt"],
+            {"job_id": key, "now": now, "outcome": outcome.value, "error": error,
+             "traceback": traceback},
+        )
+
+    def _fenced_update(self, operation: str, name: str, lease: Lease, **params: Any) -> bool:
+        key = _job_key(lease.job_id)
+        if key is None:
+            return False
+        fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
+
+        def work(cur: psycopg.Cursor[Any]) -> bool:
+            cur.execute(queries()[name], {**fence, "now": self._now_param(), **params})
+            return cur.rowcount == 1
+
+        return self._transaction(operation, work)
+
+    def _by_id(
+        self, job_id: str, operation: str, work: Callable[[psycopg.Cursor[Any], int], T]
+    ) -> T:
+        """Run ``work(cur, key)`` for an existing job; ``JobNotFoundInStorage`` otherwise."""
+        key = _job_key(job_id)
+        if key is None:
+            raise JobNotFoundInStorage(job_id)
+        return self._transaction(operation, lambda cur: work(cur, key))
+
+    def _missing(self, cur: psycopg.Cursor[Any], key: int, job_id: str) -> None:
+        if self._one(cur, "exists", {"job_id": key}) is None:
+            raise JobNotFoundInStorage(job_id)
+
+    # -- writes of the app ---------------------------------------------------------------------
+
+    def enqueue(self, job: NewJob) -> JobRecord:
+        """Store a validated job as ``pending`` and return its record with the new id."""
+        params = {
+            "name": job.name,
+            "method": job.method,
+            "params": _to_json(job.params, f"job {job.name!r}: params"),
+            "priority": job.priority,
+            "max_attempts": job.max_attempts,
+            "policy": _to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
+            "available_at": job.available_at,
+        }
+
+        def work(cur: psycopg.Cursor[Any]) -> JobRecord:
+            return _job(self._one(cur, "enqueue", {**params, "now": self._now_param()}))
+
+        return self._transaction(f"enqueue job {job.name!r}", work)
+
+    def cancel(self, job_id: str) -> JobRecord | None:
+        """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""
+
+        def work(cur: psycopg.Cursor[Any], key: int) -> JobRecord | None:
+            now = self._now_param()
+            row = self._one(cur, "cancel", {"job_id": key, "now": now})
+            if row is None:
+                self._missing(cur, key, job_id)
+                return None
+            self._close_attempt(cur, key, now, AttemptOutcome.CANCELLED, None, None)
+            return _job(row)
+
+        return self._by_id(job_id, f"cancel job {job_id}", work)
+
+    def retry(self, job_id: str) -> JobRecord | None:
+        """Put a ``failed`` or ``cancelled`` job back to ``pending`` (see :meth:`Storage.retry`)."""
+
+        def work(cur: psycopg.Cursor[Any], key: int) -> JobRecord | None:
+            row = self._one(cur, "retry", {"job_id": key, "now": self._now_param()})
+            if row is None:
+                self._missing(cur, key, job_id)
+                return None
+            return _job(row)
+
+        return self._by_id(job_id, f"retry job {job_id}", work)
+
+    # -- writes of the worker ------------------------------------------------------------------
+
+    def claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
+        """Atomically take the next due job (see :meth:`Storage.claim`)."""
+
+        def work(cur: psycopg.Cursor[Any]) -> JobRecord | None:
+            row = self._one(
+                cur,
+                "claim",
+                {"worker_id": worker_id, "now": self._now_param(),
+                 "lease_seconds": float(lease_seconds)},
+            )
+            if row is None:
+                return None
+            cur.execute(
+                queries()["open_attempt"],
+                {"job_id": row["id"], "attempt": row["attempts"], "worker_id": worker_id,
+                 "started_at": row["started_at"]},
+            )
+            return _job(row)
+
+        return self._transaction(f"claim a job for worker {worker_id}", work)
+
+    def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
+        """Extend the lease; ``False`` when it no longer owns the job."""
+        return self._fenced_update(
+            f"heartbeat job {lease.job_id}", "heartbeat", lease,
+            lease_seconds=float(lease_seconds),
+        )
+
+    def set_progress(self, lease: Lease, fraction: float, message: str | None) -> bool:
+        """Record the running attempt's progress (0..1); ``False`` when the lease is lost."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress fraction must be between 0 and 1, got {fraction!r}")
+        return self._fenced_update(
+            f"set progress of job {lease.job_id}", "set_progress", lease,
+            progress=float(fraction), progress_message=message,
+        )
+
+    def complete(self, lease: Lease, result: Any) -> JobRecord | None:
+        """Finish the attempt as succeeded and the job as ``completed``; fenced."""
+        encoded = _to_json(result, f"job {lease.job_id}: result")
+        return self._fenced(
+            f"complete job {lease.job_id}", "complete", lease, AttemptOutcome.SUCCEEDED,
+            result=encoded,
+        )
+
+    def fail(
+        self,
+        lease: Lease,
+        *,
+        error: str,
+        traceback: str | None,
+        outcome: AttemptOutcome = AttemptOutcome.FAILED,
+        retry_at: datetime | None = None,
+    ) -> JobRecord | None:
+        """Finish the attempt with ``outcome``; the job is ``retrying`` at ``retry_at`` (its
+        error kept) or ``failed``; fenced."""
+        if retry_at is None:
+            return self._fenced(
+                f"fail job {lease.job_id}", "fail", lease, outcome,
+                error=error, traceback=traceback,
+            )
+        return self._fenced(
+            f"schedule a retry of job {lease.job_id}", "schedule_retry", lease, outcome,
+            error=error, traceback=traceback, retry_at=retry_at,
+        )
+
+    def release(self, lease: Lease) -> JobRecord | None:
+        """Hand a running job back: the attempt is ``handed_back`` and does not count; fenced."""
+        return self._fenced(
+            f"release job {lease.job_id}", "release", lease, AttemptOutcome.HANDED_BACK
+        )
+
+    def requeue_expired(self) -> builtins.list[JobRecord]:
+        """Take back running jobs whose lease expired (see :meth:`Storage.requeue_expired`)."""
+
+        def work(cur: psycopg.Cursor[Any]) -> builtins.list[JobRecord]:
+            now = {"now": self._now_param()}
+            if self._one(cur, "has_expired_lease", now) is None:
+                return []  # the common case: one cheap indexed read, no row locked
+            cur.execute(queries()["requeue_expired"], now)
+            return sorted((_job(row) for row in cur.fetchall()), key=lambda r: int(r.id))
+
+        return self._transaction("requeue expired leases", work)
+
+    def prune(
+        self,
+        finished_before: datetime,
+        *,
+        batch_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete finished jobs (and attempts) that finished before ``finished_before``."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+        params = {"finished_before": finished_before, "batch_size": batch_size}
+
+        def batch(cur: psycopg.Cursor[Any]) -> int:
+            cur.execute(queries()["prune_batch"], params)
+            return cur.rowcount
+
+        deleted = 0
+        while True:
+            count = self._transaction("prune finished jobs", batch)
+            deleted += count
+            if progress is not None:
+                progress(deleted)
+            if count < batch_size:
+                return deleted
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord:
+        """The job with this id. Raises ``JobNotFoundInStorage``."""
+
+        def work(cur: psycopg.Cursor[Any], key: int) -> JobRecord:
+            row = self._one(cur, "get", {"job_id": key})
+            if row is None:
+                raise JobNotFoundInStorage(job_id)
+            return _job(row)
+
+        return self._by_id(job_id, f"get job {job_id}", work)
+
+    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+        """Every attempt of the job, oldest first. Raises ``JobNotFoundInStorage``."""
+
+        def work(cur: psycopg.Cursor[Any], key: int) -> builtins.list[Attempt]:
+            self._missing(cur, key, job_id)
+            cur.execute(queries()["attempts"], {"job_id": key})
+            return [_attempt(row) for row in cur.fetchall()]
+
+        return self._by_id(job_id, f"read the attempts of job {job_id}", work)
+
+    def list(
+        self,
+        *,
+        status: JobStatus | None = None,
+        name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[JobRecord]:
+        """Jobs, newest first, filtered by status and job name."""
+        if limit < 0 or offset < 0:
+            raise ValueError(f"limit and offset must be >= 0, got {limit!r} and {offset!r}")
+        where, params = _filter(status, name)
+        query = (
+            f"SELECT * FROM jobkit_jobs{where} ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
+        )
+
+        def work(cur: psycopg.Cursor[Any]) -> builtins.list[JobRecord]:
+            cur.execute(query.encode(), {**params, "limit": limit, "offset": offset})
+            return [_job(row) for row in cur.fetchall()]
+
+        return self._transaction("list jobs", work)
+
+    def count(self, *, status: JobStatus | None = None, name: str | None = None) -> int:
+        """How many jobs match the filter."""
+        where, params = _filter(status, name)
+
+        def work(cur: psycopg.Cursor[Any]) -> int:
+            cur.execute(f"SELECT count(*) AS n FROM jobkit_jobs{where}".encode(), params)
+            return int(cur.fetchone()["n"])  # type: ignore[index]
+
+        return self._transaction("count jobs", work)
+
+    # -- waiting for work ----------------------------------------------------------------------
+
+    def wait_for_jobs(self, timeout: float, stop: threading.Event | None = None) -> None:
+        """Block until a job may have become due (a ``NOTIFY`` from the jobs table), ``timeout``
+        seconds pass or ``stop`` is set. The ``LISTEN`` connection is opened on first use and
+        again after it breaks; a notification sent while the worker was busy wakes the next wait
+        at once, so no job waits for a poll."""
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        try:
+            listener = self._listen()
+            while (left := deadline - time.monotonic()) > 0 and not (stop and stop.is_set()):
+                if any(True for _ in listener.notifies(timeout=min(left, 0.25), stop_after=1)):
+                    return
+        except psycopg.Error as exc:
+            self._drop_listener()
+            raise StorageError(f"{self._where()}: listen for new jobs failed: {exc}") from exc
+
+    def _listen(self) -> psycopg.Connection[Any]:
+        import psycopg
+
+        if self._closed:
+            raise StorageError(f"{self._where()}: listen for new jobs: the store is closed")
+        if self._listener is None or self._listener.closed:
+            listener = psycopg.connect(
+                self._conninfo, autocommit=True, connect_timeout=self._connect_seconds()
+            )
+            listener.execute(f"LISTEN {_CHANNEL}".encode())
+            self._listener = listener
+        return self._listener
+
+    def _drop_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+
+    def close(self) -> None:
+        """Close the pool and the listening connection; the store must not be used afterwards."""
+        with self._lock:
+            self._closed = True
+            pool, self._pool = self._pool, None
+        self._drop_listener()
+        if pool is not None and os.getpid() == self._pid:
+            pool.close(timeout=5.0)
+
+
+def _filter(status: JobStatus | None, name: str | None) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause of a list/count query (fixed text; values are bound) and its values."""
+    clauses: builtins.list[str] = []
+    params: dict[str, Any] = {}
+    if status is not None:
+        clauses.append("status = %(status)s")
+        params["status"] = JobStatus(status).value
+    if name is not None:
+        clauses.append("name = %(name)s")
+        params["name"] = name
+    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params

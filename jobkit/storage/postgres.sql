@@ -1,0 +1,253 @@
+-- SQL of the PostgreSQL job store, in named sections read by jobkit/storage/postgres.py.
+--
+-- A section runs from its "-- name: <name>" line to the next one. Parameters are always bound
+-- (%(name)s). Times are timestamptz. "%(now)s" is NULL unless the store was given a clock (tests):
+-- then coalesce(%(now)s, now()) is the database's clock, so the clocks of the worker machines may
+-- drift without moving a lease or a due time. "migration_<n>" sections build the schema: each is
+-- applied once, in order, in one transaction holding an advisory lock, and the schema version
+-- becomes the highest n. To change the schema, append a new migration; never edit a shipped one.
+-- Params, results and policies are "json", not "jsonb": json keeps any string (jsonb refuses
+-- \u0000) and the exact text of numbers.
+
+-- name: migration_1
+CREATE TABLE IF NOT EXISTS jobkit_jobs (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    name text NOT NULL,
+    method text NOT NULL,
+    params json NOT NULL,
+    status text NOT NULL CHECK (
+        status IN ('pending', 'running', 'retrying', 'completed', 'failed', 'cancelled')
+    ),
+    priority integer NOT NULL DEFAULT 0,
+    attempts integer NOT NULL DEFAULT 0,
+    max_attempts integer NOT NULL,
+    policy json NOT NULL,
+    result json,
+    error text,
+    created_at timestamptz NOT NULL,
+    available_at timestamptz NOT NULL,
+    started_at timestamptz,
+    finished_at timestamptz,
+    worker_id text,
+    lease_expires_at timestamptz,
+    progress double precision,
+    progress_message text
+);
+
+CREATE TABLE IF NOT EXISTS jobkit_attempts (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id bigint NOT NULL REFERENCES jobkit_jobs (id) ON DELETE CASCADE,
+    attempt integer NOT NULL,
+    worker_id text,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz,
+    outcome text,
+    error text,
+    traceback text
+);
+
+CREATE INDEX IF NOT EXISTS jobkit_jobs_claim
+    ON jobkit_jobs (priority DESC, available_at, id)
+    WHERE status IN ('pending', 'retrying');
+
+CREATE INDEX IF NOT EXISTS jobkit_jobs_lease
+    ON jobkit_jobs (lease_expires_at)
+    WHERE status = 'running';
+
+CREATE INDEX IF NOT EXISTS jobkit_jobs_status ON jobkit_jobs (status, id);
+
+CREATE INDEX IF NOT EXISTS jobkit_jobs_name ON jobkit_jobs (name, id);
+
+CREATE INDEX IF NOT EXISTS jobkit_jobs_finished ON jobkit_jobs (finished_at)
+    WHERE status IN ('completed', 'failed', 'cancelled');
+
+CREATE INDEX IF NOT EXISTS jobkit_attempts_job ON jobkit_attempts (job_id, id);
+
+CREATE INDEX IF NOT EXISTS jobkit_attempts_open ON jobkit_attempts (job_id)
+    WHERE finished_at IS NULL;
+
+-- idle workers LISTEN on jobkit_jobs: a job that becomes due now wakes them (NOTIFYs of one
+-- transaction are sent once, at commit)
+CREATE OR REPLACE FUNCTION jobkit_notify_due() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('jobkit_jobs', '');
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER jobkit_jobs_due
+    AFTER INSERT OR UPDATE OF status ON jobkit_jobs
+    FOR EACH ROW
+    WHEN (NEW.status IN ('pending', 'retrying') AND NEW.available_at <= now())
+    EXECUTE FUNCTION jobkit_notify_due();
+
+
+-- name: create_schema_version
+CREATE TABLE IF NOT EXISTS jobkit_schema_version (version integer NOT NULL);
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) FROM jobkit_schema_version;
+
+-- name: has_schema_version
+SELECT to_regclass('jobkit_schema_version') IS NOT NULL;
+
+-- name: lock_migrations
+SELECT pg_advisory_xact_lock(727379968);
+
+-- name: clear_schema_version
+DELETE FROM jobkit_schema_version;
+
+-- name: set_schema_version
+INSERT INTO jobkit_schema_version (version) VALUES (%(version)s);
+
+
+-- name: now
+SELECT now();
+
+-- name: enqueue
+INSERT INTO jobkit_jobs (
+    name, method, params, status, priority, attempts, max_attempts, policy,
+    created_at, available_at
+) VALUES (
+    %(name)s, %(method)s, %(params)s::json, 'pending', %(priority)s, 0, %(max_attempts)s,
+    %(policy)s::json, coalesce(%(now)s, now()), %(available_at)s
+)
+RETURNING *;
+
+-- name: get
+SELECT * FROM jobkit_jobs WHERE id = %(job_id)s;
+
+-- name: exists
+SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s;
+
+-- name: claim
+-- SKIP LOCKED: concurrent claimers each take a different row instead of queueing on one
+WITH next AS (
+    SELECT id FROM jobkit_jobs
+    WHERE status IN ('pending', 'retrying') AND available_at <= coalesce(%(now)s, now())
+    ORDER BY priority DESC, available_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobkit_jobs AS jobs
+SET status = 'running',
+    attempts = jobs.attempts + 1,
+    worker_id = %(worker_id)s,
+    started_at = coalesce(%(now)s, now()),
+    lease_expires_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease_seconds)s),
+    progress = NULL,
+    progress_message = NULL
+FROM next
+WHERE jobs.id = next.id
+RETURNING jobs.*;
+
+-- name: open_attempt
+INSERT INTO jobkit_attempts (job_id, attempt, worker_id, started_at)
+VALUES (%(job_id)s, %(attempt)s, %(worker_id)s, %(started_at)s);
+
+-- name: close_attempt
+UPDATE jobkit_attempts
+SET finished_at = coalesce(%(now)s, now()), outcome = %(outcome)s, error = %(error)s,
+    traceback = %(traceback)s
+WHERE job_id = %(job_id)s AND finished_at IS NULL;
+
+-- name: heartbeat
+UPDATE jobkit_jobs
+SET lease_expires_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease_seconds)s)
+WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
+    AND attempts = %(attempt)s;
+
+-- name: set_progress
+UPDATE jobkit_jobs
+SET progress = %(progress)s, progress_message = %(progress_message)s
+WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
+    AND attempts = %(attempt)s;
+
+-- name: complete
+UPDATE jobkit_jobs
+SET status = 'completed', result = %(result)s::json, error = NULL,
+    finished_at = coalesce(%(now)s, now()), worker_id = NULL, lease_expires_at = NULL
+WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
+    AND attempts = %(attempt)s
+RETURNING *;
+
+-- name: fail
+UPDATE jobkit_jobs
+SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, now()),
+    worker_id = NULL, lease_expires_at = NULL
+WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
+    AND attempts = %(attempt)s
+RETURNING *;
+
+-- name: schedule_retry
+UPDATE jobkit_jobs
+SET status = 'retrying', error = %(error)s, available_at = %(retry_at)s,
+    worker_id = NULL, lease_expires_at = NULL
+WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
+    AND attempts = %(attempt)s
+RETURNING *;
+
+-- name: release
+UPDATE jobkit_jobs
+SET status = 'pending', attempts = attempts - 1, worker_id = NULL, lease_expires_at = NULL
+WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
+    AND attempts = %(attempt)s
+RETURNING *;
+
+-- name: has_expired_lease
+SELECT 1 FROM jobkit_jobs
+WHERE status = 'running' AND lease_expires_at < coalesce(%(now)s, now())
+LIMIT 1;
+
+-- name: requeue_expired
+-- FOR UPDATE SKIP LOCKED: two supervisors never take back the same job; the old worker_id is
+-- read from the locked row before the update clears it
+WITH expired AS (
+    SELECT id, worker_id FROM jobkit_jobs
+    WHERE status = 'running' AND lease_expires_at < coalesce(%(now)s, now())
+    FOR UPDATE SKIP LOCKED
+), closed AS (
+    UPDATE jobkit_attempts AS attempts
+    SET finished_at = coalesce(%(now)s, now()),
+        outcome = 'lost',
+        error = 'lease expired: worker ' || coalesce(expired.worker_id, '?')
+            || ' stopped heartbeating'
+    FROM expired
+    WHERE attempts.job_id = expired.id AND attempts.finished_at IS NULL
+)
+UPDATE jobkit_jobs AS jobs
+SET status = CASE WHEN jobs.attempts < jobs.max_attempts THEN 'retrying' ELSE 'failed' END,
+    error = 'lease expired: worker ' || coalesce(expired.worker_id, '?') || ' stopped heartbeating',
+    available_at = CASE WHEN jobs.attempts < jobs.max_attempts
+        THEN coalesce(%(now)s, now()) ELSE jobs.available_at END,
+    finished_at = CASE WHEN jobs.attempts < jobs.max_attempts
+        THEN NULL ELSE coalesce(%(now)s, now()) END,
+    worker_id = NULL,
+    lease_expires_at = NULL
+FROM expired
+WHERE jobs.id = expired.id
+RETURNING jobs.*;
+
+-- name: cancel
+UPDATE jobkit_jobs
+SET status = 'cancelled', finished_at = coalesce(%(now)s, now()), worker_id = NULL,
+    lease_expires_at = NULL
+WHERE id = %(job_id)s AND status IN ('pending', 'retrying', 'running')
+RETURNING *;
+
+-- name: retry
+UPDATE jobkit_jobs
+SET status = 'pending', available_at = coalesce(%(now)s, now()), error = NULL,
+    finished_at = NULL, max_attempts = greatest(max_attempts, attempts + 1)
+WHERE id = %(job_id)s AND status IN ('failed', 'cancelled')
+RETURNING *;
+
+-- name: prune_batch
+DELETE FROM jobkit_jobs WHERE id IN (
+    SELECT id FROM jobkit_jobs
+    WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < %(finished_before)s
+    LIMIT %(batch_size)s
+);
+
+-- name: attempts
+SELECT * FROM jobkit_attempts WHERE job_id = %(job_id)s ORDER BY id;

@@ -1,0 +1,228 @@
+"""The PostgreSQL store passes the storage conformance suite, and behaves as a shared server
+store: database clock, schema versions, LISTEN/NOTIFY, clean errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from pg_server import reset
+
+from jobkit.exceptions import ConfigError, StorageError
+from jobkit.records import JobStatus
+from jobkit.storage.postgres import PostgresStorage, redact, split_url
+from jobkit.testing import FakeClock, StorageConformance
+from jobkit.testing.conformance import new_job
+
+
+@pytest.fixture
+def empty_url(postgres_url: str) -> str:
+    """The test database with jobkit's tables emptied."""
+    reset(postgres_url)
+    return postgres_url
+
+
+class TestPostgresStorage(StorageConformance):
+    """PostgresStorage follows every rule of the Storage contract."""
+
+    @pytest.fixture
+    def storage(self, empty_url: str, clock: FakeClock) -> Iterator[PostgresStorage]:
+        """An emptied database on the fake clock."""
+        store = PostgresStorage(empty_url, clock=clock)
+        yield store
+        store.close()
+
+    @pytest.fixture
+    def storage_url(self, storage: PostgresStorage) -> str:
+        """The same database, for child processes."""
+        return storage.url
+
+
+def terminate_other_backends(url: str) -> int:
+    """pg_terminate_backend every other connection to the database; how many."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            b"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            b"WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return len(rows)
+
+
+class TestDatabaseClock:
+    """Without a clock, times come from the database, so worker clocks may drift."""
+
+    def test_now_is_the_database_clock(self, empty_url: str) -> None:
+        """now() is the server's now(), in UTC."""
+        import psycopg
+
+        with PostgresStorage(empty_url) as store, psycopg.connect(empty_url) as conn:
+            before = conn.execute(b"SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+            now = store.now()
+            after = conn.execute(b"SELECT clock_timestamp()").fetchone()[0]  # type: ignore[index]
+        assert before <= now <= after
+        assert now.utcoffset() == timedelta(0)
+
+    def test_leases_are_measured_on_the_database_clock(self, empty_url: str) -> None:
+        """A claim's lease ends lease_seconds after the database's now()."""
+        with PostgresStorage(empty_url) as store:
+            store.enqueue(new_job(store.now()))
+            before = store.now()
+            record = store.claim("w1", 30.0)
+            after = store.now()
+        assert record is not None and record.lease_expires_at is not None
+        assert before + timedelta(seconds=30) <= record.lease_expires_at
+        assert record.lease_expires_at <= after + timedelta(seconds=30)
+
+    def test_a_job_due_by_the_database_clock_is_claimed(self, empty_url: str) -> None:
+        """A job made due 'now' by the database's clock is claimable at once."""
+        with PostgresStorage(empty_url) as store:
+            job = store.enqueue(new_job(store.now()))
+            claimed = store.claim("w1", 30.0)
+        assert claimed is not None and claimed.id == job.id
+
+
+class TestSchema:
+    """The schema is versioned and migrated on first use, once, under a lock."""
+
+    def test_version_is_recorded_once(self, empty_url: str) -> None:
+        """Opening twice leaves one version row; migrate() returns the version."""
+        import psycopg
+
+        with PostgresStorage(empty_url) as first, PostgresStorage(empty_url) as second:
+            assert first.migrate() == second.migrate() == 1
+        with psycopg.connect(empty_url) as conn:
+            rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
+        assert rows == [(1,)]
+
+    def test_a_newer_schema_is_refused(self, postgres_server: object, empty_url: str) -> None:
+        """A database migrated by a newer jobkit is refused, naming both versions."""
+        import psycopg
+
+        with PostgresStorage(empty_url):
+            pass
+        with psycopg.connect(empty_url) as conn:
+            conn.execute(b"UPDATE jobkit_schema_version SET version = 99")
+        try:
+            with pytest.raises(StorageError, match="version 99, newer"):
+                PostgresStorage(empty_url)
+        finally:
+            with psycopg.connect(empty_url) as conn:
+                conn.execute(b"UPDATE jobkit_schema_version SET version = 1")
+
+
+class TestListenNotify:
+    """Idle workers wait on LISTEN and wake when a job is enqueued."""
+
+    def test_an_enqueue_wakes_a_waiting_store(self, empty_url: str) -> None:
+        """wait_for_jobs returns soon after another connection enqueues a due job, long before
+        its timeout."""
+        with PostgresStorage(empty_url) as waiting, PostgresStorage(empty_url) as other:
+            waiting.wait_for_jobs(0.01)  # LISTEN is in place before the job is enqueued
+            timer = threading.Timer(0.3, lambda: other.enqueue(new_job(other.now())))
+            timer.start()
+            started = time.monotonic()
+            waiting.wait_for_jobs(30.0)
+            waited = time.monotonic() - started
+            timer.join()
+        assert waited < 10, f"woke only after {waited:.1f} s"
+
+    def test_a_notification_while_busy_is_not_lost(self, empty_url: str) -> None:
+        """A job enqueued while the worker was busy (not waiting) wakes the next wait at once."""
+        with PostgresStorage(empty_url) as waiting, PostgresStorage(empty_url) as other:
+            waiting.wait_for_jobs(0.01)
+            other.enqueue(new_job(other.now()))
+            started = time.monotonic()
+            waiting.wait_for_jobs(30.0)
+        assert time.monotonic() - started < 10
+
+    def test_a_delayed_job_does_not_wake_anyone(self, empty_url: str) -> None:
+        """A job that is not due yet sends no notification."""
+        with PostgresStorage(empty_url) as waiting, PostgresStorage(empty_url) as other:
+            waiting.wait_for_jobs(0.01)
+            other.enqueue(new_job(other.now(), delay=3600))
+            started = time.monotonic()
+            waiting.wait_for_jobs(0.5)
+        assert time.monotonic() - started >= 0.45
+
+    def test_stop_ends_the_wait(self, empty_url: str) -> None:
+        """A set stop event ends the wait within a fraction of a second."""
+        stop = threading.Event()
+        with PostgresStorage(empty_url) as waiting:
+            threading.Timer(0.2, stop.set).start()
+            started = time.monotonic()
+            waiting.wait_for_jobs(30.0, stop)
+        assert time.monotonic() - started < 10
+
+    def test_listen_is_restored_after_the_connection_is_killed(self, empty_url: str) -> None:
+        """After pg_terminate_backend the wait reports one StorageError, then LISTENs again and
+        is woken by the next job."""
+        with PostgresStorage(empty_url) as waiting, PostgresStorage(empty_url) as other:
+            waiting.wait_for_jobs(0.01)
+            assert terminate_other_backends(empty_url) >= 1
+            with pytest.raises(StorageError, match="listen"):
+                waiting.wait_for_jobs(1.0)
+            waiting.wait_for_jobs(0.01)  # listens again
+            other.enqueue(new_job(other.now()))
+            started = time.monotonic()
+            waiting.wait_for_jobs(30.0)
+        assert time.monotonic() - started < 10
+
+
+class TestConnections:
+    """Broken connections are replaced; an unreachable server is a clean error."""
+
+    def test_queries_work_again_after_connections_are_killed(self, empty_url: str) -> None:
+        """After pg_terminate_backend, the next call gets a fresh connection from the pool."""
+        with PostgresStorage(empty_url) as store:
+            job = store.enqueue(new_job(store.now()))
+            terminate_other_backends(empty_url)
+            assert store.get(job.id).status == JobStatus.PENDING
+
+    def test_an_unreachable_server_is_a_clean_error(self) -> None:
+        """Nothing listening: StorageError naming the server (password hidden), soon."""
+        from pg_server import free_port
+
+        url = f"postgresql://ana:s3cret@127.0.0.1:{free_port()}/x?connect_timeout=1"
+        started = time.monotonic()
+        with pytest.raises(StorageError) as info:
+            PostgresStorage(url)
+        assert time.monotonic() - started < 15
+        assert "127.0.0.1" in str(info.value) and "s3cret" not in str(info.value)
+
+    def test_a_closed_store_does_not_listen(self, empty_url: str) -> None:
+        """wait_for_jobs on a closed store raises StorageError saying so."""
+        store = PostgresStorage(empty_url)
+        store.close()
+        with pytest.raises(StorageError, match="closed"):
+            store.wait_for_jobs(0.1)
+
+
+class TestUrls:
+    """URL handling: jobkit's own options, libpq's, and secrets."""
+
+    def test_own_options_are_taken_out(self) -> None:
+        """pool_size and connect_timeout are jobkit's; sslmode goes to libpq."""
+        conninfo, own = split_url("postgresql://u@h/db?pool_size=8&sslmode=disable")
+        assert own == {"pool_size": "8"}
+        assert conninfo == "postgresql://u@h/db?sslmode=disable"
+
+    def test_redact_hides_the_password(self) -> None:
+        """The password never appears in messages."""
+        assert redact("postgresql://ana:s3cret@h/db") == "postgresql://ana:***@h/db"
+        assert redact("postgresql://ana@h/db") == "postgresql://ana@h/db"
+
+    @pytest.mark.parametrize("query", ["pool_size=0", "pool_size=x", "connect_timeout=-1"])
+    def test_bad_options_are_config_errors(self, query: str) -> None:
+        """A bad jobkit option is a ConfigError naming the URL, before any connection."""
+        with pytest.raises(ConfigError, match="storage"):
+            PostgresStorage(f"postgresql://ana:pw@127.0.0.1:1/db?{query}")
+
+    def test_not_a_postgres_url(self) -> None:
+        """Another scheme is refused."""
+        with pytest.raises(ConfigError, match="not a PostgreSQL URL"):
+            PostgresStorage("mysql://h/db")
