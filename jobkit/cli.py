@@ -588,6 +588,17 @@ def demo(folder: str, workers: int) -> None:
 @config_option
 @pass_state
 @handle_errors
+def migrate(state: State) -> None:
+    """Create or upgrade the job store's schema (stores also do this when first opened)."""
+    app = state.app(log=False)
+    version = app.storage.migrate()
+    click.echo(f"storage {app.config.storage}: schema at version {version}")
+
+
+@main.command()
+@config_option
+@pass_state
+@handle_errors
 def check(state: State) -> None:
     """Validate jobs.yaml and every plugin and job it names; exit 1 listing the errors."""
     try:

@@ -130,9 +130,11 @@ class Executor:
                 return
             monitor.outcome_written = True
             try:
-                self._record(lease, record, reason if received else None, result, error, retry)
+                self._record_patiently(
+                    lease, record, reason if received else None, result, error, retry
+                )
             except StorageError:
-                raise  # the store is down: the lease decides what becomes of the job
+                raise  # the store stayed down: the lease decides what becomes of the job
             except Exception as exc:  # never leave the job running because recording failed
                 logger.opt(exception=True).error(
                     "job {job_id}: could not record its outcome", job_id=record.id
@@ -162,6 +164,28 @@ class Executor:
             ),
             options,
         )
+
+    def _record_patiently(self, lease: Lease, record: JobRecord, *outcome: Any) -> None:
+        """:meth:`_record`, tried again while the store is unreachable (a database restart),
+        for up to half a lease: the lease, renewed a heartbeat ago, still holds the job, so the
+        work done is not run again. Fenced writes make a repeat harmless."""
+        deadline = time.monotonic() + self.settings.lease / 2
+        pause = 0.1
+        while True:
+            try:
+                self._record(lease, record, *outcome)
+                return
+            except StorageError as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                logger.bind(job_id=record.id).warning(
+                    "job {job_id}: recording its outcome failed ({error}); again in {pause:.1f} s",
+                    job_id=record.id,
+                    error=str(exc),
+                    pause=pause,
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     def _record(
         self,

@@ -17,6 +17,7 @@ rotation.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,6 +120,30 @@ def console_format(record: Record) -> str:
     return "{time:HH:mm:ss} {level: <7} {extra[_jobkit_console]}\n"
 
 
+class _ToLoguru(logging.Handler):
+    """Hands a standard-library record (a database driver's) to loguru, as a jobkit line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = record.levelname if record.levelname in _STD_LEVELS else record.levelno
+        logger.log(level, "{name}: {message}", name=record.name, message=record.getMessage())
+
+
+_STD_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+#: Standard-library loggers of the drivers jobkit uses, written to jobkit's log (warnings up).
+DRIVER_LOGGERS = ("psycopg",)
+
+
+def capture_driver_logs() -> None:
+    """Send the warnings of the database drivers (psycopg's pool: "error connecting ...") to
+    jobkit's log instead of bare lines on stderr. Idempotent."""
+    for name in DRIVER_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(handler, _ToLoguru) for handler in target.handlers):
+            target.addHandler(_ToLoguru(logging.WARNING))
+            target.propagate = False
+
+
 def configure_logging(
     settings: LoggingSettings,
     pm: pluggy.PluginManager | None = None,
@@ -152,6 +177,7 @@ def configure_logging(
         logger.add(events, level=settings.level, **common),
         logger.add(errors, level="ERROR", **common),
     )
+    capture_driver_logs()
     if pm is not None:
         pm.hook.jobkit_configure_logging(logger=logger, settings=settings)
     return LogFiles(events, errors, ids)
@@ -165,6 +191,7 @@ def forward_to(parent: Logger) -> None:
     """
     logger.remove()
     logger.enable("jobkit")
+    capture_driver_logs()
 
     def sink(message: Message) -> None:
         record = message.record

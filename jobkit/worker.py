@@ -144,16 +144,16 @@ def _child_main(spec: ChildSpec, parent_logger: Logger | None, control: Connecti
     try:
         while not (stop.is_set() or terminated):
             try:
-                if executor.run_next():
+                ran = executor.run_next()
+                if failing:
+                    logger.info("worker {id}: the store answers again", id=executor.worker_id)
                     failing = False
+                if ran:
                     continue
                 if spec.burst and nothing_left(app):
                     break
                 # idle: sleep, or (PostgreSQL) until a new job is announced
                 app.storage.wait_for_jobs(settings.poll_interval, stop)
-                if failing:
-                    logger.info("worker {id}: the store answers again", id=executor.worker_id)
-                failing = False
             except Exception as exc:  # the store is down, or a bug: log it, keep the process
                 logger.opt(exception=not isinstance(exc, StorageError)).error(
                     "worker error: {error}; going on in 1 s", error=str(exc)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from pg_server import PostgresServer, find_bin_dir, missing
+from pg_server import PostgresServer, find_bin_dir, missing, reset
 
 import jobkit
 from jobkit.app import JobKit
@@ -141,3 +141,10 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_url(postgres_server: PostgresServer) -> str:
     """The URL of a database made for this run."""
     return postgres_server.create_database("jobkit_test")
+
+
+@pytest.fixture
+def empty_postgres_url(postgres_url: str) -> str:
+    """The run's database with jobkit's tables emptied."""
+    reset(postgres_url)
+    return postgres_url

@@ -23,6 +23,11 @@ from jobkit.cli import main
 from jobkit.worker import run_until_empty
 
 ERROR_PREFIX = "jobkit: error: "
+#: Every subcommand, each of which must have help (and a test of it below).
+COMMANDS = (
+    "worker", "run", "status", "list", "cancel", "retry", "jobs", "check", "prune", "migrate",
+    "demo",
+)
 
 
 def run_worker_for(waiter: subprocess.Popen[str], tmp_path: Path, config: Path) -> tuple[str, str]:
@@ -112,10 +117,7 @@ class TestHelp:
         for command in ("worker", "run", "status", "list", "cancel", "retry", "jobs", "check"):
             assert command in result.stdout
 
-    @pytest.mark.parametrize(
-        "command",
-        ["worker", "run", "status", "list", "cancel", "retry", "jobs", "check", "prune", "demo"],
-    )
+    @pytest.mark.parametrize("command", COMMANDS)
     def test_subcommand_help(self, command: str) -> None:
         """Every subcommand's `--help` exits 0 and shows its usage."""
         result = CliRunner().invoke(main, [command, "--help"])
@@ -124,18 +126,7 @@ class TestHelp:
 
     def test_every_subcommand_is_covered(self) -> None:
         """The help tests above cover every registered subcommand."""
-        assert set(main.commands) == {
-            "worker",
-            "run",
-            "status",
-            "list",
-            "cancel",
-            "retry",
-            "jobs",
-            "check",
-            "prune",
-            "demo",
-        }
+        assert set(main.commands) == set(COMMANDS)
 
 
 class TestRun:
@@ -623,6 +614,36 @@ class TestPrune:
         result = cli("prune", "--older-than", value)
         assert result.exit_code == 2
         assert "--older-than" in result.output
+
+
+class TestMigrate:
+    def test_sqlite(self, cli: Callable[..., Result], config: Path) -> None:
+        """`migrate` creates the schema and prints its version."""
+        result = cli("migrate")
+        assert result.exit_code == 0, result.output
+        assert "schema at version 1" in result.stdout
+
+    def test_postgres(self, tmp_path: Path, empty_postgres_url: str) -> None:
+        """`migrate` on a PostgreSQL URL creates the tables there."""
+        import psycopg
+
+        config = write_config(tmp_path, storage=empty_postgres_url)
+        result = CliRunner().invoke(main, ["migrate", "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        assert "schema at version 1" in result.stdout
+        with psycopg.connect(empty_postgres_url) as conn:
+            assert conn.execute(b"SELECT count(*) FROM jobkit_jobs").fetchone() == (0,)
+
+    def test_unreachable_server_is_one_line(self, tmp_path: Path) -> None:
+        """An unreachable PostgreSQL server: exit 1, one error line, password hidden."""
+        from pg_server import free_port
+
+        url = f"postgresql://ana:s3cret@127.0.0.1:{free_port()}/db?connect_timeout=1"
+        config = write_config(tmp_path, storage=url)
+        result = CliRunner().invoke(main, ["migrate", "--config", str(config)])
+        assert result.exit_code == 1, result.output
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX) and "127.0.0.1" in line and "s3cret" not in line
 
 
 class TestRetry:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from pg_server import reset
 
 from jobkit.exceptions import ConfigError, StorageError
 from jobkit.records import JobStatus
@@ -19,10 +18,9 @@ from jobkit.testing.conformance import new_job
 
 
 @pytest.fixture
-def empty_url(postgres_url: str) -> str:
+def empty_url(empty_postgres_url: str) -> str:
     """The test database with jobkit's tables emptied."""
-    reset(postgres_url)
-    return postgres_url
+    return empty_postgres_url
 
 
 class TestPostgresStorage(StorageConformance):

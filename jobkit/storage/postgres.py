@@ -12,7 +12,6 @@ lives in ``postgres.sql``.
 from __future__ import annotations
 
 import builtins
-import json
 import os
 import threading
 import time
@@ -35,7 +34,8 @@ from jobkit.records import (
     RetryPolicy,
     utcnow,
 )
-from jobkit.storage.base import Clock, Storage
+from jobkit.storage.base import Clock
+from jobkit.storage.sql import SQLStorage, job_key, to_json
 from jobkit.storage.sqlfile import migrations, sections
 
 if TYPE_CHECKING:
@@ -46,7 +46,6 @@ T = TypeVar("T")
 
 _SQL = "postgres.sql"
 _CHANNEL = "jobkit_jobs"
-_MAX_ID = 2**63 - 1
 #: URL query keys jobkit reads itself (every other key goes to libpq, e.g. ``sslmode``).
 _OWN_KEYS = ("pool_size", "connect_timeout")
 
@@ -54,20 +53,6 @@ _OWN_KEYS = ("pool_size", "connect_timeout")
 def queries() -> dict[str, str]:
     """The named sections of ``postgres.sql``."""
     return sections(_SQL)
-
-
-def _job_key(job_id: str) -> int | None:
-    if job_id.isascii() and job_id.isdigit() and str(int(job_id)) == job_id:
-        key = int(job_id)
-        return key if key <= _MAX_ID else None
-    return None
-
-
-def _to_json(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise StorageError(f"{what} is not JSON: {exc}") from exc
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -138,7 +123,7 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStorage(Storage):
+class PostgresStorage(SQLStorage):
     """Jobs in a PostgreSQL database: ``postgresql://user:password@host:5432/dbname``.
 
     URL query options read by jobkit: ``pool_size`` (connections per process, default 4) and
@@ -281,7 +266,7 @@ class PostgresStorage(Storage):
     def migrate(self) -> int:
         """Create or upgrade the schema (under an advisory lock, so many processes may start at
         once); return its version."""
-        steps = migrations(_SQL)
+        steps = migrations(queries(), _SQL)
         latest = steps[-1][0]
         sql = queries()
 
@@ -315,7 +300,7 @@ class PostgresStorage(Storage):
         traceback: str | None = None,
         **params: Any,
     ) -> JobRecord | None:
-        key = _job_key(lease.job_id)
+        key = job_key(lease.job_id)
         if key is None:
             return None
 
@@ -346,7 +331,7 @@ class PostgresStorage(Storage):
         )
 
     def _fenced_update(self, operation: str, name: str, lease: Lease, **params: Any) -> bool:
-        key = _job_key(lease.job_id)
+        key = job_key(lease.job_id)
         if key is None:
             return False
         fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
@@ -361,7 +346,7 @@ class PostgresStorage(Storage):
         self, job_id: str, operation: str, work: Callable[[psycopg.Cursor[Any], int], T]
     ) -> T:
         """Run ``work(cur, key)`` for an existing job; ``JobNotFoundInStorage`` otherwise."""
-        key = _job_key(job_id)
+        key = job_key(job_id)
         if key is None:
             raise JobNotFoundInStorage(job_id)
         return self._transaction(operation, lambda cur: work(cur, key))
@@ -377,10 +362,10 @@ class PostgresStorage(Storage):
         params = {
             "name": job.name,
             "method": job.method,
-            "params": _to_json(job.params, f"job {job.name!r}: params"),
+            "params": to_json(job.params, f"job {job.name!r}: params"),
             "priority": job.priority,
             "max_attempts": job.max_attempts,
-            "policy": _to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
+            "policy": to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
             "available_at": job.available_at,
         }
 
@@ -445,49 +430,17 @@ class PostgresStorage(Storage):
             lease_seconds=float(lease_seconds),
         )
 
-    def set_progress(self, lease: Lease, fraction: float, message: str | None) -> bool:
-        """Record the running attempt's progress (0..1); ``False`` when the lease is lost."""
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"progress fraction must be between 0 and 1, got {fraction!r}")
-        return self._fenced_update(
-            f"set progress of job {lease.job_id}", "set_progress", lease,
-            progress=float(fraction), progress_message=message,
-        )
+    def _time(self, value: datetime) -> datetime:
+        return value
 
-    def complete(self, lease: Lease, result: Any) -> JobRecord | None:
-        """Finish the attempt as succeeded and the job as ``completed``; fenced."""
-        encoded = _to_json(result, f"job {lease.job_id}: result")
-        return self._fenced(
-            f"complete job {lease.job_id}", "complete", lease, AttemptOutcome.SUCCEEDED,
-            result=encoded,
-        )
+    def _prune_batch(self, finished_before: Any, batch_size: int) -> int:
+        params = {"finished_before": finished_before, "batch_size": batch_size}
 
-    def fail(
-        self,
-        lease: Lease,
-        *,
-        error: str,
-        traceback: str | None,
-        outcome: AttemptOutcome = AttemptOutcome.FAILED,
-        retry_at: datetime | None = None,
-    ) -> JobRecord | None:
-        """Finish the attempt with ``outcome``; the job is ``retrying`` at ``retry_at`` (its
-        error kept) or ``failed``; fenced."""
-        if retry_at is None:
-            return self._fenced(
-                f"fail job {lease.job_id}", "fail", lease, outcome,
-                error=error, traceback=traceback,
-            )
-        return self._fenced(
-            f"schedule a retry of job {lease.job_id}", "schedule_retry", lease, outcome,
-            error=error, traceback=traceback, retry_at=retry_at,
-        )
+        def batch(cur: psycopg.Cursor[Any]) -> int:
+            cur.execute(queries()["prune_batch"], params)
+            return cur.rowcount
 
-    def release(self, lease: Lease) -> JobRecord | None:
-        """Hand a running job back: the attempt is ``handed_back`` and does not count; fenced."""
-        return self._fenced(
-            f"release job {lease.job_id}", "release", lease, AttemptOutcome.HANDED_BACK
-        )
+        return self._transaction("prune finished jobs", batch)
 
     def requeue_expired(self) -> builtins.list[JobRecord]:
         """Take back running jobs whose lease expired (see :meth:`Storage.requeue_expired`)."""
@@ -500,31 +453,6 @@ class PostgresStorage(Storage):
             return sorted((_job(row) for row in cur.fetchall()), key=lambda r: int(r.id))
 
         return self._transaction("requeue expired leases", work)
-
-    def prune(
-        self,
-        finished_before: datetime,
-        *,
-        batch_size: int = 1000,
-        progress: Callable[[int], None] | None = None,
-    ) -> int:
-        """Delete finished jobs (and attempts) that finished before ``finished_before``."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
-        params = {"finished_before": finished_before, "batch_size": batch_size}
-
-        def batch(cur: psycopg.Cursor[Any]) -> int:
-            cur.execute(queries()["prune_batch"], params)
-            return cur.rowcount
-
-        deleted = 0
-        while True:
-            count = self._transaction("prune finished jobs", batch)
-            deleted += count
-            if progress is not None:
-                progress(deleted)
-            if count < batch_size:
-                return deleted
 
     # -- reads -----------------------------------------------------------------------------
 

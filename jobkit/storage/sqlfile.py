@@ -24,11 +24,12 @@ def sections(filename: str) -> dict[str, str]:
     return {name: "\n".join(lines).strip() for name, lines in found.items()}
 
 
-def migrations(filename: str) -> list[tuple[int, str]]:
-    """The ``migration_<n>`` sections of the file as ``(n, sql)``, in order."""
+def migrations(named: dict[str, str], filename: str) -> list[tuple[int, str]]:
+    """The ``migration_<n>`` sections among ``named`` (the sections of ``filename``) as
+    ``(n, sql)``, in order."""
     found = sorted(
         (int(name.removeprefix("migration_")), sql)
-        for name, sql in sections(filename).items()
+        for name, sql in named.items()
         if name.startswith("migration_")
     )
     if [version for version, _ in found] != list(range(1, len(found) + 1)):

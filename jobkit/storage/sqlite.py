@@ -33,7 +33,8 @@ from jobkit.records import (
     RetryPolicy,
     utcnow,
 )
-from jobkit.storage.base import Clock, Storage
+from jobkit.storage.base import Clock
+from jobkit.storage.sql import SQLStorage, job_key, to_json
 from jobkit.storage.sqlfile import migrations as sql_migrations
 from jobkit.storage.sqlfile import sections
 
@@ -50,7 +51,7 @@ def queries() -> dict[str, str]:
 
 def migrations() -> builtins.list[tuple[int, str]]:
     """The ``migration_<n>`` sections of ``sqlite.sql`` as ``(n, sql)``, in order."""
-    return sql_migrations("sqlite.sql")
+    return sql_migrations(queries(), "sqlite.sql")
 
 
 def split_statements(script: str) -> builtins.list[str]:
@@ -75,20 +76,6 @@ def _to_epoch(value: datetime) -> float:
 
 def _to_datetime(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, timezone.utc)
-
-
-def _to_json(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise StorageError(f"{what} is not JSON: {exc}") from exc
-
-
-def _job_key(job_id: str) -> int | None:
-    """The row id of a job id; ``None`` for anything that is not the canonical form of one."""
-    if job_id.isascii() and job_id.isdigit() and str(int(job_id)) == job_id:
-        return int(job_id)
-    return None
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
@@ -138,7 +125,7 @@ def _attempt(row: sqlite3.Row) -> Attempt:
     )
 
 
-class SQLiteStorage(Storage):
+class SQLiteStorage(SQLStorage):
     """Jobs in one SQLite file: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
 
     Safe to share between threads (one connection per thread) and between processes (WAL mode,
@@ -384,7 +371,7 @@ class SQLiteStorage(Storage):
         """Run the fenced job update ``name`` (with ``params``); close the attempt with
         ``outcome``, ``error`` and ``traceback`` and return the new record, or ``None`` when the
         lease no longer owns the job."""
-        key = _job_key(lease.job_id)
+        key = job_key(lease.job_id)
         if key is None:
             return None
 
@@ -410,10 +397,10 @@ class SQLiteStorage(Storage):
         params = {
             "name": job.name,
             "method": job.method,
-            "params": _to_json(job.params, f"job {job.name!r}: params"),
+            "params": to_json(job.params, f"job {job.name!r}: params"),
             "priority": job.priority,
             "max_attempts": job.max_attempts,
-            "policy": _to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
+            "policy": to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
             "available_at": _to_epoch(job.available_at),
         }
 
@@ -425,7 +412,7 @@ class SQLiteStorage(Storage):
 
     def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""
-        key = _job_key(job_id)
+        key = job_key(job_id)
         if key is None:
             raise JobNotFoundInStorage(job_id)
 
@@ -449,7 +436,7 @@ class SQLiteStorage(Storage):
         """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now, its error
         cleared and ``max_attempts`` raised to allow one more attempt if needed. ``None`` for
         other statuses; ``JobNotFoundInStorage`` for an unknown id."""
-        key = _job_key(job_id)
+        key = job_key(job_id)
         if key is None:
             raise JobNotFoundInStorage(job_id)
 
@@ -504,20 +491,11 @@ class SQLiteStorage(Storage):
             lease_expires_at=_to_epoch(self.now() + timedelta(seconds=lease_seconds)),
         )
 
-    def set_progress(self, lease: Lease, fraction: float, message: str | None) -> bool:
-        """Record the running attempt's progress (0..1); ``False`` when the lease is lost."""
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"progress fraction must be between 0 and 1, got {fraction!r}")
-        return self._fenced_update(
-            f"set progress of job {lease.job_id}", "set_progress", lease,
-            progress=float(fraction), progress_message=message,
-        )
-
     def _fenced_update(
         self, operation: str, name: str, lease: Lease, *, busy_budget: float | None = None,
         **params: Any,
     ) -> bool:
-        key = _job_key(lease.job_id)
+        key = job_key(lease.job_id)
         if key is None:
             return False
         fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
@@ -527,40 +505,16 @@ class SQLiteStorage(Storage):
 
         return self._transaction(operation, work, busy_budget=busy_budget)
 
-    def complete(self, lease: Lease, result: Any) -> JobRecord | None:
-        """Finish the attempt as succeeded and the job as ``completed``; fenced."""
-        encoded = _to_json(result, f"job {lease.job_id}: result")
-        return self._fenced(
-            f"complete job {lease.job_id}", "complete", lease, AttemptOutcome.SUCCEEDED,
-            result=encoded,
-        )
+    def _time(self, value: datetime) -> float:
+        return _to_epoch(value)
 
-    def fail(
-        self,
-        lease: Lease,
-        *,
-        error: str,
-        traceback: str | None,
-        outcome: AttemptOutcome = AttemptOutcome.FAILED,
-        retry_at: datetime | None = None,
-    ) -> JobRecord | None:
-        """Finish the attempt with ``outcome``; the job is ``retrying`` at ``retry_at`` (its
-        error kept) or ``failed``; fenced."""
-        if retry_at is None:
-            return self._fenced(
-                f"fail job {lease.job_id}", "fail", lease, outcome,
-                error=error, traceback=traceback,
-            )
-        return self._fenced(
-            f"schedule a retry of job {lease.job_id}", "schedule_retry", lease, outcome,
-            error=error, traceback=traceback, retry_at=_to_epoch(retry_at),
-        )
+    def _prune_batch(self, finished_before: Any, batch_size: int) -> int:
+        params = {"finished_before": finished_before, "batch_size": batch_size}
 
-    def release(self, lease: Lease) -> JobRecord | None:
-        """Hand a running job back: the attempt is ``handed_back`` and does not count; fenced."""
-        return self._fenced(
-            f"release job {lease.job_id}", "release", lease, AttemptOutcome.HANDED_BACK
-        )
+        def batch(conn: sqlite3.Connection) -> int:
+            return conn.execute(queries()["prune_batch"], params).rowcount
+
+        return self._transaction("prune finished jobs", batch)
 
     def requeue_expired(self) -> builtins.list[JobRecord]:
         """Take back running jobs whose lease expired (see :meth:`Storage.requeue_expired`)."""
@@ -579,35 +533,11 @@ class SQLiteStorage(Storage):
             return []
         return self._transaction("requeue expired leases", work)
 
-    def prune(
-        self,
-        finished_before: datetime,
-        *,
-        batch_size: int = 1000,
-        progress: Callable[[int], None] | None = None,
-    ) -> int:
-        """Delete finished jobs (and attempts) that finished before ``finished_before``."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
-        params = {"finished_before": _to_epoch(finished_before), "batch_size": batch_size}
-
-        def batch(conn: sqlite3.Connection) -> int:
-            return conn.execute(queries()["prune_batch"], params).rowcount
-
-        deleted = 0
-        while True:
-            count = self._transaction("prune finished jobs", batch)
-            deleted += count
-            if progress is not None:
-                progress(deleted)
-            if count < batch_size:
-                return deleted
-
     # -- reads -----------------------------------------------------------------------------
 
     def get(self, job_id: str) -> JobRecord:
         """The job with this id. Raises ``JobNotFoundInStorage``."""
-        key = _job_key(job_id)
+        key = job_key(job_id)
         if key is None:
             raise JobNotFoundInStorage(job_id)
 
@@ -621,7 +551,7 @@ class SQLiteStorage(Storage):
 
     def attempts(self, job_id: str) -> builtins.list[Attempt]:
         """Every attempt of the job, oldest first. Raises ``JobNotFoundInStorage``."""
-        key = _job_key(job_id)
+        key = job_key(job_id)
         if key is None:
             raise JobNotFoundInStorage(job_id)
 

@@ -1,0 +1,133 @@
+"""What the SQL backends (SQLite, PostgreSQL) share: the worker's fenced transitions, each one a
+named query of the backend's ``.sql`` file, and batched pruning.
+
+A subclass supplies how a fenced update runs (:meth:`SQLStorage._fenced`,
+:meth:`SQLStorage._fenced_update`), how a time is bound (:meth:`SQLStorage._time`) and one prune
+batch (:meth:`SQLStorage._prune_batch`).
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from jobkit.exceptions import StorageError
+from jobkit.records import AttemptOutcome, JobRecord, Lease
+from jobkit.storage.base import Storage
+
+#: The largest row id both backends store (a signed 64-bit integer).
+MAX_ID = 2**63 - 1
+
+
+def job_key(job_id: str) -> int | None:
+    """The row id of a job id; ``None`` for anything that is not the canonical form of one."""
+    if job_id.isascii() and job_id.isdigit() and str(int(job_id)) == job_id:
+        key = int(job_id)
+        return key if key <= MAX_ID else None
+    return None
+
+
+def to_json(value: Any, what: str) -> str:
+    """``value`` as JSON text (NaN refused); ``StorageError`` naming ``what`` otherwise."""
+    try:
+        return json.dumps(value, allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise StorageError(f"{what} is not JSON: {exc}") from exc
+
+
+class SQLStorage(Storage):
+    """A ``Storage`` whose worker transitions are named, fenced SQL updates."""
+
+    @abc.abstractmethod
+    def _fenced(
+        self,
+        operation: str,
+        name: str,
+        lease: Lease,
+        outcome: AttemptOutcome,
+        *,
+        error: str | None = None,
+        traceback: str | None = None,
+        **params: Any,
+    ) -> JobRecord | None:
+        """Run the fenced job update ``name`` and close the attempt with ``outcome`` in one
+        transaction; the new record, or ``None`` when the lease no longer owns the job."""
+
+    @abc.abstractmethod
+    def _fenced_update(self, operation: str, name: str, lease: Lease, **params: Any) -> bool:
+        """Run the fenced update ``name``; whether the lease still owned the job."""
+
+    @abc.abstractmethod
+    def _time(self, value: datetime) -> Any:
+        """A time as the backend binds it."""
+
+    @abc.abstractmethod
+    def _prune_batch(self, finished_before: Any, batch_size: int) -> int:
+        """Delete up to ``batch_size`` finished jobs in one transaction; how many."""
+
+    def set_progress(self, lease: Lease, fraction: float, message: str | None) -> bool:
+        """Record the running attempt's progress (0..1); ``False`` when the lease is lost."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"progress fraction must be between 0 and 1, got {fraction!r}")
+        return self._fenced_update(
+            f"set progress of job {lease.job_id}", "set_progress", lease,
+            progress=float(fraction), progress_message=message,
+        )
+
+    def complete(self, lease: Lease, result: Any) -> JobRecord | None:
+        """Finish the attempt as succeeded and the job as ``completed``; fenced."""
+        encoded = to_json(result, f"job {lease.job_id}: result")
+        return self._fenced(
+            f"complete job {lease.job_id}", "complete", lease, AttemptOutcome.SUCCEEDED,
+            result=encoded,
+        )
+
+    def fail(
+        self,
+        lease: Lease,
+        *,
+        error: str,
+        traceback: str | None,
+        outcome: AttemptOutcome = AttemptOutcome.FAILED,
+        retry_at: datetime | None = None,
+    ) -> JobRecord | None:
+        """Finish the attempt with ``outcome``; the job is ``retrying`` at ``retry_at`` (its
+        error kept) or ``failed``; fenced."""
+        if retry_at is None:
+            return self._fenced(
+                f"fail job {lease.job_id}", "fail", lease, outcome,
+                error=error, traceback=traceback,
+            )
+        return self._fenced(
+            f"schedule a retry of job {lease.job_id}", "schedule_retry", lease, outcome,
+            error=error, traceback=traceback, retry_at=self._time(retry_at),
+        )
+
+    def release(self, lease: Lease) -> JobRecord | None:
+        """Hand a running job back: the attempt is ``handed_back`` and does not count; fenced."""
+        return self._fenced(
+            f"release job {lease.job_id}", "release", lease, AttemptOutcome.HANDED_BACK
+        )
+
+    def prune(
+        self,
+        finished_before: datetime,
+        *,
+        batch_size: int = 1000,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Delete finished jobs (and attempts) that finished before ``finished_before``, in
+        batches of ``batch_size`` rows, each its own transaction."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
+        deleted = 0
+        while True:
+            count = self._prune_batch(self._time(finished_before), batch_size)
+            deleted += count
+            if progress is not None:
+                progress(deleted)
+            if count < batch_size:
+                return deleted
