@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: install demo quickstart test lint typecheck docs pytest bench-pickup clean
+.PHONY: install demo quickstart test lint typecheck docs pytest bench-pickup bench-pickup-postgres clean
 
 $(STAMP): pyproject.toml $(PLUGIN_PROJECTS)
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ test: lint typecheck docs pytest
 
 bench-pickup: install
 	$(BIN)/python bench/pickup.py
+
+bench-pickup-postgres: install
+	$(BIN)/python bench/pickup_postgres.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info jobkit-demo site

@@ -1,6 +1,8 @@
-"""Pick-up latency and idle CPU of an idle `jobkit worker` on SQLite.
+"""Pick-up latency and idle CPU of an idle `jobkit worker` (SQLite, or any store URL).
 
-Run with `make bench-pickup` (or `.venv/bin/python bench/pickup.py`). Starts a real worker with one
+Run with `make bench-pickup` (or `.venv/bin/python bench/pickup.py`); on PostgreSQL,
+`.venv/bin/python bench/pickup.py --storage postgresql://... --poll-interval 2` (new jobs wake the
+worker through LISTEN/NOTIFY, so the poll interval can be long). Starts a real worker with one
 process, lets it idle, measures the CPU time its processes use while idle, then enqueues jobs one
 at a time and reports how long each waited between enqueue and start (p50, p95).
 Not a test: numbers depend on the machine. Side-by-side ratios with Huey and procrastinate are
@@ -33,13 +35,19 @@ class Noop(Job):
 '''
 
 
-def main(samples: int = 40, idle_seconds: float = 5.0) -> None:
+def main(
+    samples: int = 40,
+    idle_seconds: float = 5.0,
+    storage: str | None = None,
+    poll_interval: float = 0.05,
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "bench_jobs.py").write_text(JOBS)
         config = root / "jobs.yaml"
         config.write_text(yaml.safe_dump({
-            "storage": f"sqlite:///{root / 'jobkit.db'}",
+            "storage": storage or f"sqlite:///{root / 'jobkit.db'}",
+            "worker": {"poll_interval": poll_interval},
             "logging": {"dir": str(root / "logs")},
             "jobs": {"Noop": {"class": "bench_jobs:Noop"}},
         }))
@@ -72,8 +80,16 @@ def main(samples: int = 40, idle_seconds: float = 5.0) -> None:
     print(f"idle CPU: {idle_cpu / idle_seconds * 100:.2f}% of one core over {idle_seconds:g} s "
           f"({len(tree)} processes)")
     print(f"pick-up latency over {samples} jobs: p50 {statistics.median(waits):.1f} ms, "
-          f"p95 {p95:.1f} ms, max {waits[-1]:.1f} ms  (poll_interval 50 ms)")
+          f"p95 {p95:.1f} ms, max {waits[-1]:.1f} ms  (poll_interval {poll_interval * 1000:g} ms, "
+          f"{(storage or 'sqlite').split(':')[0]})")
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--storage", help="store URL (default: a fresh SQLite file)")
+    parser.add_argument("--poll-interval", type=float, default=0.05, help="seconds (default 0.05)")
+    parser.add_argument("--samples", type=int, default=40)
+    arguments = parser.parse_args()
+    main(arguments.samples, storage=arguments.storage, poll_interval=arguments.poll_interval)
