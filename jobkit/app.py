@@ -7,6 +7,7 @@ tests and applications can replace or reset (:func:`set_default_app`, :func:`res
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from datetime import timedelta
@@ -16,7 +17,7 @@ import attrs
 import pluggy
 
 from jobkit.config import Config, ResolvedJob, load_config
-from jobkit.exceptions import MAX_DELAY, ConfigError, JobkitError
+from jobkit.exceptions import MAX_DELAY, ConfigError, InvalidParameters, JobkitError
 from jobkit.factory import Factory
 from jobkit.masking import mask_secrets
 from jobkit.notify import NotificationDispatcher, build_subscriptions
@@ -226,6 +227,14 @@ class JobKit:
         ):
             if value not in _INT_RANGE:
                 raise JobkitError(f"{key} must fit in 32 bits, got {value}")
+        size = len(json.dumps(by_name, ensure_ascii=False).encode("utf-8"))
+        if size > settings.max_params_bytes:
+            raise InvalidParameters(
+                spec.name,
+                method,
+                {"params": f"{size} bytes of JSON, over max_params_bytes "
+                           f"({settings.max_params_bytes})"},
+            )
         storage = self.storage
         record = storage.enqueue(
             NewJob(

@@ -96,6 +96,8 @@ class JobSettings:
     timeout: float | None = setting(None, number(0, above=True, nullable=True))
     #: Higher runs first.
     priority: int = setting(0, integer())
+    #: The largest params a caller may enqueue, in bytes of UTF-8 JSON.
+    max_params_bytes: int = setting(1_048_576, integer(1))
 
     @property
     def max_attempts(self) -> int:
@@ -174,6 +176,7 @@ class JobEntry:
     jitter: float | None = unset_or(_JOB_RULES["jitter"])
     timeout: float | None = unset_or(_JOB_RULES["timeout"])
     priority: int | None = unset_or(_JOB_RULES["priority"])
+    max_params_bytes: int | None = unset_or(_JOB_RULES["max_params_bytes"])
     #: The job settings this entry sets, nulls included (``timeout: null`` clears a timeout).
     set_fields: frozenset[str] = attrs.field(
         default=attrs.Factory(_settings_given, takes_self=True)

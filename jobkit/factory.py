@@ -51,6 +51,18 @@ def make_converter() -> cattrs.Converter:
 MAX_DEPTH = 64
 
 
+def text_problem(text: str) -> str | None:
+    """Why a string cannot be stored alike everywhere: a NUL character (PostgreSQL's text
+    refuses it) or a lone surrogate (not UTF-8); ``None`` when it can."""
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000)"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "contains a lone surrogate (not valid UTF-8)"
+    return None
+
+
 def json_problem(value: Any, path: str = "") -> str | None:
     """Why ``value`` is not plain JSON, naming where inside it; ``None`` when it is.
 
@@ -60,7 +72,11 @@ def json_problem(value: Any, path: str = "") -> str | None:
     while stack:
         item, where, depth = stack.pop()
         name = where or "value"
-        if item is None or isinstance(item, (str, bool, int)):
+        if isinstance(item, str):
+            if problem := text_problem(item):
+                return f"{name} {problem}"
+            continue
+        if item is None or isinstance(item, (bool, int)):
             continue
         if isinstance(item, float):
             if not math.isfinite(item):
@@ -76,6 +92,8 @@ def json_problem(value: Any, path: str = "") -> str | None:
             for key in item:
                 if not isinstance(key, str):
                     return f"{name} has a non-string key {key!r}"
+                if problem := text_problem(key):
+                    return f"{name} has a key that {problem.removeprefix('contains ')}"
             stack.extend(
                 (x, f"{where}.{k}" if where else k, depth + 1) for k, x in reversed(item.items())
             )
