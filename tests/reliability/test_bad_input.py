@@ -52,7 +52,7 @@ class TestRefused:
     def test_nul_in_a_nested_key(self, app: JobKit) -> None:
         """Keys of nested dicts are checked too, naming the param."""
         params = {"count": 1, "ratio": 0.5, "name": "n", "tags": [], "extra": {"k\x00": 1}}
-        with pytest.raises(InvalidParameters, match="extra has a key that .*NUL"):
+        with pytest.raises(InvalidParameters, match=r"extra has a key that .*NUL"):
             app.run_background_job("Recorder", "typed", params)
         assert app.list_jobs() == []
 
