@@ -31,11 +31,10 @@ from jobkit.records import (
     JobStatus,
     Lease,
     NewJob,
-    RetryPolicy,
     utcnow,
 )
 from jobkit.storage.base import Clock
-from jobkit.storage.sql import SQLStorage, job_key, to_json
+from jobkit.storage.sql import SQLStorage, attempt_from_row, job_key, record_from_row, to_json
 from jobkit.storage.sqlfile import migrations, sections
 
 if TYPE_CHECKING:
@@ -60,44 +59,11 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def _job(row: Mapping[str, Any]) -> JobRecord:
-    created_at, available_at = _utc(row["created_at"]), _utc(row["available_at"])
-    assert created_at is not None and available_at is not None
-    return JobRecord(
-        id=str(row["id"]),
-        name=row["name"],
-        method=row["method"],
-        params=row["params"],
-        status=JobStatus(row["status"]),
-        priority=row["priority"],
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        result=row["result"],
-        error=row["error"],
-        created_at=created_at,
-        available_at=available_at,
-        started_at=_utc(row["started_at"]),
-        finished_at=_utc(row["finished_at"]),
-        policy=RetryPolicy(**row["policy"]),
-        worker_id=row["worker_id"],
-        lease_expires_at=_utc(row["lease_expires_at"]),
-        progress=row["progress"],
-        progress_message=row["progress_message"],
-    )
+    return record_from_row(row, _utc, lambda value: value)  # psycopg decodes json columns
 
 
 def _attempt(row: Mapping[str, Any]) -> Attempt:
-    started_at = _utc(row["started_at"])
-    assert started_at is not None
-    return Attempt(
-        job_id=str(row["job_id"]),
-        attempt=row["attempt"],
-        worker_id=row["worker_id"],
-        started_at=started_at,
-        finished_at=_utc(row["finished_at"]),
-        outcome=None if row["outcome"] is None else AttemptOutcome(row["outcome"]),
-        error=row["error"],
-        traceback=row["traceback"],
-    )
+    return attempt_from_row(row, _utc)
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:

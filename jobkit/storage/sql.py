@@ -12,10 +12,10 @@ import abc
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from jobkit.exceptions import StorageError
-from jobkit.records import AttemptOutcome, JobRecord, Lease
+from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, RetryPolicy
 from jobkit.storage.base import Storage
 
 #: The largest row id both backends store (a signed 64-bit integer).
@@ -36,6 +36,56 @@ def to_json(value: Any, what: str) -> str:
         return json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise StorageError(f"{what} is not JSON: {exc}") from exc
+
+
+class Row(Protocol):
+    """A result row read by column name (``sqlite3.Row``, psycopg's ``dict_row``)."""
+
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+#: How a backend turns a stored time or JSON column into Python (``None`` stays ``None``).
+Decode = Callable[[Any], Any]
+
+
+def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
+    """A ``jobkit_jobs`` row as a :class:`JobRecord`; ``time`` and ``load`` decode the backend's
+    time and JSON columns."""
+    return JobRecord(
+        id=str(row["id"]),
+        name=row["name"],
+        method=row["method"],
+        params=load(row["params"]),
+        status=JobStatus(row["status"]),
+        priority=row["priority"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        result=None if row["result"] is None else load(row["result"]),
+        error=row["error"],
+        created_at=time(row["created_at"]),
+        available_at=time(row["available_at"]),
+        started_at=time(row["started_at"]),
+        finished_at=time(row["finished_at"]),
+        policy=RetryPolicy(**load(row["policy"])),
+        worker_id=row["worker_id"],
+        lease_expires_at=time(row["lease_expires_at"]),
+        progress=row["progress"],
+        progress_message=row["progress_message"],
+    )
+
+
+def attempt_from_row(row: Row, time: Decode) -> Attempt:
+    """A ``jobkit_attempts`` row as an :class:`Attempt`."""
+    return Attempt(
+        job_id=str(row["job_id"]),
+        attempt=row["attempt"],
+        worker_id=row["worker_id"],
+        started_at=time(row["started_at"]),
+        finished_at=time(row["finished_at"]),
+        outcome=None if row["outcome"] is None else AttemptOutcome(row["outcome"]),
+        error=row["error"],
+        traceback=row["traceback"],
+    )
 
 
 class SQLStorage(Storage):

@@ -30,11 +30,10 @@ from jobkit.records import (
     JobStatus,
     Lease,
     NewJob,
-    RetryPolicy,
     utcnow,
 )
 from jobkit.storage.base import Clock
-from jobkit.storage.sql import SQLStorage, job_key, to_json
+from jobkit.storage.sql import SQLStorage, attempt_from_row, job_key, record_from_row, to_json
 from jobkit.storage.sqlfile import migrations as sql_migrations
 from jobkit.storage.sqlfile import sections
 
@@ -84,45 +83,11 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
 
 
 def _job(row: sqlite3.Row) -> JobRecord:
-    created_at = _to_datetime(row["created_at"])
-    available_at = _to_datetime(row["available_at"])
-    assert created_at is not None and available_at is not None
-    return JobRecord(
-        id=str(row["id"]),
-        name=row["name"],
-        method=row["method"],
-        params=json.loads(row["params"]),
-        status=JobStatus(row["status"]),
-        priority=row["priority"],
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        result=None if row["result"] is None else json.loads(row["result"]),
-        error=row["error"],
-        created_at=created_at,
-        available_at=available_at,
-        started_at=_to_datetime(row["started_at"]),
-        finished_at=_to_datetime(row["finished_at"]),
-        policy=RetryPolicy(**json.loads(row["policy"])),
-        worker_id=row["worker_id"],
-        lease_expires_at=_to_datetime(row["lease_expires_at"]),
-        progress=row["progress"],
-        progress_message=row["progress_message"],
-    )
+    return record_from_row(row, _to_datetime, json.loads)
 
 
 def _attempt(row: sqlite3.Row) -> Attempt:
-    started_at = _to_datetime(row["started_at"])
-    assert started_at is not None
-    return Attempt(
-        job_id=str(row["job_id"]),
-        attempt=row["attempt"],
-        worker_id=row["worker_id"],
-        started_at=started_at,
-        finished_at=_to_datetime(row["finished_at"]),
-        outcome=None if row["outcome"] is None else AttemptOutcome(row["outcome"]),
-        error=row["error"],
-        traceback=row["traceback"],
-    )
+    return attempt_from_row(row, _to_datetime)
 
 
 class SQLiteStorage(SQLStorage):
