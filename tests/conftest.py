@@ -117,6 +117,24 @@ def app(tmp_path: Path) -> Iterator[JobKit]:
     application.close()
 
 
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., Any]]:
+    """Start `jobkit worker` processes (:class:`workers.WorkerProcess`); each is stopped, and its
+    worker processes killed, at the end of the test."""
+    from workers import WorkerProcess
+
+    started: list[WorkerProcess] = []
+
+    def start(config: Path, *args: str) -> WorkerProcess:
+        worker = WorkerProcess(config, *args)
+        started.append(worker)
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """A throw-away PostgreSQL server for the whole run (skips, or fails under CI=true, when

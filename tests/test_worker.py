@@ -4,75 +4,17 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import subprocess_env, wait_for, write_config
+from conftest import wait_for, write_config
 from sample_jobs import read_ledger
 
 from jobkit import AttemptOutcome, JobKit, JobStatus
 
 pytestmark = pytest.mark.slow
-
-
-class WorkerProcess:
-    """`python -m jobkit worker` started as a real process."""
-
-    def __init__(self, config: Path, *args: str) -> None:
-        env = subprocess_env()
-        self.output = config.parent / f"worker-{time.monotonic_ns()}.out"
-        with open(self.output, "w") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "jobkit", "--config", str(config), "worker", *args],
-                cwd=config.parent,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait(self, timeout: float = 30) -> tuple[int, str]:
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(
-                f"worker did not exit within {timeout} s:\n{self.text()}"
-            ) from None
-        return self.process.returncode, self.text()
-
-    def text(self) -> str:
-        return self.output.read_text()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        print(f"--- {self.output.name}\n{self.text()}")  # shown by pytest when the test fails
-
-
-@pytest.fixture
-def start_worker() -> Iterator[Callable[..., WorkerProcess]]:
-    """Start workers; each is stopped at the end of the test."""
-    started: list[WorkerProcess] = []
-
-    def start(config: Path, *args: str) -> WorkerProcess:
-        worker = WorkerProcess(config, *args)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.stop()
 
 
 def status_of(app: JobKit, job_id: str) -> JobStatus:

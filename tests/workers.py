@@ -1,0 +1,82 @@
+"""`jobkit worker` run as a real process, for the worker and reliability tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from conftest import subprocess_env
+
+
+class WorkerProcess:
+    """`python -m jobkit worker` started as a real process, in a session of its own (so that
+    stopping it can also end any worker process it left behind)."""
+
+    def __init__(self, config: Path, *args: str) -> None:
+        env = subprocess_env()
+        self.output = config.parent / f"worker-{time.monotonic_ns()}.out"
+        with open(self.output, "w") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "jobkit", "--config", str(config), "worker", *args],
+                cwd=config.parent,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        """The supervisor's pid (also its process group's id)."""
+        return self.process.pid
+
+    def children(self) -> list[psutil.Process]:
+        """The live worker processes of this supervisor."""
+        try:
+            found = psutil.Process(self.pid).children()
+        except psutil.NoSuchProcess:
+            return []
+        return [child for child in found if child.is_running()
+                and child.status() != psutil.STATUS_ZOMBIE]
+
+    def wait(self, timeout: float = 30) -> tuple[int, str]:
+        """Wait for the exit; the exit code and the output. Fails after ``timeout`` seconds."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"worker did not exit within {timeout} s:\n{self.text()}"
+            ) from None
+        return self.process.returncode, self.text()
+
+    def text(self) -> str:
+        """Everything the worker printed so far."""
+        return self.output.read_text()
+
+    def signal_group(self, signum: int) -> None:
+        """Send a signal to the supervisor and every worker process (a frozen machine: SIGSTOP)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL the supervisor and its worker processes."""
+        self.signal_group(signal.SIGCONT)
+        self.signal_group(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL for whatever is left after 15 s; prints the output."""
+        if self.process.poll() is None:
+            self.signal_group(signal.SIGCONT)
+            self.process.send_signal(signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=15)
+        self.kill()  # worker processes the supervisor left behind too
+        print(f"--- {self.output.name}\n{self.text()}")  # shown by pytest when the test fails
