@@ -243,6 +243,7 @@ class JobKit:
                 params=by_name,
                 priority=settings.priority,
                 max_attempts=settings.max_attempts,
+                max_crashes=settings.max_crashes,
                 policy=settings.policy(),
                 available_at=storage.now() + timedelta(seconds=seconds),
             )

@@ -98,6 +98,9 @@ class JobSettings:
     priority: int = setting(0, integer())
     #: The largest params a caller may enqueue, in bytes of UTF-8 JSON.
     max_params_bytes: int = setting(1_048_576, integer(1))
+    #: Times the job's worker may die (or lose its lease) while running it before the job is
+    #: failed: a poison job that kills its process is not run for ever. Separate from retries.
+    max_crashes: int = setting(3, integer(1))
 
     @property
     def max_attempts(self) -> int:
@@ -177,6 +180,7 @@ class JobEntry:
     timeout: float | None = unset_or(_JOB_RULES["timeout"])
     priority: int | None = unset_or(_JOB_RULES["priority"])
     max_params_bytes: int | None = unset_or(_JOB_RULES["max_params_bytes"])
+    max_crashes: int | None = unset_or(_JOB_RULES["max_crashes"])
     #: The job settings this entry sets, nulls included (``timeout: null`` clears a timeout).
     set_fields: frozenset[str] = attrs.field(
         default=attrs.Factory(_settings_given, takes_self=True)

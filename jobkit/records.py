@@ -93,6 +93,8 @@ class NewJob:
     max_attempts: int
     policy: RetryPolicy
     available_at: datetime = attrs.field(validator=check_aware)
+    #: Crashes of its worker the job survives (see ``JobRecord.crashes``).
+    max_crashes: int = 3
 
 
 @attrs.frozen
@@ -118,6 +120,10 @@ class JobRecord:
     lease_expires_at: datetime | None = attrs.field(default=None, validator=check_aware)
     progress: float | None = None
     progress_message: str | None = None
+    #: Attempts that ended because their worker died or lost the lease (outcome ``lost``). Such
+    #: an attempt does not use up a retry; the ``max_crashes``-th fails the job.
+    crashes: int = 0
+    max_crashes: int = 3
 
 
 @attrs.frozen

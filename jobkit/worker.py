@@ -175,6 +175,7 @@ class _Child:
     control: Connection
     worker_id: str | None = None  # reported by the process once its app is built ("ready")
     killed: bool = False  # by the supervisor, for a job past its timeout or lease
+    taken_back: bool = False  # its job, once it died, was taken back
 
     def read(self) -> None:
         """Take in what the process reported."""
@@ -387,6 +388,9 @@ class Worker:
             process = child.process
             if process.is_alive() or process.exitcode is None:
                 continue
+            if not child.taken_back:
+                child.taken_back = True
+                self._take_back(child)
             if self._stopping_since is not None or (self.burst and process.exitcode == 0):
                 continue
             # a process that died before it was ready could not start (bad import, store
@@ -409,6 +413,28 @@ class Worker:
             child.control.close()
             process.close()
             self._children[position] = self._spawn(child.index)
+
+    def _take_back(self, child: _Child) -> None:
+        """A worker process died: end the lease of the job it was running now, rather than when
+        the lease runs out, and take the job back (a crash, counted against ``max_crashes``)."""
+        if child.worker_id is None:
+            return  # it died before it could claim anything
+        storage = self.app.storage
+        try:
+            for record in storage.list(status=JobStatus.RUNNING, limit=10_000):
+                if record.worker_id == child.worker_id and storage.abandon(
+                    Lease(record.id, child.worker_id, record.attempts)
+                ):
+                    logger.warning(
+                        "job {job_id}: its worker process {name} died (status {code}); "
+                        "taking the job back",
+                        job_id=record.id,
+                        name=child.process.name,
+                        code=child.process.exitcode,
+                    )
+            requeue_expired(self.app)
+        except StorageError as exc:  # the lease will expire: the job is taken back then
+            logger.error("could not take back the jobs of a dead worker: {error}", error=str(exc))
 
     def _stop_all(self) -> None:
         for child in self._children:

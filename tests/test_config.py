@@ -431,6 +431,7 @@ class TestResolveJob:
             "timeout": "call",
             "priority": "environment JOBKIT_JOBS__EMAIL__PRIORITY",
             "max_params_bytes": "built-in",
+            "max_crashes": "built-in",
         }
 
     def test_defaults_section_is_labelled_with_its_line(self, tmp_path: Path) -> None:
@@ -456,7 +457,7 @@ class TestResolveJob:
         assert info.value.errors == [
             "package jobkit_email, job 'Email' defaults: retries: unknown setting (known: "
             "retry_attempts, retry_delay, backoff, max_delay, jitter, timeout, priority, "
-            "max_params_bytes)",
+            "max_params_bytes, max_crashes)",
             "package jobkit_email, job 'Email' defaults: timeout: expected a number > 0, got -1",
         ]
 

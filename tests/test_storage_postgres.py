@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from pg_server import PostgresServer
 
 from jobkit.exceptions import ConfigError, StorageError
 from jobkit.records import JobStatus
+from jobkit.storage import postgres as postgres_module
 from jobkit.storage.postgres import PostgresStorage, redact, split_url
 from jobkit.testing import FakeClock, StorageConformance
 from jobkit.testing.conformance import new_job
@@ -92,10 +94,40 @@ class TestSchema:
         import psycopg
 
         with PostgresStorage(empty_url) as first, PostgresStorage(empty_url) as second:
-            assert first.migrate() == second.migrate() == 1
+            assert first.migrate() == second.migrate() == 2
         with psycopg.connect(empty_url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(1,)]
+        assert rows == [(2,)]
+
+    def test_a_version_1_database_is_upgraded(
+        self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A database of jobkit's first schema gains crash accounting; its jobs keep their data."""
+        import psycopg
+
+        url = postgres_server.create_database("jobkit_upgrade")
+        clock = FakeClock()
+        first = {k: v for k, v in postgres_module.queries().items() if k != "migration_2"}
+        with monkeypatch.context() as patch:
+            patch.setattr(postgres_module, "queries", lambda: first)
+            PostgresStorage(url, clock=clock).close()
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                b"INSERT INTO jobkit_jobs (name, method, params, status, max_attempts, policy,"
+                b" created_at, available_at)"
+                b" VALUES ('Email', 'send', '{\"to\": \"ana@example.com\"}',"
+                b" 'pending', 1, '{}', now(), now()) RETURNING id"
+            ).fetchone()
+            assert row is not None
+            job_id = str(row[0])
+        with PostgresStorage(url, clock=clock) as store:
+            record = store.get(job_id)
+            assert (record.crashes, record.max_crashes, record.params) == (
+                0, 3, {"to": "ana@example.com"}
+            )
+        with psycopg.connect(url) as conn:
+            rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
+        assert rows == [(2,)]
 
     def test_a_newer_schema_is_refused(self, postgres_server: object, empty_url: str) -> None:
         """A database migrated by a newer jobkit is refused, naming both versions."""
@@ -110,7 +142,7 @@ class TestSchema:
                 PostgresStorage(empty_url)
         finally:
             with psycopg.connect(empty_url) as conn:
-                conn.execute(b"UPDATE jobkit_schema_version SET version = 1")
+                conn.execute(b"UPDATE jobkit_schema_version SET version = 2")
 
 
 class TestListenNotify:

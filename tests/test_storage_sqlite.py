@@ -18,6 +18,9 @@ from jobkit.storage.sqlite import SQLiteStorage, migrations
 from jobkit.testing import FakeClock, StorageConformance
 from jobkit.testing.conformance import new_job, run_in_processes
 
+#: The schema version this jobkit writes.
+LATEST = migrations()[-1][0]
+
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
@@ -52,12 +55,36 @@ class TestSQLiteFile:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
     def test_schema_version_is_recorded(self, db_path: Path) -> None:
-        """A new file records schema version 1 in one row."""
+        """A new file records the latest schema version in one row."""
         with SQLiteStorage(db_path):
             pass
         with sqlite3.connect(db_path) as conn:
             rows = conn.execute("SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(1,)] and migrations()[-1][0] == 1
+        assert rows == [(LATEST,)] and LATEST == 2
+
+    def test_a_version_1_file_is_upgraded(
+        self, db_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A file of jobkit's first schema gains crash accounting; its jobs keep their data."""
+        clock = FakeClock()
+        first = {k: v for k, v in sqlite_module.queries().items() if k != "migration_2"}
+        with monkeypatch.context() as patch:
+            patch.setattr(sqlite_module, "queries", lambda: first)
+            SQLiteStorage(db_path, clock=clock).close()
+        with sqlite3.connect(db_path) as conn:
+            job_id = str(conn.execute(
+                "INSERT INTO jobkit_jobs (name, method, params, status, max_attempts, policy,"
+                " created_at, available_at)"
+                " VALUES ('Email', 'send', '{\"to\": \"ana@example.com\"}',"
+                " 'pending', 1, '{}', 0, 0) RETURNING id"
+            ).fetchone()[0])
+        with SQLiteStorage(db_path, clock=clock) as store:
+            record = store.get(job_id)
+            assert (record.crashes, record.max_crashes, record.params) == (
+                0, 3, {"to": "ana@example.com"}
+            )
+        with sqlite3.connect(db_path) as conn:
+            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(2,)]
 
     def test_reopening_keeps_the_jobs(self, db_path: Path) -> None:
         """Opening an existing file again migrates nothing and finds its jobs."""
@@ -67,7 +94,8 @@ class TestSQLiteFile:
         with SQLiteStorage(db_path, clock=clock) as store:
             assert store.get(job.id) == job
         with sqlite3.connect(db_path) as conn:
-            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(1,)]
+            rows = conn.execute("SELECT version FROM jobkit_schema_version").fetchall()
+            assert rows == [(LATEST,)]
 
     def test_a_new_migration_upgrades_an_old_file(
         self, db_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -77,7 +105,7 @@ class TestSQLiteFile:
         with SQLiteStorage(db_path, clock=clock) as store:
             job = store.enqueue(new_job(clock()))
         sections = dict(sqlite_module.queries())
-        sections["migration_2"] = (
+        sections[f"migration_{LATEST + 1}"] = (
             "ALTER TABLE jobkit_jobs ADD COLUMN tag TEXT;\nUPDATE jobkit_jobs SET tag = 'old';"
         )
         monkeypatch.setattr(sqlite_module, "queries", lambda: sections)
@@ -85,7 +113,8 @@ class TestSQLiteFile:
             with SQLiteStorage(db_path, clock=clock) as store:
                 assert store.get(job.id) == job
         with sqlite3.connect(db_path) as conn:
-            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(2,)]
+            rows = conn.execute("SELECT version FROM jobkit_schema_version").fetchall()
+            assert rows == [(LATEST + 1,)]
             assert conn.execute("SELECT tag FROM jobkit_jobs").fetchall() == [("old",)]
 
     def test_a_newer_schema_is_refused(self, db_path: Path) -> None:
@@ -201,7 +230,8 @@ class TestSQLiteContention:
         ids = run_in_processes(open_and_enqueue, SQLiteStorage, f"sqlite:///{db_path}", 4)
         assert sorted(ids, key=int) == ["1", "2", "3", "4"]
         with sqlite3.connect(db_path) as conn:
-            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(1,)]
+            rows = conn.execute("SELECT version FROM jobkit_schema_version").fetchall()
+            assert rows == [(LATEST,)]
 
     @pytest.mark.slow
     def test_concurrent_writers_lose_nothing(self, db_path: Path) -> None:

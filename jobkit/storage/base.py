@@ -115,8 +115,17 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def requeue_expired(self) -> builtins.list[JobRecord]:
         """Take back running jobs whose lease expired (their worker died or froze): the attempt is
-        closed as ``lost`` and counts; the job is ``retrying`` and available now when attempts
-        remain, else ``failed``. Returns the changed records."""
+        closed as ``lost`` and ``crashes`` goes up by one. Below ``max_crashes`` the job is
+        ``retrying``, available now, and ``max_attempts`` goes up by one (a crash does not use up
+        a retry); at ``max_crashes`` it is ``failed``, its error saying so. Returns the changed
+        records."""
+
+    def abandon(self, lease: Lease) -> bool:
+        """End a lease now, because its worker is known to be dead: the next
+        :meth:`requeue_expired` takes the job back as if the lease had expired. Fenced; ``False``
+        when the lease no longer holds the job. A backend may override it; the default expires
+        the lease through :meth:`heartbeat`."""
+        return self.heartbeat(lease, -1.0)
 
     @abc.abstractmethod
     def prune(

@@ -66,6 +66,8 @@ class _Row:
     lease_expires_at: datetime | None = None
     progress: float | None = None
     progress_message: str | None = None
+    crashes: int = 0
+    max_crashes: int = 3
 
     def record(self) -> JobRecord:
         """A fresh public record of this row."""
@@ -89,6 +91,8 @@ class _Row:
             lease_expires_at=self.lease_expires_at,
             progress=self.progress,
             progress_message=self.progress_message,
+            crashes=self.crashes,
+            max_crashes=self.max_crashes,
         )
 
     def leave_running(self, status: JobStatus) -> None:
@@ -189,6 +193,7 @@ class MemoryStorage(Storage):
                 priority=job.priority,
                 attempts=0,
                 max_attempts=job.max_attempts,
+                max_crashes=job.max_crashes,
                 policy=policy,
                 created_at=self.now(),
                 available_at=job.available_at.astimezone(timezone.utc),
@@ -228,6 +233,7 @@ class MemoryStorage(Storage):
             row.error = None
             row.finished_at = None
             row.max_attempts = max(row.max_attempts, row.attempts + 1)
+            row.crashes = 0
             return row.record()
 
         return self._locked(f"retry job {job_id}", work)
@@ -363,11 +369,14 @@ class MemoryStorage(Storage):
                     continue
                 error = f"lease expired: worker {row.worker_id} stopped heartbeating"
                 self._close_attempt(row.id, now, AttemptOutcome.LOST, error)
-                row.error = error
-                if row.attempts < row.max_attempts:
+                row.crashes += 1
+                if row.crashes < row.max_crashes:
+                    row.error = error
+                    row.max_attempts += 1  # a lost attempt does not use up a retry
                     row.leave_running(JobStatus.RETRYING)
                     row.available_at = now
                 else:
+                    row.error = f"{error}; failed after {row.crashes} crashes (max_crashes)"
                     row.leave_running(JobStatus.FAILED)
                     row.finished_at = now
                 changed.append(row.record())

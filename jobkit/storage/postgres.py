@@ -20,8 +20,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import attrs
-
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
 from jobkit.interrupt import shielded
 from jobkit.records import (
@@ -34,7 +32,7 @@ from jobkit.records import (
     utcnow,
 )
 from jobkit.storage.base import Clock
-from jobkit.storage.sql import SQLStorage, attempt_from_row, job_key, record_from_row, to_json
+from jobkit.storage.sql import SQLStorage, attempt_from_row, job_key, record_from_row
 from jobkit.storage.sqlfile import migrations, sections
 
 if TYPE_CHECKING:
@@ -325,15 +323,7 @@ class PostgresStorage(SQLStorage):
 
     def enqueue(self, job: NewJob) -> JobRecord:
         """Store a validated job as ``pending`` and return its record with the new id."""
-        params = {
-            "name": job.name,
-            "method": job.method,
-            "params": to_json(job.params, f"job {job.name!r}: params"),
-            "priority": job.priority,
-            "max_attempts": job.max_attempts,
-            "policy": to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
-            "available_at": job.available_at,
-        }
+        params = self._new_job(job)
 
         def work(cur: psycopg.Cursor[Any]) -> JobRecord:
             return _job(self._one(cur, "enqueue", {**params, "now": self._now_param()}))

@@ -81,6 +81,11 @@ CREATE OR REPLACE TRIGGER jobkit_jobs_due
     WHEN (NEW.status IN ('pending', 'retrying') AND NEW.available_at <= now())
     EXECUTE FUNCTION jobkit_notify_due();
 
+-- name: migration_2
+-- crash accounting: attempts lost with their worker, counted apart from retries
+ALTER TABLE jobkit_jobs ADD COLUMN IF NOT EXISTS crashes integer NOT NULL DEFAULT 0;
+ALTER TABLE jobkit_jobs ADD COLUMN IF NOT EXISTS max_crashes integer NOT NULL DEFAULT 3;
+
 
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS jobkit_schema_version (version integer NOT NULL);
@@ -106,11 +111,11 @@ SELECT now();
 
 -- name: enqueue
 INSERT INTO jobkit_jobs (
-    name, method, params, status, priority, attempts, max_attempts, policy,
+    name, method, params, status, priority, attempts, max_attempts, max_crashes, policy,
     created_at, available_at
 ) VALUES (
     %(name)s, %(method)s, %(params)s::json, 'pending', %(priority)s, 0, %(max_attempts)s,
-    %(policy)s::json, coalesce(%(now)s, now()), %(available_at)s
+    %(max_crashes)s, %(policy)s::json, coalesce(%(now)s, now()), %(available_at)s
 )
 RETURNING *;
 
@@ -215,12 +220,19 @@ WITH expired AS (
     FROM expired
     WHERE attempts.job_id = expired.id AND attempts.finished_at IS NULL
 )
+-- SET expressions see the row as it was (crashes is the count before this one); a crash gives
+-- its attempt back (max_attempts + 1) until the max_crashes-th, which fails the job
 UPDATE jobkit_jobs AS jobs
-SET status = CASE WHEN jobs.attempts < jobs.max_attempts THEN 'retrying' ELSE 'failed' END,
-    error = 'lease expired: worker ' || coalesce(expired.worker_id, '?') || ' stopped heartbeating',
-    available_at = CASE WHEN jobs.attempts < jobs.max_attempts
+SET status = CASE WHEN jobs.crashes + 1 < jobs.max_crashes THEN 'retrying' ELSE 'failed' END,
+    error = 'lease expired: worker ' || coalesce(expired.worker_id, '?') || ' stopped heartbeating'
+        || CASE WHEN jobs.crashes + 1 < jobs.max_crashes THEN ''
+           ELSE '; failed after ' || (jobs.crashes + 1) || ' crashes (max_crashes)' END,
+    crashes = jobs.crashes + 1,
+    max_attempts = CASE WHEN jobs.crashes + 1 < jobs.max_crashes THEN jobs.max_attempts + 1
+        ELSE jobs.max_attempts END,
+    available_at = CASE WHEN jobs.crashes + 1 < jobs.max_crashes
         THEN coalesce(%(now)s, now()) ELSE jobs.available_at END,
-    finished_at = CASE WHEN jobs.attempts < jobs.max_attempts
+    finished_at = CASE WHEN jobs.crashes + 1 < jobs.max_crashes
         THEN NULL ELSE coalesce(%(now)s, now()) END,
     worker_id = NULL,
     lease_expires_at = NULL
@@ -238,7 +250,7 @@ RETURNING *;
 -- name: retry
 UPDATE jobkit_jobs
 SET status = 'pending', available_at = coalesce(%(now)s, now()), error = NULL,
-    finished_at = NULL, max_attempts = greatest(max_attempts, attempts + 1)
+    finished_at = NULL, max_attempts = greatest(max_attempts, attempts + 1), crashes = 0
 WHERE id = %(job_id)s AND status IN ('failed', 'cancelled')
 RETURNING *;
 

@@ -14,8 +14,18 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
 
+import attrs
+
 from jobkit.exceptions import StorageError
-from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, RetryPolicy
+from jobkit.records import (
+    Attempt,
+    AttemptOutcome,
+    JobRecord,
+    JobStatus,
+    Lease,
+    NewJob,
+    RetryPolicy,
+)
 from jobkit.storage.base import Storage
 
 #: The largest row id both backends store (a signed 64-bit integer).
@@ -71,6 +81,8 @@ def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
         lease_expires_at=time(row["lease_expires_at"]),
         progress=row["progress"],
         progress_message=row["progress_message"],
+        crashes=row["crashes"],
+        max_crashes=row["max_crashes"],
     )
 
 
@@ -113,6 +125,19 @@ class SQLStorage(Storage):
     @abc.abstractmethod
     def _time(self, value: datetime) -> Any:
         """A time as the backend binds it."""
+
+    def _new_job(self, job: NewJob) -> dict[str, Any]:
+        """The parameters of the ``enqueue`` query (all but ``now``)."""
+        return {
+            "name": job.name,
+            "method": job.method,
+            "params": to_json(job.params, f"job {job.name!r}: params"),
+            "priority": job.priority,
+            "max_attempts": job.max_attempts,
+            "max_crashes": job.max_crashes,
+            "policy": to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
+            "available_at": self._time(job.available_at),
+        }
 
     @abc.abstractmethod
     def _prune_batch(self, finished_before: Any, batch_size: int) -> int:

@@ -19,8 +19,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-import attrs
-
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
 from jobkit.interrupt import shielded
 from jobkit.records import (
@@ -33,7 +31,7 @@ from jobkit.records import (
     utcnow,
 )
 from jobkit.storage.base import Clock
-from jobkit.storage.sql import SQLStorage, attempt_from_row, job_key, record_from_row, to_json
+from jobkit.storage.sql import SQLStorage, attempt_from_row, job_key, record_from_row
 from jobkit.storage.sqlfile import migrations as sql_migrations
 from jobkit.storage.sqlfile import sections
 
@@ -359,15 +357,7 @@ class SQLiteStorage(SQLStorage):
 
     def enqueue(self, job: NewJob) -> JobRecord:
         """Store a validated job as ``pending`` and return its record with the new id."""
-        params = {
-            "name": job.name,
-            "method": job.method,
-            "params": to_json(job.params, f"job {job.name!r}: params"),
-            "priority": job.priority,
-            "max_attempts": job.max_attempts,
-            "policy": to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
-            "available_at": _to_epoch(job.available_at),
-        }
+        params = self._new_job(job)
 
         def work(conn: sqlite3.Connection) -> JobRecord:
             row = self._one(conn, "enqueue", {**params, "now": _to_epoch(self.now())})

@@ -59,6 +59,11 @@ CREATE INDEX IF NOT EXISTS jobkit_jobs_name ON jobkit_jobs (name, id);
 
 CREATE INDEX IF NOT EXISTS jobkit_attempts_job ON jobkit_attempts (job_id, id);
 
+-- name: migration_2
+-- crash accounting: attempts lost with their worker, counted apart from retries
+ALTER TABLE jobkit_jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE jobkit_jobs ADD COLUMN max_crashes INTEGER NOT NULL DEFAULT 3;
+
 
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS jobkit_schema_version (version INTEGER NOT NULL);
@@ -78,10 +83,10 @@ INSERT INTO jobkit_schema_version (version) VALUES (:version);
 
 -- name: enqueue
 INSERT INTO jobkit_jobs (
-    name, method, params, status, priority, attempts, max_attempts, policy,
+    name, method, params, status, priority, attempts, max_attempts, max_crashes, policy,
     created_at, available_at
 ) VALUES (
-    :name, :method, :params, 'pending', :priority, 0, :max_attempts, :policy,
+    :name, :method, :params, 'pending', :priority, 0, :max_attempts, :max_crashes, :policy,
     :now, :available_at
 )
 RETURNING *;
@@ -182,12 +187,19 @@ WHERE finished_at IS NULL AND job_id IN (
 );
 
 -- name: requeue_expired
--- SET expressions see the row as it was, so worker_id is still the lost worker's
+-- SET expressions see the row as it was, so worker_id is still the lost worker's and crashes
+-- the count before this one; a crash gives its attempt back (max_attempts + 1) until the
+-- max_crashes-th, which fails the job
 UPDATE jobkit_jobs INDEXED BY jobkit_jobs_lease
-SET status = CASE WHEN attempts < max_attempts THEN 'retrying' ELSE 'failed' END,
-    error = 'lease expired: worker ' || coalesce(worker_id, '?') || ' stopped heartbeating',
-    available_at = CASE WHEN attempts < max_attempts THEN :now ELSE available_at END,
-    finished_at = CASE WHEN attempts < max_attempts THEN NULL ELSE :now END,
+SET status = CASE WHEN crashes + 1 < max_crashes THEN 'retrying' ELSE 'failed' END,
+    error = 'lease expired: worker ' || coalesce(worker_id, '?') || ' stopped heartbeating'
+        || CASE WHEN crashes + 1 < max_crashes THEN ''
+           ELSE '; failed after ' || (crashes + 1) || ' crashes (max_crashes)' END,
+    crashes = crashes + 1,
+    max_attempts = CASE WHEN crashes + 1 < max_crashes THEN max_attempts + 1
+        ELSE max_attempts END,
+    available_at = CASE WHEN crashes + 1 < max_crashes THEN :now ELSE available_at END,
+    finished_at = CASE WHEN crashes + 1 < max_crashes THEN NULL ELSE :now END,
     worker_id = NULL,
     lease_expires_at = NULL
 WHERE status = 'running' AND lease_expires_at < :now
@@ -202,7 +214,7 @@ RETURNING *;
 -- name: retry
 UPDATE jobkit_jobs
 SET status = 'pending', available_at = :now, error = NULL, finished_at = NULL,
-    max_attempts = max(max_attempts, attempts + 1)
+    max_attempts = max(max_attempts, attempts + 1), crashes = 0
 WHERE id = :job_id AND status IN ('failed', 'cancelled')
 RETURNING *;
 

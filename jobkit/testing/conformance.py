@@ -66,6 +66,7 @@ def new_job(
     priority: int = 0,
     delay: float = 0.0,
     max_attempts: int = 3,
+    max_crashes: int = 3,
     policy: RetryPolicy | None = None,
 ) -> NewJob:
     """A job to enqueue, due ``delay`` seconds after ``at``."""
@@ -75,6 +76,7 @@ def new_job(
         params={"to": "ana@example.com"} if params is None else params,
         priority=priority,
         max_attempts=max_attempts,
+        max_crashes=max_crashes,
         policy=policy or RetryPolicy(),
         available_at=at + timedelta(seconds=delay),
     )
@@ -326,7 +328,8 @@ class LeaseTests(StorageFixtures):
         assert storage.requeue_expired() == []
 
     def test_an_expired_job_is_retried(self, storage: Storage, clock: FakeClock) -> None:
-        """A lost lease closes the attempt as lost and makes the job retrying, due now."""
+        """A lost lease closes the attempt as lost and makes the job retrying, due now; the crash
+        is counted and gives its attempt back."""
         job = storage.enqueue(new_job(clock(), max_attempts=2))
         claim(storage, "w1")
         clock.advance(LEASE + 1)
@@ -335,6 +338,7 @@ class LeaseTests(StorageFixtures):
         assert record.id == job.id and record.status is JobStatus.RETRYING
         assert record.error == message and record.available_at == clock()
         assert record.attempts == 1 and record.finished_at is None
+        assert (record.crashes, record.max_crashes, record.max_attempts) == (1, 3, 3)
         assert record.worker_id is None and record.lease_expires_at is None
         assert storage.get(job.id) == record
         [attempt] = storage.attempts(job.id)
@@ -342,18 +346,57 @@ class LeaseTests(StorageFixtures):
         assert attempt.finished_at == clock()
         assert storage.requeue_expired() == []
 
-    def test_an_expired_job_without_attempts_left_fails(
-        self, storage: Storage, clock: FakeClock
-    ) -> None:
-        """A lost lease on the last attempt fails the job."""
-        job = storage.enqueue(new_job(clock(), max_attempts=1))
+    def test_a_crash_does_not_use_up_a_retry(self, storage: Storage, clock: FakeClock) -> None:
+        """A job without retries whose worker died runs again; a later failure is final."""
+        storage.enqueue(new_job(clock(), max_attempts=1))
         claim(storage, "w1")
         clock.advance(LEASE + 1)
         [record] = storage.requeue_expired()
-        assert record.status is JobStatus.FAILED and record.finished_at == clock()
-        assert record.error == "lease expired: worker w1 stopped heartbeating"
-        assert storage.claim("w2", LEASE) is None
-        assert storage.get(job.id).status is JobStatus.FAILED
+        assert record.status is JobStatus.RETRYING and record.max_attempts == 2
+        second = claim(storage, "w2")
+        assert (second.attempts, second.crashes) == (2, 1)
+        failed = storage.fail(lease_of(second), error="boom", traceback=None)
+        assert failed is not None and failed.status is JobStatus.FAILED
+
+    def test_the_last_allowed_crash_fails_the_job(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """At ``max_crashes`` lost leases the job fails, saying so, whatever its retries."""
+        job = storage.enqueue(new_job(clock(), max_attempts=10, max_crashes=2))
+        for worker, status in (("w1", JobStatus.RETRYING), ("w2", JobStatus.FAILED)):
+            claim(storage, worker)
+            clock.advance(LEASE + 1)
+            [record] = storage.requeue_expired()
+            assert record.status is status
+        assert record.finished_at == clock() and record.crashes == 2
+        assert record.error == (
+            "lease expired: worker w2 stopped heartbeating; failed after 2 crashes (max_crashes)"
+        )
+        assert storage.claim("w3", LEASE) is None
+        assert storage.get(job.id) == record
+        outcomes = [attempt.outcome for attempt in storage.attempts(job.id)]
+        assert outcomes == [AttemptOutcome.LOST, AttemptOutcome.LOST]
+
+    def test_a_manual_retry_resets_the_crashes(self, storage: Storage, clock: FakeClock) -> None:
+        """A job failed by crashes and retried by hand gets its whole crash budget again."""
+        job = storage.enqueue(new_job(clock(), max_crashes=1))
+        claim(storage)
+        clock.advance(LEASE + 1)
+        [record] = storage.requeue_expired()
+        assert record.status is JobStatus.FAILED
+        retried = storage.retry(job.id)
+        assert retried is not None and retried.crashes == 0
+
+    def test_abandon_ends_a_lease_at_once(self, storage: Storage, clock: FakeClock) -> None:
+        """A dead worker's lease, abandoned, is taken back without waiting; a stale one is not."""
+        job = storage.enqueue(new_job(clock()))
+        lease = lease_of(claim(storage, "w1"))
+        assert storage.abandon(Lease(job.id, "w1", lease.attempt + 1)) is False
+        assert storage.requeue_expired() == []
+        assert storage.abandon(lease) is True
+        [record] = storage.requeue_expired()
+        assert record.id == job.id and record.status is JobStatus.RETRYING
+        assert storage.abandon(lease) is False
 
     def test_requeue_leaves_live_leases_alone(self, storage: Storage, clock: FakeClock) -> None:
         """Only the expired leases are taken back."""
