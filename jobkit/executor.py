@@ -40,21 +40,41 @@ if TYPE_CHECKING:
 EXIT_KILLED_JOB = 75
 
 
+#: The most of a job's error message, and of its traceback, that jobkit stores, logs and
+#: reports, in characters: an exception may carry megabytes (a response body, a data dump).
+MAX_ERROR_CHARS = 8 * 1024
+MAX_TRACEBACK_CHARS = 64 * 1024
+
+
+def cap_text(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else its head and its tail around a
+    marker saying how much jobkit cut (the whole at most ``limit`` characters)."""
+    if len(text) <= limit:
+        return text
+    room = limit - 80  # the marker takes less
+    head, tail = room // 2, room - room // 2
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n[... {cut} characters cut by jobkit ...]\n{text[len(text) - tail:]}"
+
+
 def describe_error(error: BaseException) -> str:
-    """``Type: message``, even when the exception's ``__str__`` itself raises."""
+    """``Type: message``, even when the exception's ``__str__`` itself raises; capped to
+    :data:`MAX_ERROR_CHARS`."""
     try:
         text = str(error)
     except Exception:
         text = "<the exception's message could not be built>"
-    return f"{type(error).__name__}: {text}"
+    return cap_text(f"{type(error).__name__}: {text}", MAX_ERROR_CHARS)
 
 
 def format_traceback(error: BaseException) -> str:
-    """The traceback as text, or a note when it cannot be formatted."""
+    """The traceback as text, capped to :data:`MAX_TRACEBACK_CHARS`, or a note when it cannot
+    be formatted."""
     try:
-        return "".join(tb.format_exception(type(error), error, error.__traceback__))
+        text = "".join(tb.format_exception(type(error), error, error.__traceback__))
     except Exception:
         return f"{describe_error(error)}\n(the traceback could not be formatted)\n"
+    return cap_text(text, MAX_TRACEBACK_CHARS)
 
 
 class StopReason(str, enum.Enum):

@@ -21,6 +21,8 @@ import cattrs
 
 from jobkit.exceptions import ConfigError, InvalidParameters
 from jobkit.job import Job
+from jobkit.masking import is_secret, mask_secrets
+from jobkit.records import UnreadableJSON
 from jobkit.registry import JobSpec, Registry
 
 Params = dict[str, Any]
@@ -49,6 +51,9 @@ def make_converter() -> cattrs.Converter:
 
 #: How deeply params and results may nest (deeper is refused rather than risk recursion).
 MAX_DEPTH = 64
+#: The most digits an integer may have: any Python reads it back (their default limit is 4300).
+MAX_INT_DIGITS = 4000
+_INT_LIMIT = 10**MAX_INT_DIGITS
 
 
 def text_problem(text: str) -> str | None:
@@ -76,6 +81,8 @@ def json_problem(value: Any, path: str = "") -> str | None:
             if problem := text_problem(item):
                 return f"{name} {problem}"
             continue
+        if isinstance(item, int) and not isinstance(item, bool) and abs(item) >= _INT_LIMIT:
+            return f"{name} is an integer of more than {MAX_INT_DIGITS} digits, too long for JSON"
         if item is None or isinstance(item, (bool, int)):
             continue
         if isinstance(item, float):
@@ -186,6 +193,8 @@ class Factory:
             problem = json_problem(value, param.name)
             if problem is None and param.name in signature.hints:
                 problem = self._type_problem(value, signature.hints[param.name])
+                if problem is not None:
+                    problem = self._without_secrets(problem, param.name, value, signature.hints)
             if problem:
                 problems[param.name] = problem
         allowed = set(signature.names)
@@ -217,6 +226,8 @@ class Factory:
     def _by_name(self, name: str, method: str, signature: MethodSignature, params: Any) -> Params:
         if params is None:
             return {}
+        if isinstance(params, UnreadableJSON):  # a stored row the backend could not decode
+            raise InvalidParameters(name, method, {"params": str(params)})
         if isinstance(params, Mapping):
             bad_keys = [k for k in params if not isinstance(k, str)]
             if bad_keys:
@@ -242,6 +253,23 @@ class Factory:
             return dict(zip(positional, params, strict=False))
         raise InvalidParameters(
             name, method, {"params": f"must be a dict or a list, got {type(params).__name__}"}
+        )
+
+    def _without_secrets(
+        self, problem: str, name: str, value: Any, hints: Mapping[str, Any]
+    ) -> str:
+        """``problem`` unless it could quote a secret (the messages show the value): then the
+        problem of the masked value, or no value at all. Errors reach logs, events and CLI."""
+        if is_secret(name):
+            return (
+                f"expected {_hint_name(hints[name])}, got {type(value).__name__} "
+                "(the value is not shown: a secret)"
+            )
+        masked = mask_secrets(value)
+        if masked == value:
+            return problem
+        return self._type_problem(masked, hints[name]) or (
+            f"expected {_hint_name(hints[name])} (details not shown: the value holds secrets)"
         )
 
     def _type_problem(self, value: Any, hint: Any) -> str | None:

@@ -158,3 +158,22 @@ class JobEvent:
     at: datetime = attrs.field(factory=utcnow, validator=check_aware)
     error: str | None = None
     traceback: str | None = None
+
+
+class UnreadableJSON(str):
+    """What a SQL backend reads for a stored JSON value Python cannot decode (a forged or corrupt
+    row: a pickle blob, text that is not JSON, nesting or numbers too deep or long): the reason,
+    as text. The record can still be read, listed and shown; the worker fails a job whose params
+    are unreadable (``InvalidParameters``, never retried) and goes on with the next one."""
+
+    __slots__ = ()
+
+
+def decode_json(load: Any, value: Any) -> Any:
+    """``load(value)``, or :class:`UnreadableJSON` saying why it failed."""
+    if isinstance(value, UnreadableJSON):
+        return value
+    try:
+        return load(value)
+    except (ValueError, RecursionError, TypeError) as exc:  # JSON, Unicode, int-size errors
+        return UnreadableJSON(f"not valid JSON ({type(exc).__name__}: {str(exc)[:200]})")

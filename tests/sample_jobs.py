@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from typing import Any
 
@@ -56,6 +57,8 @@ class Recorder(Job):
         "busy_in_c",
         "swallow",
         "abort",
+        "die",
+        "crash_after_effect",
     )
 
     def record(self, ledger: str, tag: str) -> str:
@@ -129,6 +132,21 @@ class Recorder(Job):
     def abort(self) -> None:
         os.abort()  # the worker process dies with this job
 
+    def die(self, how: str, ledger: str | None = None) -> None:
+        """End this worker process every time: ``exit`` (os._exit) or ``kill`` (SIGKILL, as the
+        kernel's OOM killer does)."""
+        append(ledger, tag="die", job=self.context.job_id, attempt=self.context.attempt)
+        if how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(1)
+
+    def crash_after_effect(self, ledger: str) -> str:
+        """Do the side effect, then (first attempt only) die before jobkit commits the result."""
+        append(ledger, tag="effect", job=self.context.job_id, attempt=self.context.attempt)
+        if self.context.attempt == 1:
+            os._exit(1)
+        return "done"
+
     def exits(self) -> None:
         raise SystemExit(3)
 
@@ -159,6 +177,21 @@ class Slow(Job):
             time.sleep(seconds)
         append(ledger, tag="end", job=self.context.job_id, attempt=self.context.attempt)
         return self.context.attempt
+
+
+class Rerun(Job):
+    """Long on its first run only, counted in the ledger: for hand-backs that run elsewhere."""
+
+    methods = ("long_once",)
+
+    def long_once(self, seconds: float, ledger: str) -> int:
+        """Sleep ``seconds`` unless the ledger shows this job started before."""
+        earlier = [e for e in read_ledger(ledger) if e.get("job") == self.context.job_id]
+        append(ledger, tag="start", job=self.context.job_id, attempt=self.context.attempt)
+        if not earlier:
+            time.sleep(seconds)
+        append(ledger, tag="end", job=self.context.job_id, attempt=self.context.attempt)
+        return len(earlier)
 
 
 class BadStr(Exception):

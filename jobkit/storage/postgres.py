@@ -12,6 +12,7 @@ lives in ``postgres.sql``.
 from __future__ import annotations
 
 import builtins
+import json
 import os
 import threading
 import time
@@ -29,6 +30,7 @@ from jobkit.records import (
     JobStatus,
     Lease,
     NewJob,
+    decode_json,
     utcnow,
 )
 from jobkit.storage.base import Clock
@@ -58,6 +60,15 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def _job(row: Mapping[str, Any]) -> JobRecord:
     return record_from_row(row, _utc, lambda value: value)  # psycopg decodes json columns
+
+
+def _configure_connection(conn: psycopg.Connection[Any]) -> None:
+    """Decode this connection's json columns without raising: a forged value Python cannot
+    read (nesting too deep, a number too long) becomes ``UnreadableJSON``, which fails its job,
+    instead of an error on every claim that would stop the queue behind it."""
+    from psycopg.types.json import set_json_loads
+
+    set_json_loads(lambda data: decode_json(json.loads, data), conn)
 
 
 def _attempt(row: Mapping[str, Any]) -> Attempt:
@@ -175,6 +186,7 @@ class PostgresStorage(SQLStorage):
                 max_size=self._pool_size,
                 kwargs={"row_factory": dict_row, "connect_timeout": self._connect_seconds()},
                 check=ConnectionPool.check_connection,
+                configure=_configure_connection,
                 timeout=self._connect_timeout,
                 name="jobkit",
                 open=False,

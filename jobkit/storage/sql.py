@@ -25,6 +25,7 @@ from jobkit.records import (
     Lease,
     NewJob,
     RetryPolicy,
+    decode_json,
 )
 from jobkit.storage.base import Storage
 
@@ -58,6 +59,15 @@ class Row(Protocol):
 Decode = Callable[[Any], Any]
 
 
+def _policy(stored: Any) -> RetryPolicy:
+    """The stored retry policy; the defaults for one that does not fit (a forged or corrupt
+    row must not stop the queue: its params are still checked before anything runs)."""
+    try:
+        return RetryPolicy(**stored)
+    except TypeError:  # not a mapping, unknown keys, UnreadableJSON
+        return RetryPolicy()
+
+
 def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
     """A ``jobkit_jobs`` row as a :class:`JobRecord`; ``time`` and ``load`` decode the backend's
     time and JSON columns."""
@@ -65,18 +75,18 @@ def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
         id=str(row["id"]),
         name=row["name"],
         method=row["method"],
-        params=load(row["params"]),
+        params=decode_json(load, row["params"]),  # a forged row must not stop the queue
         status=JobStatus(row["status"]),
         priority=row["priority"],
         attempts=row["attempts"],
         max_attempts=row["max_attempts"],
-        result=None if row["result"] is None else load(row["result"]),
+        result=None if row["result"] is None else decode_json(load, row["result"]),
         error=row["error"],
         created_at=time(row["created_at"]),
         available_at=time(row["available_at"]),
         started_at=time(row["started_at"]),
         finished_at=time(row["finished_at"]),
-        policy=RetryPolicy(**load(row["policy"])),
+        policy=_policy(decode_json(load, row["policy"])),
         worker_id=row["worker_id"],
         lease_expires_at=time(row["lease_expires_at"]),
         progress=row["progress"],

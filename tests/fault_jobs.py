@@ -1,0 +1,66 @@
+"""Job classes (and a helper) of the reliability scenarios 9 to 11: test_postgres_outage.py,
+test_retry_timing.py and test_cancel.py in tests/reliability. Importable by spawned worker
+processes (tests/ is on their sys.path)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sample_jobs import append
+
+from jobkit import Job
+
+#: The size of the message of :meth:`Huge.explode`: 5 MB.
+HUGE = 5 * 1024 * 1024
+
+
+def _chain(links: int) -> None:
+    """``links`` exceptions chained by ``raise ... from``: each adds a traceback section."""
+    if links <= 0:
+        raise KeyError("first link")
+    try:
+        _chain(links - 1)
+    except Exception as exc:
+        raise RuntimeError(f"link {links}") from exc
+
+
+class Huge(Job):
+    """Always fails, with a traceback far too big to store whole."""
+
+    methods = ("explode", "chained")
+
+    def explode(self, ledger: str, tag: str = "huge") -> None:
+        append(ledger, tag=tag, job=self.context.job_id, attempt=self.context.attempt)
+        raise RuntimeError("HEAD" + "x" * HUGE + "TAIL")
+
+    def chained(self, ledger: str, links: int, tag: str = "chain") -> None:
+        append(ledger, tag=tag, job=self.context.job_id, attempt=self.context.attempt)
+        _chain(links)
+
+
+class Sleeper(Job):
+    """Sleeps, recording in the ledger its start and, if it is not stopped first, its end."""
+
+    methods = ("nap",)
+
+    def nap(self, ledger: str, seconds: float, tag: str = "nap") -> str:
+        append(ledger, tag=f"{tag}:start", job=self.context.job_id, attempt=self.context.attempt)
+        time.sleep(seconds)
+        append(ledger, tag=f"{tag}:end", job=self.context.job_id, attempt=self.context.attempt)
+        return "rested"
+
+
+def worker_pids(worker: Any) -> set[int]:
+    """The pids of the live worker processes of a `jobkit worker` (a ``workers.WorkerProcess``),
+    leaving out multiprocessing's resource tracker."""
+    import psutil
+
+    found: set[int] = set()
+    for child in worker.children():
+        try:
+            if "--multiprocessing-fork" in child.cmdline():
+                found.add(child.pid)
+        except psutil.Error:
+            continue
+    return found
