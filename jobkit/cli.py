@@ -194,8 +194,10 @@ def worker(state: State, concurrency: int | None, burst: bool) -> None:
 
     app = state.app(log=False)
     logger.remove()
-    logger.add(sys.stderr, level="INFO", format=console_format, enqueue=True, context="spawn")
-    files = configure_logging(app.config.logging, app.pm, enqueue=True)
+    # worker processes send their records to this process, which logs them from one thread per
+    # process (jobkit.logs.relay): loguru's own lock is enough, no enqueue=True queue is needed
+    logger.add(sys.stderr, level="INFO", format=console_format)
+    files = configure_logging(app.config.logging, app.pm)
     try:
         code = Worker(app, concurrency=concurrency, burst=burst).run()
     finally:

@@ -16,9 +16,11 @@ rotation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +32,10 @@ from jobkit.masking import mask_secrets
 from jobkit.records import EventKind, JobEvent
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
     import pluggy
-    from loguru import Logger, Message, Record
+    from loguru import Message, Record
 
     from jobkit.config import LoggingSettings
 
@@ -183,24 +187,50 @@ def configure_logging(
     return LogFiles(events, errors, ids)
 
 
-def forward_to(parent: Logger) -> None:
-    """In a worker process: send every record to ``parent``, the supervisor's logger.
+def forward_to(connection: Connection) -> None:
+    """In a worker process: send every record to the supervisor on ``connection``, a pipe of
+    this process's own, where :func:`relay` logs it through the supervisor's sinks.
 
-    ``parent`` is loguru's logger pickled into the process (loguru's way under ``spawn``); its
-    ``enqueue=True`` sinks carry records to the supervisor, which writes them.
+    Not through loguru's ``enqueue=True`` queue: that one queue is shared by every process under
+    one lock, and a process killed (SIGKILL) while holding the lock would block the supervisor
+    and every other worker process at their next log line, for ever.
     """
     logger.remove()
     logger.enable("jobkit")
     capture_driver_logs()
+    lock = threading.Lock()  # the pipe is this process's alone: its threads take turns
 
     def sink(message: Message) -> None:
         record = message.record
         keep: dict[str, Any] = {key: record[key] for key in _FORWARDED}  # type: ignore[literal-required]
-        parent.patch(lambda r: r.update(keep)).log(  # type: ignore[typeddict-item]
-            record["level"].name, record["message"]
-        )
+        # OSError: the supervisor is gone, nobody is left to log to
+        with lock, contextlib.suppress(OSError):
+            connection.send((record["level"].name, record["message"], keep))
 
     logger.add(sink, level=0, format="{message}", catch=True)
+
+
+def relay(connection: Connection, name: str) -> threading.Thread:
+    """In the supervisor: log what one worker process sends on ``connection`` (see
+    :func:`forward_to`), in a thread of its own, until the process closes the pipe or dies (a
+    record it was killed halfway through sending is dropped). A process frozen halfway through
+    a record holds up only its own thread."""
+
+    def run() -> None:
+        with connection:
+            while True:
+                try:
+                    level, text, keep = connection.recv()
+                except (EOFError, OSError):
+                    return
+                except Exception:  # a record that cannot be rebuilt here: skip it
+                    continue
+                # patch runs within this log call: the lambda never outlives this ``keep``
+                logger.patch(lambda r: r.update(keep)).log(level, text)  # noqa: B023
+
+    thread = threading.Thread(target=run, name=f"{name}-logs", daemon=True)
+    thread.start()
+    return thread
 
 
 @hookimpl

@@ -14,7 +14,6 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
-import pickle
 import secrets
 import signal
 import socket
@@ -38,8 +37,6 @@ from jobkit.records import EventKind, JobStatus, Lease
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
-
-    from loguru import Logger
 
     from jobkit.app import JobKit
 
@@ -115,11 +112,12 @@ def _listen(control: Connection, stop: threading.Event, hand_back: threading.Eve
         stop.set()
 
 
-def _child_main(spec: ChildSpec, parent_logger: Logger | None, control: Connection) -> None:
+def _child_main(spec: ChildSpec, logs: Connection, control: Connection) -> None:
     """The body of one worker process.
 
-    It listens to the supervisor on a pipe of its own: a shared ``multiprocessing.Event`` would
-    hang every process once one of them was killed while waiting on it.
+    It listens to the supervisor on a pipe of its own, and sends its log records on another
+    (:func:`jobkit.logs.forward_to`): a shared ``multiprocessing.Event`` or queue would hang
+    every process once one of them was killed while waiting on it or holding its lock.
     """
     from jobkit.app import JobKit
     from jobkit.logs import forward_to
@@ -129,8 +127,7 @@ def _child_main(spec: ChildSpec, parent_logger: Logger | None, control: Connecti
     terminated: list[int] = []  # a plain list: a handler must not take the Event's lock
     signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
     threading.Thread(target=_listen, args=(control, stop, hand_back), daemon=True).start()
-    if parent_logger is not None:
-        forward_to(parent_logger)
+    forward_to(logs)
     app = JobKit(spec.config)
     for name, path in spec.registrations:
         app.register(name, import_string(path))
@@ -217,7 +214,7 @@ class Worker:
         self._handing_back = False
         self._start_failures = 0
         self._exit_code = 0
-        self._forward_logs = True
+        self._log_relays: list[threading.Thread] = []
         #: Records timeouts the supervisor enforces (it runs no job: its interrupter is unused).
         self._recorder = Executor(app, "supervisor", self.settings, Interrupter())
         self._spec = ChildSpec(app.config, self._registrations(), burst)
@@ -270,31 +267,20 @@ class Worker:
         return self._exit_code
 
     def _spawn(self, index: int) -> _Child:
-        def start(parent_logger: Logger | None) -> _Child:
-            ours, theirs = self._context.Pipe()
-            process = self._context.Process(
-                target=_child_main,
-                args=(self._spec, parent_logger, theirs),
-                name=f"jobkit-worker-{index}",
-                daemon=False,
-            )
-            process.start()
-            theirs.close()
-            return _Child(index, process, ours)
+        from jobkit.logs import relay
 
-        if self._forward_logs:
-            try:
-                return start(logger)
-            except (TypeError, RuntimeError, pickle.PicklingError) as exc:
-                # a sink added without enqueue=True (loguru's default stderr handler, say)
-                # cannot travel to another process: the workers keep their own sinks then
-                self._forward_logs = False
-                logger.warning(
-                    "worker processes cannot share this process's log sinks ({error});"
-                    " add sinks with enqueue=True, context='spawn', as `jobkit worker` does",
-                    error=str(exc),
-                )
-        return start(None)
+        ours, theirs = self._context.Pipe()
+        logs, child_logs = self._context.Pipe(duplex=False)
+        name = f"jobkit-worker-{index}"
+        process = self._context.Process(
+            target=_child_main, args=(self._spec, child_logs, theirs), name=name, daemon=False
+        )
+        process.start()
+        theirs.close()
+        child_logs.close()  # the process holds the only writing end: its death ends the relay
+        self._log_relays = [thread for thread in self._log_relays if thread.is_alive()]
+        self._log_relays.append(relay(logs, name))
+        return _Child(index, process, ours)
 
     def _supervise(self) -> None:
         next_requeue = 0.0
@@ -451,6 +437,8 @@ class Worker:
             except ValueError:  # already closed
                 pass
             child.control.close()
+        for thread in self._log_relays:  # the last records of the stopped processes
+            thread.join(timeout=2)
         logger.complete()
 
     def _install_signals(self) -> Callable[[], None]:

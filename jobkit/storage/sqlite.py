@@ -439,10 +439,12 @@ class SQLiteStorage(SQLStorage):
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when it no longer owns the job."""
         # a heartbeat that waits as long as the lease is worthless: give up after a quarter of
-        # it (StorageError) so the worker's monitor goes on checking timeouts and cancels
+        # it (StorageError) so the worker's monitor goes on checking timeouts and cancels. A
+        # lease ended on purpose (lease_seconds <= 0: Storage.abandon, by the supervisor) waits
+        # the full busy_timeout like any write: a budget <= 0 would fail at the first contention
         return self._fenced_update(
             f"heartbeat job {lease.job_id}", "heartbeat", lease,
-            busy_budget=min(self._busy_timeout, lease_seconds / 4),
+            busy_budget=min(self._busy_timeout, lease_seconds / 4) if lease_seconds > 0 else None,
             lease_expires_at=_to_epoch(self.now() + timedelta(seconds=lease_seconds)),
         )
 
