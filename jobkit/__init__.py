@@ -14,6 +14,7 @@ from loguru import logger
 from jobkit.app import (
     JobKit,
     cancel_job,
+    enqueue_many,
     get_attempts,
     get_default_app,
     get_job,
@@ -62,6 +63,7 @@ __all__ = [
     "Retry",
     "StorageError",
     "cancel_job",
+    "enqueue_many",
     "get_attempts",
     "get_default_app",
     "get_job",

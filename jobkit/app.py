@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,26 @@ def _seconds(delay: float | timedelta, what: str) -> float:
 
 #: Priorities and attempt counts are stored as 32-bit integers by every backend.
 _INT_RANGE = range(-(2**31), 2**31)
+
+
+@attrs.frozen
+class _Options:
+    """The per-call options of ``run_background_job`` and ``enqueue_many``."""
+
+    priority: int | None
+    delay: float | timedelta
+    retry_attempts: int | None
+    retry_delay: float | None
+    timeout: float | None
+
+    def overrides(self) -> dict[str, Any]:
+        """The job settings this call overrides (``None``: not given)."""
+        return {
+            "priority": self.priority,
+            "retry_attempts": self.retry_attempts,
+            "retry_delay": self.retry_delay,
+            "timeout": self.timeout,
+        }
 
 
 class JobKit:
@@ -212,31 +233,79 @@ class JobKit:
         first. ``delay`` is seconds or a ``timedelta``. ``retry_attempts``, ``retry_delay`` and
         ``timeout`` override the job's configuration for this one job.
         """
-        spec, by_name = self.factory.validate(name, method, params)
-        seconds = _seconds(delay, "delay")
-        overrides = {
-            "priority": priority,
-            "retry_attempts": retry_attempts,
-            "retry_delay": retry_delay,
-            "timeout": timeout,
-        }
-        settings = self.job_settings(spec.name, overrides).settings
+        options = _Options(priority, delay, retry_attempts, retry_delay, timeout)
+        (job,) = self._new_jobs(name, method, [params], options)
+        record = self.storage.enqueue(job)
+        self.emit(EventKind.ENQUEUED, record)
+        return record.id
+
+    def enqueue_many(
+        self,
+        name: str,
+        method: str = "handle",
+        params_list: Iterable[dict[str, Any] | list[Any] | None] = (),
+        *,
+        priority: int | None = None,
+        delay: float | timedelta = 0,
+        retry_attempts: int | None = None,
+        retry_delay: float | None = None,
+        timeout: float | None = None,
+    ) -> list[str]:
+        """Validate and store one job per params of ``params_list``, all of one method and with
+        the same options as :meth:`run_background_job`; their ids, in order.
+
+        All or nothing: every params is validated before any is stored (an error names the
+        index of the params at fault), and SQLite and PostgreSQL store them in one transaction,
+        which is how bulk enqueueing is fast.
+        """
+        options = _Options(priority, delay, retry_attempts, retry_delay, timeout)
+        jobs = self._new_jobs(name, method, list(params_list), options)
+        records = self.storage.enqueue_many(jobs) if jobs else []
+        for record in records:
+            self.emit(EventKind.ENQUEUED, record)
+        return [record.id for record in records]
+
+    def _new_jobs(
+        self,
+        name: str,
+        method: str,
+        params_list: list[dict[str, Any] | list[Any] | None],
+        options: _Options,
+    ) -> list[NewJob]:
+        """The validated jobs to store; nothing when one does not validate."""
+        if not params_list:
+            return []
+        checked = []
+        for index, params in enumerate(params_list):
+            try:
+                spec, by_name = self.factory.validate(name, method, params)
+            except InvalidParameters as exc:
+                if len(params_list) == 1:
+                    raise
+                problems = {f"params[{index}] {key}": why for key, why in exc.problems.items()}
+                raise InvalidParameters(exc.name, exc.method, problems) from None
+            checked.append(by_name)
+        seconds = _seconds(options.delay, "delay")
+        settings = self.job_settings(spec.name, options.overrides()).settings
         for key, value in (
             ("priority", settings.priority),
             ("retry_attempts", settings.max_attempts),
         ):
             if value not in _INT_RANGE:
                 raise JobkitError(f"{key} must fit in 32 bits, got {value}")
-        size = len(json.dumps(by_name, ensure_ascii=False).encode("utf-8"))
-        if size > settings.max_params_bytes:
-            raise InvalidParameters(
-                spec.name,
-                method,
-                {"params": f"{size} bytes of JSON, over max_params_bytes "
-                           f"({settings.max_params_bytes})"},
-            )
-        storage = self.storage
-        record = storage.enqueue(
+        for index, by_name in enumerate(checked):
+            size = len(json.dumps(by_name, ensure_ascii=False).encode("utf-8"))
+            if size > settings.max_params_bytes:
+                where = "params" if len(checked) == 1 else f"params[{index}]"
+                raise InvalidParameters(
+                    spec.name,
+                    method,
+                    {where: f"{size} bytes of JSON, over max_params_bytes "
+                            f"({settings.max_params_bytes})"},
+                )
+        available_at = self.storage.now() + timedelta(seconds=seconds)
+        policy = settings.policy()
+        return [
             NewJob(
                 name=spec.name,
                 method=method,
@@ -244,12 +313,11 @@ class JobKit:
                 priority=settings.priority,
                 max_attempts=settings.max_attempts,
                 max_crashes=settings.max_crashes,
-                policy=settings.policy(),
-                available_at=storage.now() + timedelta(seconds=seconds),
+                policy=policy,
+                available_at=available_at,
             )
-        )
-        self.emit(EventKind.ENQUEUED, record)
-        return record.id
+            for by_name in checked
+        ]
 
     def get_job(self, job_id: str) -> JobRecord:
         """The job's record; raises ``JobNotFoundInStorage``."""
@@ -340,6 +408,16 @@ def run_background_job(
 ) -> str:
     """``JobKit.run_background_job`` on the default app."""
     return get_default_app().run_background_job(name, method, params, **options)
+
+
+def enqueue_many(
+    name: str,
+    method: str = "handle",
+    params_list: Iterable[dict[str, Any] | list[Any] | None] = (),
+    **options: Any,
+) -> list[str]:
+    """``JobKit.enqueue_many`` on the default app."""
+    return get_default_app().enqueue_many(name, method, params_list, **options)
 
 
 def get_job(job_id: str) -> JobRecord:

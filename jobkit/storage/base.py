@@ -55,6 +55,12 @@ class Storage(abc.ABC):
     def enqueue(self, job: NewJob) -> JobRecord:
         """Store a validated job as ``pending`` and return its record with the new id."""
 
+    def enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
+        """Store validated jobs as ``pending``, in order; their records. A backend that can
+        stores them all in one transaction (all or nothing) and should override this default,
+        which calls :meth:`enqueue` for each."""
+        return [self.enqueue(job) for job in jobs]
+
     @abc.abstractmethod
     def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a job that is pending, retrying or running.

@@ -180,29 +180,44 @@ class MemoryStorage(Storage):
 
     def enqueue(self, job: NewJob) -> JobRecord:
         """Store a validated job as ``pending`` and return its record with the new id."""
-        params = _to_json(job.params, f"job {job.name!r}: params")
-        policy = _to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy")
+        (record,) = self.enqueue_many([job])
+        return record
 
-        def work() -> JobRecord:
-            row = _Row(
-                id=next(self._ids),
-                name=job.name,
-                method=job.method,
-                params=params,
-                status=JobStatus.PENDING,
-                priority=job.priority,
-                attempts=0,
-                max_attempts=job.max_attempts,
-                max_crashes=job.max_crashes,
-                policy=policy,
-                created_at=self.now(),
-                available_at=job.available_at.astimezone(timezone.utc),
+    def enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
+        """Store the jobs at once (all or nothing), in order; their records."""
+        encoded = [
+            (
+                job,
+                _to_json(job.params, f"job {job.name!r}: params"),
+                _to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
             )
-            self._jobs[row.id] = row
-            self._attempts[row.id] = []
-            return row.record()
+            for job in jobs
+        ]
 
-        return self._locked(f"enqueue job {job.name!r}", work)
+        def work() -> builtins.list[JobRecord]:
+            records = []
+            for job, params, policy in encoded:
+                row = _Row(
+                    id=next(self._ids),
+                    name=job.name,
+                    method=job.method,
+                    params=params,
+                    status=JobStatus.PENDING,
+                    priority=job.priority,
+                    attempts=0,
+                    max_attempts=job.max_attempts,
+                    max_crashes=job.max_crashes,
+                    policy=policy,
+                    created_at=self.now(),
+                    available_at=job.available_at.astimezone(timezone.utc),
+                )
+                self._jobs[row.id] = row
+                self._attempts[row.id] = []
+                records.append(row.record())
+            return records
+
+        what = f"enqueue job {jobs[0].name!r}" if len(jobs) == 1 else f"enqueue {len(jobs)} jobs"
+        return self._locked(what, work)
 
     def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""

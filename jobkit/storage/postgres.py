@@ -342,6 +342,25 @@ class PostgresStorage(SQLStorage):
 
         return self._transaction(f"enqueue job {job.name!r}", work)
 
+    def enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
+        """Store the jobs in one transaction (all or nothing, pipelined), in order; their
+        records."""
+        if not jobs:
+            return []
+        rows = [self._new_job(job) for job in jobs]
+
+        def work(cur: psycopg.Cursor[Any]) -> builtins.list[JobRecord]:
+            now = self._now_param()
+            cur.executemany(queries()["enqueue"], [{**row, "now": now} for row in rows],
+                            returning=True)
+            stored = []
+            while True:
+                stored += [_job(row) for row in cur.fetchall()]  # one row per result set
+                if not cur.nextset():
+                    return stored
+
+        return self._transaction(f"enqueue {len(jobs)} jobs", work)
+
     def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""
 

@@ -365,6 +365,23 @@ class SQLiteStorage(SQLStorage):
 
         return self._transaction(f"enqueue job {job.name!r}", work)
 
+    def enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
+        """Store the jobs in one transaction (all or nothing), in order; their records."""
+        if not jobs:
+            return []
+        rows = [self._new_job(job) for job in jobs]
+
+        def work(conn: sqlite3.Connection) -> builtins.list[JobRecord]:
+            now = _to_epoch(self.now())
+            (before,) = conn.execute(queries()["last_id"]).fetchone()
+            # executemany drops what RETURNING gives; the rows are read back below
+            conn.executemany(queries()["enqueue"], ({**row, "now": now} for row in rows))
+            # the write lock is ours: the rows after `before` are exactly the ones just inserted
+            stored = conn.execute(queries()["since"], {"after": before}).fetchall()
+            return [_job(row) for row in stored]
+
+        return self._transaction(f"enqueue {len(jobs)} jobs", work)
+
     def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""
         key = job_key(job_id)

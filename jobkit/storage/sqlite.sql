@@ -91,6 +91,12 @@ INSERT INTO jobkit_jobs (
 )
 RETURNING *;
 
+-- name: last_id
+SELECT coalesce(max(id), 0) FROM jobkit_jobs;
+
+-- name: since
+SELECT * FROM jobkit_jobs WHERE id > :after ORDER BY id;
+
 -- name: get
 SELECT * FROM jobkit_jobs WHERE id = :job_id;
 

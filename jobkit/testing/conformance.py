@@ -145,6 +145,28 @@ class RoundTripTests(StorageFixtures):
         assert [int(job_id) for job_id in ids] == sorted(int(job_id) for job_id in ids)
         assert len(set(ids)) == 3
 
+    def test_enqueue_many_stores_in_order(self, storage: Storage, clock: FakeClock) -> None:
+        """enqueue_many returns one pending record per job, in order, with increasing ids."""
+        first = storage.enqueue(new_job(clock()))
+        records = storage.enqueue_many(
+            [new_job(clock(), params={"n": n}, priority=n % 3) for n in range(50)]
+        )
+        assert [record.params for record in records] == [{"n": n} for n in range(50)]
+        ids = [int(first.id)] + [int(record.id) for record in records]
+        assert ids == sorted(set(ids))
+        assert all(storage.get(record.id) == record for record in records)
+        assert {record.status for record in records} == {JobStatus.PENDING}
+        assert storage.enqueue_many([]) == []
+
+    def test_enqueue_many_stores_nothing_when_one_is_not_json(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """A job whose params are not JSON in the middle of a batch: nothing is stored."""
+        jobs = [new_job(clock()), new_job(clock(), params={"bad": {1, 2}}), new_job(clock())]
+        with pytest.raises(StorageError, match="not JSON"):
+            storage.enqueue_many(jobs)
+        assert storage.count() == 0
+
     def test_get_returns_what_enqueue_returned(self, storage: Storage, clock: FakeClock) -> None:
         """get returns the same record enqueue returned."""
         record = storage.enqueue(new_job(clock(), delay=60))
