@@ -210,8 +210,10 @@ class JobKit:
         Delivered on the app's event thread (:class:`~jobkit.plugins.EventDispatcher`), with
         secrets in the params masked.
         """
-        masked = attrs.evolve(job, params=mask_secrets(job.params))
-        self.events.emit(JobEvent(kind=kind, job=masked, error=error, traceback=traceback))
+        params = mask_secrets(job.params)
+        if params != job.params:  # most params hold no secret: keep the record as it is
+            job = attrs.evolve(job, params=params)
+        self.events.emit(JobEvent(kind=kind, job=job, error=error, traceback=traceback))
 
     # -- the public API ------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -14,6 +15,7 @@ SECRET_PARTS = frozenset({"auth", "pwd", "pass", "key"})
 _PARTS = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z])(?=[A-Z])")
 
 
+@functools.lru_cache(maxsize=4096)  # the same few param names, over and over
 def is_secret(key: str) -> bool:
     """Whether a param named ``key`` holds a secret (``password``, ``api_key``, ``X-Auth``...)."""
     compact = re.sub(r"[^a-z0-9]", "", key.lower())

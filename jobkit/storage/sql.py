@@ -9,6 +9,7 @@ batch (:meth:`SQLStorage._prune_batch`).
 from __future__ import annotations
 
 import abc
+import functools
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -57,6 +58,11 @@ class Row(Protocol):
 
 #: How a backend turns a stored time or JSON column into Python (``None`` stays ``None``).
 Decode = Callable[[Any], Any]
+
+
+@functools.lru_cache(maxsize=256)  # a batch, and a job's every enqueue, share one policy
+def _policy_json(policy: RetryPolicy) -> str:
+    return to_json(attrs.asdict(policy), "the retry policy")
 
 
 def _policy(stored: Any) -> RetryPolicy:
@@ -145,7 +151,7 @@ class SQLStorage(Storage):
             "priority": job.priority,
             "max_attempts": job.max_attempts,
             "max_crashes": job.max_crashes,
-            "policy": to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
+            "policy": _policy_json(job.policy),
             "available_at": self._time(job.available_at),
         }
 
