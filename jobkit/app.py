@@ -128,7 +128,9 @@ class JobKit:
         if self._storage is None:
             with self._storage_lock:
                 if self._storage is None:
-                    self._storage = self.storage_registry.build(self.config.storage)
+                    # only a non-default durability is passed: other backends need not know it
+                    durable = {"durability": "full"} if self.config.durability == "full" else {}
+                    self._storage = self.storage_registry.build(self.config.storage, **durable)
         return self._storage
 
     def register(self, name: str, cls: type[Job]) -> JobSpec:

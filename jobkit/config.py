@@ -253,6 +253,10 @@ class Config:
     #: The job store's URL: ``sqlite:///jobkit.db``, ``postgresql://...``, ``memory://``.
     storage: str = setting("sqlite:///jobkit.db",
                            text("a storage URL like 'sqlite:///jobkit.db'", pattern=_STORAGE_URL))
+    #: ``normal``: nothing committed is lost when a process crashes (SQLite: WAL with
+    #: synchronous=NORMAL); ``full``: nor when the machine loses power (SQLite:
+    #: synchronous=FULL, an fsync per commit). PostgreSQL is always ``full`` (its own settings).
+    durability: Literal["normal", "full"] = setting("normal", choice("normal", "full"))
     #: The built-in job settings overlaid by ``defaults:``; ``JOBKIT_DEFAULTS__*`` variables
     #: are not in here, as they rank above package and per-job layers (see :meth:`resolve_job`).
     defaults: JobSettings = attrs.Factory(JobSettings)
@@ -442,7 +446,8 @@ def _split_options(value: Any) -> Any:
 _SECTIONS: dict[str, type] = {
     "defaults": JobSettings, "logging": LoggingSettings, "worker": WorkerSettings,
 }
-_ENV_HELP = ("not a jobkit setting (known: JOBKIT_STORAGE, JOBKIT_DEFAULTS__<KEY>, "
+_ENV_HELP = ("not a jobkit setting (known: JOBKIT_STORAGE, JOBKIT_DURABILITY, "
+             "JOBKIT_DEFAULTS__<KEY>, "
              "JOBKIT_LOGGING__<KEY>, JOBKIT_WORKER__<KEY>, JOBKIT_JOBS__<NAME>__<KEY>)")
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from jobkit import JobKit
+from jobkit.config import load_config
 from jobkit.exceptions import ConfigError, StorageError
 from jobkit.records import JobStatus, Lease
 from jobkit.storage import sqlite as sqlite_module
@@ -53,6 +55,33 @@ class TestSQLiteFile:
             pass
         with sqlite3.connect(db_path) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+    @pytest.mark.parametrize(
+        ("yaml_text", "environ", "level"),
+        [
+            ("", {}, 1),  # NORMAL
+            ("durability: full\n", {}, 2),  # FULL
+            ("", {"JOBKIT_DURABILITY": "full"}, 2),
+        ],
+    )
+    def test_durability_sets_synchronous(
+        self, tmp_path: Path, yaml_text: str, environ: dict[str, str], level: int
+    ) -> None:
+        """jobs.yaml's (or JOBKIT_DURABILITY's) durability reaches every connection."""
+        path = tmp_path / "jobs.yaml"
+        path.write_text(f"storage: sqlite:///{tmp_path / 'j.db'}\n{yaml_text}")
+        with JobKit(load_config(path, environ=environ), load_entrypoints=False) as app:
+            storage = app.storage
+            assert isinstance(storage, SQLiteStorage)
+            conn = storage._connection("test")
+            assert conn.execute("PRAGMA synchronous").fetchone()[0] == level
+
+    def test_a_bad_durability_names_file_and_line(self, tmp_path: Path) -> None:
+        """durability must be normal or full; the error names the file and the line."""
+        path = tmp_path / "jobs.yaml"
+        path.write_text("storage: memory://\ndurability: paranoid\n")
+        with pytest.raises(ConfigError, match=r"jobs\.yaml:2: durability: expected one of"):
+            load_config(path, environ={})
 
     def test_schema_version_is_recorded(self, db_path: Path) -> None:
         """A new file records the latest schema version in one row."""

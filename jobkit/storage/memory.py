@@ -122,9 +122,11 @@ class MemoryStorage(Storage):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryStorage:
-        """A new, empty store for ``memory://``; ``options`` go to the constructor."""
+        """A new, empty store for ``memory://``; ``options`` go to the constructor
+        (``durability`` means nothing here: a memory store is lost with its process)."""
         if url != "memory://":
             raise ConfigError(f"storage: {url!r} is not the memory store's URL 'memory://'")
+        options.pop("durability", None)
         return cls(**options)
 
     @property

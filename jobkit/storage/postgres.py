@@ -151,7 +151,10 @@ class PostgresStorage(SQLStorage):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStorage:
-        """Open ``postgresql://user:password@host:port/dbname?pool_size=4``."""
+        """Open ``postgresql://user:password@host:port/dbname?pool_size=4``. ``durability`` is
+        accepted and changes nothing: every commit is durable unless the server's own
+        ``synchronous_commit`` says otherwise."""
+        options.pop("durability", None)
         return cls(url, **options)
 
     @property

@@ -144,12 +144,15 @@ class SQLiteStorage(SQLStorage):
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStorage:
         """Open ``sqlite:///rel/path.db`` (relative to the working directory) or
-        ``sqlite:////abs/path.db``; ``options`` go to the constructor. The folder is created."""
+        ``sqlite:////abs/path.db``; ``options`` go to the constructor, but for ``durability``
+        (jobs.yaml's): ``"full"`` means ``synchronous="FULL"``. The folder is created."""
         if not url.startswith(_URL_PREFIX) or len(url) == len(_URL_PREFIX):
             raise ConfigError(
                 f"storage: {url!r} is not a SQLite URL like sqlite:///jobkit.db "
                 "(or sqlite:////absolute/path/jobkit.db)"
             )
+        if options.pop("durability", "normal") == "full":
+            options["synchronous"] = "FULL"
         return cls(url[len(_URL_PREFIX) :], **options)
 
     @property

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from conftest import wait_for
 from fault_jobs import HUGE
-from reliability.conftest import store_config
 from sample_jobs import read_ledger
 
 from jobkit import JobKit, JobStatus
 from jobkit.executor import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS
 from jobkit.records import AttemptOutcome
+from reliability.conftest import store_config
 
 pytestmark = pytest.mark.slow
 

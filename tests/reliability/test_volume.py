@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 from claim_race import claim_racer
-from reliability.conftest import store_config
 from sample_jobs import read_ledger
 
 from jobkit import AttemptOutcome, JobKit, JobStatus
+from reliability.conftest import store_config
 
 pytestmark = pytest.mark.slow
 
