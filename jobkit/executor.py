@@ -17,6 +17,7 @@ import traceback as tb
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import attrs
 from loguru import logger
 
 from jobkit.exceptions import (
@@ -105,6 +106,12 @@ class Executor:
         self.interrupter = interrupter
         self.hand_back = hand_back
         self.may_exit = may_exit
+        #: Watches each running attempt (one thread, started by the first attempt).
+        self.monitor = Monitor(self)
+
+    def close(self) -> None:
+        """Stop the monitor's thread (call it between attempts, when done with the executor)."""
+        self.monitor.close()
 
     def run_next(self) -> bool:
         """Claim the next due job and run it; ``False`` when nothing was due."""
@@ -122,8 +129,7 @@ class Executor:
         """
         lease = Lease(record.id, self.worker_id, record.attempts)
         self.app.emit(EventKind.STARTED, record)
-        monitor = Monitor(self, lease, record)
-        monitor.start()
+        watch = self.monitor.begin(lease, record)
         error: BaseException | None = None
         result: Any = None
         received = False  # whether the job's code got the monitor's interrupt
@@ -142,13 +148,13 @@ class Executor:
         except (Exception, SystemExit) as exc:  # a job's sys.exit() fails the job, not the worker
             error = exc
         finally:
-            reason = monitor.finish()
+            reason = self.monitor.finish(watch)
         # a row that no longer fits the registry or its params is never run again
         retry = built or not isinstance(error, (JobNotFound, MethodNotAllowed, InvalidParameters))
-        with monitor.outcome_lock:
-            if monitor.outcome_written:
+        with watch.outcome_lock:
+            if watch.outcome_written:
                 return
-            monitor.outcome_written = True
+            watch.outcome_written = True
             try:
                 self._record_patiently(
                     lease, record, reason if received else None, result, error, retry
@@ -289,101 +295,164 @@ class Executor:
         self.app.storage.set_progress(lease, fraction, message)
 
 
+@attrs.define(eq=False)
+class Watch:
+    """One running attempt as the monitor watches it."""
+
+    lease: Lease
+    record: JobRecord
+    deadline: float | None  # time.monotonic() of its timeout
+    next_beat: float
+    reason: StopReason | None = None
+    #: Set when the job's code has returned: the monitor leaves the attempt alone.
+    done: threading.Event = attrs.Factory(threading.Event)
+    #: Held by the monitor while it acts on the attempt (heartbeat, stop).
+    acting: threading.Lock = attrs.Factory(threading.Lock)
+    #: Whoever writes the attempt's outcome first (the executor, or the monitor before it ends
+    #: the process) sets ``outcome_written`` under this lock.
+    outcome_lock: threading.Lock = attrs.Factory(threading.Lock)
+    outcome_written: bool = False
+
+
 class Monitor:
-    """The thread that beats a running attempt's lease and stops it when it must stop."""
+    """The thread that beats the running attempt's lease and stops it when it must stop.
 
-    def __init__(self, executor: Executor, lease: Lease, record: JobRecord) -> None:
+    One per executor, kept from one attempt to the next: starting and joining a thread per job
+    cost more than a short job itself. :meth:`begin` hands it an attempt, :meth:`finish` takes
+    it back once the job's code has returned; the monitor never acts on an attempt after that.
+    """
+
+    def __init__(self, executor: Executor) -> None:
         self.executor = executor
-        self.lease = lease
-        self.record = record
-        self.reason: StopReason | None = None
-        self.outcome_lock = threading.Lock()
-        self.outcome_written = False
-        self._done = threading.Event()
-        self._thread = threading.Thread(
-            target=self._watch, name=f"jobkit-monitor-{lease.job_id}", daemon=True
+        self._cond = threading.Condition()
+        self._current: Watch | None = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def begin(self, lease: Lease, record: JobRecord) -> Watch:
+        """Start watching the attempt that ``lease`` holds."""
+        now = time.monotonic()
+        timeout = record.policy.timeout
+        watch = Watch(
+            lease,
+            record,
+            deadline=now + timeout if timeout else None,
+            next_beat=now + self.executor.settings.heartbeat,
         )
+        with self._cond:
+            self._current = watch
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="jobkit-monitor", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+        return watch
 
-    def start(self) -> None:
-        """Start watching."""
-        self._thread.start()
+    def finish(self, watch: Watch) -> StopReason | None:
+        """The job's code has returned: stop watching it; return why it was stopped, if it was."""
+        watch.done.set()
+        with watch.acting:  # a heartbeat or stop under way ends first
+            pass
+        with self._cond:
+            if self._current is watch:
+                self._current = None
+        return watch.reason
 
-    def finish(self) -> StopReason | None:
-        """The job's code has returned: stop watching; return why it was stopped, if it was."""
-        self._done.set()
-        self._thread.join()
-        return self.reason
+    def close(self) -> None:
+        """End the thread (between attempts)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5)
 
-    def _watch(self) -> None:
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while (self._current is None or self._current.done.is_set()) and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                watch = self._current
+            assert watch is not None
+            self._watch(watch)
+            with self._cond:
+                if self._current is watch:
+                    self._current = None
+
+    def _watch(self, watch: Watch) -> None:
         settings = self.executor.settings
-        timeout = self.record.policy.timeout
-        deadline = time.monotonic() + timeout if timeout else None
-        next_beat = time.monotonic() + settings.heartbeat
-        while not self._done.is_set():
+        while not watch.done.is_set():
             now = time.monotonic()
-            wait = next_beat - now
-            if deadline is not None:
-                wait = min(wait, deadline - now)
-            if self._done.wait(max(0.0, min(wait, 0.1))):
+            wait = watch.next_beat - now
+            if watch.deadline is not None:
+                wait = min(wait, watch.deadline - now)
+            if watch.done.wait(max(0.0, min(wait, 0.1))):
                 return
-            reason = self._check(deadline, next_beat)
-            if time.monotonic() >= next_beat:
-                next_beat = time.monotonic() + settings.heartbeat
-            if reason is not None:
-                self._stop(reason)
-                return
+            with watch.acting:
+                if watch.done.is_set():
+                    return
+                reason = self._check(watch)
+                if time.monotonic() >= watch.next_beat:
+                    watch.next_beat = time.monotonic() + settings.heartbeat
+                if reason is not None:
+                    self._stop(watch, reason)
+                    return
 
-    def _check(self, deadline: float | None, next_beat: float) -> StopReason | None:
-        if deadline is not None and time.monotonic() >= deadline:
+    def _check(self, watch: Watch) -> StopReason | None:
+        if watch.deadline is not None and time.monotonic() >= watch.deadline:
             return StopReason.TIMEOUT
         hand_back = self.executor.hand_back
         if hand_back is not None and hand_back.is_set():
             return StopReason.SHUTDOWN
-        if time.monotonic() < next_beat:
+        if time.monotonic() < watch.next_beat:
             return None
         storage = self.executor.app.storage
         try:
-            if storage.heartbeat(self.lease, self.executor.settings.lease):
+            if storage.heartbeat(watch.lease, self.executor.settings.lease):
                 return None
-            current = storage.get(self.lease.job_id)
+            current = storage.get(watch.lease.job_id)
         except StorageError as exc:  # the store is down: keep the job; the lease decides later
             logger.warning(
                 "heartbeat of job {job_id} failed: {error}",
-                job_id=self.lease.job_id,
+                job_id=watch.lease.job_id,
                 error=str(exc),
             )
             return None
         return StopReason.CANCELLED if current.status == "cancelled" else StopReason.LOST
 
-    def _stop(self, reason: StopReason) -> None:
-        self.reason = reason
-        logger.bind(job_id=self.lease.job_id).info(
+    def _stop(self, watch: Watch, reason: StopReason) -> None:
+        watch.reason = reason
+        lease = watch.lease
+        logger.bind(job_id=lease.job_id).info(
             "stopping job {job_id} (attempt {attempt}): {reason}",
-            job_id=self.lease.job_id,
-            attempt=self.lease.attempt,
+            job_id=lease.job_id,
+            attempt=lease.attempt,
             reason=reason.value,
         )
         deadline = time.monotonic() + self.executor.settings.kill_grace
         while True:  # again and again: a job (or a library it calls) may swallow one
             self.executor.interrupter.interrupt(reason.value)
-            if self._done.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
+            if watch.done.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
                 return
             if time.monotonic() >= deadline:
                 break
         if not self.executor.may_exit:
             return
-        with self.outcome_lock:  # the job ignored the interrupt: record, then end the process
-            if self.outcome_written:
+        with watch.outcome_lock:  # the job ignored the interrupt: record, then end the process
+            if watch.outcome_written:
                 return
-            self.outcome_written = True
-            logger.bind(job_id=self.lease.job_id).error(
+            watch.outcome_written = True
+            logger.bind(job_id=lease.job_id).error(
                 "job {job_id} did not stop within {grace:g} s of {reason}; ending its process",
-                job_id=self.lease.job_id,
+                job_id=lease.job_id,
                 grace=self.executor.settings.kill_grace,
                 reason=reason.value,
             )
             try:
-                self.executor.record_stop(self.lease, self.record, reason)
+                self.executor.record_stop(lease, watch.record, reason)
             finally:
                 self.executor.app.events.flush(timeout=1.0)
                 logger.complete()

@@ -77,17 +77,20 @@ def run_until_empty(app: JobKit, *, timeout: float = 60.0) -> int:
     executor = Executor(app, worker_id(), settings, Interrupter())
     deadline = time.monotonic() + timeout
     ran = 0
-    while True:
-        requeue_expired(app)
-        if executor.run_next():
-            ran += 1
-            continue
-        if nothing_left(app):
-            app.events.flush()
-            return ran
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"jobs still waiting after {timeout:g} s")
-        time.sleep(settings.poll_interval)
+    try:
+        while True:
+            requeue_expired(app)
+            if executor.run_next():
+                ran += 1
+                continue
+            if nothing_left(app):
+                app.events.flush()
+                return ran
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"jobs still waiting after {timeout:g} s")
+            time.sleep(settings.poll_interval)
+    finally:
+        executor.close()
 
 
 @attrs.frozen
@@ -158,6 +161,7 @@ def _child_main(spec: ChildSpec, logs: Connection, control: Connection) -> None:
                 failing = True
                 stop.wait(1.0)
     finally:
+        executor.close()
         app.close()
         logger.info("worker process {worker} stopped", worker=executor.worker_id)
         logger.complete()

@@ -40,7 +40,8 @@ def test_sigterm_drains_the_jobs_in_flight(tmp_path: Path, store_url: str, ledge
                                    priority=1)
             for _ in range(20)
         ]
-        wait_for(lambda: running(app) == 20, timeout=10, what="20 jobs running")
+        # alive is not ready: 20 spawned processes may take a while to import on 2 busy cores
+        wait_for(lambda: running(app) == 20, timeout=60, what="20 jobs running")
         waiting = [
             app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "after"})
             for _ in range(20)
