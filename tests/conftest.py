@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from pg_server import PostgresServer, find_bin_dir, missing, reset
+from workers import WorkerProcess, subprocess_env
 
 import jobkit
 from jobkit.app import JobKit
@@ -70,17 +71,6 @@ def write_config(tmp_path: Path, name: str = "jobs.yaml", **overrides: Any) -> P
     return path
 
 
-TESTS = Path(__file__).parent
-
-
-def subprocess_env() -> dict[str, str]:
-    """The environment of a real `python -m jobkit`: the sample jobs importable."""
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-
-
 def jobkit_process(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run `python -m jobkit ARGS` as a real process and wait for it."""
     return subprocess.run(
@@ -121,8 +111,6 @@ def app(tmp_path: Path) -> Iterator[JobKit]:
 def start_worker() -> Iterator[Callable[..., Any]]:
     """Start `jobkit worker` processes (:class:`workers.WorkerProcess`); each is stopped, and its
     worker processes killed, at the end of the test."""
-    from workers import WorkerProcess
-
     started: list[WorkerProcess] = []
 
     def start(config: Path, *args: str) -> WorkerProcess:

@@ -11,7 +11,20 @@ import time
 from pathlib import Path
 
 import psutil
-from conftest import subprocess_env
+
+#: The tests folder: on the PYTHONPATH of every process the tests start.
+TESTS = Path(__file__).parent
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment of a real `python -m jobkit`: the sample jobs importable.
+
+    Here, not in conftest.py: the plugins' test folders have a conftest module of their own,
+    and a late ``from conftest import`` could find theirs."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    }
 
 
 class WorkerProcess:
