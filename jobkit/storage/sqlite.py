@@ -452,9 +452,14 @@ class SQLiteStorage(SQLStorage):
             return _job(row)
 
         operation = f"claim a job for worker {worker_id}"
-        if not self._transaction(operation, due, write=False):
+        # the read-only look first keeps idle pollers off the write lock; a thread whose last
+        # claim found a job is busy and most likely finds another: it claims at once
+        busy = getattr(self._local, "busy", False)
+        if not busy and not self._transaction(operation, due, write=False):
             return None
-        return self._transaction(operation, work)
+        record = self._transaction(operation, work)
+        self._local.busy = record is not None
+        return record
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when it no longer owns the job."""
