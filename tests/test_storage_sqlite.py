@@ -6,6 +6,7 @@ import os
 import pickle
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -246,6 +247,48 @@ def enqueue_and_work(storage_class: type[SQLiteStorage], url: str, worker_id: st
                 assert store.complete(lease, n) is not None
                 done += 1
     return done
+
+
+class TestWaitForJobs:
+    """An idle worker's wait ends soon after another connection commits (PRAGMA data_version)."""
+
+    def test_an_enqueue_wakes_a_waiting_store(self, db_path: Path) -> None:
+        """A commit by another connection ends a 30 s wait within a fraction of a second."""
+        with SQLiteStorage(db_path) as waiting, SQLiteStorage(db_path) as other:
+            assert waiting.claim("w", 30) is None
+            timer = threading.Timer(0.3, lambda: other.enqueue(new_job(other.now())))
+            timer.start()
+            started = time.monotonic()
+            waiting.wait_for_jobs(30.0)
+            waited = time.monotonic() - started
+            timer.join()
+        assert waited < 10, f"woke only after {waited:.1f} s"
+
+    def test_a_commit_between_the_look_and_the_wait_is_not_missed(self, db_path: Path) -> None:
+        """A job enqueued after the worker found none, before it waits, ends the wait at once."""
+        with SQLiteStorage(db_path) as waiting, SQLiteStorage(db_path) as other:
+            assert waiting.claim("w", 30) is None
+            other.enqueue(new_job(other.now()))
+            started = time.monotonic()
+            waiting.wait_for_jobs(30.0)
+        assert time.monotonic() - started < 10
+
+    def test_without_commits_the_wait_lasts_its_timeout(self, db_path: Path) -> None:
+        """Nothing committed: the wait returns after its timeout, not before."""
+        with SQLiteStorage(db_path) as waiting:
+            assert waiting.claim("w", 30) is None
+            started = time.monotonic()
+            waiting.wait_for_jobs(0.3)
+        assert time.monotonic() - started >= 0.29
+
+    def test_stop_ends_the_wait(self, db_path: Path) -> None:
+        """A set stop event ends the wait."""
+        stop = threading.Event()
+        with SQLiteStorage(db_path) as waiting:
+            threading.Timer(0.2, stop.set).start()
+            started = time.monotonic()
+            waiting.wait_for_jobs(30.0, stop)
+        assert time.monotonic() - started < 10
 
 
 class TestSQLiteContention:
