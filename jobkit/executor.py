@@ -99,6 +99,7 @@ class Executor:
         *,
         hand_back: threading.Event | Any | None = None,
         may_exit: bool = False,
+        stop: threading.Event | None = None,
     ) -> None:
         self.app = app
         self.worker_id = worker_id
@@ -106,20 +107,41 @@ class Executor:
         self.interrupter = interrupter
         self.hand_back = hand_back
         self.may_exit = may_exit
+        #: Set when the worker stops claiming: no next job is claimed with a completion then.
+        self.stop = stop
         #: Watches each running attempt (one thread, started by the first attempt).
         self.monitor = Monitor(self)
+        #: The next job, claimed with the last completion (Storage.complete_and_claim).
+        self._claimed: JobRecord | None = None
 
     def close(self) -> None:
-        """Stop the monitor's thread (call it between attempts, when done with the executor)."""
-        self.monitor.close()
+        """Hand back a job claimed but not started, and stop the monitor's thread (call it
+        between attempts, when done with the executor)."""
+        claimed, self._claimed = self._claimed, None
+        try:
+            if claimed is not None:
+                self.app.storage.release(Lease(claimed.id, self.worker_id, claimed.attempts))
+        except StorageError as exc:  # its lease will expire: the job is taken back then
+            logger.warning("job {job_id} could not be handed back: {error}",
+                           job_id=claimed.id if claimed else "?", error=str(exc))
+        finally:
+            self.monitor.close()
 
     def run_next(self) -> bool:
-        """Claim the next due job and run it; ``False`` when nothing was due."""
-        record = self.app.storage.claim(self.worker_id, self.settings.lease)
+        """Run the job claimed with the last completion, or claim the next due job and run it;
+        ``False`` when nothing was due."""
+        record, self._claimed = self._claimed, None
+        if record is None:
+            record = self.app.storage.claim(self.worker_id, self.settings.lease)
         if record is None:
             return False
         self.run(record)
         return True
+
+    def _keeps_claiming(self) -> bool:
+        """Whether a completion may claim the next job too (not while stopping)."""
+        stopping = self.stop is not None and self.stop.is_set()
+        return not stopping and not (self.hand_back is not None and self.hand_back.is_set())
 
     def run(self, record: JobRecord) -> None:
         """Run one claimed attempt to its end and record the outcome.
@@ -231,12 +253,19 @@ class Executor:
             self._finish_failed(lease, record, error, retry=retry)
         elif problem := json_problem(result, "result"):
             self._finish_failed(lease, record, TypeError(problem), retry=True)
+        elif self._keeps_claiming():  # one transaction for this job's end and the next's start
+            done, self._claimed = self.app.storage.complete_and_claim(
+                lease, result, self.worker_id, self.settings.lease
+            )
+            self._succeeded(lease, done)
         else:
-            done = self.app.storage.complete(lease, result)
-            if done is None:
-                self._refused(lease, "completion")
-            else:
-                self.app.emit(EventKind.SUCCEEDED, done)
+            self._succeeded(lease, self.app.storage.complete(lease, result))
+
+    def _succeeded(self, lease: Lease, done: JobRecord | None) -> None:
+        if done is None:
+            self._refused(lease, "completion")
+        else:
+            self.app.emit(EventKind.SUCCEEDED, done)
 
     def record_stop(self, lease: Lease, record: JobRecord, reason: StopReason) -> None:
         """Record an attempt the monitor stopped (called by the monitor too, before an exit)."""
@@ -314,19 +343,26 @@ class Watch:
     outcome_written: bool = False
 
 
+#: Seconds between two looks of the monitor at the running attempt when nothing is due sooner.
+TICK = 0.05
+
+
 class Monitor:
     """The thread that beats the running attempt's lease and stops it when it must stop.
 
     One per executor, kept from one attempt to the next: starting and joining a thread per job
     cost more than a short job itself. :meth:`begin` hands it an attempt, :meth:`finish` takes
     it back once the job's code has returned; the monitor never acts on an attempt after that.
+    It is never woken per job either (a wake-up makes the job's thread wait for the GIL): it
+    looks at the current attempt every :data:`TICK` seconds, or at its next beat or timeout if
+    sooner.
     """
 
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
-        self._cond = threading.Condition()
         self._current: Watch | None = None
-        self._closed = False
+        self._closed = threading.Event()
+        self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def begin(self, lease: Lease, record: JobRecord) -> Watch:
@@ -339,14 +375,14 @@ class Monitor:
             deadline=now + timeout if timeout else None,
             next_beat=now + self.executor.settings.heartbeat,
         )
-        with self._cond:
-            self._current = watch
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="jobkit-monitor", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
+        self._current = watch
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._run, name="jobkit-monitor", daemon=True
+                    )
+                    self._thread.start()
         return watch
 
     def finish(self, watch: Watch) -> StopReason | None:
@@ -354,52 +390,37 @@ class Monitor:
         watch.done.set()
         with watch.acting:  # a heartbeat or stop under way ends first
             pass
-        with self._cond:
-            if self._current is watch:
-                self._current = None
+        if self._current is watch:
+            self._current = None
         return watch.reason
 
     def close(self) -> None:
         """End the thread (between attempts)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout=5)
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while (self._current is None or self._current.done.is_set()) and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-                watch = self._current
-            assert watch is not None
-            self._watch(watch)
-            with self._cond:
-                if self._current is watch:
-                    self._current = None
-
-    def _watch(self, watch: Watch) -> None:
         settings = self.executor.settings
-        while not watch.done.is_set():
+        while not self._closed.is_set():
+            watch = self._current
+            if watch is None or watch.done.is_set() or watch.reason is not None:
+                time.sleep(TICK)  # nothing to watch (a stopped attempt is stopped once)
+                continue
             now = time.monotonic()
-            wait = watch.next_beat - now
-            if watch.deadline is not None:
-                wait = min(wait, watch.deadline - now)
-            if watch.done.wait(max(0.0, min(wait, 0.1))):
-                return
+            due = min(now + TICK, watch.next_beat, watch.deadline or now + TICK)
+            if due > now:
+                time.sleep(due - now)
+            if self._current is not watch:
+                continue
             with watch.acting:
                 if watch.done.is_set():
-                    return
+                    continue
                 reason = self._check(watch)
                 if time.monotonic() >= watch.next_beat:
                     watch.next_beat = time.monotonic() + settings.heartbeat
                 if reason is not None:
                     self._stop(watch, reason)
-                    return
 
     def _check(self, watch: Watch) -> StopReason | None:
         if watch.deadline is not None and time.monotonic() >= watch.deadline:

@@ -136,7 +136,7 @@ def _child_main(spec: ChildSpec, logs: Connection, control: Connection) -> None:
         app.register(name, import_string(path))
     settings = spec.config.worker
     executor = Executor(
-        app, worker_id(), settings, Interrupter(), hand_back=hand_back, may_exit=True
+        app, worker_id(), settings, Interrupter(), hand_back=hand_back, may_exit=True, stop=stop
     )
     control.send(("ready", executor.worker_id))  # start-up is over: exits are no longer its
     logger.info("worker process {worker} started", worker=executor.worker_id)

@@ -85,6 +85,15 @@ class Storage(abc.ABC):
         and a lease that expires ``lease_seconds`` from now, and an attempt row is opened.
         Returns ``None`` when nothing is due. The lease is ``Lease(id, worker_id, attempts)``."""
 
+    def complete_and_claim(
+        self, lease: Lease, result: Any, worker_id: str, lease_seconds: float
+    ) -> tuple[JobRecord | None, JobRecord | None]:
+        """:meth:`complete` the attempt, then :meth:`claim` the next job for ``worker_id``: what
+        a busy worker does after each job. Both follow their own rules (a refused completion
+        still claims); a backend may do both in one transaction, as SQLite does. The default
+        calls the two."""
+        return self.complete(lease, result), self.claim(worker_id, lease_seconds)
+
     @abc.abstractmethod
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when it no longer owns the job (cancelled, expired and

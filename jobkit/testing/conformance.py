@@ -536,6 +536,25 @@ class OutcomeTests(StorageFixtures):
         assert storage.get(job.id).status is JobStatus.RUNNING
         assert storage.complete(lease, "fine") is not None
 
+    def test_complete_and_claim(self, storage: Storage, clock: FakeClock) -> None:
+        """complete_and_claim completes the attempt and claims the next job by the claim rules;
+        a stale lease's completion is refused but the claim still happens."""
+        first = storage.enqueue(new_job(clock()))
+        low = storage.enqueue(new_job(clock(), priority=0))
+        high = storage.enqueue(new_job(clock(), priority=5))
+        lease = lease_of(claim(storage, "w1"))
+        assert lease.job_id == high.id
+        done, following = storage.complete_and_claim(lease, "ok", "w1", LEASE)
+        assert done is not None and (done.status, done.result) == (JobStatus.COMPLETED, "ok")
+        assert following is not None and following.id == first.id
+        assert following.status is JobStatus.RUNNING and following.worker_id == "w1"
+        assert storage.get(high.id) == done
+        stale, after = storage.complete_and_claim(lease, "again", "w1", LEASE)
+        assert stale is None and after is not None and after.id == low.id
+        assert storage.complete_and_claim(lease_of(after), None, "w1", LEASE)[1] is None
+        [attempt] = storage.attempts(first.id)
+        assert attempt.outcome is None and attempt.worker_id == "w1"
+
     def test_a_completed_job_cannot_be_completed_again(
         self, storage: Storage, clock: FakeClock
     ) -> None:

@@ -4,6 +4,7 @@ its job to another and its late completion is refused."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from pathlib import Path
@@ -34,14 +35,16 @@ def test_sigterm_drains_the_jobs_in_flight(tmp_path: Path, store_url: str, ledge
     config = store_config(tmp_path, store_url, worker={"shutdown_grace": grace})
     with JobKit.from_config(config, load_entrypoints=False) as app:
         worker = start_worker(config, "-n", "20")
-        wait_for(lambda: len(worker.children()) == 20, timeout=60, what="20 worker processes")
+        # every process ready (not just alive: spawned processes take a while to import on 2
+        # busy cores), or the first jobs would be done before the last process claims one
+        wait_for(lambda: len(re.findall(r"worker process \S+ started", worker.text())) == 20,
+                 timeout=120, what="20 worker processes ready")
         in_flight = [
             app.run_background_job("Recorder", "sleep", {"seconds": 2.0, "ledger": ledger},
                                    priority=1)
             for _ in range(20)
         ]
-        # alive is not ready: 20 spawned processes may take a while to import on 2 busy cores
-        wait_for(lambda: running(app) == 20, timeout=60, what="20 jobs running")
+        wait_for(lambda: running(app) == 20, timeout=10, what="20 jobs running")
         waiting = [
             app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "after"})
             for _ in range(20)
