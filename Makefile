@@ -48,3 +48,27 @@ bench-pickup-postgres: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info jobkit-demo site
+
+# The side-by-side benchmark (issue 6): jobkit against Huey (SQLite) and procrastinate
+# (PostgreSQL), in its own virtualenv so the peers never become jobkit dependencies.
+# `make bench` takes about 15 minutes on 2 cores and writes bench/RESULTS.md, results.json and
+# results.png; `make bench-quick` is a 1-2 minute smoke run written to bench/quick/.
+# BENCH_ARGS passes options through, e.g. `make bench BENCH_ARGS="--only sqlite --runs 5"`.
+BENCH_VENV  := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+.PHONY: bench bench-quick bench-install
+
+$(BENCH_STAMP): bench/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools wheel
+	$(BENCH_VENV)/bin/python -m pip install --quiet -r bench/requirements.txt -e '.[postgres]'
+	touch $(BENCH_STAMP)
+
+bench-install: $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+bench-quick: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python bench/run.py --quick $(BENCH_ARGS)

@@ -1,0 +1,24 @@
+"""The benchmark's procrastinate app and tasks (``procrastinate --app=procrastinate_tasks.app``).
+
+``BENCH_PG_URL`` is the database's URL (libpq conninfo).
+"""
+
+from __future__ import annotations
+
+import os
+
+from common import write_stamp
+from procrastinate import App, PsycopgConnector
+
+app = App(connector=PsycopgConnector(conninfo=os.environ.get("BENCH_PG_URL", "")))
+
+
+@app.task(name="noop")
+def noop(n: int) -> None:
+    """Do nothing (one int param)."""
+
+
+@app.task(name="stamp")
+def stamp(n: int) -> None:
+    """Write ``n`` and the time to ``BENCH_STAMP_FILE``."""
+    write_stamp(n)

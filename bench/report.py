@@ -1,0 +1,487 @@
+"""Turn the harness's results into tables (printed, and in ``RESULTS.md``) and a plot.
+
+Every row compares a jobkit number with a reference (a peer, a raw SQLite limit, jobkit itself
+in another state), gives the ratio jobkit / reference, the issue's target when it has one, and
+a verdict. Each number is the median of the runs; a run that failed leaves the cell empty.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Results = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A target of the issue: ``kind`` is what is compared with ``threshold``.
+
+    ``ratio_min``/``ratio_max``: the ratio jobkit / reference; ``value_min``/``value_max``:
+    jobkit's own number.
+    """
+
+    kind: str
+    threshold: float
+    text: str
+
+    def met(self, value: float | None, ratio: float | None) -> bool | None:
+        """Whether the target is met (``None`` when a number is missing)."""
+        subject = ratio if self.kind.startswith("ratio") else value
+        if subject is None or math.isnan(subject):
+            return None
+        if self.kind.endswith("min"):
+            return subject >= self.threshold
+        return subject <= self.threshold
+
+    def progress(self, value: float | None, ratio: float | None) -> float | None:
+        """How far along the target is: 1.0 exactly met, above 1 beaten (for the plot)."""
+        subject = ratio if self.kind.startswith("ratio") else value
+        if subject is None or math.isnan(subject) or subject == 0:
+            return None
+        return subject / self.threshold if self.kind.endswith("min") else self.threshold / subject
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a table."""
+
+    metric: str
+    unit: str
+    jobkit: float | None
+    reference: str
+    value: float | None
+    target: Target | None = None
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        """jobkit / reference."""
+        if self.jobkit is None or self.value is None or self.value == 0:
+            return None
+        return self.jobkit / self.value
+
+    @property
+    def verdict(self) -> str:
+        """met / NOT met / not measured, or empty without a target."""
+        if self.target is None:
+            return ""
+        met = self.target.met(self.jobkit, self.ratio)
+        return "not measured" if met is None else ("met" if met else "NOT met")
+
+
+def runs(results: Results, backend: str, key: str, system: str) -> list[dict[str, Any]]:
+    """The successful runs of one measurement."""
+    found = results.get(backend, {}).get(key, {})
+    if not isinstance(found, dict):
+        return []
+    return [run for run in found.get(system, []) if "error" not in run]
+
+
+def med(results: Results, backend: str, key: str, system: str, field: str) -> float | None:
+    """The median of ``field`` over the runs, or ``None``."""
+    values = [run[field] for run in runs(results, backend, key, system)
+              if isinstance(run.get(field), (int, float)) and not math.isnan(run[field])]
+    return float(statistics.median(values)) if values else None
+
+
+def _huey_full(results: Results, key: str) -> tuple[str, float | None]:
+    """Huey at FULL: its default when that is FULL (measured once), else ``fsync=True``."""
+    mode = results.get("sqlite", {}).get("huey_mode", {}).get("synchronous")
+    if mode == "FULL":
+        base = key.replace("_full", "")
+        return "Huey, default (= FULL)", med(results, "sqlite", base, "huey", "rate")
+    return "Huey, fsync=True (FULL)", med(results, "sqlite", key, "huey", "rate")
+
+
+def sqlite_rows(results: Results) -> list[Row]:
+    """The SQLite table: jobkit's defaults against Huey's."""
+    if not results.get("sqlite"):
+        return []
+    sizes = results.get("meta", {}).get("sizes", {})
+
+    def m(key: str, system: str, field: str = "rate") -> float | None:
+        return med(results, "sqlite", key, system, field)
+
+    huey = "Huey (SqliteHuey, default)"
+    idle = sizes.get("idle_seconds", 10)
+    rows = [
+        Row("enqueue, one call at a time", "jobs/s", m("enqueue", "jobkit"), huey,
+            m("enqueue", "huey"), Target("ratio_min", 2, ">= 2x Huey")),
+        Row(f"enqueue_many, batches of {sizes.get('bulk_batch', '?'):,}", "jobs/s",
+            m("bulk", "jobkit"), "Huey: no bulk API", None,
+            Target("value_min", 50_000, ">= 50,000 jobs/s")),
+        Row("drain, 1 process", "jobs/s", m("drain_1", "jobkit"), huey, m("drain_1", "huey")),
+        Row("drain, 2 processes", "jobs/s", m("drain_2", "jobkit"), huey, m("drain_2", "huey"),
+            Target("ratio_min", 3, ">= 3x Huey")),
+        Row("drain, 2 processes, both FULL", "jobs/s", m("drain_full_2", "jobkit"),
+            *_huey_full(results, "drain_full_2"), Target("ratio_min", 2, ">= 2x Huey")),
+        Row("enqueue, one at a time, both FULL", "jobs/s", m("enqueue_full", "jobkit"),
+            *_huey_full(results, "enqueue_full")),
+        Row("worker start-up, 1 process (lower is better)", "s",
+            m("drain_1", "jobkit", "startup_s"), huey, m("drain_1", "huey", "startup_s")),
+        Row("worker start-up, 2 processes (lower is better)", "s",
+            m("drain_2", "jobkit", "startup_s"), huey, m("drain_2", "huey", "startup_s")),
+        Row("pick-up p50, idle worker (lower is better)", "ms", m("pickup", "jobkit", "p50_ms"),
+            huey, m("pickup", "huey", "p50_ms"), Target("value_max", 5, "<= 5 ms")),
+        Row("pick-up p95, idle worker (lower is better)", "ms", m("pickup", "jobkit", "p95_ms"),
+            huey, m("pickup", "huey", "p95_ms")),
+        Row(f"first pick-up after {idle:g} s idle (lower is better)", "ms",
+            m("pickup", "jobkit", "after_idle_ms"), huey, m("pickup", "huey", "after_idle_ms")),
+        Row("idle worker CPU, 1 process (lower is better)", "% core",
+            m("pickup", "jobkit", "idle_cpu_percent"), huey,
+            m("pickup", "huey", "idle_cpu_percent"), Target("value_max", 2, "< 2 % of a core")),
+        Row("drain, 1 process, vs the raw claim+finish limit", "jobs/s", m("drain_1", "jobkit"),
+            "raw SQLite claim+finish, 1 process", m("raw_claim_finish", "raw"),
+            Target("ratio_min", 0.5, ">= 50 % of the limit")),
+    ]
+    rss = runs(results, "sqlite", "rss", "jobkit")
+    if rss or "rss" in results["sqlite"]:
+        last = rss[-1] if rss else {}
+        rows.append(Row(
+            f"worker RSS after {last.get('jobs', sizes.get('rss_jobs', 0)):,} jobs",
+            "MB", last.get("late_mb"),
+            f"RSS after {last.get('early_done', sizes.get('rss_early', 0)):,} jobs",
+            last.get("early_mb"), Target("ratio_max", 1.10, "within 10 %"),
+        ))
+    if "scale_full" in results["sqlite"]:
+        rows_in = results["sqlite"].get("scale_template", {}).get("rows", 0)
+        rows.append(Row(
+            f"drain, 1 process, {rows_in:,} finished jobs in the store", "jobs/s",
+            m("scale_full", "jobkit"), "jobkit, empty store", m("scale_empty", "jobkit"),
+            Target("ratio_min", 0.8, "within 20 %"),
+        ))
+    return rows
+
+
+def limit_rows(results: Results) -> list[Row]:
+    """What SQLite allows on this disk (no reference, no target)."""
+    def m(key: str) -> float | None:
+        return med(results, "sqlite", key, "raw", "rate")
+
+    return [
+        Row("claim (UPDATE ... RETURNING) + separate finish, 1 process, NORMAL", "jobs/s",
+            m("raw_claim_finish"), "", None),
+        Row("one-row inserts, a commit each, synchronous=NORMAL", "rows/s",
+            m("raw_insert_normal"), "", None),
+        Row("one-row inserts, a commit each, synchronous=FULL", "rows/s",
+            m("raw_insert_full"), "", None),
+        Row("10,000-row batches, NORMAL", "rows/s", m("raw_batch"), "", None),
+    ]
+
+
+def postgres_rows(results: Results) -> list[Row]:
+    """The PostgreSQL table: jobkit against procrastinate."""
+    pg = results.get("postgres", {})
+    if not pg or pg.get("skipped"):
+        return []
+    sizes = results.get("meta", {}).get("sizes", {})
+
+    def m(key: str, system: str, field: str = "rate") -> float | None:
+        return med(results, "postgres", key, system, field)
+
+    peer = "procrastinate (defaults)"
+    idle = sizes.get("idle_seconds", 10)
+    return [
+        Row("enqueue, one call at a time", "jobs/s", m("enqueue", "jobkit"), peer,
+            m("enqueue", "procrastinate"), Target("ratio_min", 2, ">= 2x procrastinate")),
+        Row(f"enqueue_many vs batch_defer, batches of {sizes.get('bulk_batch', '?'):,}",
+            "jobs/s", m("bulk", "jobkit"), "procrastinate batch_defer",
+            m("bulk", "procrastinate")),
+        Row("drain, 1 process", "jobs/s", m("drain_1", "jobkit"), peer,
+            m("drain_1", "procrastinate")),
+        Row("drain, 2 processes", "jobs/s", m("drain_2", "jobkit"), peer,
+            m("drain_2", "procrastinate"), Target("ratio_min", 2, ">= 2x procrastinate")),
+        Row("worker start-up, 1 process (lower is better)", "s",
+            m("drain_1", "jobkit", "startup_s"), peer,
+            m("drain_1", "procrastinate", "startup_s")),
+        Row("worker start-up, 2 processes (lower is better)", "s",
+            m("drain_2", "jobkit", "startup_s"), peer,
+            m("drain_2", "procrastinate", "startup_s")),
+        Row("pick-up p50, idle worker (lower is better)", "ms", m("pickup", "jobkit", "p50_ms"),
+            peer, m("pickup", "procrastinate", "p50_ms"), Target("value_max", 5, "<= 5 ms")),
+        Row("pick-up p95, idle worker (lower is better)", "ms", m("pickup", "jobkit", "p95_ms"),
+            peer, m("pickup", "procrastinate", "p95_ms")),
+        Row(f"first pick-up after {idle:g} s idle (lower is better)", "ms",
+            m("pickup", "jobkit", "after_idle_ms"), peer,
+            m("pickup", "procrastinate", "after_idle_ms")),
+        Row("idle worker CPU, 1 process (lower is better)", "% core",
+            m("pickup", "jobkit", "idle_cpu_percent"), peer,
+            m("pickup", "procrastinate", "idle_cpu_percent")),
+    ]
+
+
+# -- formatting ------------------------------------------------------------------------------------
+
+
+def number(value: float | None, unit: str) -> str:
+    """A number as the tables show it."""
+    if value is None or math.isnan(value):
+        return "-"
+    if unit in ("jobs/s", "rows/s"):
+        return f"{value:,.0f}"
+    if unit == "ms":
+        return f"{value:.1f}"
+    if unit == "% core":
+        return f"{value:.2f}"
+    return f"{value:.2f}"
+
+
+def cells(row: Row) -> list[str]:
+    """A row's cells: metric, jobkit, reference, its value, ratio, target, verdict."""
+    ratio = "-" if row.ratio is None else (
+        f"{row.ratio:.2f}x" if row.ratio >= 0.1 else f"{row.ratio:.3f}x")
+    return [
+        f"{row.metric} ({row.unit})", number(row.jobkit, row.unit), row.reference or "-",
+        number(row.value, row.unit), ratio, row.target.text if row.target else "-",
+        row.verdict or "-",
+    ]
+
+
+HEADER = ["metric", "jobkit", "compared with", "its value", "jobkit / it", "target", "verdict"]
+
+
+def text_table(rows: list[Row], header: list[str] = HEADER,
+               render: Callable[[Row], list[str]] = cells) -> str:
+    """An aligned plain-text table."""
+    body = [render(row) for row in rows]
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True))
+             for line in [header, *body]]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def markdown_table(rows: list[Row], header: list[str] = HEADER,
+                   render: Callable[[Row], list[str]] = cells) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for row in rows:
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in render(row)) + " |")
+    return "\n".join(lines)
+
+
+def limit_cells(row: Row) -> list[str]:
+    """A limits row: what and how fast."""
+    return [row.metric, f"{number(row.jobkit, row.unit)} {row.unit}"]
+
+
+def _versions_line(results: Results) -> str:
+    versions = results.get("meta", {}).get("versions", {})
+    wanted = ["jobkit", "huey", "procrastinate", "psycopg", "psycopg-binary", "psycopg-pool"]
+    return ", ".join(f"{name} {versions[name]}" for name in wanted if name in versions)
+
+
+def print_tables(results: Results) -> None:
+    """The tables on stdout."""
+    meta = results.get("meta", {})
+    print()
+    print(f"jobkit benchmark ({'quick' if meta.get('quick') else 'full'} run, medians of "
+          f"{meta.get('sizes', {}).get('runs', '?')} runs, jobkit commit "
+          f"{meta.get('jobkit_commit', 'unknown')}; {_versions_line(results)})")
+    for title, rows in (("SQLite: jobkit vs Huey", sqlite_rows(results)),
+                        ("PostgreSQL: jobkit vs procrastinate", postgres_rows(results))):
+        if rows:
+            print(f"\n{title}\n{text_table(rows)}")
+    limits = [row for row in limit_rows(results) if row.jobkit is not None]
+    if limits:
+        print("\nSQLite on this disk (limits)\n"
+              + text_table(limits, ["raw SQLite", "rate"], limit_cells))
+    print(f"\nload average before: {meta.get('machine', {}).get('load_before')}; "
+          f"after: {meta.get('machine', {}).get('load_after')}")
+
+
+def markdown(results: Results, plot: str | None, docs: str = "../docs/performance.md") -> str:
+    """``RESULTS.md`` (``docs``: the relative link to docs/performance.md)."""
+    meta = results.get("meta", {})
+    machine = meta.get("machine", {})
+    sizes = meta.get("sizes", {})
+    sqlite = results.get("sqlite", {})
+    pg = results.get("postgres", {})
+    out = [
+        "# jobkit benchmark results",
+        "",
+        f"Generated by `{meta.get('command', 'python bench/run.py')}` on {meta.get('started')}"
+        + (f" for jobkit `{meta['jobkit_commit']}`" if meta.get("jobkit_commit") else "")
+        + f" ({meta.get('minutes', 0):.1f} min, "
+        f"{'quick smoke run' if meta.get('quick') else 'full run'});"
+        f" each number is the median of {sizes.get('runs', '?')} run(s). Ratios are jobkit / the"
+        " compared number: above 1 is better for rates, below 1 for times and CPU. How it is"
+        f" measured: [docs/performance.md]({docs}).",
+        "",
+        "> The machine is shared: other work ran during the benchmark (load averages below), so"
+        " absolute numbers are noisy; the ratios come from runs that alternate, and move less.",
+        "",
+    ]
+    if plot:
+        out += [f"![results]({plot})", ""]
+    for title, rows in (("SQLite: jobkit against Huey", sqlite_rows(results)),
+                        ("PostgreSQL: jobkit against procrastinate", postgres_rows(results))):
+        if rows:
+            out += [f"## {title}", "", markdown_table(rows), ""]
+    limits = [row for row in limit_rows(results) if row.jobkit is not None]
+    if limits:
+        out += ["## SQLite on this disk", "",
+                markdown_table(limits, ["raw SQLite (Python sqlite3, WAL, one connection)",
+                                        "rate"], limit_cells), ""]
+    out += ["## Setup", ""]
+    if sqlite:
+        mode = sqlite.get("huey_mode", {})
+        out += [
+            "- jobkit (SQLite): `jobkit worker -n N --burst`, default worker settings "
+            "(poll_interval 50 ms, lease 30 s, heartbeat 0.5 s), WAL, synchronous=NORMAL; "
+            "logs to files as `jobkit worker` always does.",
+            "- jobkit FULL: the same with `durability: full` in jobs.yaml (synchronous=FULL).",
+            "- Huey: `SqliteHuey` with its defaults (journal mode "
+            f"{mode.get('journal_mode', '?')}, synchronous {mode.get('synchronous', '?')}), "
+            "`huey_consumer -w N -k process`, other consumer options at their defaults (idle "
+            "polling from 0.1 s growing 1.15x per empty poll up to 10 s). Huey deletes a task "
+            "when it dequeues it and keeps no history; tasks return None, so no result is stored.",
+        ]
+    if pg.get("server"):
+        out += [
+            f"- PostgreSQL {pg['server']['version']}: {pg['server']['settings']}; jobkit and "
+            "procrastinate each have a database of their own, emptied before every run.",
+            "- jobkit (PostgreSQL): `jobkit worker -n N --burst`, default settings (pool_size 4,"
+            " LISTEN/NOTIFY wake-ups, poll_interval 50 ms).",
+            "- procrastinate: `App(connector=PsycopgConnector(conninfo=...))`, deferring from "
+            "sync code (its sync psycopg pool, which checks each connection it hands out); "
+            "N processes of `procrastinate worker` with defaults (concurrency 1, LISTEN/NOTIFY, "
+            "5 s polling fallback, finished jobs kept).",
+        ]
+    out += [
+        "- Workload: a no-op job with one int param. Drains time the jobs left at the first "
+        "poll that sees one started until a poll (every 20 ms) sees none left; start-up (spawn "
+        "to first job) is reported apart. Pick-up: one worker process, one job at a time, "
+        "50-150 ms apart; latency = job start (stamped by the job) - return of the enqueue call.",
+        "",
+        "## Sizes",
+        "",
+        ", ".join(f"{key.replace('_', ' ')} {value:,}" for key, value in sizes.items()),
+        "",
+        "## Machine",
+        "",
+        f"- CPU: {machine.get('cpu')}, {machine.get('cores')} cores, "
+        f"{machine.get('memory_gib')} GiB memory",
+        f"- Disk (stores): {machine.get('disk')}",
+        f"- OS: {machine.get('os')}",
+        f"- Python {machine.get('python')}, SQLite {machine.get('sqlite')}"
+        + (f", PostgreSQL {pg['server']['version']}" if pg.get("server") else ""),
+        f"- Load average (1, 5, 15 min) before: {machine.get('load_before')}; after: "
+        f"{machine.get('load_after')}",
+        "",
+        "## Package versions (bench environment)",
+        "",
+        ", ".join(f"{name} {version}" for name, version in meta.get("versions", {}).items()),
+        "",
+    ]
+    failures = [
+        f"- {backend} {key} {system}: {run['error'].strip().splitlines()[-1]}"
+        for backend in ("sqlite", "postgres")
+        for key, systems in results.get(backend, {}).items() if isinstance(systems, dict)
+        for system, measured in systems.items() if isinstance(measured, list)
+        for run in measured if isinstance(run, dict) and "error" in run
+    ]
+    if failures:
+        out += ["## Failed runs", "", *failures, ""]
+    return "\n".join(out)
+
+
+def plot(results: Results, path: Path) -> bool:
+    """``results.png``: throughputs, pick-up latencies and the targets. False without
+    matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    figure, axes = plt.subplots(2, 2, figsize=(14, 10))
+    panels = [
+        ("SQLite (jobs/s, log scale)", "sqlite", "huey", "Huey",
+         [("enqueue", "enqueue"), ("drain\n1 process", "drain_1"),
+          ("drain\n2 processes", "drain_2"), ("drain 2 proc.\nboth FULL", "drain_full_2"),
+          ("enqueue\nboth FULL", "enqueue_full")]),
+        ("PostgreSQL (jobs/s, log scale)", "postgres", "procrastinate", "procrastinate",
+         [("enqueue", "enqueue"), ("bulk", "bulk"), ("drain\n1 process", "drain_1"),
+          ("drain\n2 processes", "drain_2")]),
+    ]
+    for ax, (title, backend, peer, peer_name, metrics) in zip(axes[0], panels, strict=True):
+        labels = [label for label, _ in metrics]
+        ours = [med(results, backend, key, "jobkit", "rate") or 0 for _, key in metrics]
+        theirs = []
+        for _, key in metrics:
+            if backend == "sqlite" and key in ("enqueue_full", "drain_full_2"):
+                value = _huey_full(results, key)[1]
+            else:
+                value = med(results, backend, key, peer, "rate")
+            theirs.append(value or 0)
+        positions = range(len(labels))
+        ax.bar([p - 0.2 for p in positions], ours, 0.4, label="jobkit", color="#2b7bba")
+        ax.bar([p + 0.2 for p in positions], theirs, 0.4, label=peer_name, color="#aaaaaa")
+        if backend == "sqlite":
+            limit = med(results, "sqlite", "raw_claim_finish", "raw", "rate")
+            if limit:
+                ax.axhline(limit, color="#d62728", linestyle="--", linewidth=1,
+                           label="raw claim+finish limit")
+        ax.set_xticks(list(positions), labels)
+        if any(ours) or any(theirs):
+            ax.set_yscale("log")
+        ax.set_title(title)
+        ax.legend()
+    ax = axes[1][0]
+    systems = [("jobkit\nSQLite", "sqlite", "jobkit"), ("Huey", "sqlite", "huey"),
+               ("jobkit\nPostgreSQL", "postgres", "jobkit"),
+               ("procrastinate", "postgres", "procrastinate")]
+    p50 = [med(results, backend, "pickup", system, "p50_ms") or 0
+           for _, backend, system in systems]
+    p95 = [med(results, backend, "pickup", system, "p95_ms") or 0
+           for _, backend, system in systems]
+    positions = range(len(systems))
+    ax.bar([p - 0.2 for p in positions], p50, 0.4, label="p50", color="#2b7bba")
+    ax.bar([p + 0.2 for p in positions], p95, 0.4, label="p95", color="#9ecae1")
+    ax.axhline(5, color="#d62728", linestyle="--", linewidth=1, label="target p50 5 ms")
+    ax.set_xticks(list(positions), [label for label, _, _ in systems])
+    if any(p50) or any(p95):
+        ax.set_yscale("log")
+    ax.set_title("pick-up latency of an idle worker (ms, log scale)")
+    ax.legend()
+    ax = axes[1][1]
+    targeted = [(backend, row) for backend, rows in (("SQLite", sqlite_rows(results)),
+                                                      ("PG", postgres_rows(results)))
+                for row in rows if row.target is not None]
+    names = [f"{backend}: {row.metric.replace(' (lower is better)', '')}"
+             for backend, row in targeted]
+    progress = [
+        (row.target.progress(row.jobkit, row.ratio) if row.target else None) or 0
+        for _, row in targeted
+    ]
+    colors = ["#2ca02c" if row.verdict == "met" else "#d62728" for _, row in targeted]
+    ax.barh(range(len(names)), [min(value, 3.0) for value in progress], color=colors)
+    for position, value in enumerate(progress):
+        ax.text(min(value, 3.0) + 0.03, position, f"{value:.2f}", va="center", fontsize=7)
+    ax.set_xlim(0, 3.4)
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_title("targets: achieved / required (>= 1 is met)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return True
+
+
+def write(results: Results, output: Path) -> None:
+    """Print the tables; write ``RESULTS.md`` and ``results.png`` into ``output``."""
+    print_tables(results)
+    drawn = plot(results, output / "results.png")
+    docs = os.path.relpath(Path(__file__).resolve().parent.parent / "docs" / "performance.md",
+                           output.resolve())
+    (output / "RESULTS.md").write_text(markdown(results, "results.png" if drawn else None, docs))
+    print(f"\nwrote {output / 'RESULTS.md'}" + (f" and {output / 'results.png'}" if drawn else ""))

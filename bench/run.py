@@ -1,0 +1,345 @@
+"""jobkit against its peers, side by side in one run on this machine: ``make bench``.
+
+SQLite: jobkit against Huey 3 (``SqliteHuey``); PostgreSQL: jobkit against procrastinate 3
+(psycopg 3), on a throw-away server. Every measurement runs in a fresh interpreter
+(``child.py``) in a folder of its own, runs of jobkit and its peer alternate, and each number is
+the median of ``--runs`` runs. The tables (with the issue's targets and a verdict for each) are
+printed and written to ``bench/RESULTS.md`` with the machine and every package's version, the
+raw numbers to ``bench/results.json``, and a plot to ``bench/results.png``.
+
+``--quick`` is a smoke run of a minute or two: small sizes, one run each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import machine
+import report
+from child import run_child
+from common import BENCH, settle
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each measurement does (the defaults keep ``make bench`` near 15 minutes
+    on a 2-core machine)."""
+
+    runs: int = 3
+    enqueue_jobs: int = 5_000
+    bulk_jobs: int = 50_000
+    bulk_batch: int = 1_000
+    drain_jobs: int = 10_000
+    pg_enqueue_jobs: int = 3_000
+    pg_bulk_jobs: int = 20_000
+    pg_drain_jobs: int = 3_000
+    pickup_samples: int = 40
+    idle_seconds: float = 10.0
+    rss_early: int = 1_000
+    rss_jobs: int = 100_000
+    scale_rows: int = 1_000_000
+    raw_jobs: int = 20_000
+
+
+QUICK = Sizes(
+    runs=1, enqueue_jobs=1_000, bulk_jobs=5_000, drain_jobs=1_500, pg_enqueue_jobs=500,
+    pg_bulk_jobs=5_000, pg_drain_jobs=500, pickup_samples=15, idle_seconds=3.0,
+    rss_early=1_000, rss_jobs=5_000, scale_rows=100_000, raw_jobs=3_000,
+)
+
+SECTIONS = ("sqlite", "limits", "memory", "scale", "postgres")
+
+
+class Harness:
+    """Runs the measurements and collects their results."""
+
+    def __init__(self, sizes: Sizes, workdir: Path, keep: bool) -> None:
+        self.sizes = sizes
+        self.workdir = workdir
+        self.keep = keep
+        self.log = workdir / "harness.log"
+        self.results: dict[str, Any] = {"sqlite": {}, "postgres": {}}
+        self._serial = 0
+
+    def folder(self, name: str) -> Path:
+        """A new folder for one measurement."""
+        self._serial += 1
+        return self.workdir / f"{self._serial:03d}-{name}"
+
+    def measure(
+        self,
+        backend: str,
+        key: str,
+        system: str,
+        target: str,
+        show: Callable[[dict[str, Any]], str],
+        **kwargs: Any,
+    ) -> dict[str, Any] | None:
+        """Run ``target`` in a child with ``kwargs`` (``workdir`` filled in when asked for
+        with ``workdir=True``); record and print its result, or its error."""
+        runs = self.results[backend].setdefault(key, {}).setdefault(system, [])
+        folder = self.folder(f"{backend}-{key}-{system}")
+        if kwargs.get("workdir") is True:
+            kwargs["workdir"] = str(folder)
+        label = f"[{backend}] {key} {system} #{len(runs) + 1}"
+        print(f"{label} ...", end=" ", flush=True)
+        settle()
+        started = time.monotonic()
+        try:
+            result = run_child(target, self.log, **kwargs)
+        except Exception as exc:  # one failed measurement must not lose the others
+            message = str(exc).strip().splitlines()
+            print(f"FAILED: {message[-1] if message else exc!r}", flush=True)
+            with open(self.log, "a") as out:
+                out.write(f"{label} failed:\n{exc}\n{traceback.format_exc()}\n")
+            runs.append({"error": str(exc)[-2000:]})
+            return None
+        print(f"{show(result)}  ({time.monotonic() - started:.1f} s)", flush=True)
+        runs.append(result)
+        if not self.keep and folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        return result
+
+    # -- SQLite --------------------------------------------------------------------------------
+
+    def sqlite(self) -> None:
+        """jobkit (SQLite, defaults) against Huey (SqliteHuey, defaults)."""
+        s = self.sizes
+        huey = run_child("huey_side:synchronous", self.log, workdir=str(self.folder("huey-mode")))
+        self.results["sqlite"]["huey_mode"] = huey
+        huey_full = "default" if huey["synchronous"] == "FULL" else "full"
+        print(f"Huey's SQLite mode by default: {huey}; jobkit's FULL: `durability: full`")
+        for _ in range(s.runs):
+            self.measure("sqlite", "enqueue", "jobkit", "jobkit_side:enqueue_one", rate,
+                         workdir=True, storage="sqlite", jobs=s.enqueue_jobs)
+            self.measure("sqlite", "enqueue", "huey", "huey_side:enqueue_one", rate,
+                         workdir=True, jobs=s.enqueue_jobs)
+            self.measure("sqlite", "enqueue_full", "jobkit", "jobkit_side:enqueue_one", rate,
+                         workdir=True, storage="sqlite", jobs=s.enqueue_jobs, durability="full")
+            if huey_full != "default":
+                self.measure("sqlite", "enqueue_full", "huey", "huey_side:enqueue_one", rate,
+                             workdir=True, jobs=s.enqueue_jobs, fsync="full")
+            self.measure("sqlite", "bulk", "jobkit", "jobkit_side:enqueue_bulk", rate,
+                         workdir=True, storage="sqlite", jobs=s.bulk_jobs, batch=s.bulk_batch)
+        for _ in range(s.runs):
+            for processes in (1, 2):
+                key = f"drain_{processes}"
+                self.measure("sqlite", key, "jobkit", "jobkit_side:drain", drained,
+                             workdir=True, storage="sqlite", jobs=s.drain_jobs,
+                             processes=processes)
+                self.measure("sqlite", key, "huey", "huey_side:drain", drained,
+                             workdir=True, jobs=s.drain_jobs, processes=processes)
+            self.measure("sqlite", "drain_full_2", "jobkit", "jobkit_side:drain", drained,
+                         workdir=True, storage="sqlite", jobs=s.drain_jobs, processes=2,
+                         durability="full")
+            if huey_full != "default":
+                self.measure("sqlite", "drain_full_2", "huey", "huey_side:drain", drained,
+                             workdir=True, jobs=s.drain_jobs, processes=2, fsync="full")
+        for _ in range(s.runs):
+            self.measure("sqlite", "pickup", "jobkit", "jobkit_side:pickup", picked,
+                         workdir=True, storage="sqlite", samples=s.pickup_samples,
+                         idle_seconds=s.idle_seconds)
+            self.measure("sqlite", "pickup", "huey", "huey_side:pickup", picked,
+                         workdir=True, samples=s.pickup_samples, idle_seconds=s.idle_seconds)
+
+    def limits(self) -> None:
+        """Raw SQLite on the same disk: claim plus finish, one-row inserts, batches."""
+        s = self.sizes
+        for _ in range(s.runs):
+            self.measure("sqlite", "raw_claim_finish", "raw", "raw_sqlite:claim_finish", rate,
+                         workdir=True, jobs=s.raw_jobs)
+            self.measure("sqlite", "raw_insert_normal", "raw", "raw_sqlite:inserts", rate,
+                         workdir=True, rows=s.raw_jobs)
+            self.measure("sqlite", "raw_insert_full", "raw", "raw_sqlite:inserts", rate,
+                         workdir=True, rows=max(1, s.raw_jobs // 4), synchronous="FULL")
+            self.measure("sqlite", "raw_batch", "raw", "raw_sqlite:batch_inserts", rate,
+                         workdir=True, rows=max(s.raw_jobs * 10, 100_000))
+
+    def memory(self) -> None:
+        """A worker process's RSS after ``rss_early`` and after ``rss_jobs`` jobs (once)."""
+        s = self.sizes
+        self.measure("sqlite", "rss", "jobkit", "jobkit_side:rss",
+                     lambda r: f"{r['early_mb']:.1f} MB -> {r['late_mb']:.1f} MB",
+                     workdir=True, jobs=s.rss_jobs, early=s.rss_early)
+
+    def scale(self) -> None:
+        """Drain (1 process) with ``scale_rows`` finished jobs in the store vs an empty one."""
+        s = self.sizes
+        folder = self.folder("scale-template")
+        print(f"[sqlite] building a store with {s.scale_rows:,} finished jobs ...", end=" ",
+              flush=True)
+        template = run_child("jobkit_side:scale_template", self.log, workdir=str(folder),
+                             rows=s.scale_rows)
+        print(f"{template['mb']:.0f} MB in {template['seconds']:.1f} s", flush=True)
+        self.results["sqlite"]["scale_template"] = template
+        for _ in range(s.runs):
+            self.measure("sqlite", "scale_empty", "jobkit", "jobkit_side:drain", drained,
+                         workdir=True, storage="sqlite", jobs=s.drain_jobs, processes=1)
+            self.measure("sqlite", "scale_full", "jobkit", "jobkit_side:drain", drained,
+                         workdir=True, storage="sqlite", jobs=s.drain_jobs, processes=1,
+                         seed=template["path"])
+        if not self.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    # -- PostgreSQL ----------------------------------------------------------------------------
+
+    def postgres(self, durable: bool) -> None:
+        """jobkit (PostgreSQL) against procrastinate, each in a database of its own."""
+        import procrastinate_side
+        from pg import BenchServer, find_bin_dir, reset
+
+        bin_dir = find_bin_dir()
+        if bin_dir is None:
+            print("PostgreSQL: the server binaries (initdb, pg_ctl) are not installed; skipped")
+            self.results["postgres"]["skipped"] = "no PostgreSQL server binaries"
+            return
+        server = BenchServer(bin_dir, durable=durable)
+        server.start()
+        try:
+            self.results["postgres"]["server"] = {
+                "version": server.version(), "settings": server.settings}
+            ours = server.create_database("jobkit")
+            theirs = server.create_database("procrastinate")
+            run_child("procrastinate_side:apply_schema", self.log, url=theirs)
+            print(f"PostgreSQL {server.version()} on port {server.port} ({server.settings})")
+            s = self.sizes
+
+            def jobkit(key: str, target: str, show: Callable[[dict[str, Any]], str],
+                       **kwargs: Any) -> None:
+                reset(ours)
+                self.measure("postgres", key, "jobkit", target, show, storage=ours, **kwargs)
+
+            def peer(key: str, target: str, show: Callable[[dict[str, Any]], str],
+                     **kwargs: Any) -> None:
+                procrastinate_side.reset(theirs)
+                self.measure("postgres", key, "procrastinate", target, show, url=theirs,
+                             **kwargs)
+
+            for _ in range(s.runs):
+                jobkit("enqueue", "jobkit_side:enqueue_one", rate, workdir=True,
+                       jobs=s.pg_enqueue_jobs)
+                peer("enqueue", "procrastinate_side:enqueue_one", rate, jobs=s.pg_enqueue_jobs)
+                jobkit("bulk", "jobkit_side:enqueue_bulk", rate, workdir=True,
+                       jobs=s.pg_bulk_jobs, batch=s.bulk_batch)
+                peer("bulk", "procrastinate_side:enqueue_bulk", rate, jobs=s.pg_bulk_jobs,
+                     batch=s.bulk_batch)
+            for _ in range(s.runs):
+                for processes in (1, 2):
+                    jobkit(f"drain_{processes}", "jobkit_side:drain", drained, workdir=True,
+                           jobs=s.pg_drain_jobs, processes=processes)
+                    peer(f"drain_{processes}", "procrastinate_side:drain", drained,
+                         workdir=True, jobs=s.pg_drain_jobs, processes=processes)
+            for _ in range(s.runs):
+                jobkit("pickup", "jobkit_side:pickup", picked, workdir=True,
+                       samples=s.pickup_samples, idle_seconds=s.idle_seconds)
+                peer("pickup", "procrastinate_side:pickup", picked, workdir=True,
+                     samples=s.pickup_samples, idle_seconds=s.idle_seconds)
+        finally:
+            server.cleanup()
+
+
+def rate(result: dict[str, Any]) -> str:
+    """A throughput result, for the progress lines."""
+    return f"{result['rate']:,.0f}/s"
+
+
+def drained(result: dict[str, Any]) -> str:
+    """A drain result, for the progress lines."""
+    return f"{result['rate']:,.0f} jobs/s (start-up {result['startup_s']:.2f} s)"
+
+
+def picked(result: dict[str, Any]) -> str:
+    """A pick-up result, for the progress lines."""
+    return (f"p50 {result['p50_ms']:.1f} ms, p95 {result['p95_ms']:.1f} ms, "
+            f"idle CPU {result['idle_cpu_percent']:.2f} %")
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: ``--quick``, sizes, sections, output."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a 1-2 minute smoke run")
+    for field in fields(Sizes):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default),
+                            default=None, help=f"default {field.default:,}")
+    parser.add_argument("--only", default=",".join(SECTIONS),
+                        help=f"comma-separated sections among {', '.join(SECTIONS)}")
+    parser.add_argument("--pg-fast", action="store_true",
+                        help="run PostgreSQL with the tests' fsync=off settings")
+    parser.add_argument("--workdir", type=Path, default=None,
+                        help="where the stores go (default: a new folder in the system temp)")
+    parser.add_argument("--keep", action="store_true", help="keep the stores and logs")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="folder of RESULTS.md, results.json, results.png (default bench/, "
+                             "bench/quick/ with --quick)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="only render the report again from OUTPUT/results.json")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark, print the tables, write the report."""
+    args = parse(argv)
+    output: Path = args.output or (BENCH / "quick" if args.quick else BENCH)
+    if args.report_only:
+        results = json.loads((output / "results.json").read_text())
+        report.write(results, output)
+        return
+    sizes = QUICK if args.quick else Sizes()
+    sizes = replace(sizes, **{
+        field.name: getattr(args, field.name) for field in fields(Sizes)
+        if getattr(args, field.name) is not None
+    })
+    sections = [part.strip() for part in args.only.split(",") if part.strip()]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        sys.exit(f"unknown sections: {', '.join(sorted(unknown))}")
+    workdir = Path(tempfile.mkdtemp(prefix="jobkit-bench-", dir=args.workdir))
+    harness = Harness(sizes, workdir, args.keep)
+    started = time.time()
+    info = machine.describe(workdir)
+    print(f"jobkit benchmark, {'quick' if args.quick else 'full'} run, stores in {workdir} "
+          f"({info['disk']})")
+    print(f"load average before: {info['load_before']}")
+    try:
+        if "sqlite" in sections:
+            harness.sqlite()
+        if "limits" in sections:
+            harness.limits()
+        if "memory" in sections:
+            harness.memory()
+        if "scale" in sections:
+            harness.scale()
+        if "postgres" in sections:
+            harness.postgres(durable=not args.pg_fast)
+    finally:
+        info["load_after"] = machine.load()
+        harness.results["meta"] = {
+            "machine": info,
+            "versions": machine.versions(),
+            "sizes": asdict(sizes),
+            "quick": args.quick,
+            "sections": sections,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+            "minutes": (time.time() - started) / 60,
+            "command": " ".join(["python bench/run.py", *(argv or sys.argv[1:])]),
+            "jobkit_commit": machine.commit(),
+        }
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "results.json").write_text(json.dumps(harness.results, indent=1))
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    report.write(harness.results, output)
+
+
+if __name__ == "__main__":
+    main()
