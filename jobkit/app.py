@@ -307,7 +307,8 @@ class JobKit:
                     {where: f"{size} bytes of JSON, over max_params_bytes "
                             f"({settings.max_params_bytes})"},
                 )
-        available_at = self.storage.now() + timedelta(seconds=seconds)
+        # due now: the store stamps it with its own clock (on PostgreSQL, no extra round trip)
+        available_at = self.storage.now() + timedelta(seconds=seconds) if seconds else None
         policy = settings.policy()
         return [
             NewJob(

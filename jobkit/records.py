@@ -92,7 +92,8 @@ class NewJob:
     priority: int
     max_attempts: int
     policy: RetryPolicy
-    available_at: datetime = attrs.field(validator=check_aware)
+    #: When it may run first; ``None``: now, on the store's clock (no round trip to read it).
+    available_at: datetime | None = attrs.field(validator=check_aware)
     #: Crashes of its worker the job survives (see ``JobRecord.crashes``).
     max_crashes: int = 3
 

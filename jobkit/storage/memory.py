@@ -211,7 +211,7 @@ class MemoryStorage(Storage):
                     max_crashes=job.max_crashes,
                     policy=policy,
                     created_at=self.now(),
-                    available_at=job.available_at.astimezone(timezone.utc),
+                    available_at=(job.available_at or self.now()).astimezone(timezone.utc),
                 )
                 self._jobs[row.id] = row
                 self._attempts[row.id] = []

@@ -115,7 +115,8 @@ INSERT INTO jobkit_jobs (
     created_at, available_at
 ) VALUES (
     %(name)s, %(method)s, %(params)s::json, 'pending', %(priority)s, 0, %(max_attempts)s,
-    %(max_crashes)s, %(policy)s::json, coalesce(%(now)s, now()), %(available_at)s
+    %(max_crashes)s, %(policy)s::json, coalesce(%(now)s, now()),
+    coalesce(%(available_at)s, %(now)s, now())
 )
 RETURNING *;
 

@@ -142,6 +142,10 @@ class SQLStorage(Storage):
     def _time(self, value: datetime) -> Any:
         """A time as the backend binds it."""
 
+    def _available_at(self, job: NewJob) -> Any:
+        """A new job's ``available_at`` as bound (``None`` is now, on the store's clock)."""
+        return self._time(job.available_at or self.now())
+
     def _new_job(self, job: NewJob) -> dict[str, Any]:
         """The parameters of the ``enqueue`` query (all but ``now``)."""
         return {
@@ -152,7 +156,7 @@ class SQLStorage(Storage):
             "max_attempts": job.max_attempts,
             "max_crashes": job.max_crashes,
             "policy": _policy_json(job.policy),
-            "available_at": self._time(job.available_at),
+            "available_at": self._available_at(job),
         }
 
     @abc.abstractmethod

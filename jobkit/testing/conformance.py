@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import attrs
 import pytest
 
 from jobkit.exceptions import JobNotFoundInStorage, StorageError
@@ -144,6 +145,14 @@ class RoundTripTests(StorageFixtures):
         assert all(isinstance(job_id, str) and job_id.isdigit() for job_id in ids)
         assert [int(job_id) for job_id in ids] == sorted(int(job_id) for job_id in ids)
         assert len(set(ids)) == 3
+
+    def test_a_job_due_now_is_stamped_by_the_store(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """available_at=None means now, on the store's clock; such a job is claimable at once."""
+        record = storage.enqueue(attrs.evolve(new_job(clock()), available_at=None))
+        assert record.available_at == record.created_at == clock()
+        assert claim(storage).id == record.id
 
     def test_enqueue_many_stores_in_order(self, storage: Storage, clock: FakeClock) -> None:
         """enqueue_many returns one pending record per job, in order, with increasing ids."""
