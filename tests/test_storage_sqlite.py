@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from jobkit import JobKit
 from jobkit.config import load_config
 from jobkit.exceptions import ConfigError, StorageError
 from jobkit.records import JobStatus, Lease
+from jobkit.storage import filewatch
 from jobkit.storage import sqlite as sqlite_module
 from jobkit.storage.sqlite import SQLiteStorage, migrations
 from jobkit.testing import FakeClock, StorageConformance
@@ -250,7 +252,22 @@ def enqueue_and_work(storage_class: type[SQLiteStorage], url: str, worker_id: st
 
 
 class TestWaitForJobs:
-    """An idle worker's wait ends soon after another connection commits (PRAGMA data_version)."""
+    """An idle worker's wait ends soon after another connection commits: on the -wal file's
+    writes (inotify), or where there is none by reading PRAGMA data_version."""
+
+    @pytest.fixture(autouse=True, params=["inotify", "data_version"])
+    def how(self, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+        if request.param == "data_version":
+            monkeypatch.setattr(sqlite_module, "watch", lambda path: None)
+        elif not sys.platform.startswith("linux"):
+            pytest.skip("inotify is Linux's")
+        return str(request.param)
+
+    def test_the_wait_uses_inotify_on_linux(self, db_path: Path, how: str) -> None:
+        """On Linux the store watches its -wal file (no polling)."""
+        with SQLiteStorage(db_path) as store:
+            store.claim("w", 30)
+            assert (store._wal_watch() is not None) == (how == "inotify")
 
     def test_an_enqueue_wakes_a_waiting_store(self, db_path: Path) -> None:
         """A commit by another connection ends a 30 s wait within a fraction of a second."""
@@ -342,3 +359,33 @@ class TestSQLiteContention:
             assert store.heartbeat(lease, 60)  # and the connection is usable again
         finally:
             store.close()
+
+
+class TestFileWatch:
+    """jobkit.storage.filewatch: inotify through ctypes."""
+
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+    def test_a_write_ends_the_wait_and_none_times_out(self, tmp_path: Path) -> None:
+        """A write to the file ends a wait at once; without one the wait times out; a write
+        during no wait is reported by the next wait."""
+        path = tmp_path / "watched"
+        path.write_bytes(b"")
+        watched = filewatch.watch(path)
+        assert watched is not None
+        try:
+            assert watched.wait(0.05) is False
+            threading.Timer(0.1, lambda: path.write_bytes(b"x")).start()
+            started = time.monotonic()
+            assert watched.wait(10) is True and time.monotonic() - started < 5
+            with path.open("ab") as handle:
+                handle.write(b"y")
+            assert watched.wait(0) is True  # written while nobody waited
+            time.sleep(0.05)
+            watched.wait(0)  # events still arriving from those writes
+            assert watched.wait(0.05) is False
+        finally:
+            watched.close()
+
+    def test_a_missing_file_cannot_be_watched(self, tmp_path: Path) -> None:
+        """No file, no watch: the caller polls instead."""
+        assert filewatch.watch(tmp_path / "absent") is None

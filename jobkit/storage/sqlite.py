@@ -31,6 +31,7 @@ from jobkit.records import (
     utcnow,
 )
 from jobkit.storage.base import Clock
+from jobkit.storage.filewatch import FileWatch, watch
 from jobkit.storage.sql import (
     SQLStorage,
     attempt_from_row,
@@ -138,6 +139,8 @@ class SQLiteStorage(SQLStorage):
         self._synchronous = synchronous.upper()
         self._local = threading.local()
         self._connections: dict[threading.Thread, sqlite3.Connection] = {}
+        #: (pid, watch on the -wal file) for idle workers' waits, made on first use
+        self._wal: tuple[int, FileWatch | None] | None = None
         self._connections_lock = threading.Lock()
         self._closed = False
         self._pid = os.getpid()
@@ -510,11 +513,12 @@ class SQLiteStorage(SQLStorage):
         """Block until another connection commits to the file (a job may be due), ``timeout``
         seconds pass or ``stop`` is set.
 
-        SQLite cannot notify, but ``PRAGMA data_version`` changes when another connection has
-        committed, and reading it touches only the shared WAL index, not the database: checked
-        every :data:`WAKE_INTERVAL` seconds, it wakes an idle worker a millisecond or two after
-        an enqueue, for well under 1 % of a core, where a poll query every few milliseconds
-        would cost far more.
+        SQLite cannot notify. On Linux the wait is on the ``-wal`` file, which every commit
+        writes to (inotify, :mod:`jobkit.storage.filewatch`): no polling, and a wake-up within
+        a fraction of a millisecond. Elsewhere ``PRAGMA data_version``, which changes when
+        another connection has committed and touches only the shared WAL index, is read every
+        :data:`WAKE_INTERVAL` seconds. Either way a commit since this thread's last look for
+        jobs (``seen``) ends the wait at once.
         """
         deadline = time.monotonic() + timeout
         try:
@@ -523,10 +527,17 @@ class SQLiteStorage(SQLStorage):
             if seen is None:
                 seen = conn.execute("PRAGMA data_version").fetchone()[0]
             self._local.seen = None
+            wal = self._wal_watch()
+            if wal is not None and conn.execute("PRAGMA data_version").fetchone()[0] != seen:
+                return
             while not (stop is not None and stop.is_set()):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
+                if wal is not None:
+                    if wal.wait(min(0.1, left)):  # 0.1: how soon a stop is seen
+                        return
+                    continue
                 time.sleep(min(WAKE_INTERVAL, left))
                 if conn.execute("PRAGMA data_version").fetchone()[0] != seen:
                     return
@@ -535,6 +546,14 @@ class SQLiteStorage(SQLStorage):
                 raise self._error("wait for jobs", exc) from exc
         except sqlite3.Error as exc:
             raise self._error("wait for jobs", exc) from exc
+
+    def _wal_watch(self) -> FileWatch | None:
+        """This process's watch on the ``-wal`` file (made once; ``None`` where there is no
+        inotify). The file exists while a connection is open, as this thread's is."""
+        with self._connections_lock:
+            if self._wal is None or self._wal[0] != os.getpid():
+                self._wal = (os.getpid(), watch(Path(f"{self.path}-wal")))
+            return self._wal[1]
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when it no longer owns the job."""
@@ -657,6 +676,8 @@ class SQLiteStorage(SQLStorage):
         for conn in connections.values():  # best effort: the file stays consistent either way
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
+        if self._wal is not None and self._wal[0] == os.getpid() and self._wal[1] is not None:
+            self._wal[1].close()
 
 
 def _filtered(

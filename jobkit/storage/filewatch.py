@@ -1,0 +1,62 @@
+"""Waiting for a file to be written to, without polling: Linux's inotify, through ctypes.
+
+SQLite cannot notify other processes of a commit, but every commit appends to the database's
+``-wal`` file; an idle worker that waits for that file to change wakes within a fraction of a
+millisecond of an enqueue and costs nothing while it waits. Where inotify is missing (macOS,
+Windows) :func:`watch` returns ``None`` and the caller polls instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import select
+import sys
+from pathlib import Path
+
+_IN_MODIFY = 0x00000002
+_IN_NONBLOCK = os.O_NONBLOCK
+_IN_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+class FileWatch:
+    """An inotify descriptor watching one file for writes."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a write (or one since the last wait); whether
+        there was one. Reads every pending event, so the next wait waits for a new write."""
+        ready, _, _ = select.select([self._fd], [], [], max(0.0, timeout))
+        if not ready:
+            return False
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._fd, 65536):
+                pass
+        return True
+
+    def close(self) -> None:
+        """Stop watching."""
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+def watch(path: Path) -> FileWatch | None:
+    """A watch on ``path``'s writes, or ``None`` where inotify is not available or the file
+    cannot be watched (it does not exist, the watch limit is reached)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        fd = libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+    except (OSError, AttributeError):
+        return None
+    if fd < 0:
+        return None
+    if libc.inotify_add_watch(fd, os.fsencode(path), _IN_MODIFY) < 0:
+        os.close(fd)
+        return None
+    return FileWatch(fd)
