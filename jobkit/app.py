@@ -294,6 +294,7 @@ class JobKit:
         for key, value in (
             ("priority", settings.priority),
             ("retry_attempts", settings.max_attempts),
+            ("max_crashes", settings.max_crashes),
         ):
             if value not in _INT_RANGE:
                 raise JobkitError(f"{key} must fit in 32 bits, got {value}")

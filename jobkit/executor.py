@@ -376,9 +376,9 @@ class Monitor:
             next_beat=now + self.executor.settings.heartbeat,
         )
         self._current = watch
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             with self._start_lock:
-                if self._thread is None:
+                if self._thread is None or not self._thread.is_alive():
                     self._thread = threading.Thread(
                         target=self._run, name="jobkit-monitor", daemon=True
                     )
@@ -416,11 +416,17 @@ class Monitor:
             with watch.acting:
                 if watch.done.is_set():
                     continue
-                reason = self._check(watch)
-                if time.monotonic() >= watch.next_beat:
+                try:
+                    reason = self._check(watch)
+                    if time.monotonic() >= watch.next_beat:
+                        watch.next_beat = time.monotonic() + settings.heartbeat
+                    if reason is not None:
+                        self._stop(watch, reason)
+                except Exception:  # a bug here must not leave later attempts unwatched
+                    logger.opt(exception=True).error(
+                        "monitor of job {job_id}: unexpected error", job_id=watch.lease.job_id
+                    )
                     watch.next_beat = time.monotonic() + settings.heartbeat
-                if reason is not None:
-                    self._stop(watch, reason)
 
     def _check(self, watch: Watch) -> StopReason | None:
         if watch.deadline is not None and time.monotonic() >= watch.deadline:

@@ -28,6 +28,7 @@ import attrs
 from loguru import logger
 
 from jobkit.hookspecs import hookimpl
+from jobkit.interrupt import shielded
 from jobkit.masking import mask_secrets
 from jobkit.records import EventKind, JobEvent
 
@@ -203,9 +204,11 @@ def forward_to(connection: Connection) -> None:
     def sink(message: Message) -> None:
         record = message.record
         keep: dict[str, Any] = {key: record[key] for key in _FORWARDED}  # type: ignore[literal-required]
+        level = record["level"]
+        # shielded: a job's interrupt between two writes would leave half a record in the pipe;
         # OSError: the supervisor is gone, nobody is left to log to
-        with lock, contextlib.suppress(OSError):
-            connection.send((record["level"].name, record["message"], keep))
+        with shielded(), lock, contextlib.suppress(OSError):
+            connection.send(((level.name, level.no), record["message"], keep))
 
     logger.add(sink, level=0, format="{message}", catch=True)
 
@@ -226,7 +229,13 @@ def relay(connection: Connection, name: str) -> threading.Thread:
                 except Exception:  # a record that cannot be rebuilt here: skip it
                     continue
                 # patch runs within this log call: the lambda never outlives this ``keep``
-                logger.patch(lambda r: r.update(keep)).log(level, text)  # noqa: B023
+                patched = logger.patch(lambda r: r.update(keep))  # noqa: B023
+                name, number = level
+                try:
+                    patched.log(name, text)
+                except ValueError:  # a level only the worker process knows: by its number
+                    with contextlib.suppress(ValueError):
+                        patched.log(number, text)
 
     thread = threading.Thread(target=run, name=f"{name}-logs", daemon=True)
     thread.start()

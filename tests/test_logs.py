@@ -626,3 +626,33 @@ class TestLibraryAddsNoSink:
         events = [event for name, event in seen["after"] if name == "jobkit.logs"]
         assert events == ["enqueued", "started", "succeeded"]
         assert result.stderr == ""
+
+
+class TestRelay:
+    """The supervisor's side of worker processes' logs."""
+
+    def test_a_level_the_supervisor_does_not_know_is_logged_by_number(self) -> None:
+        """A record at a level registered only in the worker process is still logged (by its
+        number), and the records after it too: the relay does not die."""
+        import multiprocessing
+
+        from loguru import logger
+
+        from jobkit.logs import relay
+
+        ours, theirs = multiprocessing.Pipe(duplex=False)
+        seen: list[tuple[int, str]] = []
+        handler = logger.add(lambda m: seen.append((m.record["level"].no, m.record["message"])),
+                             level=0, format="{message}")
+        logger.enable("jobkit")  # as the worker's configure_logging does
+        try:
+            thread = relay(ours, "test")
+            base: dict[str, object] = {"extra": {}}
+            theirs.send((("WORKER_ONLY", 23), "custom", base))
+            theirs.send((("INFO", 20), "after", base))
+            theirs.close()
+            thread.join(timeout=5)
+        finally:
+            logger.remove(handler)
+            logger.disable("jobkit")
+        assert (23, "custom") in seen and (20, "after") in seen

@@ -386,6 +386,26 @@ class TestFileWatch:
         finally:
             watched.close()
 
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+    def test_close_twice_and_wait_after_close(self, tmp_path: Path) -> None:
+        """A closed watch closes its descriptor once and waits no more."""
+        path = tmp_path / "watched"
+        path.write_bytes(b"")
+        watched = filewatch.watch(path)
+        assert watched is not None
+        watched.close()
+        watched.close()
+        assert watched.closed and watched.wait(10) is False
+
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+    def test_a_store_behind_a_symlink_is_watched(self, tmp_path: Path) -> None:
+        """SQLite names the WAL after the real path: the watch follows the link."""
+        (tmp_path / "real").mkdir()
+        (tmp_path / "link.db").symlink_to(tmp_path / "real" / "r.db")
+        with SQLiteStorage(tmp_path / "link.db") as store:
+            store.claim("w", 30)
+            assert store._wal_watch() is not None
+
     def test_a_missing_file_cannot_be_watched(self, tmp_path: Path) -> None:
         """No file, no watch: the caller polls instead."""
         assert filewatch.watch(tmp_path / "absent") is None

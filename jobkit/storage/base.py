@@ -91,8 +91,15 @@ class Storage(abc.ABC):
         """:meth:`complete` the attempt, then :meth:`claim` the next job for ``worker_id``: what
         a busy worker does after each job. Both follow their own rules (a refused completion
         still claims); a backend may do both in one transaction, as SQLite does. The default
-        calls the two."""
-        return self.complete(lease, result), self.claim(worker_id, lease_seconds)
+        calls the two; a failed claim after a completion that was recorded is no claim (the
+        completion must not be written again)."""
+        from jobkit.exceptions import StorageError
+
+        done = self.complete(lease, result)
+        try:
+            return done, self.claim(worker_id, lease_seconds)
+        except StorageError:
+            return done, None
 
     @abc.abstractmethod
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:

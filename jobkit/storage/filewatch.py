@@ -26,22 +26,32 @@ class FileWatch:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        self._poll = select.poll()  # not select.select: a descriptor above 1023 is fine
+        self._poll.register(fd, select.POLLIN)
 
     def wait(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a write (or one since the last wait); whether
-        there was one. Reads every pending event, so the next wait waits for a new write."""
-        ready, _, _ = select.select([self._fd], [], [], max(0.0, timeout))
-        if not ready:
+        there was one. Reads every pending event, so the next wait waits for a new write.
+        A closed watch returns at once."""
+        if self._fd < 0 or not self._poll.poll(max(0.0, timeout) * 1000):
             return False
-        with contextlib.suppress(BlockingIOError):
+        with contextlib.suppress(BlockingIOError, OSError):
             while os.read(self._fd, 65536):
                 pass
         return True
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._fd < 0
+
     def close(self) -> None:
-        """Stop watching."""
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
+        """Stop watching (once; later calls do nothing)."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                self._poll.unregister(fd)
+                os.close(fd)
 
 
 def watch(path: Path) -> FileWatch | None:

@@ -87,6 +87,13 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in message or "busy" in message
 
 
+def _insert_only() -> str:
+    """The ``enqueue`` INSERT without its ``RETURNING`` clause, for ``executemany``."""
+    sql = queries()["enqueue"].rstrip().rstrip(";")
+    assert sql.endswith("RETURNING *"), "sqlite.sql: enqueue must end with RETURNING *"
+    return sql[: -len("RETURNING *")]
+
+
 #: Seconds between two looks at ``PRAGMA data_version`` while a worker waits for jobs.
 WAKE_INTERVAL = 0.004
 
@@ -399,8 +406,8 @@ class SQLiteStorage(SQLStorage):
         def work(conn: sqlite3.Connection) -> builtins.list[JobRecord]:
             now = _to_epoch(self.now())
             (before,) = conn.execute(queries()["last_id"]).fetchone()
-            # executemany drops what RETURNING gives; the rows are read back below
-            conn.executemany(queries()["enqueue"], ({**row, "now": now} for row in rows))
+            # executemany takes no RETURNING before Python 3.11: the rows are read back below
+            conn.executemany(_insert_only(), ({**row, "now": now} for row in rows))
             # the write lock is ours: the rows after `before` are exactly the ones just inserted
             stored = conn.execute(queries()["since"], {"after": before}).fetchall()
             return [_job(row) for row in stored]
@@ -535,7 +542,8 @@ class SQLiteStorage(SQLStorage):
                 if left <= 0:
                     return
                 if wal is not None:
-                    if wal.wait(min(0.1, left)):  # 0.1: how soon a stop is seen
+                    # 0.1: how soon a stop is seen; a watch closed with the store: return
+                    if wal.wait(min(0.1, left)) or wal.closed:
                         return
                     continue
                 time.sleep(min(WAKE_INTERVAL, left))
@@ -552,7 +560,8 @@ class SQLiteStorage(SQLStorage):
         inotify). The file exists while a connection is open, as this thread's is."""
         with self._connections_lock:
             if self._wal is None or self._wal[0] != os.getpid():
-                self._wal = (os.getpid(), watch(Path(f"{self.path}-wal")))
+                # SQLite names the WAL after the real path (symlinks resolved)
+                self._wal = (os.getpid(), watch(Path(f"{os.path.realpath(self.path)}-wal")))
             return self._wal[1]
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
@@ -673,11 +682,12 @@ class SQLiteStorage(SQLStorage):
         with self._connections_lock:
             self._closed = True
             connections, self._connections = self._connections, {}
+            wal, self._wal = self._wal, None
         for conn in connections.values():  # best effort: the file stays consistent either way
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
-        if self._wal is not None and self._wal[0] == os.getpid() and self._wal[1] is not None:
-            self._wal[1].close()
+        if wal is not None and wal[0] == os.getpid() and wal[1] is not None:
+            wal[1].close()
 
 
 def _filtered(
