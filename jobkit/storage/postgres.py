@@ -268,31 +268,27 @@ class PostgresStorage(SQLStorage):
 
         return self._transaction("migrate the schema", upgrade)
 
-    def _fenced(
+    def _fenced_in(
         self,
-        operation: str,
+        cur: psycopg.Cursor[Any],
         name: str,
         lease: Lease,
         outcome: AttemptOutcome,
-        *,
-        error: str | None = None,
-        traceback: str | None = None,
-        **params: Any,
+        error: str | None,
+        traceback: str | None,
+        params: Mapping[str, Any],
     ) -> JobRecord | None:
+        """See :meth:`SQLStorage._fenced_in`."""
         key = job_key(lease.job_id)
         if key is None:
             return None
-
-        def work(cur: psycopg.Cursor[Any]) -> JobRecord | None:
-            now = self._now_param()
-            fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
-            row = self._one(cur, name, {**fence, "now": now, "error": error, **params})
-            if row is None:
-                return None
-            self._close_attempt(cur, key, now, outcome, error, traceback)
-            return _job(row)
-
-        return self._transaction(operation, work)
+        now = self._now_param()
+        fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
+        row = self._one(cur, name, {**fence, "now": now, "error": error, **params})
+        if row is None:
+            return None
+        self._close_attempt(cur, key, now, outcome, error, traceback)
+        return _job(row)
 
     def _close_attempt(
         self,
@@ -392,26 +388,24 @@ class PostgresStorage(SQLStorage):
 
     # -- writes of the worker ------------------------------------------------------------------
 
-    def claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
-        """Atomically take the next due job (see :meth:`Storage.claim`)."""
-
-        def work(cur: psycopg.Cursor[Any]) -> JobRecord | None:
-            row = self._one(
-                cur,
-                "claim",
-                {"worker_id": worker_id, "now": self._now_param(),
-                 "lease_seconds": float(lease_seconds)},
-            )
-            if row is None:
-                return None
-            cur.execute(
-                queries()["open_attempt"],
-                {"job_id": row["id"], "attempt": row["attempts"], "worker_id": worker_id,
-                 "started_at": row["started_at"]},
-            )
-            return _job(row)
-
-        return self._transaction(f"claim a job for worker {worker_id}", work)
+    def _claim_in(
+        self, cur: psycopg.Cursor[Any], worker_id: str, lease_seconds: float
+    ) -> JobRecord | None:
+        """See :meth:`SQLStorage._claim_in` (``FOR UPDATE SKIP LOCKED``)."""
+        row = self._one(
+            cur,
+            "claim",
+            {"worker_id": worker_id, "now": self._now_param(),
+             "lease_seconds": float(lease_seconds)},
+        )
+        if row is None:
+            return None
+        cur.execute(
+            queries()["open_attempt"],
+            {"job_id": row["id"], "attempt": row["attempts"], "worker_id": worker_id,
+             "started_at": row["started_at"]},
+        )
+        return _job(row)
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when it no longer owns the job."""

@@ -11,9 +11,9 @@ from __future__ import annotations
 import abc
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import attrs
 
@@ -29,6 +29,8 @@ from jobkit.records import (
     decode_json,
 )
 from jobkit.storage.base import Storage
+
+T = TypeVar("T")
 
 #: The largest row id both backends store (a signed 64-bit integer).
 MAX_ID = 2**63 - 1
@@ -117,9 +119,37 @@ def attempt_from_row(row: Row, time: Decode) -> Attempt:
 
 
 class SQLStorage(Storage):
-    """A ``Storage`` whose worker transitions are named, fenced SQL updates."""
+    """A ``Storage`` whose worker transitions are named, fenced SQL updates.
+
+    A subclass runs work in one transaction (:meth:`_transaction`, handing the work its
+    connection or cursor) and supplies the two writes a transition is made of, inside the
+    caller's transaction: a fenced update that closes the attempt (:meth:`_fenced_in`) and a
+    claim (:meth:`_claim_in`)."""
 
     @abc.abstractmethod
+    def _transaction(self, operation: str, work: Callable[[Any], T]) -> T:
+        """Run ``work(connection or cursor)`` in one transaction; driver errors become
+        ``StorageError`` naming ``operation``."""
+
+    @abc.abstractmethod
+    def _fenced_in(
+        self,
+        db: Any,
+        name: str,
+        lease: Lease,
+        outcome: AttemptOutcome,
+        error: str | None,
+        traceback: str | None,
+        params: Mapping[str, Any],
+    ) -> JobRecord | None:
+        """Inside the caller's transaction: the fenced job update ``name`` (with ``params``)
+        and the attempt closed with ``outcome``, ``error`` and ``traceback``; the new record,
+        or ``None`` when the lease no longer owns the job."""
+
+    @abc.abstractmethod
+    def _claim_in(self, db: Any, worker_id: str, lease_seconds: float) -> JobRecord | None:
+        """Inside the caller's transaction: claim the next due job and open its attempt."""
+
     def _fenced(
         self,
         operation: str,
@@ -131,8 +161,33 @@ class SQLStorage(Storage):
         traceback: str | None = None,
         **params: Any,
     ) -> JobRecord | None:
-        """Run the fenced job update ``name`` and close the attempt with ``outcome`` in one
-        transaction; the new record, or ``None`` when the lease no longer owns the job."""
+        """:meth:`_fenced_in` in a transaction of its own."""
+        return self._transaction(
+            operation,
+            lambda db: self._fenced_in(db, name, lease, outcome, error, traceback, params),
+        )
+
+    def claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
+        """Atomically take the next due job (see :meth:`Storage.claim`)."""
+        return self._transaction(
+            f"claim a job for worker {worker_id}",
+            lambda db: self._claim_in(db, worker_id, lease_seconds),
+        )
+
+    def complete_and_claim(
+        self, lease: Lease, result: Any, worker_id: str, lease_seconds: float
+    ) -> tuple[JobRecord | None, JobRecord | None]:
+        """Complete the attempt and claim the next job in one transaction: one commit per job
+        for a busy worker instead of two (see :meth:`Storage.complete_and_claim`)."""
+        encoded = to_json(result, f"job {lease.job_id}: result")
+
+        def work(db: Any) -> tuple[JobRecord | None, JobRecord | None]:
+            done = self._fenced_in(
+                db, "complete", lease, AttemptOutcome.SUCCEEDED, None, None, {"result": encoded}
+            )
+            return done, self._claim_in(db, worker_id, lease_seconds)
+
+        return self._transaction(f"complete job {lease.job_id} and claim the next", work)
 
     @abc.abstractmethod
     def _fenced_update(self, operation: str, name: str, lease: Lease, **params: Any) -> bool:

@@ -37,7 +37,6 @@ from jobkit.storage.sql import (
     attempt_from_row,
     job_key,
     record_from_row,
-    to_json,
 )
 from jobkit.storage.sqlfile import migrations as sql_migrations
 from jobkit.storage.sqlfile import sections
@@ -340,25 +339,6 @@ class SQLiteStorage(SQLStorage):
         rows = conn.execute(queries()[name], params).fetchall()
         return rows[0] if rows else None
 
-    def _fenced(
-        self,
-        operation: str,
-        name: str,
-        lease: Lease,
-        outcome: AttemptOutcome,
-        *,
-        error: str | None = None,
-        traceback: str | None = None,
-        **params: Any,
-    ) -> JobRecord | None:
-        """Run the fenced job update ``name`` (with ``params``); close the attempt with
-        ``outcome``, ``error`` and ``traceback`` and return the new record, or ``None`` when the
-        lease no longer owns the job."""
-        return self._transaction(
-            operation,
-            lambda conn: self._fenced_in(conn, name, lease, outcome, error, traceback, params),
-        )
-
     def _fenced_in(
         self,
         conn: sqlite3.Connection,
@@ -369,7 +349,7 @@ class SQLiteStorage(SQLStorage):
         traceback: str | None,
         params: Mapping[str, Any],
     ) -> JobRecord | None:
-        """:meth:`_fenced`'s work, inside the caller's transaction."""
+        """See :meth:`SQLStorage._fenced_in`."""
         key = job_key(lease.job_id)
         if key is None:
             return None
@@ -465,16 +445,13 @@ class SQLiteStorage(SQLStorage):
             self._local.seen = conn.execute("PRAGMA data_version").fetchone()[0]
             return bool(conn.execute(sql["has_due_job"], {"now": _to_epoch(self.now())}).fetchall())
 
-        def work(conn: sqlite3.Connection) -> JobRecord | None:
-            return self._claim_in(conn, worker_id, lease_seconds)
-
-        operation = f"claim a job for worker {worker_id}"
         # the read-only look first keeps idle pollers off the write lock; a thread whose last
         # claim found a job is busy and most likely finds another: it claims at once
         busy = getattr(self._local, "busy", False)
+        operation = f"claim a job for worker {worker_id}"
         if not busy and not self._transaction(operation, due, write=False):
             return None
-        record = self._transaction(operation, work)
+        record = super().claim(worker_id, lease_seconds)
         self._local.busy = record is not None
         return record
 
@@ -501,18 +478,8 @@ class SQLiteStorage(SQLStorage):
     def complete_and_claim(
         self, lease: Lease, result: Any, worker_id: str, lease_seconds: float
     ) -> tuple[JobRecord | None, JobRecord | None]:
-        """Complete the attempt and claim the next job in one transaction: one commit per job
-        for a busy worker instead of two (see :meth:`Storage.complete_and_claim`)."""
-        encoded = to_json(result, f"job {lease.job_id}: result")
-
-        def work(conn: sqlite3.Connection) -> tuple[JobRecord | None, JobRecord | None]:
-            done = self._fenced_in(
-                conn, "complete", lease, AttemptOutcome.SUCCEEDED, None, None,
-                {"result": encoded},
-            )
-            return done, self._claim_in(conn, worker_id, lease_seconds)
-
-        pair = self._transaction(f"complete job {lease.job_id} and claim the next", work)
+        """See :meth:`SQLStorage.complete_and_claim`; remembers whether it claimed."""
+        pair = super().complete_and_claim(lease, result, worker_id, lease_seconds)
         self._local.busy = pair[1] is not None
         return pair
 
