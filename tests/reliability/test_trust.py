@@ -385,6 +385,30 @@ def run_burst_worker(start_worker: Callable[..., Any], config: Path) -> str:
     return str(output)
 
 
+def refused_and_the_rest_run(
+    app: JobKit,
+    config: Path,
+    ledger: str,
+    start_worker: Callable[..., Any],
+    forged: dict[str, str],
+) -> None:
+    """Queue three good jobs behind the ``forged`` ones (job id -> the error it must end
+    with), run a real burst worker, and check that each forged job failed once, for good, with
+    its error, and that only the good jobs ran."""
+    good = [
+        app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": f"good {i}"})
+        for i in range(3)
+    ]
+    run_burst_worker(start_worker, config)
+    for job_id, error in forged.items():
+        record = app.get_job(job_id)
+        assert record.status == JobStatus.FAILED, (job_id, record)
+        assert error in (record.error or ""), (error, record.error)
+        assert record.attempts == 1  # refused for good: never retried
+    assert [app.get_job(job_id).status for job_id in good] == [JobStatus.COMPLETED] * 3
+    assert sorted(entry["tag"] for entry in read_ledger(ledger)) == ["good 0", "good 1", "good 2"]
+
+
 def test_forged_rows_are_refused_by_a_real_worker(
     app: JobKit,
     config: Path,
@@ -411,20 +435,7 @@ def test_forged_rows_are_refused_by_a_real_worker(
     forged[forge_copy(store_url, first, "Recorder", "__reduce__")] = (
         "method '__reduce__' is not approved"
     )
-    good = [
-        app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": f"good {i}"})
-        for i in range(3)
-    ]
-
-    run_burst_worker(start_worker, config)
-
-    for job_id, error in forged.items():
-        record = app.get_job(job_id)
-        assert record.status == JobStatus.FAILED, (job_id, record)
-        assert error in (record.error or ""), (error, record.error)
-        assert record.attempts == 1  # refused for good: never retried
-    assert [app.get_job(job_id).status for job_id in good] == [JobStatus.COMPLETED] * 3
-    assert sorted(entry["tag"] for entry in read_ledger(ledger)) == ["good 0", "good 1", "good 2"]
+    refused_and_the_rest_run(app, config, ledger, start_worker, forged)
     assert not evil.exists(), "the worker imported the module a forged row named"
 
 
@@ -504,23 +515,9 @@ def test_unreadable_params_fail_the_job_not_the_worker(
         forge(store_url, job_id, params=params)
         forged[job_id] = error
         app.get_job(job_id)  # a forged row can still be read
-    good = [
-        app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": f"good {i}"})
-        for i in range(3)
-    ]
-
-    run_burst_worker(start_worker, config)
-
-    for job_id, error in forged.items():
-        record = app.get_job(job_id)
-        assert record.status == JobStatus.FAILED, (job_id, record)
-        assert "InvalidParameters" in (record.error or "") and error in (record.error or ""), (
-            error,
-            record.error,
-        )
-        assert record.attempts == 1
-    assert [app.get_job(job_id).status for job_id in good] == [JobStatus.COMPLETED] * 3
-    assert sorted(entry["tag"] for entry in read_ledger(ledger)) == ["good 0", "good 1", "good 2"]
+    refused_and_the_rest_run(app, config, ledger, start_worker, forged)
+    for job_id in forged:
+        assert "InvalidParameters" in (app.get_job(job_id).error or "")
     assert len(app.list_jobs(limit=1000)) == len(forged) + 3
     assert not marker.exists(), "the pickle blob was unpickled"
 
