@@ -17,14 +17,22 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pluggy
 
-from jobkit.config import Config, ResolvedJob, load_config
+from jobkit.config import Config, JobSettings, ResolvedJob, load_config
 from jobkit.exceptions import MAX_DELAY, ConfigError, InvalidParameters, JobkitError
 from jobkit.factory import Factory
 from jobkit.masking import mask_secrets
 from jobkit.notify import NotificationDispatcher, build_subscriptions
 from jobkit.options import structure_options
 from jobkit.plugins import EventDispatcher, NotifierRegistry, StorageRegistry, get_plugin_manager
-from jobkit.records import Attempt, EventKind, JobEvent, JobRecord, JobStatus, NewJob
+from jobkit.records import (
+    Attempt,
+    EventKind,
+    JobEvent,
+    JobRecord,
+    JobStatus,
+    NewJob,
+    RetryPolicy,
+)
 from jobkit.registry import JobSpec, Registry
 
 if TYPE_CHECKING:
@@ -111,6 +119,8 @@ class JobKit:
         self.factory = Factory(self.registry)
         self._storage = storage
         self._storage_lock = threading.Lock()
+        #: job name -> (spec, config, settings, policy) of calls without overrides
+        self._settings_cache: dict[str, tuple[JobSpec, Config, JobSettings, RetryPolicy]] = {}
         self.events = EventDispatcher(self.pm)
         if notifications is not None:
             self.events.downstream.extend(notifications.threads)
@@ -146,6 +156,22 @@ class JobKit:
             package=spec.package or spec.cls.__module__.partition(".")[0],
             overrides=overrides,
         )
+
+    def _call_settings(
+        self, spec: JobSpec, overrides: dict[str, Any]
+    ) -> tuple[JobSettings, RetryPolicy]:
+        """The settings of one call for job ``spec`` and their retry policy. Without per-call
+        overrides they are resolved once per job class and configuration: every enqueue needs
+        them, and resolving the layers costs more than storing a job."""
+        if any(value is not None for value in overrides.values()):
+            settings = self.job_settings(spec.name, overrides).settings
+            return settings, settings.policy()
+        cached = self._settings_cache.get(spec.name)
+        if cached is None or cached[0] is not spec or cached[1] is not self.config:
+            settings = self.job_settings(spec.name).settings
+            cached = (spec, self.config, settings, settings.policy())
+            self._settings_cache[spec.name] = cached
+        return cached[2], cached[3]
 
     def job_options(self, name: str) -> Any:
         """Job ``name``'s ``options:`` from the config: an instance of its ``Options`` class
@@ -290,7 +316,7 @@ class JobKit:
                 raise InvalidParameters(exc.name, exc.method, problems) from None
             checked.append(by_name)
         seconds = _seconds(options.delay, "delay")
-        settings = self.job_settings(spec.name, options.overrides()).settings
+        settings, policy = self._call_settings(spec, options.overrides())
         for key, value in (
             ("priority", settings.priority),
             ("retry_attempts", settings.max_attempts),
@@ -310,7 +336,6 @@ class JobKit:
                 )
         # due now: the store stamps it with its own clock (on PostgreSQL, no extra round trip)
         available_at = self.storage.now() + timedelta(seconds=seconds) if seconds else None
-        policy = settings.policy()
         return [
             NewJob(
                 name=spec.name,

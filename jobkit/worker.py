@@ -196,6 +196,10 @@ class _Child:
 _MAX_START_FAILURES = 5
 
 
+#: Seconds between two runs of ``Storage.housekeep`` by the supervisor.
+UPKEEP_INTERVAL = 1.0
+
+
 class Worker:
     """The supervisor: starts, watches and stops the worker processes."""
 
@@ -287,7 +291,7 @@ class Worker:
         return _Child(index, process, ours)
 
     def _supervise(self) -> None:
-        next_requeue = 0.0
+        next_requeue = next_upkeep = 0.0
         while True:
             if time.monotonic() >= next_requeue:
                 next_requeue = time.monotonic() + self.settings.requeue_interval
@@ -296,6 +300,12 @@ class Worker:
                     requeue_expired(self.app)
                 except StorageError as exc:
                     logger.error("could not take back expired leases: {error}", error=str(exc))
+            if time.monotonic() >= next_upkeep:
+                next_upkeep = time.monotonic() + UPKEEP_INTERVAL
+                try:
+                    self.app.storage.housekeep()
+                except StorageError as exc:
+                    logger.warning("store upkeep failed: {error}", error=str(exc))
             self._follow_stop_requests()
             self._reap()
             live = [child for child in self._children if child.process.is_alive()]

@@ -59,6 +59,23 @@ class TestSQLiteFile:
         with sqlite3.connect(db_path) as conn:
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
+    def test_commits_leave_checkpoints_to_housekeep(self, db_path: Path) -> None:
+        """Commits checkpoint by themselves only past WAL_AUTOCHECKPOINT pages; housekeep copies
+        the whole WAL into the file without waiting for anyone."""
+        with SQLiteStorage(db_path) as store:
+            for _ in range(300):  # more than SQLite's default threshold of 1,000 pages
+                store.enqueue(new_job(store.now()))
+            conn = store._connection("test")
+            assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
+                sqlite_module.WAL_AUTOCHECKPOINT
+            )
+            wal = db_path.with_name(db_path.name + "-wal")
+            # nothing copied into the file yet: it holds the schema only
+            assert db_path.stat().st_size < 64 * 1024 < wal.stat().st_size
+            store.housekeep()
+            assert db_path.stat().st_size > 64 * 1024
+            assert store.count() == 300
+
     @pytest.mark.parametrize(
         ("yaml_text", "environ", "level"),
         [

@@ -71,6 +71,23 @@ class TestBurst:
         assert sorted(int(e["tag"]) for e in entries) == list(range(40))
 
 
+    def test_the_supervisor_checkpoints_the_wal(
+        self, tmp_path: Path, ledger: str, start_worker: Any
+    ) -> None:
+        """Commits leave the WAL to the supervisor's housekeep: after a burst the jobs are in
+        the database file itself, although no commit crossed WAL_AUTOCHECKPOINT pages."""
+        config = write_config(tmp_path)
+        with JobKit.from_config(config, load_entrypoints=False) as app:
+            for i in range(300):
+                app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": str(i)})
+            database = tmp_path / "jobkit.db"
+            assert database.stat().st_size < 64 * 1024  # all in the WAL so far
+            code, out = start_worker(config, "--burst").wait()
+            assert code == 0, out
+            assert database.stat().st_size > 64 * 1024
+            assert app.storage.count(status=JobStatus.COMPLETED) == 300
+
+
 class TestLeases:
     def test_killed_worker_process_job_is_claimed_again(
         self, tmp_path: Path, ledger: str, start_worker: Any

@@ -200,6 +200,10 @@ class Storage(abc.ABC):
         Backends run it when they open; ``jobkit migrate`` runs it on purpose."""
         return 0
 
+    def housekeep(self) -> None:  # noqa: B027 - most backends have no upkeep
+        """Upkeep a worker's supervisor runs about once a second, off the jobs' path (SQLite:
+        checkpoint the write-ahead log). Raises ``StorageError``; the default does nothing."""
+
     def close(self) -> None:  # noqa: B027 - a backend without resources needs no close
         """Release connections and files. The store must not be used afterwards."""
 

@@ -76,6 +76,18 @@ def _policy(stored: Any) -> RetryPolicy:
         return RetryPolicy()
 
 
+@functools.lru_cache(maxsize=256)  # most jobs of a queue share a handful of policies
+def _policy_from_text(text: str, load: Decode) -> RetryPolicy:
+    return _policy(decode_json(load, text))
+
+
+def _stored_policy(stored: Any, load: Decode) -> RetryPolicy:
+    """The policy column: decoded once per distinct text (a frozen record, safe to share)."""
+    if isinstance(stored, str):
+        return _policy_from_text(stored, load)
+    return _policy(decode_json(load, stored))
+
+
 def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
     """A ``jobkit_jobs`` row as a :class:`JobRecord`; ``time`` and ``load`` decode the backend's
     time and JSON columns."""
@@ -94,7 +106,7 @@ def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
         available_at=time(row["available_at"]),
         started_at=time(row["started_at"]),
         finished_at=time(row["finished_at"]),
-        policy=_policy(decode_json(load, row["policy"])),
+        policy=_stored_policy(row["policy"], load),
         worker_id=row["worker_id"],
         lease_expires_at=time(row["lease_expires_at"]),
         progress=row["progress"],

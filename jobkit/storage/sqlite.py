@@ -96,6 +96,10 @@ def _insert_only() -> str:
 #: Seconds between two looks at ``PRAGMA data_version`` while a worker waits for jobs.
 WAKE_INTERVAL = 0.004
 
+#: WAL pages after which a commit checkpoints by itself (SQLite's default is 1,000): a worker's
+#: supervisor checkpoints every second (:meth:`SQLiteStorage.housekeep`), off the hot path.
+WAL_AUTOCHECKPOINT = 10_000
+
 
 def _job(row: sqlite3.Row) -> JobRecord:
     return record_from_row(row, _to_datetime, json.loads)
@@ -215,6 +219,10 @@ class SQLiteStorage(SQLStorage):
             # busy: retried by _attempt with pauses from 0.2 ms; SQLite's own handler sleeps
             # 1 ms and more per try, which two busy workers taking turns pay on every job
             conn.execute("PRAGMA busy_timeout = 0")
+            # a checkpoint (copy the WAL into the file, an fsync) inside a commit costs that
+            # commit milliseconds: workers checkpoint in the background (housekeep); this is
+            # the backstop when no worker runs
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite storage {self.path}: cannot open the file: {exc}") from exc
         with self._connections_lock:
@@ -233,12 +241,13 @@ class SQLiteStorage(SQLStorage):
         operation: str,
         work: Callable[[sqlite3.Connection], T],
         *,
-        write: bool = True,
+        write: bool | None = True,
         busy_budget: float | None = None,
     ) -> T:
         """Run ``work`` in one transaction; retry it while the database is busy, up to
         ``busy_budget`` (default ``busy_timeout``) in all; turn every driver error into
-        ``StorageError``."""
+        ``StorageError``. ``write=None``: ``work`` runs one statement, its own transaction
+        (no ``BEGIN`` and ``COMMIT`` round trips)."""
         conn = self._connection(operation)
         budget = self._busy_timeout if busy_budget is None else busy_budget
         return self._attempt(operation, conn, work, write, budget)
@@ -248,7 +257,7 @@ class SQLiteStorage(SQLStorage):
         operation: str,
         conn: sqlite3.Connection,
         work: Callable[[sqlite3.Connection], T],
-        write: bool,
+        write: bool | None,
         budget: float,
     ) -> T:
         deadline = time.monotonic() + budget
@@ -258,6 +267,8 @@ class SQLiteStorage(SQLStorage):
                 # shielded: a running job calling jobkit (progress, enqueue) is never
                 # interrupted halfway through a transaction, which would keep the write lock
                 with shielded():
+                    if write is None:  # one statement, atomic by itself
+                        return work(conn)
                     try:
                         conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                         result = work(conn)
@@ -335,6 +346,17 @@ class SQLiteStorage(SQLStorage):
                     raise self._error(operation, exc) from exc
                 time.sleep(random.uniform(0.005, 0.02))
 
+    def housekeep(self) -> None:
+        """Checkpoint the WAL without waiting for anyone (``PASSIVE``): the copy into the
+        database file and its fsync happen here, in the supervisor, instead of inside the
+        commit of an enqueue or a job that crossed the threshold."""
+        conn = self._connection("checkpoint the WAL")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            if not (isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)):
+                raise self._error("checkpoint the WAL", exc) from exc
+
     def _one(self, conn: sqlite3.Connection, name: str, params: Mapping[str, Any]) -> Any:
         rows = conn.execute(queries()[name], params).fetchall()
         return rows[0] if rows else None
@@ -375,7 +397,7 @@ class SQLiteStorage(SQLStorage):
             row = self._one(conn, "enqueue", {**params, "now": _to_epoch(self.now())})
             return _job(row)
 
-        return self._transaction(f"enqueue job {job.name!r}", work)
+        return self._transaction(f"enqueue job {job.name!r}", work, write=None)
 
     def enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
         """Store the jobs in one transaction (all or nothing), in order; their records."""
