@@ -65,6 +65,16 @@ def _seconds(delay: float | timedelta, what: str) -> float:
     return float(seconds)
 
 
+def _event(
+    kind: EventKind, job: JobRecord, error: str | None = None, traceback: str | None = None
+) -> JobEvent:
+    """The event of a committed state change, with the secrets in the job's params masked."""
+    params = mask_secrets(job.params)
+    if params != job.params:  # most params hold no secret: keep the record as it is
+        job = attrs.evolve(job, params=params)
+    return JobEvent(kind=kind, job=job, error=error, traceback=traceback)
+
+
 #: Priorities and attempt counts are stored as 32-bit integers by every backend.
 _INT_RANGE = range(-(2**31), 2**31)
 
@@ -238,10 +248,7 @@ class JobKit:
         Delivered on the app's event thread (:class:`~jobkit.plugins.EventDispatcher`), with
         secrets in the params masked.
         """
-        params = mask_secrets(job.params)
-        if params != job.params:  # most params hold no secret: keep the record as it is
-            job = attrs.evolve(job, params=params)
-        self.events.emit(JobEvent(kind=kind, job=job, error=error, traceback=traceback))
+        self.events.emit(_event(kind, job, error, traceback))
 
     # -- the public API ------------------------------------------------------------------------
 
@@ -291,8 +298,7 @@ class JobKit:
         options = _Options(priority, delay, retry_attempts, retry_delay, timeout)
         jobs = self._new_jobs(name, method, list(params_list), options)
         records = self.storage.enqueue_many(jobs) if jobs else []
-        for record in records:
-            self.emit(EventKind.ENQUEUED, record)
+        self.events.emit_all(_event(EventKind.ENQUEUED, record) for record in records)
         return [record.id for record in records]
 
     def _new_jobs(
@@ -306,9 +312,10 @@ class JobKit:
         if not params_list:
             return []
         checked = []
+        spec, check = self.factory.validator(name, method)
         for index, params in enumerate(params_list):
             try:
-                spec, by_name = self.factory.validate(name, method, params)
+                by_name = check(params)
             except InvalidParameters as exc:
                 if len(params_list) == 1:
                     raise
@@ -324,8 +331,11 @@ class JobKit:
         ):
             if value not in _INT_RANGE:
                 raise JobkitError(f"{key} must fit in 32 bits, got {value}")
-        for index, by_name in enumerate(checked):
-            size = len(json.dumps(by_name, ensure_ascii=False).encode("utf-8"))
+        encoded = [json.dumps(by_name, ensure_ascii=False, allow_nan=False) for by_name in checked]
+        for index, text in enumerate(encoded):
+            if len(text) * 4 <= settings.max_params_bytes:  # UTF-8 takes at most 4 bytes a char
+                continue
+            size = len(text.encode("utf-8"))
             if size > settings.max_params_bytes:
                 where = "params" if len(checked) == 1 else f"params[{index}]"
                 raise InvalidParameters(
@@ -346,8 +356,9 @@ class JobKit:
                 max_crashes=settings.max_crashes,
                 policy=policy,
                 available_at=available_at,
+                params_json=text,
             )
-            for by_name in checked
+            for by_name, text in zip(checked, encoded, strict=True)
         ]
 
     def get_job(self, job_id: str) -> JobRecord:

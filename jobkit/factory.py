@@ -178,8 +178,26 @@ class Factory:
         Returns the spec and the params as a dict keyed by parameter name. Raises
         ``JobNotFound``, ``MethodNotAllowed`` or ``InvalidParameters`` naming every bad parameter.
         """
+        spec, check = self.validator(name, method)
+        return spec, check(params)
+
+    def validator(self, name: str, method: str) -> tuple[JobSpec, Callable[[Any], Params]]:
+        """:meth:`validate` in two steps, for many params of one method: the spec (raising
+        ``JobNotFound`` or ``MethodNotAllowed`` now), and a function that checks one params
+        and returns them by name (raising ``InvalidParameters``)."""
         spec = self.registry.method(name, method)
         signature = signature_of(spec.cls, method)
+        allowed = frozenset(signature.names)
+        return spec, lambda params: self._checked(name, method, signature, allowed, params)
+
+    def _checked(
+        self,
+        name: str,
+        method: str,
+        signature: MethodSignature,
+        allowed: frozenset[str],
+        params: Any,
+    ) -> Params:
         by_name = self._by_name(name, method, signature, params)
         problems: dict[str, str] = {}
         for param in signature.parameters:
@@ -197,7 +215,6 @@ class Factory:
                     problem = self._without_secrets(problem, param.name, value, signature.hints)
             if problem:
                 problems[param.name] = problem
-        allowed = set(signature.names)
         for key, value in by_name.items():
             if key in allowed:
                 continue
@@ -207,7 +224,7 @@ class Factory:
                 problems[key] = problem
         if problems:
             raise InvalidParameters(name, method, problems)
-        return spec, by_name
+        return by_name
 
     def build(self, name: str, method: str, params: Any) -> tuple[Job, Callable[..., Any], Params]:
         """Validate again, instantiate the job and structure the params for the call.

@@ -242,26 +242,43 @@ def relay(connection: Connection, name: str) -> threading.Thread:
     return thread
 
 
+#: The bound value a job event carries until a sink takes the line (see :func:`_event_params`).
+_RAW_PARAMS = "_jobkit_raw_params"
+
+
+def _event_params(record: Record) -> None:
+    """A job event's params as masked JSON text, made only for a line some sink takes: loguru
+    runs a patcher after its level and ``disable`` checks, so an app that logs nothing does not
+    encode the params of every job it enqueues."""
+    extra = record["extra"]
+    if _RAW_PARAMS in extra:
+        raw = extra.pop(_RAW_PARAMS)
+        extra["params"] = json.dumps(mask_secrets(raw), ensure_ascii=False, sort_keys=True)
+
+
+_event_logger = logger.patch(_event_params)
+
+
 @hookimpl
 def jobkit_job_event(event: JobEvent) -> None:
     """Write the event to the job log (and, for failures, the error log)."""
     job = event.job
-    bound = logger.bind(
+    bound = _event_logger.bind(
         job_id=job.id,
         job_name=job.name,
         method=job.method,
         attempt=job.attempts,
-        status=str(job.status),
-        event=str(event.kind),
-        params=json.dumps(mask_secrets(job.params), ensure_ascii=False, sort_keys=True),
+        status=job.status.value,
+        event=event.kind.value,
         traceback=event.traceback,
+        **{_RAW_PARAMS: job.params},
     )
     if event.error:
         bound.log(
             _LEVELS.get(event.kind, "INFO"),
             "{kind}: {error}",
-            kind=str(event.kind),
+            kind=event.kind.value,
             error=event.error,
         )
     else:
-        bound.log(_LEVELS.get(event.kind, "INFO"), "{kind}", kind=str(event.kind))
+        bound.log(_LEVELS.get(event.kind, "INFO"), "{kind}", kind=event.kind.value)

@@ -16,6 +16,8 @@ from jobkit.delivery import DeliveryThread, close_all
 from jobkit.exceptions import ConfigError
 
 if TYPE_CHECKING:
+    from pluggy import HookImpl
+
     from jobkit.notify import Notifier  # noqa: F401 - named in a string below
     from jobkit.records import JobEvent
     from jobkit.storage.base import Storage
@@ -146,9 +148,22 @@ def dispatch_event(pm: pluggy.PluginManager, event: JobEvent, *, inline: bool) -
     every state change of every job, and a pluggy subset caller per call costs more than the
     log line).
     """
-    for impl in reversed(pm.hook.jobkit_job_event.get_hookimpls()):
-        if (impl.plugin_name in INLINE_EVENT_PLUGINS) != inline:
-            continue
+    call_each(pm, _event_impls(pm, inline=inline), event)
+
+
+def _event_impls(pm: pluggy.PluginManager, *, inline: bool) -> list[HookImpl]:
+    """The ``jobkit_job_event`` implementations that run inline (or the others), in call order."""
+    return [
+        impl
+        for impl in reversed(pm.hook.jobkit_job_event.get_hookimpls())
+        if (impl.plugin_name in INLINE_EVENT_PLUGINS) == inline
+    ]
+
+
+def call_each(pm: pluggy.PluginManager, impls: list[HookImpl], event: JobEvent) -> None:
+    """Call each of ``impls`` with ``event``; log the ones that raise (see
+    :func:`dispatch_event`)."""
+    for impl in impls:
         if pm in _TRACED:
             _trace_before("jobkit_job_event", [impl], {"event": event})
         try:
@@ -180,10 +195,17 @@ class EventDispatcher:
 
     def emit(self, event: JobEvent) -> None:
         """Log ``event`` and queue it for the other plugins."""
-        dispatch_event(self.pm, event, inline=True)
-        names = {impl.plugin_name for impl in self.pm.hook.jobkit_job_event.get_hookimpls()}
-        if not names <= INLINE_EVENT_PLUGINS:  # with no other listener, no thread is started
-            self._plugins.emit(event)
+        self.emit_all((event,))
+
+    def emit_all(self, events: Iterable[JobEvent]) -> None:
+        """:meth:`emit` each of ``events`` in order (the hook implementations looked up once)."""
+        inline = _event_impls(self.pm, inline=True)
+        # with no other listener, no thread is started
+        others = bool(_event_impls(self.pm, inline=False))
+        for event in events:
+            call_each(self.pm, inline, event)
+            if others:
+                self._plugins.emit(event)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every event emitted so far was delivered; ``False`` on timeout."""

@@ -96,6 +96,9 @@ class NewJob:
     available_at: datetime | None = attrs.field(validator=check_aware)
     #: Crashes of its worker the job survives (see ``JobRecord.crashes``).
     max_crashes: int = 3
+    #: ``params`` as JSON text when the app has encoded them already (it measures their size);
+    #: a backend may store this instead of encoding them again.
+    params_json: str | None = attrs.field(default=None, eq=False, repr=False)
 
 
 @attrs.frozen

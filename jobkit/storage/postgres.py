@@ -417,9 +417,6 @@ class PostgresStorage(SQLStorage):
     def _time(self, value: datetime) -> datetime:
         return value
 
-    def _available_at(self, job: NewJob) -> datetime | None:
-        return job.available_at  # None: the INSERT takes the database's now()
-
     def _prune_batch(self, finished_before: Any, batch_size: int) -> int:
         params = {"finished_before": finished_before, "batch_size": batch_size}
 

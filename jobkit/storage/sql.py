@@ -130,6 +130,42 @@ def attempt_from_row(row: Row, time: Decode) -> Attempt:
     )
 
 
+def new_record(
+    key: int,
+    job: NewJob,
+    params: str,
+    created_at: datetime,
+    available_at: datetime,
+    load: Decode,
+) -> JobRecord:
+    """The record of a job just inserted under row id ``key`` with ``params`` (JSON text),
+    without reading the row back: what a new row's columns hold is known. The times must be
+    what decoding the stored values gives, so that the record equals a later read."""
+    return JobRecord(
+        id=str(key),
+        name=job.name,
+        method=job.method,
+        params=decode_json(load, params),  # a copy, as a read gives
+        status=JobStatus.PENDING,
+        priority=job.priority,
+        attempts=0,
+        max_attempts=job.max_attempts,
+        result=None,
+        error=None,
+        created_at=created_at,
+        available_at=available_at,
+        started_at=None,
+        finished_at=None,
+        policy=job.policy,
+        worker_id=None,
+        lease_expires_at=None,
+        progress=None,
+        progress_message=None,
+        crashes=0,
+        max_crashes=job.max_crashes,
+    )
+
+
 class SQLStorage(Storage):
     """A ``Storage`` whose worker transitions are named, fenced SQL updates.
 
@@ -210,15 +246,19 @@ class SQLStorage(Storage):
         """A time as the backend binds it."""
 
     def _available_at(self, job: NewJob) -> Any:
-        """A new job's ``available_at`` as bound (``None`` is now, on the store's clock)."""
-        return self._time(job.available_at or self.now())
+        """A new job's ``available_at`` as bound; ``None`` (due now) stays ``None``: the INSERT
+        takes the ``now`` it is created at (one clock reading for a whole batch)."""
+        return None if job.available_at is None else self._time(job.available_at)
 
     def _new_job(self, job: NewJob) -> dict[str, Any]:
         """The parameters of the ``enqueue`` query (all but ``now``)."""
+        params = job.params_json
+        if params is None:
+            params = to_json(job.params, f"job {job.name!r}: params")
         return {
             "name": job.name,
             "method": job.method,
-            "params": to_json(job.params, f"job {job.name!r}: params"),
+            "params": params,
             "priority": job.priority,
             "max_attempts": job.max_attempts,
             "max_crashes": job.max_crashes,

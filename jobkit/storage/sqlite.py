@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -36,6 +37,7 @@ from jobkit.storage.sql import (
     SQLStorage,
     attempt_from_row,
     job_key,
+    new_record,
     record_from_row,
 )
 from jobkit.storage.sqlfile import migrations as sql_migrations
@@ -81,16 +83,22 @@ def _to_datetime(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, timezone.utc)
 
 
+def _stamp(value: float) -> datetime:
+    """A stored time as a read gives it back."""
+    return datetime.fromtimestamp(value, timezone.utc)
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     message = str(exc).lower()
     return "locked" in message or "busy" in message
 
 
-def _insert_only() -> str:
-    """The ``enqueue`` INSERT without its ``RETURNING`` clause, for ``executemany``."""
-    sql = queries()["enqueue"].rstrip().rstrip(";")
-    assert sql.endswith("RETURNING *"), "sqlite.sql: enqueue must end with RETURNING *"
-    return sql[: -len("RETURNING *")]
+#: The columns in which the jobs of one ``enqueue_batch`` statement are alike.
+_ALIKE = ("name", "method", "priority", "max_attempts", "max_crashes", "policy", "available_at")
+
+
+def _alike(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[column] for column in _ALIKE)
 
 
 #: Seconds between two looks at ``PRAGMA data_version`` while a worker waits for jobs.
@@ -391,30 +399,54 @@ class SQLiteStorage(SQLStorage):
 
     def enqueue(self, job: NewJob) -> JobRecord:
         """Store a validated job as ``pending`` and return its record with the new id."""
-        params = self._new_job(job)
-
-        def work(conn: sqlite3.Connection) -> JobRecord:
-            row = self._one(conn, "enqueue", {**params, "now": _to_epoch(self.now())})
-            return _job(row)
-
-        return self._transaction(f"enqueue job {job.name!r}", work, write=None)
+        return self._insert([job], f"enqueue job {job.name!r}")[0]
 
     def enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
         """Store the jobs in one transaction (all or nothing), in order; their records."""
-        if not jobs:
-            return []
+        return self._insert(jobs, f"enqueue {len(jobs)} jobs") if jobs else []
+
+    def _insert(self, jobs: builtins.list[NewJob], operation: str) -> builtins.list[JobRecord]:
+        """Insert ``jobs`` (one statement for one job: its own transaction) and build their
+        records from what was inserted, without reading the rows back."""
         rows = [self._new_job(job) for job in jobs]
 
-        def work(conn: sqlite3.Connection) -> builtins.list[JobRecord]:
+        def work(conn: sqlite3.Connection) -> builtins.list[int]:
             now = _to_epoch(self.now())
-            (before,) = conn.execute(queries()["last_id"]).fetchone()
-            # executemany takes no RETURNING before Python 3.11: the rows are read back below
-            conn.executemany(_insert_only(), ({**row, "now": now} for row in rows))
-            # the write lock is ours: the rows after `before` are exactly the ones just inserted
-            stored = conn.execute(queries()["since"], {"after": before}).fetchall()
-            return [_job(row) for row in stored]
+            for row in rows:
+                row["now"] = now
+            if len(rows) == 1:
+                # fetchall: the statement runs to its end, and commits, in here
+                return [conn.execute(queries()["enqueue"], rows[0]).fetchall()[0][0]]
+            keys: builtins.list[int] = []
+            for _, alike in itertools.groupby(rows, key=_alike):
+                batch = builtins.list(alike)
+                conn.execute(
+                    queries()["enqueue_batch"],
+                    {
+                        **batch[0],
+                        "params": json.dumps(
+                            [row["params"] for row in batch], ensure_ascii=False
+                        ),
+                    },
+                )
+                # AUTOINCREMENT under our write lock: the ids follow each other up to the last
+                (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+                keys.extend(range(last - len(batch) + 1, last + 1))
+            return keys
 
-        return self._transaction(f"enqueue {len(jobs)} jobs", work)
+        keys = self._transaction(operation, work, write=None if len(rows) == 1 else True)
+        now = _stamp(rows[0]["now"])  # one for all
+        return [
+            new_record(
+                key,
+                job,
+                row["params"],
+                now,
+                now if row["available_at"] is None else _stamp(row["available_at"]),
+                json.loads,
+            )
+            for key, job, row in zip(keys, jobs, rows, strict=True)
+        ]
 
     def cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""

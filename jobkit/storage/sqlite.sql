@@ -87,15 +87,22 @@ INSERT INTO jobkit_jobs (
     created_at, available_at
 ) VALUES (
     :name, :method, :params, 'pending', :priority, 0, :max_attempts, :max_crashes, :policy,
-    :now, :available_at
+    :now, coalesce(:available_at, :now)
 )
-RETURNING *;
+RETURNING id;
 
--- name: last_id
-SELECT coalesce(max(id), 0) FROM jobkit_jobs;
-
--- name: since
-SELECT * FROM jobkit_jobs WHERE id > :after ORDER BY id;
+-- name: enqueue_batch
+-- jobs alike but for their params: :params is a JSON array of the params' JSON texts, so the
+-- stored texts are exactly the ones given, and SQLite makes the rows without a round trip each
+INSERT INTO jobkit_jobs (
+    name, method, params, status, priority, attempts, max_attempts, max_crashes, policy,
+    created_at, available_at
+)
+SELECT
+    :name, :method, value, 'pending', :priority, 0, :max_attempts, :max_crashes, :policy,
+    :now, coalesce(:available_at, :now)
+FROM json_each(:params)
+ORDER BY key;
 
 -- name: get
 SELECT * FROM jobkit_jobs WHERE id = :job_id;

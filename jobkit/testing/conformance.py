@@ -167,6 +167,39 @@ class RoundTripTests(StorageFixtures):
         assert {record.status for record in records} == {JobStatus.PENDING}
         assert storage.enqueue_many([]) == []
 
+    def test_enqueue_many_of_mixed_jobs_matches_what_is_read(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """Runs of alike jobs and odd ones out, due now or later, with awkward params, after
+        the newest jobs were pruned: every record equals what get reads, and ids are never
+        reused."""
+        for _ in range(3):
+            storage.cancel(storage.enqueue(new_job(clock())).id)
+        newest = max(int(record.id) for record in storage.list())
+        clock.advance(1)
+        assert storage.prune(clock()) == 3
+        awkward = {"text": 'quo"te \\ back \n é ✓ \u2028', "nested": [{"a": [1, 2.5, None]}],
+                   "big": 10**30, "neg": -0.0}
+        jobs = (
+            [attrs.evolve(new_job(clock(), params={"n": n}), available_at=None) for n in range(5)]
+            + [new_job(clock(), name="Other", params=awkward, delay=30)]
+            + [new_job(clock(), params={"n": n}, priority=7) for n in range(4)]
+            + [new_job(clock(), params=[1, "two"], max_attempts=9, max_crashes=1)]
+            + [attrs.evolve(new_job(clock()), available_at=None)]
+        )
+        records = storage.enqueue_many(jobs)
+        assert [int(record.id) for record in records] == sorted(
+            {int(record.id) for record in records}
+        )
+        assert int(records[0].id) > newest
+        for job, record in zip(jobs, records, strict=True):
+            assert storage.get(record.id) == record
+            assert (record.name, record.params, record.priority) == (
+                job.name, job.params, job.priority
+            )
+            assert (record.max_attempts, record.max_crashes) == (job.max_attempts, job.max_crashes)
+            assert record.available_at == (job.available_at or record.created_at)
+
     def test_enqueue_many_stores_nothing_when_one_is_not_json(
         self, storage: Storage, clock: FakeClock
     ) -> None:

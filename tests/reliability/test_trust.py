@@ -811,9 +811,12 @@ def test_accepted_params_round_trip_unchanged(app: JobKit, value: Any) -> None:
     lists and dicts) is stored and returned equal, as the same JSON text (types and key order
     kept)."""
     job_id = app.run_background_job("Echo", "take", {"value": value})
-    params = app.get_job(job_id).params
-    assert params == {"value": value}
-    assert json.dumps(params) == json.dumps({"value": value})
+    # enqueue_many stores a batch through another statement (SQLite: one INSERT for all)
+    batch = app.enqueue_many("Echo", "take", [{"value": value}, {"value": [value]}])
+    for stored, sent in zip([job_id, *batch], [value, value, [value]], strict=True):
+        params = app.get_job(stored).params
+        assert params == {"value": sent}
+        assert json.dumps(params) == json.dumps({"value": sent})
 
 
 @PROPERTY
