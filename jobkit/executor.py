@@ -29,6 +29,7 @@ from jobkit.exceptions import (
 )
 from jobkit.factory import json_problem
 from jobkit.job import Job, JobContext
+from jobkit.logpipe import flush_forwarded
 from jobkit.records import AttemptOutcome, EventKind, JobRecord, Lease
 from jobkit.retries import retry_delay
 
@@ -483,4 +484,5 @@ class Monitor:
             finally:
                 self.executor.app.events.flush(timeout=1.0)
                 logger.complete()
+                flush_forwarded()  # a no-op outside a worker process
                 os._exit(EXIT_KILLED_JOB)

@@ -10,17 +10,15 @@ the worker and the CLI call :func:`configure_logging`, which adds
 Text lines are one record per line: newlines and other control characters in messages and
 params are escaped, and a traceback follows as lines that start with ``  | ``, so no input can
 forge a record. JSON lines are loguru's ``serialize`` format. Worker processes forward their
-records to the supervisor's sinks (:func:`forward_to`), so one process owns each file and its
-rotation.
+records to the supervisor's sinks (:mod:`jobkit.logpipe`), so one process owns each file and
+its rotation.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,33 +26,19 @@ import attrs
 from loguru import logger
 
 from jobkit.hookspecs import hookimpl
-from jobkit.interrupt import shielded
 from jobkit.masking import mask_secrets
 from jobkit.records import EventKind, JobEvent
 
 if TYPE_CHECKING:
-    from multiprocessing.connection import Connection
 
     import pluggy
-    from loguru import Message, Record
+    from loguru import Record
 
     from jobkit.config import LoggingSettings
 
 EVENTS_FILE = "background_jobs.log"
 ERRORS_FILE = "background_jobs_errors.log"
 _FIELDS = ("job_id", "job_name", "method", "attempt", "status", "event")
-_FORWARDED = (
-    "name",
-    "function",
-    "line",
-    "module",
-    "file",
-    "time",
-    "extra",
-    "process",
-    "thread",
-    "exception",
-)
 _TEXT_LINE = (
     "{time:YYYY-MM-DDTHH:mm:ss.SSSSSSZZ!UTC} | {level: <7} | "
     "{extra[_jobkit_line]}{extra[_jobkit_tb]}\n"
@@ -186,60 +170,6 @@ def configure_logging(
     if pm is not None:
         pm.hook.jobkit_configure_logging(logger=logger, settings=settings)
     return LogFiles(events, errors, ids)
-
-
-def forward_to(connection: Connection) -> None:
-    """In a worker process: send every record to the supervisor on ``connection``, a pipe of
-    this process's own, where :func:`relay` logs it through the supervisor's sinks.
-
-    Not through loguru's ``enqueue=True`` queue: that one queue is shared by every process under
-    one lock, and a process killed (SIGKILL) while holding the lock would block the supervisor
-    and every other worker process at their next log line, for ever.
-    """
-    logger.remove()
-    logger.enable("jobkit")
-    capture_driver_logs()
-    lock = threading.Lock()  # the pipe is this process's alone: its threads take turns
-
-    def sink(message: Message) -> None:
-        record = message.record
-        keep: dict[str, Any] = {key: record[key] for key in _FORWARDED}  # type: ignore[literal-required]
-        level = record["level"]
-        # shielded: a job's interrupt between two writes would leave half a record in the pipe;
-        # OSError: the supervisor is gone, nobody is left to log to
-        with shielded(), lock, contextlib.suppress(OSError):
-            connection.send(((level.name, level.no), record["message"], keep))
-
-    logger.add(sink, level=0, format="{message}", catch=True)
-
-
-def relay(connection: Connection, name: str) -> threading.Thread:
-    """In the supervisor: log what one worker process sends on ``connection`` (see
-    :func:`forward_to`), in a thread of its own, until the process closes the pipe or dies (a
-    record it was killed halfway through sending is dropped). A process frozen halfway through
-    a record holds up only its own thread."""
-
-    def run() -> None:
-        with connection:
-            while True:
-                try:
-                    level, text, keep = connection.recv()
-                except (EOFError, OSError):
-                    return
-                except Exception:  # a record that cannot be rebuilt here: skip it
-                    continue
-                # patch runs within this log call: the lambda never outlives this ``keep``
-                patched = logger.patch(lambda r: r.update(keep))  # noqa: B023
-                name, number = level
-                try:
-                    patched.log(name, text)
-                except ValueError:  # a level only the worker process knows: by its number
-                    with contextlib.suppress(ValueError):
-                        patched.log(number, text)
-
-    thread = threading.Thread(target=run, name=f"{name}-logs", daemon=True)
-    thread.start()
-    return thread
 
 
 #: The bound value a job event carries until a sink takes the line (see :func:`_event_params`).

@@ -119,11 +119,11 @@ def _child_main(spec: ChildSpec, logs: Connection, control: Connection) -> None:
     """The body of one worker process.
 
     It listens to the supervisor on a pipe of its own, and sends its log records on another
-    (:func:`jobkit.logs.forward_to`): a shared ``multiprocessing.Event`` or queue would hang
+    (:func:`jobkit.logpipe.forward_to`): a shared ``multiprocessing.Event`` or queue would hang
     every process once one of them was killed while waiting on it or holding its lock.
     """
     from jobkit.app import JobKit
-    from jobkit.logs import forward_to
+    from jobkit.logpipe import flush_forwarded, forward_to
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
     stop, hand_back = threading.Event(), threading.Event()
@@ -165,6 +165,7 @@ def _child_main(spec: ChildSpec, logs: Connection, control: Connection) -> None:
         app.close()
         logger.info("worker process {worker} stopped", worker=executor.worker_id)
         logger.complete()
+        flush_forwarded()
 
 
 @attrs.define
@@ -275,7 +276,7 @@ class Worker:
         return self._exit_code
 
     def _spawn(self, index: int) -> _Child:
-        from jobkit.logs import relay
+        from jobkit.logpipe import relay
 
         ours, theirs = self._context.Pipe()
         logs, child_logs = self._context.Pipe(duplex=False)

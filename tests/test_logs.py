@@ -635,24 +635,73 @@ class TestRelay:
         """A record at a level registered only in the worker process is still logged (by its
         number), and the records after it too: the relay does not die."""
         import multiprocessing
+        import pickle
 
         from loguru import logger
 
-        from jobkit.logs import relay
+        from jobkit.logpipe import Line, relay
 
         ours, theirs = multiprocessing.Pipe(duplex=False)
-        seen: list[tuple[int, str]] = []
-        handler = logger.add(lambda m: seen.append((m.record["level"].no, m.record["message"])),
-                             level=0, format="{message}")
+        seen: list[tuple[int, str, str, str]] = []
+        handler = logger.add(
+            lambda m: seen.append((m.record["level"].no, m.record["message"],
+                                   m.record["file"].path, m.record["time"].strftime("%H:%M"))),
+            level=0, format="{message}",
+        )
         logger.enable("jobkit")  # as the worker's configure_logging does
+        base = Line("WORKER_ONLY", 23, "custom", 0.0, 3600.0, "CET", "jobs", "f", 1, "jobs",
+                    "jobs.py", "/srv/jobs.py", 1, "p", 1, "t", {}, None)
         try:
             thread = relay(ours, "test")
-            base: dict[str, object] = {"extra": {}}
-            theirs.send((("WORKER_ONLY", 23), "custom", base))
-            theirs.send((("INFO", 20), "after", base))
+            theirs.send_bytes(b"not a pickle")  # skipped, the relay goes on
+            theirs.send_bytes(pickle.dumps([base, base._replace(level="INFO", level_no=20,
+                                                                message="after")]))
             theirs.close()
             thread.join(timeout=5)
         finally:
             logger.remove(handler)
             logger.disable("jobkit")
-        assert (23, "custom") in seen and (20, "after") in seen
+        # the worker process's file and time (in its zone) are kept
+        assert (23, "custom", "/srv/jobs.py", "01:00") in seen
+        assert (20, "after", "/srv/jobs.py", "01:00") in seen
+
+
+class TestForwarding:
+    """A worker process's side: records batched on its pipe."""
+
+    def test_records_are_batched_and_a_warning_goes_at_once(self) -> None:
+        """Info lines wait (up to FLUSH_DELAY) to travel together; a warning takes the waiting
+        lines with it at once; flush_forwarded sends the rest."""
+        import subprocess
+        import sys
+        import textwrap
+
+        script = textwrap.dedent(
+            """
+            import multiprocessing, pickle, sys, time
+            from loguru import logger
+            from jobkit import logpipe
+            ours, theirs = multiprocessing.Pipe(duplex=False)
+            logpipe.forward_to(theirs)
+            logger.bind(job_id="1").info("one")
+            logger.bind(job_id="1").info("two")
+            early = ours.poll(0)
+            logger.bind(job_id="1").warning("three")
+            batches = [pickle.loads(ours.recv_bytes())]
+            logger.bind(job_id="1").info("four")
+            logpipe.flush_forwarded()
+            batches.append(pickle.loads(ours.recv_bytes()))
+            logger.bind(job_id="1").info("five")
+            started = time.monotonic()
+            batches.append(pickle.loads(ours.recv_bytes()))  # sent by the flusher thread
+            waited = time.monotonic() - started
+            print([[line.message for line in batch] for batch in batches], early,
+                  waited < 1.0, batches[0][0].extra == {"job_id": "1"})
+            """
+        )
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == (
+            "[['one', 'two', 'three'], ['four'], ['five']] False True True"
+        )

@@ -1,0 +1,203 @@
+"""Worker processes' log records, sent to the supervisor on a pipe of their own and logged there.
+
+One process owns each log file and its rotation: the supervisor. Each worker process sends its
+records on a pipe of its own (:func:`forward_to`); one thread per process in the supervisor logs
+them through the supervisor's sinks (:func:`relay`).
+
+Not through loguru's ``enqueue=True`` queue: that one queue is shared by every process under one
+lock, and a process killed (SIGKILL) while holding the lock would block the supervisor and every
+other worker process at their next log line, for ever.
+
+A busy worker logs two lines per job, so the records travel light: as plain tuples
+(:class:`Line`), pickled in batches sent every :data:`FLUSH_DELAY` seconds at most (at once for a
+warning or worse, or when :data:`BATCH` are waiting). A process killed outright loses at most
+the lines of its last :data:`FLUSH_DELAY` seconds; the supervisor logs the death itself, and the
+job it was running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+import threading
+import time
+from datetime import timedelta, timezone
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from loguru import logger
+
+from jobkit.interrupt import shielded
+from jobkit.logs import capture_driver_logs
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from loguru import Message, Record
+
+#: Seconds a record may wait in a worker process before it is sent.
+FLUSH_DELAY = 0.05
+#: Records sent together at most (a batch is sent at once when it is this long).
+BATCH = 64
+#: Records at this level or above are sent at once (loguru's WARNING is 30).
+URGENT_LEVEL = 30
+
+
+class Line(NamedTuple):
+    """One log record as sent from a worker process: plain values, cheap to pickle."""
+
+    level: str
+    level_no: int
+    message: str
+    timestamp: float
+    utc_offset: float  # seconds; the record's time is shown in its own zone
+    zone: str | None
+    name: str | None
+    function: str
+    line: int
+    module: str
+    file_name: str
+    file_path: str
+    process_id: int
+    process_name: str
+    thread_id: int
+    thread_name: str
+    extra: dict[str, Any]
+    exception: Any  # loguru's RecordException, or None
+
+
+def _line(record: Record) -> Line:
+    when = record["time"]
+    offset = when.utcoffset()
+    return Line(
+        record["level"].name,
+        record["level"].no,
+        record["message"],
+        when.timestamp(),
+        offset.total_seconds() if offset is not None else 0.0,
+        when.tzname(),
+        record["name"],
+        record["function"],
+        record["line"],
+        record["module"],
+        record["file"].name,
+        record["file"].path,
+        record["process"].id,
+        record["process"].name,
+        record["thread"].id,
+        record["thread"].name,
+        record["extra"],
+        record["exception"],
+    )
+
+
+class _Forwarder:
+    """The worker process's sink: batches :class:`Line` records and sends them."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+        self.lock = threading.Lock()  # the pipe is this process's alone: its threads take turns
+        self.pending: list[Line] = []
+        self.due = threading.Event()  # set when a batch has begun: the flusher sends it soon
+        threading.Thread(target=self._flusher, name="jobkit-log-forward", daemon=True).start()
+
+    def sink(self, message: Message) -> None:
+        line = _line(message.record)
+        with self.lock:
+            self.pending.append(line)
+            count = len(self.pending)
+        if count >= BATCH or line.level_no >= URGENT_LEVEL:
+            self.flush()
+        elif count == 1:
+            self.due.set()
+
+    def flush(self) -> None:
+        """Send what is waiting."""
+        # shielded: a job's interrupt between two writes would leave half a batch in the pipe;
+        # OSError: the supervisor is gone, nobody is left to log to
+        with shielded(), self.lock, contextlib.suppress(OSError):
+            batch, self.pending = self.pending, []
+            if batch:
+                self.connection.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+
+    def _flusher(self) -> None:
+        while True:
+            self.due.wait()
+            time.sleep(FLUSH_DELAY)
+            self.due.clear()
+            self.flush()
+
+
+_forwarder: _Forwarder | None = None
+
+#: Record keys whose values the relay rebuilds with loguru's own types.
+_TYPED = ("time", "file", "process", "thread")
+
+
+def forward_to(connection: Connection) -> None:
+    """In a worker process: send every record to the supervisor on ``connection``, a pipe of
+    this process's own, where :func:`relay` logs it through the supervisor's sinks."""
+    global _forwarder
+    logger.remove()
+    logger.enable("jobkit")
+    capture_driver_logs()
+    _forwarder = _Forwarder(connection)
+    logger.add(_forwarder.sink, level=0, format="{message}", catch=True)
+
+
+def flush_forwarded() -> None:
+    """Send the records still waiting in this worker process (before it exits)."""
+    if _forwarder is not None:
+        _forwarder.flush()
+
+
+def relay(connection: Connection, name: str) -> threading.Thread:
+    """In the supervisor: log what one worker process sends on ``connection`` (see
+    :func:`forward_to`), in a thread of its own, until the process closes the pipe or dies (a
+    batch it was killed halfway through sending is dropped). A process frozen halfway through
+    a batch holds up only its own thread."""
+    current: list[Line] = []
+
+    def restore(record: Record) -> None:
+        """Give the supervisor's record the worker process's values."""
+        line = current[0]
+        offset = timedelta(seconds=line.utc_offset)
+        zone = timezone(offset, line.zone) if line.zone else timezone(offset)
+        # the supervisor's own record gives loguru's types (its datetime formats loguru's
+        # tokens); loguru's stubs declare neither their constructors nor these keys as writable
+        fields: Any = record
+        kinds: dict[str, Any] = {key: type(record[key]) for key in _TYPED}  # type: ignore[literal-required]
+        fields.update(
+            time=kinds["time"].fromtimestamp(line.timestamp, zone),
+            name=line.name,
+            function=line.function,
+            line=line.line,
+            module=line.module,
+            file=kinds["file"](line.file_name, line.file_path),
+            process=kinds["process"](line.process_id, line.process_name),
+            thread=kinds["thread"](line.thread_id, line.thread_name),
+            extra=line.extra,
+            exception=line.exception,
+        )
+
+    patched = logger.patch(restore)
+
+    def run() -> None:
+        with connection:
+            while True:
+                try:
+                    batch = pickle.loads(connection.recv_bytes())
+                except (EOFError, OSError):
+                    return
+                except Exception:  # a batch that cannot be rebuilt here: skip it
+                    continue
+                for line in batch:
+                    current[:] = [line]
+                    try:
+                        patched.log(line.level, line.message)
+                    except ValueError:  # a level only the worker process knows: by its number
+                        with contextlib.suppress(ValueError):
+                            patched.log(line.level_no, line.message)
+
+    thread = threading.Thread(target=run, name=f"{name}-logs", daemon=True)
+    thread.start()
+    return thread
