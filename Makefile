@@ -10,7 +10,7 @@ PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 $(STAMP): pyproject.toml $(PLUGIN_PROJECTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,postgres,dashboard]'
 	for p in $(patsubst %/pyproject.toml,%,$(PLUGIN_PROJECTS)); do \
 	  $(BIN)/python -m pip install --quiet -e "$$p[test]" || exit 1; done
 	touch $(STAMP)

@@ -205,6 +205,44 @@ def worker(state: State, concurrency: int | None, burst: bool) -> None:
     sys.exit(code)
 
 
+@main.group(invoke_without_command=True)
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; beyond the loopback only with sign-in on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535),
+              help="Port to listen on.")
+@config_option
+@click.pass_context
+@handle_errors
+def dashboard(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the web dashboard: see, search, cancel and retry jobs (docs/dashboard.md).
+
+    Sign-in is required unless dashboard.auth is false in jobs.yaml; make a password hash
+    with 'jobkit dashboard hash-password'. Needs: pip install 'jobkit[dashboard]'.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from jobkit.dashboard.serve import serve
+
+    state = ctx.find_object(State)
+    assert state is not None
+    app = state.app()  # cancels and retries are job events: they go to the job log
+    logger.add(sys.stderr, level="INFO", format="{time:HH:mm:ss} {level: <7} {message}")
+    serve(app, host, port)
+
+
+@dashboard.command("hash-password")
+@handle_errors
+def hash_password() -> None:
+    """Ask for a password (twice, never shown) and print its hash for dashboard.password_hash
+    (or readonly_password_hash) in jobs.yaml, or JOBKIT_DASHBOARD__PASSWORD_HASH."""
+    from jobkit.dashboard.passwords import hash_password as make_hash
+
+    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        raise click.BadParameter("use 8 characters or more", param_hint="password")
+    click.echo(make_hash(password))
+
+
 def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] | list[Any]:
     params: dict[str, Any] | list[Any] = {}
     if params_json is not None:

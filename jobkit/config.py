@@ -18,9 +18,10 @@ set each value:
 7. the arguments of one call (``call``): ``retry_attempts``, ``retry_delay``, ``timeout`` and
    ``priority``; ``None`` means not given.
 
-The environment overrides the other sections too: ``JOBKIT_STORAGE``, ``JOBKIT_LOGGING__<KEY>``
-and ``JOBKIT_WORKER__<KEY>``. A value is read as a YAML scalar (``5``, ``1.5``, ``null``); a
-string setting keeps the raw text when YAML reads it as something else (``00:00``). Only
+The environment overrides the other sections too: ``JOBKIT_STORAGE``, ``JOBKIT_LOGGING__<KEY>``,
+``JOBKIT_WORKER__<KEY>`` and ``JOBKIT_DASHBOARD__<KEY>``. A value is read as a YAML scalar
+(``5``, ``1.5``, ``null``); a string setting keeps the raw text when YAML reads it as something
+else (``00:00``). Only
 :func:`load_config` reads the environment; ``Config()`` and ``Config.from_dict`` never do.
 """
 
@@ -41,6 +42,7 @@ from jobkit.config_yaml import (
     Check,
     Invalid,
     KeyPath,
+    boolean,
     checked,
     choice,
     container_hook,
@@ -154,6 +156,30 @@ class WorkerSettings:
                           f"got {self.heartbeat!r}", ("heartbeat",))
 
 
+#: What ``jobkit dashboard hash-password`` makes (jobkit/dashboard/passwords.py's HASH_PATTERN).
+_PASSWORD_HASH = r"scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+"
+_HASH_RULE = text("a hash made by `jobkit dashboard hash-password`", pattern=_PASSWORD_HASH,
+                  nullable=True)
+
+
+@attrs.frozen
+class DashboardSettings:
+    """``jobkit dashboard``: who may sign in, and how their sessions are signed."""
+
+    #: Sign-in required; ``false`` is refused on any address but the loopback.
+    auth: bool = setting(True, boolean())
+    #: The hash of the password that may see and act (``jobkit dashboard hash-password``).
+    password_hash: str | None = setting(None, _HASH_RULE)
+    #: The hash of a password that may see but never act.
+    readonly_password_hash: str | None = setting(None, _HASH_RULE)
+    #: The key that signs session cookies (32 characters or more); none: a random key per
+    #: start, so signing in again after a restart. Better set in the environment.
+    secret_key: str | None = setting(
+        None, text("a secret of 32 characters or more", pattern=r".{32,}", nullable=True))
+    #: Seconds a sign-in lasts.
+    session_seconds: float = setting(8 * 3600.0, number(0, above=True))
+
+
 def _settings_given(entry: JobEntry) -> frozenset[str]:
     """For an entry built in code: the job settings that are not None."""
     return frozenset(key for key in _JOB_RULES if getattr(entry, key) is not None)
@@ -262,6 +288,7 @@ class Config:
     defaults: JobSettings = attrs.Factory(JobSettings)
     logging: LoggingSettings = attrs.Factory(LoggingSettings)
     worker: WorkerSettings = attrs.Factory(WorkerSettings)
+    dashboard: DashboardSettings = attrs.Factory(DashboardSettings)
     jobs: dict[str, JobEntry] = attrs.Factory(dict)
     notifications: list[NotificationEntry] = attrs.Factory(list)
     #: The file this configuration was loaded from, if any.
@@ -420,7 +447,7 @@ def _converter() -> cattrs.Converter:
     """The converter from the file's data to ``Config`` (built on first use)."""
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(str, strict_str)  # mapping keys: job names
-    for cls in (JobSettings, LoggingSettings, WorkerSettings):
+    for cls in (JobSettings, LoggingSettings, WorkerSettings, DashboardSettings):
         conv.register_structure_hook(cls, mapping_hook(cls, conv))
     entry = mapping_hook(JobEntry, conv, omit=_NOT_IN_FILE, rename=_ALIASES)
     conv.register_structure_hook(JobEntry, lambda value, _: attrs.evolve(
@@ -445,10 +472,11 @@ def _split_options(value: Any) -> Any:
 
 _SECTIONS: dict[str, type] = {
     "defaults": JobSettings, "logging": LoggingSettings, "worker": WorkerSettings,
+    "dashboard": DashboardSettings,
 }
 _ENV_HELP = ("not a jobkit setting (known: JOBKIT_STORAGE, JOBKIT_DURABILITY, "
-             "JOBKIT_DEFAULTS__<KEY>, "
-             "JOBKIT_LOGGING__<KEY>, JOBKIT_WORKER__<KEY>, JOBKIT_JOBS__<NAME>__<KEY>)")
+             "JOBKIT_DEFAULTS__<KEY>, JOBKIT_LOGGING__<KEY>, JOBKIT_WORKER__<KEY>, "
+             "JOBKIT_DASHBOARD__<KEY>, JOBKIT_JOBS__<NAME>__<KEY>)")
 
 
 def _env_rule(parts: list[str]) -> Check | None:

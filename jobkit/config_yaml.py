@@ -190,6 +190,11 @@ def integer(minimum: int | None = None, *, nullable: bool = False) -> Rule:
                 nullable=nullable)
 
 
+def boolean() -> Rule:
+    """``true`` or ``false`` (YAML's booleans; ``1`` and ``"yes"`` are refused)."""
+    return Rule("true or false", lambda v: type(v) is bool)
+
+
 def number(low: float, *, above: bool = False, high: float | None = None,
            nullable: bool = False) -> Rule:
     """A finite int or float (never a boolean) within bounds, kept as a float."""

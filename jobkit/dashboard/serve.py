@@ -1,0 +1,51 @@
+"""``jobkit dashboard``: check the extra and the address, then serve the app with uvicorn."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import TYPE_CHECKING
+
+from loguru import logger
+
+from jobkit.exceptions import JobkitError
+
+if TYPE_CHECKING:
+    from jobkit.app import JobKit
+
+#: The modules of the ``dashboard`` extra.
+NEEDED = ("starlette", "jinja2", "uvicorn", "itsdangerous", "multipart")
+
+
+def missing_modules() -> list[str]:
+    """The modules of the ``dashboard`` extra that are not installed."""
+    return [name for name in NEEDED if importlib.util.find_spec(name) is None]
+
+
+def serve(app: JobKit, host: str, port: int) -> None:
+    """Serve the dashboard of ``app`` on ``host:port`` until interrupted.
+
+    Raises ``JobkitError`` when the extra is missing, ``ConfigError`` when sign-in is required
+    but no password is set, or when asked to listen beyond the loopback without sign-in.
+    """
+    missing = missing_modules()
+    if missing:
+        raise JobkitError(
+            f"jobkit dashboard needs the dashboard extra ({', '.join(missing)} missing): "
+            "pip install 'jobkit[dashboard]'"
+        )
+    import uvicorn
+
+    from jobkit.dashboard.security import Access, check_listen
+    from jobkit.dashboard.web import create_app
+
+    access = Access.from_settings(app.config.dashboard)
+    check_listen(host, access)
+    shown = f"[{host}]" if ":" in host else host
+    logger.info(
+        "dashboard on http://{host}:{port}/ ({auth})",
+        host=shown,
+        port=port,
+        auth="sign-in required" if access.required else "no sign-in: loopback only",
+    )
+    uvicorn.run(create_app(app, access=access), host=host, port=port, log_level="warning",
+                lifespan="off")

@@ -1,0 +1,125 @@
+// jobkit dashboard: live updates without a reload. Every element with data-live is refreshed
+// from its JSON API URL every two seconds. Text is set with textContent only (never HTML), so
+// nothing from a job's params or errors can run as script.
+"use strict";
+
+const PERIOD_MS = 2000;
+
+function cell(row, text, href) {
+  const td = document.createElement("td");
+  if (href) {
+    const a = document.createElement("a");
+    a.href = href;
+    a.textContent = text;
+    td.appendChild(a);
+  } else {
+    td.textContent = text;
+  }
+  row.appendChild(td);
+  return td;
+}
+
+function statusCell(row, status) {
+  const td = document.createElement("td");
+  const span = document.createElement("span");
+  span.className = "status status-" + status;
+  span.dataset.field = "status";
+  span.textContent = status;
+  td.appendChild(span);
+  row.appendChild(td);
+}
+
+function replaceRows(tbody, rows, empty, columns) {
+  tbody.replaceChildren();
+  if (rows.length === 0) {
+    const tr = document.createElement("tr");
+    tr.className = "empty";
+    const td = cell(tr, empty);
+    td.colSpan = columns;
+    tbody.appendChild(tr);
+    return;
+  }
+  rows.forEach((tr) => tbody.appendChild(tr));
+}
+
+const render = {
+  overview(element, data) {
+    for (const [status, count] of Object.entries(data.counts)) {
+      const number = element.querySelector('[data-count="' + status + '"]');
+      if (number) number.textContent = String(count);
+    }
+    const tbody = document.querySelector("#running tbody");
+    if (!tbody) return;
+    const rows = data.running.map((job) => {
+      const tr = document.createElement("tr");
+      cell(tr, "#" + job.id, "/jobs/" + encodeURIComponent(job.id));
+      cell(tr, job.name + "." + job.method);
+      cell(tr, job.worker_id || "");
+      cell(tr, job.started_at || "");
+      const td = cell(tr, "");
+      if (job.progress !== null) {
+        const bar = document.createElement("progress");
+        bar.max = 1;
+        bar.value = job.progress;
+        td.appendChild(bar);
+      }
+      return tr;
+    });
+    replaceRows(tbody, rows, "Nothing is running.", 5);
+  },
+  jobs(element, data) {
+    const total = document.querySelector("[data-total]");
+    if (total) total.textContent = String(data.total);
+    const rows = data.jobs.map((job) => {
+      const tr = document.createElement("tr");
+      tr.dataset.job = job.id;
+      cell(tr, "#" + job.id, "/jobs/" + encodeURIComponent(job.id));
+      cell(tr, job.name + "." + job.method);
+      statusCell(tr, job.status);
+      cell(tr, String(job.priority));
+      cell(tr, job.attempts + "/" + job.max_attempts);
+      cell(tr, job.created_at || "");
+      const code = document.createElement("code");
+      code.textContent = JSON.stringify(job.params);
+      cell(tr, "").appendChild(code);
+      return tr;
+    });
+    replaceRows(element.querySelector("tbody"), rows, "No job matches.", 7);
+  },
+  job(element, data) {
+    const job = data.job;
+    element.querySelectorAll("[data-field]").forEach((node) => {
+      const key = node.dataset.field;
+      const value = job[key];
+      if (key === "progress") {
+        node.value = value === null ? 0 : value;
+      } else if (key === "status") {
+        node.textContent = value;
+        node.className = "status status-" + value;
+      } else if (key === "result") {
+        node.textContent = JSON.stringify(value, null, 2);
+      } else {
+        node.textContent = value === null || value === undefined ? "" : String(value);
+      }
+    });
+    const before = element.dataset.status;
+    element.dataset.status = job.status;
+    // the actions and attempts depend on the status: a new status reloads them once
+    if (before && before !== job.status) window.location.reload();
+  },
+};
+
+function refresh(element) {
+  const kind = element.dataset.liveKind;
+  fetch(element.dataset.live, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+    .then((response) => (response.ok ? response.json() : null))
+    .then((data) => { if (data && render[kind]) render[kind](element, data); })
+    .catch(() => {})
+    .finally(() => setTimeout(() => refresh(element), PERIOD_MS));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-live]").forEach((element) => {
+    setTimeout(() => refresh(element), PERIOD_MS);
+  });
+});

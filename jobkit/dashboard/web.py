@@ -1,0 +1,424 @@
+"""The dashboard's ASGI app: pages, actions and the JSON API over one :class:`~jobkit.JobKit`.
+
+GET never changes anything; every POST needs a signed-in ``admin`` and the session's CSRF token
+(or an API bearer token). Handlers are plain functions: Starlette runs them in its thread pool,
+where the app's (blocking) store is safe to use.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from jobkit.app import JobKit
+from jobkit.dashboard.security import (
+    Access,
+    Role,
+    SecurityHeaders,
+    new_csrf_token,
+    same_token,
+)
+from jobkit.exceptions import JobNotFoundInStorage
+from jobkit.factory import describe
+from jobkit.masking import mask_secrets
+from jobkit.records import Attempt, JobRecord, JobStatus
+
+HERE = Path(__file__).parent
+#: Jobs on one page of the list.
+PAGE_SIZE = 50
+#: The query parameters the jobs list takes; any other is refused (400).
+LIST_PARAMS = frozenset({"status", "name", "page"})
+
+Handler = Callable[[Request], Response]
+AsyncHandler = Callable[[Request], Awaitable[Response]]
+
+
+class Dashboard:
+    """The pages and API routes, bound to one app and one access policy."""
+
+    def __init__(self, app: JobKit, access: Access) -> None:
+        self.app = app
+        self.access = access
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(HERE / "templates"),
+            autoescape=True,  # every value shown is escaped: params and errors are user data
+            undefined=jinja2.StrictUndefined,
+        )
+        self.templates = Jinja2Templates(env=env)
+
+    # -- who is asking ------------------------------------------------------------------------
+
+    def role(self, request: Request) -> Role | None:
+        """The caller's role: from the session, a bearer token, or everyone is admin without
+        sign-in."""
+        if not self.access.required:
+            return Role.ADMIN
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer "):
+            return self.access.role_of_token(header[len("bearer "):].strip())
+        value = request.session.get("role")
+        expires = request.session.get("expires", 0)
+        if value in (Role.ADMIN.value, Role.VIEWER.value) and time.time() < expires:
+            return Role(value)
+        return None
+
+    def csrf(self, request: Request) -> str:
+        """The session's CSRF token (made on first use)."""
+        token = request.session.get("csrf")
+        if not isinstance(token, str):
+            token = request.session["csrf"] = new_csrf_token()
+        return token
+
+    def page(self, handler: Handler) -> Handler:
+        """A page for signed-in users: others are sent to the sign-in page."""
+
+        def run(request: Request) -> Response:
+            role = self.role(request)
+            if role is None:
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+            request.state.role = role
+            return handler(request)
+
+        return run
+
+    def api(self, handler: Handler) -> Handler:
+        """A JSON API route: 401 without credentials."""
+
+        def run(request: Request) -> Response:
+            role = self.role(request)
+            if role is None:
+                return JSONResponse({"error": "sign-in required"}, status_code=401,
+                                    headers={"www-authenticate": "Bearer"})
+            request.state.role = role
+            return handler(request)
+
+        return run
+
+    def action(self, handler: Handler, *, form: bool, admin: bool = True) -> AsyncHandler:
+        """A POST: by a signed-in ``admin`` (any role when ``admin`` is false), with the CSRF
+        token unless the caller used a bearer token (no ambient credential a forged form could
+        ride on)."""
+
+        async def run(request: Request) -> Response:
+            role = self.role(request)
+            if role is None:
+                if form:
+                    return RedirectResponse("/login", status_code=303)
+                return JSONResponse({"error": "sign-in required"}, status_code=401)
+            bearer = request.headers.get("authorization", "").lower().startswith("bearer ")
+            if self.access.required and not bearer:
+                given = request.headers.get("x-csrf-token")
+                if given is None and form:
+                    given = str((await request.form()).get("csrf", ""))
+                if not same_token(given, request.session.get("csrf")):
+                    return self._refuse(request, 403, "missing or wrong CSRF token", form)
+            if admin and role is not Role.ADMIN:
+                return self._refuse(request, 403, "this sign-in may only look", form)
+            request.state.role = role
+            return await run_in_threadpool(handler, request)
+
+        return run
+
+    def _refuse(self, request: Request, status: int, why: str, form: bool) -> Response:
+        if form:
+            return Response(why, status_code=status, media_type="text/plain")
+        return JSONResponse({"error": why}, status_code=status)
+
+    def render(self, request: Request, name: str, **context: Any) -> Response:
+        """A page: the template with the caller's role and CSRF token."""
+        context.update(
+            role=str(request.state.role),
+            csrf=self.csrf(request),
+            signed_in=self.access.required,
+        )
+        return self.templates.TemplateResponse(request, name, context)
+
+    # -- sign-in ------------------------------------------------------------------------------
+
+    def login_page(self, request: Request) -> Response:
+        """The sign-in form."""
+        request.state.role = ""
+        return self._login(request, None)
+
+    def _login(self, request: Request, error: str | None, status: int = 200) -> Response:
+        response = self.templates.TemplateResponse(
+            request,
+            "login.html",
+            {"csrf": self.csrf(request), "error": error, "next": _safe_next(request),
+             "role": "", "signed_in": False},
+            status_code=status,
+        )
+        return response
+
+    async def login(self, request: Request) -> Response:
+        """Check the password; start a session."""
+        form = await request.form()
+        if not same_token(str(form.get("csrf", "")), request.session.get("csrf")):
+            return Response("missing or wrong CSRF token", status_code=403)
+        role = await run_in_threadpool(self.access.role_of, str(form.get("password", "")))
+        if role is None:
+            return self._login(request, "wrong password", status=401)
+        request.session.clear()  # a new session on sign-in: no fixation
+        request.session.update(
+            role=role.value,
+            expires=time.time() + self.session_seconds,
+            csrf=new_csrf_token(),
+        )
+        return RedirectResponse(_safe_next(request, form.get("next")), status_code=303)
+
+    session_seconds: float = 8 * 3600.0
+
+    def logout(self, request: Request) -> Response:
+        """End the session."""
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    # -- pages --------------------------------------------------------------------------------
+
+    def overview(self, request: Request) -> Response:
+        """Counts by status and the jobs running now."""
+        return self.render(request, "overview.html", **self._overview())
+
+    def _overview(self) -> dict[str, Any]:
+        storage = self.app.storage
+        counts = {status.value: storage.count(status=status) for status in JobStatus}
+        running = storage.list(status=JobStatus.RUNNING, limit=100)
+        return {"counts": counts, "running": [_job_json(job) for job in running]}
+
+    def jobs(self, request: Request) -> Response:
+        """The jobs list, filtered and paginated."""
+        return self.render(request, "jobs.html", **self._jobs(request))
+
+    def _jobs(self, request: Request) -> dict[str, Any]:
+        query = _list_query(request, self.app)
+        storage = self.app.storage
+        status = JobStatus(query["status"]) if query["status"] else None
+        name = query["name"] or None
+        total = storage.count(status=status, name=name)
+        records = storage.list(status=status, name=name, limit=PAGE_SIZE,
+                               offset=(query["page"] - 1) * PAGE_SIZE)
+        pages = max(1, -(-total // PAGE_SIZE))
+        return {
+            "query": query,
+            "jobs": [_job_json(record) for record in records],
+            "total": total,
+            "pages": pages,
+            "statuses": [status.value for status in JobStatus],
+            "names": sorted(spec.name for spec in self.app.registry),
+            "link": lambda **changes: "/jobs?" + _query_string({**query, **changes}),
+            "query_string": _query_string(query),
+        }
+
+    def job(self, request: Request) -> Response:
+        """One job: its record, params (secrets masked), result, progress and attempts."""
+        return self.render(request, "job.html", **self._job(request))
+
+    def _job(self, request: Request) -> dict[str, Any]:
+        job_id = request.path_params["job_id"]
+        try:
+            record = self.app.get_job(job_id)
+            attempts = self.app.get_attempts(job_id)
+        except JobNotFoundInStorage:
+            raise HTTPException(404, f"no job {job_id}") from None
+        return {"job": _job_json(record), "attempts": [_attempt_json(a) for a in attempts]}
+
+    def registry(self, request: Request) -> Response:
+        """Every registered job, its approved methods and signatures, its settings' sources."""
+        return self.render(request, "registry.html", jobs=self._registry())
+
+    def _registry(self) -> list[dict[str, Any]]:
+        found = []
+        for spec in sorted(self.app.registry, key=lambda spec: spec.name):
+            resolved = self.app.job_settings(spec.name)
+            found.append({
+                "name": spec.name,
+                "class": spec.import_path,
+                "methods": [describe(spec.cls, method) for method in spec.methods],
+                "settings": [
+                    {"key": key, "value": getattr(resolved.settings, key),
+                     "source": resolved.sources[key]}
+                    for key in sorted(resolved.sources)
+                ],
+            })
+        return found
+
+    # -- actions ------------------------------------------------------------------------------
+
+    def cancel(self, request: Request) -> Response:
+        """Cancel a pending, retrying or running job."""
+        return self._act(request, self.app.cancel_job, "cancelled", "it had already finished")
+
+    def retry(self, request: Request) -> Response:
+        """Run a failed or cancelled job again."""
+        return self._act(request, self.app.retry_job, "queued again",
+                         "only failed or cancelled jobs can be retried")
+
+    def _act(self, request: Request, act: Callable[[str], bool], done: str, refused: str
+             ) -> Response:
+        job_id = request.path_params["job_id"]
+        try:
+            changed = act(job_id)
+        except JobNotFoundInStorage:
+            raise HTTPException(404, f"no job {job_id}") from None
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"job_id": job_id, "changed": changed,
+                                 "message": done if changed else refused},
+                                status_code=200 if changed else 409)
+        return RedirectResponse(f"/jobs/{quote(job_id)}", status_code=303)
+
+    # -- the JSON API -------------------------------------------------------------------------
+
+    def api_overview(self, request: Request) -> Response:
+        """``GET /api/overview``."""
+        return JSONResponse(self._overview())
+
+    def api_jobs(self, request: Request) -> Response:
+        """``GET /api/jobs``."""
+        found = self._jobs(request)
+        return JSONResponse({key: found[key] for key in ("query", "jobs", "total", "pages")})
+
+    def api_job(self, request: Request) -> Response:
+        """``GET /api/jobs/{id}``."""
+        return JSONResponse(self._job(request))
+
+    def api_registry(self, request: Request) -> Response:
+        """``GET /api/registry``."""
+        return JSONResponse({"jobs": self._registry()})
+
+
+def _safe_next(request: Request, given: Any = None) -> str:
+    """Where to go after signing in: a path on this site only (never ``//host`` or a URL)."""
+    target = str(given if given is not None else request.query_params.get("next", "/"))
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def _list_query(request: Request, app: JobKit) -> dict[str, Any]:
+    """The jobs list's filters, checked against their allow-lists (400 otherwise)."""
+    params = request.query_params
+    unknown = sorted(set(params) - LIST_PARAMS)
+    if unknown:
+        raise HTTPException(400, f"unknown query parameter {unknown[0]!r} "
+                                 f"(known: {', '.join(sorted(LIST_PARAMS))})")
+    status = params.get("status", "")
+    if status and status not in {s.value for s in JobStatus}:
+        raise HTTPException(400, f"unknown status {status!r}")
+    name = params.get("name", "")
+    if len(name) > 200:
+        raise HTTPException(400, "name is longer than 200 characters")
+    page_text = params.get("page", "1")
+    if not page_text.isdigit() or not 1 <= int(page_text) <= 1_000_000:
+        raise HTTPException(400, f"page must be a whole number from 1, got {page_text!r}")
+    return {"status": status, "name": name, "page": int(page_text)}
+
+
+def _query_string(query: dict[str, Any]) -> str:
+    return urlencode({key: value for key, value in query.items() if value})
+
+
+def _time(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _job_json(record: JobRecord) -> dict[str, Any]:
+    """A job as the pages and the API show it: params with their secrets masked."""
+    return {
+        "id": record.id,
+        "name": record.name,
+        "method": record.method,
+        "params": mask_secrets(record.params),
+        "status": record.status.value,
+        "priority": record.priority,
+        "attempts": record.attempts,
+        "max_attempts": record.max_attempts,
+        "result": record.result,
+        "error": record.error,
+        "created_at": _time(record.created_at),
+        "available_at": _time(record.available_at),
+        "started_at": _time(record.started_at),
+        "finished_at": _time(record.finished_at),
+        "worker_id": record.worker_id,
+        "progress": record.progress,
+        "progress_message": record.progress_message,
+        "crashes": record.crashes,
+    }
+
+
+def _attempt_json(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "attempt": attempt.attempt,
+        "worker_id": attempt.worker_id,
+        "started_at": _time(attempt.started_at),
+        "finished_at": _time(attempt.finished_at),
+        "outcome": attempt.outcome.value if attempt.outcome else None,
+        "error": attempt.error,
+        "traceback": attempt.traceback,
+    }
+
+
+def create_app(app: JobKit, *, access: Access | None = None) -> Starlette:
+    """The dashboard for ``app``; ``access`` defaults to what ``dashboard:`` in its config
+    says (``ConfigError`` when sign-in is required and no password is set)."""
+    settings = app.config.dashboard
+    access = access or Access.from_settings(settings)
+    board = Dashboard(app, access)
+    board.session_seconds = settings.session_seconds
+    page, api = board.page, board.api
+    routes = [
+        Route("/login", board.login_page, methods=["GET"]),
+        Route("/login", board.login, methods=["POST"]),
+        Route("/logout", board.action(board.logout, form=True, admin=False), methods=["POST"]),
+        Route("/", page(board.overview), methods=["GET"]),
+        Route("/jobs", page(board.jobs), methods=["GET"]),
+        Route("/jobs/{job_id}", page(board.job), methods=["GET"]),
+        Route("/jobs/{job_id}/cancel", board.action(board.cancel, form=True), methods=["POST"]),
+        Route("/jobs/{job_id}/retry", board.action(board.retry, form=True), methods=["POST"]),
+        Route("/registry", page(board.registry), methods=["GET"]),
+        Route("/api/overview", api(board.api_overview), methods=["GET"]),
+        Route("/api/jobs", api(board.api_jobs), methods=["GET"]),
+        Route("/api/jobs/{job_id}", api(board.api_job), methods=["GET"]),
+        Route("/api/jobs/{job_id}/cancel", board.action(board.cancel, form=False),
+              methods=["POST"]),
+        Route("/api/jobs/{job_id}/retry", board.action(board.retry, form=False),
+              methods=["POST"]),
+        Route("/api/registry", api(board.api_registry), methods=["GET"]),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    middleware = [
+        Middleware(SecurityHeaders),
+        Middleware(
+            SessionMiddleware,
+            secret_key=settings.secret_key or secrets.token_urlsafe(32),
+            session_cookie="jobkit_session",
+            max_age=max(1, int(settings.session_seconds)),
+            same_site="strict",
+        ),
+    ]
+    return Starlette(routes=routes, middleware=middleware,
+                     exception_handlers={HTTPException: _http_error})
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """A refused request: JSON under ``/api``, a line of text elsewhere."""
+    assert isinstance(exc, HTTPException)
+    if request.url.path.startswith("/api/"):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+    return Response(exc.detail, status_code=exc.status_code, media_type="text/plain")

@@ -1,0 +1,365 @@
+"""The dashboard through Starlette's ASGI test client: sign-in, roles, CSRF, escaping, filters,
+headers, the JSON API; and `jobkit dashboard` as a real uvicorn server."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import config_data
+from workers import subprocess_env
+
+pytest.importorskip("starlette")
+pytest.importorskip("httpx2")
+
+from starlette.testclient import TestClient
+
+from jobkit import JobKit, JobStatus
+from jobkit.config import Config, DashboardSettings
+from jobkit.dashboard.passwords import hash_password, verify_password
+from jobkit.dashboard.security import Access, check_listen, is_loopback
+from jobkit.dashboard.web import create_app
+from jobkit.exceptions import ConfigError
+
+ADMIN, VIEWER = "admin-password-1", "viewer-password-2"
+#: Made once: scrypt takes ~50 ms by design.
+HASHES = {ADMIN: hash_password(ADMIN), VIEWER: hash_password(VIEWER)}
+#: Every page, and every API route, an anonymous caller must not see.
+PAGES = ["/", "/jobs", "/jobs/1", "/registry", "/jobs?status=failed"]
+API = ["/api/overview", "/api/jobs", "/api/jobs/1", "/api/registry"]
+POSTS = ["/jobs/1/cancel", "/jobs/1/retry", "/api/jobs/1/cancel", "/api/jobs/1/retry"]
+
+
+def dashboard_config(tmp_path: Path, **dashboard: Any) -> Config:
+    settings = {"password_hash": HASHES[ADMIN], "readonly_password_hash": HASHES[VIEWER],
+                **dashboard}
+    return Config.from_dict(config_data(tmp_path, dashboard=settings))
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[JobKit]:
+    with JobKit(dashboard_config(tmp_path), load_entrypoints=False) as built:
+        yield built
+
+
+@pytest.fixture
+def client(app: JobKit) -> Iterator[TestClient]:
+    with TestClient(create_app(app), base_url="http://127.0.0.1") as test_client:
+        yield test_client
+
+
+def csrf_of(client: TestClient, path: str = "/login") -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', client.get(path).text)
+    assert found, "no CSRF token in the form"
+    return found.group(1)
+
+
+def sign_in(client: TestClient, password: str = ADMIN) -> str:
+    """Sign in; the session's CSRF token."""
+    response = client.post("/login", data={"csrf": csrf_of(client), "password": password},
+                           follow_redirects=False)
+    assert response.status_code == 303, response.text
+    return csrf_of(client, "/")
+
+
+class TestPasswords:
+    def test_a_hash_verifies_its_password_only(self) -> None:
+        stored = HASHES[ADMIN]
+        assert stored.startswith("scrypt$16384$8$1$")
+        assert verify_password(ADMIN, stored)
+        assert not verify_password(ADMIN + "x", stored)
+        assert hash_password(ADMIN) != stored  # salted
+
+    @pytest.mark.parametrize("stored", ["", "plain", "scrypt$3$8$1$AAAA$AAAA",
+                                        "scrypt$16384$8$1$!!$AAAA", "md5$x"])
+    def test_a_malformed_hash_never_verifies(self, stored: str) -> None:
+        assert not verify_password("anything", stored)
+
+    def test_jobs_yaml_refuses_a_plain_password(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError, match=r"dashboard\.password_hash: expected a hash made by"):
+            Config.from_dict(config_data(tmp_path, dashboard={"password_hash": "hunter2"}))
+
+
+class TestAccess:
+    def test_sign_in_required_without_a_password_is_refused(self) -> None:
+        with pytest.raises(ConfigError, match="jobkit dashboard hash-password"):
+            Access.from_settings(DashboardSettings())
+
+    def test_no_sign_in_only_on_the_loopback(self) -> None:
+        open_access = Access.from_settings(DashboardSettings(auth=False))
+        check_listen("127.0.0.1", open_access)
+        check_listen("::1", open_access)
+        check_listen("localhost", open_access)
+        for host in ("0.0.0.0", "192.168.1.10", "::"):
+            with pytest.raises(ConfigError, match=f"refusing to listen on {re.escape(host)}"):
+                check_listen(host, open_access)
+        locked = Access.from_settings(DashboardSettings(password_hash=HASHES[ADMIN]))
+        check_listen("0.0.0.0", locked)
+        assert not is_loopback("no-such-host.invalid")
+
+
+class TestAnonymous:
+    @pytest.mark.parametrize("path", PAGES)
+    def test_pages_send_to_sign_in(self, client: TestClient, path: str) -> None:
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303
+        assert response.headers["location"].startswith("/login?next=")
+
+    @pytest.mark.parametrize("path", API)
+    def test_the_api_answers_401(self, client: TestClient, path: str) -> None:
+        response = client.get(path)
+        assert response.status_code == 401
+        assert response.json() == {"error": "sign-in required"}
+
+    @pytest.mark.parametrize("path", POSTS)
+    def test_actions_are_refused(self, client: TestClient, app: JobKit, path: str) -> None:
+        job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"})
+        response = client.post(path.replace("/1/", f"/{job_id}/"), follow_redirects=False)
+        assert response.status_code in (303, 401)
+        assert app.get_job(job_id).status is JobStatus.PENDING
+
+    def test_a_wrong_bearer_token_is_refused(self, client: TestClient) -> None:
+        response = client.get("/api/jobs", headers={"Authorization": "Bearer nope"})
+        assert response.status_code == 401
+
+
+class TestSignIn:
+    def test_sign_in_needs_the_forms_csrf_token(self, client: TestClient) -> None:
+        client.get("/login")
+        response = client.post("/login", data={"password": ADMIN}, follow_redirects=False)
+        assert response.status_code == 403
+
+    def test_a_wrong_password_is_refused(self, client: TestClient) -> None:
+        response = client.post("/login", data={"csrf": csrf_of(client), "password": "wrong"})
+        assert response.status_code == 401
+        assert "wrong password" in response.text
+
+    def test_sign_in_goes_back_to_the_page_asked_for_on_this_site_only(
+        self, client: TestClient
+    ) -> None:
+        for given, expected in [("/jobs?status=failed", "/jobs?status=failed"),
+                                ("//evil.example/", "/"), ("https://evil.example/", "/"),
+                                ("/\\evil.example", "/")]:
+            client.cookies.clear()
+            response = client.post(
+                "/login", data={"csrf": csrf_of(client), "password": ADMIN, "next": given},
+                follow_redirects=False,
+            )
+            assert response.headers["location"] == expected
+
+    def test_the_session_cookie_is_httponly_and_samesite(self, client: TestClient) -> None:
+        response = client.post("/login", data={"csrf": csrf_of(client), "password": ADMIN},
+                               follow_redirects=False)
+        cookie = response.headers["set-cookie"].lower()
+        assert "jobkit_session=" in cookie and "httponly" in cookie
+        assert "samesite=strict" in cookie
+
+    def test_a_session_ends_after_session_seconds(self, tmp_path: Path) -> None:
+        config = dashboard_config(tmp_path, session_seconds=1)
+        with (
+            JobKit(config, load_entrypoints=False) as app,
+            TestClient(create_app(app), base_url="http://127.0.0.1") as client,
+        ):
+            sign_in(client)
+            assert client.get("/", follow_redirects=False).status_code == 200
+            time.sleep(2.1)
+            assert client.get("/", follow_redirects=False).status_code == 303
+
+    def test_sign_out_ends_the_session(self, client: TestClient) -> None:
+        csrf = sign_in(client)
+        response = client.post("/logout", data={"csrf": csrf}, follow_redirects=False)
+        assert response.status_code == 303
+        assert client.get("/", follow_redirects=False).status_code == 303
+
+
+class TestPages:
+    def test_every_page_answers_with_security_headers(
+        self, client: TestClient, app: JobKit
+    ) -> None:
+        job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"})
+        sign_in(client)
+        for path in ["/", "/jobs", f"/jobs/{job_id}", "/registry", "/login"]:
+            response = client.get(path)
+            assert response.status_code == 200, path
+            csp = response.headers["content-security-policy"]
+            assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+            assert "unsafe-inline" not in csp
+            assert response.headers["x-frame-options"] == "DENY"
+            assert response.headers["x-content-type-options"] == "nosniff"
+        assert "<script>" not in client.get("/").text.replace(
+            '<script src="/static/dashboard.js" defer></script>', "")
+
+    def test_script_in_params_and_errors_is_shown_escaped(
+        self, client: TestClient, app: JobKit
+    ) -> None:
+        evil = "<script>alert(1)</script>"
+        job_id = app.run_background_job("Recorder", "record", {"ledger": evil, "tag": evil})
+        sign_in(client)
+        for path in [f"/jobs/{job_id}", "/jobs"]:
+            text = client.get(path).text
+            assert evil not in text, path
+            assert "\\u003cscript\\u003e" in text or "&lt;script&gt;" in text
+
+    @pytest.mark.parametrize(
+        "query",
+        ["status=bogus", "page=0", "page=-1", "page=x", "sort=id", "name=" + "n" * 201,
+         "status=pending&order=desc"],
+    )
+    def test_filters_outside_the_allow_list_are_400(self, client: TestClient, query: str) -> None:
+        sign_in(client)
+        assert client.get(f"/jobs?{query}").status_code == 400
+        response = client.get(f"/api/jobs?{query}")
+        assert response.status_code == 400 and "error" in response.json()
+
+    def test_the_list_filters_and_pages(self, client: TestClient, app: JobKit) -> None:
+        ids = app.enqueue_many("Recorder", "record",
+                               [{"ledger": "x", "tag": str(n)} for n in range(60)])
+        app.cancel_job(ids[0])
+        sign_in(client)
+        first = client.get("/api/jobs?status=pending").json()
+        assert first["total"] == 59 and first["pages"] == 2 and len(first["jobs"]) == 50
+        assert first["jobs"][0]["id"] == ids[-1]  # newest first
+        second = client.get("/api/jobs?status=pending&page=2").json()
+        assert len(second["jobs"]) == 9
+        cancelled = client.get("/api/jobs?status=cancelled").json()
+        assert [job["id"] for job in cancelled["jobs"]] == [ids[0]]
+        assert client.get("/api/jobs/999999").status_code == 404
+
+    def test_secrets_in_params_are_masked(self, client: TestClient, tmp_path: Path) -> None:
+        sign_in(client)
+        job = client.get("/api/registry").json()["jobs"]
+        assert {entry["name"] for entry in job} >= {"Recorder", "Slow"}
+        recorder = next(entry for entry in job if entry["name"] == "Recorder")
+        assert any(m.startswith("record(ledger: str, tag: str)") for m in recorder["methods"])
+        sources = {s["key"]: s["source"] for s in recorder["settings"]}
+        assert "defaults" in sources["retry_attempts"]
+
+
+class TestActions:
+    def test_cancel_needs_the_csrf_token(self, client: TestClient, app: JobKit) -> None:
+        job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"})
+        csrf = sign_in(client)
+        refused = client.post(f"/jobs/{job_id}/cancel", follow_redirects=False)
+        assert refused.status_code == 403
+        wrong = client.post(f"/jobs/{job_id}/cancel", data={"csrf": "forged"},
+                            follow_redirects=False)
+        assert wrong.status_code == 403
+        assert app.get_job(job_id).status is JobStatus.PENDING
+        done = client.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf}, follow_redirects=False)
+        assert done.status_code == 303 and done.headers["location"] == f"/jobs/{job_id}"
+        assert app.get_job(job_id).status is JobStatus.CANCELLED
+
+    def test_retry_through_the_api_with_the_header(self, client: TestClient, app: JobKit) -> None:
+        job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"})
+        app.cancel_job(job_id)
+        csrf = sign_in(client)
+        assert client.post(f"/api/jobs/{job_id}/retry").status_code == 403
+        response = client.post(f"/api/jobs/{job_id}/retry", headers={"X-CSRF-Token": csrf})
+        assert response.status_code == 200 and response.json()["changed"] is True
+        assert app.get_job(job_id).status is JobStatus.PENDING
+        again = client.post(f"/api/jobs/{job_id}/retry", headers={"X-CSRF-Token": csrf})
+        assert again.status_code == 409
+        assert again.json()["message"] == "only failed or cancelled jobs can be retried"
+
+    def test_a_viewer_sees_but_cannot_act(self, client: TestClient, app: JobKit) -> None:
+        job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"})
+        csrf = sign_in(client, VIEWER)
+        page = client.get(f"/jobs/{job_id}")
+        assert page.status_code == 200 and "Cancel</button>" not in page.text
+        response = client.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf})
+        assert response.status_code == 403
+        assert app.get_job(job_id).status is JobStatus.PENDING
+
+    def test_a_bearer_token_acts_without_a_session(self, client: TestClient, app: JobKit) -> None:
+        job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"})
+        viewer = {"Authorization": f"Bearer {VIEWER}"}
+        assert client.get(f"/api/jobs/{job_id}", headers=viewer).status_code == 200
+        assert client.post(f"/api/jobs/{job_id}/cancel", headers=viewer).status_code == 403
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        assert client.post(f"/api/jobs/{job_id}/cancel", headers=admin).status_code == 200
+        assert app.get_job(job_id).status is JobStatus.CANCELLED
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_cli(tmp_path: Path, *args: str, dashboard: dict[str, Any] | None = None,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    config = tmp_path / "jobs.yaml"
+    config.write_text(yaml.safe_dump(config_data(tmp_path, dashboard=dashboard or {})))
+    return subprocess.run(
+        [sys.executable, "-m", "jobkit", "--config", str(config), *args],
+        env=subprocess_env(), capture_output=True, text=True, timeout=60, input=stdin,
+        check=False, cwd=tmp_path,
+    )
+
+
+class TestCommand:
+    def test_without_a_password_it_says_how_to_make_one(self, tmp_path: Path) -> None:
+        done = run_cli(tmp_path, "dashboard", "--port", str(free_port()))
+        assert done.returncode == 2
+        assert done.stderr.startswith("jobkit: error: dashboard: sign-in is required")
+        assert "Traceback" not in done.stderr
+
+    def test_no_sign_in_beyond_the_loopback_is_refused(self, tmp_path: Path) -> None:
+        done = run_cli(tmp_path, "dashboard", "--host", "0.0.0.0", "--port", str(free_port()),
+                       dashboard={"auth": False})
+        assert done.returncode == 2
+        assert "refusing to listen on 0.0.0.0" in done.stderr
+
+    def test_hash_password_prints_a_hash_for_jobs_yaml(self, tmp_path: Path) -> None:
+        done = run_cli(tmp_path, "dashboard", "hash-password", stdin="s3cret-pass\ns3cret-pass\n")
+        assert done.returncode == 0, done.stderr
+        stored = done.stdout.strip().splitlines()[-1]
+        assert verify_password("s3cret-pass", stored)
+
+    def test_it_serves_the_dashboard(self, tmp_path: Path) -> None:
+        """A real uvicorn server: the sign-in page, the API refusing an anonymous caller and
+        answering a bearer token; it stops on SIGTERM."""
+        port = free_port()
+        config = tmp_path / "jobs.yaml"
+        config.write_text(yaml.safe_dump(config_data(
+            tmp_path, dashboard={"password_hash": HASHES[ADMIN]})))
+        server = subprocess.Popen(
+            [sys.executable, "-m", "jobkit", "--config", str(config), "dashboard", "--port",
+             str(port)],
+            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            cwd=tmp_path,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{base}/login", timeout=2) as response:
+                        assert response.status == 200
+                        assert "Sign in" in response.read().decode()
+                    break
+                except (urllib.error.URLError, ConnectionError):
+                    assert server.poll() is None, server.communicate()
+                    assert time.monotonic() < deadline, "the dashboard did not start"
+                    time.sleep(0.1)
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(f"{base}/api/jobs", timeout=5)
+            assert refused.value.code == 401
+            request = urllib.request.Request(f"{base}/api/overview",
+                                             headers={"Authorization": f"Bearer {ADMIN}"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                assert response.status == 200
+        finally:
+            server.terminate()
+            _, err = server.communicate(timeout=15)
+        assert "dashboard on http://127.0.0.1:" in err
