@@ -11,6 +11,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -212,8 +213,9 @@ class TestPages:
 
     @pytest.mark.parametrize(
         "query",
-        ["status=bogus", "page=0", "page=-1", "page=x", "sort=id", "name=" + "n" * 201,
-         "status=pending&order=desc"],
+        ["status=bogus", "page=2", "sort=id", "sort=name", "name=" + "n" * 201,
+         "status=pending&order=desc", "priority=high", "priority=99999999999",
+         "since=yesterday", "after=1;drop", "sort=finished&after=5", "text=" + "t" * 201],
     )
     def test_filters_outside_the_allow_list_are_400(self, client: TestClient, query: str) -> None:
         sign_in(client)
@@ -227,13 +229,29 @@ class TestPages:
         app.cancel_job(ids[0])
         sign_in(client)
         first = client.get("/api/jobs?status=pending").json()
-        assert first["total"] == 59 and first["pages"] == 2 and len(first["jobs"]) == 50
-        assert first["jobs"][0]["id"] == ids[-1]  # newest first
-        second = client.get("/api/jobs?status=pending&page=2").json()
-        assert len(second["jobs"]) == 9
-        cancelled = client.get("/api/jobs?status=cancelled").json()
-        assert [job["id"] for job in cancelled["jobs"]] == [ids[0]]
+        assert first["total"] == 59 and first["total_text"] == "59"
+        assert len(first["jobs"]) == 50 and first["jobs"][0]["id"] == ids[-1]  # newest first
+        second = client.get(f"/api/jobs?{first['next']}").json()
+        assert [job["id"] for job in second["jobs"]] == ids[1:10][::-1]
+        assert second["next"] is None
+        both = client.get("/api/jobs?status=pending&status=cancelled&sort=oldest").json()
+        assert both["jobs"][0]["id"] == ids[0] and both["total"] == 60
+        found = client.get("/api/jobs", params={"text": '"tag": "42"'}).json()
+        assert [job["id"] for job in found["jobs"]] == [ids[42]]
+        assert client.get("/api/jobs?method=nope").json()["total"] == 0
+        page = client.get("/jobs?status=pending")
+        assert 'rel="next"' in page.text and "59</span> job(s)" in page.text
         assert client.get("/api/jobs/999999").status_code == 404
+
+    def test_a_time_range_in_utc(self, client: TestClient, app: JobKit) -> None:
+        job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"})
+        created = app.get_job(job_id).created_at
+        sign_in(client)
+        before = (created.replace(tzinfo=None) - timedelta(minutes=1)).isoformat(timespec="minutes")
+        after = (created.replace(tzinfo=None) + timedelta(minutes=1)).isoformat(timespec="minutes")
+        inside = client.get("/api/jobs", params={"since": before, "until": after}).json()
+        assert [job["id"] for job in inside["jobs"]] == [job_id]
+        assert client.get("/api/jobs", params={"since": after}).json()["total"] == 0
 
     def test_secrets_in_params_are_masked(self, client: TestClient, tmp_path: Path) -> None:
         sign_in(client)

@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from jobkit.app import JobKit
+from jobkit.dashboard import filters
 from jobkit.dashboard.security import (
     Access,
     Role,
@@ -38,12 +39,9 @@ from jobkit.exceptions import JobNotFoundInStorage
 from jobkit.factory import describe
 from jobkit.masking import mask_secrets
 from jobkit.records import Attempt, JobRecord, JobStatus
+from jobkit.storage.search import SORTS, cursor_of
 
 HERE = Path(__file__).parent
-#: Jobs on one page of the list.
-PAGE_SIZE = 50
-#: The query parameters the jobs list takes; any other is refused (400).
-LIST_PARAMS = frozenset({"status", "name", "page"})
 
 Handler = Callable[[Request], Response]
 AsyncHandler = Callable[[Request], Awaitable[Response]]
@@ -207,23 +205,30 @@ class Dashboard:
         return self.render(request, "jobs.html", **self._jobs(request))
 
     def _jobs(self, request: Request) -> dict[str, Any]:
-        query = _list_query(request, self.app)
+        try:
+            query, shown = filters.parse(
+                request.query_params,
+                {key: request.query_params.getlist(key) for key in request.query_params},
+            )
+        except filters.BadFilter as exc:
+            raise HTTPException(400, str(exc)) from None
         storage = self.app.storage
-        status = JobStatus(query["status"]) if query["status"] else None
-        name = query["name"] or None
-        total = storage.count(status=status, name=name)
-        records = storage.list(status=status, name=name, limit=PAGE_SIZE,
-                               offset=(query["page"] - 1) * PAGE_SIZE)
-        pages = max(1, -(-total // PAGE_SIZE))
+        found = storage.search(query)
+        page = found[: filters.PAGE_SIZE]
+        more = len(found) > filters.PAGE_SIZE
+        total = storage.count_matching(query, cap=filters.COUNT_CAP)
         return {
-            "query": query,
-            "jobs": [_job_json(record) for record in records],
+            "query": shown,
+            "jobs": [_job_json(record) for record in page],
             "total": total,
-            "pages": pages,
+            "total_text": f"{filters.COUNT_CAP:,}+" if total > filters.COUNT_CAP else f"{total:,}",
+            "next": _query_string({**shown, "after": cursor_of(page[-1], query.sort)})
+            if more else None,
+            "first": _query_string({**shown, "after": ""}) if query.after else None,
+            "query_string": _query_string(shown),
             "statuses": [status.value for status in JobStatus],
             "names": sorted(spec.name for spec in self.app.registry),
-            "link": lambda **changes: "/jobs?" + _query_string({**query, **changes}),
-            "query_string": _query_string(query),
+            "sorts": SORTS,
         }
 
     def job(self, request: Request) -> Response:
@@ -292,7 +297,9 @@ class Dashboard:
     def api_jobs(self, request: Request) -> Response:
         """``GET /api/jobs``."""
         found = self._jobs(request)
-        return JSONResponse({key: found[key] for key in ("query", "jobs", "total", "pages")})
+        return JSONResponse(
+            {key: found[key] for key in ("query", "jobs", "total", "total_text", "next")}
+        )
 
     def api_job(self, request: Request) -> Response:
         """``GET /api/jobs/{id}``."""
@@ -311,27 +318,10 @@ def _safe_next(request: Request, given: Any = None) -> str:
     return target
 
 
-def _list_query(request: Request, app: JobKit) -> dict[str, Any]:
-    """The jobs list's filters, checked against their allow-lists (400 otherwise)."""
-    params = request.query_params
-    unknown = sorted(set(params) - LIST_PARAMS)
-    if unknown:
-        raise HTTPException(400, f"unknown query parameter {unknown[0]!r} "
-                                 f"(known: {', '.join(sorted(LIST_PARAMS))})")
-    status = params.get("status", "")
-    if status and status not in {s.value for s in JobStatus}:
-        raise HTTPException(400, f"unknown status {status!r}")
-    name = params.get("name", "")
-    if len(name) > 200:
-        raise HTTPException(400, "name is longer than 200 characters")
-    page_text = params.get("page", "1")
-    if not page_text.isdigit() or not 1 <= int(page_text) <= 1_000_000:
-        raise HTTPException(400, f"page must be a whole number from 1, got {page_text!r}")
-    return {"status": status, "name": name, "page": int(page_text)}
-
-
 def _query_string(query: dict[str, Any]) -> str:
-    return urlencode({key: value for key, value in query.items() if value})
+    """The list's query string for these values (empty ones left out, statuses repeated)."""
+    return urlencode([(key, item) for key, value in query.items() if value
+                      for item in (value if isinstance(value, list) else [value])])
 
 
 def _time(value: Any) -> str | None:

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
+import attrs
+
 from jobkit.records import (
     Attempt,
     AttemptOutcome,
@@ -26,6 +28,7 @@ from jobkit.records import (
     NewJob,
     utcnow,
 )
+from jobkit.storage.search import JobQuery, matches, search_in
 
 Clock = Callable[[], datetime]
 S = TypeVar("S", bound="Storage")
@@ -181,6 +184,24 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def count(self, *, status: JobStatus | None = None, name: str | None = None) -> int:
         """How many jobs match the filter."""
+
+    def search(self, query: JobQuery) -> builtins.list[JobRecord]:
+        """The jobs ``query`` finds, in its order, at most ``query.limit`` of them, after its
+        cursor (see :mod:`jobkit.storage.search`). This default reads every job and filters
+        them in Python; a backend with an index should override it."""
+        return search_in(query, self._every_job())
+
+    def count_matching(self, query: JobQuery, cap: int = 10_000) -> int:
+        """How many jobs ``query`` finds (its cursor and limit aside), counting no further than
+        ``cap + 1``: a count above ``cap`` means "more than ``cap``"."""
+        unbounded = attrs.evolve(query, after=None, limit=1)
+        return min(cap + 1, sum(1 for record in self._every_job() if matches(unbounded, record)))
+
+    def _every_job(self) -> builtins.list[JobRecord]:
+        found: builtins.list[JobRecord] = []
+        while page := self.list(limit=1000, offset=len(found)):
+            found.extend(page)
+        return found
 
     @abc.abstractmethod
     def attempts(self, job_id: str) -> builtins.list[Attempt]:

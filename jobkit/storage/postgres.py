@@ -417,6 +417,22 @@ class PostgresStorage(SQLStorage):
     def _time(self, value: datetime) -> datetime:
         return value
 
+    def _bind(self, name: str) -> str:
+        return f"%({name})s"
+
+    def _contains(self, placeholder: str) -> str:
+        return f"strpos(params::text, {placeholder}) > 0"
+
+    def _select(self, operation: str, sql: str, params: Mapping[str, Any]) -> builtins.list[Any]:
+        def work(cur: psycopg.Cursor[Any]) -> builtins.list[Any]:
+            cur.execute(sql.encode(), params)  # built from search.py's fixed pieces only
+            return cur.fetchall()
+
+        return self._transaction(operation, work)
+
+    def _record(self, row: Any) -> JobRecord:
+        return _job(row)
+
     def _prune_batch(self, finished_before: Any, batch_size: int) -> int:
         params = {"finished_before": finished_before, "batch_size": batch_size}
 

@@ -29,6 +29,7 @@ from jobkit.records import (
     decode_json,
 )
 from jobkit.storage.base import Storage
+from jobkit.storage.search import MAX_LIMIT, JobQuery, build_sql, cursor_of, matches
 
 T = TypeVar("T")
 
@@ -265,6 +266,58 @@ class SQLStorage(Storage):
             "policy": _policy_json(job.policy),
             "available_at": self._available_at(job),
         }
+
+    @abc.abstractmethod
+    def _bind(self, name: str) -> str:
+        """How the backend binds a named value in SQL (``:name``, ``%(name)s``)."""
+
+    @abc.abstractmethod
+    def _contains(self, placeholder: str) -> str:
+        """The backend's test that the params' JSON text holds the value bound there."""
+
+    @abc.abstractmethod
+    def _select(self, operation: str, sql: str, params: Mapping[str, Any]) -> list[Any]:
+        """The rows of a read-only query, in one transaction."""
+
+    @abc.abstractmethod
+    def _record(self, row: Any) -> JobRecord:
+        """A ``jobkit_jobs`` row as a record."""
+
+    def search(self, query: JobQuery) -> list[JobRecord]:
+        """The jobs ``query`` finds (see :meth:`Storage.search`): one indexed query; with text,
+        candidate rows in batches until ``query.limit`` of them match with secrets masked."""
+        found: list[JobRecord] = []
+        while True:
+            batch = query.limit if not query.text else min(MAX_LIMIT, max(200, 4 * query.limit))
+            clauses = build_sql(attrs.evolve(query, limit=batch), self._bind, self._time,
+                                self._contains)
+            sql = (f"SELECT * FROM jobkit_jobs WHERE {clauses.where} ORDER BY {clauses.order} "
+                   f"LIMIT {self._bind('limit')}")
+            rows = [self._record(row) for row in
+                    self._select("search jobs", sql, {**clauses.params, "limit": batch})]
+            found.extend(record for record in rows if matches(query, record))
+            if not query.text or len(found) >= query.limit or len(rows) < batch:
+                return found[: query.limit]
+            query = attrs.evolve(query, after=cursor_of(rows[-1], query.sort))
+
+    def count_matching(self, query: JobQuery, cap: int = 10_000) -> int:
+        """How many jobs ``query`` finds, no further than ``cap + 1`` (see
+        :meth:`Storage.count_matching`)."""
+        query = attrs.evolve(query, after=None, limit=1)
+        if query.text:  # candidates are checked one by one: count what search would return
+            counted, after = 0, None
+            while counted <= cap:
+                page = self.search(attrs.evolve(query, limit=MAX_LIMIT, after=after))
+                counted += len(page)
+                if len(page) < MAX_LIMIT:
+                    break
+                after = cursor_of(page[-1], query.sort)
+            return min(counted, cap + 1)
+        clauses = build_sql(query, self._bind, self._time, self._contains)
+        sql = (f"SELECT count(*) AS n FROM (SELECT 1 FROM jobkit_jobs WHERE {clauses.where} "
+               f"LIMIT {self._bind('cap')}) AS matching")
+        rows = self._select("count jobs", sql, {**clauses.params, "cap": cap + 1})
+        return int(rows[0]["n"])
 
     @abc.abstractmethod
     def _prune_batch(self, finished_before: Any, batch_size: int) -> int:

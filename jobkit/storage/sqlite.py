@@ -698,6 +698,20 @@ class SQLiteStorage(SQLStorage):
 
         return self._transaction("count jobs", work, write=False)
 
+    def _bind(self, name: str) -> str:
+        return f":{name}"
+
+    def _contains(self, placeholder: str) -> str:
+        return f"instr(params, {placeholder}) > 0"
+
+    def _select(self, operation: str, sql: str, params: Mapping[str, Any]) -> builtins.list[Any]:
+        return self._transaction(
+            operation, lambda conn: conn.execute(sql, params).fetchall(), write=False
+        )
+
+    def _record(self, row: Any) -> JobRecord:
+        return _job(row)
+
     def close(self) -> None:
         """Close every thread's connection; the store must not be used afterwards."""
         with self._connections_lock:

@@ -31,6 +31,7 @@ import pytest
 from jobkit.exceptions import JobNotFoundInStorage, StorageError
 from jobkit.records import AttemptOutcome, JobRecord, JobStatus, Lease, NewJob, RetryPolicy
 from jobkit.storage.base import Storage
+from jobkit.storage.search import MAX_LIMIT, JobQuery, cursor_of, search_in
 
 #: Not a round number, so a backend that drops microseconds or the offset fails loudly.
 EPOCH = datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
@@ -969,6 +970,84 @@ def _child(
         results.put((None, f"{worker_id}:\n{traceback.format_exc()}"))
 
 
+class SearchTests(StorageFixtures):
+    """``search`` and ``count_matching`` find what :func:`jobkit.storage.search.matches` says,
+    in order, page after page."""
+
+    @pytest.fixture
+    def mixed(self, storage: Storage, clock: FakeClock) -> list[JobRecord]:
+        """30 jobs: three names, two methods, priorities 0-2, created a second apart; some
+        completed, failed or cancelled; one with a secret."""
+        made = []
+        for n in range(30):
+            params: dict[str, Any] = {"n": n, "tag": f"t{n % 4}"}
+            if n == 7:
+                params["password"] = "hunter2-t3"
+            made.append(storage.enqueue(new_job(
+                clock(), name=("Email", "Invoice", "Report")[n % 3],
+                method=("send", "make")[n % 2], priority=n % 3, params=params,
+            )))
+            clock.advance(1)
+        for _ in range(8):  # the 8 due first: priority 2 then 1...
+            record = claim(storage)
+            clock.advance(1)
+            if int(record.id) % 2:
+                storage.complete(lease_of(record), "ok")
+            else:
+                storage.fail(lease_of(record), error="boom", traceback=None)
+            clock.advance(1)
+        storage.cancel(made[-1].id)
+        return [storage.get(record.id) for record in made]
+
+    QUERIES: tuple[dict[str, Any], ...] = (
+        {},
+        {"statuses": (JobStatus.PENDING,)},
+        {"statuses": (JobStatus.FAILED, JobStatus.CANCELLED)},
+        {"name": "Invoice"},
+        {"name": "Invoice", "method": "make"},
+        {"priority": 2},
+        {"text": '"tag": "t3"'},
+        {"text": "hunter2"},  # only in a secret: never found
+        {"sort": "oldest", "name": "Email"},
+        {"sort": "finished"},
+        {"sort": "finished", "statuses": (JobStatus.COMPLETED,)},
+    )
+
+    @pytest.mark.parametrize("given", QUERIES)
+    def test_search_finds_what_matches_says_page_by_page(
+        self, storage: Storage, mixed: list[JobRecord], given: dict[str, Any]
+    ) -> None:
+        """Every filter and sort, pages of 4 joined: the reference answer, in order."""
+        expected = search_in(JobQuery(**given, limit=MAX_LIMIT), mixed)
+        pages: list[JobRecord] = []
+        after = None
+        while True:
+            page = storage.search(JobQuery(**given, limit=4, after=after))
+            pages.extend(page)
+            if len(page) < 4:
+                break
+            after = cursor_of(page[-1], JobQuery(**given).sort)
+        assert [r.id for r in pages] == [r.id for r in expected]
+        assert storage.count_matching(JobQuery(**given)) == len(expected)
+        assert storage.count_matching(JobQuery(**given), cap=2) == min(3, len(expected))
+
+    def test_time_range_and_the_secret_stay_masked(
+        self, storage: Storage, mixed: list[JobRecord]
+    ) -> None:
+        """since/until bound the creation time; a job found shows its params as stored."""
+        since, until = mixed[5].created_at, mixed[9].created_at
+        found = storage.search(JobQuery(since=since, until=until, sort="oldest"))
+        assert [r.id for r in found] == [r.id for r in mixed[5:9]]
+        assert storage.search(JobQuery(text="hunter2")) == []
+        assert storage.search(JobQuery(text='"password": "***"')) == [mixed[7]]
+
+    def test_a_foreign_cursor_is_refused(self, storage: Storage) -> None:
+        with pytest.raises(ValueError, match="not a cursor"):
+            storage.search(JobQuery(after="12; DROP TABLE jobkit_jobs"))
+        with pytest.raises(ValueError, match="not a cursor"):
+            storage.search(JobQuery(sort="finished", after="yesterday|3"))
+
+
 class InProcessStorageConformance(
     RoundTripTests,
     ClaimTests,
@@ -977,6 +1056,7 @@ class InProcessStorageConformance(
     CancelTests,
     ManualRetryTests,
     ReadTests,
+    SearchTests,
     PruneTests,
     ClosedStoreTests,
 ):

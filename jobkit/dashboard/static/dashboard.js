@@ -69,7 +69,7 @@ const render = {
   },
   jobs(element, data) {
     const total = document.querySelector("[data-total]");
-    if (total) total.textContent = String(data.total);
+    if (total) total.textContent = data.total_text;
     const rows = data.jobs.map((job) => {
       const tr = document.createElement("tr");
       tr.dataset.job = job.id;
