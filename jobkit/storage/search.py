@@ -3,9 +3,10 @@ SQL the SQL backends build from it.
 
 A :class:`JobQuery` filters by status, job name, method, priority, creation time and text in
 the params, sorts by one of :data:`SORTS`, and pages with a *cursor* (the last row's sort key)
-rather than an offset, so the 1,000th page costs what the first does. Text matches the params'
-JSON **with secrets masked**: a search can never be used to guess a secret value one character
-at a time (the SQL only narrows the candidates; :func:`matches` decides).
+rather than an offset, so the 1,000th page costs what the first does. Text must be in the
+params' JSON both as stored and **with secrets masked**: a search can never be used to guess a
+secret value one character at a time (the SQL only narrows the candidates; :func:`matches`
+decides).
 
 Every column name in the SQL comes from this module, never from the query; values are bound.
 """
@@ -47,7 +48,7 @@ class JobQuery:
     since: datetime | None = attrs.field(default=None, validator=check_aware)
     #: Created before.
     until: datetime | None = attrs.field(default=None, validator=check_aware)
-    #: A piece of the params' JSON text (secrets masked), matched case-sensitively.
+    #: A piece of the params' JSON text, matched case-sensitively; never inside a secret.
     text: str | None = None
     sort: Sort = attrs.field(default="newest", validator=attrs.validators.in_(SORTS))
     limit: int = attrs.field(default=50, validator=_positive_limit)
@@ -76,8 +77,11 @@ def parse_cursor(cursor: str, sort: Sort) -> tuple[datetime | None, int]:
         raise ValueError(f"not a cursor of sort {sort!r}: {cursor!r}")
     if sort != "finished":
         return None, int(key)
-    when = datetime.fromisoformat(stamp)
-    if when.tzinfo is None:
+    try:
+        when = datetime.fromisoformat(stamp)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
         raise ValueError(f"not a cursor of sort {sort!r}: {cursor!r}")
     return when, int(key)
 
@@ -96,8 +100,15 @@ def matches(query: JobQuery, record: JobRecord) -> bool:
         and (query.since is None or record.created_at >= query.since)
         and (query.until is None or record.created_at < query.until)
         and (query.sort != "finished" or record.finished_at is not None)
-        and (not query.text or query.text in masked_text(record))
+        and (not query.text or _has_text(record, query.text))
     )
+
+
+def _has_text(record: JobRecord, text: str) -> bool:
+    """``text`` is in the params' JSON as stored and as shown (secrets masked): a secret's
+    value never matches, nor does the mask itself."""
+    stored = json.dumps(record.params, ensure_ascii=False)
+    return text in stored and text in masked_text(record)
 
 
 def search_in(query: JobQuery, records: Iterable[JobRecord]) -> list[JobRecord]:
