@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: install demo quickstart test lint typecheck docs pytest bench-pickup bench-pickup-postgres clean
+.PHONY: install demo quickstart test lint typecheck docs pytest bench-pickup bench-pickup-postgres bench-dashboard clean
 
 $(STAMP): pyproject.toml $(PLUGIN_PROJECTS)
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,9 @@ bench-pickup: install
 
 bench-pickup-postgres: install
 	$(BIN)/python bench/pickup_postgres.py
+
+bench-dashboard: install
+	$(BIN)/python bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info jobkit-demo site

@@ -215,7 +215,8 @@ class TestPages:
         "query",
         ["status=bogus", "page=2", "sort=id", "sort=name", "name=" + "n" * 201,
          "status=pending&order=desc", "priority=high", "priority=99999999999",
-         "since=yesterday", "after=1;drop", "sort=finished&after=5", "text=" + "t" * 201],
+         "since=yesterday", "after=1;drop", "sort=next&after=5", "sort=finished",
+         "text=" + "t" * 201],
     )
     def test_filters_outside_the_allow_list_are_400(self, client: TestClient, query: str) -> None:
         sign_in(client)
@@ -236,6 +237,10 @@ class TestPages:
         assert second["next"] is None
         both = client.get("/api/jobs?status=pending&status=cancelled&sort=oldest").json()
         assert both["jobs"][0]["id"] == ids[0] and both["total"] == 60
+        queue = client.get("/api/jobs?sort=next").json()  # claim order; one due time for all
+        assert [job["id"] for job in queue["jobs"]] == ids[1:51]
+        rest = client.get(f"/api/jobs?{queue['next']}").json()
+        assert [job["id"] for job in rest["jobs"]] == ids[51:] and rest["next"] is None
         found = client.get("/api/jobs", params={"text": '"tag": "42"'}).json()
         assert [job["id"] for job in found["jobs"]] == [ids[42]]
         assert client.get("/api/jobs?method=nope").json()["total"] == 0

@@ -426,3 +426,42 @@ class TestFileWatch:
     def test_a_missing_file_cannot_be_watched(self, tmp_path: Path) -> None:
         """No file, no watch: the caller polls instead."""
         assert filewatch.watch(tmp_path / "absent") is None
+
+
+class TestWindowedSearch:
+    """A text search that runs out of time answers with what it found and a cursor that goes on
+    from there; following the cursors finds every match, in order, once."""
+
+    def test_pages_resume_where_the_scan_stopped(
+        self, db_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        from jobkit.storage import sql as sql_module
+        from jobkit.storage.search import Count, JobQuery
+
+        monkeypatch.setattr(sql_module, "WINDOW", 7)
+        monkeypatch.setattr(sql_module, "TEXT_BATCH", 3)
+        monkeypatch.setattr(sql_module, "SCAN_BUDGET", 0.0)  # stop after every step
+        clock = FakeClock()
+        with SQLiteStorage(db_path, clock=clock) as store:
+            records = store.enqueue_many(
+                [new_job(clock(), params={"n": n, "hit": n % 3 == 0}) for n in range(40)]
+            )
+            hits = [r.id for r in records if r.params["hit"]]
+            for sort, expected in (("newest", hits[::-1]), ("oldest", hits)):
+                seen: list[str] = []
+                after, partial = None, 0
+                for _ in range(100):
+                    page = store.search(JobQuery(text='"hit": true', sort=sort, limit=4,
+                                                 after=after))
+                    partial += not page.complete
+                    seen.extend(r.id for r in page.jobs)
+                    if page.next is None:
+                        break
+                    after = page.next
+                assert seen == expected, sort
+                assert partial > 0
+            counted = store.count_matching(JobQuery(text='"hit": true'), budget=0.0)
+            assert not counted.exact and counted.n <= len(hits)
+            assert str(counted) == f"at least {counted.n}"
+            assert store.count_matching(JobQuery(text='"hit": true')) == Count(len(hits))
+            assert store.count_matching(JobQuery(name="Email"), budget=0.0).exact is False

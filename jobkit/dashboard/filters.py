@@ -14,6 +14,8 @@ from jobkit.storage.search import SORTS, JobQuery, parse_cursor
 PAGE_SIZE = 50
 #: Counts stop here: "10,000+" is as useful as the exact number and much cheaper on a big store.
 COUNT_CAP = 10_000
+#: Seconds a count may take before the list says "at least" what it counted.
+COUNT_BUDGET = 0.06
 #: The parameters the list takes.
 PARAMS = ("status", "name", "method", "priority", "since", "until", "text", "sort", "after")
 _STATUSES = {status.value: status for status in JobStatus}
@@ -79,7 +81,7 @@ def parse(
         until=_time("until", shown["until"]) if shown["until"] else None,
         text=shown["text"] or None,
         sort=sort,
-        limit=PAGE_SIZE + 1,  # one more than shown: whether a next page exists
+        limit=PAGE_SIZE,
         after=after,
     )
     return query, shown

@@ -39,7 +39,7 @@ from jobkit.exceptions import JobNotFoundInStorage
 from jobkit.factory import describe
 from jobkit.masking import mask_secrets
 from jobkit.records import Attempt, JobRecord, JobStatus
-from jobkit.storage.search import SORTS, cursor_of
+from jobkit.storage.search import SORTS
 
 HERE = Path(__file__).parent
 
@@ -213,17 +213,15 @@ class Dashboard:
         except filters.BadFilter as exc:
             raise HTTPException(400, str(exc)) from None
         storage = self.app.storage
-        found = storage.search(query)
-        page = found[: filters.PAGE_SIZE]
-        more = len(found) > filters.PAGE_SIZE
-        total = storage.count_matching(query, cap=filters.COUNT_CAP)
+        page = storage.search(query)
+        total = storage.count_matching(query, cap=filters.COUNT_CAP, budget=filters.COUNT_BUDGET)
         return {
             "query": shown,
-            "jobs": [_job_json(record) for record in page],
-            "total": total,
-            "total_text": f"{filters.COUNT_CAP:,}+" if total > filters.COUNT_CAP else f"{total:,}",
-            "next": _query_string({**shown, "after": cursor_of(page[-1], query.sort)})
-            if more else None,
+            "jobs": [_job_json(record) for record in page.jobs],
+            "total": total.n,
+            "total_text": str(total),
+            "complete": page.complete,
+            "next": _query_string({**shown, "after": page.next}) if page.next else None,
             "first": _query_string({**shown, "after": ""}) if query.after else None,
             "query_string": _query_string(shown),
             "statuses": [status.value for status in JobStatus],
@@ -298,7 +296,8 @@ class Dashboard:
         """``GET /api/jobs``."""
         found = self._jobs(request)
         return JSONResponse(
-            {key: found[key] for key in ("query", "jobs", "total", "total_text", "next")}
+            {key: found[key] for key in ("query", "jobs", "total", "total_text", "complete",
+                                         "next")}
         )
 
     def api_job(self, request: Request) -> Response:

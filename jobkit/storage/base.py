@@ -28,7 +28,7 @@ from jobkit.records import (
     NewJob,
     utcnow,
 )
-from jobkit.storage.search import JobQuery, matches, search_in
+from jobkit.storage.search import Count, JobQuery, SearchPage, matches, page_of, search_in
 
 Clock = Callable[[], datetime]
 S = TypeVar("S", bound="Storage")
@@ -185,17 +185,21 @@ class Storage(abc.ABC):
     def count(self, *, status: JobStatus | None = None, name: str | None = None) -> int:
         """How many jobs match the filter."""
 
-    def search(self, query: JobQuery) -> builtins.list[JobRecord]:
-        """The jobs ``query`` finds, in its order, at most ``query.limit`` of them, after its
-        cursor (see :mod:`jobkit.storage.search`). This default reads every job and filters
-        them in Python; a backend with an index should override it."""
-        return search_in(query, self._every_job())
+    def search(self, query: JobQuery) -> SearchPage:
+        """The page of jobs ``query`` finds, in its order, after its cursor (see
+        :mod:`jobkit.storage.search`). This default reads every job and filters them in Python;
+        a backend with indexes should override it."""
+        return page_of(query, search_in(attrs.evolve(query, limit=query.limit + 1),
+                                        self._every_job()))
 
-    def count_matching(self, query: JobQuery, cap: int = 10_000) -> int:
+    def count_matching(
+        self, query: JobQuery, cap: int = 10_000, budget: float | None = None
+    ) -> Count:
         """How many jobs ``query`` finds (its cursor and limit aside), counting no further than
-        ``cap + 1``: a count above ``cap`` means "more than ``cap``"."""
+        ``cap``; a backend may stop after ``budget`` seconds and say "at least"."""
         unbounded = attrs.evolve(query, after=None, limit=1)
-        return min(cap + 1, sum(1 for record in self._every_job() if matches(unbounded, record)))
+        n = sum(1 for record in self._every_job() if matches(unbounded, record))
+        return Count(cap, over=True) if n > cap else Count(n)
 
     def _every_job(self) -> builtins.list[JobRecord]:
         found: builtins.list[JobRecord] = []

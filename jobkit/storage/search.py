@@ -21,12 +21,13 @@ from typing import Any, Literal
 import attrs
 
 from jobkit.masking import mask_secrets
-from jobkit.records import JobRecord, JobStatus, check_aware
+from jobkit.records import WAITING_STATUSES, JobRecord, JobStatus, check_aware
 
-Sort = Literal["newest", "oldest", "finished"]
-#: The sorts a search allows: ``newest``/``oldest`` by id (creation order), ``finished`` most
-#: recently finished first (unfinished jobs are left out).
-SORTS: tuple[Sort, ...] = ("newest", "oldest", "finished")
+Sort = Literal["newest", "oldest", "next"]
+#: The sorts a search allows: ``newest``/``oldest`` by id (creation order); ``next``: the
+#: waiting (pending and retrying) jobs in the order workers will claim them (highest priority,
+#: then earliest due, then lowest id), served by the claim index.
+SORTS: tuple[Sort, ...] = ("newest", "oldest", "next")
 #: The most rows one search returns.
 MAX_LIMIT = 500
 
@@ -56,6 +57,42 @@ class JobQuery:
     after: str | None = None
 
 
+@attrs.frozen
+class SearchPage:
+    """One page of a search: its jobs, and the cursor of the next page (``None``: the last).
+
+    ``complete`` is false when a backend stopped early to keep an answer quick (a text search
+    on a big store): the page may hold fewer than ``limit`` jobs although more follow; ``next``
+    goes on from where it stopped."""
+
+    jobs: list[JobRecord]
+    next: str | None
+    complete: bool = True
+
+
+@attrs.frozen
+class Count:
+    """How many jobs a search finds: exact, more than the cap asked for (``over``), or at least
+    ``n`` when counting stopped to keep the answer quick (``exact`` false)."""
+
+    n: int
+    exact: bool = True
+    over: bool = False
+
+    def __str__(self) -> str:
+        if self.over:
+            return f"{self.n:,}+"
+        return f"{self.n:,}" if self.exact else f"at least {self.n:,}"
+
+
+def page_of(query: JobQuery, found: list[JobRecord]) -> SearchPage:
+    """The page for up to ``limit + 1`` jobs found in order: the extra one says a next page
+    exists."""
+    shown = found[: query.limit]
+    more = len(found) > query.limit
+    return SearchPage(shown, cursor_of(shown[-1], query.sort) if more else None)
+
+
 def masked_text(record: JobRecord) -> str:
     """The params' JSON text that ``JobQuery.text`` is matched against."""
     return json.dumps(mask_secrets(record.params), ensure_ascii=False)
@@ -63,27 +100,40 @@ def masked_text(record: JobRecord) -> str:
 
 def cursor_of(record: JobRecord, sort: Sort) -> str:
     """Where the page that ends with ``record`` ends, for ``JobQuery.after``."""
-    if sort == "finished":
-        finished = record.finished_at.isoformat() if record.finished_at else ""
-        return f"{finished}|{record.id}"
+    if sort == "next":
+        return f"{record.priority}|{record.available_at.isoformat()}|{record.id}"
     return record.id
 
 
-def parse_cursor(cursor: str, sort: Sort) -> tuple[datetime | None, int]:
-    """``(finished_at or None, id)`` of a cursor; ``ValueError`` for one this module did not
-    make."""
-    stamp, _, key = cursor.rpartition("|") if sort == "finished" else ("", "", cursor)
+@attrs.frozen
+class Cursor:
+    """A parsed cursor: the id, and for ``next`` the priority and due time as well."""
+
+    id: int
+    priority: int = 0
+    due: datetime | None = None
+
+
+def parse_cursor(cursor: str, sort: Sort) -> Cursor:
+    """The position a cursor names; ``ValueError`` for one this module did not make."""
+    parts = cursor.split("|")
+    refused = ValueError(f"not a cursor of sort {sort!r}: {cursor!r}")
+    if len(parts) != (3 if sort == "next" else 1):
+        raise refused
+    key = parts[-1]
     if not (key.isascii() and key.isdigit()) or len(key) > 19:
-        raise ValueError(f"not a cursor of sort {sort!r}: {cursor!r}")
-    if sort != "finished":
-        return None, int(key)
+        raise refused
+    if sort != "next":
+        return Cursor(int(key))
+    priority, due = parts[0], parts[1]
     try:
-        when = datetime.fromisoformat(stamp)
+        when = datetime.fromisoformat(due)
+        number = int(priority)
     except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
-        raise ValueError(f"not a cursor of sort {sort!r}: {cursor!r}")
-    return when, int(key)
+        raise refused from None
+    if when.tzinfo is None:
+        raise refused
+    return Cursor(int(key), number, when)
 
 
 def _key(record: JobRecord) -> int:
@@ -99,7 +149,7 @@ def matches(query: JobQuery, record: JobRecord) -> bool:
         and (query.priority is None or record.priority == query.priority)
         and (query.since is None or record.created_at >= query.since)
         and (query.until is None or record.created_at < query.until)
-        and (query.sort != "finished" or record.finished_at is not None)
+        and (query.sort != "next" or record.status in WAITING_STATUSES)
         and (not query.text or _has_text(record, query.text))
     )
 
@@ -111,23 +161,26 @@ def _has_text(record: JobRecord, text: str) -> bool:
     return text in stored and text in masked_text(record)
 
 
+def _next_key(record: JobRecord) -> tuple[int, datetime, int]:
+    return (-record.priority, record.available_at, _key(record))
+
+
 def search_in(query: JobQuery, records: Iterable[JobRecord]) -> list[JobRecord]:
     """:meth:`Storage.search` over records in memory (the default implementation)."""
     found = [record for record in records if matches(query, record)]
-    if query.sort == "finished":
-        found.sort(key=lambda r: (r.finished_at, _key(r)), reverse=True)
+    if query.sort == "next":
+        found.sort(key=_next_key)
     else:
         found.sort(key=_key, reverse=query.sort == "newest")
     if query.after is not None:
-        stamp, key = parse_cursor(query.after, query.sort)
+        at = parse_cursor(query.after, query.sort)
         if query.sort == "newest":
-            found = [r for r in found if _key(r) < key]
+            found = [r for r in found if _key(r) < at.id]
         elif query.sort == "oldest":
-            found = [r for r in found if _key(r) > key]
+            found = [r for r in found if _key(r) > at.id]
         else:
-            found = [r for r in found
-                     if r.finished_at is not None and stamp is not None
-                     and (r.finished_at, _key(r)) < (stamp, key)]
+            assert at.due is not None
+            found = [r for r in found if _next_key(r) > (-at.priority, at.due, at.id)]
     return found[: query.limit]
 
 
@@ -150,15 +203,21 @@ def build_sql(
     bind: Bind,
     time: Callable[[datetime], Any],
     contains: Callable[[str], str],
+    window: tuple[int, int] | None = None,
 ) -> SearchSQL:
     """The clauses of ``query``. ``time`` turns a datetime into the backend's bound value;
-    ``contains(placeholder)`` is the backend's test that the params' text holds the value."""
+    ``contains(placeholder)`` is the backend's test that the params' text holds the value;
+    ``window`` keeps to ids from ``window[0]`` up to (not including) ``window[1]``."""
     conditions: list[str] = []
     params: dict[str, Any] = {}
 
     def add(condition: str, **values: Any) -> None:
         params.update(values)
         conditions.append(condition.format(**{name: bind(name) for name in values}))
+
+    if window is not None:
+        add("id >= {window_low} AND id < {window_high}",
+            window_low=window[0], window_high=window[1])
 
     if query.statuses:
         names = {f"status_{i}": status.value for i, status in enumerate(query.statuses)}
@@ -178,17 +237,19 @@ def build_sql(
         # the raw text can only narrow: a secret's value may match here, never in `matches`
         params["text"] = query.text
         conditions.append(contains(bind("text")))
-    if query.sort == "finished":
-        conditions.append("finished_at IS NOT NULL")
+    if query.sort == "next":  # as the claim index's WHERE says, so that it serves the sort
+        conditions.append("status IN ('pending', 'retrying')")
     if query.after is not None:
-        stamp, key = parse_cursor(query.after, query.sort)
+        at = parse_cursor(query.after, query.sort)
         if query.sort == "newest":
-            add("id < {after_id}", after_id=key)
+            add("id < {after_id}", after_id=at.id)
         elif query.sort == "oldest":
-            add("id > {after_id}", after_id=key)
+            add("id > {after_id}", after_id=at.id)
         else:
-            assert stamp is not None
-            add("(finished_at < {after_at} OR (finished_at = {after_at} AND id < {after_id}))",
-                after_at=time(stamp), after_id=key)
-    order = {"newest": "id DESC", "oldest": "id ASC", "finished": "finished_at DESC, id DESC"}
+            assert at.due is not None
+            add("(priority < {after_priority} OR (priority = {after_priority} AND "
+                "(available_at > {after_due} OR (available_at = {after_due} AND "
+                "id > {after_id}))))",
+                after_priority=at.priority, after_due=time(at.due), after_id=at.id)
+    order = {"newest": "id DESC", "oldest": "id ASC", "next": "priority DESC, available_at, id"}
     return SearchSQL(" AND ".join(conditions) or "TRUE", order[query.sort], params)

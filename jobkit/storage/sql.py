@@ -11,7 +11,8 @@ from __future__ import annotations
 import abc
 import functools
 import json
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -29,9 +30,26 @@ from jobkit.records import (
     decode_json,
 )
 from jobkit.storage.base import Storage
-from jobkit.storage.search import MAX_LIMIT, JobQuery, build_sql, cursor_of, matches
+from jobkit.storage.search import (
+    MAX_LIMIT,
+    Count,
+    JobQuery,
+    SearchPage,
+    build_sql,
+    cursor_of,
+    matches,
+    page_of,
+    parse_cursor,
+)
 
 T = TypeVar("T")
+
+#: Ids one step of a windowed text search or count covers.
+WINDOW = 100_000
+#: Candidate rows a text search reads at a time.
+TEXT_BATCH = 200
+#: Seconds a text search scans before it answers with what it found (and where to go on).
+SCAN_BUDGET = 0.1
 
 #: The largest row id both backends store (a signed 64-bit integer).
 MAX_ID = 2**63 - 1
@@ -283,41 +301,134 @@ class SQLStorage(Storage):
     def _record(self, row: Any) -> JobRecord:
         """A ``jobkit_jobs`` row as a record."""
 
-    def search(self, query: JobQuery) -> list[JobRecord]:
-        """The jobs ``query`` finds (see :meth:`Storage.search`): one indexed query; with text,
-        candidate rows in batches until ``query.limit`` of them match with secrets masked."""
-        found: list[JobRecord] = []
-        while True:
-            batch = query.limit if not query.text else min(MAX_LIMIT, max(200, 4 * query.limit))
-            clauses = build_sql(attrs.evolve(query, limit=batch), self._bind, self._time,
-                                self._contains)
-            sql = (f"SELECT * FROM jobkit_jobs WHERE {clauses.where} ORDER BY {clauses.order} "
-                   f"LIMIT {self._bind('limit')}")
-            rows = [self._record(row) for row in
-                    self._select("search jobs", sql, {**clauses.params, "limit": batch})]
-            found.extend(record for record in rows if matches(query, record))
-            if not query.text or len(found) >= query.limit or len(rows) < batch:
-                return found[: query.limit]
-            query = attrs.evolve(query, after=cursor_of(rows[-1], query.sort))
+    def search(self, query: JobQuery) -> SearchPage:
+        """The page ``query`` finds (see :meth:`Storage.search`): one indexed query. A text
+        search checks candidates in batches, by windows of ids for the newest and oldest sorts,
+        and answers with what it found once :data:`SCAN_BUDGET` seconds have passed."""
+        if not query.text:
+            return page_of(query, self._find(attrs.evolve(query, limit=query.limit + 1)))
+        if query.sort == "next":
+            return self._search_in_batches(query)
+        return self._search_in_windows(query, SCAN_BUDGET)
 
-    def count_matching(self, query: JobQuery, cap: int = 10_000) -> int:
-        """How many jobs ``query`` finds, no further than ``cap + 1`` (see
+    def _find(self, query: JobQuery, window: tuple[int, int] | None = None) -> list[JobRecord]:
+        """The rows the SQL part of ``query`` finds, in order, at most ``query.limit``."""
+        clauses = build_sql(query, self._bind, self._time, self._contains, window)
+        sql = (f"SELECT * FROM jobkit_jobs WHERE {clauses.where} ORDER BY {clauses.order} "
+               f"LIMIT {self._bind('limit')}")
+        rows = self._select("search jobs", sql, {**clauses.params, "limit": query.limit})
+        return [self._record(row) for row in rows]
+
+    def _search_in_batches(self, query: JobQuery) -> SearchPage:
+        """Text search in the claim order: the waiting jobs, a batch at a time."""
+        found: list[JobRecord] = []
+        batch = attrs.evolve(query, limit=TEXT_BATCH)
+        while len(found) <= query.limit:
+            rows = self._find(batch)
+            found.extend(record for record in rows if matches(query, record))
+            if len(rows) < TEXT_BATCH:
+                break
+            batch = attrs.evolve(batch, after=cursor_of(rows[-1], query.sort))
+        return page_of(query, found)
+
+    def _search_in_windows(self, query: JobQuery, budget: float) -> SearchPage:
+        """Text search by id, a window of :data:`WINDOW` ids at a time, until a page is full,
+        the jobs run out, or ``budget`` seconds do (then ``next`` resumes where it stopped)."""
+        newest = query.sort == "newest"
+        base = attrs.evolve(query, after=None, limit=TEXT_BATCH)
+        start = None
+        if query.after is not None:
+            last = parse_cursor(query.after, query.sort).id
+            start = last if newest else last + 1
+        deadline = time.monotonic() + budget
+        found: list[JobRecord] = []
+        for low, high in self._windows(newest, start):
+            while True:
+                rows = self._find(base, (low, high))
+                found.extend(record for record in rows if matches(query, record))
+                if len(found) > query.limit:
+                    return page_of(query, found)
+                if len(rows) < TEXT_BATCH:
+                    low, high = (low, low) if newest else (high, high)  # the window is done
+                elif newest:
+                    high = int(rows[-1].id)
+                else:
+                    low = int(rows[-1].id) + 1
+                if time.monotonic() > deadline:  # nothing beyond this edge was looked at
+                    edge = str(high) if newest else str(low - 1)
+                    return SearchPage(found, edge, complete=False)
+                if low >= high:
+                    break
+        return SearchPage(found, None)
+
+    def _windows(self, newest: bool, start: int | None) -> Iterator[tuple[int, int]]:
+        """Windows ``[low, high)`` of ids from ``start`` (an edge not included), towards the
+        oldest job (``newest``) or the newest one."""
+        # two subqueries: each is one index probe (min and max together would scan the table)
+        rows = self._select(
+            "find the range of job ids",
+            "SELECT (SELECT min(id) FROM jobkit_jobs) AS low, "
+            "(SELECT max(id) FROM jobkit_jobs) AS high",
+            {},
+        )
+        first, last = rows[0]["low"], rows[0]["high"]
+        if first is None:
+            return
+        if newest:
+            edge = last + 1 if start is None else min(start, last + 1)
+            while edge > first:
+                yield max(first, edge - WINDOW), edge
+                edge -= WINDOW
+        else:
+            edge = first if start is None else max(start, first)
+            while edge <= last:
+                yield edge, min(last + 1, edge + WINDOW)
+                edge += WINDOW
+
+    def count_matching(
+        self, query: JobQuery, cap: int = 10_000, budget: float | None = None
+    ) -> Count:
+        """How many jobs ``query`` finds, no further than ``cap``; with a ``budget``, by
+        windows of ids from the newest, answering "at least" when the time runs out (see
         :meth:`Storage.count_matching`)."""
         query = attrs.evolve(query, after=None, limit=1)
-        if query.text:  # candidates are checked one by one: count what search would return
-            counted, after = 0, None
-            while counted <= cap:
-                page = self.search(attrs.evolve(query, limit=MAX_LIMIT, after=after))
-                counted += len(page)
-                if len(page) < MAX_LIMIT:
-                    break
-                after = cursor_of(page[-1], query.sort)
-            return min(counted, cap + 1)
-        clauses = build_sql(query, self._bind, self._time, self._contains)
+        if query.text:  # candidates are checked one by one, as search does
+            return self._count_pages(query, cap, budget)
+        if budget is None:
+            return self._count_window(query, cap, None)
+        deadline = time.monotonic() + budget
+        total = 0
+        for window in self._windows(True, None):
+            total += self._count_window(query, cap - total, window).n
+            if total > cap:
+                return Count(cap, over=True)
+            if time.monotonic() > deadline:
+                return Count(total, exact=False)
+        return Count(total)
+
+    def _count_window(self, query: JobQuery, cap: int, window: tuple[int, int] | None) -> Count:
+        clauses = build_sql(query, self._bind, self._time, self._contains, window)
         sql = (f"SELECT count(*) AS n FROM (SELECT 1 FROM jobkit_jobs WHERE {clauses.where} "
                f"LIMIT {self._bind('cap')}) AS matching")
-        rows = self._select("count jobs", sql, {**clauses.params, "cap": cap + 1})
-        return int(rows[0]["n"])
+        n = int(self._select("count jobs", sql, {**clauses.params, "cap": cap + 1})[0]["n"])
+        return Count(cap, over=True) if n > cap else Count(n)
+
+    def _count_pages(self, query: JobQuery, cap: int, budget: float | None) -> Count:
+        """Count a text search by running it, page after page, within ``budget`` in all."""
+        deadline = None if budget is None else time.monotonic() + budget
+        counted, after = 0, None
+        while True:
+            left = 3600.0 if deadline is None else deadline - time.monotonic()
+            page = self._search_in_windows(attrs.evolve(query, sort="newest", limit=MAX_LIMIT,
+                                                        after=after), max(0.0, left))
+            counted += len(page.jobs)
+            if counted > cap:
+                return Count(cap, over=True)
+            if page.next is None:
+                return Count(counted)
+            if deadline is not None and time.monotonic() > deadline:
+                return Count(counted, exact=False)
+            after = page.next
 
     @abc.abstractmethod
     def _prune_batch(self, finished_before: Any, batch_size: int) -> int:

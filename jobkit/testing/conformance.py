@@ -31,7 +31,7 @@ import pytest
 from jobkit.exceptions import JobNotFoundInStorage, StorageError
 from jobkit.records import AttemptOutcome, JobRecord, JobStatus, Lease, NewJob, RetryPolicy
 from jobkit.storage.base import Storage
-from jobkit.storage.search import MAX_LIMIT, JobQuery, cursor_of, search_in
+from jobkit.storage.search import MAX_LIMIT, Count, JobQuery, search_in
 
 #: Not a round number, so a backend that drops microseconds or the offset fails loudly.
 EPOCH = datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
@@ -1009,8 +1009,8 @@ class SearchTests(StorageFixtures):
         {"text": '"tag": "t3"'},
         {"text": "hunter2"},  # only in a secret: never found
         {"sort": "oldest", "name": "Email"},
-        {"sort": "finished"},
-        {"sort": "finished", "statuses": (JobStatus.COMPLETED,)},
+        {"sort": "next"},
+        {"sort": "next", "name": "Report"},
     )
 
     @pytest.mark.parametrize("given", QUERIES)
@@ -1023,30 +1023,36 @@ class SearchTests(StorageFixtures):
         after = None
         while True:
             page = storage.search(JobQuery(**given, limit=4, after=after))
-            pages.extend(page)
-            if len(page) < 4:
+            assert len(page.jobs) <= 4 and page.complete
+            pages.extend(page.jobs)
+            if page.next is None:
                 break
-            after = cursor_of(page[-1], JobQuery(**given).sort)
+            after = page.next
         assert [r.id for r in pages] == [r.id for r in expected]
-        assert storage.count_matching(JobQuery(**given)) == len(expected)
-        assert storage.count_matching(JobQuery(**given), cap=2) == min(3, len(expected))
+        assert storage.count_matching(JobQuery(**given)) == Count(len(expected))
+        capped = Count(2, over=True) if len(expected) > 2 else Count(len(expected))
+        assert storage.count_matching(JobQuery(**given), cap=2) == capped
+        assert storage.count_matching(JobQuery(**given), budget=10) == Count(len(expected))
 
     def test_time_range_and_the_secret_stay_masked(
         self, storage: Storage, mixed: list[JobRecord]
     ) -> None:
         """since/until bound the creation time; a job found shows its params as stored."""
         since, until = mixed[5].created_at, mixed[9].created_at
-        found = storage.search(JobQuery(since=since, until=until, sort="oldest"))
+        found = storage.search(JobQuery(since=since, until=until, sort="oldest")).jobs
         assert [r.id for r in found] == [r.id for r in mixed[5:9]]
-        assert storage.search(JobQuery(text="hunter2")) == []
-        assert storage.search(JobQuery(text='"***"')) == []  # nor the mask
-        assert storage.search(JobQuery(text='"password": ')) == [mixed[7]]  # keys are shown
+        assert storage.search(JobQuery(text="hunter2")).jobs == []
+        assert storage.search(JobQuery(text='"***"')).jobs == []  # nor the mask
+        keys = storage.search(JobQuery(text='"password": '))  # keys are shown
+        assert keys.jobs == [mixed[7]] and keys.next is None
 
     def test_a_foreign_cursor_is_refused(self, storage: Storage) -> None:
         with pytest.raises(ValueError, match="not a cursor"):
             storage.search(JobQuery(after="12; DROP TABLE jobkit_jobs"))
         with pytest.raises(ValueError, match="not a cursor"):
-            storage.search(JobQuery(sort="finished", after="yesterday|3"))
+            storage.search(JobQuery(sort="next", after="1|yesterday|3"))
+        with pytest.raises(ValueError, match="not a cursor"):
+            storage.search(JobQuery(sort="next", after="5"))
 
 
 class InProcessStorageConformance(
