@@ -25,7 +25,7 @@ pytest.importorskip("httpx2")
 
 from starlette.testclient import TestClient
 
-from jobkit import JobKit, JobStatus
+from jobkit import Job, JobKit, JobStatus
 from jobkit.config import Config, DashboardSettings
 from jobkit.dashboard.passwords import hash_password, verify_password
 from jobkit.dashboard.security import Access, check_listen, is_loopback
@@ -311,6 +311,77 @@ class TestActions:
         admin = {"Authorization": f"Bearer {ADMIN}"}
         assert client.post(f"/api/jobs/{job_id}/cancel", headers=admin).status_code == 200
         assert app.get_job(job_id).status is JobStatus.CANCELLED
+
+
+class Login(Job):
+    """A job with a secret parameter, for the edit form."""
+
+    methods = ("login",)
+
+    def login(self, user: str, api_key: str, retries: int = 1) -> str:
+        return user
+
+
+class TestRetryWithEditedParams:
+    @pytest.fixture
+    def cancelled(self, app: JobKit) -> str:
+        app.register("Login", Login)
+        job_id = app.run_background_job("Login", "login", {"user": "ana", "api_key": "s3cr3t"})
+        app.cancel_job(job_id)
+        return job_id
+
+    def test_the_form_shows_every_parameter_but_never_a_secret(
+        self, client: TestClient, cancelled: str
+    ) -> None:
+        sign_in(client)
+        page = client.get(f"/jobs/{cancelled}").text
+        assert 'name="param.user" value="&#34;ana&#34;"' in page
+        assert 'name="param.api_key" value="" placeholder="unchanged (secret)"' in page
+        assert 'name="param.retries" value=""' in page
+        assert "s3cr3t" not in page
+
+    def test_errors_are_shown_beside_their_fields(
+        self, client: TestClient, app: JobKit, cancelled: str
+    ) -> None:
+        csrf = sign_in(client)
+        response = client.post(f"/jobs/{cancelled}/retry-edited",
+                               data={"csrf": csrf, "param.user": "bob", "param.retries": "many"})
+        assert response.status_code == 400
+        field = re.search(r'name="param\.retries".*?</label>', response.text, re.S)
+        assert field and "expected int" in field.group(0), response.text
+        assert 'value="bob"' in response.text  # what was typed is shown again
+        assert app.storage.count() == 1  # nothing was stored
+
+    def test_a_valid_edit_runs_as_a_new_job_keeping_the_secret(
+        self, client: TestClient, app: JobKit, cancelled: str
+    ) -> None:
+        csrf = sign_in(client)
+        response = client.post(f"/jobs/{cancelled}/retry-edited", follow_redirects=False,
+                               data={"csrf": csrf, "param.user": "bob", "param.retries": "3",
+                                     "param.api_key": ""})
+        assert response.status_code == 303
+        new_id = response.headers["location"].rsplit("/", 1)[-1]
+        assert new_id != cancelled
+        new = app.get_job(new_id)
+        assert new.params == {"user": "bob", "retries": 3, "api_key": "s3cr3t"}
+        assert new.status is JobStatus.PENDING
+        assert app.get_job(cancelled).status is JobStatus.CANCELLED  # history kept
+
+    def test_through_the_api(self, client: TestClient, app: JobKit, cancelled: str) -> None:
+        admin = {"Authorization": f"Bearer {ADMIN}"}
+        bad = client.post(f"/api/jobs/{cancelled}/retry-edited", headers=admin,
+                          json={"params": {"user": 5}})
+        assert bad.status_code == 400 and set(bad.json()["errors"]) == {"user"}
+        good = client.post(f"/api/jobs/{cancelled}/retry-edited", headers=admin,
+                           json={"params": {"user": "eve"}})
+        assert good.status_code == 200
+        assert app.get_job(good.json()["job_id"]).params == {"user": "eve", "api_key": "s3cr3t"}
+        pending = app.run_background_job("Login", "login", {"user": "x", "api_key": "k"})
+        refused = client.post(f"/api/jobs/{pending}/retry-edited", headers=admin,
+                              json={"params": {}})
+        assert refused.status_code == 409
+        assert client.post(f"/api/jobs/{cancelled}/retry-edited", headers=admin,
+                           content=b"{not json").status_code == 400
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ where the app's (blocking) store is safe to use.
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import jinja2
+from loguru import logger
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -27,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from jobkit.app import JobKit
-from jobkit.dashboard import filters
+from jobkit.dashboard import edit, filters
 from jobkit.dashboard.security import (
     Access,
     Role,
@@ -35,7 +37,7 @@ from jobkit.dashboard.security import (
     new_csrf_token,
     same_token,
 )
-from jobkit.exceptions import JobNotFoundInStorage
+from jobkit.exceptions import InvalidParameters, JobkitError, JobNotFoundInStorage
 from jobkit.factory import describe
 from jobkit.masking import mask_secrets
 from jobkit.records import Attempt, JobRecord, JobStatus
@@ -120,11 +122,21 @@ class Dashboard:
                 if form:
                     return RedirectResponse("/login", status_code=303)
                 return JSONResponse({"error": "sign-in required"}, status_code=401)
+            # the body is read here, where awaiting is possible; handlers find it in state
+            request.state.form = {}
+            request.state.body = {}
+            if form:
+                posted = await request.form()
+                request.state.form = {k: v for k, v in posted.items() if isinstance(v, str)}
+            else:
+                raw = await request.body()
+                try:
+                    request.state.body = json.loads(raw) if raw.strip() else {}
+                except ValueError:
+                    return self._refuse(request, 400, "the body is not JSON", form)
             bearer = request.headers.get("authorization", "").lower().startswith("bearer ")
             if self.access.required and not bearer:
-                given = request.headers.get("x-csrf-token")
-                if given is None and form:
-                    given = str((await request.form()).get("csrf", ""))
+                given = request.headers.get("x-csrf-token") or request.state.form.get("csrf")
                 if not same_token(given, request.session.get("csrf")):
                     return self._refuse(request, 403, "missing or wrong CSRF token", form)
             if admin and role is not Role.ADMIN:
@@ -230,16 +242,33 @@ class Dashboard:
         }
 
     def job(self, request: Request) -> Response:
-        """One job: its record, params (secrets masked), result, progress and attempts."""
-        return self.render(request, "job.html", **self._job(request))
+        """One job: its record, params (secrets masked), result, progress and attempts; for a
+        failed or cancelled job, the form to retry it with edited params."""
+        return self._job_page(request)
 
-    def _job(self, request: Request) -> dict[str, Any]:
+    def _job_page(self, request: Request, posted: dict[str, str] | None = None,
+                  errors: dict[str, str] | None = None, status: int = 200) -> Response:
+        found = self._job(request)
+        record = self._record(request)
+        fields = []
+        if record.name in self.app.registry and record.method in self.app.registry.get(
+                record.name).methods:
+            fields = edit.fields_of(self.app.registry.get(record.name), record, posted, errors)
+        response = self.render(request, "job.html", fields=fields,
+                               form_error=(errors or {}).get(""), **found)
+        response.status_code = status
+        return response
+
+    def _record(self, request: Request) -> JobRecord:
         job_id = request.path_params["job_id"]
         try:
-            record = self.app.get_job(job_id)
-            attempts = self.app.get_attempts(job_id)
+            return self.app.get_job(job_id)
         except JobNotFoundInStorage:
             raise HTTPException(404, f"no job {job_id}") from None
+
+    def _job(self, request: Request) -> dict[str, Any]:
+        record = self._record(request)
+        attempts = self.app.get_attempts(record.id)
         return {"job": _job_json(record), "attempts": [_attempt_json(a) for a in attempts]}
 
     def registry(self, request: Request) -> Response:
@@ -272,6 +301,46 @@ class Dashboard:
         """Run a failed or cancelled job again."""
         return self._act(request, self.app.retry_job, "queued again",
                          "only failed or cancelled jobs can be retried")
+
+    def retry_edited(self, request: Request) -> Response:
+        """Run a failed or cancelled job again as a new job with edited params, validated as
+        any enqueue is; the errors shown beside the fields otherwise."""
+        record = self._record(request)
+        api = request.url.path.startswith("/api/")
+        if record.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            message = "only failed or cancelled jobs can be retried"
+            if api:
+                return JSONResponse({"error": message}, status_code=409)
+            return self._job_page(request, errors={"": message}, status=409)
+        if api:
+            given = request.state.body.get("params") if isinstance(request.state.body, dict) \
+                else None
+            if not isinstance(given, dict):
+                return JSONResponse({"error": 'the body must be {"params": {...}}'},
+                                    status_code=400)
+            posted = {edit.PREFIX + key: json.dumps(value) for key, value in given.items()}
+        else:
+            posted = request.state.form
+        params = edit.edited_params(record, posted)
+        try:
+            new_id = self.app.run_background_job(record.name, record.method, params,
+                                                 priority=record.priority)
+        except InvalidParameters as exc:
+            if api:
+                return JSONResponse({"error": str(exc), "errors": exc.problems},
+                                    status_code=400)
+            return self._job_page(request, posted, dict(exc.problems), status=400)
+        except JobkitError as exc:  # the job or method is no longer registered
+            if api:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            return self._job_page(request, posted, {"": str(exc)}, status=400)
+        logger.bind(job_id=record.id).info(
+            "job {job_id} retried from the dashboard as job {new_id}, with edited params",
+            job_id=record.id, new_id=new_id,
+        )
+        if api:
+            return JSONResponse({"job_id": new_id, "retried": record.id})
+        return RedirectResponse(f"/jobs/{quote(new_id)}", status_code=303)
 
     def _act(self, request: Request, act: Callable[[str], bool], done: str, refused: str
              ) -> Response:
@@ -380,6 +449,8 @@ def create_app(app: JobKit, *, access: Access | None = None) -> Starlette:
         Route("/jobs/{job_id}", page(board.job), methods=["GET"]),
         Route("/jobs/{job_id}/cancel", board.action(board.cancel, form=True), methods=["POST"]),
         Route("/jobs/{job_id}/retry", board.action(board.retry, form=True), methods=["POST"]),
+        Route("/jobs/{job_id}/retry-edited", board.action(board.retry_edited, form=True),
+              methods=["POST"]),
         Route("/registry", page(board.registry), methods=["GET"]),
         Route("/api/overview", api(board.api_overview), methods=["GET"]),
         Route("/api/jobs", api(board.api_jobs), methods=["GET"]),
@@ -387,6 +458,8 @@ def create_app(app: JobKit, *, access: Access | None = None) -> Starlette:
         Route("/api/jobs/{job_id}/cancel", board.action(board.cancel, form=False),
               methods=["POST"]),
         Route("/api/jobs/{job_id}/retry", board.action(board.retry, form=False),
+              methods=["POST"]),
+        Route("/api/jobs/{job_id}/retry-edited", board.action(board.retry_edited, form=False),
               methods=["POST"]),
         Route("/api/registry", api(board.api_registry), methods=["GET"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

@@ -102,10 +102,32 @@ const render = {
         node.textContent = value === null || value === undefined ? "" : String(value);
       }
     });
-    const before = element.dataset.status;
-    element.dataset.status = job.status;
-    // the actions and attempts depend on the status: a new status reloads them once
-    if (before && before !== job.status) window.location.reload();
+    // the actions that fit the new status, without a reload
+    document.querySelectorAll("[data-when]").forEach((node) => {
+      node.hidden = !node.dataset.when.split(" ").includes(job.status);
+    });
+    const tbody = document.querySelector("#attempts tbody");
+    if (!tbody) return;
+    const rows = data.attempts.map((attempt) => {
+      const tr = document.createElement("tr");
+      cell(tr, String(attempt.attempt));
+      cell(tr, attempt.worker_id || "");
+      cell(tr, attempt.started_at || "");
+      cell(tr, attempt.finished_at || "");
+      cell(tr, attempt.outcome || "running");
+      const td = cell(tr, "");
+      if (attempt.error) {
+        const details = document.createElement("details");
+        const summary = document.createElement("summary");
+        summary.textContent = attempt.error;
+        const pre = document.createElement("pre");
+        pre.textContent = attempt.traceback || "";
+        details.append(summary, pre);
+        td.appendChild(details);
+      }
+      return tr;
+    });
+    replaceRows(tbody, rows, "Not run yet.", 6);
   },
 };
 
@@ -117,6 +139,12 @@ function refresh(element) {
     .catch(() => {})
     .finally(() => setTimeout(() => refresh(element), PERIOD_MS));
 }
+
+// a button with data-confirm asks first (no inline script: the CSP allows none)
+document.addEventListener("click", (event) => {
+  const button = event.target.closest("[data-confirm]");
+  if (button && !window.confirm(button.dataset.confirm)) event.preventDefault();
+});
 
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-live]").forEach((element) => {

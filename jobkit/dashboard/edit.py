@@ -1,0 +1,84 @@
+"""Retry with edited params: the form's fields for a job's method, and turning what was posted
+into params the factory accepts (or the errors to show beside the fields).
+
+Each parameter of the method is one field holding its value as JSON; text that is not JSON is
+taken as a string (as ``jobkit run -p key=value`` does); an empty field leaves the parameter
+out (its default applies). A secret parameter's field is shown empty; left empty (or, through
+the API, left out) it keeps the stored value: the dashboard never shows a secret, nor asks for
+it again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from jobkit.factory import signature_of
+from jobkit.masking import is_secret
+from jobkit.records import JobRecord
+from jobkit.registry import JobSpec
+
+#: Form fields are named ``param.<name>``.
+PREFIX = "param."
+
+
+@attrs.frozen
+class Field:
+    """One parameter as the form shows it."""
+
+    name: str
+    value: str  # the current value as JSON; "" for a secret or a parameter not given
+    secret: bool
+    required: bool
+    error: str | None = None
+
+
+def fields_of(spec: JobSpec, record: JobRecord,
+              posted: Mapping[str, str] | None = None,
+              errors: Mapping[str, str] | None = None) -> list[Field]:
+    """The form's fields for ``record``'s method: its parameters, then any other key its params
+    hold (a method taking ``**kwargs``); ``posted`` values and ``errors`` when shown again."""
+    signature = signature_of(spec.cls, record.method)
+    params = record.params if isinstance(record.params, dict) else {}
+    names = [p.name for p in signature.parameters if p.kind not in (p.VAR_POSITIONAL,
+                                                                      p.VAR_KEYWORD)]
+    names += [key for key in params if key not in names]
+    required = {p.name for p in signature.parameters if p.default is p.empty
+                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    found = []
+    for name in names:
+        secret = is_secret(name)
+        if posted is not None:
+            value = "" if secret else posted.get(PREFIX + name, "")
+        elif secret or name not in params:
+            value = ""
+        else:
+            value = json.dumps(params[name], ensure_ascii=False)
+        found.append(Field(name, value, secret, name in required, (errors or {}).get(name)))
+    return found
+
+
+def edited_params(record: JobRecord, posted: Mapping[str, str]) -> dict[str, Any]:
+    """The params to run again with, from the posted fields (the factory then checks them, as
+    for any enqueue)."""
+    stored = record.params if isinstance(record.params, dict) else {}
+    params: dict[str, Any] = {}
+    for key, text in posted.items():
+        if not key.startswith(PREFIX):
+            continue
+        name = key[len(PREFIX):]
+        if not name:
+            continue
+        if not text.strip():
+            continue
+        try:
+            params[name] = json.loads(text)
+        except json.JSONDecodeError:
+            params[name] = text  # plain text is a string
+    for name, value in stored.items():  # a secret left empty, or out, keeps its value
+        if is_secret(name) and not posted.get(PREFIX + name, "").strip():
+            params[name] = value
+    return params
