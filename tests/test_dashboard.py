@@ -141,9 +141,11 @@ class TestSignIn:
         assert response.status_code == 403
 
     def test_a_wrong_password_is_refused(self, client: TestClient) -> None:
-        response = client.post("/login", data={"csrf": csrf_of(client), "password": "wrong"})
+        response = client.post("/login", data={"csrf": csrf_of(client), "password": "wrong",
+                                               "next": "/jobs/7"})
         assert response.status_code == 401
         assert "wrong password" in response.text
+        assert 'name="next" value="/jobs/7"' in response.text  # still going there
 
     def test_sign_in_goes_back_to_the_page_asked_for_on_this_site_only(
         self, client: TestClient

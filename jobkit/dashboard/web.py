@@ -167,15 +167,15 @@ class Dashboard:
         request.state.role = ""
         return self._login(request, None)
 
-    def _login(self, request: Request, error: str | None, status: int = 200) -> Response:
-        response = self.templates.TemplateResponse(
+    def _login(self, request: Request, error: str | None, status: int = 200,
+               target: Any = None) -> Response:
+        return self.templates.TemplateResponse(
             request,
             "login.html",
-            {"csrf": self.csrf(request), "error": error, "next": _safe_next(request),
+            {"csrf": self.csrf(request), "error": error, "next": _safe_next(request, target),
              "role": "", "signed_in": False},
             status_code=status,
         )
-        return response
 
     async def login(self, request: Request) -> Response:
         """Check the password; start a session."""
@@ -183,8 +183,8 @@ class Dashboard:
         if not same_token(str(form.get("csrf", "")), request.session.get("csrf")):
             return Response("missing or wrong CSRF token", status_code=403)
         role = await run_in_threadpool(self.access.role_of, str(form.get("password", "")))
-        if role is None:
-            return self._login(request, "wrong password", status=401)
+        if role is None:  # the form again, still going where it was asked to go
+            return self._login(request, "wrong password", status=401, target=form.get("next"))
         request.session.clear()  # a new session on sign-in: no fixation
         request.session.update(
             role=role.value,
