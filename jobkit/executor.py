@@ -9,6 +9,7 @@ not stop within ``kill_grace`` seconds is ended with its process, when the execu
 
 from __future__ import annotations
 
+import collections
 import enum
 import os
 import threading
@@ -114,6 +115,8 @@ class Executor:
         self.monitor = Monitor(self)
         #: The next job, claimed with the last completion (Storage.complete_and_claim).
         self._claimed: JobRecord | None = None
+        #: Attempts ended since the worker last reported them, by event (for throughput).
+        self.outcomes: collections.Counter[EventKind] = collections.Counter()
 
     def close(self) -> None:
         """Hand back a job claimed but not started, and stop the monitor's thread (call it
@@ -266,6 +269,7 @@ class Executor:
         if done is None:
             self._refused(lease, "completion")
         else:
+            self.outcomes[EventKind.SUCCEEDED] += 1
             self.app.emit(EventKind.SUCCEEDED, done)
 
     def record_stop(self, lease: Lease, record: JobRecord, reason: StopReason) -> None:
@@ -310,6 +314,7 @@ class Executor:
             self._refused(lease, "the failure")
             return
         kind = EventKind.RETRYING if retry_at is not None else EventKind.FAILED
+        self.outcomes[kind] += 1
         self.app.emit(kind, done, error=message, traceback=trace)
 
     def _refused(self, lease: Lease, what: str) -> None:

@@ -154,6 +154,19 @@ class Attempt:
 
 
 @attrs.frozen
+class WorkerInfo:
+    """One worker process as the store knows it: registered and kept alive by its supervisor,
+    so the dashboard can show the workers of every machine and what each is running."""
+
+    worker_id: str
+    hostname: str
+    pid: int
+    supervisor_pid: int
+    started_at: datetime = attrs.field(validator=check_aware)
+    last_seen_at: datetime = attrs.field(validator=check_aware)
+
+
+@attrs.frozen
 class JobEvent:
     """A state change of one job, passed to the ``jobkit_job_event`` hook."""
 

@@ -10,6 +10,7 @@ jobs get ``shutdown_grace`` seconds to finish, then are handed back; the worker 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import multiprocessing
 import multiprocessing.connection
@@ -33,6 +34,8 @@ from jobkit.executor import Executor, StopReason
 from jobkit.imports import import_string
 from jobkit.interrupt import Interrupter
 from jobkit.records import EventKind, JobStatus, Lease
+from jobkit.roster import Roster
+from jobkit.throughput import Tally
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -141,10 +144,14 @@ def _child_main(spec: ChildSpec, logs: Connection, control: Connection) -> None:
     control.send(("ready", executor.worker_id))  # start-up is over: exits are no longer its
     logger.info("worker process {worker} started", worker=executor.worker_id)
     failing = False  # the last round ended in an error: say so when the store is back
+    report_at = time.monotonic() + REPORT_INTERVAL
     try:
         while not (stop.is_set() or terminated):
             try:
                 ran = executor.run_next()
+                if time.monotonic() >= report_at:
+                    report_at = time.monotonic() + REPORT_INTERVAL
+                    _report(control, executor)
                 if failing:
                     logger.info("worker {id}: the store answers again", id=executor.worker_id)
                     failing = False
@@ -161,11 +168,21 @@ def _child_main(spec: ChildSpec, logs: Connection, control: Connection) -> None:
                 failing = True
                 stop.wait(1.0)
     finally:
+        _report(control, executor)
         executor.close()
         app.close()
         logger.info("worker process {worker} stopped", worker=executor.worker_id)
         logger.complete()
         flush_forwarded()
+
+
+def _report(control: Connection, executor: Executor) -> None:
+    """Tell the supervisor how the attempts since the last report ended (for throughput)."""
+    if executor.outcomes:
+        counts = {kind.value: n for kind, n in executor.outcomes.items()}
+        executor.outcomes.clear()
+        with contextlib.suppress(OSError, ValueError):  # the supervisor is gone
+            control.send(("outcomes", counts))
 
 
 @attrs.define
@@ -178,6 +195,9 @@ class _Child:
     worker_id: str | None = None  # reported by the process once its app is built ("ready")
     killed: bool = False  # by the supervisor, for a job past its timeout or lease
     taken_back: bool = False  # its job, once it died, was taken back
+    listed: bool = False  # registered in the store's list of worker processes
+    #: Attempts that ended, by event kind, reported and not yet added to the throughput.
+    outcomes: collections.Counter[str] = attrs.Factory(collections.Counter)
 
     def read(self) -> None:
         """Take in what the process reported."""
@@ -186,6 +206,8 @@ class _Child:
                 kind, value = self.control.recv()
                 if kind == "ready":
                     self.worker_id = value
+                elif kind == "outcomes":
+                    self.outcomes.update(value)
 
     def tell(self, message: str) -> None:
         """Send a message; a process that is gone cannot hear it and needs none."""
@@ -199,6 +221,8 @@ _MAX_START_FAILURES = 5
 
 #: Seconds between two runs of ``Storage.housekeep`` by the supervisor.
 UPKEEP_INTERVAL = 1.0
+#: Seconds between two reports of a worker process's outcomes to its supervisor.
+REPORT_INTERVAL = 1.0
 
 
 class Worker:
@@ -224,6 +248,10 @@ class Worker:
         self._start_failures = 0
         self._exit_code = 0
         self._log_relays: list[threading.Thread] = []
+        #: Lists the worker processes in the store, for the dashboard.
+        self._roster = Roster(lambda: app.storage)
+        #: Adds the attempts the processes report to the store's throughput, every second.
+        self._tally = Tally(lambda: app.storage)
         #: Records timeouts the supervisor enforces (it runs no job: its interrupter is unused).
         self._recorder = Executor(app, "supervisor", self.settings, Interrupter())
         self._spec = ChildSpec(app.config, self._registrations(), burst)
@@ -303,6 +331,12 @@ class Worker:
                     logger.error("could not take back expired leases: {error}", error=str(exc))
             if time.monotonic() >= next_upkeep:
                 next_upkeep = time.monotonic() + UPKEEP_INTERVAL
+                self._roster.beat([child.worker_id for child in self._children
+                                   if child.worker_id and child.process.is_alive()])
+                for child in self._children:
+                    self._tally.add(child.outcomes)
+                    child.outcomes.clear()
+                self._tally.flush()
                 try:
                     self.app.storage.housekeep()
                 except StorageError as exc:
@@ -386,12 +420,17 @@ class Worker:
     def _reap(self) -> None:
         for position, child in enumerate(self._children):
             child.read()
+            if child.worker_id is not None and not child.listed:
+                child.listed = True
+                self._roster.joined(child.worker_id, child.process.pid or 0)
             process = child.process
             if process.is_alive() or process.exitcode is None:
                 continue
             if not child.taken_back:
                 child.taken_back = True
                 self._take_back(child)
+                if child.worker_id is not None:
+                    self._roster.left(child.worker_id)
             if self._stopping_since is not None or (self.burst and process.exitcode == 0):
                 continue
             # a process that died before it was ready could not start (bad import, store
@@ -451,7 +490,13 @@ class Worker:
                     child.process.join(timeout=2)
             except ValueError:  # already closed
                 pass
+            child.read()  # its last report
             child.control.close()
+            self._tally.add(child.outcomes)
+            child.outcomes.clear()
+            if child.worker_id is not None:
+                self._roster.left(child.worker_id)
+        self._tally.flush()
         for thread in self._log_relays:  # the last records of the stopped processes
             thread.join(timeout=2)
         logger.complete()

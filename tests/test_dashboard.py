@@ -31,6 +31,7 @@ from jobkit.dashboard.passwords import hash_password, verify_password
 from jobkit.dashboard.security import Access, check_listen, is_loopback
 from jobkit.dashboard.web import create_app
 from jobkit.exceptions import ConfigError
+from jobkit.records import WorkerInfo
 
 ADMIN, VIEWER = "admin-password-1", "viewer-password-2"
 #: Made once: scrypt takes ~50 ms by design.
@@ -270,6 +271,48 @@ class TestPages:
         assert "defaults" in sources["retry_attempts"]
 
 
+class TestOverview:
+    def test_workers_what_they_run_and_the_oldest_wait(
+        self, client: TestClient, app: JobKit
+    ) -> None:
+        storage = app.storage
+        now = storage.now()
+        storage.register_worker(WorkerInfo("h:1:a", "h", 1, 9, now, now))
+        storage.register_worker(WorkerInfo("h:2:b", "h", 2, 9, now - timedelta(hours=1),
+                                           now - timedelta(minutes=5)))
+        waiting = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "a"})
+        busy = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "b"},
+                                      priority=5)
+        assert storage.claim("h:1:a", 30).id == busy
+        sign_in(client)
+        data = client.get("/api/overview").json()
+        assert data["counts"]["running"] == 1 and data["counts"]["pending"] == 1
+        first, second = data["workers"]
+        assert first["alive"] and first["job"]["id"] == busy
+        assert not second["alive"] and second["job"] is None
+        assert 0 <= data["oldest_wait"] < 60
+        page = client.get("/").text
+        assert "h:2:b" in page and ">lost</span>" in page and f"#{busy} Recorder.record" in page
+        assert app.get_job(waiting).status is JobStatus.PENDING
+
+    def test_the_throughput_chart(self, client: TestClient, app: JobKit) -> None:
+        now = app.storage.now()
+        minute = now.replace(second=0, microsecond=0)
+        app.storage.add_throughput(minute, 7, 2)
+        app.storage.add_throughput(minute - timedelta(hours=2), 40, 0)  # outside the hour
+        assert client.get("/charts/hour.svg").status_code == 401
+        sign_in(client)
+        data = client.get("/api/overview").json()["throughput"]
+        assert len(data["hour"]) == 60 and len(data["day"]) == 24
+        assert data["hour"][-1]["succeeded"] == 7 and data["hour"][-1]["failed"] == 2
+        assert sum(bar["succeeded"] for bar in data["hour"]) == 7
+        assert sum(bar["succeeded"] for bar in data["day"]) == 47
+        svg = client.get("/charts/hour.svg")
+        assert svg.headers["content-type"].startswith("image/svg+xml")
+        assert "7 succeeded, 2 failed" in svg.text and "<script" not in svg.text
+        assert client.get("/charts/week.svg").status_code == 404
+
+
 class TestActions:
     def test_cancel_needs_the_csrf_token(self, client: TestClient, app: JobKit) -> None:
         job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"})
@@ -296,6 +339,36 @@ class TestActions:
         assert again.status_code == 409
         assert again.json()["message"] == "only failed or cancelled jobs can be retried"
 
+    def test_bulk_cancel_and_retry_of_a_filtered_selection(
+        self, client: TestClient, app: JobKit
+    ) -> None:
+        records = app.enqueue_many("Recorder", "record",
+                                   [{"ledger": "x", "tag": f"t{n % 2}"} for n in range(10)])
+        others = app.enqueue_many("Slow", "slow_first", [{"seconds": 1}] * 3)
+        csrf = sign_in(client)
+        refused = client.post("/jobs/bulk", data={"action": "cancel", "name": "Recorder"},
+                              follow_redirects=False)
+        assert refused.status_code == 403  # no CSRF token
+        done = client.post("/jobs/bulk", follow_redirects=False, data={
+            "csrf": csrf, "action": "cancel", "name": "Recorder", "text": '"tag": "t1"'})
+        assert done.status_code == 303
+        assert done.headers["location"].startswith("/jobs?name=Recorder")
+        assert "5 of 5 matching job(s) cancelled" in client.get(done.headers["location"]).text
+        statuses = [app.get_job(job_id).status for job_id in records]
+        assert statuses == [JobStatus.PENDING, JobStatus.CANCELLED] * 5
+        assert {app.get_job(job_id).status for job_id in others} == {JobStatus.PENDING}
+        api = client.post("/api/jobs/bulk", headers={"X-CSRF-Token": csrf}, json={
+            "action": "retry", "filters": {"status": ["cancelled", "pending"]}})
+        assert api.json() == {"action": "retry", "matched": 5, "changed": 5, "more": False,
+                              "message": "5 of 5 matching job(s) queued again"}
+        assert {app.get_job(job_id).status for job_id in records} == {JobStatus.PENDING}
+        bad = client.post("/api/jobs/bulk", headers={"X-CSRF-Token": csrf},
+                          json={"action": "delete", "filters": {}})
+        assert bad.status_code == 400
+        bad = client.post("/api/jobs/bulk", headers={"X-CSRF-Token": csrf},
+                          json={"action": "cancel", "filters": {"sort": "id"}})
+        assert bad.status_code == 400
+
     def test_a_viewer_sees_but_cannot_act(self, client: TestClient, app: JobKit) -> None:
         job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"})
         csrf = sign_in(client, VIEWER)
@@ -303,6 +376,8 @@ class TestActions:
         assert page.status_code == 200 and "Cancel</button>" not in page.text
         response = client.post(f"/jobs/{job_id}/cancel", data={"csrf": csrf})
         assert response.status_code == 403
+        bulk = client.post("/jobs/bulk", data={"csrf": csrf, "action": "cancel"})
+        assert bulk.status_code == 403 and "Cancel all" not in client.get("/jobs").text
         assert app.get_job(job_id).status is JobStatus.PENDING
 
     def test_a_bearer_token_acts_without_a_session(self, client: TestClient, app: JobKit) -> None:

@@ -162,6 +162,7 @@ def test_sign_in_watch_cancel_and_retry_with_edited_params(site: dict[str, Any],
             # the other pages
             page.goto(f"{base}/")
             expect(page.locator("[data-count=completed]")).to_have_text("2")
+            expect(page.locator("#workers tbody tr.alive")).to_have_count(2)
             page.screenshot(path=ARTIFACTS / "overview.png", full_page=True)
             page.goto(f"{base}/jobs?status=failed&status=cancelled")
             expect(page.locator("#jobs tbody tr")).to_have_count(2)

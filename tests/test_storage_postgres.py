@@ -94,20 +94,22 @@ class TestSchema:
         import psycopg
 
         with PostgresStorage(empty_url) as first, PostgresStorage(empty_url) as second:
-            assert first.migrate() == second.migrate() == 2
+            assert first.migrate() == second.migrate() == 3
         with psycopg.connect(empty_url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(2,)]
+        assert rows == [(3,)]
 
     def test_a_version_1_database_is_upgraded(
         self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """A database of jobkit's first schema gains crash accounting; its jobs keep their data."""
+        """A database of jobkit's first schema gains crash accounting and the workers table;
+        its jobs keep their data."""
         import psycopg
 
         url = postgres_server.create_database("jobkit_upgrade")
         clock = FakeClock()
-        first = {k: v for k, v in postgres_module.queries().items() if k != "migration_2"}
+        first = {k: v for k, v in postgres_module.queries().items()
+                 if k not in ("migration_2", "migration_3")}
         with monkeypatch.context() as patch:
             patch.setattr(postgres_module, "queries", lambda: first)
             PostgresStorage(url, clock=clock).close()
@@ -125,9 +127,10 @@ class TestSchema:
             assert (record.crashes, record.max_crashes, record.params) == (
                 0, 3, {"to": "ana@example.com"}
             )
+            assert store.list_workers() == []
         with psycopg.connect(url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(2,)]
+        assert rows == [(3,)]
 
     def test_a_newer_schema_is_refused(self, postgres_server: object, empty_url: str) -> None:
         """A database migrated by a newer jobkit is refused, naming both versions."""
@@ -142,7 +145,7 @@ class TestSchema:
                 PostgresStorage(empty_url)
         finally:
             with psycopg.connect(empty_url) as conn:
-                conn.execute(b"UPDATE jobkit_schema_version SET version = 2")
+                conn.execute(b"UPDATE jobkit_schema_version SET version = 3")
 
 
 class TestListenNotify:

@@ -109,14 +109,16 @@ class TestSQLiteFile:
             pass
         with sqlite3.connect(db_path) as conn:
             rows = conn.execute("SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(LATEST,)] and LATEST == 2
+        assert rows == [(LATEST,)] and LATEST == 3
 
     def test_a_version_1_file_is_upgraded(
         self, db_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """A file of jobkit's first schema gains crash accounting; its jobs keep their data."""
+        """A file of jobkit's first schema gains crash accounting and the workers table; its
+        jobs keep their data."""
         clock = FakeClock()
-        first = {k: v for k, v in sqlite_module.queries().items() if k != "migration_2"}
+        first = {k: v for k, v in sqlite_module.queries().items()
+                 if k not in ("migration_2", "migration_3")}
         with monkeypatch.context() as patch:
             patch.setattr(sqlite_module, "queries", lambda: first)
             SQLiteStorage(db_path, clock=clock).close()
@@ -132,8 +134,9 @@ class TestSQLiteFile:
             assert (record.crashes, record.max_crashes, record.params) == (
                 0, 3, {"to": "ana@example.com"}
             )
+            assert store.list_workers() == []
         with sqlite3.connect(db_path) as conn:
-            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(2,)]
+            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(3,)]
 
     def test_reopening_keeps_the_jobs(self, db_path: Path) -> None:
         """Opening an existing file again migrates nothing and finds its jobs."""

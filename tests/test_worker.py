@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,47 @@ class TestBurst:
             assert code == 0, out
             assert database.stat().st_size > 64 * 1024
             assert app.storage.count(status=JobStatus.COMPLETED) == 300
+
+
+class TestWorkerList:
+    def test_processes_are_listed_while_they_run(
+        self, tmp_path: Path, start_worker: Any
+    ) -> None:
+        """A running worker lists its processes in the store (host, pid, seen every second);
+        they leave the list when the worker stops."""
+        config = write_config(tmp_path)
+        with JobKit.from_config(config, load_entrypoints=False) as app:
+            worker = start_worker(config, "-n", "2")
+            wait_for(lambda: len(app.storage.list_workers()) == 2, what="two listed processes")
+            listed = app.storage.list_workers()
+            # the supervisor's children: its worker processes (and spawn's resource tracker)
+            assert {w.pid for w in listed} <= {child.pid for child in worker.children()}
+            assert {w.supervisor_pid for w in listed} == {worker.pid}
+            first_seen = {w.worker_id: w.last_seen_at for w in listed}
+            wait_for(lambda: all(w.last_seen_at > first_seen[w.worker_id]
+                                 for w in app.storage.list_workers()), what="a beat")
+            worker.process.send_signal(signal.SIGTERM)
+            code, out = worker.wait()
+            assert code == 0, out
+            assert app.storage.list_workers() == []
+
+    def test_throughput_counts_every_attempt(
+        self, tmp_path: Path, ledger: str, start_worker: Any
+    ) -> None:
+        """The processes report how their attempts ended; the supervisor adds them up per
+        minute in the store, the last ones too when a burst ends."""
+        config = write_config(tmp_path)
+        with JobKit.from_config(config, load_entrypoints=False) as app:
+            app.enqueue_many("Recorder", "record",
+                             [{"ledger": ledger, "tag": str(n)} for n in range(30)])
+            for _ in range(3):
+                app.run_background_job("Recorder", "fail", {"ledger": ledger})
+            since = app.storage.now() - timedelta(minutes=5)
+            code, out = start_worker(config, "-n", "2", "--burst").wait()
+            assert code == 0, out
+            counted = app.storage.throughput(since)
+            assert sum(ok for _, ok, _ in counted) == 30
+            assert sum(bad for _, _, bad in counted) == 3
 
 
 class TestLeases:

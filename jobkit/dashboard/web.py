@@ -11,6 +11,7 @@ import json
 import secrets
 import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -29,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from jobkit.app import JobKit
-from jobkit.dashboard import edit, filters
+from jobkit.dashboard import bulk, chart, edit, filters
 from jobkit.dashboard.security import (
     Access,
     Role,
@@ -44,6 +45,9 @@ from jobkit.records import Attempt, JobRecord, JobStatus
 from jobkit.storage.search import SORTS
 
 HERE = Path(__file__).parent
+
+#: A worker process beaten within this many seconds is alive (its supervisor beats every second).
+ALIVE_SECONDS = 10.0
 
 Handler = Callable[[Request], Response]
 AsyncHandler = Callable[[Request], Awaitable[Response]]
@@ -124,10 +128,14 @@ class Dashboard:
                 return JSONResponse({"error": "sign-in required"}, status_code=401)
             # the body is read here, where awaiting is possible; handlers find it in state
             request.state.form = {}
+            request.state.form_lists = {}
             request.state.body = {}
             if form:
                 posted = await request.form()
                 request.state.form = {k: v for k, v in posted.items() if isinstance(v, str)}
+                request.state.form_lists = {
+                    k: [v for v in posted.getlist(k) if isinstance(v, str)] for k in posted
+                }
             else:
                 raw = await request.body()
                 try:
@@ -210,11 +218,51 @@ class Dashboard:
         storage = self.app.storage
         counts = {status.value: storage.count(status=status) for status in JobStatus}
         running = storage.list(status=JobStatus.RUNNING, limit=100)
-        return {"counts": counts, "running": [_job_json(job) for job in running]}
+        now = storage.now()
+        oldest = storage.oldest_waiting()
+        by_worker = {job.worker_id: job for job in running}
+        workers = []
+        for worker in storage.list_workers():
+            job = by_worker.get(worker.worker_id)
+            silent = (now - worker.last_seen_at).total_seconds()
+            workers.append({
+                "worker_id": worker.worker_id,
+                "hostname": worker.hostname,
+                "pid": worker.pid,
+                "supervisor_pid": worker.supervisor_pid,
+                "started_at": _time(worker.started_at),
+                "last_seen_at": _time(worker.last_seen_at),
+                "alive": silent <= ALIVE_SECONDS,
+                "job": None if job is None else {"id": job.id, "name": job.name,
+                                                 "method": job.method},
+            })
+        counted = storage.throughput(now - timedelta(days=1))
+        return {
+            "counts": counts,
+            "running": [_job_json(job) for job in running],
+            "workers": workers,
+            "oldest_wait": None if oldest is None else max(0.0, (now - oldest).total_seconds()),
+            "throughput": {
+                span: [{"start": _time(bar.start), "succeeded": bar.succeeded,
+                        "failed": bar.failed} for bar in chart.bars(counted, span, now)]
+                for span in chart.SPANS
+            },
+        }
+
+    def chart_svg(self, request: Request) -> Response:
+        """``GET /charts/{span}.svg``: the throughput of the last hour or day."""
+        span = request.path_params["span"]
+        if span not in chart.SPANS:
+            raise HTTPException(404, f"no chart {span!r} (hour, day)")
+        storage = self.app.storage
+        now = storage.now()
+        found = chart.bars(storage.throughput(now - timedelta(days=1)), span, now)
+        return Response(chart.svg(found, span), media_type="image/svg+xml")
 
     def jobs(self, request: Request) -> Response:
         """The jobs list, filtered and paginated."""
-        return self.render(request, "jobs.html", **self._jobs(request))
+        flash = request.session.pop("flash", None)
+        return self.render(request, "jobs.html", flash=flash, **self._jobs(request))
 
     def _jobs(self, request: Request) -> dict[str, Any]:
         try:
@@ -342,6 +390,38 @@ class Dashboard:
             return JSONResponse({"job_id": new_id, "retried": record.id})
         return RedirectResponse(f"/jobs/{quote(new_id)}", status_code=303)
 
+    def bulk_action(self, request: Request) -> Response:
+        """Cancel or retry every job the list's filters find (see :mod:`bulk`)."""
+        api = request.url.path.startswith("/api/")
+        if api:
+            body = request.state.body if isinstance(request.state.body, dict) else {}
+            action = body.get("action")
+            given = body.get("filters", {})
+            if not isinstance(given, dict):
+                return JSONResponse({"error": '"filters" must be an object'}, status_code=400)
+            lists = {k: v if isinstance(v, list) else [v] for k, v in given.items()}
+            values = {k: str(v[-1]) if v else "" for k, v in lists.items()}
+            lists = {k: [str(item) for item in v] for k, v in lists.items()}
+        else:
+            action = request.state.form.get("action")
+            values = {k: v for k, v in request.state.form.items() if k in filters.PARAMS}
+            lists = {k: v for k, v in request.state.form_lists.items() if k in filters.PARAMS}
+        if action not in bulk.APPLIES_TO:
+            raise HTTPException(400, "action must be cancel or retry")
+        try:
+            query, shown = filters.parse(values, lists)
+        except filters.BadFilter as exc:
+            raise HTTPException(400, str(exc)) from None
+        done = bulk.apply(self.app, query, str(action))
+        logger.info("dashboard bulk {action}: {message}", action=action, message=done.message())
+        if api:
+            return JSONResponse({"action": done.action, "matched": done.matched,
+                                 "changed": done.changed, "more": done.more,
+                                 "message": done.message()})
+        request.session["flash"] = done.message()
+        return RedirectResponse("/jobs?" + _query_string({**shown, "after": ""}),
+                                status_code=303)
+
     def _act(self, request: Request, act: Callable[[str], bool], done: str, refused: str
              ) -> Response:
         job_id = request.path_params["job_id"]
@@ -446,14 +526,17 @@ def create_app(app: JobKit, *, access: Access | None = None) -> Starlette:
         Route("/logout", board.action(board.logout, form=True, admin=False), methods=["POST"]),
         Route("/", page(board.overview), methods=["GET"]),
         Route("/jobs", page(board.jobs), methods=["GET"]),
+        Route("/jobs/bulk", board.action(board.bulk_action, form=True), methods=["POST"]),
         Route("/jobs/{job_id}", page(board.job), methods=["GET"]),
         Route("/jobs/{job_id}/cancel", board.action(board.cancel, form=True), methods=["POST"]),
         Route("/jobs/{job_id}/retry", board.action(board.retry, form=True), methods=["POST"]),
         Route("/jobs/{job_id}/retry-edited", board.action(board.retry_edited, form=True),
               methods=["POST"]),
         Route("/registry", page(board.registry), methods=["GET"]),
+        Route("/charts/{span}.svg", api(board.chart_svg), methods=["GET"]),
         Route("/api/overview", api(board.api_overview), methods=["GET"]),
         Route("/api/jobs", api(board.api_jobs), methods=["GET"]),
+        Route("/api/jobs/bulk", board.action(board.bulk_action, form=False), methods=["POST"]),
         Route("/api/jobs/{job_id}", api(board.api_job), methods=["GET"]),
         Route("/api/jobs/{job_id}/cancel", board.action(board.cancel, form=False),
               methods=["POST"]),

@@ -20,12 +20,14 @@ from typing import Any, ClassVar, TypeVar
 import attrs
 
 from jobkit.records import (
+    WAITING_STATUSES,
     Attempt,
     AttemptOutcome,
     JobRecord,
     JobStatus,
     Lease,
     NewJob,
+    WorkerInfo,
     utcnow,
 )
 from jobkit.storage.search import Count, JobQuery, SearchPage, matches, page_of, search_in
@@ -189,8 +191,7 @@ class Storage(abc.ABC):
         """The page of jobs ``query`` finds, in its order, after its cursor (see
         :mod:`jobkit.storage.search`). This default reads every job and filters them in Python;
         a backend with indexes should override it."""
-        return page_of(query, search_in(attrs.evolve(query, limit=query.limit + 1),
-                                        self._every_job()))
+        return page_of(query, search_in(query, self._every_job(), limit=query.limit + 1))
 
     def count_matching(
         self, query: JobQuery, cap: int = 10_000, budget: float | None = None
@@ -224,6 +225,46 @@ class Storage(abc.ABC):
         """Create or upgrade the store's schema; return its version (0: a store without one).
         Backends run it when they open; ``jobkit migrate`` runs it on purpose."""
         return 0
+
+    # -- worker processes (optional: a backend without them shows no workers) ----------------
+
+    def register_worker(self, worker: WorkerInfo) -> None:  # noqa: B027
+        """Record a worker process that has started (or update it)."""
+
+    def beat_workers(self, worker_ids: builtins.list[str]) -> None:  # noqa: B027
+        """Mark these worker processes as seen now."""
+
+    def remove_worker(self, worker_id: str) -> None:  # noqa: B027
+        """Forget a worker process that has stopped."""
+
+    def forget_workers(self, seen_before: datetime) -> int:
+        """Forget worker processes not seen since ``seen_before`` (their supervisor died
+        without saying); how many."""
+        return 0
+
+    def list_workers(self) -> builtins.list[WorkerInfo]:
+        """The worker processes known, by host, supervisor and id."""
+        return []
+
+    # -- throughput, for the dashboard's chart (optional: a backend without it draws none) --
+
+    def add_throughput(self, minute: datetime, succeeded: int, failed: int) -> None:  # noqa: B027
+        """Add attempts that succeeded and failed to the counts of ``minute`` (its start)."""
+
+    def throughput(self, since: datetime) -> builtins.list[tuple[datetime, int, int]]:
+        """``(minute, succeeded, failed)`` for every minute from ``since`` that has counts."""
+        return []
+
+    def forget_throughput(self, before: datetime) -> None:  # noqa: B027
+        """Forget the counts of minutes before ``before``."""
+
+    def oldest_waiting(self) -> datetime | None:
+        """When the job that has waited longest became due (pending or retrying, due now);
+        ``None`` when nothing waits. The default reads every job."""
+        now = self.now()
+        due = [job.available_at for job in self._every_job()
+               if job.status in WAITING_STATUSES and job.available_at <= now]
+        return min(due, default=None)
 
     def housekeep(self) -> None:  # noqa: B027 - most backends have no upkeep
         """Upkeep a worker's supervisor runs about once a second, off the jobs' path (SQLite:

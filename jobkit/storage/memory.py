@@ -29,6 +29,7 @@ from jobkit.records import (
     Lease,
     NewJob,
     RetryPolicy,
+    WorkerInfo,
     utcnow,
 )
 from jobkit.storage.base import Clock, Storage
@@ -118,6 +119,8 @@ class MemoryStorage(Storage):
         self._ids = itertools.count(1)
         self._jobs: dict[int, _Row] = {}
         self._attempts: dict[int, builtins.list[Attempt]] = {}
+        self._workers: dict[str, WorkerInfo] = {}
+        self._throughput: dict[datetime, tuple[int, int]] = {}
         self._closed = False
 
     @classmethod
@@ -470,6 +473,66 @@ class MemoryStorage(Storage):
     def count(self, *, status: JobStatus | None = None, name: str | None = None) -> int:
         """How many jobs match the filter."""
         return self._locked("count jobs", lambda: len(self._matching(status, name)))
+
+    def register_worker(self, worker: WorkerInfo) -> None:
+        """Record a worker process that has started (or update it)."""
+        self._locked("register a worker",
+                     lambda: self._workers.__setitem__(worker.worker_id, worker))
+
+    def beat_workers(self, worker_ids: builtins.list[str]) -> None:
+        """Mark these worker processes as seen now."""
+
+        def work() -> None:
+            for worker_id in worker_ids:
+                if worker_id in self._workers:
+                    self._workers[worker_id] = attrs.evolve(
+                        self._workers[worker_id], last_seen_at=self.now())
+
+        self._locked("beat workers", work)
+
+    def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker process that has stopped."""
+        self._locked("remove a worker", lambda: self._workers.pop(worker_id, None))
+
+    def forget_workers(self, seen_before: datetime) -> int:
+        """Forget worker processes not seen since ``seen_before``."""
+
+        def work() -> int:
+            lost = [key for key, w in self._workers.items() if w.last_seen_at < seen_before]
+            for key in lost:
+                del self._workers[key]
+            return len(lost)
+
+        return self._locked("forget lost workers", work)
+
+    def add_throughput(self, minute: datetime, succeeded: int, failed: int) -> None:
+        """Add to the counts of ``minute``."""
+
+        def work() -> None:
+            done, bad = self._throughput.get(minute, (0, 0))
+            self._throughput[minute] = (done + succeeded, bad + failed)
+
+        self._locked("record the throughput", work)
+
+    def throughput(self, since: datetime) -> builtins.list[tuple[datetime, int, int]]:
+        """``(minute, succeeded, failed)`` from ``since``, oldest first."""
+        return self._locked("read the throughput", lambda: [
+            (minute, done, bad) for minute, (done, bad) in sorted(self._throughput.items())
+            if minute >= since])
+
+    def forget_throughput(self, before: datetime) -> None:
+        """Forget the counts of minutes before ``before``."""
+
+        def work() -> None:
+            for minute in [m for m in self._throughput if m < before]:
+                del self._throughput[minute]
+
+        self._locked("forget old throughput", work)
+
+    def list_workers(self) -> builtins.list[WorkerInfo]:
+        """The worker processes known, by host, supervisor and id."""
+        return self._locked("list workers", lambda: sorted(
+            self._workers.values(), key=lambda w: (w.hostname, w.supervisor_pid, w.worker_id)))
 
     def close(self) -> None:
         """Forget every job; the store must not be used afterwards."""

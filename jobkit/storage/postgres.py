@@ -433,6 +433,19 @@ class PostgresStorage(SQLStorage):
     def _record(self, row: Any) -> JobRecord:
         return _job(row)
 
+    def _named(self, operation: str, name: str, params: Mapping[str, Any]) -> builtins.list[Any]:
+        def work(cur: psycopg.Cursor[Any]) -> builtins.list[Any]:
+            cur.execute(queries()[name], params)
+            return cur.fetchall() if cur.description is not None else []
+
+        return self._transaction(operation, work)
+
+    def _read_time(self, value: Any) -> datetime:
+        return value  # type: ignore[no-any-return]
+
+    def _now_bound(self) -> Any:
+        return self._now_param()  # None: the database's now()
+
     def _prune_batch(self, finished_before: Any, batch_size: int) -> int:
         params = {"finished_before": finished_before, "batch_size": batch_size}
 

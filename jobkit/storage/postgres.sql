@@ -86,6 +86,24 @@ CREATE OR REPLACE TRIGGER jobkit_jobs_due
 ALTER TABLE jobkit_jobs ADD COLUMN IF NOT EXISTS crashes integer NOT NULL DEFAULT 0;
 ALTER TABLE jobkit_jobs ADD COLUMN IF NOT EXISTS max_crashes integer NOT NULL DEFAULT 3;
 
+-- name: migration_3
+-- the worker processes alive, for the dashboard: their supervisors register and beat them
+CREATE TABLE IF NOT EXISTS jobkit_workers (
+    worker_id text PRIMARY KEY,
+    hostname text NOT NULL,
+    pid integer NOT NULL,
+    supervisor_pid integer NOT NULL,
+    started_at timestamptz NOT NULL,
+    last_seen_at timestamptz NOT NULL
+);
+
+-- attempts ended per minute, for the dashboard's chart (added to by the supervisors)
+CREATE TABLE IF NOT EXISTS jobkit_throughput (
+    minute timestamptz PRIMARY KEY,
+    succeeded integer NOT NULL DEFAULT 0,
+    failed integer NOT NULL DEFAULT 0
+);
+
 
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS jobkit_schema_version (version integer NOT NULL);
@@ -264,3 +282,39 @@ DELETE FROM jobkit_jobs WHERE id IN (
 
 -- name: attempts
 SELECT * FROM jobkit_attempts WHERE job_id = %(job_id)s ORDER BY id;
+
+
+-- name: register_worker
+INSERT INTO jobkit_workers (worker_id, hostname, pid, supervisor_pid, started_at, last_seen_at)
+VALUES (%(worker_id)s, %(hostname)s, %(pid)s, %(supervisor_pid)s, %(started_at)s,
+        %(last_seen_at)s)
+ON CONFLICT (worker_id) DO UPDATE SET last_seen_at = excluded.last_seen_at;
+
+-- name: beat_worker
+UPDATE jobkit_workers SET last_seen_at = %(now)s WHERE worker_id = %(worker_id)s;
+
+-- name: remove_worker
+DELETE FROM jobkit_workers WHERE worker_id = %(worker_id)s;
+
+-- name: forget_workers
+DELETE FROM jobkit_workers WHERE last_seen_at < %(seen_before)s;
+
+-- name: list_workers
+SELECT * FROM jobkit_workers ORDER BY hostname, supervisor_pid, worker_id;
+
+-- name: oldest_waiting
+SELECT min(available_at) AS oldest FROM jobkit_jobs
+WHERE status IN ('pending', 'retrying') AND available_at <= coalesce(%(now)s, now());
+
+-- name: add_throughput
+INSERT INTO jobkit_throughput (minute, succeeded, failed)
+VALUES (%(minute)s, %(succeeded)s, %(failed)s)
+ON CONFLICT (minute) DO UPDATE SET
+    succeeded = jobkit_throughput.succeeded + excluded.succeeded,
+    failed = jobkit_throughput.failed + excluded.failed;
+
+-- name: throughput
+SELECT * FROM jobkit_throughput WHERE minute >= %(since)s ORDER BY minute;
+
+-- name: forget_throughput
+DELETE FROM jobkit_throughput WHERE minute < %(before)s;

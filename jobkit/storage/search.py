@@ -165,8 +165,10 @@ def _next_key(record: JobRecord) -> tuple[int, datetime, int]:
     return (-record.priority, record.available_at, _key(record))
 
 
-def search_in(query: JobQuery, records: Iterable[JobRecord]) -> list[JobRecord]:
-    """:meth:`Storage.search` over records in memory (the default implementation)."""
+def search_in(query: JobQuery, records: Iterable[JobRecord], limit: int | None = None
+              ) -> list[JobRecord]:
+    """The jobs ``query`` finds among ``records``, in order, after its cursor: at most
+    ``limit`` (default ``query.limit``)."""
     found = [record for record in records if matches(query, record)]
     if query.sort == "next":
         found.sort(key=_next_key)
@@ -181,7 +183,7 @@ def search_in(query: JobQuery, records: Iterable[JobRecord]) -> list[JobRecord]:
         else:
             assert at.due is not None
             found = [r for r in found if _next_key(r) > (-at.priority, at.due, at.id)]
-    return found[: query.limit]
+    return found[: query.limit if limit is None else limit]
 
 
 #: How a backend binds a named value (``:name`` or ``%(name)s``).

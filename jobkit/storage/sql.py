@@ -27,6 +27,7 @@ from jobkit.records import (
     Lease,
     NewJob,
     RetryPolicy,
+    WorkerInfo,
     decode_json,
 )
 from jobkit.storage.base import Storage
@@ -305,18 +306,21 @@ class SQLStorage(Storage):
         """The page ``query`` finds (see :meth:`Storage.search`): one indexed query. A text
         search checks candidates in batches, by windows of ids for the newest and oldest sorts,
         and answers with what it found once :data:`SCAN_BUDGET` seconds have passed."""
-        if not query.text:
-            return page_of(query, self._find(attrs.evolve(query, limit=query.limit + 1)))
+        if not query.text:  # one more than asked: whether a next page exists
+            return page_of(query, self._find(query, limit=query.limit + 1))
         if query.sort == "next":
             return self._search_in_batches(query)
         return self._search_in_windows(query, SCAN_BUDGET)
 
-    def _find(self, query: JobQuery, window: tuple[int, int] | None = None) -> list[JobRecord]:
-        """The rows the SQL part of ``query`` finds, in order, at most ``query.limit``."""
+    def _find(self, query: JobQuery, window: tuple[int, int] | None = None,
+              limit: int | None = None) -> list[JobRecord]:
+        """The rows the SQL part of ``query`` finds, in order, at most ``limit`` (default
+        ``query.limit``)."""
         clauses = build_sql(query, self._bind, self._time, self._contains, window)
         sql = (f"SELECT * FROM jobkit_jobs WHERE {clauses.where} ORDER BY {clauses.order} "
                f"LIMIT {self._bind('limit')}")
-        rows = self._select("search jobs", sql, {**clauses.params, "limit": query.limit})
+        rows = self._select("search jobs", sql, {
+            **clauses.params, "limit": query.limit if limit is None else limit})
         return [self._record(row) for row in rows]
 
     def _search_in_batches(self, query: JobQuery) -> SearchPage:
@@ -429,6 +433,82 @@ class SQLStorage(Storage):
             if deadline is not None and time.monotonic() > deadline:
                 return Count(counted, exact=False)
             after = page.next
+
+    # -- worker processes and waiting jobs, for the dashboard -------------------------------
+
+    @abc.abstractmethod
+    def _named(self, operation: str, name: str, params: Mapping[str, Any]) -> list[Any]:
+        """Run the named query of the backend's ``.sql`` file in one transaction; its rows
+        (none for a write)."""
+
+    @abc.abstractmethod
+    def _read_time(self, value: Any) -> datetime:
+        """A stored time as a datetime."""
+
+    def _worker_params(self, worker: WorkerInfo) -> dict[str, Any]:
+        return {**attrs.asdict(worker), "started_at": self._time(worker.started_at),
+                "last_seen_at": self._time(worker.last_seen_at)}
+
+    def register_worker(self, worker: WorkerInfo) -> None:
+        """Record a worker process that has started (or update it)."""
+        self._named(f"register worker {worker.worker_id}", "register_worker",
+                    self._worker_params(worker))
+
+    def beat_workers(self, worker_ids: list[str]) -> None:
+        """Mark these worker processes as seen now."""
+        now = self._time(self.now())
+        for worker_id in worker_ids:  # a handful per supervisor
+            self._named("beat workers", "beat_worker", {"worker_id": worker_id, "now": now})
+
+    def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker process that has stopped."""
+        self._named(f"remove worker {worker_id}", "remove_worker", {"worker_id": worker_id})
+
+    def forget_workers(self, seen_before: datetime) -> int:
+        """Forget worker processes not seen since ``seen_before``."""
+        before = len(self.list_workers())
+        self._named("forget lost workers", "forget_workers",
+                    {"seen_before": self._time(seen_before)})
+        return before - len(self.list_workers())
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """The worker processes known, by host, supervisor and id."""
+        return [
+            WorkerInfo(
+                worker_id=row["worker_id"], hostname=row["hostname"], pid=row["pid"],
+                supervisor_pid=row["supervisor_pid"],
+                started_at=self._read_time(row["started_at"]),
+                last_seen_at=self._read_time(row["last_seen_at"]),
+            )
+            for row in self._named("list workers", "list_workers", {})
+        ]
+
+    def add_throughput(self, minute: datetime, succeeded: int, failed: int) -> None:
+        """Add to the counts of ``minute`` (one upsert)."""
+        self._named("record the throughput", "add_throughput",
+                    {"minute": self._time(minute), "succeeded": succeeded, "failed": failed})
+
+    def throughput(self, since: datetime) -> list[tuple[datetime, int, int]]:
+        """``(minute, succeeded, failed)`` from ``since``, oldest first."""
+        rows = self._named("read the throughput", "throughput", {"since": self._time(since)})
+        return [(self._read_time(row["minute"]), row["succeeded"], row["failed"])
+                for row in rows]
+
+    def forget_throughput(self, before: datetime) -> None:
+        """Forget the counts of minutes before ``before``."""
+        self._named("forget old throughput", "forget_throughput", {"before": self._time(before)})
+
+    def oldest_waiting(self) -> datetime | None:
+        """When the job that has waited longest became due (see :meth:`Storage.oldest_waiting`):
+        one index scan of the waiting jobs."""
+        rows = self._named("find the oldest waiting job", "oldest_waiting",
+                           {"now": self._now_bound()})
+        value = rows[0]["oldest"]
+        return None if value is None else self._read_time(value)
+
+    def _now_bound(self) -> Any:
+        """``now`` as the store binds it in a query."""
+        return self._time(self.now())
 
     @abc.abstractmethod
     def _prune_batch(self, finished_before: Any, batch_size: int) -> int:

@@ -712,6 +712,14 @@ class SQLiteStorage(SQLStorage):
     def _record(self, row: Any) -> JobRecord:
         return _job(row)
 
+    def _named(self, operation: str, name: str, params: Mapping[str, Any]) -> builtins.list[Any]:
+        return self._transaction(
+            operation, lambda conn: conn.execute(queries()[name], params).fetchall()
+        )
+
+    def _read_time(self, value: Any) -> datetime:
+        return _stamp(value)
+
     def close(self) -> None:
         """Close every thread's connection; the store must not be used afterwards."""
         with self._connections_lock:

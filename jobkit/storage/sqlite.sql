@@ -64,6 +64,24 @@ CREATE INDEX IF NOT EXISTS jobkit_attempts_job ON jobkit_attempts (job_id, id);
 ALTER TABLE jobkit_jobs ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE jobkit_jobs ADD COLUMN max_crashes INTEGER NOT NULL DEFAULT 3;
 
+-- name: migration_3
+-- the worker processes alive, for the dashboard: their supervisors register and beat them
+CREATE TABLE IF NOT EXISTS jobkit_workers (
+    worker_id TEXT PRIMARY KEY,
+    hostname TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    supervisor_pid INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    last_seen_at REAL NOT NULL
+);
+
+-- attempts ended per minute, for the dashboard's chart (added to by the supervisors)
+CREATE TABLE IF NOT EXISTS jobkit_throughput (
+    minute REAL PRIMARY KEY,
+    succeeded INTEGER NOT NULL DEFAULT 0,
+    failed INTEGER NOT NULL DEFAULT 0
+);
+
 
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS jobkit_schema_version (version INTEGER NOT NULL);
@@ -265,3 +283,36 @@ SELECT count(*) FROM jobkit_jobs WHERE name = :name;
 
 -- name: count_by_status_and_name
 SELECT count(*) FROM jobkit_jobs WHERE status = :status AND name = :name;
+
+
+-- name: register_worker
+INSERT INTO jobkit_workers (worker_id, hostname, pid, supervisor_pid, started_at, last_seen_at)
+VALUES (:worker_id, :hostname, :pid, :supervisor_pid, :started_at, :last_seen_at)
+ON CONFLICT (worker_id) DO UPDATE SET last_seen_at = excluded.last_seen_at;
+
+-- name: beat_worker
+UPDATE jobkit_workers SET last_seen_at = :now WHERE worker_id = :worker_id;
+
+-- name: remove_worker
+DELETE FROM jobkit_workers WHERE worker_id = :worker_id;
+
+-- name: forget_workers
+DELETE FROM jobkit_workers WHERE last_seen_at < :seen_before;
+
+-- name: list_workers
+SELECT * FROM jobkit_workers ORDER BY hostname, supervisor_pid, worker_id;
+
+-- name: oldest_waiting
+SELECT min(available_at) AS oldest FROM jobkit_jobs
+WHERE status IN ('pending', 'retrying') AND available_at <= :now;
+
+-- name: add_throughput
+INSERT INTO jobkit_throughput (minute, succeeded, failed) VALUES (:minute, :succeeded, :failed)
+ON CONFLICT (minute) DO UPDATE SET
+    succeeded = succeeded + excluded.succeeded, failed = failed + excluded.failed;
+
+-- name: throughput
+SELECT * FROM jobkit_throughput WHERE minute >= :since ORDER BY minute;
+
+-- name: forget_throughput
+DELETE FROM jobkit_throughput WHERE minute < :before;

@@ -29,7 +29,15 @@ import attrs
 import pytest
 
 from jobkit.exceptions import JobNotFoundInStorage, StorageError
-from jobkit.records import AttemptOutcome, JobRecord, JobStatus, Lease, NewJob, RetryPolicy
+from jobkit.records import (
+    AttemptOutcome,
+    JobRecord,
+    JobStatus,
+    Lease,
+    NewJob,
+    RetryPolicy,
+    WorkerInfo,
+)
 from jobkit.storage.base import Storage
 from jobkit.storage.search import MAX_LIMIT, Count, JobQuery, search_in
 
@@ -1055,6 +1063,53 @@ class SearchTests(StorageFixtures):
             storage.search(JobQuery(sort="next", after="5"))
 
 
+class WorkerRegistryTests(StorageFixtures):
+    """Worker processes registered, beaten, listed and forgotten; the oldest waiting job."""
+
+    def test_workers_are_registered_beaten_and_forgotten(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        started = clock()
+        for n, host in enumerate(["b-host", "a-host", "a-host"]):
+            storage.register_worker(WorkerInfo(f"{host}:{n}", host, 100 + n, 99, started,
+                                               started))
+        assert [w.worker_id for w in storage.list_workers()] == ["a-host:1", "a-host:2",
+                                                                 "b-host:0"]
+        clock.advance(30)
+        storage.beat_workers(["a-host:1", "nobody"])
+        seen = {w.worker_id: w.last_seen_at for w in storage.list_workers()}
+        assert seen == {"a-host:1": clock(), "a-host:2": started, "b-host:0": started}
+        storage.register_worker(WorkerInfo("a-host:2", "a-host", 101, 99, started, clock()))
+        assert {w.worker_id: w.last_seen_at for w in storage.list_workers()}["a-host:2"] == clock()
+        storage.remove_worker("a-host:1")
+        assert storage.forget_workers(clock() - timedelta(seconds=10)) == 1  # b-host:0
+        assert [w.worker_id for w in storage.list_workers()] == ["a-host:2"]
+        assert storage.list_workers()[0].started_at == started
+
+    def test_throughput_adds_up_per_minute(self, storage: Storage, clock: FakeClock) -> None:
+        start = clock().replace(second=0, microsecond=0)
+        later = start + timedelta(minutes=3)
+        storage.add_throughput(start, 5, 1)
+        storage.add_throughput(start, 2, 0)
+        storage.add_throughput(later, 0, 4)
+        assert storage.throughput(start) == [(start, 7, 1), (later, 0, 4)]
+        assert storage.throughput(start + timedelta(minutes=1)) == [(later, 0, 4)]
+        storage.forget_throughput(later)
+        assert storage.throughput(start - timedelta(days=1)) == [(later, 0, 4)]
+
+    def test_the_oldest_waiting_job(self, storage: Storage, clock: FakeClock) -> None:
+        assert storage.oldest_waiting() is None
+        first = storage.enqueue(new_job(clock()))
+        clock.advance(5)
+        storage.enqueue(new_job(clock(), delay=3600))  # not due: not waiting yet
+        storage.enqueue(new_job(clock(), priority=9))
+        assert storage.oldest_waiting() == first.available_at
+        claim(storage)  # the priority-9 job
+        claim(storage)  # the first one
+        clock.advance(1)
+        assert storage.oldest_waiting() is None
+
+
 class InProcessStorageConformance(
     RoundTripTests,
     ClaimTests,
@@ -1064,6 +1119,7 @@ class InProcessStorageConformance(
     ManualRetryTests,
     ReadTests,
     SearchTests,
+    WorkerRegistryTests,
     PruneTests,
     ClosedStoreTests,
 ):

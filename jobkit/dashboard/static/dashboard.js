@@ -48,6 +48,34 @@ const render = {
       const number = element.querySelector('[data-count="' + status + '"]');
       if (number) number.textContent = String(count);
     }
+    const wait = document.querySelector("[data-oldest-wait]");
+    if (wait) wait.textContent = data.oldest_wait === null ? "none" : data.oldest_wait.toFixed(1) + " s";
+    const workers = document.querySelector("#workers tbody");
+    if (workers) {
+      const rows = data.workers.map((worker) => {
+        const tr = document.createElement("tr");
+        tr.className = worker.alive ? "alive" : "lost";
+        const id = cell(tr, worker.worker_id);
+        if (!worker.alive) {
+          const badge = document.createElement("span");
+          badge.className = "status status-failed";
+          badge.textContent = "lost";
+          id.append(" ", badge);
+        }
+        cell(tr, worker.hostname);
+        cell(tr, String(worker.pid));
+        cell(tr, worker.started_at);
+        cell(tr, worker.last_seen_at);
+        if (worker.job) {
+          cell(tr, "#" + worker.job.id + " " + worker.job.name + "." + worker.job.method,
+               "/jobs/" + encodeURIComponent(worker.job.id));
+        } else {
+          cell(tr, "idle");
+        }
+        return tr;
+      });
+      replaceRows(workers, rows, "No worker is running.", 6);
+    }
     const tbody = document.querySelector("#running tbody");
     if (!tbody) return;
     const rows = data.running.map((job) => {
@@ -149,5 +177,10 @@ document.addEventListener("click", (event) => {
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("[data-live]").forEach((element) => {
     setTimeout(() => refresh(element), PERIOD_MS);
+  });
+  // charts are images drawn by the server: fetch them again now and then
+  document.querySelectorAll("img[data-refresh]").forEach((image) => {
+    const source = image.src.split("?")[0];
+    setInterval(() => { image.src = source + "?t=" + Date.now(); }, 5 * PERIOD_MS);
   });
 });
