@@ -30,6 +30,7 @@ from jobkit.exceptions import (
 )
 from jobkit.factory import json_problem
 from jobkit.job import Job, JobContext
+from jobkit.joblog import AttemptLog
 from jobkit.logpipe import flush_forwarded
 from jobkit.records import AttemptOutcome, EventKind, JobRecord, Lease
 from jobkit.retries import retry_delay
@@ -155,7 +156,8 @@ class Executor:
         """
         lease = Lease(record.id, self.worker_id, record.attempts)
         self.app.emit(EventKind.STARTED, record)
-        watch = self.monitor.begin(lease, record)
+        lines = AttemptLog(self.app.storage, record.id, record.attempts)
+        watch = self.monitor.begin(lease, record, lines)
         error: BaseException | None = None
         result: Any = None
         received = False  # whether the job's code got the monitor's interrupt
@@ -165,7 +167,7 @@ class Executor:
                 record.name, record.method, record.params
             )
             built = True
-            self._bind(instance, record, lease)
+            self._bind(instance, record, lease, lines)
             self.interrupter.arm()
             try:
                 result = function(**kwargs)
@@ -175,6 +177,7 @@ class Executor:
             error = exc
         finally:
             reason = self.monitor.finish(watch)
+            lines.flush(final=True)  # the job's lines are in the store before its outcome
         # a row that no longer fits the registry or its params is never run again
         retry = built or not isinstance(error, (JobNotFound, MethodNotAllowed, InvalidParameters))
         with watch.outcome_lock:
@@ -197,7 +200,7 @@ class Executor:
                     traceback=format_traceback(exc),
                 )
 
-    def _bind(self, instance: Job, record: JobRecord, lease: Lease) -> None:
+    def _bind(self, instance: Job, record: JobRecord, lease: Lease, lines: AttemptLog) -> None:
         options = self.app.job_options(record.name)
         instance.bind(
             JobContext(
@@ -206,7 +209,7 @@ class Executor:
                 method=record.method,
                 attempt=record.attempts,
                 max_attempts=record.max_attempts,
-                log=logger.bind(
+                log=lines.logger(logger).bind(
                     job_id=record.id,
                     job_name=record.name,
                     method=record.method,
@@ -338,6 +341,9 @@ class Watch:
     record: JobRecord
     deadline: float | None  # time.monotonic() of its timeout
     next_beat: float
+    #: The lines the job logs, written to the store by the monitor every LOG_FLUSH seconds.
+    lines: AttemptLog | None = None
+    next_flush: float = 0.0
     reason: StopReason | None = None
     #: Set when the job's code has returned: the monitor leaves the attempt alone.
     done: threading.Event = attrs.Factory(threading.Event)
@@ -351,6 +357,8 @@ class Watch:
 
 #: Seconds between two looks of the monitor at the running attempt when nothing is due sooner.
 TICK = 0.05
+#: Seconds between two writes of a running job's log lines to the store.
+LOG_FLUSH = 1.0
 
 
 class Monitor:
@@ -371,8 +379,8 @@ class Monitor:
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def begin(self, lease: Lease, record: JobRecord) -> Watch:
-        """Start watching the attempt that ``lease`` holds."""
+    def begin(self, lease: Lease, record: JobRecord, lines: AttemptLog | None = None) -> Watch:
+        """Start watching the attempt that ``lease`` holds (and writing the lines it logs)."""
         now = time.monotonic()
         timeout = record.policy.timeout
         watch = Watch(
@@ -380,6 +388,8 @@ class Monitor:
             record,
             deadline=now + timeout if timeout else None,
             next_beat=now + self.executor.settings.heartbeat,
+            lines=lines,
+            next_flush=now + LOG_FLUSH,
         )
         self._current = watch
         if self._thread is None or not self._thread.is_alive():
@@ -426,6 +436,9 @@ class Monitor:
                     reason = self._check(watch)
                     if time.monotonic() >= watch.next_beat:
                         watch.next_beat = time.monotonic() + settings.heartbeat
+                    if watch.lines is not None and time.monotonic() >= watch.next_flush:
+                        watch.next_flush = time.monotonic() + LOG_FLUSH
+                        watch.lines.flush()  # a running job's page shows its lines live
                     if reason is not None:
                         self._stop(watch, reason)
                 except Exception:  # a bug here must not leave later attempts unwatched

@@ -154,6 +154,16 @@ class Attempt:
 
 
 @attrs.frozen
+class JobLogLine:
+    """A line a job logged through ``self.log`` during one of its attempts."""
+
+    attempt: int
+    at: datetime = attrs.field(validator=check_aware)
+    level: str
+    message: str
+
+
+@attrs.frozen
 class WorkerInfo:
     """One worker process as the store knows it: registered and kept alive by its supervisor,
     so the dashboard can show the workers of every machine and what each is running."""

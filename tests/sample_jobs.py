@@ -59,6 +59,7 @@ class Recorder(Job):
         "abort",
         "die",
         "crash_after_effect",
+        "chatty",
     )
 
     def record(self, ledger: str, tag: str) -> str:
@@ -118,6 +119,13 @@ class Recorder(Job):
     def log_lines(self, text: str) -> str:
         self.log.info("job says {text}", text=text)
         return text
+
+    def chatty(self, lines: int, sleep: float = 0.0) -> int:
+        """Logs ``lines`` lines through self.log, then sleeps."""
+        for n in range(lines):
+            self.log.info("line {n} of {total}", n=n, total=lines)
+        time.sleep(sleep)
+        return lines
 
     def busy_in_c(self, n: int) -> int:
         return sum(range(n))  # one long C call that holds the GIL: no thread can interrupt it

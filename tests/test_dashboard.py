@@ -31,7 +31,7 @@ from jobkit.dashboard.passwords import hash_password, verify_password
 from jobkit.dashboard.security import Access, check_listen, is_loopback
 from jobkit.dashboard.web import create_app
 from jobkit.exceptions import ConfigError
-from jobkit.records import WorkerInfo
+from jobkit.records import JobLogLine, WorkerInfo
 
 ADMIN, VIEWER = "admin-password-1", "viewer-password-2"
 #: Made once: scrypt takes ~50 ms by design.
@@ -202,6 +202,19 @@ class TestPages:
             assert response.headers["x-content-type-options"] == "nosniff"
         assert "<script>" not in client.get("/").text.replace(
             '<script src="/static/dashboard.js" defer></script>', "")
+
+    def test_a_jobs_log_lines_are_shown_escaped(self, client: TestClient, app: JobKit) -> None:
+        job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"})
+        now = app.storage.now()
+        app.storage.add_job_logs(job_id, [JobLogLine(1, now, "INFO", "<script>alert(1)</script>"),
+                                          JobLogLine(1, now, "ERROR", "second")])
+        sign_in(client)
+        page = client.get(f"/jobs/{job_id}").text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+        assert f"<title>Job #{job_id} · jobkit</title>" in page
+        logs = client.get(f"/api/jobs/{job_id}").json()["logs"]
+        assert [(line["attempt"], line["level"], line["message"]) for line in logs] == [
+            (1, "INFO", "<script>alert(1)</script>"), (1, "ERROR", "second")]
 
     def test_script_in_params_and_errors_is_shown_escaped(
         self, client: TestClient, app: JobKit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -450,3 +451,49 @@ class TestHooks:
 
         with pytest.raises(ConfigError, match="jobkit_job_evnt"):
             JobKit(make_config(tmp_path), load_entrypoints=False, plugins=(Typo(),))
+
+
+class TestJobLogLines:
+    """What a job logs through self.log is kept per attempt, capped, for the dashboard."""
+
+    @pytest.fixture
+    def sink(self) -> Iterator[list[str]]:
+        """A loguru sink, as a worker always has (a line no sink takes is not kept)."""
+        from loguru import logger
+
+        seen: list[str] = []
+        handler = logger.add(seen.append, level="INFO", format="{message}")
+        yield seen
+        logger.remove(handler)
+
+    def test_lines_are_kept_per_attempt(self, app: JobKit, sink: list[str]) -> None:
+        job_id = app.run_background_job("Recorder", "chatty", {"lines": 3})
+        run_until_empty(app)
+        lines = app.storage.job_logs(job_id)
+        assert [(line.attempt, line.level, line.message) for line in lines] == [
+            (1, "INFO", f"line {n} of 3") for n in range(3)]
+        assert "line 2 of 3\n" in sink
+
+    def test_an_attempt_keeps_at_most_max_lines(self, app: JobKit, sink: list[str]) -> None:
+        from jobkit.joblog import MAX_LINES
+
+        job_id = app.run_background_job("Recorder", "chatty", {"lines": MAX_LINES + 20})
+        run_until_empty(app)
+        lines = app.storage.job_logs(job_id)
+        assert len(lines) == MAX_LINES + 1
+        assert lines[-1].level == "WARNING"
+        assert lines[-1].message.startswith("[20 more line(s) not kept")
+
+    def test_a_running_jobs_lines_are_stored_as_it_runs(
+        self, app: JobKit, sink: list[str]
+    ) -> None:
+        job_id = app.run_background_job("Recorder", "chatty", {"lines": 2, "sleep": 2.5})
+        worker = threading.Thread(target=run_until_empty, args=(app,))
+        worker.start()
+        try:
+            wait_for(lambda: len(app.storage.job_logs(job_id)) == 2, timeout=2.0,
+                     what="the lines while the job still runs")
+            assert app.get_job(job_id).status is JobStatus.RUNNING
+        finally:
+            worker.join(timeout=10)
+        assert len(app.storage.job_logs(job_id)) == 2

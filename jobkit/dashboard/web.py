@@ -317,7 +317,13 @@ class Dashboard:
     def _job(self, request: Request) -> dict[str, Any]:
         record = self._record(request)
         attempts = self.app.get_attempts(record.id)
-        return {"job": _job_json(record), "attempts": [_attempt_json(a) for a in attempts]}
+        lines = self.app.storage.job_logs(record.id)
+        return {
+            "job": _job_json(record),
+            "attempts": [_attempt_json(a) for a in attempts],
+            "logs": [{"attempt": line.attempt, "at": _time(line.at), "level": line.level,
+                      "message": line.message} for line in lines],
+        }
 
     def registry(self, request: Request) -> Response:
         """Every registered job, its approved methods and signatures, its settings' sources."""

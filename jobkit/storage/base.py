@@ -23,6 +23,7 @@ from jobkit.records import (
     WAITING_STATUSES,
     Attempt,
     AttemptOutcome,
+    JobLogLine,
     JobRecord,
     JobStatus,
     Lease,
@@ -244,6 +245,15 @@ class Storage(abc.ABC):
 
     def list_workers(self) -> builtins.list[WorkerInfo]:
         """The worker processes known, by host, supervisor and id."""
+        return []
+
+    # -- the lines jobs log (optional: a backend without them shows none) -------------------
+
+    def add_job_logs(self, job_id: str, lines: builtins.list[JobLogLine]) -> None:  # noqa: B027
+        """Keep lines the job logged (the caller caps them per attempt); they go with the job."""
+
+    def job_logs(self, job_id: str) -> builtins.list[JobLogLine]:
+        """The lines the job logged, oldest first (attempt by attempt)."""
         return []
 
     # -- throughput, for the dashboard's chart (optional: a backend without it draws none) --

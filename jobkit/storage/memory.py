@@ -24,6 +24,7 @@ from jobkit.records import (
     WAITING_STATUSES,
     Attempt,
     AttemptOutcome,
+    JobLogLine,
     JobRecord,
     JobStatus,
     Lease,
@@ -121,6 +122,7 @@ class MemoryStorage(Storage):
         self._attempts: dict[int, builtins.list[Attempt]] = {}
         self._workers: dict[str, WorkerInfo] = {}
         self._throughput: dict[datetime, tuple[int, int]] = {}
+        self._job_logs: dict[int, builtins.list[JobLogLine]] = {}
         self._closed = False
 
     @classmethod
@@ -425,6 +427,7 @@ class MemoryStorage(Storage):
             for job_id in old:
                 del self._jobs[job_id]
                 del self._attempts[job_id]
+                self._job_logs.pop(job_id, None)
             return len(old)
 
         deleted = self._locked("prune finished jobs", work)
@@ -504,6 +507,29 @@ class MemoryStorage(Storage):
             return len(lost)
 
         return self._locked("forget lost workers", work)
+
+    def add_job_logs(self, job_id: str, lines: builtins.list[JobLogLine]) -> None:
+        """Keep lines the job logged (nothing for an unknown id)."""
+
+        def work() -> None:
+            try:
+                row = self._row(job_id)
+            except JobNotFoundInStorage:
+                return
+            self._job_logs.setdefault(row.id, []).extend(lines)
+
+        self._locked("keep log lines", work)
+
+    def job_logs(self, job_id: str) -> builtins.list[JobLogLine]:
+        """The lines the job logged, oldest first."""
+
+        def work() -> builtins.list[JobLogLine]:
+            try:
+                return builtins.list(self._job_logs.get(self._row(job_id).id, []))
+            except JobNotFoundInStorage:
+                return []
+
+        return self._locked("read log lines", work)
 
     def add_throughput(self, minute: datetime, succeeded: int, failed: int) -> None:
         """Add to the counts of ``minute``."""

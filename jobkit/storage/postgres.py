@@ -440,6 +440,13 @@ class PostgresStorage(SQLStorage):
 
         return self._transaction(operation, work)
 
+    def _named_many(self, operation: str, name: str, rows: builtins.list[Mapping[str, Any]]
+                    ) -> None:
+        def work(cur: psycopg.Cursor[Any]) -> None:
+            cur.executemany(queries()[name], rows)
+
+        self._transaction(operation, work)
+
     def _read_time(self, value: Any) -> datetime:
         return value  # type: ignore[no-any-return]
 

@@ -105,6 +105,19 @@ CREATE TABLE IF NOT EXISTS jobkit_throughput (
 );
 
 
+-- name: migration_4
+-- the lines jobs log through self.log, per attempt (capped by the worker), for the dashboard
+CREATE TABLE IF NOT EXISTS jobkit_job_logs (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    job_id bigint NOT NULL REFERENCES jobkit_jobs (id) ON DELETE CASCADE,
+    attempt integer NOT NULL,
+    at timestamptz NOT NULL,
+    level text NOT NULL,
+    message text NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS jobkit_job_logs_job ON jobkit_job_logs (job_id, id);
+
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS jobkit_schema_version (version integer NOT NULL);
 
@@ -318,3 +331,12 @@ SELECT * FROM jobkit_throughput WHERE minute >= %(since)s ORDER BY minute;
 
 -- name: forget_throughput
 DELETE FROM jobkit_throughput WHERE minute < %(before)s;
+
+-- name: add_job_log
+INSERT INTO jobkit_job_logs (job_id, attempt, at, level, message)
+SELECT %(job_id)s, %(attempt)s, %(at)s, %(level)s, %(message)s WHERE EXISTS (
+    SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s
+);
+
+-- name: job_logs
+SELECT * FROM jobkit_job_logs WHERE job_id = %(job_id)s ORDER BY id;

@@ -22,6 +22,7 @@ from jobkit.exceptions import StorageError
 from jobkit.records import (
     Attempt,
     AttemptOutcome,
+    JobLogLine,
     JobRecord,
     JobStatus,
     Lease,
@@ -482,6 +483,28 @@ class SQLStorage(Storage):
             )
             for row in self._named("list workers", "list_workers", {})
         ]
+
+    @abc.abstractmethod
+    def _named_many(self, operation: str, name: str, rows: list[Mapping[str, Any]]) -> None:
+        """Run the named write once per row, in one transaction."""
+
+    def add_job_logs(self, job_id: str, lines: list[JobLogLine]) -> None:
+        """Keep lines the job logged, in one transaction (nothing for an unknown id)."""
+        key = job_key(job_id)
+        if key is None or not lines:
+            return
+        self._named_many(f"keep the log lines of job {job_id}", "add_job_log", [
+            {"job_id": key, "attempt": line.attempt, "at": self._time(line.at),
+             "level": line.level, "message": line.message} for line in lines])
+
+    def job_logs(self, job_id: str) -> list[JobLogLine]:
+        """The lines the job logged, oldest first."""
+        key = job_key(job_id)
+        if key is None:
+            return []
+        rows = self._named(f"read the log lines of job {job_id}", "job_logs", {"job_id": key})
+        return [JobLogLine(row["attempt"], self._read_time(row["at"]), row["level"],
+                           row["message"]) for row in rows]
 
     def add_throughput(self, minute: datetime, succeeded: int, failed: int) -> None:
         """Add to the counts of ``minute`` (one upsert)."""

@@ -717,6 +717,10 @@ class SQLiteStorage(SQLStorage):
             operation, lambda conn: conn.execute(queries()[name], params).fetchall()
         )
 
+    def _named_many(self, operation: str, name: str, rows: builtins.list[Mapping[str, Any]]
+                    ) -> None:
+        self._transaction(operation, lambda conn: conn.executemany(queries()[name], rows))
+
     def _read_time(self, value: Any) -> datetime:
         return _stamp(value)
 

@@ -83,6 +83,19 @@ CREATE TABLE IF NOT EXISTS jobkit_throughput (
 );
 
 
+-- name: migration_4
+-- the lines jobs log through self.log, per attempt (capped by the worker), for the dashboard
+CREATE TABLE IF NOT EXISTS jobkit_job_logs (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL REFERENCES jobkit_jobs (id) ON DELETE CASCADE,
+    attempt INTEGER NOT NULL,
+    at REAL NOT NULL,
+    level TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS jobkit_job_logs_job ON jobkit_job_logs (job_id, id);
+
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS jobkit_schema_version (version INTEGER NOT NULL);
 
@@ -316,3 +329,12 @@ SELECT * FROM jobkit_throughput WHERE minute >= :since ORDER BY minute;
 
 -- name: forget_throughput
 DELETE FROM jobkit_throughput WHERE minute < :before;
+
+-- name: add_job_log
+INSERT INTO jobkit_job_logs (job_id, attempt, at, level, message)
+SELECT :job_id, :attempt, :at, :level, :message WHERE EXISTS (
+    SELECT 1 FROM jobkit_jobs WHERE id = :job_id
+);
+
+-- name: job_logs
+SELECT * FROM jobkit_job_logs WHERE job_id = :job_id ORDER BY id;

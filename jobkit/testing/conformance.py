@@ -31,6 +31,7 @@ import pytest
 from jobkit.exceptions import JobNotFoundInStorage, StorageError
 from jobkit.records import (
     AttemptOutcome,
+    JobLogLine,
     JobRecord,
     JobStatus,
     Lease,
@@ -1085,6 +1086,22 @@ class WorkerRegistryTests(StorageFixtures):
         assert storage.forget_workers(clock() - timedelta(seconds=10)) == 1  # b-host:0
         assert [w.worker_id for w in storage.list_workers()] == ["a-host:2"]
         assert storage.list_workers()[0].started_at == started
+
+    def test_job_log_lines_are_kept_with_their_job(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        job = storage.enqueue(new_job(clock()))
+        lines = [JobLogLine(1, clock(), "INFO", "first <b>"), JobLogLine(1, clock(), "ERROR",
+                                                                         "second\nline")]
+        storage.add_job_logs(job.id, lines[:1])
+        storage.add_job_logs(job.id, lines[1:])
+        storage.add_job_logs("999999", lines)  # an unknown job: nothing
+        assert storage.job_logs(job.id) == lines
+        assert storage.job_logs("999999") == []
+        storage.cancel(job.id)
+        clock.advance(10)
+        assert storage.prune(clock()) == 1
+        assert storage.job_logs(job.id) == []
 
     def test_throughput_adds_up_per_minute(self, storage: Storage, clock: FakeClock) -> None:
         start = clock().replace(second=0, microsecond=0)

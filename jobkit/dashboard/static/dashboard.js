@@ -156,6 +156,22 @@ const render = {
       return tr;
     });
     replaceRows(tbody, rows, "Not run yet.", 6);
+    const logs = document.querySelector("#logs");
+    if (logs && data.logs.length) {
+      logs.replaceChildren(...data.logs.map((line) => {
+        const div = document.createElement("div");
+        div.className = "line level-" + line.level.toLowerCase();
+        for (const [name, text] of [["attempt", "#" + line.attempt], ["", " "], ["", line.at],
+                                     ["", " "], ["level", line.level], ["", " "],
+                                     ["message", line.message]]) {
+          const span = document.createElement("span");
+          if (name) span.className = name;
+          span.textContent = text;
+          div.appendChild(span);
+        }
+        return div;
+      }));
+    }
   },
 };
 
