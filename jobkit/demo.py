@@ -4,12 +4,14 @@ It writes a ``jobs.yaml`` for the first-party ``Email`` and ``Invoice`` jobs (co
 transport, invoices that fail at random) plus a ``Report`` job of its own that always fails,
 enqueues emails at several priorities, delayed jobs, invoices and one job it cancels, runs
 ``jobkit worker --burst`` over them, shows the jobs moving live, and ends with a summary table and
-the paths of the two log files. Nothing is left running afterwards.
+the paths of the two log files and how to open the dashboard (with a random password it made).
+Nothing is left running afterwards.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from jobkit.dashboard.passwords import hash_password
 from jobkit.job import Job
 from jobkit.records import JobStatus
 
@@ -46,6 +49,13 @@ jobs:
     class: jobkit.demo:ReportJob
     retry_attempts: 2
     retry_delay: 0.4
+"""
+
+#: The demo's dashboard section: a random password's hash (the password is printed at the end
+#: and kept in dashboard-password.txt beside jobs.yaml).
+DASHBOARD_CONFIG = """\
+dashboard:
+  password_hash: "{hash}"     # `jobkit dashboard hash-password` makes one
 """
 
 COLOURS = {
@@ -150,7 +160,11 @@ def _run(console: Console, folder: Path, workers: int, timeout: float) -> int:
     for stale in folder.glob("jobkit.db*"):
         stale.unlink()
     config = folder / "jobs.yaml"
-    config.write_text(DEMO_CONFIG)
+    password = secrets.token_urlsafe(9)
+    config.write_text(DEMO_CONFIG + DASHBOARD_CONFIG.format(hash=hash_password(password)))
+    password_file = folder / "dashboard-password.txt"
+    password_file.write_text(password + "\n")
+    password_file.chmod(0o600)
     console.print(f"[bold]jobkit demo[/] in {folder} (config: {config})")
     with JobKit.from_config(config) as app:
         logger.remove()  # the demo owns this process's output: the table, not log lines
@@ -191,4 +205,6 @@ def _run(console: Console, folder: Path, workers: int, timeout: float) -> int:
         logs = folder / app.config.logging.dir
     print(f"job log:   {logs / 'background_jobs.log'}")  # plain: a path must not wrap
     print(f"error log: {logs / 'background_jobs_errors.log'}")
+    print(f"dashboard: jobkit --config {config} dashboard  ->  http://127.0.0.1:8000/ "
+          f"(password: {password}, also in {password_file})")
     return code

@@ -8,6 +8,7 @@ the `chromium` package). Screenshots of each page are saved as test artifacts in
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -47,22 +48,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def site(tmp_path: Path, start_worker: Callable[..., Any]) -> Iterator[dict[str, Any]]:
-    """A store, its jobs.yaml, a running `jobkit dashboard`; `start_worker` starts the worker."""
+def _require_browser() -> None:
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         _need(False, "playwright is not installed")
     _need(CHROMIUM.exists(), f"no Chromium at {CHROMIUM}")
-    config = tmp_path / "jobs.yaml"
-    config.write_text(yaml.safe_dump(config_data(
-        tmp_path, dashboard={"password_hash": hash_password(PASSWORD)})))
+
+
+@contextlib.contextmanager
+def dashboard(config: Path) -> Iterator[str]:
+    """A real `jobkit dashboard` for ``config``; its base URL, once it answers."""
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "jobkit", "--config", str(config), "dashboard", "--port",
          str(port)],
-        env=subprocess_env(), cwd=tmp_path, stdout=subprocess.DEVNULL,
+        env=subprocess_env(), cwd=config.parent, stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE, text=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -76,12 +77,44 @@ def site(tmp_path: Path, start_worker: Callable[..., Any]) -> Iterator[dict[str,
                 assert server.poll() is None, server.communicate()[1]
                 assert time.monotonic() < deadline, "the dashboard did not start"
                 time.sleep(0.1)
-        with JobKit.from_config(config, load_entrypoints=False) as app:
-            yield {"base": base, "config": config, "app": app,
-                   "worker": lambda: start_worker(config, "-n", "2")}
+        yield base
     finally:
         server.terminate()
         server.communicate(timeout=15)
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """A headless Chromium page, and the script errors it met."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                             args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page.errors = []
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        # script errors, and what the Content-Security-Policy refused; not the 401 and 400
+        # answers a test asks for on purpose
+        page.on("console", lambda message: page.errors.append(message.text)
+                if message.type == "error" and "Failed to load resource" not in message.text
+                else None)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def site(tmp_path: Path, start_worker: Callable[..., Any]) -> Iterator[dict[str, Any]]:
+    """A store, its jobs.yaml, a running `jobkit dashboard`; `start_worker` starts the worker."""
+    _require_browser()
+    config = tmp_path / "jobs.yaml"
+    config.write_text(yaml.safe_dump(config_data(
+        tmp_path, dashboard={"password_hash": hash_password(PASSWORD)})))
+    with dashboard(config) as base, JobKit.from_config(config, load_entrypoints=False) as app:
+        yield {"base": base, "config": config, "app": app,
+               "worker": lambda: start_worker(config, "-n", "2")}
 
 
 def wait_status(app: JobKit, job_id: str, status: JobStatus, timeout: float = 30) -> None:
@@ -93,84 +126,101 @@ def wait_status(app: JobKit, job_id: str, status: JobStatus, timeout: float = 30
 
 def test_sign_in_watch_cancel_and_retry_with_edited_params(site: dict[str, Any],
                                                           ledger: str) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     app: JobKit = site["app"]
     base: str = site["base"]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     watched = app.run_background_job("Recorder", "sleep", {"seconds": 2, "ledger": ledger})
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                             args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 860})
-        errors: list[str] = []
-        page.on("pageerror", lambda error: errors.append(str(error)))
-        # script errors, and what the Content-Security-Policy refused; not the 401 and 400
-        # answers this test asks for on purpose
-        page.on("console", lambda message: errors.append(message.text)
-                if message.type == "error" and "Failed to load resource" not in message.text
-                else None)
-        try:
-            # sign in: any page sends there first
-            page.goto(f"{base}/jobs/{watched}")
-            expect(page).to_have_url(f"{base}/login?next=/jobs/{watched}")
-            page.screenshot(path=ARTIFACTS / "login.png")
-            page.fill("input[name=password]", "wrong")
-            page.click("button[type=submit]")
-            expect(page.get_by_role("alert")).to_have_text("wrong password")
-            page.fill("input[name=password]", PASSWORD)
-            page.click("button[type=submit]")
-            expect(page).to_have_url(f"{base}/jobs/{watched}")
+    with chromium() as page:
+        # sign in: any page sends there first
+        page.goto(f"{base}/jobs/{watched}")
+        expect(page).to_have_url(f"{base}/login?next=/jobs/{watched}")
+        page.screenshot(path=ARTIFACTS / "login.png")
+        page.fill("input[name=password]", "wrong")
+        page.click("button[type=submit]")
+        expect(page.get_by_role("alert")).to_have_text("wrong password")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]")
+        expect(page).to_have_url(f"{base}/jobs/{watched}")
 
-            # pending -> running -> completed, without a reload
-            status = page.locator(".job [data-field=status]")
-            expect(status).to_have_text("pending")
-            page.evaluate("window.notReloaded = true")
-            site["worker"]()
-            expect(status).to_have_text("running", timeout=20_000)
-            expect(status).to_have_text("completed", timeout=20_000)
-            assert page.evaluate("window.notReloaded === true"), "the page reloaded"
-            expect(page.locator("#attempts tbody tr")).to_have_count(1)
-            page.screenshot(path=ARTIFACTS / "job.png", full_page=True)
+        # pending -> running -> completed, without a reload
+        status = page.locator(".job [data-field=status]")
+        expect(status).to_have_text("pending")
+        page.evaluate("window.notReloaded = true")
+        site["worker"]()
+        expect(status).to_have_text("running", timeout=20_000)
+        expect(status).to_have_text("completed", timeout=20_000)
+        assert page.evaluate("window.notReloaded === true"), "the page reloaded"
+        expect(page.locator("#attempts tbody tr")).to_have_count(1)
+        page.screenshot(path=ARTIFACTS / "job.png", full_page=True)
 
-            # cancel a running job
-            running = app.run_background_job("Recorder", "sleep", {"seconds": 60})
-            wait_status(app, running, JobStatus.RUNNING)
-            page.goto(f"{base}/jobs/{running}")
-            page.once("dialog", lambda dialog: dialog.accept())
-            page.click("button:has-text('Cancel')")
-            expect(page.locator(".job [data-field=status]")).to_have_text("cancelled")
-            wait_status(app, running, JobStatus.CANCELLED)
+        # cancel a running job
+        running = app.run_background_job("Recorder", "sleep", {"seconds": 60})
+        wait_status(app, running, JobStatus.RUNNING)
+        page.goto(f"{base}/jobs/{running}")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("button:has-text('Cancel')")
+        expect(page.locator(".job [data-field=status]")).to_have_text("cancelled")
+        wait_status(app, running, JobStatus.CANCELLED)
 
-            # retry a failed job with edited params: an error beside its field, then success
-            failed = app.run_background_job("Recorder", "fail", {"ledger": ledger, "times": 1})
-            wait_status(app, failed, JobStatus.FAILED)
-            page.goto(f"{base}/jobs/{failed}")
-            page.click("summary:has-text('Retry with edited params')")
-            page.fill("input[name='param.times']", "once")
-            page.click("button:has-text('Retry as a new job')")
-            expect(page.locator("label:has(input[name='param.times']) .field-error")).to_have_text(
-                "expected int, got str 'once'")
-            page.screenshot(path=ARTIFACTS / "retry-edited.png", full_page=True)
-            page.fill("input[name='param.times']", "0")
-            page.click("button:has-text('Retry as a new job')")
-            expect(page.locator(".job [data-field=status]")).to_have_text("completed",
-                                                                           timeout=20_000)
-            new_id = page.url.rsplit("/", 1)[-1]
-            assert new_id != failed and app.get_job(new_id).params["times"] == 0
+        # retry a failed job with edited params: an error beside its field, then success
+        failed = app.run_background_job("Recorder", "fail", {"ledger": ledger, "times": 1})
+        wait_status(app, failed, JobStatus.FAILED)
+        page.goto(f"{base}/jobs/{failed}")
+        page.click("summary:has-text('Retry with edited params')")
+        page.fill("input[name='param.times']", "once")
+        page.click("button:has-text('Retry as a new job')")
+        expect(page.locator("label:has(input[name='param.times']) .field-error")).to_have_text(
+            "expected int, got str 'once'")
+        page.screenshot(path=ARTIFACTS / "retry-edited.png", full_page=True)
+        page.fill("input[name='param.times']", "0")
+        page.click("button:has-text('Retry as a new job')")
+        expect(page.locator(".job [data-field=status]")).to_have_text("completed",
+                                                                       timeout=20_000)
+        new_id = page.url.rsplit("/", 1)[-1]
+        assert new_id != failed and app.get_job(new_id).params["times"] == 0
 
-            # the other pages
-            page.goto(f"{base}/")
-            expect(page.locator("[data-count=completed]")).to_have_text("2")
-            expect(page.locator("#workers tbody tr.alive")).to_have_count(2)
-            page.screenshot(path=ARTIFACTS / "overview.png", full_page=True)
-            page.goto(f"{base}/jobs?status=failed&status=cancelled")
-            expect(page.locator("#jobs tbody tr")).to_have_count(2)
-            page.screenshot(path=ARTIFACTS / "jobs.png", full_page=True)
-            page.goto(f"{base}/registry")
-            expect(page.locator("h2", has_text="Recorder")).to_have_count(1)
-            page.screenshot(path=ARTIFACTS / "registry.png", full_page=True)
-        finally:
-            browser.close()
-    # the Content-Security-Policy let the page's own script run, and nothing failed in it
-    assert not errors, errors
+        # the other pages
+        page.goto(f"{base}/")
+        expect(page.locator("[data-count=completed]")).to_have_text("2")
+        expect(page.locator("#workers tbody tr.alive")).to_have_count(2)
+        page.screenshot(path=ARTIFACTS / "overview.png", full_page=True)
+        page.goto(f"{base}/jobs?status=failed&status=cancelled")
+        expect(page.locator("#jobs tbody tr")).to_have_count(2)
+        page.screenshot(path=ARTIFACTS / "jobs.png", full_page=True)
+        page.goto(f"{base}/registry")
+        expect(page.locator("h2", has_text="Recorder")).to_have_count(1)
+        page.screenshot(path=ARTIFACTS / "registry.png", full_page=True)
+        # the Content-Security-Policy let the page's own script run, and nothing failed in it
+        assert not page.errors, page.errors
+
+
+def test_after_the_demo_a_new_user_retries_the_failed_job_within_a_minute(
+    tmp_path: Path,
+) -> None:
+    """The issue's yardstick: after `jobkit demo`, from the browser alone, sign in with the
+    password the demo printed, find the failed job, read its traceback, retry it."""
+    from playwright.sync_api import expect
+
+    _require_browser()
+    folder = tmp_path / "demo"
+    demo = subprocess.run([sys.executable, "-m", "jobkit", "demo", "--dir", str(folder)],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=120,
+                          check=False, cwd=tmp_path)
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    password = (folder / "dashboard-password.txt").read_text().strip()
+    with dashboard(folder / "jobs.yaml") as base, chromium() as page:
+        started = time.monotonic()
+        page.goto(base)
+        page.fill("input[name=password]", password)
+        page.click("button[type=submit]")
+        page.click("nav >> text=Failed")
+        page.click("#jobs tbody tr >> a")
+        expect(page.locator("h1")).to_contain_text("Report.")
+        page.click("#attempts summary >> nth=-1")
+        expect(page.locator("#attempts pre").last).to_contain_text("Traceback")
+        page.click("button:has-text('Retry')")
+        expect(page.locator(".job [data-field=status]")).to_have_text("pending")
+        assert time.monotonic() - started < 60
+        assert not page.errors, page.errors

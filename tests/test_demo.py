@@ -36,3 +36,9 @@ class TestDemo:
         assert storage_url == "sqlite:///jobkit.db"  # relative to the demo folder
         assert (folder / "jobkit.db").exists()
         assert "ConnectionError" in (folder / "logs" / "background_jobs_errors.log").read_text()
+        # the dashboard is ready to open: its password printed, kept beside jobs.yaml, hashed
+        from jobkit.dashboard.passwords import verify_password
+
+        password = (folder / "dashboard-password.txt").read_text().strip()
+        assert f"(password: {password}, also in" in result.stdout
+        assert verify_password(password, app.config.dashboard.password_hash or "")
