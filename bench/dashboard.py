@@ -98,7 +98,7 @@ def measure(storage: str, rows: int) -> list[tuple[str, float]]:
     with JobKit(config, load_entrypoints=False) as app:
         for n in range(5):  # a few waiting jobs, as a live store has
             app.run_background_job("Noop", "run", {"n": n})
-        with TestClient(create_app(app)) as client:
+        with TestClient(create_app(app), base_url="http://127.0.0.1") as client:
             for pattern in ROUTES:
                 route = pattern.format(middle=rows // 2)
                 spent = []

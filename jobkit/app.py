@@ -20,7 +20,7 @@ import pluggy
 from jobkit.config import Config, JobSettings, ResolvedJob, load_config
 from jobkit.exceptions import MAX_DELAY, ConfigError, InvalidParameters, JobkitError
 from jobkit.factory import Factory
-from jobkit.masking import mask_secrets
+from jobkit.masking import has_secrets, mask_secrets
 from jobkit.notify import NotificationDispatcher, build_subscriptions
 from jobkit.options import structure_options
 from jobkit.plugins import EventDispatcher, NotifierRegistry, StorageRegistry, get_plugin_manager
@@ -69,9 +69,8 @@ def _event(
     kind: EventKind, job: JobRecord, error: str | None = None, traceback: str | None = None
 ) -> JobEvent:
     """The event of a committed state change, with the secrets in the job's params masked."""
-    params = mask_secrets(job.params)
-    if params != job.params:  # most params hold no secret: keep the record as it is
-        job = attrs.evolve(job, params=params)
+    if has_secrets(job.params):  # most params hold none: the record is kept as it is
+        job = attrs.evolve(job, params=mask_secrets(job.params))
     return JobEvent(kind=kind, job=job, error=error, traceback=traceback)
 
 

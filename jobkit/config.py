@@ -178,6 +178,8 @@ class DashboardSettings:
         None, text("a secret of 32 characters or more", pattern=r".{32,}", nullable=True))
     #: Seconds a sign-in lasts.
     session_seconds: float = setting(8 * 3600.0, number(0, above=True))
+    #: Send the session cookie over HTTPS only (``Secure``): set it behind an HTTPS proxy.
+    secure_cookie: bool = setting(False, boolean())
 
 
 def _settings_given(entry: JobEntry) -> frozenset[str]:

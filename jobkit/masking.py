@@ -34,3 +34,16 @@ def mask_secrets(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [mask_secrets(item) for item in value]
     return value
+
+
+def has_secrets(value: Any) -> bool:
+    """Whether ``value`` holds a secret-looking key anywhere (cheaper than masking a copy and
+    comparing it, for the many params that hold none)."""
+    if isinstance(value, dict):
+        return any(
+            (isinstance(key, str) and is_secret(key)) or has_secrets(item)
+            for key, item in value.items()
+        )
+    if isinstance(value, (list, tuple)):
+        return any(has_secrets(item) for item in value)
+    return False

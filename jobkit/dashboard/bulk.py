@@ -3,6 +3,7 @@ request), one job at a time through the app (each its own transaction, each its 
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Literal
 
 import attrs
@@ -21,6 +22,8 @@ APPLIES_TO: dict[str, frozenset[JobStatus]] = {
 }
 #: The most jobs one request acts on; the answer says when more are left.
 LIMIT = 5_000
+#: Seconds one request spends finding the jobs (a text filter scans): then it acts on those.
+SEARCH_SECONDS = 5.0
 
 
 @attrs.frozen
@@ -36,7 +39,7 @@ class Done:
         """A line for people."""
         verb = {"cancel": "cancelled", "retry": "queued again"}[self.action]
         text = f"{self.changed} of {self.matched} matching job(s) {verb}"
-        return text + (f"; stopped at {LIMIT}: run it again for the rest" if self.more else "")
+        return text + ("; more may match: run it again for the rest" if self.more else "")
 
 
 def narrowed(query: JobQuery, action: str) -> JobQuery:
@@ -54,7 +57,8 @@ def apply(app: JobKit, query: JobQuery, action: str) -> Done:
         return Done(action, 0, 0, False)
     ids: list[str] = []
     after, exhausted = None, False
-    while len(ids) < LIMIT and not exhausted:
+    deadline = time.monotonic() + SEARCH_SECONDS
+    while len(ids) < LIMIT and not exhausted and time.monotonic() < deadline:
         page = app.storage.search(attrs.evolve(query, after=after))
         ids.extend(job.id for job in page.jobs)
         after, exhausted = page.next, page.next is None

@@ -35,7 +35,7 @@ def bars(counts: list[tuple[datetime, int, int]], span: str, now: datetime) -> l
     first = _floor(now, length) - length * (number - 1)
     totals = [[0, 0] for _ in range(number)]
     for minute, succeeded, failed in counts:
-        index = int((minute - first) / length)
+        index = (minute - first) // length  # floor: a minute before the first bar is left out
         if 0 <= index < number:
             totals[index][0] += succeeded
             totals[index][1] += failed

@@ -4,8 +4,9 @@ into params the factory accepts (or the errors to show beside the fields).
 Each parameter of the method is one field holding its value as JSON; text that is not JSON is
 taken as a string (as ``jobkit run -p key=value`` does); an empty field leaves the parameter
 out (its default applies). A secret parameter's field is shown empty; left empty (or, through
-the API, left out) it keeps the stored value: the dashboard never shows a secret, nor asks for
-it again.
+the API, left out) it keeps the stored value. A secret nested in a value is shown as ``***``;
+left so, it keeps its stored value too: the dashboard never shows a secret, nor asks for it
+again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import attrs
 
 from jobkit.factory import signature_of
-from jobkit.masking import is_secret
+from jobkit.masking import MASK, is_secret, mask_secrets
 from jobkit.records import JobRecord
 from jobkit.registry import JobSpec
 
@@ -55,8 +56,8 @@ def fields_of(spec: JobSpec, record: JobRecord,
             value = "" if secret else posted.get(PREFIX + name, "")
         elif secret or name not in params:
             value = ""
-        else:
-            value = json.dumps(params[name], ensure_ascii=False)
+        else:  # a secret nested in a value is masked too
+            value = json.dumps(mask_secrets(params[name]), ensure_ascii=False)
         found.append(Field(name, value, secret, name in required, (errors or {}).get(name)))
     return found
 
@@ -75,10 +76,25 @@ def edited_params(record: JobRecord, posted: Mapping[str, str]) -> dict[str, Any
         if not text.strip():
             continue
         try:
-            params[name] = json.loads(text)
+            params[name] = _unmasked(json.loads(text), stored.get(name))
         except json.JSONDecodeError:
             params[name] = text  # plain text is a string
     for name, value in stored.items():  # a secret left empty, or out, keeps its value
         if is_secret(name) and not posted.get(PREFIX + name, "").strip():
             params[name] = value
     return params
+
+
+def _unmasked(edited: Any, stored: Any) -> Any:
+    """``edited`` with each secret still showing the mask given back its stored value (the form
+    showed nested secrets masked)."""
+    if isinstance(edited, dict) and isinstance(stored, dict):
+        return {
+            key: stored[key] if is_secret(key) and value == MASK and key in stored
+            else _unmasked(value, stored.get(key))
+            for key, value in edited.items()
+        }
+    if isinstance(edited, list) and isinstance(stored, list):
+        return [_unmasked(value, stored[i] if i < len(stored) else None)
+                for i, value in enumerate(edited)]
+    return edited

@@ -18,6 +18,8 @@ import hmac
 import ipaddress
 import secrets
 import socket
+import threading
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -52,6 +54,42 @@ class Role(str, enum.Enum):
         return self.value
 
 
+#: Failed sign-ins (passwords or bearer tokens) a client may make in :data:`THROTTLE_WINDOW`
+#: seconds before it is refused (429) until the window has passed.
+MAX_FAILURES = 10
+THROTTLE_WINDOW = 60.0
+#: scrypt checks running at once (each takes 16 MB and about 50 ms of a core).
+_CHECKS = threading.BoundedSemaphore(2)
+
+
+class Throttle:
+    """Failed sign-ins per client address, in a sliding window."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failures: dict[str, list[float]] = {}
+
+    def blocked(self, client: str) -> bool:
+        """Whether ``client`` failed too often lately."""
+        with self._lock:
+            recent = self._recent(client)
+            return len(recent) >= MAX_FAILURES
+
+    def failed(self, client: str) -> None:
+        """Count a failure of ``client``."""
+        with self._lock:
+            self._recent(client).append(time.monotonic())
+
+    def _recent(self, client: str) -> list[float]:
+        cutoff = time.monotonic() - THROTTLE_WINDOW
+        kept = [at for at in self._failures.get(client, []) if at > cutoff]
+        self._failures[client] = kept
+        if len(self._failures) > 10_000:  # forget quiet clients: the table stays small
+            for key in [k for k, v in self._failures.items() if not v]:
+                del self._failures[key]
+        return kept
+
+
 @attrs.frozen
 class Access:
     """Who may sign in: the configured hashes, or nobody needs to (``auth: false``)."""
@@ -82,10 +120,11 @@ class Access:
         return cls(settings.auth, hashes)
 
     def role_of(self, password: str) -> Role | None:
-        """The role ``password`` signs in as, or ``None``."""
-        for role, stored in self.hashes:
-            if verify_password(password, stored):
-                return role
+        """The role ``password`` signs in as, or ``None`` (two checks at most at once)."""
+        with _CHECKS:
+            for role, stored in self.hashes:
+                if verify_password(password, stored):
+                    return role
         return None
 
     def role_of_token(self, token: str) -> Role | None:
@@ -163,3 +202,35 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+#: The Host names a dashboard without sign-in answers to (anything else may be a page on another
+#: site that rebound its name to 127.0.0.1, to read the dashboard from a browser).
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def host_of(header: str) -> str:
+    """The name in a Host header, without its port (``[::1]:8000`` -> ``::1``)."""
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
+
+
+class LoopbackOnly:
+    """ASGI middleware: 400 for a request whose Host is not a loopback name."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope.get("headers", []))
+            host = host_of(headers.get(b"host", b"").decode("latin-1").lower())
+            if host not in LOOPBACK_HOSTS:
+                await send({"type": "http.response.start", "status": 400,
+                            "headers": [(b"content-type", b"text/plain")]})
+                await send({"type": "http.response.body",
+                            "body": b"without sign-in the dashboard answers to 127.0.0.1, "
+                                    b"localhost or [::1] only"})
+                return
+        await self.app(scope, receive, send)

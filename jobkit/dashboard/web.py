@@ -33,8 +33,11 @@ from jobkit.app import JobKit
 from jobkit.dashboard import bulk, chart, edit, filters
 from jobkit.dashboard.security import (
     Access,
+    ASGIApp,
+    LoopbackOnly,
     Role,
     SecurityHeaders,
+    Throttle,
     new_csrf_token,
     same_token,
 )
@@ -45,6 +48,9 @@ from jobkit.records import Attempt, JobRecord, JobStatus
 from jobkit.storage.search import SORTS
 
 HERE = Path(__file__).parent
+
+#: The largest request body the dashboard reads (a form or a JSON API call), in bytes.
+MAX_BODY = 256 * 1024
 
 #: A worker process beaten within this many seconds is alive (its supervisor beats every second).
 ALIVE_SECONDS = 10.0
@@ -65,6 +71,8 @@ class Dashboard:
             undefined=jinja2.StrictUndefined,
         )
         self.templates = Jinja2Templates(env=env)
+        #: Failed sign-ins by client address.
+        self.throttle = Throttle()
 
     # -- who is asking ------------------------------------------------------------------------
 
@@ -75,7 +83,13 @@ class Dashboard:
             return Role.ADMIN
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
-            return self.access.role_of_token(header[len("bearer "):].strip())
+            client = _client(request)
+            if self.throttle.blocked(client):
+                return None
+            role = self.access.role_of_token(header[len("bearer "):].strip())
+            if role is None:
+                self.throttle.failed(client)
+            return role
         value = request.session.get("role")
         expires = request.session.get("expires", 0)
         if value in (Role.ADMIN.value, Role.VIEWER.value) and time.time() < expires:
@@ -121,17 +135,32 @@ class Dashboard:
         ride on)."""
 
         async def run(request: Request) -> Response:
-            role = self.role(request)
+            # the role first, off the event loop (a bearer token's scrypt check takes 50 ms),
+            # and before any body is read: strangers and viewers get nothing parsed
+            role = await run_in_threadpool(self.role, request)
             if role is None:
                 if form:
                     return RedirectResponse("/login", status_code=303)
                 return JSONResponse({"error": "sign-in required"}, status_code=401)
+            if admin and role is not Role.ADMIN:
+                return self._refuse(request, 403, "this sign-in may only look", form)
+            bearer = request.headers.get("authorization", "").lower().startswith("bearer ")
+            kind = request.headers.get("content-type", "").split(";")[0].strip()
+            if not form and request.headers.get("content-length", "0") != "0" \
+                    and kind != "application/json":
+                # a cross-site page can send a form or text/plain without asking first; a JSON
+                # request needs a CORS preflight, which this app never grants
+                return self._refuse(request, 415, "send the body as application/json", form)
+            too_big = _too_big(request)
+            if too_big:
+                return self._refuse(request, 413, too_big, form)
             # the body is read here, where awaiting is possible; handlers find it in state
             request.state.form = {}
             request.state.form_lists = {}
             request.state.body = {}
             if form:
-                posted = await request.form()
+                posted = await request.form(max_files=0, max_fields=200,
+                                            max_part_size=MAX_BODY)
                 request.state.form = {k: v for k, v in posted.items() if isinstance(v, str)}
                 request.state.form_lists = {
                     k: [v for v in posted.getlist(k) if isinstance(v, str)] for k in posted
@@ -142,13 +171,12 @@ class Dashboard:
                     request.state.body = json.loads(raw) if raw.strip() else {}
                 except ValueError:
                     return self._refuse(request, 400, "the body is not JSON", form)
-            bearer = request.headers.get("authorization", "").lower().startswith("bearer ")
-            if self.access.required and not bearer:
+            # the session's token on every POST that rides on the cookie, sign-in or not (a
+            # page on another site can make the browser post to 127.0.0.1 too)
+            if not bearer:
                 given = request.headers.get("x-csrf-token") or request.state.form.get("csrf")
                 if not same_token(given, request.session.get("csrf")):
                     return self._refuse(request, 403, "missing or wrong CSRF token", form)
-            if admin and role is not Role.ADMIN:
-                return self._refuse(request, 403, "this sign-in may only look", form)
             request.state.role = role
             return await run_in_threadpool(handler, request)
 
@@ -187,11 +215,19 @@ class Dashboard:
 
     async def login(self, request: Request) -> Response:
         """Check the password; start a session."""
-        form = await request.form()
+        too_big = _too_big(request)
+        if too_big:
+            return Response(too_big, status_code=413, media_type="text/plain")
+        form = await request.form(max_files=0, max_fields=20, max_part_size=MAX_BODY)
         if not same_token(str(form.get("csrf", "")), request.session.get("csrf")):
             return Response("missing or wrong CSRF token", status_code=403)
+        client = _client(request)
+        if self.throttle.blocked(client):
+            return self._login(request, "too many failed sign-ins: wait a minute", status=429,
+                               target=form.get("next"))
         role = await run_in_threadpool(self.access.role_of, str(form.get("password", "")))
         if role is None:  # the form again, still going where it was asked to go
+            self.throttle.failed(client)
             return self._login(request, "wrong password", status=401, target=form.get("next"))
         request.session.clear()  # a new session on sign-in: no fixation
         request.session.update(
@@ -412,7 +448,7 @@ class Dashboard:
             action = request.state.form.get("action")
             values = {k: v for k, v in request.state.form.items() if k in filters.PARAMS}
             lists = {k: v for k, v in request.state.form_lists.items() if k in filters.PARAMS}
-        if action not in bulk.APPLIES_TO:
+        if not isinstance(action, str) or action not in bulk.APPLIES_TO:
             raise HTTPException(400, "action must be cancel or retry")
         try:
             query, shown = filters.parse(values, lists)
@@ -462,6 +498,21 @@ class Dashboard:
     def api_registry(self, request: Request) -> Response:
         """``GET /api/registry``."""
         return JSONResponse({"jobs": self._registry()})
+
+
+def _client(request: Request) -> str:
+    """The address a request came from (a proxy's, behind one)."""
+    return request.client.host if request.client else "?"
+
+
+def _too_big(request: Request) -> str | None:
+    """Why the request's declared body is refused before it is read, or ``None``."""
+    declared = request.headers.get("content-length", "0")
+    if not declared.isdigit():
+        return "a Content-Length is required"
+    if int(declared) > MAX_BODY:
+        return f"the body is over {MAX_BODY} bytes"
+    return None
 
 
 def _safe_next(request: Request, given: Any = None) -> str:
@@ -518,7 +569,7 @@ def _attempt_json(attempt: Attempt) -> dict[str, Any]:
     }
 
 
-def create_app(app: JobKit, *, access: Access | None = None) -> Starlette:
+def create_app(app: JobKit, *, access: Access | None = None) -> ASGIApp:
     """The dashboard for ``app``; ``access`` defaults to what ``dashboard:`` in its config
     says (``ConfigError`` when sign-in is required and no password is set)."""
     settings = app.config.dashboard
@@ -554,17 +605,20 @@ def create_app(app: JobKit, *, access: Access | None = None) -> Starlette:
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     middleware = [
-        Middleware(SecurityHeaders),
         Middleware(
             SessionMiddleware,
             secret_key=settings.secret_key or secrets.token_urlsafe(32),
             session_cookie="jobkit_session",
             max_age=max(1, int(settings.session_seconds)),
             same_site="strict",
+            https_only=settings.secure_cookie,
         ),
     ]
-    return Starlette(routes=routes, middleware=middleware,
-                     exception_handlers={HTTPException: _http_error})
+    inner = Starlette(routes=routes, middleware=middleware,
+                      exception_handlers={HTTPException: _http_error})
+    # outermost, so that error pages (500 included) carry the headers too
+    served: ASGIApp = inner if access.required else LoopbackOnly(inner)
+    return SecurityHeaders(served)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

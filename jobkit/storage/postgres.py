@@ -421,7 +421,7 @@ class PostgresStorage(SQLStorage):
         return f"%({name})s"
 
     def _contains(self, placeholder: str) -> str:
-        return f"strpos(params::text, {placeholder}) > 0"
+        return f"strpos(coalesce(params_masked, params::text), {placeholder}) > 0"
 
     def _select(self, operation: str, sql: str, params: Mapping[str, Any]) -> builtins.list[Any]:
         def work(cur: psycopg.Cursor[Any]) -> builtins.list[Any]:

@@ -118,6 +118,11 @@ CREATE TABLE IF NOT EXISTS jobkit_job_logs (
 
 CREATE INDEX IF NOT EXISTS jobkit_job_logs_job ON jobkit_job_logs (job_id, id);
 
+-- name: migration_5
+-- the params with their secrets masked, for a text search that cannot guess a secret (null
+-- where nothing is secret: then the params themselves are searched)
+ALTER TABLE jobkit_jobs ADD COLUMN IF NOT EXISTS params_masked text;
+
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS jobkit_schema_version (version integer NOT NULL);
 
@@ -142,11 +147,11 @@ SELECT now();
 
 -- name: enqueue
 INSERT INTO jobkit_jobs (
-    name, method, params, status, priority, attempts, max_attempts, max_crashes, policy,
-    created_at, available_at
+    name, method, params, params_masked, status, priority, attempts, max_attempts, max_crashes,
+    policy, created_at, available_at
 ) VALUES (
-    %(name)s, %(method)s, %(params)s::json, 'pending', %(priority)s, 0, %(max_attempts)s,
-    %(max_crashes)s, %(policy)s::json, coalesce(%(now)s, now()),
+    %(name)s, %(method)s, %(params)s::json, %(params_masked)s, 'pending', %(priority)s, 0,
+    %(max_attempts)s, %(max_crashes)s, %(policy)s::json, coalesce(%(now)s, now()),
     coalesce(%(available_at)s, %(now)s, now())
 )
 RETURNING *;

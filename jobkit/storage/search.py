@@ -3,10 +3,10 @@ SQL the SQL backends build from it.
 
 A :class:`JobQuery` filters by status, job name, method, priority, creation time and text in
 the params, sorts by one of :data:`SORTS`, and pages with a *cursor* (the last row's sort key)
-rather than an offset, so the 1,000th page costs what the first does. Text must be in the
-params' JSON both as stored and **with secrets masked**: a search can never be used to guess a
-secret value one character at a time (the SQL only narrows the candidates; :func:`matches`
-decides).
+rather than an offset, so the 1,000th page costs what the first does. Text is matched in the
+params' JSON **with secrets masked** (the SQL backends store that text beside the params when a
+job has a secret), so a search never looks inside a secret: neither its results nor its time
+can be used to guess one.
 
 Every column name in the SQL comes from this module, never from the query; values are bound.
 """
@@ -30,6 +30,8 @@ Sort = Literal["newest", "oldest", "next"]
 SORTS: tuple[Sort, ...] = ("newest", "oldest", "next")
 #: The most rows one search returns.
 MAX_LIMIT = 500
+#: The largest job id a cursor may name (a signed 64-bit row id).
+MAX_ID = 2**63 - 1
 
 
 def _positive_limit(instance: Any, attribute: Any, value: int) -> None:
@@ -49,7 +51,7 @@ class JobQuery:
     since: datetime | None = attrs.field(default=None, validator=check_aware)
     #: Created before.
     until: datetime | None = attrs.field(default=None, validator=check_aware)
-    #: A piece of the params' JSON text, matched case-sensitively; never inside a secret.
+    #: A piece of the params' JSON text with secrets masked, matched case-sensitively.
     text: str | None = None
     sort: Sort = attrs.field(default="newest", validator=attrs.validators.in_(SORTS))
     limit: int = attrs.field(default=50, validator=_positive_limit)
@@ -121,7 +123,7 @@ def parse_cursor(cursor: str, sort: Sort) -> Cursor:
     if len(parts) != (3 if sort == "next" else 1):
         raise refused
     key = parts[-1]
-    if not (key.isascii() and key.isdigit()) or len(key) > 19:
+    if not (key.isascii() and key.isdigit()) or len(key) > 19 or int(key) > MAX_ID:
         raise refused
     if sort != "next":
         return Cursor(int(key))
@@ -131,7 +133,7 @@ def parse_cursor(cursor: str, sort: Sort) -> Cursor:
         number = int(priority)
     except ValueError:
         raise refused from None
-    if when.tzinfo is None:
+    if when.tzinfo is None or not -(2**31) <= number < 2**31:
         raise refused
     return Cursor(int(key), number, when)
 
@@ -150,15 +152,8 @@ def matches(query: JobQuery, record: JobRecord) -> bool:
         and (query.since is None or record.created_at >= query.since)
         and (query.until is None or record.created_at < query.until)
         and (query.sort != "next" or record.status in WAITING_STATUSES)
-        and (not query.text or _has_text(record, query.text))
+        and (not query.text or query.text in masked_text(record))
     )
-
-
-def _has_text(record: JobRecord, text: str) -> bool:
-    """``text`` is in the params' JSON as stored and as shown (secrets masked): a secret's
-    value never matches, nor does the mask itself."""
-    stored = json.dumps(record.params, ensure_ascii=False)
-    return text in stored and text in masked_text(record)
 
 
 def _next_key(record: JobRecord) -> tuple[int, datetime, int]:

@@ -19,6 +19,7 @@ from typing import Any, Protocol, TypeVar
 import attrs
 
 from jobkit.exceptions import StorageError
+from jobkit.masking import has_secrets, mask_secrets
 from jobkit.records import (
     Attempt,
     AttemptOutcome,
@@ -276,10 +277,13 @@ class SQLStorage(Storage):
         params = job.params_json
         if params is None:
             params = to_json(job.params, f"job {job.name!r}: params")
+        masked = mask_secrets(job.params) if has_secrets(job.params) else None
         return {
             "name": job.name,
             "method": job.method,
             "params": params,
+            # what a text search looks in: a secret's value is never there
+            "params_masked": None if masked is None else to_json(masked, "params"),
             "priority": job.priority,
             "max_attempts": job.max_attempts,
             "max_crashes": job.max_crashes,
@@ -325,15 +329,19 @@ class SQLStorage(Storage):
         return [self._record(row) for row in rows]
 
     def _search_in_batches(self, query: JobQuery) -> SearchPage:
-        """Text search in the claim order: the waiting jobs, a batch at a time."""
+        """Text search in the claim order: the waiting jobs, a batch at a time, for at most
+        :data:`SCAN_BUDGET` seconds (then ``next`` goes on from the last row looked at)."""
         found: list[JobRecord] = []
         batch = attrs.evolve(query, limit=TEXT_BATCH)
+        deadline = time.monotonic() + SCAN_BUDGET
         while len(found) <= query.limit:
             rows = self._find(batch)
             found.extend(record for record in rows if matches(query, record))
             if len(rows) < TEXT_BATCH:
                 break
             batch = attrs.evolve(batch, after=cursor_of(rows[-1], query.sort))
+            if len(found) <= query.limit and time.monotonic() > deadline:
+                return SearchPage(found, batch.after, complete=False)
         return page_of(query, found)
 
     def _search_in_windows(self, query: JobQuery, budget: float) -> SearchPage:

@@ -101,6 +101,18 @@ def _alike(row: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple(row[column] for column in _ALIKE)
 
 
+def _batch_insert(batch: builtins.list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """The INSERT of a run of alike jobs and its parameters: the params' texts alone when none
+    holds a secret (the common, faster case), else with their masked texts."""
+    if all(row["params_masked"] is None for row in batch):
+        texts: builtins.list[Any] = [row["params"] for row in batch]
+        name = "enqueue_batch"
+    else:
+        texts = [(row["params"], row["params_masked"]) for row in batch]
+        name = "enqueue_batch_masked"
+    return queries()[name], {**batch[0], "params": json.dumps(texts, ensure_ascii=False)}
+
+
 #: Seconds between two looks at ``PRAGMA data_version`` while a worker waits for jobs.
 WAKE_INTERVAL = 0.004
 
@@ -420,15 +432,7 @@ class SQLiteStorage(SQLStorage):
             keys: builtins.list[int] = []
             for _, alike in itertools.groupby(rows, key=_alike):
                 batch = builtins.list(alike)
-                conn.execute(
-                    queries()["enqueue_batch"],
-                    {
-                        **batch[0],
-                        "params": json.dumps(
-                            [row["params"] for row in batch], ensure_ascii=False
-                        ),
-                    },
-                )
+                conn.execute(*_batch_insert(batch))
                 # AUTOINCREMENT under our write lock: the ids follow each other up to the last
                 (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
                 keys.extend(range(last - len(batch) + 1, last + 1))
@@ -702,7 +706,7 @@ class SQLiteStorage(SQLStorage):
         return f":{name}"
 
     def _contains(self, placeholder: str) -> str:
-        return f"instr(params, {placeholder}) > 0"
+        return f"instr(coalesce(params_masked, params), {placeholder}) > 0"
 
     def _select(self, operation: str, sql: str, params: Mapping[str, Any]) -> builtins.list[Any]:
         return self._transaction(

@@ -96,6 +96,11 @@ CREATE TABLE IF NOT EXISTS jobkit_job_logs (
 
 CREATE INDEX IF NOT EXISTS jobkit_job_logs_job ON jobkit_job_logs (job_id, id);
 
+-- name: migration_5
+-- the params with their secrets masked, for a text search that cannot guess a secret (null
+-- where nothing is secret: then the params themselves are searched)
+ALTER TABLE jobkit_jobs ADD COLUMN params_masked TEXT;
+
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS jobkit_schema_version (version INTEGER NOT NULL);
 
@@ -114,17 +119,18 @@ INSERT INTO jobkit_schema_version (version) VALUES (:version);
 
 -- name: enqueue
 INSERT INTO jobkit_jobs (
-    name, method, params, status, priority, attempts, max_attempts, max_crashes, policy,
-    created_at, available_at
+    name, method, params, params_masked, status, priority, attempts, max_attempts, max_crashes,
+    policy, created_at, available_at
 ) VALUES (
-    :name, :method, :params, 'pending', :priority, 0, :max_attempts, :max_crashes, :policy,
-    :now, coalesce(:available_at, :now)
+    :name, :method, :params, :params_masked, 'pending', :priority, 0, :max_attempts,
+    :max_crashes, :policy, :now, coalesce(:available_at, :now)
 )
 RETURNING id;
 
 -- name: enqueue_batch
--- jobs alike but for their params: :params is a JSON array of the params' JSON texts, so the
--- stored texts are exactly the ones given, and SQLite makes the rows without a round trip each
+-- jobs alike but for their params, none of them secret: :params is a JSON array of the params'
+-- JSON texts, so the stored texts are exactly the ones given, and SQLite makes the rows without
+-- a round trip each
 INSERT INTO jobkit_jobs (
     name, method, params, status, priority, attempts, max_attempts, max_crashes, policy,
     created_at, available_at
@@ -132,6 +138,19 @@ INSERT INTO jobkit_jobs (
 SELECT
     :name, :method, value, 'pending', :priority, 0, :max_attempts, :max_crashes, :policy,
     :now, coalesce(:available_at, :now)
+FROM json_each(:params)
+ORDER BY key;
+
+-- name: enqueue_batch_masked
+-- the same when some hold a secret: :params is a JSON array of [params, masked params] pairs
+-- of JSON texts (the masked one null where nothing is secret)
+INSERT INTO jobkit_jobs (
+    name, method, params, params_masked, status, priority, attempts, max_attempts, max_crashes,
+    policy, created_at, available_at
+)
+SELECT
+    :name, :method, json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'pending',
+    :priority, 0, :max_attempts, :max_crashes, :policy, :now, coalesce(:available_at, :now)
 FROM json_each(:params)
 ORDER BY key;
 
