@@ -124,7 +124,11 @@ def reset(url: str) -> None:
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
+        # every table jobkit_schema_version does not describe: the jobs, their attempts and
+        # log lines (by CASCADE), the workers and the throughput
         conn.execute(
-            b"DO $$ BEGIN IF to_regclass('jobkit_jobs') IS NOT NULL THEN "
-            b"TRUNCATE jobkit_jobs, jobkit_attempts RESTART IDENTITY CASCADE; END IF; END $$"
+            b"DO $$ DECLARE t text; BEGIN FOR t IN SELECT tablename FROM pg_tables "
+            b"WHERE schemaname = current_schema() AND tablename LIKE 'jobkit\\_%' "
+            b"AND tablename <> 'jobkit_schema_version' LOOP "
+            b"EXECUTE format('TRUNCATE %I RESTART IDENTITY CASCADE', t); END LOOP; END $$"
         )
