@@ -118,6 +118,8 @@ class Executor:
         self._claimed: JobRecord | None = None
         #: Attempts ended since the worker last reported them, by event (for throughput).
         self.outcomes: collections.Counter[EventKind] = collections.Counter()
+        #: A job's own lines under this level are not kept (the job log's configured level).
+        self._log_level = logger.level(app.config.logging.level).no
 
     def close(self) -> None:
         """Hand back a job claimed but not started, and stop the monitor's thread (call it
@@ -156,7 +158,7 @@ class Executor:
         """
         lease = Lease(record.id, self.worker_id, record.attempts)
         self.app.emit(EventKind.STARTED, record)
-        lines = AttemptLog(self.app.storage, record.id, record.attempts)
+        lines = AttemptLog(self.app.storage, record.id, record.attempts, self._log_level)
         watch = self.monitor.begin(lease, record, lines)
         error: BaseException | None = None
         result: Any = None
@@ -498,6 +500,8 @@ class Monitor:
                 reason=reason.value,
             )
             try:
+                if watch.lines is not None:  # its last lines are the ones most worth having
+                    watch.lines.flush(final=True)
                 self.executor.record_stop(lease, watch.record, reason)
             finally:
                 self.executor.app.events.flush(timeout=1.0)

@@ -31,10 +31,12 @@ MAX_LINE_CHARS = 2000
 class AttemptLog:
     """One attempt's lines: captured from ``self.log``, written to the store in batches."""
 
-    def __init__(self, storage: Storage, job_id: str, attempt: int) -> None:
+    def __init__(self, storage: Storage, job_id: str, attempt: int, min_level: int = 0) -> None:
         self.storage = storage
         self.job_id = job_id
         self.attempt = attempt
+        #: Lines under this loguru level number are not kept (the log's configured level).
+        self.min_level = min_level
         self._lock = threading.Lock()
         self._pending: list[JobLogLine] = []
         self._kept_lines = 0
@@ -47,7 +49,9 @@ class AttemptLog:
         return base.patch(self._capture)
 
     def _capture(self, record: Record) -> None:
-        message = record["message"]
+        if record["level"].no < self.min_level:
+            return
+        message = _storable(record["message"])
         if len(message) > MAX_LINE_CHARS:
             message = f"{message[:MAX_LINE_CHARS]} [... {len(message) - MAX_LINE_CHARS} " \
                       "characters cut]"
@@ -62,17 +66,27 @@ class AttemptLog:
 
     def flush(self, *, final: bool = False) -> None:
         """Write the lines captured since the last flush (at the end, ``final``, with a line
-        saying how many were left out); a store that is down keeps them for the next flush."""
-        with self._lock:
-            lines, self._pending = self._pending, []
+        saying how many were left out). Never raises: the job's outcome matters more than its
+        lines; a store that is down keeps them for the next flush (none after the final one)."""
+        try:
+            dropped_note = None
             if final and self._dropped:
-                lines.append(JobLogLine(
+                dropped_note = JobLogLine(
                     self.attempt, self.storage.now(), "WARNING",
                     f"[{self._dropped} more line(s) not kept: an attempt keeps at most "
-                    f"{MAX_LINES} lines and {MAX_CHARS} characters]"))
-                self._dropped = 0
-        if not lines:
-            return
+                    f"{MAX_LINES} lines and {MAX_CHARS} characters]")
+            with self._lock:
+                lines, self._pending = self._pending, []
+                if dropped_note is not None:
+                    lines.append(dropped_note)
+                    self._dropped = 0
+            if lines:
+                self._write(lines)
+        except Exception as exc:  # the clock or the store: keep going without the lines
+            logger.warning("job {job_id}: its log lines could not be stored: {error}",
+                           job_id=self.job_id, error=str(exc))
+
+    def _write(self, lines: list[JobLogLine]) -> None:
         try:
             self.storage.add_job_logs(self.job_id, lines)
         except StorageError as exc:
@@ -80,3 +94,14 @@ class AttemptLog:
                 self._pending[:0] = lines
             logger.warning("job {job_id}: its log lines could not be stored yet: {error}",
                            job_id=self.job_id, error=str(exc))
+
+
+def _storable(text: str) -> str:
+    """``text`` as every store can keep it: a NUL (PostgreSQL's text refuses it) and lone
+    surrogates (not UTF-8) shown as escapes."""
+    text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text

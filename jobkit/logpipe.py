@@ -117,14 +117,37 @@ class _Forwarder:
         with shielded(), self.lock, contextlib.suppress(OSError):
             batch, self.pending = self.pending, []
             if batch:
-                self.connection.send_bytes(pickle.dumps(batch, pickle.HIGHEST_PROTOCOL))
+                self.connection.send_bytes(_pickled(batch))
 
     def _flusher(self) -> None:
         while True:
             self.due.wait()
             time.sleep(FLUSH_DELAY)
             self.due.clear()
-            self.flush()
+            # nothing to log a failure to: the thread lives on, the next flush tries again
+            with contextlib.suppress(Exception):
+                self.flush()
+
+
+def _pickled(batch: list[Line]) -> bytes:
+    """The batch, pickled; a line that cannot be (an ``extra`` value or an exception class
+    only this process knows) goes as text, so the others are not lost with it."""
+    try:
+        return pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        kept = []
+        for line in batch:
+            try:
+                pickle.dumps(line, pickle.HIGHEST_PROTOCOL)
+            except Exception:
+                line = line._replace(
+                    extra={key: repr(value) for key, value in line.extra.items()},
+                    exception=None,
+                    message=line.message if line.exception is None
+                    else f"{line.message} ({line.exception!r})",
+                )
+            kept.append(line)
+        return pickle.dumps(kept, pickle.HIGHEST_PROTOCOL)
 
 
 _forwarder: _Forwarder | None = None

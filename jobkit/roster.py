@@ -43,13 +43,18 @@ class Roster:
         """The store the processes are listed in."""
         return self._store()
 
-    def joined(self, worker_id: str, pid: int) -> None:
-        """A worker process is ready."""
-        now = self.storage.now()
-        info = WorkerInfo(worker_id, self.hostname, pid, os.getpid(), now, now)
-        if self._try(f"register worker process {worker_id}",
-                     lambda: self.storage.register_worker(info)):
+    def joined(self, worker_id: str, pid: int) -> bool:
+        """A worker process is ready: list it; whether that worked (else try again later)."""
+
+        def register() -> None:
+            now = self.storage.now()  # PostgreSQL's clock: a query, that may fail too
+            info = WorkerInfo(worker_id, self.hostname, pid, os.getpid(), now, now)
+            self.storage.register_worker(info)
+
+        if self._try(f"register worker process {worker_id}", register):
             self._registered.add(worker_id)
+            return True
+        return False
 
     def left(self, worker_id: str) -> None:
         """A worker process has stopped (or died)."""
@@ -65,9 +70,8 @@ class Roster:
             self._try("beat worker processes", lambda: self.storage.beat_workers(ids))
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_INTERVAL
-            seen_before = self.storage.now() - FORGET_AFTER
             self._try("forget lost worker processes",
-                      lambda: self.storage.forget_workers(seen_before))
+                      lambda: self.storage.forget_workers(self.storage.now() - FORGET_AFTER))
 
     def _try(self, what: str, action: Callable[[], object]) -> bool:
         try:

@@ -331,16 +331,7 @@ class Worker:
                     logger.error("could not take back expired leases: {error}", error=str(exc))
             if time.monotonic() >= next_upkeep:
                 next_upkeep = time.monotonic() + UPKEEP_INTERVAL
-                self._roster.beat([child.worker_id for child in self._children
-                                   if child.worker_id and child.process.is_alive()])
-                for child in self._children:
-                    self._tally.add(child.outcomes)
-                    child.outcomes.clear()
-                self._tally.flush()
-                try:
-                    self.app.storage.housekeep()
-                except StorageError as exc:
-                    logger.warning("store upkeep failed: {error}", error=str(exc))
+                self._upkeep()
             self._follow_stop_requests()
             self._reap()
             live = [child for child in self._children if child.process.is_alive()]
@@ -357,6 +348,20 @@ class Worker:
                 multiprocessing.connection.wait(sentinels, timeout=0.2)
             else:
                 time.sleep(0.2)
+
+    def _upkeep(self) -> None:
+        """Once a second: beat the listed processes, add their outcomes to the throughput, and
+        the store's own upkeep. A failure is logged; the supervisor goes on."""
+        try:
+            self._roster.beat([child.worker_id for child in self._children
+                               if child.worker_id and child.process.is_alive()])
+            for child in self._children:
+                self._tally.add(child.outcomes)
+                child.outcomes.clear()
+            self._tally.flush()
+            self.app.storage.housekeep()
+        except Exception as exc:  # the store is down (or a bug): never the supervisor's end
+            logger.warning("store upkeep failed: {error}", error=str(exc))
 
     def _enforce_deadlines(self) -> None:
         """Kill a worker process whose job is past its timeout (plus ``kill_grace``) or has let
@@ -420,9 +425,8 @@ class Worker:
     def _reap(self) -> None:
         for position, child in enumerate(self._children):
             child.read()
-            if child.worker_id is not None and not child.listed:
-                child.listed = True
-                self._roster.joined(child.worker_id, child.process.pid or 0)
+            if child.worker_id is not None and not child.listed and child.process.is_alive():
+                child.listed = self._roster.joined(child.worker_id, child.process.pid or 0)
             process = child.process
             if process.is_alive() or process.exitcode is None:
                 continue
@@ -452,6 +456,7 @@ class Worker:
                 )
             child.control.close()
             process.close()
+            self._tally.add(child.outcomes)  # what it reported before it died still counts
             self._children[position] = self._spawn(child.index)
 
     def _take_back(self, child: _Child) -> None:

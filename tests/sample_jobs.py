@@ -60,6 +60,8 @@ class Recorder(Job):
         "die",
         "crash_after_effect",
         "chatty",
+        "log_levels",
+        "log_odd",
     )
 
     def record(self, ledger: str, tag: str) -> str:
@@ -126,6 +128,19 @@ class Recorder(Job):
             self.log.info("line {n} of {total}", n=n, total=lines)
         time.sleep(sleep)
         return lines
+
+    def log_odd(self) -> None:
+        """A line no store keeps as it is: a lone surrogate (a file name decoded with
+        surrogateescape) and a NUL."""
+        self.log.info("bad\udcff and \x00 nul")
+
+    def log_levels(self) -> None:
+        """One line at each of five levels."""
+        self.log.trace("trace line")
+        self.log.debug("debug line")
+        self.log.info("info line")
+        self.log.warning("warning line")
+        self.log.log(5, "level five")
 
     def busy_in_c(self, n: int) -> int:
         return sum(range(n))  # one long C call that holds the GIL: no thread can interrupt it

@@ -497,3 +497,26 @@ class TestJobLogLines:
         finally:
             worker.join(timeout=10)
         assert len(app.storage.job_logs(job_id)) == 2
+
+    def test_lines_no_store_can_keep_are_escaped_not_fatal(
+        self, app: JobKit, sink: list[str]
+    ) -> None:
+        """A lone surrogate or a NUL in a line must not keep the job's outcome from being
+        recorded (it once left the job running, to be run again and again)."""
+        job_id = app.run_background_job("Recorder", "log_odd", {})
+        run_until_empty(app)
+        assert app.get_job(job_id).status is JobStatus.COMPLETED
+        (line,) = app.storage.job_logs(job_id)
+        assert line.message == "bad\\udcff and \\x00 nul"
+
+    def test_lines_under_the_logs_level_are_not_kept(self, app: JobKit) -> None:
+        """A worker's sink takes every level (it forwards them): the job log's level decides."""
+        from loguru import logger
+
+        handler = logger.add(lambda message: None, level=0)
+        try:
+            job_id = app.run_background_job("Recorder", "log_levels", {})
+            run_until_empty(app)
+        finally:
+            logger.remove(handler)
+        assert [line.level for line in app.storage.job_logs(job_id)] == ["INFO", "WARNING"]

@@ -705,3 +705,17 @@ class TestForwarding:
         assert done.stdout.strip() == (
             "[['one', 'two', 'three'], ['four'], ['five']] False True True"
         )
+
+
+def test_a_line_that_cannot_be_pickled_goes_as_text_with_its_batch() -> None:
+    """One record with an unpicklable value must not lose the records sent with it."""
+    import pickle
+
+    from jobkit.logpipe import Line, _pickled
+
+    good = Line("INFO", 20, "good", 0.0, 0.0, "UTC", "m", "f", 1, "m", "m.py", "/m.py", 1, "p",
+                1, "t", {"job_id": "1"}, None)
+    bad = good._replace(message="bad", extra={"conn": lambda: None})
+    sent = pickle.loads(_pickled([good, bad]))
+    assert [line.message for line in sent] == ["good", "bad"]
+    assert sent[0].extra == {"job_id": "1"} and sent[1].extra["conn"].startswith("<function")

@@ -111,6 +111,22 @@ class TestWorkerList:
             assert code == 0, out
             assert app.storage.list_workers() == []
 
+    def test_a_store_that_fails_never_stops_the_roster(self) -> None:
+        """The roster (and the supervisor's upkeep) only log a store that is down, even when
+        reading its clock fails (PostgreSQL's clock is a query)."""
+        from jobkit.exceptions import StorageError
+        from jobkit.roster import Roster
+        from jobkit.storage.memory import MemoryStorage
+
+        class Down(MemoryStorage):
+            def now(self) -> Any:
+                raise StorageError("the server is down")
+
+        roster = Roster(lambda: Down())
+        assert roster.joined("w:1", 1) is False  # not listed: the supervisor tries again
+        roster.beat(["w:1"])
+        roster.left("w:1")
+
     def test_throughput_counts_every_attempt(
         self, tmp_path: Path, ledger: str, start_worker: Any
     ) -> None:

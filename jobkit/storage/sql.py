@@ -74,6 +74,14 @@ def to_json(value: Any, what: str) -> str:
         raise StorageError(f"{what} is not JSON: {exc}") from exc
 
 
+def _scans(query: JobQuery) -> bool:
+    """Whether ``query`` filters by what no index serves alone (method, priority, creation
+    time) without a status or job name that one does."""
+    unindexed = (query.method is not None or query.priority is not None
+                 or query.since is not None or query.until is not None)
+    return unindexed and not query.statuses and query.name is None and query.sort != "next"
+
+
 class Row(Protocol):
     """A result row read by column name (``sqlite3.Row``, psycopg's ``dict_row``)."""
 
@@ -308,10 +316,11 @@ class SQLStorage(Storage):
         """A ``jobkit_jobs`` row as a record."""
 
     def search(self, query: JobQuery) -> SearchPage:
-        """The page ``query`` finds (see :meth:`Storage.search`): one indexed query. A text
-        search checks candidates in batches, by windows of ids for the newest and oldest sorts,
-        and answers with what it found once :data:`SCAN_BUDGET` seconds have passed."""
-        if not query.text:  # one more than asked: whether a next page exists
+        """The page ``query`` finds (see :meth:`Storage.search`): one indexed query. A search
+        no index serves (text, or method, priority or creation time without a status or job
+        name) goes by windows of ids, or batches in claim order, and answers with what it found
+        once :data:`SCAN_BUDGET` seconds have passed."""
+        if not query.text and not _scans(query):  # one more than asked: is there a next page
             return page_of(query, self._find(query, limit=query.limit + 1))
         if query.sort == "next":
             return self._search_in_batches(query)
@@ -412,9 +421,10 @@ class SQLStorage(Storage):
         deadline = time.monotonic() + budget
         total = 0
         for window in self._windows(True, None):
-            total += self._count_window(query, cap - total, window).n
-            if total > cap:
+            counted = self._count_window(query, cap - total, window)
+            if counted.over:
                 return Count(cap, over=True)
+            total += counted.n
             if time.monotonic() > deadline:
                 return Count(total, exact=False)
         return Count(total)

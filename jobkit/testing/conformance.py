@@ -1042,6 +1042,7 @@ class SearchTests(StorageFixtures):
         capped = Count(2, over=True) if len(expected) > 2 else Count(len(expected))
         assert storage.count_matching(JobQuery(**given), cap=2) == capped
         assert storage.count_matching(JobQuery(**given), budget=10) == Count(len(expected))
+        assert storage.count_matching(JobQuery(**given), cap=2, budget=10) == capped
 
     def test_time_range_and_the_secret_stay_masked(
         self, storage: Storage, mixed: list[JobRecord]
