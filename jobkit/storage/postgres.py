@@ -12,6 +12,7 @@ lives in ``postgres.sql``.
 from __future__ import annotations
 
 import builtins
+import functools
 import json
 import os
 import threading
@@ -52,6 +53,19 @@ _OWN_KEYS = ("pool_size", "connect_timeout")
 def queries() -> dict[str, str]:
     """The named sections of ``postgres.sql``."""
     return sections(_SQL)
+
+
+@functools.cache
+def _closing(name: str) -> str:
+    """The fenced update ``name`` and the close of the job's open attempt as one statement
+    (one round trip instead of two): the attempt is closed only when the update's fence held,
+    and the statement returns the updated row, or none."""
+    named = queries()
+    update = named[name].rstrip().rstrip(";")
+    close = named["close_attempt"].rstrip().rstrip(";")
+    assert close.endswith("finished_at IS NULL"), "postgres.sql: close_attempt changed shape"
+    return (f"WITH done AS (\n{update}\n),\nclosed AS (\n{close}\n"
+            f"    AND EXISTS (SELECT 1 FROM done)\n)\nSELECT * FROM done")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -282,13 +296,13 @@ class PostgresStorage(SQLStorage):
         key = job_key(lease.job_id)
         if key is None:
             return None
-        now = self._now_param()
         fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
-        row = self._one(cur, name, {**fence, "now": now, "error": error, **params})
-        if row is None:
-            return None
-        self._close_attempt(cur, key, now, outcome, error, traceback)
-        return _job(row)
+        # one statement: the fenced update and, only when the fence held, the attempt's close
+        cur.execute(_closing(name), {**fence, "now": self._now_param(), "error": error,
+                                     "outcome": outcome.value, "traceback": traceback,
+                                     **params})
+        row = cur.fetchone()
+        return None if row is None else _job(row)
 
     def _close_attempt(
         self,
@@ -394,18 +408,11 @@ class PostgresStorage(SQLStorage):
         """See :meth:`SQLStorage._claim_in` (``FOR UPDATE SKIP LOCKED``)."""
         row = self._one(
             cur,
-            "claim",
+            "claim",  # the job's attempt is opened by the same statement
             {"worker_id": worker_id, "now": self._now_param(),
              "lease_seconds": float(lease_seconds)},
         )
-        if row is None:
-            return None
-        cur.execute(
-            queries()["open_attempt"],
-            {"job_id": row["id"], "attempt": row["attempts"], "worker_id": worker_id,
-             "started_at": row["started_at"]},
-        )
-        return _job(row)
+        return None if row is None else _job(row)
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when it no longer owns the job."""

@@ -163,29 +163,33 @@ SELECT * FROM jobkit_jobs WHERE id = %(job_id)s;
 SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s;
 
 -- name: claim
--- SKIP LOCKED: concurrent claimers each take a different row instead of queueing on one
+-- claim the next due job and open its attempt in one statement (one round trip for a busy
+-- worker); SKIP LOCKED: concurrent claimers each take a different row instead of queueing on one
 WITH next AS (
     SELECT id FROM jobkit_jobs
     WHERE status IN ('pending', 'retrying') AND available_at <= coalesce(%(now)s, now())
     ORDER BY priority DESC, available_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
+),
+claimed AS (
+    UPDATE jobkit_jobs AS jobs
+    SET status = 'running',
+        attempts = jobs.attempts + 1,
+        worker_id = %(worker_id)s,
+        started_at = coalesce(%(now)s, now()),
+        lease_expires_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease_seconds)s),
+        progress = NULL,
+        progress_message = NULL
+    FROM next
+    WHERE jobs.id = next.id
+    RETURNING jobs.*
+),
+opened AS (
+    INSERT INTO jobkit_attempts (job_id, attempt, worker_id, started_at)
+    SELECT id, attempts, worker_id, started_at FROM claimed
 )
-UPDATE jobkit_jobs AS jobs
-SET status = 'running',
-    attempts = jobs.attempts + 1,
-    worker_id = %(worker_id)s,
-    started_at = coalesce(%(now)s, now()),
-    lease_expires_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease_seconds)s),
-    progress = NULL,
-    progress_message = NULL
-FROM next
-WHERE jobs.id = next.id
-RETURNING jobs.*;
-
--- name: open_attempt
-INSERT INTO jobkit_attempts (job_id, attempt, worker_id, started_at)
-VALUES (%(job_id)s, %(attempt)s, %(worker_id)s, %(started_at)s);
+SELECT * FROM claimed;
 
 -- name: close_attempt
 UPDATE jobkit_attempts
