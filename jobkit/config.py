@@ -149,6 +149,9 @@ class WorkerSettings:
     shutdown_grace: float = setting(30.0, number(0))
     kill_grace: float = setting(1.0, number(0))
     requeue_interval: float = setting(1.0, number(0, above=True))
+    #: The most short jobs (under 5 ms each) a worker process claims at once and records in one
+    #: commit; 1 claims and records them one by one.
+    prefetch: int = setting(32, integer(1))
 
     def __attrs_post_init__(self) -> None:
         if not self.heartbeat < self.lease / 2:

@@ -31,6 +31,7 @@ from jobkit.exceptions import (
 from jobkit.factory import json_problem
 from jobkit.job import Job, JobContext
 from jobkit.joblog import AttemptLog
+from jobkit.journal import Journal
 from jobkit.logpipe import flush_forwarded
 from jobkit.records import AttemptOutcome, EventKind, JobRecord, Lease
 from jobkit.retries import retry_delay
@@ -103,6 +104,7 @@ class Executor:
         hand_back: threading.Event | Any | None = None,
         may_exit: bool = False,
         stop: threading.Event | None = None,
+        journal: Journal | None = None,
     ) -> None:
         self.app = app
         self.worker_id = worker_id
@@ -114,36 +116,112 @@ class Executor:
         self.stop = stop
         #: Watches each running attempt (one thread, started by the first attempt).
         self.monitor = Monitor(self)
-        #: The next job, claimed with the last completion (Storage.complete_and_claim).
-        self._claimed: JobRecord | None = None
+        #: Where completions not yet committed are written, so that the supervisor can
+        #: record them if this process dies; without one, every completion is committed at
+        #: once (one claim at a time).
+        self.journal = journal
+        #: The most jobs claimed at once (``worker.prefetch``; 1 without a journal).
+        self.prefetch = settings.prefetch if journal is not None else 1
+        #: How many the next claim asks for: doubles while jobs are short, back to 1 after a
+        #: long one.
+        self._batch = 1
+        self._ran = 0  # jobs run since the last claim
+        self._slow = False  # one of them ran longer than SHORT_JOB
+        #: Jobs claimed and not started yet, in claim order.
+        self._queue: collections.deque[JobRecord] = collections.deque()
+        #: Completions of jobs that ran, not committed yet (written to the journal).
+        self._done: list[tuple[Lease, Any]] = []
+        #: The job whose code runs now (its start is in the journal).
+        self._running: Lease | None = None
+        #: Guards ``_queue``, ``_done``, ``_running`` and the journal: the monitor settles them
+        #: while a job runs long.
+        self._lock = threading.Lock()
         #: Attempts ended since the worker last reported them, by event (for throughput).
         self.outcomes: collections.Counter[EventKind] = collections.Counter()
         #: A job's own lines under this level are not kept (the job log's configured level).
         self._log_level = logger.level(app.config.logging.level).no
 
     def close(self) -> None:
-        """Hand back a job claimed but not started, and stop the monitor's thread (call it
-        between attempts, when done with the executor)."""
-        claimed, self._claimed = self._claimed, None
+        """Commit the completions not committed yet, hand back the jobs claimed but not
+        started, and stop the monitor's thread (call it between attempts, when done with the
+        executor)."""
         try:
-            if claimed is not None:
-                self.app.storage.release(Lease(claimed.id, self.worker_id, claimed.attempts))
-        except StorageError as exc:  # its lease will expire: the job is taken back then
-            logger.warning("job {job_id} could not be handed back: {error}",
-                           job_id=claimed.id if claimed else "?", error=str(exc))
+            self.settle()
+        except StorageError as exc:  # the leases will expire: the jobs are taken back then
+            logger.warning("could not record the last completions or hand back claimed jobs: "
+                           "{error}", error=str(exc))
         finally:
             self.monitor.close()
 
     def run_next(self) -> bool:
-        """Run the job claimed with the last completion, or claim the next due job and run it;
-        ``False`` when nothing was due."""
-        record, self._claimed = self._claimed, None
+        """Run the next job claimed with the last commit, or commit and claim more and run the
+        first; ``False`` when nothing was due."""
+        with self._lock:
+            record = self._queue.popleft() if self._queue else None
         if record is None:
-            record = self.app.storage.claim(self.worker_id, self.settings.lease)
+            self._commit(claim=True)
+            with self._lock:
+                record = self._queue.popleft() if self._queue else None
         if record is None:
             return False
         self.run(record)
         return True
+
+    def holding(self) -> bool:
+        """Whether completions wait to be committed, or claimed jobs to be started."""
+        return bool(self._done or self._queue)
+
+    def _commit(self, *, claim: bool) -> None:
+        """Commit the completions not committed yet, in one transaction with the next claim
+        (of ``_batch`` jobs) when ``claim``; then emit their events."""
+        with self._lock:
+            done, self._done = self._done, []
+        limit = self._next_batch() if claim and self._keeps_claiming() else 0
+        if not done and not limit:
+            return
+        try:
+            records, claimed = self.app.storage.complete_and_claim_many(
+                done, self.worker_id, self.settings.lease, limit
+            )
+        except BaseException:
+            with self._lock:  # nothing was recorded: they wait for the next try
+                self._done[:0] = done
+            raise
+        with self._lock:
+            self._queue.extend(claimed)
+            # all the journal says is in the store, unless a job runs (the monitor commits
+            # while one does) or finished since: its lines stay
+            if self.journal is not None and not self._done and self._running is None:
+                self.journal.committed()
+        for (lease, _), record in zip(done, records, strict=True):
+            self._succeeded(lease, record)
+
+    def _next_batch(self) -> int:
+        """How many jobs the next claim asks for: one after a job that ran longer than
+        :data:`SHORT_JOB`, twice the last batch after short ones (up to ``prefetch``)."""
+        if self._slow:
+            self._batch = 1
+        elif self._ran:
+            self._batch = min(self._batch * 2, self.prefetch)
+        self._ran, self._slow = 0, False
+        return self._batch
+
+    def settle(self) -> None:
+        """Commit the completions not committed yet and hand back the jobs claimed but not
+        started: called between jobs when the executor ends, and by the monitor when a job runs
+        longer than :data:`HOLD` (they must not wait for it)."""
+        self._commit(claim=False)
+        with self._lock:
+            queued = list(self._queue)
+            self._queue.clear()
+        self._batch = 1
+        for position, record in enumerate(queued):
+            try:
+                self.app.storage.release(Lease(record.id, self.worker_id, record.attempts))
+            except BaseException:
+                with self._lock:  # those not handed back are still this executor's
+                    self._queue.extendleft(reversed(queued[position:]))
+                raise
 
     def _keeps_claiming(self) -> bool:
         """Whether a completion may claim the next job too (not while stopping)."""
@@ -157,6 +235,10 @@ class Executor:
         towards its timeout, as it does for the supervisor.
         """
         lease = Lease(record.id, self.worker_id, record.attempts)
+        with self._lock:
+            self._running = lease
+            if self.journal is not None:
+                self.journal.started(record.id, record.attempts)
         self.app.emit(EventKind.STARTED, record)
         lines = AttemptLog(self.app.storage, record.id, record.attempts, self._log_level)
         watch = self.monitor.begin(lease, record, lines)
@@ -171,14 +253,20 @@ class Executor:
             built = True
             self._bind(instance, record, lease, lines)
             self.interrupter.arm()
+            began = time.monotonic()
             try:
                 result = function(**kwargs)
             finally:
                 received = self.interrupter.disarm()
+                self._ran += 1
+                if time.monotonic() - began > SHORT_JOB:
+                    self._slow = True
         except (Exception, SystemExit) as exc:  # a job's sys.exit() fails the job, not the worker
             error = exc
         finally:
             reason = self.monitor.finish(watch)
+            with self._lock:
+                self._running = None
             lines.flush(final=True)  # the job's lines are in the store before its outcome
         # a row that no longer fits the registry or its params is never run again
         retry = built or not isinstance(error, (JobNotFound, MethodNotAllowed, InvalidParameters))
@@ -262,13 +350,21 @@ class Executor:
             self._finish_failed(lease, record, error, retry=retry)
         elif problem := json_problem(result, "result"):
             self._finish_failed(lease, record, TypeError(problem), retry=True)
-        elif self._keeps_claiming():  # one transaction for this job's end and the next's start
-            done, self._claimed = self.app.storage.complete_and_claim(
-                lease, result, self.worker_id, self.settings.lease
-            )
-            self._succeeded(lease, done)
         else:
-            self._succeeded(lease, self.app.storage.complete(lease, result))
+            self._completed(lease, result)
+
+    def _completed(self, lease: Lease, result: Any) -> None:
+        """Keep the completion (journalled) for the batch's commit; commit when the batch is
+        done, in one transaction with the next claim. Called again for the same lease when a
+        commit failed: the completion is kept once."""
+        with self._lock:
+            if lease not in (kept for kept, _ in self._done):
+                if self.journal is not None:
+                    self.journal.done(lease.job_id, lease.attempt, result)
+                self._done.append((lease, result))
+            more = bool(self._queue)
+        if not more or not self._keeps_claiming():
+            self._commit(claim=True)
 
     def _succeeded(self, lease: Lease, done: JobRecord | None) -> None:
         if done is None:
@@ -347,6 +443,8 @@ class Watch:
     lines: AttemptLog | None = None
     next_flush: float = 0.0
     reason: StopReason | None = None
+    #: When (monotonic) the monitor settles the executor's other jobs if this one still runs.
+    hold_until: float = 0.0
     #: Set when the job's code has returned: the monitor leaves the attempt alone.
     done: threading.Event = attrs.Factory(threading.Event)
     #: Held by the monitor while it acts on the attempt (heartbeat, stop).
@@ -359,6 +457,11 @@ class Watch:
 
 #: Seconds between two looks of the monitor at the running attempt when nothing is due sooner.
 TICK = 0.05
+#: A job whose code runs longer than this (seconds) is not short: the next claim is of one job.
+SHORT_JOB = 0.005
+#: Seconds a job runs before the monitor commits the completions before it and hands back the
+#: jobs claimed after it, which must not wait for it.
+HOLD = 0.2
 #: Seconds between two writes of a running job's log lines to the store.
 LOG_FLUSH = 1.0
 
@@ -392,6 +495,7 @@ class Monitor:
             next_beat=now + self.executor.settings.heartbeat,
             lines=lines,
             next_flush=now + LOG_FLUSH,
+            hold_until=now + HOLD,
         )
         self._current = watch
         if self._thread is None or not self._thread.is_alive():
@@ -441,6 +545,9 @@ class Monitor:
                     if watch.lines is not None and time.monotonic() >= watch.next_flush:
                         watch.next_flush = time.monotonic() + LOG_FLUSH
                         watch.lines.flush()  # a running job's page shows its lines live
+                    if watch.hold_until and time.monotonic() >= watch.hold_until:
+                        watch.hold_until = 0.0  # once per attempt
+                        self._settle()
                     if reason is not None:
                         self._stop(watch, reason)
                 except Exception:  # a bug here must not leave later attempts unwatched
@@ -448,6 +555,17 @@ class Monitor:
                         "monitor of job {job_id}: unexpected error", job_id=watch.lease.job_id
                     )
                     watch.next_beat = time.monotonic() + settings.heartbeat
+
+    def _settle(self) -> None:
+        """A long job: the jobs claimed with it go back, the completions before it are
+        committed (a store error leaves them to the executor's next commit)."""
+        if not self.executor.holding():
+            return
+        try:
+            self.executor.settle()
+        except StorageError as exc:
+            logger.warning("could not commit completions or hand back claimed jobs while a "
+                           "long job runs: {error}", error=str(exc))
 
     def _check(self, watch: Watch) -> StopReason | None:
         if watch.deadline is not None and time.monotonic() >= watch.deadline:

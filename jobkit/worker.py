@@ -16,12 +16,15 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import secrets
+import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +36,7 @@ from jobkit.exceptions import ConfigError, StorageError
 from jobkit.executor import Executor, StopReason
 from jobkit.imports import import_string
 from jobkit.interrupt import Interrupter
+from jobkit.journal import Journal, read_journal
 from jobkit.records import EventKind, JobStatus, Lease
 from jobkit.roster import Roster
 from jobkit.throughput import Tally
@@ -118,7 +122,7 @@ def _listen(control: Connection, stop: threading.Event, hand_back: threading.Eve
         stop.set()
 
 
-def _child_main(spec: ChildSpec, logs: Connection, control: Connection) -> None:
+def _child_main(spec: ChildSpec, logs: Connection, control: Connection, journal: str) -> None:
     """The body of one worker process.
 
     It listens to the supervisor on a pipe of its own, and sends its log records on another
@@ -139,7 +143,8 @@ def _child_main(spec: ChildSpec, logs: Connection, control: Connection) -> None:
         app.register(name, import_string(path))
     settings = spec.config.worker
     executor = Executor(
-        app, worker_id(), settings, Interrupter(), hand_back=hand_back, may_exit=True, stop=stop
+        app, worker_id(), settings, Interrupter(), hand_back=hand_back, may_exit=True, stop=stop,
+        journal=Journal(journal),
     )
     control.send(("ready", executor.worker_id))  # start-up is over: exits are no longer its
     logger.info("worker process {worker} started", worker=executor.worker_id)
@@ -192,6 +197,8 @@ class _Child:
     index: int
     process: BaseProcess
     control: Connection
+    #: Its crash journal (jobkit.journal): what it ran and finished since its last commit.
+    journal: Path
     worker_id: str | None = None  # reported by the process once its app is built ("ready")
     killed: bool = False  # by the supervisor, for a job past its timeout or lease
     taken_back: bool = False  # its job, once it died, was taken back
@@ -255,6 +262,9 @@ class Worker:
         #: Records timeouts the supervisor enforces (it runs no job: its interrupter is unused).
         self._recorder = Executor(app, "supervisor", self.settings, Interrupter())
         self._spec = ChildSpec(app.config, self._registrations(), burst)
+        #: The folder of the worker processes' crash journals (made by :meth:`run`).
+        self._journals = Path(tempfile.gettempdir())
+        self._spawned = 0
 
     def _registrations(self) -> tuple[tuple[str, str], ...]:
         """Jobs registered in code, as import paths a spawned process can import again."""
@@ -289,6 +299,7 @@ class Worker:
             )
         self.app.storage  # noqa: B018 - open (and migrate) the store before the children do
         restore = self._install_signals() if install_signals else (lambda: None)
+        self._journals = Path(tempfile.mkdtemp(prefix="jobkit-worker-"))
         try:
             logger.info(
                 "worker starting {n} process(es) on {storage}",
@@ -300,6 +311,7 @@ class Worker:
         finally:
             restore()
             self._stop_all()
+            shutil.rmtree(self._journals, ignore_errors=True)
         logger.info("worker stopped")
         return self._exit_code
 
@@ -309,15 +321,18 @@ class Worker:
         ours, theirs = self._context.Pipe()
         logs, child_logs = self._context.Pipe(duplex=False)
         name = f"jobkit-worker-{index}"
+        self._spawned += 1
+        journal = self._journals / f"{index}-{self._spawned}.journal"
         process = self._context.Process(
-            target=_child_main, args=(self._spec, child_logs, theirs), name=name, daemon=False
+            target=_child_main, args=(self._spec, child_logs, theirs, str(journal)), name=name,
+            daemon=False,
         )
         process.start()
         theirs.close()
         child_logs.close()  # the process holds the only writing end: its death ends the relay
         self._log_relays = [thread for thread in self._log_relays if thread.is_alive()]
         self._log_relays.append(relay(logs, name))
-        return _Child(index, process, ours)
+        return _Child(index, process, ours, journal)
 
     def _supervise(self) -> None:
         next_requeue = next_upkeep = 0.0
@@ -389,7 +404,10 @@ class Worker:
                 timeout is not None and now > record.started_at + timedelta(seconds=timeout) + slack
             )
             expired = record.lease_expires_at is not None and now > record.lease_expires_at
-            if not (overdue or expired):
+            if not expired and not (
+                # a job claimed with others (its started_at) may not have started yet
+                overdue and (record.id, record.attempts) in read_journal(child.journal).started
+            ):
                 continue
             logger.error(
                 "job {job_id} is {what}; its worker process {name} does not respond: killing it",
@@ -460,16 +478,28 @@ class Worker:
             self._children[position] = self._spawn(child.index)
 
     def _take_back(self, child: _Child) -> None:
-        """A worker process died: end the lease of the job it was running now, rather than when
-        the lease runs out, and take the job back (a crash, counted against ``max_crashes``)."""
+        """A worker process died: settle its jobs now, rather than when their leases run out,
+        as its journal says. A job it finished is recorded as completed; the job it was running
+        is taken back (a crash, counted against ``max_crashes``); a job it claimed but never
+        started is handed back, uncounted."""
         if child.worker_id is None:
             return  # it died before it could claim anything
         storage = self.app.storage
+        journal = read_journal(child.journal)
         try:
             for record in storage.list(status=JobStatus.RUNNING, limit=10_000):
-                if record.worker_id == child.worker_id and storage.abandon(
-                    Lease(record.id, child.worker_id, record.attempts)
-                ):
+                if record.worker_id != child.worker_id:
+                    continue
+                lease = Lease(record.id, child.worker_id, record.attempts)
+                key = (record.id, record.attempts)
+                if key in journal.done:
+                    done = storage.complete(lease, journal.done[key])
+                    if done is not None:
+                        self.app.emit(EventKind.SUCCEEDED, done)
+                        child.outcomes[EventKind.SUCCEEDED.value] += 1
+                elif key not in journal.started:
+                    storage.release(lease)
+                elif storage.abandon(lease):
                     logger.warning(
                         "job {job_id}: its worker process {name} died (status {code}); "
                         "taking the job back",
@@ -478,7 +508,8 @@ class Worker:
                         code=child.process.exitcode,
                     )
             requeue_expired(self.app)
-        except StorageError as exc:  # the lease will expire: the job is taken back then
+            child.journal.unlink(missing_ok=True)
+        except StorageError as exc:  # the leases will expire: the jobs are taken back then
             logger.error("could not take back the jobs of a dead worker: {error}", error=str(exc))
 
     def _stop_all(self) -> None:

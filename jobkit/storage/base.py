@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import builtins
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -106,6 +106,33 @@ class Storage(abc.ABC):
             return done, self.claim(worker_id, lease_seconds)
         except StorageError:
             return done, None
+
+    def complete_and_claim_many(
+        self,
+        completions: Sequence[tuple[Lease, Any]],
+        worker_id: str,
+        lease_seconds: float,
+        limit: int,
+    ) -> tuple[builtins.list[JobRecord | None], builtins.list[JobRecord]]:
+        """:meth:`complete` each ``(lease, result)``, then :meth:`claim` up to ``limit`` jobs
+        for ``worker_id`` (``0``: none): what a worker process that runs short jobs in batches
+        does after a batch. Returns the completed records (``None`` where the lease no longer
+        held the job), and the claimed ones in claim order. A backend may do it all in one
+        transaction (SQLite and PostgreSQL do: one commit for the batch); the default calls the
+        two, and a failed claim after completions that were recorded is no claim."""
+        from jobkit.exceptions import StorageError
+
+        done = [self.complete(lease, result) for lease, result in completions]
+        claimed: builtins.list[JobRecord] = []
+        try:
+            while len(claimed) < limit:
+                record = self.claim(worker_id, lease_seconds)
+                if record is None:
+                    break
+                claimed.append(record)
+        except StorageError:
+            pass
+        return done, claimed
 
     @abc.abstractmethod
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:

@@ -12,7 +12,7 @@ import abc
 import functools
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -266,6 +266,37 @@ class SQLStorage(Storage):
             return done, self._claim_in(db, worker_id, lease_seconds)
 
         return self._transaction(f"complete job {lease.job_id} and claim the next", work)
+
+    def complete_and_claim_many(
+        self,
+        completions: Sequence[tuple[Lease, Any]],
+        worker_id: str,
+        lease_seconds: float,
+        limit: int,
+    ) -> tuple[list[JobRecord | None], list[JobRecord]]:
+        """The completions of a batch and the next claims in one transaction: one commit for
+        the batch (see :meth:`Storage.complete_and_claim_many`)."""
+        encoded = [
+            (lease, to_json(result, f"job {lease.job_id}: result")) for lease, result in completions
+        ]
+
+        def work(db: Any) -> tuple[list[JobRecord | None], list[JobRecord]]:
+            done = [
+                self._fenced_in(
+                    db, "complete", lease, AttemptOutcome.SUCCEEDED, None, None, {"result": text}
+                )
+                for lease, text in encoded
+            ]
+            claimed: list[JobRecord] = []
+            while len(claimed) < limit:
+                record = self._claim_in(db, worker_id, lease_seconds)
+                if record is None:
+                    break
+                claimed.append(record)
+            return done, claimed
+
+        what = f"complete {len(encoded)} job(s) and claim up to {limit}"
+        return self._transaction(f"{what} for worker {worker_id}", work)
 
     @abc.abstractmethod
     def _fenced_update(self, operation: str, name: str, lease: Lease, **params: Any) -> bool:

@@ -15,7 +15,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -496,6 +496,18 @@ class SQLiteStorage(SQLStorage):
 
     def claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
         """Atomically take the next due job (see :meth:`Storage.claim`)."""
+        if self._idle_and_nothing_due(worker_id):
+            return None
+        record = super().claim(worker_id, lease_seconds)
+        self._local.busy = record is not None
+        return record
+
+    def _idle_and_nothing_due(self, worker_id: str) -> bool:
+        """Whether this thread's last claim found nothing and no job is due now: a read-only
+        look, which keeps idle pollers off the write lock. A thread whose last claim found a
+        job is busy and most likely finds another: it claims at once."""
+        if getattr(self._local, "busy", False):
+            return False
         sql = queries()
 
         def due(conn: sqlite3.Connection) -> bool:
@@ -503,15 +515,8 @@ class SQLiteStorage(SQLStorage):
             self._local.seen = conn.execute("PRAGMA data_version").fetchone()[0]
             return bool(conn.execute(sql["has_due_job"], {"now": _to_epoch(self.now())}).fetchall())
 
-        # the read-only look first keeps idle pollers off the write lock; a thread whose last
-        # claim found a job is busy and most likely finds another: it claims at once
-        busy = getattr(self._local, "busy", False)
         operation = f"claim a job for worker {worker_id}"
-        if not busy and not self._transaction(operation, due, write=False):
-            return None
-        record = super().claim(worker_id, lease_seconds)
-        self._local.busy = record is not None
-        return record
+        return not self._transaction(operation, due, write=False)
 
     def _claim_in(
         self, conn: sqlite3.Connection, worker_id: str, lease_seconds: float
@@ -540,6 +545,22 @@ class SQLiteStorage(SQLStorage):
         pair = super().complete_and_claim(lease, result, worker_id, lease_seconds)
         self._local.busy = pair[1] is not None
         return pair
+
+    def complete_and_claim_many(
+        self,
+        completions: Sequence[tuple[Lease, Any]],
+        worker_id: str,
+        lease_seconds: float,
+        limit: int,
+    ) -> tuple[builtins.list[JobRecord | None], builtins.list[JobRecord]]:
+        """See :meth:`SQLStorage.complete_and_claim_many`; remembers whether it claimed."""
+        if not completions and (limit < 1 or self._idle_and_nothing_due(worker_id)):
+            return [], []
+        done, claimed = super().complete_and_claim_many(
+            completions, worker_id, lease_seconds, limit
+        )
+        self._local.busy = bool(claimed)
+        return done, claimed
 
     def wait_for_jobs(self, timeout: float, stop: threading.Event | None = None) -> None:
         """Block until another connection commits to the file (a job may be due), ``timeout``

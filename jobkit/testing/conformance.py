@@ -607,6 +607,30 @@ class OutcomeTests(StorageFixtures):
         [attempt] = storage.attempts(first.id)
         assert attempt.outcome is None and attempt.worker_id == "w1"
 
+    def test_complete_and_claim_many(self, storage: Storage, clock: FakeClock) -> None:
+        """complete_and_claim_many completes each attempt (a stale lease's completion is
+        refused, the others are not), then claims up to ``limit`` jobs in claim order."""
+        jobs = [storage.enqueue(new_job(clock(), priority=p)) for p in (0, 9, 0, 5, 0)]
+        first = lease_of(claim(storage, "w1"))
+        second = lease_of(claim(storage, "w1"))
+        assert (first.job_id, second.job_id) == (jobs[1].id, jobs[3].id)
+        assert storage.complete(second, "early") is not None  # stale by the batch's commit
+        done, claimed = storage.complete_and_claim_many(
+            [(first, {"n": 1}), (second, "late")], "w1", LEASE, 2
+        )
+        assert done[0] is not None and (done[0].status, done[0].result) == (
+            JobStatus.COMPLETED, {"n": 1})
+        assert done[1] is None and storage.get(jobs[3].id).result == "early"
+        assert [record.id for record in claimed] == [jobs[0].id, jobs[2].id]
+        assert all(r.status is JobStatus.RUNNING and r.worker_id == "w1" for r in claimed)
+        leases = [lease_of(record) for record in claimed]
+        done, rest = storage.complete_and_claim_many([(lease, None) for lease in leases],
+                                                     "w1", LEASE, 5)
+        assert all(record is not None for record in done)
+        assert [record.id for record in rest] == [jobs[4].id]
+        assert storage.complete_and_claim_many([], "w1", LEASE, 0) == ([], [])
+        assert storage.get(jobs[4].id).status is JobStatus.RUNNING  # limit 0 claimed nothing
+
     def test_a_completed_job_cannot_be_completed_again(
         self, storage: Storage, clock: FakeClock
     ) -> None:

@@ -131,3 +131,37 @@ def test_poison_jobs_fail_after_max_crashes(tmp_path: Path, store_url: str, ledg
     assert runs_per_job(ledger, "die") == dict.fromkeys(poison, 3)
     assert runs_per_job(ledger, "ok") == dict.fromkeys(normal, 1)
     assert "died (status -9); taking the job back" in worker.text()
+
+
+def test_a_poison_job_in_a_batch_loses_no_neighbour(tmp_path: Path, store_url: str, ledger: str,
+                                                    start_worker: Any) -> None:
+    """A worker process claims short jobs in batches and commits their completions together. A
+    job that ends its process in the middle of a batch: the jobs it ran before the poison job
+    are recorded as completed from its journal (not run again), the ones it had claimed but
+    not started go back uncounted, and only the poison job counts a crash."""
+    config = store_config(tmp_path, store_url, defaults={"retry_attempts": 5})
+    with JobKit.from_config(config, load_entrypoints=False) as app:
+        before = [app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "ok"},
+                                         priority=3) for _ in range(40)]
+        poison = app.run_background_job("Recorder", "die", {"how": "exit", "ledger": ledger},
+                                        priority=2)
+        after = [app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "ok"},
+                                        priority=1) for _ in range(40)]
+        worker = start_worker(config, "-n", "1")
+        wait_for(lambda: count(app, *FINAL) == 81, timeout=90, what="every job final")
+        assert worker.process.poll() is None, worker.text()
+        record = app.get_job(poison)
+        assert (record.status, record.crashes) == (JobStatus.FAILED, 3)
+        for job_id in before + after:
+            job = app.get_job(job_id)
+            assert (job.status, job.crashes) == (JobStatus.COMPLETED, 0)
+            outcomes = [attempt.outcome for attempt in app.get_attempts(job_id)]
+            assert outcomes.count(AttemptOutcome.SUCCEEDED) == 1
+            assert set(outcomes) <= {AttemptOutcome.SUCCEEDED, AttemptOutcome.HANDED_BACK}
+        handed_back = sum(
+            [a.outcome for a in app.get_attempts(job_id)].count(AttemptOutcome.HANDED_BACK)
+            for job_id in after
+        )
+    assert runs_per_job(ledger, "ok") == dict.fromkeys(before + after, 1)
+    assert runs_per_job(ledger, "die") == {poison: 3}
+    assert handed_back > 0  # the poison job's batch held jobs it had not started

@@ -1,0 +1,82 @@
+"""A worker process's crash journal: what it started and finished since its last commit.
+
+A busy worker process claims several short jobs at once and records their completions together,
+in one transaction with its next claim (see :class:`jobkit.executor.Executor`). Until that
+commit, a completed job lives only in the process. So before it runs a job, and after the job's
+code returns, the process appends a line to its journal: a plain file, written with one
+``write()`` each (no fsync: it has to survive the process, not the machine). If the process
+dies (a job that calls ``os._exit``, a segfault, the supervisor's kill), its supervisor reads
+the journal (:func:`read_journal`) and records the completions the process could not, so a
+poison job never makes the jobs before it run again; it tells a job the process started (a
+crash) from one it only claimed (handed back, uncounted). After each commit the journal is
+emptied.
+
+Lines are JSON: ``["start", job_id, attempt]`` and ``["done", job_id, attempt, result]``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+
+@attrs.define
+class JournalEntries:
+    """What a dead process's journal says about its jobs, by ``(job_id, attempt)``."""
+
+    started: set[tuple[str, int]] = attrs.Factory(set)
+    #: The result each completed job returned (JSON-compatible).
+    done: dict[tuple[str, int], Any] = attrs.Factory(dict)
+
+
+class Journal:
+    """The writing end, owned by one worker process."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
+
+    def _append(self, entry: list[Any]) -> None:
+        os.write(self._fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
+
+    def started(self, job_id: str, attempt: int) -> None:
+        """The job's code is about to run."""
+        self._append(["start", job_id, attempt])
+
+    def done(self, job_id: str, attempt: int, result: Any) -> None:
+        """The job's code returned ``result`` (JSON-compatible); not committed yet."""
+        self._append(["done", job_id, attempt, result])
+
+    def committed(self) -> None:
+        """Everything journalled so far is in the store: start afresh."""
+        os.ftruncate(self._fd, 0)
+
+    def close(self) -> None:
+        """Close the file (it stays, for the supervisor to read and remove)."""
+        os.close(self._fd)
+
+
+def read_journal(path: str | os.PathLike[str]) -> JournalEntries:
+    """The entries of a journal; an unreadable or missing file, or a line cut short, reads as
+    fewer entries (a line is written by one ``write()``, so only a crash of the machine cuts
+    one)."""
+    entries = JournalEntries()
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return entries
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+            kind, key = entry[0], (str(entry[1]), int(entry[2]))
+        except (ValueError, TypeError, IndexError):
+            continue
+        if kind == "start":
+            entries.started.add(key)
+        elif kind == "done" and len(entry) == 4:
+            entries.done[key] = entry[3]
+    return entries

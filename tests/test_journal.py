@@ -1,0 +1,46 @@
+"""The crash journal of a worker process (jobkit.journal): what it writes, what is read back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobkit.journal import Journal, read_journal
+
+
+def test_entries_read_back(tmp_path: Path) -> None:
+    """Starts and completions (with their results) are read back by job and attempt."""
+    journal = Journal(tmp_path / "j")
+    journal.started("1", 1)
+    journal.done("1", 1, {"sum": 3, "text": "é\n"})
+    journal.started("2", 4)
+    journal.close()
+    entries = read_journal(tmp_path / "j")
+    assert entries.started == {("1", 1), ("2", 4)}
+    assert entries.done == {("1", 1): {"sum": 3, "text": "é\n"}}
+
+
+def test_committed_empties_it(tmp_path: Path) -> None:
+    """After a commit the journal holds only what came after it."""
+    journal = Journal(tmp_path / "j")
+    journal.started("1", 1)
+    journal.done("1", 1, None)
+    journal.committed()
+    journal.started("2", 1)
+    entries = read_journal(tmp_path / "j")
+    journal.close()
+    assert (entries.started, entries.done) == ({("2", 1)}, {})
+
+
+def test_a_new_journal_starts_empty(tmp_path: Path) -> None:
+    """A process started again on the same path does not inherit the old entries."""
+    Journal(tmp_path / "j").started("1", 1)
+    Journal(tmp_path / "j").close()
+    assert read_journal(tmp_path / "j").started == set()
+
+
+def test_missing_file_and_cut_lines_read_as_fewer_entries(tmp_path: Path) -> None:
+    """A missing journal is empty; a line cut short or not an entry is skipped."""
+    assert read_journal(tmp_path / "none").started == set()
+    (tmp_path / "j").write_text('["start","1",1]\n["done","1",1,{"a"\n[1]\n"x"\n["start","2"\n')
+    entries = read_journal(tmp_path / "j")
+    assert (entries.started, entries.done) == ({("1", 1)}, {})
