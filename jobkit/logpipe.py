@@ -179,16 +179,22 @@ def relay(connection: Connection, name: str) -> threading.Thread:
     batch it was killed halfway through sending is dropped). A process frozen halfway through
     a batch holds up only its own thread."""
     current: list[Line] = []
+    zones: dict[tuple[float, str | None], timezone] = {}
+    kinds: dict[str, Any] = {}
 
     def restore(record: Record) -> None:
         """Give the supervisor's record the worker process's values."""
         line = current[0]
-        offset = timedelta(seconds=line.utc_offset)
-        zone = timezone(offset, line.zone) if line.zone else timezone(offset)
+        zone = zones.get((line.utc_offset, line.zone))
+        if zone is None:
+            offset = timedelta(seconds=line.utc_offset)
+            zone = timezone(offset, line.zone) if line.zone else timezone(offset)
+            zones[line.utc_offset, line.zone] = zone
         # the supervisor's own record gives loguru's types (its datetime formats loguru's
         # tokens); loguru's stubs declare neither their constructors nor these keys as writable
         fields: Any = record
-        kinds: dict[str, Any] = {key: type(record[key]) for key in _TYPED}  # type: ignore[literal-required]
+        if not kinds:
+            kinds.update({key: type(record[key]) for key in _TYPED})  # type: ignore[literal-required]
         fields.update(
             time=kinds["time"].fromtimestamp(line.timestamp, zone),
             name=line.name,
