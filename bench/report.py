@@ -190,6 +190,8 @@ def postgres_rows(results: Results) -> list[Row]:
     return [
         Row("enqueue, one call at a time", "jobs/s", m("enqueue", "jobkit"), peer,
             m("enqueue", "procrastinate"), Target("ratio_min", 2, ">= 2x procrastinate")),
+        Row("enqueue, one at a time, vs the raw one-row commit limit", "jobs/s",
+            m("enqueue", "jobkit"), "raw psycopg INSERT, a commit each", m("raw_insert", "raw")),
         Row(f"enqueue_many vs batch_defer, batches of {sizes.get('bulk_batch', '?'):,}",
             "jobs/s", m("bulk", "jobkit"), "procrastinate batch_defer",
             m("bulk", "procrastinate")),

@@ -229,6 +229,8 @@ class Harness:
                 jobkit("enqueue", "jobkit_side:enqueue_one", rate, workdir=True,
                        jobs=s.pg_enqueue_jobs)
                 peer("enqueue", "procrastinate_side:enqueue_one", rate, jobs=s.pg_enqueue_jobs)
+                self.measure("postgres", "raw_insert", "raw", "raw_postgres:inserts", rate,
+                             url=ours, rows=s.pg_enqueue_jobs)
                 jobkit("bulk", "jobkit_side:enqueue_bulk", rate, workdir=True,
                        jobs=s.pg_bulk_jobs, batch=s.bulk_batch)
                 peer("bulk", "procrastinate_side:enqueue_bulk", rate, jobs=s.pg_bulk_jobs,

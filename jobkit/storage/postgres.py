@@ -12,6 +12,7 @@ lives in ``postgres.sql``.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import functools
 import json
 import os
@@ -79,10 +80,13 @@ def _job(row: Mapping[str, Any]) -> JobRecord:
 def _configure_connection(conn: psycopg.Connection[Any]) -> None:
     """Decode this connection's json columns without raising: a forged value Python cannot
     read (nesting too deep, a number too long) becomes ``UnreadableJSON``, which fails its job,
-    instead of an error on every claim that would stop the queue behind it."""
+    instead of an error on every claim that would stop the queue behind it. Autocommit: a
+    one-statement write (an enqueue) is its own transaction, without ``BEGIN`` and ``COMMIT``
+    round trips; :meth:`PostgresStorage._transaction` opens one explicitly."""
     from psycopg.types.json import set_json_loads
 
     set_json_loads(lambda data: decode_json(json.loads, data), conn)
+    conn.autocommit = True
 
 
 def _attempt(row: Mapping[str, Any]) -> Attempt:
@@ -194,7 +198,7 @@ class PostgresStorage(SQLStorage):
             if self._pool is not None and os.getpid() == self._pid:
                 return self._pool
             from psycopg.rows import dict_row
-            from psycopg_pool import ConnectionPool
+            from psycopg_pool import ConnectionPool, PoolTimeout
 
             self._pid = os.getpid()  # a pool must never cross a fork: a child opens its own
             pool: ConnectionPool[Any] = ConnectionPool(
@@ -208,16 +212,36 @@ class PostgresStorage(SQLStorage):
                 name="jobkit",
                 open=False,
             )
-            pool.open(wait=False)
+            # wait for the first connection: a single-threaded caller then keeps using one
+            # connection (the pool hands its idle connections out in turn, and a second one,
+            # opened while the first was still connecting, cost every enqueue ~20 % here)
+            try:
+                pool.open(wait=True, timeout=self._connect_timeout)
+            except PoolTimeout as exc:
+                pool.close()
+                raise self._no_connection(operation, exc) from exc
             self._pool = pool
             return pool
+
+    def _no_connection(self, operation: str, exc: Exception) -> StorageError:
+        return StorageError(
+            f"{self._where()}: {operation}: no connection within "
+            f"{self._connect_timeout:g} s (is the server up?): {exc}"
+        )
 
     def _connect_seconds(self) -> int:
         return max(1, round(self._connect_timeout))
 
-    def _transaction(self, operation: str, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
+    def _transaction(
+        self,
+        operation: str,
+        work: Callable[[psycopg.Cursor[Any]], T],
+        *,
+        single: bool = False,
+    ) -> T:
         """Run ``work`` in one transaction on a pooled connection; every driver error becomes
-        ``StorageError`` naming the operation and the server."""
+        ``StorageError`` naming the operation and the server. ``single``: ``work`` runs one
+        statement, its own transaction (no ``BEGIN`` and ``COMMIT`` round trips)."""
         import psycopg
         from psycopg_pool import PoolTimeout
 
@@ -225,13 +249,15 @@ class PostgresStorage(SQLStorage):
         try:
             # shielded: a job calling jobkit (progress, enqueue) is never interrupted halfway
             # through a transaction, which would leave the connection in an unknown state
-            with shielded(), pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            with (
+                shielded(),
+                pool.connection() as conn,
+                contextlib.nullcontext() if single else conn.transaction(),
+                conn.cursor() as cur,
+            ):
                 return work(cur)
         except PoolTimeout as exc:
-            raise StorageError(
-                f"{self._where()}: {operation}: no connection within "
-                f"{self._connect_timeout:g} s (is the server up?): {exc}"
-            ) from exc
+            raise self._no_connection(operation, exc) from exc
         except psycopg.Error as exc:
             if self._closed:
                 raise StorageError(f"{self._where()}: {operation}: the store is closed") from exc
@@ -254,7 +280,7 @@ class PostgresStorage(SQLStorage):
             value = self._one(cur, "now", {})["now"]
             return value.astimezone(timezone.utc)  # type: ignore[no-any-return]
 
-        return self._transaction("read the database clock", work)
+        return self._transaction("read the database clock", work, single=True)
 
     def migrate(self) -> int:
         """Create or upgrade the schema (under an advisory lock, so many processes may start at
@@ -329,7 +355,7 @@ class PostgresStorage(SQLStorage):
             cur.execute(queries()[name], {**fence, "now": self._now_param(), **params})
             return cur.rowcount == 1
 
-        return self._transaction(operation, work)
+        return self._transaction(operation, work, single=True)
 
     def _by_id(
         self, job_id: str, operation: str, work: Callable[[psycopg.Cursor[Any], int], T]
@@ -353,7 +379,7 @@ class PostgresStorage(SQLStorage):
         def work(cur: psycopg.Cursor[Any]) -> JobRecord:
             return _job(self._one(cur, "enqueue", {**params, "now": self._now_param()}))
 
-        return self._transaction(f"enqueue job {job.name!r}", work)
+        return self._transaction(f"enqueue job {job.name!r}", work, single=True)
 
     def enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
         """Store the jobs in one transaction (all or nothing, pipelined), in order; their
