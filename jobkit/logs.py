@@ -198,7 +198,13 @@ _event_logger = logger.patch(_event_params)
 def jobkit_job_event(event: JobEvent) -> None:
     """Write the event to the job log (and, for failures, the error log)."""
     job = event.job
-    bound = _event_logger.bind(
+    # the keyword arguments of a log call are the record's extra too: no bind() (a new logger
+    # per event) on the path of every job enqueued and run
+    _event_logger.log(
+        _LEVELS.get(event.kind, "INFO"),
+        "{kind}: {error}" if event.error else "{kind}",
+        kind=event.kind.value,
+        **({"error": event.error} if event.error else {}),
         job_id=job.id,
         job_name=job.name,
         method=job.method,
@@ -208,12 +214,3 @@ def jobkit_job_event(event: JobEvent) -> None:
         traceback=event.traceback,
         **{_RAW_PARAMS: job.params},
     )
-    if event.error:
-        bound.log(
-            _LEVELS.get(event.kind, "INFO"),
-            "{kind}: {error}",
-            kind=event.kind.value,
-            error=event.error,
-        )
-    else:
-        bound.log(_LEVELS.get(event.kind, "INFO"), "{kind}", kind=event.kind.value)

@@ -40,10 +40,15 @@ def has_secrets(value: Any) -> bool:
     """Whether ``value`` holds a secret-looking key anywhere (cheaper than masking a copy and
     comparing it, for the many params that hold none)."""
     if isinstance(value, dict):
-        return any(
-            (isinstance(key, str) and is_secret(key)) or has_secrets(item)
-            for key, item in value.items()
-        )
+        for key, item in value.items():  # a loop, not any(): this runs for every job enqueued
+            if isinstance(key, str) and is_secret(key):
+                return True
+            if isinstance(item, _NESTED) and has_secrets(item):
+                return True
+        return False
     if isinstance(value, (list, tuple)):
-        return any(has_secrets(item) for item in value)
+        return any(isinstance(item, _NESTED) and has_secrets(item) for item in value)
     return False
+
+
+_NESTED = (dict, list, tuple)
