@@ -40,16 +40,14 @@ class Journal:
         self.path = Path(path)
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
 
-    def _append(self, entry: list[Any]) -> None:
-        os.write(self._fd, (json.dumps(entry, separators=(",", ":")) + "\n").encode())
-
     def started(self, job_id: str, attempt: int) -> None:
         """The job's code is about to run."""
-        self._append(["start", job_id, attempt])
+        os.write(self._fd, f'["start",{json.dumps(job_id)},{int(attempt)}]\n'.encode())
 
     def done(self, job_id: str, attempt: int, result: Any) -> None:
         """The job's code returned ``result`` (JSON-compatible); not committed yet."""
-        self._append(["done", job_id, attempt, result])
+        text = "null" if result is None else json.dumps(result, separators=(",", ":"))
+        os.write(self._fd, f'["done",{json.dumps(job_id)},{int(attempt)},{text}]\n'.encode())
 
     def committed(self) -> None:
         """Everything journalled so far is in the store: start afresh."""

@@ -27,7 +27,7 @@ import attrs
 from loguru import logger
 
 from jobkit.hookspecs import hookimpl
-from jobkit.masking import mask_secrets
+from jobkit.masking import has_secrets, mask_secrets
 from jobkit.records import EventKind, JobEvent
 
 if TYPE_CHECKING:
@@ -188,7 +188,8 @@ def _event_params(record: Record) -> None:
     extra = record["extra"]
     if _RAW_PARAMS in extra:
         raw = extra.pop(_RAW_PARAMS)
-        extra["params"] = json.dumps(mask_secrets(raw), ensure_ascii=False, sort_keys=True)
+        shown = mask_secrets(raw) if has_secrets(raw) else raw  # most params hold no secret
+        extra["params"] = json.dumps(shown, ensure_ascii=False, sort_keys=True)
 
 
 _event_logger = logger.patch(_event_params)
