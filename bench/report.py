@@ -336,8 +336,8 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
         mode = sqlite.get("huey_mode", {})
         out += [
             "- jobkit (SQLite): `jobkit worker -n N --burst`, default worker settings "
-            "(poll_interval 50 ms, lease 30 s, heartbeat 0.5 s), WAL, synchronous=NORMAL; "
-            "logs to files as `jobkit worker` always does.",
+            "(poll_interval 50 ms, lease 30 s, heartbeat 0.5 s, prefetch 32), WAL, "
+            "synchronous=NORMAL; logs to files as `jobkit worker` always does.",
             "- jobkit FULL: the same with `durability: full` in jobs.yaml (synchronous=FULL).",
             "- Huey: `SqliteHuey` with its defaults (journal mode "
             f"{mode.get('journal_mode', '?')}, synchronous {mode.get('synchronous', '?')}), "
