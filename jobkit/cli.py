@@ -195,7 +195,7 @@ def worker(state: State, concurrency: int | None, burst: bool) -> None:
     app = state.app(log=False)
     logger.remove()
     # worker processes send their records to this process, which logs them from one thread per
-    # process (jobkit.logpipe.Relay): loguru's own lock is enough, no enqueue=True queue is needed
+    # process (jobkit.logs.relay): loguru's own lock is enough, no enqueue=True queue is needed
     logger.add(sys.stderr, level="INFO", format=console_format)
     files = configure_logging(app.config.logging, app.pm)
     try:

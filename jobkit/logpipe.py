@@ -1,8 +1,8 @@
 """Worker processes' log records, sent to the supervisor on a pipe of their own and logged there.
 
 One process owns each log file and its rotation: the supervisor. Each worker process sends its
-records on a pipe of its own (:func:`forward_to`); one thread in the supervisor logs what all of
-them send through the supervisor's sinks (:class:`Relay`).
+records on a pipe of its own (:func:`forward_to`); one thread per process in the supervisor logs
+them through the supervisor's sinks (:func:`relay`).
 
 Not through loguru's ``enqueue=True`` queue: that one queue is shared by every process under one
 lock, and a process killed (SIGKILL) while holding the lock would block the supervisor and every
@@ -18,8 +18,6 @@ job it was running.
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
-import multiprocessing.connection
 import pickle
 import threading
 import time
@@ -175,112 +173,26 @@ def flush_forwarded() -> None:
         _forwarder.flush()
 
 
-class Relay:
-    """In the supervisor: one thread logs what every worker process sends on its pipe (see
-    :func:`forward_to`) through the supervisor's sinks, until the process closes the pipe or
-    dies (a batch it was killed halfway through sending is dropped).
+def relay(connection: Connection, name: str) -> threading.Thread:
+    """In the supervisor: log what one worker process sends on ``connection`` (see
+    :func:`forward_to`), in a thread of its own, until the process closes the pipe or dies (a
+    batch it was killed halfway through sending is dropped). A process frozen halfway through
+    a batch holds up only its own thread."""
+    current: list[Line] = []
+    zones: dict[tuple[float, str | None], timezone] = {}
+    kinds: dict[str, Any] = {}
 
-    One thread for all the processes: a thread each made them take turns on loguru's handler
-    locks and on the GIL, which cost more than twice the CPU per line with two busy processes.
-    A process frozen halfway through a batch holds the thread up only until it is killed.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._names: dict[Connection, str] = {}
-        self._wake_r, self._wake_w = multiprocessing.Pipe(duplex=False)
-        self._closed = False
-        self._current: list[Line] = []
-        self._zones: dict[tuple[float, str | None], timezone] = {}
-        self._kinds: dict[str, Any] = {}
-        self._patched = logger.patch(self._restore)
-        self._thread: threading.Thread | None = None
-
-    def add(self, connection: Connection, name: str) -> None:
-        """Log what arrives on ``connection`` from now on (``name``: the process's)."""
-        with self._lock:
-            self._names[connection] = name
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="jobkit-logs",
-                                                daemon=True)
-                self._thread.start()
-        self._wake()
-
-    def join(self, timeout: float) -> bool:
-        """Wait until every pipe added is closed (their processes' last records logged), at
-        most ``timeout`` seconds; whether they all were."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self._names:
-                    return True
-            time.sleep(0.01)
-        return False
-
-    def close(self) -> None:
-        """Stop the thread (after :meth:`join`); pipes still open are closed."""
-        with self._lock:
-            self._closed = True
-            thread = self._thread
-        self._wake()
-        if thread is not None:
-            thread.join(timeout=2)
-        for connection in list(self._names):
-            connection.close()
-        self._names.clear()
-        self._wake_r.close()
-        self._wake_w.close()
-
-    def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send_bytes(b"")
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                if self._closed:
-                    return
-                connections: list[Any] = list(self._names)
-            ready: Any
-            for ready in multiprocessing.connection.wait([*connections, self._wake_r]):
-                if ready is self._wake_r:
-                    with contextlib.suppress(EOFError, OSError):
-                        self._wake_r.recv_bytes()
-                    continue
-                try:
-                    batch = pickle.loads(ready.recv_bytes())
-                except (EOFError, OSError):
-                    with self._lock:
-                        self._names.pop(ready, None)
-                    ready.close()
-                    continue
-                except Exception:  # a batch that cannot be rebuilt here: skip it
-                    continue
-                self._log(batch)
-
-    def _log(self, batch: list[Line]) -> None:
-        for line in batch:
-            self._current[:] = [line]
-            try:
-                self._patched.log(line.level, line.message)
-            except ValueError:  # a level only the worker process knows: by its number
-                with contextlib.suppress(ValueError):
-                    self._patched.log(line.level_no, line.message)
-            except Exception:  # a sink's error must not end the relay of every process
-                continue
-
-    def _restore(self, record: Record) -> None:
+    def restore(record: Record) -> None:
         """Give the supervisor's record the worker process's values."""
-        line = self._current[0]
-        zone = self._zones.get((line.utc_offset, line.zone))
+        line = current[0]
+        zone = zones.get((line.utc_offset, line.zone))
         if zone is None:
             offset = timedelta(seconds=line.utc_offset)
             zone = timezone(offset, line.zone) if line.zone else timezone(offset)
-            self._zones[line.utc_offset, line.zone] = zone
+            zones[line.utc_offset, line.zone] = zone
         # the supervisor's own record gives loguru's types (its datetime formats loguru's
         # tokens); loguru's stubs declare neither their constructors nor these keys as writable
         fields: Any = record
-        kinds = self._kinds
         if not kinds:
             kinds.update({key: type(record[key]) for key in _TYPED})  # type: ignore[literal-required]
         fields.update(
@@ -295,3 +207,26 @@ class Relay:
             extra=line.extra,
             exception=line.exception,
         )
+
+    patched = logger.patch(restore)
+
+    def run() -> None:
+        with connection:
+            while True:
+                try:
+                    batch = pickle.loads(connection.recv_bytes())
+                except (EOFError, OSError):
+                    return
+                except Exception:  # a batch that cannot be rebuilt here: skip it
+                    continue
+                for line in batch:
+                    current[:] = [line]
+                    try:
+                        patched.log(line.level, line.message)
+                    except ValueError:  # a level only the worker process knows: by its number
+                        with contextlib.suppress(ValueError):
+                            patched.log(line.level_no, line.message)
+
+    thread = threading.Thread(target=run, name=f"{name}-logs", daemon=True)
+    thread.start()
+    return thread

@@ -37,7 +37,6 @@ from jobkit.executor import Executor, StopReason
 from jobkit.imports import import_string
 from jobkit.interrupt import Interrupter
 from jobkit.journal import Journal, read_journal
-from jobkit.logpipe import Relay
 from jobkit.records import EventKind, JobStatus, Lease
 from jobkit.roster import Roster
 from jobkit.throughput import Tally
@@ -255,8 +254,7 @@ class Worker:
         self._handing_back = False
         self._start_failures = 0
         self._exit_code = 0
-        #: Logs what the worker processes log, in one thread (made when the first starts).
-        self._relay = Relay()
+        self._log_relays: list[threading.Thread] = []
         #: Lists the worker processes in the store, for the dashboard.
         self._roster = Roster(lambda: app.storage)
         #: Adds the attempts the processes report to the store's throughput, every second.
@@ -318,6 +316,8 @@ class Worker:
         return self._exit_code
 
     def _spawn(self, index: int) -> _Child:
+        from jobkit.logpipe import relay
+
         ours, theirs = self._context.Pipe()
         logs, child_logs = self._context.Pipe(duplex=False)
         name = f"jobkit-worker-{index}"
@@ -330,7 +330,8 @@ class Worker:
         process.start()
         theirs.close()
         child_logs.close()  # the process holds the only writing end: its death ends the relay
-        self._relay.add(logs, name)
+        self._log_relays = [thread for thread in self._log_relays if thread.is_alive()]
+        self._log_relays.append(relay(logs, name))
         return _Child(index, process, ours, journal)
 
     def _supervise(self) -> None:
@@ -532,8 +533,8 @@ class Worker:
             if child.worker_id is not None:
                 self._roster.left(child.worker_id)
         self._tally.flush()
-        self._relay.join(timeout=2)  # the last records of the stopped processes
-        self._relay.close()
+        for thread in self._log_relays:  # the last records of the stopped processes
+            thread.join(timeout=2)
         logger.complete()
 
     def _install_signals(self) -> Callable[[], None]:

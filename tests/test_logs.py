@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import subprocess
@@ -629,28 +628,6 @@ class TestLibraryAddsNoSink:
         assert result.stderr == ""
 
 
-@contextlib.contextmanager
-def _records() -> Iterator[list[Any]]:
-    """Every loguru record logged meanwhile, jobkit's logging enabled as in the supervisor."""
-    from loguru import logger
-
-    seen: list[Any] = []
-    handler = logger.add(lambda m: seen.append(m.record), level=0, format="{message}")
-    logger.enable("jobkit")  # as the worker's configure_logging does
-    try:
-        yield seen
-    finally:
-        logger.remove(handler)
-        logger.disable("jobkit")
-
-
-def _line(message: str, level: str = "INFO", number: int = 20) -> Any:
-    from jobkit.logpipe import Line
-
-    return Line(level, number, message, 0.0, 3600.0, "CET", "jobs", "f", 1, "jobs", "jobs.py",
-                "/srv/jobs.py", 1, "p", 1, "t", {}, None)
-
-
 class TestRelay:
     """The supervisor's side of worker processes' logs."""
 
@@ -660,45 +637,33 @@ class TestRelay:
         import multiprocessing
         import pickle
 
-        from jobkit.logpipe import Relay
+        from loguru import logger
+
+        from jobkit.logpipe import Line, relay
 
         ours, theirs = multiprocessing.Pipe(duplex=False)
-        with _records() as records:
-            relay = Relay()
-            relay.add(ours, "test")
+        seen: list[tuple[int, str, str, str]] = []
+        handler = logger.add(
+            lambda m: seen.append((m.record["level"].no, m.record["message"],
+                                   m.record["file"].path, m.record["time"].strftime("%H:%M"))),
+            level=0, format="{message}",
+        )
+        logger.enable("jobkit")  # as the worker's configure_logging does
+        base = Line("WORKER_ONLY", 23, "custom", 0.0, 3600.0, "CET", "jobs", "f", 1, "jobs",
+                    "jobs.py", "/srv/jobs.py", 1, "p", 1, "t", {}, None)
+        try:
+            thread = relay(ours, "test")
             theirs.send_bytes(b"not a pickle")  # skipped, the relay goes on
-            theirs.send_bytes(pickle.dumps([_line("custom", "WORKER_ONLY", 23), _line("after")]))
+            theirs.send_bytes(pickle.dumps([base, base._replace(level="INFO", level_no=20,
+                                                                message="after")]))
             theirs.close()
-            assert relay.join(timeout=5)
-            relay.close()
-        seen = [(r["level"].no, r["message"], r["file"].path, r["time"].strftime("%H:%M"))
-                for r in records]
+            thread.join(timeout=5)
+        finally:
+            logger.remove(handler)
+            logger.disable("jobkit")
         # the worker process's file and time (in its zone) are kept
         assert (23, "custom", "/srv/jobs.py", "01:00") in seen
         assert (20, "after", "/srv/jobs.py", "01:00") in seen
-
-    def test_one_thread_relays_every_process_until_each_closes(self) -> None:
-        """Lines from several pipes are all logged; join waits for every pipe to close."""
-        import multiprocessing
-        import pickle
-
-        from jobkit.logpipe import Relay
-
-        relay = Relay()
-        pipes = [multiprocessing.Pipe(duplex=False) for _ in range(3)]
-        with _records() as records:
-            for index, (ours, _) in enumerate(pipes):
-                relay.add(ours, f"p{index}")
-            for index, (_, theirs) in enumerate(pipes):
-                theirs.send_bytes(pickle.dumps([_line(f"{index}-{n}") for n in range(3)]))
-            pipes[0][1].close()
-            assert not relay.join(timeout=0.3)  # two pipes are still open
-            for _, theirs in pipes[1:]:
-                theirs.close()
-            assert relay.join(timeout=5)
-            relay.close()
-        assert sorted(r["message"] for r in records) == sorted(
-            f"{i}-{n}" for i in range(3) for n in range(3))
 
 
 class TestForwarding:
