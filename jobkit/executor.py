@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import json
 import os
 import threading
 import time
@@ -133,6 +134,8 @@ class Executor:
         self._done: list[tuple[Lease, Any]] = []
         #: The job whose code runs now (its start is in the journal).
         self._running: Lease | None = None
+        #: When (monotonic) the jobs in the queue were claimed: none waits longer than HOLD.
+        self._claimed_at = 0.0
         #: Guards ``_queue``, ``_done``, ``_running`` and the journal: the monitor settles them
         #: while a job runs long.
         self._lock = threading.Lock()
@@ -189,6 +192,8 @@ class Executor:
             raise
         with self._lock:
             self._queue.extend(claimed)
+            if claimed:
+                self._claimed_at = time.monotonic()
             # all the journal says is in the store, unless a job runs (the monitor commits
             # while one does) or finished since: its lines stay
             if self.journal is not None and not self._done and self._running is None:
@@ -355,15 +360,22 @@ class Executor:
 
     def _completed(self, lease: Lease, result: Any) -> None:
         """Keep the completion (journalled) for the batch's commit; commit when the batch is
-        done, in one transaction with the next claim. Called again for the same lease when a
-        commit failed: the completion is kept once."""
+        done, in one transaction with the next claim, or, when the batch was claimed more than
+        :data:`HOLD` ago, commit and hand back the jobs not started (their leases are not
+        renewed while they wait). Called again for the same lease when a commit failed: the
+        completion is kept once."""
         with self._lock:
             if lease not in (kept for kept, _ in self._done):
+                # the result as it is now: a later job of the batch may change the object
+                text = "null" if result is None else json.dumps(result, ensure_ascii=False)
                 if self.journal is not None:
-                    self.journal.done(lease.job_id, lease.attempt, result)
-                self._done.append((lease, result))
+                    self.journal.done(lease.job_id, lease.attempt, text)
+                self._done.append((lease, None if result is None else json.loads(text)))
             more = bool(self._queue)
-        if not more or not self._keeps_claiming():
+            late = more and time.monotonic() - self._claimed_at > HOLD
+        if late:
+            self.settle()
+        elif not more or not self._keeps_claiming():
             self._commit(claim=True)
 
     def _succeeded(self, lease: Lease, done: JobRecord | None) -> None:
@@ -546,8 +558,8 @@ class Monitor:
                         watch.next_flush = time.monotonic() + LOG_FLUSH
                         watch.lines.flush()  # a running job's page shows its lines live
                     if watch.hold_until and time.monotonic() >= watch.hold_until:
-                        watch.hold_until = 0.0  # once per attempt
-                        self._settle()
+                        # once per attempt; again in a second if the store failed
+                        watch.hold_until = 0.0 if self._settle() else time.monotonic() + 1.0
                     if reason is not None:
                         self._stop(watch, reason)
                 except Exception:  # a bug here must not leave later attempts unwatched
@@ -556,16 +568,18 @@ class Monitor:
                     )
                     watch.next_beat = time.monotonic() + settings.heartbeat
 
-    def _settle(self) -> None:
+    def _settle(self) -> bool:
         """A long job: the jobs claimed with it go back, the completions before it are
-        committed (a store error leaves them to the executor's next commit)."""
+        committed; ``False`` when the store failed (they stay for the next try)."""
         if not self.executor.holding():
-            return
+            return True
         try:
             self.executor.settle()
         except StorageError as exc:
             logger.warning("could not commit completions or hand back claimed jobs while a "
                            "long job runs: {error}", error=str(exc))
+            return False
+        return True
 
     def _check(self, watch: Watch) -> StopReason | None:
         if watch.deadline is not None and time.monotonic() >= watch.deadline:

@@ -31,6 +31,9 @@ class JournalEntries:
     started: set[tuple[str, int]] = attrs.Factory(set)
     #: The result each completed job returned (JSON-compatible).
     done: dict[tuple[str, int], Any] = attrs.Factory(dict)
+    #: False when the file could not be read (removed by a temp cleaner, say): then nothing
+    #: is known, and every job the process held counts as started.
+    readable: bool = True
 
 
 class Journal:
@@ -38,16 +41,16 @@ class Journal:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)  # a temp cleaner may remove it
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
 
     def started(self, job_id: str, attempt: int) -> None:
         """The job's code is about to run."""
         os.write(self._fd, f'["start",{json.dumps(job_id)},{int(attempt)}]\n'.encode())
 
-    def done(self, job_id: str, attempt: int, result: Any) -> None:
-        """The job's code returned ``result`` (JSON-compatible); not committed yet."""
-        text = "null" if result is None else json.dumps(result, separators=(",", ":"))
-        os.write(self._fd, f'["done",{json.dumps(job_id)},{int(attempt)},{text}]\n'.encode())
+    def done(self, job_id: str, attempt: int, result_json: str) -> None:
+        """The job's code returned ``result_json`` (its result as JSON text); not committed."""
+        os.write(self._fd, f'["done",{json.dumps(job_id)},{int(attempt)},{result_json}]\n'.encode())
 
     def committed(self) -> None:
         """Everything journalled so far is in the store: start afresh."""
@@ -59,13 +62,14 @@ class Journal:
 
 
 def read_journal(path: str | os.PathLike[str]) -> JournalEntries:
-    """The entries of a journal; an unreadable or missing file, or a line cut short, reads as
-    fewer entries (a line is written by one ``write()``, so only a crash of the machine cuts
-    one)."""
+    """The entries of a journal; a line cut short reads as one entry fewer (a line is written by
+    one ``write()``, so only a crash of the machine cuts one); a file that cannot be read is
+    :attr:`~JournalEntries.readable` ``False``."""
     entries = JournalEntries()
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
     except OSError:
+        entries.readable = False
         return entries
     for line in text.splitlines():
         try:

@@ -265,6 +265,8 @@ class Worker:
         #: The folder of the worker processes' crash journals (made by :meth:`run`).
         self._journals = Path(tempfile.gettempdir())
         self._spawned = 0
+        #: Dead processes whose jobs could not be settled yet (the store was down).
+        self._unsettled: list[_Child] = []
 
     def _registrations(self) -> tuple[tuple[str, str], ...]:
         """Jobs registered in code, as import paths a spawned process can import again."""
@@ -341,6 +343,9 @@ class Worker:
                 next_requeue = time.monotonic() + self.settings.requeue_interval
                 try:
                     self._enforce_deadlines()
+                    # a dead process's journal first: its finished jobs' leases may have
+                    # expired, and they must be recorded as completed, not taken back
+                    self._take_back_dead()
                     requeue_expired(self.app)
                 except StorageError as exc:
                     logger.error("could not take back expired leases: {error}", error=str(exc))
@@ -404,10 +409,13 @@ class Worker:
                 timeout is not None and now > record.started_at + timedelta(seconds=timeout) + slack
             )
             expired = record.lease_expires_at is not None and now > record.lease_expires_at
-            if not expired and not (
-                # a job claimed with others (its started_at) may not have started yet
-                overdue and (record.id, record.attempts) in read_journal(child.journal).started
-            ):
+            if overdue and not expired:
+                # a job claimed with others (its started_at) may not have started yet, or may
+                # have finished, its completion waiting for the batch's commit
+                key = (record.id, record.attempts)
+                journal = read_journal(child.journal)
+                overdue = key in journal.started and key not in journal.done
+            if not (overdue or expired):
                 continue
             logger.error(
                 "job {job_id} is {what}; its worker process {name} does not respond: killing it",
@@ -421,6 +429,7 @@ class Worker:
             if overdue:
                 lease = Lease(record.id, child.worker_id or "", record.attempts)
                 self._recorder.record_stop(lease, record, StopReason.TIMEOUT)
+            self._take_back_dead()  # its other jobs, as its journal says
 
     def _follow_stop_requests(self) -> None:
         if self._stop_requests and self._stopping_since is None:
@@ -449,8 +458,7 @@ class Worker:
             if process.is_alive() or process.exitcode is None:
                 continue
             if not child.taken_back:
-                child.taken_back = True
-                self._take_back(child)
+                self._take_back_dead()
                 if child.worker_id is not None:
                     self._roster.left(child.worker_id)
             if self._stopping_since is not None or (self.burst and process.exitcode == 0):
@@ -477,13 +485,26 @@ class Worker:
             self._tally.add(child.outcomes)  # what it reported before it died still counts
             self._children[position] = self._spawn(child.index)
 
-    def _take_back(self, child: _Child) -> None:
+    def _take_back_dead(self) -> None:
+        """Settle the jobs of every worker process that died and was not settled yet (one whose
+        settling failed, the store being down, is tried again)."""
+        dead = [child for child in self._children
+                if not child.taken_back and child.process.exitcode is not None]
+        for child in [*self._unsettled, *dead]:
+            child.taken_back = True
+            if child in self._unsettled:
+                self._unsettled.remove(child)
+            if not self._take_back(child):
+                self._unsettled.append(child)
+
+    def _take_back(self, child: _Child) -> bool:
         """A worker process died: settle its jobs now, rather than when their leases run out,
         as its journal says. A job it finished is recorded as completed; the job it was running
         is taken back (a crash, counted against ``max_crashes``); a job it claimed but never
-        started is handed back, uncounted."""
+        started is handed back, uncounted. Without a journal to read, every job it held is
+        taken back as a crash. ``False`` when the store failed (try again later)."""
         if child.worker_id is None:
-            return  # it died before it could claim anything
+            return True  # it died before it could claim anything
         storage = self.app.storage
         journal = read_journal(child.journal)
         try:
@@ -497,7 +518,7 @@ class Worker:
                     if done is not None:
                         self.app.emit(EventKind.SUCCEEDED, done)
                         child.outcomes[EventKind.SUCCEEDED.value] += 1
-                elif key not in journal.started:
+                elif journal.readable and key not in journal.started:
                     storage.release(lease)
                 elif storage.abandon(lease):
                     logger.warning(
@@ -508,9 +529,11 @@ class Worker:
                         code=child.process.exitcode,
                     )
             requeue_expired(self.app)
-            child.journal.unlink(missing_ok=True)
-        except StorageError as exc:  # the leases will expire: the jobs are taken back then
+        except StorageError as exc:  # tried again each second; the leases expire meanwhile
             logger.error("could not take back the jobs of a dead worker: {error}", error=str(exc))
+            return False
+        child.journal.unlink(missing_ok=True)
+        return True
 
     def _stop_all(self) -> None:
         for child in self._children:
@@ -527,6 +550,8 @@ class Worker:
             except ValueError:  # already closed
                 pass
             child.read()  # its last report
+            if child.process.exitcode is not None:
+                self._take_back_dead()  # killed just now, or died while the loop ended
             child.control.close()
             self._tally.add(child.outcomes)
             child.outcomes.clear()

@@ -170,14 +170,15 @@ class TestSignIn:
         assert "samesite=strict" in cookie
 
     def test_a_session_ends_after_session_seconds(self, tmp_path: Path) -> None:
-        config = dashboard_config(tmp_path, session_seconds=1)
+        # 3 s: a loaded machine (CI) once took over 1 s between the sign-in and the next page
+        config = dashboard_config(tmp_path, session_seconds=3)
         with (
             JobKit(config, load_entrypoints=False) as app,
             TestClient(create_app(app), base_url="http://127.0.0.1") as client,
         ):
             sign_in(client)
             assert client.get("/", follow_redirects=False).status_code == 200
-            time.sleep(2.1)
+            time.sleep(4.1)
             assert client.get("/", follow_redirects=False).status_code == 303
 
     def test_sign_out_ends_the_session(self, client: TestClient) -> None:

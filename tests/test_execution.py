@@ -13,9 +13,10 @@ import pytest
 from conftest import make_config, wait_for, write_config
 from sample_jobs import read_ledger
 
-from jobkit import AttemptOutcome, EventKind, JobEvent, JobKit, JobStatus, hookimpl
+from jobkit import AttemptOutcome, EventKind, Job, JobEvent, JobKit, JobStatus, hookimpl
 from jobkit.executor import Executor
 from jobkit.interrupt import Interrupter
+from jobkit.journal import Journal
 from jobkit.notify import Notifier
 from jobkit.records import RetryPolicy
 from jobkit.retries import retry_delay
@@ -520,3 +521,42 @@ class TestJobLogLines:
         finally:
             logger.remove(handler)
         assert [line.level for line in app.storage.job_logs(job_id)] == ["INFO", "WARNING"]
+
+
+_SHARED: list[Any] = []
+
+
+class Shared(Job):
+    """Returns a list the next job changes (a cache, a registry...)."""
+
+    methods = ("give", "add")
+
+    def give(self) -> list[Any]:
+        return _SHARED
+
+    def add(self, value: float) -> str:
+        _SHARED.append(value)
+        return "ok"
+
+
+class TestBatches:
+    """A worker process's batch of short jobs (an executor with a crash journal)."""
+
+    def test_a_result_is_recorded_as_it_was_returned(self, tmp_path: Path) -> None:
+        """A result object a later job of the same batch changes is stored as returned: the
+        completion keeps a copy, not the object."""
+        _SHARED[:] = []
+        with JobKit(make_config(tmp_path), load_entrypoints=False) as app:
+            app.register("Shared", Shared)
+            app.run_background_job("Shared", "add", [0.5])
+            give = app.run_background_job("Shared", "give")
+            app.run_background_job("Shared", "add", [2.0])
+            executor = Executor(app, "w1", app.config.worker, Interrupter(),
+                                journal=Journal(tmp_path / "journal"))
+            try:
+                while executor.run_next():
+                    pass
+            finally:
+                executor.close()
+            assert app.get_job(give).result == [0.5]
+            assert _SHARED == [0.5, 2.0]

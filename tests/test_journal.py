@@ -11,7 +11,7 @@ def test_entries_read_back(tmp_path: Path) -> None:
     """Starts and completions (with their results) are read back by job and attempt."""
     journal = Journal(tmp_path / "j")
     journal.started("1", 1)
-    journal.done("1", 1, {"sum": 3, "text": "é\n"})
+    journal.done("1", 1, '{"sum": 3, "text": "é\\n"}')
     journal.started("2", 4)
     journal.close()
     entries = read_journal(tmp_path / "j")
@@ -23,7 +23,7 @@ def test_committed_empties_it(tmp_path: Path) -> None:
     """After a commit the journal holds only what came after it."""
     journal = Journal(tmp_path / "j")
     journal.started("1", 1)
-    journal.done("1", 1, None)
+    journal.done("1", 1, "null")
     journal.committed()
     journal.started("2", 1)
     entries = read_journal(tmp_path / "j")
@@ -39,7 +39,9 @@ def test_a_new_journal_starts_empty(tmp_path: Path) -> None:
 
 
 def test_missing_file_and_cut_lines_read_as_fewer_entries(tmp_path: Path) -> None:
-    """A missing journal is empty; a line cut short or not an entry is skipped."""
+    """A missing journal is unreadable (nothing is known); a line cut short or not an entry is
+    skipped."""
+    assert not read_journal(tmp_path / "none").readable
     assert read_journal(tmp_path / "none").started == set()
     (tmp_path / "j").write_text('["start","1",1]\n["done","1",1,{"a"\n[1]\n"x"\n["start","2"\n')
     entries = read_journal(tmp_path / "j")
