@@ -158,7 +158,13 @@ class Executor:
 
     def run_next(self) -> bool:
         """Run the next job claimed with the last commit, or commit and claim more and run the
-        first; ``False`` when nothing was due."""
+        first; ``False`` when nothing was due. A batch claimed more than :data:`HOLD` ago is
+        settled first (what ran is committed, the rest handed back): the leases of the jobs it
+        holds are not renewed while they wait."""
+        with self._lock:
+            late = bool(self._queue) and time.monotonic() - self._claimed_at > HOLD
+        if late:
+            self.settle()
         with self._lock:
             record = self._queue.popleft() if self._queue else None
         if record is None:
@@ -360,10 +366,9 @@ class Executor:
 
     def _completed(self, lease: Lease, result: Any) -> None:
         """Keep the completion (journalled) for the batch's commit; commit when the batch is
-        done, in one transaction with the next claim, or, when the batch was claimed more than
-        :data:`HOLD` ago, commit and hand back the jobs not started (their leases are not
-        renewed while they wait). Called again for the same lease when a commit failed: the
-        completion is kept once."""
+        done, in one transaction with the next claim (:meth:`run_next` settles a batch held too
+        long). Called again for the same lease when a commit failed: the completion is kept
+        once."""
         with self._lock:
             if lease not in (kept for kept, _ in self._done):
                 # the result as it is now: a later job of the batch may change the object
@@ -372,10 +377,7 @@ class Executor:
                     self.journal.done(lease.job_id, lease.attempt, text)
                 self._done.append((lease, None if result is None else json.loads(text)))
             more = bool(self._queue)
-            late = more and time.monotonic() - self._claimed_at > HOLD
-        if late:
-            self.settle()
-        elif not more or not self._keeps_claiming():
+        if not more or not self._keeps_claiming():
             self._commit(claim=True)
 
     def _succeeded(self, lease: Lease, done: JobRecord | None) -> None:
