@@ -8,16 +8,23 @@ Not through loguru's ``enqueue=True`` queue: that one queue is shared by every p
 lock, and a process killed (SIGKILL) while holding the lock would block the supervisor and every
 other worker process at their next log line, for ever.
 
-A busy worker logs two lines per job, so the records travel light: as plain tuples
-(:class:`Line`), pickled in batches sent every :data:`FLUSH_DELAY` seconds at most (at once for a
+A busy worker logs two lines per job, so the records travel light: as plain tuples, pickled in
+batches sent every :data:`FLUSH_DELAY` seconds at most (at once for a
 warning or worse, or when :data:`BATCH` are waiting). A process killed outright loses at most
 the lines of its last :data:`FLUSH_DELAY` seconds; the supervisor logs the death itself, and the
 job it was running.
+
+A record logged through loguru in the worker process travels as a :class:`Line`. A job event
+(two per job) does not go through loguru there at all: the process's ``jobkit.logs`` plugin is
+replaced by one that sends the values of the event's line (:class:`Event`), and the supervisor
+logs it, once, as :func:`jobkit.logs.jobkit_job_event` would have (:func:`forward_events`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
+import os
 import pickle
 import threading
 import time
@@ -26,13 +33,17 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from loguru import logger
 
+from jobkit.hookspecs import hookimpl
 from jobkit.interrupt import shielded
-from jobkit.logs import capture_driver_logs
+from jobkit.logs import EVENT_LOGGER, EventLine, capture_driver_logs, event_line, write_event
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
+    import pluggy
     from loguru import Message, Record
+
+    from jobkit.records import JobEvent
 
 #: Seconds a record may wait in a worker process before it is sent.
 FLUSH_DELAY = 0.05
@@ -63,6 +74,20 @@ class Line(NamedTuple):
     thread_name: str
     extra: dict[str, Any]
     exception: Any  # loguru's RecordException, or None
+
+
+class Event(NamedTuple):
+    """A job event's line as sent from a worker process: its values, and when and where it
+    happened."""
+
+    line: EventLine
+    timestamp: float
+    utc_offset: float
+    zone: str | None
+    process_id: int
+    process_name: str
+    thread_id: int
+    thread_name: str
 
 
 def _line(record: Record) -> Line:
@@ -96,16 +121,33 @@ class _Forwarder:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.lock = threading.Lock()  # the pipe is this process's alone: its threads take turns
-        self.pending: list[Line] = []
+        self.pending: list[Line | Event] = []
         self.due = threading.Event()  # set when a batch has begun: the flusher sends it soon
         threading.Thread(target=self._flusher, name="jobkit-log-forward", daemon=True).start()
 
+        self.process = (os.getpid(), multiprocessing.current_process().name)
+
     def sink(self, message: Message) -> None:
         line = _line(message.record)
+        self.put(line, line.level_no >= URGENT_LEVEL)
+
+    def event(self, line: EventLine) -> None:
+        """Send a job event's line (at once if it is an error)."""
+        now = time.time()
+        local = time.localtime(now)
+        thread = threading.current_thread()
+        self.put(
+            Event(line, now, float(local.tm_gmtoff), local.tm_zone, *self.process,
+                  thread.ident or 0, thread.name),
+            line.level != "INFO",
+        )
+
+    def put(self, item: Line | Event, urgent: bool) -> None:
+        """Queue ``item`` for the next batch; send the batch now if it is ``urgent`` or full."""
         with self.lock:
-            self.pending.append(line)
+            self.pending.append(item)
             count = len(self.pending)
-        if count >= BATCH or line.level_no >= URGENT_LEVEL:
+        if count >= BATCH or urgent:
             self.flush()
         elif count == 1:
             self.due.set()
@@ -129,9 +171,10 @@ class _Forwarder:
                 self.flush()
 
 
-def _pickled(batch: list[Line]) -> bytes:
+def _pickled(batch: list[Line | Event]) -> bytes:
     """The batch, pickled; a line that cannot be (an ``extra`` value or an exception class
-    only this process knows) goes as text, so the others are not lost with it."""
+    only this process knows) goes as text, so the others are not lost with it (an
+    :class:`Event` holds only text and numbers)."""
     try:
         return pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
     except Exception:
@@ -140,6 +183,7 @@ def _pickled(batch: list[Line]) -> bytes:
             try:
                 pickle.dumps(line, pickle.HIGHEST_PROTOCOL)
             except Exception:
+                assert isinstance(line, Line)
                 line = line._replace(
                     extra={key: repr(value) for key, value in line.extra.items()},
                     exception=None,
@@ -167,6 +211,29 @@ def forward_to(connection: Connection) -> None:
     logger.add(_forwarder.sink, level=0, format="{message}", catch=True)
 
 
+class _EventForwarder:
+    """A worker process's ``jobkit.logs`` plugin: sends each job event's line to the
+    supervisor, which logs it (:func:`forward_events`)."""
+
+    def __init__(self, forwarder: _Forwarder) -> None:
+        self.forwarder = forwarder
+
+    @hookimpl
+    def jobkit_job_event(self, event: JobEvent) -> None:
+        """Send the event's line (its params masked and encoded here)."""
+        self.forwarder.event(event_line(event, params_text=True))
+
+
+def forward_events(pm: pluggy.PluginManager) -> None:
+    """In a worker process, after :func:`forward_to`: send the lines of job events to the
+    supervisor as their values, not as log records (the supervisor logs them through
+    :func:`jobkit.logs.write_event`). Two events per job: loguru's work for them is done once,
+    in the supervisor, instead of in both processes."""
+    if _forwarder is not None and pm.get_plugin("jobkit.logs") is not None:
+        pm.unregister(name="jobkit.logs")
+        pm.register(_EventForwarder(_forwarder), name="jobkit.logs")
+
+
 def flush_forwarded() -> None:
     """Send the records still waiting in this worker process (before it exits)."""
     if _forwarder is not None:
@@ -178,12 +245,13 @@ def relay(connection: Connection, name: str) -> threading.Thread:
     :func:`forward_to`), in a thread of its own, until the process closes the pipe or dies (a
     batch it was killed halfway through sending is dropped). A process frozen halfway through
     a batch holds up only its own thread."""
-    current: list[Line] = []
+    current: list[Line | Event] = []
     zones: dict[tuple[float, str | None], timezone] = {}
     kinds: dict[str, Any] = {}
 
     def restore(record: Record) -> None:
-        """Give the supervisor's record the worker process's values."""
+        """Give the supervisor's record the worker process's values (for an event, its time,
+        process and thread: the rest is the supervisor's :func:`jobkit.logs.write_event`)."""
         line = current[0]
         zone = zones.get((line.utc_offset, line.zone))
         if zone is None:
@@ -197,18 +265,22 @@ def relay(connection: Connection, name: str) -> threading.Thread:
             kinds.update({key: type(record[key]) for key in _TYPED})  # type: ignore[literal-required]
         fields.update(
             time=kinds["time"].fromtimestamp(line.timestamp, zone),
-            name=line.name,
-            function=line.function,
-            line=line.line,
-            module=line.module,
-            file=kinds["file"](line.file_name, line.file_path),
             process=kinds["process"](line.process_id, line.process_name),
             thread=kinds["thread"](line.thread_id, line.thread_name),
-            extra=line.extra,
-            exception=line.exception,
         )
+        if isinstance(line, Line):
+            fields.update(
+                name=line.name,
+                function=line.function,
+                line=line.line,
+                module=line.module,
+                file=kinds["file"](line.file_name, line.file_path),
+                extra=line.extra,
+                exception=line.exception,
+            )
 
     patched = logger.patch(restore)
+    patched_events = EVENT_LOGGER.patch(restore)
 
     def run() -> None:
         with connection:
@@ -221,6 +293,9 @@ def relay(connection: Connection, name: str) -> threading.Thread:
                     continue
                 for line in batch:
                     current[:] = [line]
+                    if isinstance(line, Event):
+                        write_event(line.line, patched_events)
+                        continue
                     try:
                         patched.log(line.level, line.message)
                     except ValueError:  # a level only the worker process knows: by its number

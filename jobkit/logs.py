@@ -21,7 +21,7 @@ import logging
 import re
 from datetime import timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 from loguru import logger
@@ -33,7 +33,7 @@ from jobkit.records import EventKind, JobEvent
 if TYPE_CHECKING:
 
     import pluggy
-    from loguru import Record
+    from loguru import Logger, Record
 
     from jobkit.config import LoggingSettings
 
@@ -187,31 +187,78 @@ def _event_params(record: Record) -> None:
     encode the params of every job it enqueues."""
     extra = record["extra"]
     if _RAW_PARAMS in extra:
-        raw = extra.pop(_RAW_PARAMS)
-        shown = mask_secrets(raw) if has_secrets(raw) else raw  # most params hold no secret
-        extra["params"] = json.dumps(shown, ensure_ascii=False, sort_keys=True)
+        extra["params"] = _params_text(extra.pop(_RAW_PARAMS))
 
 
-_event_logger = logger.patch(_event_params)
+def _params_text(params: Any) -> str:
+    """``params`` as they are shown in the log: secrets masked, JSON text."""
+    shown = mask_secrets(params) if has_secrets(params) else params  # most hold no secret
+    return json.dumps(shown, ensure_ascii=False, sort_keys=True)
+
+
+#: The logger job events are written through (:func:`write_event`).
+EVENT_LOGGER = logger.patch(_event_params)
+
+
+class EventLine(NamedTuple):
+    """The values of a job event's log line: plain data (a worker process sends them to the
+    supervisor, which writes the line, see :mod:`jobkit.logpipe`)."""
+
+    level: str
+    kind: str
+    error: str | None
+    job_id: str
+    job_name: str
+    method: str
+    attempt: int
+    status: str
+    traceback: str | None
+    #: The job's params; ``params_text`` is ``False``: as they are (masked and encoded only for
+    #: a line some sink takes), ``True``: already masked JSON text.
+    params: Any
+    params_text: bool = False
+
+
+def event_line(event: JobEvent, *, params_text: bool = False) -> EventLine:
+    """The values of ``event``'s log line (its params as masked JSON text if ``params_text``)."""
+    job = event.job
+    return EventLine(
+        _LEVELS.get(event.kind, "INFO"),
+        event.kind.value,
+        event.error,
+        job.id,
+        job.name,
+        job.method,
+        job.attempts,
+        job.status.value,
+        event.traceback,
+        _params_text(job.params) if params_text else job.params,
+        params_text,
+    )
+
+
+def write_event(line: EventLine, log: Logger | None = None) -> None:
+    """Log a job event's line through ``log`` (a patched :data:`EVENT_LOGGER`; by default that
+    one)."""
+    # the keyword arguments of a log call are the record's extra too: no bind() (a new logger
+    # per event) on the path of every job enqueued and run
+    (log or EVENT_LOGGER).log(
+        line.level,
+        "{kind}: {error}" if line.error else "{kind}",
+        kind=line.kind,
+        **({"error": line.error} if line.error else {}),
+        job_id=line.job_id,
+        job_name=line.job_name,
+        method=line.method,
+        attempt=line.attempt,
+        status=line.status,
+        event=line.kind,
+        traceback=line.traceback,
+        **{"params" if line.params_text else _RAW_PARAMS: line.params},
+    )
 
 
 @hookimpl
 def jobkit_job_event(event: JobEvent) -> None:
     """Write the event to the job log (and, for failures, the error log)."""
-    job = event.job
-    # the keyword arguments of a log call are the record's extra too: no bind() (a new logger
-    # per event) on the path of every job enqueued and run
-    _event_logger.log(
-        _LEVELS.get(event.kind, "INFO"),
-        "{kind}: {error}" if event.error else "{kind}",
-        kind=event.kind.value,
-        **({"error": event.error} if event.error else {}),
-        job_id=job.id,
-        job_name=job.name,
-        method=job.method,
-        attempt=job.attempts,
-        status=job.status.value,
-        event=event.kind.value,
-        traceback=event.traceback,
-        **{_RAW_PARAMS: job.params},
-    )
+    write_event(event_line(event))

@@ -130,7 +130,7 @@ def _child_main(spec: ChildSpec, logs: Connection, control: Connection, journal:
     every process once one of them was killed while waiting on it or holding its lock.
     """
     from jobkit.app import JobKit
-    from jobkit.logpipe import flush_forwarded, forward_to
+    from jobkit.logpipe import flush_forwarded, forward_events, forward_to
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
     stop, hand_back = threading.Event(), threading.Event()
@@ -139,6 +139,7 @@ def _child_main(spec: ChildSpec, logs: Connection, control: Connection, journal:
     threading.Thread(target=_listen, args=(control, stop, hand_back), daemon=True).start()
     forward_to(logs)
     app = JobKit(spec.config)
+    forward_events(app.pm)
     for name, path in spec.registrations:
         app.register(name, import_string(path))
     settings = spec.config.worker

@@ -477,6 +477,18 @@ class TestRealWorker:
         }
         (line,) = [r for r in events if r["message"] == "job says json"]
         assert line["extra"]["job_id"] == said and line["extra"]["method"] == "log_lines"
+        # the supervisor writes a job's event lines, with the worker process's pid and times
+        said_events = [
+            r for r in events if r["extra"].get("job_id") == said and "event" in r["extra"]
+        ]
+        assert [r["extra"]["event"] for r in said_events] == ["started", "succeeded"]
+        assert {r["process"]["id"] for r in said_events} == {line["process"]["id"]}
+        (supervisor,) = [r for r in events if r["message"] == "worker stopped"]
+        assert line["process"]["name"] == "jobkit-worker-0"
+        assert line["process"]["id"] != supervisor["process"]["id"]
+        times = [r["time"]["timestamp"] for r in (said_events[0], line, said_events[1])]
+        assert times == sorted(times)
+        assert said_events[0]["function"] == said_events[1]["function"] == "write_event"
         assert [(r["extra"]["job_id"], r["extra"]["event"]) for r in errors] == [
             (bad, "retrying"),
             (bad, "failed"),
