@@ -82,10 +82,12 @@ def _text_format(record: Record) -> str:
     extra["_jobkit_time"] = record["time"].astimezone(timezone.utc).strftime(
         "%Y-%m-%dT%H:%M:%S.%f+0000"
     )
-    fields = " ".join(f"{key}={escape(str(extra[key]))}" for key in _FIELDS if key in extra)
+    fields = [f"{key}={extra[key]}" for key in _FIELDS if key in extra]
     if "params" in extra:
-        fields += f" params={escape(str(extra['params']))}"
-    extra["_jobkit_line"] = " | ".join(filter(None, [fields, escape(record["message"])]))
+        fields.append(f"params={extra['params']}")
+    # one escape for the whole line: it works character by character, and the separators hold
+    # no character it changes
+    extra["_jobkit_line"] = escape(" | ".join(filter(None, [" ".join(fields), record["message"]])))
     tb = extra.get("traceback")
     if tb is None and record["exception"] is not None:
         import traceback
