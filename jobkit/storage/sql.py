@@ -228,6 +228,19 @@ class SQLStorage(Storage):
     def _claim_in(self, db: Any, worker_id: str, lease_seconds: float) -> JobRecord | None:
         """Inside the caller's transaction: claim the next due job and open its attempt."""
 
+    def _claim_many_in(
+        self, db: Any, worker_id: str, lease_seconds: float, limit: int
+    ) -> list[JobRecord]:
+        """Inside the caller's transaction: claim up to ``limit`` due jobs, in claim order, and
+        open their attempts (by default one :meth:`_claim_in` after the other)."""
+        claimed: list[JobRecord] = []
+        while len(claimed) < limit:
+            record = self._claim_in(db, worker_id, lease_seconds)
+            if record is None:
+                break
+            claimed.append(record)
+        return claimed
+
     def _fenced(
         self,
         operation: str,
@@ -287,12 +300,7 @@ class SQLStorage(Storage):
                 )
                 for lease, text in encoded
             ]
-            claimed: list[JobRecord] = []
-            while len(claimed) < limit:
-                record = self._claim_in(db, worker_id, lease_seconds)
-                if record is None:
-                    break
-                claimed.append(record)
+            claimed = self._claim_many_in(db, worker_id, lease_seconds, limit) if limit else []
             return done, claimed
 
         what = f"complete {len(encoded)} job(s) and claim up to {limit}"

@@ -522,21 +522,27 @@ class SQLiteStorage(SQLStorage):
         self, conn: sqlite3.Connection, worker_id: str, lease_seconds: float
     ) -> JobRecord | None:
         """:meth:`claim`'s write, inside the caller's transaction."""
+        claimed = self._claim_many_in(conn, worker_id, lease_seconds, 1)
+        return claimed[0] if claimed else None
+
+    def _claim_many_in(
+        self, conn: sqlite3.Connection, worker_id: str, lease_seconds: float, limit: int
+    ) -> builtins.list[JobRecord]:
+        """Up to ``limit`` jobs claimed in one statement, their attempts opened in one more."""
         now = self.now()
-        row = self._one(
-            conn,
-            "claim",
-            {"worker_id": worker_id, "now": _to_epoch(now),
+        epoch = _to_epoch(now)
+        rows = conn.execute(
+            queries()["claim"],
+            {"worker_id": worker_id, "now": epoch, "limit": limit,
              "lease_expires_at": _to_epoch(now + timedelta(seconds=lease_seconds))},
-        )
-        if row is None:
-            return None
-        conn.execute(
+        ).fetchall()
+        rows.sort(key=lambda row: (-row["priority"], row["available_at"], row["id"]))
+        conn.executemany(
             queries()["open_attempt"],
-            {"job_id": row["id"], "attempt": row["attempts"], "worker_id": worker_id,
-             "now": _to_epoch(now)},
+            [{"job_id": row["id"], "attempt": row["attempts"], "worker_id": worker_id,
+              "now": epoch} for row in rows],
         )
-        return _job(row)
+        return [_job(row) for row in rows]
 
     def complete_and_claim(
         self, lease: Lease, result: Any, worker_id: str, lease_seconds: float

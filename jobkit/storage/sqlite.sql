@@ -168,6 +168,8 @@ WHERE status IN ('pending', 'retrying') AND available_at <= :now
 LIMIT 1;
 
 -- name: claim
+-- the next :limit due jobs (a worker process's batch, or one); the rows come back in no set
+-- order: the caller sorts them in claim order
 UPDATE jobkit_jobs
 SET status = 'running',
     attempts = attempts + 1,
@@ -176,11 +178,11 @@ SET status = 'running',
     lease_expires_at = :lease_expires_at,
     progress = NULL,
     progress_message = NULL
-WHERE id = (
+WHERE id IN (
     SELECT id FROM jobkit_jobs INDEXED BY jobkit_jobs_claim
     WHERE status IN ('pending', 'retrying') AND available_at <= :now
     ORDER BY priority DESC, available_at, id
-    LIMIT 1
+    LIMIT :limit
 )
 RETURNING *;
 

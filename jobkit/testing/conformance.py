@@ -631,6 +631,27 @@ class OutcomeTests(StorageFixtures):
         assert storage.complete_and_claim_many([], "w1", LEASE, 0) == ([], [])
         assert storage.get(jobs[4].id).status is JobStatus.RUNNING  # limit 0 claimed nothing
 
+    def test_a_batch_is_claimed_in_claim_order_with_its_attempts(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """A claim of several jobs takes them in the order one-at-a-time claims would (highest
+        priority, then the earliest due, then the oldest), each with its attempt opened, and
+        leaves jobs not due yet."""
+        later = storage.enqueue(new_job(clock(), delay=60))
+        due_late = storage.enqueue(new_job(clock(), delay=-5))
+        low = storage.enqueue(new_job(clock(), priority=-1, delay=-20))
+        high = storage.enqueue(new_job(clock(), priority=7, delay=-1))
+        due_early = storage.enqueue(new_job(clock(), delay=-10))
+        same_time = storage.enqueue(new_job(clock(), delay=-10))
+        _, claimed = storage.complete_and_claim_many([], "w1", LEASE, 10)
+        assert [record.id for record in claimed] == [
+            high.id, due_early.id, same_time.id, due_late.id, low.id]
+        for record in claimed:
+            (attempt,) = storage.attempts(record.id)
+            assert (attempt.attempt, attempt.worker_id, attempt.finished_at) == (1, "w1", None)
+        assert storage.get(later.id).status is JobStatus.PENDING
+        assert storage.attempts(later.id) == []
+
     def test_a_completed_job_cannot_be_completed_again(
         self, storage: Storage, clock: FakeClock
     ) -> None:
