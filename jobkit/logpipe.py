@@ -195,6 +195,9 @@ def _pickled(batch: list[Line | Event]) -> bytes:
 
 
 _forwarder: _Forwarder | None = None
+#: Held by a relay thread while it logs a batch it received (never while it waits for one):
+#: the threads take turns by batch instead of meeting at each sink's lock at every line.
+_WRITING = threading.Lock()
 
 #: Record keys whose values the relay rebuilds with loguru's own types.
 _TYPED = ("time", "file", "process", "thread")
@@ -244,7 +247,8 @@ def relay(connection: Connection, name: str) -> threading.Thread:
     """In the supervisor: log what one worker process sends on ``connection`` (see
     :func:`forward_to`), in a thread of its own, until the process closes the pipe or dies (a
     batch it was killed halfway through sending is dropped). A process frozen halfway through
-    a batch holds up only its own thread."""
+    a batch holds up only its own thread: the threads take turns (:data:`_WRITING`) only to log
+    a batch they have received whole."""
     current: list[Line | Event] = []
     zones: dict[tuple[float, str | None], timezone] = {}
     kinds: dict[str, Any] = {}
@@ -291,16 +295,20 @@ def relay(connection: Connection, name: str) -> threading.Thread:
                     return
                 except Exception:  # a batch that cannot be rebuilt here: skip it
                     continue
-                for line in batch:
-                    current[:] = [line]
-                    if isinstance(line, Event):
-                        write_event(line.line, patched_events)
-                        continue
-                    try:
-                        patched.log(line.level, line.message)
-                    except ValueError:  # a level only the worker process knows: by its number
-                        with contextlib.suppress(ValueError):
-                            patched.log(line.level_no, line.message)
+                with _WRITING:
+                    _write(batch)
+
+    def _write(batch: list[Line | Event]) -> None:
+        for line in batch:
+            current[:] = [line]
+            if isinstance(line, Event):
+                write_event(line.line, patched_events)
+                continue
+            try:
+                patched.log(line.level, line.message)
+            except ValueError:  # a level only the worker process knows: by its number
+                with contextlib.suppress(ValueError):
+                    patched.log(line.level_no, line.message)
 
     thread = threading.Thread(target=run, name=f"{name}-logs", daemon=True)
     thread.start()

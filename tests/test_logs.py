@@ -678,6 +678,44 @@ class TestRelay:
         assert (20, "after", "/srv/jobs.py", "01:00") in seen
 
 
+    def test_a_process_stopped_halfway_through_a_batch_holds_up_no_other(self) -> None:
+        """Relay threads take turns to log, but only with a batch received whole: one whose
+        process stopped halfway through sending leaves the others' lines flowing."""
+        import multiprocessing
+        import os
+        import pickle
+        import struct
+        import threading
+
+        from loguru import logger
+
+        from jobkit.logpipe import Line, relay
+
+        stalled_ours, stalled_theirs = multiprocessing.Pipe(duplex=False)
+        ours, theirs = multiprocessing.Pipe(duplex=False)
+        arrived = threading.Event()
+        handler = logger.add(lambda m: arrived.set(), level=0, format="{message}",
+                             filter=lambda r: r["message"] == "still flowing")
+        logger.enable("jobkit")
+        line = Line("INFO", 20, "still flowing", 0.0, 0.0, None, "jobs", "f", 1, "jobs",
+                    "jobs.py", "/srv/jobs.py", 1, "p", 1, "t", {}, None)
+        try:
+            stalled = relay(stalled_ours, "stalled")
+            # a batch's header and its first bytes only, as a process stopped mid-send leaves it
+            os.write(stalled_theirs.fileno(), struct.pack("!i", 1000) + b"\x80\x05")
+            flowing = relay(ours, "flowing")
+            theirs.send_bytes(pickle.dumps([line]))
+            assert arrived.wait(timeout=5)
+            theirs.close()
+            stalled_theirs.close()
+            flowing.join(timeout=5)
+            stalled.join(timeout=5)
+            assert not (flowing.is_alive() or stalled.is_alive())
+        finally:
+            logger.remove(handler)
+            logger.disable("jobkit")
+
+
 class TestForwarding:
     """A worker process's side: records batched on its pipe."""
 
