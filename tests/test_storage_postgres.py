@@ -216,6 +216,30 @@ class TestConnections:
             terminate_other_backends(empty_url)
             assert store.get(job.id).status == JobStatus.PENDING
 
+    def test_a_connection_is_checked_with_a_round_trip_only_after_idling(
+        self, empty_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A connection used moments ago is handed out without a round trip (a killed one is
+        caught by its readable socket, see above); one idle past CHECK_AFTER_IDLE gets one."""
+        from psycopg_pool import ConnectionPool
+
+        from jobkit.storage import postgres
+
+        checks: list[object] = []
+        original = ConnectionPool.check_connection
+        monkeypatch.setattr(ConnectionPool, "check_connection",
+                            staticmethod(lambda conn: (checks.append(conn), original(conn))))
+        monkeypatch.setattr(postgres, "CHECK_AFTER_IDLE", 0.2)
+        with PostgresStorage(empty_url) as store:
+            store.enqueue(new_job(store.now()))
+            checks.clear()
+            for _ in range(5):
+                store.enqueue(new_job(store.now()))
+            assert checks == []
+            time.sleep(0.3)
+            store.enqueue(new_job(store.now()))
+            assert len(checks) == 1
+
     def test_an_unreachable_server_is_a_clean_error(self) -> None:
         """Nothing listening: StorageError naming the server (password hidden), soon."""
         from pg_server import free_port

@@ -16,8 +16,10 @@ import contextlib
 import functools
 import json
 import os
+import select
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -87,6 +89,54 @@ def _configure_connection(conn: psycopg.Connection[Any]) -> None:
 
     set_json_loads(lambda data: decode_json(json.loads, data), conn)
     conn.autocommit = True
+
+
+#: Seconds a pooled connection may have been idle and still be handed out without a round trip
+#: to the server (see :class:`_Liveness`).
+CHECK_AFTER_IDLE = 1.0
+
+
+class _Liveness:
+    """The pool's check of a connection it hands out.
+
+    A round trip (psycopg's ``check_connection``, an empty query) costs an enqueue about a
+    fifth of its time, so, as pgx does, it is made only for a connection idle longer than
+    :data:`CHECK_AFTER_IDLE`, or one the server sent something since its last use: a server
+    that ends a connection (``pg_terminate_backend``, a restart) sends an error and closes it,
+    which makes the socket readable; nothing else is sent to an idle connection that does not
+    ``LISTEN``. A connection that fails the check is replaced by the pool.
+    """
+
+    def __init__(self) -> None:
+        self._used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+
+    def used(self, conn: psycopg.Connection[Any]) -> None:
+        """Note that ``conn`` was just used (not through the pool's ``reset`` callback: with
+        one, the pool hands every returned connection to a thread of its own)."""
+        self._used[conn] = time.monotonic()
+
+    def check(self, conn: psycopg.Connection[Any]) -> None:
+        """Raise a psycopg error if ``conn`` is not fit to be handed out."""
+        from psycopg_pool import ConnectionPool
+
+        used = self._used.get(conn)
+        if used is None or time.monotonic() - used > CHECK_AFTER_IDLE or _has_input(conn):
+            ConnectionPool.check_connection(conn)
+
+
+def _has_input(conn: psycopg.Connection[Any]) -> bool:
+    """Whether the server sent something to ``conn`` (idle: an error, or the close)."""
+    import psycopg
+
+    try:
+        fd = conn.pgconn.socket
+    except psycopg.Error:  # closed: the round trip fails it
+        return True
+    if hasattr(select, "poll"):  # no FD_SETSIZE limit
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 def _attempt(row: Mapping[str, Any]) -> Attempt:
@@ -159,6 +209,7 @@ class PostgresStorage(SQLStorage):
         self._lock = threading.Lock()
         self._closed = False
         self._pool: ConnectionPool[Any] | None = None
+        self._liveness = _Liveness()
         self._pid = os.getpid()
         self._listener: psycopg.Connection[Any] | None = None
         try:
@@ -206,7 +257,7 @@ class PostgresStorage(SQLStorage):
                 min_size=1,
                 max_size=self._pool_size,
                 kwargs={"row_factory": dict_row, "connect_timeout": self._connect_seconds()},
-                check=ConnectionPool.check_connection,
+                check=self._liveness.check,
                 configure=_configure_connection,
                 timeout=self._connect_timeout,
                 name="jobkit",
@@ -255,7 +306,10 @@ class PostgresStorage(SQLStorage):
                 contextlib.nullcontext() if single else conn.transaction(),
                 conn.cursor() as cur,
             ):
-                return work(cur)
+                try:
+                    return work(cur)
+                finally:
+                    self._liveness.used(conn)
         except PoolTimeout as exc:
             raise self._no_connection(operation, exc) from exc
         except psycopg.Error as exc:
