@@ -38,7 +38,13 @@ from jobkit.records import (
     utcnow,
 )
 from jobkit.storage.base import Clock
-from jobkit.storage.sql import SQLStorage, attempt_from_row, job_key, record_from_row
+from jobkit.storage.sql import (
+    SQLStorage,
+    attempt_from_row,
+    job_key,
+    new_record,
+    record_from_row,
+)
 from jobkit.storage.sqlfile import migrations, sections
 
 if TYPE_CHECKING:
@@ -77,6 +83,14 @@ def _utc(value: datetime | None) -> datetime | None:
 
 def _job(row: Mapping[str, Any]) -> JobRecord:
     return record_from_row(row, _utc, lambda value: value)  # psycopg decodes json columns
+
+
+def _inserted(job: NewJob, params: Mapping[str, Any], row: Mapping[str, Any]) -> JobRecord:
+    """The record of ``job``, just inserted with ``params`` (the ``enqueue`` query's): the
+    server gave its id and times, the rest is known (no read back of the whole row)."""
+    utc = timezone.utc
+    return new_record(row["id"], job, params["params"], row["created_at"].astimezone(utc),
+                      row["available_at"].astimezone(utc), json.loads)
 
 
 def _configure_connection(conn: psycopg.Connection[Any]) -> None:
@@ -431,7 +445,8 @@ class PostgresStorage(SQLStorage):
         params = self._new_job(job)
 
         def work(cur: psycopg.Cursor[Any]) -> JobRecord:
-            return _job(self._one(cur, "enqueue", {**params, "now": self._now_param()}))
+            row = self._one(cur, "enqueue", {**params, "now": self._now_param()})
+            return _inserted(job, params, row)
 
         return self._transaction(f"enqueue job {job.name!r}", work, single=True)
 
@@ -448,9 +463,10 @@ class PostgresStorage(SQLStorage):
                             returning=True)
             stored = []
             while True:
-                stored += [_job(row) for row in cur.fetchall()]  # one row per result set
+                stored += cur.fetchall()  # one row per result set
                 if not cur.nextset():
-                    return stored
+                    break
+            return [_inserted(*new) for new in zip(jobs, rows, stored, strict=True)]
 
         return self._transaction(f"enqueue {len(jobs)} jobs", work)
 

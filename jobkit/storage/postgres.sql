@@ -154,7 +154,8 @@ INSERT INTO jobkit_jobs (
     %(max_attempts)s, %(max_crashes)s, %(policy)s::json, coalesce(%(now)s, now()),
     coalesce(%(available_at)s, %(now)s, now())
 )
-RETURNING *;
+-- the rest of the new record is known (jobkit.storage.postgres._inserted)
+RETURNING id, created_at, available_at;
 
 -- name: get
 SELECT * FROM jobkit_jobs WHERE id = %(job_id)s;
