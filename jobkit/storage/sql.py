@@ -300,7 +300,7 @@ class SQLStorage(Storage):
                 )
                 for lease, text in encoded
             ]
-            claimed = self._claim_many_in(db, worker_id, lease_seconds, limit) if limit else []
+            claimed = self._claim_many_in(db, worker_id, lease_seconds, limit) if limit > 0 else []
             return done, claimed
 
         what = f"complete {len(encoded)} job(s) and claim up to {limit}"

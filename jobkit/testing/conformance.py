@@ -630,6 +630,10 @@ class OutcomeTests(StorageFixtures):
         assert [record.id for record in rest] == [jobs[4].id]
         assert storage.complete_and_claim_many([], "w1", LEASE, 0) == ([], [])
         assert storage.get(jobs[4].id).status is JobStatus.RUNNING  # limit 0 claimed nothing
+        more = storage.enqueue(new_job(clock()))
+        done, none = storage.complete_and_claim_many([(lease_of(rest[0]), None)], "w1", LEASE, -1)
+        assert done[0] is not None and none == []  # a negative limit claims nothing either
+        assert storage.get(more.id).status is JobStatus.PENDING
 
     def test_a_batch_is_claimed_in_claim_order_with_its_attempts(
         self, storage: Storage, clock: FakeClock
