@@ -64,8 +64,10 @@ class Recorder(Job):
         "log_odd",
     )
 
-    def record(self, ledger: str, tag: str) -> str:
+    def record(self, ledger: str, tag: str, hold: float = 0.0) -> str:
         append(ledger, tag=tag, job=self.context.job_id, attempt=self.context.attempt)
+        if hold:
+            time.sleep(hold)  # a job that keeps its worker busy a little while
         return tag
 
     def fail(self, ledger: str, times: int = 1_000_000, tag: str = "") -> str:

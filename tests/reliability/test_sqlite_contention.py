@@ -31,6 +31,8 @@ RATE = 500
 KILLS = 20
 #: Seconds between kills: from half of this to all of it (the producer runs ``DURATION``).
 KILL_EVERY = 0.6
+#: Seconds each job keeps its worker process busy.
+HOLD = 0.003
 #: How long the reader keeps each read transaction open.
 READ_HOLD = 2.0
 #: Time for the backlog to drain (and killed jobs' leases to expire) once the producer stops.
@@ -62,7 +64,9 @@ class Producer:
                 time.sleep(ahead)
             sent += 1
             try:
-                params = {"ledger": self.ledger, "tag": "contention"}
+                # 3 ms: the processes are busy often enough to be caught at it (no-op jobs in
+                # batches are running for a millisecond or two at a time)
+                params = {"ledger": self.ledger, "tag": "contention", "hold": HOLD}
                 self.ids.append(self.app.run_background_job("Recorder", "record", params))
             except Exception as exc:  # the promise: never happens; the test shows each one
                 self.errors.append(exc)
@@ -177,7 +181,7 @@ def test_contention_locks_nobody_out_and_loses_nothing(
             time.sleep(KILL_EVERY * random.uniform(0.5, 1.0))
             victim = kill_a_busy_worker(app, worker)
             while victim is None and time.monotonic() < deadline:  # all idle, or starting
-                time.sleep(0.05)
+                time.sleep(0.01)  # short jobs in batches: a process is busy in short bursts
                 victim = kill_a_busy_worker(app, worker)
             if victim is not None:
                 killed.append(victim)
