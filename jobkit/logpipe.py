@@ -9,10 +9,9 @@ lock, and a process killed (SIGKILL) while holding the lock would block the supe
 other worker process at their next log line, for ever.
 
 A busy worker logs two lines per job, so the records travel light: as plain tuples, pickled in
-batches sent every :data:`FLUSH_DELAY` seconds at most (at once for a
-warning or worse, or when :data:`BATCH` are waiting). A process killed outright loses at most
-the lines of its last :data:`FLUSH_DELAY` seconds; the supervisor logs the death itself, and the
-job it was running.
+batches sent every :data:`FLUSH_DELAY` seconds at most (at once for a warning or worse, or when
+:data:`BATCH` are waiting). A process killed outright loses at most the lines of its last
+:data:`FLUSH_DELAY` seconds; the supervisor logs the death itself, and the job it was running.
 
 A record logged through loguru in the worker process travels as a :class:`Line`. A job event
 (two per job) does not go through loguru there at all: the process's ``jobkit.logs`` plugin is
@@ -123,9 +122,8 @@ class _Forwarder:
         self.lock = threading.Lock()  # the pipe is this process's alone: its threads take turns
         self.pending: list[Line | Event] = []
         self.due = threading.Event()  # set when a batch has begun: the flusher sends it soon
-        threading.Thread(target=self._flusher, name="jobkit-log-forward", daemon=True).start()
-
         self.process = (os.getpid(), multiprocessing.current_process().name)
+        threading.Thread(target=self._flusher, name="jobkit-log-forward", daemon=True).start()
 
     def sink(self, message: Message) -> None:
         line = _line(message.record)
