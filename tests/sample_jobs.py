@@ -64,10 +64,8 @@ class Recorder(Job):
         "log_odd",
     )
 
-    def record(self, ledger: str, tag: str, hold: float = 0.0) -> str:
+    def record(self, ledger: str, tag: str) -> str:
         append(ledger, tag=tag, job=self.context.job_id, attempt=self.context.attempt)
-        if hold:
-            time.sleep(hold)  # a job that keeps its worker busy a little while
         return tag
 
     def fail(self, ledger: str, times: int = 1_000_000, tag: str = "") -> str:
@@ -202,6 +200,18 @@ class Slow(Job):
             time.sleep(seconds)
         append(ledger, tag="end", job=self.context.job_id, attempt=self.context.attempt)
         return self.context.attempt
+
+
+class Busy(Job):
+    """Records its run in a ledger (one entry), then keeps its worker busy a little while: for
+    tests that must catch worker processes in the middle of a job."""
+
+    methods = ("record",)
+
+    def record(self, ledger: str, tag: str, hold: float) -> str:
+        append(ledger, tag=tag, job=self.context.job_id, attempt=self.context.attempt)
+        time.sleep(hold)
+        return tag
 
 
 class Rerun(Job):

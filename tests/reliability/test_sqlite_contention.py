@@ -42,8 +42,9 @@ _FINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 @attrs.define
 class Producer:
-    """Enqueues Recorder.record jobs at ``RATE`` a second for ``DURATION`` seconds, in a thread,
-    through ``run_background_job``; keeps every id returned and every exception raised."""
+    """Enqueues Busy.record jobs (``HOLD`` seconds each) at ``RATE`` a second for ``DURATION``
+    seconds, in a thread, through ``run_background_job``; keeps every id returned and every
+    exception raised."""
 
     app: JobKit
     ledger: str
@@ -64,10 +65,10 @@ class Producer:
                 time.sleep(ahead)
             sent += 1
             try:
-                # 3 ms: the processes are busy often enough to be caught at it (no-op jobs in
+                # HOLD: the processes are busy often enough to be caught at it (no-op jobs in
                 # batches are running for a millisecond or two at a time)
                 params = {"ledger": self.ledger, "tag": "contention", "hold": HOLD}
-                self.ids.append(self.app.run_background_job("Recorder", "record", params))
+                self.ids.append(self.app.run_background_job("Busy", "record", params))
             except Exception as exc:  # the promise: never happens; the test shows each one
                 self.errors.append(exc)
 
@@ -165,7 +166,8 @@ def test_contention_locks_nobody_out_and_loses_nothing(
     after one last SIGKILL of the whole worker."""
     db = tmp_path / "jobkit.db"
     config = store_config(
-        tmp_path, f"sqlite:///{db}", defaults={"retry_attempts": 5, "retry_delay": 0}
+        tmp_path, f"sqlite:///{db}", defaults={"retry_attempts": 5, "retry_delay": 0},
+        jobs={"Busy": {"class": "sample_jobs:Busy"}},
     )
     with JobKit.from_config(config, load_entrypoints=False) as app:
         app.storage  # noqa: B018 - create the schema before the reader opens the file
