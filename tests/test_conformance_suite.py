@@ -3,6 +3,9 @@ backend of the test's own, its optional capabilities skipped or insisted on."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,45 @@ class TestOptionalCapabilities:
         assert ("PartialStorage keeps job log lines in part: it overrides add_job_logs but not "
                 "job_logs (optional capability 'job_logs' needs all of them)") in output
         assert "PartialStorage keeps no worker processes (optional capability 'workers'" in output
+
+#: A memory store that lists jobs oldest first, against the contract.
+BROKEN = '''
+import pytest
+
+from jobkit.storage import MemoryStorage
+from jobkit.testing import InProcessStorageConformance
+
+
+class OldestFirstStorage(MemoryStorage):
+    def list(self, **filters):
+        return super().list(**filters)[::-1]
+
+
+class TestOldestFirstStorage(InProcessStorageConformance):
+    @pytest.fixture
+    def storage(self, clock):
+        store = OldestFirstStorage(clock=clock)
+        yield store
+        store.close()
+'''
+
+
+class TestAssertionRewriting:
+    def test_a_failed_check_shows_the_values_it_compared(self, tmp_path: Path) -> None:
+        """A backend that breaks a rule sees both sides of the suite's comparison, not a bare
+        AssertionError: the suite's module is rewritten by pytest like a test module."""
+        write_files(tmp_path, {"test_broken.py": BROKEN})
+        result = run_pytest(tmp_path, "-k", "test_list_is_newest_first")
+        assert outcomes(result.stdout) == {"failed": 1, "deselected": 96}, result.stdout
+        assert "AssertionError: assert ['1', '2', '3'] == ['3', '2', '1']" in result.stdout
+        assert "At index 0 diff: '1' != '3'" in result.stdout
+
+    def test_values_show_with_the_plugin_autoload_off(self, tmp_path: Path) -> None:
+        """Without jobkit's pytest11 plugin (PYTEST_DISABLE_PLUGIN_AUTOLOAD), importing
+        jobkit.testing from the test module still registers the suite for rewriting."""
+        write_files(tmp_path, {"test_broken.py": BROKEN})
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k",
+             "test_list_is_newest_first"], cwd=tmp_path, capture_output=True, text=True,
+            timeout=300, check=False, env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+        assert "assert ['1', '2', '3'] == ['3', '2', '1']" in result.stdout, result.stdout
