@@ -4,7 +4,7 @@ A ```python block whose previous non-blank line is ``<!-- file: NAME -->`` belon
 ``NAME``: the blocks of a page are joined into their files in a temporary folder, and pytest runs
 there in a child process (as a backend author would run it). ``tests/test_docs.py`` runs every
 other block of these pages. The tables of ``docs/storage.md#records`` name every field of the
-records a backend handles.
+records a backend handles, and a backend's ``from_url`` gets the options the page promises.
 """
 
 from __future__ import annotations
@@ -18,14 +18,17 @@ import attrs
 import pytest
 from test_docs import DOCS, NOT_TESTED, code_blocks
 
-from jobkit import records
+from jobkit import ConfigError, JobKit, hookimpl, records
+from jobkit.config import Config
+from jobkit.plugins import StorageRegistry
+from jobkit.storage import MemoryStorage
 
 #: Marks a block as part of a file the test assembles.
 FILE_MARK = re.compile(r"^<!-- file: ([\w./-]+) -->$")
 #: The pages whose samples a plugin author copies; none of their Python samples goes untested.
 PLUGIN_PAGES = ("storage.md", "hooks.md")
-#: A test of the suite's module itself fails in the children with this text if it is not
-#: rewritten; see TestAssertionRewriting.
+#: The test module that runs the suite on docs/hooks.md's ScratchStorage, opened with the
+#: options the app and the tests pass to from_url.
 SCRATCH_TEST = '''
 import pytest
 
@@ -140,3 +143,37 @@ class TestRecordDocs:
     def test_every_field_is_documented(self, cls: type) -> None:
         """The record's table in docs/storage.md lists exactly its fields."""
         assert table_fields(cls) == {field.name for field in attrs.fields(cls)}
+
+
+class UrlOnlyStorage(MemoryStorage):
+    """A store whose from_url takes the URL alone."""
+
+    scheme = "urlonly"
+
+    @classmethod
+    def from_url(cls, url: str) -> UrlOnlyStorage:  # type: ignore[override]
+        return cls()
+
+
+class UrlOnlyPlugin:
+    @hookimpl
+    def jobkit_register_storage(self, registry: StorageRegistry) -> None:
+        registry.add("urlonly", UrlOnlyStorage)
+
+
+class TestFromUrlOptions:
+    def test_a_from_url_without_options_is_a_config_error(self) -> None:
+        """A backend whose from_url takes only the URL (as this page once showed), opened with
+        durability: full, is a ConfigError naming its class and the option, not a TypeError."""
+        config = Config.from_dict({"storage": "urlonly://", "durability": "full"})
+        with (JobKit(config, plugins=(UrlOnlyPlugin(),), load_entrypoints=False) as app,
+              pytest.raises(ConfigError) as info):
+            app.storage  # noqa: B018 - opens the store
+        assert str(info.value) == (
+            "storage: 'urlonly://': test_docs_storage.UrlOnlyStorage.from_url does not take "
+            "durability='full' (jobs.yaml's durability: full); a backend's from_url(url, "
+            "**options) accepts it (see docs/storage.md)"
+        )
+        plain = Config.from_dict({"storage": "urlonly://"})
+        with JobKit(plain, plugins=(UrlOnlyPlugin(),), load_entrypoints=False) as app:
+            assert isinstance(app.storage, UrlOnlyStorage)  # nothing passed: it opens
