@@ -9,6 +9,7 @@ records a backend handles, and a backend's ``from_url`` gets the options the pag
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from jobkit.config import Config
 from jobkit.plugins import StorageRegistry
 from jobkit.storage import MemoryStorage
 
+#: The repository: jobkit's sources, for mypy (an editable install hides them from it).
+ROOT = DOCS.parent
 #: Marks a block as part of a file the test assembles.
 FILE_MARK = re.compile(r"^<!-- file: ([\w./-]+) -->$")
 #: The pages whose samples a plugin author copies; none of their Python samples goes untested.
@@ -94,6 +97,15 @@ class TestStorageSamples:
         assert "DictStorage keeps no worker processes" in result.stdout
         assert "DictStorage keeps no job log lines" in result.stdout
         assert "DictStorage keeps no throughput" in result.stdout
+
+    def test_the_dict_store_passes_mypy_strict(self, tmp_path: Path) -> None:
+        """The backend an author copies type-checks under ``mypy --strict`` against jobkit."""
+        write_files(tmp_path, file_samples("storage.md"))
+        result = subprocess.run(
+            [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"),
+             "dictstore.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+            check=False, env={**os.environ, "MYPYPATH": str(ROOT)})
+        assert result.returncode == 0, result.stdout + result.stderr
 
     def test_the_scratch_store_of_the_hooks_page_passes_the_suite(self, tmp_path: Path) -> None:
         """docs/hooks.md's ScratchStorage sample runs (with durability: full), and the store

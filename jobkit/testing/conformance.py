@@ -14,7 +14,9 @@ A backend's test module subclasses :class:`StorageConformance` and supplies the 
             return storage.url  # or None: the multi-process test is skipped
 
 The tests move time with the :class:`FakeClock` of the ``clock`` fixture and never sleep, except
-the one that claims from several processes at once.
+the one that claims from several processes at once. The tests of an optional capability
+(workers, job logs, throughput: :data:`~jobkit.storage.base.OPTIONAL_CAPABILITIES`) are skipped
+for a backend that overrides none of its methods, and fail one that overrides only some.
 """
 
 from __future__ import annotations
