@@ -87,9 +87,9 @@ class TestStorageSamples:
         in-process suite and serves a real app; the optional capabilities it lacks are
         skipped, saying which methods to write."""
         files = file_samples("storage.md")
-        assert set(files) == {"dictstore.py", "test_dictstore.py"}
+        assert set(files) == {"dictstore.py", "test_dictstore.py", "test_shared_store.py"}
         write_files(tmp_path, files)
-        result = run_pytest(tmp_path)
+        result = run_pytest(tmp_path, "test_dictstore.py")
         assert result.returncode == 0, result.stdout + result.stderr
         counts = outcomes(result.stdout)
         assert counts.get("passed", 0) >= 90 and "failed" not in counts, result.stdout
@@ -97,6 +97,16 @@ class TestStorageSamples:
         assert "DictStorage keeps no worker processes" in result.stdout
         assert "DictStorage keeps no job log lines" in result.stdout
         assert "DictStorage keeps no throughput" in result.stdout
+
+    def test_the_shared_store_sample_runs_the_multi_process_test(self, tmp_path: Path) -> None:
+        """docs/storage.md's test module for a store shared by processes gives the suite what
+        its multi-process claim test needs (that test and one other are run: jobkit's own
+        SQLite tests run the rest)."""
+        write_files(tmp_path, file_samples("storage.md"))
+        result = run_pytest(tmp_path, "test_shared_store.py", "-k",
+                            "processes_never_claim or claim_starts_the_job")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert outcomes(result.stdout).get("passed") == 2, result.stdout
 
     def test_the_dict_store_passes_mypy_strict(self, tmp_path: Path) -> None:
         """The backend an author copies type-checks under ``mypy --strict`` against jobkit."""
