@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import weakref
@@ -73,6 +74,16 @@ class StorageRegistry(ClassRegistry["Storage"]):
             cls = self.get(scheme)
         except KeyError as exc:
             raise ConfigError(f"storage: {url!r}: {exc.args[0]}") from None
+        try:
+            inspect.signature(cls.from_url).bind(url, **options)
+        except TypeError:
+            given = ", ".join(f"{key}={value!r}" for key, value in options.items())
+            settings = ", ".join(f"{key}: {value}" for key, value in options.items())
+            raise ConfigError(
+                f"storage: {url!r}: {cls.__module__}.{cls.__qualname__}.from_url does not take "
+                f"{given} (jobs.yaml's {settings}); a backend's from_url(url, **options) "
+                "accepts it (see docs/storage.md)"
+            ) from None
         return cls.from_url(url, **options)
 
 

@@ -26,13 +26,15 @@ pytest.importorskip("httpx2")
 
 from starlette.testclient import TestClient
 
-from jobkit import Job, JobKit, JobStatus
+from jobkit import Job, JobKit, JobStatus, hookimpl
 from jobkit.config import Config, DashboardSettings
 from jobkit.dashboard.passwords import hash_password, verify_password
 from jobkit.dashboard.security import Access, check_listen, is_loopback
 from jobkit.dashboard.web import create_app
 from jobkit.exceptions import ConfigError
 from jobkit.records import JobLogLine, WorkerInfo
+from jobkit.storage import MemoryStorage, Storage
+from jobkit.storage.base import OPTIONAL_CAPABILITIES
 
 ADMIN, VIEWER = "admin-password-1", "viewer-password-2"
 #: Made once: scrypt takes ~50 ms by design.
@@ -326,6 +328,74 @@ class TestOverview:
         assert svg.headers["content-type"].startswith("image/svg+xml")
         assert "7 succeeded, 2 failed" in svg.text and "<script" not in svg.text
         assert client.get("/charts/week.svg").status_code == 404
+
+
+class PlainMemoryStorage(MemoryStorage):
+    """The memory store without the optional capabilities, as a minimal third-party backend
+    would be: every method of theirs is the base class's default."""
+
+    scheme = "plain"
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> PlainMemoryStorage:
+        options.pop("durability", None)
+        return cls(**options)
+
+
+for _name in (name for methods in OPTIONAL_CAPABILITIES.values() for name in methods):
+    setattr(PlainMemoryStorage, _name, getattr(Storage, _name))
+
+
+class PlainPlugin:
+    @hookimpl
+    def jobkit_register_storage(self, registry: Any) -> None:
+        registry.add("plain", PlainMemoryStorage)
+
+
+class TestWithoutOptionalCapabilities:
+    @pytest.fixture
+    def plain(self, tmp_path: Path) -> Iterator[tuple[JobKit, TestClient]]:
+        data = {**config_data(tmp_path, dashboard={"password_hash": HASHES[ADMIN]}),
+                "storage": "plain://"}
+        with JobKit(Config.from_dict(data), plugins=(PlainPlugin(),),
+                    load_entrypoints=False) as app, TestClient(
+                create_app(app), base_url="http://127.0.0.1") as test_client:
+            sign_in(test_client)
+            yield app, test_client
+
+    def test_the_overview_says_what_the_store_does_not_keep(
+        self, plain: tuple[JobKit, TestClient]
+    ) -> None:
+        """Without workers and throughput, the overview says the store keeps none of them
+        instead of an empty workers table and empty charts."""
+        _, client = plain
+        assert not PlainMemoryStorage.supports("workers")
+        data = client.get("/api/overview").json()
+        assert data["keeps"] == {"workers": False, "job_logs": False, "throughput": False}
+        assert data["workers"] == []
+        page = client.get("/").text
+        assert "This job store keeps no worker processes, so none is listed." in page
+        assert "This job store keeps no throughput, so no chart is drawn." in page
+        assert "No worker is running." not in page and "/charts/hour.svg" not in page
+
+    def test_a_job_page_says_the_store_keeps_no_log_lines(
+        self, plain: tuple[JobKit, TestClient]
+    ) -> None:
+        """A job's page says its lines are in the log files, not that it logged nothing."""
+        app, client = plain
+        job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "a"})
+        assert client.get(f"/api/jobs/{job_id}").json()["keeps"]["job_logs"] is False
+        page = client.get(f"/jobs/{job_id}").text
+        assert "This job store keeps no log lines of jobs; they are in the log files." in page
+        assert "logged nothing" not in page
+
+    def test_a_store_with_them_shows_them(self, client: TestClient) -> None:
+        """The built-in stores keep all three, and the pages show them as before."""
+        sign_in(client)
+        assert client.get("/api/overview").json()["keeps"] == {
+            "workers": True, "job_logs": True, "throughput": True}
+        page = client.get("/").text
+        assert "No worker is running." in page and "/charts/hour.svg" in page
 
 
 class TestActions:

@@ -45,6 +45,7 @@ from jobkit.exceptions import InvalidParameters, JobkitError, JobNotFoundInStora
 from jobkit.factory import describe
 from jobkit.masking import mask_secrets
 from jobkit.records import Attempt, JobRecord, JobStatus
+from jobkit.storage.base import OPTIONAL_CAPABILITIES, Storage
 from jobkit.storage.search import SORTS
 
 HERE = Path(__file__).parent
@@ -274,6 +275,7 @@ class Dashboard:
             })
         counted = storage.throughput(now - timedelta(days=1))
         return {
+            "keeps": _keeps(storage),
             "counts": counts,
             "running": [_job_json(job) for job in running],
             "workers": workers,
@@ -355,6 +357,7 @@ class Dashboard:
         attempts = self.app.get_attempts(record.id)
         lines = self.app.storage.job_logs(record.id)
         return {
+            "keeps": _keeps(self.app.storage),
             "job": _job_json(record),
             "attempts": [_attempt_json(a) for a in attempts],
             "logs": [{"attempt": line.attempt, "at": _time(line.at), "level": line.level,
@@ -531,6 +534,11 @@ def _query_string(query: dict[str, Any]) -> str:
 
 def _time(value: Any) -> str | None:
     return None if value is None else value.isoformat()
+
+
+def _keeps(storage: Storage) -> dict[str, bool]:
+    """Which optional capabilities the store has: what it keeps of workers, logs, throughput."""
+    return {name: storage.supports(name) for name in OPTIONAL_CAPABILITIES}
 
 
 def _job_json(record: JobRecord) -> dict[str, Any]:

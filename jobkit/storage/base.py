@@ -36,6 +36,15 @@ from jobkit.storage.search import Count, JobQuery, SearchPage, matches, page_of,
 Clock = Callable[[], datetime]
 S = TypeVar("S", bound="Storage")
 
+#: The optional capabilities of a store and the methods that make up each. A backend has one
+#: when it overrides its methods; the defaults keep nothing, and the dashboard says so.
+OPTIONAL_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "workers": ("register_worker", "beat_workers", "remove_worker", "forget_workers",
+                "list_workers"),
+    "job_logs": ("add_job_logs", "job_logs"),
+    "throughput": ("add_throughput", "throughput", "forget_throughput"),
+}
+
 
 class Storage(abc.ABC):
     """The abstract job store. Subclasses are built from a URL by :meth:`from_url`."""
@@ -54,6 +63,24 @@ class Storage(abc.ABC):
     def now(self) -> datetime:
         """The store's clock (UTC). Tests replace it to move time without sleeping."""
         return self._clock()
+
+    @classmethod
+    def supports(cls, capability: str) -> bool:
+        """Whether this backend has the optional ``capability`` (a key of
+        :data:`OPTIONAL_CAPABILITIES`): it overrides at least one of its methods."""
+        return bool(cls.overrides(capability))
+
+    @classmethod
+    def overrides(cls, capability: str) -> builtins.list[str]:
+        """The methods of the optional ``capability`` this backend overrides, in the order of
+        :data:`OPTIONAL_CAPABILITIES`; ``ValueError`` for an unknown capability."""
+        try:
+            methods = OPTIONAL_CAPABILITIES[capability]
+        except KeyError:
+            known = ", ".join(OPTIONAL_CAPABILITIES)
+            raise ValueError(f"no optional storage capability {capability!r} (known: {known})"
+                             ) from None
+        return [name for name in methods if getattr(cls, name) is not getattr(Storage, name)]
 
     # -- writes of the app ---------------------------------------------------------------------
 
@@ -254,7 +281,7 @@ class Storage(abc.ABC):
         Backends run it when they open; ``jobkit migrate`` runs it on purpose."""
         return 0
 
-    # -- worker processes (optional: a backend without them shows no workers) ----------------
+    # -- optional capability "workers": a backend without it lists no workers ---------------
 
     def register_worker(self, worker: WorkerInfo) -> None:  # noqa: B027
         """Record a worker process that has started (or update it)."""
@@ -274,7 +301,7 @@ class Storage(abc.ABC):
         """The worker processes known, by host, supervisor and id."""
         return []
 
-    # -- the lines jobs log (optional: a backend without them shows none) -------------------
+    # -- optional capability "job_logs": a backend without it keeps no lines --------------
 
     def add_job_logs(self, job_id: str, lines: builtins.list[JobLogLine]) -> None:  # noqa: B027
         """Keep lines the job logged (the caller caps them per attempt); they go with the job."""
@@ -283,7 +310,7 @@ class Storage(abc.ABC):
         """The lines the job logged, oldest first (attempt by attempt)."""
         return []
 
-    # -- throughput, for the dashboard's chart (optional: a backend without it draws none) --
+    # -- optional capability "throughput", the dashboard's chart: without it, none is drawn
 
     def add_throughput(self, minute: datetime, succeeded: int, failed: int) -> None:  # noqa: B027
         """Add attempts that succeeded and failed to the counts of ``minute`` (its start)."""
