@@ -10,20 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import IN_CI, config_data
-from workers import subprocess_env
+from conftest import IN_CI, config_data, jobkit_process
+from workers import REPO, dashboard_process, printed_dashboard_command
 
 from jobkit import JobKit, JobStatus
 from jobkit.dashboard.passwords import hash_password
@@ -42,12 +37,6 @@ def _need(ok: bool, why: str) -> None:
         pytest.skip(why)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _require_browser() -> None:
     try:
         import playwright.sync_api  # noqa: F401
@@ -58,29 +47,13 @@ def _require_browser() -> None:
 
 @contextlib.contextmanager
 def dashboard(config: Path) -> Iterator[str]:
-    """A real `jobkit dashboard` for ``config``; its base URL, once it answers."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jobkit", "--config", str(config), "dashboard", "--port",
-         str(port)],
-        env=subprocess_env(), cwd=config.parent, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/login", timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert server.poll() is None, server.communicate()[1]
-                assert time.monotonic() < deadline, "the dashboard did not start"
-                time.sleep(0.1)
-        yield base
-    finally:
-        server.terminate()
-        server.communicate(timeout=15)
+    """A real `jobkit dashboard` for ``config``, started in another folder than the config's
+    (its relative paths must not depend on where it runs); its base URL, once it answers."""
+    elsewhere = config.parent / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    with dashboard_process(["--config", str(config), "dashboard"], cwd=elsewhere) as served:
+        yield served.base
+    assert list(elsewhere.iterdir()) == [], "the dashboard wrote to its working directory"
 
 
 @contextlib.contextmanager
@@ -107,11 +80,13 @@ def chromium() -> Iterator[Any]:
 
 @pytest.fixture
 def site(tmp_path: Path, start_worker: Callable[..., Any]) -> Iterator[dict[str, Any]]:
-    """A store, its jobs.yaml, a running `jobkit dashboard`; `start_worker` starts the worker."""
+    """A store, its jobs.yaml (with relative paths, as users write them), a running `jobkit
+    dashboard`; `start_worker` starts the worker."""
     _require_browser()
     config = tmp_path / "jobs.yaml"
     config.write_text(yaml.safe_dump(config_data(
-        tmp_path, dashboard={"password_hash": hash_password(PASSWORD)})))
+        tmp_path, storage="sqlite:///jobkit.db", logging={"dir": "logs"},
+        dashboard={"password_hash": hash_password(PASSWORD)})))
     with dashboard(config) as base, JobKit.from_config(config, load_entrypoints=False) as app:
         yield {"base": base, "config": config, "app": app,
                "worker": lambda: start_worker(config, "-n", "2")}
@@ -205,14 +180,14 @@ def test_after_the_demo_a_new_user_retries_the_failed_job_within_a_minute(
 
     _require_browser()
     folder = tmp_path / "demo"
-    demo = subprocess.run([sys.executable, "-m", "jobkit", "demo", "--dir", str(folder)],
-                          env=subprocess_env(), capture_output=True, text=True, timeout=120,
-                          check=False, cwd=tmp_path)
+    demo = jobkit_process(tmp_path, "demo", "--dir", str(folder), timeout=120)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     password = (folder / "dashboard-password.txt").read_text().strip()
-    with dashboard(folder / "jobs.yaml") as base, chromium() as page:
+    # the command the demo printed, as a user pastes it in the repository's root folder
+    command = printed_dashboard_command(demo.stdout)
+    with dashboard_process(command, cwd=REPO) as served, chromium() as page:
         started = time.monotonic()
-        page.goto(base)
+        page.goto(served.base)
         page.fill("input[name=password]", password)
         page.click("button[type=submit]")
         page.click("nav >> text=Failed")
