@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -22,6 +25,8 @@ from workers import REPO, dashboard_process, printed_dashboard_command
 
 from jobkit import JobKit, JobStatus
 from jobkit.dashboard.passwords import hash_password
+from jobkit.dashboard.times import duration_text
+from jobkit.records import WorkerInfo
 
 pytestmark = pytest.mark.slow
 
@@ -57,14 +62,15 @@ def dashboard(config: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def chromium() -> Iterator[Any]:
-    """A headless Chromium page, and the script errors it met."""
+def chromium(**options: Any) -> Iterator[Any]:
+    """A headless Chromium page (``options`` for Playwright's ``new_page``: a time zone, no
+    script...), and the script errors it met."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                              args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page = browser.new_page(viewport={"width": 1280, "height": 860}, **options)
         page.errors = []
         page.on("pageerror", lambda error: page.errors.append(str(error)))
         # script errors, and what the Content-Security-Policy refused; not the 401 and 400
@@ -199,3 +205,103 @@ def test_after_the_demo_a_new_user_retries_the_failed_job_within_a_minute(
         expect(page.locator(".job [data-field=status]")).to_have_text("pending")
         assert time.monotonic() - started < 60
         assert not page.errors, page.errors
+
+
+def sign_in(page: Any, base: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+def exact(when: datetime, zone: str | None = None, name: str | None = None) -> str:
+    """A time to the millisecond as the page writes it: in ``zone`` (with its offset and the
+    browser's ``name`` for it) then in UTC, or in UTC alone."""
+    def stamp(moment: datetime) -> str:
+        return f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d}"
+
+    utc = f"{stamp(when.astimezone(timezone.utc))} UTC"
+    if zone is None:
+        return utc
+    local = when.astimezone(ZoneInfo(zone))
+    offset = local.strftime("%z")
+    return f"{stamp(local)} UTC{offset[:3]}:{offset[3:]} ({name or zone})\n{utc}"
+
+
+class TestTimes:
+    ZONE = "Asia/Kolkata"  # UTC+05:30 all year: no daylight saving to trip on
+
+    def test_times_read_relative_with_the_exact_time_on_hover(
+        self, site: dict[str, Any], ledger: str
+    ) -> None:
+        """In the browser's time zone: "N s ago", "3 min ago", "in 2 min"; on hover the exact
+        local and UTC time; waits and durations written as the server writes them, before and
+        after a live update; the script runs under the CSP without an error."""
+        from playwright.sync_api import expect
+
+        app: JobKit = site["app"]
+        base: str = site["base"]
+        done = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "t"})
+        site["worker"]()
+        wait_status(app, done, JobStatus.COMPLETED)
+        later = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "l"},
+                                       delay=150)
+        now = app.storage.now()
+        app.storage.register_worker(WorkerInfo("h:1:old", "h", 1, 9,
+                                               now - timedelta(minutes=3, seconds=5), now))
+        record = app.get_job(done)
+        assert record.started_at is not None and record.finished_at is not None
+        with chromium(timezone_id=self.ZONE) as page:
+            sign_in(page, base)
+            zone = page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
+            assert zone in (self.ZONE, "Asia/Calcutta")  # ICU's name for it
+            # the overview: a worker started 3 minutes ago
+            old = page.locator("#workers tr", has_text="h:1:old").locator("time").first
+            expect(old).to_have_text("3 min ago")
+
+            # a finished job: relative times, the exact ones on hover
+            page.goto(f"{base}/jobs/{done}")
+            started = page.locator(".job time[data-field=started_at]")
+            expect(started).to_have_text(re.compile(r"^(just now|\d+ s ago)$"))
+            started.hover()
+            expect(started).to_have_attribute("title", exact(record.started_at, self.ZONE, zone))
+            expect(started).to_have_attribute("datetime", re.compile(r"^\d{4}-.*\+00:00$"))
+            ran = duration_text((record.finished_at - record.started_at).total_seconds())
+            waited = duration_text((record.started_at - record.available_at).total_seconds())
+            duration = page.locator(".job [data-field=duration] time")
+            expect(duration).to_have_text(ran)
+            expect(page.locator(".job [data-field=wait] time")).to_have_text(waited)
+            expect(page.locator("#attempts tbody tr td").nth(5)).to_have_text(ran)
+            # a live update writes them again, in the script: the same text
+            duration.evaluate("node => { node.dataset.mark = 'server'; }")
+            expect(page.locator(".job [data-field=duration] time[data-mark]")).to_have_count(
+                0, timeout=10_000)
+            expect(duration).to_have_text(ran)
+            expect(page.locator("#attempts tbody tr td").nth(5)).to_have_text(ran)
+            page.screenshot(path=ARTIFACTS / "job-times.png", full_page=True)
+
+            # a job due in 2.5 minutes
+            page.goto(f"{base}/jobs/{later}")
+            due = page.locator(".job time[data-field=available_at]")
+            expect(due).to_have_text(re.compile(r"^in (2 min|\d+ s)$"))
+            expect(page.locator(".job [data-field=wait] .span")).to_have_text(
+                re.compile(r"^due in (2 min( \d+ s)?|\d+ s)$"))
+
+            # the list
+            page.goto(f"{base}/jobs")
+            created = page.locator(f"#jobs tr[data-job='{done}'] time").first
+            expect(created).to_have_text(re.compile(r"^(just now|\d+ s ago)$"))
+            expect(created).to_have_attribute("title", exact(record.created_at, self.ZONE, zone))
+
+            # one duration format in both languages
+            samples = [0, 0.0004, 0.25, 1, 4.25, 9.99, 10, 59.9, 61, 3599, 3660, 90000, -3]
+            assert page.evaluate(f"{samples}.map(durationText)") == [
+                duration_text(seconds) for seconds in samples]
+            assert not page.errors, page.errors
+
+        with chromium(timezone_id=self.ZONE, java_script_enabled=False) as page:
+            sign_in(page, base)
+            page.goto(f"{base}/jobs/{done}")
+            started = page.locator(".job time[data-field=started_at]")
+            expect(started).to_have_text(f"{record.started_at:%Y-%m-%d %H:%M:%S} UTC")
+            expect(started).to_have_attribute("title", exact(record.started_at))
