@@ -86,21 +86,26 @@ function exactText(date) {
   return date.getTimezoneOffset() === 0 ? utc : stamp(date, false) + " " + zoneText(date) + "\n" + utc;
 }
 
+// text and title, written only when they change (an open tooltip stays put)
+function show(node, text, title) {
+  if (node.textContent !== text) node.textContent = text;
+  if (node.title !== title) node.title = title;
+}
+
 function renderTime(node) {
   if (!node.dateTime) return;
   const date = parseTime(node.dateTime);
   if (isNaN(date)) return;
-  node.title = exactText(date);
-  node.textContent = node.dataset.format === "clock"
-    ? stamp(date, false).slice(11) : relativeText((date.getTime() - now()) / 1000);
+  show(node, node.dataset.format === "clock"
+    ? stamp(date, false).slice(11) : relativeText((date.getTime() - now()) / 1000),
+  exactText(date));
 }
 
 function renderSpan(node) {
   const since = parseTime(node.dataset.since);
   if (isNaN(since)) return;
   const seconds = (now() - since.getTime()) / 1000;
-  node.title = (seconds < 0 ? "due " : "since ") + exactText(since);
-  node.textContent = spanText(seconds);
+  show(node, spanText(seconds), (seconds < 0 ? "due " : "since ") + exactText(since));
 }
 
 function renderTimes(root) {
