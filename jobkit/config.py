@@ -72,6 +72,7 @@ CALL_SETTINGS = ("retry_attempts", "retry_delay", "timeout", "priority")
 #: JOBKIT_* variables that are not configuration keys.
 _NOT_SETTINGS = frozenset({"JOBKIT_CONFIG", "JOBKIT_TRACE_PLUGINS", "JOBKIT_DEBUG"})
 _STORAGE_URL = r"[A-Za-z][A-Za-z0-9+.-]*://.*"
+_SQLITE_PREFIX = "sqlite:///"
 _IMPORT_PATH = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
 _ALIASES = {"class_": "class"}  # attribute name -> key in the file
 _NOT_IN_FILE = frozenset({"path", "_provenance", "set_fields"})
@@ -374,6 +375,10 @@ def load_config(
     ``path`` None means ``environ["JOBKIT_CONFIG"]`` if set, else ``./jobs.yaml`` if it exists,
     else the built-in defaults. ``environ`` defaults to ``os.environ``. Raises ``ConfigError``
     listing every problem of the file and the environment.
+
+    The relative paths of a file (a ``sqlite:///`` store, ``logging.dir``, and their built-in
+    defaults when it leaves them) are made absolute from the file's folder; those of the
+    environment are kept, relative to the working directory.
     """
     env = os.environ if environ is None else environ
     if path is None and env.get("JOBKIT_CONFIG"):
@@ -386,7 +391,7 @@ def load_config(
     document = read_yaml_file(file)
     data = {} if document.data is None else document.data
     config = _build(data, _Provenance(source=file, lines=document.lines), env,
-                    duplicates=document.duplicates)
+                    duplicates=document.duplicates, folder=Path(file).absolute().parent)
     return attrs.evolve(config, path=file)
 
 
@@ -408,8 +413,11 @@ def _check_layer(layer: Mapping[str, Any], allowed: Collection[str], where: str)
 
 
 def _build(data: Any, provenance: _Provenance, environ: Mapping[str, str] | None,
-           duplicates: Collection[KeyPath] = ()) -> Config:
-    """Structure ``data`` overlaid by ``environ``; ``ConfigError`` lists every problem."""
+           duplicates: Collection[KeyPath] = (), folder: Path | None = None) -> Config:
+    """Structure ``data`` overlaid by ``environ``; ``ConfigError`` lists every problem.
+
+    ``folder``: the file's folder, that its relative paths are taken from (see
+    :func:`_paths_from`)."""
     if not isinstance(data, Mapping):
         raise ConfigError(errors=[
             f"{provenance.where(())}: expected a mapping of settings (storage, defaults, jobs, "
@@ -433,7 +441,39 @@ def _build(data: Any, provenance: _Provenance, environ: Mapping[str, str] | None
         found.sort(key=lambda problem: line_of(provenance.lines, problem[0]) or 0)
         raise ConfigError(errors=[provenance.message(*problem) for problem in found]
                           + env_errors)
+    if folder is not None:
+        config = _paths_from(config, folder, set(sections))
     return attrs.evolve(config, provenance=provenance)
+
+
+def _paths_from(config: Config, folder: Path, from_env: Collection[KeyPath]) -> Config:
+    """``config`` with the relative paths of its file (or the built-in defaults it left) taken
+    from ``folder``, as docker compose does; a path from the environment is left relative to
+    the working directory, as one given on a command line is."""
+    storage, log_dir = config.storage, config.logging.dir
+    if ("storage",) not in from_env:
+        storage = _sqlite_url_from(folder, storage)
+    if ("logging", "dir") not in from_env:
+        log_dir = _path_from(folder, log_dir)
+    return attrs.evolve(config, storage=storage,
+                        logging=attrs.evolve(config.logging, dir=log_dir))
+
+
+def _path_from(folder: Path, path: str) -> str:
+    """``path`` if absolute, else ``folder / path`` (``..`` resolved, symlinks kept)."""
+    return path if os.path.isabs(path) else os.path.normpath(folder / path)
+
+
+def _sqlite_url_from(folder: Path, url: str) -> str:
+    """A ``sqlite:///relative/path`` URL taken from ``folder``: ``sqlite:////folder/relative/
+    path``; any other URL (absolute, ``memory://``, ``postgresql://...``, the in-memory and
+    ``file:`` forms the SQLite store refuses) as it is."""
+    if not url.startswith(_SQLITE_PREFIX):
+        return url
+    path = url[len(_SQLITE_PREFIX):]
+    if path in ("", ":memory:") or path.startswith("file:") or os.path.isabs(path):
+        return url
+    return _SQLITE_PREFIX + Path(_path_from(folder, path)).as_posix()
 
 
 def _job_keys(mapping: Any) -> frozenset[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from conftest import config_data
-from workers import subprocess_env
+from workers import dashboard_process, free_port, subprocess_env
 
 pytest.importorskip("starlette")
 pytest.importorskip("httpx2")
@@ -674,12 +673,6 @@ class TestReviewFindings:
         assert sum(bar.succeeded for bar in found) == 0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_cli(tmp_path: Path, *args: str, dashboard: dict[str, Any] | None = None,
             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "jobs.yaml"
@@ -713,37 +706,15 @@ class TestCommand:
     def test_it_serves_the_dashboard(self, tmp_path: Path) -> None:
         """A real uvicorn server: the sign-in page, the API refusing an anonymous caller and
         answering a bearer token; it stops on SIGTERM."""
-        port = free_port()
         config = tmp_path / "jobs.yaml"
         config.write_text(yaml.safe_dump(config_data(
             tmp_path, dashboard={"password_hash": HASHES[ADMIN]})))
-        server = subprocess.Popen(
-            [sys.executable, "-m", "jobkit", "--config", str(config), "dashboard", "--port",
-             str(port)],
-            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            cwd=tmp_path,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{base}/login", timeout=2) as response:
-                        assert response.status == 200
-                        assert "Sign in" in response.read().decode()
-                    break
-                except (urllib.error.URLError, ConnectionError):
-                    assert server.poll() is None, server.communicate()
-                    assert time.monotonic() < deadline, "the dashboard did not start"
-                    time.sleep(0.1)
+        with dashboard_process(["--config", str(config), "dashboard"], cwd=tmp_path) as served:
             with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(f"{base}/api/jobs", timeout=5)
+                urllib.request.urlopen(f"{served.base}/api/jobs", timeout=5)
             assert refused.value.code == 401
-            request = urllib.request.Request(f"{base}/api/overview",
+            request = urllib.request.Request(f"{served.base}/api/overview",
                                              headers={"Authorization": f"Bearer {ADMIN}"})
             with urllib.request.urlopen(request, timeout=5) as response:
                 assert response.status == 200
-        finally:
-            server.terminate()
-            _, err = server.communicate(timeout=15)
-        assert "dashboard on http://127.0.0.1:" in err
+        assert "dashboard on http://127.0.0.1:" in served.stderr

@@ -30,7 +30,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from jobkit.app import JobKit
-from jobkit.dashboard import bulk, chart, edit, filters
+from jobkit.dashboard import bulk, chart, edit, filters, times
 from jobkit.dashboard.security import (
     Access,
     ASGIApp,
@@ -71,6 +71,7 @@ class Dashboard:
             autoescape=True,  # every value shown is escaped: params and errors are user data
             undefined=jinja2.StrictUndefined,
         )
+        env.globals.update(times.TEMPLATE_GLOBALS)
         self.templates = Jinja2Templates(env=env)
         #: Failed sign-ins by client address.
         self.throttle = Throttle()
@@ -359,7 +360,8 @@ class Dashboard:
         return {
             "keeps": _keeps(self.app.storage),
             "job": _job_json(record),
-            "attempts": [_attempt_json(a) for a in attempts],
+            "attempts": [{**_attempt_json(a), **times.attempt_spans(record, a)}
+                         for a in attempts],
             "logs": [{"attempt": line.attempt, "at": _time(line.at), "level": line.level,
                       "message": line.message} for line in lines],
         }
@@ -562,6 +564,7 @@ def _job_json(record: JobRecord) -> dict[str, Any]:
         "progress": record.progress,
         "progress_message": record.progress_message,
         "crashes": record.crashes,
+        **times.job_spans(record),
     }
 
 
