@@ -47,5 +47,8 @@ def serve(app: JobKit, host: str, port: int) -> None:
         port=port,
         auth="sign-in required" if access.required else "no sign-in: loopback only",
     )
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1 (its default),
+    # so anyone on the machine could escape the sign-in lockout; the app reads the header
+    # itself, from dashboard.trusted_proxies only (jobkit/dashboard/proxies.py)
     uvicorn.run(create_app(app, access=access), host=host, port=port, log_level="warning",
-                lifespan="off")
+                lifespan="off", proxy_headers=False)
