@@ -9,6 +9,7 @@ import contextlib
 import http.client
 import json
 import re
+import sqlite3
 import subprocess
 import sys
 import urllib.error
@@ -33,7 +34,7 @@ from test_dashboard_browser import dashboard as real_dashboard
 from jobkit import JobKit, JobStatus
 from jobkit.config import Config, load_config
 from jobkit.dashboard.passwords import hash_password
-from jobkit.dashboard.proxies import TrustedProxies
+from jobkit.dashboard.proxies import TrustedProxies, throttle_key
 from jobkit.dashboard.web import create_app
 from jobkit.exceptions import ConfigError
 
@@ -120,6 +121,15 @@ class TestClientAddress:
         proxies = TrustedProxies.of([] if peer == "127.0.0.1" else ["10.0.0.0/8", "fd00::/8"])
         assert proxies.client(peer, [forwarded] if forwarded else []) == client
 
+    def test_ipv6_clients_count_by_their_64_network(self) -> None:
+        """One lockout for a whole /64 (one machine's usual share); IPv4 as it is, mapped or
+        not; a peer given as an IPv4-mapped IPv6 address is trusted as its IPv4 self."""
+        assert throttle_key("2001:db8:1:2::5") == throttle_key("2001:db8:1:2:ffff::9")
+        assert throttle_key("2001:db8:1:2::5") != throttle_key("2001:db8:1:3::5")
+        assert throttle_key("::ffff:192.0.2.1") == throttle_key("192.0.2.1") == "192.0.2.1"
+        assert TrustedProxies.of(["10.0.0.0/8"]).client("::ffff:10.0.0.5", ["203.0.113.7"]) \
+            == "203.0.113.7"
+
     def test_several_headers_are_one_list(self) -> None:
         """Two X-Forwarded-For headers read as one list, in order."""
         proxies = TrustedProxies.of(["10.0.0.5"])
@@ -189,6 +199,25 @@ class TestSessionsEnd:
             assert status == 303
             assert call(f"{first}/api/jobs", {"Cookie": cookie})[0] == 401
             assert call(f"{second}/api/jobs", {"Cookie": cookie})[0] == 401
+
+    def test_a_sign_out_the_store_cannot_record_says_so(self, tmp_path: Path) -> None:
+        """A store that refuses the write (a SQLite trigger here): 503 naming the problem, and
+        the session is not pretended ended."""
+        with JobKit(dashboard_config(tmp_path), load_entrypoints=False) as app:
+            asgi = create_app(app)
+            with TestClient(asgi, base_url="http://127.0.0.1") as browser:
+                csrf = sign_in(browser)
+                thief = copied(browser, asgi)
+                with sqlite3.connect(tmp_path / "jobkit.db") as conn:
+                    conn.execute("CREATE TRIGGER no_revocations BEFORE INSERT ON "
+                                 "jobkit_revoked_sessions BEGIN SELECT RAISE(ABORT, "
+                                 "'the disk says no'); END")
+                response = browser.post("/logout", data={"csrf": csrf},
+                                        follow_redirects=False)
+                assert response.status_code == 503
+                assert "signed out in this browser only" in response.text
+                assert "the disk says no" in response.text
+                assert thief.get("/api/jobs").status_code == 200  # as the answer said
 
     def test_a_new_password_hash_ends_every_session(self, tmp_path: Path) -> None:
         """A session signed in under the old hash is refused once the config holds a new one

@@ -49,11 +49,14 @@ class TrustedProxies:
         return cls(tuple(parse_network(value) for value in values))
 
     def trusts(self, address: str) -> bool:
-        """Whether ``address`` is one of the trusted proxies (never for a name or garbage)."""
+        """Whether ``address`` is one of the trusted proxies (never for a name or garbage; an
+        IPv4 address seen as IPv6, ``::ffff:10.0.0.1``, as itself)."""
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
         return any(ip in network for network in self.networks)
 
     def client(self, peer: str, forwarded_for: Sequence[str]) -> str:
@@ -68,6 +71,20 @@ class TrustedProxies:
             if not self.trusts(entry):
                 return entry
         return entries[0] if entries else peer
+
+
+def throttle_key(address: str) -> str:
+    """Whose failed sign-ins ``address`` counts as: itself, or for IPv6 its /64 network (one
+    machine usually holds a whole /64, and could try each address of it in turn)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 class ForwardedClient:

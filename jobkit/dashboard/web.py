@@ -32,7 +32,7 @@ from starlette.templating import Jinja2Templates
 from jobkit.app import JobKit
 from jobkit.dashboard import bulk, chart, edit, filters, sessions
 from jobkit.dashboard.limits import MAX_BODY, BodyLimit, TooDeep, has_body, load_json
-from jobkit.dashboard.proxies import ForwardedClient, TrustedProxies
+from jobkit.dashboard.proxies import ForwardedClient, TrustedProxies, throttle_key
 from jobkit.dashboard.security import (
     Access,
     ASGIApp,
@@ -495,9 +495,10 @@ class Dashboard:
 
 
 def _client(request: Request) -> str:
-    """The address a request came from (behind a trusted proxy, the client it forwarded for:
-    see :mod:`jobkit.dashboard.proxies`)."""
-    return request.client.host if request.client else "?"
+    """Who failed sign-ins count against: the address a request came from (behind a trusted
+    proxy, the client it forwarded for; an IPv6 address's /64: see
+    :mod:`jobkit.dashboard.proxies`)."""
+    return throttle_key(request.client.host) if request.client else "?"
 
 
 def _bearer(request: Request) -> bool:
