@@ -37,6 +37,7 @@ from jobkit.dashboard.passwords import hash_password
 from jobkit.dashboard.proxies import TrustedProxies, throttle_key
 from jobkit.dashboard.web import create_app
 from jobkit.exceptions import ConfigError
+from jobkit.storage.base import Storage
 
 #: The same key for every dashboard of a test: a cookie of one is good on the other.
 SECRET_KEY = "k" * 40
@@ -421,3 +422,24 @@ class TestDeepJson:
                                         "Content-Type": "application/json"})
         assert response.status_code == 400
         assert "nests deeper than" in response.json()["error"]
+
+
+class TestSignOutsKept:
+    """`jobkit dashboard` says when its store cannot share sign-outs between processes."""
+
+    def test_a_backend_without_revocations_is_named_at_start(self, tmp_path: Path) -> None:
+        """The built-in stores keep them; a backend that does not is warned about."""
+        from jobkit.dashboard.serve import keeps_sign_outs
+        from jobkit.storage import MemoryStorage
+
+        with JobKit(dashboard_config(tmp_path), load_entrypoints=False) as app:
+            assert keeps_sign_outs(app)
+
+        class Forgetful(MemoryStorage):
+            scheme = "forgetful"
+            revoke_session = Storage.revoke_session
+            session_revoked = Storage.session_revoked
+
+        config = Config.from_dict({**config_data(tmp_path), "storage": "memory://"})
+        with JobKit(config, storage=Forgetful(), load_entrypoints=False) as app:
+            assert not keeps_sign_outs(app)

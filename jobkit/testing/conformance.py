@@ -1192,7 +1192,8 @@ class SessionRevocationTests(StorageFixtures):
         clock.advance(3600)
         storage.revoke_session("s2", clock() + timedelta(hours=8))
         assert storage.session_revoked("s1") and storage.session_revoked("s2")
-        if storage_url is not None:  # another process (here another connection) sees it
+        kept_in_the_store = type(storage).session_revoked is not Storage.session_revoked
+        if storage_url is not None and kept_in_the_store:  # another process sees it
             with type(storage).from_url(storage_url) as other:
                 assert other.session_revoked("s1")
 
