@@ -27,6 +27,7 @@ from workers import subprocess_env
 pytest.importorskip("starlette")
 pytest.importorskip("httpx2")
 
+import anyio
 from starlette.testclient import TestClient
 from test_dashboard import ADMIN, HASHES, dashboard_config, sign_in
 from test_dashboard_browser import dashboard as real_dashboard
@@ -268,14 +269,12 @@ class TestBodies:
                             (b"content-type", b"application/json"),
                             (b"authorization", f"Bearer {ADMIN}".encode())],
             }
-            import anyio
-
             anyio.run(asgi, scope, receive, send)
             assert answers[0]["status"] == 413
             assert sent <= 256 * 1024 + len(chunk)
 
     def test_a_chunked_body_over_http_is_refused(self, tmp_path: Path) -> None:
-        """The same through a real server: 413, and the job store untouched."""
+        """The same through a real server (4 MB in chunks): 413."""
         with served(tmp_path) as base:
             port = int(base.rsplit(":", 1)[1])
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -377,6 +376,7 @@ class TestPasswordInTheConfig:
             capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path,
         )
         assert done.returncode == 2
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert "hunter2" not in done.stderr and "Traceback" not in done.stderr
         assert "hash-password" in done.stderr
 
