@@ -217,7 +217,9 @@ def dashboard(ctx: click.Context, host: str, port: int) -> None:
     """Serve the web dashboard: see, search, cancel and retry jobs (docs/dashboard.md).
 
     Sign-in is required unless dashboard.auth is false in jobs.yaml; make a password hash
-    with 'jobkit dashboard hash-password'. Needs: pip install 'jobkit[dashboard]'.
+    with 'jobkit dashboard hash-password'. Behind a reverse proxy, name it in
+    dashboard.trusted_proxies: X-Forwarded-For is believed from no one else. Needs: pip
+    install 'jobkit[dashboard]'.
     """
     if ctx.invoked_subcommand is not None:
         return

@@ -28,6 +28,7 @@ else (``00:00``). Only
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -42,6 +43,7 @@ from jobkit.config_yaml import (
     Check,
     Invalid,
     KeyPath,
+    Rule,
     boolean,
     checked,
     choice,
@@ -162,8 +164,26 @@ class WorkerSettings:
 
 #: What ``jobkit dashboard hash-password`` makes (jobkit/dashboard/passwords.py's HASH_PATTERN).
 _PASSWORD_HASH = r"scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+"
-_HASH_RULE = text("a hash made by `jobkit dashboard hash-password`", pattern=_PASSWORD_HASH,
-                  nullable=True)
+_HASH_RULE = text("a password hash, not a password: run `jobkit dashboard hash-password` and "
+                  "set the scrypt$... line it prints", pattern=_PASSWORD_HASH, nullable=True,
+                  secret=True)
+
+
+def _is_network(value: Any) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
+#: ``dashboard.trusted_proxies``: addresses and networks, checked as the dashboard reads them.
+_PROXIES = list_of(Rule("an IP address or network (10.0.0.1, 10.0.0.0/8, fd00::/8)",
+                        _is_network), "IP addresses or networks")
+
+
+def _none_as_empty(value: Any) -> Any:
+    return [] if value is None else value
 
 
 @attrs.frozen
@@ -179,11 +199,16 @@ class DashboardSettings:
     #: The key that signs session cookies (32 characters or more); none: a random key per
     #: start, so signing in again after a restart. Better set in the environment.
     secret_key: str | None = setting(
-        None, text("a secret of 32 characters or more", pattern=r".{32,}", nullable=True))
+        None, text("a secret of 32 characters or more", pattern=r".{32,}", nullable=True,
+                   secret=True))
     #: Seconds a sign-in lasts.
     session_seconds: float = setting(8 * 3600.0, number(0, above=True))
     #: Send the session cookie over HTTPS only (``Secure``): set it behind an HTTPS proxy.
     secure_cookie: bool = setting(False, boolean())
+    #: The reverse proxies (addresses or networks) whose ``X-Forwarded-For`` is believed; none
+    #: by default: the client is the peer, whatever headers it sends.
+    trusted_proxies: list[str] = attrs.field(factory=list, converter=_none_as_empty,
+                                             validator=checked, metadata={CHECK: _PROXIES})
 
 
 def _settings_given(entry: JobEntry) -> frozenset[str]:

@@ -90,7 +90,8 @@ class TestPasswords:
         assert not verify_password("anything", stored)
 
     def test_jobs_yaml_refuses_a_plain_password(self, tmp_path: Path) -> None:
-        with pytest.raises(ConfigError, match=r"dashboard\.password_hash: expected a hash made by"):
+        with pytest.raises(ConfigError,
+                           match=r"dashboard\.password_hash: expected a password hash, not a"):
             Config.from_dict(config_data(tmp_path, dashboard={"password_hash": "hunter2"}))
 
 

@@ -109,7 +109,7 @@ class TestSQLiteFile:
             pass
         with sqlite3.connect(db_path) as conn:
             rows = conn.execute("SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(LATEST,)] and LATEST == 5
+        assert rows == [(LATEST,)] and LATEST == 6
 
     def test_a_version_1_file_is_upgraded(
         self, db_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -118,7 +118,8 @@ class TestSQLiteFile:
         jobs keep their data."""
         clock = FakeClock()
         first = {k: v for k, v in sqlite_module.queries().items()
-                 if k not in ("migration_2", "migration_3", "migration_4", "migration_5")}
+                 if k not in ("migration_2", "migration_3", "migration_4", "migration_5",
+                               "migration_6")}
         with monkeypatch.context() as patch:
             patch.setattr(sqlite_module, "queries", lambda: first)
             SQLiteStorage(db_path, clock=clock).close()
@@ -136,7 +137,7 @@ class TestSQLiteFile:
             )
             assert store.list_workers() == []
         with sqlite3.connect(db_path) as conn:
-            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(5,)]
+            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(6,)]
 
     def test_reopening_keeps_the_jobs(self, db_path: Path) -> None:
         """Opening an existing file again migrates nothing and finds its jobs."""

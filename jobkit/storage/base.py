@@ -34,6 +34,8 @@ from jobkit.records import (
 from jobkit.storage.search import Count, JobQuery, SearchPage, matches, page_of, search_in
 
 Clock = Callable[[], datetime]
+#: Guards the sessions a backend without a table of its own keeps in memory.
+_REVOKED_LOCK = threading.Lock()
 S = TypeVar("S", bound="Storage")
 
 #: The optional capabilities of a store and the methods that make up each. A backend has one
@@ -321,6 +323,25 @@ class Storage(abc.ABC):
 
     def forget_throughput(self, before: datetime) -> None:  # noqa: B027
         """Forget the counts of minutes before ``before``."""
+
+    # -- dashboard sessions signed out (optional: a backend without them keeps them in this
+    # -- object, so a sign-out is known only to the dashboard process that made it) ---------
+
+    def revoke_session(self, session_id: str, expires_at: datetime) -> None:
+        """Remember that the dashboard session ``session_id`` has ended (signed out): from now
+        on :meth:`session_revoked` says so, in every process that uses this store, at least
+        until ``expires_at`` (when its cookie is refused anyway); later it may be forgotten."""
+        with _REVOKED_LOCK:
+            revoked: dict[str, datetime] = self.__dict__.setdefault("_revoked_sessions", {})
+            now = self.now()
+            for ended in [key for key, until in revoked.items() if until < now]:
+                del revoked[ended]
+            revoked[session_id] = max(expires_at, revoked.get(session_id, expires_at))
+
+    def session_revoked(self, session_id: str) -> bool:
+        """Whether :meth:`revoke_session` ended the dashboard session ``session_id``."""
+        with _REVOKED_LOCK:
+            return session_id in self.__dict__.get("_revoked_sessions", {})
 
     def oldest_waiting(self) -> datetime | None:
         """When the job that has waited longest became due (pending or retrying, due now);

@@ -123,6 +123,14 @@ CREATE INDEX IF NOT EXISTS jobkit_job_logs_job ON jobkit_job_logs (job_id, id);
 -- where nothing is secret: then the params themselves are searched)
 ALTER TABLE jobkit_jobs ADD COLUMN IF NOT EXISTS params_masked text;
 
+-- name: migration_6
+-- dashboard sessions that were signed out, until their cookies expire anyway: every dashboard
+-- process over this store refuses them (docs/decisions.md, "Dashboard sessions")
+CREATE TABLE IF NOT EXISTS jobkit_revoked_sessions (
+    id text PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);
+
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS jobkit_schema_version (version integer NOT NULL);
 
@@ -350,3 +358,11 @@ SELECT %(job_id)s, %(attempt)s, %(at)s, %(level)s, %(message)s WHERE EXISTS (
 
 -- name: job_logs
 SELECT * FROM jobkit_job_logs WHERE job_id = %(job_id)s ORDER BY id;
+
+-- name: revoke_session
+INSERT INTO jobkit_revoked_sessions (id, expires_at) VALUES (%(id)s, %(expires_at)s)
+ON CONFLICT (id) DO UPDATE SET
+    expires_at = greatest(jobkit_revoked_sessions.expires_at, excluded.expires_at);
+
+-- name: forget_revoked_sessions
+DELETE FROM jobkit_revoked_sessions WHERE expires_at < coalesce(%(now)s, now());

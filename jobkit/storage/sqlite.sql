@@ -101,6 +101,14 @@ CREATE INDEX IF NOT EXISTS jobkit_job_logs_job ON jobkit_job_logs (job_id, id);
 -- where nothing is secret: then the params themselves are searched)
 ALTER TABLE jobkit_jobs ADD COLUMN params_masked TEXT;
 
+-- name: migration_6
+-- dashboard sessions that were signed out, until their cookies expire anyway: every dashboard
+-- process over this store refuses them (docs/decisions.md, "Dashboard sessions")
+CREATE TABLE IF NOT EXISTS jobkit_revoked_sessions (
+    id TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
+
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS jobkit_schema_version (version INTEGER NOT NULL);
 
@@ -359,3 +367,10 @@ SELECT :job_id, :attempt, :at, :level, :message WHERE EXISTS (
 
 -- name: job_logs
 SELECT * FROM jobkit_job_logs WHERE job_id = :job_id ORDER BY id;
+
+-- name: revoke_session
+INSERT INTO jobkit_revoked_sessions (id, expires_at) VALUES (:id, :expires_at)
+ON CONFLICT (id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at);
+
+-- name: forget_revoked_sessions
+DELETE FROM jobkit_revoked_sessions WHERE expires_at < :now;

@@ -1206,6 +1206,27 @@ class WorkerRegistryTests(StorageFixtures):
         assert storage.oldest_waiting() is None
 
 
+class SessionRevocationTests(StorageFixtures):
+    """Dashboard sessions signed out: revoked for every dashboard over the store."""
+
+    def test_a_revoked_session_stays_revoked(
+        self, storage: Storage, clock: FakeClock, storage_url: str | None
+    ) -> None:
+        expires = clock() + timedelta(hours=8)
+        assert not storage.session_revoked("s1")
+        storage.revoke_session("s1", expires)
+        storage.revoke_session("s1", expires)  # twice is once
+        assert storage.session_revoked("s1")
+        assert not storage.session_revoked("s2")
+        clock.advance(3600)
+        storage.revoke_session("s2", clock() + timedelta(hours=8))
+        assert storage.session_revoked("s1") and storage.session_revoked("s2")
+        kept_in_the_store = type(storage).session_revoked is not Storage.session_revoked
+        if storage_url is not None and kept_in_the_store:  # another process sees it
+            with type(storage).from_url(storage_url) as other:
+                assert other.session_revoked("s1")
+
+
 class InProcessStorageConformance(
     RoundTripTests,
     ClaimTests,
@@ -1216,6 +1237,7 @@ class InProcessStorageConformance(
     ReadTests,
     SearchTests,
     WorkerRegistryTests,
+    SessionRevocationTests,
     PruneTests,
     ClosedStoreTests,
 ):
