@@ -65,7 +65,8 @@ class TestOptionalCapabilities:
         counts, output = run_suite(tmp_path, ("job_logs", "register_worker", "beat_workers",
                                               "remove_worker", "forget_workers",
                                               "list_workers"), "-k", "registered or log_lines")
-        assert counts == {"failed": 1, "skipped": 1, "deselected": 95}, output
+        counts.pop("deselected", None)  # the rest of the suite, which grows
+        assert counts == {"failed": 1, "skipped": 1}, output
         assert ("PartialStorage keeps job log lines in part: it overrides add_job_logs but not "
                 "job_logs (optional capability 'job_logs' needs all of them)") in output
         assert "PartialStorage keeps no worker processes (optional capability 'workers'" in output
@@ -98,7 +99,9 @@ class TestAssertionRewriting:
         AssertionError: the suite's module is rewritten by pytest like a test module."""
         write_files(tmp_path, {"test_broken.py": BROKEN})
         result = run_pytest(tmp_path, "-k", "test_list_is_newest_first")
-        assert outcomes(result.stdout) == {"failed": 1, "deselected": 96}, result.stdout
+        counts = outcomes(result.stdout)
+        counts.pop("deselected", None)  # the rest of the suite, which grows
+        assert counts == {"failed": 1}, result.stdout
         assert "AssertionError: assert ['1', '2', '3'] == ['3', '2', '1']" in result.stdout
         assert "At index 0 diff: '1' != '3'" in result.stdout
 
