@@ -310,7 +310,9 @@ class Factory:
         for key, value in by_name.items():
             if key in allowed:
                 continue
-            if not signature.accepts_any_keyword:
+            if problem := text_problem(key):  # named escaped: the message must be valid UTF-8
+                problems[ascii(key)] = f"the parameter name {problem}"
+            elif not signature.accepts_any_keyword:
                 problems[key] = "unexpected parameter (the method has no parameter of this name)"
             elif problem := json_problem(value, key):
                 problems[key] = problem

@@ -395,3 +395,67 @@ class Levels(Job):
 
     def set_level(self, level: Literal[1, 2]) -> int:
         return level
+
+
+class Keywords(Job):
+    """A method that takes any keyword."""
+
+    methods = ("take", "fixed")
+
+    def take(self, **extra: Any) -> list[str]:
+        return sorted(extra)
+
+    def fixed(self, name: str = "") -> str:
+        return name
+
+
+#: Parameter names no store keeps alike, and how an error names them (escaped).
+BAD_NAMES = [
+    ("\ud800", "'\\ud800'", "lone surrogate"),
+    ("ok\udcff", "'ok\\udcff'", "lone surrogate"),
+    ("a\x00b", "'a\\x00b'", "NUL"),
+]
+
+
+class TestKeywordNames:
+    @pytest.fixture
+    def keywords(self, app: JobKit) -> JobKit:
+        app.register("Keywords", Keywords)
+        return app
+
+    @pytest.mark.parametrize("method", ["take", "fixed"])
+    @pytest.mark.parametrize(("key", "shown", "words"), BAD_NAMES)
+    def test_bad_top_level_name_is_refused_escaped(
+        self, keywords: JobKit, method: str, key: str, shown: str, words: str
+    ) -> None:
+        """A lone surrogate or a NUL in a parameter name is InvalidParameters naming the name
+        escaped (the message itself is valid UTF-8), for **kwargs and other methods; nothing is
+        stored."""
+        with pytest.raises(InvalidParameters) as info:
+            keywords.run_background_job("Keywords", method, {key: 1, "fine": 2})
+        assert set(info.value.problems) == {shown} | ({"fine"} if method == "fixed" else set())
+        assert words in info.value.problems[shown]
+        str(info.value).encode("utf-8")  # printable, loggable, storable
+        assert stored(keywords) == 0
+
+    def test_enqueue_many_names_the_index_and_the_name(self, keywords: JobKit) -> None:
+        """In a batch, the bad name is reported with its index; nothing is stored."""
+        with pytest.raises(InvalidParameters) as info:
+            keywords.enqueue_many("Keywords", "take", [{"a": 1}, {"\ud800": 1}])
+        assert set(info.value.problems) == {"params[1] '\\ud800'"}
+        assert stored(keywords) == 0
+
+    @pytest.mark.parametrize(("key", "shown", "words"), BAD_NAMES)
+    def test_bad_name_in_a_stored_row_fails_the_job(
+        self, keywords: JobKit, key: str, shown: str, words: str
+    ) -> None:
+        """A row altered in the store to hold such a name fails, unrun, its error naming it."""
+        job_id = keywords.run_background_job("Keywords", "take", {"a": 1})
+        path = keywords.config.storage.removeprefix("sqlite:///")
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE jobkit_jobs SET params = ? WHERE id = ?",
+                       (json.dumps({key: 1}), int(job_id)))
+        run_until_empty(keywords)
+        record = keywords.get_job(job_id)
+        assert record.status == JobStatus.FAILED and record.result is None
+        assert shown in (record.error or "") and words in (record.error or "")
