@@ -256,6 +256,7 @@ class Worker:
         self._start_failures = 0
         self._exit_code = 0
         self._store_lost = False  # its file was deleted or replaced: the worker is stopping
+        self._check_failing = False  # the last check of the store could not tell
         self._log_relays: list[threading.Thread] = []
         #: Lists the worker processes in the store, for the dashboard.
         self._roster = Roster(lambda: app.storage)
@@ -391,8 +392,12 @@ class Worker:
             self._store_lost = True
             self._exit_code = 1
             self.request_stop()
-        except StorageError as exc:  # could not tell: not lost, maybe down; the next beat looks
-            logger.warning("could not check the store: {error}", error=str(exc))
+        except Exception as exc:  # a check that cannot tell (the store is down) decides nothing
+            if not self._check_failing:  # said once, not every heartbeat
+                logger.warning("could not check the store: {error}", error=str(exc))
+            self._check_failing = True
+        else:
+            self._check_failing = False
 
     def _upkeep(self) -> None:
         """Once a second: beat the listed processes, add their outcomes to the throughput, and

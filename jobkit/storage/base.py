@@ -307,8 +307,9 @@ class Storage(abc.ABC):
         """Raise ``StoreLost`` when the store this object opened is gone for good, so that
         going on would lose jobs without a word (SQLite: its file was deleted or replaced). A
         worker's supervisor calls it every heartbeat and stops when it raises. Optional: the
-        default finds nothing; a store that is merely down is not lost (its calls raise
-        ``StorageError`` and the worker waits for it)."""
+        default finds nothing. A store that is merely down is not lost: the check returns (or
+        raises ``StorageError``, which the worker logs once and ignores), and the worker waits
+        for the store as usual."""
 
     def housekeep(self) -> None:  # noqa: B027 - most backends have no upkeep
         """Upkeep a worker's supervisor runs about once a second, off the jobs' path (SQLite:

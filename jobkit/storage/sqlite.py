@@ -386,7 +386,8 @@ class SQLiteStorage(SQLStorage):
         except OSError:
             return  # cannot look (permissions): the store's own calls will say what is wrong
         if now != self._identity:
-            what = "deleted" if now is None else "replaced by another file"
+            what = "deleted" if now is None else (
+                "replaced (deleted and made again, or another file moved there)")
             raise StoreLost(
                 f"sqlite storage {self.path}: the database file was {what} while in use: this "
                 "process still writes to the old file, which new enqueues no longer reach"
