@@ -351,6 +351,14 @@ class Storage(abc.ABC):
                if job.status in WAITING_STATUSES and job.available_at <= now]
         return min(due, default=None)
 
+    def check_health(self) -> None:  # noqa: B027 - most backends have nothing to check
+        """Raise ``StoreLost`` when the store this object opened is gone for good, so that
+        going on would lose jobs without a word (SQLite: its file was deleted or replaced). A
+        worker's supervisor calls it every heartbeat and stops when it raises. Optional: the
+        default finds nothing. A store that is merely down is not lost: the check returns (or
+        raises ``StorageError``, which the worker logs once and ignores), and the worker waits
+        for the store as usual."""
+
     def housekeep(self) -> None:  # noqa: B027 - most backends have no upkeep
         """Upkeep a worker's supervisor runs about once a second, off the jobs' path (SQLite:
         checkpoint the write-ahead log). Raises ``StorageError``; the default does nothing."""
