@@ -88,16 +88,37 @@ def _text_format(record: Record) -> str:
     # one escape for the whole line: it works character by character, and the separators hold
     # no character it changes
     extra["_jobkit_line"] = escape(" | ".join(filter(None, [" ".join(fields), record["message"]])))
-    tb = extra.get("traceback")
-    if tb is None and record["exception"] is not None:
-        import traceback
-
-        exc = record["exception"]
-        tb = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+    tb = traceback_text(record)
     extra["_jobkit_tb"] = (
         "".join(f"\n  | {escape(line)}" for line in str(tb).splitlines()) if tb else ""
     )
     return _TEXT_LINE
+
+
+def traceback_text(record: Record) -> str | None:
+    """The traceback a record shows: its ``traceback`` value (a job's failure, or a record sent
+    by a worker process, whose traceback object cannot cross the pipe), else its exception's,
+    formatted as Python prints it; None without either."""
+    tb = record["extra"].get("traceback")
+    exc = record["exception"]
+    if tb is None and exc is not None:
+        import traceback
+
+        tb = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+    return None if tb is None else str(tb)
+
+
+#: loguru's default line, without colours: the ``text`` of a JSON record.
+_JSON_TEXT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}\n"
+
+
+def _json_format(record: Record) -> str:
+    """The ``text`` of a JSON record: loguru's default line, then an exception's traceback (also
+    set as ``extra.traceback``, so a worker process's record reads as one of this process)."""
+    if record["exception"] is None:
+        return _JSON_TEXT
+    record["extra"]["traceback"] = traceback_text(record)
+    return _JSON_TEXT + "{extra[traceback]}"
 
 
 def console_format(record: Record) -> str:
@@ -166,6 +187,7 @@ def configure_logging(
     }
     if settings.format == "json":
         common["serialize"] = True
+        common["format"] = _json_format
     else:
         common["format"] = _text_format
     events, errors = directory / EVENTS_FILE, directory / ERRORS_FILE
