@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pluggy
 
-from jobkit.config import Config, JobSettings, ResolvedJob, load_config
+from jobkit.config import Config, JobSettings, ResolvedJob, load_config, raw_notifications
 from jobkit.exceptions import MAX_DELAY, ConfigError, InvalidParameters, JobkitError
 from jobkit.factory import Factory
 from jobkit.masking import has_secrets, mask_secrets
-from jobkit.notify import NotificationDispatcher, build_subscriptions
+from jobkit.notify import NotificationDispatcher, build_subscriptions, with_notifier_problems
 from jobkit.options import structure_options
 from jobkit.plugins import EventDispatcher, NotifierRegistry, StorageRegistry, get_plugin_manager
 from jobkit.records import (
@@ -98,6 +98,28 @@ class _Options:
         }
 
 
+def _with_notifier_problems(
+    error: ConfigError,
+    path: str | os.PathLike[str] | None,
+    *,
+    plugins: tuple[object, ...] = (),
+    load_entrypoints: bool = True,
+    **_: Any,
+) -> ConfigError:
+    """``error`` with the problems of the file's notifier entries (the plugin manager that
+    ``JobKit(...)`` would build checks them); ``error`` itself if the plugins do not load."""
+    entries = raw_notifications(path)
+    if not entries:
+        return error
+    try:
+        pm = get_plugin_manager(plugins, load_entrypoints=load_entrypoints)
+    except ConfigError:
+        return error
+    notifiers = NotifierRegistry()
+    pm.hook.jobkit_register_notifiers(registry=notifiers)
+    return with_notifier_problems(error, entries, notifiers)
+
+
 class JobKit:
     """A jobkit application. Build one with :meth:`from_config`, or use the default app."""
 
@@ -136,8 +158,18 @@ class JobKit:
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> JobKit:
-        """An app from ``path``, else ``JOBKIT_CONFIG``, else ``./jobs.yaml``, else defaults."""
-        return cls(load_config(path), **kwargs)
+        """An app from ``path``, else ``JOBKIT_CONFIG``, else ``./jobs.yaml``, else defaults.
+
+        A file that does not load is a ``ConfigError`` naming every problem, those the notifier
+        plugins find in its ``notifications:`` included."""
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            complete = _with_notifier_problems(exc, path, **kwargs)
+            if complete is exc:
+                raise
+            raise complete from None  # it holds every problem of exc
+        return cls(config, **kwargs)
 
     # -- parts ---------------------------------------------------------------------------------
 
