@@ -16,8 +16,10 @@ its rotation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 from datetime import timezone
 from pathlib import Path
@@ -161,6 +163,23 @@ def capture_driver_logs() -> None:
             target.propagate = False
 
 
+#: loguru's default stderr sink as ``repr(logger)`` shows it: the first handler (id 0), added
+#: when loguru is imported; ids are never reused, so no sink added later has it.
+_LOGURU_DEFAULT_SINK = re.compile(r"\(id=0, level=\d+, sink=<stderr>\)")
+#: ``LOGURU_AUTOINIT`` values with which loguru adds no default sink (its own parsing).
+_NO_AUTOINIT = ("0", "false", "no", "n", "nok", "off")
+
+
+def _remove_loguru_default_sink() -> None:
+    """Remove loguru's default stderr sink if it is still installed, and nothing else: with
+    ``LOGURU_AUTOINIT=false`` (or no stderr at import) handler 0 is the application's own."""
+    if os.environ.get("LOGURU_AUTOINIT", "").lower() in _NO_AUTOINIT:
+        return
+    if _LOGURU_DEFAULT_SINK.search(repr(logger)):
+        with contextlib.suppress(ValueError):  # another thread removed it meanwhile
+            logger.remove(0)
+
+
 def configure_logging(
     settings: LoggingSettings,
     pm: pluggy.PluginManager | None = None,
@@ -170,10 +189,14 @@ def configure_logging(
 ) -> LogFiles:
     """Enable jobkit's logging and add its two file sinks; then call ``jobkit_configure_logging``.
 
-    ``enqueue=True`` makes the sinks safe to feed from several processes (the worker).
+    loguru's default stderr sink (handler 0, added when loguru is imported) is removed if it is
+    still there: it would print every job event of the process without its job. Sinks the
+    application added are kept. ``enqueue=True`` makes the sinks safe to feed from several
+    processes (the worker).
     """
     directory = Path(base_dir or ".") / settings.dir
     directory.mkdir(parents=True, exist_ok=True)
+    _remove_loguru_default_sink()
     logger.enable("jobkit")
     common: dict[str, Any] = {
         "filter": _is_job_record,
