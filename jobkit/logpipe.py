@@ -194,7 +194,8 @@ def _pickled(batch: list[Line | Event]) -> bytes:
             except Exception:
                 assert isinstance(line, Line)
                 line = line._replace(
-                    extra={key: repr(value) for key, value in line.extra.items()},
+                    extra={key: value if isinstance(value, str) else repr(value)
+                           for key, value in line.extra.items()},  # a traceback's text stays
                     exception=None,
                     message=line.message if line.exception is None
                     else f"{line.message} ({line.exception!r})",

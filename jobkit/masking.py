@@ -74,7 +74,10 @@ def has_secrets(value: Any) -> bool:
         for key, item in value.items():  # a loop, not any(): this runs for every job enqueued
             if isinstance(key, str) and is_secret(key):
                 return True
-            if isinstance(item, _NESTED) and has_secrets(item):
+            if isinstance(item, str):  # most values: checked here, without a call
+                if "://" in item and _has_url_password(item):
+                    return True
+            elif isinstance(item, _NESTED) and has_secrets(item):
                 return True
         return False
     if isinstance(value, (list, tuple)):

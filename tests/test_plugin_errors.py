@@ -139,3 +139,31 @@ class TestTracebacksFromWorkerProcesses:
         assert "in explain" in tracebacks["started"], tracebacks
         for hook in hooks.values():
             assert tracebacks["started"].rstrip() in hook["text"]
+
+
+class TestUnpicklableErrors:
+    def test_the_traceback_text_survives_an_exception_that_cannot_be_pickled(self) -> None:
+        """A record whose exception class only the worker process knows still sends its
+        traceback as text, not as a repr on one line."""
+        import pickle
+
+        from loguru import logger
+
+        from jobkit.logpipe import _line, _pickled
+
+        class OnlyHere(Exception):
+            pass
+
+        lines: list[Any] = []
+        handler = logger.add(lambda message: lines.append(_line(message.record)), level=0)
+        try:
+            try:
+                raise OnlyHere("local")
+            except OnlyHere:
+                logger.opt(exception=True).error("it broke")
+        finally:
+            logger.remove(handler)
+        sent = pickle.loads(_pickled(lines))
+        text = sent[0].extra["traceback"]
+        assert text.startswith("Traceback (most recent call last):\n"), text
+        assert text.rstrip().endswith("OnlyHere: local")
