@@ -134,8 +134,11 @@ def _not_valid(pm: pluggy.PluginManager, exc: pluggy.PluginValidationError) -> s
     found = re.match(r"Plugin '([^']*)' for hook '([^']+)'", first)
     name = pm.get_name(exc.plugin) or (found.group(1) if found else None)
     who = _plugin_label(exc.plugin, name)
-    if found is None:  # check_pending: "unknown hook 'x' in plugin <repr>"
-        hook = first.split("'")[1] if first.count("'") >= 2 else first
+    if found is None:
+        unknown_hook = re.match(r"unknown hook '([^']+)'", first)  # from check_pending
+        if unknown_hook is None:  # a message this code does not know: all of it, on one line
+            return f"plugin {who}: {' '.join([first, *rest])}"
+        hook = unknown_hook.group(1)
         close = difflib.get_close_matches(hook, _hook_names(pm), n=1)
         hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(_hook_names(pm))}"
         return f"plugin {who}: unknown hook {hook!r} ({hint})"
