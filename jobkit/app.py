@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pluggy
 
-from jobkit.config import Config, JobSettings, ResolvedJob, load_config, raw_notifications
+from jobkit.config import Config, JobSettings, ResolvedJob, load_config
 from jobkit.exceptions import MAX_DELAY, ConfigError, InvalidParameters, JobkitError
 from jobkit.factory import Factory
 from jobkit.masking import has_secrets, mask_secrets
@@ -98,28 +98,6 @@ class _Options:
         }
 
 
-def _with_notifier_problems(
-    error: ConfigError,
-    path: str | os.PathLike[str] | None,
-    *,
-    plugins: tuple[object, ...] = (),
-    load_entrypoints: bool = True,
-    **_: Any,
-) -> ConfigError:
-    """``error`` with the problems of the file's notifier entries (the plugin manager that
-    ``JobKit(...)`` would build checks them); ``error`` itself if the plugins do not load."""
-    entries = raw_notifications(path)
-    if not entries:
-        return error
-    try:
-        pm = get_plugin_manager(plugins, load_entrypoints=load_entrypoints)
-    except ConfigError:
-        return error
-    notifiers = NotifierRegistry()
-    pm.hook.jobkit_register_notifiers(registry=notifiers)
-    return with_notifier_problems(error, entries, notifiers)
-
-
 class JobKit:
     """A jobkit application. Build one with :meth:`from_config`, or use the default app."""
 
@@ -165,7 +143,7 @@ class JobKit:
         try:
             config = load_config(path)
         except ConfigError as exc:
-            complete = _with_notifier_problems(exc, path, **kwargs)
+            complete = with_notifier_problems(exc, path, **kwargs)
             if complete is exc:
                 raise
             raise complete from None  # it holds every problem of exc

@@ -9,6 +9,7 @@ attrs class (unknown keys and wrong types are configuration errors naming file a
 from __future__ import annotations
 
 import abc
+import os
 import re
 from collections.abc import Iterable
 from functools import partial
@@ -94,11 +95,28 @@ ENTRY_KEYS = ("plugin", "events", "jobs")
 
 def with_notifier_problems(
     error: ConfigError,
-    entries: list[tuple[str, dict[str, Any]]],
-    registry: NotifierRegistry,
+    path: str | os.PathLike[str] | None,
+    *,
+    plugins: tuple[object, ...] = (),
+    load_entrypoints: bool = True,
+    **_: Any,
 ) -> ConfigError:
-    """``error`` (a file that did not load) with the problems the notifier plugins find in the
-    file's raw ``notifications:`` entries, all in the order of the file."""
+    """``error`` (the file ``path`` did not load) with the problems that the notifier plugins
+    ``JobKit(plugins=..., load_entrypoints=...)`` would load find in the file's raw
+    ``notifications:`` entries, all in the order of the file; ``error`` itself when there are
+    none, or the plugins do not load."""
+    from jobkit.config import raw_notifications
+    from jobkit.plugins import NotifierRegistry, get_plugin_manager
+
+    entries = raw_notifications(path)
+    if not entries:
+        return error
+    try:
+        pm = get_plugin_manager(plugins, load_entrypoints=load_entrypoints)
+    except ConfigError:
+        return error
+    registry = NotifierRegistry()
+    pm.hook.jobkit_register_notifiers(registry=registry)
     found = list(error.errors)
     for where, entry in entries:
         plugin = entry.get("plugin")

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 import os
-import re
 import sys
-import types
 import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -129,6 +126,9 @@ def get_plugin_manager(
 def _not_valid(pm: pluggy.PluginManager, exc: pluggy.PluginValidationError) -> str:
     """What is wrong with a plugin, on one line: the plugin, the hook, and what the hook takes
     (pluggy's own message names the plugin by an id, over three lines)."""
+    import difflib
+    import re  # here: only a plugin that does not fit needs them
+
     first, *rest = str(exc).splitlines()
     # register refuses before naming the plugin: its message holds the name
     found = re.match(r"Plugin '([^']*)' for hook '([^']+)'", first)
@@ -155,6 +155,8 @@ def _not_valid(pm: pluggy.PluginManager, exc: pluggy.PluginValidationError) -> s
 
 def _plugin_label(plugin: object, name: str | None) -> str:
     """A plugin as people know it: its module, or its class (pluggy names an instance by id)."""
+    import types
+
     if isinstance(plugin, types.ModuleType):
         return plugin.__name__ if name in (None, plugin.__name__) else (
             f"{name!r} (module {plugin.__name__})")

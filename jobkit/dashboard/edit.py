@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from jobkit.factory import signature_of
-from jobkit.masking import MASK, is_secret, mask_secrets, mask_url_passwords
+from jobkit.masking import MASK, is_secret, mask_secrets
 from jobkit.records import JobRecord
 from jobkit.registry import JobSpec
 
@@ -77,11 +77,14 @@ def edited_params(record: JobRecord, posted: Mapping[str, str]) -> dict[str, Any
             continue
         try:
             params[name] = _unmasked(json.loads(text), stored.get(name))
-        except json.JSONDecodeError:  # plain text is a string
-            params[name] = _unmasked(text, stored.get(name))
+        except json.JSONDecodeError:
+            params[name] = text  # plain text is a string
     for name, value in stored.items():  # a secret left empty, or out, keeps its value
         if is_secret(name) and not posted.get(PREFIX + name, "").strip():
             params[name] = value
+    for name, value in params.items():  # plain text too may show a URL's password masked
+        if isinstance(value, str):
+            params[name] = _unmasked(value, stored.get(name))
     return params
 
 
@@ -89,7 +92,7 @@ def _unmasked(edited: Any, stored: Any) -> Any:
     """``edited`` with each secret still showing the mask given back its stored value (the form
     showed nested secrets and the passwords of URLs masked)."""
     if isinstance(edited, str) and isinstance(stored, str):
-        return stored if edited != stored and edited == mask_url_passwords(stored) else edited
+        return stored if edited != stored and edited == mask_secrets(stored) else edited
     if isinstance(edited, dict) and isinstance(stored, dict):
         return {
             key: stored[key] if is_secret(key) and value == MASK and key in stored
