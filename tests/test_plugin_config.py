@@ -75,6 +75,7 @@ class TestPluginValidation:
 
 
 def write_yaml(tmp_path: Path, text: str) -> Path:
+    """tmp_path/jobs.yaml holding ``text`` (dedented)."""
     path = tmp_path / "jobs.yaml"
     path.write_text(textwrap.dedent(text))
     return path
