@@ -520,12 +520,14 @@ def jobs(state: State, as_json: bool) -> None:
             )
             continue
         click.echo(f"{spec.name}  ({spec.import_path}; from {spec.source})")
+        click.echo("  methods:")  # headers: the settings are the job's, not its last method's
         for method in spec.methods:
-            click.echo(f"  {describe(spec.cls, method)}")
+            click.echo(f"    {describe(spec.cls, method)}")
+        click.echo("  settings:")
         for key, value in settings.items():
             click.echo(f"    {key} = {value!r}  [{resolved.sources.get(key, 'built-in')}]")
         if options:
-            click.echo(f"    options = {json.dumps(options, default=str)}")
+            click.echo(f"  options = {json.dumps(options, default=str)}")
 
 
 def _options_dict(options: Any) -> dict[str, Any]:

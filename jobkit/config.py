@@ -406,18 +406,47 @@ def load_config(
     environment are kept, relative to the working directory.
     """
     env = os.environ if environ is None else environ
-    if path is None and env.get("JOBKIT_CONFIG"):
-        path = env["JOBKIT_CONFIG"]
-    elif path is None and Path("jobs.yaml").is_file():
-        path = "jobs.yaml"
-    if path is None:
+    file = _config_file(path, env)
+    if file is None:
         return _build({}, _Provenance(), env)
-    file = os.fspath(path)
     document = read_yaml_file(file)
     data = {} if document.data is None else document.data
     config = _build(data, _Provenance(source=file, lines=document.lines), env,
                     duplicates=document.duplicates, folder=Path(file).absolute().parent)
     return attrs.evolve(config, path=file)
+
+
+def _config_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> str | None:
+    """The file :func:`load_config` reads: ``path``, else ``JOBKIT_CONFIG``, else an existing
+    ``./jobs.yaml``; None for the built-in defaults."""
+    if path is None and env.get("JOBKIT_CONFIG"):
+        path = env["JOBKIT_CONFIG"]
+    elif path is None and Path("jobs.yaml").is_file():
+        path = "jobs.yaml"
+    return None if path is None else os.fspath(path)
+
+
+def raw_notifications(
+    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The ``notifications:`` entries of the file :func:`load_config` reads, unchecked, each
+    with where it is (``jobs.yaml:12: notifications[0]``): for the notifier plugins to check
+    when the file has other problems, so that one ``ConfigError`` names them all. Empty when
+    the file cannot be read."""
+    file = _config_file(path, os.environ if environ is None else environ)
+    if file is None:
+        return []
+    try:
+        document = read_yaml_file(file)
+    except ConfigError:
+        return []
+    data = document.data if isinstance(document.data, Mapping) else {}
+    entries = data.get("notifications")
+    if not isinstance(entries, list):
+        return []
+    provenance = _Provenance(source=file, lines=document.lines)
+    return [(f"{provenance.where(('notifications', index))}: notifications[{index}]", entry)
+            for index, entry in enumerate(entries) if isinstance(entry, dict)]
 
 
 def _check_layer(layer: Mapping[str, Any], allowed: Collection[str], where: str) -> dict[str, Any]:

@@ -701,6 +701,21 @@ class TestJobs:
         assert re.search(r"timeout = 9\.0\s+\[environment JOBKIT_DEFAULTS__TIMEOUT\]", out), out
         assert re.search(r"backoff = 'fixed'\s+\[built-in\]", out), out
 
+    def test_settings_are_not_shown_as_the_last_methods(self, tmp_path: Path) -> None:
+        """`jobs` puts methods and settings under headers of their own, at the same depth."""
+        config = write_config(tmp_path, jobs={"Configured": {
+            "class": "sample_jobs:Configured", "options": {"greeting": "Hi"}}})
+        result = CliRunner().invoke(main, ["--config", str(config), "jobs"])
+        assert result.exit_code == 0, result.output
+        block = result.stdout.split("Configured  (", 1)[1].splitlines()[1:]
+        block = block[:next((i for i, line in enumerate(block) if not line.startswith(" ")),
+                            len(block))]
+        assert block[:2] == ["  methods:", "    greet(name: str)"]
+        assert block[2] == "  settings:"
+        settings = block[3:-1]
+        assert settings and all(re.match(r"    \w+ = .*  \[.*\]$", line) for line in settings)
+        assert block[-1] == '  options = {"greeting": "Hi", "times": 1}'
+
     def test_narrowed_methods(self, tmp_path: Path) -> None:
         """`jobs` shows only the methods jobs.yaml keeps."""
         config = write_config(

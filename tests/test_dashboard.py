@@ -561,15 +561,39 @@ class TestRetryWithEditedParams:
         csrf = sign_in(client)
         page = client.get(f"/jobs/{job_id}").text
         assert "NESTED-SECRET" not in page and "&#34;***&#34;" in page
-        field = re.search(r'name="param\.server" value="([^"]*)"', page)
-        assert field is not None
-        shown = html.unescape(field.group(1))
-        response = client.post(f"/jobs/{job_id}/retry-edited", follow_redirects=False,
-                               data={"csrf": csrf, "param.server": shown})
-        assert response.status_code == 303, response.text
-        new_id = response.headers["location"].rsplit("/", 1)[-1]
+        new_id = retry_from_form(client, job_id, csrf, "server", form_value(page, "server"))
         assert app.get_job(new_id).params == {
             "server": {"name": "ana", "password": "NESTED-SECRET"}, "api_key": "k"}
+
+    def test_a_url_password_is_masked_in_the_form_and_kept(
+        self, client: TestClient, app: JobKit
+    ) -> None:
+        """A URL's password shows as *** in the form; sent back unchanged, the stored one runs."""
+        app.register("Login", Login)
+        url = "postgresql://ana:URL-SECRET@db/app"
+        job_id = app.run_background_job("Login", "login", {"user": url, "api_key": "k"})
+        app.cancel_job(job_id)
+        csrf = sign_in(client)
+        page = client.get(f"/jobs/{job_id}").text
+        assert "URL-SECRET" not in page and "postgresql://ana:***@db/app" in page
+        for shown in (form_value(page, "user"), "postgresql://ana:***@db/app"):
+            new_id = retry_from_form(client, job_id, csrf, "user", shown)
+            assert app.get_job(new_id).params == {"user": url, "api_key": "k"}
+
+
+def form_value(page: str, param: str) -> str:
+    """The value the edit form shows for ``param``."""
+    field = re.search(rf'name="param\.{param}" value="([^"]*)"', page)
+    assert field is not None
+    return html.unescape(field.group(1))
+
+
+def retry_from_form(client: TestClient, job_id: str, csrf: str, param: str, value: str) -> str:
+    """Post the edit form of ``job_id`` with ``param`` set to ``value``; the new job's id."""
+    response = client.post(f"/jobs/{job_id}/retry-edited", follow_redirects=False,
+                           data={"csrf": csrf, f"param.{param}": value})
+    assert response.status_code == 303, response.text
+    return str(response.headers["location"].rsplit("/", 1)[-1])
 
 
 class TestReviewFindings:

@@ -89,12 +89,17 @@ def edited_params(record: JobRecord, posted: Mapping[str, str]) -> dict[str, Any
     for name, value in stored.items():  # a secret left empty, or out, keeps its value
         if is_secret(name) and not posted.get(PREFIX + name, "").strip():
             params[name] = value
+    for name, value in params.items():  # plain text too may show a URL's password masked
+        if isinstance(value, str):
+            params[name] = _unmasked(value, stored.get(name))
     return params
 
 
 def _unmasked(edited: Any, stored: Any) -> Any:
     """``edited`` with each secret still showing the mask given back its stored value (the form
-    showed nested secrets masked)."""
+    showed nested secrets and the passwords of URLs masked)."""
+    if isinstance(edited, str) and isinstance(stored, str):
+        return stored if edited != stored and edited == mask_secrets(stored) else edited
     if isinstance(edited, dict) and isinstance(stored, dict):
         return {
             key: stored[key] if is_secret(key) and value == MASK and key in stored
