@@ -3,6 +3,10 @@
 Exit codes: 0 success; 1 the operation failed (unknown job id, a job that cannot be cancelled,
 invalid params, a failed job with ``--wait``); 2 bad usage or configuration. Errors are printed
 as one line on stderr, never as a traceback.
+
+Stored text (a job's error, params, result, name) is shown with its control characters escaped
+(:func:`jobkit.logs.escape`, as in the log files) and never read as rich markup, so no job can
+move the cursor, retitle the terminal or split one job's line in two; ``--json`` output is JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import click
 from loguru import logger
 
 from jobkit.exceptions import ConfigError, JobkitError
+from jobkit.logs import escape
 from jobkit.masking import mask_secrets
 from jobkit.records import FINAL_STATUSES, JobRecord, JobStatus
 
@@ -29,9 +34,17 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    click.echo(f"jobkit: error: {message}", err=True)
+def _fail(message: str, code: int = EXIT_FAILED, *, details: Sequence[str] = ()) -> NoReturn:
+    """``jobkit: error: MESSAGE`` on stderr, then each of ``details`` indented on a line of its
+    own (each escaped); exit ``code``."""
+    lines = [f"jobkit: error: {escape(message)}", *(f"  {escape(detail)}" for detail in details)]
+    click.echo("\n".join(lines), err=True)
     sys.exit(code)
+
+
+def _echo(line: str) -> None:
+    """Print one line of output that holds stored text, its control characters escaped."""
+    click.echo(escape(line))
 
 
 def handle_errors(command: F) -> F:
@@ -42,6 +55,8 @@ def handle_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except ConfigError as exc:
+            if len(exc.errors) > 1:
+                _fail("invalid configuration:", EXIT_USAGE, details=exc.errors)
             _fail(str(exc), EXIT_USAGE)
         except JobkitError as exc:
             _fail(str(exc))
@@ -226,7 +241,9 @@ def dashboard(ctx: click.Context, host: str, port: int) -> None:
     state = ctx.find_object(State)
     assert state is not None
     app = state.app()  # cancels and retries are job events: they go to the job log
-    logger.add(sys.stderr, level="INFO", format="{time:HH:mm:ss} {level: <7} {message}")
+    from jobkit.logs import console_format
+
+    logger.add(sys.stderr, level="INFO", format=console_format)  # one line each, escaped
     serve(app, host, port)
 
 
@@ -351,8 +368,8 @@ def _wait(app: Any, job_id: str, *, show: bool) -> JobRecord:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (
-        TextColumn("job {task.fields[job]}: {task.description}"),
+    columns = (  # markup=False: a job's progress message is shown as written, escaped
+        TextColumn("job {task.fields[job]}: {task.description}", markup=False),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
@@ -360,7 +377,7 @@ def _wait(app: Any, job_id: str, *, show: bool) -> JobRecord:
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(record.status.value, total=1.0, job=job_id)
         while record.status not in FINAL_STATUSES:
-            message = record.progress_message or record.status.value
+            message = escape(record.progress_message or record.status.value)
             progress.update(task, completed=record.progress or 0.0, description=message)
             time.sleep(0.1)
             record = app.get_job(job_id)
@@ -393,9 +410,9 @@ def status(state: State, job_id: str, as_json: bool) -> None:
         return
     for key, value in _record_dict(record).items():
         if value is not None:
-            click.echo(f"{key:>17}: {value}")
+            _echo(f"{key:>17}: {value}")
     for attempt in attempts:
-        click.echo(
+        _echo(
             f"  attempt {attempt.attempt}: {attempt.outcome or 'running'} "
             f"{attempt.started_at:%Y-%m-%d %H:%M:%S} {attempt.error or ''}".rstrip()
         )
@@ -422,7 +439,7 @@ def list_(
         if as_json:
             click.echo(json.dumps(_record_dict(record)))
         else:
-            click.echo(
+            _echo(
                 f"{record.id:>8}  {record.status.value:<9}  p{record.priority:<3} "
                 f"{record.attempts}/{record.max_attempts}  {record.name}.{record.method}  "
                 f"{record.error or ''}".rstrip()
@@ -433,7 +450,7 @@ def _print_table(records: list[JobRecord]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from jobkit.demo import COLOURS
+    from jobkit.demo import COLOURS, table_cell
 
     table = Table(box=None, header_style="bold")
     for column in ("id", "status", "priority", "attempts", "job", "progress", "error"):
@@ -441,13 +458,13 @@ def _print_table(records: list[JobRecord]) -> None:
     for record in records:
         progress = "" if record.progress is None else f"{record.progress:.0%}"
         table.add_row(
-            record.id,
+            table_cell(record.id),
             f"[{COLOURS[record.status]}]{record.status.value}[/]",
             str(record.priority),
             f"{record.attempts}/{record.max_attempts}",
-            f"{record.name}.{record.method}",
+            table_cell(f"{record.name}.{record.method}"),
             progress,
-            (record.error or "")[:80],
+            table_cell(record.error or "", width=80),
         )
     Console().print(table)
 
@@ -470,7 +487,7 @@ def _report(app: Any, job_id: str, done: bool, as_json: bool, verb: str, refusal
     if as_json:
         click.echo(json.dumps({**_outcome(app.get_job(job_id)), verb: done}))
     elif done:
-        click.echo(f"{verb} {job_id}")
+        _echo(f"{verb} {job_id}")
     if not done:
         _fail(f"job {job_id} {refusal}")
 
@@ -517,13 +534,13 @@ def jobs(state: State, as_json: bool) -> None:
                 )
             )
             continue
-        click.echo(f"{spec.name}  ({spec.import_path}; from {spec.source})")
+        _echo(f"{spec.name}  ({spec.import_path}; from {spec.source})")
         for method in spec.methods:
-            click.echo(f"  {describe(spec.cls, method)}")
+            _echo(f"  {describe(spec.cls, method)}")
         for key, value in settings.items():
-            click.echo(f"    {key} = {value!r}  [{resolved.sources.get(key, 'built-in')}]")
+            _echo(f"    {key} = {value!r}  [{resolved.sources.get(key, 'built-in')}]")
         if options:
-            click.echo(f"    options = {json.dumps(options, default=str)}")
+            _echo(f"    options = {json.dumps(options, default=str)}")
 
 
 def _options_dict(options: Any) -> dict[str, Any]:
@@ -632,7 +649,7 @@ def migrate(state: State) -> None:
     """Create or upgrade the job store's schema (stores also do this when first opened)."""
     app = state.app(log=False)
     version = app.storage.migrate()
-    click.echo(f"storage {app.config.storage}: schema at version {version}")
+    _echo(f"storage {app.config.storage}: schema at version {version}")
 
 
 @main.command()
@@ -644,8 +661,8 @@ def check(state: State) -> None:
     try:
         app = state.app(log=False)
     except ConfigError as exc:  # for check, a file that does not load is a finding too
-        _fail("\n  ".join(["configuration problems:", *(exc.errors or [str(exc)])]))
+        _fail("configuration problems:", details=exc.errors or [str(exc)])
     problems = app.check()
     if problems:
-        _fail("\n  ".join(["configuration problems:", *problems]))
-    click.echo(f"ok: {len(app.registry)} job(s), storage {app.config.storage}")
+        _fail("configuration problems:", details=problems)
+    _echo(f"ok: {len(app.registry)} job(s), storage {app.config.storage}")

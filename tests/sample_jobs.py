@@ -253,6 +253,21 @@ class Awkward(Job):
         raise Retry(delay="5")  # type: ignore[arg-type]
 
 
+#: Text a job could store in its error or params: terminal escapes (retitle the window, clear
+#: the screen), rich markup and a line break; and how jobkit shows it (escaped, on one line).
+HOSTILE = "bad\x1b]0;pwned\x07 [bold red]red[/] \x1b[2J\r\nsecond line"
+HOSTILE_SHOWN = "bad\\x1b]0;pwned\\x07 [bold red]red[/] \\x1b[2J\\r\\nsecond line"
+
+
+class Hostile(Job):
+    """Fails with the text it is given as its error."""
+
+    methods = ("explode",)
+
+    def explode(self, text: str) -> None:
+        raise ValueError(text)
+
+
 @attrs.frozen
 class GreeterOptions:
     """The options of Configured."""

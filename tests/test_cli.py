@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import pty
 import re
+import select
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -16,7 +19,7 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import jobkit_process, subprocess_env, wait_for, write_config
 from loguru import logger
-from sample_jobs import read_ledger
+from sample_jobs import HOSTILE, HOSTILE_SHOWN, Hostile, read_ledger
 
 from jobkit import JobKit, JobStatus
 from jobkit.cli import main
@@ -65,6 +68,46 @@ def start_jobkit(cwd: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def on_terminal(cwd: Path, *args: str, timeout: float = 60) -> tuple[int, str]:
+    """Run `python -m jobkit ARGS` with its stdout on a pseudo-terminal (400 columns wide), as a
+    user at a shell would; its exit code and what it printed there."""
+    master, slave = pty.openpty()
+    env = {**subprocess_env(), "COLUMNS": "400", "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jobkit", *args],
+        cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.DEVNULL,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    try:
+        while select.select([master], [], [], timeout)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the process closed its end
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        code = process.wait(timeout=timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        os.close(master)
+    return code, b"".join(chunks).decode("utf-8", "replace")
+
+
+#: Control characters no stored text may put on the terminal (newline and tab excepted); the
+#: colours of rich's own styles (``ESC [ ... m``) are allowed.
+_RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f](?!\[[0-9;]*m)")
+
+
+def raw_controls(text: str) -> list[str]:
+    """The control characters of ``text`` other than newlines, tabs and colour codes."""
+    return _RAW_CONTROL.findall(text.replace("\r\n", "\n"))
 
 
 def _last_handler_id() -> int:
@@ -543,6 +586,67 @@ class TestList:
         """`list` on an empty store prints nothing and exits 0."""
         result = cli("list")
         assert (result.exit_code, result.stdout) == (0, "")
+
+
+class TestStoredTextIsEscaped:
+    @pytest.fixture
+    def hostile_job(self, config: Path) -> str:
+        """A failed job whose error and params hold terminal escapes, markup and CR/LF."""
+        with open_app(config) as app:
+            app.register("Hostile", Hostile)
+            job_id = app.run_background_job("Hostile", "explode", {"text": HOSTILE})
+            run_until_empty(app, timeout=15)
+            assert app.get_job(job_id).error == f"ValueError: {HOSTILE}"
+        return job_id
+
+    def test_list_line(self, cli: Callable[..., Result], hostile_job: str) -> None:
+        """`list` shows the job on one line, its error escaped as in the log files."""
+        result = cli("list")
+        assert result.exit_code == 0, result.output
+        (line,) = result.stdout.splitlines()
+        assert line.startswith(f"{hostile_job:>8}  failed") and line.endswith(HOSTILE_SHOWN)
+        assert raw_controls(result.stdout) == []
+
+    def test_status(self, cli: Callable[..., Result], hostile_job: str) -> None:
+        """`status` shows the error and every attempt's error on one line each, escaped."""
+        result = cli("status", hostile_job)
+        assert result.exit_code == 0, result.output
+        assert raw_controls(result.stdout) == []
+        lines = result.stdout.splitlines()
+        assert f"            error: ValueError: {HOSTILE_SHOWN}" in lines
+        attempt = next(line for line in lines if line.startswith("  attempt 1: failed "))
+        assert attempt.endswith(HOSTILE_SHOWN)
+        assert not any(line.startswith("second line") for line in lines)
+
+    @pytest.mark.parametrize("command", [("list", "--json"), ("status", "--json")])
+    def test_json_keeps_the_text(
+        self, cli: Callable[..., Result], hostile_job: str, command: tuple[str, ...]
+    ) -> None:
+        """`--json` output is valid JSON that holds the text exactly, with no raw control
+        character on the terminal."""
+        args = [*command, hostile_job] if command[0] == "status" else list(command)
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+        assert raw_controls(result.stdout) == []
+        record = json.loads(result.stdout)
+        assert record["error"] == f"ValueError: {HOSTILE}"
+        assert record["params"] == {"text": HOSTILE}
+
+    def test_table_on_a_terminal(self, tmp_path: Path, config: Path, hostile_job: str) -> None:
+        """On a terminal, `list`'s table shows the error escaped, its markup as written."""
+        code, shown = on_terminal(tmp_path, "--config", str(config), "list")
+        assert code == 0, shown
+        assert raw_controls(shown) == [], shown
+        assert HOSTILE_SHOWN in shown
+
+    def test_config_error_names_a_key_escaped(self, tmp_path: Path) -> None:
+        """A jobs.yaml key with escapes in it is named escaped, on the error's one line."""
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f'storage: sqlite:///{tmp_path / "x.db"}\n"bo\\e[2Jgus\\r\\nx": 1\n')
+        result = CliRunner().invoke(main, ["--config", str(bad), "list"])
+        assert result.exit_code == 2, result.output
+        (line,) = error_lines(result)
+        assert "bo\\x1b[2Jgus\\r\\nx" in line and raw_controls(result.stderr) == []
 
 
 class TestCancel:

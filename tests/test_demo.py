@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 from conftest import jobkit_process
+from rich.console import Console
+from sample_jobs import HOSTILE, HOSTILE_SHOWN, Hostile
 
 from jobkit import JobKit, JobStatus
+from jobkit.config import Config
+from jobkit.demo import _table
+from jobkit.worker import run_until_empty
 
 pytestmark = pytest.mark.slow
 
@@ -42,3 +48,22 @@ class TestDemo:
         password = (folder / "dashboard-password.txt").read_text().strip()
         assert f"(password: {password}, also in" in result.stdout
         assert verify_password(password, app.config.dashboard.password_hash or "")
+
+
+class TestDemoTable:
+    def test_errors_are_cut_with_an_ellipsis_and_escaped(self) -> None:
+        """The demo's error column shows at most 60 characters, a cut one ending with "…",
+        with control characters escaped and markup shown as written."""
+        config = Config.from_dict({"storage": "memory://", "defaults": {"retry_attempts": 0}})
+        with JobKit(config, load_entrypoints=False) as app:
+            app.register("Hostile", Hostile)
+            for text in (HOSTILE + " and more" * 10, "x" * 48, "y" * 49):
+                app.run_background_job("Hostile", "explode", {"text": text})
+            assert run_until_empty(app) == 3
+            console = Console(file=io.StringIO(), width=400, color_system=None)
+            console.print(_table(app, "summary"))
+        shown = console.file.getvalue()  # type: ignore[attr-defined]
+        assert f"ValueError: {HOSTILE_SHOWN}"[:59] + "\u2026 " in shown
+        assert f"ValueError: {'x' * 48} " in shown  # 60 characters: shown whole
+        assert f"ValueError: {'y' * 47}\u2026 " in shown
+        assert "\x1b" not in shown and "second line" not in shown.split("\n", 1)[0]
