@@ -24,6 +24,7 @@ import click
 from loguru import logger
 
 from jobkit.exceptions import ConfigError, JobkitError
+from jobkit.factory import MAX_DEPTH
 from jobkit.logs import escape
 from jobkit.masking import mask_secrets
 from jobkit.records import FINAL_STATUSES, JobRecord, JobStatus
@@ -32,6 +33,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+#: Bounds of numeric options (usage errors past them): worker processes of one command; rows
+#: one `list` shows or one `prune` batch deletes; `list --offset` (a 64-bit integer, as the
+#: stores take it); `prune --older-than` (100 years, in seconds).
+MAX_PROCESSES = 1024
+MAX_ROWS = 1_000_000
+MAX_OFFSET = 2**63 - 1
+MAX_AGE = 100 * 365 * 86400
 
 
 def _fail(message: str, code: int = EXIT_FAILED, *, details: Sequence[str] = ()) -> NoReturn:
@@ -191,7 +200,7 @@ def main(ctx: click.Context, config: str | None, paths: tuple[str, ...]) -> None
 @click.option(
     "--concurrency",
     "-n",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_PROCESSES),
     help="Worker processes (default: worker.concurrency in jobs.yaml, else CPU count).",
 )
 @click.option(
@@ -260,11 +269,36 @@ def hash_password() -> None:
     click.echo(make_hash(password))
 
 
+def _nesting(value: Any) -> int:
+    """How many levels of lists and objects ``value`` nests (0 for a scalar); iterative."""
+    depth, level = 0, [value]
+    while level := [item for item in level if isinstance(item, (list, dict))]:
+        depth += 1
+        level = [x for item in level for x in (item.values() if isinstance(item, dict) else item)]
+    return depth
+
+
+def _json(text: str, hint: str, *, inside: int = 0) -> Any:
+    """``text`` parsed as JSON (``json.JSONDecodeError`` when it is not), refused as a usage
+    error when it nests, with the ``inside`` levels around it, deeper than params may."""
+    try:
+        value = json.loads(text)
+    except RecursionError:  # far deeper than the limit: Python's parser gave up
+        value, depth = None, MAX_DEPTH + 1
+    else:
+        depth = inside + _nesting(value)
+    if depth > MAX_DEPTH:
+        raise click.BadParameter(
+            f"params nest deeper than {MAX_DEPTH} levels of lists and objects", param_hint=hint
+        )
+    return value
+
+
 def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] | list[Any]:
     params: dict[str, Any] | list[Any] = {}
     if params_json is not None:
         try:
-            params = json.loads(params_json)
+            params = _json(params_json, "--params-json")
         except json.JSONDecodeError as exc:
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--params-json") from None
     for pair in pairs:
@@ -274,7 +308,7 @@ def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] |
         if not isinstance(params, dict):
             raise click.BadParameter("cannot mix --param with a JSON list", param_hint="--param")
         try:
-            params[key] = json.loads(raw)
+            params[key] = _json(raw, "--param", inside=1)
         except json.JSONDecodeError:
             params[key] = raw  # a bare word is a string
     return params
@@ -421,8 +455,10 @@ def status(state: State, job_id: str, as_json: bool) -> None:
 @main.command(name="list")
 @click.option("--status", "status_", type=click.Choice([s.value for s in JobStatus]))
 @click.option("--name", help="Only this job name.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option("--limit", type=click.IntRange(1, MAX_ROWS), default=50, show_default=True,
+              help="Show at most this many jobs.")
+@click.option("--offset", type=click.IntRange(0, MAX_OFFSET), default=0,
+              help="Skip this many jobs first.")
 @json_option("Print JSON lines.")
 @config_option
 @pass_state
@@ -571,7 +607,10 @@ class Duration(_ParamType):
         number, unit = text[:-1], text[-1:]
         if unit not in _UNITS or not number.replace(".", "", 1).isdigit():
             self.fail(f"{value!r} is not a duration like 30s, 15m, 12h, 7d or 2w", param, ctx)
-        return float(number) * _UNITS[unit]
+        seconds = float(number) * _UNITS[unit]
+        if not seconds <= MAX_AGE:  # inf too
+            self.fail(f"{value!r} is longer than 100 years", param, ctx)
+        return seconds
 
 
 @main.command()
@@ -584,7 +623,7 @@ class Duration(_ParamType):
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_ROWS),
     default=1000,
     show_default=True,
     help="Rows deleted per transaction, so workers are never blocked for long.",
@@ -628,7 +667,11 @@ def prune(state: State, older_than: float, batch_size: int, as_json: bool) -> No
     help="The folder the demo writes its jobs.yaml, store and logs to.",
 )
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes."
+    "--workers",
+    type=click.IntRange(1, MAX_PROCESSES),
+    default=2,
+    show_default=True,
+    help="Worker processes.",
 )
 @handle_errors
 def demo(folder: str, workers: int) -> None:

@@ -649,6 +649,85 @@ class TestStoredTextIsEscaped:
         assert "bo\\x1b[2Jgus\\r\\nx" in line and raw_controls(result.stderr) == []
 
 
+class TestHostileInput:
+    @pytest.mark.parametrize(
+        ("args", "hint"),
+        [
+            (["--params-json", "[" * 50_000], "--params-json"),
+            (["--params-json", '{"a": ' * 50_000], "--params-json"),
+            (["--params-json", "[" * 65 + "]" * 65], "--params-json"),
+            (["-p", "ledger=x", "-p", "tag=" + "[" * 50_000], "--param"),
+            (["-p", "ledger=x", "-p", "tag=" + "[" * 64 + "]" * 64], "--param"),
+        ],
+    )
+    def test_deep_params_are_a_usage_error(
+        self, cli: Callable[..., Result], config: Path, args: list[str], hint: str
+    ) -> None:
+        """Params nested past the limit enqueue applies: exit 2, one line naming the option."""
+        result = cli("run", "Recorder", "record", *args)
+        assert result.exit_code == 2, result.output
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX) and hint in line
+        assert "nest deeper than 64 levels" in line and len(line) < 300
+        with open_app(config) as app:
+            assert app.list_jobs() == []
+
+    def test_params_up_to_the_limit_pass(
+        self, cli: Callable[..., Result], config: Path
+    ) -> None:
+        """Params nested 64 levels deep (the params object counted) pass the CLI to enqueue's
+        checks (here: `tag` must be a string, exit 1)."""
+        nested = "[" * 63 + "]" * 63
+        for args in (["-p", f"tag={nested}"], ["--params-json", f'{{"tag": {nested}}}']):
+            result = cli("run", "Recorder", "record", "-p", "ledger=x", *args)
+            assert result.exit_code == 1, result.output
+            assert "tag" in result.stderr and "nest deeper" not in result.stderr
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            pytest.param(["list", "--limit", "99999999999999999999"], id="list-limit"),
+            pytest.param(["list", "--offset", "99999999999999999999"], id="list-offset"),
+            pytest.param(["prune", "--older-than", "1d", "--batch-size", "99999999999999999999"],
+                         id="prune-batch-size"),
+            pytest.param(["prune", "--older-than", "99999999999999999999w"], id="prune-age"),
+            pytest.param(["prune", "--older-than", "9" * 400 + "d"], id="prune-age-inf"),
+            pytest.param(["worker", "-n", "99999999999999999999"], id="worker-processes"),
+            pytest.param(["demo", "--workers", "99999999999999999999", "--dir", "unused"],
+                         id="demo-workers"),
+        ],
+    )
+    def test_huge_numbers_are_a_usage_error(
+        self, cli: Callable[..., Result], args: list[str]
+    ) -> None:
+        """A numeric option past its bound: exit 2 and one line naming it, nothing started."""
+        result = cli(*args)
+        assert result.exit_code == 2, result.output
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX) and args[-1 if args[0] != "demo" else 2] in line
+
+    def test_deep_params_in_a_real_process(self, tmp_path: Path, config: Path) -> None:
+        """A real `jobkit run` with 50,000 nested lists: exit 2, one line, no traceback."""
+        result = jobkit_process(tmp_path, "--config", str(config), "run", "Recorder", "record",
+                                "--params-json", "[" * 50_000)
+        assert result.returncode == 2, result
+        assert len(error_lines(result)) == 1 and "Traceback" not in result.stderr
+
+    def test_alias_bomb_in_jobs_yaml(self, tmp_path: Path) -> None:
+        """`jobkit check` lists an alias bomb as a problem and `jobkit jobs` refuses it: exit 2,
+        one line with file and line, no memory blow-up."""
+        from test_config import alias_bomb
+
+        bomb = tmp_path / "bomb.yaml"
+        bomb.write_text(alias_bomb())
+        check = CliRunner().invoke(main, ["--config", str(bomb), "check"])
+        assert check.exit_code == 1 and f"{bomb}:8: aliases repeat" in check.stderr
+        jobs = jobkit_process(tmp_path, "--config", str(bomb), "jobs")
+        assert jobs.returncode == 2, jobs
+        (line,) = error_lines(jobs)
+        assert f"{bomb}:8: aliases repeat more than 10,000 values" in line
+
+
 class TestCancel:
     def test_twice(self, cli: Callable[..., Result], config: Path, ledger: str) -> None:
         """The first cancel succeeds; the second exits 1 with one error line."""
