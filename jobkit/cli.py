@@ -467,9 +467,13 @@ def list_(
     state: State, status_: str | None, name: str | None, limit: int, offset: int, as_json: bool
 ) -> None:
     """List jobs, newest first: a table on a terminal, one line per job otherwise."""
-    records = state.app().list_jobs(status_, name, limit, offset)
+    app = state.app()
+    records = app.list_jobs(status_, name, limit, offset)
     if not as_json and sys.stdout.isatty():
-        _print_table(records)
+        if records:
+            _print_table(records)
+        else:  # said on a terminal only: a script reads no output as no jobs
+            _echo(_no_jobs(app, status_, name, offset))
         return
     for record in records:
         if as_json:
@@ -480,6 +484,14 @@ def list_(
                 f"{record.attempts}/{record.max_attempts}  {record.name}.{record.method}  "
                 f"{record.error or ''}".rstrip()
             )
+
+
+def _no_jobs(app: Any, status: str | None, name: str | None, offset: int) -> str:
+    """What `list` says on a terminal when no job matches: the filters and the store."""
+    filters = [f"--{option} {value}" for option, value in
+               (("status", status), ("name", name), ("offset", offset or None)) if value]
+    where = f"storage {_storage(app)}"
+    return f"no jobs match {' '.join(filters)} ({where})" if filters else f"no jobs in {where}"
 
 
 def _print_table(records: list[JobRecord]) -> None:
@@ -692,7 +704,7 @@ def migrate(state: State) -> None:
     """Create or upgrade the job store's schema (stores also do this when first opened)."""
     app = state.app(log=False)
     version = app.storage.migrate()
-    _echo(f"storage {app.config.storage}: schema at version {version}")
+    _echo(f"storage {_storage(app)}: schema at version {version}")
 
 
 @main.command()
@@ -708,4 +720,11 @@ def check(state: State) -> None:
     problems = app.check()
     if problems:
         _fail("configuration problems:", details=problems)
-    _echo(f"ok: {len(app.registry)} job(s), storage {app.config.storage}")
+    _echo(f"ok: {len(app.registry)} job(s), storage {_storage(app)}")
+
+
+def _storage(app: Any) -> str:
+    """The app's storage URL, its password hidden."""
+    from jobkit.storage.postgres import redact
+
+    return redact(str(app.config.storage))

@@ -583,9 +583,26 @@ class TestList:
         assert cli("list", "--status", "bogus").exit_code == 2
 
     def test_empty(self, cli: Callable[..., Result]) -> None:
-        """`list` on an empty store prints nothing and exits 0."""
+        """`list` on an empty store, piped (for scripts), prints nothing and exits 0."""
         result = cli("list")
         assert (result.exit_code, result.stdout) == (0, "")
+        assert cli("list", "--status", "failed", "--json").stdout == ""
+
+    def test_empty_on_a_terminal_says_so(self, tmp_path: Path, config: Path) -> None:
+        """On a terminal, `list` with no job says so, naming the store it looked in."""
+        code, shown = on_terminal(tmp_path, "--config", str(config), "list")
+        assert code == 0, shown
+        assert shown.strip() == f"no jobs in storage sqlite:///{tmp_path / 'jobkit.db'}"
+
+    def test_no_match_on_a_terminal_names_the_filters(
+        self, tmp_path: Path, config: Path, three_jobs: list[str]
+    ) -> None:
+        """On a terminal, `list` whose filters match no job names them."""
+        code, shown = on_terminal(
+            tmp_path, "--config", str(config), "list", "--status", "failed", "--name", "Recorder"
+        )
+        assert code == 0, shown
+        assert shown.strip().startswith("no jobs match --status failed --name Recorder (storage ")
 
 
 class TestStoredTextIsEscaped:
@@ -960,6 +977,14 @@ class TestCheck:
         result = cli("check")
         assert result.exit_code == 0, result.output
         assert re.match(r"ok: \d+ job\(s\), storage sqlite:", result.stdout)  # + installed plugins
+
+    def test_storage_password_is_hidden(self, tmp_path: Path) -> None:
+        """`check` names the store with its password hidden, as migrate's docs promise."""
+        config = write_config(tmp_path, storage="postgresql://jobs:hunter2@127.0.0.1:1/jobs")
+        result = CliRunner().invoke(main, ["--config", str(config), "check"])
+        assert result.exit_code == 0, result.output
+        assert "storage postgresql://jobs:***@127.0.0.1:1/jobs" in result.stdout
+        assert "hunter2" not in result.output
 
     def test_unknown_job_entry(self, tmp_path: Path) -> None:
         """`check` with a jobs: entry naming no job exits non-zero and names the entry."""
