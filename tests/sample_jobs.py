@@ -262,10 +262,16 @@ HOSTILE_SHOWN = "bad\\x1b]0;pwned\\x07 [bold red]red[/] \\x1b[2J\\r\\nsecond lin
 class Hostile(Job):
     """Fails with the text it is given as its error."""
 
-    methods = ("explode",)
+    methods = ("explode", "report")
 
     def explode(self, text: str) -> None:
         raise ValueError(text)
+
+    def report(self, text: str) -> str:
+        """Shows ``text`` as its progress message for a second."""
+        self.progress(0.5, text)
+        time.sleep(1.0)
+        return "reported"
 
 
 @attrs.frozen

@@ -10,6 +10,7 @@ import re
 import select
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -70,32 +71,44 @@ def start_jobkit(cwd: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def on_terminal(cwd: Path, *args: str, timeout: float = 60) -> tuple[int, str]:
-    """Run `python -m jobkit ARGS` with its stdout on a pseudo-terminal (400 columns wide), as a
-    user at a shell would; its exit code and what it printed there."""
+def on_terminal(
+    cwd: Path, *args: str, during: Callable[[], object] | None = None, timeout: float = 60
+) -> tuple[int, str]:
+    """Run `python -m jobkit ARGS` with its stdout and stderr on a pseudo-terminal (400 columns
+    wide), as a user at a shell would, calling ``during()`` meanwhile; its exit code and what
+    it printed there."""
     master, slave = pty.openpty()
     env = {**subprocess_env(), "COLUMNS": "400", "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
     process = subprocess.Popen(
         [sys.executable, "-m", "jobkit", *args],
-        cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.DEVNULL,
+        cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
     )
     os.close(slave)
     chunks: list[bytes] = []
-    try:
+
+    def drain() -> None:
         while select.select([master], [], [], timeout)[0]:
             try:
                 chunk = os.read(master, 65536)
             except OSError:  # EIO: the process closed its end
-                break
+                return
             if not chunk:
-                break
+                return
             chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        if during is not None:
+            during()
         code = process.wait(timeout=timeout)
+        reader.join(timeout)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+        reader.join(timeout)
         os.close(master)
     return code, b"".join(chunks).decode("utf-8", "replace")
 
@@ -655,6 +668,25 @@ class TestStoredTextIsEscaped:
         assert code == 0, shown
         assert raw_controls(shown) == [], shown
         assert HOSTILE_SHOWN in shown
+
+    def test_wait_shows_a_progress_message_escaped(self, tmp_path: Path) -> None:
+        """`run --wait` on a terminal shows the job's progress message escaped and as written
+        (markup such as `[/oops]` once crashed the progress bar)."""
+        config = write_config(tmp_path, jobs={"Hostile": {"class": "sample_jobs:Hostile"}})
+
+        def run_a_worker() -> None:
+            with open_app(config) as app:
+                wait_for(lambda: len(app.list_jobs()) == 1, what="the job to be stored")
+            worker = jobkit_process(tmp_path, "--config", str(config), "worker", "--burst")
+            assert worker.returncode == 0, worker.stderr
+
+        code, shown = on_terminal(
+            tmp_path, "--config", str(config), "run", "Hostile", "report",
+            "-p", f"text={HOSTILE} [/oops]", "--wait", during=run_a_worker,
+        )
+        assert code == 0, shown
+        assert f"{HOSTILE_SHOWN} [/oops]" in shown
+        assert "\x1b]0;" not in shown and "\x07" not in shown and "\x1b[2J" not in shown
 
     def test_config_error_names_a_key_escaped(self, tmp_path: Path) -> None:
         """A jobs.yaml key with escapes in it is named escaped, on the error's one line."""
