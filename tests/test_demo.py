@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import urllib.request
 import io
+import json
 import os
 import re
 import shlex
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import jobkit_process
-from workers import REPO, dashboard_process, printed_dashboard_command
 from rich.console import Console
 from sample_jobs import HOSTILE, HOSTILE_SHOWN, Hostile
+from workers import REPO, dashboard_process, printed_dashboard_command
 
 from jobkit import JobKit, JobStatus
 from jobkit.config import Config
