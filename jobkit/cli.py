@@ -20,6 +20,7 @@ import click
 from loguru import logger
 
 from jobkit.exceptions import ConfigError, JobkitError
+from jobkit.limits import CONCURRENCY
 from jobkit.masking import mask_secrets
 from jobkit.records import FINAL_STATUSES, JobRecord, JobStatus
 
@@ -176,7 +177,7 @@ def main(ctx: click.Context, config: str | None, paths: tuple[str, ...]) -> None
 @click.option(
     "--concurrency",
     "-n",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, int(CONCURRENCY.high)),
     help="Worker processes (default: worker.concurrency in jobs.yaml, else CPU count).",
 )
 @click.option(

@@ -3,17 +3,17 @@
 Only ``yaml.SafeLoader`` is used, so loading is exactly as safe as ``yaml.safe_load``: the node
 tree is composed, its marks give every key's line, and the same tree is then constructed.
 
-A rule (:func:`integer`, :func:`number`, ...) checks and normalises one value and raises
-:class:`Invalid` with a message like ``expected an integer >= 0, got 'five'``. Fields made with
-:func:`setting` carry their rule as attrs metadata, which both the attrs validator and the cattrs
-hooks of :func:`mapping_hook` apply; :func:`problems` turns a cattrs validation error into
-``(key path, message)`` pairs, which the line table of the file places.
+A rule (:func:`bounded`, :func:`choice`, ...) checks and normalises one value and raises
+:class:`Invalid` with a message like ``expected an integer >= 0 and <= 5000, got 'five'``.
+Fields made with :func:`setting` carry their rule as attrs metadata, which both the attrs
+validator and the cattrs hooks of :func:`mapping_hook` apply; :func:`problems` turns a cattrs
+validation error into ``(key path, message)`` pairs, which the line table of the file places.
+Numeric settings take their bounds from :mod:`jobkit.limits`.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
@@ -31,6 +31,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, override
 
 from jobkit.exceptions import ConfigError
+from jobkit.limits import Bound
 
 #: The place of a value in the configuration: mapping keys and list indexes, outermost first.
 KeyPath = tuple[Any, ...]
@@ -183,32 +184,14 @@ class Rule:
         return self.convert(value)
 
 
-def integer(minimum: int | None = None, *, nullable: bool = False) -> Rule:
-    """An integer: booleans, floats and numeric strings are refused."""
-    what = "an integer" if minimum is None else f"an integer >= {minimum}"
-    return Rule(what, lambda v: type(v) is int and (minimum is None or v >= minimum),
-                nullable=nullable)
+def bounded(bound: Bound, *, nullable: bool = False) -> Rule:
+    """A number (kept as a float) or an integer within ``bound`` (jobkit/limits.py)."""
+    return Rule(bound.describe(), bound.accepts, int if bound.integer else float, nullable)
 
 
 def boolean() -> Rule:
     """``true`` or ``false`` (YAML's booleans; ``1`` and ``"yes"`` are refused)."""
     return Rule("true or false", lambda v: type(v) is bool)
-
-
-def number(low: float, *, above: bool = False, high: float | None = None,
-           nullable: bool = False) -> Rule:
-    """A finite int or float (never a boolean) within bounds, kept as a float."""
-    if high is not None:
-        what = f"a number from {low:g} to {high:g}"
-    else:
-        what = f"a number {'>' if above else '>='} {low:g}"
-
-    def test(v: Any) -> bool:
-        if type(v) not in (int, float) or not math.isfinite(v):
-            return False
-        return (v > low if above else v >= low) and (high is None or v <= high)
-
-    return Rule(what, test, float, nullable)
 
 
 def choice(*choices: str) -> Rule:
