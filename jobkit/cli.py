@@ -20,7 +20,7 @@ import click
 from loguru import logger
 
 from jobkit.exceptions import ConfigError, JobkitError
-from jobkit.limits import CONCURRENCY
+from jobkit.limits import CONCURRENCY, PRUNE_AGE, PRUNE_BATCH
 from jobkit.masking import mask_secrets
 from jobkit.records import FINAL_STATUSES, JobRecord, JobStatus
 
@@ -555,7 +555,10 @@ class Duration(_ParamType):
         number, unit = text[:-1], text[-1:]
         if unit not in _UNITS or not number.replace(".", "", 1).isdigit():
             self.fail(f"{value!r} is not a duration like 30s, 15m, 12h, 7d or 2w", param, ctx)
-        return float(number) * _UNITS[unit]
+        seconds = float(number) * _UNITS[unit]
+        if not PRUNE_AGE.accepts(seconds):
+            self.fail(f"{value!r} is over {PRUNE_AGE.span}", param, ctx)
+        return seconds
 
 
 @main.command()
@@ -568,7 +571,7 @@ class Duration(_ParamType):
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, int(PRUNE_BATCH.high)),
     default=1000,
     show_default=True,
     help="Rows deleted per transaction, so workers are never blocked for long.",

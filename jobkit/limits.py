@@ -46,10 +46,10 @@ class Bound:
 
     def accepts(self, value: Any) -> bool:
         """Whether ``value`` is of the right type and within the bounds (NaN never is)."""
-        if self.integer:
-            if type(value) is not int:
-                return False
-        elif type(value) not in (int, float) or not math.isfinite(value):
+        kinds: tuple[type, ...] = (int,) if self.integer else (int, float)
+        if type(value) not in kinds:  # never a boolean
+            return False
+        if type(value) is float and not math.isfinite(value):  # isfinite(10 ** 400) overflows
             return False
         above_low: bool = value > self.low if self.above else value >= self.low
         return above_low and value <= self.high
@@ -112,6 +112,13 @@ SESSION_SECONDS = Bound(0, 30 * DAY, above=True, span="30 days")
 #: Seconds a network call of a notifier (webhook, email) or the ``Email`` job may wait.
 NETWORK_TIMEOUT = Bound(0, 10 * MINUTE, above=True, span="10 minutes")
 
+# -- commands ------------------------------------------------------------------------------------
+
+#: How old a finished job must be for ``jobkit prune --older-than`` to delete it, in seconds.
+PRUNE_AGE = Bound(0, 100 * YEAR, span="100 years")
+#: Rows ``jobkit prune --batch-size`` deletes per transaction.
+PRUNE_BATCH = Bound(1, 1_000_000, integer=True)
+
 #: The longest delay jobkit accepts, in seconds (ten years): larger values are surely mistakes.
 MAX_DELAY = int(DELAY.high)
 
@@ -137,7 +144,9 @@ def clamp(bound: Bound, value: Any, default: float | None) -> float | None:
     """A value read back from a stored row, made safe to compute with: within ``bound`` if it is
     a number (a huge timeout becomes 7 days), ``default`` if it is not one (text, NaN, a
     boolean) or is at or under an excluded ``low`` (a timeout of -5 or 0)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return default
+    if isinstance(value, float) and math.isnan(value):  # math.isnan(10 ** 400) overflows
         return default
     if bound.above and value <= bound.low:
         return default

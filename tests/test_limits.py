@@ -47,6 +47,8 @@ DOCUMENTED: dict[str, Bound] = {
     "dashboard.session_seconds": limits.SESSION_SECONDS,
     # the notifiers' and the Email job's network timeout
     "webhook": limits.NETWORK_TIMEOUT,
+    "jobkit prune --older-than": limits.PRUNE_AGE,
+    "jobkit prune --batch-size": limits.PRUNE_BATCH,
 }
 
 #: Far above every bound: a timeout of 31,700 years.
@@ -104,7 +106,7 @@ class TestDocumented:
         fields = dict(numeric_fields(cls))
         assert fields
         for name, rule in fields.items():
-            for value in (HUGE, float(HUGE), -HUGE):
+            for value in (HUGE, float(HUGE), -HUGE, 10**400, float("inf"), float("nan")):
                 with pytest.raises(Invalid):
                     rule(value)
             assert f"{section}{name}" in DOCUMENTED, name
@@ -205,6 +207,27 @@ class TestCheckedWhereGiven:
             JobKit(config).close()
 
 
+class TestCommands:
+    @pytest.mark.parametrize("args", [
+        ["worker", "-n", "1025"],
+        ["prune", "--older-than", "99999999999w"],
+        ["prune", "--older-than", "1d", "--batch-size", "99999999999999999999"],
+        ["run", "Recorder", "record", "-p", "ledger=l", "-p", "tag=t", "--delay", "1e12"],
+        ["run", "Recorder", "record", "-p", "ledger=l", "-p", "tag=t", "--priority", "2147483648"],
+    ])
+    def test_out_of_range_options_exit_2_in_one_line(self, tmp_path: Path, args: list[str]) -> None:
+        """Command options beyond their bounds are usage errors (exit 2, one line), never an
+        OverflowError; nothing is stored."""
+        path = tmp_path / "jobs.yaml"
+        path.write_text(yaml.safe_dump(config_data(tmp_path)))
+        result = CliRunner().invoke(main, ["--config", str(path), *args])
+        assert result.exit_code == 2, result.output
+        assert "Overflow" not in result.output and "Traceback" not in result.output
+        assert len(result.output.strip().splitlines()) == 1, result.output
+        with JobKit(load_config(path, environ={}), load_entrypoints=False) as app:
+            assert app.list_jobs() == []
+
+
 class TestStoredValues:
     def test_a_stored_policy_is_read_within_bounds(self) -> None:
         """Huge values are read as the bound; text, NaN, booleans and timeouts <= 0 as the
@@ -216,6 +239,7 @@ class TestStoredValues:
         assert odd == RetryPolicy()
         assert RetryPolicy(timeout=True, retry_delay=-2).timeout is None  # type: ignore[arg-type]
         assert RetryPolicy(retry_delay=-2).retry_delay == 0
+        assert RetryPolicy(timeout=10**400).timeout == 7 * 24 * 3600  # no OverflowError
 
     @pytest.mark.parametrize("failures", [1, 60, 1100, 10**6, 2**63])
     def test_the_computed_delay_never_exceeds_ten_years(self, failures: int) -> None:
