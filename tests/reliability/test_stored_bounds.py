@@ -5,7 +5,7 @@ as its own code says, and every other job runs."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +85,43 @@ class TestStoredValuesOutOfBounds:
         assert app.get_job(odd).policy.timeout is None  # read as the default: no limit
         tags = [entry["tag"] for entry in read_ledger(ledger) if entry["tag"] not in ("", "start")]
         assert sorted(tags) == ["0", "1", "2", "end", "end"]
+
+    def test_counters_at_the_column_maximum_stop_nothing(
+        self, app: JobKit, store_url: str, ledger: str, start_worker: Callable[..., Any]
+    ) -> None:
+        """attempts, crashes and max_attempts forged to the largest integer the column holds
+        (2^31 - 1 on PostgreSQL, 2^63 - 1 on SQLite): claiming the job, taking it back after its
+        worker died and retrying it by hand never overflow, and a real `jobkit worker --burst`
+        runs every job (on PostgreSQL, the claim failed in a loop and no job ran)."""
+        top = 2**31 - 1 if store_url.startswith("postgresql") else 2**63 - 1
+        last = datetime.now(timezone.utc) - timedelta(minutes=1)
+        lost_at: Any = last if store_url.startswith("postgresql") else last.timestamp()
+
+        def record(tag: str) -> str:
+            return app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": tag})
+
+        claimed = record("claimed")
+        forge(store_url, claimed, attempts=top)
+        lost = record("lost")  # running on a worker that died a minute ago: its last crash
+        forge(store_url, lost, status="running", worker_id="gone:1:dead", started_at=lost_at,
+              lease_expires_at=lost_at, attempts=top, crashes=top, max_crashes=top)
+        given_back = record("given back")  # the same, with crashes left: an attempt back
+        forge(store_url, given_back, status="running", worker_id="gone:1:dead",
+              started_at=lost_at, lease_expires_at=lost_at, attempts=top, max_attempts=top)
+        retried = record("retried")
+        forge(store_url, retried, status="failed", finished_at=lost_at, attempts=top)
+        assert app.retry_job(retried)
+        behind = record("behind")
+
+        worker = start_worker(Path(app.config.path or ""), "-n", "1", "--burst")
+        code, output = worker.wait(timeout=30)
+        assert code == 0, output
+        assert "out of range" not in output and "overflow" not in output.lower(), output
+        for job_id in (claimed, given_back, retried, behind):
+            assert app.get_job(job_id).status is JobStatus.COMPLETED, (job_id, output)
+        failed = app.get_job(lost)
+        assert failed.status is JobStatus.FAILED
+        assert failed.error is not None and failed.error.endswith(
+            f"stopped heartbeating; failed after {top} crashes (max_crashes)")
+        assert sorted(entry["tag"] for entry in read_ledger(ledger)) == [
+            "behind", "claimed", "given back", "retried"]
