@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+from jobkit.limits import PRIORITY
 from jobkit.records import JobStatus
 from jobkit.storage.search import SORTS, JobQuery, parse_cursor
 
@@ -60,8 +61,8 @@ def parse(
             priority = int(shown["priority"])
         except ValueError:
             raise BadFilter(f"priority must be a whole number, got {shown['priority']!r}") from None
-        if not -(2**31) <= priority < 2**31:
-            raise BadFilter("priority must fit in 32 bits")
+        if not PRIORITY.accepts(priority):
+            raise BadFilter(f"priority must be {PRIORITY.describe()}, got {priority}")
     sort = shown["sort"] or "newest"
     if sort not in SORTS:
         raise BadFilter(f"sort must be one of {', '.join(SORTS)}, got {sort!r}")
