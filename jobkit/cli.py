@@ -392,7 +392,7 @@ def status(state: State, job_id: str, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     for key, value in _record_dict(record).items():
-        if value is not None:
+        if value is not None and (value or key != "unreadable"):
             click.echo(f"{key:>17}: {value}")
     for attempt in attempts:
         click.echo(
@@ -425,8 +425,13 @@ def list_(
             click.echo(
                 f"{record.id:>8}  {record.status.value:<9}  p{record.priority:<3} "
                 f"{record.attempts}/{record.max_attempts}  {record.name}.{record.method}  "
-                f"{record.error or ''}".rstrip()
+                f"{record.error or ''}{_unreadable(record)}".rstrip()
             )
+
+
+def _unreadable(record: JobRecord) -> str:
+    """The mark of a row with fields that could not be read (they show stand-ins)."""
+    return f"  [unreadable: {', '.join(record.unreadable)}]" if record.unreadable else ""
 
 
 def _print_table(records: list[JobRecord]) -> None:
@@ -447,7 +452,7 @@ def _print_table(records: list[JobRecord]) -> None:
             f"{record.attempts}/{record.max_attempts}",
             f"{record.name}.{record.method}",
             progress,
-            (record.error or "")[:80],
+            (record.error or "")[:80] + _unreadable(record),
         )
     Console().print(table)
 

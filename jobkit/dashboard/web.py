@@ -554,6 +554,7 @@ def _job_json(record: JobRecord) -> dict[str, Any]:
         "progress": record.progress,
         "progress_message": record.progress_message,
         "crashes": record.crashes,
+        "unreadable": record.unreadable,  # fields of a row that could not be read
     }
 
 
