@@ -155,9 +155,65 @@ def _stored_policy(stored: Any, load: Decode) -> RetryPolicy:
     return _policy(decode_json(load, stored))
 
 
+#: What decoding a column that holds something else raises (``int("x")``, a year out of
+#: range, ``"text".astimezone``, an unknown status).
+_DECODE_ERRORS = (TypeError, ValueError, OverflowError, OSError, AttributeError)
+
+
 def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
     """A ``jobkit_jobs`` row as a :class:`JobRecord`; ``time`` and ``load`` decode the backend's
-    time and JSON columns. Never raises for what a column holds (see the module's docstring)."""
+    time and JSON columns. Never raises for what a column holds (see the module's docstring).
+
+    The hot path (every claim reads its rows) builds the record at once and checks its types
+    with a few identity tests; only a row that fails them is read column by column."""
+    try:
+        record = JobRecord(
+            id=str(row["id"]),
+            name=row["name"],
+            method=row["method"],
+            params=decode_json(load, row["params"]),
+            status=JobStatus(row["status"]),
+            priority=row["priority"],
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            result=None if row["result"] is None else decode_json(load, row["result"]),
+            error=row["error"],
+            created_at=time(row["created_at"]),
+            available_at=time(row["available_at"]),
+            started_at=time(row["started_at"]),
+            finished_at=time(row["finished_at"]),
+            policy=_stored_policy(row["policy"], load),
+            worker_id=row["worker_id"],
+            lease_expires_at=time(row["lease_expires_at"]),
+            progress=row["progress"],
+            progress_message=row["progress_message"],
+            crashes=row["crashes"],
+            max_crashes=row["max_crashes"],
+        )
+    except _DECODE_ERRORS:
+        return _read_carefully(row, time, load)
+    return record if _well_typed(record) else _read_carefully(row, time, load)
+
+
+def _well_typed(record: JobRecord) -> bool:
+    """Whether every field of a record built straight from a row holds its type (the times
+    were decoded already: a stored value that is no time raised)."""
+    progress = record.progress
+    return (
+        type(record.priority) is int and type(record.attempts) is int
+        and type(record.max_attempts) is int and type(record.crashes) is int
+        and type(record.max_crashes) is int
+        and type(record.name) is str and type(record.method) is str
+        and (record.error is None or type(record.error) is str)
+        and (record.worker_id is None or type(record.worker_id) is str)
+        and (record.progress_message is None or type(record.progress_message) is str)
+        and (progress is None or (type(progress) is float and 0.0 <= progress <= 1.0))
+        and record.created_at is not None and record.available_at is not None
+    )
+
+
+def _read_carefully(row: Row, time: Decode, load: Decode) -> JobRecord:
+    """:func:`record_from_row` column by column, each unreadable one given a stand-in."""
     read = RowReader(row, time)
     record = JobRecord(
         id=str(row["id"]),
