@@ -436,6 +436,7 @@ def _unreadable(record: JobRecord) -> str:
 
 def _print_table(records: list[JobRecord]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from jobkit.demo import COLOURS
@@ -452,7 +453,7 @@ def _print_table(records: list[JobRecord]) -> None:
             f"{record.attempts}/{record.max_attempts}",
             f"{record.name}.{record.method}",
             progress,
-            (record.error or "")[:80] + _unreadable(record),
+            (record.error or "")[:80] + escape(_unreadable(record)),
         )
     Console().print(table)
 

@@ -216,6 +216,20 @@ class TestReadsShowTheRow:
                             .output.splitlines()[0])
         assert column in listed["unreadable"]
 
+    def test_the_terminal_table_marks_it(
+        self, app: JobKit, backend: str, store_url: str, ledger: str,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        """`jobkit list` on a terminal (a rich table) shows the mark, not eaten as markup."""
+        from jobkit.cli import _print_table
+
+        column, value, _ = forgeries(backend)[0]
+        job_id = record_job(app, ledger, "bad")
+        force(store_url, job_id, column, value)
+        monkeypatch.setenv("COLUMNS", "200")
+        _print_table(app.list_jobs())
+        assert f"[unreadable: {column}]" in capsys.readouterr().out
+
     def test_the_dashboard_shows_it(
         self, app: JobKit, backend: str, store_url: str, ledger: str
     ) -> None:
