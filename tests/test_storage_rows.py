@@ -181,6 +181,21 @@ class TestTheQueueGoesOn:
         assert storage.count(status=JobStatus.FAILED) == 2
 
 
+    @pytest.mark.parametrize(("attempts", "claimed_as"), [(1.5, 2), ("x", 1)])
+    def test_a_claim_never_breaks_a_check_on_what_a_row_holds(
+        self, app: JobKit, store_url: str, ledger: str, attempts: Any, claimed_as: int
+    ) -> None:
+        """SQLite: the claim writes attempts as an integer even when the row held something
+        else (1.5 + 1 would break the CHECK and fail the claim for everyone)."""
+        if not store_url.startswith("sqlite:///"):
+            pytest.skip("PostgreSQL's integer column holds integers only")
+        job_id = record_job(app, ledger, "odd")
+        force(store_url, job_id, "attempts", attempts)
+        claimed = app.storage.claim("w1", 30.0)
+        assert claimed is not None and claimed.id == job_id
+        assert claimed.attempts == claimed_as
+
+
 class TestReadsShowTheRow:
     """get, list, cancel, the CLI and the dashboard show a malformed row, its bad fields
     marked, instead of failing."""

@@ -305,7 +305,7 @@ LIMIT 1;
 -- order: the caller sorts them in claim order
 UPDATE jobkit_jobs
 SET status = 'running',
-    attempts = attempts + 1,
+    attempts = CAST(attempts AS INTEGER) + 1,  -- an integer whatever a row holds (its CHECK)
     worker_id = :worker_id,
     started_at = :now,
     lease_expires_at = :lease_expires_at,
