@@ -21,7 +21,7 @@ from jobkit.config import Config, JobSettings, ResolvedJob, load_config
 from jobkit.exceptions import MAX_DELAY, ConfigError, InvalidParameters, JobkitError
 from jobkit.factory import Factory
 from jobkit.masking import has_secrets, mask_secrets
-from jobkit.notify import NotificationDispatcher, build_subscriptions
+from jobkit.notify import NotificationDispatcher, build_subscriptions, with_notifier_problems
 from jobkit.options import structure_options
 from jobkit.plugins import EventDispatcher, NotifierRegistry, StorageRegistry, get_plugin_manager
 from jobkit.records import (
@@ -136,8 +136,18 @@ class JobKit:
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> JobKit:
-        """An app from ``path``, else ``JOBKIT_CONFIG``, else ``./jobs.yaml``, else defaults."""
-        return cls(load_config(path), **kwargs)
+        """An app from ``path``, else ``JOBKIT_CONFIG``, else ``./jobs.yaml``, else defaults.
+
+        A file that does not load is a ``ConfigError`` naming every problem, those the notifier
+        plugins find in its ``notifications:`` included."""
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            complete = with_notifier_problems(exc, path, **kwargs)
+            if complete is exc:
+                raise
+            raise complete from None  # it holds every problem of exc
+        return cls(config, **kwargs)
 
     # -- parts ---------------------------------------------------------------------------------
 

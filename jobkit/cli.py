@@ -217,7 +217,9 @@ def dashboard(ctx: click.Context, host: str, port: int) -> None:
     """Serve the web dashboard: see, search, cancel and retry jobs (docs/dashboard.md).
 
     Sign-in is required unless dashboard.auth is false in jobs.yaml; make a password hash
-    with 'jobkit dashboard hash-password'. Needs: pip install 'jobkit[dashboard]'.
+    with 'jobkit dashboard hash-password'. Behind a reverse proxy, name it in
+    dashboard.trusted_proxies: X-Forwarded-For is believed from no one else. Needs: pip
+    install 'jobkit[dashboard]'.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -524,12 +526,14 @@ def jobs(state: State, as_json: bool) -> None:
             )
             continue
         click.echo(f"{spec.name}  ({spec.import_path}; from {spec.source})")
+        click.echo("  methods:")  # headers: the settings are the job's, not its last method's
         for method in spec.methods:
-            click.echo(f"  {describe(spec.cls, method)}")
+            click.echo(f"    {describe(spec.cls, method)}")
+        click.echo("  settings:")
         for key, value in settings.items():
             click.echo(f"    {key} = {value!r}  [{resolved.sources.get(key, 'built-in')}]")
         if options:
-            click.echo(f"    options = {json.dumps(options, default=str)}")
+            click.echo(f"  options = {json.dumps(options, default=str)}")
 
 
 def _options_dict(options: Any) -> dict[str, Any]:

@@ -28,6 +28,7 @@ else (``00:00``). Only
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -42,6 +43,7 @@ from jobkit.config_yaml import (
     Check,
     Invalid,
     KeyPath,
+    Rule,
     boolean,
     checked,
     choice,
@@ -72,6 +74,7 @@ CALL_SETTINGS = ("retry_attempts", "retry_delay", "timeout", "priority")
 #: JOBKIT_* variables that are not configuration keys.
 _NOT_SETTINGS = frozenset({"JOBKIT_CONFIG", "JOBKIT_TRACE_PLUGINS", "JOBKIT_DEBUG"})
 _STORAGE_URL = r"[A-Za-z][A-Za-z0-9+.-]*://.*"
+_SQLITE_PREFIX = "sqlite:///"
 _IMPORT_PATH = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
 _ALIASES = {"class_": "class"}  # attribute name -> key in the file
 _NOT_IN_FILE = frozenset({"path", "_provenance", "set_fields"})
@@ -161,8 +164,26 @@ class WorkerSettings:
 
 #: What ``jobkit dashboard hash-password`` makes (jobkit/dashboard/passwords.py's HASH_PATTERN).
 _PASSWORD_HASH = r"scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+"
-_HASH_RULE = text("a hash made by `jobkit dashboard hash-password`", pattern=_PASSWORD_HASH,
-                  nullable=True)
+_HASH_RULE = text("a password hash, not a password: run `jobkit dashboard hash-password` and "
+                  "set the scrypt$... line it prints", pattern=_PASSWORD_HASH, nullable=True,
+                  secret=True)
+
+
+def _is_network(value: Any) -> bool:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
+
+
+#: ``dashboard.trusted_proxies``: addresses and networks, checked as the dashboard reads them.
+_PROXIES = list_of(Rule("an IP address or network (10.0.0.1, 10.0.0.0/8, fd00::/8)",
+                        _is_network), "IP addresses or networks")
+
+
+def _none_as_empty(value: Any) -> Any:
+    return [] if value is None else value
 
 
 @attrs.frozen
@@ -178,11 +199,16 @@ class DashboardSettings:
     #: The key that signs session cookies (32 characters or more); none: a random key per
     #: start, so signing in again after a restart. Better set in the environment.
     secret_key: str | None = setting(
-        None, text("a secret of 32 characters or more", pattern=r".{32,}", nullable=True))
+        None, text("a secret of 32 characters or more", pattern=r".{32,}", nullable=True,
+                   secret=True))
     #: Seconds a sign-in lasts.
     session_seconds: float = setting(8 * 3600.0, number(0, above=True))
     #: Send the session cookie over HTTPS only (``Secure``): set it behind an HTTPS proxy.
     secure_cookie: bool = setting(False, boolean())
+    #: The reverse proxies (addresses or networks) whose ``X-Forwarded-For`` is believed; none
+    #: by default: the client is the peer, whatever headers it sends.
+    trusted_proxies: list[str] = attrs.field(factory=list, converter=_none_as_empty,
+                                             validator=checked, metadata={CHECK: _PROXIES})
 
 
 def _settings_given(entry: JobEntry) -> frozenset[str]:
@@ -374,20 +400,53 @@ def load_config(
     ``path`` None means ``environ["JOBKIT_CONFIG"]`` if set, else ``./jobs.yaml`` if it exists,
     else the built-in defaults. ``environ`` defaults to ``os.environ``. Raises ``ConfigError``
     listing every problem of the file and the environment.
+
+    The relative paths of a file (a ``sqlite:///`` store, ``logging.dir``, and their built-in
+    defaults when it leaves them) are made absolute from the file's folder; those of the
+    environment are kept, relative to the working directory.
     """
     env = os.environ if environ is None else environ
+    file = _config_file(path, env)
+    if file is None:
+        return _build({}, _Provenance(), env)
+    document = read_yaml_file(file)
+    data = {} if document.data is None else document.data
+    config = _build(data, _Provenance(source=file, lines=document.lines), env,
+                    duplicates=document.duplicates, folder=Path(file).absolute().parent)
+    return attrs.evolve(config, path=file)
+
+
+def _config_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> str | None:
+    """The file :func:`load_config` reads: ``path``, else ``JOBKIT_CONFIG``, else an existing
+    ``./jobs.yaml``; None for the built-in defaults."""
     if path is None and env.get("JOBKIT_CONFIG"):
         path = env["JOBKIT_CONFIG"]
     elif path is None and Path("jobs.yaml").is_file():
         path = "jobs.yaml"
-    if path is None:
-        return _build({}, _Provenance(), env)
-    file = os.fspath(path)
-    document = read_yaml_file(file)
-    data = {} if document.data is None else document.data
-    config = _build(data, _Provenance(source=file, lines=document.lines), env,
-                    duplicates=document.duplicates)
-    return attrs.evolve(config, path=file)
+    return None if path is None else os.fspath(path)
+
+
+def raw_notifications(
+    path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The ``notifications:`` entries of the file :func:`load_config` reads, unchecked, each
+    with where it is (``jobs.yaml:12: notifications[0]``): for the notifier plugins to check
+    when the file has other problems, so that one ``ConfigError`` names them all. Empty when
+    the file cannot be read."""
+    file = _config_file(path, os.environ if environ is None else environ)
+    if file is None:
+        return []
+    try:
+        document = read_yaml_file(file)
+    except ConfigError:
+        return []
+    data = document.data if isinstance(document.data, Mapping) else {}
+    entries = data.get("notifications")
+    if not isinstance(entries, list):
+        return []
+    provenance = _Provenance(source=file, lines=document.lines)
+    return [(f"{provenance.where(('notifications', index))}: notifications[{index}]", entry)
+            for index, entry in enumerate(entries) if isinstance(entry, dict)]
 
 
 def _check_layer(layer: Mapping[str, Any], allowed: Collection[str], where: str) -> dict[str, Any]:
@@ -408,8 +467,11 @@ def _check_layer(layer: Mapping[str, Any], allowed: Collection[str], where: str)
 
 
 def _build(data: Any, provenance: _Provenance, environ: Mapping[str, str] | None,
-           duplicates: Collection[KeyPath] = ()) -> Config:
-    """Structure ``data`` overlaid by ``environ``; ``ConfigError`` lists every problem."""
+           duplicates: Collection[KeyPath] = (), folder: Path | None = None) -> Config:
+    """Structure ``data`` overlaid by ``environ``; ``ConfigError`` lists every problem.
+
+    ``folder``: the file's folder, that its relative paths are taken from (see
+    :func:`_paths_from`)."""
     if not isinstance(data, Mapping):
         raise ConfigError(errors=[
             f"{provenance.where(())}: expected a mapping of settings (storage, defaults, jobs, "
@@ -433,7 +495,39 @@ def _build(data: Any, provenance: _Provenance, environ: Mapping[str, str] | None
         found.sort(key=lambda problem: line_of(provenance.lines, problem[0]) or 0)
         raise ConfigError(errors=[provenance.message(*problem) for problem in found]
                           + env_errors)
+    if folder is not None:
+        config = _paths_from(config, folder, set(sections))
     return attrs.evolve(config, provenance=provenance)
+
+
+def _paths_from(config: Config, folder: Path, from_env: Collection[KeyPath]) -> Config:
+    """``config`` with the relative paths of its file (or the built-in defaults it left) taken
+    from ``folder``, as docker compose does; a path from the environment is left relative to
+    the working directory, as one given on a command line is."""
+    storage, log_dir = config.storage, config.logging.dir
+    if ("storage",) not in from_env:
+        storage = _sqlite_url_from(folder, storage)
+    if ("logging", "dir") not in from_env:
+        log_dir = _path_from(folder, log_dir)
+    return attrs.evolve(config, storage=storage,
+                        logging=attrs.evolve(config.logging, dir=log_dir))
+
+
+def _path_from(folder: Path, path: str) -> str:
+    """``path`` if absolute, else ``folder / path`` (``..`` resolved, symlinks kept)."""
+    return path if os.path.isabs(path) else os.path.normpath(folder / path)
+
+
+def _sqlite_url_from(folder: Path, url: str) -> str:
+    """A ``sqlite:///relative/path`` URL taken from ``folder``: ``sqlite:////folder/relative/
+    path``; any other URL (absolute, ``memory://``, ``postgresql://...``, the in-memory and
+    ``file:`` forms the SQLite store refuses) as it is."""
+    if not url.startswith(_SQLITE_PREFIX):
+        return url
+    path = url[len(_SQLITE_PREFIX):]
+    if path in ("", ":memory:") or path.startswith("file:") or os.path.isabs(path):
+        return url
+    return _SQLITE_PREFIX + Path(_path_from(folder, path)).as_posix()
 
 
 def _job_keys(mapping: Any) -> frozenset[str]:

@@ -174,12 +174,15 @@ class Rule:
     test: Callable[[Any], bool]
     convert: Callable[[Any], Any] = _same
     nullable: bool = False
+    #: A secret's rule: its errors never show the value (a password put where its hash goes).
+    secret: bool = False
 
     def __call__(self, value: Any) -> Any:
         if value is None and self.nullable:
             return None
         if not self.test(value):
-            raise Invalid(f"expected {self.what}, got {value!r}")
+            shown = " (the value given is not shown)" if self.secret else f", got {value!r}"
+            raise Invalid(f"expected {self.what}{shown}")
         return self.convert(value)
 
 
@@ -218,11 +221,12 @@ def choice(*choices: str) -> Rule:
                 lambda v: isinstance(v, str) and v.upper() in by_key, lambda v: by_key[v.upper()])
 
 
-def text(what: str = "a string", *, pattern: str = r".+", nullable: bool = False) -> Rule:
-    """A non-empty string that matches ``pattern``."""
+def text(what: str = "a string", *, pattern: str = r".+", nullable: bool = False,
+         secret: bool = False) -> Rule:
+    """A non-empty string that matches ``pattern``; a ``secret`` one is never shown in errors."""
     shape = re.compile(pattern, re.DOTALL)
     return Rule(what, lambda v: isinstance(v, str) and shape.fullmatch(v) is not None,
-                nullable=nullable)
+                nullable=nullable, secret=secret)
 
 
 _FILE_COUNT = re.compile(r"\s*(\d+)\s+files?\s*", re.IGNORECASE)

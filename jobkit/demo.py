@@ -10,7 +10,6 @@ Nothing is left running afterwards.
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -142,14 +141,9 @@ def run_demo(folder: Path, *, workers: int = 2, timeout: float = 60.0) -> int:
     """Run the demo in ``folder``; return the worker's exit code."""
     from rich.console import Console
 
-    console = Console()
     folder.mkdir(parents=True, exist_ok=True)
-    here = Path.cwd()
-    os.chdir(folder)  # jobs.yaml's relative paths (store, logs) are relative to the folder
-    try:
-        return _run(console, folder, workers, timeout)
-    finally:
-        os.chdir(here)
+    # jobs.yaml's relative paths (store, logs) are taken from its folder, wherever this runs
+    return _run(Console(), folder, workers, timeout)
 
 
 def _run(console: Console, folder: Path, workers: int, timeout: float) -> int:
@@ -177,14 +171,11 @@ def _run(console: Console, folder: Path, workers: int, timeout: float) -> int:
                 "jobkit",
                 "--config",
                 str(config),
-                "--path",
-                str(folder),
                 "worker",
                 "--concurrency",
                 str(workers),
                 "--burst",
             ],
-            cwd=folder,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -202,7 +193,7 @@ def _run(console: Console, folder: Path, workers: int, timeout: float) -> int:
                 worker.terminate()
             code = worker.wait(timeout=30)
         console.print(_table(app, "summary"))
-        logs = folder / app.config.logging.dir
+        logs = Path(app.config.logging.dir)
     print(f"job log:   {logs / 'background_jobs.log'}")  # plain: a path must not wrap
     print(f"error log: {logs / 'background_jobs_errors.log'}")
     print(f"dashboard: jobkit --config {config} dashboard  ->  http://127.0.0.1:8000/ "

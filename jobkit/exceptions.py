@@ -97,6 +97,11 @@ class StorageError(JobkitError):
     """The job store failed."""
 
 
+class StoreLost(StorageError):
+    """The store this process opened is gone for good (its SQLite file deleted or replaced):
+    unlike a store that is down, waiting will not bring it back."""
+
+
 class JobNotFoundInStorage(StorageError):
     """No job with this id is in the store."""
 

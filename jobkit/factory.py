@@ -9,9 +9,13 @@ runs a stored row: the database is a trust boundary.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import inspect
 import math
+import threading
 import typing
+from collections import abc
 from collections.abc import Callable, Mapping
 from functools import cache
 from typing import Any
@@ -39,13 +43,101 @@ def _strict(kind: type[Any], accept: tuple[type[Any], ...]) -> Callable[[Any, An
     return structure
 
 
+def _json_kind(hint: Any) -> str | None:
+    """``"array"`` when ``hint`` is a sequence or set (only a JSON array may become one),
+    ``"object"`` when a mapping or an attrs or data class; ``None`` for anything else."""
+    origin = typing.get_origin(hint) or hint
+    if not isinstance(origin, type) or issubclass(origin, (str, bytes, bytearray)):
+        return None  # str is a Sequence, but a JSON string is no array
+    if attrs.has(origin) or dataclasses.is_dataclass(origin) or issubclass(origin, abc.Mapping):
+        return "object"
+    if issubclass(origin, (abc.Sequence, abc.Set, collections.deque)):
+        return "array"
+    return None
+
+
+def _fixed_length(hint: Any) -> int | None:
+    """The length of a fixed tuple type (``tuple[str, int]``: 2); ``None`` for others."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is not tuple or not args or args[-1] is Ellipsis:
+        return None
+    return len(args)
+
+
+class _ShapeChecks(threading.local):
+    """The types whose shape-checked hook is being made on this thread (see below)."""
+
+    def __init__(self) -> None:
+        self.making: set[Any] = set()
+
+
+def _register_shape_checks(converter: cattrs.Converter) -> None:
+    """Make every container and class hook of ``converter`` check the JSON shape first.
+
+    cattrs structures any iterable into a list (``"pdf"`` into ``["p", "d", "f"]``, a dict into
+    its keys) and any mapping into a dict. The factory below wraps the hook cattrs would make:
+    while it is made, the predicate steps aside for that type, so the lookup falls through to
+    cattrs' own factory; nested types get their checked hooks from the same converter.
+    """
+    checks = _ShapeChecks()
+
+    def wanted(hint: Any) -> bool:
+        return hint not in checks.making and _json_kind(hint) is not None
+
+    def factory(hint: Any) -> Callable[[Any, Any], Any]:
+        checks.making.add(hint)
+        try:
+            inner = converter.get_structure_hook(hint, cache_result=False)
+        finally:
+            checks.making.discard(hint)
+        array = _json_kind(hint) == "array"
+        accept: tuple[type[Any], ...] = (list, tuple) if array else (abc.Mapping,)
+        shape = "a JSON array" if array else "a JSON object"
+        length = _fixed_length(hint)
+
+        def structure(value: Any, kind: Any) -> Any:
+            if not isinstance(value, accept):
+                raise TypeError(
+                    f"expected {_hint_name(hint)} ({shape}), got {type(value).__name__} "
+                    f"{value!r:.60}"
+                )
+            if length is not None and len(value) != length:
+                raise TypeError(
+                    f"expected {_hint_name(hint)} of {length} items, got {len(value)}"
+                )
+            return inner(value, kind)
+
+        return structure
+
+    converter.register_structure_hook_factory(wanted, factory)
+
+
+def _strict_literal(value: Any, hint: Any) -> Any:
+    """A ``Literal`` member, matched by type as well: ``True`` and ``1.0`` are not ``1``."""
+    for choice in typing.get_args(hint):
+        if value == choice and type(value) is type(choice):
+            return choice
+    choices = ", ".join(map(repr, typing.get_args(hint)))
+    raise TypeError(f"expected one of {choices}, got {type(value).__name__} {value!r:.60}")
+
+
+def _plain_literal(hint: Any) -> bool:
+    return typing.get_origin(hint) is typing.Literal and all(
+        choice is None or type(choice) in (str, int, bool) for choice in typing.get_args(hint)
+    )
+
+
 def make_converter() -> cattrs.Converter:
-    """A cattrs converter that refuses lossy coercions and unknown keys of attrs classes."""
+    """A cattrs converter that refuses lossy coercions, unknown keys of attrs classes, and
+    values of the wrong JSON shape: only an array becomes a list, tuple or set, and only an
+    object a dict, mapping or attrs class."""
     converter = cattrs.Converter(forbid_extra_keys=True)
     converter.register_structure_hook(int, _strict(int, (int,)))
     converter.register_structure_hook(float, _strict(float, (int, float)))
     converter.register_structure_hook(str, _strict(str, (str,)))
     converter.register_structure_hook(bool, _strict(bool, (bool,)))
+    converter.register_structure_hook_func(_plain_literal, _strict_literal)
+    _register_shape_checks(converter)
     return converter
 
 
@@ -218,7 +310,9 @@ class Factory:
         for key, value in by_name.items():
             if key in allowed:
                 continue
-            if not signature.accepts_any_keyword:
+            if problem := text_problem(key):  # named escaped: the message must be valid UTF-8
+                problems[ascii(key)] = f"the parameter name {problem}"
+            elif not signature.accepts_any_keyword:
                 problems[key] = "unexpected parameter (the method has no parameter of this name)"
             elif problem := json_problem(value, key):
                 problems[key] = problem
@@ -300,7 +394,8 @@ class Factory:
                 message = str(exc)  # a scalar: our strict hooks already say what was expected
                 return message if message.startswith("expected") else f"{message} ({expected})"
             messages = cattrs.transform_error(exc, path="", format_exception=_format_exception)
-            return f"{'; '.join(m.replace(' @ ', ' at ') for m in messages)} ({expected})"
+            where = (m.removesuffix(" @ ").replace(" @ ", " at ") for m in messages)  # "": top
+            return f"{'; '.join(where)} ({expected})"
         return None
 
 
@@ -312,4 +407,6 @@ def _format_exception(exc: BaseException, kind: Any) -> str:
 
 
 def _hint_name(hint: Any) -> str:
-    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+    if isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "").replace("collections.abc.", "")

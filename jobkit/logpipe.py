@@ -34,7 +34,14 @@ from loguru import logger
 
 from jobkit.hookspecs import hookimpl
 from jobkit.interrupt import shielded
-from jobkit.logs import EVENT_LOGGER, EventLine, capture_driver_logs, event_line, write_event
+from jobkit.logs import (
+    EVENT_LOGGER,
+    EventLine,
+    capture_driver_logs,
+    event_line,
+    traceback_text,
+    write_event,
+)
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -92,6 +99,10 @@ class Event(NamedTuple):
 def _line(record: Record) -> Line:
     when = record["time"]
     offset = when.utcoffset()
+    extra = record["extra"]
+    if record["exception"] is not None and "traceback" not in extra:
+        # the traceback object cannot be pickled: its text goes, for the supervisor's sinks
+        extra = {**extra, "traceback": traceback_text(record)}
     return Line(
         record["level"].name,
         record["level"].no,
@@ -109,7 +120,7 @@ def _line(record: Record) -> Line:
         record["process"].name,
         record["thread"].id,
         record["thread"].name,
-        record["extra"],
+        extra,
         record["exception"],
     )
 
@@ -183,7 +194,8 @@ def _pickled(batch: list[Line | Event]) -> bytes:
             except Exception:
                 assert isinstance(line, Line)
                 line = line._replace(
-                    extra={key: repr(value) for key, value in line.extra.items()},
+                    extra={key: value if isinstance(value, str) else repr(value)
+                           for key, value in line.extra.items()},  # a traceback's text stays
                     exception=None,
                     message=line.message if line.exception is None
                     else f"{line.message} ({line.exception!r})",

@@ -16,8 +16,10 @@ its rotation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
 from datetime import timezone
 from pathlib import Path
@@ -88,16 +90,37 @@ def _text_format(record: Record) -> str:
     # one escape for the whole line: it works character by character, and the separators hold
     # no character it changes
     extra["_jobkit_line"] = escape(" | ".join(filter(None, [" ".join(fields), record["message"]])))
-    tb = extra.get("traceback")
-    if tb is None and record["exception"] is not None:
-        import traceback
-
-        exc = record["exception"]
-        tb = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+    tb = traceback_text(record)
     extra["_jobkit_tb"] = (
         "".join(f"\n  | {escape(line)}" for line in str(tb).splitlines()) if tb else ""
     )
     return _TEXT_LINE
+
+
+def traceback_text(record: Record) -> str | None:
+    """The traceback a record shows: its ``traceback`` value (a job's failure, or a record sent
+    by a worker process, whose traceback object cannot cross the pipe), else its exception's,
+    formatted as Python prints it; None without either."""
+    tb = record["extra"].get("traceback")
+    exc = record["exception"]
+    if tb is None and exc is not None:
+        import traceback
+
+        tb = "".join(traceback.format_exception(exc.type, exc.value, exc.traceback))
+    return None if tb is None else str(tb)
+
+
+#: loguru's default line, without colours: the ``text`` of a JSON record.
+_JSON_TEXT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{line} - {message}\n"
+
+
+def _json_format(record: Record) -> str:
+    """The ``text`` of a JSON record: loguru's default line, then an exception's traceback (also
+    set as ``extra.traceback``, so a worker process's record reads as one of this process)."""
+    if record["exception"] is None:
+        return _JSON_TEXT
+    record["extra"]["traceback"] = traceback_text(record)
+    return _JSON_TEXT + "{extra[traceback]}"
 
 
 def console_format(record: Record) -> str:
@@ -140,6 +163,23 @@ def capture_driver_logs() -> None:
             target.propagate = False
 
 
+#: loguru's default stderr sink as ``repr(logger)`` shows it: the first handler (id 0), added
+#: when loguru is imported; ids are never reused, so no sink added later has it.
+_LOGURU_DEFAULT_SINK = re.compile(r"\(id=0, level=\d+, sink=<stderr>\)")
+#: ``LOGURU_AUTOINIT`` values with which loguru adds no default sink (its own parsing).
+_NO_AUTOINIT = ("0", "false", "no", "n", "nok", "off")
+
+
+def _remove_loguru_default_sink() -> None:
+    """Remove loguru's default stderr sink if it is still installed, and nothing else: with
+    ``LOGURU_AUTOINIT=false`` (or no stderr at import) handler 0 is the application's own."""
+    if os.environ.get("LOGURU_AUTOINIT", "").lower() in _NO_AUTOINIT:
+        return
+    if _LOGURU_DEFAULT_SINK.search(repr(logger)):
+        with contextlib.suppress(ValueError):  # another thread removed it meanwhile
+            logger.remove(0)
+
+
 def configure_logging(
     settings: LoggingSettings,
     pm: pluggy.PluginManager | None = None,
@@ -149,10 +189,14 @@ def configure_logging(
 ) -> LogFiles:
     """Enable jobkit's logging and add its two file sinks; then call ``jobkit_configure_logging``.
 
-    ``enqueue=True`` makes the sinks safe to feed from several processes (the worker).
+    loguru's default stderr sink (handler 0, added when loguru is imported) is removed if it is
+    still there: it would print every job event of the process without its job. Sinks the
+    application added are kept. ``enqueue=True`` makes the sinks safe to feed from several
+    processes (the worker).
     """
     directory = Path(base_dir or ".") / settings.dir
     directory.mkdir(parents=True, exist_ok=True)
+    _remove_loguru_default_sink()
     logger.enable("jobkit")
     common: dict[str, Any] = {
         "filter": _is_job_record,
@@ -166,6 +210,7 @@ def configure_logging(
     }
     if settings.format == "json":
         common["serialize"] = True
+        common["format"] = _json_format
     else:
         common["format"] = _text_format
     events, errors = directory / EVENTS_FILE, directory / ERRORS_FILE

@@ -9,6 +9,8 @@ attrs class (unknown keys and wrong types are configuration errors naming file a
 from __future__ import annotations
 
 import abc
+import os
+import re
 from collections.abc import Iterable
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -65,19 +67,74 @@ def build_subscriptions(config: Config, registry: NotifierRegistry) -> list[Subs
     errors: list[str] = []
     for index, entry in enumerate(config.notifications):
         where = f"{config.where('notifications', index)}: notifications[{index}]"
-        try:
-            cls = registry.get(entry.plugin)
-            options = structure_options(cls.Options, entry.options, where)
-        except KeyError as exc:
-            errors.append(f"{where}.plugin: {exc.args[0]}")
-            continue
-        except ConfigError as exc:
-            errors.extend(exc.errors)
-            continue
-        subscriptions.append(Subscription(cls(options), _set(entry.events), _set(entry.jobs)))
+        notifier = _notifier(registry, entry.plugin, entry.options, where, errors)
+        if notifier is not None:
+            subscriptions.append(Subscription(notifier, _set(entry.events), _set(entry.jobs)))
     if errors:
         raise ConfigError(errors=errors)
     return subscriptions
+
+
+def _notifier(registry: NotifierRegistry, plugin: str, options: Any, where: str,
+              errors: list[str]) -> Notifier | None:
+    """The notifier of one entry; None, with its problems added to ``errors``, if it does not
+    fit."""
+    try:
+        cls = registry.get(plugin)
+        return cls(structure_options(cls.Options, options, where))
+    except KeyError as exc:
+        errors.append(f"{where}.plugin: {exc.args[0]}")
+    except ConfigError as exc:
+        errors.extend(exc.errors)
+    return None
+
+
+#: The keys of a ``notifications:`` entry that are not the notifier's options.
+ENTRY_KEYS = ("plugin", "events", "jobs")
+
+
+def with_notifier_problems(
+    error: ConfigError,
+    path: str | os.PathLike[str] | None,
+    *,
+    plugins: tuple[object, ...] = (),
+    load_entrypoints: bool = True,
+    **_: Any,
+) -> ConfigError:
+    """``error`` (the file ``path`` did not load) with the problems that the notifier plugins
+    ``JobKit(plugins=..., load_entrypoints=...)`` would load find in the file's raw
+    ``notifications:`` entries, all in the order of the file; ``error`` itself when there are
+    none, or the plugins do not load."""
+    from jobkit.config import raw_notifications
+    from jobkit.plugins import NotifierRegistry, get_plugin_manager
+
+    entries = raw_notifications(path)
+    if not entries:
+        return error
+    try:
+        pm = get_plugin_manager(plugins, load_entrypoints=load_entrypoints)
+    except ConfigError:
+        return error
+    registry = NotifierRegistry()
+    pm.hook.jobkit_register_notifiers(registry=registry)
+    found = list(error.errors)
+    for where, entry in entries:
+        plugin = entry.get("plugin")
+        if isinstance(plugin, str):  # a missing or non-text plugin is the file's own problem
+            options = {key: value for key, value in entry.items() if key not in ENTRY_KEYS}
+            _notifier(registry, plugin, options, where, found)
+    if len(found) == len(error.errors):
+        return error
+    return ConfigError(errors=sorted(found, key=_line_number))
+
+
+def _line_number(problem: str) -> float:
+    """Where a problem goes (as ``load_config`` orders them): by the line it names
+    (``jobs.yaml:12: ...``), one of the file without a line first, the environment's last."""
+    if problem.startswith("environment "):
+        return float("inf")
+    found = re.match(r"^.*?:(\d+): ", problem)
+    return int(found.group(1)) if found else 0
 
 
 def _set(values: Iterable[str] | None) -> frozenset[str] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import weakref
@@ -73,6 +74,16 @@ class StorageRegistry(ClassRegistry["Storage"]):
             cls = self.get(scheme)
         except KeyError as exc:
             raise ConfigError(f"storage: {url!r}: {exc.args[0]}") from None
+        try:
+            inspect.signature(cls.from_url).bind(url, **options)
+        except TypeError:
+            given = ", ".join(f"{key}={value!r}" for key, value in options.items())
+            settings = ", ".join(f"{key}: {value}" for key, value in options.items())
+            raise ConfigError(
+                f"storage: {url!r}: {cls.__module__}.{cls.__qualname__}.from_url does not take "
+                f"{given} (jobs.yaml's {settings}); a backend's from_url(url, **options) "
+                "accepts it (see docs/storage.md)"
+            ) from None
         return cls.from_url(url, **options)
 
 
@@ -98,24 +109,77 @@ def get_plugin_manager(
 
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
-    for name in DEFAULT_PLUGINS:
-        pm.register(importlib.import_module(name), name=name)
-    for plugin in plugins:
-        pm.register(plugin)
+    try:
+        for name in DEFAULT_PLUGINS:
+            pm.register(importlib.import_module(name), name=name)
+        for plugin in plugins:
+            pm.register(plugin)
+    except pluggy.PluginValidationError as exc:
+        raise ConfigError(_not_valid(pm, exc)) from exc
     if load_entrypoints:
         try:
             pm.load_setuptools_entrypoints(hookspecs.PROJECT_NAME)
+        except pluggy.PluginValidationError as exc:
+            raise ConfigError(f"entry point group 'jobkit': {_not_valid(pm, exc)}") from exc
         except Exception as exc:
             raise ConfigError(f"entry point group 'jobkit': cannot load a plugin: {exc}") from exc
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise ConfigError(f"plugin {exc.plugin!r}: {exc}") from exc
+        raise ConfigError(_not_valid(pm, exc)) from exc
     env = os.environ if environ is None else environ
     if env.get("JOBKIT_TRACE_PLUGINS", "") not in ("", "0"):
         pm.add_hookcall_monitoring(_trace_before, _trace_after)
         _TRACED.add(pm)
     return pm
+
+
+def _not_valid(pm: pluggy.PluginManager, exc: pluggy.PluginValidationError) -> str:
+    """What is wrong with a plugin, on one line: the plugin, the hook, and what the hook takes
+    (pluggy's own message names the plugin by an id, over three lines)."""
+    import difflib
+    import re  # here: only a plugin that does not fit needs them
+
+    first, *rest = str(exc).splitlines()
+    # register refuses before naming the plugin: its message holds the name
+    found = re.match(r"Plugin '([^']*)' for hook '([^']+)'", first)
+    name = pm.get_name(exc.plugin) or (found.group(1) if found else None)
+    who = _plugin_label(exc.plugin, name)
+    if found is None:
+        unknown_hook = re.match(r"unknown hook '([^']+)'", first)  # from check_pending
+        if unknown_hook is None:  # a message this code does not know: all of it, on one line
+            return f"plugin {who}: {' '.join([first, *rest])}"
+        hook = unknown_hook.group(1)
+        close = difflib.get_close_matches(hook, _hook_names(pm), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(_hook_names(pm))}"
+        return f"plugin {who}: unknown hook {hook!r} ({hint})"
+    hook = found.group(2)
+    caller = getattr(pm.hook, hook, None)
+    spec = caller.spec if caller is not None else None
+    takes = f" (the hook takes: {', '.join(spec.argnames) or 'nothing'})" if spec else ""
+    reason = " ".join(rest[1:]) or " ".join(rest)  # rest[0] repeats the implementation's def
+    unknown = re.match(r"Argument\(s\) \{(.*)\} are declared in the hookimpl", reason)
+    if unknown:
+        reason = f"unknown argument(s) {unknown.group(1).replace(chr(39), '')}"
+    return f"plugin {who}: hook {hook}: {reason}{takes}"
+
+
+def _plugin_label(plugin: object, name: str | None) -> str:
+    """A plugin as people know it: its module, or its class (pluggy names an instance by id)."""
+    import types
+
+    if isinstance(plugin, types.ModuleType):
+        return plugin.__name__ if name in (None, plugin.__name__) else (
+            f"{name!r} (module {plugin.__name__})")
+    cls = type(plugin)
+    label = f"{cls.__module__}.{cls.__qualname__}"
+    return label if name is None or name.isdigit() else f"{name!r} ({label})"
+
+
+def _hook_names(pm: pluggy.PluginManager) -> list[str]:
+    """The hooks jobkit specifies."""
+    return sorted(name for name, caller in vars(pm.hook).items()
+                  if isinstance(caller, pluggy.HookCaller) and caller.has_spec())
 
 
 #: Plugin managers that trace hook calls (``JOBKIT_TRACE_PLUGINS``); events are dispatched

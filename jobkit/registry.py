@@ -58,8 +58,16 @@ def approved_methods(cls: type[Any], source: str) -> tuple[str, ...]:
             raise ConfigError(f"{where}: {method!r} is not a method name")
         if method.startswith("_"):
             raise ConfigError(f"{where}: private method {method!r} cannot be approved")
-        if not callable(inspect.getattr_static(cls, method, None)):
+        function = inspect.getattr_static(cls, method, None)
+        if not callable(function):
             raise ConfigError(f"{where}: approved method {method!r} is not defined on the class")
+        function = getattr(function, "__func__", function)  # a staticmethod's own function
+        if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+            # it would pass every check, then fail each attempt with a coroutine as its result
+            raise ConfigError(
+                f"{where}: approved method {method!r} is an async def; async methods are not "
+                "supported yet: make it a plain def (it may call asyncio.run())"
+            )
     return tuple(declared)
 
 

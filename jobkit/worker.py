@@ -32,7 +32,7 @@ import attrs
 from loguru import logger
 
 from jobkit.config import Config, WorkerSettings
-from jobkit.exceptions import ConfigError, StorageError
+from jobkit.exceptions import ConfigError, StorageError, StoreLost
 from jobkit.executor import Executor, StopReason
 from jobkit.imports import import_string
 from jobkit.interrupt import Interrupter
@@ -255,6 +255,8 @@ class Worker:
         self._handing_back = False
         self._start_failures = 0
         self._exit_code = 0
+        self._store_lost = False  # its file was deleted or replaced: the worker is stopping
+        self._check_failing = False  # the last check of the store could not tell
         self._log_relays: list[threading.Thread] = []
         #: Lists the worker processes in the store, for the dashboard.
         self._roster = Roster(lambda: app.storage)
@@ -291,7 +293,8 @@ class Worker:
 
     def run(self, install_signals: bool = True) -> int:
         """Run until stopped (or, with ``burst``, until no job is left). Returns the exit code:
-        0, or 1 when worker processes kept failing to start."""
+        0, or 1 when worker processes kept failing to start or the store was lost (its SQLite
+        file deleted or replaced)."""
         problems = self.app.check()
         if problems:
             raise ConfigError(errors=problems)
@@ -338,8 +341,11 @@ class Worker:
         return _Child(index, process, ours, journal)
 
     def _supervise(self) -> None:
-        next_requeue = next_upkeep = 0.0
+        next_requeue = next_upkeep = next_check = 0.0
         while True:
+            if time.monotonic() >= next_check and not self._store_lost:
+                next_check = time.monotonic() + self.settings.heartbeat
+                self._check_store()
             if time.monotonic() >= next_requeue:
                 next_requeue = time.monotonic() + self.settings.requeue_interval
                 try:
@@ -369,6 +375,29 @@ class Worker:
                 multiprocessing.connection.wait(sentinels, timeout=0.2)
             else:
                 time.sleep(0.2)
+
+    def _check_store(self) -> None:
+        """Stop, exit status 1, when the store is gone for good (its SQLite file deleted or
+        replaced): going on would serve a file nobody enqueues to any more, while new jobs wait
+        in a new one. A supervisor (systemd, Docker) starts the worker again on the new file."""
+        try:
+            self.app.storage.check_health()
+        except StoreLost as exc:
+            logger.error(
+                "{error}; stopping the worker (exit status 1): restart it to serve the store "
+                "at {storage}",
+                error=str(exc),
+                storage=self.app.config.storage,
+            )
+            self._store_lost = True
+            self._exit_code = 1
+            self.request_stop()
+        except Exception as exc:  # a check that cannot tell (the store is down) decides nothing
+            if not self._check_failing:  # said once, not every heartbeat
+                logger.warning("could not check the store: {error}", error=str(exc))
+            self._check_failing = True
+        else:
+            self._check_failing = False
 
     def _upkeep(self) -> None:
         """Once a second: beat the listed processes, add their outcomes to the throughput, and

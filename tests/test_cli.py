@@ -621,7 +621,7 @@ class TestMigrate:
         """`migrate` creates the schema and prints its version."""
         result = cli("migrate")
         assert result.exit_code == 0, result.output
-        assert "schema at version 6" in result.stdout
+        assert "schema at version 7" in result.stdout
 
     def test_postgres(self, tmp_path: Path, empty_postgres_url: str) -> None:
         """`migrate` on a PostgreSQL URL creates the tables there."""
@@ -630,7 +630,7 @@ class TestMigrate:
         config = write_config(tmp_path, storage=empty_postgres_url)
         result = CliRunner().invoke(main, ["migrate", "--config", str(config)])
         assert result.exit_code == 0, result.output
-        assert "schema at version 6" in result.stdout
+        assert "schema at version 7" in result.stdout
         with psycopg.connect(empty_postgres_url) as conn:
             assert conn.execute(b"SELECT count(*) FROM jobkit_jobs").fetchone() == (0,)
 
@@ -700,6 +700,21 @@ class TestJobs:
         assert re.search(r"retry_delay = 7\.0\s+\[.*jobs\.yaml:\d+ \(jobs\.Recorder\)\]", out), out
         assert re.search(r"timeout = 9\.0\s+\[environment JOBKIT_DEFAULTS__TIMEOUT\]", out), out
         assert re.search(r"backoff = 'fixed'\s+\[built-in\]", out), out
+
+    def test_settings_are_not_shown_as_the_last_methods(self, tmp_path: Path) -> None:
+        """`jobs` puts methods and settings under headers of their own, at the same depth."""
+        config = write_config(tmp_path, jobs={"Configured": {
+            "class": "sample_jobs:Configured", "options": {"greeting": "Hi"}}})
+        result = CliRunner().invoke(main, ["--config", str(config), "jobs"])
+        assert result.exit_code == 0, result.output
+        block = result.stdout.split("Configured  (", 1)[1].splitlines()[1:]
+        block = block[:next((i for i, line in enumerate(block) if not line.startswith(" ")),
+                            len(block))]
+        assert block[:2] == ["  methods:", "    greet(name: str)"]
+        assert block[2] == "  settings:"
+        settings = block[3:-1]
+        assert settings and all(re.match(r"    \w+ = .*  \[.*\]$", line) for line in settings)
+        assert block[-1] == '  options = {"greeting": "Hi", "times": 1}'
 
     def test_narrowed_methods(self, tmp_path: Path) -> None:
         """`jobs` shows only the methods jobs.yaml keeps."""

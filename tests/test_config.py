@@ -98,9 +98,12 @@ class TestDiscovery:
         assert config.storage == "memory://"
 
     def test_empty_file_gives_defaults(self, tmp_path: Path) -> None:
-        """An empty file (or one with only comments) is the built-in defaults."""
+        """An empty file (or one with only comments) is the built-in defaults (their relative
+        paths taken from the file's folder)."""
         path = write(tmp_path, "# nothing yet\n")
-        assert load_config(path, environ={}) == Config(path=str(path))
+        assert load_config(path, environ={}) == Config(
+            path=str(path), storage=f"sqlite:///{tmp_path / 'jobkit.db'}",
+            logging=LoggingSettings(dir=str(tmp_path / "logs")))
 
     def test_os_environ_is_the_default_environment(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,20 +18,22 @@ from typing import Any
 import pytest
 import yaml
 from conftest import config_data
-from workers import subprocess_env
+from workers import dashboard_process, free_port, subprocess_env
 
 pytest.importorskip("starlette")
 pytest.importorskip("httpx2")
 
 from starlette.testclient import TestClient
 
-from jobkit import Job, JobKit, JobStatus
+from jobkit import Job, JobKit, JobStatus, hookimpl
 from jobkit.config import Config, DashboardSettings
 from jobkit.dashboard.passwords import hash_password, verify_password
 from jobkit.dashboard.security import Access, check_listen, is_loopback
 from jobkit.dashboard.web import create_app
 from jobkit.exceptions import ConfigError
 from jobkit.records import JobLogLine, WorkerInfo
+from jobkit.storage import MemoryStorage, Storage
+from jobkit.storage.base import OPTIONAL_CAPABILITIES
 
 ADMIN, VIEWER = "admin-password-1", "viewer-password-2"
 #: Made once: scrypt takes ~50 ms by design.
@@ -89,7 +90,8 @@ class TestPasswords:
         assert not verify_password("anything", stored)
 
     def test_jobs_yaml_refuses_a_plain_password(self, tmp_path: Path) -> None:
-        with pytest.raises(ConfigError, match=r"dashboard\.password_hash: expected a hash made by"):
+        with pytest.raises(ConfigError,
+                           match=r"dashboard\.password_hash: expected a password hash, not a"):
             Config.from_dict(config_data(tmp_path, dashboard={"password_hash": "hunter2"}))
 
 
@@ -328,6 +330,74 @@ class TestOverview:
         assert client.get("/charts/week.svg").status_code == 404
 
 
+class PlainMemoryStorage(MemoryStorage):
+    """The memory store without the optional capabilities, as a minimal third-party backend
+    would be: every method of theirs is the base class's default."""
+
+    scheme = "plain"
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> PlainMemoryStorage:
+        options.pop("durability", None)
+        return cls(**options)
+
+
+for _name in (name for methods in OPTIONAL_CAPABILITIES.values() for name in methods):
+    setattr(PlainMemoryStorage, _name, getattr(Storage, _name))
+
+
+class PlainPlugin:
+    @hookimpl
+    def jobkit_register_storage(self, registry: Any) -> None:
+        registry.add("plain", PlainMemoryStorage)
+
+
+class TestWithoutOptionalCapabilities:
+    @pytest.fixture
+    def plain(self, tmp_path: Path) -> Iterator[tuple[JobKit, TestClient]]:
+        data = {**config_data(tmp_path, dashboard={"password_hash": HASHES[ADMIN]}),
+                "storage": "plain://"}
+        with JobKit(Config.from_dict(data), plugins=(PlainPlugin(),),
+                    load_entrypoints=False) as app, TestClient(
+                create_app(app), base_url="http://127.0.0.1") as test_client:
+            sign_in(test_client)
+            yield app, test_client
+
+    def test_the_overview_says_what_the_store_does_not_keep(
+        self, plain: tuple[JobKit, TestClient]
+    ) -> None:
+        """Without workers and throughput, the overview says the store keeps none of them
+        instead of an empty workers table and empty charts."""
+        _, client = plain
+        assert not PlainMemoryStorage.supports("workers")
+        data = client.get("/api/overview").json()
+        assert data["keeps"] == {"workers": False, "job_logs": False, "throughput": False}
+        assert data["workers"] == []
+        page = client.get("/").text
+        assert "This job store keeps no worker processes, so none is listed." in page
+        assert "This job store keeps no throughput, so no chart is drawn." in page
+        assert "No worker is running." not in page and "/charts/hour.svg" not in page
+
+    def test_a_job_page_says_the_store_keeps_no_log_lines(
+        self, plain: tuple[JobKit, TestClient]
+    ) -> None:
+        """A job's page says its lines are in the log files, not that it logged nothing."""
+        app, client = plain
+        job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "a"})
+        assert client.get(f"/api/jobs/{job_id}").json()["keeps"]["job_logs"] is False
+        page = client.get(f"/jobs/{job_id}").text
+        assert "This job store keeps no log lines of jobs; they are in the log files." in page
+        assert "logged nothing" not in page
+
+    def test_a_store_with_them_shows_them(self, client: TestClient) -> None:
+        """The built-in stores keep all three, and the pages show them as before."""
+        sign_in(client)
+        assert client.get("/api/overview").json()["keeps"] == {
+            "workers": True, "job_logs": True, "throughput": True}
+        page = client.get("/").text
+        assert "No worker is running." in page and "/charts/hour.svg" in page
+
+
 class TestActions:
     def test_cancel_needs_the_csrf_token(self, client: TestClient, app: JobKit) -> None:
         job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"})
@@ -491,15 +561,39 @@ class TestRetryWithEditedParams:
         csrf = sign_in(client)
         page = client.get(f"/jobs/{job_id}").text
         assert "NESTED-SECRET" not in page and "&#34;***&#34;" in page
-        field = re.search(r'name="param\.server" value="([^"]*)"', page)
-        assert field is not None
-        shown = html.unescape(field.group(1))
-        response = client.post(f"/jobs/{job_id}/retry-edited", follow_redirects=False,
-                               data={"csrf": csrf, "param.server": shown})
-        assert response.status_code == 303, response.text
-        new_id = response.headers["location"].rsplit("/", 1)[-1]
+        new_id = retry_from_form(client, job_id, csrf, "server", form_value(page, "server"))
         assert app.get_job(new_id).params == {
             "server": {"name": "ana", "password": "NESTED-SECRET"}, "api_key": "k"}
+
+    def test_a_url_password_is_masked_in_the_form_and_kept(
+        self, client: TestClient, app: JobKit
+    ) -> None:
+        """A URL's password shows as *** in the form; sent back unchanged, the stored one runs."""
+        app.register("Login", Login)
+        url = "postgresql://ana:URL-SECRET@db/app"
+        job_id = app.run_background_job("Login", "login", {"user": url, "api_key": "k"})
+        app.cancel_job(job_id)
+        csrf = sign_in(client)
+        page = client.get(f"/jobs/{job_id}").text
+        assert "URL-SECRET" not in page and "postgresql://ana:***@db/app" in page
+        for shown in (form_value(page, "user"), "postgresql://ana:***@db/app"):
+            new_id = retry_from_form(client, job_id, csrf, "user", shown)
+            assert app.get_job(new_id).params == {"user": url, "api_key": "k"}
+
+
+def form_value(page: str, param: str) -> str:
+    """The value the edit form shows for ``param``."""
+    field = re.search(rf'name="param\.{param}" value="([^"]*)"', page)
+    assert field is not None
+    return html.unescape(field.group(1))
+
+
+def retry_from_form(client: TestClient, job_id: str, csrf: str, param: str, value: str) -> str:
+    """Post the edit form of ``job_id`` with ``param`` set to ``value``; the new job's id."""
+    response = client.post(f"/jobs/{job_id}/retry-edited", follow_redirects=False,
+                           data={"csrf": csrf, f"param.{param}": value})
+    assert response.status_code == 303, response.text
+    return str(response.headers["location"].rsplit("/", 1)[-1])
 
 
 class TestReviewFindings:
@@ -604,12 +698,6 @@ class TestReviewFindings:
         assert sum(bar.succeeded for bar in found) == 0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_cli(tmp_path: Path, *args: str, dashboard: dict[str, Any] | None = None,
             stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     config = tmp_path / "jobs.yaml"
@@ -643,37 +731,15 @@ class TestCommand:
     def test_it_serves_the_dashboard(self, tmp_path: Path) -> None:
         """A real uvicorn server: the sign-in page, the API refusing an anonymous caller and
         answering a bearer token; it stops on SIGTERM."""
-        port = free_port()
         config = tmp_path / "jobs.yaml"
         config.write_text(yaml.safe_dump(config_data(
             tmp_path, dashboard={"password_hash": HASHES[ADMIN]})))
-        server = subprocess.Popen(
-            [sys.executable, "-m", "jobkit", "--config", str(config), "dashboard", "--port",
-             str(port)],
-            env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            cwd=tmp_path,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{base}/login", timeout=2) as response:
-                        assert response.status == 200
-                        assert "Sign in" in response.read().decode()
-                    break
-                except (urllib.error.URLError, ConnectionError):
-                    assert server.poll() is None, server.communicate()
-                    assert time.monotonic() < deadline, "the dashboard did not start"
-                    time.sleep(0.1)
+        with dashboard_process(["--config", str(config), "dashboard"], cwd=tmp_path) as served:
             with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(f"{base}/api/jobs", timeout=5)
+                urllib.request.urlopen(f"{served.base}/api/jobs", timeout=5)
             assert refused.value.code == 401
-            request = urllib.request.Request(f"{base}/api/overview",
+            request = urllib.request.Request(f"{served.base}/api/overview",
                                              headers={"Authorization": f"Bearer {ADMIN}"})
             with urllib.request.urlopen(request, timeout=5) as response:
                 assert response.status == 200
-        finally:
-            server.terminate()
-            _, err = server.communicate(timeout=15)
-        assert "dashboard on http://127.0.0.1:" in err
+        assert "dashboard on http://127.0.0.1:" in served.stderr

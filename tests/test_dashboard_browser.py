@@ -10,23 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import subprocess
-import sys
+import re
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
-from conftest import IN_CI, config_data
-from workers import subprocess_env
+from conftest import IN_CI, config_data, jobkit_process
+from workers import REPO, dashboard_process, printed_dashboard_command
 
 from jobkit import JobKit, JobStatus
 from jobkit.dashboard.passwords import hash_password
+from jobkit.dashboard.times import duration_text
+from jobkit.records import WorkerInfo
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +42,6 @@ def _need(ok: bool, why: str) -> None:
         pytest.skip(why)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _require_browser() -> None:
     try:
         import playwright.sync_api  # noqa: F401
@@ -58,40 +52,25 @@ def _require_browser() -> None:
 
 @contextlib.contextmanager
 def dashboard(config: Path) -> Iterator[str]:
-    """A real `jobkit dashboard` for ``config``; its base URL, once it answers."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "jobkit", "--config", str(config), "dashboard", "--port",
-         str(port)],
-        env=subprocess_env(), cwd=config.parent, stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE, text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/login", timeout=2).close()
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert server.poll() is None, server.communicate()[1]
-                assert time.monotonic() < deadline, "the dashboard did not start"
-                time.sleep(0.1)
-        yield base
-    finally:
-        server.terminate()
-        server.communicate(timeout=15)
+    """A real `jobkit dashboard` for ``config``, started in another folder than the config's
+    (its relative paths must not depend on where it runs); its base URL, once it answers."""
+    elsewhere = config.parent / "elsewhere"
+    elsewhere.mkdir(exist_ok=True)
+    with dashboard_process(["--config", str(config), "dashboard"], cwd=elsewhere) as served:
+        yield served.base
+    assert list(elsewhere.iterdir()) == [], "the dashboard wrote to its working directory"
 
 
 @contextlib.contextmanager
-def chromium() -> Iterator[Any]:
-    """A headless Chromium page, and the script errors it met."""
+def chromium(**options: Any) -> Iterator[Any]:
+    """A headless Chromium page (``options`` for Playwright's ``new_page``: a time zone, no
+    script...), and the script errors it met."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                              args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 860})
+        page = browser.new_page(viewport={"width": 1280, "height": 860}, **options)
         page.errors = []
         page.on("pageerror", lambda error: page.errors.append(str(error)))
         # script errors, and what the Content-Security-Policy refused; not the 401 and 400
@@ -107,11 +86,13 @@ def chromium() -> Iterator[Any]:
 
 @pytest.fixture
 def site(tmp_path: Path, start_worker: Callable[..., Any]) -> Iterator[dict[str, Any]]:
-    """A store, its jobs.yaml, a running `jobkit dashboard`; `start_worker` starts the worker."""
+    """A store, its jobs.yaml (with relative paths, as users write them), a running `jobkit
+    dashboard`; `start_worker` starts the worker."""
     _require_browser()
     config = tmp_path / "jobs.yaml"
     config.write_text(yaml.safe_dump(config_data(
-        tmp_path, dashboard={"password_hash": hash_password(PASSWORD)})))
+        tmp_path, storage="sqlite:///jobkit.db", logging={"dir": "logs"},
+        dashboard={"password_hash": hash_password(PASSWORD)})))
     with dashboard(config) as base, JobKit.from_config(config, load_entrypoints=False) as app:
         yield {"base": base, "config": config, "app": app,
                "worker": lambda: start_worker(config, "-n", "2")}
@@ -205,14 +186,14 @@ def test_after_the_demo_a_new_user_retries_the_failed_job_within_a_minute(
 
     _require_browser()
     folder = tmp_path / "demo"
-    demo = subprocess.run([sys.executable, "-m", "jobkit", "demo", "--dir", str(folder)],
-                          env=subprocess_env(), capture_output=True, text=True, timeout=120,
-                          check=False, cwd=tmp_path)
+    demo = jobkit_process(tmp_path, "demo", "--dir", str(folder), timeout=120)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     password = (folder / "dashboard-password.txt").read_text().strip()
-    with dashboard(folder / "jobs.yaml") as base, chromium() as page:
+    # the command the demo printed, as a user pastes it in the repository's root folder
+    command = printed_dashboard_command(demo.stdout)
+    with dashboard_process(command, cwd=REPO) as served, chromium() as page:
         started = time.monotonic()
-        page.goto(base)
+        page.goto(served.base)
         page.fill("input[name=password]", password)
         page.click("button[type=submit]")
         page.click("nav >> text=Failed")
@@ -224,3 +205,103 @@ def test_after_the_demo_a_new_user_retries_the_failed_job_within_a_minute(
         expect(page.locator(".job [data-field=status]")).to_have_text("pending")
         assert time.monotonic() - started < 60
         assert not page.errors, page.errors
+
+
+def sign_in(page: Any, base: str) -> None:
+    page.goto(f"{base}/login")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/")
+
+
+def exact(when: datetime, zone: str | None = None, name: str | None = None) -> str:
+    """A time to the millisecond as the page writes it: in ``zone`` (with its offset and the
+    browser's ``name`` for it) then in UTC, or in UTC alone."""
+    def stamp(moment: datetime) -> str:
+        return f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d}"
+
+    utc = f"{stamp(when.astimezone(timezone.utc))} UTC"
+    if zone is None:
+        return utc
+    local = when.astimezone(ZoneInfo(zone))
+    offset = local.strftime("%z")
+    return f"{stamp(local)} UTC{offset[:3]}:{offset[3:]} ({name or zone})\n{utc}"
+
+
+class TestTimes:
+    ZONE = "Asia/Kolkata"  # UTC+05:30 all year: no daylight saving to trip on
+
+    def test_times_read_relative_with_the_exact_time_on_hover(
+        self, site: dict[str, Any], ledger: str
+    ) -> None:
+        """In the browser's time zone: "N s ago", "3 min ago", "in 2 min"; on hover the exact
+        local and UTC time; waits and durations written as the server writes them, before and
+        after a live update; the script runs under the CSP without an error."""
+        from playwright.sync_api import expect
+
+        app: JobKit = site["app"]
+        base: str = site["base"]
+        done = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "t"})
+        site["worker"]()
+        wait_status(app, done, JobStatus.COMPLETED)
+        later = app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "l"},
+                                       delay=150)
+        now = app.storage.now()
+        app.storage.register_worker(WorkerInfo("h:1:old", "h", 1, 9,
+                                               now - timedelta(minutes=3, seconds=5), now))
+        record = app.get_job(done)
+        assert record.started_at is not None and record.finished_at is not None
+        with chromium(timezone_id=self.ZONE) as page:
+            sign_in(page, base)
+            zone = page.evaluate("Intl.DateTimeFormat().resolvedOptions().timeZone")
+            assert zone in (self.ZONE, "Asia/Calcutta")  # ICU's name for it
+            # the overview: a worker started 3 minutes ago
+            old = page.locator("#workers tr", has_text="h:1:old").locator("time").first
+            expect(old).to_have_text("3 min ago")
+
+            # a finished job: relative times, the exact ones on hover
+            page.goto(f"{base}/jobs/{done}")
+            started = page.locator(".job time[data-field=started_at]")
+            expect(started).to_have_text(re.compile(r"^(just now|\d+ s ago)$"))
+            started.hover()
+            expect(started).to_have_attribute("title", exact(record.started_at, self.ZONE, zone))
+            expect(started).to_have_attribute("datetime", re.compile(r"^\d{4}-.*\+00:00$"))
+            ran = duration_text((record.finished_at - record.started_at).total_seconds())
+            waited = duration_text((record.started_at - record.available_at).total_seconds())
+            duration = page.locator(".job [data-field=duration] time")
+            expect(duration).to_have_text(ran)
+            expect(page.locator(".job [data-field=wait] time")).to_have_text(waited)
+            expect(page.locator("#attempts tbody tr td").nth(5)).to_have_text(ran)
+            # a live update writes them again, in the script: the same text
+            duration.evaluate("node => { node.dataset.mark = 'server'; }")
+            expect(page.locator(".job [data-field=duration] time[data-mark]")).to_have_count(
+                0, timeout=10_000)
+            expect(duration).to_have_text(ran)
+            expect(page.locator("#attempts tbody tr td").nth(5)).to_have_text(ran)
+            page.screenshot(path=ARTIFACTS / "job-times.png", full_page=True)
+
+            # a job due in 2.5 minutes
+            page.goto(f"{base}/jobs/{later}")
+            due = page.locator(".job time[data-field=available_at]")
+            expect(due).to_have_text(re.compile(r"^in (2 min|\d+ s)$"))
+            expect(page.locator(".job [data-field=wait] .span")).to_have_text(
+                re.compile(r"^due in (2 min( \d+ s)?|\d+ s)$"))
+
+            # the list
+            page.goto(f"{base}/jobs")
+            created = page.locator(f"#jobs tr[data-job='{done}'] time").first
+            expect(created).to_have_text(re.compile(r"^(just now|\d+ s ago)$"))
+            expect(created).to_have_attribute("title", exact(record.created_at, self.ZONE, zone))
+
+            # one duration format in both languages
+            samples = [0, 0.0004, 0.25, 1, 4.25, 9.99, 10, 59.9, 61, 3599, 3660, 90000, -3]
+            assert page.evaluate(f"{samples}.map(durationText)") == [
+                duration_text(seconds) for seconds in samples]
+            assert not page.errors, page.errors
+
+        with chromium(timezone_id=self.ZONE, java_script_enabled=False) as page:
+            sign_in(page, base)
+            page.goto(f"{base}/jobs/{done}")
+            started = page.locator(".job time[data-field=started_at]")
+            expect(started).to_have_text(f"{record.started_at:%Y-%m-%d %H:%M:%S} UTC")
+            expect(started).to_have_attribute("title", exact(record.started_at))

@@ -2,7 +2,9 @@
 
 Each ```python block of ``docs/*.md`` runs in an empty temporary directory, in a fresh module
 named ``myapp.jobs`` (so a sample's ``class: myapp.jobs:SendEmailJob`` imports a class the sample
-defines). A block whose previous non-blank line is ``<!-- not-tested -->`` is skipped.
+defines). A block whose previous non-blank line is ``<!-- not-tested -->`` is skipped, and so is
+one marked ``<!-- file: NAME -->``: part of a file that tests/test_docs_storage.py assembles and
+runs with pytest.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from jobkit.cli import main
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 NOT_TESTED = "<!-- not-tested -->"
+IN_A_FILE = "<!-- file: "
 SAMPLE_MODULE = "myapp.jobs"
 _FENCE = re.compile(r"^```(\w*)\s*$")
 
@@ -48,7 +51,7 @@ def python_samples() -> list[object]:
         pytest.param(code, id=f"{page.name}:{line}")
         for page in sorted(DOCS.glob("*.md"))
         for line, language, code, before in code_blocks(page)
-        if language == "python" and before != NOT_TESTED
+        if language == "python" and before != NOT_TESTED and not before.startswith(IN_A_FILE)
     ]
 
 

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import math
-from typing import Any
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
+import attrs
 import pytest
 from sample_jobs import Address
 
-from jobkit import InvalidParameters, JobKit, JobNotFound, MethodNotAllowed, run_background_job
+from jobkit import (
+    InvalidParameters,
+    Job,
+    JobKit,
+    JobNotFound,
+    JobStatus,
+    MethodNotAllowed,
+    run_background_job,
+)
 from jobkit.worker import run_until_empty
 
 
@@ -175,3 +187,275 @@ class TestDefaultApp:
         assert jobkit.get_attempts(job_id) == []
         assert jobkit.cancel_job(job_id) is True
         assert jobkit.retry_job(job_id) is True
+
+
+@attrs.frozen
+class Point:
+    """A nested attrs class."""
+
+    x: int
+    y: int
+
+
+@attrs.frozen
+class Outline:
+    """An attrs class holding containers of attrs classes."""
+
+    name: str
+    points: list[Point]
+    tags: frozenset[str] = frozenset()
+
+
+class Shapes(Job):
+    """One method per container type; each returns what it received, as JSON."""
+
+    methods = (
+        "strings", "pair", "numbers", "unique", "kinds", "seq", "headers", "counts", "outline",
+        "maybe", "bare",
+    )
+
+    def strings(self, formats: list[str]) -> list[str]:
+        assert isinstance(formats, list)
+        return formats
+
+    def pair(self, pair: tuple[str, int]) -> list[Any]:
+        assert isinstance(pair, tuple)
+        return list(pair)
+
+    def numbers(self, numbers: tuple[int, ...]) -> list[int]:
+        assert isinstance(numbers, tuple)
+        return list(numbers)
+
+    def unique(self, tags: set[str]) -> list[str]:
+        assert isinstance(tags, set)
+        return sorted(tags)
+
+    def kinds(self, kinds: frozenset[Literal["pdf", "png"]]) -> list[str]:
+        assert isinstance(kinds, frozenset)
+        return sorted(kinds)
+
+    def seq(self, names: Sequence[str]) -> list[str]:
+        return list(names)
+
+    def headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        return dict(headers)
+
+    def counts(self, counts: dict[str, int]) -> dict[str, int]:
+        return counts
+
+    def outline(self, outline: Outline) -> list[int]:
+        assert isinstance(outline, Outline) and isinstance(outline.points[0], Point)
+        return [outline.points[0].x, len(outline.tags)]
+
+    def maybe(self, formats: list[str] | None = None,
+              counts: dict[str, int] | None = None) -> list[Any]:
+        return [formats, counts]
+
+    def bare(self, items: list, table: dict) -> list[Any]:  # type: ignore[type-arg] - bare on purpose
+        return [items, table]
+
+
+#: (method, params, the parameter at fault, words its problem must contain).
+WRONG_SHAPES = [
+    ("strings", {"formats": "pdf"}, "formats", "expected list[str] (a JSON array), got str"),
+    ("strings", {"formats": {"pdf": 1}}, "formats", "a JSON array), got dict"),
+    ("pair", {"pair": "ab"}, "pair", "expected tuple[str, int] (a JSON array), got str"),
+    ("pair", {"pair": {"a": 1}}, "pair", "a JSON array), got dict"),
+    ("numbers", {"numbers": "12"}, "numbers", "expected tuple[int, ...] (a JSON array)"),
+    ("unique", {"tags": "ab"}, "tags", "expected set[str] (a JSON array), got str"),
+    ("unique", {"tags": {"a": 1}}, "tags", "a JSON array), got dict"),
+    ("kinds", {"kinds": "pdf"}, "kinds", "(a JSON array), got str"),
+    ("kinds", {"kinds": ["pdf", "doc"]}, "kinds", "'doc'"),
+    ("seq", {"names": "ana"}, "names", "Sequence[str] (a JSON array), got str"),
+    ("seq", {"names": {"ana": 1}}, "names", "(a JSON array), got dict"),
+    ("headers", {"headers": [["a", "b"]]}, "headers",
+     "expected Mapping[str, str] (a JSON object), got list"),
+    ("headers", {"headers": "a=b"}, "headers", "(a JSON object), got str"),
+    ("counts", {"counts": [["a", 1]]}, "counts", "dict[str, int] (a JSON object), got list"),
+    ("counts", {"counts": {"a": "1"}}, "counts", "expected int, got str"),
+    ("outline", {"outline": "square"}, "outline", "expected Outline (a JSON object), got str"),
+    ("outline", {"outline": {"name": "s", "points": {"x": 1, "y": 2}}}, "outline",
+     "(a JSON array), got dict"),
+    ("outline", {"outline": {"name": "s", "points": [[1, 2]]}}, "outline",
+     "expected Point (a JSON object), got list"),
+    ("outline", {"outline": {"name": "s", "points": [], "tags": "ab"}}, "outline",
+     "(a JSON array), got str"),
+    ("maybe", {"formats": "pdf"}, "formats", "(a JSON array), got str"),
+    ("maybe", {"counts": [["a", 1]]}, "counts", "(a JSON object), got list"),
+    ("bare", {"items": "ab", "table": {}}, "items", "expected list (a JSON array), got str"),
+    ("bare", {"items": [], "table": [["a", 1]]}, "table", "expected dict (a JSON object)"),
+]
+
+#: (method, params, the job's result): JSON arrays and objects where the types want them.
+RIGHT_SHAPES = [
+    ("strings", {"formats": ["pdf", "png"]}, ["pdf", "png"]),
+    ("pair", {"pair": ["a", 1]}, ["a", 1]),
+    ("numbers", {"numbers": [1, 2, 3]}, [1, 2, 3]),
+    ("unique", {"tags": ["b", "a", "b"]}, ["a", "b"]),
+    ("kinds", {"kinds": ["png", "pdf"]}, ["pdf", "png"]),
+    ("seq", {"names": ["ana"]}, ["ana"]),
+    ("headers", {"headers": {"a": "b"}}, {"a": "b"}),
+    ("counts", {"counts": {"a": 1}}, {"a": 1}),
+    ("outline", {"outline": {"name": "s", "points": [{"x": 4, "y": 2}], "tags": ["t"]}}, [4, 1]),
+    ("maybe", {"formats": None, "counts": {"a": 1}}, [None, {"a": 1}]),
+    ("maybe", {"formats": ["pdf"]}, [["pdf"], None]),
+    ("bare", {"items": ["a", 1], "table": {"k": [1]}}, [["a", 1], {"k": [1]}]),
+]
+
+
+class TestContainerShapes:
+    @pytest.fixture
+    def shapes(self, app: JobKit) -> JobKit:
+        app.register("Shapes", Shapes)
+        return app
+
+    @pytest.mark.parametrize(("method", "params", "param", "words"), WRONG_SHAPES)
+    def test_wrong_shape_is_refused_at_enqueue(
+        self, shapes: JobKit, method: str, params: dict[str, Any], param: str, words: str
+    ) -> None:
+        """A string or an object where an array is wanted (or the reverse) is refused, naming
+        the parameter and what was expected; nothing is stored."""
+        with pytest.raises(InvalidParameters) as info:
+            shapes.run_background_job("Shapes", method, params)
+        assert set(info.value.problems) == {param}
+        assert words in info.value.problems[param], info.value.problems[param]
+        assert stored(shapes) == 0
+
+    @pytest.mark.parametrize(("method", "params", "param", "words"), WRONG_SHAPES)
+    def test_wrong_shape_in_a_stored_row_is_refused_by_the_worker(
+        self, shapes: JobKit, method: str, params: dict[str, Any], param: str, words: str
+    ) -> None:
+        """A row whose params were altered in the store to a wrong shape fails, unrun."""
+        right = next(p for m, p, _ in RIGHT_SHAPES if m == method)
+        job_id = shapes.run_background_job("Shapes", method, right)
+        path = shapes.config.storage.removeprefix("sqlite:///")
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE jobkit_jobs SET params = ? WHERE id = ?",
+                       (json.dumps(params), int(job_id)))
+        run_until_empty(shapes)
+        record = shapes.get_job(job_id)
+        assert record.status == JobStatus.FAILED and record.result is None
+        assert "InvalidParameters" in (record.error or "") and param in (record.error or "")
+        assert words in (record.error or "")
+
+    @pytest.mark.parametrize(("method", "params", "result"), RIGHT_SHAPES)
+    def test_right_shape_is_structured_for_the_job(
+        self, shapes: JobKit, method: str, params: dict[str, Any], result: Any
+    ) -> None:
+        """Arrays and objects arrive as the annotated containers and classes."""
+        job_id = shapes.run_background_job("Shapes", method, params)
+        run_until_empty(shapes)
+        record = shapes.get_job(job_id)
+        assert (record.status, record.result) == (JobStatus.COMPLETED, result), record.error
+
+    def test_a_tuple_from_python_is_an_array(self, shapes: JobKit) -> None:
+        """A Python caller's tuple is a JSON array, fine for a list parameter."""
+        job_id = shapes.run_background_job("Shapes", "strings", {"formats": ("pdf",)})
+        assert shapes.get_job(job_id).params == {"formats": ["pdf"]}
+
+    @pytest.mark.parametrize(("value", "words"), [
+        ([], "expected tuple[str, int] of 2 items, got 0"),
+        (["a", 1, 2], "expected tuple[str, int] of 2 items, got 3"),
+    ])
+    def test_fixed_tuple_needs_its_length(
+        self, shapes: JobKit, value: list[Any], words: str
+    ) -> None:
+        """A fixed-length tuple refuses an array of another length."""
+        with pytest.raises(InvalidParameters) as info:
+            shapes.run_background_job("Shapes", "pair", {"pair": value})
+        assert words in info.value.problems["pair"]
+
+    @pytest.mark.parametrize("value", [True, 1.0])
+    def test_literal_is_matched_by_type_too(self, app: JobKit, value: Any) -> None:
+        """``Literal[1]`` refuses ``true`` and ``1.0`` (equal in Python, not the same JSON)."""
+        app.register("Levels", Levels)
+        with pytest.raises(InvalidParameters, match="level"):
+            app.run_background_job("Levels", "set_level", {"level": value})
+        app.run_background_job("Levels", "set_level", {"level": 1})
+
+    def test_dashboard_edit_goes_through_the_same_checks(self, shapes: JobKit) -> None:
+        """Retry-with-edited-params turns the typed text into params the factory checks: plain
+        text for a list is refused, an array is taken."""
+        from jobkit.dashboard.edit import edited_params
+
+        job_id = shapes.run_background_job("Shapes", "strings", {"formats": ["pdf"]})
+        shapes.cancel_job(job_id)
+        record = shapes.get_job(job_id)
+        with pytest.raises(InvalidParameters, match="formats: expected list"):
+            shapes.run_background_job(
+                "Shapes", "strings", edited_params(record, {"param.formats": "pdf"}))
+        shapes.run_background_job(
+            "Shapes", "strings", edited_params(record, {"param.formats": '["pdf"]'}))
+
+
+class Levels(Job):
+    """A literal parameter."""
+
+    methods = ("set_level",)
+
+    def set_level(self, level: Literal[1, 2]) -> int:
+        return level
+
+
+class Keywords(Job):
+    """A method that takes any keyword."""
+
+    methods = ("take", "fixed")
+
+    def take(self, **extra: Any) -> list[str]:
+        return sorted(extra)
+
+    def fixed(self, name: str = "") -> str:
+        return name
+
+
+#: Parameter names no store keeps alike, and how an error names them (escaped).
+BAD_NAMES = [
+    ("\ud800", "'\\ud800'", "lone surrogate"),
+    ("ok\udcff", "'ok\\udcff'", "lone surrogate"),
+    ("a\x00b", "'a\\x00b'", "NUL"),
+]
+
+
+class TestKeywordNames:
+    @pytest.fixture
+    def keywords(self, app: JobKit) -> JobKit:
+        app.register("Keywords", Keywords)
+        return app
+
+    @pytest.mark.parametrize("method", ["take", "fixed"])
+    @pytest.mark.parametrize(("key", "shown", "words"), BAD_NAMES)
+    def test_bad_top_level_name_is_refused_escaped(
+        self, keywords: JobKit, method: str, key: str, shown: str, words: str
+    ) -> None:
+        """A lone surrogate or a NUL in a parameter name is InvalidParameters naming the name
+        escaped (the message itself is valid UTF-8), for **kwargs and other methods; nothing is
+        stored."""
+        with pytest.raises(InvalidParameters) as info:
+            keywords.run_background_job("Keywords", method, {key: 1, "fine": 2})
+        assert set(info.value.problems) == {shown} | ({"fine"} if method == "fixed" else set())
+        assert words in info.value.problems[shown]
+        str(info.value).encode("utf-8")  # printable, loggable, storable
+        assert stored(keywords) == 0
+
+    def test_enqueue_many_names_the_index_and_the_name(self, keywords: JobKit) -> None:
+        """In a batch, the bad name is reported with its index; nothing is stored."""
+        with pytest.raises(InvalidParameters) as info:
+            keywords.enqueue_many("Keywords", "take", [{"a": 1}, {"\ud800": 1}])
+        assert set(info.value.problems) == {"params[1] '\\ud800'"}
+        assert stored(keywords) == 0
+
+    @pytest.mark.parametrize(("key", "shown", "words"), BAD_NAMES)
+    def test_bad_name_in_a_stored_row_fails_the_job(
+        self, keywords: JobKit, key: str, shown: str, words: str
+    ) -> None:
+        """A row altered in the store to hold such a name fails, unrun, its error naming it."""
+        job_id = keywords.run_background_job("Keywords", "take", {"a": 1})
+        path = keywords.config.storage.removeprefix("sqlite:///")
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE jobkit_jobs SET params = ? WHERE id = ?",
+                       (json.dumps({key: 1}), int(job_id)))
+        run_until_empty(keywords)
+        record = keywords.get_job(job_id)
+        assert record.status == JobStatus.FAILED and record.result is None
+        assert shown in (record.error or "") and words in (record.error or "")

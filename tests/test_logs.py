@@ -640,6 +640,60 @@ class TestLibraryAddsNoSink:
         assert result.stderr == ""
 
 
+class TestLoguruDefaultSink:
+    SCRIPT = """
+        import sys
+        from loguru import logger
+        {before}
+        from jobkit import JobKit
+        from jobkit.config import Config
+        app = JobKit(Config.from_dict({{
+            "storage": "sqlite:///{db}", "logging": {{"dir": "{logs}"}},
+            "jobs": {{"Recorder": {{"class": "sample_jobs:Recorder"}}}},
+        }}), load_entrypoints=False)
+        app.configure_logging()
+        app.run_background_job("Recorder", "record", {{"ledger": "", "tag": "t"}})
+        logger.info("the app's own line")
+        app.close()
+    """
+
+    def run_script(self, tmp_path: Path, before: str = "",
+                   **env: str) -> subprocess.CompletedProcess[str]:
+        code = self.SCRIPT.format(before=before, db=tmp_path / "jobkit.db", logs=tmp_path / "logs")
+        result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path,
+                                env={**subprocess_env(), **env}, capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def test_a_script_that_configures_logging_prints_no_job_lines(self, tmp_path: Path) -> None:
+        """configure_logging removes loguru's default stderr sink: the script's stderr holds
+        no 'enqueued' line (the event is in the log file)."""
+        result = self.run_script(tmp_path)
+        assert "enqueued" not in result.stderr, result.stderr
+        assert "the app's own line" not in result.stderr
+        assert "event=enqueued" in (tmp_path / "logs" / EVENTS_FILE).read_text()
+
+    def test_sinks_the_script_added_are_kept(self, tmp_path: Path) -> None:
+        """A sink the script added itself (even to stderr) stays, and gets the jobkit lines."""
+        result = self.run_script(tmp_path, before='logger.add(sys.stderr, format="MINE {message}")')
+        assert "MINE enqueued" in result.stderr, result.stderr
+        assert "MINE the app's own line" in result.stderr
+        assert result.stderr.count("the app's own line") == 1  # the default sink is gone
+
+    def test_a_script_that_removed_the_default_sink_keeps_its_own(self, tmp_path: Path) -> None:
+        """After the script's own logger.remove() and add(), nothing of its is removed."""
+        result = self.run_script(
+            tmp_path, before='logger.remove(); logger.add(sys.stderr, format="MINE {message}")')
+        assert "MINE the app's own line" in result.stderr, result.stderr
+
+    def test_without_loguru_autoinit_handler_0_is_the_scripts(self, tmp_path: Path) -> None:
+        """With LOGURU_AUTOINIT=false the script's first sink gets id 0: it is kept."""
+        result = self.run_script(tmp_path, before='logger.add(sys.stderr, format="MINE {message}")',
+                                 LOGURU_AUTOINIT="false")
+        assert "MINE the app's own line" in result.stderr, result.stderr
+
+
 class TestRelay:
     """The supervisor's side of worker processes' logs."""
 

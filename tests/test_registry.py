@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from conftest import make_config
+from conftest import jobkit_process, make_config, write_config
 from sample_jobs import Other, Recorder
 
 from jobkit import ConfigError, Job, JobKit, JobNotFound, MethodNotAllowed
@@ -118,3 +119,87 @@ class TestSources:
         )
         app = JobKit(config, load_entrypoints=False)
         assert any("Emial" in problem for problem in app.check())
+
+
+class AsyncJob(Job):
+    methods = ("handle", "fetch")
+
+    def handle(self) -> None: ...
+
+    async def fetch(self, url: str) -> str:
+        return url
+
+
+class AsyncGeneratorJob(Job):
+    methods = ("stream",)
+
+    async def stream(self) -> AsyncIterator[int]:
+        yield 1
+
+
+class AsyncStaticJob(Job):
+    methods = ("ping",)
+
+    @staticmethod
+    async def ping() -> None: ...
+
+
+#: A module that ships an async job, written to a folder put on the import path.
+ASYNC_MODULE = '''\
+from jobkit import Job
+
+
+class Crawl(Job):
+    methods = ("crawl",)
+
+    async def crawl(self, url: str) -> str:
+        return url
+'''
+
+
+def async_module(folder: Path) -> Path:
+    """``async_jobs.py`` (the class ``Crawl``) in ``folder``, and a distribution there whose
+    entry point ``Crawl`` names it."""
+    (folder / "async_jobs.py").write_text(ASYNC_MODULE)
+    dist = folder / "async_jobs-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: async-jobs\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[jobkit.jobs.async]\nCrawl = async_jobs:Crawl\n")
+    return folder
+
+
+class TestAsyncMethods:
+    @pytest.mark.parametrize(
+        ("cls", "method"),
+        [(AsyncJob, "fetch"), (AsyncGeneratorJob, "stream"), (AsyncStaticJob, "ping")],
+    )
+    def test_async_methods_are_refused_at_registration(self, cls: type[Job], method: str) -> None:
+        """An async def method (or async generator) is refused, naming the class and method."""
+        with pytest.raises(ConfigError) as info:
+            Registry().register("Async", cls)
+        message = str(info.value)
+        assert f"test_registry:{cls.__qualname__}" in message
+        assert f"approved method {method!r} is an async def" in message
+        assert "async methods are not supported yet" in message
+
+    def test_refused_from_an_entry_point(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A package's entry point naming a job with an async method is refused, naming it."""
+        monkeypatch.syspath_prepend(str(async_module(tmp_path)))
+        with pytest.raises(ConfigError, match=r"entry point jobkit\.jobs\.async: Crawl = "
+                           r"async_jobs:Crawl .*'crawl' is an async def"):
+            Registry().load_entry_points("jobkit.jobs.async")
+
+    def test_refused_from_jobs_yaml_and_by_check(self, tmp_path: Path) -> None:
+        """A jobs.yaml class: with an async method is refused by `jobkit check` (exit 1), with
+        the file and line, the class and the method."""
+        async_module(tmp_path)
+        config = write_config(tmp_path, jobs={"Crawl": {"class": "async_jobs:Crawl"}})
+        done = jobkit_process(tmp_path, "--config", str(config), "check")
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert f"{config}:" in done.stderr
+        assert "async_jobs:Crawl: approved method 'crawl' is an async def" in done.stderr
+        assert "Traceback" not in done.stderr
+        with pytest.raises(ConfigError, match="async methods are not supported yet"):
+            JobKit.from_config(config, load_entrypoints=False)

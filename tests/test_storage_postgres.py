@@ -118,10 +118,10 @@ class TestSchema:
         import psycopg
 
         with PostgresStorage(empty_url) as first, PostgresStorage(empty_url) as second:
-            assert first.migrate() == second.migrate() == 6
+            assert first.migrate() == second.migrate() == 7
         with psycopg.connect(empty_url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(6,)]
+        assert rows == [(7,)]
 
     def test_a_version_1_database_is_upgraded(
         self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
@@ -134,7 +134,7 @@ class TestSchema:
         clock = FakeClock()
         first = {k: v for k, v in postgres_module.queries().items()
                  if k not in ("migration_2", "migration_3", "migration_4", "migration_5",
-                              "migration_6")}
+                               "migration_6", "migration_7")}
         with monkeypatch.context() as patch:
             patch.setattr(postgres_module, "queries", lambda: first)
             PostgresStorage(url, clock=clock).close()
@@ -155,7 +155,7 @@ class TestSchema:
             assert store.list_workers() == []
         with psycopg.connect(url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(6,)]
+        assert rows == [(7,)]
 
     def test_a_newer_schema_is_refused(self, postgres_server: object, empty_url: str) -> None:
         """A database migrated by a newer jobkit is refused, naming both versions."""
@@ -170,7 +170,7 @@ class TestSchema:
                 PostgresStorage(empty_url)
         finally:
             with psycopg.connect(empty_url) as conn:
-                conn.execute(b"UPDATE jobkit_schema_version SET version = 6")
+                conn.execute(b"UPDATE jobkit_schema_version SET version = 7")
 
 
 class TestListenNotify:

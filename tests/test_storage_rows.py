@@ -333,7 +333,7 @@ class TestAnOldStoreIsUpgraded:
         what it held, its value replaced; a new job gets a new id; the CHECKs refuse."""
         from jobkit.testing.conformance import new_job
 
-        old = open_store(backend, store_url, without="migration_6")
+        old = open_store(backend, store_url, without="migration_7")
         good = old.enqueue(new_job(old.now(), priority=7))
         running = old.enqueue(new_job(old.now()))
         waiting = old.enqueue(new_job(old.now()))
@@ -357,7 +357,7 @@ class TestAnOldStoreIsUpgraded:
             attempts = store.attempts(running.id)
             assert [a.outcome.value if a.outcome else None for a in attempts] == ["failed"]
             assert int(store.enqueue(new_job(store.now())).id) > int(gone.id)
-            assert store.migrate() == 6
+            assert store.migrate() == 7
         cast = "" if backend == "sqlite" else "::timestamptz"
         with pytest.raises(refused(store_url), match=waiting_column):
             raw(store_url, f"UPDATE jobkit_jobs SET {waiting_column} = ?{cast} WHERE id = ?",

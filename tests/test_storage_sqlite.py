@@ -16,7 +16,7 @@ import pytest
 
 from jobkit import JobKit
 from jobkit.config import load_config
-from jobkit.exceptions import ConfigError, StorageError
+from jobkit.exceptions import ConfigError, StorageError, StoreLost
 from jobkit.records import JobStatus, Lease
 from jobkit.storage import filewatch
 from jobkit.storage import sqlite as sqlite_module
@@ -123,7 +123,7 @@ class TestSQLiteFile:
             pass
         with sqlite3.connect(db_path) as conn:
             rows = conn.execute("SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(LATEST,)] and LATEST == 6
+        assert rows == [(LATEST,)] and LATEST == 7
 
     def test_a_version_1_file_is_upgraded(
         self, db_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -133,7 +133,7 @@ class TestSQLiteFile:
         clock = FakeClock()
         first = {k: v for k, v in sqlite_module.queries().items()
                  if k not in ("migration_2", "migration_3", "migration_4", "migration_5",
-                              "migration_6")}
+                               "migration_6", "migration_7")}
         with monkeypatch.context() as patch:
             patch.setattr(sqlite_module, "queries", lambda: first)
             SQLiteStorage(db_path, clock=clock).close()
@@ -151,7 +151,7 @@ class TestSQLiteFile:
             )
             assert store.list_workers() == []
         with sqlite3.connect(db_path) as conn:
-            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(6,)]
+            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(7,)]
 
     def test_reopening_keeps_the_jobs(self, db_path: Path) -> None:
         """Opening an existing file again migrates nothing and finds its jobs."""
@@ -483,3 +483,45 @@ class TestWindowedSearch:
             assert str(counted) == f"at least {counted.n}"
             assert store.count_matching(JobQuery(text='"hit": true')) == Count(len(hits))
             assert store.count_matching(JobQuery(name="Email"), budget=0.0).exact is False
+
+
+class TestFileIdentity:
+    """check_health: the store notices that its file was deleted or replaced under it."""
+
+    def test_an_untouched_file_is_healthy(self, db_path: Path) -> None:
+        """The file the store opened, still at its path, passes the check."""
+        with SQLiteStorage(db_path) as store:
+            store.enqueue(new_job(store.now()))
+            store.check_health()
+
+    def test_a_deleted_file_is_lost(self, db_path: Path) -> None:
+        """Deleting the file (or its folder) under an open store is StoreLost, naming the file;
+        the open connection would go on using the deleted file without a word."""
+        with SQLiteStorage(db_path) as store:
+            db_path.unlink()
+            store.enqueue(new_job(store.now()))  # SQLite itself sees nothing wrong
+            with pytest.raises(StoreLost, match=rf"{db_path}: the database file was deleted"):
+                store.check_health()
+
+    def test_a_replaced_file_is_lost(self, db_path: Path, tmp_path: Path) -> None:
+        """Another file moved to the path (a restored backup, a new store) is StoreLost."""
+        with SQLiteStorage(db_path) as store:
+            with SQLiteStorage(tmp_path / "other.db"):
+                pass
+            os.replace(tmp_path / "other.db", db_path)
+            with pytest.raises(StoreLost, match="the database file was replaced"):
+                store.check_health()
+
+    def test_a_store_reopened_on_the_new_file_is_healthy(self, db_path: Path) -> None:
+        """A store opened after the replacement checks against the new file."""
+        with SQLiteStorage(db_path):
+            pass
+        db_path.unlink()
+        with SQLiteStorage(db_path) as store:
+            store.check_health()
+
+    def test_other_stores_have_nothing_to_check(self) -> None:
+        """check_health is optional: the base class's does nothing (memory:// here)."""
+        from jobkit.storage import MemoryStorage
+
+        MemoryStorage().check_health()

@@ -5,15 +5,21 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import psutil
 
 #: The tests folder: on the PYTHONPATH of every process the tests start.
 TESTS = Path(__file__).parent
+#: The repository's root folder.
+REPO = TESTS.parent
 
 
 def subprocess_env() -> dict[str, str]:
@@ -93,3 +99,57 @@ class WorkerProcess:
                 self.process.wait(timeout=15)
         self.kill()  # worker processes the supervisor left behind too
         print(f"--- {self.output.name}\n{self.text()}")  # shown by pytest when the test fails
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class DashboardProcess:
+    """A real ``jobkit ... dashboard`` server: its base URL; what it printed on stderr once
+    it stopped."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.stderr = ""
+
+
+@contextlib.contextmanager
+def dashboard_process(command: Sequence[str], cwd: Path) -> Iterator[DashboardProcess]:
+    """A real ``jobkit ... dashboard`` (``command`` after ``python -m jobkit``, with a free
+    ``--port`` added) started in ``cwd``, once it answers. Stopped (SIGTERM) at the end."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jobkit", *command, "--port", str(port)],
+        env=subprocess_env(), cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )
+    served = DashboardProcess(f"http://127.0.0.1:{port}")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{served.base}/login", timeout=2) as response:
+                    assert response.status == 200
+                    assert "Sign in" in response.read().decode()
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert server.poll() is None, server.communicate()[1]
+                assert time.monotonic() < deadline, "the dashboard did not start"
+                time.sleep(0.1)
+        yield served
+    finally:
+        server.terminate()
+        served.stderr = server.communicate(timeout=15)[1]
+
+
+def printed_dashboard_command(demo_output: str) -> list[str]:
+    """The arguments after ``jobkit`` of the dashboard command ``jobkit demo`` printed
+    (``dashboard: jobkit --config .../jobs.yaml dashboard  ->  http://...``)."""
+    for line in demo_output.splitlines():
+        if line.startswith("dashboard: jobkit "):
+            return line.removeprefix("dashboard: jobkit ").split("  ->  ")[0].split()
+    raise AssertionError(f"the demo printed no dashboard command:\n{demo_output}")

@@ -3,10 +3,10 @@ into params the factory accepts (or the errors to show beside the fields).
 
 Each parameter of the method is one field holding its value as JSON; text that is not JSON is
 taken as a string (as ``jobkit run -p key=value`` does); an empty field leaves the parameter
-out (its default applies). A secret parameter's field is shown empty; left empty (or, through
-the API, left out) it keeps the stored value. A secret nested in a value is shown as ``***``;
-left so, it keeps its stored value too: the dashboard never shows a secret, nor asks for it
-again.
+out (its default applies); JSON nested deeper than the dashboard parses is an error beside its
+field. A secret parameter's field is shown empty; left empty (or, through the API, left out) it
+keeps the stored value. A secret nested in a value is shown as ``***``; left so, it keeps its
+stored value too: the dashboard never shows a secret, nor asks for it again.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from typing import Any
 
 import attrs
 
+from jobkit.dashboard.limits import TooDeep, load_json
+from jobkit.exceptions import InvalidParameters
 from jobkit.factory import signature_of
 from jobkit.masking import MASK, is_secret, mask_secrets
 from jobkit.records import JobRecord
@@ -64,9 +66,10 @@ def fields_of(spec: JobSpec, record: JobRecord,
 
 def edited_params(record: JobRecord, posted: Mapping[str, str]) -> dict[str, Any]:
     """The params to run again with, from the posted fields (the factory then checks them, as
-    for any enqueue)."""
+    for any enqueue); ``InvalidParameters`` naming each field whose JSON nests too deep."""
     stored = record.params if isinstance(record.params, dict) else {}
     params: dict[str, Any] = {}
+    too_deep: dict[str, str] = {}
     for key, text in posted.items():
         if not key.startswith(PREFIX):
             continue
@@ -76,18 +79,27 @@ def edited_params(record: JobRecord, posted: Mapping[str, str]) -> dict[str, Any
         if not text.strip():
             continue
         try:
-            params[name] = _unmasked(json.loads(text), stored.get(name))
+            params[name] = _unmasked(load_json(text, "the value"), stored.get(name))
+        except TooDeep as exc:
+            too_deep[name] = str(exc)
         except json.JSONDecodeError:
             params[name] = text  # plain text is a string
+    if too_deep:
+        raise InvalidParameters(record.name, record.method, too_deep)
     for name, value in stored.items():  # a secret left empty, or out, keeps its value
         if is_secret(name) and not posted.get(PREFIX + name, "").strip():
             params[name] = value
+    for name, value in params.items():  # plain text too may show a URL's password masked
+        if isinstance(value, str):
+            params[name] = _unmasked(value, stored.get(name))
     return params
 
 
 def _unmasked(edited: Any, stored: Any) -> Any:
     """``edited`` with each secret still showing the mask given back its stored value (the form
-    showed nested secrets masked)."""
+    showed nested secrets and the passwords of URLs masked)."""
+    if isinstance(edited, str) and isinstance(stored, str):
+        return stored if edited != stored and edited == mask_secrets(stored) else edited
     if isinstance(edited, dict) and isinstance(stored, dict):
         return {
             key: stored[key] if is_secret(key) and value == MASK and key in stored

@@ -2,10 +2,11 @@
 
 - **Sign-in**: a password (or, for the JSON API, the same secret as a ``Bearer`` token) checked
   against the scrypt hashes in ``dashboard:``; the session is a signed cookie (Starlette's
-  ``SessionMiddleware``: ``HttpOnly``, ``SameSite=strict``).
+  ``SessionMiddleware``: ``HttpOnly``, ``SameSite=strict``) that the server can end
+  (:mod:`jobkit.dashboard.sessions`).
 - **Roles**: ``admin`` may act (cancel, retry); ``viewer`` (the read-only password) may only see.
 - **CSRF**: every POST carries the session's token (a form field or the ``X-CSRF-Token``
-  header); a bearer token is no ambient credential and needs none.
+  header); a bearer token that signed in is no ambient credential and needs none.
 - **Headers**: a Content-Security-Policy that allows only the dashboard's own scripts and
   styles, no framing, no sniffing, no caching of pages.
 """
@@ -118,6 +119,10 @@ class Access:
                 "without sign-in on 127.0.0.1 only"
             )
         return cls(settings.auth, hashes)
+
+    def hash_of(self, role: Role) -> str | None:
+        """The hash ``role`` signs in with now, or ``None``."""
+        return next((stored for each, stored in self.hashes if each is role), None)
 
     def role_of(self, password: str) -> Role | None:
         """The role ``password`` signs in as, or ``None`` (two checks at most at once)."""

@@ -21,6 +21,14 @@ def missing_modules() -> list[str]:
     return [name for name in NEEDED if importlib.util.find_spec(name) is None]
 
 
+def keeps_sign_outs(app: JobKit) -> bool:
+    """Whether ``app``'s store keeps revoked sessions itself (shared by every process that
+    opens it), rather than in the store object (Storage's default)."""
+    from jobkit.storage.base import Storage
+
+    return type(app.storage).revoke_session is not Storage.revoke_session
+
+
 def serve(app: JobKit, host: str, port: int) -> None:
     """Serve the dashboard of ``app`` on ``host:port`` until interrupted.
 
@@ -40,6 +48,10 @@ def serve(app: JobKit, host: str, port: int) -> None:
 
     access = Access.from_settings(app.config.dashboard)
     check_listen(host, access)
+    if access.required and not keeps_sign_outs(app):
+        logger.warning("dashboard: the {scheme} store keeps no sign-outs (its backend has no "
+                       "revoke_session): a sign-out ends the session in this dashboard "
+                       "process only", scheme=type(app.storage).scheme)
     shown = f"[{host}]" if ":" in host else host
     logger.info(
         "dashboard on http://{host}:{port}/ ({auth})",
@@ -47,5 +59,8 @@ def serve(app: JobKit, host: str, port: int) -> None:
         port=port,
         auth="sign-in required" if access.required else "no sign-in: loopback only",
     )
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from 127.0.0.1 (its default),
+    # so anyone on the machine could escape the sign-in lockout; the app reads the header
+    # itself, from dashboard.trusted_proxies only (jobkit/dashboard/proxies.py)
     uvicorn.run(create_app(app, access=access), host=host, port=port, log_level="warning",
-                lifespan="off")
+                lifespan="off", proxy_headers=False)

@@ -2,14 +2,14 @@
 
 GET never changes anything; every POST needs a signed-in ``admin`` and the session's CSRF token
 (or an API bearer token). Handlers are plain functions: Starlette runs them in its thread pool,
-where the app's (blocking) store is safe to use.
+where the app's (blocking) store is safe to use. Paths are matched exactly: a trailing slash is
+not redirected (Starlette would redirect to the host the request names).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import time
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from pathlib import Path
@@ -30,7 +30,9 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from jobkit.app import JobKit
-from jobkit.dashboard import bulk, chart, edit, filters
+from jobkit.dashboard import bulk, chart, edit, filters, sessions, times
+from jobkit.dashboard.limits import MAX_BODY, BodyLimit, TooDeep, has_body, load_json
+from jobkit.dashboard.proxies import ForwardedClient, TrustedProxies, throttle_key
 from jobkit.dashboard.security import (
     Access,
     ASGIApp,
@@ -41,16 +43,14 @@ from jobkit.dashboard.security import (
     new_csrf_token,
     same_token,
 )
-from jobkit.exceptions import InvalidParameters, JobkitError, JobNotFoundInStorage
+from jobkit.exceptions import InvalidParameters, JobkitError, JobNotFoundInStorage, StorageError
 from jobkit.factory import describe
 from jobkit.masking import mask_secrets
 from jobkit.records import Attempt, JobRecord, JobStatus
+from jobkit.storage.base import OPTIONAL_CAPABILITIES, Storage
 from jobkit.storage.search import SORTS
 
 HERE = Path(__file__).parent
-
-#: The largest request body the dashboard reads (a form or a JSON API call), in bytes.
-MAX_BODY = 256 * 1024
 
 #: A worker process beaten within this many seconds is alive (its supervisor beats every second).
 ALIVE_SECONDS = 10.0
@@ -70,6 +70,7 @@ class Dashboard:
             autoescape=True,  # every value shown is escaped: params and errors are user data
             undefined=jinja2.StrictUndefined,
         )
+        env.globals.update(times.TEMPLATE_GLOBALS)
         self.templates = Jinja2Templates(env=env)
         #: Failed sign-ins by client address.
         self.throttle = Throttle()
@@ -77,12 +78,12 @@ class Dashboard:
     # -- who is asking ------------------------------------------------------------------------
 
     def role(self, request: Request) -> Role | None:
-        """The caller's role: from the session, a bearer token, or everyone is admin without
-        sign-in."""
+        """The caller's role: from a bearer token, the session (one read of the store: was it
+        signed out?), or everyone is admin without sign-in."""
         if not self.access.required:
             return Role.ADMIN
         header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer "):
+        if _bearer(request):
             client = _client(request)
             if self.throttle.blocked(client):
                 return None
@@ -90,11 +91,7 @@ class Dashboard:
             if role is None:
                 self.throttle.failed(client)
             return role
-        value = request.session.get("role")
-        expires = request.session.get("expires", 0)
-        if value in (Role.ADMIN.value, Role.VIEWER.value) and time.time() < expires:
-            return Role(value)
-        return None
+        return sessions.role_of(request.session, self.access, self.app.storage)
 
     def csrf(self, request: Request) -> str:
         """The session's CSRF token (made on first use)."""
@@ -131,8 +128,8 @@ class Dashboard:
 
     def action(self, handler: Handler, *, form: bool, admin: bool = True) -> AsyncHandler:
         """A POST: by a signed-in ``admin`` (any role when ``admin`` is false), with the CSRF
-        token unless the caller used a bearer token (no ambient credential a forged form could
-        ride on)."""
+        token unless the caller signed in with a bearer token (no ambient credential a forged
+        form could ride on; without sign-in, a bearer header is no credential at all)."""
 
         async def run(request: Request) -> Response:
             # the role first, off the event loop (a bearer token's scrypt check takes 50 ms),
@@ -144,17 +141,14 @@ class Dashboard:
                 return JSONResponse({"error": "sign-in required"}, status_code=401)
             if admin and role is not Role.ADMIN:
                 return self._refuse(request, 403, "this sign-in may only look", form)
-            bearer = request.headers.get("authorization", "").lower().startswith("bearer ")
+            bearer = self.access.required and _bearer(request)
             kind = request.headers.get("content-type", "").split(";")[0].strip()
-            if not form and request.headers.get("content-length", "0") != "0" \
-                    and kind != "application/json":
+            if not form and has_body(request.headers) and kind != "application/json":
                 # a cross-site page can send a form or text/plain without asking first; a JSON
                 # request needs a CORS preflight, which this app never grants
                 return self._refuse(request, 415, "send the body as application/json", form)
-            too_big = _too_big(request)
-            if too_big:
-                return self._refuse(request, 413, too_big, form)
             # the body is read here, where awaiting is possible; handlers find it in state
+            # (BodyLimit stops the reading past MAX_BODY, however the body is sent)
             request.state.form = {}
             request.state.form_lists = {}
             request.state.body = {}
@@ -168,7 +162,9 @@ class Dashboard:
             else:
                 raw = await request.body()
                 try:
-                    request.state.body = json.loads(raw) if raw.strip() else {}
+                    request.state.body = load_json(raw, "the body") if raw.strip() else {}
+                except TooDeep as exc:
+                    return self._refuse(request, 400, str(exc), form)
                 except ValueError:
                     return self._refuse(request, 400, "the body is not JSON", form)
             # the session's token on every POST that rides on the cookie, sign-in or not (a
@@ -215,9 +211,6 @@ class Dashboard:
 
     async def login(self, request: Request) -> Response:
         """Check the password; start a session."""
-        too_big = _too_big(request)
-        if too_big:
-            return Response(too_big, status_code=413, media_type="text/plain")
         form = await request.form(max_files=0, max_fields=20, max_part_size=MAX_BODY)
         if not same_token(str(form.get("csrf", "")), request.session.get("csrf")):
             return Response("missing or wrong CSRF token", status_code=403)
@@ -229,19 +222,22 @@ class Dashboard:
         if role is None:  # the form again, still going where it was asked to go
             self.throttle.failed(client)
             return self._login(request, "wrong password", status=401, target=form.get("next"))
-        request.session.clear()  # a new session on sign-in: no fixation
-        request.session.update(
-            role=role.value,
-            expires=time.time() + self.session_seconds,
-            csrf=new_csrf_token(),
-        )
+        sessions.start(request.session, self.access, role, self.session_seconds)
         return RedirectResponse(_safe_next(request, form.get("next")), status_code=303)
 
     session_seconds: float = 8 * 3600.0
 
     def logout(self, request: Request) -> Response:
-        """End the session."""
-        request.session.clear()
+        """End the session: in the store (a copy of the cookie is refused too), then here."""
+        try:
+            sessions.end(request.session, self.app.storage)
+        except StorageError as exc:
+            logger.error("dashboard sign-out: the session could not be ended on the server: "
+                         "{error}", error=str(exc))
+            return Response(f"signed out in this browser only: the job store could not record "
+                            f"the end of the session ({exc}); a copy of the cookie still works "
+                            "until it expires, unless the password is changed",
+                            status_code=503, media_type="text/plain")
         return RedirectResponse("/login", status_code=303)
 
     # -- pages --------------------------------------------------------------------------------
@@ -274,6 +270,7 @@ class Dashboard:
             })
         counted = storage.throughput(now - timedelta(days=1))
         return {
+            "keeps": _keeps(storage),
             "counts": counts,
             "running": [_job_json(job) for job in running],
             "workers": workers,
@@ -355,8 +352,10 @@ class Dashboard:
         attempts = self.app.get_attempts(record.id)
         lines = self.app.storage.job_logs(record.id)
         return {
+            "keeps": _keeps(self.app.storage),
             "job": _job_json(record),
-            "attempts": [_attempt_json(a) for a in attempts],
+            "attempts": [{**_attempt_json(a), **times.attempt_spans(record, a)}
+                         for a in attempts],
             "logs": [{"attempt": line.attempt, "at": _time(line.at), "level": line.level,
                       "message": line.message} for line in lines],
         }
@@ -411,8 +410,8 @@ class Dashboard:
             posted = {edit.PREFIX + key: json.dumps(value) for key, value in given.items()}
         else:
             posted = request.state.form
-        params = edit.edited_params(record, posted)
         try:
+            params = edit.edited_params(record, posted)
             new_id = self.app.run_background_job(record.name, record.method, params,
                                                  priority=record.priority)
         except InvalidParameters as exc:
@@ -501,18 +500,15 @@ class Dashboard:
 
 
 def _client(request: Request) -> str:
-    """The address a request came from (a proxy's, behind one)."""
-    return request.client.host if request.client else "?"
+    """Who failed sign-ins count against: the address a request came from (behind a trusted
+    proxy, the client it forwarded for; an IPv6 address's /64: see
+    :mod:`jobkit.dashboard.proxies`)."""
+    return throttle_key(request.client.host) if request.client else "?"
 
 
-def _too_big(request: Request) -> str | None:
-    """Why the request's declared body is refused before it is read, or ``None``."""
-    declared = request.headers.get("content-length", "0")
-    if not declared.isdigit():
-        return "a Content-Length is required"
-    if int(declared) > MAX_BODY:
-        return f"the body is over {MAX_BODY} bytes"
-    return None
+def _bearer(request: Request) -> bool:
+    """Whether the request carries a bearer token."""
+    return request.headers.get("authorization", "").lower().startswith("bearer ")
 
 
 def _safe_next(request: Request, given: Any = None) -> str:
@@ -531,6 +527,11 @@ def _query_string(query: dict[str, Any]) -> str:
 
 def _time(value: Any) -> str | None:
     return None if value is None else value.isoformat()
+
+
+def _keeps(storage: Storage) -> dict[str, bool]:
+    """Which optional capabilities the store has: what it keeps of workers, logs, throughput."""
+    return {name: storage.supports(name) for name in OPTIONAL_CAPABILITIES}
 
 
 def _job_json(record: JobRecord) -> dict[str, Any]:
@@ -554,6 +555,7 @@ def _job_json(record: JobRecord) -> dict[str, Any]:
         "progress": record.progress,
         "progress_message": record.progress_message,
         "crashes": record.crashes,
+        **times.job_spans(record),
         "unreadable": record.unreadable,  # fields of a row that could not be read
     }
 
@@ -617,8 +619,11 @@ def create_app(app: JobKit, *, access: Access | None = None) -> ASGIApp:
     ]
     inner = Starlette(routes=routes, middleware=middleware,
                       exception_handlers={HTTPException: _http_error})
-    # outermost, so that error pages (500 included) carry the headers too
+    inner.router.redirect_slashes = False  # its redirect names the Host the request gave
     served: ASGIApp = inner if access.required else LoopbackOnly(inner)
+    served = BodyLimit(served)
+    served = ForwardedClient(served, TrustedProxies.of(settings.trusted_proxies))
+    # outermost, so that error pages (500 included) carry the headers too
     return SecurityHeaders(served)
 
 

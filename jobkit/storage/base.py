@@ -34,7 +34,18 @@ from jobkit.records import (
 from jobkit.storage.search import Count, JobQuery, SearchPage, matches, page_of, search_in
 
 Clock = Callable[[], datetime]
+#: Guards the sessions a backend without a table of its own keeps in memory.
+_REVOKED_LOCK = threading.Lock()
 S = TypeVar("S", bound="Storage")
+
+#: The optional capabilities of a store and the methods that make up each. A backend has one
+#: when it overrides its methods; the defaults keep nothing, and the dashboard says so.
+OPTIONAL_CAPABILITIES: dict[str, tuple[str, ...]] = {
+    "workers": ("register_worker", "beat_workers", "remove_worker", "forget_workers",
+                "list_workers"),
+    "job_logs": ("add_job_logs", "job_logs"),
+    "throughput": ("add_throughput", "throughput", "forget_throughput"),
+}
 
 
 class Storage(abc.ABC):
@@ -54,6 +65,24 @@ class Storage(abc.ABC):
     def now(self) -> datetime:
         """The store's clock (UTC). Tests replace it to move time without sleeping."""
         return self._clock()
+
+    @classmethod
+    def supports(cls, capability: str) -> bool:
+        """Whether this backend has the optional ``capability`` (a key of
+        :data:`OPTIONAL_CAPABILITIES`): it overrides at least one of its methods."""
+        return bool(cls.overrides(capability))
+
+    @classmethod
+    def overrides(cls, capability: str) -> builtins.list[str]:
+        """The methods of the optional ``capability`` this backend overrides, in the order of
+        :data:`OPTIONAL_CAPABILITIES`; ``ValueError`` for an unknown capability."""
+        try:
+            methods = OPTIONAL_CAPABILITIES[capability]
+        except KeyError:
+            known = ", ".join(OPTIONAL_CAPABILITIES)
+            raise ValueError(f"no optional storage capability {capability!r} (known: {known})"
+                             ) from None
+        return [name for name in methods if getattr(cls, name) is not getattr(Storage, name)]
 
     # -- writes of the app ---------------------------------------------------------------------
 
@@ -254,7 +283,7 @@ class Storage(abc.ABC):
         Backends run it when they open; ``jobkit migrate`` runs it on purpose."""
         return 0
 
-    # -- worker processes (optional: a backend without them shows no workers) ----------------
+    # -- optional capability "workers": a backend without it lists no workers ---------------
 
     def register_worker(self, worker: WorkerInfo) -> None:  # noqa: B027
         """Record a worker process that has started (or update it)."""
@@ -274,7 +303,7 @@ class Storage(abc.ABC):
         """The worker processes known, by host, supervisor and id."""
         return []
 
-    # -- the lines jobs log (optional: a backend without them shows none) -------------------
+    # -- optional capability "job_logs": a backend without it keeps no lines --------------
 
     def add_job_logs(self, job_id: str, lines: builtins.list[JobLogLine]) -> None:  # noqa: B027
         """Keep lines the job logged (the caller caps them per attempt); they go with the job."""
@@ -283,7 +312,7 @@ class Storage(abc.ABC):
         """The lines the job logged, oldest first (attempt by attempt)."""
         return []
 
-    # -- throughput, for the dashboard's chart (optional: a backend without it draws none) --
+    # -- optional capability "throughput", the dashboard's chart: without it, none is drawn
 
     def add_throughput(self, minute: datetime, succeeded: int, failed: int) -> None:  # noqa: B027
         """Add attempts that succeeded and failed to the counts of ``minute`` (its start)."""
@@ -295,6 +324,25 @@ class Storage(abc.ABC):
     def forget_throughput(self, before: datetime) -> None:  # noqa: B027
         """Forget the counts of minutes before ``before``."""
 
+    # -- dashboard sessions signed out (optional: a backend without them keeps them in this
+    # -- object, so a sign-out is known only to the dashboard process that made it) ---------
+
+    def revoke_session(self, session_id: str, expires_at: datetime) -> None:
+        """Remember that the dashboard session ``session_id`` has ended (signed out): from now
+        on :meth:`session_revoked` says so, in every process that uses this store, at least
+        until ``expires_at`` (when its cookie is refused anyway); later it may be forgotten."""
+        with _REVOKED_LOCK:
+            revoked: dict[str, datetime] = self.__dict__.setdefault("_revoked_sessions", {})
+            now = self.now()
+            for ended in [key for key, until in revoked.items() if until < now]:
+                del revoked[ended]
+            revoked[session_id] = max(expires_at, revoked.get(session_id, expires_at))
+
+    def session_revoked(self, session_id: str) -> bool:
+        """Whether :meth:`revoke_session` ended the dashboard session ``session_id``."""
+        with _REVOKED_LOCK:
+            return session_id in self.__dict__.get("_revoked_sessions", {})
+
     def oldest_waiting(self) -> datetime | None:
         """When the job that has waited longest became due (pending or retrying, due now);
         ``None`` when nothing waits. The default reads every job."""
@@ -302,6 +350,14 @@ class Storage(abc.ABC):
         due = [job.available_at for job in self._every_job()
                if job.status in WAITING_STATUSES and job.available_at <= now]
         return min(due, default=None)
+
+    def check_health(self) -> None:  # noqa: B027 - most backends have nothing to check
+        """Raise ``StoreLost`` when the store this object opened is gone for good, so that
+        going on would lose jobs without a word (SQLite: its file was deleted or replaced). A
+        worker's supervisor calls it every heartbeat and stops when it raises. Optional: the
+        default finds nothing. A store that is merely down is not lost: the check returns (or
+        raises ``StorageError``, which the worker logs once and ignores), and the worker waits
+        for the store as usual."""
 
     def housekeep(self) -> None:  # noqa: B027 - most backends have no upkeep
         """Upkeep a worker's supervisor runs about once a second, off the jobs' path (SQLite:

@@ -555,6 +555,14 @@ class MemoryStorage(Storage):
 
         self._locked("forget old throughput", work)
 
+    def revoke_session(self, session_id: str, expires_at: datetime) -> None:
+        """Keep the ended session (the store is this object, as the base class keeps them)."""
+        super().revoke_session(session_id, expires_at)
+
+    def session_revoked(self, session_id: str) -> bool:
+        """Whether the session was ended."""
+        return super().session_revoked(session_id)
+
     def list_workers(self) -> builtins.list[WorkerInfo]:
         """The worker processes known, by host, supervisor and id."""
         return self._locked("list workers", lambda: sorted(

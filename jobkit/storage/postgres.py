@@ -54,7 +54,7 @@ T = TypeVar("T")
 
 _SQL = "postgres.sql"
 #: The schema version from which jobkit_jobs refuses times Python cannot read.
-CHECKED_SCHEMA = 6
+CHECKED_SCHEMA = 7
 _CHANNEL = "jobkit_jobs"
 #: URL query keys jobkit reads itself (every other key goes to libpq, e.g. ``sslmode``).
 _OWN_KEYS = ("pool_size", "connect_timeout")

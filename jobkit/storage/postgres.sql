@@ -124,6 +124,14 @@ CREATE INDEX IF NOT EXISTS jobkit_job_logs_job ON jobkit_job_logs (job_id, id);
 ALTER TABLE jobkit_jobs ADD COLUMN IF NOT EXISTS params_masked text;
 
 -- name: migration_6
+-- dashboard sessions that were signed out, until their cookies expire anyway: every dashboard
+-- process over this store refuses them (docs/decisions.md, "Dashboard sessions")
+CREATE TABLE IF NOT EXISTS jobkit_revoked_sessions (
+    id text PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);
+
+-- name: migration_7
 -- the store is a trust boundary: a time is one Python can read (not 'infinity', years 1 to
 -- 9999, with a day's margin for the session's time zone), progress a fraction. The CHECKs
 -- hold for every write from here; postgres.py then sets aside the rows written before that
@@ -148,7 +156,7 @@ ALTER TABLE jobkit_jobs
         NOT VALID;
 
 -- name: validate_checks
--- migration_6's CHECKs, once no row breaks them
+-- migration_7's CHECKs, once no row breaks them
 ALTER TABLE jobkit_jobs
     VALIDATE CONSTRAINT jobkit_jobs_created_at_readable,
     VALIDATE CONSTRAINT jobkit_jobs_available_at_readable,
@@ -158,7 +166,7 @@ ALTER TABLE jobkit_jobs
     VALIDATE CONSTRAINT jobkit_jobs_progress_fraction;
 
 -- name: unreadable_rows
--- the rows migration_6's CHECKs refuse (a null passes a CHECK)
+-- the rows migration_7's CHECKs refuse (a null passes a CHECK)
 SELECT * FROM jobkit_jobs
 WHERE NOT jobkit_readable(created_at) OR NOT jobkit_readable(available_at)
     OR NOT jobkit_readable(started_at) OR NOT jobkit_readable(finished_at)
@@ -417,3 +425,11 @@ SELECT %(job_id)s, %(attempt)s, %(at)s, %(level)s, %(message)s WHERE EXISTS (
 
 -- name: job_logs
 SELECT * FROM jobkit_job_logs WHERE job_id = %(job_id)s ORDER BY id;
+
+-- name: revoke_session
+INSERT INTO jobkit_revoked_sessions (id, expires_at) VALUES (%(id)s, %(expires_at)s)
+ON CONFLICT (id) DO UPDATE SET
+    expires_at = greatest(jobkit_revoked_sessions.expires_at, excluded.expires_at);
+
+-- name: forget_revoked_sessions
+DELETE FROM jobkit_revoked_sessions WHERE expires_at < coalesce(%(now)s, now());

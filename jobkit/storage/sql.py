@@ -525,6 +525,19 @@ class SQLStorage(Storage):
         """Forget the counts of minutes before ``before``."""
         self._named("forget old throughput", "forget_throughput", {"before": self._time(before)})
 
+    def revoke_session(self, session_id: str, expires_at: datetime) -> None:
+        """Keep the ended session in ``jobkit_revoked_sessions`` (forgetting those whose
+        cookies have expired), where every dashboard over this store looks."""
+        self._named("forget expired dashboard sessions", "forget_revoked_sessions",
+                    {"now": self._now_bound()})
+        self._named("end a dashboard session", "revoke_session",
+                    {"id": session_id, "expires_at": self._time(expires_at)})
+
+    def session_revoked(self, session_id: str) -> bool:
+        """Whether the session is in ``jobkit_revoked_sessions`` (one read, by primary key)."""
+        sql = f"SELECT 1 FROM jobkit_revoked_sessions WHERE id = {self._bind('id')}"
+        return bool(self._select("check a dashboard session", sql, {"id": session_id}))
+
     def oldest_waiting(self) -> datetime | None:
         """When the job that has waited longest became due (see :meth:`Storage.oldest_waiting`):
         one index scan of the waiting jobs."""

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import attrs
 
-from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
+from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError, StoreLost
 from jobkit.interrupt import shielded
 from jobkit.records import (
     Attempt,
@@ -85,13 +85,19 @@ def _stamp(value: float) -> datetime:
     return datetime.fromtimestamp(value, timezone.utc)
 
 
+def _identity(path: Path) -> tuple[int, int]:
+    """The file at ``path`` as the system knows it, whatever its name: (device, inode)."""
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
+
+
 def _is_busy(exc: sqlite3.OperationalError) -> bool:
     message = str(exc).lower()
     return "locked" in message or "busy" in message
 
 
 #: The schema version from which jobkit_jobs checks the type and range of its columns.
-CHECKED_SCHEMA = 6
+CHECKED_SCHEMA = 7
 
 #: The columns in which the jobs of one ``enqueue_batch`` statement are alike.
 _ALIKE = ("name", "method", "priority", "max_attempts", "max_crashes", "policy", "available_at")
@@ -180,6 +186,8 @@ class SQLiteStorage(SQLStorage):
             raise StorageError(f"sqlite storage {self.path}: no folder: {exc}") from exc
         try:
             self.migrate()
+            #: The file the connections opened (device, inode), for :meth:`check_health`.
+            self._identity = _identity(self.path)
         except BaseException:
             self.close()
             raise
@@ -401,6 +409,25 @@ class SQLiteStorage(SQLStorage):
                 if not (_is_busy(exc) and time.monotonic() < deadline):
                     raise self._error(operation, exc) from exc
                 time.sleep(random.uniform(0.005, 0.02))
+
+    def check_health(self) -> None:
+        """Raise ``StoreLost`` when the file at :attr:`path` is no longer the one this store
+        opened (device and inode): deleted, or replaced by another. Open connections would
+        go on with the deleted file, silently, while new ones (and other processes) use the
+        new file."""
+        try:
+            now = _identity(self.path)
+        except (FileNotFoundError, NotADirectoryError):  # the file, or its folder, is gone
+            now = None
+        except OSError:
+            return  # cannot look (permissions): the store's own calls will say what is wrong
+        if now != self._identity:
+            what = "deleted" if now is None else (
+                "replaced (deleted and made again, or another file moved there)")
+            raise StoreLost(
+                f"sqlite storage {self.path}: the database file was {what} while in use: this "
+                "process still writes to the old file, which new enqueues no longer reach"
+            )
 
     def housekeep(self) -> None:
         """Checkpoint the WAL without waiting for anyone (``PASSIVE``): the copy into the

@@ -102,6 +102,14 @@ CREATE INDEX IF NOT EXISTS jobkit_job_logs_job ON jobkit_job_logs (job_id, id);
 ALTER TABLE jobkit_jobs ADD COLUMN params_masked TEXT;
 
 -- name: migration_6
+-- dashboard sessions that were signed out, until their cookies expire anyway: every dashboard
+-- process over this store refuses them (docs/decisions.md, "Dashboard sessions")
+CREATE TABLE IF NOT EXISTS jobkit_revoked_sessions (
+    id TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL
+);
+
+-- name: migration_7
 -- the store is a trust boundary: jobkit_jobs again, with a CHECK on each column's type and
 -- range (SQLite adds a CHECK only with a new table): a time is REAL seconds since 1970 that
 -- Python can read (years 1 to 9999), a count an INTEGER. Before this runs, sqlite.py sets
@@ -183,7 +191,7 @@ CREATE INDEX jobkit_jobs_status ON jobkit_jobs (status, id);
 CREATE INDEX jobkit_jobs_name ON jobkit_jobs (name, id);
 
 -- name: unreadable_rows
--- the rows migration_6's CHECKs refuse (run before it, on the old table)
+-- the rows migration_7's CHECKs refuse (run before it, on the old table)
 SELECT * FROM jobkit_jobs
 WHERE typeof(name) <> 'text' OR typeof(method) <> 'text'
     OR typeof(priority) <> 'integer' OR typeof(attempts) <> 'integer'
@@ -500,3 +508,10 @@ SELECT :job_id, :attempt, :at, :level, :message WHERE EXISTS (
 
 -- name: job_logs
 SELECT * FROM jobkit_job_logs WHERE job_id = :job_id ORDER BY id;
+
+-- name: revoke_session
+INSERT INTO jobkit_revoked_sessions (id, expires_at) VALUES (:id, :expires_at)
+ON CONFLICT (id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at);
+
+-- name: forget_revoked_sessions
+DELETE FROM jobkit_revoked_sessions WHERE expires_at < :now;

@@ -14,7 +14,9 @@ A backend's test module subclasses :class:`StorageConformance` and supplies the 
             return storage.url  # or None: the multi-process test is skipped
 
 The tests move time with the :class:`FakeClock` of the ``clock`` fixture and never sleep, except
-the one that claims from several processes at once.
+the one that claims from several processes at once. The tests of an optional capability
+(workers, job logs, throughput: :data:`~jobkit.storage.base.OPTIONAL_CAPABILITIES`) are skipped
+for a backend that overrides none of its methods, and fail one that overrides only some.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from jobkit.records import (
     RetryPolicy,
     WorkerInfo,
 )
-from jobkit.storage.base import Storage
+from jobkit.storage.base import OPTIONAL_CAPABILITIES, Storage
 from jobkit.storage.search import MAX_LIMIT, Count, JobQuery, search_in
 
 #: Not a round number, so a backend that drops microseconds or the offset fails loudly.
@@ -97,6 +99,22 @@ def lease_of(record: JobRecord) -> Lease:
     """The lease a claim handed out."""
     assert record.worker_id is not None
     return Lease(record.id, record.worker_id, record.attempts)
+
+
+def require(storage: Storage, capability: str, what: str) -> None:
+    """Skip a test of an optional capability the backend does not have (it overrides none of
+    its methods); fail one the backend has in part, naming the methods it lacks."""
+    backend = type(storage).__name__
+    methods = OPTIONAL_CAPABILITIES[capability]
+    overridden = type(storage).overrides(capability)
+    if not overridden:
+        pytest.skip(f"{backend} keeps no {what} (optional capability {capability!r}; "
+                    f"override {', '.join(methods)} to keep them)")
+    missing = [name for name in methods if name not in overridden]
+    if missing:
+        pytest.fail(f"{backend} keeps {what} in part: it overrides {', '.join(overridden)} but "
+                    f"not {', '.join(missing)} (optional capability {capability!r} needs all "
+                    "of them)", pytrace=False)
 
 
 def claim(storage: Storage, worker_id: str = "w1") -> JobRecord:
@@ -1114,6 +1132,7 @@ class SearchTests(StorageFixtures):
         assert keys.jobs == [mixed[7]] and keys.next is None
 
     def test_a_foreign_cursor_is_refused(self, storage: Storage) -> None:
+        """A cursor the store did not make is a ValueError, never a query."""
         with pytest.raises(ValueError, match="not a cursor"):
             storage.search(JobQuery(after="12; DROP TABLE jobkit_jobs"))
         with pytest.raises(ValueError, match="not a cursor"):
@@ -1123,11 +1142,15 @@ class SearchTests(StorageFixtures):
 
 
 class WorkerRegistryTests(StorageFixtures):
-    """Worker processes registered, beaten, listed and forgotten; the oldest waiting job."""
+    """The optional capabilities (worker processes, job log lines, throughput), each skipped
+    for a backend without it; the oldest waiting job."""
 
     def test_workers_are_registered_beaten_and_forgotten(
         self, storage: Storage, clock: FakeClock
     ) -> None:
+        """Worker processes are listed by host, supervisor and id, beaten, replaced, removed
+        and forgotten when not seen."""
+        require(storage, "workers", "worker processes")
         started = clock()
         for n, host in enumerate(["b-host", "a-host", "a-host"]):
             storage.register_worker(WorkerInfo(f"{host}:{n}", host, 100 + n, 99, started,
@@ -1148,6 +1171,9 @@ class WorkerRegistryTests(StorageFixtures):
     def test_job_log_lines_are_kept_with_their_job(
         self, storage: Storage, clock: FakeClock
     ) -> None:
+        """Log lines are kept in order with their job (none for an unknown one) and pruned
+        with it."""
+        require(storage, "job_logs", "job log lines")
         job = storage.enqueue(new_job(clock()))
         lines = [JobLogLine(1, clock(), "INFO", "first <b>"), JobLogLine(1, clock(), "ERROR",
                                                                          "second\nline")]
@@ -1162,6 +1188,8 @@ class WorkerRegistryTests(StorageFixtures):
         assert storage.job_logs(job.id) == []
 
     def test_throughput_adds_up_per_minute(self, storage: Storage, clock: FakeClock) -> None:
+        """Counts add up per minute, are read from a time on and forgotten before one."""
+        require(storage, "throughput", "throughput")
         start = clock().replace(second=0, microsecond=0)
         later = start + timedelta(minutes=3)
         storage.add_throughput(start, 5, 1)
@@ -1173,6 +1201,7 @@ class WorkerRegistryTests(StorageFixtures):
         assert storage.throughput(start - timedelta(days=1)) == [(later, 0, 4)]
 
     def test_the_oldest_waiting_job(self, storage: Storage, clock: FakeClock) -> None:
+        """oldest_waiting is when the longest-waiting due job became due."""
         assert storage.oldest_waiting() is None
         first = storage.enqueue(new_job(clock()))
         clock.advance(5)
@@ -1250,6 +1279,27 @@ class UnreadableRowTests(StorageFixtures):
         assert column in cancelled.unreadable
 
 
+class SessionRevocationTests(StorageFixtures):
+    """Dashboard sessions signed out: revoked for every dashboard over the store."""
+
+    def test_a_revoked_session_stays_revoked(
+        self, storage: Storage, clock: FakeClock, storage_url: str | None
+    ) -> None:
+        expires = clock() + timedelta(hours=8)
+        assert not storage.session_revoked("s1")
+        storage.revoke_session("s1", expires)
+        storage.revoke_session("s1", expires)  # twice is once
+        assert storage.session_revoked("s1")
+        assert not storage.session_revoked("s2")
+        clock.advance(3600)
+        storage.revoke_session("s2", clock() + timedelta(hours=8))
+        assert storage.session_revoked("s1") and storage.session_revoked("s2")
+        kept_in_the_store = type(storage).session_revoked is not Storage.session_revoked
+        if storage_url is not None and kept_in_the_store:  # another process sees it
+            with type(storage).from_url(storage_url) as other:
+                assert other.session_revoked("s1")
+
+
 class InProcessStorageConformance(
     RoundTripTests,
     ClaimTests,
@@ -1260,6 +1310,7 @@ class InProcessStorageConformance(
     ReadTests,
     SearchTests,
     WorkerRegistryTests,
+    SessionRevocationTests,
     PruneTests,
     ClosedStoreTests,
     UnreadableRowTests,

@@ -5,6 +5,160 @@
 
 const PERIOD_MS = 2000;
 
+// -- times and durations (the server's side: jobkit/dashboard/times.py) --------------------
+// A <time data-format> shows "3 min ago" / "in 20 s" (or, for "clock", the time of day) and,
+// on hover, the exact time in the browser's time zone and in UTC; an open span (data-since)
+// counts on. Times are measured on the server's clock: the page says what it was.
+
+const served = document.querySelector('meta[name="jobkit-now"]');
+const clockOffset = served && !isNaN(Date.parse(served.content))
+  ? Date.parse(served.content) - Date.now() : 0;
+
+function now() {
+  return Date.now() + clockOffset;
+}
+
+function parseTime(iso) {
+  // at most milliseconds: not every browser reads the server's microseconds
+  return new Date(String(iso).replace(/(\.\d{3})\d+/, "$1"));
+}
+
+function pad(number, width = 2) {
+  return String(number).padStart(width, "0");
+}
+
+function pair(big, bigUnit, small, smallUnit) {
+  return big + " " + bigUnit + (small ? " " + small + " " + smallUnit : "");
+}
+
+// as times.py's duration_text: 250 ms, 4.2 s, 42 s, 3 min 4 s, 2 h 5 min, 3 d 4 h
+function durationText(seconds) {
+  const s = Math.max(0, seconds);
+  if (s < 1) return Math.floor(s * 1000) + " ms";
+  if (s < 10) {
+    const tenths = Math.floor(s * 10);
+    return Math.floor(tenths / 10) + "." + (tenths % 10) + " s";
+  }
+  const whole = Math.floor(s);
+  if (whole < 60) return whole + " s";
+  if (whole < 3600) return pair(Math.floor(whole / 60), "min", whole % 60, "s");
+  if (whole < 86400) return pair(Math.floor(whole / 3600), "h", Math.floor((whole % 3600) / 60), "min");
+  return pair(Math.floor(whole / 86400), "d", Math.floor((whole % 86400) / 3600), "h");
+}
+
+function spanText(seconds) {
+  return seconds < 0 ? "due in " + durationText(-seconds) : durationText(seconds);
+}
+
+function relativeText(seconds) {
+  const size = Math.abs(seconds);
+  if (size < 1) return "just now";
+  let text;
+  if (size < 60) text = Math.floor(size) + " s";
+  else if (size < 3600) text = Math.floor(size / 60) + " min";
+  else if (size < 86400) text = Math.floor(size / 3600) + " h";
+  else text = Math.floor(size / 86400) + " d";
+  return seconds < 0 ? text + " ago" : "in " + text;
+}
+
+function stamp(date, utc) {
+  const fields = utc
+    ? [date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate(), date.getUTCHours(),
+       date.getUTCMinutes(), date.getUTCSeconds()]
+    : [date.getFullYear(), date.getMonth(), date.getDate(), date.getHours(),
+       date.getMinutes(), date.getSeconds()];
+  const [year, month, day, hours, minutes, seconds] = fields;
+  return year + "-" + pad(month + 1) + "-" + pad(day) + " " + pad(hours) + ":" + pad(minutes) +
+    ":" + pad(seconds) + "." + pad(date.getMilliseconds(), 3);
+}
+
+function zoneText(date) {
+  const east = -date.getTimezoneOffset();
+  const size = Math.abs(east);
+  const name = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  return "UTC" + (east < 0 ? "-" : "+") + pad(Math.floor(size / 60)) + ":" + pad(size % 60) +
+    (name ? " (" + name + ")" : "");
+}
+
+// the exact time: in the browser's time zone, then in UTC
+function exactText(date) {
+  const utc = stamp(date, true) + " UTC";
+  return date.getTimezoneOffset() === 0 ? utc : stamp(date, false) + " " + zoneText(date) + "\n" + utc;
+}
+
+// text and title, written only when they change (an open tooltip stays put)
+function show(node, text, title) {
+  if (node.textContent !== text) node.textContent = text;
+  if (node.title !== title) node.title = title;
+}
+
+function renderTime(node) {
+  if (!node.dateTime) return;
+  const date = parseTime(node.dateTime);
+  if (isNaN(date)) return;
+  show(node, node.dataset.format === "clock"
+    ? stamp(date, false).slice(11) : relativeText((date.getTime() - now()) / 1000),
+  exactText(date));
+}
+
+function renderSpan(node) {
+  const since = parseTime(node.dataset.since);
+  if (isNaN(since)) return;
+  const seconds = (now() - since.getTime()) / 1000;
+  show(node, spanText(seconds), (seconds < 0 ? "due " : "since ") + exactText(since));
+}
+
+function renderTimes(root) {
+  root.querySelectorAll("time[data-format]").forEach(renderTime);
+  root.querySelectorAll("[data-since]").forEach(renderSpan);
+}
+
+function setTime(node, iso) {
+  if (iso) {
+    node.dateTime = iso;
+    renderTime(node);
+  } else {
+    node.removeAttribute("datetime");
+    node.removeAttribute("title");
+    node.textContent = "";
+  }
+}
+
+function timeNode(iso, format = "relative") {
+  const node = document.createElement("time");
+  node.dataset.format = format;
+  setTime(node, iso);
+  return node;
+}
+
+function spanNode(span) {
+  if (!span) {
+    const none = document.createElement("span");
+    none.className = "span none";
+    none.textContent = "\u2014";
+    return none;
+  }
+  if (span.since === null) {
+    const fixed = document.createElement("time");
+    fixed.className = "span";
+    fixed.dateTime = "PT" + span.seconds.toFixed(3) + "S";
+    fixed.title = span.seconds.toFixed(3) + " s";
+    fixed.textContent = durationText(span.seconds);
+    return fixed;
+  }
+  const open = document.createElement("span");
+  open.className = "span open";
+  open.dataset.since = span.since;
+  renderSpan(open);
+  return open;
+}
+
+function nodeCell(row, node) {
+  const td = cell(row, "");
+  td.appendChild(node);
+  return td;
+}
+
 function cell(row, text, href) {
   const td = document.createElement("td");
   if (href) {
@@ -49,7 +203,7 @@ const render = {
       if (number) number.textContent = String(count);
     }
     const wait = document.querySelector("[data-oldest-wait]");
-    if (wait) wait.textContent = data.oldest_wait === null ? "none" : data.oldest_wait.toFixed(1) + " s";
+    if (wait) wait.textContent = data.oldest_wait === null ? "none" : durationText(data.oldest_wait);
     const workers = document.querySelector("#workers tbody");
     if (workers) {
       const rows = data.workers.map((worker) => {
@@ -64,8 +218,8 @@ const render = {
         }
         cell(tr, worker.hostname);
         cell(tr, String(worker.pid));
-        cell(tr, worker.started_at);
-        cell(tr, worker.last_seen_at);
+        nodeCell(tr, timeNode(worker.started_at));
+        nodeCell(tr, timeNode(worker.last_seen_at));
         if (worker.job) {
           cell(tr, "#" + worker.job.id + " " + worker.job.name + "." + worker.job.method,
                "/jobs/" + encodeURIComponent(worker.job.id));
@@ -83,7 +237,8 @@ const render = {
       cell(tr, "#" + job.id, "/jobs/" + encodeURIComponent(job.id));
       cell(tr, job.name + "." + job.method);
       cell(tr, job.worker_id || "");
-      cell(tr, job.started_at || "");
+      nodeCell(tr, timeNode(job.started_at));
+      nodeCell(tr, spanNode(job.duration));
       const td = cell(tr, "");
       if (job.progress !== null) {
         const bar = document.createElement("progress");
@@ -93,7 +248,7 @@ const render = {
       }
       return tr;
     });
-    replaceRows(tbody, rows, "Nothing is running.", 5);
+    replaceRows(tbody, rows, "Nothing is running.", 6);
   },
   jobs(element, data) {
     const total = document.querySelector("[data-total]");
@@ -106,13 +261,15 @@ const render = {
       statusCell(tr, job.status);
       cell(tr, String(job.priority));
       cell(tr, job.attempts + "/" + job.max_attempts);
-      cell(tr, job.created_at || "");
+      nodeCell(tr, timeNode(job.created_at));
+      nodeCell(tr, spanNode(job.wait));
+      nodeCell(tr, spanNode(job.duration));
       const code = document.createElement("code");
       code.textContent = JSON.stringify(job.params);
       cell(tr, "").appendChild(code);
       return tr;
     });
-    replaceRows(element.querySelector("tbody"), rows, "No job matches.", 7);
+    replaceRows(element.querySelector("tbody"), rows, "No job matches.", 9);
   },
   job(element, data) {
     const job = data.job;
@@ -126,6 +283,10 @@ const render = {
         node.className = "status status-" + value;
       } else if (key === "result") {
         node.textContent = JSON.stringify(value, null, 2);
+      } else if (node.dataset.format) {
+        setTime(node, value);
+      } else if (key === "wait" || key === "duration") {
+        node.replaceChildren(spanNode(value));
       } else {
         node.textContent = value === null || value === undefined ? "" : String(value);
       }
@@ -140,8 +301,10 @@ const render = {
       const tr = document.createElement("tr");
       cell(tr, String(attempt.attempt));
       cell(tr, attempt.worker_id || "");
-      cell(tr, attempt.started_at || "");
-      cell(tr, attempt.finished_at || "");
+      nodeCell(tr, timeNode(attempt.started_at));
+      nodeCell(tr, timeNode(attempt.finished_at));
+      nodeCell(tr, spanNode(attempt.wait));
+      nodeCell(tr, spanNode(attempt.duration));
       cell(tr, attempt.outcome || "running");
       const td = cell(tr, "");
       if (attempt.error) {
@@ -155,15 +318,19 @@ const render = {
       }
       return tr;
     });
-    replaceRows(tbody, rows, "Not run yet.", 6);
+    replaceRows(tbody, rows, "Not run yet.", 8);
     const logs = document.querySelector("#logs");
     if (logs && data.logs.length) {
       logs.replaceChildren(...data.logs.map((line) => {
         const div = document.createElement("div");
         div.className = "line level-" + line.level.toLowerCase();
-        for (const [name, text] of [["attempt", "#" + line.attempt], ["", " "], ["", line.at],
+        for (const [name, text] of [["attempt", "#" + line.attempt], ["", " "], ["at", line.at],
                                      ["", " "], ["level", line.level], ["", " "],
                                      ["message", line.message]]) {
+          if (name === "at") {
+            div.appendChild(timeNode(text, "clock"));
+            continue;
+          }
           const span = document.createElement("span");
           if (name) span.className = name;
           span.textContent = text;
@@ -191,6 +358,8 @@ document.addEventListener("click", (event) => {
 });
 
 document.addEventListener("DOMContentLoaded", () => {
+  renderTimes(document);
+  setInterval(() => renderTimes(document), 1000);
   document.querySelectorAll("[data-live]").forEach((element) => {
     setTimeout(() => refresh(element), PERIOD_MS);
   });
