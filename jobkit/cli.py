@@ -3,6 +3,10 @@
 Exit codes: 0 success; 1 the operation failed (unknown job id, a job that cannot be cancelled,
 invalid params, a failed job with ``--wait``); 2 bad usage or configuration. Errors are printed
 as one line on stderr, never as a traceback.
+
+Stored text (a job's error, params, result, name) is shown with its control characters escaped
+(:func:`jobkit.logs.escape`, as in the log files) and never read as rich markup, so no job can
+move the cursor, retitle the terminal or split one job's line in two; ``--json`` output is JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import click
 from loguru import logger
 
 from jobkit.exceptions import ConfigError, JobkitError
+from jobkit.factory import MAX_DEPTH
+from jobkit.logs import escape
 from jobkit.masking import mask_secrets
 from jobkit.records import FINAL_STATUSES, JobRecord, JobStatus
 
@@ -28,10 +34,26 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
+#: Bounds of numeric options (usage errors past them): worker processes of one command; rows
+#: one `list` shows or one `prune` batch deletes; `list --offset` (a 64-bit integer, as the
+#: stores take it); `prune --older-than` (100 years, in seconds).
+MAX_PROCESSES = 1024
+MAX_ROWS = 1_000_000
+MAX_OFFSET = 2**63 - 1
+MAX_AGE = 100 * 365 * 86400
 
-def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    click.echo(f"jobkit: error: {message}", err=True)
+
+def _fail(message: str, code: int = EXIT_FAILED, *, details: Sequence[str] = ()) -> NoReturn:
+    """``jobkit: error: MESSAGE`` on stderr, then each of ``details`` indented on a line of its
+    own (each escaped); exit ``code``."""
+    lines = [f"jobkit: error: {escape(message)}", *(f"  {escape(detail)}" for detail in details)]
+    click.echo("\n".join(lines), err=True)
     sys.exit(code)
+
+
+def _echo(line: str) -> None:
+    """Print one line of output that holds stored text, its control characters escaped."""
+    click.echo(escape(line))
 
 
 def handle_errors(command: F) -> F:
@@ -42,6 +64,8 @@ def handle_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except ConfigError as exc:
+            if len(exc.errors) > 1:
+                _fail("invalid configuration:", EXIT_USAGE, details=exc.errors)
             _fail(str(exc), EXIT_USAGE)
         except JobkitError as exc:
             _fail(str(exc))
@@ -176,7 +200,7 @@ def main(ctx: click.Context, config: str | None, paths: tuple[str, ...]) -> None
 @click.option(
     "--concurrency",
     "-n",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_PROCESSES),
     help="Worker processes (default: worker.concurrency in jobs.yaml, else CPU count).",
 )
 @click.option(
@@ -228,7 +252,9 @@ def dashboard(ctx: click.Context, host: str, port: int) -> None:
     state = ctx.find_object(State)
     assert state is not None
     app = state.app()  # cancels and retries are job events: they go to the job log
-    logger.add(sys.stderr, level="INFO", format="{time:HH:mm:ss} {level: <7} {message}")
+    from jobkit.logs import console_format
+
+    logger.add(sys.stderr, level="INFO", format=console_format)  # one line each, escaped
     serve(app, host, port)
 
 
@@ -245,11 +271,36 @@ def hash_password() -> None:
     click.echo(make_hash(password))
 
 
+def _nesting(value: Any) -> int:
+    """How many levels of lists and objects ``value`` nests (0 for a scalar); iterative."""
+    depth, level = 0, [value]
+    while level := [item for item in level if isinstance(item, (list, dict))]:
+        depth += 1
+        level = [x for item in level for x in (item.values() if isinstance(item, dict) else item)]
+    return depth
+
+
+def _json(text: str, hint: str, *, inside: int = 0) -> Any:
+    """``text`` parsed as JSON (``json.JSONDecodeError`` when it is not), refused as a usage
+    error when it nests, with the ``inside`` levels around it, deeper than params may."""
+    try:
+        value = json.loads(text)
+    except RecursionError:  # far deeper than the limit: Python's parser gave up
+        value, depth = None, MAX_DEPTH + 1
+    else:
+        depth = inside + _nesting(value)
+    if depth > MAX_DEPTH:
+        raise click.BadParameter(
+            f"params nest deeper than {MAX_DEPTH} levels of lists and objects", param_hint=hint
+        )
+    return value
+
+
 def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] | list[Any]:
     params: dict[str, Any] | list[Any] = {}
     if params_json is not None:
         try:
-            params = json.loads(params_json)
+            params = _json(params_json, "--params-json")
         except json.JSONDecodeError as exc:
             raise click.BadParameter(f"not JSON: {exc}", param_hint="--params-json") from None
     for pair in pairs:
@@ -259,7 +310,7 @@ def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] |
         if not isinstance(params, dict):
             raise click.BadParameter("cannot mix --param with a JSON list", param_hint="--param")
         try:
-            params[key] = json.loads(raw)
+            params[key] = _json(raw, "--param", inside=1)
         except json.JSONDecodeError:
             params[key] = raw  # a bare word is a string
     return params
@@ -353,8 +404,8 @@ def _wait(app: Any, job_id: str, *, show: bool) -> JobRecord:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    columns = (
-        TextColumn("job {task.fields[job]}: {task.description}"),
+    columns = (  # markup=False: a job's progress message is shown as written, escaped
+        TextColumn("job {task.fields[job]}: {task.description}", markup=False),
         BarColumn(),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
@@ -362,7 +413,7 @@ def _wait(app: Any, job_id: str, *, show: bool) -> JobRecord:
     with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task(record.status.value, total=1.0, job=job_id)
         while record.status not in FINAL_STATUSES:
-            message = record.progress_message or record.status.value
+            message = escape(record.progress_message or record.status.value)
             progress.update(task, completed=record.progress or 0.0, description=message)
             time.sleep(0.1)
             record = app.get_job(job_id)
@@ -395,9 +446,9 @@ def status(state: State, job_id: str, as_json: bool) -> None:
         return
     for key, value in _record_dict(record).items():
         if value is not None and (value or key != "unreadable"):
-            click.echo(f"{key:>17}: {value}")
+            _echo(f"{key:>17}: {value}")
     for attempt in attempts:
-        click.echo(
+        _echo(
             f"  attempt {attempt.attempt}: {attempt.outcome or 'running'} "
             f"{attempt.started_at:%Y-%m-%d %H:%M:%S} {attempt.error or ''}".rstrip()
         )
@@ -406,8 +457,10 @@ def status(state: State, job_id: str, as_json: bool) -> None:
 @main.command(name="list")
 @click.option("--status", "status_", type=click.Choice([s.value for s in JobStatus]))
 @click.option("--name", help="Only this job name.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--offset", type=click.IntRange(min=0), default=0)
+@click.option("--limit", type=click.IntRange(1, MAX_ROWS), default=50, show_default=True,
+              help="Show at most this many jobs.")
+@click.option("--offset", type=click.IntRange(0, MAX_OFFSET), default=0,
+              help="Skip this many jobs first.")
 @json_option("Print JSON lines.")
 @config_option
 @pass_state
@@ -416,15 +469,19 @@ def list_(
     state: State, status_: str | None, name: str | None, limit: int, offset: int, as_json: bool
 ) -> None:
     """List jobs, newest first: a table on a terminal, one line per job otherwise."""
-    records = state.app().list_jobs(status_, name, limit, offset)
+    app = state.app()
+    records = app.list_jobs(status_, name, limit, offset)
     if not as_json and sys.stdout.isatty():
-        _print_table(records)
+        if records:
+            _print_table(records)
+        else:  # said on a terminal only: a script reads no output as no jobs
+            _echo(_no_jobs(app, status_, name, offset))
         return
     for record in records:
         if as_json:
             click.echo(json.dumps(_record_dict(record)))
         else:
-            click.echo(
+            _echo(
                 f"{record.id:>8}  {record.status.value:<9}  p{record.priority:<3} "
                 f"{record.attempts}/{record.max_attempts}  {record.name}.{record.method}  "
                 f"{record.error or ''}{_unreadable(record)}".rstrip()
@@ -436,12 +493,19 @@ def _unreadable(record: JobRecord) -> str:
     return f"  [unreadable: {', '.join(record.unreadable)}]" if record.unreadable else ""
 
 
+def _no_jobs(app: Any, status: str | None, name: str | None, offset: int) -> str:
+    """What `list` says on a terminal when no job matches: the filters and the store."""
+    filters = [f"--{option} {value}" for option, value in
+               (("status", status), ("name", name), ("offset", offset or None)) if value]
+    where = f"storage {_storage(app)}"
+    return f"no jobs match {' '.join(filters)} ({where})" if filters else f"no jobs in {where}"
+
+
 def _print_table(records: list[JobRecord]) -> None:
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
-    from jobkit.demo import COLOURS
+    from jobkit.demo import COLOURS, table_cell
 
     table = Table(box=None, header_style="bold")
     for column in ("id", "status", "priority", "attempts", "job", "progress", "error"):
@@ -449,13 +513,13 @@ def _print_table(records: list[JobRecord]) -> None:
     for record in records:
         progress = "" if record.progress is None else f"{record.progress:.0%}"
         table.add_row(
-            record.id,
+            table_cell(record.id),
             f"[{COLOURS[record.status]}]{record.status.value}[/]",
             str(record.priority),
             f"{record.attempts}/{record.max_attempts}",
-            f"{record.name}.{record.method}",
+            table_cell(f"{record.name}.{record.method}"),
             progress,
-            (record.error or "")[:80] + escape(_unreadable(record)),
+            table_cell(record.error or "", width=80) + _unreadable(record),
         )
     Console().print(table)
 
@@ -478,7 +542,7 @@ def _report(app: Any, job_id: str, done: bool, as_json: bool, verb: str, refusal
     if as_json:
         click.echo(json.dumps({**_outcome(app.get_job(job_id)), verb: done}))
     elif done:
-        click.echo(f"{verb} {job_id}")
+        _echo(f"{verb} {job_id}")
     if not done:
         _fail(f"job {job_id} {refusal}")
 
@@ -525,15 +589,15 @@ def jobs(state: State, as_json: bool) -> None:
                 )
             )
             continue
-        click.echo(f"{spec.name}  ({spec.import_path}; from {spec.source})")
-        click.echo("  methods:")  # headers: the settings are the job's, not its last method's
+        _echo(f"{spec.name}  ({spec.import_path}; from {spec.source})")
+        _echo("  methods:")  # headers: the settings are the job's, not its last method's
         for method in spec.methods:
-            click.echo(f"    {describe(spec.cls, method)}")
-        click.echo("  settings:")
+            _echo(f"    {describe(spec.cls, method)}")
+        _echo("  settings:")
         for key, value in settings.items():
-            click.echo(f"    {key} = {value!r}  [{resolved.sources.get(key, 'built-in')}]")
+            _echo(f"    {key} = {value!r}  [{resolved.sources.get(key, 'built-in')}]")
         if options:
-            click.echo(f"  options = {json.dumps(options, default=str)}")
+            _echo(f"  options = {json.dumps(options, default=str)}")
 
 
 def _options_dict(options: Any) -> dict[str, Any]:
@@ -564,7 +628,10 @@ class Duration(_ParamType):
         number, unit = text[:-1], text[-1:]
         if unit not in _UNITS or not number.replace(".", "", 1).isdigit():
             self.fail(f"{value!r} is not a duration like 30s, 15m, 12h, 7d or 2w", param, ctx)
-        return float(number) * _UNITS[unit]
+        seconds = float(number) * _UNITS[unit]
+        if not seconds <= MAX_AGE:  # inf too
+            self.fail(f"{value!r} is longer than 100 years", param, ctx)
+        return seconds
 
 
 @main.command()
@@ -577,7 +644,7 @@ class Duration(_ParamType):
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_ROWS),
     default=1000,
     show_default=True,
     help="Rows deleted per transaction, so workers are never blocked for long.",
@@ -621,7 +688,11 @@ def prune(state: State, older_than: float, batch_size: int, as_json: bool) -> No
     help="The folder the demo writes its jobs.yaml, store and logs to.",
 )
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Worker processes."
+    "--workers",
+    type=click.IntRange(1, MAX_PROCESSES),
+    default=2,
+    show_default=True,
+    help="Worker processes.",
 )
 @handle_errors
 def demo(folder: str, workers: int) -> None:
@@ -642,7 +713,7 @@ def migrate(state: State) -> None:
     """Create or upgrade the job store's schema (stores also do this when first opened)."""
     app = state.app(log=False)
     version = app.storage.migrate()
-    click.echo(f"storage {app.config.storage}: schema at version {version}")
+    _echo(f"storage {_storage(app)}: schema at version {version}")
 
 
 @main.command()
@@ -654,8 +725,15 @@ def check(state: State) -> None:
     try:
         app = state.app(log=False)
     except ConfigError as exc:  # for check, a file that does not load is a finding too
-        _fail("\n  ".join(["configuration problems:", *(exc.errors or [str(exc)])]))
+        _fail("configuration problems:", details=exc.errors or [str(exc)])
     problems = app.check()
     if problems:
-        _fail("\n  ".join(["configuration problems:", *problems]))
-    click.echo(f"ok: {len(app.registry)} job(s), storage {app.config.storage}")
+        _fail("configuration problems:", details=problems)
+    _echo(f"ok: {len(app.registry)} job(s), storage {_storage(app)}")
+
+
+def _storage(app: Any) -> str:
+    """The app's storage URL, its password hidden."""
+    from jobkit.storage.postgres import redact
+
+    return redact(str(app.config.storage))

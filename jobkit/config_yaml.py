@@ -2,6 +2,11 @@
 
 Only ``yaml.SafeLoader`` is used, so loading is exactly as safe as ``yaml.safe_load``: the node
 tree is composed, its marks give every key's line, and the same tree is then constructed.
+Before that, one pass over the parser's events (which nest no Python calls) refuses what would
+exhaust the loader: mappings and lists nested deeper than :data:`MAX_DEPTH` (the limit params
+have at enqueue), and aliases that repeat more than :data:`MAX_ALIASED_VALUES` values (an
+"alias bomb": a few lines that expand to millions of values). A file is read only up to
+:data:`MAX_FILE_BYTES`.
 
 A rule (:func:`integer`, :func:`number`, ...) checks and normalises one value and raises
 :class:`Invalid` with a message like ``expected an integer >= 0, got 'five'``. Fields made with
@@ -16,7 +21,6 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -31,6 +35,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, override
 
 from jobkit.exceptions import ConfigError
+from jobkit.factory import MAX_DEPTH
 
 #: The place of a value in the configuration: mapping keys and list indexes, outermost first.
 KeyPath = tuple[Any, ...]
@@ -41,6 +46,57 @@ CHECK, UNSET_OK = "jobkit.check", "jobkit.unset_ok"
 
 
 # -- loading -----------------------------------------------------------------------------------
+
+#: The largest configuration file jobkit reads, in bytes (1 MB); a jobs.yaml is a few kB.
+MAX_FILE_BYTES = 1_048_576
+#: The most values that aliases (``*name``) may repeat in one document, counted expanded:
+#: plenty for ``<<: *defaults`` in every job, far too few for an alias bomb.
+MAX_ALIASED_VALUES = 10_000
+
+
+class OverLimit(yaml.YAMLError):
+    """A YAML document over one of the loader's limits (nesting, alias expansion): the problem,
+    and the 1-based line of the node at fault."""
+
+    def __init__(self, problem: str, event: yaml.Event) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.line = event.start_mark.line + 1 if event.start_mark else 1
+
+
+def check_limits(text: str) -> None:
+    """Raise :class:`OverLimit`, marked at the node at fault, when ``text`` nests mappings and
+    lists deeper than :data:`MAX_DEPTH` or its aliases repeat more than
+    :data:`MAX_ALIASED_VALUES` values (or an alias sits inside the node it names)."""
+    open_nodes: list[tuple[str | None, list[int]]] = []  # anchor and expanded size of each
+    sizes: dict[str, int] = {}
+    repeated = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        anchor: str | None = None
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_nodes) >= MAX_DEPTH:
+                raise OverLimit(f"mappings and lists nest deeper than {MAX_DEPTH} levels", event)
+            open_nodes.append((event.anchor, [1]))
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, (size,) = open_nodes.pop()
+        elif isinstance(event, yaml.ScalarEvent):
+            anchor, size = event.anchor, 1
+        elif isinstance(event, yaml.AliasEvent):
+            if any(name == event.anchor for name, _ in open_nodes):
+                raise OverLimit(f"alias *{event.anchor} is inside the mapping or list it names, "
+                                "which would then contain itself", event)
+            size = sizes.get(event.anchor or "", 0)  # an unknown alias: the composer names it
+            repeated += size
+            if repeated > MAX_ALIASED_VALUES:
+                raise OverLimit(f"aliases repeat more than {MAX_ALIASED_VALUES:,} values in all "
+                                "(an alias bomb?); write the values out", event)
+        else:
+            continue
+        if anchor is not None:
+            sizes[anchor] = size
+        if open_nodes:
+            open_nodes[-1][1][0] += size
 
 
 @attrs.frozen
@@ -53,7 +109,9 @@ class YamlDocument:
 
 
 def load_yaml(text: str) -> YamlDocument:
-    """Load one YAML document with ``SafeLoader``; raises ``yaml.YAMLError`` on bad syntax."""
+    """Load one YAML document with ``SafeLoader``; raises ``yaml.YAMLError`` on bad syntax,
+    :class:`OverLimit` (one) over the loader's limits."""
+    check_limits(text)
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
@@ -96,13 +154,21 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, lines: dict[K
 
 
 def read_yaml_file(file: str) -> YamlDocument:
-    """Read and load ``file``; ``ConfigError`` names the file (and line) when that fails."""
+    """Read and load ``file`` (at most :data:`MAX_FILE_BYTES`); ``ConfigError`` names the file
+    (and line) when that fails."""
     try:
-        return load_yaml(Path(file).read_text(encoding="utf-8"))
+        with open(file, "rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ConfigError(errors=[f"{file}: configuration file larger than 1 MB "
+                                      f"({MAX_FILE_BYTES:,} bytes)"])
+        return load_yaml(data.decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(errors=[f"{file}: configuration file not found"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(errors=[f"{file}: cannot read the configuration file: {exc}"]) from None
+    except OverLimit as exc:
+        raise ConfigError(errors=[f"{file}:{exc.line}: {exc.problem}"]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{file}:{mark.line + 1}" if mark else file
@@ -116,7 +182,10 @@ def env_value(rule: Check, raw: str) -> Any:
     """An environment variable's value: a YAML scalar (``5``, ``null``, ``1.5``), or the raw
     text where the rule wants a string that YAML reads as something else (``00:00``)."""
     try:
+        check_limits(raw)
         parsed = yaml.safe_load(raw)
+    except OverLimit as exc:
+        raise Invalid(exc.problem) from None
     except yaml.YAMLError:
         parsed = raw
     try:

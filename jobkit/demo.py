@@ -22,10 +22,12 @@ from loguru import logger
 
 from jobkit.dashboard.passwords import hash_password
 from jobkit.job import Job
+from jobkit.logs import escape
 from jobkit.records import JobStatus
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
+    from rich.text import Text
 
     from jobkit.app import JobKit
 
@@ -57,6 +59,9 @@ dashboard:
   password_hash: "{hash}"     # `jobkit dashboard hash-password` makes one
 """
 
+#: The widest error the demo's table shows, in characters; a longer one ends with "…".
+ERROR_WIDTH = 60
+
 COLOURS = {
     JobStatus.PENDING: "white",
     JobStatus.RUNNING: "cyan",
@@ -65,6 +70,17 @@ COLOURS = {
     JobStatus.FAILED: "red",
     JobStatus.CANCELLED: "magenta",
 }
+
+
+def table_cell(value: str, *, width: int | None = None) -> Text:
+    """Stored text as a rich table cell: control characters escaped (as in the log files),
+    never read as markup, and cut to ``width`` characters with an ellipsis when longer."""
+    from rich.text import Text
+
+    shown = escape(value)
+    if width is not None and len(shown) > width:
+        shown = shown[: width - 1] + "\u2026"
+    return Text(shown)
 
 
 class ReportJob(Job):
@@ -127,12 +143,12 @@ def _table(app: JobKit, title: str) -> RenderableType:
     for job in sorted(jobs, key=lambda j: int(j.id)):
         colour = COLOURS[job.status]
         table.add_row(
-            job.id,
-            f"{job.name}.{job.method}",
+            table_cell(job.id),
+            table_cell(f"{job.name}.{job.method}"),
             str(job.priority),
             f"[{colour}]{job.status.value}[/]",
             f"{job.attempts}/{job.max_attempts}",
-            (job.error or "")[:60],
+            table_cell(job.error or "", width=ERROR_WIDTH),
         )
     return table
 
@@ -148,6 +164,7 @@ def run_demo(folder: Path, *, workers: int = 2, timeout: float = 60.0) -> int:
 
 def _run(console: Console, folder: Path, workers: int, timeout: float) -> int:
     from rich.live import Live
+    from rich.markup import escape as markup_escape
 
     from jobkit.app import JobKit
 
@@ -159,7 +176,8 @@ def _run(console: Console, folder: Path, workers: int, timeout: float) -> int:
     password_file = folder / "dashboard-password.txt"
     password_file.write_text(password + "\n")
     password_file.chmod(0o600)
-    console.print(f"[bold]jobkit demo[/] in {folder} (config: {config})")
+    console.print(f"[bold]jobkit demo[/] in {markup_escape(str(folder))} "
+                  f"(config: {markup_escape(str(config))})")
     with JobKit.from_config(config) as app:
         logger.remove()  # the demo owns this process's output: the table, not log lines
         app.configure_logging()

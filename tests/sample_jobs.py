@@ -253,6 +253,27 @@ class Awkward(Job):
         raise Retry(delay="5")  # type: ignore[arg-type]
 
 
+#: Text a job could store in its error or params: terminal escapes (retitle the window, clear
+#: the screen), rich markup and a line break; and how jobkit shows it (escaped, on one line).
+HOSTILE = "bad\x1b]0;pwned\x07 [bold red]red[/] \x1b[2J\r\nsecond line"
+HOSTILE_SHOWN = "bad\\x1b]0;pwned\\x07 [bold red]red[/] \\x1b[2J\\r\\nsecond line"
+
+
+class Hostile(Job):
+    """Fails with the text it is given as its error."""
+
+    methods = ("explode", "report")
+
+    def explode(self, text: str) -> None:
+        raise ValueError(text)
+
+    def report(self, text: str) -> str:
+        """Shows ``text`` as its progress message for a second."""
+        self.progress(0.5, text)
+        time.sleep(1.0)
+        return "reported"
+
+
 @attrs.frozen
 class GreeterOptions:
     """The options of Configured."""

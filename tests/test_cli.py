@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import pty
 import re
+import select
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -16,7 +20,7 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import jobkit_process, subprocess_env, wait_for, write_config
 from loguru import logger
-from sample_jobs import read_ledger
+from sample_jobs import HOSTILE, HOSTILE_SHOWN, Hostile, read_ledger
 
 from jobkit import JobKit, JobStatus
 from jobkit.cli import main
@@ -65,6 +69,58 @@ def start_jobkit(cwd: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def on_terminal(
+    cwd: Path, *args: str, during: Callable[[], object] | None = None, timeout: float = 60
+) -> tuple[int, str]:
+    """Run `python -m jobkit ARGS` with its stdout and stderr on a pseudo-terminal (400 columns
+    wide), as a user at a shell would, calling ``during()`` meanwhile; its exit code and what
+    it printed there."""
+    master, slave = pty.openpty()
+    env = {**subprocess_env(), "COLUMNS": "400", "TERM": "xterm-256color"}
+    env.pop("NO_COLOR", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jobkit", *args],
+        cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while select.select([master], [], [], timeout)[0]:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the process closed its end
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        if during is not None:
+            during()
+        code = process.wait(timeout=timeout)
+        reader.join(timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        reader.join(timeout)
+        os.close(master)
+    return code, b"".join(chunks).decode("utf-8", "replace")
+
+
+#: Control characters no stored text may put on the terminal (newline and tab excepted); the
+#: colours of rich's own styles (``ESC [ ... m``) are allowed.
+_RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f](?!\[[0-9;]*m)")
+
+
+def raw_controls(text: str) -> list[str]:
+    """The control characters of ``text`` other than newlines, tabs and colour codes."""
+    return _RAW_CONTROL.findall(text.replace("\r\n", "\n"))
 
 
 def _last_handler_id() -> int:
@@ -540,9 +596,185 @@ class TestList:
         assert cli("list", "--status", "bogus").exit_code == 2
 
     def test_empty(self, cli: Callable[..., Result]) -> None:
-        """`list` on an empty store prints nothing and exits 0."""
+        """`list` on an empty store, piped (for scripts), prints nothing and exits 0."""
         result = cli("list")
         assert (result.exit_code, result.stdout) == (0, "")
+        assert cli("list", "--status", "failed", "--json").stdout == ""
+
+    def test_empty_on_a_terminal_says_so(self, tmp_path: Path, config: Path) -> None:
+        """On a terminal, `list` with no job says so, naming the store it looked in."""
+        code, shown = on_terminal(tmp_path, "--config", str(config), "list")
+        assert code == 0, shown
+        assert shown.strip() == f"no jobs in storage sqlite:///{tmp_path / 'jobkit.db'}"
+
+    def test_no_match_on_a_terminal_names_the_filters(
+        self, tmp_path: Path, config: Path, three_jobs: list[str]
+    ) -> None:
+        """On a terminal, `list` whose filters match no job names them."""
+        code, shown = on_terminal(
+            tmp_path, "--config", str(config), "list", "--status", "failed", "--name", "Recorder"
+        )
+        assert code == 0, shown
+        assert shown.strip().startswith("no jobs match --status failed --name Recorder (storage ")
+
+
+class TestStoredTextIsEscaped:
+    @pytest.fixture
+    def hostile_job(self, config: Path) -> str:
+        """A failed job whose error and params hold terminal escapes, markup and CR/LF."""
+        with open_app(config) as app:
+            app.register("Hostile", Hostile)
+            job_id = app.run_background_job("Hostile", "explode", {"text": HOSTILE})
+            run_until_empty(app, timeout=15)
+            assert app.get_job(job_id).error == f"ValueError: {HOSTILE}"
+        return job_id
+
+    def test_list_line(self, cli: Callable[..., Result], hostile_job: str) -> None:
+        """`list` shows the job on one line, its error escaped as in the log files."""
+        result = cli("list")
+        assert result.exit_code == 0, result.output
+        (line,) = result.stdout.splitlines()
+        assert line.startswith(f"{hostile_job:>8}  failed") and line.endswith(HOSTILE_SHOWN)
+        assert raw_controls(result.stdout) == []
+
+    def test_status(self, cli: Callable[..., Result], hostile_job: str) -> None:
+        """`status` shows the error and every attempt's error on one line each, escaped."""
+        result = cli("status", hostile_job)
+        assert result.exit_code == 0, result.output
+        assert raw_controls(result.stdout) == []
+        lines = result.stdout.splitlines()
+        assert f"            error: ValueError: {HOSTILE_SHOWN}" in lines
+        attempt = next(line for line in lines if line.startswith("  attempt 1: failed "))
+        assert attempt.endswith(HOSTILE_SHOWN)
+        assert not any(line.startswith("second line") for line in lines)
+
+    @pytest.mark.parametrize("command", [("list", "--json"), ("status", "--json")])
+    def test_json_keeps_the_text(
+        self, cli: Callable[..., Result], hostile_job: str, command: tuple[str, ...]
+    ) -> None:
+        """`--json` output is valid JSON that holds the text exactly, with no raw control
+        character on the terminal."""
+        args = [*command, hostile_job] if command[0] == "status" else list(command)
+        result = cli(*args)
+        assert result.exit_code == 0, result.output
+        assert raw_controls(result.stdout) == []
+        record = json.loads(result.stdout)
+        assert record["error"] == f"ValueError: {HOSTILE}"
+        assert record["params"] == {"text": HOSTILE}
+
+    def test_table_on_a_terminal(self, tmp_path: Path, config: Path, hostile_job: str) -> None:
+        """On a terminal, `list`'s table shows the error escaped, its markup as written."""
+        code, shown = on_terminal(tmp_path, "--config", str(config), "list")
+        assert code == 0, shown
+        assert raw_controls(shown) == [], shown
+        assert HOSTILE_SHOWN in shown
+
+    def test_wait_shows_a_progress_message_escaped(self, tmp_path: Path) -> None:
+        """`run --wait` on a terminal shows the job's progress message escaped and as written
+        (markup such as `[/oops]` once crashed the progress bar)."""
+        config = write_config(tmp_path, jobs={"Hostile": {"class": "sample_jobs:Hostile"}})
+
+        def run_a_worker() -> None:
+            with open_app(config) as app:
+                wait_for(lambda: len(app.list_jobs()) == 1, what="the job to be stored")
+            worker = jobkit_process(tmp_path, "--config", str(config), "worker", "--burst")
+            assert worker.returncode == 0, worker.stderr
+
+        code, shown = on_terminal(
+            tmp_path, "--config", str(config), "run", "Hostile", "report",
+            "-p", f"text={HOSTILE} [/oops]", "--wait", during=run_a_worker,
+        )
+        assert code == 0, shown
+        assert f"{HOSTILE_SHOWN} [/oops]" in shown
+        assert "\x1b]0;" not in shown and "\x07" not in shown and "\x1b[2J" not in shown
+
+    def test_config_error_names_a_key_escaped(self, tmp_path: Path) -> None:
+        """A jobs.yaml key with escapes in it is named escaped, on the error's one line."""
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(f'storage: sqlite:///{tmp_path / "x.db"}\n"bo\\e[2Jgus\\r\\nx": 1\n')
+        result = CliRunner().invoke(main, ["--config", str(bad), "list"])
+        assert result.exit_code == 2, result.output
+        (line,) = error_lines(result)
+        assert "bo\\x1b[2Jgus\\r\\nx" in line and raw_controls(result.stderr) == []
+
+
+class TestHostileInput:
+    @pytest.mark.parametrize(
+        ("args", "hint"),
+        [
+            (["--params-json", "[" * 50_000], "--params-json"),
+            (["--params-json", '{"a": ' * 50_000], "--params-json"),
+            (["--params-json", "[" * 65 + "]" * 65], "--params-json"),
+            (["-p", "ledger=x", "-p", "tag=" + "[" * 50_000], "--param"),
+            (["-p", "ledger=x", "-p", "tag=" + "[" * 64 + "]" * 64], "--param"),
+        ],
+    )
+    def test_deep_params_are_a_usage_error(
+        self, cli: Callable[..., Result], config: Path, args: list[str], hint: str
+    ) -> None:
+        """Params nested past the limit enqueue applies: exit 2, one line naming the option."""
+        result = cli("run", "Recorder", "record", *args)
+        assert result.exit_code == 2, result.output
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX) and hint in line
+        assert "nest deeper than 64 levels" in line and len(line) < 300
+        with open_app(config) as app:
+            assert app.list_jobs() == []
+
+    def test_params_up_to_the_limit_pass(
+        self, cli: Callable[..., Result], config: Path
+    ) -> None:
+        """Params nested 64 levels deep (the params object counted) pass the CLI to enqueue's
+        checks (here: `tag` must be a string, exit 1)."""
+        nested = "[" * 63 + "]" * 63
+        for args in (["-p", f"tag={nested}"], ["--params-json", f'{{"tag": {nested}}}']):
+            result = cli("run", "Recorder", "record", "-p", "ledger=x", *args)
+            assert result.exit_code == 1, result.output
+            assert "tag" in result.stderr and "nest deeper" not in result.stderr
+
+    @pytest.mark.parametrize(
+        "args",
+        [
+            pytest.param(["list", "--limit", "99999999999999999999"], id="list-limit"),
+            pytest.param(["list", "--offset", "99999999999999999999"], id="list-offset"),
+            pytest.param(["prune", "--older-than", "1d", "--batch-size", "99999999999999999999"],
+                         id="prune-batch-size"),
+            pytest.param(["prune", "--older-than", "99999999999999999999w"], id="prune-age"),
+            pytest.param(["prune", "--older-than", "9" * 400 + "d"], id="prune-age-inf"),
+            pytest.param(["worker", "-n", "99999999999999999999"], id="worker-processes"),
+            pytest.param(["demo", "--workers", "99999999999999999999", "--dir", "unused"],
+                         id="demo-workers"),
+        ],
+    )
+    def test_huge_numbers_are_a_usage_error(
+        self, cli: Callable[..., Result], args: list[str]
+    ) -> None:
+        """A numeric option past its bound: exit 2 and one line naming it, nothing started."""
+        result = cli(*args)
+        assert result.exit_code == 2, result.output
+        (line,) = error_lines(result)
+        assert line.startswith(ERROR_PREFIX) and args[-1 if args[0] != "demo" else 2] in line
+
+    def test_deep_params_in_a_real_process(self, tmp_path: Path, config: Path) -> None:
+        """A real `jobkit run` with 50,000 nested lists: exit 2, one line, no traceback."""
+        result = jobkit_process(tmp_path, "--config", str(config), "run", "Recorder", "record",
+                                "--params-json", "[" * 50_000)
+        assert result.returncode == 2, result
+        assert len(error_lines(result)) == 1 and "Traceback" not in result.stderr
+
+    def test_alias_bomb_in_jobs_yaml(self, tmp_path: Path) -> None:
+        """`jobkit check` lists an alias bomb as a problem and `jobkit jobs` refuses it: exit 2,
+        one line with file and line, no memory blow-up."""
+        from test_config import alias_bomb
+
+        bomb = tmp_path / "bomb.yaml"
+        bomb.write_text(alias_bomb())
+        check = CliRunner().invoke(main, ["--config", str(bomb), "check"])
+        assert check.exit_code == 1 and f"{bomb}:8: aliases repeat" in check.stderr
+        jobs = jobkit_process(tmp_path, "--config", str(bomb), "jobs")
+        assert jobs.returncode == 2, jobs
+        (line,) = error_lines(jobs)
+        assert f"{bomb}:8: aliases repeat more than 10,000 values" in line
 
 
 class TestCancel:
@@ -792,6 +1024,14 @@ class TestCheck:
         result = cli("check")
         assert result.exit_code == 0, result.output
         assert re.match(r"ok: \d+ job\(s\), storage sqlite:", result.stdout)  # + installed plugins
+
+    def test_storage_password_is_hidden(self, tmp_path: Path) -> None:
+        """`check` names the store with its password hidden, as migrate's docs promise."""
+        config = write_config(tmp_path, storage="postgresql://jobs:hunter2@127.0.0.1:1/jobs")
+        result = CliRunner().invoke(main, ["--config", str(config), "check"])
+        assert result.exit_code == 0, result.output
+        assert "storage postgresql://jobs:***@127.0.0.1:1/jobs" in result.stdout
+        assert "hunter2" not in result.output
 
     def test_unknown_job_entry(self, tmp_path: Path) -> None:
         """`check` with a jobs: entry naming no job exits non-zero and names the entry."""

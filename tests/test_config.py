@@ -516,3 +516,82 @@ class TestNotifications:
         )
         assert second == NotificationEntry(plugin="log")
         assert second.events is None and second.jobs is None and second.options == {}
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """A jobs.yaml whose options hold 9**levels strings through nested aliases (a "billion
+    laughs"): a few hundred bytes that expand to hundreds of millions of values."""
+    lines = ["jobs:", "  Email:", "    options:", '      a0: &a0 ["x", "x", "x", "x", "x", "x", '
+             '"x", "x", "x"]']
+    lines += [f"      a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, levels)]
+    return "\n".join(lines) + "\n"
+
+
+class TestLoaderLimits:
+    def test_deep_nesting_in_the_file(self, tmp_path: Path) -> None:
+        """50,000 nested lists under options: a ConfigError naming file, line and the limit."""
+        path = write(tmp_path, "storage: memory://\njobs:\n  Email:\n    options: {x: "
+                     + "[" * 50_000 + "]" * 50_000 + "}\n")
+        (error,) = errors_of(path)
+        assert error.startswith(f"{path}:4: ") and "nest deeper than 64 levels" in error
+
+    def test_nesting_up_to_the_limit_loads(self, tmp_path: Path) -> None:
+        """A file whose mappings and lists nest 64 levels deep loads."""
+        path = write(tmp_path, "jobs:\n  Email:\n    options: {x: "
+                     + "[" * 60 + "]" * 60 + "}\n")  # 4 mappings, then 60 lists
+        value = load_config(path, environ={}).jobs["Email"].options["x"]
+        for _ in range(59):
+            (value,) = value
+        assert value == []
+        deeper = write(tmp_path, "jobs:\n  Email:\n    options: {x: "
+                       + "[" * 61 + "]" * 61 + "}\n", name="deeper.yaml")
+        assert "nest deeper than 64 levels" in errors_of(deeper)[0]
+
+    def test_alias_bomb_is_refused(self, tmp_path: Path) -> None:
+        """Aliases that would repeat more than 10,000 values: refused at the alias's line."""
+        path = write(tmp_path, alias_bomb())
+        (error,) = errors_of(path)
+        assert error.startswith(f"{path}:8: ") and "aliases repeat more than 10,000" in error
+
+    def test_recursive_alias_is_refused(self, tmp_path: Path) -> None:
+        """An alias inside the list it names (a list that contains itself): refused."""
+        path = write(tmp_path, "jobs:\n  Email:\n    options:\n      loop: &loop [1, *loop]\n")
+        (error,) = errors_of(path)
+        assert error.startswith(f"{path}:4: ")
+        assert "alias *loop is inside the mapping or list it names" in error
+
+    def test_ordinary_aliases_and_merge_keys_load(self, tmp_path: Path) -> None:
+        """Anchors, aliases and merge keys of a real file still load."""
+        path = write(tmp_path, """\
+            x-retry: &retry {retry_attempts: 4, retry_delay: 2}
+            jobs:
+              Email:
+                <<: *retry
+                options: &smtp {host: mail.example.com, port: 25}
+              Invoice:
+                <<: *retry
+                options: {relay: *smtp}
+        """)
+        errors = errors_of(path)  # x-retry is not a jobkit key: the only error
+        assert len(errors) == 1 and "x-retry: unknown key" in errors[0]
+        path.write_text(path.read_text().replace("x-retry: &retry", "defaults: &retry"))
+        config = load_config(path, environ={})
+        assert config.jobs["Email"].retry_attempts == 4
+        assert config.jobs["Invoice"].options["relay"]["host"] == "mail.example.com"
+
+    def test_file_over_one_megabyte(self, tmp_path: Path) -> None:
+        """A configuration file over 1 MB is refused, unread, with its name and the limit."""
+        path = write(tmp_path, "storage: memory://\n" + "# padding\n" * 110_000)
+        (error,) = errors_of(path)
+        assert error == f"{path}: configuration file larger than 1 MB (1,048,576 bytes)"
+
+    @pytest.mark.parametrize(
+        "value", ["[" * 50_000, "{a: " * 20_000, '{"a": ' * 20_000, "[" * 65 + "]" * 65]
+    )
+    def test_deep_nesting_in_an_environment_variable(self, value: str) -> None:
+        """A JOBKIT_* value nested past the limit: a ConfigError naming the variable."""
+        with pytest.raises(ConfigError) as info:
+            load_config(environ={"JOBKIT_DEFAULTS__TIMEOUT": value})
+        (error,) = info.value.errors
+        assert error.startswith("environment JOBKIT_DEFAULTS__TIMEOUT: ")
+        assert "nest deeper than 64 levels" in error and len(error) < 200
