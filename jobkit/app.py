@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pluggy
 
+from jobkit import limits
 from jobkit.config import Config, JobSettings, ResolvedJob, load_config
-from jobkit.exceptions import MAX_DELAY, ConfigError, InvalidParameters, JobkitError
+from jobkit.exceptions import ConfigError, InvalidParameters, JobkitError
 from jobkit.factory import Factory
 from jobkit.masking import has_secrets, mask_secrets
 from jobkit.notify import NotificationDispatcher, build_subscriptions, with_notifier_problems
@@ -52,16 +53,14 @@ def _status(status: JobStatus | str | None) -> JobStatus | None:
 
 
 def _seconds(delay: float | timedelta, what: str) -> float:
+    """``delay`` in seconds; ``ConfigError`` (as for the other options of a call) when it is not
+    seconds or a timedelta within :data:`jobkit.limits.DELAY`."""
     seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-    if (
-        isinstance(seconds, bool)
-        or not isinstance(seconds, (int, float))
-        or not 0 <= seconds <= MAX_DELAY  # also refuses NaN
-    ):
-        raise JobkitError(
-            f"{what} must be seconds from 0 to {MAX_DELAY} (ten years) or a timedelta, "
+    if not limits.DELAY.accepts(seconds):  # also refuses NaN, booleans and text
+        raise ConfigError(errors=[
+            f"call: {what}: expected {limits.DELAY.describe()} or a timedelta, "
             f"got {delay!r}"
-        )
+        ])
     return float(seconds)
 
 
@@ -72,10 +71,6 @@ def _event(
     if has_secrets(job.params):  # most params hold none: the record is kept as it is
         job = attrs.evolve(job, params=mask_secrets(job.params))
     return JobEvent(kind=kind, job=job, error=error, traceback=traceback)
-
-
-#: Priorities and attempt counts are stored as 32-bit integers by every backend.
-_INT_RANGE = range(-(2**31), 2**31)
 
 
 @attrs.frozen
@@ -333,13 +328,6 @@ class JobKit:
             checked.append(by_name)
         seconds = _seconds(options.delay, "delay")
         settings, policy = self._call_settings(spec, options.overrides())
-        for key, value in (
-            ("priority", settings.priority),
-            ("retry_attempts", settings.max_attempts),
-            ("max_crashes", settings.max_crashes),
-        ):
-            if value not in _INT_RANGE:
-                raise JobkitError(f"{key} must fit in 32 bits, got {value}")
         encoded = [json.dumps(by_name, ensure_ascii=False, allow_nan=False) for by_name in checked]
         for index, text in enumerate(encoded):
             if len(text) * 4 <= settings.max_params_bytes:  # UTF-8 takes at most 4 bytes a char

@@ -25,6 +25,7 @@ from loguru import logger
 
 from jobkit.exceptions import ConfigError, JobkitError
 from jobkit.factory import MAX_DEPTH
+from jobkit.limits import CONCURRENCY, PRUNE_AGE, PRUNE_BATCH
 from jobkit.logs import escape
 from jobkit.masking import mask_secrets
 from jobkit.records import FINAL_STATUSES, JobRecord, JobStatus
@@ -34,13 +35,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
-#: Bounds of numeric options (usage errors past them): worker processes of one command; rows
-#: one `list` shows or one `prune` batch deletes; `list --offset` (a 64-bit integer, as the
-#: stores take it); `prune --older-than` (100 years, in seconds).
-MAX_PROCESSES = 1024
+#: Bounds of `list`'s options (usage errors past them): the rows one page shows, and the
+#: offset (a 64-bit integer, as the stores take it). The others are in jobkit.limits.
 MAX_ROWS = 1_000_000
 MAX_OFFSET = 2**63 - 1
-MAX_AGE = 100 * 365 * 86400
 
 
 def _fail(message: str, code: int = EXIT_FAILED, *, details: Sequence[str] = ()) -> NoReturn:
@@ -200,7 +198,7 @@ def main(ctx: click.Context, config: str | None, paths: tuple[str, ...]) -> None
 @click.option(
     "--concurrency",
     "-n",
-    type=click.IntRange(1, MAX_PROCESSES),
+    type=click.IntRange(1, int(CONCURRENCY.high)),
     help="Worker processes (default: worker.concurrency in jobs.yaml, else CPU count).",
 )
 @click.option(
@@ -629,8 +627,8 @@ class Duration(_ParamType):
         if unit not in _UNITS or not number.replace(".", "", 1).isdigit():
             self.fail(f"{value!r} is not a duration like 30s, 15m, 12h, 7d or 2w", param, ctx)
         seconds = float(number) * _UNITS[unit]
-        if not seconds <= MAX_AGE:  # inf too
-            self.fail(f"{value!r} is longer than 100 years", param, ctx)
+        if not PRUNE_AGE.accepts(seconds):
+            self.fail(f"{value!r} is over {PRUNE_AGE.span}", param, ctx)
         return seconds
 
 
@@ -644,7 +642,7 @@ class Duration(_ParamType):
 )
 @click.option(
     "--batch-size",
-    type=click.IntRange(1, MAX_ROWS),
+    type=click.IntRange(1, int(PRUNE_BATCH.high)),
     default=1000,
     show_default=True,
     help="Rows deleted per transaction, so workers are never blocked for long.",
@@ -689,7 +687,7 @@ def prune(state: State, older_than: float, batch_size: int, as_json: bool) -> No
 )
 @click.option(
     "--workers",
-    type=click.IntRange(1, MAX_PROCESSES),
+    type=click.IntRange(1, int(CONCURRENCY.high)),
     default=2,
     show_default=True,
     help="Worker processes.",

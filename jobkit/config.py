@@ -37,6 +37,7 @@ from typing import Any, Literal
 import attrs
 import cattrs
 
+from jobkit import limits
 from jobkit.config_yaml import (
     CHECK,
     OPTIONS,
@@ -45,17 +46,16 @@ from jobkit.config_yaml import (
     KeyPath,
     Rule,
     boolean,
+    bounded,
     checked,
     choice,
     container_hook,
     env_value,
     format_path,
-    integer,
     line_of,
     list_of,
     loguru_option,
     mapping_hook,
-    number,
     problems,
     read_yaml_file,
     rules_of,
@@ -89,23 +89,23 @@ class JobSettings:
     """The effective retry, timeout and priority settings of a job (or of ``defaults:``)."""
 
     #: Retries after the first failure: a job runs at most ``1 + retry_attempts`` times.
-    retry_attempts: int = setting(3, integer(0))
+    retry_attempts: int = setting(3, bounded(limits.RETRY_ATTEMPTS))
     #: Seconds between attempts (the first delay, with ``exponential`` backoff).
-    retry_delay: float = setting(5.0, number(0))
+    retry_delay: float = setting(5.0, bounded(limits.DELAY))
     backoff: Literal["fixed", "exponential"] = setting("fixed", choice("fixed", "exponential"))
     #: The longest delay between attempts, in seconds; None for no cap.
-    max_delay: float | None = setting(None, number(0, above=True, nullable=True))
+    max_delay: float | None = setting(None, bounded(limits.MAX_DELAY_SETTING, nullable=True))
     #: A fraction (0..1) of the delay added at random.
-    jitter: float = setting(0.0, number(0, high=1))
+    jitter: float = setting(0.0, bounded(limits.JITTER))
     #: Seconds one attempt may run; None for no limit.
-    timeout: float | None = setting(None, number(0, above=True, nullable=True))
+    timeout: float | None = setting(None, bounded(limits.TIMEOUT, nullable=True))
     #: Higher runs first.
-    priority: int = setting(0, integer())
+    priority: int = setting(0, bounded(limits.PRIORITY))
     #: The largest params a caller may enqueue, in bytes of UTF-8 JSON.
-    max_params_bytes: int = setting(1_048_576, integer(1))
+    max_params_bytes: int = setting(1_048_576, bounded(limits.PARAMS_BYTES))
     #: Times the job's worker may die (or lose its lease) while running it before the job is
     #: failed: a poison job that kills its process is not run for ever. Separate from retries.
-    max_crashes: int = setting(3, integer(1))
+    max_crashes: int = setting(3, bounded(limits.MAX_CRASHES))
 
     @property
     def max_attempts(self) -> int:
@@ -143,18 +143,18 @@ class WorkerSettings:
     """The timings of ``jobkit worker``, in seconds, and its number of processes."""
 
     #: Worker processes; None for one per CPU.
-    concurrency: int | None = setting(None, integer(1, nullable=True))
-    poll_interval: float = setting(0.05, number(0, above=True))
+    concurrency: int | None = setting(None, bounded(limits.CONCURRENCY, nullable=True))
+    poll_interval: float = setting(0.05, bounded(limits.POLL_INTERVAL))
     #: How long a claim lasts without a heartbeat before another worker may take the job.
-    lease: float = setting(30.0, number(0, above=True))
+    lease: float = setting(30.0, bounded(limits.LEASE))
     #: Seconds between heartbeats: under half the lease, so one late beat loses nothing.
-    heartbeat: float = setting(0.5, number(0, above=True))
-    shutdown_grace: float = setting(30.0, number(0))
-    kill_grace: float = setting(1.0, number(0))
-    requeue_interval: float = setting(1.0, number(0, above=True))
+    heartbeat: float = setting(0.5, bounded(limits.HEARTBEAT))
+    shutdown_grace: float = setting(30.0, bounded(limits.SHUTDOWN_GRACE))
+    kill_grace: float = setting(1.0, bounded(limits.KILL_GRACE))
+    requeue_interval: float = setting(1.0, bounded(limits.REQUEUE_INTERVAL))
     #: The most short jobs (under 5 ms each) a worker process claims at once and records in one
     #: commit; 1 claims and records them one by one.
-    prefetch: int = setting(32, integer(1))
+    prefetch: int = setting(32, bounded(limits.PREFETCH))
 
     def __attrs_post_init__(self) -> None:
         if not self.heartbeat < self.lease / 2:
@@ -202,7 +202,7 @@ class DashboardSettings:
         None, text("a secret of 32 characters or more", pattern=r".{32,}", nullable=True,
                    secret=True))
     #: Seconds a sign-in lasts.
-    session_seconds: float = setting(8 * 3600.0, number(0, above=True))
+    session_seconds: float = setting(8 * 3600.0, bounded(limits.SESSION_SECONDS))
     #: Send the session cookie over HTTPS only (``Secure``): set it behind an HTTPS proxy.
     secure_cookie: bool = setting(False, boolean())
     #: The reverse proxies (addresses or networks) whose ``X-Forwarded-For`` is believed; none

@@ -8,17 +8,17 @@ have at enqueue), and aliases that repeat more than :data:`MAX_ALIASED_VALUES` v
 "alias bomb": a few lines that expand to millions of values). A file is read only up to
 :data:`MAX_FILE_BYTES`.
 
-A rule (:func:`integer`, :func:`number`, ...) checks and normalises one value and raises
-:class:`Invalid` with a message like ``expected an integer >= 0, got 'five'``. Fields made with
-:func:`setting` carry their rule as attrs metadata, which both the attrs validator and the cattrs
-hooks of :func:`mapping_hook` apply; :func:`problems` turns a cattrs validation error into
-``(key path, message)`` pairs, which the line table of the file places.
+A rule (:func:`bounded`, :func:`choice`, ...) checks and normalises one value and raises
+:class:`Invalid` with a message like ``expected an integer >= 0 and <= 5000, got 'five'``.
+Fields made with :func:`setting` carry their rule as attrs metadata, which both the attrs
+validator and the cattrs hooks of :func:`mapping_hook` apply; :func:`problems` turns a cattrs
+validation error into ``(key path, message)`` pairs, which the line table of the file places.
+Numeric settings take their bounds from :mod:`jobkit.limits`.
 """
 
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
@@ -36,6 +36,7 @@ from cattrs.gen import make_dict_structure_fn, override
 
 from jobkit.exceptions import ConfigError
 from jobkit.factory import MAX_DEPTH
+from jobkit.limits import Bound
 
 #: The place of a value in the configuration: mapping keys and list indexes, outermost first.
 KeyPath = tuple[Any, ...]
@@ -255,32 +256,14 @@ class Rule:
         return self.convert(value)
 
 
-def integer(minimum: int | None = None, *, nullable: bool = False) -> Rule:
-    """An integer: booleans, floats and numeric strings are refused."""
-    what = "an integer" if minimum is None else f"an integer >= {minimum}"
-    return Rule(what, lambda v: type(v) is int and (minimum is None or v >= minimum),
-                nullable=nullable)
+def bounded(bound: Bound, *, nullable: bool = False) -> Rule:
+    """A number (kept as a float) or an integer within ``bound`` (jobkit/limits.py)."""
+    return Rule(bound.describe(), bound.accepts, int if bound.integer else float, nullable)
 
 
 def boolean() -> Rule:
     """``true`` or ``false`` (YAML's booleans; ``1`` and ``"yes"`` are refused)."""
     return Rule("true or false", lambda v: type(v) is bool)
-
-
-def number(low: float, *, above: bool = False, high: float | None = None,
-           nullable: bool = False) -> Rule:
-    """A finite int or float (never a boolean) within bounds, kept as a float."""
-    if high is not None:
-        what = f"a number from {low:g} to {high:g}"
-    else:
-        what = f"a number {'>' if above else '>='} {low:g}"
-
-    def test(v: Any) -> bool:
-        if type(v) not in (int, float) or not math.isfinite(v):
-            return False
-        return (v > low if above else v >= low) and (high is None or v <= high)
-
-    return Rule(what, test, float, nullable)
 
 
 def choice(*choices: str) -> Rule:

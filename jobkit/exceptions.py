@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-#: The longest delay jobkit accepts, in seconds (ten years): larger values are surely mistakes.
-MAX_DELAY = 10 * 365 * 24 * 3600
+from jobkit.limits import DELAY, checked
+from jobkit.limits import MAX_DELAY as MAX_DELAY  # defined here before jobkit.limits held it
 
 
 class JobkitError(Exception):
@@ -130,12 +130,6 @@ class Retry(JobkitError):
     delay: float | None
 
     def __init__(self, message: str | None = None, *, delay: float | None = None) -> None:
-        if delay is not None and (
-            isinstance(delay, bool)
-            or not isinstance(delay, (int, float))
-            or not 0 <= delay <= MAX_DELAY
-        ):
-            raise ValueError(
-                f"Retry(delay=...) must be seconds from 0 to {MAX_DELAY}, got {delay!r}"
-            )
+        if delay is not None:
+            checked(DELAY, delay, "Retry(delay=...)")
         super().__init__(message or "the job asked to be retried", delay=delay)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from loguru import logger
 
+from jobkit import limits
 from jobkit.exceptions import (
     InvalidParameters,
     JobNotFound,
@@ -417,11 +418,12 @@ class Executor:
         retry_at = None
         if retry and record.attempts < record.max_attempts:
             delay = (
-                error.delay
+                error.delay  # checked by Retry(), but a job may change it: clamped below
                 if isinstance(error, Retry) and error.delay is not None
                 else (retry_delay(record.policy, record.attempts))
             )
-            retry_at = self.app.storage.now() + timedelta(seconds=delay)
+            seconds = limits.clamp(limits.DELAY, delay, 0.0) or 0.0
+            retry_at = self.app.storage.now() + timedelta(seconds=seconds)
         done = self.app.storage.fail(
             lease, error=message, traceback=trace, outcome=outcome, retry_at=retry_at
         )

@@ -8,6 +8,8 @@ from typing import Any
 
 import attrs
 
+from jobkit import limits
+
 
 class JobStatus(str, enum.Enum):
     """Where a job is in its life."""
@@ -71,15 +73,45 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+# Converters that bring a value read back from a store within its bound (jobkit.limits.clamp):
+# the configuration checked it at enqueue, but a row written by an older version or forged in
+# the database must not stop the worker.
+
+
+def _stored_delay(value: Any) -> float:
+    return limits.clamp(limits.DELAY, value, 5.0) or 0.0
+
+
+def _stored_max_delay(value: Any) -> float | None:
+    return limits.clamp(limits.MAX_DELAY_SETTING, value, None)
+
+
+def _stored_jitter(value: Any) -> float:
+    return limits.clamp(limits.JITTER, value, 0.0) or 0.0
+
+
+def _stored_timeout(value: Any) -> float | None:
+    return limits.clamp(limits.TIMEOUT, value, None)
+
+
+def _backoff(value: Any) -> str:
+    return value if value in ("fixed", "exponential") else "fixed"
+
+
 @attrs.frozen
 class RetryPolicy:
-    """How a job is retried and how long one attempt may run; resolved when the job is enqueued."""
+    """How a job is retried and how long one attempt may run; resolved when the job is enqueued.
 
-    retry_delay: float = 5.0
-    backoff: str = "fixed"  # "fixed" or "exponential"
-    max_delay: float | None = None
-    jitter: float = 0.0  # a fraction of the delay added at random, 0..1
-    timeout: float | None = None
+    Each value is kept within its bound of :mod:`jobkit.limits` (a stored timeout of 1e12 is read
+    as 7 days); one that is not a number (or a timeout <= 0) is read as the default.
+    """
+
+    retry_delay: float = attrs.field(default=5.0, converter=_stored_delay)
+    backoff: str = attrs.field(default="fixed", converter=_backoff)  # "fixed" or "exponential"
+    max_delay: float | None = attrs.field(default=None, converter=_stored_max_delay)
+    #: A fraction of the delay added at random, 0..1.
+    jitter: float = attrs.field(default=0.0, converter=_stored_jitter)
+    timeout: float | None = attrs.field(default=None, converter=_stored_timeout)
 
 
 @attrs.frozen

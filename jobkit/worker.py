@@ -23,7 +23,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -37,7 +37,7 @@ from jobkit.executor import Executor, StopReason
 from jobkit.imports import import_string
 from jobkit.interrupt import Interrupter
 from jobkit.journal import Journal, read_journal
-from jobkit.records import EventKind, JobStatus, Lease
+from jobkit.records import EventKind, JobRecord, JobStatus, Lease
 from jobkit.roster import Roster
 from jobkit.throughput import Tally
 
@@ -356,6 +356,8 @@ class Worker:
                     requeue_expired(self.app)
                 except StorageError as exc:
                     logger.error("could not take back expired leases: {error}", error=str(exc))
+                except Exception:  # a bug here must not end the supervisor and every job
+                    logger.opt(exception=True).error("checking timeouts and leases failed")
             if time.monotonic() >= next_upkeep:
                 next_upkeep = time.monotonic() + UPKEEP_INTERVAL
                 self._upkeep()
@@ -429,37 +431,50 @@ class Worker:
             return
         storage = self.app.storage
         now = storage.now()
-        slack = timedelta(seconds=self.settings.kill_grace + 2 * self.settings.heartbeat + 1)
+        slack = self.settings.kill_grace + 2 * self.settings.heartbeat + 1
         for record in storage.list(status=JobStatus.RUNNING, limit=10_000):
             child = by_worker.get(record.worker_id or "")
             if child is None or record.started_at is None:
                 continue
-            timeout = record.policy.timeout
-            overdue = (
-                timeout is not None and now > record.started_at + timedelta(seconds=timeout) + slack
-            )
-            expired = record.lease_expires_at is not None and now > record.lease_expires_at
-            if overdue and not expired:
-                # a job claimed with others (its started_at) may not have started yet, or may
-                # have finished, its completion waiting for the batch's commit
-                key = (record.id, record.attempts)
-                journal = read_journal(child.journal)
-                overdue = key in journal.started and key not in journal.done
-            if not (overdue or expired):
-                continue
-            logger.error(
-                "job {job_id} is {what}; its worker process {name} does not respond: killing it",
-                job_id=record.id,
-                name=child.process.name,
-                what="past its timeout" if overdue else "past its lease",
-            )
-            child.killed = True
-            child.process.kill()
-            child.process.join(timeout=5)
-            if overdue:
-                lease = Lease(record.id, child.worker_id or "", record.attempts)
-                self._recorder.record_stop(lease, record, StopReason.TIMEOUT)
-            self._take_back_dead()  # its other jobs, as its journal says
+            try:
+                self._enforce_deadline(record, record.started_at, child, now, slack)
+            except StorageError:
+                raise
+            except Exception:  # one odd row (or a bug) must not stop the supervisor
+                logger.opt(exception=True).error(
+                    "job {job_id}: could not check its timeout and lease", job_id=record.id
+                )
+
+    def _enforce_deadline(
+        self, record: JobRecord, started_at: datetime, child: _Child, now: datetime, slack: float
+    ) -> None:
+        """Kill ``child`` if ``record``, which it runs, is past its timeout or its lease."""
+        # a difference of two dates never overflows, as a date plus a huge timeout would
+        running = (now - started_at).total_seconds()
+        timeout = record.policy.timeout
+        overdue = timeout is not None and running > timeout + slack
+        expired = record.lease_expires_at is not None and now > record.lease_expires_at
+        if overdue and not expired:
+            # a job claimed with others (its started_at) may not have started yet, or may
+            # have finished, its completion waiting for the batch's commit
+            key = (record.id, record.attempts)
+            journal = read_journal(child.journal)
+            overdue = key in journal.started and key not in journal.done
+        if not (overdue or expired):
+            return
+        logger.error(
+            "job {job_id} is {what}; its worker process {name} does not respond: killing it",
+            job_id=record.id,
+            name=child.process.name,
+            what="past its timeout" if overdue else "past its lease",
+        )
+        child.killed = True
+        child.process.kill()
+        child.process.join(timeout=5)
+        if overdue:
+            lease = Lease(record.id, child.worker_id or "", record.attempts)
+            self._recorder.record_stop(lease, record, StopReason.TIMEOUT)
+        self._take_back_dead()  # its other jobs, as its journal says
 
     def _follow_stop_requests(self) -> None:
         if self._stop_requests and self._stopping_since is None:

@@ -165,11 +165,11 @@ class TestErrors:
             ),
             (
                 "jobs:\n  Email:\n    retry_attempts: five\n",
-                ":3: jobs.Email.retry_attempts: expected an integer >= 0, got 'five'",
+                ":3: jobs.Email.retry_attempts: expected an integer >= 0 and <= 5000, got 'five'",
             ),
             (
                 "defaults:\n  retry_attempts: -1\n",
-                ":2: defaults.retry_attempts: expected an integer >= 0, got -1",
+                ":2: defaults.retry_attempts: expected an integer >= 0 and <= 5000, got -1",
             ),
             (
                 "defaults:\n  backoff: linear\n",
@@ -177,11 +177,14 @@ class TestErrors:
             ),
             (
                 "worker:\n  concurrency: true\n",
-                ":2: worker.concurrency: expected an integer >= 1, got True",
+                ":2: worker.concurrency: expected an integer >= 1 and <= 1024, got True",
             ),
-            ("defaults:\n  priority: 1.5\n", ":2: defaults.priority: expected an integer, got 1.5"),
-            ("defaults:\n  timeout: 0\n", ":2: defaults.timeout: expected a number > 0, got 0"),
-            ("defaults:\n  jitter: 2\n", ":2: defaults.jitter: expected a number from 0 to 1"),
+            ("defaults:\n  priority: 1.5\n",
+             ":2: defaults.priority: expected an integer >= -2147483648 and <= 2147483647, "
+             "got 1.5"),
+            ("defaults:\n  timeout: 0\n",
+             ":2: defaults.timeout: expected a number > 0 and <= 604800 (7 days), got 0"),
+            ("defaults:\n  jitter: 2\n", ":2: defaults.jitter: expected a number >= 0 and <= 1"),
             (
                 "jobs:\n  Invoice:\n    class: myapp.billing.Invoice\n",
                 ":3: jobs.Invoice.class: expected a 'module:Class' import path",
@@ -270,7 +273,7 @@ class TestErrors:
         with pytest.raises(ConfigError) as info:
             Config.from_dict({"jobs": {"Email": {"retry_attempts": "x"}}}, source="tests")
         assert info.value.errors == [
-            "tests: jobs.Email.retry_attempts: expected an integer >= 0, got 'x'"
+            "tests: jobs.Email.retry_attempts: expected an integer >= 0 and <= 5000, got 'x'"
         ]
 
     def test_classes_built_in_code_are_checked(self) -> None:
@@ -352,10 +355,11 @@ class TestEnvironment:
             "JOBKIT_DASHBOARD__<KEY>, JOBKIT_JOBS__<NAME>__<KEY>)"
         )
         assert errors == [
-            "environment JOBKIT_DEFAULTS__RETRY_ATTEMPTS: expected an integer >= 0, got True",
+            "environment JOBKIT_DEFAULTS__RETRY_ATTEMPTS: expected an integer >= 0 and <= 5000, "
+            "got True",
             f"environment JOBKIT_JOBS__EMAIL__CLASS: {unknown}",
             f"environment JOBKIT_STORGE: {unknown}",
-            "environment JOBKIT_WORKER__CONCURRENCY: expected an integer >= 1, got 'x'",
+            "environment JOBKIT_WORKER__CONCURRENCY: expected an integer >= 1 and <= 1024, got 'x'",
             f"environment JOBKIT_WORKER__THREADS: {unknown}",
         ]
 
@@ -364,7 +368,8 @@ class TestEnvironment:
         path = write(tmp_path, "defaults: {retry_delay: -1}\n")
         errors = errors_of(path, {"JOBKIT_UNKNOWN": "1"})
         assert len(errors) == 2
-        assert errors[0] == f"{path}:1: defaults.retry_delay: expected a number >= 0, got -1"
+        assert errors[0] == (f"{path}:1: defaults.retry_delay: expected a number >= 0 and "
+                             "<= 315360000 (10 years), got -1")
         assert errors[1].startswith("environment JOBKIT_UNKNOWN: not a jobkit setting")
 
     def test_environment_value_breaking_a_cross_check_names_the_variable(
@@ -462,7 +467,8 @@ class TestResolveJob:
             "package jobkit_email, job 'Email' defaults: retries: unknown setting (known: "
             "retry_attempts, retry_delay, backoff, max_delay, jitter, timeout, priority, "
             "max_params_bytes, max_crashes)",
-            "package jobkit_email, job 'Email' defaults: timeout: expected a number > 0, got -1",
+            "package jobkit_email, job 'Email' defaults: timeout: expected a number > 0 and "
+            "<= 604800 (7 days), got -1",
         ]
 
     def test_call_overrides(self) -> None:
@@ -476,7 +482,7 @@ class TestResolveJob:
             == "<dict> (defaults)"
         )
         with pytest.raises(
-            ConfigError, match="call: retry_attempts: expected an integer >= 0, got -2"
+            ConfigError, match="call: retry_attempts: expected an integer >= 0 and <= 5000, got -2"
         ):
             config.resolve_job("Email", overrides={"retry_attempts": -2})
         with pytest.raises(ConfigError, match="call: backoff: unknown setting"):

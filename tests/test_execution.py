@@ -271,7 +271,7 @@ class TestAwkwardJobs:
         [
             ("bad_exc", "BadStr: <the exception's message could not be built>"),
             ("circular", "nests deeper than 64 levels"),
-            ("bad_retry", "ValueError: Retry(delay=...) must be seconds"),
+            ("bad_retry", "ValueError: Retry(delay=...) must be a number >= 0 and <= 315360000"),
         ],
     )
     def test_failures_that_break_bookkeeping_are_recorded(

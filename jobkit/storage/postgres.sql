@@ -242,7 +242,7 @@ WITH next AS (
 claimed AS (
     UPDATE jobkit_jobs AS jobs
     SET status = 'running',
-        attempts = jobs.attempts + 1,
+        attempts = least(jobs.attempts, 2147483646) + 1,  -- a forged 2^31 - 1 must not stop claims
         worker_id = %(worker_id)s,
         started_at = coalesce(%(now)s, now()),
         lease_expires_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease_seconds)s),
@@ -325,7 +325,8 @@ LIMIT 1;
 -- FOR UPDATE SKIP LOCKED: two supervisors never take back the same job; the old worker_id is
 -- read from the locked row before the update clears it
 WITH expired AS (
-    SELECT id, worker_id FROM jobkit_jobs
+    -- crash: the count with this one, which never overflows (a forged row must not stop this)
+    SELECT id, worker_id, least(crashes, 2147483646) + 1 AS crash FROM jobkit_jobs
     WHERE status = 'running' AND lease_expires_at < coalesce(%(now)s, now())
     FOR UPDATE SKIP LOCKED
 ), closed AS (
@@ -340,16 +341,16 @@ WITH expired AS (
 -- SET expressions see the row as it was (crashes is the count before this one); a crash gives
 -- its attempt back (max_attempts + 1) until the max_crashes-th, which fails the job
 UPDATE jobkit_jobs AS jobs
-SET status = CASE WHEN jobs.crashes + 1 < jobs.max_crashes THEN 'retrying' ELSE 'failed' END,
+SET status = CASE WHEN expired.crash < jobs.max_crashes THEN 'retrying' ELSE 'failed' END,
     error = 'lease expired: worker ' || coalesce(expired.worker_id, '?') || ' stopped heartbeating'
-        || CASE WHEN jobs.crashes + 1 < jobs.max_crashes THEN ''
-           ELSE '; failed after ' || (jobs.crashes + 1) || ' crashes (max_crashes)' END,
-    crashes = jobs.crashes + 1,
-    max_attempts = CASE WHEN jobs.crashes + 1 < jobs.max_crashes THEN jobs.max_attempts + 1
-        ELSE jobs.max_attempts END,
-    available_at = CASE WHEN jobs.crashes + 1 < jobs.max_crashes
+        || CASE WHEN expired.crash < jobs.max_crashes THEN ''
+           ELSE '; failed after ' || expired.crash || ' crashes (max_crashes)' END,
+    crashes = expired.crash,
+    max_attempts = CASE WHEN expired.crash < jobs.max_crashes
+        THEN least(jobs.max_attempts, 2147483646) + 1 ELSE jobs.max_attempts END,
+    available_at = CASE WHEN expired.crash < jobs.max_crashes
         THEN coalesce(%(now)s, now()) ELSE jobs.available_at END,
-    finished_at = CASE WHEN jobs.crashes + 1 < jobs.max_crashes
+    finished_at = CASE WHEN expired.crash < jobs.max_crashes
         THEN NULL ELSE coalesce(%(now)s, now()) END,
     worker_id = NULL,
     lease_expires_at = NULL
@@ -367,7 +368,8 @@ RETURNING *;
 -- name: retry
 UPDATE jobkit_jobs
 SET status = 'pending', available_at = coalesce(%(now)s, now()), error = NULL,
-    finished_at = NULL, max_attempts = greatest(max_attempts, attempts + 1), crashes = 0
+    finished_at = NULL, max_attempts = greatest(max_attempts, least(attempts, 2147483646) + 1),
+    crashes = 0
 WHERE id = %(job_id)s AND status IN ('failed', 'cancelled')
 RETURNING *;
 

@@ -313,7 +313,8 @@ LIMIT 1;
 -- order: the caller sorts them in claim order
 UPDATE jobkit_jobs
 SET status = 'running',
-    attempts = CAST(attempts AS INTEGER) + 1,  -- an integer whatever a row holds (its CHECK)
+    -- an integer whatever a forged row holds (its CHECK), 2^63 - 1 included
+    attempts = min(CAST(attempts AS INTEGER), 9223372036854775806) + 1,
     worker_id = :worker_id,
     started_at = :now,
     lease_expires_at = :lease_expires_at,
@@ -408,10 +409,11 @@ UPDATE jobkit_jobs INDEXED BY jobkit_jobs_lease
 SET status = CASE WHEN crashes + 1 < max_crashes THEN 'retrying' ELSE 'failed' END,
     error = 'lease expired: worker ' || coalesce(worker_id, '?') || ' stopped heartbeating'
         || CASE WHEN crashes + 1 < max_crashes THEN ''
-           ELSE '; failed after ' || (crashes + 1) || ' crashes (max_crashes)' END,
-    crashes = crashes + 1,
-    max_attempts = CASE WHEN crashes + 1 < max_crashes THEN max_attempts + 1
-        ELSE max_attempts END,
+           ELSE '; failed after ' || (min(crashes, 9223372036854775806) + 1)
+               || ' crashes (max_crashes)' END,
+    crashes = min(crashes, 9223372036854775806) + 1,  -- integers, even in a forged row
+    max_attempts = CASE WHEN crashes + 1 < max_crashes
+        THEN min(max_attempts, 9223372036854775806) + 1 ELSE max_attempts END,
     available_at = CASE WHEN crashes + 1 < max_crashes THEN :now ELSE available_at END,
     finished_at = CASE WHEN crashes + 1 < max_crashes THEN NULL ELSE :now END,
     worker_id = NULL,
@@ -428,7 +430,7 @@ RETURNING *;
 -- name: retry
 UPDATE jobkit_jobs
 SET status = 'pending', available_at = :now, error = NULL, finished_at = NULL,
-    max_attempts = max(max_attempts, attempts + 1), crashes = 0
+    max_attempts = max(max_attempts, min(attempts, 9223372036854775806) + 1), crashes = 0
 WHERE id = :job_id AND status IN ('failed', 'cancelled')
 RETURNING *;
 

@@ -6,17 +6,13 @@ from typing import Any, Literal
 
 import attrs
 
+from jobkit.limits import NETWORK_TIMEOUT, within
 from jobkit.options import structure_options
 
 
 def _port(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
     if not 1 <= value <= 65535:
         raise ValueError(f"port must be from 1 to 65535, got {value!r}")
-
-
-def _positive(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be more than 0, got {value!r}")
 
 
 def _not_empty(instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -40,7 +36,7 @@ class EmailOptions:
     username: str | None = None
     password: str | None = attrs.field(default=None, repr=False)
     sender: str = attrs.field(default="jobkit@localhost", validator=_not_empty)
-    timeout: float = attrs.field(default=10.0, validator=_positive)
+    timeout: float = attrs.field(default=10.0, validator=within(NETWORK_TIMEOUT))
     transport: Literal["smtp", "console"] = "smtp"
 
 

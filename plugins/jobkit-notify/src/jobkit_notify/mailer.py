@@ -9,6 +9,7 @@ from typing import Any
 
 import attrs
 
+from jobkit.limits import NETWORK_TIMEOUT, within
 from jobkit.notify import Notifier
 from jobkit.records import JobEvent
 
@@ -38,7 +39,7 @@ class EmailNotifier(Notifier):
         ssl: bool = attrs.field(default=False, validator=_check_tls)
         username: str | None = None
         password: str | None = attrs.field(default=None, repr=False)
-        timeout: float = 10.0
+        timeout: float = attrs.field(default=10.0, validator=within(NETWORK_TIMEOUT))
         subject_prefix: str = "[jobkit]"
 
     options: Options

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
+from jobkit.limits import NETWORK_TIMEOUT, within
 from jobkit.notify import Notifier
 from jobkit.records import JobEvent
 from jobkit_notify.payload import event_payload
@@ -31,11 +32,6 @@ def _check_url(instance: Any, attribute: attrs.Attribute[Any], value: str) -> No
         raise ValueError(f"url must be an http:// or https:// URL, got {value!r}")
 
 
-def _check_timeout(instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"timeout must be a positive number of seconds, got {value!r}")
-
-
 class WebhookNotifier(Notifier):
     """POST ``{"kind", "at", "error", "job"}`` to ``url``; a non-2xx answer raises."""
 
@@ -45,7 +41,7 @@ class WebhookNotifier(Notifier):
 
         url: str = attrs.field(validator=_check_url)
         secret: str | None = None
-        timeout: float = attrs.field(default=5.0, validator=_check_timeout)
+        timeout: float = attrs.field(default=5.0, validator=within(NETWORK_TIMEOUT))
         headers: dict[str, str] = attrs.field(factory=dict)
 
     options: Options
