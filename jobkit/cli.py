@@ -443,7 +443,7 @@ def status(state: State, job_id: str, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     for key, value in _record_dict(record).items():
-        if value is not None:
+        if value is not None and (value or key != "unreadable"):
             _echo(f"{key:>17}: {value}")
     for attempt in attempts:
         _echo(
@@ -482,8 +482,13 @@ def list_(
             _echo(
                 f"{record.id:>8}  {record.status.value:<9}  p{record.priority:<3} "
                 f"{record.attempts}/{record.max_attempts}  {record.name}.{record.method}  "
-                f"{record.error or ''}".rstrip()
+                f"{record.error or ''}{_unreadable(record)}".rstrip()
             )
+
+
+def _unreadable(record: JobRecord) -> str:
+    """The mark of a row with fields that could not be read (they show stand-ins)."""
+    return f"  [unreadable: {', '.join(record.unreadable)}]" if record.unreadable else ""
 
 
 def _no_jobs(app: Any, status: str | None, name: str | None, offset: int) -> str:
@@ -512,7 +517,7 @@ def _print_table(records: list[JobRecord]) -> None:
             f"{record.attempts}/{record.max_attempts}",
             table_cell(f"{record.name}.{record.method}"),
             progress,
-            table_cell(record.error or "", width=80),
+            table_cell(record.error or "", width=80) + _unreadable(record),
         )
     Console().print(table)
 

@@ -160,6 +160,12 @@ class JobRecord:
     #: an attempt does not use up a retry; the ``max_crashes``-th fails the job.
     crashes: int = 0
     max_crashes: int = 3
+    #: The columns of a stored row that could not be read (a forged or corrupt row: text in
+    #: ``priority``, a time in milliseconds or ``'infinity'``), each with what was found there,
+    #: e.g. ``{"priority": "'high' (text) is not an integer"}``. Those fields hold a stand-in
+    #: (0, the Unix epoch, ``None``). Empty for every row jobkit wrote. A worker never runs
+    #: such a job: its claim sets it aside as ``failed`` (see docs/storage.md).
+    unreadable: dict[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -183,6 +189,8 @@ class Attempt:
     outcome: AttemptOutcome | None = None
     error: str | None = None
     traceback: str | None = None
+    #: The columns of the stored row that could not be read, as in ``JobRecord.unreadable``.
+    unreadable: dict[str, str] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -224,6 +232,14 @@ class UnreadableJSON(str):
     row: a pickle blob, text that is not JSON, nesting or numbers too deep or long): the reason,
     as text. The record can still be read, listed and shown; the worker fails a job whose params
     are unreadable (``InvalidParameters``, never retried) and goes on with the next one."""
+
+    __slots__ = ()
+
+
+class UnreadableValue(str):
+    """What a SQL backend's driver reads for a stored value Python cannot hold (PostgreSQL's
+    ``'infinity'`` or a year after 9999 in a ``timestamptz`` column): the value, as text. The
+    row is read with that field marked in :attr:`JobRecord.unreadable`."""
 
     __slots__ = ()
 

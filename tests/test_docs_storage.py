@@ -93,7 +93,8 @@ class TestStorageSamples:
         assert result.returncode == 0, result.stdout + result.stderr
         counts = outcomes(result.stdout)
         assert counts.get("passed", 0) >= 90 and "failed" not in counts, result.stdout
-        assert counts.get("skipped") == 3, result.stdout
+        assert counts.get("skipped") == 6, result.stdout  # 3 capabilities, 3 unreadable rows
+        assert "no spoil_row" in result.stdout
         assert "DictStorage keeps no worker processes" in result.stdout
         assert "DictStorage keeps no job log lines" in result.stdout
         assert "DictStorage keeps no throughput" in result.stdout
@@ -126,7 +127,8 @@ class TestStorageSamples:
         result = run_pytest(tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
         counts = outcomes(result.stdout)
-        assert counts.get("passed", 0) >= 90 and set(counts) == {"passed"}, result.stdout
+        assert counts.get("passed", 0) >= 90 and "failed" not in counts, result.stdout
+        assert counts.get("skipped", 0) == 3 and "no spoil_row" in result.stdout  # its rows
 
     @pytest.mark.parametrize("page", PLUGIN_PAGES)
     def test_no_sample_of_a_plugin_page_goes_untested(self, page: str) -> None:

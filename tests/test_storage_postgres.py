@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -39,6 +39,30 @@ class TestPostgresStorage(StorageConformance):
     def storage_url(self, storage: PostgresStorage) -> str:
         """The same database, for child processes."""
         return storage.url
+
+    @pytest.fixture
+    def spoil_row(self, storage: PostgresStorage) -> Iterator[Callable[[str], str]]:
+        """'infinity' in a job's created_at, its CHECK dropped (PostgreSQL checks every CHECK
+        on each update of a row, so a row that breaks one cannot even be claimed); the CHECK
+        is back, and the rows readable, after the test."""
+        import psycopg
+
+        def spoil(job_id: str) -> str:
+            with psycopg.connect(storage.url, autocommit=True) as conn:
+                conn.execute(b"ALTER TABLE jobkit_jobs "
+                             b"DROP CONSTRAINT IF EXISTS jobkit_jobs_created_at_readable")
+                conn.execute(b"UPDATE jobkit_jobs SET created_at = 'infinity' WHERE id = %s",
+                             (int(job_id),))
+            return "created_at"
+
+        yield spoil
+        with psycopg.connect(storage.url, autocommit=True) as conn:
+            conn.execute(b"UPDATE jobkit_jobs SET created_at = now() "
+                         b"WHERE NOT jobkit_readable(created_at)")
+            conn.execute(b"ALTER TABLE jobkit_jobs "
+                         b"DROP CONSTRAINT IF EXISTS jobkit_jobs_created_at_readable")
+            conn.execute(b"ALTER TABLE jobkit_jobs ADD CONSTRAINT jobkit_jobs_created_at_readable"
+                         b" CHECK (jobkit_readable(created_at))")
 
 
 def terminate_other_backends(url: str) -> int:
@@ -94,10 +118,10 @@ class TestSchema:
         import psycopg
 
         with PostgresStorage(empty_url) as first, PostgresStorage(empty_url) as second:
-            assert first.migrate() == second.migrate() == 6
+            assert first.migrate() == second.migrate() == 7
         with psycopg.connect(empty_url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(6,)]
+        assert rows == [(7,)]
 
     def test_a_version_1_database_is_upgraded(
         self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
@@ -110,7 +134,7 @@ class TestSchema:
         clock = FakeClock()
         first = {k: v for k, v in postgres_module.queries().items()
                  if k not in ("migration_2", "migration_3", "migration_4", "migration_5",
-                               "migration_6")}
+                               "migration_6", "migration_7")}
         with monkeypatch.context() as patch:
             patch.setattr(postgres_module, "queries", lambda: first)
             PostgresStorage(url, clock=clock).close()
@@ -131,7 +155,7 @@ class TestSchema:
             assert store.list_workers() == []
         with psycopg.connect(url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(6,)]
+        assert rows == [(7,)]
 
     def test_a_newer_schema_is_refused(self, postgres_server: object, empty_url: str) -> None:
         """A database migrated by a newer jobkit is refused, naming both versions."""
@@ -146,7 +170,7 @@ class TestSchema:
                 PostgresStorage(empty_url)
         finally:
             with psycopg.connect(empty_url) as conn:
-                conn.execute(b"UPDATE jobkit_schema_version SET version = 6")
+                conn.execute(b"UPDATE jobkit_schema_version SET version = 7")
 
 
 class TestListenNotify:

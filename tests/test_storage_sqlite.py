@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,19 @@ class TestSQLiteStorage(StorageConformance):
     def storage_url(self, storage: SQLiteStorage) -> str:
         """The same file, for child processes."""
         return storage.url
+
+    @pytest.fixture
+    def spoil_row(self, storage: SQLiteStorage) -> Callable[[str], str]:
+        """Text in a job's priority, past the CHECKs (``ignore_check_constraints``)."""
+
+        def spoil(job_id: str) -> str:
+            with contextlib.closing(sqlite3.connect(storage.path)) as conn, conn:
+                conn.execute("PRAGMA ignore_check_constraints = ON")
+                conn.execute("UPDATE jobkit_jobs SET priority = 'high' WHERE id = ?",
+                             (int(job_id),))
+            return "priority"
+
+        return spoil
 
 
 class TestSQLiteFile:
@@ -109,7 +123,7 @@ class TestSQLiteFile:
             pass
         with sqlite3.connect(db_path) as conn:
             rows = conn.execute("SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(LATEST,)] and LATEST == 6
+        assert rows == [(LATEST,)] and LATEST == 7
 
     def test_a_version_1_file_is_upgraded(
         self, db_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -119,7 +133,7 @@ class TestSQLiteFile:
         clock = FakeClock()
         first = {k: v for k, v in sqlite_module.queries().items()
                  if k not in ("migration_2", "migration_3", "migration_4", "migration_5",
-                               "migration_6")}
+                               "migration_6", "migration_7")}
         with monkeypatch.context() as patch:
             patch.setattr(sqlite_module, "queries", lambda: first)
             SQLiteStorage(db_path, clock=clock).close()
@@ -137,7 +151,7 @@ class TestSQLiteFile:
             )
             assert store.list_workers() == []
         with sqlite3.connect(db_path) as conn:
-            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(6,)]
+            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(7,)]
 
     def test_reopening_keeps_the_jobs(self, db_path: Path) -> None:
         """Opening an existing file again migrates nothing and finds its jobs."""

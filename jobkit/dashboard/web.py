@@ -556,6 +556,7 @@ def _job_json(record: JobRecord) -> dict[str, Any]:
         "progress_message": record.progress_message,
         "crashes": record.crashes,
         **times.job_spans(record),
+        "unreadable": record.unreadable,  # fields of a row that could not be read
     }
 
 

@@ -25,6 +25,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import attrs
+
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
 from jobkit.interrupt import shielded
 from jobkit.records import (
@@ -34,26 +36,25 @@ from jobkit.records import (
     JobStatus,
     Lease,
     NewJob,
+    UnreadableValue,
     decode_json,
     utcnow,
 )
 from jobkit.storage.base import Clock
-from jobkit.storage.sql import (
-    SQLStorage,
-    attempt_from_row,
-    job_key,
-    new_record,
-    record_from_row,
-)
+from jobkit.storage.rows import attempt_from_row, record_from_row, set_aside_error
+from jobkit.storage.sql import SQLStorage, job_key, new_record
 from jobkit.storage.sqlfile import migrations, sections
 
 if TYPE_CHECKING:
     import psycopg
+    from psycopg.adapt import Loader
     from psycopg_pool import ConnectionPool
 
 T = TypeVar("T")
 
 _SQL = "postgres.sql"
+#: The schema version from which jobkit_jobs refuses times Python cannot read.
+CHECKED_SCHEMA = 7
 _CHANNEL = "jobkit_jobs"
 #: URL query keys jobkit reads itself (every other key goes to libpq, e.g. ``sslmode``).
 _OWN_KEYS = ("pool_size", "connect_timeout")
@@ -99,10 +100,42 @@ def _configure_connection(conn: psycopg.Connection[Any]) -> None:
     instead of an error on every claim that would stop the queue behind it. Autocommit: a
     one-statement write (an enqueue) is its own transaction, without ``BEGIN`` and ``COMMIT``
     round trips; :meth:`PostgresStorage._transaction` opens one explicitly."""
+    from psycopg.pq import Format
     from psycopg.types.json import set_json_loads
 
     set_json_loads(lambda data: decode_json(json.loads, data), conn)
+    oid = conn.adapters.types["timestamptz"].oid
+    for fmt in (Format.TEXT, Format.BINARY):
+        inner = conn.adapters.get_loader(oid, fmt)
+        if inner is not None:
+            conn.adapters.register_loader(oid, _tolerant_loader(inner))
     conn.autocommit = True
+
+
+@functools.cache
+def _tolerant_loader(inner: type[Loader]) -> type[Loader]:
+    """A loader of ``timestamptz`` that reads what Python cannot hold (``'infinity'``, a year
+    after 9999 or before 1) as :class:`UnreadableValue` instead of raising: psycopg's own
+    (``inner``, in C when installed) does the work."""
+    import psycopg
+    from psycopg.adapt import Loader
+
+    class TolerantTimestamptzLoader(Loader):
+        format = inner.format
+
+        def __init__(self, oid: int, context: Any = None) -> None:
+            super().__init__(oid, context)
+            self._inner = inner(oid, context)
+
+        def load(self, data: Any) -> Any:
+            try:
+                return self._inner.load(data)
+            except (psycopg.DataError, ValueError, OverflowError):
+                if self.format == inner.format.TEXT:
+                    return UnreadableValue(bytes(data).decode("utf-8", "replace"))
+                return UnreadableValue("a time out of Python's range")
+
+    return TolerantTimestamptzLoader
 
 
 #: Seconds a pooled connection may have been idle and still be handed out without a round trip
@@ -369,12 +402,29 @@ class PostgresStorage(SQLStorage):
             for number, script in steps:
                 if number > version:
                     cur.execute(script.encode())  # several statements, no parameters
+                    if number == CHECKED_SCHEMA:
+                        self._set_aside_unreadable(cur)
+                        cur.execute(sql["validate_checks"])
             if version != latest:
                 cur.execute(sql["clear_schema_version"])
                 cur.execute(sql["set_schema_version"], {"version": latest})
             return latest
 
         return self._transaction("migrate the schema", upgrade)
+
+    def _set_aside_unreadable(self, cur: psycopg.Cursor[Any]) -> None:
+        """When the schema starts checking times (migration :data:`CHECKED_SCHEMA`): fail each
+        row written before that its checks refuse, quoting what its bad columns held, which get
+        a stand-in."""
+        cur.execute(queries()["unreadable_rows"])
+        for row in cur.fetchall():
+            record = _job(row)
+            flaws = record.unreadable or {"row": "does not fit the schema"}
+            error = set_aside_error(attrs.evolve(record, unreadable=flaws), replaced=True)
+            now = self._now_param()
+            cur.execute(queries()["set_aside_unreadable"],
+                        {"job_id": row["id"], "error": error, "now": now})
+            self._close_attempt(cur, row["id"], now, AttemptOutcome.FAILED, error, None)
 
     def _fenced_in(
         self,
@@ -502,13 +552,21 @@ class PostgresStorage(SQLStorage):
         self, cur: psycopg.Cursor[Any], worker_id: str, lease_seconds: float
     ) -> JobRecord | None:
         """See :meth:`SQLStorage._claim_in` (``FOR UPDATE SKIP LOCKED``)."""
-        row = self._one(
-            cur,
-            "claim",  # the job's attempt is opened by the same statement
-            {"worker_id": worker_id, "now": self._now_param(),
-             "lease_seconds": float(lease_seconds)},
-        )
-        return None if row is None else _job(row)
+        params = {"worker_id": worker_id, "now": self._now_param(),
+                  "lease_seconds": float(lease_seconds)}
+        while True:  # again only when a row nobody can read was set aside
+            row = self._one(cur, "claim", params)  # it opens the job's attempt too
+            if row is None:
+                return None
+            readable = self._readable(cur, [_job(row)])
+            if readable:
+                return readable[0]
+
+    def _set_aside_in(self, cur: psycopg.Cursor[Any], key: int, error: str) -> None:
+        """See :meth:`SQLStorage._set_aside_in` (one statement, as :func:`_closing` makes)."""
+        cur.execute(_closing("set_aside"), {
+            "job_id": key, "now": self._now_param(), "error": error,
+            "outcome": AttemptOutcome.FAILED.value, "traceback": None})
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when it no longer owns the job."""

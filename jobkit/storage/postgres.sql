@@ -131,6 +131,64 @@ CREATE TABLE IF NOT EXISTS jobkit_revoked_sessions (
     expires_at timestamptz NOT NULL
 );
 
+-- name: migration_7
+-- the store is a trust boundary: a time is one Python can read (not 'infinity', years 1 to
+-- 9999, with a day's margin for the session's time zone), progress a fraction. The CHECKs
+-- hold for every write from here; postgres.py then sets aside the rows written before that
+-- they refuse (unreadable_rows, set_aside_unreadable) and validates them (validate_checks).
+CREATE OR REPLACE FUNCTION jobkit_readable(t timestamptz) RETURNS boolean
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT t >= '0001-01-02 00:00:00+00'::timestamptz AND t < '9999-12-31 00:00:00+00'::timestamptz
+$$;
+
+ALTER TABLE jobkit_jobs
+    ADD CONSTRAINT jobkit_jobs_created_at_readable CHECK (jobkit_readable(created_at))
+        NOT VALID,
+    ADD CONSTRAINT jobkit_jobs_available_at_readable CHECK (jobkit_readable(available_at))
+        NOT VALID,
+    ADD CONSTRAINT jobkit_jobs_started_at_readable CHECK (jobkit_readable(started_at))
+        NOT VALID,
+    ADD CONSTRAINT jobkit_jobs_finished_at_readable CHECK (jobkit_readable(finished_at))
+        NOT VALID,
+    ADD CONSTRAINT jobkit_jobs_lease_expires_at_readable CHECK (jobkit_readable(lease_expires_at))
+        NOT VALID,
+    ADD CONSTRAINT jobkit_jobs_progress_fraction CHECK (progress BETWEEN 0 AND 1)
+        NOT VALID;
+
+-- name: validate_checks
+-- migration_7's CHECKs, once no row breaks them
+ALTER TABLE jobkit_jobs
+    VALIDATE CONSTRAINT jobkit_jobs_created_at_readable,
+    VALIDATE CONSTRAINT jobkit_jobs_available_at_readable,
+    VALIDATE CONSTRAINT jobkit_jobs_started_at_readable,
+    VALIDATE CONSTRAINT jobkit_jobs_finished_at_readable,
+    VALIDATE CONSTRAINT jobkit_jobs_lease_expires_at_readable,
+    VALIDATE CONSTRAINT jobkit_jobs_progress_fraction;
+
+-- name: unreadable_rows
+-- the rows migration_7's CHECKs refuse (a null passes a CHECK)
+SELECT * FROM jobkit_jobs
+WHERE NOT jobkit_readable(created_at) OR NOT jobkit_readable(available_at)
+    OR NOT jobkit_readable(started_at) OR NOT jobkit_readable(finished_at)
+    OR NOT jobkit_readable(lease_expires_at) OR NOT progress BETWEEN 0 AND 1;
+
+-- name: set_aside_unreadable
+-- one of unreadable_rows set aside: failed, %(error)s quoting what each bad column held,
+-- which gets a stand-in (a time the migration's, an optional value null)
+UPDATE jobkit_jobs
+SET status = 'failed',
+    error = %(error)s,
+    created_at = CASE WHEN jobkit_readable(created_at) THEN created_at
+        ELSE coalesce(%(now)s, now()) END,
+    available_at = CASE WHEN jobkit_readable(available_at) THEN available_at
+        ELSE coalesce(%(now)s, now()) END,
+    started_at = CASE WHEN jobkit_readable(started_at) THEN started_at END,
+    finished_at = coalesce(%(now)s, now()),
+    progress = CASE WHEN progress BETWEEN 0 AND 1 THEN progress END,
+    worker_id = NULL,
+    lease_expires_at = NULL
+WHERE id = %(job_id)s;
+
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS jobkit_schema_version (version integer NOT NULL);
 
@@ -199,6 +257,15 @@ opened AS (
     SELECT id, attempts, worker_id, started_at FROM claimed
 )
 SELECT * FROM claimed;
+
+-- name: set_aside
+-- a job just claimed whose row cannot be read (jobkit.storage.rows): failed, in the claim's
+-- transaction, and never run
+UPDATE jobkit_jobs
+SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, now()),
+    worker_id = NULL, lease_expires_at = NULL
+WHERE id = %(job_id)s AND status = 'running'
+RETURNING id;
 
 -- name: close_attempt
 UPDATE jobkit_attempts

@@ -14,14 +14,14 @@ import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import attrs
+from loguru import logger
 
 from jobkit.exceptions import StorageError
 from jobkit.masking import has_secrets, mask_secrets
 from jobkit.records import (
-    Attempt,
     AttemptOutcome,
     JobLogLine,
     JobRecord,
@@ -33,6 +33,7 @@ from jobkit.records import (
     decode_json,
 )
 from jobkit.storage.base import Storage
+from jobkit.storage.rows import Decode, set_aside_error
 from jobkit.storage.search import (
     MAX_LIMIT,
     Count,
@@ -82,82 +83,9 @@ def _scans(query: JobQuery) -> bool:
     return unindexed and not query.statuses and query.name is None and query.sort != "next"
 
 
-class Row(Protocol):
-    """A result row read by column name (``sqlite3.Row``, psycopg's ``dict_row``)."""
-
-    def __getitem__(self, key: str, /) -> Any: ...
-
-
-#: How a backend turns a stored time or JSON column into Python (``None`` stays ``None``).
-Decode = Callable[[Any], Any]
-
-
 @functools.lru_cache(maxsize=256)  # a batch, and a job's every enqueue, share one policy
 def _policy_json(policy: RetryPolicy) -> str:
     return to_json(attrs.asdict(policy), "the retry policy")
-
-
-def _policy(stored: Any) -> RetryPolicy:
-    """The stored retry policy; the defaults for one that does not fit (a forged or corrupt
-    row must not stop the queue: its params are still checked before anything runs)."""
-    try:
-        return RetryPolicy(**stored)
-    except TypeError:  # not a mapping, unknown keys, UnreadableJSON
-        return RetryPolicy()
-
-
-@functools.lru_cache(maxsize=256)  # most jobs of a queue share a handful of policies
-def _policy_from_text(text: str, load: Decode) -> RetryPolicy:
-    return _policy(decode_json(load, text))
-
-
-def _stored_policy(stored: Any, load: Decode) -> RetryPolicy:
-    """The policy column: decoded once per distinct text (a frozen record, safe to share)."""
-    if isinstance(stored, str):
-        return _policy_from_text(stored, load)
-    return _policy(decode_json(load, stored))
-
-
-def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
-    """A ``jobkit_jobs`` row as a :class:`JobRecord`; ``time`` and ``load`` decode the backend's
-    time and JSON columns."""
-    return JobRecord(
-        id=str(row["id"]),
-        name=row["name"],
-        method=row["method"],
-        params=decode_json(load, row["params"]),  # a forged row must not stop the queue
-        status=JobStatus(row["status"]),
-        priority=row["priority"],
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        result=None if row["result"] is None else decode_json(load, row["result"]),
-        error=row["error"],
-        created_at=time(row["created_at"]),
-        available_at=time(row["available_at"]),
-        started_at=time(row["started_at"]),
-        finished_at=time(row["finished_at"]),
-        policy=_stored_policy(row["policy"], load),
-        worker_id=row["worker_id"],
-        lease_expires_at=time(row["lease_expires_at"]),
-        progress=row["progress"],
-        progress_message=row["progress_message"],
-        crashes=row["crashes"],
-        max_crashes=row["max_crashes"],
-    )
-
-
-def attempt_from_row(row: Row, time: Decode) -> Attempt:
-    """A ``jobkit_attempts`` row as an :class:`Attempt`."""
-    return Attempt(
-        job_id=str(row["job_id"]),
-        attempt=row["attempt"],
-        worker_id=row["worker_id"],
-        started_at=time(row["started_at"]),
-        finished_at=time(row["finished_at"]),
-        outcome=None if row["outcome"] is None else AttemptOutcome(row["outcome"]),
-        error=row["error"],
-        traceback=row["traceback"],
-    )
 
 
 def new_record(
@@ -227,6 +155,25 @@ class SQLStorage(Storage):
     @abc.abstractmethod
     def _claim_in(self, db: Any, worker_id: str, lease_seconds: float) -> JobRecord | None:
         """Inside the caller's transaction: claim the next due job and open its attempt."""
+
+    @abc.abstractmethod
+    def _set_aside_in(self, db: Any, key: int, error: str) -> None:
+        """Inside the caller's transaction: fail the job just claimed under row id ``key``,
+        and its attempt, with ``error``."""
+
+    def _readable(self, db: Any, claimed: list[JobRecord]) -> list[JobRecord]:
+        """The claimed jobs whose rows could be read; the others are set aside as ``failed``,
+        in the same transaction, their error naming each column and what it held: one row
+        nobody can read must not stop the queue, nor undo the completions committed with it."""
+        readable = []
+        for record in claimed:
+            if not record.unreadable:
+                readable.append(record)
+                continue
+            error = set_aside_error(record)
+            logger.error("job {job_id}: {error}", job_id=record.id, error=error)
+            self._set_aside_in(db, int(record.id), error)
+        return readable
 
     def _claim_many_in(
         self, db: Any, worker_id: str, lease_seconds: float, limit: int
@@ -597,7 +544,11 @@ class SQLStorage(Storage):
         rows = self._named("find the oldest waiting job", "oldest_waiting",
                            {"now": self._now_bound()})
         value = rows[0]["oldest"]
-        return None if value is None else self._read_time(value)
+        try:
+            oldest = None if value is None else self._read_time(value)
+        except (TypeError, ValueError, OverflowError, OSError):  # a row nobody can read
+            return None
+        return oldest if isinstance(oldest, datetime) else None
 
     def _now_bound(self) -> Any:
         """``now`` as the store binds it in a query."""

@@ -20,6 +20,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
+
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError, StoreLost
 from jobkit.interrupt import shielded
 from jobkit.records import (
@@ -33,13 +35,8 @@ from jobkit.records import (
 )
 from jobkit.storage.base import Clock
 from jobkit.storage.filewatch import FileWatch, watch
-from jobkit.storage.sql import (
-    SQLStorage,
-    attempt_from_row,
-    job_key,
-    new_record,
-    record_from_row,
-)
+from jobkit.storage.rows import attempt_from_row, record_from_row, set_aside_error
+from jobkit.storage.sql import SQLStorage, job_key, new_record
 from jobkit.storage.sqlfile import migrations as sql_migrations
 from jobkit.storage.sqlfile import sections
 
@@ -98,6 +95,9 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     message = str(exc).lower()
     return "locked" in message or "busy" in message
 
+
+#: The schema version from which jobkit_jobs checks the type and range of its columns.
+CHECKED_SCHEMA = 7
 
 #: The columns in which the jobs of one ``enqueue_batch`` statement are alike.
 _ALIKE = ("name", "method", "priority", "max_attempts", "max_crashes", "policy", "available_at")
@@ -346,8 +346,15 @@ class SQLiteStorage(SQLStorage):
                 return
             for number, script in steps:
                 if number > version:
+                    if number == CHECKED_SCHEMA:
+                        self._set_aside_unreadable(conn)
                     for statement in split_statements(script):
                         conn.execute(statement)
+            if conn.execute("PRAGMA foreign_key_check").fetchall():
+                raise StorageError(
+                    f"sqlite storage {self.path}: the schema upgrade would leave attempts or "
+                    "log lines without their job; nothing was changed"
+                )
             conn.execute(sql["clear_schema_version"])
             conn.execute(sql["set_schema_version"], {"version": latest})
 
@@ -356,10 +363,39 @@ class SQLiteStorage(SQLStorage):
             if str(mode).lower() != "wal":
                 raise StorageError(f"sqlite storage {self.path}: cannot use WAL (mode {mode!r})")
 
+        def foreign_keys(on: bool) -> Callable[[sqlite3.Connection], None]:
+            def switch(conn: sqlite3.Connection) -> None:
+                conn.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
+
+            return switch
+
         self._autocommit("switch to WAL", set_wal)
         if self._transaction("read the schema version", current, write=False) != latest:
-            self._transaction("migrate the schema", upgrade)
+            # off while a table is rebuilt (its DROP would delete the rows that refer to it);
+            # upgrade checks them before it commits
+            self._autocommit("turn foreign keys off", foreign_keys(False))
+            try:
+                self._transaction("migrate the schema", upgrade)
+            finally:
+                self._autocommit("turn foreign keys on", foreign_keys(True))
         return latest
+
+    def _set_aside_unreadable(self, conn: sqlite3.Connection) -> None:
+        """Before the schema checks types (migration :data:`CHECKED_SCHEMA`): fail each row it
+        would refuse, quoting what its bad columns held, which get a stand-in. Nothing else of
+        the row changes; its open attempt is closed."""
+        now = _to_epoch(self.now())
+        for row in conn.execute(queries()["unreadable_rows"]).fetchall():
+            record = _job(row)
+            flaws = record.unreadable or {"row": "does not fit the schema"}
+            error = set_aside_error(attrs.evolve(record, unreadable=flaws), replaced=True)
+            conn.execute(queries()["set_aside_unreadable"],
+                         {"job_id": row["id"], "error": error, "now": now})
+            conn.execute(
+                queries()["close_attempt"],
+                {"job_id": row["id"], "now": now, "outcome": AttemptOutcome.FAILED.value,
+                 "error": error, "traceback": None},
+            )
 
     def _autocommit(self, operation: str, work: Callable[[sqlite3.Connection], None]) -> None:
         """Run ``work`` outside a transaction (PRAGMAs that refuse one), retrying while busy."""
@@ -558,18 +594,37 @@ class SQLiteStorage(SQLStorage):
         """Up to ``limit`` jobs claimed in one statement, their attempts opened in one more."""
         now = self.now()
         epoch = _to_epoch(now)
-        rows = conn.execute(
-            queries()["claim"],
-            {"worker_id": worker_id, "now": epoch, "limit": limit,
-             "lease_expires_at": _to_epoch(now + timedelta(seconds=lease_seconds))},
-        ).fetchall()
-        rows.sort(key=lambda row: (-row["priority"], row["available_at"], row["id"]))
-        conn.executemany(
-            queries()["open_attempt"],
-            [{"job_id": row["id"], "attempt": row["attempts"], "worker_id": worker_id,
-              "now": epoch} for row in rows],
+        params = {"worker_id": worker_id, "now": epoch,
+                  "lease_expires_at": _to_epoch(now + timedelta(seconds=lease_seconds))}
+        claimed: builtins.list[JobRecord] = []
+        while len(claimed) < limit:  # again only when rows nobody can read were set aside
+            rows = conn.execute(
+                queries()["claim"], {**params, "limit": limit - len(claimed)}
+            ).fetchall()
+            if not rows:
+                break
+            conn.executemany(
+                queries()["open_attempt"],
+                [{"job_id": row["id"], "attempt": row["attempts"], "worker_id": worker_id,
+                  "now": epoch} for row in rows],
+            )
+            records = [_job(row) for row in rows]
+            readable = self._readable(conn, records)
+            claimed += readable
+            if len(readable) == len(records):  # nothing set aside: all that was due
+                break
+        claimed.sort(key=lambda job: (-job.priority, job.available_at, int(job.id)))
+        return claimed
+
+    def _set_aside_in(self, conn: sqlite3.Connection, key: int, error: str) -> None:
+        """See :meth:`SQLStorage._set_aside_in`."""
+        now = _to_epoch(self.now())
+        conn.execute(queries()["set_aside"], {"job_id": key, "error": error, "now": now})
+        conn.execute(
+            queries()["close_attempt"],
+            {"job_id": key, "now": now, "outcome": AttemptOutcome.FAILED.value, "error": error,
+             "traceback": None},
         )
-        return [_job(row) for row in rows]
 
     def complete_and_claim(
         self, lease: Lease, result: Any, worker_id: str, lease_seconds: float

@@ -109,6 +109,139 @@ CREATE TABLE IF NOT EXISTS jobkit_revoked_sessions (
     expires_at REAL NOT NULL
 );
 
+-- name: migration_7
+-- the store is a trust boundary: jobkit_jobs again, with a CHECK on each column's type and
+-- range (SQLite adds a CHECK only with a new table): a time is REAL seconds since 1970 that
+-- Python can read (years 1 to 9999), a count an INTEGER. Before this runs, sqlite.py sets
+-- aside the rows these CHECKs would refuse (unreadable_rows, set_aside_unreadable) and turns
+-- foreign keys off (dropping the old table would delete the attempts and the log lines); it
+-- checks them before the commit. The ids go on from where they were (sqlite_sequence).
+CREATE TABLE jobkit_jobs_new (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL CHECK (typeof(name) = 'text'),
+    method TEXT NOT NULL CHECK (typeof(method) = 'text'),
+    params TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (
+        status IN ('pending', 'running', 'retrying', 'completed', 'failed', 'cancelled')
+    ),
+    priority INTEGER NOT NULL DEFAULT 0 CHECK (typeof(priority) = 'integer'),
+    attempts INTEGER NOT NULL DEFAULT 0 CHECK (typeof(attempts) = 'integer'),
+    max_attempts INTEGER NOT NULL CHECK (typeof(max_attempts) = 'integer'),
+    policy TEXT NOT NULL,
+    result TEXT,
+    error TEXT CHECK (typeof(error) IN ('text', 'null')),
+    created_at REAL NOT NULL CHECK (
+        typeof(created_at) = 'real' AND created_at >= -62135596800.0 AND created_at < 253402300800.0
+    ),
+    available_at REAL NOT NULL CHECK (
+        typeof(available_at) = 'real'
+        AND available_at >= -62135596800.0 AND available_at < 253402300800.0
+    ),
+    started_at REAL CHECK (started_at IS NULL OR (
+        typeof(started_at) = 'real' AND started_at >= -62135596800.0 AND started_at < 253402300800.0
+    )),
+    finished_at REAL CHECK (finished_at IS NULL OR (
+        typeof(finished_at) = 'real'
+        AND finished_at >= -62135596800.0 AND finished_at < 253402300800.0
+    )),
+    worker_id TEXT CHECK (typeof(worker_id) IN ('text', 'null')),
+    lease_expires_at REAL CHECK (lease_expires_at IS NULL OR (
+        typeof(lease_expires_at) = 'real'
+        AND lease_expires_at >= -62135596800.0 AND lease_expires_at < 253402300800.0
+    )),
+    progress REAL CHECK (
+        progress IS NULL OR (typeof(progress) = 'real' AND progress BETWEEN 0 AND 1)
+    ),
+    progress_message TEXT CHECK (typeof(progress_message) IN ('text', 'null')),
+    crashes INTEGER NOT NULL DEFAULT 0 CHECK (typeof(crashes) = 'integer'),
+    max_crashes INTEGER NOT NULL DEFAULT 3 CHECK (typeof(max_crashes) = 'integer'),
+    params_masked TEXT CHECK (typeof(params_masked) IN ('text', 'null'))
+);
+
+INSERT INTO jobkit_jobs_new (
+    id, name, method, params, status, priority, attempts, max_attempts, policy, result, error,
+    created_at, available_at, started_at, finished_at, worker_id, lease_expires_at, progress,
+    progress_message, crashes, max_crashes, params_masked
+)
+SELECT
+    id, name, method, params, status, priority, attempts, max_attempts, policy, result, error,
+    created_at, available_at, started_at, finished_at, worker_id, lease_expires_at, progress,
+    progress_message, crashes, max_crashes, params_masked
+FROM jobkit_jobs;
+
+DELETE FROM sqlite_sequence WHERE name = 'jobkit_jobs_new';
+
+INSERT INTO sqlite_sequence (name, seq)
+SELECT 'jobkit_jobs_new', seq FROM sqlite_sequence WHERE name = 'jobkit_jobs';
+
+DROP TABLE jobkit_jobs;
+
+ALTER TABLE jobkit_jobs_new RENAME TO jobkit_jobs;
+
+CREATE INDEX jobkit_jobs_claim
+    ON jobkit_jobs (priority DESC, available_at, id)
+    WHERE status IN ('pending', 'retrying');
+
+CREATE INDEX jobkit_jobs_lease
+    ON jobkit_jobs (lease_expires_at)
+    WHERE status = 'running';
+
+CREATE INDEX jobkit_jobs_status ON jobkit_jobs (status, id);
+
+CREATE INDEX jobkit_jobs_name ON jobkit_jobs (name, id);
+
+-- name: unreadable_rows
+-- the rows migration_7's CHECKs refuse (run before it, on the old table)
+SELECT * FROM jobkit_jobs
+WHERE typeof(name) <> 'text' OR typeof(method) <> 'text'
+    OR typeof(priority) <> 'integer' OR typeof(attempts) <> 'integer'
+    OR typeof(max_attempts) <> 'integer' OR typeof(crashes) <> 'integer'
+    OR typeof(max_crashes) <> 'integer'
+    OR typeof(error) NOT IN ('text', 'null') OR typeof(worker_id) NOT IN ('text', 'null')
+    OR typeof(progress_message) NOT IN ('text', 'null')
+    OR typeof(params_masked) NOT IN ('text', 'null')
+    OR NOT (typeof(created_at) = 'real'
+        AND created_at >= -62135596800.0 AND created_at < 253402300800.0)
+    OR NOT (typeof(available_at) = 'real'
+        AND available_at >= -62135596800.0 AND available_at < 253402300800.0)
+    OR NOT (started_at IS NULL OR (typeof(started_at) = 'real'
+        AND started_at >= -62135596800.0 AND started_at < 253402300800.0))
+    OR NOT (finished_at IS NULL OR (typeof(finished_at) = 'real'
+        AND finished_at >= -62135596800.0 AND finished_at < 253402300800.0))
+    OR NOT (lease_expires_at IS NULL OR (typeof(lease_expires_at) = 'real'
+        AND lease_expires_at >= -62135596800.0 AND lease_expires_at < 253402300800.0))
+    OR NOT (progress IS NULL OR (typeof(progress) = 'real' AND progress BETWEEN 0 AND 1));
+
+-- name: set_aside_unreadable
+-- one of unreadable_rows set aside: failed, :error quoting what each bad column held, which
+-- gets a stand-in (text as text, a count 0, a time the migration's, an optional value null)
+UPDATE jobkit_jobs
+SET status = 'failed',
+    error = :error,
+    name = CAST(name AS TEXT),
+    method = CAST(method AS TEXT),
+    priority = CASE WHEN typeof(priority) = 'integer' THEN priority ELSE 0 END,
+    attempts = CASE WHEN typeof(attempts) = 'integer' THEN attempts ELSE 0 END,
+    max_attempts = CASE WHEN typeof(max_attempts) = 'integer' THEN max_attempts ELSE 0 END,
+    crashes = CASE WHEN typeof(crashes) = 'integer' THEN crashes ELSE 0 END,
+    max_crashes = CASE WHEN typeof(max_crashes) = 'integer' THEN max_crashes ELSE 3 END,
+    progress_message = CAST(progress_message AS TEXT),
+    params_masked = CASE WHEN typeof(params_masked) = 'text' THEN params_masked END,
+    created_at = CASE WHEN typeof(created_at) = 'real'
+        AND created_at >= -62135596800.0 AND created_at < 253402300800.0
+        THEN created_at ELSE :now END,
+    available_at = CASE WHEN typeof(available_at) = 'real'
+        AND available_at >= -62135596800.0 AND available_at < 253402300800.0
+        THEN available_at ELSE :now END,
+    started_at = CASE WHEN typeof(started_at) = 'real'
+        AND started_at >= -62135596800.0 AND started_at < 253402300800.0 THEN started_at END,
+    finished_at = :now,
+    progress = CASE WHEN typeof(progress) = 'real' AND progress BETWEEN 0 AND 1
+        THEN progress END,
+    worker_id = NULL,
+    lease_expires_at = NULL
+WHERE id = :job_id;
+
 -- name: create_schema_version
 CREATE TABLE IF NOT EXISTS jobkit_schema_version (version INTEGER NOT NULL);
 
@@ -180,7 +313,8 @@ LIMIT 1;
 -- order: the caller sorts them in claim order
 UPDATE jobkit_jobs
 SET status = 'running',
-    attempts = min(attempts, 9223372036854775806) + 1,  -- a forged 2^63 - 1 stays an integer
+    -- an integer whatever a forged row holds (its CHECK), 2^63 - 1 included
+    attempts = min(CAST(attempts AS INTEGER), 9223372036854775806) + 1,
     worker_id = :worker_id,
     started_at = :now,
     lease_expires_at = :lease_expires_at,
@@ -193,6 +327,14 @@ WHERE id IN (
     LIMIT :limit
 )
 RETURNING *;
+
+-- name: set_aside
+-- a job just claimed whose row cannot be read (jobkit.storage.rows): failed, in the claim's
+-- transaction, and never run
+UPDATE jobkit_jobs
+SET status = 'failed', error = :error, finished_at = :now, worker_id = NULL,
+    lease_expires_at = NULL
+WHERE id = :job_id AND status = 'running';
 
 -- name: open_attempt
 INSERT INTO jobkit_attempts (job_id, attempt, worker_id, started_at)

@@ -148,6 +148,14 @@ class StorageFixtures:
         or ``None`` for a store that lives in one process only (multi-process tests skip)."""
         return None
 
+    @pytest.fixture
+    def spoil_row(self, storage: Storage) -> Callable[[str], str] | None:
+        """For a backend whose rows can hold what it cannot read (a SQL table written by hand):
+        a function that, behind the store's back, puts such a value in one column of the job
+        with this id (past the schema's checks) and returns the column's name. ``None`` (the
+        default, right for a store of Python objects) skips the tests of unreadable rows."""
+        return None
+
 
 class RoundTripTests(StorageFixtures):
     """What goes in comes out."""
@@ -1206,6 +1214,71 @@ class WorkerRegistryTests(StorageFixtures):
         assert storage.oldest_waiting() is None
 
 
+class UnreadableRowTests(StorageFixtures):
+    """A row the store cannot read never stops the queue and can still be read (issue 15)."""
+
+    @pytest.fixture
+    def spoil(self, spoil_row: Callable[[str], str] | None) -> Callable[[str], str]:
+        """``spoil_row``, or a skip for a backend that supplies none."""
+        if spoil_row is None:
+            pytest.skip("this backend's rows always hold what it can read (no spoil_row)")
+        return spoil_row
+
+    def test_what_the_store_wrote_reads_whole(self, storage: Storage, clock: FakeClock) -> None:
+        """Every record and attempt read back from what the store wrote has nothing
+        unreadable."""
+        job = storage.enqueue(new_job(clock()))
+        storage.complete(lease_of(claim(storage)), {"ok": True})
+        assert storage.get(job.id).unreadable == {}
+        assert [record.unreadable for record in storage.list()] == [{}]
+        assert [attempt.unreadable for attempt in storage.attempts(job.id)] == [{}]
+
+    def test_a_claim_sets_an_unreadable_row_aside(
+        self, storage: Storage, clock: FakeClock, spoil: Callable[[str], str]
+    ) -> None:
+        """The claim fails the unreadable job and its attempt, naming the column, and returns
+        the next job; the unreadable job is never handed out."""
+        bad = storage.enqueue(new_job(clock(), priority=5))
+        column = spoil(bad.id)
+        good = storage.enqueue(new_job(clock()))
+        record = claim(storage)
+        assert record.id == good.id and record.unreadable == {}
+        failed = storage.get(bad.id)
+        assert failed.status is JobStatus.FAILED
+        assert (failed.error or "").startswith("jobkit could not read the stored job")
+        assert f"{column}: " in (failed.error or "")
+        assert [a.outcome for a in storage.attempts(bad.id)] == [AttemptOutcome.FAILED]
+        assert storage.claim("w1", LEASE) is None
+
+    def test_a_completion_stands_when_its_claim_meets_an_unreadable_row(
+        self, storage: Storage, clock: FakeClock, spoil: Callable[[str], str]
+    ) -> None:
+        """complete_and_claim_many commits its completions and claims past the bad row."""
+        done_job = storage.enqueue(new_job(clock()))
+        lease = lease_of(claim(storage))
+        bad = storage.enqueue(new_job(clock()))
+        spoil(bad.id)
+        behind = storage.enqueue(new_job(clock()))
+        done, claimed = storage.complete_and_claim_many([(lease, "ok")], "w1", LEASE, 2)
+        assert done[0] is not None and done[0].status is JobStatus.COMPLETED
+        assert [record.id for record in claimed] == [behind.id]
+        assert storage.get(done_job.id).result == "ok"
+        assert storage.get(bad.id).status is JobStatus.FAILED
+
+    def test_reads_and_cancel_show_an_unreadable_row(
+        self, storage: Storage, clock: FakeClock, spoil: Callable[[str], str]
+    ) -> None:
+        """get, list, search and cancel answer for the row, naming the unreadable column."""
+        bad = storage.enqueue(new_job(clock()))
+        column = spoil(bad.id)
+        assert column in storage.get(bad.id).unreadable
+        assert [record.unreadable.keys() for record in storage.list()] == [{column}]
+        assert [record.id for record in storage.search(JobQuery()).jobs] == [bad.id]
+        cancelled = storage.cancel(bad.id)
+        assert cancelled is not None and cancelled.status is JobStatus.CANCELLED
+        assert column in cancelled.unreadable
+
+
 class SessionRevocationTests(StorageFixtures):
     """Dashboard sessions signed out: revoked for every dashboard over the store."""
 
@@ -1240,6 +1313,7 @@ class InProcessStorageConformance(
     SessionRevocationTests,
     PruneTests,
     ClosedStoreTests,
+    UnreadableRowTests,
 ):
     """Every rule of the ``Storage`` contract that one process can check: for stores that live
     in one process (``memory://``). Shared stores use :class:`StorageConformance`."""
