@@ -107,7 +107,7 @@ class TestAllNotificationProblems:
 
         assert errors == [
             f"{path}:{line_of('retry_attempts')}: defaults.retry_attempts: expected an integer "
-            ">= 0, got 'five'",
+            ">= 0 and <= 5000, got 'five'",
             f"{path}:{line_of('plugin: webhook')}: notifications[0].url: expected str, got int 5",
             f"{path}:{line_of('events:')}: notifications[0].events[1]: expected one of enqueued, "
             "started, succeeded, retrying, failed, cancelled, got 'finished'",
