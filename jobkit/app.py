@@ -19,12 +19,13 @@ import pluggy
 
 from jobkit import limits
 from jobkit.config import Config, JobSettings, ResolvedJob, load_config
+from jobkit.events import EventDispatcher
 from jobkit.exceptions import ConfigError, InvalidParameters, JobkitError
 from jobkit.factory import Factory
 from jobkit.masking import has_secrets, mask_secrets
 from jobkit.notify import NotificationDispatcher, build_subscriptions, with_notifier_problems
 from jobkit.options import structure_options
-from jobkit.plugins import EventDispatcher, NotifierRegistry, StorageRegistry, get_plugin_manager
+from jobkit.plugins import get_plugin_manager, notifier_registry, storage_registry
 from jobkit.records import (
     Attempt,
     EventKind,
@@ -108,14 +109,8 @@ class JobKit:
         self.pm: pluggy.PluginManager = get_plugin_manager(
             plugins, load_entrypoints=load_entrypoints
         )
-        self.storage_registry = StorageRegistry()
-        self.pm.hook.jobkit_register_storage(registry=self.storage_registry)
-        notifiers = NotifierRegistry()
-        self.pm.hook.jobkit_register_notifiers(registry=notifiers)
-        subscriptions = build_subscriptions(self.config, notifiers)
-        notifications = NotificationDispatcher(subscriptions) if subscriptions else None
-        if notifications is not None:
-            self.pm.register(notifications, name="jobkit.notifications")
+        self.storage_registry = storage_registry(self.pm)
+        subscriptions = build_subscriptions(self.config, notifier_registry(self.pm))
         self.registry = Registry()
         if load_entrypoints:
             self.registry.load_entry_points()
@@ -126,7 +121,9 @@ class JobKit:
         #: job name -> (spec, config, settings, policy) of calls without overrides
         self._settings_cache: dict[str, tuple[JobSpec, Config, JobSettings, RetryPolicy]] = {}
         self.events = EventDispatcher(self.pm)
-        if notifications is not None:
+        if subscriptions:
+            notifications = NotificationDispatcher(subscriptions)
+            self.events.listeners.append(notifications)
             self.events.downstream.extend(notifications.threads)
 
     @classmethod
@@ -138,7 +135,10 @@ class JobKit:
         try:
             config = load_config(path)
         except ConfigError as exc:
-            complete = with_notifier_problems(exc, path, **kwargs)
+            plugins = kwargs.get("plugins", ())
+            load_entrypoints = kwargs.get("load_entrypoints", True)
+            complete = with_notifier_problems(exc, path, lambda: notifier_registry(
+                get_plugin_manager(plugins, load_entrypoints=load_entrypoints)))
             if complete is exc:
                 raise
             raise complete from None  # it holds every problem of exc
@@ -247,10 +247,11 @@ class JobKit:
         error: str | None = None,
         traceback: str | None = None,
     ) -> None:
-        """Report a committed state change to every ``jobkit_job_event`` implementation.
+        """Report a committed state change to jobkit's listeners and every ``jobkit_job_event``
+        implementation.
 
-        Delivered on the app's event thread (:class:`~jobkit.plugins.EventDispatcher`), with
-        secrets in the params masked.
+        Delivered by the app's :class:`~jobkit.events.EventDispatcher` (to plugins on its event
+        thread), with secrets in the params masked.
         """
         self.events.emit(_event(kind, job, error, traceback))
 

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from loguru import Logger
 
     from jobkit.config import LoggingSettings
-    from jobkit.plugins import NotifierRegistry, StorageRegistry
     from jobkit.records import JobEvent
+    from jobkit.registries import NotifierRegistry, StorageRegistry
 
 PROJECT_NAME = "jobkit"
 
