@@ -93,10 +93,13 @@ class JobKit:
         #: job name -> (spec, config, settings, policy) of calls without overrides
         self._settings_cache: dict[str, tuple[JobSpec, Config, JobSettings, RetryPolicy]] = {}
         self.events = EventDispatcher(self.pm)
+        #: The notifiers of ``notifications:`` (``None`` when there are none): a listener of
+        #: :attr:`events`.
+        self.notifications: NotificationDispatcher | None = None
         if subscriptions:
-            notifications = NotificationDispatcher(subscriptions)
-            self.events.listeners.append(notifications)
-            self.events.downstream.extend(notifications.threads)
+            self.notifications = NotificationDispatcher(subscriptions)
+            self.events.listeners.append(self.notifications)
+            self.events.downstream.extend(self.notifications.threads)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> JobKit:
