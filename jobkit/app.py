@@ -7,24 +7,25 @@ tests and applications can replace or reset (:func:`set_default_app`, :func:`res
 
 from __future__ import annotations
 
-import json
+import inspect
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import attrs
 import pluggy
 
-from jobkit import limits
 from jobkit.config import Config, JobSettings, ResolvedJob, load_config
-from jobkit.exceptions import ConfigError, InvalidParameters, JobkitError
+from jobkit.enqueue import CallOptions, Params, new_jobs
+from jobkit.events import EventDispatcher
+from jobkit.exceptions import ConfigError, JobkitError
 from jobkit.factory import Factory
 from jobkit.masking import has_secrets, mask_secrets
 from jobkit.notify import NotificationDispatcher, build_subscriptions, with_notifier_problems
 from jobkit.options import structure_options
-from jobkit.plugins import EventDispatcher, NotifierRegistry, StorageRegistry, get_plugin_manager
+from jobkit.plugins import get_plugin_manager, notifier_registry, storage_registry
 from jobkit.records import (
     Attempt,
     EventKind,
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
     from jobkit.storage.base import Storage
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
 def _status(status: JobStatus | str | None) -> JobStatus | None:
     if status is None or isinstance(status, JobStatus):
         return status
@@ -52,18 +57,6 @@ def _status(status: JobStatus | str | None) -> JobStatus | None:
         raise JobkitError(f"unknown job status {status!r} (one of: {known})") from None
 
 
-def _seconds(delay: float | timedelta, what: str) -> float:
-    """``delay`` in seconds; ``ConfigError`` (as for the other options of a call) when it is not
-    seconds or a timedelta within :data:`jobkit.limits.DELAY`."""
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-    if not limits.DELAY.accepts(seconds):  # also refuses NaN, booleans and text
-        raise ConfigError(errors=[
-            f"call: {what}: expected {limits.DELAY.describe()} or a timedelta, "
-            f"got {delay!r}"
-        ])
-    return float(seconds)
-
-
 def _event(
     kind: EventKind, job: JobRecord, error: str | None = None, traceback: str | None = None
 ) -> JobEvent:
@@ -71,26 +64,6 @@ def _event(
     if has_secrets(job.params):  # most params hold none: the record is kept as it is
         job = attrs.evolve(job, params=mask_secrets(job.params))
     return JobEvent(kind=kind, job=job, error=error, traceback=traceback)
-
-
-@attrs.frozen
-class _Options:
-    """The per-call options of ``run_background_job`` and ``enqueue_many``."""
-
-    priority: int | None
-    delay: float | timedelta
-    retry_attempts: int | None
-    retry_delay: float | None
-    timeout: float | None
-
-    def overrides(self) -> dict[str, Any]:
-        """The job settings this call overrides (``None``: not given)."""
-        return {
-            "priority": self.priority,
-            "retry_attempts": self.retry_attempts,
-            "retry_delay": self.retry_delay,
-            "timeout": self.timeout,
-        }
 
 
 class JobKit:
@@ -108,14 +81,8 @@ class JobKit:
         self.pm: pluggy.PluginManager = get_plugin_manager(
             plugins, load_entrypoints=load_entrypoints
         )
-        self.storage_registry = StorageRegistry()
-        self.pm.hook.jobkit_register_storage(registry=self.storage_registry)
-        notifiers = NotifierRegistry()
-        self.pm.hook.jobkit_register_notifiers(registry=notifiers)
-        subscriptions = build_subscriptions(self.config, notifiers)
-        notifications = NotificationDispatcher(subscriptions) if subscriptions else None
-        if notifications is not None:
-            self.pm.register(notifications, name="jobkit.notifications")
+        self.storage_registry = storage_registry(self.pm)
+        subscriptions = build_subscriptions(self.config, notifier_registry(self.pm))
         self.registry = Registry()
         if load_entrypoints:
             self.registry.load_entry_points()
@@ -126,8 +93,13 @@ class JobKit:
         #: job name -> (spec, config, settings, policy) of calls without overrides
         self._settings_cache: dict[str, tuple[JobSpec, Config, JobSettings, RetryPolicy]] = {}
         self.events = EventDispatcher(self.pm)
-        if notifications is not None:
-            self.events.downstream.extend(notifications.threads)
+        #: The notifiers of ``notifications:`` (``None`` when there are none): a listener of
+        #: :attr:`events`.
+        self.notifications: NotificationDispatcher | None = None
+        if subscriptions:
+            self.notifications = NotificationDispatcher(subscriptions)
+            self.events.listeners.append(self.notifications)
+            self.events.downstream.extend(self.notifications.threads)
 
     @classmethod
     def from_config(cls, path: str | os.PathLike[str] | None = None, **kwargs: Any) -> JobKit:
@@ -138,7 +110,10 @@ class JobKit:
         try:
             config = load_config(path)
         except ConfigError as exc:
-            complete = with_notifier_problems(exc, path, **kwargs)
+            plugins = kwargs.get("plugins", ())
+            load_entrypoints = kwargs.get("load_entrypoints", True)
+            complete = with_notifier_problems(exc, path, lambda: notifier_registry(
+                get_plugin_manager(plugins, load_entrypoints=load_entrypoints)))
             if complete is exc:
                 raise
             raise complete from None  # it holds every problem of exc
@@ -172,13 +147,13 @@ class JobKit:
         )
 
     def _call_settings(
-        self, spec: JobSpec, overrides: dict[str, Any]
+        self, spec: JobSpec, overrides: Mapping[str, Any]
     ) -> tuple[JobSettings, RetryPolicy]:
         """The settings of one call for job ``spec`` and their retry policy. Without per-call
         overrides they are resolved once per job class and configuration: every enqueue needs
         them, and resolving the layers costs more than storing a job."""
         if any(value is not None for value in overrides.values()):
-            settings = self.job_settings(spec.name, overrides).settings
+            settings = self.job_settings(spec.name, dict(overrides)).settings
             return settings, settings.policy()
         cached = self._settings_cache.get(spec.name)
         if cached is None or cached[0] is not spec or cached[1] is not self.config:
@@ -247,10 +222,11 @@ class JobKit:
         error: str | None = None,
         traceback: str | None = None,
     ) -> None:
-        """Report a committed state change to every ``jobkit_job_event`` implementation.
+        """Report a committed state change to jobkit's listeners and every ``jobkit_job_event``
+        implementation.
 
-        Delivered on the app's event thread (:class:`~jobkit.plugins.EventDispatcher`), with
-        secrets in the params masked.
+        Delivered by the app's :class:`~jobkit.events.EventDispatcher` (to plugins on its event
+        thread), with secrets in the params masked.
         """
         self.events.emit(_event(kind, job, error, traceback))
 
@@ -260,7 +236,7 @@ class JobKit:
         self,
         name: str,
         method: str = "handle",
-        params: dict[str, Any] | list[Any] | None = None,
+        params: Params = None,
         *,
         priority: int | None = None,
         delay: float | timedelta = 0,
@@ -274,7 +250,7 @@ class JobKit:
         first. ``delay`` is seconds or a ``timedelta``. ``retry_attempts``, ``retry_delay`` and
         ``timeout`` override the job's configuration for this one job.
         """
-        options = _Options(priority, delay, retry_attempts, retry_delay, timeout)
+        options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout)
         (job,) = self._new_jobs(name, method, [params], options)
         record = self.storage.enqueue(job)
         self.emit(EventKind.ENQUEUED, record)
@@ -284,7 +260,7 @@ class JobKit:
         self,
         name: str,
         method: str = "handle",
-        params_list: Iterable[dict[str, Any] | list[Any] | None] = (),
+        params_list: Iterable[Params] = (),
         *,
         priority: int | None = None,
         delay: float | timedelta = 0,
@@ -299,64 +275,18 @@ class JobKit:
         index of the params at fault), and SQLite and PostgreSQL store them in one transaction,
         which is how bulk enqueueing is fast.
         """
-        options = _Options(priority, delay, retry_attempts, retry_delay, timeout)
+        options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout)
         jobs = self._new_jobs(name, method, list(params_list), options)
         records = self.storage.enqueue_many(jobs) if jobs else []
         self.events.emit_all(_event(EventKind.ENQUEUED, record) for record in records)
         return [record.id for record in records]
 
     def _new_jobs(
-        self,
-        name: str,
-        method: str,
-        params_list: list[dict[str, Any] | list[Any] | None],
-        options: _Options,
+        self, name: str, method: str, params_list: list[Params], options: CallOptions
     ) -> list[NewJob]:
-        """The validated jobs to store; nothing when one does not validate."""
-        if not params_list:
-            return []
-        checked = []
-        spec, check = self.factory.validator(name, method)
-        for index, params in enumerate(params_list):
-            try:
-                by_name = check(params)
-            except InvalidParameters as exc:
-                if len(params_list) == 1:
-                    raise
-                problems = {f"params[{index}] {key}": why for key, why in exc.problems.items()}
-                raise InvalidParameters(exc.name, exc.method, problems) from None
-            checked.append(by_name)
-        seconds = _seconds(options.delay, "delay")
-        settings, policy = self._call_settings(spec, options.overrides())
-        encoded = [json.dumps(by_name, ensure_ascii=False, allow_nan=False) for by_name in checked]
-        for index, text in enumerate(encoded):
-            if len(text) * 4 <= settings.max_params_bytes:  # UTF-8 takes at most 4 bytes a char
-                continue
-            size = len(text.encode("utf-8"))
-            if size > settings.max_params_bytes:
-                where = "params" if len(checked) == 1 else f"params[{index}]"
-                raise InvalidParameters(
-                    spec.name,
-                    method,
-                    {where: f"{size} bytes of JSON, over max_params_bytes "
-                            f"({settings.max_params_bytes})"},
-                )
-        # due now: the store stamps it with its own clock (on PostgreSQL, no extra round trip)
-        available_at = self.storage.now() + timedelta(seconds=seconds) if seconds else None
-        return [
-            NewJob(
-                name=spec.name,
-                method=method,
-                params=by_name,
-                priority=settings.priority,
-                max_attempts=settings.max_attempts,
-                max_crashes=settings.max_crashes,
-                policy=policy,
-                available_at=available_at,
-                params_json=text,
-            )
-            for by_name, text in zip(checked, encoded, strict=True)
-        ]
+        """The complete, checked jobs to store (:func:`jobkit.enqueue.new_jobs`)."""
+        return new_jobs(self.factory, name, method, params_list, options,
+                        settings_of=self._call_settings, now=lambda: self.storage.now())
 
     def get_job(self, job_id: str) -> JobRecord:
         """The job's record; raises ``JobNotFoundInStorage``."""
@@ -439,51 +369,35 @@ def reset_default_app() -> None:
         app.close()
 
 
-def run_background_job(
-    name: str,
-    method: str = "handle",
-    params: dict[str, Any] | list[Any] | None = None,
-    **options: Any,
-) -> str:
-    """``JobKit.run_background_job`` on the default app."""
-    return get_default_app().run_background_job(name, method, params, **options)
+def _on_default_app(method: Callable[Concatenate[JobKit, P], R]) -> Callable[P, R]:
+    """``JobKit``'s ``method`` as a function of the module that runs it on the default app.
+
+    The function takes exactly the method's arguments: mypy checks its callers against the
+    method's signature (a ``ParamSpec``), and ``inspect.signature`` and ``help()`` show it.
+    """
+    def on_default_app(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(get_default_app(), *args, **kwargs)
+
+    signature = inspect.signature(method)
+    on_default_app.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:])  # without self
+    on_default_app.__name__ = on_default_app.__qualname__ = method.__name__
+    on_default_app.__doc__ = (f"``JobKit.{method.__name__}`` on the default app.\n\n"
+                              f"{inspect.cleandoc(method.__doc__ or '')}")
+    return on_default_app
 
 
-def enqueue_many(
-    name: str,
-    method: str = "handle",
-    params_list: Iterable[dict[str, Any] | list[Any] | None] = (),
-    **options: Any,
-) -> list[str]:
-    """``JobKit.enqueue_many`` on the default app."""
-    return get_default_app().enqueue_many(name, method, params_list, **options)
-
-
-def get_job(job_id: str) -> JobRecord:
-    """``JobKit.get_job`` on the default app."""
-    return get_default_app().get_job(job_id)
-
-
-def get_attempts(job_id: str) -> list[Attempt]:
-    """``JobKit.get_attempts`` on the default app."""
-    return get_default_app().get_attempts(job_id)
-
-
-def cancel_job(job_id: str) -> bool:
-    """``JobKit.cancel_job`` on the default app."""
-    return get_default_app().cancel_job(job_id)
-
-
-def retry_job(job_id: str) -> bool:
-    """``JobKit.retry_job`` on the default app."""
-    return get_default_app().retry_job(job_id)
-
-
-def list_jobs(
-    status: JobStatus | str | None = None,
-    name: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
-) -> list[JobRecord]:
-    """``JobKit.list_jobs`` on the default app."""
-    return get_default_app().list_jobs(status, name, limit, offset)
+#: ``JobKit.run_background_job`` on the default app.
+run_background_job = _on_default_app(JobKit.run_background_job)
+#: ``JobKit.enqueue_many`` on the default app.
+enqueue_many = _on_default_app(JobKit.enqueue_many)
+#: ``JobKit.get_job`` on the default app.
+get_job = _on_default_app(JobKit.get_job)
+#: ``JobKit.get_attempts`` on the default app.
+get_attempts = _on_default_app(JobKit.get_attempts)
+#: ``JobKit.cancel_job`` on the default app.
+cancel_job = _on_default_app(JobKit.cancel_job)
+#: ``JobKit.retry_job`` on the default app.
+retry_job = _on_default_app(JobKit.retry_job)
+#: ``JobKit.list_jobs`` on the default app.
+list_jobs = _on_default_app(JobKit.list_jobs)

@@ -24,8 +24,7 @@ import click
 from loguru import logger
 
 from jobkit.exceptions import ConfigError, JobkitError
-from jobkit.factory import MAX_DEPTH
-from jobkit.limits import CONCURRENCY, PRUNE_AGE, PRUNE_BATCH
+from jobkit.limits import CONCURRENCY, MAX_DEPTH, PRUNE_AGE, PRUNE_BATCH
 from jobkit.logs import escape
 from jobkit.masking import mask_secrets
 from jobkit.records import FINAL_STATUSES, JobRecord, JobStatus

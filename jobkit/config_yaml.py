@@ -35,8 +35,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, override
 
 from jobkit.exceptions import ConfigError
-from jobkit.factory import MAX_DEPTH
-from jobkit.limits import Bound
+from jobkit.limits import MAX_DEPTH, Bound
 
 #: The place of a value in the configuration: mapping keys and list indexes, outermost first.
 KeyPath = tuple[Any, ...]

@@ -25,6 +25,7 @@ import cattrs
 
 from jobkit.exceptions import ConfigError, InvalidParameters
 from jobkit.job import Job
+from jobkit.limits import MAX_DEPTH
 from jobkit.masking import is_secret, mask_secrets
 from jobkit.records import UnreadableJSON
 from jobkit.registry import JobSpec, Registry
@@ -141,8 +142,6 @@ def make_converter() -> cattrs.Converter:
     return converter
 
 
-#: How deeply params and results may nest (deeper is refused rather than risk recursion).
-MAX_DEPTH = 64
 #: The most digits an integer may have: any Python reads it back (their default limit is 4300).
 MAX_INT_DIGITS = 4000
 _INT_LIMIT = 10**MAX_INT_DIGITS

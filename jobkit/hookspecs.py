@@ -2,7 +2,9 @@
 
 A plugin is a module or object with functions marked ``@jobkit.hookimpl``; installed packages
 expose it through the entry-point group ``jobkit``. Built-in features (the SQLite and memory
-stores, the job log) are plugins registered through these same hooks.
+stores) are plugins registered through these same hooks. jobkit calls every hook through
+pluggy's hook caller, so hook wrappers and pluggy's hook call monitoring (``JOBKIT_TRACE_PLUGINS``)
+apply; no hook is ``firstresult``.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ if TYPE_CHECKING:
     from loguru import Logger
 
     from jobkit.config import LoggingSettings
-    from jobkit.plugins import NotifierRegistry, StorageRegistry
     from jobkit.records import JobEvent
+    from jobkit.registries import NotifierRegistry, StorageRegistry
 
 PROJECT_NAME = "jobkit"
 
@@ -51,7 +53,8 @@ def jobkit_job_event(event: JobEvent) -> None:
     ``event.kind`` is one of ``enqueued``, ``started``, ``succeeded``, ``retrying``, ``failed``,
     ``cancelled``; ``event.job`` is the ``JobRecord`` after the change. Called in the process
     where the change happened (the caller for ``enqueued`` and ``cancelled``, a worker process
-    otherwise). Each implementation is called on its own: one that raises is logged and the
+    otherwise), on the app's event thread. Each implementation is called on its own, through a
+    pluggy caller of its own (hook wrappers run around each): one that raises is logged and the
     others still run, and nothing it does changes the job's outcome. Returns nothing.
     """
 

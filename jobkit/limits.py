@@ -119,6 +119,10 @@ PRUNE_AGE = Bound(0, 100 * YEAR, span="100 years")
 #: Rows ``jobkit prune --batch-size`` deletes per transaction.
 PRUNE_BATCH = Bound(1, 1_000_000, integer=True)
 
+#: How deeply params, results and jobs.yaml may nest (deeper is refused rather than risk
+#: recursion).
+MAX_DEPTH = 64
+
 #: The longest delay jobkit accepts, in seconds (ten years): larger values are surely mistakes.
 MAX_DELAY = int(DELAY.high)
 

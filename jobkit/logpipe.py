@@ -16,7 +16,7 @@ batches sent every :data:`FLUSH_DELAY` seconds at most (at once for a warning or
 A record logged through loguru in the worker process travels as a :class:`Line`. A job event
 (two per job) does not go through loguru there at all: the process's ``jobkit.logs`` plugin is
 replaced by one that sends the values of the event's line (:class:`Event`), and the supervisor
-logs it, once, as :func:`jobkit.logs.jobkit_job_event` would have (:func:`forward_events`).
+logs it, once, as :func:`jobkit.logs.log_event` would have (:func:`forward_events`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from loguru import logger
 
-from jobkit.hookspecs import hookimpl
 from jobkit.interrupt import shielded
 from jobkit.logs import (
     EVENT_LOGGER,
@@ -46,10 +45,9 @@ from jobkit.logs import (
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    import pluggy
     from loguru import Message, Record
 
-    from jobkit.records import JobEvent
+    from jobkit.events import EventDispatcher
 
 #: Seconds a record may wait in a worker process before it is sent.
 FLUSH_DELAY = 0.05
@@ -224,27 +222,15 @@ def forward_to(connection: Connection) -> None:
     logger.add(_forwarder.sink, level=0, format="{message}", catch=True)
 
 
-class _EventForwarder:
-    """A worker process's ``jobkit.logs`` plugin: sends each job event's line to the
-    supervisor, which logs it (:func:`forward_events`)."""
-
-    def __init__(self, forwarder: _Forwarder) -> None:
-        self.forwarder = forwarder
-
-    @hookimpl
-    def jobkit_job_event(self, event: JobEvent) -> None:
-        """Send the event's line (its params masked and encoded here)."""
-        self.forwarder.event(event_line(event, params_text=True))
-
-
-def forward_events(pm: pluggy.PluginManager) -> None:
+def forward_events(events: EventDispatcher) -> None:
     """In a worker process, after :func:`forward_to`: send the lines of job events to the
     supervisor as their values, not as log records (the supervisor logs them through
     :func:`jobkit.logs.write_event`). Two events per job: loguru's work for them is done once,
     in the supervisor, instead of in both processes."""
-    if _forwarder is not None and pm.get_plugin("jobkit.logs") is not None:
-        pm.unregister(name="jobkit.logs")
-        pm.register(_EventForwarder(_forwarder), name="jobkit.logs")
+    forwarder = _forwarder
+    if forwarder is not None:
+        # the job log of this process: the event's line, its params masked and encoded here
+        events.log = lambda event: forwarder.event(event_line(event, params_text=True))
 
 
 def flush_forwarded() -> None:

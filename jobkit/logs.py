@@ -1,4 +1,4 @@
-"""Logging: jobkit's two log files, and the built-in plugin that writes every job event to them.
+"""Logging: jobkit's two log files, and the job log that writes every job event to them.
 
 The library never adds a sink by itself (``jobkit/__init__`` calls ``logger.disable("jobkit")``);
 the worker and the CLI call :func:`configure_logging`, which adds
@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import attrs
 from loguru import logger
 
-from jobkit.hookspecs import hookimpl
 from jobkit.masking import has_secrets, mask_secrets
 from jobkit.records import EventKind, JobEvent
 
@@ -305,7 +304,7 @@ def write_event(line: EventLine, log: Logger | None = None) -> None:
     )
 
 
-@hookimpl
-def jobkit_job_event(event: JobEvent) -> None:
-    """Write the event to the job log (and, for failures, the error log)."""
+def log_event(event: JobEvent) -> None:
+    """Write the event to the job log (and, for failures, the error log): jobkit's own listener
+    of every job event (:class:`jobkit.events.EventDispatcher`)."""
     write_event(event_line(event))

@@ -11,21 +11,19 @@ from __future__ import annotations
 import abc
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import attrs
 
 from jobkit.delivery import DeliveryThread
 from jobkit.exceptions import ConfigError
-from jobkit.hookspecs import hookimpl
 from jobkit.options import structure_options
 from jobkit.records import JobEvent
 
 if TYPE_CHECKING:
     from jobkit.config import Config
-    from jobkit.plugins import NotifierRegistry
 
 
 @attrs.frozen
@@ -46,6 +44,13 @@ class Notifier(abc.ABC):
         """Deliver ``event``. May raise; the dispatcher logs the error and goes on."""
 
 
+class NotifierClasses(Protocol):
+    """Where notifier classes are found by name (a :class:`jobkit.registries.NotifierRegistry`)."""
+
+    def get(self, name: str) -> type[Notifier]:
+        """The class registered under ``name``; ``KeyError`` names the known ones."""
+
+
 @attrs.frozen
 class Subscription:
     """One configured notifier and the events it wants."""
@@ -61,7 +66,7 @@ class Subscription:
         )
 
 
-def build_subscriptions(config: Config, registry: NotifierRegistry) -> list[Subscription]:
+def build_subscriptions(config: Config, registry: NotifierClasses) -> list[Subscription]:
     """Build a notifier for each ``notifications:`` entry; ``ConfigError`` lists every bad one."""
     subscriptions: list[Subscription] = []
     errors: list[str] = []
@@ -75,7 +80,7 @@ def build_subscriptions(config: Config, registry: NotifierRegistry) -> list[Subs
     return subscriptions
 
 
-def _notifier(registry: NotifierRegistry, plugin: str, options: Any, where: str,
+def _notifier(registry: NotifierClasses, plugin: str, options: Any, where: str,
               errors: list[str]) -> Notifier | None:
     """The notifier of one entry; None, with its problems added to ``errors``, if it does not
     fit."""
@@ -96,27 +101,21 @@ ENTRY_KEYS = ("plugin", "events", "jobs")
 def with_notifier_problems(
     error: ConfigError,
     path: str | os.PathLike[str] | None,
-    *,
-    plugins: tuple[object, ...] = (),
-    load_entrypoints: bool = True,
-    **_: Any,
+    notifiers: Callable[[], NotifierClasses],
 ) -> ConfigError:
-    """``error`` (the file ``path`` did not load) with the problems that the notifier plugins
-    ``JobKit(plugins=..., load_entrypoints=...)`` would load find in the file's raw
-    ``notifications:`` entries, all in the order of the file; ``error`` itself when there are
-    none, or the plugins do not load."""
+    """``error`` (the file ``path`` did not load) with the problems that the notifier classes
+    ``notifiers()`` returns find in the file's raw ``notifications:`` entries, all in the
+    order of the file; ``error`` itself when there are none, or ``notifiers()`` raises
+    ``ConfigError`` (the plugins do not load)."""
     from jobkit.config import raw_notifications
-    from jobkit.plugins import NotifierRegistry, get_plugin_manager
 
     entries = raw_notifications(path)
     if not entries:
         return error
     try:
-        pm = get_plugin_manager(plugins, load_entrypoints=load_entrypoints)
+        registry = notifiers()
     except ConfigError:
         return error
-    registry = NotifierRegistry()
-    pm.hook.jobkit_register_notifiers(registry=registry)
     found = list(error.errors)
     for where, entry in entries:
         plugin = entry.get("plugin")
@@ -142,7 +141,7 @@ def _set(values: Iterable[str] | None) -> frozenset[str] | None:
 
 
 class NotificationDispatcher:
-    """A plugin, registered per app, that hands each event to the notifiers that want it.
+    """jobkit's listener, one per app, that hands each event to the notifiers that want it.
 
     Each notifier delivers on a thread of its own, so a hung webhook holds back only its own
     later notifications, never another notifier's.
@@ -155,8 +154,7 @@ class NotificationDispatcher:
             for index, subscription in enumerate(subscriptions)
         ]
 
-    @hookimpl
-    def jobkit_job_event(self, event: JobEvent) -> None:
+    def __call__(self, event: JobEvent) -> None:
         """Queue the event for every interested notifier."""
         for subscription, thread in zip(self.subscriptions, self.threads, strict=True):
             if subscription.wants(event):

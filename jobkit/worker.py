@@ -139,7 +139,7 @@ def _child_main(spec: ChildSpec, logs: Connection, control: Connection, journal:
     threading.Thread(target=_listen, args=(control, stop, hand_back), daemon=True).start()
     forward_to(logs)
     app = JobKit(spec.config)
-    forward_events(app.pm)
+    forward_events(app.events)
     for name, path in spec.registrations:
         app.register(name, import_string(path))
     settings = spec.config.worker

@@ -14,7 +14,7 @@ from jobkit.dashboard.security import ASGIApp, Message, Receive, Scope, Send
 #: The largest request body the dashboard reads (a form or a JSON API call), in bytes.
 MAX_BODY = 256 * 1024
 #: The deepest JSON the dashboard parses: a body's or a form field's (params themselves may
-#: nest 64 levels, :data:`jobkit.factory.MAX_DEPTH`; the factory says so per parameter).
+#: nest 64 levels, :data:`jobkit.limits.MAX_DEPTH`; the factory says so per parameter).
 MAX_JSON_DEPTH = 100
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from jobkit.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from jobkit.plugins import StorageRegistry
+    from jobkit.registries import StorageRegistry
 
 
 @hookimpl

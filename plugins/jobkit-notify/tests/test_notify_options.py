@@ -33,7 +33,8 @@ class TestWebhookOptions:
         app = build({"plugin": "webhook", "url": URL, "secret": "k", "timeout": 2,
                      "headers": {"X-A": "b"}})
         try:
-            (subscription,) = app.pm.get_plugin("jobkit.notifications").subscriptions
+            assert app.notifications is not None
+            (subscription,) = app.notifications.subscriptions
             assert isinstance(subscription.notifier, WebhookNotifier)
             options = subscription.notifier.options
             assert (options.url, options.secret, options.timeout) == (URL, "k", 2.0)
@@ -114,7 +115,8 @@ class TestEmailOptions:
         """Only ``to`` is required."""
         app = build({"plugin": "email", "to": ["ops@example.com"]})
         try:
-            (subscription,) = app.pm.get_plugin("jobkit.notifications").subscriptions
+            assert app.notifications is not None
+            (subscription,) = app.notifications.subscriptions
             assert isinstance(subscription.notifier, EmailNotifier)
             options = subscription.notifier.options
             assert (options.host, options.port, options.ssl, options.starttls) == (

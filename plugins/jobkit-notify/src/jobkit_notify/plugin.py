@@ -9,7 +9,7 @@ from jobkit_notify.mailer import EmailNotifier
 from jobkit_notify.webhook import WebhookNotifier
 
 if TYPE_CHECKING:
-    from jobkit.plugins import NotifierRegistry
+    from jobkit.registries import NotifierRegistry
 
 
 @hookimpl

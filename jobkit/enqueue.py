@@ -1,0 +1,135 @@
+"""The one check of an enqueue: from a call's arguments to the complete jobs to store.
+
+``run_background_job`` and ``enqueue_many`` hand their arguments to :func:`new_jobs`, which checks
+everything a job must be before it is stored, in this order: the job and method are registered
+and approved, the params fit the method's signature (the factory), ``delay`` is seconds within
+:data:`jobkit.limits.DELAY`, the call's settings (priority, retries, timeout) fit their bounds
+(the configuration's ``call`` layer), and the params' JSON fits ``max_params_bytes``. It returns
+:class:`~jobkit.records.NewJob` records with every field set; the app only stores them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from jobkit import limits
+from jobkit.exceptions import ConfigError, InvalidParameters
+from jobkit.records import NewJob
+
+if TYPE_CHECKING:
+    from jobkit.config import JobSettings
+    from jobkit.factory import Factory
+    from jobkit.records import RetryPolicy
+    from jobkit.registry import JobSpec
+
+#: What one call gives as a job's params: keyword arguments, positional ones, or none.
+Params = dict[str, Any] | list[Any] | None
+#: The settings of one call for a job and their retry policy (``JobKit``'s, cached per job).
+SettingsOf = Callable[["JobSpec", Mapping[str, Any]], "tuple[JobSettings, RetryPolicy]"]
+
+
+@attrs.frozen
+class CallOptions:
+    """The per-call options of ``run_background_job`` and ``enqueue_many``."""
+
+    priority: int | None = None
+    delay: float | timedelta = 0
+    retry_attempts: int | None = None
+    retry_delay: float | None = None
+    timeout: float | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        """The job settings this call overrides (``None``: not given)."""
+        return {
+            "priority": self.priority,
+            "retry_attempts": self.retry_attempts,
+            "retry_delay": self.retry_delay,
+            "timeout": self.timeout,
+        }
+
+
+def delay_seconds(delay: float | timedelta, what: str = "delay") -> float:
+    """``delay`` in seconds; ``ConfigError`` (as for the other options of a call) when it is not
+    seconds or a timedelta within :data:`jobkit.limits.DELAY`."""
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+    if not limits.DELAY.accepts(seconds):  # also refuses NaN, booleans and text
+        raise ConfigError(errors=[
+            f"call: {what}: expected {limits.DELAY.describe()} or a timedelta, "
+            f"got {delay!r}"
+        ])
+    return float(seconds)
+
+
+def new_jobs(
+    factory: Factory,
+    name: str,
+    method: str,
+    params_list: Sequence[Params],
+    options: CallOptions,
+    *,
+    settings_of: SettingsOf,
+    now: Callable[[], datetime],
+) -> list[NewJob]:
+    """The complete, checked jobs of one call (one per params of ``params_list``); nothing when
+    one does not pass. ``now`` is the store's clock, read only for a delayed job.
+
+    Raises ``JobNotFound``, ``MethodNotAllowed``, ``InvalidParameters`` (naming ``params[i]``
+    when there are several) or ``ConfigError`` (the call's options).
+    """
+    if not params_list:
+        return []
+    spec, check = factory.validator(name, method)
+    checked = [_checked(check, params, index, len(params_list))
+               for index, params in enumerate(params_list)]
+    seconds = delay_seconds(options.delay)
+    settings, policy = settings_of(spec, options.overrides())
+    encoded = [json.dumps(by_name, ensure_ascii=False, allow_nan=False) for by_name in checked]
+    for index, text in enumerate(encoded):
+        _check_size(spec.name, method, text, settings.max_params_bytes,
+                    "params" if len(checked) == 1 else f"params[{index}]")
+    # due now: the store stamps it with its own clock (on PostgreSQL, no extra round trip)
+    available_at = now() + timedelta(seconds=seconds) if seconds else None
+    return [
+        NewJob(
+            name=spec.name,
+            method=method,
+            params=by_name,
+            priority=settings.priority,
+            max_attempts=settings.max_attempts,
+            max_crashes=settings.max_crashes,
+            policy=policy,
+            available_at=available_at,
+            params_json=text,
+        )
+        for by_name, text in zip(checked, encoded, strict=True)
+    ]
+
+
+def _checked(
+    check: Callable[[Any], dict[str, Any]], params: Params, index: int, count: int
+) -> dict[str, Any]:
+    """One params checked against the method, by name; the problems of one of several name it
+    (``params[2] to``)."""
+    try:
+        return check(params)
+    except InvalidParameters as exc:
+        if count == 1:
+            raise
+        problems = {f"params[{index}] {key}": why for key, why in exc.problems.items()}
+        raise InvalidParameters(exc.name, exc.method, problems) from None
+
+
+def _check_size(name: str, method: str, text: str, most: int, where: str) -> None:
+    """``InvalidParameters`` when the params' JSON ``text`` is over ``most`` bytes of UTF-8."""
+    if len(text) * 4 <= most:  # UTF-8 takes at most 4 bytes a char: no need to encode
+        return
+    size = len(text.encode("utf-8"))
+    if size > most:
+        raise InvalidParameters(
+            name, method, {where: f"{size} bytes of JSON, over max_params_bytes ({most})"}
+        )
