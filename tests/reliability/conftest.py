@@ -16,6 +16,8 @@ import yaml
 from conftest import config_data
 from sample_jobs import read_ledger
 
+from jobkit import Attempt, AttemptOutcome
+
 BACKENDS = ("sqlite", "postgresql")
 
 
@@ -40,3 +42,24 @@ def runs_per_job(ledger: str, tag: str | None = None) -> Counter[str]:
     return Counter(
         str(entry["job"]) for entry in read_ledger(ledger) if tag is None or entry.get("tag") == tag
     )
+
+
+def counted_attempts(attempts: list[Attempt], expected: int) -> list[Attempt]:
+    """The attempts that count, checked to be numbered 1 to ``expected``, oldest first.
+
+    A job may have more rows in ``jobkit_attempts`` than ``record.attempts``: a worker process
+    hands back the jobs of its batch it has not started when the batch is held more than 0.2 s
+    (a job of the batch runs long, or on a loaded machine the process waits that long for a
+    CPU: docs/worker.md, "Short jobs in batches"), and at a graceful stop. ``release`` closes
+    such an attempt as ``handed_back`` and gives its number back, which the next claim uses
+    again (docs/storage.md). Those rows must be closed, and numbered as an attempt that
+    counts; every other row counts."""
+    counted = [a for a in attempts if a.outcome is not AttemptOutcome.HANDED_BACK]
+    numbers = [a.attempt for a in counted]
+    assert numbers == list(range(1, expected + 1)), "\n".join(map(repr, attempts))
+    for attempt in attempts:
+        if attempt.outcome is AttemptOutcome.HANDED_BACK:
+            assert attempt.finished_at is not None and 1 <= attempt.attempt <= expected, (
+                "\n".join(map(repr, attempts))
+            )
+    return counted

@@ -1,12 +1,14 @@
 """Short jobs in batches (worker.prefetch): whatever holds a batch up (a job that holds the GIL,
-jobs that are short but not very short, a shutdown), a job that finished is recorded once and
-never runs again, jobs are not killed for leases or timeouts that batching stretched, and only a
-job that was running when its process died counts a crash."""
+jobs that are short but not very short, a job longer than the hold, a shutdown), a job that
+finished is recorded once and never runs again, a job handed back runs once and counts one
+attempt, jobs are not killed for leases or timeouts that batching stretched, and only a job that
+was running when its process died counts a crash."""
 
 from __future__ import annotations
 
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,8 @@ import pytest
 from conftest import wait_for
 from sample_jobs import read_ledger
 
-from jobkit import JobKit, JobStatus
-from reliability.conftest import runs_per_job, store_config
+from jobkit import AttemptOutcome, JobKit, JobStatus
+from reliability.conftest import counted_attempts, runs_per_job, store_config
 from reliability.test_crashes import FINAL, count
 
 pytestmark = pytest.mark.slow
@@ -123,3 +125,46 @@ def test_a_shutdown_that_kills_a_process_records_what_it_finished(
         start_worker(config, "-n", "1")
         wait_for(lambda: count(app, *FINAL) == 41, timeout=120, what="every job final")
     assert runs_per_job(ledger, "ok") == dict.fromkeys(ok, 1)
+
+
+#: test_volume's scenario 1 with the batch hold forced: one job in ten sleeps longer than a
+#: batch is held.
+HELD_JOBS = 100
+HELD_SLEEP = 0.3
+
+
+def test_jobs_a_held_batch_hands_back_run_once_and_count_once(
+    tmp_path: Path, store_url: str, ledger: str, start_worker: Any
+) -> None:
+    """What a loaded machine now and then does to test_volume's 2,000 jobs, on purpose: one
+    worker process, and every tenth job sleeps longer than a batch is held (0.2 s), so the
+    jobs claimed with it are handed back (docs/worker.md). Each job still runs exactly once
+    and ends completed with one attempt that counts; a job handed back also has a closed
+    handed_back row, numbered 1 (uncounted). The check before counted_attempts (one row per
+    job) fails here every time, as it did now and then in test_volume under load."""
+    config = store_config(tmp_path, store_url, defaults={"retry_attempts": 5, "retry_delay": 0})
+    with JobKit.from_config(config, load_entrypoints=False) as app:
+        ids = [
+            app.run_background_job("Recorder", "sleep", {"seconds": HELD_SLEEP, "ledger": ledger})
+            if n % 10 == 9
+            else app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": "held"})
+            for n in range(HELD_JOBS)
+        ]
+        code, out = start_worker(config, "-n", "1", "--burst").wait(timeout=120)
+        assert code == 0, out
+
+        runs = Counter(str(entry["job"]) for entry in read_ledger(ledger)
+                       if entry["tag"] in ("held", "start"))
+        assert runs == dict.fromkeys(ids, 1), "a job never ran, or ran twice"
+        storage = app.storage
+        handed_back = 0
+        for job_id in ids:
+            record = storage.get(job_id)
+            assert (record.status, record.attempts) == (JobStatus.COMPLETED, 1), record
+            attempts = storage.attempts(job_id)
+            (attempt,) = counted_attempts(attempts, 1)
+            assert attempt.outcome == AttemptOutcome.SUCCEEDED, attempt
+            handed_back += len(attempts) - 1
+        # the reason for this test: without hand-backs it shows nothing
+        assert handed_back > 0, "no batch was handed back"
+        print(f"{handed_back} attempt(s) handed back")

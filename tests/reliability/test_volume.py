@@ -20,7 +20,7 @@ from claim_race import claim_racer
 from sample_jobs import read_ledger
 
 from jobkit import AttemptOutcome, JobKit, JobStatus
-from reliability.conftest import store_config
+from reliability.conftest import counted_attempts, store_config
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +40,9 @@ def test_2000_jobs_on_4_processes_each_run_exactly_once(
     tmp_path: Path, store_url: str, ledger: str, start_worker: Any
 ) -> None:
     """2,000 no-op jobs, `jobkit worker -n 4 --burst`: the worker exits 0, every job is
-    completed with exactly one attempt (closed, succeeded), the ledger has exactly 2,000 rows,
-    one per job id, and no job is left pending, retrying or running."""
+    completed with exactly one attempt that counts (closed, succeeded; a loaded machine may make
+    a batch hand some back first, which leaves handed_back rows), the ledger has exactly 2,000
+    rows, one per job id, and no job is left pending, retrying or running."""
     config = store_config(tmp_path, store_url, defaults={"retry_attempts": 5, "retry_delay": 0})
     with JobKit.from_config(config, load_entrypoints=False) as app:
         ids = [
@@ -65,6 +66,7 @@ def test_2000_jobs_on_4_processes_each_run_exactly_once(
         assert len({entry["pid"] for entry in entries}) > 1, "one process did all the work"
 
         storage = app.storage
+        handed_back = 0
         for status in (JobStatus.PENDING, JobStatus.RETRYING, JobStatus.RUNNING):
             assert storage.count(status=status) == 0, f"jobs left {status.value}"
         assert storage.count(status=JobStatus.COMPLETED) == JOBS
@@ -75,10 +77,13 @@ def test_2000_jobs_on_4_processes_each_run_exactly_once(
                 JobStatus.COMPLETED, 1, "volume"
             ), record
             assert record.worker_id is None and record.lease_expires_at is None, record
+            # a job its batch handed back (a loaded machine) has a handed_back row too
             attempts = storage.attempts(job_id)
-            assert len(attempts) == 1, attempts
-            assert attempts[0].finished_at is not None, f"attempt of job {job_id} left open"
-            assert attempts[0].outcome == AttemptOutcome.SUCCEEDED, attempts
+            (attempt,) = counted_attempts(attempts, 1)
+            assert attempt.finished_at is not None, f"attempt of job {job_id} left open"
+            assert attempt.outcome == AttemptOutcome.SUCCEEDED, attempt
+            handed_back += len(attempts) - 1
+        print(f"{handed_back} attempt(s) handed back")
 
 
 def collect_round(results: Any, round_number: int) -> dict[int, list[str]]:
