@@ -35,6 +35,7 @@ from jobkit.records import (
     RetryPolicy,
 )
 from jobkit.registry import JobSpec, Registry
+from jobkit.shield import shielded_call
 
 if TYPE_CHECKING:
     from jobkit.job import Job
@@ -256,6 +257,7 @@ class JobKit:
 
     # -- the public API ------------------------------------------------------------------------
 
+    @shielded_call
     def run_background_job(
         self,
         name: str,
@@ -280,6 +282,7 @@ class JobKit:
         self.emit(EventKind.ENQUEUED, record)
         return record.id
 
+    @shielded_call
     def enqueue_many(
         self,
         name: str,
@@ -358,14 +361,17 @@ class JobKit:
             for by_name, text in zip(checked, encoded, strict=True)
         ]
 
+    @shielded_call
     def get_job(self, job_id: str) -> JobRecord:
         """The job's record; raises ``JobNotFoundInStorage``."""
         return self.storage.get(str(job_id))
 
+    @shielded_call
     def get_attempts(self, job_id: str) -> list[Attempt]:
         """Every attempt of the job, oldest first."""
         return self.storage.attempts(str(job_id))
 
+    @shielded_call
     def cancel_job(self, job_id: str) -> bool:
         """Cancel a pending, retrying or running job; ``False`` when it had already finished.
 
@@ -377,6 +383,7 @@ class JobKit:
         self.emit(EventKind.CANCELLED, record)
         return True
 
+    @shielded_call
     def retry_job(self, job_id: str) -> bool:
         """Run a failed or cancelled job again; ``False`` when it is in another status."""
         record = self.storage.retry(str(job_id))
@@ -385,6 +392,7 @@ class JobKit:
         self.emit(EventKind.ENQUEUED, record)
         return True
 
+    @shielded_call
     def list_jobs(
         self,
         status: JobStatus | str | None = None,

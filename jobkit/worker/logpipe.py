@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from loguru import logger
 
 from jobkit.hookspecs import hookimpl
-from jobkit.interrupt import shielded
 from jobkit.logs import (
     EVENT_LOGGER,
     EventLine,
@@ -42,6 +41,7 @@ from jobkit.logs import (
     traceback_text,
     write_event,
 )
+from jobkit.shield import shielded
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
