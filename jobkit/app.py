@@ -36,6 +36,7 @@ from jobkit.records import (
 )
 from jobkit.registry import JobSpec, Registry
 from jobkit.shield import shielded_call
+from jobkit.transitions import Transitions
 
 if TYPE_CHECKING:
     from jobkit.job import Job
@@ -377,20 +378,12 @@ class JobKit:
 
         A pending job never runs; a running one is stopped by its worker within about a second.
         """
-        record = self.storage.cancel(str(job_id))
-        if record is None:
-            return False
-        self.emit(EventKind.CANCELLED, record)
-        return True
+        return Transitions(self).cancel(str(job_id))
 
     @shielded_call
     def retry_job(self, job_id: str) -> bool:
         """Run a failed or cancelled job again; ``False`` when it is in another status."""
-        record = self.storage.retry(str(job_id))
-        if record is None:
-            return False
-        self.emit(EventKind.ENQUEUED, record)
-        return True
+        return Transitions(self).retry_by_hand(str(job_id))
 
     @shielded_call
     def list_jobs(

@@ -46,6 +46,33 @@ class TestStoresKnowNoWorker:
             assert not bad, f"{path.name} imports {sorted(bad)}"
 
 
+class TestOneRoomForTransitions:
+    """Outcomes are written by jobkit.transitions, not by a second executor."""
+
+    def test_the_supervisor_builds_no_executor_to_record(self) -> None:
+        """The supervisor records timeouts and a dead process's jobs through Transitions."""
+        supervisor = STORAGE.parent / "worker" / "supervisor.py"
+        names = {node.id for node in ast.walk(ast.parse(supervisor.read_text()))
+                 if isinstance(node, ast.Name)}
+        assert "Executor" not in names
+        assert "Transitions" in names
+
+    def test_nothing_but_transitions_settles_an_attempt(self) -> None:
+        """Only jobkit/transitions.py calls the store's complete, fail, release, abandon,
+        cancel, retry or requeue_expired (the stores and the conformance suite aside)."""
+        settling = {"complete", "complete_and_claim_many", "fail", "release", "abandon",
+                    "cancel", "retry", "requeue_expired"}
+        package = STORAGE.parent
+        for path in sorted(package.rglob("*.py")):
+            if path.parent.name in ("storage", "testing") or path.name == "transitions.py":
+                continue
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Attribute) and node.attr in settling
+                        and isinstance(node.value, ast.Attribute)
+                        and node.value.attr == "storage"):
+                    raise AssertionError(f"{path.name}:{node.lineno} calls storage.{node.attr}")
+
+
 class Interrupting(MemoryStorage):
     """A store whose listing is interrupted halfway, as a job's timeout might."""
 

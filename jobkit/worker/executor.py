@@ -12,26 +12,17 @@ import collections
 import json
 import threading
 import time
-import traceback as tb
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from jobkit import limits
-from jobkit.exceptions import (
-    InvalidParameters,
-    JobNotFound,
-    MethodNotAllowed,
-    Retry,
-    StorageError,
-)
+from jobkit.exceptions import InvalidParameters, JobNotFound, MethodNotAllowed, StorageError
 from jobkit.factory import json_problem
 from jobkit.job import Job, JobContext
 from jobkit.joblog import AttemptLog
-from jobkit.records import AttemptOutcome, EventKind, JobRecord, Lease
-from jobkit.retries import retry_delay
+from jobkit.records import EventKind, JobRecord, Lease
 from jobkit.shield import shielded
+from jobkit.transitions import Transitions
 from jobkit.worker.monitor import HOLD, Monitor, StopReason
 
 if TYPE_CHECKING:
@@ -39,43 +30,6 @@ if TYPE_CHECKING:
     from jobkit.config import WorkerSettings
     from jobkit.worker.interrupt import Interrupter
     from jobkit.worker.journal import Journal
-
-
-#: The most of a job's error message, and of its traceback, that jobkit stores, logs and
-#: reports, in characters: an exception may carry megabytes (a response body, a data dump).
-MAX_ERROR_CHARS = 8 * 1024
-MAX_TRACEBACK_CHARS = 64 * 1024
-
-
-def cap_text(text: str, limit: int) -> str:
-    """``text`` if it has at most ``limit`` characters, else its head and its tail around a
-    marker saying how much jobkit cut (the whole at most ``limit`` characters)."""
-    if len(text) <= limit:
-        return text
-    room = limit - 80  # the marker takes less
-    head, tail = room // 2, room - room // 2
-    cut = len(text) - head - tail
-    return f"{text[:head]}\n[... {cut} characters cut by jobkit ...]\n{text[len(text) - tail:]}"
-
-
-def describe_error(error: BaseException) -> str:
-    """``Type: message``, even when the exception's ``__str__`` itself raises; capped to
-    :data:`MAX_ERROR_CHARS`."""
-    try:
-        text = str(error)
-    except Exception:
-        text = "<the exception's message could not be built>"
-    return cap_text(f"{type(error).__name__}: {text}", MAX_ERROR_CHARS)
-
-
-def format_traceback(error: BaseException) -> str:
-    """The traceback as text, capped to :data:`MAX_TRACEBACK_CHARS`, or a note when it cannot
-    be formatted."""
-    try:
-        text = "".join(tb.format_exception(type(error), error, error.__traceback__))
-    except Exception:
-        return f"{describe_error(error)}\n(the traceback could not be formatted)\n"
-    return cap_text(text, MAX_TRACEBACK_CHARS)
 
 
 class Executor:
@@ -127,6 +81,8 @@ class Executor:
         self._lock = threading.Lock()
         #: Attempts ended since the worker last reported them, by event (for throughput).
         self.outcomes: collections.Counter[EventKind] = collections.Counter()
+        #: Writes, announces and counts (in ``outcomes``) how each attempt ends.
+        self.transitions = Transitions(app, self.outcomes)
         #: A job's own lines under this level are not kept (the job log's configured level).
         self._log_level = logger.level(app.config.logging.level).no
 
@@ -175,7 +131,7 @@ class Executor:
         if not done and not limit:
             return
         try:
-            records, claimed = self.app.storage.complete_and_claim_many(
+            records, claimed = self.transitions.complete_and_claim(
                 done, self.worker_id, self.settings.lease, limit
             )
         except BaseException:
@@ -190,8 +146,7 @@ class Executor:
             # while one does) or finished since: its lines stay
             if self.journal is not None and not self._done and self._running is None:
                 self.journal.committed()
-        for (lease, _), record in zip(done, records, strict=True):
-            self._succeeded(lease, record)
+        self.transitions.succeeded(done, records)
 
     def _next_batch(self) -> int:
         """How many jobs the next claim asks for: one after a job that ran longer than
@@ -214,7 +169,7 @@ class Executor:
         self._batch = 1
         for position, record in enumerate(queued):
             try:
-                self.app.storage.release(Lease(record.id, self.worker_id, record.attempts))
+                self.transitions.handed_back(Lease(record.id, self.worker_id, record.attempts))
             except BaseException:
                 with self._lock:  # those not handed back are still this executor's
                     self._queue.extendleft(reversed(queued[position:]))
@@ -236,7 +191,7 @@ class Executor:
             self._running = lease
             if self.journal is not None:
                 self.journal.started(record.id, record.attempts)
-        self.app.emit(EventKind.STARTED, record)
+        self.transitions.started(record)
         lines = AttemptLog(self.app.storage, record.id, record.attempts, self._log_level)
         watch = self.monitor.begin(lease, record, lines)
         error: BaseException | None = None
@@ -281,11 +236,7 @@ class Executor:
                 logger.opt(exception=True).error(
                     "job {job_id}: could not record its outcome", job_id=record.id
                 )
-                self.app.storage.fail(
-                    lease,
-                    error=f"jobkit could not record the outcome: {describe_error(exc)}",
-                    traceback=format_traceback(exc),
-                )
+                self.transitions.not_recorded(lease, exc)
 
     def _bind(self, instance: Job, record: JobRecord, lease: Lease, lines: AttemptLog) -> None:
         options = self.app.job_options(record.name)
@@ -344,9 +295,9 @@ class Executor:
         if reason is not None:
             self.record_stop(lease, record, reason)
         elif error is not None:
-            self._finish_failed(lease, record, error, retry=retry)
+            self.transitions.failed(lease, record, error, retry=retry)
         elif problem := json_problem(result, "result"):
-            self._finish_failed(lease, record, TypeError(problem), retry=True)
+            self.transitions.failed(lease, record, TypeError(problem), retry=True)
         else:
             self._completed(lease, result)
 
@@ -366,67 +317,16 @@ class Executor:
         if not more or not self._keeps_claiming():
             self._commit(claim=True)
 
-    def _succeeded(self, lease: Lease, done: JobRecord | None) -> None:
-        if done is None:
-            self._refused(lease, "completion")
-        else:
-            self.outcomes[EventKind.SUCCEEDED] += 1
-            self.app.emit(EventKind.SUCCEEDED, done)
-
     def record_stop(self, lease: Lease, record: JobRecord, reason: StopReason) -> None:
         """Record an attempt the monitor stopped (called by the monitor too, before an exit)."""
         if reason is StopReason.TIMEOUT:
-            error = TimeoutError(f"timed out after {record.policy.timeout:g} s")
-            self._finish_failed(lease, record, error, retry=True, outcome=AttemptOutcome.TIMEOUT)
+            self.transitions.timed_out(lease, record)
         elif reason is StopReason.SHUTDOWN:
-            handed = self.app.storage.release(lease)
-            if handed is not None:
-                logger.bind(job_id=record.id).warning(
-                    "job {job_id} handed back at shutdown", job_id=record.id
-                )
+            self.transitions.handed_back(lease, at_shutdown=True)
         elif reason is StopReason.CANCELLED:
-            logger.bind(job_id=record.id).info("job {job_id} stopped: cancelled", job_id=record.id)
+            self.transitions.stopped_cancelled(lease)
         else:
-            self._refused(lease, "the attempt")
-
-    def _finish_failed(
-        self,
-        lease: Lease,
-        record: JobRecord,
-        error: BaseException,
-        *,
-        retry: bool,
-        outcome: AttemptOutcome = AttemptOutcome.FAILED,
-    ) -> None:
-        message = describe_error(error)
-        trace = format_traceback(error)
-        retry_at = None
-        if retry and record.attempts < record.max_attempts:
-            delay = (
-                error.delay  # checked by Retry(), but a job may change it: clamped below
-                if isinstance(error, Retry) and error.delay is not None
-                else (retry_delay(record.policy, record.attempts))
-            )
-            seconds = limits.clamp(limits.DELAY, delay, 0.0) or 0.0
-            retry_at = self.app.storage.now() + timedelta(seconds=seconds)
-        done = self.app.storage.fail(
-            lease, error=message, traceback=trace, outcome=outcome, retry_at=retry_at
-        )
-        if done is None:
-            self._refused(lease, "the failure")
-            return
-        kind = EventKind.RETRYING if retry_at is not None else EventKind.FAILED
-        self.outcomes[kind] += 1
-        self.app.emit(kind, done, error=message, traceback=trace)
-
-    def _refused(self, lease: Lease, what: str) -> None:
-        logger.bind(job_id=lease.job_id).warning(
-            "job {job_id}: {what} of attempt {attempt} was not recorded: this worker no longer "
-            "holds the job's lease (cancelled, or expired and taken over)",
-            job_id=lease.job_id,
-            what=what,
-            attempt=lease.attempt,
-        )
+            self.transitions.refused(lease, "the attempt")
 
     def _progress(self, lease: Lease, fraction: float, message: str | None) -> None:
         with shielded():  # the job's own call: never interrupted halfway through the write

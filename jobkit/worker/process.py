@@ -24,7 +24,8 @@ from loguru import logger
 from jobkit.config import Config
 from jobkit.exceptions import StorageError
 from jobkit.imports import import_string
-from jobkit.records import EventKind, JobStatus
+from jobkit.records import JobStatus
+from jobkit.transitions import Transitions
 from jobkit.worker.executor import Executor
 from jobkit.worker.interrupt import Interrupter
 from jobkit.worker.journal import Journal
@@ -56,11 +57,7 @@ def nothing_left(app: JobKit) -> bool:
 
 def requeue_expired(app: JobKit) -> int:
     """Take back the jobs whose lease expired and report each as retrying or failed."""
-    records = app.storage.requeue_expired()
-    for record in records:
-        kind = EventKind.FAILED if record.status == JobStatus.FAILED else EventKind.RETRYING
-        app.emit(kind, record, error=record.error)
-    return len(records)
+    return Transitions(app).recover_expired()
 
 
 def run_until_empty(app: JobKit, *, timeout: float = 60.0) -> int:

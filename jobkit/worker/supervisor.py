@@ -31,12 +31,10 @@ from loguru import logger
 
 from jobkit.config import WorkerSettings
 from jobkit.exceptions import ConfigError, StorageError, StoreLost
-from jobkit.records import EventKind, JobRecord, JobStatus, Lease
-from jobkit.worker.executor import Executor
-from jobkit.worker.interrupt import Interrupter
+from jobkit.records import JobRecord, JobStatus, Lease
+from jobkit.transitions import Transitions
 from jobkit.worker.journal import read_journal
-from jobkit.worker.monitor import StopReason
-from jobkit.worker.process import ChildSpec, process_main, requeue_expired
+from jobkit.worker.process import ChildSpec, process_main
 from jobkit.worker.roster import Roster
 from jobkit.worker.throughput import Tally
 
@@ -115,8 +113,9 @@ class Worker:
         self._roster = Roster(lambda: app.storage)
         #: Adds the attempts the processes report to the store's throughput, every second.
         self._tally = Tally(lambda: app.storage)
-        #: Records timeouts the supervisor enforces (it runs no job: its interrupter is unused).
-        self._recorder = Executor(app, "supervisor", self.settings, Interrupter())
+        #: Records the timeouts it enforces and what dead processes left, counting the attempts
+        #: for the throughput (added with the processes' own counts).
+        self._transitions = Transitions(app)
         self._spec = ChildSpec(app.config, self._registrations(), burst)
         #: The folder of the worker processes' crash journals (made by :meth:`run`).
         self._journals = Path(tempfile.gettempdir())
@@ -206,7 +205,7 @@ class Worker:
                     # a dead process's journal first: its finished jobs' leases may have
                     # expired, and they must be recorded as completed, not taken back
                     self._take_back_dead()
-                    requeue_expired(self.app)
+                    self._transitions.recover_expired()
                 except StorageError as exc:
                     logger.error("could not take back expired leases: {error}", error=str(exc))
                 except Exception:  # a bug here must not end the supervisor and every job
@@ -263,10 +262,16 @@ class Worker:
             for child in self._children:
                 self._tally.add(child.outcomes)
                 child.outcomes.clear()
+            self._count_own()
             self._tally.flush()
             self.app.storage.housekeep()
         except Exception as exc:  # the store is down (or a bug): never the supervisor's end
             logger.warning("store upkeep failed: {error}", error=str(exc))
+
+    def _count_own(self) -> None:
+        """Add the attempts the supervisor itself recorded to the throughput."""
+        self._tally.add({kind.value: n for kind, n in self._transitions.outcomes.items()})
+        self._transitions.outcomes.clear()
 
     def _enforce_deadlines(self) -> None:
         """Kill a worker process whose job is past its timeout (plus ``kill_grace``) or has let
@@ -326,7 +331,7 @@ class Worker:
         child.process.join(timeout=5)
         if overdue:
             lease = Lease(record.id, child.worker_id or "", record.attempts)
-            self._recorder.record_stop(lease, record, StopReason.TIMEOUT)
+            self._transitions.timed_out(lease, record)
         self._take_back_dead()  # its other jobs, as its journal says
 
     def _follow_stop_requests(self) -> None:
@@ -412,21 +417,12 @@ class Worker:
                 lease = Lease(record.id, child.worker_id, record.attempts)
                 key = (record.id, record.attempts)
                 if key in journal.done:
-                    done = storage.complete(lease, journal.done[key])
-                    if done is not None:
-                        self.app.emit(EventKind.SUCCEEDED, done)
-                        child.outcomes[EventKind.SUCCEEDED.value] += 1
+                    self._transitions.recovered_completion(lease, journal.done[key])
                 elif journal.readable and key not in journal.started:
-                    storage.release(lease)
-                elif storage.abandon(lease):
-                    logger.warning(
-                        "job {job_id}: its worker process {name} died (status {code}); "
-                        "taking the job back",
-                        job_id=record.id,
-                        name=child.process.name,
-                        code=child.process.exitcode,
-                    )
-            requeue_expired(self.app)
+                    self._transitions.handed_back(lease)
+                else:
+                    self._transitions.crashed(lease, child.process.name, child.process.exitcode)
+            self._transitions.recover_expired()
         except StorageError as exc:  # tried again each second; the leases expire meanwhile
             logger.error("could not take back the jobs of a dead worker: {error}", error=str(exc))
             return False
@@ -455,6 +451,7 @@ class Worker:
             child.outcomes.clear()
             if child.worker_id is not None:
                 self._roster.left(child.worker_id)
+        self._count_own()
         self._tally.flush()
         for thread in self._log_relays:  # the last records of the stopped processes
             thread.join(timeout=2)

@@ -21,7 +21,7 @@ from sample_jobs import read_ledger
 
 from jobkit import JobKit, JobStatus
 from jobkit.records import AttemptOutcome
-from jobkit.worker.executor import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS
+from jobkit.transitions import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS
 from reliability.conftest import store_config
 
 pytestmark = pytest.mark.slow
