@@ -36,6 +36,8 @@ from jobkit.records import (
     RetryPolicy,
 )
 from jobkit.registry import JobSpec, Registry
+from jobkit.shield import shielded_call
+from jobkit.transitions import Transitions
 
 if TYPE_CHECKING:
     from jobkit.job import Job
@@ -232,6 +234,7 @@ class JobKit:
 
     # -- the public API ------------------------------------------------------------------------
 
+    @shielded_call
     def run_background_job(
         self,
         name: str,
@@ -256,6 +259,7 @@ class JobKit:
         self.emit(EventKind.ENQUEUED, record)
         return record.id
 
+    @shielded_call
     def enqueue_many(
         self,
         name: str,
@@ -288,33 +292,30 @@ class JobKit:
         return new_jobs(self.factory, name, method, params_list, options,
                         settings_of=self._call_settings, now=lambda: self.storage.now())
 
+    @shielded_call
     def get_job(self, job_id: str) -> JobRecord:
         """The job's record; raises ``JobNotFoundInStorage``."""
         return self.storage.get(str(job_id))
 
+    @shielded_call
     def get_attempts(self, job_id: str) -> list[Attempt]:
         """Every attempt of the job, oldest first."""
         return self.storage.attempts(str(job_id))
 
+    @shielded_call
     def cancel_job(self, job_id: str) -> bool:
         """Cancel a pending, retrying or running job; ``False`` when it had already finished.
 
         A pending job never runs; a running one is stopped by its worker within about a second.
         """
-        record = self.storage.cancel(str(job_id))
-        if record is None:
-            return False
-        self.emit(EventKind.CANCELLED, record)
-        return True
+        return Transitions(self).cancel(str(job_id))
 
+    @shielded_call
     def retry_job(self, job_id: str) -> bool:
         """Run a failed or cancelled job again; ``False`` when it is in another status."""
-        record = self.storage.retry(str(job_id))
-        if record is None:
-            return False
-        self.emit(EventKind.ENQUEUED, record)
-        return True
+        return Transitions(self).retry_by_hand(str(job_id))
 
+    @shielded_call
     def list_jobs(
         self,
         status: JobStatus | str | None = None,

@@ -80,7 +80,7 @@ class EventDispatcher:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
         #: The job log: writes each event's line (a worker process sends it to the supervisor
-        #: instead, see :func:`jobkit.logpipe.forward_events`).
+        #: instead, see :func:`jobkit.worker.logpipe.forward_events`).
         self.log: Listener = log_event
         #: jobkit's other listeners, called after the log, in order.
         self.listeners: list[Listener] = []

@@ -10,7 +10,7 @@ the worker and the CLI call :func:`configure_logging`, which adds
 Text lines are one record per line: newlines and other control characters in messages and
 params are escaped, and a traceback follows as lines that start with ``  | ``, so no input can
 forge a record. JSON lines are loguru's ``serialize`` format. Worker processes forward their
-records to the supervisor's sinks (:mod:`jobkit.logpipe`), so one process owns each file and
+records to the supervisor's sinks (:mod:`jobkit.worker.logpipe`), so one process owns each file and
 its rotation.
 """
 
@@ -248,7 +248,7 @@ EVENT_LOGGER = logger.patch(_event_params)
 
 class EventLine(NamedTuple):
     """The values of a job event's log line: plain data (a worker process sends them to the
-    supervisor, which writes the line, see :mod:`jobkit.logpipe`)."""
+    supervisor, which writes the line, see :mod:`jobkit.worker.logpipe`)."""
 
     level: str
     kind: str

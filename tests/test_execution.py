@@ -14,13 +14,13 @@ from conftest import make_config, wait_for, write_config
 from sample_jobs import read_ledger
 
 from jobkit import AttemptOutcome, EventKind, Job, JobEvent, JobKit, JobStatus, hookimpl
-from jobkit.executor import Executor
-from jobkit.interrupt import Interrupter
-from jobkit.journal import Journal
 from jobkit.notify import Notifier
 from jobkit.records import RetryPolicy
 from jobkit.retries import retry_delay
 from jobkit.worker import run_until_empty
+from jobkit.worker.executor import Executor
+from jobkit.worker.interrupt import Interrupter
+from jobkit.worker.journal import Journal
 
 
 def tags(ledger: str) -> list[str]:

@@ -1,10 +1,10 @@
-"""The crash journal of a worker process (jobkit.journal): what it writes, what is read back."""
+"""A worker process's crash journal (jobkit.worker.journal): what it writes, what is read."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from jobkit.journal import Journal, read_journal
+from jobkit.worker.journal import Journal, read_journal
 
 
 def test_entries_read_back(tmp_path: Path) -> None:

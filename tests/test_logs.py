@@ -705,7 +705,7 @@ class TestRelay:
 
         from loguru import logger
 
-        from jobkit.logpipe import Line, relay
+        from jobkit.worker.logpipe import Line, relay
 
         ours, theirs = multiprocessing.Pipe(duplex=False)
         seen: list[tuple[int, str, str, str]] = []
@@ -743,7 +743,7 @@ class TestRelay:
 
         from loguru import logger
 
-        from jobkit.logpipe import Line, relay
+        from jobkit.worker.logpipe import Line, relay
 
         stalled_ours, stalled_theirs = multiprocessing.Pipe(duplex=False)
         ours, theirs = multiprocessing.Pipe(duplex=False)
@@ -784,7 +784,7 @@ class TestForwarding:
             """
             import multiprocessing, pickle, sys, time
             from loguru import logger
-            from jobkit import logpipe
+            from jobkit.worker import logpipe
             ours, theirs = multiprocessing.Pipe(duplex=False)
             logpipe.forward_to(theirs)
             logger.bind(job_id="1").info("one")
@@ -815,7 +815,7 @@ def test_a_line_that_cannot_be_pickled_goes_as_text_with_its_batch() -> None:
     """One record with an unpicklable value must not lose the records sent with it."""
     import pickle
 
-    from jobkit.logpipe import Line, _pickled
+    from jobkit.worker.logpipe import Line, _pickled
 
     good = Line("INFO", 20, "good", 0.0, 0.0, "UTC", "m", "f", 1, "m", "m.py", "/m.py", 1, "p",
                 1, "t", {"job_id": "1"}, None)

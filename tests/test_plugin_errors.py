@@ -149,7 +149,7 @@ class TestUnpicklableErrors:
 
         from loguru import logger
 
-        from jobkit.logpipe import _line, _pickled
+        from jobkit.worker.logpipe import _line, _pickled
 
         class OnlyHere(Exception):
             pass

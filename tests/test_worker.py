@@ -115,8 +115,8 @@ class TestWorkerList:
         """The roster (and the supervisor's upkeep) only log a store that is down, even when
         reading its clock fails (PostgreSQL's clock is a query)."""
         from jobkit.exceptions import StorageError
-        from jobkit.roster import Roster
         from jobkit.storage.memory import MemoryStorage
+        from jobkit.worker.roster import Roster
 
         class Down(MemoryStorage):
             def now(self) -> Any:

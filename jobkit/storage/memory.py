@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 import attrs
 
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
-from jobkit.interrupt import shielded
 from jobkit.records import (
     FINAL_STATUSES,
     WAITING_STATUSES,
@@ -144,7 +143,7 @@ class MemoryStorage(Storage):
         return self._clock().astimezone(timezone.utc)
 
     def _locked(self, operation: str, work: Callable[[], T]) -> T:
-        with shielded(), self._lock:  # a running job's call is never interrupted halfway
+        with self._lock:
             if self._closed:
                 raise StorageError(f"memory storage: {operation}: the store is closed")
             return work()

@@ -28,7 +28,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import attrs
 
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
-from jobkit.interrupt import shielded
 from jobkit.records import (
     Attempt,
     AttemptOutcome,
@@ -345,10 +344,7 @@ class PostgresStorage(SQLStorage):
 
         pool = self._get_pool(operation)
         try:
-            # shielded: a job calling jobkit (progress, enqueue) is never interrupted halfway
-            # through a transaction, which would leave the connection in an unknown state
             with (
-                shielded(),
                 pool.connection() as conn,
                 contextlib.nullcontext() if single else conn.transaction(),
                 conn.cursor() as cur,

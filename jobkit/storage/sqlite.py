@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import attrs
 
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError, StoreLost
-from jobkit.interrupt import shielded
 from jobkit.records import (
     Attempt,
     AttemptOutcome,
@@ -292,20 +291,17 @@ class SQLiteStorage(SQLStorage):
         pause = 0.0002
         while True:
             try:
-                # shielded: a running job calling jobkit (progress, enqueue) is never
-                # interrupted halfway through a transaction, which would keep the write lock
-                with shielded():
-                    if write is None:  # one statement, atomic by itself
-                        return work(conn)
-                    try:
-                        conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                        result = work(conn)
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        if conn.in_transaction:  # the original error is the one to report
-                            with contextlib.suppress(sqlite3.Error):
-                                conn.execute("ROLLBACK")
-                        raise
+                if write is None:  # one statement, atomic by itself
+                    return work(conn)
+                try:
+                    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                    result = work(conn)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:  # the original error is the one to report
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
+                    raise
                 return result
             except sqlite3.OperationalError as exc:
                 if _is_busy(exc) and time.monotonic() + pause < deadline:

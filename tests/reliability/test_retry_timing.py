@@ -20,8 +20,8 @@ from fault_jobs import HUGE
 from sample_jobs import read_ledger
 
 from jobkit import JobKit, JobStatus
-from jobkit.executor import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS
 from jobkit.records import AttemptOutcome
+from jobkit.transitions import MAX_ERROR_CHARS, MAX_TRACEBACK_CHARS
 from reliability.conftest import store_config
 
 pytestmark = pytest.mark.slow

@@ -6,9 +6,9 @@ blocking calls such as ``time.sleep``. Elsewhere the exception is set asynchrono
 thread (``PyThreadState_SetAsyncExc``), which takes effect at the next Python bytecode.
 
 The exception is raised only while the job's own code runs (the interrupter is *armed*), and
-never inside a :func:`shielded` block on the job's thread (jobkit's writes to the store, which a
-job may call through ``self.progress`` or ``run_background_job``): there it is deferred to the
-block's end. A job that will not stop is ended with its process by the worker.
+never inside a :func:`jobkit.shield.shielded` block on the job's thread (jobkit's job-facing
+calls, such as ``self.progress`` or ``run_background_job``): there it is deferred to the block's
+end. A job that will not stop is ended with its process by the worker.
 """
 
 from __future__ import annotations
@@ -20,21 +20,10 @@ import threading
 from collections.abc import Iterator
 from types import FrameType
 
+from jobkit import shield
 from jobkit.exceptions import JobInterrupted
 
 _SIGNAL = getattr(signal, "SIGUSR1", None)
-_active = threading.local()  # the armed Interrupter of this thread, if any
-
-
-@contextlib.contextmanager
-def shielded() -> Iterator[None]:
-    """Defer an interrupt of this thread's running job to the end of the block."""
-    interrupter: Interrupter | None = getattr(_active, "interrupter", None)
-    if interrupter is None:
-        yield
-        return
-    with interrupter.shielded():
-        yield
 
 
 class Interrupter:
@@ -64,7 +53,7 @@ class Interrupter:
             self._reason = None
             self._sent = self._raised = self._deferred = False
             self._armed = True
-        _active.interrupter = self
+        shield.activate(self)
 
     def disarm(self) -> bool:
         """The job's code has returned: no interrupt is raised any more.
@@ -72,7 +61,7 @@ class Interrupter:
         Returns whether the job's code received an interrupt (so its ending is the stop's).
         """
         self._armed = False  # first: a signal handled from here on raises nothing
-        _active.interrupter = None
+        shield.activate(None)
         with self._lock:
             if self._use_signal:
                 return self._raised

@@ -1,7 +1,7 @@
 """A worker process's crash journal: what it started and finished since its last commit.
 
 A busy worker process claims several short jobs at once and records their completions together,
-in one transaction with its next claim (see :class:`jobkit.executor.Executor`). Until that
+in one transaction with its next claim (see :class:`jobkit.worker.executor.Executor`). Until that
 commit, a completed job lives only in the process. So before it runs a job, and after the job's
 code returns, the process appends a line to its journal: a plain file, written with one
 ``write()`` each (no fsync: it has to survive the process, not the machine). If the process

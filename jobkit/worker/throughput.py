@@ -4,8 +4,8 @@ attempts ended, their supervisor adds the counts to the store's minute once a se
 Counting where the outcome is recorded (a worker process) and writing once a second per
 supervisor costs a busy worker nothing measurable, where a write per job would cost a commit,
 and an index on finishing times would slow every completion (5-8 % of a SQLite drain). The
-counts cover attempts recorded by workers that report them: jobs failed by the supervisor
-(a lost lease past ``max_crashes``) are not in the chart.
+counts cover the attempts that workers record (:mod:`jobkit.transitions` counts them): jobs
+taken back after their lease ran out (failed past ``max_crashes``) are not in the chart.
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
-"""The worker: a supervisor process and N worker processes that claim and run jobs.
+"""The supervisor: starts N worker processes, watches them, and stops them gracefully.
 
-Worker processes are started with ``multiprocessing``'s *spawn* method, so the worker runs the
-same way on Linux, macOS and Windows. Each rebuilds the app from the supervisor's configuration
-and registrations, and runs one job at a time (see :mod:`jobkit.executor`). The supervisor
-takes back the jobs of dead workers when their leases expire, starts a new process for one that
-died, and shuts down gracefully: on the first SIGINT or SIGTERM no new job is claimed, running
-jobs get ``shutdown_grace`` seconds to finish, then are handed back; the worker exits 0.
+Worker processes (:mod:`jobkit.worker.process`) are started with ``multiprocessing``'s *spawn*
+method. The supervisor settles the jobs of a process that died as its crash journal says
+(:mod:`jobkit.worker.journal`), takes back jobs whose leases expired, kills a process whose job
+is past its timeout, starts a new process for one that died, and shuts down gracefully: on the
+first SIGINT or SIGTERM no new job is claimed, running jobs get ``shutdown_grace`` seconds to
+finish, then are handed back; the worker exits 0.
 """
 
 from __future__ import annotations
@@ -15,10 +15,8 @@ import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
-import secrets
 import shutil
 import signal
-import socket
 import tempfile
 import threading
 import time
@@ -31,164 +29,20 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from loguru import logger
 
-from jobkit.config import Config, WorkerSettings
+from jobkit.config import WorkerSettings
 from jobkit.exceptions import ConfigError, StorageError, StoreLost
-from jobkit.executor import Executor, StopReason
-from jobkit.imports import import_string
-from jobkit.interrupt import Interrupter
-from jobkit.journal import Journal, read_journal
-from jobkit.records import EventKind, JobRecord, JobStatus, Lease
-from jobkit.roster import Roster
-from jobkit.throughput import Tally
+from jobkit.records import JobRecord, JobStatus, Lease
+from jobkit.transitions import Transitions
+from jobkit.worker.journal import read_journal
+from jobkit.worker.process import ChildSpec, process_main
+from jobkit.worker.roster import Roster
+from jobkit.worker.throughput import Tally
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
     from jobkit.app import JobKit
-
-_WAITING = (JobStatus.PENDING, JobStatus.RETRYING, JobStatus.RUNNING)
-
-
-def worker_id() -> str:
-    """``host:pid:token``, how one executor is named in leases and attempts.
-
-    The random token makes every executor's leases its own, even when a process runs several
-    executors one after another (a hand-back followed by a re-claim never looks like one lease).
-    """
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-def nothing_left(app: JobKit) -> bool:
-    """True when no job is pending, retrying (delayed ones included) or running."""
-    return all(app.storage.count(status=status) == 0 for status in _WAITING)
-
-
-def requeue_expired(app: JobKit) -> int:
-    """Take back the jobs whose lease expired and report each as retrying or failed."""
-    records = app.storage.requeue_expired()
-    for record in records:
-        kind = EventKind.FAILED if record.status == JobStatus.FAILED else EventKind.RETRYING
-        app.emit(kind, record, error=record.error)
-    return len(records)
-
-
-def run_until_empty(app: JobKit, *, timeout: float = 60.0) -> int:
-    """Run jobs in this thread until none is pending, retrying or running; return how many ran.
-
-    For tests and scripts: waits for delayed jobs and retries, and raises ``TimeoutError`` after
-    ``timeout`` seconds. A job that will not stop after a timeout or a cancel cannot be killed
-    in-process; use ``jobkit worker`` for that.
-    """
-    settings = app.config.worker
-    executor = Executor(app, worker_id(), settings, Interrupter())
-    deadline = time.monotonic() + timeout
-    ran = 0
-    try:
-        while True:
-            requeue_expired(app)
-            if executor.run_next():
-                ran += 1
-                continue
-            if nothing_left(app):
-                app.events.flush()
-                return ran
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"jobs still waiting after {timeout:g} s")
-            time.sleep(settings.poll_interval)
-    finally:
-        executor.close()
-
-
-@attrs.frozen
-class ChildSpec:
-    """What a worker process needs to rebuild the app: plain, picklable data."""
-
-    config: Config
-    registrations: tuple[tuple[str, str], ...]
-    burst: bool
-
-
-def _listen(control: Connection, stop: threading.Event, hand_back: threading.Event) -> None:
-    """Turn the supervisor's messages into this process's events; its death means stop."""
-    while True:
-        try:
-            message = control.recv()
-        except (EOFError, OSError):
-            stop.set()  # the supervisor is gone: finish the current job, then exit
-            return
-        if message == "hand_back":
-            hand_back.set()
-        stop.set()
-
-
-def _child_main(spec: ChildSpec, logs: Connection, control: Connection, journal: str) -> None:
-    """The body of one worker process.
-
-    It listens to the supervisor on a pipe of its own, and sends its log records on another
-    (:func:`jobkit.logpipe.forward_to`): a shared ``multiprocessing.Event`` or queue would hang
-    every process once one of them was killed while waiting on it or holding its lock.
-    """
-    from jobkit.app import JobKit
-    from jobkit.logpipe import flush_forwarded, forward_events, forward_to
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
-    stop, hand_back = threading.Event(), threading.Event()
-    terminated: list[int] = []  # a plain list: a handler must not take the Event's lock
-    signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
-    threading.Thread(target=_listen, args=(control, stop, hand_back), daemon=True).start()
-    forward_to(logs)
-    app = JobKit(spec.config)
-    forward_events(app.events)
-    for name, path in spec.registrations:
-        app.register(name, import_string(path))
-    settings = spec.config.worker
-    executor = Executor(
-        app, worker_id(), settings, Interrupter(), hand_back=hand_back, may_exit=True, stop=stop,
-        journal=Journal(journal),
-    )
-    control.send(("ready", executor.worker_id))  # start-up is over: exits are no longer its
-    logger.info("worker process {worker} started", worker=executor.worker_id)
-    failing = False  # the last round ended in an error: say so when the store is back
-    report_at = time.monotonic() + REPORT_INTERVAL
-    try:
-        while not (stop.is_set() or terminated):
-            try:
-                ran = executor.run_next()
-                if time.monotonic() >= report_at:
-                    report_at = time.monotonic() + REPORT_INTERVAL
-                    _report(control, executor)
-                if failing:
-                    logger.info("worker {id}: the store answers again", id=executor.worker_id)
-                    failing = False
-                if ran:
-                    continue
-                if spec.burst and nothing_left(app):
-                    break
-                # idle: sleep, or (PostgreSQL) until a new job is announced
-                app.storage.wait_for_jobs(settings.poll_interval, stop)
-            except Exception as exc:  # the store is down, or a bug: log it, keep the process
-                logger.opt(exception=not isinstance(exc, StorageError)).error(
-                    "worker error: {error}; going on in 1 s", error=str(exc)
-                )
-                failing = True
-                stop.wait(1.0)
-    finally:
-        _report(control, executor)
-        executor.close()
-        app.close()
-        logger.info("worker process {worker} stopped", worker=executor.worker_id)
-        logger.complete()
-        flush_forwarded()
-
-
-def _report(control: Connection, executor: Executor) -> None:
-    """Tell the supervisor how the attempts since the last report ended (for throughput)."""
-    if executor.outcomes:
-        counts = {kind.value: n for kind, n in executor.outcomes.items()}
-        executor.outcomes.clear()
-        with contextlib.suppress(OSError, ValueError):  # the supervisor is gone
-            control.send(("outcomes", counts))
 
 
 @attrs.define
@@ -198,7 +52,7 @@ class _Child:
     index: int
     process: BaseProcess
     control: Connection
-    #: Its crash journal (jobkit.journal): what it ran and finished since its last commit.
+    #: Its crash journal (jobkit.worker.journal): what it ran and finished since its last commit.
     journal: Path
     worker_id: str | None = None  # reported by the process once its app is built ("ready")
     killed: bool = False  # by the supervisor, for a job past its timeout or lease
@@ -229,9 +83,6 @@ _MAX_START_FAILURES = 5
 
 #: Seconds between two runs of ``Storage.housekeep`` by the supervisor.
 UPKEEP_INTERVAL = 1.0
-#: Seconds between two reports of a worker process's outcomes to its supervisor.
-REPORT_INTERVAL = 1.0
-
 
 class Worker:
     """The supervisor: starts, watches and stops the worker processes."""
@@ -262,8 +113,9 @@ class Worker:
         self._roster = Roster(lambda: app.storage)
         #: Adds the attempts the processes report to the store's throughput, every second.
         self._tally = Tally(lambda: app.storage)
-        #: Records timeouts the supervisor enforces (it runs no job: its interrupter is unused).
-        self._recorder = Executor(app, "supervisor", self.settings, Interrupter())
+        #: Records the timeouts it enforces and what dead processes left, counting the attempts
+        #: for the throughput (added with the processes' own counts).
+        self._transitions = Transitions(app)
         self._spec = ChildSpec(app.config, self._registrations(), burst)
         #: The folder of the worker processes' crash journals (made by :meth:`run`).
         self._journals = Path(tempfile.gettempdir())
@@ -322,7 +174,7 @@ class Worker:
         return self._exit_code
 
     def _spawn(self, index: int) -> _Child:
-        from jobkit.logpipe import relay
+        from jobkit.worker.logpipe import relay
 
         ours, theirs = self._context.Pipe()
         logs, child_logs = self._context.Pipe(duplex=False)
@@ -330,7 +182,7 @@ class Worker:
         self._spawned += 1
         journal = self._journals / f"{index}-{self._spawned}.journal"
         process = self._context.Process(
-            target=_child_main, args=(self._spec, child_logs, theirs, str(journal)), name=name,
+            target=process_main, args=(self._spec, child_logs, theirs, str(journal)), name=name,
             daemon=False,
         )
         process.start()
@@ -353,7 +205,7 @@ class Worker:
                     # a dead process's journal first: its finished jobs' leases may have
                     # expired, and they must be recorded as completed, not taken back
                     self._take_back_dead()
-                    requeue_expired(self.app)
+                    self._transitions.recover_expired()
                 except StorageError as exc:
                     logger.error("could not take back expired leases: {error}", error=str(exc))
                 except Exception:  # a bug here must not end the supervisor and every job
@@ -410,10 +262,16 @@ class Worker:
             for child in self._children:
                 self._tally.add(child.outcomes)
                 child.outcomes.clear()
+            self._count_own()
             self._tally.flush()
             self.app.storage.housekeep()
         except Exception as exc:  # the store is down (or a bug): never the supervisor's end
             logger.warning("store upkeep failed: {error}", error=str(exc))
+
+    def _count_own(self) -> None:
+        """Add the attempts the supervisor itself recorded to the throughput."""
+        self._tally.add({kind.value: n for kind, n in self._transitions.outcomes.items()})
+        self._transitions.outcomes.clear()
 
     def _enforce_deadlines(self) -> None:
         """Kill a worker process whose job is past its timeout (plus ``kill_grace``) or has let
@@ -473,7 +331,7 @@ class Worker:
         child.process.join(timeout=5)
         if overdue:
             lease = Lease(record.id, child.worker_id or "", record.attempts)
-            self._recorder.record_stop(lease, record, StopReason.TIMEOUT)
+            self._transitions.timed_out(lease, record)
         self._take_back_dead()  # its other jobs, as its journal says
 
     def _follow_stop_requests(self) -> None:
@@ -559,21 +417,12 @@ class Worker:
                 lease = Lease(record.id, child.worker_id, record.attempts)
                 key = (record.id, record.attempts)
                 if key in journal.done:
-                    done = storage.complete(lease, journal.done[key])
-                    if done is not None:
-                        self.app.emit(EventKind.SUCCEEDED, done)
-                        child.outcomes[EventKind.SUCCEEDED.value] += 1
+                    self._transitions.recovered_completion(lease, journal.done[key])
                 elif journal.readable and key not in journal.started:
-                    storage.release(lease)
-                elif storage.abandon(lease):
-                    logger.warning(
-                        "job {job_id}: its worker process {name} died (status {code}); "
-                        "taking the job back",
-                        job_id=record.id,
-                        name=child.process.name,
-                        code=child.process.exitcode,
-                    )
-            requeue_expired(self.app)
+                    self._transitions.handed_back(lease)
+                else:
+                    self._transitions.crashed(lease, child.process.name, child.process.exitcode)
+            self._transitions.recover_expired()
         except StorageError as exc:  # tried again each second; the leases expire meanwhile
             logger.error("could not take back the jobs of a dead worker: {error}", error=str(exc))
             return False
@@ -602,6 +451,7 @@ class Worker:
             child.outcomes.clear()
             if child.worker_id is not None:
                 self._roster.left(child.worker_id)
+        self._count_own()
         self._tally.flush()
         for thread in self._log_relays:  # the last records of the stopped processes
             thread.join(timeout=2)

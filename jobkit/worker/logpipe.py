@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from loguru import logger
 
-from jobkit.interrupt import shielded
 from jobkit.logs import (
     EVENT_LOGGER,
     EventLine,
@@ -41,6 +40,7 @@ from jobkit.logs import (
     traceback_text,
     write_event,
 )
+from jobkit.shield import shielded
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection

@@ -1,0 +1,261 @@
+"""The one place where a job changes state once it is stored: each transition writes the outcome
+through the store, emits the ``jobkit_job_event`` event and counts the attempt for throughput.
+
+Who calls what:
+
+- the executor (:mod:`jobkit.worker.executor`): :meth:`Transitions.started` (claimed),
+  :meth:`~Transitions.complete_and_claim` and :meth:`~Transitions.succeeded` (succeeded, the
+  next jobs claimed in the same transaction), :meth:`~Transitions.failed` (failed or
+  retrying), :meth:`~Transitions.handed_back` (claimed, not started);
+- the monitor (:mod:`jobkit.worker.monitor`), through the executor's ``record_stop``:
+  :meth:`~Transitions.timed_out`, :meth:`~Transitions.handed_back` at shutdown,
+  :meth:`~Transitions.stopped_cancelled`, :meth:`~Transitions.refused` (the lease was lost);
+- the supervisor (:mod:`jobkit.worker.supervisor`), reading a dead process's journal:
+  :meth:`~Transitions.recovered_completion`, :meth:`~Transitions.handed_back`,
+  :meth:`~Transitions.crashed`, :meth:`~Transitions.timed_out` (a process it killed), and
+  :meth:`~Transitions.recover_expired` (leases that ran out);
+- ``JobKit.cancel_job`` and ``JobKit.retry_job``: :meth:`~Transitions.cancel`,
+  :meth:`~Transitions.retry_by_hand`.
+
+Counted (``outcomes``, which the worker adds to the store's throughput): the attempts that a
+worker records as succeeded, failed, retrying or timed out. Jobs taken back after their lease ran
+out, cancels and retries by hand are not attempts that ended, and are not counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import traceback as tb
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from loguru import logger
+
+from jobkit import limits
+from jobkit.exceptions import Retry
+from jobkit.records import AttemptOutcome, EventKind, JobRecord, JobStatus, Lease
+from jobkit.retries import retry_delay
+
+if TYPE_CHECKING:
+    from jobkit.storage.base import Storage
+
+#: The most of a job's error message, and of its traceback, that jobkit stores, logs and
+#: reports, in characters: an exception may carry megabytes (a response body, a data dump).
+MAX_ERROR_CHARS = 8 * 1024
+MAX_TRACEBACK_CHARS = 64 * 1024
+
+
+def cap_text(text: str, limit: int) -> str:
+    """``text`` if it has at most ``limit`` characters, else its head and its tail around a
+    marker saying how much jobkit cut (the whole at most ``limit`` characters)."""
+    if len(text) <= limit:
+        return text
+    room = limit - 80  # the marker takes less
+    head, tail = room // 2, room - room // 2
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n[... {cut} characters cut by jobkit ...]\n{text[len(text) - tail:]}"
+
+
+def describe_error(error: BaseException) -> str:
+    """``Type: message``, even when the exception's ``__str__`` itself raises; capped to
+    :data:`MAX_ERROR_CHARS`."""
+    try:
+        text = str(error)
+    except Exception:
+        text = "<the exception's message could not be built>"
+    return cap_text(f"{type(error).__name__}: {text}", MAX_ERROR_CHARS)
+
+
+def format_traceback(error: BaseException) -> str:
+    """The traceback as text, capped to :data:`MAX_TRACEBACK_CHARS`, or a note when it cannot
+    be formatted."""
+    try:
+        text = "".join(tb.format_exception(type(error), error, error.__traceback__))
+    except Exception:
+        return f"{describe_error(error)}\n(the traceback could not be formatted)\n"
+    return cap_text(text, MAX_TRACEBACK_CHARS)
+
+
+class Host(Protocol):
+    """What the transitions need of the app: its store and its event dispatch."""
+
+    @property
+    def storage(self) -> Storage:
+        """The job store."""
+
+    def emit(
+        self,
+        kind: EventKind,
+        job: JobRecord,
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> None:
+        """Report a committed state change to every ``jobkit_job_event`` implementation."""
+
+
+class Transitions:
+    """A job's changes of state, written, announced and counted in one place."""
+
+    def __init__(
+        self, app: Host, outcomes: collections.Counter[EventKind] | None = None
+    ) -> None:
+        self.app = app
+        #: Attempts ended, by event, since the owner last reported them (for throughput).
+        self.outcomes: collections.Counter[EventKind] = (
+            collections.Counter() if outcomes is None else outcomes
+        )
+
+    # -- claimed ------------------------------------------------------------------------------
+
+    def started(self, record: JobRecord) -> None:
+        """A claimed job's code is about to run."""
+        self.app.emit(EventKind.STARTED, record)
+
+    # -- succeeded ----------------------------------------------------------------------------
+
+    def complete_and_claim(
+        self, done: Sequence[tuple[Lease, Any]], worker_id: str, lease_seconds: float, limit: int
+    ) -> tuple[list[JobRecord | None], list[JobRecord]]:
+        """Record the completions ``done`` and claim up to ``limit`` jobs, in one transaction:
+        the completed records (``None`` where the lease was gone) and the jobs claimed. The
+        caller keeps the claimed jobs, then announces the completions (:meth:`succeeded`)."""
+        return self.app.storage.complete_and_claim_many(done, worker_id, lease_seconds, limit)
+
+    def succeeded(
+        self, done: Sequence[tuple[Lease, Any]], records: Sequence[JobRecord | None]
+    ) -> None:
+        """Announce and count the completions :meth:`complete_and_claim` recorded."""
+        for (lease, _), record in zip(done, records, strict=True):
+            if record is None:
+                self.refused(lease, "completion")
+            else:
+                self.app.emit(self._counted(EventKind.SUCCEEDED), record)
+
+    def recovered_completion(self, lease: Lease, result: Any) -> JobRecord | None:
+        """A dead process finished this attempt (its journal says) but could not record it."""
+        record = self.app.storage.complete(lease, result)
+        if record is not None:
+            self.app.emit(self._counted(EventKind.SUCCEEDED), record)
+        return record
+
+    # -- failed, retrying, timed out ----------------------------------------------------------
+
+    def failed(
+        self,
+        lease: Lease,
+        record: JobRecord,
+        error: BaseException,
+        *,
+        retry: bool,
+        outcome: AttemptOutcome = AttemptOutcome.FAILED,
+    ) -> None:
+        """The attempt raised ``error``: the job is retried later when ``retry`` and attempts
+        remain (after ``Retry(delay)`` or the job's retry delay), else it fails."""
+        message = describe_error(error)
+        trace = format_traceback(error)
+        retry_at = None
+        storage = self.app.storage
+        if retry and record.attempts < record.max_attempts:
+            delay = (
+                error.delay  # checked by Retry(), but a job may change it: clamped below
+                if isinstance(error, Retry) and error.delay is not None
+                else (retry_delay(record.policy, record.attempts))
+            )
+            seconds = limits.clamp(limits.DELAY, delay, 0.0) or 0.0
+            retry_at = storage.now() + timedelta(seconds=seconds)
+        done = storage.fail(
+            lease, error=message, traceback=trace, outcome=outcome, retry_at=retry_at
+        )
+        if done is None:
+            self.refused(lease, "the failure")
+            return
+        kind = EventKind.RETRYING if retry_at is not None else EventKind.FAILED
+        self.app.emit(self._counted(kind), done, error=message, traceback=trace)
+
+    def timed_out(self, lease: Lease, record: JobRecord) -> None:
+        """The attempt ran past its timeout (stopped by the monitor, or killed with its
+        process by the supervisor)."""
+        error = TimeoutError(f"timed out after {record.policy.timeout:g} s")
+        self.failed(lease, record, error, retry=True, outcome=AttemptOutcome.TIMEOUT)
+
+    def not_recorded(self, lease: Lease, problem: BaseException) -> None:
+        """Recording the attempt's outcome itself failed (a bug): fail the job rather than
+        leave it running."""
+        self.app.storage.fail(
+            lease,
+            error=f"jobkit could not record the outcome: {describe_error(problem)}",
+            traceback=format_traceback(problem),
+        )
+
+    # -- handed back, cancelled, lost ---------------------------------------------------------
+
+    def handed_back(self, lease: Lease, *, at_shutdown: bool = False) -> JobRecord | None:
+        """A claimed job goes back to the queue, its attempt uncounted (not started yet, or
+        stopped by the worker's shutdown: ``at_shutdown`` says so in the log)."""
+        record = self.app.storage.release(lease)
+        if record is not None and at_shutdown:
+            logger.bind(job_id=lease.job_id).warning(
+                "job {job_id} handed back at shutdown", job_id=lease.job_id
+            )
+        return record
+
+    def stopped_cancelled(self, lease: Lease) -> None:
+        """The running attempt stopped because its job was cancelled (recorded by the cancel)."""
+        logger.bind(job_id=lease.job_id).info(
+            "job {job_id} stopped: cancelled", job_id=lease.job_id
+        )
+
+    def refused(self, lease: Lease, what: str) -> None:
+        """The store refused to record ``what`` of the attempt: its lease is gone."""
+        logger.bind(job_id=lease.job_id).warning(
+            "job {job_id}: {what} of attempt {attempt} was not recorded: this worker no longer "
+            "holds the job's lease (cancelled, or expired and taken over)",
+            job_id=lease.job_id,
+            what=what,
+            attempt=lease.attempt,
+        )
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a pending, retrying or running job; ``False`` when it had already finished."""
+        record = self.app.storage.cancel(job_id)
+        if record is None:
+            return False
+        self.app.emit(EventKind.CANCELLED, record)
+        return True
+
+    # -- recovered after a crash, retried by hand ---------------------------------------------
+
+    def crashed(self, lease: Lease, process: str, code: int | None) -> bool:
+        """The worker process running the attempt died: the job is taken back now, the crash
+        counted against ``max_crashes``."""
+        if not self.app.storage.abandon(lease):
+            return False
+        logger.warning(
+            "job {job_id}: its worker process {name} died (status {code}); taking the job back",
+            job_id=lease.job_id,
+            name=process,
+            code=code,
+        )
+        return True
+
+    def recover_expired(self) -> int:
+        """Take back the jobs whose lease expired and report each as retrying or failed."""
+        records = self.app.storage.requeue_expired()
+        for record in records:
+            kind = EventKind.FAILED if record.status == JobStatus.FAILED else EventKind.RETRYING
+            self.app.emit(kind, record, error=record.error)
+        return len(records)
+
+    def retry_by_hand(self, job_id: str) -> bool:
+        """Run a failed or cancelled job again; ``False`` when it is in another status."""
+        record = self.app.storage.retry(job_id)
+        if record is None:
+            return False
+        self.app.emit(EventKind.ENQUEUED, record)
+        return True
+
+    def _counted(self, kind: EventKind) -> EventKind:
+        """``kind``, counted as one more attempt that ended so."""
+        self.outcomes[kind] += 1
+        return kind

@@ -1,0 +1,17 @@
+"""The worker: a supervisor, its worker processes, and what runs one job in them.
+
+Parts, one file each: :mod:`~jobkit.worker.supervisor` (starts, watches and stops the processes),
+:mod:`~jobkit.worker.process` (the loop of one worker process, and :func:`run_until_empty`),
+:mod:`~jobkit.worker.executor` (claims and runs jobs), :mod:`~jobkit.worker.monitor` (watches a
+running attempt), :mod:`~jobkit.worker.interrupt` (stops a job's code),
+:mod:`~jobkit.worker.journal` (a process's crash journal), :mod:`~jobkit.worker.logpipe` (a
+process's log lines to the supervisor), :mod:`~jobkit.worker.roster` (the processes as the store
+lists them) and :mod:`~jobkit.worker.throughput` (jobs finished per minute).
+"""
+
+from __future__ import annotations
+
+from jobkit.worker.process import nothing_left, requeue_expired, run_until_empty, worker_id
+from jobkit.worker.supervisor import Worker
+
+__all__ = ["Worker", "nothing_left", "requeue_expired", "run_until_empty", "worker_id"]

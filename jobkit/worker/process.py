@@ -1,0 +1,179 @@
+"""A worker process: the loop that claims and runs jobs one at a time, until told to stop.
+
+The supervisor (:mod:`jobkit.worker.supervisor`) starts each process with ``multiprocessing``'s
+*spawn* method (:func:`process_main`), so the worker runs the same way on Linux, macOS and
+Windows: the process rebuilds the app from the supervisor's configuration and registrations and
+runs its :class:`~jobkit.worker.executor.Executor`. :func:`run_until_empty` runs the same
+executor in the calling thread, for tests and scripts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING
+
+import attrs
+from loguru import logger
+
+from jobkit.config import Config
+from jobkit.exceptions import StorageError
+from jobkit.imports import import_string
+from jobkit.records import JobStatus
+from jobkit.transitions import Transitions
+from jobkit.worker.executor import Executor
+from jobkit.worker.interrupt import Interrupter
+from jobkit.worker.journal import Journal
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+
+    from jobkit.app import JobKit
+
+#: Seconds between two reports of a worker process's outcomes to its supervisor.
+REPORT_INTERVAL = 1.0
+
+_WAITING = (JobStatus.PENDING, JobStatus.RETRYING, JobStatus.RUNNING)
+
+
+def worker_id() -> str:
+    """``host:pid:token``, how one executor is named in leases and attempts.
+
+    The random token makes every executor's leases its own, even when a process runs several
+    executors one after another (a hand-back followed by a re-claim never looks like one lease).
+    """
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def nothing_left(app: JobKit) -> bool:
+    """True when no job is pending, retrying (delayed ones included) or running."""
+    return all(app.storage.count(status=status) == 0 for status in _WAITING)
+
+
+def requeue_expired(app: JobKit) -> int:
+    """Take back the jobs whose lease expired and report each as retrying or failed."""
+    return Transitions(app).recover_expired()
+
+
+def run_until_empty(app: JobKit, *, timeout: float = 60.0) -> int:
+    """Run jobs in this thread until none is pending, retrying or running; return how many ran.
+
+    For tests and scripts: waits for delayed jobs and retries, and raises ``TimeoutError`` after
+    ``timeout`` seconds. A job that will not stop after a timeout or a cancel cannot be killed
+    in-process; use ``jobkit worker`` for that.
+    """
+    settings = app.config.worker
+    executor = Executor(app, worker_id(), settings, Interrupter())
+    deadline = time.monotonic() + timeout
+    ran = 0
+    try:
+        while True:
+            requeue_expired(app)
+            if executor.run_next():
+                ran += 1
+                continue
+            if nothing_left(app):
+                app.events.flush()
+                return ran
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"jobs still waiting after {timeout:g} s")
+            time.sleep(settings.poll_interval)
+    finally:
+        executor.close()
+
+
+@attrs.frozen
+class ChildSpec:
+    """What a worker process needs to rebuild the app: plain, picklable data."""
+
+    config: Config
+    registrations: tuple[tuple[str, str], ...]
+    burst: bool
+
+
+def _listen(control: Connection, stop: threading.Event, hand_back: threading.Event) -> None:
+    """Turn the supervisor's messages into this process's events; its death means stop."""
+    while True:
+        try:
+            message = control.recv()
+        except (EOFError, OSError):
+            stop.set()  # the supervisor is gone: finish the current job, then exit
+            return
+        if message == "hand_back":
+            hand_back.set()
+        stop.set()
+
+
+def process_main(spec: ChildSpec, logs: Connection, control: Connection, journal: str) -> None:
+    """The body of one worker process.
+
+    It listens to the supervisor on a pipe of its own, and sends its log records on another
+    (:func:`jobkit.worker.logpipe.forward_to`): a shared ``multiprocessing.Event`` or queue
+    would hang every process once one of them was killed while waiting on it or holding its
+    lock.
+    """
+    from jobkit.app import JobKit
+    from jobkit.worker.logpipe import flush_forwarded, forward_events, forward_to
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
+    stop, hand_back = threading.Event(), threading.Event()
+    terminated: list[int] = []  # a plain list: a handler must not take the Event's lock
+    signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
+    threading.Thread(target=_listen, args=(control, stop, hand_back), daemon=True).start()
+    forward_to(logs)
+    app = JobKit(spec.config)
+    forward_events(app.events)
+    for name, path in spec.registrations:
+        app.register(name, import_string(path))
+    settings = spec.config.worker
+    executor = Executor(
+        app, worker_id(), settings, Interrupter(), hand_back=hand_back, may_exit=True, stop=stop,
+        journal=Journal(journal),
+    )
+    control.send(("ready", executor.worker_id))  # start-up is over: exits are no longer its
+    logger.info("worker process {worker} started", worker=executor.worker_id)
+    failing = False  # the last round ended in an error: say so when the store is back
+    report_at = time.monotonic() + REPORT_INTERVAL
+    try:
+        while not (stop.is_set() or terminated):
+            try:
+                ran = executor.run_next()
+                if time.monotonic() >= report_at:
+                    report_at = time.monotonic() + REPORT_INTERVAL
+                    _report(control, executor)
+                if failing:
+                    logger.info("worker {id}: the store answers again", id=executor.worker_id)
+                    failing = False
+                if ran:
+                    continue
+                if spec.burst and nothing_left(app):
+                    break
+                # idle: sleep, or (PostgreSQL) until a new job is announced
+                app.storage.wait_for_jobs(settings.poll_interval, stop)
+            except Exception as exc:  # the store is down, or a bug: log it, keep the process
+                logger.opt(exception=not isinstance(exc, StorageError)).error(
+                    "worker error: {error}; going on in 1 s", error=str(exc)
+                )
+                failing = True
+                stop.wait(1.0)
+    finally:
+        _report(control, executor)
+        executor.close()
+        app.close()
+        logger.info("worker process {worker} stopped", worker=executor.worker_id)
+        logger.complete()
+        flush_forwarded()
+
+
+def _report(control: Connection, executor: Executor) -> None:
+    """Tell the supervisor how the attempts since the last report ended (for throughput)."""
+    if executor.outcomes:
+        counts = {kind.value: n for kind, n in executor.outcomes.items()}
+        executor.outcomes.clear()
+        with contextlib.suppress(OSError, ValueError):  # the supervisor is gone
+            control.send(("outcomes", counts))
