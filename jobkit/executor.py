@@ -37,6 +37,7 @@ from jobkit.journal import Journal
 from jobkit.logpipe import flush_forwarded
 from jobkit.records import AttemptOutcome, EventKind, JobRecord, Lease
 from jobkit.retries import retry_delay
+from jobkit.storage.capabilities import complete_and_claim_many, set_progress
 
 if TYPE_CHECKING:
     from jobkit.app import JobKit
@@ -190,8 +191,8 @@ class Executor:
         if not done and not limit:
             return
         try:
-            records, claimed = self.app.storage.complete_and_claim_many(
-                done, self.worker_id, self.settings.lease, limit
+            records, claimed = complete_and_claim_many(
+                self.app.storage, done, self.worker_id, self.settings.lease, limit
             )
         except BaseException:
             with self._lock:  # nothing was recorded: they wait for the next try
@@ -229,7 +230,8 @@ class Executor:
         self._batch = 1
         for position, record in enumerate(queued):
             try:
-                self.app.storage.release(Lease(record.id, self.worker_id, record.attempts))
+                self.app.storage.settle(Lease(record.id, self.worker_id, record.attempts),
+                                         AttemptOutcome.HANDED_BACK)
             except BaseException:
                 with self._lock:  # those not handed back are still this executor's
                     self._queue.extendleft(reversed(queued[position:]))
@@ -296,8 +298,8 @@ class Executor:
                 logger.opt(exception=True).error(
                     "job {job_id}: could not record its outcome", job_id=record.id
                 )
-                self.app.storage.fail(
-                    lease,
+                self.app.storage.settle(
+                    lease, AttemptOutcome.FAILED,
                     error=f"jobkit could not record the outcome: {describe_error(exc)}",
                     traceback=format_traceback(exc),
                 )
@@ -394,7 +396,7 @@ class Executor:
             error = TimeoutError(f"timed out after {record.policy.timeout:g} s")
             self._finish_failed(lease, record, error, retry=True, outcome=AttemptOutcome.TIMEOUT)
         elif reason is StopReason.SHUTDOWN:
-            handed = self.app.storage.release(lease)
+            handed = self.app.storage.settle(lease, AttemptOutcome.HANDED_BACK)
             if handed is not None:
                 logger.bind(job_id=record.id).warning(
                     "job {job_id} handed back at shutdown", job_id=record.id
@@ -424,8 +426,8 @@ class Executor:
             )
             seconds = limits.clamp(limits.DELAY, delay, 0.0) or 0.0
             retry_at = self.app.storage.now() + timedelta(seconds=seconds)
-        done = self.app.storage.fail(
-            lease, error=message, traceback=trace, outcome=outcome, retry_at=retry_at
+        done = self.app.storage.settle(
+            lease, outcome, error=message, traceback=trace, retry_at=retry_at
         )
         if done is None:
             self._refused(lease, "the failure")
@@ -444,7 +446,7 @@ class Executor:
         )
 
     def _progress(self, lease: Lease, fraction: float, message: str | None) -> None:
-        self.app.storage.set_progress(lease, fraction, message)
+        set_progress(self.app.storage, lease, fraction, message)
 
 
 @attrs.define(eq=False)

@@ -37,8 +37,9 @@ from jobkit.executor import Executor, StopReason
 from jobkit.imports import import_string
 from jobkit.interrupt import Interrupter
 from jobkit.journal import Journal, read_journal
-from jobkit.records import EventKind, JobRecord, JobStatus, Lease
+from jobkit.records import AttemptOutcome, EventKind, JobRecord, JobStatus, Lease
 from jobkit.roster import Roster
+from jobkit.storage.capabilities import check_health, housekeep, wait_for_jobs
 from jobkit.throughput import Tally
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def _child_main(spec: ChildSpec, logs: Connection, control: Connection, journal:
                 if spec.burst and nothing_left(app):
                     break
                 # idle: sleep, or (PostgreSQL) until a new job is announced
-                app.storage.wait_for_jobs(settings.poll_interval, stop)
+                wait_for_jobs(app.storage, settings.poll_interval, stop)
             except Exception as exc:  # the store is down, or a bug: log it, keep the process
                 logger.opt(exception=not isinstance(exc, StorageError)).error(
                     "worker error: {error}; going on in 1 s", error=str(exc)
@@ -383,7 +384,7 @@ class Worker:
         replaced): going on would serve a file nobody enqueues to any more, while new jobs wait
         in a new one. A supervisor (systemd, Docker) starts the worker again on the new file."""
         try:
-            self.app.storage.check_health()
+            check_health(self.app.storage)
         except StoreLost as exc:
             logger.error(
                 "{error}; stopping the worker (exit status 1): restart it to serve the store "
@@ -411,7 +412,7 @@ class Worker:
                 self._tally.add(child.outcomes)
                 child.outcomes.clear()
             self._tally.flush()
-            self.app.storage.housekeep()
+            housekeep(self.app.storage)
         except Exception as exc:  # the store is down (or a bug): never the supervisor's end
             logger.warning("store upkeep failed: {error}", error=str(exc))
 
@@ -559,12 +560,12 @@ class Worker:
                 lease = Lease(record.id, child.worker_id, record.attempts)
                 key = (record.id, record.attempts)
                 if key in journal.done:
-                    done = storage.complete(lease, journal.done[key])
+                    done = storage.settle(lease, AttemptOutcome.SUCCEEDED, result=journal.done[key])
                     if done is not None:
                         self.app.emit(EventKind.SUCCEEDED, done)
                         child.outcomes[EventKind.SUCCEEDED.value] += 1
                 elif journal.readable and key not in journal.started:
-                    storage.release(lease)
+                    storage.settle(lease, AttemptOutcome.HANDED_BACK)
                 elif storage.abandon(lease):
                     logger.warning(
                         "job {job_id}: its worker process {name} died (status {code}); "
