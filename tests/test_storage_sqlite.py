@@ -21,7 +21,18 @@ from jobkit.records import AttemptOutcome, JobStatus, Lease
 from jobkit.storage import filewatch
 from jobkit.storage import sqlite as sqlite_module
 from jobkit.storage.sqlite import SQLiteStorage, migrations
-from jobkit.testing import FakeClock, StorageConformance
+from jobkit.testing import (
+    BatchesConformance,
+    ConcurrencyTests,
+    CoreConformance,
+    FakeClock,
+    JobLogsConformance,
+    ProgressConformance,
+    SearchConformance,
+    SessionsConformance,
+    ThroughputConformance,
+    WorkersConformance,
+)
 from jobkit.testing.conformance import new_job, run_in_processes
 
 #: The schema version this jobkit writes.
@@ -34,8 +45,19 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "jobs.db"
 
 
-class TestSQLiteStorage(StorageConformance):
-    """SQLiteStorage follows every rule of the Storage contract."""
+class TestSQLiteStorage(
+    CoreConformance,
+    ConcurrencyTests,
+    SearchConformance,
+    WorkersConformance,
+    JobLogsConformance,
+    ThroughputConformance,
+    SessionsConformance,
+    ProgressConformance,
+    BatchesConformance,
+):
+    """SQLiteStorage follows every rule of the Storage core (shared by processes) and of every
+    optional capability, subclassing the suite's classes as a third party's backend would."""
 
     @pytest.fixture
     def storage(self, db_path: Path, clock: FakeClock) -> Iterator[SQLiteStorage]:

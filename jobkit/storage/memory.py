@@ -135,7 +135,8 @@ class MemoryStorage(
     def from_url(cls, url: str, **options: Any) -> MemoryStorage:
         """A new, empty store for ``memory://``; ``options`` go to the constructor
         (``durability`` means nothing here: a memory store is lost with its process)."""
-        if url != "memory://":
+        scheme, sep, rest = url.partition("://")
+        if not (sep and scheme) or rest:  # any scheme: a subclass may be registered under its own
             raise ConfigError(f"storage: {url!r} is not the memory store's URL 'memory://'")
         options.pop("durability", None)
         return cls(**options)

@@ -1,8 +1,9 @@
 """The conformance suite every ``Storage`` backend passes (fsspec's pattern).
 
-A backend's test module subclasses :class:`StorageConformance` and supplies the fixtures::
+A backend's test module subclasses :class:`CoreConformance`, :class:`ConcurrencyTests` for a
+store shared by processes and the class of each capability it has, and supplies the fixtures::
 
-    class TestRedisStorage(StorageConformance):
+    class TestRedisStorage(CoreConformance, ConcurrencyTests, WorkersConformance):
         @pytest.fixture
         def storage(self, clock):
             store = RedisStorage(..., clock=clock)  # fresh and empty
@@ -14,9 +15,11 @@ A backend's test module subclasses :class:`StorageConformance` and supplies the 
             return storage.url  # or None: the multi-process test is skipped
 
 The tests move time with the :class:`FakeClock` of the ``clock`` fixture and never sleep, except
-the one that claims from several processes at once. The tests of an optional capability
-(workers, job logs, throughput: :data:`~jobkit.storage.base.OPTIONAL_CAPABILITIES`) are skipped
-for a backend that overrides none of its methods, and fail one that overrides only some.
+the one that claims from several processes at once. :class:`CoreConformance` holds the rules of
+the ``Storage`` core; each optional capability
+(:data:`~jobkit.storage.capabilities.OPTIONAL_CAPABILITIES`) has its class, whose tests skip for
+a backend without it (those of ``search``, ``sessions`` and ``batches`` check the fallback over
+the core instead). :class:`StorageConformance` is all of them.
 """
 
 from __future__ import annotations
