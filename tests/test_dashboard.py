@@ -385,6 +385,18 @@ class TestWithoutOptionalCapabilities:
         page = client.get(f"/jobs/{job_id}").text
         assert "This job store keeps no log lines of jobs; they are in the log files." in page
         assert "logged nothing" not in page
+        assert "This job store keeps no progress of running jobs." in page
+
+    def test_the_jobs_page_says_the_store_has_no_search_index(
+        self, plain: tuple[JobKit, TestClient]
+    ) -> None:
+        """Without the search capability, jobs are still found (every one read) and the page
+        says so."""
+        app, client = plain
+        job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "a"})
+        assert [job["id"] for job in client.get("/api/jobs?status=pending").json()["jobs"]] == [
+            job_id]
+        assert "This job store has no search index" in client.get("/jobs").text
 
     def test_a_store_with_them_shows_them(self, client: TestClient) -> None:
         """The built-in stores keep all three, and the pages show them as before."""
@@ -395,6 +407,7 @@ class TestWithoutOptionalCapabilities:
             "workers": True, "job_logs": True, "throughput": True}
         page = client.get("/").text
         assert "No worker is running." in page and "/charts/hour.svg" in page
+        assert "no search index" not in client.get("/jobs").text
 
 
 class TestActions:

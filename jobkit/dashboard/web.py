@@ -318,6 +318,7 @@ class Dashboard:
         total = capabilities.count_matching(storage, query, cap=filters.COUNT_CAP,
                                             budget=filters.COUNT_BUDGET)
         return {
+            "keeps": _keeps(storage),
             "query": shown,
             "jobs": [_job_json(record) for record in page.jobs],
             "total": total.n,
@@ -539,7 +540,8 @@ def _time(value: Any) -> str | None:
 
 
 def _keeps(storage: Storage) -> dict[str, bool]:
-    """Which optional capabilities the store has: what it keeps of workers, logs, throughput."""
+    """Which optional capabilities the store has (:mod:`jobkit.storage.capabilities`): the
+    pages say what a store without them does not keep."""
     return {name: supports(storage, name) for name in OPTIONAL_CAPABILITIES}
 
 def _job_json(record: JobRecord) -> dict[str, Any]:
