@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import abc
 import threading
-import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -302,9 +301,9 @@ def complete_and_claim_many(storage: Storage, completions: Sequence[tuple[Lease,
     return done, claimed
 
 
-#: The sign-outs of stores without ``sessions``, kept with the store object in this process.
-_REVOKED: weakref.WeakKeyDictionary[Any, dict[str, datetime]] = weakref.WeakKeyDictionary()
+#: Guards the sign-outs of stores without ``sessions``, kept in the store object itself.
 _REVOKED_LOCK = threading.Lock()
+_REVOKED = "_jobkit_revoked_sessions"
 
 
 def revoke_session(storage: Storage, session_id: str, expires_at: datetime) -> None:
@@ -314,7 +313,7 @@ def revoke_session(storage: Storage, session_id: str, expires_at: datetime) -> N
         storage.revoke_session(session_id, expires_at)
         return
     with _REVOKED_LOCK:
-        revoked = _REVOKED.setdefault(storage, {})
+        revoked: dict[str, datetime] = vars(storage).setdefault(_REVOKED, {})
         now = storage.now()
         for ended in [key for key, until in revoked.items() if until < now]:
             del revoked[ended]
@@ -326,7 +325,7 @@ def session_revoked(storage: Storage, session_id: str) -> bool:
     if isinstance(storage, KeepsSessions):
         return storage.session_revoked(session_id)
     with _REVOKED_LOCK:
-        return session_id in _REVOKED.get(storage, {})
+        return session_id in vars(storage).get(_REVOKED, {})
 
 
 # -- null objects: a store without the capability keeps nothing, and says nothing -------------
