@@ -1,11 +1,14 @@
-"""The ``Storage`` contract every job store implements.
+"""The ``Storage`` core every job store implements: the job store alone.
 
-The interface is small on purpose (procrastinate's lesson): each method is one atomic transition
-of the job store, and anything that must be atomic happens inside the backend, in one transaction.
-Backends know records, never the worker. Every write made on behalf of a running attempt carries a
-:class:`~jobkit.records.Lease` and is *fenced*: it changes nothing unless that lease still owns the
-job (same worker, same attempt, status ``running``), so a worker that lost its lease can never
-overwrite the result of the worker that took the job over.
+The interface is small on purpose (procrastinate's lesson): 18 public methods that check their
+arguments over 12 protected hooks a backend writes; what only the dashboard and operations need
+are the optional capabilities of :mod:`jobkit.storage.capabilities`. Each method is one
+atomic transition of the job store, and anything that must be atomic happens inside the
+backend, in one transaction. Backends know records, never the worker. Every write made on
+behalf of a running attempt carries a :class:`~jobkit.records.Lease` and is *fenced*: it
+changes nothing unless that lease still owns the job (same worker, same attempt, status
+``running``), so a worker that lost its lease can never overwrite the result of the worker that
+took the job over.
 """
 
 from __future__ import annotations
