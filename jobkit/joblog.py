@@ -17,6 +17,7 @@ from loguru import logger
 
 from jobkit.exceptions import StorageError
 from jobkit.records import JobLogLine
+from jobkit.storage.capabilities import job_logs_of
 
 if TYPE_CHECKING:
     from loguru import Logger, Record
@@ -88,7 +89,7 @@ class AttemptLog:
 
     def _write(self, lines: list[JobLogLine]) -> None:
         try:
-            self.storage.add_job_logs(self.job_id, lines)
+            job_logs_of(self.storage).add_job_logs(self.job_id, lines)
         except StorageError as exc:
             with self._lock:
                 self._pending[:0] = lines

@@ -36,6 +36,7 @@ from jobkit import limits
 from jobkit.exceptions import Retry
 from jobkit.records import AttemptOutcome, EventKind, JobRecord, JobStatus, Lease
 from jobkit.retries import retry_delay
+from jobkit.storage.capabilities import complete_and_claim_many
 
 if TYPE_CHECKING:
     from jobkit.storage.base import Storage
@@ -120,7 +121,7 @@ class Transitions:
         """Record the completions ``done`` and claim up to ``limit`` jobs, in one transaction:
         the completed records (``None`` where the lease was gone) and the jobs claimed. The
         caller keeps the claimed jobs, then announces the completions (:meth:`succeeded`)."""
-        return self.app.storage.complete_and_claim_many(done, worker_id, lease_seconds, limit)
+        return complete_and_claim_many(self.app.storage, done, worker_id, lease_seconds, limit)
 
     def succeeded(
         self, done: Sequence[tuple[Lease, Any]], records: Sequence[JobRecord | None]
@@ -134,7 +135,7 @@ class Transitions:
 
     def recovered_completion(self, lease: Lease, result: Any) -> JobRecord | None:
         """A dead process finished this attempt (its journal says) but could not record it."""
-        record = self.app.storage.complete(lease, result)
+        record = self.app.storage.settle(lease, AttemptOutcome.SUCCEEDED, result=result)
         if record is not None:
             self.app.emit(self._counted(EventKind.SUCCEEDED), record)
         return record
@@ -164,8 +165,8 @@ class Transitions:
             )
             seconds = limits.clamp(limits.DELAY, delay, 0.0) or 0.0
             retry_at = storage.now() + timedelta(seconds=seconds)
-        done = storage.fail(
-            lease, error=message, traceback=trace, outcome=outcome, retry_at=retry_at
+        done = storage.settle(
+            lease, outcome, error=message, traceback=trace, retry_at=retry_at
         )
         if done is None:
             self.refused(lease, "the failure")
@@ -182,8 +183,9 @@ class Transitions:
     def not_recorded(self, lease: Lease, problem: BaseException) -> None:
         """Recording the attempt's outcome itself failed (a bug): fail the job rather than
         leave it running."""
-        self.app.storage.fail(
+        self.app.storage.settle(
             lease,
+            AttemptOutcome.FAILED,
             error=f"jobkit could not record the outcome: {describe_error(problem)}",
             traceback=format_traceback(problem),
         )
@@ -193,7 +195,7 @@ class Transitions:
     def handed_back(self, lease: Lease, *, at_shutdown: bool = False) -> JobRecord | None:
         """A claimed job goes back to the queue, its attempt uncounted (not started yet, or
         stopped by the worker's shutdown: ``at_shutdown`` says so in the log)."""
-        record = self.app.storage.release(lease)
+        record = self.app.storage.settle(lease, AttemptOutcome.HANDED_BACK)
         if record is not None and at_shutdown:
             logger.bind(job_id=lease.job_id).warning(
                 "job {job_id} handed back at shutdown", job_id=lease.job_id

@@ -32,8 +32,9 @@ from jobkit.dashboard.security import Access, check_listen, is_loopback
 from jobkit.dashboard.web import create_app
 from jobkit.exceptions import ConfigError
 from jobkit.records import JobLogLine, WorkerInfo
-from jobkit.storage import MemoryStorage, Storage
-from jobkit.storage.base import OPTIONAL_CAPABILITIES
+from jobkit.storage import MemoryStorage
+from jobkit.storage.capabilities import OPTIONAL_CAPABILITIES, supports
+from jobkit.testing.coreonly import CoreOnlyStorage
 
 ADMIN, VIEWER = "admin-password-1", "viewer-password-2"
 #: Made once: scrypt takes ~50 ms by design.
@@ -330,20 +331,16 @@ class TestOverview:
         assert client.get("/charts/week.svg").status_code == 404
 
 
-class PlainMemoryStorage(MemoryStorage):
-    """The memory store without the optional capabilities, as a minimal third-party backend
-    would be: every method of theirs is the base class's default."""
+class PlainMemoryStorage(CoreOnlyStorage):
+    """The memory store's core alone, as a minimal third-party backend would be: no optional
+    capability."""
 
     scheme = "plain"
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PlainMemoryStorage:
         options.pop("durability", None)
-        return cls(**options)
-
-
-for _name in (name for methods in OPTIONAL_CAPABILITIES.values() for name in methods):
-    setattr(PlainMemoryStorage, _name, getattr(Storage, _name))
+        return cls(MemoryStorage(**options))
 
 
 class PlainPlugin:
@@ -369,9 +366,9 @@ class TestWithoutOptionalCapabilities:
         """Without workers and throughput, the overview says the store keeps none of them
         instead of an empty workers table and empty charts."""
         _, client = plain
-        assert not PlainMemoryStorage.supports("workers")
+        assert not supports(PlainMemoryStorage, "workers")
         data = client.get("/api/overview").json()
-        assert data["keeps"] == {"workers": False, "job_logs": False, "throughput": False}
+        assert data["keeps"] == dict.fromkeys(OPTIONAL_CAPABILITIES, False)
         assert data["workers"] == []
         page = client.get("/").text
         assert "This job store keeps no worker processes, so none is listed." in page
@@ -388,14 +385,29 @@ class TestWithoutOptionalCapabilities:
         page = client.get(f"/jobs/{job_id}").text
         assert "This job store keeps no log lines of jobs; they are in the log files." in page
         assert "logged nothing" not in page
+        assert "This job store keeps no progress of running jobs." in page
+
+    def test_the_jobs_page_says_the_store_has_no_search_index(
+        self, plain: tuple[JobKit, TestClient]
+    ) -> None:
+        """Without the search capability, jobs are still found (every one read) and the page
+        says so."""
+        app, client = plain
+        job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "a"})
+        assert [job["id"] for job in client.get("/api/jobs?status=pending").json()["jobs"]] == [
+            job_id]
+        assert "This job store has no search index" in client.get("/jobs").text
 
     def test_a_store_with_them_shows_them(self, client: TestClient) -> None:
         """The built-in stores keep all three, and the pages show them as before."""
         sign_in(client)
-        assert client.get("/api/overview").json()["keeps"] == {
+        keeps = client.get("/api/overview").json()["keeps"]
+        assert set(keeps) == set(OPTIONAL_CAPABILITIES)
+        assert {name: keeps[name] for name in ("workers", "job_logs", "throughput")} == {
             "workers": True, "job_logs": True, "throughput": True}
         page = client.get("/").text
         assert "No worker is running." in page and "/charts/hour.svg" in page
+        assert "no search index" not in client.get("/jobs").text
 
 
 class TestActions:

@@ -38,7 +38,6 @@ from jobkit.dashboard.passwords import hash_password
 from jobkit.dashboard.proxies import TrustedProxies, throttle_key
 from jobkit.dashboard.web import create_app
 from jobkit.exceptions import ConfigError
-from jobkit.storage.base import Storage
 
 #: The same key for every dashboard of a test: a cookie of one is good on the other.
 SECRET_KEY = "k" * 40
@@ -435,11 +434,9 @@ class TestSignOutsKept:
         with JobKit(dashboard_config(tmp_path), load_entrypoints=False) as app:
             assert keeps_sign_outs(app)
 
-        class Forgetful(MemoryStorage):
-            scheme = "forgetful"
-            revoke_session = Storage.revoke_session
-            session_revoked = Storage.session_revoked
+        from jobkit.testing.coreonly import CoreOnlyStorage
 
         config = Config.from_dict({**config_data(tmp_path), "storage": "memory://"})
-        with JobKit(config, storage=Forgetful(), load_entrypoints=False) as app:
+        with JobKit(config, storage=CoreOnlyStorage(MemoryStorage()),
+                    load_entrypoints=False) as app:
             assert not keeps_sign_outs(app)

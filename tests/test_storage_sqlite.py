@@ -17,11 +17,22 @@ import pytest
 from jobkit import JobKit
 from jobkit.config import load_config
 from jobkit.exceptions import ConfigError, StorageError, StoreLost
-from jobkit.records import JobStatus, Lease
+from jobkit.records import AttemptOutcome, JobStatus, Lease
 from jobkit.storage import filewatch
 from jobkit.storage import sqlite as sqlite_module
 from jobkit.storage.sqlite import SQLiteStorage, migrations
-from jobkit.testing import FakeClock, StorageConformance
+from jobkit.testing import (
+    BatchesConformance,
+    ConcurrencyTests,
+    CoreConformance,
+    FakeClock,
+    JobLogsConformance,
+    ProgressConformance,
+    SearchConformance,
+    SessionsConformance,
+    ThroughputConformance,
+    WorkersConformance,
+)
 from jobkit.testing.conformance import new_job, run_in_processes
 
 #: The schema version this jobkit writes.
@@ -34,8 +45,19 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "jobs.db"
 
 
-class TestSQLiteStorage(StorageConformance):
-    """SQLiteStorage follows every rule of the Storage contract."""
+class TestSQLiteStorage(
+    CoreConformance,
+    ConcurrencyTests,
+    SearchConformance,
+    WorkersConformance,
+    JobLogsConformance,
+    ThroughputConformance,
+    SessionsConformance,
+    ProgressConformance,
+    BatchesConformance,
+):
+    """SQLiteStorage follows every rule of the Storage core (shared by processes) and of every
+    optional capability, subclassing the suite's classes as a third party's backend would."""
 
     @pytest.fixture
     def storage(self, db_path: Path, clock: FakeClock) -> Iterator[SQLiteStorage]:
@@ -281,7 +303,7 @@ def enqueue_and_work(storage_class: type[SQLiteStorage], url: str, worker_id: st
             record = store.claim(worker_id, 60)
             if record is not None:
                 lease = Lease(record.id, worker_id, record.attempts)
-                assert store.complete(lease, n) is not None
+                assert store.settle(lease, AttemptOutcome.SUCCEEDED, result=n) is not None
                 done += 1
     return done
 
@@ -521,7 +543,11 @@ class TestFileIdentity:
             store.check_health()
 
     def test_other_stores_have_nothing_to_check(self) -> None:
-        """check_health is optional: the base class's does nothing (memory:// here)."""
+        """check_health is the optional capability "upkeep": a store without it (memory://
+        here) has nothing to check."""
         from jobkit.storage import MemoryStorage
+        from jobkit.storage.capabilities import check_health, supports
 
-        MemoryStorage().check_health()
+        store = MemoryStorage()
+        assert not supports(store, "upkeep")
+        check_health(store)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from jobkit.records import JobStatus
+from jobkit.storage.capabilities import search
 from jobkit.storage.search import MAX_LIMIT, JobQuery
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def apply(app: JobKit, query: JobQuery, action: str) -> Done:
     after, exhausted = None, False
     deadline = time.monotonic() + SEARCH_SECONDS
     while len(ids) < LIMIT and not exhausted and time.monotonic() < deadline:
-        page = app.storage.search(attrs.evolve(query, after=after))
+        page = search(app.storage, attrs.evolve(query, after=after))
         ids.extend(job.id for job in page.jobs)
         after, exhausted = page.next, page.next is None
     more = len(ids) > LIMIT or not exhausted

@@ -23,10 +23,10 @@ def missing_modules() -> list[str]:
 
 def keeps_sign_outs(app: JobKit) -> bool:
     """Whether ``app``'s store keeps revoked sessions itself (shared by every process that
-    opens it), rather than in the store object (Storage's default)."""
-    from jobkit.storage.base import Storage
+    opens it): the optional capability ``sessions``; without it they are kept in this process."""
+    from jobkit.storage.capabilities import supports
 
-    return type(app.storage).revoke_session is not Storage.revoke_session
+    return supports(app.storage, "sessions")
 
 
 def serve(app: JobKit, host: str, port: int) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from jobkit.dashboard.security import Access, Role, new_csrf_token, same_token
 from jobkit.storage.base import Storage
+from jobkit.storage.capabilities import revoke_session, session_revoked
 
 
 def fingerprint(password_hash: str) -> str:
@@ -58,7 +59,7 @@ def role_of(session: Mapping[str, Any], access: Access, storage: Storage) -> Rol
     stored = access.hash_of(role)
     if stored is None or not same_token(session.get("pw"), fingerprint(stored)):
         return None
-    return None if storage.session_revoked(sid) else role
+    return None if session_revoked(storage, sid) else role
 
 
 def end(session: MutableMapping[str, Any], storage: Storage) -> None:
@@ -69,4 +70,4 @@ def end(session: MutableMapping[str, Any], storage: Storage) -> None:
     expires = session.get("expires")
     session.clear()
     if isinstance(sid, str) and isinstance(expires, (int, float)):
-        storage.revoke_session(sid, datetime.fromtimestamp(expires, timezone.utc))
+        revoke_session(storage, sid, datetime.fromtimestamp(expires, timezone.utc))

@@ -47,7 +47,15 @@ from jobkit.exceptions import InvalidParameters, JobkitError, JobNotFoundInStora
 from jobkit.factory import describe
 from jobkit.masking import mask_secrets
 from jobkit.records import Attempt, JobRecord, JobStatus
-from jobkit.storage.base import OPTIONAL_CAPABILITIES, Storage
+from jobkit.storage import capabilities
+from jobkit.storage.base import Storage
+from jobkit.storage.capabilities import (
+    OPTIONAL_CAPABILITIES,
+    job_logs_of,
+    supports,
+    throughput_of,
+    workers_of,
+)
 from jobkit.storage.search import SORTS
 
 HERE = Path(__file__).parent
@@ -251,10 +259,10 @@ class Dashboard:
         counts = {status.value: storage.count(status=status) for status in JobStatus}
         running = storage.list(status=JobStatus.RUNNING, limit=100)
         now = storage.now()
-        oldest = storage.oldest_waiting()
+        oldest = capabilities.oldest_waiting(storage)
         by_worker = {job.worker_id: job for job in running}
         workers = []
-        for worker in storage.list_workers():
+        for worker in workers_of(storage).list_workers():
             job = by_worker.get(worker.worker_id)
             silent = (now - worker.last_seen_at).total_seconds()
             workers.append({
@@ -268,7 +276,7 @@ class Dashboard:
                 "job": None if job is None else {"id": job.id, "name": job.name,
                                                  "method": job.method},
             })
-        counted = storage.throughput(now - timedelta(days=1))
+        counted = throughput_of(storage).throughput(now - timedelta(days=1))
         return {
             "keeps": _keeps(storage),
             "counts": counts,
@@ -289,7 +297,7 @@ class Dashboard:
             raise HTTPException(404, f"no chart {span!r} (hour, day)")
         storage = self.app.storage
         now = storage.now()
-        found = chart.bars(storage.throughput(now - timedelta(days=1)), span, now)
+        found = chart.bars(throughput_of(storage).throughput(now - timedelta(days=1)), span, now)
         return Response(chart.svg(found, span), media_type="image/svg+xml")
 
     def jobs(self, request: Request) -> Response:
@@ -306,9 +314,11 @@ class Dashboard:
         except filters.BadFilter as exc:
             raise HTTPException(400, str(exc)) from None
         storage = self.app.storage
-        page = storage.search(query)
-        total = storage.count_matching(query, cap=filters.COUNT_CAP, budget=filters.COUNT_BUDGET)
+        page = capabilities.search(storage, query)
+        total = capabilities.count_matching(storage, query, cap=filters.COUNT_CAP,
+                                            budget=filters.COUNT_BUDGET)
         return {
+            "keeps": _keeps(storage),
             "query": shown,
             "jobs": [_job_json(record) for record in page.jobs],
             "total": total.n,
@@ -350,7 +360,7 @@ class Dashboard:
     def _job(self, request: Request) -> dict[str, Any]:
         record = self._record(request)
         attempts = self.app.get_attempts(record.id)
-        lines = self.app.storage.job_logs(record.id)
+        lines = job_logs_of(self.app.storage).job_logs(record.id)
         return {
             "keeps": _keeps(self.app.storage),
             "job": _job_json(record),
@@ -530,9 +540,9 @@ def _time(value: Any) -> str | None:
 
 
 def _keeps(storage: Storage) -> dict[str, bool]:
-    """Which optional capabilities the store has: what it keeps of workers, logs, throughput."""
-    return {name: storage.supports(name) for name in OPTIONAL_CAPABILITIES}
-
+    """Which optional capabilities the store has (:mod:`jobkit.storage.capabilities`): the
+    pages say what a store without them does not keep."""
+    return {name: supports(storage, name) for name in OPTIONAL_CAPABILITIES}
 
 def _job_json(record: JobRecord) -> dict[str, Any]:
     """A job as the pages and the API show it: params with their secrets masked."""

@@ -1,4 +1,5 @@
-"""Job stores: the ``Storage`` contract and the built-in backends.
+"""Job stores: the ``Storage`` core, its optional capabilities (:mod:`.capabilities`) and the
+built-in backends.
 
 The backends are imported lazily so that importing :mod:`jobkit.storage` loads no driver.
 """

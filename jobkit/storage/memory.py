@@ -32,7 +32,9 @@ from jobkit.records import (
     WorkerInfo,
     utcnow,
 )
+from jobkit.storage import capabilities
 from jobkit.storage.base import Clock, Storage
+from jobkit.storage.search import Count, JobQuery, SearchPage
 
 T = TypeVar("T")
 
@@ -103,7 +105,10 @@ class _Row:
         self.lease_expires_at = None
 
 
-class MemoryStorage(Storage):
+class MemoryStorage(
+    Storage, capabilities.Searches, capabilities.KeepsWorkers, capabilities.KeepsJobLogs,
+    capabilities.KeepsThroughput, capabilities.KeepsSessions, capabilities.KeepsProgress,
+):
     """Jobs in this process's memory (``memory://``); thread-safe, lost when the process ends.
 
     Same rules as :class:`~jobkit.storage.sqlite.SQLiteStorage`: ``worker_id`` and
@@ -122,13 +127,15 @@ class MemoryStorage(Storage):
         self._workers: dict[str, WorkerInfo] = {}
         self._throughput: dict[datetime, tuple[int, int]] = {}
         self._job_logs: dict[int, builtins.list[JobLogLine]] = {}
+        self._revoked: dict[str, datetime] = {}
         self._closed = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryStorage:
         """A new, empty store for ``memory://``; ``options`` go to the constructor
         (``durability`` means nothing here: a memory store is lost with its process)."""
-        if url != "memory://":
+        scheme, sep, rest = url.partition("://")
+        if not (sep and scheme) or rest:  # any scheme: a subclass may be registered under its own
             raise ConfigError(f"storage: {url!r} is not the memory store's URL 'memory://'")
         options.pop("durability", None)
         return cls(**options)
@@ -184,12 +191,7 @@ class MemoryStorage(Storage):
 
     # -- writes of the app ---------------------------------------------------------------------
 
-    def enqueue(self, job: NewJob) -> JobRecord:
-        """Store a validated job as ``pending`` and return its record with the new id."""
-        (record,) = self.enqueue_many([job])
-        return record
-
-    def enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
+    def _enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
         """Store the jobs at once (all or nothing), in order; their records."""
         encoded = [
             (
@@ -225,7 +227,7 @@ class MemoryStorage(Storage):
         what = f"enqueue job {jobs[0].name!r}" if len(jobs) == 1 else f"enqueue {len(jobs)} jobs"
         return self._locked(what, work)
 
-    def cancel(self, job_id: str) -> JobRecord | None:
+    def _cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""
 
         def work() -> JobRecord | None:
@@ -240,7 +242,7 @@ class MemoryStorage(Storage):
 
         return self._locked(f"cancel job {job_id}", work)
 
-    def retry(self, job_id: str) -> JobRecord | None:
+    def _retry(self, job_id: str) -> JobRecord | None:
         """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now, its error
         cleared and ``max_attempts`` raised to allow one more attempt if needed. ``None`` for
         other statuses; ``JobNotFoundInStorage`` for an unknown id."""
@@ -261,7 +263,7 @@ class MemoryStorage(Storage):
 
     # -- writes of the worker ------------------------------------------------------------------
 
-    def claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
+    def _claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
         """Atomically take the next due job (see :meth:`Storage.claim`)."""
 
         def work() -> JobRecord | None:
@@ -288,7 +290,7 @@ class MemoryStorage(Storage):
 
         return self._locked(f"claim a job for worker {worker_id}", work)
 
-    def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
+    def _heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when it no longer owns the job."""
 
         def work() -> bool:
@@ -315,7 +317,7 @@ class MemoryStorage(Storage):
 
         return self._locked(f"set progress of job {lease.job_id}", work)
 
-    def complete(self, lease: Lease, result: Any) -> JobRecord | None:
+    def _succeeded(self, lease: Lease, result: Any) -> JobRecord | None:
         """Finish the attempt as succeeded and the job as ``completed``; fenced."""
         encoded = _to_json(result, f"job {lease.job_id}: result")
 
@@ -333,14 +335,13 @@ class MemoryStorage(Storage):
 
         return self._locked(f"complete job {lease.job_id}", work)
 
-    def fail(
+    def _failed(
         self,
         lease: Lease,
-        *,
         error: str,
         traceback: str | None,
-        outcome: AttemptOutcome = AttemptOutcome.FAILED,
-        retry_at: datetime | None = None,
+        outcome: AttemptOutcome,
+        retry_at: datetime | None,
     ) -> JobRecord | None:
         """Finish the attempt with ``outcome``; the job is ``retrying`` at ``retry_at`` (its
         error kept) or ``failed``; fenced."""
@@ -362,7 +363,7 @@ class MemoryStorage(Storage):
 
         return self._locked(f"fail job {lease.job_id}", work)
 
-    def release(self, lease: Lease) -> JobRecord | None:
+    def _handed_back(self, lease: Lease) -> JobRecord | None:
         """Hand a running job back: the attempt is ``handed_back`` and does not count; fenced."""
 
         def work() -> JobRecord | None:
@@ -377,7 +378,16 @@ class MemoryStorage(Storage):
 
         return self._locked(f"release job {lease.job_id}", work)
 
-    def requeue_expired(self) -> builtins.list[JobRecord]:
+    def _settle(self, lease: Lease, outcome: AttemptOutcome, result: Any, error: str | None,
+                traceback: str | None, retry_at: datetime | None) -> JobRecord | None:
+        """Close the attempt with ``outcome`` (see :meth:`Storage.settle`); fenced."""
+        if outcome is AttemptOutcome.SUCCEEDED:
+            return self._succeeded(lease, result)
+        if outcome is AttemptOutcome.HANDED_BACK:
+            return self._handed_back(lease)
+        return self._failed(lease, error or "", traceback, outcome, retry_at)
+
+    def _requeue_expired(self) -> builtins.list[JobRecord]:
         """Take back running jobs whose lease expired (see :meth:`Storage.requeue_expired`)."""
 
         def work() -> builtins.list[JobRecord]:
@@ -405,16 +415,10 @@ class MemoryStorage(Storage):
 
         return self._locked("requeue expired leases", work)
 
-    def prune(
-        self,
-        finished_before: datetime,
-        *,
-        batch_size: int = 1000,
-        progress: Callable[[int], None] | None = None,
+    def _prune(
+        self, finished_before: datetime, batch_size: int, progress: Callable[[int], None] | None
     ) -> int:
         """Delete finished jobs (and attempts) that finished before ``finished_before``."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
 
         def work() -> int:
             old = [
@@ -434,13 +438,29 @@ class MemoryStorage(Storage):
             progress(deleted)
         return deleted
 
+    # -- capability "search": every job read, as the core would -----------------------------
+
+    def search(self, query: JobQuery) -> SearchPage:
+        """The page of jobs ``query`` finds (see :class:`Searches`)."""
+        return capabilities.scan_search(self, query)
+
+    def count_matching(
+        self, query: JobQuery, cap: int = 10_000, budget: float | None = None
+    ) -> Count:
+        """How many jobs ``query`` finds, up to ``cap`` (see :class:`Searches`)."""
+        return capabilities.scan_count(self, query, cap)
+
+    def oldest_waiting(self) -> datetime | None:
+        """When the longest-waiting due job became due (see :class:`Searches`)."""
+        return capabilities.scan_oldest_waiting(self)
+
     # -- reads -----------------------------------------------------------------------------
 
-    def get(self, job_id: str) -> JobRecord:
+    def _get(self, job_id: str) -> JobRecord:
         """The job with this id. Raises ``JobNotFoundInStorage``."""
         return self._locked(f"get job {job_id}", lambda: self._row(job_id).record())
 
-    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+    def _attempts_of(self, job_id: str) -> builtins.list[Attempt]:
         """Every attempt of the job, oldest first. Raises ``JobNotFoundInStorage``."""
         return self._locked(
             f"read the attempts of job {job_id}",
@@ -454,17 +474,10 @@ class MemoryStorage(Storage):
             if (wanted is None or row.status is wanted) and (name is None or row.name == name)
         ]
 
-    def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        name: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
+    def _list(
+        self, status: JobStatus | None, name: str | None, limit: int, offset: int
     ) -> builtins.list[JobRecord]:
         """Jobs, newest first, filtered by status and job name."""
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must be >= 0, got {limit!r} and {offset!r}")
 
         def work() -> builtins.list[JobRecord]:
             rows = sorted(self._matching(status, name), key=lambda row: row.id, reverse=True)
@@ -472,7 +485,7 @@ class MemoryStorage(Storage):
 
         return self._locked("list jobs", work)
 
-    def count(self, *, status: JobStatus | None = None, name: str | None = None) -> int:
+    def _count(self, status: JobStatus | None, name: str | None) -> int:
         """How many jobs match the filter."""
         return self._locked("count jobs", lambda: len(self._matching(status, name)))
 
@@ -555,12 +568,19 @@ class MemoryStorage(Storage):
         self._locked("forget old throughput", work)
 
     def revoke_session(self, session_id: str, expires_at: datetime) -> None:
-        """Keep the ended session (the store is this object, as the base class keeps them)."""
-        super().revoke_session(session_id, expires_at)
+        """Keep the ended session until ``expires_at`` (the store is this object)."""
+
+        def work() -> None:
+            now = self.now()
+            for ended in [key for key, until in self._revoked.items() if until < now]:
+                del self._revoked[ended]
+            self._revoked[session_id] = max(expires_at, self._revoked.get(session_id, expires_at))
+
+        self._locked("revoke a dashboard session", work)
 
     def session_revoked(self, session_id: str) -> bool:
         """Whether the session was ended."""
-        return super().session_revoked(session_id)
+        return self._locked("check a dashboard session", lambda: session_id in self._revoked)
 
     def list_workers(self) -> builtins.list[WorkerInfo]:
         """The worker processes known, by host, supervisor and id."""

@@ -40,6 +40,7 @@ from jobkit.records import (
     utcnow,
 )
 from jobkit.storage.base import Clock
+from jobkit.storage.capabilities import WakesWorkers
 from jobkit.storage.rows import attempt_from_row, record_from_row, set_aside_error
 from jobkit.storage.sql import SQLStorage, job_key, new_record
 from jobkit.storage.sqlfile import migrations, sections
@@ -212,7 +213,7 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-class PostgresStorage(SQLStorage):
+class PostgresStorage(SQLStorage, WakesWorkers):
     """Jobs in a PostgreSQL database: ``postgresql://user:password@host:5432/dbname``.
 
     URL query options read by jobkit: ``pool_size`` (connections per process, default 4) and
@@ -270,6 +271,13 @@ class PostgresStorage(SQLStorage):
         accepted and changes nothing: every commit is durable unless the server's own
         ``synchronous_commit`` says otherwise."""
         options.pop("durability", None)
+        parts = urlsplit(url)
+        if parts.scheme and parts.scheme not in ("postgresql", "postgres") and parts.netloc:
+            # a subclass registered under a scheme of its own: libpq reads postgresql://, and
+            # the store reopens (in a worker's child process) under the scheme it was given
+            store = cls(urlunsplit(parts._replace(scheme="postgresql")), **options)
+            store._url = url
+            return store
         return cls(url, **options)
 
     @property
@@ -486,7 +494,7 @@ class PostgresStorage(SQLStorage):
 
     # -- writes of the app ---------------------------------------------------------------------
 
-    def enqueue(self, job: NewJob) -> JobRecord:
+    def _enqueue(self, job: NewJob) -> JobRecord:
         """Store a validated job as ``pending`` and return its record with the new id."""
         params = self._new_job(job)
 
@@ -496,7 +504,7 @@ class PostgresStorage(SQLStorage):
 
         return self._transaction(f"enqueue job {job.name!r}", work, single=True)
 
-    def enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
+    def _enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
         """Store the jobs in one transaction (all or nothing, pipelined), in order; their
         records."""
         if not jobs:
@@ -516,7 +524,7 @@ class PostgresStorage(SQLStorage):
 
         return self._transaction(f"enqueue {len(jobs)} jobs", work)
 
-    def cancel(self, job_id: str) -> JobRecord | None:
+    def _cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""
 
         def work(cur: psycopg.Cursor[Any], key: int) -> JobRecord | None:
@@ -530,7 +538,7 @@ class PostgresStorage(SQLStorage):
 
         return self._by_id(job_id, f"cancel job {job_id}", work)
 
-    def retry(self, job_id: str) -> JobRecord | None:
+    def _retry(self, job_id: str) -> JobRecord | None:
         """Put a ``failed`` or ``cancelled`` job back to ``pending`` (see :meth:`Storage.retry`)."""
 
         def work(cur: psycopg.Cursor[Any], key: int) -> JobRecord | None:
@@ -564,7 +572,7 @@ class PostgresStorage(SQLStorage):
             "job_id": key, "now": self._now_param(), "error": error,
             "outcome": AttemptOutcome.FAILED.value, "traceback": None})
 
-    def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
+    def _heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when it no longer owns the job."""
         return self._fenced_update(
             f"heartbeat job {lease.job_id}", "heartbeat", lease,
@@ -619,7 +627,7 @@ class PostgresStorage(SQLStorage):
 
         return self._transaction("prune finished jobs", batch)
 
-    def requeue_expired(self) -> builtins.list[JobRecord]:
+    def _requeue_expired(self) -> builtins.list[JobRecord]:
         """Take back running jobs whose lease expired (see :meth:`Storage.requeue_expired`)."""
 
         def work(cur: psycopg.Cursor[Any]) -> builtins.list[JobRecord]:
@@ -633,7 +641,7 @@ class PostgresStorage(SQLStorage):
 
     # -- reads -----------------------------------------------------------------------------
 
-    def get(self, job_id: str) -> JobRecord:
+    def _get(self, job_id: str) -> JobRecord:
         """The job with this id. Raises ``JobNotFoundInStorage``."""
 
         def work(cur: psycopg.Cursor[Any], key: int) -> JobRecord:
@@ -644,7 +652,7 @@ class PostgresStorage(SQLStorage):
 
         return self._by_id(job_id, f"get job {job_id}", work)
 
-    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+    def _attempts_of(self, job_id: str) -> builtins.list[Attempt]:
         """Every attempt of the job, oldest first. Raises ``JobNotFoundInStorage``."""
 
         def work(cur: psycopg.Cursor[Any], key: int) -> builtins.list[Attempt]:
@@ -654,17 +662,10 @@ class PostgresStorage(SQLStorage):
 
         return self._by_id(job_id, f"read the attempts of job {job_id}", work)
 
-    def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        name: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
+    def _list(
+        self, status: JobStatus | None, name: str | None, limit: int, offset: int
     ) -> builtins.list[JobRecord]:
         """Jobs, newest first, filtered by status and job name."""
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must be >= 0, got {limit!r} and {offset!r}")
         where, params = _filter(status, name)
         query = (
             f"SELECT * FROM jobkit_jobs{where} ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s"
@@ -676,7 +677,7 @@ class PostgresStorage(SQLStorage):
 
         return self._transaction("list jobs", work)
 
-    def count(self, *, status: JobStatus | None = None, name: str | None = None) -> int:
+    def _count(self, status: JobStatus | None, name: str | None) -> int:
         """How many jobs match the filter."""
         where, params = _filter(status, name)
 

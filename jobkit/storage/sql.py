@@ -33,6 +33,15 @@ from jobkit.records import (
     decode_json,
 )
 from jobkit.storage.base import Storage
+from jobkit.storage.capabilities import (
+    ClaimsInBatches,
+    KeepsJobLogs,
+    KeepsProgress,
+    KeepsSessions,
+    KeepsThroughput,
+    KeepsWorkers,
+    Searches,
+)
 from jobkit.storage.rows import Decode, set_aside_error
 from jobkit.storage.search import (
     MAX_LIMIT,
@@ -124,7 +133,8 @@ def new_record(
     )
 
 
-class SQLStorage(Storage):
+class SQLStorage(Storage, Searches, KeepsWorkers, KeepsJobLogs, KeepsThroughput, KeepsSessions,
+                 KeepsProgress, ClaimsInBatches):
     """A ``Storage`` whose worker transitions are named, fenced SQL updates.
 
     A subclass runs work in one transaction (:meth:`_transaction`, handing the work its
@@ -205,27 +215,12 @@ class SQLStorage(Storage):
             lambda db: self._fenced_in(db, name, lease, outcome, error, traceback, params),
         )
 
-    def claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
+    def _claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
         """Atomically take the next due job (see :meth:`Storage.claim`)."""
         return self._transaction(
             f"claim a job for worker {worker_id}",
             lambda db: self._claim_in(db, worker_id, lease_seconds),
         )
-
-    def complete_and_claim(
-        self, lease: Lease, result: Any, worker_id: str, lease_seconds: float
-    ) -> tuple[JobRecord | None, JobRecord | None]:
-        """Complete the attempt and claim the next job in one transaction: one commit per job
-        for a busy worker instead of two (see :meth:`Storage.complete_and_claim`)."""
-        encoded = to_json(result, f"job {lease.job_id}: result")
-
-        def work(db: Any) -> tuple[JobRecord | None, JobRecord | None]:
-            done = self._fenced_in(
-                db, "complete", lease, AttemptOutcome.SUCCEEDED, None, None, {"result": encoded}
-            )
-            return done, self._claim_in(db, worker_id, lease_seconds)
-
-        return self._transaction(f"complete job {lease.job_id} and claim the next", work)
 
     def complete_and_claim_many(
         self,
@@ -235,7 +230,7 @@ class SQLStorage(Storage):
         limit: int,
     ) -> tuple[list[JobRecord | None], list[JobRecord]]:
         """The completions of a batch and the next claims in one transaction: one commit for
-        the batch (see :meth:`Storage.complete_and_claim_many`)."""
+        the batch (see :class:`~jobkit.storage.capabilities.ClaimsInBatches`)."""
         encoded = [
             (lease, to_json(result, f"job {lease.job_id}: result")) for lease, result in completions
         ]
@@ -302,10 +297,10 @@ class SQLStorage(Storage):
         """A ``jobkit_jobs`` row as a record."""
 
     def search(self, query: JobQuery) -> SearchPage:
-        """The page ``query`` finds (see :meth:`Storage.search`): one indexed query. A search
-        no index serves (text, or method, priority or creation time without a status or job
-        name) goes by windows of ids, or batches in claim order, and answers with what it found
-        once :data:`SCAN_BUDGET` seconds have passed."""
+        """The page ``query`` finds (see :class:`~jobkit.storage.capabilities.Searches`): one
+        indexed query. A search no index serves (text, or method, priority or creation time
+        without a status or job name) goes by windows of ids, or batches in claim order, and
+        answers with what it found once :data:`SCAN_BUDGET` seconds have passed."""
         if not query.text and not _scans(query):  # one more than asked: is there a next page
             return page_of(query, self._find(query, limit=query.limit + 1))
         if query.sort == "next":
@@ -539,7 +534,8 @@ class SQLStorage(Storage):
         return bool(self._select("check a dashboard session", sql, {"id": session_id}))
 
     def oldest_waiting(self) -> datetime | None:
-        """When the job that has waited longest became due (see :meth:`Storage.oldest_waiting`):
+        """When the job that has waited longest became due (see
+        :class:`~jobkit.storage.capabilities.Searches`):
         one index scan of the waiting jobs."""
         rows = self._named("find the oldest waiting job", "oldest_waiting",
                            {"now": self._now_bound()})
@@ -567,25 +563,16 @@ class SQLStorage(Storage):
             progress=float(fraction), progress_message=message,
         )
 
-    def complete(self, lease: Lease, result: Any) -> JobRecord | None:
-        """Finish the attempt as succeeded and the job as ``completed``; fenced."""
-        encoded = to_json(result, f"job {lease.job_id}: result")
-        return self._fenced(
-            f"complete job {lease.job_id}", "complete", lease, AttemptOutcome.SUCCEEDED,
-            result=encoded,
-        )
-
-    def fail(
-        self,
-        lease: Lease,
-        *,
-        error: str,
-        traceback: str | None,
-        outcome: AttemptOutcome = AttemptOutcome.FAILED,
-        retry_at: datetime | None = None,
-    ) -> JobRecord | None:
-        """Finish the attempt with ``outcome``; the job is ``retrying`` at ``retry_at`` (its
-        error kept) or ``failed``; fenced."""
+    def _settle(self, lease: Lease, outcome: AttemptOutcome, result: Any, error: str | None,
+                traceback: str | None, retry_at: datetime | None) -> JobRecord | None:
+        """Close the attempt with ``outcome`` (see :meth:`Storage.settle`); fenced."""
+        if outcome is AttemptOutcome.SUCCEEDED:
+            encoded = to_json(result, f"job {lease.job_id}: result")
+            return self._fenced(
+                f"complete job {lease.job_id}", "complete", lease, outcome, result=encoded
+            )
+        if outcome is AttemptOutcome.HANDED_BACK:
+            return self._fenced(f"release job {lease.job_id}", "release", lease, outcome)
         if retry_at is None:
             return self._fenced(
                 f"fail job {lease.job_id}", "fail", lease, outcome,
@@ -596,23 +583,11 @@ class SQLStorage(Storage):
             error=error, traceback=traceback, retry_at=self._time(retry_at),
         )
 
-    def release(self, lease: Lease) -> JobRecord | None:
-        """Hand a running job back: the attempt is ``handed_back`` and does not count; fenced."""
-        return self._fenced(
-            f"release job {lease.job_id}", "release", lease, AttemptOutcome.HANDED_BACK
-        )
-
-    def prune(
-        self,
-        finished_before: datetime,
-        *,
-        batch_size: int = 1000,
-        progress: Callable[[int], None] | None = None,
+    def _prune(
+        self, finished_before: datetime, batch_size: int, progress: Callable[[int], None] | None
     ) -> int:
         """Delete finished jobs (and attempts) that finished before ``finished_before``, in
         batches of ``batch_size`` rows, each its own transaction."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
         deleted = 0
         while True:
             count = self._prune_batch(self._time(finished_before), batch_size)

@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -33,6 +34,7 @@ from jobkit.records import (
     utcnow,
 )
 from jobkit.storage.base import Clock
+from jobkit.storage.capabilities import NeedsUpkeep, WakesWorkers
 from jobkit.storage.filewatch import FileWatch, watch
 from jobkit.storage.rows import attempt_from_row, record_from_row, set_aside_error
 from jobkit.storage.sql import SQLStorage, job_key, new_record
@@ -42,7 +44,9 @@ from jobkit.storage.sqlfile import sections
 T = TypeVar("T")
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-_URL_PREFIX = "sqlite:///"
+#: ``scheme:///path``: the registry chose the class by the scheme (``sqlite``, or the scheme a
+#: subclass is registered under); the rest names the file.
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):///(?P<path>.*)\Z", re.DOTALL)
 
 
 def queries() -> dict[str, str]:
@@ -69,6 +73,12 @@ def split_statements(script: str) -> builtins.list[str]:
     ):
         raise RuntimeError(f"sqlite.sql: unterminated statement: {pending.strip()[:60]!r}")
     return statements
+
+
+def _scheme_and_path(url: str) -> tuple[str, str]:
+    """``("sqlite", "rel/path.db")`` for ``sqlite:///rel/path.db``; ``("", "")`` for no file."""
+    found = _URL.match(url)
+    return (found["scheme"], found["path"]) if found else ("", "")
 
 
 def _to_epoch(value: datetime) -> float:
@@ -134,7 +144,7 @@ def _attempt(row: sqlite3.Row) -> Attempt:
     return attempt_from_row(row, _to_datetime)
 
 
-class SQLiteStorage(SQLStorage):
+class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
     """Jobs in one SQLite file: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
 
     Safe to share between threads (one connection per thread) and between processes (WAL mode,
@@ -170,6 +180,8 @@ class SQLiteStorage(SQLStorage):
         if busy_timeout < 0:
             raise ConfigError(f"sqlite storage: busy_timeout must be >= 0, got {busy_timeout!r}")
         self.path = Path(path).absolute()
+        #: The scheme :attr:`url` names: the one :meth:`from_url` was given.
+        self._scheme = self.scheme
         self._busy_timeout = float(busy_timeout)
         self._synchronous = synchronous.upper()
         self._local = threading.local()
@@ -196,19 +208,22 @@ class SQLiteStorage(SQLStorage):
         """Open ``sqlite:///rel/path.db`` (relative to the working directory) or
         ``sqlite:////abs/path.db``; ``options`` go to the constructor, but for ``durability``
         (jobs.yaml's): ``"full"`` means ``synchronous="FULL"``. The folder is created."""
-        if not url.startswith(_URL_PREFIX) or len(url) == len(_URL_PREFIX):
+        scheme, path = _scheme_and_path(url)
+        if not path:
             raise ConfigError(
-                f"storage: {url!r} is not a SQLite URL like sqlite:///jobkit.db "
-                "(or sqlite:////absolute/path/jobkit.db)"
+                f"storage: {url!r} is not a SQLite URL like {scheme or cls.scheme}:///jobkit.db "
+                f"(or {scheme or cls.scheme}:////absolute/path/jobkit.db)"
             )
         if options.pop("durability", "normal") == "full":
             options["synchronous"] = "FULL"
-        return cls(url[len(_URL_PREFIX) :], **options)
+        store = cls(path, **options)
+        store._scheme = scheme  # a subclass registered as acme:// reopens as acme://
+        return store
 
     @property
     def url(self) -> str:
         """The URL that opens this store again (absolute), e.g. in a child process."""
-        return _URL_PREFIX + self.path.as_posix()
+        return f"{self._scheme}:///{self.path.as_posix()}"
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({str(self.path)!r})"
@@ -468,11 +483,11 @@ class SQLiteStorage(SQLStorage):
 
     # -- writes of the app ---------------------------------------------------------------------
 
-    def enqueue(self, job: NewJob) -> JobRecord:
+    def _enqueue(self, job: NewJob) -> JobRecord:
         """Store a validated job as ``pending`` and return its record with the new id."""
         return self._insert([job], f"enqueue job {job.name!r}")[0]
 
-    def enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
+    def _enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
         """Store the jobs in one transaction (all or nothing), in order; their records."""
         return self._insert(jobs, f"enqueue {len(jobs)} jobs") if jobs else []
 
@@ -511,7 +526,7 @@ class SQLiteStorage(SQLStorage):
             for key, job, row in zip(keys, jobs, rows, strict=True)
         ]
 
-    def cancel(self, job_id: str) -> JobRecord | None:
+    def _cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""
         key = job_key(job_id)
         if key is None:
@@ -533,7 +548,7 @@ class SQLiteStorage(SQLStorage):
 
         return self._transaction(f"cancel job {job_id}", work)
 
-    def retry(self, job_id: str) -> JobRecord | None:
+    def _retry(self, job_id: str) -> JobRecord | None:
         """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now, its error
         cleared and ``max_attempts`` raised to allow one more attempt if needed. ``None`` for
         other statuses; ``JobNotFoundInStorage`` for an unknown id."""
@@ -553,11 +568,11 @@ class SQLiteStorage(SQLStorage):
 
     # -- writes of the worker ------------------------------------------------------------------
 
-    def claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
+    def _claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
         """Atomically take the next due job (see :meth:`Storage.claim`)."""
         if self._idle_and_nothing_due(worker_id):
             return None
-        record = super().claim(worker_id, lease_seconds)
+        record = super()._claim(worker_id, lease_seconds)
         self._local.busy = record is not None
         return record
 
@@ -621,14 +636,6 @@ class SQLiteStorage(SQLStorage):
             {"job_id": key, "now": now, "outcome": AttemptOutcome.FAILED.value, "error": error,
              "traceback": None},
         )
-
-    def complete_and_claim(
-        self, lease: Lease, result: Any, worker_id: str, lease_seconds: float
-    ) -> tuple[JobRecord | None, JobRecord | None]:
-        """See :meth:`SQLStorage.complete_and_claim`; remembers whether it claimed."""
-        pair = super().complete_and_claim(lease, result, worker_id, lease_seconds)
-        self._local.busy = pair[1] is not None
-        return pair
 
     def complete_and_claim_many(
         self,
@@ -694,7 +701,7 @@ class SQLiteStorage(SQLStorage):
                 self._wal = (os.getpid(), watch(Path(f"{os.path.realpath(self.path)}-wal")))
             return self._wal[1]
 
-    def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
+    def _heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when it no longer owns the job."""
         # a heartbeat that waits as long as the lease is worthless: give up after a quarter of
         # it (StorageError) so the worker's monitor goes on checking timeouts and cancels. A
@@ -731,7 +738,7 @@ class SQLiteStorage(SQLStorage):
 
         return self._transaction("prune finished jobs", batch)
 
-    def requeue_expired(self) -> builtins.list[JobRecord]:
+    def _requeue_expired(self) -> builtins.list[JobRecord]:
         """Take back running jobs whose lease expired (see :meth:`Storage.requeue_expired`)."""
 
         def expired(conn: sqlite3.Connection) -> bool:
@@ -750,7 +757,7 @@ class SQLiteStorage(SQLStorage):
 
     # -- reads -----------------------------------------------------------------------------
 
-    def get(self, job_id: str) -> JobRecord:
+    def _get(self, job_id: str) -> JobRecord:
         """The job with this id. Raises ``JobNotFoundInStorage``."""
         key = job_key(job_id)
         if key is None:
@@ -764,7 +771,7 @@ class SQLiteStorage(SQLStorage):
 
         return self._transaction(f"get job {job_id}", work, write=False)
 
-    def attempts(self, job_id: str) -> builtins.list[Attempt]:
+    def _attempts_of(self, job_id: str) -> builtins.list[Attempt]:
         """Every attempt of the job, oldest first. Raises ``JobNotFoundInStorage``."""
         key = job_key(job_id)
         if key is None:
@@ -778,17 +785,10 @@ class SQLiteStorage(SQLStorage):
 
         return self._transaction(f"read the attempts of job {job_id}", work, write=False)
 
-    def list(
-        self,
-        *,
-        status: JobStatus | None = None,
-        name: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
+    def _list(
+        self, status: JobStatus | None, name: str | None, limit: int, offset: int
     ) -> builtins.list[JobRecord]:
         """Jobs, newest first, filtered by status and job name."""
-        if limit < 0 or offset < 0:
-            raise ValueError(f"limit and offset must be >= 0, got {limit!r} and {offset!r}")
         query, params = _filtered("list", status, name)
 
         def work(conn: sqlite3.Connection) -> builtins.list[JobRecord]:
@@ -797,7 +797,7 @@ class SQLiteStorage(SQLStorage):
 
         return self._transaction("list jobs", work, write=False)
 
-    def count(self, *, status: JobStatus | None = None, name: str | None = None) -> int:
+    def _count(self, status: JobStatus | None, name: str | None) -> int:
         """How many jobs match the filter."""
         query, params = _filtered("count", status, name)
 

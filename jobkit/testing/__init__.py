@@ -1,8 +1,11 @@
 """Test helpers for jobkit users and backend authors.
 
-:class:`StorageConformance` is the suite every ``Storage`` backend passes (subclass it in your
-backend's test module; a store that lives in one process, like ``memory://``, subclasses
-:class:`InProcessStorageConformance`); :class:`FakeClock` moves a store's time without sleeping.
+:class:`CoreConformance` is the suite every ``Storage`` backend passes (subclass it in your
+backend's test module, with :class:`ConcurrencyTests` for a store shared by processes), and each
+optional capability has its class (:class:`SearchConformance`, :class:`WorkersConformance`...).
+:class:`StorageConformance` is all of them (:class:`InProcessStorageConformance` without the
+processes, for a store like ``memory://``); :class:`FakeClock` moves a store's time without
+sleeping.
 
 The suite's module is registered for pytest's assertion rewriting before it is imported, so a
 failed check shows the values it compared (pytest rewrites only test modules and modules so
@@ -16,9 +19,31 @@ import pytest
 pytest.register_assert_rewrite("jobkit.testing.conformance")
 
 from jobkit.testing.conformance import (  # noqa: E402 - after the registration, on purpose
+    BatchesConformance,
+    ConcurrencyTests,
+    CoreConformance,
     FakeClock,
     InProcessStorageConformance,
+    JobLogsConformance,
+    ProgressConformance,
+    SearchConformance,
+    SessionsConformance,
     StorageConformance,
+    ThroughputConformance,
+    WorkersConformance,
 )
 
-__all__ = ["FakeClock", "InProcessStorageConformance", "StorageConformance"]
+__all__ = [
+    "BatchesConformance",
+    "ConcurrencyTests",
+    "CoreConformance",
+    "FakeClock",
+    "InProcessStorageConformance",
+    "JobLogsConformance",
+    "ProgressConformance",
+    "SearchConformance",
+    "SessionsConformance",
+    "StorageConformance",
+    "ThroughputConformance",
+    "WorkersConformance",
+]

@@ -1,8 +1,9 @@
 """The conformance suite every ``Storage`` backend passes (fsspec's pattern).
 
-A backend's test module subclasses :class:`StorageConformance` and supplies the fixtures::
+A backend's test module subclasses :class:`CoreConformance`, :class:`ConcurrencyTests` for a
+store shared by processes and the class of each capability it has, and supplies the fixtures::
 
-    class TestRedisStorage(StorageConformance):
+    class TestRedisStorage(CoreConformance, ConcurrencyTests, WorkersConformance):
         @pytest.fixture
         def storage(self, clock):
             store = RedisStorage(..., clock=clock)  # fresh and empty
@@ -14,9 +15,11 @@ A backend's test module subclasses :class:`StorageConformance` and supplies the 
             return storage.url  # or None: the multi-process test is skipped
 
 The tests move time with the :class:`FakeClock` of the ``clock`` fixture and never sleep, except
-the one that claims from several processes at once. The tests of an optional capability
-(workers, job logs, throughput: :data:`~jobkit.storage.base.OPTIONAL_CAPABILITIES`) are skipped
-for a backend that overrides none of its methods, and fail one that overrides only some.
+the one that claims from several processes at once. :class:`CoreConformance` holds the rules of
+the ``Storage`` core; each optional capability
+(:data:`~jobkit.storage.capabilities.OPTIONAL_CAPABILITIES`) has its class, whose tests skip for
+a backend without it (those of ``search``, ``sessions`` and ``batches`` check the fallback over
+the core instead). :class:`StorageConformance` is all of them.
 """
 
 from __future__ import annotations
@@ -41,12 +44,30 @@ from jobkit.records import (
     RetryPolicy,
     WorkerInfo,
 )
-from jobkit.storage.base import OPTIONAL_CAPABILITIES, Storage
+from jobkit.storage.base import Storage
+from jobkit.storage.capabilities import (
+    OPTIONAL_CAPABILITIES,
+    complete_and_claim_many,
+    count_matching,
+    job_logs_of,
+    methods_of,
+    oldest_waiting,
+    revoke_session,
+    search,
+    session_revoked,
+    set_progress,
+    supports,
+    throughput_of,
+    workers_of,
+)
 from jobkit.storage.search import MAX_LIMIT, Count, JobQuery, search_in
 
 #: Not a round number, so a backend that drops microseconds or the offset fails loudly.
 EPOCH = datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=timezone.utc)
 LEASE = 30.0
+#: The outcomes a test settles attempts with.
+SUCCEEDED, FAILED, TIMEOUT, HANDED_BACK = (AttemptOutcome.SUCCEEDED, AttemptOutcome.FAILED,
+                                           AttemptOutcome.TIMEOUT, AttemptOutcome.HANDED_BACK)
 
 
 class FakeClock:
@@ -102,19 +123,13 @@ def lease_of(record: JobRecord) -> Lease:
 
 
 def require(storage: Storage, capability: str, what: str) -> None:
-    """Skip a test of an optional capability the backend does not have (it overrides none of
-    its methods); fail one the backend has in part, naming the methods it lacks."""
-    backend = type(storage).__name__
-    methods = OPTIONAL_CAPABILITIES[capability]
-    overridden = type(storage).overrides(capability)
-    if not overridden:
-        pytest.skip(f"{backend} keeps no {what} (optional capability {capability!r}; "
-                    f"override {', '.join(methods)} to keep them)")
-    missing = [name for name in methods if name not in overridden]
-    if missing:
-        pytest.fail(f"{backend} keeps {what} in part: it overrides {', '.join(overridden)} but "
-                    f"not {', '.join(missing)} (optional capability {capability!r} needs all "
-                    "of them)", pytrace=False)
+    """Skip a test of an optional capability the backend does not have (it does not inherit
+    the capability's mixin, :data:`~jobkit.storage.capabilities.OPTIONAL_CAPABILITIES`)."""
+    if not supports(storage, capability):
+        mixin = OPTIONAL_CAPABILITIES[capability].__name__
+        pytest.skip(f"{type(storage).__name__} keeps no {what} (optional capability "
+                    f"{capability!r}: inherit {mixin} and write {', '.join(methods_of(capability))}"
+                    " to keep them)")
 
 
 def claim(storage: Storage, worker_id: str = "w1") -> JobRecord:
@@ -393,8 +408,8 @@ class ClaimTests(StorageFixtures):
         """Completed, failed and cancelled jobs stay where they are."""
         for _ in range(2):
             storage.enqueue(new_job(clock(), max_attempts=1))
-        storage.complete(lease_of(claim(storage)), "ok")
-        storage.fail(lease_of(claim(storage)), error="boom", traceback=None)
+        storage.settle(lease_of(claim(storage)), SUCCEEDED, result="ok")
+        storage.settle(lease_of(claim(storage)), FAILED, error="boom", traceback=None)
         storage.cancel(storage.enqueue(new_job(clock())).id)
         assert storage.claim("w1", LEASE) is None
 
@@ -455,7 +470,7 @@ class LeaseTests(StorageFixtures):
         assert record.status is JobStatus.RETRYING and record.max_attempts == 2
         second = claim(storage, "w2")
         assert (second.attempts, second.crashes) == (2, 1)
-        failed = storage.fail(lease_of(second), error="boom", traceback=None)
+        failed = storage.settle(lease_of(second), FAILED, error="boom", traceback=None)
         assert failed is not None and failed.status is JobStatus.FAILED
 
     def test_the_last_allowed_crash_fails_the_job(
@@ -518,16 +533,18 @@ class LeaseTests(StorageFixtures):
         clock.advance(LEASE + 1)
         storage.requeue_expired()
         current = claim(storage, "w2")
-        assert storage.set_progress(lease_of(current), 0.5, "halfway")
+        progress = supports(storage, "progress")
+        assert not progress or set_progress(storage, lease_of(current), 0.5, "halfway")
         before = storage.get(job.id)
         assert storage.heartbeat(stale, LEASE) is False
-        assert storage.set_progress(stale, 0.9, "stale") is False
-        assert storage.complete(stale, "stale result") is None
-        assert storage.fail(stale, error="stale", traceback=None) is None
-        assert storage.fail(stale, error="stale", traceback=None, retry_at=clock()) is None
-        assert storage.release(stale) is None
+        assert not progress or set_progress(storage, stale, 0.9, "stale") is False
+        assert storage.settle(stale, SUCCEEDED, result="stale result") is None
+        assert storage.settle(stale, FAILED, error="stale", traceback=None) is None
+        assert storage.settle(stale, FAILED, error="stale", traceback=None,
+                              retry_at=clock()) is None
+        assert storage.settle(stale, HANDED_BACK) is None
         assert storage.get(job.id) == before
-        done = storage.complete(lease_of(current), "fresh result")
+        done = storage.settle(lease_of(current), SUCCEEDED, result="fresh result")
         assert done is not None and done.result == "fresh result"
         outcomes = [attempt.outcome for attempt in storage.attempts(job.id)]
         assert outcomes == [AttemptOutcome.LOST, AttemptOutcome.SUCCEEDED]
@@ -542,7 +559,7 @@ class LeaseTests(StorageFixtures):
         storage.requeue_expired()
         current = claim(storage, "w1")
         assert current.attempts == 2
-        assert storage.complete(stale, "stale") is None
+        assert storage.settle(stale, SUCCEEDED, result="stale") is None
         assert storage.get(job.id).status is JobStatus.RUNNING
 
     def test_fenced_writes_to_unknown_jobs_change_nothing(self, storage: Storage) -> None:
@@ -550,34 +567,11 @@ class LeaseTests(StorageFixtures):
         for job_id in ("424242", "abc"):
             lease = Lease(job_id, "w1", 1)
             assert storage.heartbeat(lease, LEASE) is False
-            assert storage.set_progress(lease, 0.5, None) is False
-            assert storage.complete(lease, None) is None
-            assert storage.fail(lease, error="x", traceback=None) is None
-            assert storage.release(lease) is None
-
-    def test_progress_is_stored_and_reset_by_the_next_claim(
-        self, storage: Storage, clock: FakeClock
-    ) -> None:
-        """set_progress stores fraction and message; a new attempt starts without progress."""
-        job = storage.enqueue(new_job(clock()))
-        lease = lease_of(claim(storage))
-        assert storage.set_progress(lease, 0.25, "a quarter")
-        record = storage.get(job.id)
-        assert (record.progress, record.progress_message) == (0.25, "a quarter")
-        storage.fail(lease, error="boom", traceback=None, retry_at=clock())
-        record = claim(storage)
-        assert (record.progress, record.progress_message) == (None, None)
-
-    def test_progress_outside_zero_to_one_is_refused(
-        self, storage: Storage, clock: FakeClock
-    ) -> None:
-        """set_progress raises ValueError for a fraction outside 0..1."""
-        storage.enqueue(new_job(clock()))
-        lease = lease_of(claim(storage))
-        for fraction in (-0.1, 1.5, float("nan")):
-            with pytest.raises(ValueError):
-                storage.set_progress(lease, fraction, None)
-
+            if supports(storage, "progress"):
+                assert set_progress(storage, lease, 0.5, None) is False
+            assert storage.settle(lease, SUCCEEDED, result=None) is None
+            assert storage.settle(lease, FAILED, error="x", traceback=None) is None
+            assert storage.settle(lease, HANDED_BACK) is None
 
 class OutcomeTests(StorageFixtures):
     """How an attempt ends: complete, fail, retry later, hand back."""
@@ -587,7 +581,7 @@ class OutcomeTests(StorageFixtures):
         job = storage.enqueue(new_job(clock()))
         lease = lease_of(claim(storage))
         clock.advance(3)
-        record = storage.complete(lease, {"sent": True, "id": "msg-1"})
+        record = storage.settle(lease, SUCCEEDED, result={"sent": True, "id": "msg-1"})
         assert record is not None and record.status is JobStatus.COMPLETED
         assert record.result == {"sent": True, "id": "msg-1"}
         assert record.finished_at == clock() and record.error is None
@@ -600,7 +594,7 @@ class OutcomeTests(StorageFixtures):
     def test_results_round_trip(self, storage: Storage, clock: FakeClock, result: Any) -> None:
         """Any JSON value is a result."""
         job = storage.enqueue(new_job(clock()))
-        storage.complete(lease_of(claim(storage)), result)
+        storage.settle(lease_of(claim(storage)), SUCCEEDED, result=result)
         assert storage.get(job.id).result == result
 
     def test_a_result_that_is_not_json_is_refused(
@@ -610,77 +604,9 @@ class OutcomeTests(StorageFixtures):
         job = storage.enqueue(new_job(clock()))
         lease = lease_of(claim(storage))
         with pytest.raises(StorageError):
-            storage.complete(lease, {"when": clock()})
+            storage.settle(lease, SUCCEEDED, result={"when": clock()})
         assert storage.get(job.id).status is JobStatus.RUNNING
-        assert storage.complete(lease, "fine") is not None
-
-    def test_complete_and_claim(self, storage: Storage, clock: FakeClock) -> None:
-        """complete_and_claim completes the attempt and claims the next job by the claim rules;
-        a stale lease's completion is refused but the claim still happens."""
-        first = storage.enqueue(new_job(clock()))
-        low = storage.enqueue(new_job(clock(), priority=0))
-        high = storage.enqueue(new_job(clock(), priority=5))
-        lease = lease_of(claim(storage, "w1"))
-        assert lease.job_id == high.id
-        done, following = storage.complete_and_claim(lease, "ok", "w1", LEASE)
-        assert done is not None and (done.status, done.result) == (JobStatus.COMPLETED, "ok")
-        assert following is not None and following.id == first.id
-        assert following.status is JobStatus.RUNNING and following.worker_id == "w1"
-        assert storage.get(high.id) == done
-        stale, after = storage.complete_and_claim(lease, "again", "w1", LEASE)
-        assert stale is None and after is not None and after.id == low.id
-        assert storage.complete_and_claim(lease_of(after), None, "w1", LEASE)[1] is None
-        [attempt] = storage.attempts(first.id)
-        assert attempt.outcome is None and attempt.worker_id == "w1"
-
-    def test_complete_and_claim_many(self, storage: Storage, clock: FakeClock) -> None:
-        """complete_and_claim_many completes each attempt (a stale lease's completion is
-        refused, the others are not), then claims up to ``limit`` jobs in claim order."""
-        jobs = [storage.enqueue(new_job(clock(), priority=p)) for p in (0, 9, 0, 5, 0)]
-        first = lease_of(claim(storage, "w1"))
-        second = lease_of(claim(storage, "w1"))
-        assert (first.job_id, second.job_id) == (jobs[1].id, jobs[3].id)
-        assert storage.complete(second, "early") is not None  # stale by the batch's commit
-        done, claimed = storage.complete_and_claim_many(
-            [(first, {"n": 1}), (second, "late")], "w1", LEASE, 2
-        )
-        assert done[0] is not None and (done[0].status, done[0].result) == (
-            JobStatus.COMPLETED, {"n": 1})
-        assert done[1] is None and storage.get(jobs[3].id).result == "early"
-        assert [record.id for record in claimed] == [jobs[0].id, jobs[2].id]
-        assert all(r.status is JobStatus.RUNNING and r.worker_id == "w1" for r in claimed)
-        leases = [lease_of(record) for record in claimed]
-        done, rest = storage.complete_and_claim_many([(lease, None) for lease in leases],
-                                                     "w1", LEASE, 5)
-        assert all(record is not None for record in done)
-        assert [record.id for record in rest] == [jobs[4].id]
-        assert storage.complete_and_claim_many([], "w1", LEASE, 0) == ([], [])
-        assert storage.get(jobs[4].id).status is JobStatus.RUNNING  # limit 0 claimed nothing
-        more = storage.enqueue(new_job(clock()))
-        done, none = storage.complete_and_claim_many([(lease_of(rest[0]), None)], "w1", LEASE, -1)
-        assert done[0] is not None and none == []  # a negative limit claims nothing either
-        assert storage.get(more.id).status is JobStatus.PENDING
-
-    def test_a_batch_is_claimed_in_claim_order_with_its_attempts(
-        self, storage: Storage, clock: FakeClock
-    ) -> None:
-        """A claim of several jobs takes them in the order one-at-a-time claims would (highest
-        priority, then the earliest due, then the oldest), each with its attempt opened, and
-        leaves jobs not due yet."""
-        later = storage.enqueue(new_job(clock(), delay=60))
-        due_late = storage.enqueue(new_job(clock(), delay=-5))
-        low = storage.enqueue(new_job(clock(), priority=-1, delay=-20))
-        high = storage.enqueue(new_job(clock(), priority=7, delay=-1))
-        due_early = storage.enqueue(new_job(clock(), delay=-10))
-        same_time = storage.enqueue(new_job(clock(), delay=-10))
-        _, claimed = storage.complete_and_claim_many([], "w1", LEASE, 10)
-        assert [record.id for record in claimed] == [
-            high.id, due_early.id, same_time.id, due_late.id, low.id]
-        for record in claimed:
-            (attempt,) = storage.attempts(record.id)
-            assert (attempt.attempt, attempt.worker_id, attempt.finished_at) == (1, "w1", None)
-        assert storage.get(later.id).status is JobStatus.PENDING
-        assert storage.attempts(later.id) == []
+        assert storage.settle(lease, SUCCEEDED, result="fine") is not None
 
     def test_a_completed_job_cannot_be_completed_again(
         self, storage: Storage, clock: FakeClock
@@ -688,8 +614,8 @@ class OutcomeTests(StorageFixtures):
         """A second complete with the same lease is refused."""
         job = storage.enqueue(new_job(clock()))
         lease = lease_of(claim(storage))
-        storage.complete(lease, 1)
-        assert storage.complete(lease, 2) is None
+        storage.settle(lease, SUCCEEDED, result=1)
+        assert storage.settle(lease, SUCCEEDED, result=2) is None
         assert storage.get(job.id).result == 1
 
     def test_fail_without_retry_fails_the_job(self, storage: Storage, clock: FakeClock) -> None:
@@ -697,7 +623,7 @@ class OutcomeTests(StorageFixtures):
         job = storage.enqueue(new_job(clock()))
         lease = lease_of(claim(storage))
         clock.advance(2)
-        record = storage.fail(lease, error="ValueError: bad", traceback="Traceback ...")
+        record = storage.settle(lease, FAILED, error="ValueError: bad", traceback="Traceback ...")
         assert record is not None and record.status is JobStatus.FAILED
         assert record.error == "ValueError: bad" and record.finished_at == clock()
         assert record.worker_id is None and record.lease_expires_at is None
@@ -708,8 +634,7 @@ class OutcomeTests(StorageFixtures):
     def test_fail_records_the_given_outcome(self, storage: Storage, clock: FakeClock) -> None:
         """The attempt keeps the outcome it was failed with (a timeout, say)."""
         job = storage.enqueue(new_job(clock()))
-        storage.fail(lease_of(claim(storage)), error="TimeoutError", traceback=None,
-                     outcome=AttemptOutcome.TIMEOUT)
+        storage.settle(lease_of(claim(storage)), TIMEOUT, error="TimeoutError", traceback=None)
         assert storage.attempts(job.id)[0].outcome is AttemptOutcome.TIMEOUT
 
     def test_fail_with_retry_at_schedules_the_next_attempt(
@@ -718,8 +643,8 @@ class OutcomeTests(StorageFixtures):
         """fail with retry_at makes the job retrying, due then, its error kept."""
         job = storage.enqueue(new_job(clock()))
         retry_at = clock() + timedelta(seconds=10)
-        record = storage.fail(lease_of(claim(storage)), error="boom", traceback="tb",
-                              retry_at=retry_at)
+        record = storage.settle(lease_of(claim(storage)), FAILED, error="boom", traceback="tb",
+                                retry_at=retry_at)
         assert record is not None and record.status is JobStatus.RETRYING
         assert record.available_at == retry_at and record.error == "boom"
         assert record.finished_at is None and record.worker_id is None
@@ -737,13 +662,13 @@ class OutcomeTests(StorageFixtures):
         job = storage.enqueue(new_job(clock(), delay=-5))
         lease = lease_of(claim(storage, "w1"))
         clock.advance(4)
-        record = storage.release(lease)
+        record = storage.settle(lease, HANDED_BACK)
         assert record is not None and record.status is JobStatus.PENDING
         assert record.attempts == 0 and record.available_at == job.available_at
         assert record.worker_id is None and record.lease_expires_at is None
         [attempt] = storage.attempts(job.id)
         assert attempt.outcome is AttemptOutcome.HANDED_BACK and attempt.finished_at == clock()
-        assert storage.release(lease) is None
+        assert storage.settle(lease, HANDED_BACK) is None
         again = claim(storage, "w2")
         assert again.id == job.id and again.attempts == 1
         assert len(storage.attempts(job.id)) == 2
@@ -766,7 +691,8 @@ class CancelTests(StorageFixtures):
     def test_cancel_a_retrying_job(self, storage: Storage, clock: FakeClock) -> None:
         """A job waiting for its retry can be cancelled."""
         job = storage.enqueue(new_job(clock()))
-        storage.fail(lease_of(claim(storage)), error="boom", traceback=None, retry_at=clock())
+        storage.settle(lease_of(claim(storage)), FAILED, error="boom", traceback=None,
+                       retry_at=clock())
         record = storage.cancel(job.id)
         assert record is not None and record.status is JobStatus.CANCELLED
         assert storage.claim("w1", LEASE) is None
@@ -785,15 +711,15 @@ class CancelTests(StorageFixtures):
         [attempt] = storage.attempts(job.id)
         assert attempt.outcome is AttemptOutcome.CANCELLED and attempt.finished_at == clock()
         assert storage.heartbeat(lease, LEASE) is False
-        assert storage.complete(lease, "too late") is None
-        assert storage.fail(lease, error="late", traceback=None) is None
+        assert storage.settle(lease, SUCCEEDED, result="too late") is None
+        assert storage.settle(lease, FAILED, error="late", traceback=None) is None
         assert storage.get(job.id) == record
 
     def test_cancel_a_finished_job_returns_none(self, storage: Storage, clock: FakeClock) -> None:
         """Completed, failed and cancelled jobs are left as they are."""
         jobs = [storage.enqueue(new_job(clock(), max_attempts=1)) for _ in range(3)]
-        storage.complete(lease_of(claim(storage)), "ok")
-        storage.fail(lease_of(claim(storage)), error="boom", traceback=None)
+        storage.settle(lease_of(claim(storage)), SUCCEEDED, result="ok")
+        storage.settle(lease_of(claim(storage)), FAILED, error="boom", traceback=None)
         storage.cancel(jobs[2].id)
         for job in jobs:
             before = storage.get(job.id)
@@ -814,7 +740,7 @@ class ManualRetryTests(StorageFixtures):
     def test_retry_a_failed_job(self, storage: Storage, clock: FakeClock) -> None:
         """A failed job is pending again, due now, with an attempt left and its error cleared."""
         job = storage.enqueue(new_job(clock(), max_attempts=1))
-        storage.fail(lease_of(claim(storage)), error="boom", traceback=None)
+        storage.settle(lease_of(claim(storage)), FAILED, error="boom", traceback=None)
         clock.advance(60)
         record = storage.retry(job.id)
         assert record is not None and record.status is JobStatus.PENDING
@@ -826,7 +752,7 @@ class ManualRetryTests(StorageFixtures):
     def test_retry_keeps_a_higher_max_attempts(self, storage: Storage, clock: FakeClock) -> None:
         """max_attempts only grows when no attempt would be left."""
         job = storage.enqueue(new_job(clock(), max_attempts=5))
-        storage.fail(lease_of(claim(storage)), error="boom", traceback=None)
+        storage.settle(lease_of(claim(storage)), FAILED, error="boom", traceback=None)
         record = storage.retry(job.id)
         assert record is not None and record.max_attempts == 5
 
@@ -842,10 +768,10 @@ class ManualRetryTests(StorageFixtures):
         """Pending, running, retrying and completed jobs are not retried by hand."""
         pending = storage.enqueue(new_job(clock(), delay=60))
         completed = storage.enqueue(new_job(clock()))
-        storage.complete(lease_of(claim(storage)), None)
+        storage.settle(lease_of(claim(storage)), SUCCEEDED, result=None)
         retrying = storage.enqueue(new_job(clock()))
-        storage.fail(lease_of(claim(storage)), error="x", traceback=None,
-                     retry_at=clock() + timedelta(hours=1))
+        storage.settle(lease_of(claim(storage)), FAILED, error="x", traceback=None,
+                       retry_at=clock() + timedelta(hours=1))
         running = storage.enqueue(new_job(clock()))
         claim(storage)
         for job in (pending, completed, retrying, running):
@@ -898,11 +824,11 @@ class ReadTests(StorageFixtures):
     def test_attempts_are_oldest_first(self, storage: Storage, clock: FakeClock) -> None:
         """attempts lists every try of the job in order."""
         job = storage.enqueue(new_job(clock()))
-        storage.fail(lease_of(claim(storage, "w1")), error="one", traceback="tb1",
-                     retry_at=clock())
-        storage.fail(lease_of(claim(storage, "w2")), error="two", traceback="tb2",
-                     retry_at=clock())
-        storage.complete(lease_of(claim(storage, "w3")), "done")
+        storage.settle(lease_of(claim(storage, "w1")), FAILED, error="one", traceback="tb1",
+                       retry_at=clock())
+        storage.settle(lease_of(claim(storage, "w2")), FAILED, error="two", traceback="tb2",
+                       retry_at=clock())
+        storage.settle(lease_of(claim(storage, "w3")), SUCCEEDED, result="done")
         history = [(a.attempt, a.worker_id, a.outcome, a.error) for a in storage.attempts(job.id)]
         assert history == [
             (1, "w1", AttemptOutcome.FAILED, "one"),
@@ -925,14 +851,14 @@ class PruneTests(StorageFixtures):
         """prune deletes final jobs finished before the cutoff, with their attempts."""
         old = [storage.enqueue(new_job(clock(), max_attempts=1)) for _ in range(3)]
         waiting = storage.enqueue(new_job(clock(), delay=3600))
-        storage.complete(lease_of(claim(storage)), "ok")
-        storage.fail(lease_of(claim(storage)), error="boom", traceback=None)
+        storage.settle(lease_of(claim(storage)), SUCCEEDED, result="ok")
+        storage.settle(lease_of(claim(storage)), FAILED, error="boom", traceback=None)
         storage.cancel(old[2].id)
         running = storage.enqueue(new_job(clock()))
         claim(storage)
         clock.advance(100)
         recent = storage.enqueue(new_job(clock()))
-        storage.complete(lease_of(claim(storage)), "ok")
+        storage.settle(lease_of(claim(storage)), SUCCEEDED, result="ok")
         assert storage.prune(clock() - timedelta(seconds=50)) == 3
         for job in old:
             with pytest.raises(JobNotFoundInStorage):
@@ -1005,7 +931,7 @@ def claim_until_empty(storage_class: type[Storage], url: str, worker_id: str) ->
     with storage_class.from_url(url) as store:
         while (record := store.claim(worker_id, 60.0)) is not None:
             claimed.append(record.id)
-            if store.complete(lease_of(record), {"by": worker_id}) is None:
+            if store.settle(lease_of(record), SUCCEEDED, result={"by": worker_id}) is None:
                 raise AssertionError(f"{worker_id} lost job {record.id} it had just claimed")
     return claimed
 
@@ -1054,8 +980,9 @@ def _child(
         results.put((None, f"{worker_id}:\n{traceback.format_exc()}"))
 
 
-class SearchTests(StorageFixtures):
-    """``search`` and ``count_matching`` find what :func:`jobkit.storage.search.matches` says,
+class SearchConformance(StorageFixtures):
+    """Capability ``search`` (or its fallback over the core): ``search`` and
+    ``count_matching`` find what :func:`jobkit.storage.search.matches` says,
     in order, page after page."""
 
     @pytest.fixture
@@ -1076,9 +1003,9 @@ class SearchTests(StorageFixtures):
             record = claim(storage)
             clock.advance(1)
             if int(record.id) % 2:
-                storage.complete(lease_of(record), "ok")
+                storage.settle(lease_of(record), SUCCEEDED, result="ok")
             else:
-                storage.fail(lease_of(record), error="boom", traceback=None)
+                storage.settle(lease_of(record), FAILED, error="boom", traceback=None)
             clock.advance(1)
         storage.cancel(made[-1].id)
         return [storage.get(record.id) for record in made]
@@ -1106,44 +1033,56 @@ class SearchTests(StorageFixtures):
         pages: list[JobRecord] = []
         after = None
         while True:
-            page = storage.search(JobQuery(**given, limit=4, after=after))
+            page = search(storage, JobQuery(**given, limit=4, after=after))
             assert len(page.jobs) <= 4 and page.complete
             pages.extend(page.jobs)
             if page.next is None:
                 break
             after = page.next
         assert [r.id for r in pages] == [r.id for r in expected]
-        assert storage.count_matching(JobQuery(**given)) == Count(len(expected))
+        assert count_matching(storage, JobQuery(**given)) == Count(len(expected))
         capped = Count(2, over=True) if len(expected) > 2 else Count(len(expected))
-        assert storage.count_matching(JobQuery(**given), cap=2) == capped
-        assert storage.count_matching(JobQuery(**given), budget=10) == Count(len(expected))
-        assert storage.count_matching(JobQuery(**given), cap=2, budget=10) == capped
+        assert count_matching(storage, JobQuery(**given), cap=2) == capped
+        assert count_matching(storage, JobQuery(**given), budget=10) == Count(len(expected))
+        assert count_matching(storage, JobQuery(**given), cap=2, budget=10) == capped
 
     def test_time_range_and_the_secret_stay_masked(
         self, storage: Storage, mixed: list[JobRecord]
     ) -> None:
         """since/until bound the creation time; a job found shows its params as stored."""
         since, until = mixed[5].created_at, mixed[9].created_at
-        found = storage.search(JobQuery(since=since, until=until, sort="oldest")).jobs
+        found = search(storage, JobQuery(since=since, until=until, sort="oldest")).jobs
         assert [r.id for r in found] == [r.id for r in mixed[5:9]]
-        assert storage.search(JobQuery(text="hunter2")).jobs == []
-        assert storage.search(JobQuery(text='"***"')).jobs == [mixed[7]]  # as shown
-        keys = storage.search(JobQuery(text='"password": '))  # keys are shown
+        assert search(storage, JobQuery(text="hunter2")).jobs == []
+        assert search(storage, JobQuery(text='"***"')).jobs == [mixed[7]]  # as shown
+        keys = search(storage, JobQuery(text='"password": '))  # keys are shown
         assert keys.jobs == [mixed[7]] and keys.next is None
 
     def test_a_foreign_cursor_is_refused(self, storage: Storage) -> None:
         """A cursor the store did not make is a ValueError, never a query."""
         with pytest.raises(ValueError, match="not a cursor"):
-            storage.search(JobQuery(after="12; DROP TABLE jobkit_jobs"))
+            search(storage, JobQuery(after="12; DROP TABLE jobkit_jobs"))
         with pytest.raises(ValueError, match="not a cursor"):
-            storage.search(JobQuery(sort="next", after="1|yesterday|3"))
+            search(storage, JobQuery(sort="next", after="1|yesterday|3"))
         with pytest.raises(ValueError, match="not a cursor"):
-            storage.search(JobQuery(sort="next", after="5"))
+            search(storage, JobQuery(sort="next", after="5"))
+
+    def test_the_oldest_waiting_job(self, storage: Storage, clock: FakeClock) -> None:
+        """oldest_waiting is when the longest-waiting due job became due."""
+        assert oldest_waiting(storage) is None
+        first = storage.enqueue(new_job(clock()))
+        clock.advance(5)
+        storage.enqueue(new_job(clock(), delay=3600))  # not due: not waiting yet
+        storage.enqueue(new_job(clock(), priority=9))
+        assert oldest_waiting(storage) == first.available_at
+        claim(storage)  # the priority-9 job
+        claim(storage)  # the first one
+        clock.advance(1)
+        assert oldest_waiting(storage) is None
 
 
-class WorkerRegistryTests(StorageFixtures):
-    """The optional capabilities (worker processes, job log lines, throughput), each skipped
-    for a backend without it; the oldest waiting job."""
+class WorkersConformance(StorageFixtures):
+    """Capability ``workers``: the roster of worker processes (skipped for a store without)."""
 
     def test_workers_are_registered_beaten_and_forgotten(
         self, storage: Storage, clock: FakeClock
@@ -1151,22 +1090,26 @@ class WorkerRegistryTests(StorageFixtures):
         """Worker processes are listed by host, supervisor and id, beaten, replaced, removed
         and forgotten when not seen."""
         require(storage, "workers", "worker processes")
+        roster = workers_of(storage)
         started = clock()
         for n, host in enumerate(["b-host", "a-host", "a-host"]):
-            storage.register_worker(WorkerInfo(f"{host}:{n}", host, 100 + n, 99, started,
+            roster.register_worker(WorkerInfo(f"{host}:{n}", host, 100 + n, 99, started,
                                                started))
-        assert [w.worker_id for w in storage.list_workers()] == ["a-host:1", "a-host:2",
+        assert [w.worker_id for w in roster.list_workers()] == ["a-host:1", "a-host:2",
                                                                  "b-host:0"]
         clock.advance(30)
-        storage.beat_workers(["a-host:1", "nobody"])
-        seen = {w.worker_id: w.last_seen_at for w in storage.list_workers()}
+        roster.beat_workers(["a-host:1", "nobody"])
+        seen = {w.worker_id: w.last_seen_at for w in roster.list_workers()}
         assert seen == {"a-host:1": clock(), "a-host:2": started, "b-host:0": started}
-        storage.register_worker(WorkerInfo("a-host:2", "a-host", 101, 99, started, clock()))
-        assert {w.worker_id: w.last_seen_at for w in storage.list_workers()}["a-host:2"] == clock()
-        storage.remove_worker("a-host:1")
-        assert storage.forget_workers(clock() - timedelta(seconds=10)) == 1  # b-host:0
-        assert [w.worker_id for w in storage.list_workers()] == ["a-host:2"]
-        assert storage.list_workers()[0].started_at == started
+        roster.register_worker(WorkerInfo("a-host:2", "a-host", 101, 99, started, clock()))
+        assert {w.worker_id: w.last_seen_at for w in roster.list_workers()}["a-host:2"] == clock()
+        roster.remove_worker("a-host:1")
+        assert roster.forget_workers(clock() - timedelta(seconds=10)) == 1  # b-host:0
+        assert [w.worker_id for w in roster.list_workers()] == ["a-host:2"]
+        assert roster.list_workers()[0].started_at == started
+
+class JobLogsConformance(StorageFixtures):
+    """Capability ``job_logs``: the lines a job logged (skipped for a store without)."""
 
     def test_job_log_lines_are_kept_with_their_job(
         self, storage: Storage, clock: FakeClock
@@ -1174,45 +1117,36 @@ class WorkerRegistryTests(StorageFixtures):
         """Log lines are kept in order with their job (none for an unknown one) and pruned
         with it."""
         require(storage, "job_logs", "job log lines")
+        logs = job_logs_of(storage)
         job = storage.enqueue(new_job(clock()))
         lines = [JobLogLine(1, clock(), "INFO", "first <b>"), JobLogLine(1, clock(), "ERROR",
                                                                          "second\nline")]
-        storage.add_job_logs(job.id, lines[:1])
-        storage.add_job_logs(job.id, lines[1:])
-        storage.add_job_logs("999999", lines)  # an unknown job: nothing
-        assert storage.job_logs(job.id) == lines
-        assert storage.job_logs("999999") == []
+        logs.add_job_logs(job.id, lines[:1])
+        logs.add_job_logs(job.id, lines[1:])
+        logs.add_job_logs("999999", lines)  # an unknown job: nothing
+        assert logs.job_logs(job.id) == lines
+        assert logs.job_logs("999999") == []
         storage.cancel(job.id)
         clock.advance(10)
         assert storage.prune(clock()) == 1
-        assert storage.job_logs(job.id) == []
+        assert logs.job_logs(job.id) == []
+
+class ThroughputConformance(StorageFixtures):
+    """Capability ``throughput``: attempts per minute (skipped for a store without)."""
 
     def test_throughput_adds_up_per_minute(self, storage: Storage, clock: FakeClock) -> None:
         """Counts add up per minute, are read from a time on and forgotten before one."""
         require(storage, "throughput", "throughput")
+        counts = throughput_of(storage)
         start = clock().replace(second=0, microsecond=0)
         later = start + timedelta(minutes=3)
-        storage.add_throughput(start, 5, 1)
-        storage.add_throughput(start, 2, 0)
-        storage.add_throughput(later, 0, 4)
-        assert storage.throughput(start) == [(start, 7, 1), (later, 0, 4)]
-        assert storage.throughput(start + timedelta(minutes=1)) == [(later, 0, 4)]
-        storage.forget_throughput(later)
-        assert storage.throughput(start - timedelta(days=1)) == [(later, 0, 4)]
-
-    def test_the_oldest_waiting_job(self, storage: Storage, clock: FakeClock) -> None:
-        """oldest_waiting is when the longest-waiting due job became due."""
-        assert storage.oldest_waiting() is None
-        first = storage.enqueue(new_job(clock()))
-        clock.advance(5)
-        storage.enqueue(new_job(clock(), delay=3600))  # not due: not waiting yet
-        storage.enqueue(new_job(clock(), priority=9))
-        assert storage.oldest_waiting() == first.available_at
-        claim(storage)  # the priority-9 job
-        claim(storage)  # the first one
-        clock.advance(1)
-        assert storage.oldest_waiting() is None
-
+        counts.add_throughput(start, 5, 1)
+        counts.add_throughput(start, 2, 0)
+        counts.add_throughput(later, 0, 4)
+        assert counts.throughput(start) == [(start, 7, 1), (later, 0, 4)]
+        assert counts.throughput(start + timedelta(minutes=1)) == [(later, 0, 4)]
+        counts.forget_throughput(later)
+        assert counts.throughput(start - timedelta(days=1)) == [(later, 0, 4)]
 
 class UnreadableRowTests(StorageFixtures):
     """A row the store cannot read never stops the queue and can still be read (issue 15)."""
@@ -1228,7 +1162,7 @@ class UnreadableRowTests(StorageFixtures):
         """Every record and attempt read back from what the store wrote has nothing
         unreadable."""
         job = storage.enqueue(new_job(clock()))
-        storage.complete(lease_of(claim(storage)), {"ok": True})
+        storage.settle(lease_of(claim(storage)), SUCCEEDED, result={"ok": True})
         assert storage.get(job.id).unreadable == {}
         assert [record.unreadable for record in storage.list()] == [{}]
         assert [attempt.unreadable for attempt in storage.attempts(job.id)] == [{}]
@@ -1259,7 +1193,7 @@ class UnreadableRowTests(StorageFixtures):
         bad = storage.enqueue(new_job(clock()))
         spoil(bad.id)
         behind = storage.enqueue(new_job(clock()))
-        done, claimed = storage.complete_and_claim_many([(lease, "ok")], "w1", LEASE, 2)
+        done, claimed = complete_and_claim_many(storage, [(lease, "ok")], "w1", LEASE, 2)
         assert done[0] is not None and done[0].status is JobStatus.COMPLETED
         assert [record.id for record in claimed] == [behind.id]
         assert storage.get(done_job.id).result == "ok"
@@ -1273,34 +1207,139 @@ class UnreadableRowTests(StorageFixtures):
         column = spoil(bad.id)
         assert column in storage.get(bad.id).unreadable
         assert [record.unreadable.keys() for record in storage.list()] == [{column}]
-        assert [record.id for record in storage.search(JobQuery()).jobs] == [bad.id]
+        assert [record.id for record in search(storage, JobQuery()).jobs] == [bad.id]
         cancelled = storage.cancel(bad.id)
         assert cancelled is not None and cancelled.status is JobStatus.CANCELLED
         assert column in cancelled.unreadable
 
 
-class SessionRevocationTests(StorageFixtures):
-    """Dashboard sessions signed out: revoked for every dashboard over the store."""
+class SessionsConformance(StorageFixtures):
+    """Capability ``sessions`` (or its fallback, this process): dashboard sessions signed
+    out, revoked for every dashboard over a store that has it."""
 
     def test_a_revoked_session_stays_revoked(
         self, storage: Storage, clock: FakeClock, storage_url: str | None
     ) -> None:
         expires = clock() + timedelta(hours=8)
-        assert not storage.session_revoked("s1")
-        storage.revoke_session("s1", expires)
-        storage.revoke_session("s1", expires)  # twice is once
-        assert storage.session_revoked("s1")
-        assert not storage.session_revoked("s2")
+        assert not session_revoked(storage, "s1")
+        revoke_session(storage, "s1", expires)
+        revoke_session(storage, "s1", expires)  # twice is once
+        assert session_revoked(storage, "s1")
+        assert not session_revoked(storage, "s2")
         clock.advance(3600)
-        storage.revoke_session("s2", clock() + timedelta(hours=8))
-        assert storage.session_revoked("s1") and storage.session_revoked("s2")
-        kept_in_the_store = type(storage).session_revoked is not Storage.session_revoked
+        revoke_session(storage, "s2", clock() + timedelta(hours=8))
+        assert session_revoked(storage, "s1") and session_revoked(storage, "s2")
+        kept_in_the_store = supports(storage, "sessions")
         if storage_url is not None and kept_in_the_store:  # another process sees it
             with type(storage).from_url(storage_url) as other:
-                assert other.session_revoked("s1")
+                assert session_revoked(other, "s1")
 
 
-class InProcessStorageConformance(
+class ProgressConformance(StorageFixtures):
+    """Capability ``progress``: a running attempt's progress (skipped for a store without)."""
+
+    def test_progress_is_stored_and_reset_by_the_next_claim(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """set_progress stores fraction and message; a new attempt starts without progress."""
+        require(storage, "progress", "progress")
+        job = storage.enqueue(new_job(clock()))
+        lease = lease_of(claim(storage))
+        assert set_progress(storage, lease, 0.25, "a quarter")
+        record = storage.get(job.id)
+        assert (record.progress, record.progress_message) == (0.25, "a quarter")
+        storage.settle(lease, FAILED, error="boom", traceback=None, retry_at=clock())
+        record = claim(storage)
+        assert (record.progress, record.progress_message) == (None, None)
+
+    def test_progress_outside_zero_to_one_is_refused(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """set_progress raises ValueError for a fraction outside 0..1."""
+        require(storage, "progress", "progress")
+        storage.enqueue(new_job(clock()))
+        lease = lease_of(claim(storage))
+        for fraction in (-0.1, 1.5, float("nan")):
+            with pytest.raises(ValueError):
+                set_progress(storage, lease, fraction, None)
+
+
+class BatchesConformance(StorageFixtures):
+    """Capability ``batches`` (or its fallback over the core): a batch of completions and the
+    next claims, what a worker does after each batch."""
+
+    def test_complete_and_claim(self, storage: Storage, clock: FakeClock) -> None:
+        """A completion with a claim of one completes the attempt and claims the next job by the
+        claim rules;
+        a stale lease's completion is refused but the claim still happens."""
+        first = storage.enqueue(new_job(clock()))
+        low = storage.enqueue(new_job(clock(), priority=0))
+        high = storage.enqueue(new_job(clock(), priority=5))
+        lease = lease_of(claim(storage, "w1"))
+        assert lease.job_id == high.id
+        [done], [following] = complete_and_claim_many(storage, [(lease, "ok")], "w1", LEASE, 1)
+        assert done is not None and (done.status, done.result) == (JobStatus.COMPLETED, "ok")
+        assert following is not None and following.id == first.id
+        assert following.status is JobStatus.RUNNING and following.worker_id == "w1"
+        assert storage.get(high.id) == done
+        [stale], [after] = complete_and_claim_many(storage, [(lease, "again")], "w1", LEASE, 1)
+        assert stale is None and after is not None and after.id == low.id
+        assert complete_and_claim_many(storage, [(lease_of(after), None)], "w1", LEASE, 1)[1] == []
+        [attempt] = storage.attempts(first.id)
+        assert attempt.outcome is None and attempt.worker_id == "w1"
+
+    def test_complete_and_claim_many(self, storage: Storage, clock: FakeClock) -> None:
+        """complete_and_claim_many completes each attempt (a stale lease's completion is
+        refused, the others are not), then claims up to ``limit`` jobs in claim order."""
+        jobs = [storage.enqueue(new_job(clock(), priority=p)) for p in (0, 9, 0, 5, 0)]
+        first = lease_of(claim(storage, "w1"))
+        second = lease_of(claim(storage, "w1"))
+        assert (first.job_id, second.job_id) == (jobs[1].id, jobs[3].id)
+        # stale by the batch's commit
+        assert storage.settle(second, SUCCEEDED, result="early") is not None
+        done, claimed = complete_and_claim_many(storage,
+            [(first, {"n": 1}), (second, "late")], "w1", LEASE, 2
+        )
+        assert done[0] is not None and (done[0].status, done[0].result) == (
+            JobStatus.COMPLETED, {"n": 1})
+        assert done[1] is None and storage.get(jobs[3].id).result == "early"
+        assert [record.id for record in claimed] == [jobs[0].id, jobs[2].id]
+        assert all(r.status is JobStatus.RUNNING and r.worker_id == "w1" for r in claimed)
+        leases = [lease_of(record) for record in claimed]
+        done, rest = complete_and_claim_many(storage, [(lease, None) for lease in leases],
+                                                     "w1", LEASE, 5)
+        assert all(record is not None for record in done)
+        assert [record.id for record in rest] == [jobs[4].id]
+        assert complete_and_claim_many(storage, [], "w1", LEASE, 0) == ([], [])
+        assert storage.get(jobs[4].id).status is JobStatus.RUNNING  # limit 0 claimed nothing
+        more = storage.enqueue(new_job(clock()))
+        done, none = complete_and_claim_many(storage, [(lease_of(rest[0]), None)], "w1", LEASE, -1)
+        assert done[0] is not None and none == []  # a negative limit claims nothing either
+        assert storage.get(more.id).status is JobStatus.PENDING
+
+    def test_a_batch_is_claimed_in_claim_order_with_its_attempts(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """A claim of several jobs takes them in the order one-at-a-time claims would (highest
+        priority, then the earliest due, then the oldest), each with its attempt opened, and
+        leaves jobs not due yet."""
+        later = storage.enqueue(new_job(clock(), delay=60))
+        due_late = storage.enqueue(new_job(clock(), delay=-5))
+        low = storage.enqueue(new_job(clock(), priority=-1, delay=-20))
+        high = storage.enqueue(new_job(clock(), priority=7, delay=-1))
+        due_early = storage.enqueue(new_job(clock(), delay=-10))
+        same_time = storage.enqueue(new_job(clock(), delay=-10))
+        _, claimed = complete_and_claim_many(storage, [], "w1", LEASE, 10)
+        assert [record.id for record in claimed] == [
+            high.id, due_early.id, same_time.id, due_late.id, low.id]
+        for record in claimed:
+            (attempt,) = storage.attempts(record.id)
+            assert (attempt.attempt, attempt.worker_id, attempt.finished_at) == (1, "w1", None)
+        assert storage.get(later.id).status is JobStatus.PENDING
+        assert storage.attempts(later.id) == []
+
+
+class CoreConformance(
     RoundTripTests,
     ClaimTests,
     LeaseTests,
@@ -1308,17 +1347,41 @@ class InProcessStorageConformance(
     CancelTests,
     ManualRetryTests,
     ReadTests,
-    SearchTests,
-    WorkerRegistryTests,
-    SessionRevocationTests,
     PruneTests,
     ClosedStoreTests,
     UnreadableRowTests,
 ):
-    """Every rule of the ``Storage`` contract that one process can check: for stores that live
-    in one process (``memory://``). Shared stores use :class:`StorageConformance`."""
+    """Every rule of the ``Storage`` core that one process can check: what a backend that
+    implements the core alone passes. Add :class:`ConcurrencyTests` for a store shared by
+    processes, and the class of each optional capability it has."""
+
+
+#: The tests of each optional capability, by name (:data:`OPTIONAL_CAPABILITIES`).
+CAPABILITY_CONFORMANCE: dict[str, type[StorageFixtures]] = {
+    "search": SearchConformance,
+    "workers": WorkersConformance,
+    "job_logs": JobLogsConformance,
+    "throughput": ThroughputConformance,
+    "sessions": SessionsConformance,
+    "progress": ProgressConformance,
+    "batches": BatchesConformance,
+}
+
+
+class InProcessStorageConformance(
+    CoreConformance,
+    SearchConformance,
+    WorkersConformance,
+    JobLogsConformance,
+    ThroughputConformance,
+    SessionsConformance,
+    ProgressConformance,
+    BatchesConformance,
+):
+    """The core and every optional capability that one process can check: for stores that
+    live in one process (``memory://``). Shared stores use :class:`StorageConformance`."""
 
 
 class StorageConformance(InProcessStorageConformance, ConcurrencyTests):
-    """Every rule of the ``Storage`` contract, processes included; subclass it and supply the
+    """The core and every optional capability, processes included; subclass it and supply the
     ``storage`` and ``storage_url`` fixtures."""

@@ -22,6 +22,7 @@ from jobkit.job import Job, JobContext
 from jobkit.joblog import AttemptLog
 from jobkit.records import EventKind, JobRecord, Lease
 from jobkit.shield import shielded
+from jobkit.storage.capabilities import set_progress
 from jobkit.transitions import Transitions
 from jobkit.worker.monitor import HOLD, Monitor, StopReason
 
@@ -330,7 +331,7 @@ class Executor:
 
     def _progress(self, lease: Lease, fraction: float, message: str | None) -> None:
         with shielded():  # the job's own call: never interrupted halfway through the write
-            self.app.storage.set_progress(lease, fraction, message)
+            set_progress(self.app.storage, lease, fraction, message)
 
 
 #: A job whose code runs longer than this (seconds) is not short: the next claim is of one job.

@@ -25,6 +25,7 @@ from jobkit.config import Config
 from jobkit.exceptions import StorageError
 from jobkit.imports import import_string
 from jobkit.records import JobStatus
+from jobkit.storage.capabilities import wait_for_jobs
 from jobkit.transitions import Transitions
 from jobkit.worker.executor import Executor
 from jobkit.worker.interrupt import Interrupter
@@ -154,7 +155,7 @@ def process_main(spec: ChildSpec, logs: Connection, control: Connection, journal
                 if spec.burst and nothing_left(app):
                     break
                 # idle: sleep, or (PostgreSQL) until a new job is announced
-                app.storage.wait_for_jobs(settings.poll_interval, stop)
+                wait_for_jobs(app.storage, settings.poll_interval, stop)
             except Exception as exc:  # the store is down, or a bug: log it, keep the process
                 logger.opt(exception=not isinstance(exc, StorageError)).error(
                     "worker error: {error}; going on in 1 s", error=str(exc)

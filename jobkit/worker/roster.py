@@ -19,6 +19,7 @@ from loguru import logger
 
 from jobkit.exceptions import StorageError
 from jobkit.records import WorkerInfo
+from jobkit.storage.capabilities import workers_of
 
 if TYPE_CHECKING:
     from jobkit.storage.base import Storage
@@ -49,7 +50,7 @@ class Roster:
         def register() -> None:
             now = self.storage.now()  # PostgreSQL's clock: a query, that may fail too
             info = WorkerInfo(worker_id, self.hostname, pid, os.getpid(), now, now)
-            self.storage.register_worker(info)
+            workers_of(self.storage).register_worker(info)
 
         if self._try(f"register worker process {worker_id}", register):
             self._registered.add(worker_id)
@@ -59,7 +60,8 @@ class Roster:
     def left(self, worker_id: str) -> None:
         """A worker process has stopped (or died)."""
         if worker_id in self._registered and self._try(
-            f"remove worker process {worker_id}", lambda: self.storage.remove_worker(worker_id)
+            f"remove worker process {worker_id}",
+            lambda: workers_of(self.storage).remove_worker(worker_id),
         ):
             self._registered.discard(worker_id)
 
@@ -67,11 +69,12 @@ class Roster:
         """Every second: the live processes were seen now; now and then, forget lost rows."""
         ids = [worker_id for worker_id in alive if worker_id in self._registered]
         if ids:
-            self._try("beat worker processes", lambda: self.storage.beat_workers(ids))
+            self._try("beat worker processes", lambda: workers_of(self.storage).beat_workers(ids))
         if time.monotonic() >= self._next_sweep:
             self._next_sweep = time.monotonic() + SWEEP_INTERVAL
             self._try("forget lost worker processes",
-                      lambda: self.storage.forget_workers(self.storage.now() - FORGET_AFTER))
+                      lambda: workers_of(self.storage).forget_workers(
+                          self.storage.now() - FORGET_AFTER))
 
     def _try(self, what: str, action: Callable[[], object]) -> bool:
         try:

@@ -32,6 +32,7 @@ from loguru import logger
 from jobkit.config import WorkerSettings
 from jobkit.exceptions import ConfigError, StorageError, StoreLost
 from jobkit.records import JobRecord, JobStatus, Lease
+from jobkit.storage.capabilities import check_health, housekeep
 from jobkit.transitions import Transitions
 from jobkit.worker.journal import read_journal
 from jobkit.worker.process import ChildSpec, process_main
@@ -235,7 +236,7 @@ class Worker:
         replaced): going on would serve a file nobody enqueues to any more, while new jobs wait
         in a new one. A supervisor (systemd, Docker) starts the worker again on the new file."""
         try:
-            self.app.storage.check_health()
+            check_health(self.app.storage)
         except StoreLost as exc:
             logger.error(
                 "{error}; stopping the worker (exit status 1): restart it to serve the store "
@@ -264,7 +265,7 @@ class Worker:
                 child.outcomes.clear()
             self._count_own()
             self._tally.flush()
-            self.app.storage.housekeep()
+            housekeep(self.app.storage)
         except Exception as exc:  # the store is down (or a bug): never the supervisor's end
             logger.warning("store upkeep failed: {error}", error=str(exc))
 

@@ -19,6 +19,7 @@ from loguru import logger
 
 from jobkit.exceptions import StorageError
 from jobkit.records import EventKind
+from jobkit.storage.capabilities import throughput_of
 
 if TYPE_CHECKING:
     from jobkit.storage.base import Storage
@@ -56,10 +57,10 @@ class Tally:
         try:
             now = storage.now()
             if succeeded or failed:
-                storage.add_throughput(minute_of(now), succeeded, failed)
+                throughput_of(storage).add_throughput(minute_of(now), succeeded, failed)
                 self._pending.clear()
             if self._last_prune is None or now - self._last_prune > timedelta(hours=1):
                 self._last_prune = now
-                storage.forget_throughput(now - KEEP)
+                throughput_of(storage).forget_throughput(now - KEEP)
         except StorageError as exc:
             logger.warning("could not record the throughput: {error}", error=str(exc))

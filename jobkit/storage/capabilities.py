@@ -1,0 +1,392 @@
+"""The optional capabilities of a job store, beyond the :class:`~jobkit.storage.base.Storage` core.
+
+A capability is a small abstract mixin: a backend has it when it inherits the mixin, and the
+mixin's abstract methods make sure it implements the whole of it (a backend that keeps workers
+in part cannot be built). The worker and the dashboard ask :func:`supports` or call the helpers
+below, which fall back to what the core can do: a store with the core alone runs jobs with
+every CLI command, and the dashboard says what it does not keep.
+
+The built-in backends have every capability (memory has neither ``wake`` nor ``upkeep``: it
+has nothing to wait on or to look after).
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from jobkit.records import WAITING_STATUSES, JobLogLine, JobRecord, Lease, WorkerInfo
+from jobkit.storage.search import Count, JobQuery, SearchPage, matches, page_of, search_in
+
+if TYPE_CHECKING:
+    from jobkit.storage.base import Storage
+
+#: What a batch returns: the completed records (``None`` where the lease was lost) and the
+#: jobs claimed, in claim order.
+Settled = tuple[list[JobRecord | None], list[JobRecord]]
+
+
+class Searches(abc.ABC):
+    """Capability ``search``: the dashboard's search, count and oldest wait, served by indexes.
+    Without it the dashboard reads every job and filters them in Python."""
+
+    @abc.abstractmethod
+    def search(self, query: JobQuery) -> SearchPage:
+        """The page of jobs ``query`` finds, in its order, after its cursor."""
+
+    @abc.abstractmethod
+    def count_matching(
+        self, query: JobQuery, cap: int = 10_000, budget: float | None = None
+    ) -> Count:
+        """How many jobs ``query`` finds (its cursor and limit aside), counting no further than
+        ``cap``; a backend may stop after ``budget`` seconds and say "at least"."""
+
+    @abc.abstractmethod
+    def oldest_waiting(self) -> datetime | None:
+        """When the job that has waited longest became due (pending or retrying, due now);
+        ``None`` when nothing waits."""
+
+
+class KeepsWorkers(abc.ABC):
+    """Capability ``workers``: the roster of worker processes the dashboard lists."""
+
+    @abc.abstractmethod
+    def register_worker(self, worker: WorkerInfo) -> None:
+        """Record a worker process that has started (or update it)."""
+
+    @abc.abstractmethod
+    def beat_workers(self, worker_ids: list[str]) -> None:
+        """Mark these worker processes as seen now."""
+
+    @abc.abstractmethod
+    def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker process that has stopped."""
+
+    @abc.abstractmethod
+    def forget_workers(self, seen_before: datetime) -> int:
+        """Forget worker processes not seen since ``seen_before`` (their supervisor died
+        without saying); how many."""
+
+    @abc.abstractmethod
+    def list_workers(self) -> list[WorkerInfo]:
+        """The worker processes known, by host, supervisor and id."""
+
+
+class KeepsJobLogs(abc.ABC):
+    """Capability ``job_logs``: the lines a job logged, shown on its page."""
+
+    @abc.abstractmethod
+    def add_job_logs(self, job_id: str, lines: list[JobLogLine]) -> None:
+        """Keep lines the job logged (the caller caps them per attempt); they go with the job."""
+
+    @abc.abstractmethod
+    def job_logs(self, job_id: str) -> list[JobLogLine]:
+        """The lines the job logged, oldest first (attempt by attempt)."""
+
+
+class KeepsThroughput(abc.ABC):
+    """Capability ``throughput``: attempts per minute, the dashboard's chart."""
+
+    @abc.abstractmethod
+    def add_throughput(self, minute: datetime, succeeded: int, failed: int) -> None:
+        """Add attempts that succeeded and failed to the counts of ``minute`` (its start)."""
+
+    @abc.abstractmethod
+    def throughput(self, since: datetime) -> list[tuple[datetime, int, int]]:
+        """``(minute, succeeded, failed)`` for every minute from ``since`` that has counts."""
+
+    @abc.abstractmethod
+    def forget_throughput(self, before: datetime) -> None:
+        """Forget the counts of minutes before ``before``."""
+
+
+class KeepsSessions(abc.ABC):
+    """Capability ``sessions``: dashboard sessions signed out, known to every process that
+    opens the store. Without it a sign-out is known only to the process that made it."""
+
+    @abc.abstractmethod
+    def revoke_session(self, session_id: str, expires_at: datetime) -> None:
+        """Remember that the dashboard session ``session_id`` has ended (signed out), at least
+        until ``expires_at``; later it may be forgotten."""
+
+    @abc.abstractmethod
+    def session_revoked(self, session_id: str) -> bool:
+        """Whether :meth:`revoke_session` ended the dashboard session ``session_id``."""
+
+
+class KeepsProgress(abc.ABC):
+    """Capability ``progress``: a running attempt's progress, shown on the dashboard."""
+
+    @abc.abstractmethod
+    def set_progress(self, lease: Lease, fraction: float, message: str | None) -> bool:
+        """Record the running attempt's progress (0..1); ``False`` when the lease is lost."""
+
+
+class WakesWorkers(abc.ABC):
+    """Capability ``wake``: a waiting worker hears of a new job instead of polling."""
+
+    @abc.abstractmethod
+    def wait_for_jobs(self, timeout: float, stop: threading.Event | None = None) -> None:
+        """Block until a job may have become due, ``timeout`` seconds pass or ``stop`` is set."""
+
+
+class NeedsUpkeep(abc.ABC):
+    """Capability ``upkeep``: a store the worker's supervisor checks and looks after."""
+
+    @abc.abstractmethod
+    def check_health(self) -> None:
+        """Raise ``StoreLost`` when the store this object opened is gone for good (SQLite: its
+        file was deleted or replaced); a store merely down raises ``StorageError`` or nothing."""
+
+    @abc.abstractmethod
+    def housekeep(self) -> None:
+        """Upkeep run about once a second, off the jobs' path (SQLite: checkpoint the WAL)."""
+
+
+class ClaimsInBatches(abc.ABC):
+    """Capability ``batches``, the worker's fast path: a batch of completions and the next
+    claims in one transaction. Without it :func:`complete_and_claim_many` calls the core."""
+
+    @abc.abstractmethod
+    def complete_and_claim_many(self, completions: Sequence[tuple[Lease, Any]], worker_id: str,
+                                lease_seconds: float, limit: int) -> Settled:
+        """Complete each ``(lease, result)``, then claim up to ``limit`` jobs (``0``: none), all
+        in one transaction; the completed records (``None`` where the lease was lost) and the
+        claimed ones in claim order."""
+
+
+#: The optional capabilities by name, each the mixin a backend inherits to have it.
+OPTIONAL_CAPABILITIES: dict[str, type[abc.ABC]] = {
+    "search": Searches,
+    "workers": KeepsWorkers,
+    "job_logs": KeepsJobLogs,
+    "throughput": KeepsThroughput,
+    "sessions": KeepsSessions,
+    "progress": KeepsProgress,
+    "wake": WakesWorkers,
+    "upkeep": NeedsUpkeep,
+    "batches": ClaimsInBatches,
+}
+
+
+def capability(name: str) -> type[abc.ABC]:
+    """The mixin of the optional capability ``name``; ``ValueError`` naming the known ones."""
+    try:
+        return OPTIONAL_CAPABILITIES[name]
+    except KeyError:
+        known = ", ".join(OPTIONAL_CAPABILITIES)
+        raise ValueError(f"no optional storage capability {name!r} (known: {known})") from None
+
+
+def methods_of(name: str) -> tuple[str, ...]:
+    """The methods that make up the optional capability ``name``, in their order."""
+    return tuple(sorted(capability(name).__abstractmethods__,
+                        key=list(vars(capability(name))).index))
+
+
+def supports(storage: Storage | type[Storage], name: str) -> bool:
+    """Whether the store (or backend class) has the optional capability ``name``."""
+    kind = storage if isinstance(storage, type) else type(storage)
+    return issubclass(kind, capability(name))
+
+
+# -- what the worker and the dashboard call: the capability, or what the core can do ----------
+
+
+def _every_job(storage: Storage) -> list[JobRecord]:
+    found: list[JobRecord] = []
+    while page := storage.list(limit=1000, offset=len(found)):
+        found.extend(page)
+    return found
+
+
+def scan_search(storage: Storage, query: JobQuery) -> SearchPage:
+    """The page of jobs ``query`` finds, by reading every job through the core."""
+    return page_of(query, search_in(query, _every_job(storage), limit=query.limit + 1))
+
+
+def scan_count(storage: Storage, query: JobQuery, cap: int = 10_000) -> Count:
+    """How many jobs ``query`` finds (up to ``cap``), by reading every job through the core."""
+    unbounded = attrs.evolve(query, after=None, limit=1)
+    n = sum(1 for record in _every_job(storage) if matches(unbounded, record))
+    return Count(cap, over=True) if n > cap else Count(n)
+
+
+def scan_oldest_waiting(storage: Storage) -> datetime | None:
+    """When the longest-waiting due job became due, by reading every job through the core."""
+    now = storage.now()
+    due = [job.available_at for job in _every_job(storage)
+           if job.status in WAITING_STATUSES and job.available_at <= now]
+    return min(due, default=None)
+
+
+def search(storage: Storage, query: JobQuery) -> SearchPage:
+    """The page of jobs ``query`` finds; without ``search``, every job read and filtered."""
+    if isinstance(storage, Searches):
+        return storage.search(query)
+    return scan_search(storage, query)
+
+
+def count_matching(
+    storage: Storage, query: JobQuery, cap: int = 10_000, budget: float | None = None
+) -> Count:
+    """How many jobs ``query`` finds, up to ``cap``; without ``search``, by reading them all."""
+    if isinstance(storage, Searches):
+        return storage.count_matching(query, cap, budget)
+    return scan_count(storage, query, cap)
+
+
+def oldest_waiting(storage: Storage) -> datetime | None:
+    """When the longest-waiting due job became due; without ``search``, by reading them all."""
+    if isinstance(storage, Searches):
+        return storage.oldest_waiting()
+    return scan_oldest_waiting(storage)
+
+
+def wait_for_jobs(storage: Storage, timeout: float, stop: threading.Event | None = None) -> None:
+    """Wait for a new job; without ``wake``, ``timeout`` seconds (or until ``stop``)."""
+    if isinstance(storage, WakesWorkers):
+        storage.wait_for_jobs(timeout, stop)
+    else:
+        (stop or threading.Event()).wait(timeout)
+
+
+def check_health(storage: Storage) -> None:
+    """The store's :meth:`~NeedsUpkeep.check_health`; without ``upkeep``, nothing to find."""
+    if isinstance(storage, NeedsUpkeep):
+        storage.check_health()
+
+
+def housekeep(storage: Storage) -> None:
+    """The store's :meth:`~NeedsUpkeep.housekeep`; without ``upkeep``, nothing to do."""
+    if isinstance(storage, NeedsUpkeep):
+        storage.housekeep()
+
+
+def set_progress(storage: Storage, lease: Lease, fraction: float, message: str | None) -> bool:
+    """Record progress; without ``progress``, whether the lease still holds (nothing kept)."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"progress fraction must be between 0 and 1, got {fraction!r}")
+    if isinstance(storage, KeepsProgress):
+        return storage.set_progress(lease, fraction, message)
+    return True
+
+
+def complete_and_claim_many(storage: Storage, completions: Sequence[tuple[Lease, Any]],
+                            worker_id: str, lease_seconds: float, limit: int) -> Settled:
+    """What a worker does after a batch: the fast path of ``batches``, or each completion
+    settled and up to ``limit`` claims through the core (a failed claim after completions
+    that were recorded is no claim: the completions must not be written again)."""
+    from jobkit.exceptions import StorageError
+    from jobkit.records import AttemptOutcome
+
+    if isinstance(storage, ClaimsInBatches):
+        return storage.complete_and_claim_many(completions, worker_id, lease_seconds, limit)
+    done = [storage.settle(lease, AttemptOutcome.SUCCEEDED, result=result)
+            for lease, result in completions]
+    claimed: list[JobRecord] = []
+    try:
+        while len(claimed) < limit:
+            record = storage.claim(worker_id, lease_seconds)
+            if record is None:
+                break
+            claimed.append(record)
+    except StorageError:
+        pass
+    return done, claimed
+
+
+#: Guards the sign-outs of stores without ``sessions``, kept in the store object itself.
+_REVOKED_LOCK = threading.Lock()
+_REVOKED = "_jobkit_revoked_sessions"
+
+
+def revoke_session(storage: Storage, session_id: str, expires_at: datetime) -> None:
+    """Remember a signed-out dashboard session: in the store with ``sessions``, else in this
+    process, with the store object (a sign-out then holds only for this dashboard)."""
+    if isinstance(storage, KeepsSessions):
+        storage.revoke_session(session_id, expires_at)
+        return
+    with _REVOKED_LOCK:
+        revoked: dict[str, datetime] = vars(storage).setdefault(_REVOKED, {})
+        now = storage.now()
+        for ended in [key for key, until in revoked.items() if until < now]:
+            del revoked[ended]
+        revoked[session_id] = max(expires_at, revoked.get(session_id, expires_at))
+
+
+def session_revoked(storage: Storage, session_id: str) -> bool:
+    """Whether :func:`revoke_session` ended the dashboard session ``session_id``."""
+    if isinstance(storage, KeepsSessions):
+        return storage.session_revoked(session_id)
+    with _REVOKED_LOCK:
+        return session_id in vars(storage).get(_REVOKED, {})
+
+
+# -- null objects: a store without the capability keeps nothing, and says nothing -------------
+
+
+class _NoWorkers(KeepsWorkers):
+    """The roster of a store without ``workers``: nothing kept, none listed."""
+
+    def register_worker(self, worker: WorkerInfo) -> None:
+        """Keep nothing."""
+
+    def beat_workers(self, worker_ids: list[str]) -> None:
+        """Keep nothing."""
+
+    def remove_worker(self, worker_id: str) -> None:
+        """Keep nothing."""
+
+    def forget_workers(self, seen_before: datetime) -> int:
+        """Nothing to forget."""
+        return 0
+
+    def list_workers(self) -> list[WorkerInfo]:
+        """None kept."""
+        return []
+
+
+class _NoJobLogs(KeepsJobLogs):
+    """The job logs of a store without ``job_logs``: no line kept."""
+
+    def add_job_logs(self, job_id: str, lines: list[JobLogLine]) -> None:
+        """Keep nothing."""
+
+    def job_logs(self, job_id: str) -> list[JobLogLine]:
+        """None kept."""
+        return []
+
+
+class _NoThroughput(KeepsThroughput):
+    """The throughput of a store without ``throughput``: no count kept."""
+
+    def add_throughput(self, minute: datetime, succeeded: int, failed: int) -> None:
+        """Keep nothing."""
+
+    def throughput(self, since: datetime) -> list[tuple[datetime, int, int]]:
+        """None kept."""
+        return []
+
+    def forget_throughput(self, before: datetime) -> None:
+        """Nothing to forget."""
+
+
+def workers_of(storage: Storage) -> KeepsWorkers:
+    """The store's roster of worker processes, or one that keeps nothing."""
+    return storage if isinstance(storage, KeepsWorkers) else _NoWorkers()
+
+
+def job_logs_of(storage: Storage) -> KeepsJobLogs:
+    """The store's job logs, or logs that keep nothing."""
+    return storage if isinstance(storage, KeepsJobLogs) else _NoJobLogs()
+
+
+def throughput_of(storage: Storage) -> KeepsThroughput:
+    """The store's throughput counts, or counts that keep nothing."""
+    return storage if isinstance(storage, KeepsThroughput) else _NoThroughput()
