@@ -13,7 +13,7 @@ from pg_server import PostgresServer
 
 from jobkit.exceptions import ConfigError, StorageError
 from jobkit.records import JobStatus
-from jobkit.storage import postgres as postgres_module
+from jobkit.storage import postgres_db
 from jobkit.storage.postgres import PostgresStorage, redact, split_url
 from jobkit.testing import (
     BatchesConformance,
@@ -154,11 +154,11 @@ class TestSchema:
 
         url = postgres_server.create_database("jobkit_upgrade")
         clock = FakeClock()
-        first = {k: v for k, v in postgres_module.queries().items()
+        first = {k: v for k, v in postgres_db.queries().items()
                  if k not in ("migration_2", "migration_3", "migration_4", "migration_5",
                                "migration_6", "migration_7")}
         with monkeypatch.context() as patch:
-            patch.setattr(postgres_module, "queries", lambda: first)
+            patch.setattr(postgres_db, "queries", lambda: first)
             PostgresStorage(url, clock=clock).close()
         with psycopg.connect(url) as conn:
             row = conn.execute(
@@ -270,13 +270,13 @@ class TestConnections:
         caught by its readable socket, see above); one idle past CHECK_AFTER_IDLE gets one."""
         from psycopg_pool import ConnectionPool
 
-        from jobkit.storage import postgres
+        from jobkit.storage import postgres_pool
 
         checks: list[object] = []
         original = ConnectionPool.check_connection
         monkeypatch.setattr(ConnectionPool, "check_connection",
                             staticmethod(lambda conn: (checks.append(conn), original(conn))))
-        monkeypatch.setattr(postgres, "CHECK_AFTER_IDLE", 0.2)
+        monkeypatch.setattr(postgres_pool, "CHECK_AFTER_IDLE", 0.2)
         with PostgresStorage(empty_url) as store:
             store.enqueue(new_job(store.now()))
             checks.clear()
