@@ -476,12 +476,12 @@ class TestWindowedSearch:
     def test_pages_resume_where_the_scan_stopped(
         self, db_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from jobkit.storage import sql as sql_module
+        from jobkit.storage import sql_search
         from jobkit.storage.search import Count, JobQuery
 
-        monkeypatch.setattr(sql_module, "WINDOW", 7)
-        monkeypatch.setattr(sql_module, "TEXT_BATCH", 3)
-        monkeypatch.setattr(sql_module, "SCAN_BUDGET", 0.0)  # stop after every step
+        monkeypatch.setattr(sql_search, "WINDOW", 7)
+        monkeypatch.setattr(sql_search, "TEXT_BATCH", 3)
+        monkeypatch.setattr(sql_search, "SCAN_BUDGET", 0.0)  # stop after every step
         clock = FakeClock()
         with SQLiteStorage(db_path, clock=clock) as store:
             records = store.enqueue_many(

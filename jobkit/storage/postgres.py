@@ -24,7 +24,7 @@ from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease,
 from jobkit.storage.capabilities import WakesWorkers
 from jobkit.storage.postgres_db import PostgresDatabase, attempt_of_row, job_of_row, queries
 from jobkit.storage.postgres_pool import redact, split_url
-from jobkit.storage.sql import job_key, new_record
+from jobkit.storage.sql import fence_of, job_key, new_record
 
 if TYPE_CHECKING:
     import psycopg
@@ -92,33 +92,16 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
     def __reduce__(self) -> str | tuple[Any, ...]:
         raise TypeError(f"{self!r} cannot be pickled; open it again with from_url(url)")
 
-    def _fenced_in(
-        self,
-        cur: psycopg.Cursor[Any],
-        name: str,
-        lease: Lease,
-        outcome: AttemptOutcome,
-        error: str | None,
-        traceback: str | None,
-        params: Mapping[str, Any],
-    ) -> JobRecord | None:
-        """See :meth:`SQLStorage._fenced_in`."""
-        key = job_key(lease.job_id)
-        if key is None:
-            return None
-        fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
-        # one statement: the fenced update and, only when the fence held, the attempt's close
-        cur.execute(_closing(name), {**fence, "now": self._now_param(), "error": error,
-                                     "outcome": outcome.value, "traceback": traceback,
-                                     **params})
-        row = cur.fetchone()
-        return None if row is None else job_of_row(row)
+    def _update_and_close(self, cur: psycopg.Cursor[Any], name: str,
+                          params: Mapping[str, Any]) -> Any:
+        """See :meth:`SQLStorage._update_and_close` (one statement, as :func:`_closing` makes)."""
+        cur.execute(_closing(name), params)
+        return cur.fetchone()
 
     def _fenced_update(self, operation: str, name: str, lease: Lease, **params: Any) -> bool:
-        key = job_key(lease.job_id)
-        if key is None:
+        fence = fence_of(lease)
+        if fence is None:
             return False
-        fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
 
         def work(cur: psycopg.Cursor[Any]) -> bool:
             cur.execute(queries()[name], {**fence, "now": self._now_param(), **params})

@@ -1,9 +1,12 @@
-"""What the SQL backends (SQLite, PostgreSQL) share: the worker's fenced transitions, each one a
-named query of the backend's ``.sql`` file, and batched pruning.
+"""What the SQL backends (SQLite, PostgreSQL) share: fenced transitions as named queries.
 
-A subclass supplies how a fenced update runs (:meth:`SQLStorage._fenced`,
-:meth:`SQLStorage._fenced_update`), how a time is bound (:meth:`SQLStorage._time`) and one prune
-batch (:meth:`SQLStorage._prune_batch`).
+Each of the worker's transitions is one named query of the backend's ``.sql`` file, fenced by
+the lease; the optional capabilities (search, from :mod:`jobkit.storage.sql_search`, the
+worker roster, job logs, throughput, sessions, progress, batched claims) and batched pruning
+are written once here. A subclass supplies how a transaction runs (:meth:`SQLStorage._transaction`),
+a fenced update (:meth:`SQLStorage._update_and_close`, :meth:`SQLStorage._fenced_update`), a
+claim (:meth:`SQLStorage._claim_in`), how a time is bound (:meth:`SQLStorage._time`) and one
+prune batch (:meth:`SQLStorage._prune_batch`).
 """
 
 from __future__ import annotations
@@ -11,8 +14,7 @@ from __future__ import annotations
 import abc
 import functools
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -40,29 +42,11 @@ from jobkit.storage.capabilities import (
     KeepsSessions,
     KeepsThroughput,
     KeepsWorkers,
-    Searches,
 )
 from jobkit.storage.rows import Decode, set_aside_error
-from jobkit.storage.search import (
-    MAX_LIMIT,
-    Count,
-    JobQuery,
-    SearchPage,
-    build_sql,
-    cursor_of,
-    matches,
-    page_of,
-    parse_cursor,
-)
+from jobkit.storage.sql_search import SQLSearches
 
 T = TypeVar("T")
-
-#: Ids one step of a windowed text search or count covers.
-WINDOW = 100_000
-#: Candidate rows a text search reads at a time.
-TEXT_BATCH = 200
-#: Seconds a text search scans before it answers with what it found (and where to go on).
-SCAN_BUDGET = 0.1
 
 #: The largest row id both backends store (a signed 64-bit integer).
 MAX_ID = 2**63 - 1
@@ -76,20 +60,24 @@ def job_key(job_id: str) -> int | None:
     return None
 
 
+def fence_of(lease: Lease) -> dict[str, Any] | None:
+    """The parameters that fence an update to the lease's holder; ``None`` for no such row.
+
+    A fenced query changes the job only while ``job_id``, ``worker_id`` and ``attempt`` still
+    match its row; a job id that is not the canonical form of a row id matches none.
+    """
+    key = job_key(lease.job_id)
+    if key is None:
+        return None
+    return {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
+
+
 def to_json(value: Any, what: str) -> str:
     """``value`` as JSON text (NaN refused); ``StorageError`` naming ``what`` otherwise."""
     try:
         return json.dumps(value, allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise StorageError(f"{what} is not JSON: {exc}") from exc
-
-
-def _scans(query: JobQuery) -> bool:
-    """Whether ``query`` filters by what no index serves alone (method, priority, creation
-    time) without a status or job name that one does."""
-    unindexed = (query.method is not None or query.priority is not None
-                 or query.since is not None or query.until is not None)
-    return unindexed and not query.statuses and query.name is None and query.sort != "next"
 
 
 @functools.lru_cache(maxsize=256)  # a batch, and a job's every enqueue, share one policy
@@ -133,7 +121,7 @@ def new_record(
     )
 
 
-class SQLStorage(Storage, Searches, KeepsWorkers, KeepsJobLogs, KeepsThroughput, KeepsSessions,
+class SQLStorage(Storage, SQLSearches, KeepsWorkers, KeepsJobLogs, KeepsThroughput, KeepsSessions,
                  KeepsProgress, ClaimsInBatches):
     """A ``Storage`` whose worker transitions are named, fenced SQL updates.
 
@@ -147,7 +135,6 @@ class SQLStorage(Storage, Searches, KeepsWorkers, KeepsJobLogs, KeepsThroughput,
         """Run ``work(connection or cursor)`` in one transaction; driver errors become
         ``StorageError`` naming ``operation``."""
 
-    @abc.abstractmethod
     def _fenced_in(
         self,
         db: Any,
@@ -158,9 +145,27 @@ class SQLStorage(Storage, Searches, KeepsWorkers, KeepsJobLogs, KeepsThroughput,
         traceback: str | None,
         params: Mapping[str, Any],
     ) -> JobRecord | None:
-        """Inside the caller's transaction: the fenced job update ``name`` (with ``params``)
-        and the attempt closed with ``outcome``, ``error`` and ``traceback``; the new record,
-        or ``None`` when the lease no longer owns the job."""
+        """Run a fenced job update and close the attempt, inside the caller's transaction.
+
+        The update is the named query ``name`` (with ``params``); the attempt is closed with
+        ``outcome``, ``error`` and ``traceback``. Returns the new record, or ``None`` when the
+        lease no longer owns the job.
+        """
+        fence = fence_of(lease)
+        if fence is None:
+            return None
+        row = self._update_and_close(db, name, {
+            **fence, "now": self._now_bound(), "error": error, "outcome": outcome.value,
+            "traceback": traceback, **params})
+        return None if row is None else self._record(row)
+
+    @abc.abstractmethod
+    def _update_and_close(self, db: Any, name: str, params: Mapping[str, Any]) -> Any:
+        """Run the fenced update ``name`` and, if it held, close the job's open attempt.
+
+        Inside the caller's transaction; ``params`` hold the fence, ``now`` and the attempt's
+        ``outcome``, ``error`` and ``traceback``. Returns the updated row, or ``None``.
+        """
 
     @abc.abstractmethod
     def _claim_in(self, db: Any, worker_id: str, lease_seconds: float) -> JobRecord | None:
@@ -252,10 +257,6 @@ class SQLStorage(Storage, Searches, KeepsWorkers, KeepsJobLogs, KeepsThroughput,
     def _fenced_update(self, operation: str, name: str, lease: Lease, **params: Any) -> bool:
         """Run the fenced update ``name``; whether the lease still owned the job."""
 
-    @abc.abstractmethod
-    def _time(self, value: datetime) -> Any:
-        """A time as the backend binds it."""
-
     def _available_at(self, job: NewJob) -> Any:
         """A new job's ``available_at`` as bound; ``None`` (due now) stays ``None``: the INSERT
         takes the ``now`` it is created at (one clock reading for a whole batch)."""
@@ -279,160 +280,6 @@ class SQLStorage(Storage, Searches, KeepsWorkers, KeepsJobLogs, KeepsThroughput,
             "policy": _policy_json(job.policy),
             "available_at": self._available_at(job),
         }
-
-    @abc.abstractmethod
-    def _bind(self, name: str) -> str:
-        """How the backend binds a named value in SQL (``:name``, ``%(name)s``)."""
-
-    @abc.abstractmethod
-    def _contains(self, placeholder: str) -> str:
-        """The backend's test that the params' JSON text holds the value bound there."""
-
-    @abc.abstractmethod
-    def _select(self, operation: str, sql: str, params: Mapping[str, Any]) -> list[Any]:
-        """The rows of a read-only query, in one transaction."""
-
-    @abc.abstractmethod
-    def _record(self, row: Any) -> JobRecord:
-        """A ``jobkit_jobs`` row as a record."""
-
-    def search(self, query: JobQuery) -> SearchPage:
-        """The page ``query`` finds (see :class:`~jobkit.storage.capabilities.Searches`): one
-        indexed query. A search no index serves (text, or method, priority or creation time
-        without a status or job name) goes by windows of ids, or batches in claim order, and
-        answers with what it found once :data:`SCAN_BUDGET` seconds have passed."""
-        if not query.text and not _scans(query):  # one more than asked: is there a next page
-            return page_of(query, self._find(query, limit=query.limit + 1))
-        if query.sort == "next":
-            return self._search_in_batches(query)
-        return self._search_in_windows(query, SCAN_BUDGET)
-
-    def _find(self, query: JobQuery, window: tuple[int, int] | None = None,
-              limit: int | None = None) -> list[JobRecord]:
-        """The rows the SQL part of ``query`` finds, in order, at most ``limit`` (default
-        ``query.limit``)."""
-        clauses = build_sql(query, self._bind, self._time, self._contains, window)
-        sql = (f"SELECT * FROM jobkit_jobs WHERE {clauses.where} ORDER BY {clauses.order} "
-               f"LIMIT {self._bind('limit')}")
-        rows = self._select("search jobs", sql, {
-            **clauses.params, "limit": query.limit if limit is None else limit})
-        return [self._record(row) for row in rows]
-
-    def _search_in_batches(self, query: JobQuery) -> SearchPage:
-        """Text search in the claim order: the waiting jobs, a batch at a time, for at most
-        :data:`SCAN_BUDGET` seconds (then ``next`` goes on from the last row looked at)."""
-        found: list[JobRecord] = []
-        batch = attrs.evolve(query, limit=TEXT_BATCH)
-        deadline = time.monotonic() + SCAN_BUDGET
-        while len(found) <= query.limit:
-            rows = self._find(batch)
-            found.extend(record for record in rows if matches(query, record))
-            if len(rows) < TEXT_BATCH:
-                break
-            batch = attrs.evolve(batch, after=cursor_of(rows[-1], query.sort))
-            if len(found) <= query.limit and time.monotonic() > deadline:
-                return SearchPage(found, batch.after, complete=False)
-        return page_of(query, found)
-
-    def _search_in_windows(self, query: JobQuery, budget: float) -> SearchPage:
-        """Text search by id, a window of :data:`WINDOW` ids at a time, until a page is full,
-        the jobs run out, or ``budget`` seconds do (then ``next`` resumes where it stopped)."""
-        newest = query.sort == "newest"
-        base = attrs.evolve(query, after=None, limit=TEXT_BATCH)
-        start = None
-        if query.after is not None:
-            last = parse_cursor(query.after, query.sort).id
-            start = last if newest else last + 1
-        deadline = time.monotonic() + budget
-        found: list[JobRecord] = []
-        for low, high in self._windows(newest, start):
-            while True:
-                rows = self._find(base, (low, high))
-                found.extend(record for record in rows if matches(query, record))
-                if len(found) > query.limit:
-                    return page_of(query, found)
-                if len(rows) < TEXT_BATCH:
-                    low, high = (low, low) if newest else (high, high)  # the window is done
-                elif newest:
-                    high = int(rows[-1].id)
-                else:
-                    low = int(rows[-1].id) + 1
-                if time.monotonic() > deadline:  # nothing beyond this edge was looked at
-                    edge = str(high) if newest else str(low - 1)
-                    return SearchPage(found, edge, complete=False)
-                if low >= high:
-                    break
-        return SearchPage(found, None)
-
-    def _windows(self, newest: bool, start: int | None) -> Iterator[tuple[int, int]]:
-        """Windows ``[low, high)`` of ids from ``start`` (an edge not included), towards the
-        oldest job (``newest``) or the newest one."""
-        # two subqueries: each is one index probe (min and max together would scan the table)
-        rows = self._select(
-            "find the range of job ids",
-            "SELECT (SELECT min(id) FROM jobkit_jobs) AS low, "
-            "(SELECT max(id) FROM jobkit_jobs) AS high",
-            {},
-        )
-        first, last = rows[0]["low"], rows[0]["high"]
-        if first is None:
-            return
-        if newest:
-            edge = last + 1 if start is None else min(start, last + 1)
-            while edge > first:
-                yield max(first, edge - WINDOW), edge
-                edge -= WINDOW
-        else:
-            edge = first if start is None else max(start, first)
-            while edge <= last:
-                yield edge, min(last + 1, edge + WINDOW)
-                edge += WINDOW
-
-    def count_matching(
-        self, query: JobQuery, cap: int = 10_000, budget: float | None = None
-    ) -> Count:
-        """How many jobs ``query`` finds, no further than ``cap``; with a ``budget``, by
-        windows of ids from the newest, answering "at least" when the time runs out (see
-        :meth:`Storage.count_matching`)."""
-        query = attrs.evolve(query, after=None, limit=1)
-        if query.text:  # candidates are checked one by one, as search does
-            return self._count_pages(query, cap, budget)
-        if budget is None:
-            return self._count_window(query, cap, None)
-        deadline = time.monotonic() + budget
-        total = 0
-        for window in self._windows(True, None):
-            counted = self._count_window(query, cap - total, window)
-            if counted.over:
-                return Count(cap, over=True)
-            total += counted.n
-            if time.monotonic() > deadline:
-                return Count(total, exact=False)
-        return Count(total)
-
-    def _count_window(self, query: JobQuery, cap: int, window: tuple[int, int] | None) -> Count:
-        clauses = build_sql(query, self._bind, self._time, self._contains, window)
-        sql = (f"SELECT count(*) AS n FROM (SELECT 1 FROM jobkit_jobs WHERE {clauses.where} "
-               f"LIMIT {self._bind('cap')}) AS matching")
-        n = int(self._select("count jobs", sql, {**clauses.params, "cap": cap + 1})[0]["n"])
-        return Count(cap, over=True) if n > cap else Count(n)
-
-    def _count_pages(self, query: JobQuery, cap: int, budget: float | None) -> Count:
-        """Count a text search by running it, page after page, within ``budget`` in all."""
-        deadline = None if budget is None else time.monotonic() + budget
-        counted, after = 0, None
-        while True:
-            left = 3600.0 if deadline is None else deadline - time.monotonic()
-            page = self._search_in_windows(attrs.evolve(query, sort="newest", limit=MAX_LIMIT,
-                                                        after=after), max(0.0, left))
-            counted += len(page.jobs)
-            if counted > cap:
-                return Count(cap, over=True)
-            if page.next is None:
-                return Count(counted)
-            if deadline is not None and time.monotonic() > deadline:
-                return Count(counted, exact=False)
-            after = page.next
 
     # -- worker processes and waiting jobs, for the dashboard -------------------------------
 

@@ -23,7 +23,7 @@ from jobkit.exceptions import ConfigError, JobNotFoundInStorage
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob
 from jobkit.storage.capabilities import NeedsUpkeep, WakesWorkers
 from jobkit.storage.filewatch import FileWatch, watch
-from jobkit.storage.sql import job_key, new_record
+from jobkit.storage.sql import fence_of, job_key, new_record
 from jobkit.storage.sqlite_file import (
     SQLiteFile,
     attempt_of_row,
@@ -112,31 +112,13 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
             f"SQLiteStorage.from_url({self.url!r})"
         )
 
-    def _fenced_in(
-        self,
-        conn: sqlite3.Connection,
-        name: str,
-        lease: Lease,
-        outcome: AttemptOutcome,
-        error: str | None,
-        traceback: str | None,
-        params: Mapping[str, Any],
-    ) -> JobRecord | None:
-        """See :meth:`SQLStorage._fenced_in`."""
-        key = job_key(lease.job_id)
-        if key is None:
-            return None
-        now = to_epoch(self.now())
-        fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
-        row = self._one(conn, name, {**fence, "now": now, "error": error, **params})
-        if row is None:
-            return None
-        conn.execute(
-            queries()["close_attempt"],
-            {"job_id": key, "now": now, "outcome": outcome.value, "error": error,
-             "traceback": traceback},
-        )
-        return job_of_row(row)
+    def _update_and_close(self, conn: sqlite3.Connection, name: str,
+                          params: Mapping[str, Any]) -> Any:
+        """See :meth:`SQLStorage._update_and_close` (two statements)."""
+        row = self._one(conn, name, params)
+        if row is not None:
+            conn.execute(queries()["close_attempt"], params)
+        return row
 
     # -- writes of the app ---------------------------------------------------------------------
 
@@ -374,10 +356,9 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
         self, operation: str, name: str, lease: Lease, *, busy_budget: float | None = None,
         **params: Any,
     ) -> bool:
-        key = job_key(lease.job_id)
-        if key is None:
+        fence = fence_of(lease)
+        if fence is None:
             return False
-        fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
 
         def work(conn: sqlite3.Connection) -> bool:
             return conn.execute(queries()[name], {**fence, **params}).rowcount == 1
