@@ -15,18 +15,7 @@ from jobkit.exceptions import ConfigError, StorageError
 from jobkit.records import JobStatus
 from jobkit.storage import postgres_db
 from jobkit.storage.postgres import PostgresStorage, redact, split_url
-from jobkit.testing import (
-    BatchesConformance,
-    ConcurrencyTests,
-    CoreConformance,
-    FakeClock,
-    JobLogsConformance,
-    ProgressConformance,
-    SearchConformance,
-    SessionsConformance,
-    ThroughputConformance,
-    WorkersConformance,
-)
+from jobkit.testing import FakeClock, StorageConformance
 from jobkit.testing.conformance import new_job
 
 
@@ -36,19 +25,9 @@ def empty_url(empty_postgres_url: str) -> str:
     return empty_postgres_url
 
 
-class TestPostgresStorage(
-    CoreConformance,
-    ConcurrencyTests,
-    SearchConformance,
-    WorkersConformance,
-    JobLogsConformance,
-    ThroughputConformance,
-    SessionsConformance,
-    ProgressConformance,
-    BatchesConformance,
-):
+class TestPostgresStorage(StorageConformance):
     """PostgresStorage follows every rule of the Storage core (shared by processes) and of every
-    optional capability, subclassing the suite's classes as a third party's backend would."""
+    optional capability, subclassing the suite's class as a third party's backend would."""
 
     @pytest.fixture
     def storage(self, empty_url: str, clock: FakeClock) -> Iterator[PostgresStorage]:

@@ -22,18 +22,7 @@ from jobkit.storage import filewatch, sqlite_file
 from jobkit.storage import sqlite as sqlite_module
 from jobkit.storage.sqlite import SQLiteStorage
 from jobkit.storage.sqlite_file import migrations
-from jobkit.testing import (
-    BatchesConformance,
-    ConcurrencyTests,
-    CoreConformance,
-    FakeClock,
-    JobLogsConformance,
-    ProgressConformance,
-    SearchConformance,
-    SessionsConformance,
-    ThroughputConformance,
-    WorkersConformance,
-)
+from jobkit.testing import FakeClock, StorageConformance
 from jobkit.testing.conformance import new_job, run_in_processes
 
 #: The schema version this jobkit writes.
@@ -46,19 +35,9 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "jobs.db"
 
 
-class TestSQLiteStorage(
-    CoreConformance,
-    ConcurrencyTests,
-    SearchConformance,
-    WorkersConformance,
-    JobLogsConformance,
-    ThroughputConformance,
-    SessionsConformance,
-    ProgressConformance,
-    BatchesConformance,
-):
+class TestSQLiteStorage(StorageConformance):
     """SQLiteStorage follows every rule of the Storage core (shared by processes) and of every
-    optional capability, subclassing the suite's classes as a third party's backend would."""
+    optional capability, subclassing the suite's class as a third party's backend would."""
 
     @pytest.fixture
     def storage(self, db_path: Path, clock: FakeClock) -> Iterator[SQLiteStorage]:

@@ -222,10 +222,25 @@ class SQLStorage(Storage, SQLSearches, KeepsWorkers, KeepsJobLogs, KeepsThroughp
 
     def _claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
         """Atomically take the next due job (see :meth:`Storage.claim`)."""
-        return self._transaction(
+        if self._nothing_to_claim(worker_id, 1):
+            return None
+        record = self._transaction(
             f"claim a job for worker {worker_id}",
             lambda db: self._claim_in(db, worker_id, lease_seconds),
         )
+        self._claimed(record is not None)
+        return record
+
+    def _nothing_to_claim(self, worker_id: str, limit: int) -> bool:
+        """Whether a claim of up to ``limit`` jobs can be skipped; by default never.
+
+        A backend may answer from a cheap look (a read that takes no write lock) that found
+        nothing due; it is asked only when no completions go with the claim.
+        """
+        return False
+
+    def _claimed(self, found: bool) -> None:
+        """Note whether this thread's last claim found a job (by default, nothing to note)."""
 
     def complete_and_claim_many(
         self,
@@ -236,6 +251,8 @@ class SQLStorage(Storage, SQLSearches, KeepsWorkers, KeepsJobLogs, KeepsThroughp
     ) -> tuple[list[JobRecord | None], list[JobRecord]]:
         """The completions of a batch and the next claims in one transaction: one commit for
         the batch (see :class:`~jobkit.storage.capabilities.ClaimsInBatches`)."""
+        if not completions and self._nothing_to_claim(worker_id, limit):
+            return [], []
         encoded = [
             (lease, to_json(result, f"job {lease.job_id}: result")) for lease, result in completions
         ]
@@ -251,7 +268,9 @@ class SQLStorage(Storage, SQLSearches, KeepsWorkers, KeepsJobLogs, KeepsThroughp
             return done, claimed
 
         what = f"complete {len(encoded)} job(s) and claim up to {limit}"
-        return self._transaction(f"{what} for worker {worker_id}", work)
+        done, claimed = self._transaction(f"{what} for worker {worker_id}", work)
+        self._claimed(bool(claimed))
+        return done, claimed
 
     @abc.abstractmethod
     def _fenced_update(self, operation: str, name: str, lease: Lease, **params: Any) -> bool:

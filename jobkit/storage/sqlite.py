@@ -14,7 +14,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -207,13 +207,13 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
 
     # -- writes of the worker ------------------------------------------------------------------
 
-    def _claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
-        """Atomically take the next due job (see :meth:`Storage.claim`)."""
-        if self._idle_and_nothing_due(worker_id):
-            return None
-        record = super()._claim(worker_id, lease_seconds)
-        self._local.busy = record is not None
-        return record
+    def _nothing_to_claim(self, worker_id: str, limit: int) -> bool:
+        """See :meth:`SQLStorage._nothing_to_claim`: :meth:`_idle_and_nothing_due`."""
+        return limit < 1 or self._idle_and_nothing_due(worker_id)
+
+    def _claimed(self, found: bool) -> None:
+        """Remember whether this thread's last claim found a job (then it is busy)."""
+        self._local.busy = found
 
     def _idle_and_nothing_due(self, worker_id: str) -> bool:
         """Whether this thread's last claim found nothing and no job is due now: a read-only
@@ -275,22 +275,6 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
             {"job_id": key, "now": now, "outcome": AttemptOutcome.FAILED.value, "error": error,
              "traceback": None},
         )
-
-    def complete_and_claim_many(
-        self,
-        completions: Sequence[tuple[Lease, Any]],
-        worker_id: str,
-        lease_seconds: float,
-        limit: int,
-    ) -> tuple[builtins.list[JobRecord | None], builtins.list[JobRecord]]:
-        """See :meth:`SQLStorage.complete_and_claim_many`; remembers whether it claimed."""
-        if not completions and (limit < 1 or self._idle_and_nothing_due(worker_id)):
-            return [], []
-        done, claimed = super().complete_and_claim_many(
-            completions, worker_id, lease_seconds, limit
-        )
-        self._local.busy = bool(claimed)
-        return done, claimed
 
     def wait_for_jobs(self, timeout: float, stop: threading.Event | None = None) -> None:
         """Block until another connection commits to the file (a job may be due), ``timeout``

@@ -139,6 +139,20 @@ def claim(storage: Storage, worker_id: str = "w1") -> JobRecord:
     return record
 
 
+def taken_over(
+    storage: Storage, clock: FakeClock, worker_id: str
+) -> tuple[JobRecord, Lease, JobRecord]:
+    """Make a job whose first lease expired and which ``worker_id`` then claimed again.
+
+    Returns the job as enqueued, the stale lease of ``w1``'s first attempt, and the new claim.
+    """
+    job = storage.enqueue(new_job(clock()))
+    stale = lease_of(claim(storage, "w1"))
+    clock.advance(LEASE + 1)
+    storage.requeue_expired()
+    return job, stale, claim(storage, worker_id)
+
+
 class StorageFixtures:
     """The fixtures a backend's subclass supplies: ``storage`` always, ``storage_url`` if it can."""
 
@@ -528,11 +542,7 @@ class LeaseTests(StorageFixtures):
         self, storage: Storage, clock: FakeClock
     ) -> None:
         """After expiry and a new claim, the old worker's writes change nothing."""
-        job = storage.enqueue(new_job(clock()))
-        stale = lease_of(claim(storage, "w1"))
-        clock.advance(LEASE + 1)
-        storage.requeue_expired()
-        current = claim(storage, "w2")
+        job, stale, current = taken_over(storage, clock, "w2")
         progress = supports(storage, "progress")
         assert not progress or set_progress(storage, lease_of(current), 0.5, "halfway")
         before = storage.get(job.id)
@@ -553,11 +563,7 @@ class LeaseTests(StorageFixtures):
         self, storage: Storage, clock: FakeClock
     ) -> None:
         """A lease names its attempt: the same worker's lease of attempt 1 fails in attempt 2."""
-        job = storage.enqueue(new_job(clock()))
-        stale = lease_of(claim(storage, "w1"))
-        clock.advance(LEASE + 1)
-        storage.requeue_expired()
-        current = claim(storage, "w1")
+        job, stale, current = taken_over(storage, clock, "w1")
         assert current.attempts == 2
         assert storage.settle(stale, SUCCEEDED, result="stale") is None
         assert storage.get(job.id).status is JobStatus.RUNNING
