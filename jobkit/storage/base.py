@@ -20,15 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
-from jobkit.records import (
-    Attempt,
-    AttemptOutcome,
-    JobRecord,
-    JobStatus,
-    Lease,
-    NewJob,
-    utcnow,
-)
+from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob, utcnow
 
 Clock = Callable[[], datetime]
 S = TypeVar("S", bound="Storage")

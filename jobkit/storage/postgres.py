@@ -24,7 +24,8 @@ from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease,
 from jobkit.storage.capabilities import WakesWorkers
 from jobkit.storage.postgres_db import PostgresDatabase, attempt_of_row, job_of_row, queries
 from jobkit.storage.postgres_pool import redact, split_url
-from jobkit.storage.sql import fence_of, job_key, new_record
+from jobkit.storage.rows import job_key
+from jobkit.storage.sql import fence_of, new_record
 
 if TYPE_CHECKING:
     import psycopg

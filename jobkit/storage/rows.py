@@ -27,6 +27,18 @@ from jobkit.records import (
     decode_json,
 )
 
+#: The largest row id both backends store (a signed 64-bit integer).
+MAX_ID = 2**63 - 1
+
+
+def job_key(job_id: str) -> int | None:
+    """The row id of a job id; ``None`` for anything that is not the canonical form of one."""
+    if job_id.isascii() and job_id.isdigit() and str(int(job_id)) == job_id:
+        key = int(job_id)
+        return key if key <= MAX_ID else None
+    return None
+
+
 #: What an unreadable time reads as.
 STAND_IN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
 

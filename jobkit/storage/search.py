@@ -23,6 +23,7 @@ import attrs
 
 from jobkit.masking import mask_secrets
 from jobkit.records import WAITING_STATUSES, JobRecord, JobStatus, check_aware
+from jobkit.storage.rows import MAX_ID  # the largest job id a cursor may name
 
 Sort = Literal["newest", "oldest", "next"]
 #: The sorts a search allows: ``newest``/``oldest`` by id (creation order); ``next``: the
@@ -31,8 +32,6 @@ Sort = Literal["newest", "oldest", "next"]
 SORTS: tuple[Sort, ...] = ("newest", "oldest", "next")
 #: The most rows one search returns.
 MAX_LIMIT = 500
-#: The largest job id a cursor may name (a signed 64-bit row id).
-MAX_ID = 2**63 - 1
 
 
 def _positive_limit(instance: Any, attribute: Any, value: int) -> None:

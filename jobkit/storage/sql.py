@@ -25,40 +25,24 @@ from jobkit.exceptions import StorageError
 from jobkit.masking import has_secrets, mask_secrets
 from jobkit.records import (
     AttemptOutcome,
-    JobLogLine,
     JobRecord,
     JobStatus,
     Lease,
     NewJob,
     RetryPolicy,
-    WorkerInfo,
     decode_json,
 )
 from jobkit.storage.base import Storage
 from jobkit.storage.capabilities import (
     ClaimsInBatches,
-    KeepsJobLogs,
     KeepsProgress,
     KeepsSessions,
-    KeepsThroughput,
-    KeepsWorkers,
 )
-from jobkit.storage.rows import Decode, set_aside_error
+from jobkit.storage.rows import Decode, job_key, set_aside_error
+from jobkit.storage.sql_keeps import SQLKeeps
 from jobkit.storage.sql_search import SQLSearches
 
 T = TypeVar("T")
-
-#: The largest row id both backends store (a signed 64-bit integer).
-MAX_ID = 2**63 - 1
-
-
-def job_key(job_id: str) -> int | None:
-    """The row id of a job id; ``None`` for anything that is not the canonical form of one."""
-    if job_id.isascii() and job_id.isdigit() and str(int(job_id)) == job_id:
-        key = int(job_id)
-        return key if key <= MAX_ID else None
-    return None
-
 
 def fence_of(lease: Lease) -> dict[str, Any] | None:
     """The parameters that fence an update to the lease's holder; ``None`` for no such row.
@@ -121,8 +105,7 @@ def new_record(
     )
 
 
-class SQLStorage(Storage, SQLSearches, KeepsWorkers, KeepsJobLogs, KeepsThroughput, KeepsSessions,
-                 KeepsProgress, ClaimsInBatches):
+class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, ClaimsInBatches):
     """A ``Storage`` whose worker transitions are named, fenced SQL updates.
 
     A subclass runs work in one transaction (:meth:`_transaction`, handing the work its
@@ -300,91 +283,7 @@ class SQLStorage(Storage, SQLSearches, KeepsWorkers, KeepsJobLogs, KeepsThroughp
             "available_at": self._available_at(job),
         }
 
-    # -- worker processes and waiting jobs, for the dashboard -------------------------------
-
-    @abc.abstractmethod
-    def _named(self, operation: str, name: str, params: Mapping[str, Any]) -> list[Any]:
-        """Run the named query of the backend's ``.sql`` file in one transaction; its rows
-        (none for a write)."""
-
-    @abc.abstractmethod
-    def _read_time(self, value: Any) -> datetime:
-        """A stored time as a datetime."""
-
-    def _worker_params(self, worker: WorkerInfo) -> dict[str, Any]:
-        return {**attrs.asdict(worker), "started_at": self._time(worker.started_at),
-                "last_seen_at": self._time(worker.last_seen_at)}
-
-    def register_worker(self, worker: WorkerInfo) -> None:
-        """Record a worker process that has started (or update it)."""
-        self._named(f"register worker {worker.worker_id}", "register_worker",
-                    self._worker_params(worker))
-
-    def beat_workers(self, worker_ids: list[str]) -> None:
-        """Mark these worker processes as seen now."""
-        now = self._time(self.now())
-        for worker_id in worker_ids:  # a handful per supervisor
-            self._named("beat workers", "beat_worker", {"worker_id": worker_id, "now": now})
-
-    def remove_worker(self, worker_id: str) -> None:
-        """Forget a worker process that has stopped."""
-        self._named(f"remove worker {worker_id}", "remove_worker", {"worker_id": worker_id})
-
-    def forget_workers(self, seen_before: datetime) -> int:
-        """Forget worker processes not seen since ``seen_before``."""
-        before = len(self.list_workers())
-        self._named("forget lost workers", "forget_workers",
-                    {"seen_before": self._time(seen_before)})
-        return before - len(self.list_workers())
-
-    def list_workers(self) -> list[WorkerInfo]:
-        """The worker processes known, by host, supervisor and id."""
-        return [
-            WorkerInfo(
-                worker_id=row["worker_id"], hostname=row["hostname"], pid=row["pid"],
-                supervisor_pid=row["supervisor_pid"],
-                started_at=self._read_time(row["started_at"]),
-                last_seen_at=self._read_time(row["last_seen_at"]),
-            )
-            for row in self._named("list workers", "list_workers", {})
-        ]
-
-    @abc.abstractmethod
-    def _named_many(self, operation: str, name: str, rows: list[Mapping[str, Any]]) -> None:
-        """Run the named write once per row, in one transaction."""
-
-    def add_job_logs(self, job_id: str, lines: list[JobLogLine]) -> None:
-        """Keep lines the job logged, in one transaction (nothing for an unknown id)."""
-        key = job_key(job_id)
-        if key is None or not lines:
-            return
-        self._named_many(f"keep the log lines of job {job_id}", "add_job_log", [
-            {"job_id": key, "attempt": line.attempt, "at": self._time(line.at),
-             "level": line.level, "message": line.message} for line in lines])
-
-    def job_logs(self, job_id: str) -> list[JobLogLine]:
-        """The lines the job logged, oldest first."""
-        key = job_key(job_id)
-        if key is None:
-            return []
-        rows = self._named(f"read the log lines of job {job_id}", "job_logs", {"job_id": key})
-        return [JobLogLine(row["attempt"], self._read_time(row["at"]), row["level"],
-                           row["message"]) for row in rows]
-
-    def add_throughput(self, minute: datetime, succeeded: int, failed: int) -> None:
-        """Add to the counts of ``minute`` (one upsert)."""
-        self._named("record the throughput", "add_throughput",
-                    {"minute": self._time(minute), "succeeded": succeeded, "failed": failed})
-
-    def throughput(self, since: datetime) -> list[tuple[datetime, int, int]]:
-        """``(minute, succeeded, failed)`` from ``since``, oldest first."""
-        rows = self._named("read the throughput", "throughput", {"since": self._time(since)})
-        return [(self._read_time(row["minute"]), row["succeeded"], row["failed"])
-                for row in rows]
-
-    def forget_throughput(self, before: datetime) -> None:
-        """Forget the counts of minutes before ``before``."""
-        self._named("forget old throughput", "forget_throughput", {"before": self._time(before)})
+    # -- dashboard sessions and waiting jobs ---------------------------------------------
 
     def revoke_session(self, session_id: str, expires_at: datetime) -> None:
         """Keep the ended session in ``jobkit_revoked_sessions`` (forgetting those whose

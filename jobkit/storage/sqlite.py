@@ -23,7 +23,8 @@ from jobkit.exceptions import ConfigError, JobNotFoundInStorage
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob
 from jobkit.storage.capabilities import NeedsUpkeep, WakesWorkers
 from jobkit.storage.filewatch import FileWatch, watch
-from jobkit.storage.sql import fence_of, job_key, new_record
+from jobkit.storage.rows import job_key
+from jobkit.storage.sql import fence_of, new_record
 from jobkit.storage.sqlite_file import (
     SQLiteFile,
     attempt_of_row,
