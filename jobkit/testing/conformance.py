@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import multiprocessing
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -151,6 +151,19 @@ def taken_over(
     clock.advance(LEASE + 1)
     storage.requeue_expired()
     return job, stale, claim(storage, worker_id)
+
+
+def assert_left_alone(
+    storage: Storage, change: Callable[[str], JobRecord | None], jobs: Iterable[JobRecord]
+) -> None:
+    """Check that ``change`` (a cancel or a manual retry) refuses each job and changes nothing.
+
+    Refusing is returning ``None``; the job reads the same before and after.
+    """
+    for job in jobs:
+        before = storage.get(job.id)
+        assert change(job.id) is None
+        assert storage.get(job.id) == before
 
 
 class StorageFixtures:
@@ -727,10 +740,7 @@ class CancelTests(StorageFixtures):
         storage.settle(lease_of(claim(storage)), SUCCEEDED, result="ok")
         storage.settle(lease_of(claim(storage)), FAILED, error="boom", traceback=None)
         storage.cancel(jobs[2].id)
-        for job in jobs:
-            before = storage.get(job.id)
-            assert storage.cancel(job.id) is None
-            assert storage.get(job.id) == before
+        assert_left_alone(storage, storage.cancel, jobs)
 
     def test_cancel_an_unknown_job_raises(self, storage: Storage) -> None:
         """cancel raises JobNotFoundInStorage for an unknown id."""
@@ -780,10 +790,7 @@ class ManualRetryTests(StorageFixtures):
                        retry_at=clock() + timedelta(hours=1))
         running = storage.enqueue(new_job(clock()))
         claim(storage)
-        for job in (pending, completed, retrying, running):
-            before = storage.get(job.id)
-            assert storage.retry(job.id) is None
-            assert storage.get(job.id) == before
+        assert_left_alone(storage, storage.retry, [pending, completed, retrying, running])
 
     def test_retry_an_unknown_job_raises(self, storage: Storage) -> None:
         """retry raises JobNotFoundInStorage for an unknown id."""
