@@ -33,7 +33,9 @@ Settled = tuple[list[JobRecord | None], list[JobRecord]]
 
 class Searches(abc.ABC):
     """Capability ``search``: the dashboard's search, count and oldest wait, served by indexes.
-    Without it the dashboard reads every job and filters them in Python."""
+
+    Without it the dashboard reads every job and filters them in Python.
+    """
 
     @abc.abstractmethod
     def search(self, query: JobQuery) -> SearchPage:
@@ -48,8 +50,10 @@ class Searches(abc.ABC):
 
     @abc.abstractmethod
     def oldest_waiting(self) -> datetime | None:
-        """When the job that has waited longest became due (pending or retrying, due now);
-        ``None`` when nothing waits."""
+        """When the job that has waited longest became due (pending or retrying, due now).
+
+        ``None`` when nothing waits.
+        """
 
 
 class KeepsWorkers(abc.ABC):
@@ -106,8 +110,11 @@ class KeepsThroughput(abc.ABC):
 
 
 class KeepsSessions(abc.ABC):
-    """Capability ``sessions``: dashboard sessions signed out, known to every process that
-    opens the store. Without it a sign-out is known only to the process that made it."""
+    """Capability ``sessions``.
+
+    Dashboard sessions signed out, known to every process that opens the store. Without it a
+    sign-out is known only to the process that made it.
+    """
 
     @abc.abstractmethod
     def revoke_session(self, session_id: str, expires_at: datetime) -> None:
@@ -149,8 +156,11 @@ class NeedsUpkeep(abc.ABC):
 
 
 class ClaimsInBatches(abc.ABC):
-    """Capability ``batches``, the worker's fast path: a batch of completions and the next
-    claims in one transaction. Without it :func:`complete_and_claim_many` calls the core."""
+    """Capability ``batches``, the worker's fast path.
+
+    A batch of completions and the next claims in one transaction. Without it
+    :func:`complete_and_claim_many` calls the core.
+    """
 
     @abc.abstractmethod
     def complete_and_claim_many(self, completions: Sequence[tuple[Lease, Any]], worker_id: str,
@@ -279,9 +289,12 @@ def set_progress(storage: Storage, lease: Lease, fraction: float, message: str |
 
 def complete_and_claim_many(storage: Storage, completions: Sequence[tuple[Lease, Any]],
                             worker_id: str, lease_seconds: float, limit: int) -> Settled:
-    """What a worker does after a batch: the fast path of ``batches``, or each completion
-    settled and up to ``limit`` claims through the core (a failed claim after completions
-    that were recorded is no claim: the completions must not be written again)."""
+    """What a worker does after a batch.
+
+    The fast path of ``batches``, or each completion settled and up to ``limit`` claims through the
+    core (a failed claim after completions that were recorded is no claim: the completions must not
+    be written again).
+    """
     from jobkit.exceptions import StorageError
     from jobkit.records import AttemptOutcome
 
@@ -307,8 +320,11 @@ _REVOKED = "_jobkit_revoked_sessions"
 
 
 def revoke_session(storage: Storage, session_id: str, expires_at: datetime) -> None:
-    """Remember a signed-out dashboard session: in the store with ``sessions``, else in this
-    process, with the store object (a sign-out then holds only for this dashboard)."""
+    """Remember a signed-out dashboard session.
+
+    In the store with ``sessions``, else in this process, with the store object (a sign-out then
+    holds only for this dashboard).
+    """
     if isinstance(storage, KeepsSessions):
         storage.revoke_session(session_id, expires_at)
         return

@@ -30,9 +30,11 @@ class FileWatch:
         self._poll.register(fd, select.POLLIN)
 
     def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a write (or one since the last wait); whether
-        there was one. Reads every pending event, so the next wait waits for a new write.
-        A closed watch returns at once."""
+        """Wait up to ``timeout`` seconds for a write (or one since the last wait).
+
+        Whether there was one. Reads every pending event, so the next wait waits for a new write. A
+        closed watch returns at once.
+        """
         if self._fd < 0 or not self._poll.poll(max(0.0, timeout) * 1000):
             return False
         with contextlib.suppress(BlockingIOError, OSError):

@@ -59,8 +59,11 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryStorage:
-        """A new, empty store for ``memory://``; ``options`` go to the constructor
-        (``durability`` means nothing here: a memory store is lost with its process)."""
+        """A new, empty store for ``memory://``.
+
+        ``options`` go to the constructor (``durability`` means nothing here: a memory store is
+        lost with its process).
+        """
         scheme, sep, rest = url.partition("://")
         if not (sep and scheme) or rest:  # any scheme: a subclass may be registered under its own
             raise ConfigError(f"storage: {url!r} is not the memory store's URL 'memory://'")
@@ -292,8 +295,10 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         outcome: AttemptOutcome,
         retry_at: datetime | None,
     ) -> JobRecord | None:
-        """Finish the attempt with ``outcome``; the job is ``retrying`` at ``retry_at`` (its
-        error kept) or ``failed``; fenced."""
+        """Finish the attempt with ``outcome``.
+
+        The job is ``retrying`` at ``retry_at`` (its error kept) or ``failed``; fenced.
+        """
 
         def change(row: Row, now: datetime) -> None:
             row.error = error

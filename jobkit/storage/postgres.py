@@ -49,8 +49,10 @@ def _closing(name: str) -> str:
 
 
 def _inserted(job: NewJob, params: Mapping[str, Any], row: Mapping[str, Any]) -> JobRecord:
-    """The record of ``job``, just inserted with ``params`` (the ``enqueue`` query's): the
-    server gave its id and times, the rest is known (no read back of the whole row)."""
+    """The record of ``job``, just inserted with ``params`` (the ``enqueue`` query's).
+
+    The server gave its id and times, the rest is known (no read back of the whole row).
+    """
     utc = timezone.utc
     return new_record(row["id"], job, params["params"], row["created_at"].astimezone(utc),
                       row["available_at"].astimezone(utc), json.loads)
@@ -69,9 +71,11 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> PostgresStorage:
-        """Open ``postgresql://user:password@host:port/dbname?pool_size=4``. ``durability`` is
-        accepted and changes nothing: every commit is durable unless the server's own
-        ``synchronous_commit`` says otherwise."""
+        """Open ``postgresql://user:password@host:port/dbname?pool_size=4``.
+
+        ``durability`` is accepted and changes nothing: every commit is durable unless the server's
+        own ``synchronous_commit`` says otherwise.
+        """
         options.pop("durability", None)
         parts = urlsplit(url)
         if parts.scheme and parts.scheme not in ("postgresql", "postgres") and parts.netloc:
@@ -136,8 +140,7 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
         return self._transaction(f"enqueue job {job.name!r}", work, single=True)
 
     def _enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
-        """Store the jobs in one transaction (all or nothing, pipelined), in order; their
-        records."""
+        """Store the jobs in one pipelined transaction (all or nothing); their records, in order."""
         if not jobs:
             return []
         rows = [self._new_job(job) for job in jobs]

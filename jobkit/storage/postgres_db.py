@@ -158,9 +158,12 @@ class PostgresDatabase(SQLStorage):
         *,
         single: bool = False,
     ) -> T:
-        """Run ``work`` in one transaction on a pooled connection; every driver error becomes
-        ``StorageError`` naming the operation and the server. ``single``: ``work`` runs one
-        statement, its own transaction (no ``BEGIN`` and ``COMMIT`` round trips)."""
+        """Run ``work`` in one transaction on a pooled connection.
+
+        Every driver error becomes ``StorageError`` naming the operation and the server.
+        ``single``: ``work`` runs one statement, its own transaction (no ``BEGIN`` and ``COMMIT``
+        round trips).
+        """
         import psycopg
         from psycopg_pool import PoolTimeout
 
@@ -231,9 +234,11 @@ class PostgresDatabase(SQLStorage):
         return self._transaction("migrate the schema", upgrade)
 
     def _set_aside_unreadable(self, cur: psycopg.Cursor[Any]) -> None:
-        """When the schema starts checking times (migration :data:`CHECKED_SCHEMA`): fail each
-        row written before that its checks refuse, quoting what its bad columns held, which get
-        a stand-in."""
+        """Fail each old row the time checks would refuse, as they are added.
+
+        Run by migration :data:`CHECKED_SCHEMA`: each row written before it that its checks
+        refuse is failed, quoting what its bad columns held, which get a stand-in.
+        """
         cur.execute(queries()["unreadable_rows"])
         for row in cur.fetchall():
             record = job_of_row(row)

@@ -27,11 +27,14 @@ _OWN_KEYS = ("pool_size", "connect_timeout")
 
 
 def configure_connection(conn: psycopg.Connection[Any]) -> None:
-    """Decode this connection's json columns without raising: a forged value Python cannot
-    read (nesting too deep, a number too long) becomes ``UnreadableJSON``, which fails its job,
-    instead of an error on every claim that would stop the queue behind it. Autocommit: a
-    one-statement write (an enqueue) is its own transaction, without ``BEGIN`` and ``COMMIT``
-    round trips; :meth:`PostgresStorage._transaction` opens one explicitly."""
+    """Decode this connection's json columns without raising.
+
+    A forged value Python cannot read (nesting too deep, a number too long) becomes
+    ``UnreadableJSON``, which fails its job, instead of an error on every claim that would stop the
+    queue behind it. Autocommit: a one-statement write (an enqueue) is its own transaction, without
+    ``BEGIN`` and ``COMMIT`` round trips; :meth:`PostgresStorage._transaction` opens one
+    explicitly.
+    """
     from psycopg.pq import Format
     from psycopg.types.json import set_json_loads
 

@@ -138,8 +138,11 @@ class RowReader:
 
 
 def set_aside_error(record: JobRecord, *, replaced: bool = False) -> str:
-    """The error of a job set aside because of ``record.unreadable``: each column and what
-    was found there (``replaced``: by a schema upgrade, which stored a stand-in instead)."""
+    """The error of a job set aside because of ``record.unreadable``.
+
+    Each column and what was found there (``replaced``: by a schema upgrade, which stored a
+    stand-in instead).
+    """
     flaws = "; ".join(f"{column}: {flaw}" for column, flaw in record.unreadable.items())
     if replaced:
         return f"{SET_ASIDE} when the schema was upgraded ({flaws}; each replaced by a stand-in)"
@@ -147,8 +150,11 @@ def set_aside_error(record: JobRecord, *, replaced: bool = False) -> str:
 
 
 def _policy(stored: Any) -> RetryPolicy:
-    """The stored retry policy; the defaults for one that does not fit (a forged or corrupt
-    row must not stop the queue: its params are still checked before anything runs)."""
+    """The stored retry policy.
+
+    The defaults for one that does not fit (a forged or corrupt row must not stop the queue: its
+    params are still checked before anything runs).
+    """
     try:
         return RetryPolicy(**stored)
     except TypeError:  # not a mapping, unknown keys, UnreadableJSON
@@ -173,11 +179,14 @@ _DECODE_ERRORS = (TypeError, ValueError, OverflowError, OSError, AttributeError)
 
 
 def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
-    """A ``jobkit_jobs`` row as a :class:`JobRecord`; ``time`` and ``load`` decode the backend's
-    time and JSON columns. Never raises for what a column holds (see the module's docstring).
+    """A ``jobkit_jobs`` row as a :class:`JobRecord`.
+
+    ``time`` and ``load`` decode the backend's time and JSON columns. Never raises for what a
+    column holds (see the module's docstring).
 
     The hot path (every claim reads its rows) builds the record at once and checks its types
-    with a few identity tests; only a row that fails them is read column by column."""
+    with a few identity tests; only a row that fails them is read column by column.
+    """
     try:
         record = JobRecord(
             id=str(row["id"]),
@@ -254,8 +263,7 @@ def _read_carefully(row: Row, time: Decode, load: Decode) -> JobRecord:
 
 
 def attempt_from_row(row: Row, time: Decode) -> Attempt:
-    """A ``jobkit_attempts`` row as an :class:`Attempt` (never raises, as
-    :func:`record_from_row`)."""
+    """A ``jobkit_attempts`` row as an :class:`Attempt`; never raises, like the records' reader."""
     read = RowReader(row, time)
     outcome = None
     if row["outcome"] is not None:

@@ -74,8 +74,11 @@ class SearchPage:
 
 @attrs.frozen
 class Count:
-    """How many jobs a search finds: exact, more than the cap asked for (``over``), or at least
-    ``n`` when counting stopped to keep the answer quick (``exact`` false)."""
+    """How many jobs a search finds.
+
+    Exact, more than the cap asked for (``over``), or at least ``n`` when counting stopped to keep
+    the answer quick (``exact`` false).
+    """
 
     n: int
     exact: bool = True
@@ -88,8 +91,7 @@ class Count:
 
 
 def page_of(query: JobQuery, found: list[JobRecord]) -> SearchPage:
-    """The page for up to ``limit + 1`` jobs found in order: the extra one says a next page
-    exists."""
+    """The page for up to ``limit + 1`` jobs found in order (the extra one: a next page exists)."""
     shown = found[: query.limit]
     more = len(found) > query.limit
     return SearchPage(shown, cursor_of(shown[-1], query.sort) if more else None)
@@ -162,8 +164,10 @@ def _next_key(record: JobRecord) -> tuple[int, datetime, int]:
 
 def search_in(query: JobQuery, records: Iterable[JobRecord], limit: int | None = None
               ) -> list[JobRecord]:
-    """The jobs ``query`` finds among ``records``, in order, after its cursor: at most
-    ``limit`` (default ``query.limit``)."""
+    """The jobs ``query`` finds among ``records``, in order, after its cursor.
+
+    At most ``limit`` (default ``query.limit``).
+    """
     found = [record for record in records if matches(query, record)]
     if query.sort == "next":
         found.sort(key=_next_key)
@@ -187,8 +191,11 @@ Bind = Callable[[str], str]
 
 @attrs.frozen
 class SearchSQL:
-    """What the SQL backends run for a search: the ``WHERE`` and ``ORDER BY`` clauses and their
-    bound values. ``text`` is in ``params`` only as a pre-filter: check :func:`matches`."""
+    """What the SQL backends run for a search.
+
+    The ``WHERE`` and ``ORDER BY`` clauses and their bound values. ``text`` is in ``params`` only
+    as a pre-filter: check :func:`matches`.
+    """
 
     where: str
     order: str
@@ -202,9 +209,12 @@ def build_sql(
     contains: Callable[[str], str],
     window: tuple[int, int] | None = None,
 ) -> SearchSQL:
-    """The clauses of ``query``. ``time`` turns a datetime into the backend's bound value;
-    ``contains(placeholder)`` is the backend's test that the params' text holds the value;
-    ``window`` keeps to ids from ``window[0]`` up to (not including) ``window[1]``."""
+    """The clauses of ``query``.
+
+    ``time`` turns a datetime into the backend's bound value; ``contains(placeholder)`` is the
+    backend's test that the params' text holds the value; ``window`` keeps to ids from
+    ``window[0]`` up to (not including) ``window[1]``.
+    """
     conditions: list[str] = []
     params: dict[str, Any] = {}
 

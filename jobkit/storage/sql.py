@@ -115,8 +115,10 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
 
     @abc.abstractmethod
     def _transaction(self, operation: str, work: Callable[[Any], T]) -> T:
-        """Run ``work(connection or cursor)`` in one transaction; driver errors become
-        ``StorageError`` naming ``operation``."""
+        """Run ``work(connection or cursor)`` in one transaction.
+
+        Driver errors become ``StorageError`` naming ``operation``.
+        """
 
     def _fenced_in(
         self,
@@ -156,13 +158,18 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
 
     @abc.abstractmethod
     def _set_aside_in(self, db: Any, key: int, error: str) -> None:
-        """Inside the caller's transaction: fail the job just claimed under row id ``key``,
-        and its attempt, with ``error``."""
+        """Fail the job just claimed under row id ``key``, and its attempt, with ``error``.
+
+        Inside the caller's transaction.
+        """
 
     def _readable(self, db: Any, claimed: list[JobRecord]) -> list[JobRecord]:
-        """The claimed jobs whose rows could be read; the others are set aside as ``failed``,
-        in the same transaction, their error naming each column and what it held: one row
-        nobody can read must not stop the queue, nor undo the completions committed with it."""
+        """The claimed jobs whose rows could be read.
+
+        The others are set aside as ``failed``, in the same transaction, their error naming each
+        column and what it held: one row nobody can read must not stop the queue, nor undo the
+        completions committed with it.
+        """
         readable = []
         for record in claimed:
             if not record.unreadable:
@@ -176,8 +183,10 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
     def _claim_many_in(
         self, db: Any, worker_id: str, lease_seconds: float, limit: int
     ) -> list[JobRecord]:
-        """Inside the caller's transaction: claim up to ``limit`` due jobs, in claim order, and
-        open their attempts (by default one :meth:`_claim_in` after the other)."""
+        """Claim up to ``limit`` due jobs, in claim order, and open their attempts.
+
+        Inside the caller's transaction; by default one :meth:`_claim_in` after the other.
+        """
         claimed: list[JobRecord] = []
         while len(claimed) < limit:
             record = self._claim_in(db, worker_id, lease_seconds)
@@ -232,8 +241,10 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
         lease_seconds: float,
         limit: int,
     ) -> tuple[list[JobRecord | None], list[JobRecord]]:
-        """The completions of a batch and the next claims in one transaction: one commit for
-        the batch (see :class:`~jobkit.storage.capabilities.ClaimsInBatches`)."""
+        """The completions of a batch and the next claims in one transaction.
+
+        One commit for the batch (see :class:`~jobkit.storage.capabilities.ClaimsInBatches`).
+        """
         if not completions and self._nothing_to_claim(worker_id, limit):
             return [], []
         encoded = [
@@ -260,8 +271,11 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
         """Run the fenced update ``name``; whether the lease still owned the job."""
 
     def _available_at(self, job: NewJob) -> Any:
-        """A new job's ``available_at`` as bound; ``None`` (due now) stays ``None``: the INSERT
-        takes the ``now`` it is created at (one clock reading for a whole batch)."""
+        """A new job's ``available_at`` as bound.
+
+        ``None`` (due now) stays ``None``: the INSERT takes the ``now`` it is created at (one clock
+        reading for a whole batch).
+        """
         return None if job.available_at is None else self._time(job.available_at)
 
     def _new_job(self, job: NewJob) -> dict[str, Any]:

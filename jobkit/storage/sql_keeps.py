@@ -38,8 +38,10 @@ class SQLKeeps(KeepsWorkers, KeepsJobLogs, KeepsThroughput):
 
     @abc.abstractmethod
     def _named(self, operation: str, name: str, params: Mapping[str, Any]) -> list[Any]:
-        """Run the named query of the backend's ``.sql`` file in one transaction; its rows
-        (none for a write)."""
+        """Run the named query of the backend's ``.sql`` file in one transaction.
+
+        Its rows (none for a write).
+        """
 
     @abc.abstractmethod
     def _read_time(self, value: Any) -> datetime:

@@ -76,10 +76,12 @@ class SQLSearches(Searches):
         """A ``jobkit_jobs`` row as a record."""
 
     def search(self, query: JobQuery) -> SearchPage:
-        """The page ``query`` finds (see :class:`~jobkit.storage.capabilities.Searches`): one
-        indexed query. A search no index serves (text, or method, priority or creation time
+        """The page ``query`` finds (see :class:`~jobkit.storage.capabilities.Searches`).
+
+        One indexed query. A search no index serves (text, or method, priority or creation time
         without a status or job name) goes by windows of ids, or batches in claim order, and
-        answers with what it found once :data:`SCAN_BUDGET` seconds have passed."""
+        answers with what it found once :data:`SCAN_BUDGET` seconds have passed.
+        """
         if not query.text and not _scans(query):  # one more than asked: is there a next page
             return page_of(query, self._find(query, limit=query.limit + 1))
         if query.sort == "next":
@@ -98,8 +100,11 @@ class SQLSearches(Searches):
         return [self._record(row) for row in rows]
 
     def _search_in_batches(self, query: JobQuery) -> SearchPage:
-        """Text search in the claim order: the waiting jobs, a batch at a time, for at most
-        :data:`SCAN_BUDGET` seconds (then ``next`` goes on from the last row looked at)."""
+        """Text search in the claim order.
+
+        The waiting jobs, a batch at a time, for at most :data:`SCAN_BUDGET` seconds (then ``next``
+        goes on from the last row looked at).
+        """
         found: list[JobRecord] = []
         batch = attrs.evolve(query, limit=TEXT_BATCH)
         deadline = time.monotonic() + SCAN_BUDGET
@@ -170,9 +175,11 @@ class SQLSearches(Searches):
     def count_matching(
         self, query: JobQuery, cap: int = 10_000, budget: float | None = None
     ) -> Count:
-        """How many jobs ``query`` finds, no further than ``cap``; with a ``budget``, by
-        windows of ids from the newest, answering "at least" when the time runs out (see
-        :meth:`Storage.count_matching`)."""
+        """How many jobs ``query`` finds, no further than ``cap``.
+
+        With a ``budget``, by windows of ids from the newest, answering "at least" when the time
+        runs out (see :meth:`Storage.count_matching`).
+        """
         query = attrs.evolve(query, after=None, limit=1)
         if query.text:  # candidates are checked one by one, as search does
             return self._count_pages(query, cap, budget)

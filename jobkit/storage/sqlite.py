@@ -54,8 +54,11 @@ def _alike(row: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _batch_insert(batch: builtins.list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """The INSERT of a run of alike jobs and its parameters: the params' texts alone when none
-    holds a secret (the common, faster case), else with their masked texts."""
+    """The INSERT of a run of alike jobs and its parameters.
+
+    The params' texts alone when none holds a secret (the common, faster case), else with their
+    masked texts.
+    """
     if all(row["params_masked"] is None for row in batch):
         texts: builtins.list[Any] = [row["params"] for row in batch]
         name = "enqueue_batch"
@@ -217,9 +220,11 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
         self._local.busy = found
 
     def _idle_and_nothing_due(self, worker_id: str) -> bool:
-        """Whether this thread's last claim found nothing and no job is due now: a read-only
-        look, which keeps idle pollers off the write lock. A thread whose last claim found a
-        job is busy and most likely finds another: it claims at once."""
+        """Whether this thread's last claim found nothing and no job is due now.
+
+        A read-only look, which keeps idle pollers off the write lock. A thread whose last claim
+        found a job is busy and most likely finds another: it claims at once.
+        """
         if getattr(self._local, "busy", False):
             return False
         sql = queries()

@@ -209,10 +209,12 @@ class SQLiteFile(SQLStorage):
         write: bool | None = True,
         busy_budget: float | None = None,
     ) -> T:
-        """Run ``work`` in one transaction; retry it while the database is busy, up to
-        ``busy_budget`` (default ``busy_timeout``) in all; turn every driver error into
-        ``StorageError``. ``write=None``: ``work`` runs one statement, its own transaction
-        (no ``BEGIN`` and ``COMMIT`` round trips)."""
+        """Run ``work`` in one transaction.
+
+        Retry it while the database is busy, up to ``busy_budget`` (default ``busy_timeout``) in
+        all; turn every driver error into ``StorageError``. ``write=None``: ``work`` runs one
+        statement, its own transaction (no ``BEGIN`` and ``COMMIT`` round trips).
+        """
         conn = self._connection(operation)
         budget = self._busy_timeout if busy_budget is None else busy_budget
         return self._attempt(operation, conn, work, write, budget)
@@ -256,8 +258,10 @@ class SQLiteFile(SQLStorage):
         return StorageError(f"sqlite storage {self.path}: {operation} failed: {exc}")
 
     def migrate(self) -> int:
-        """Bring the schema to the newest version and return it; safe to run from many
-        processes at once."""
+        """Bring the schema to the newest version and return it.
+
+        Safe to run from many processes at once.
+        """
         steps = migrations()
         latest = steps[-1][0]
         sql = queries()
@@ -315,9 +319,12 @@ class SQLiteFile(SQLStorage):
         return latest
 
     def _set_aside_unreadable(self, conn: sqlite3.Connection) -> None:
-        """Before the schema checks types (migration :data:`CHECKED_SCHEMA`): fail each row it
-        would refuse, quoting what its bad columns held, which get a stand-in. Nothing else of
-        the row changes; its open attempt is closed."""
+        """Fail each old row the type checks would refuse, before they are added.
+
+        Run by migration :data:`CHECKED_SCHEMA`: each row it would refuse is failed, quoting
+        what its bad columns held, which get a stand-in. Nothing else of the row changes; its
+        open attempt is closed.
+        """
         now = to_epoch(self.now())
         for row in conn.execute(queries()["unreadable_rows"]).fetchall():
             record = job_of_row(row)
@@ -364,9 +371,11 @@ class SQLiteFile(SQLStorage):
             )
 
     def housekeep(self) -> None:
-        """Checkpoint the WAL without waiting for anyone (``PASSIVE``): the copy into the
-        database file and its fsync happen here, in the supervisor, instead of inside the
-        commit of an enqueue or a job that crossed the threshold."""
+        """Checkpoint the WAL without waiting for anyone (``PASSIVE``).
+
+        The copy into the database file and its fsync happen here, in the supervisor, instead of
+        inside the commit of an enqueue or a job that crossed the threshold.
+        """
         conn = self._connection("checkpoint the WAL")
         try:
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()

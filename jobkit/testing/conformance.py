@@ -192,10 +192,12 @@ class StorageFixtures:
 
     @pytest.fixture
     def spoil_row(self, storage: Storage) -> Callable[[str], str] | None:
-        """For a backend whose rows can hold what it cannot read (a SQL table written by hand):
-        a function that, behind the store's back, puts such a value in one column of the job
-        with this id (past the schema's checks) and returns the column's name. ``None`` (the
-        default, right for a store of Python objects) skips the tests of unreadable rows."""
+        """A way to spoil a row, for a backend whose rows can hold what it cannot read.
+
+        A SQL table written by hand can. A function that, behind the store's back, puts such a value in one column of the job with
+        this id (past the schema's checks) and returns the column's name. ``None`` (the default,
+        right for a store of Python objects) skips the tests of unreadable rows.
+        """
         return None
 
 
@@ -470,8 +472,10 @@ class LeaseTests(StorageFixtures):
         assert storage.requeue_expired() == []
 
     def test_an_expired_job_is_retried(self, storage: Storage, clock: FakeClock) -> None:
-        """A lost lease closes the attempt as lost and makes the job retrying, due now; the crash
-        is counted and gives its attempt back."""
+        """A lost lease closes the attempt as lost and makes the job retrying, due now.
+
+        The crash is counted and gives its attempt back.
+        """
         job = storage.enqueue(new_job(clock(), max_attempts=2))
         claim(storage, "w1")
         clock.advance(LEASE + 1)
@@ -676,8 +680,7 @@ class OutcomeTests(StorageFixtures):
         assert numbers == [(1, AttemptOutcome.FAILED), (2, None)]
 
     def test_release_hands_the_job_back(self, storage: Storage, clock: FakeClock) -> None:
-        """release makes the job pending in its old place in the queue; the attempt does not
-        count."""
+        """A release makes the job pending in its place in the queue; the attempt is not counted."""
         job = storage.enqueue(new_job(clock(), delay=-5))
         lease = lease_of(claim(storage, "w1"))
         clock.advance(4)
@@ -994,14 +997,18 @@ def _child(
 
 
 class SearchConformance(StorageFixtures):
-    """Capability ``search`` (or its fallback over the core): ``search`` and
-    ``count_matching`` find what :func:`jobkit.storage.search.matches` says,
-    in order, page after page."""
+    """Capability ``search`` (or its fallback over the core).
+
+    ``search`` and ``count_matching`` find what :func:`jobkit.storage.search.matches` says, in
+    order, page after page.
+    """
 
     @pytest.fixture
     def mixed(self, storage: Storage, clock: FakeClock) -> list[JobRecord]:
-        """30 jobs: three names, two methods, priorities 0-2, created a second apart; some
-        completed, failed or cancelled; one with a secret."""
+        """30 jobs: three names, two methods, priorities 0-2, created a second apart.
+
+        Some completed, failed or cancelled; one with a secret.
+        """
         made = []
         for n in range(30):
             params: dict[str, Any] = {"n": n, "tag": f"t{n % 4}"}
@@ -1127,8 +1134,7 @@ class JobLogsConformance(StorageFixtures):
     def test_job_log_lines_are_kept_with_their_job(
         self, storage: Storage, clock: FakeClock
     ) -> None:
-        """Log lines are kept in order with their job (none for an unknown one) and pruned
-        with it."""
+        """Log lines are kept in order with their job (none for an unknown job), pruned with it."""
         require(storage, "job_logs", "job log lines")
         logs = job_logs_of(storage)
         job = storage.enqueue(new_job(clock()))
@@ -1172,8 +1178,7 @@ class UnreadableRowTests(StorageFixtures):
         return spoil_row
 
     def test_what_the_store_wrote_reads_whole(self, storage: Storage, clock: FakeClock) -> None:
-        """Every record and attempt read back from what the store wrote has nothing
-        unreadable."""
+        """Every record and attempt read back from what the store wrote has nothing unreadable."""
         job = storage.enqueue(new_job(clock()))
         storage.settle(lease_of(claim(storage)), SUCCEEDED, result={"ok": True})
         assert storage.get(job.id).unreadable == {}
@@ -1227,8 +1232,10 @@ class UnreadableRowTests(StorageFixtures):
 
 
 class SessionsConformance(StorageFixtures):
-    """Capability ``sessions`` (or its fallback, this process): dashboard sessions signed
-    out, revoked for every dashboard over a store that has it."""
+    """Capability ``sessions`` (or its fallback, this process).
+
+    Dashboard sessions signed out, revoked for every dashboard over a store that has it.
+    """
 
     def test_a_revoked_session_stays_revoked(
         self, storage: Storage, clock: FakeClock, storage_url: str | None
@@ -1278,8 +1285,10 @@ class ProgressConformance(StorageFixtures):
 
 
 class BatchesConformance(StorageFixtures):
-    """Capability ``batches`` (or its fallback over the core): a batch of completions and the
-    next claims, what a worker does after each batch."""
+    """Capability ``batches`` (or its fallback over the core).
+
+    A batch of completions and the next claims, what a worker does after each batch.
+    """
 
     def test_complete_and_claim(self, storage: Storage, clock: FakeClock) -> None:
         """A completion with a claim of one completes the attempt and claims the next job by the
@@ -1364,9 +1373,11 @@ class CoreConformance(
     ClosedStoreTests,
     UnreadableRowTests,
 ):
-    """Every rule of the ``Storage`` core that one process can check: what a backend that
-    implements the core alone passes. Add :class:`ConcurrencyTests` for a store shared by
-    processes, and the class of each optional capability it has."""
+    """Every rule of the ``Storage`` core that one process can check.
+
+    What a backend that implements the core alone passes. Add :class:`ConcurrencyTests` for a store
+    shared by processes, and the class of each optional capability it has.
+    """
 
 
 #: The tests of each optional capability, by name (:data:`OPTIONAL_CAPABILITIES`).
@@ -1391,10 +1402,15 @@ class InProcessStorageConformance(
     ProgressConformance,
     BatchesConformance,
 ):
-    """The core and every optional capability that one process can check: for stores that
-    live in one process (``memory://``). Shared stores use :class:`StorageConformance`."""
+    """The core and every optional capability that one process can check.
+
+    For stores that live in one process (``memory://``). Shared stores use
+    :class:`StorageConformance`.
+    """
 
 
 class StorageConformance(InProcessStorageConformance, ConcurrencyTests):
-    """The core and every optional capability, processes included; subclass it and supply the
-    ``storage`` and ``storage_url`` fixtures."""
+    """The core and every optional capability, processes included.
+
+    Subclass it and supply the ``storage`` and ``storage_url`` fixtures.
+    """

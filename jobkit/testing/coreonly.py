@@ -1,6 +1,8 @@
-"""A store with the ``Storage`` core alone, made from any store: what a third party's minimal
-backend offers, to check that an app, a worker or a page works without the optional
-capabilities (:mod:`jobkit.storage.capabilities`)."""
+"""A store with the ``Storage`` core alone, made from any store.
+
+What a third party's minimal backend offers, to check that an app, a worker or a page works without
+the optional capabilities (:mod:`jobkit.storage.capabilities`).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ from jobkit.storage.base import Storage
 
 
 class CoreOnlyStorage(Storage):
-    """The core of ``inner`` and nothing else: every hook is the inner store's public method,
-    and no capability mixin is inherited, so the callers fall back to what the core can do."""
+    """The core of ``inner`` and nothing else.
+
+    Every hook is the inner store's public method, and no capability mixin is inherited, so the
+    callers fall back to what the core can do.
+    """
 
     scheme = "coreonly"
 
