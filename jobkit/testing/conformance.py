@@ -194,9 +194,10 @@ class StorageFixtures:
     def spoil_row(self, storage: Storage) -> Callable[[str], str] | None:
         """A way to spoil a row, for a backend whose rows can hold what it cannot read.
 
-        A SQL table written by hand can. A function that, behind the store's back, puts such a value in one column of the job with
-        this id (past the schema's checks) and returns the column's name. ``None`` (the default,
-        right for a store of Python objects) skips the tests of unreadable rows.
+        A SQL table written by hand can. A function that, behind the store's back, puts such a
+        value in one column of the job with this id (past the schema's checks) and returns the
+        column's name. ``None`` (the default, right for a store of Python objects) skips the
+        tests of unreadable rows.
         """
         return None
 
