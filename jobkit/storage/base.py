@@ -103,9 +103,11 @@ class Storage(abc.ABC):
         return self._cancel(job_id)
 
     def retry(self, job_id: str) -> JobRecord | None:
-        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now, with at least
-        one attempt left, and its ``error`` cleared. Returns ``None`` when the job is not in one of
-        those statuses; raises ``JobNotFoundInStorage`` for an unknown id."""
+        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now.
+
+        It gets at least one attempt left, and its ``error`` is cleared. Returns ``None`` when the
+        job is not in one of those statuses; raises ``JobNotFoundInStorage`` for an unknown id.
+        """
         _check_job_id(job_id)
         return self._retry(job_id)
 
@@ -116,9 +118,11 @@ class Storage(abc.ABC):
         batch_size: int = 1000,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Delete finished jobs (and their attempts) that finished before the given time, in
-        batches of ``batch_size`` rows per transaction, calling ``progress`` with the running total
-        after each batch. Returns how many were deleted."""
+        """Delete finished jobs (and their attempts) that finished before the given time.
+
+        In batches of ``batch_size`` rows per transaction, calling ``progress`` with the running
+        total after each batch. Returns how many were deleted.
+        """
         _check_time("finished_before", finished_before)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -141,8 +145,10 @@ class Storage(abc.ABC):
         return self._claim(worker_id, lease_seconds)
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
-        """Extend the lease; ``False`` when it no longer owns the job (cancelled, expired and
-        taken over, or finished)."""
+        """Extend the lease; ``False`` when it no longer owns the job.
+
+        It no longer does when the job was cancelled, expired and taken over, or finished.
+        """
         _check_lease(lease)
         _check_seconds("lease_seconds", lease_seconds)
         return self._heartbeat(lease, lease_seconds)

@@ -45,8 +45,10 @@ class Searches(abc.ABC):
     def count_matching(
         self, query: JobQuery, cap: int = 10_000, budget: float | None = None
     ) -> Count:
-        """How many jobs ``query`` finds (its cursor and limit aside), counting no further than
-        ``cap``; a backend may stop after ``budget`` seconds and say "at least"."""
+        """How many jobs ``query`` finds (its cursor and limit aside), up to ``cap``.
+
+        A backend may stop after ``budget`` seconds and say "at least".
+        """
 
     @abc.abstractmethod
     def oldest_waiting(self) -> datetime | None:
@@ -73,8 +75,10 @@ class KeepsWorkers(abc.ABC):
 
     @abc.abstractmethod
     def forget_workers(self, seen_before: datetime) -> int:
-        """Forget worker processes not seen since ``seen_before`` (their supervisor died
-        without saying); how many."""
+        """Forget worker processes not seen since ``seen_before``; how many.
+
+        Their supervisor died without saying so.
+        """
 
     @abc.abstractmethod
     def list_workers(self) -> list[WorkerInfo]:
@@ -118,8 +122,10 @@ class KeepsSessions(abc.ABC):
 
     @abc.abstractmethod
     def revoke_session(self, session_id: str, expires_at: datetime) -> None:
-        """Remember that the dashboard session ``session_id`` has ended (signed out), at least
-        until ``expires_at``; later it may be forgotten."""
+        """Remember that the dashboard session ``session_id`` has ended (signed out).
+
+        At least until ``expires_at``; later it may be forgotten.
+        """
 
     @abc.abstractmethod
     def session_revoked(self, session_id: str) -> bool:
@@ -147,8 +153,11 @@ class NeedsUpkeep(abc.ABC):
 
     @abc.abstractmethod
     def check_health(self) -> None:
-        """Raise ``StoreLost`` when the store this object opened is gone for good (SQLite: its
-        file was deleted or replaced); a store merely down raises ``StorageError`` or nothing."""
+        """Raise ``StoreLost`` when the store this object opened is gone for good.
+
+        SQLite: its file was deleted or replaced. A store merely down raises ``StorageError`` or
+        nothing.
+        """
 
     @abc.abstractmethod
     def housekeep(self) -> None:
@@ -165,9 +174,11 @@ class ClaimsInBatches(abc.ABC):
     @abc.abstractmethod
     def complete_and_claim_many(self, completions: Sequence[tuple[Lease, Any]], worker_id: str,
                                 lease_seconds: float, limit: int) -> Settled:
-        """Complete each ``(lease, result)``, then claim up to ``limit`` jobs (``0``: none), all
-        in one transaction; the completed records (``None`` where the lease was lost) and the
-        claimed ones in claim order."""
+        """Complete each ``(lease, result)``, then claim up to ``limit`` jobs, in one transaction.
+
+        ``limit`` ``0`` claims none. Returns the completed records (``None`` where the lease was
+        lost) and the claimed ones in claim order.
+        """
 
 
 #: The optional capabilities by name, each the mixin a backend inherits to have it.

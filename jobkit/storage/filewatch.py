@@ -57,8 +57,11 @@ class FileWatch:
 
 
 def watch(path: Path) -> FileWatch | None:
-    """A watch on ``path``'s writes, or ``None`` where inotify is not available or the file
-    cannot be watched (it does not exist, the watch limit is reached)."""
+    """A watch on ``path``'s writes, or ``None`` where there can be none.
+
+    ``None`` where inotify is not available or the file cannot be watched (it does not exist, the
+    watch limit is reached).
+    """
     if not sys.platform.startswith("linux"):
         return None
     try:

@@ -173,9 +173,11 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         return self._locked(f"cancel job {job_id}", work)
 
     def _retry(self, job_id: str) -> JobRecord | None:
-        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now, its error
-        cleared and ``max_attempts`` raised to allow one more attempt if needed. ``None`` for
-        other statuses; ``JobNotFoundInStorage`` for an unknown id."""
+        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now.
+
+        Its error is cleared and ``max_attempts`` raised to allow one more attempt if needed.
+        ``None`` for other statuses; ``JobNotFoundInStorage`` for an unknown id.
+        """
 
         def work() -> JobRecord | None:
             row = self._row(job_id)

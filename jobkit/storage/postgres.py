@@ -37,9 +37,11 @@ __all__ = ["PostgresStorage", "redact", "split_url"]
 
 @functools.cache
 def _closing(name: str) -> str:
-    """The fenced update ``name`` and the close of the job's open attempt as one statement
-    (one round trip instead of two): the attempt is closed only when the update's fence held,
-    and the statement returns the updated row, or none."""
+    """The fenced update ``name`` and the close of the job's open attempt as one statement.
+
+    One round trip instead of two: the attempt is closed only when the update's fence held, and the
+    statement returns the updated row, or none.
+    """
     named = queries()
     update = named[name].rstrip().rstrip(";")
     close = named["close_attempt"].rstrip().rstrip(";")

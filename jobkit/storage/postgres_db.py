@@ -205,8 +205,10 @@ class PostgresDatabase(SQLStorage):
         return self._transaction("read the database clock", work, single=True)
 
     def migrate(self) -> int:
-        """Create or upgrade the schema (under an advisory lock, so many processes may start at
-        once); return its version."""
+        """Create or upgrade the schema; return its version.
+
+        Under an advisory lock, so many processes may start at once.
+        """
         steps = migrations(queries(), _SQL)
         latest = steps[-1][0]
         sql = queries()
@@ -306,10 +308,12 @@ class PostgresDatabase(SQLStorage):
     # -- waiting for work ----------------------------------------------------------------------
 
     def wait_for_jobs(self, timeout: float, stop: threading.Event | None = None) -> None:
-        """Block until a job may have become due (a ``NOTIFY`` from the jobs table), ``timeout``
-        seconds pass or ``stop`` is set. The ``LISTEN`` connection is opened on first use and
-        again after it breaks; a notification sent while the worker was busy wakes the next wait
-        at once, so no job waits for a poll."""
+        """Block until a job may have become due, ``timeout`` seconds pass or ``stop`` is set.
+
+        A job may have become due on a ``NOTIFY`` from the jobs table. The ``LISTEN`` connection is
+        opened on first use and again after it breaks; a notification sent while the worker was
+        busy wakes the next wait at once, so no job waits for a poll.
+        """
         import psycopg
 
         deadline = time.monotonic() + timeout

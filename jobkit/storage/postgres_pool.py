@@ -49,9 +49,11 @@ def configure_connection(conn: psycopg.Connection[Any]) -> None:
 
 @functools.cache
 def _tolerant_loader(inner: type[Loader]) -> type[Loader]:
-    """A loader of ``timestamptz`` that reads what Python cannot hold (``'infinity'``, a year
-    after 9999 or before 1) as :class:`UnreadableValue` instead of raising: psycopg's own
-    (``inner``, in C when installed) does the work."""
+    """A loader of ``timestamptz`` that reads what Python cannot hold instead of raising.
+
+    ``'infinity'``, or a year after 9999 or before 1, reads as :class:`UnreadableValue`; psycopg's
+    own loader (``inner``, in C when installed) does the rest of the work.
+    """
     import psycopg
     from psycopg.adapt import Loader
 
@@ -93,8 +95,11 @@ class Liveness:
         self._used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
     def used(self, conn: psycopg.Connection[Any]) -> None:
-        """Note that ``conn`` was just used (not through the pool's ``reset`` callback: with
-        one, the pool hands every returned connection to a thread of its own)."""
+        """Note that ``conn`` was just used.
+
+        Not through the pool's ``reset`` callback: with one, the pool hands every returned
+        connection to a thread of its own.
+        """
         self._used[conn] = time.monotonic()
 
     def check(self, conn: psycopg.Connection[Any]) -> None:

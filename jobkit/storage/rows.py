@@ -217,8 +217,10 @@ def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
 
 
 def _well_typed(record: JobRecord) -> bool:
-    """Whether every field of a record built straight from a row holds its type (the times
-    were decoded already: a stored value that is no time raised)."""
+    """Whether every field of a record built straight from a row holds its type.
+
+    The times were decoded already: a stored value that is no time raised.
+    """
     progress = record.progress
     return (
         type(record.priority) is int and type(record.attempts) is int

@@ -1,6 +1,7 @@
-"""Searching jobs: the query the dashboard sends to a store's ``search`` (the optional
-capability of :mod:`jobkit.storage.capabilities`), what it means, and the SQL the SQL backends
-build from it.
+"""Searching jobs: the query the dashboard sends to a store's ``search``, and its SQL.
+
+The query of the optional capability ``search`` (:mod:`jobkit.storage.capabilities`), what it
+means, and the SQL the SQL backends build from it.
 
 A :class:`JobQuery` filters by status, job name, method, priority, creation time and text in
 the params, sorts by one of :data:`SORTS`, and pages with a *cursor* (the last row's sort key)

@@ -77,9 +77,11 @@ def new_record(
     available_at: datetime,
     load: Decode,
 ) -> JobRecord:
-    """The record of a job just inserted under row id ``key`` with ``params`` (JSON text),
-    without reading the row back: what a new row's columns hold is known. The times must be
-    what decoding the stored values gives, so that the record equals a later read."""
+    """The record of a job just inserted under row id ``key``, without reading the row back.
+
+    ``params`` is its JSON text; what a new row's columns hold is known. The times must be what
+    decoding the stored values gives, so that the record equals a later read.
+    """
     return JobRecord(
         id=str(key),
         name=job.name,
@@ -300,8 +302,11 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
     # -- dashboard sessions and waiting jobs ---------------------------------------------
 
     def revoke_session(self, session_id: str, expires_at: datetime) -> None:
-        """Keep the ended session in ``jobkit_revoked_sessions`` (forgetting those whose
-        cookies have expired), where every dashboard over this store looks."""
+        """Keep the ended session in ``jobkit_revoked_sessions``.
+
+        Every dashboard over this store looks there; sessions whose cookies have expired are
+        forgotten.
+        """
         self._named("forget expired dashboard sessions", "forget_revoked_sessions",
                     {"now": self._now_bound()})
         self._named("end a dashboard session", "revoke_session",
@@ -313,9 +318,10 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
         return bool(self._select("check a dashboard session", sql, {"id": session_id}))
 
     def oldest_waiting(self) -> datetime | None:
-        """When the job that has waited longest became due (see
-        :class:`~jobkit.storage.capabilities.Searches`):
-        one index scan of the waiting jobs."""
+        """When the job that has waited longest became due: one index scan of the waiting jobs.
+
+        See :class:`~jobkit.storage.capabilities.Searches`.
+        """
         rows = self._named("find the oldest waiting job", "oldest_waiting",
                            {"now": self._now_bound()})
         value = rows[0]["oldest"]
@@ -365,8 +371,10 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
     def _prune(
         self, finished_before: datetime, batch_size: int, progress: Callable[[int], None] | None
     ) -> int:
-        """Delete finished jobs (and attempts) that finished before ``finished_before``, in
-        batches of ``batch_size`` rows, each its own transaction."""
+        """Delete finished jobs (and attempts) that finished before ``finished_before``.
+
+        In batches of ``batch_size`` rows, each its own transaction.
+        """
         deleted = 0
         while True:
             count = self._prune_batch(self._time(finished_before), batch_size)

@@ -39,8 +39,10 @@ SCAN_BUDGET = 0.1
 
 
 def _scans(query: JobQuery) -> bool:
-    """Whether ``query`` filters by what no index serves alone (method, priority, creation
-    time) without a status or job name that one does."""
+    """Whether ``query`` filters by what no index serves alone.
+
+    That is method, priority or creation time, without a status or job name, which an index serves.
+    """
     unindexed = (query.method is not None or query.priority is not None
                  or query.since is not None or query.until is not None)
     return unindexed and not query.statuses and query.name is None and query.sort != "next"
@@ -90,8 +92,10 @@ class SQLSearches(Searches):
 
     def _find(self, query: JobQuery, window: tuple[int, int] | None = None,
               limit: int | None = None) -> list[JobRecord]:
-        """The rows the SQL part of ``query`` finds, in order, at most ``limit`` (default
-        ``query.limit``)."""
+        """The rows the SQL part of ``query`` finds, in order, at most ``limit``.
+
+        ``limit`` defaults to ``query.limit``.
+        """
         clauses = build_sql(query, self._bind, self._time, self._contains, window)
         sql = (f"SELECT * FROM jobkit_jobs WHERE {clauses.where} ORDER BY {clauses.order} "
                f"LIMIT {self._bind('limit')}")
@@ -119,8 +123,11 @@ class SQLSearches(Searches):
         return page_of(query, found)
 
     def _search_in_windows(self, query: JobQuery, budget: float) -> SearchPage:
-        """Text search by id, a window of :data:`WINDOW` ids at a time, until a page is full,
-        the jobs run out, or ``budget`` seconds do (then ``next`` resumes where it stopped)."""
+        """Text search by id, a window of :data:`WINDOW` ids at a time.
+
+        Until a page is full, the jobs run out, or ``budget`` seconds do (then ``next`` resumes
+        where it stopped).
+        """
         newest = query.sort == "newest"
         base = attrs.evolve(query, after=None, limit=TEXT_BATCH)
         start = None
@@ -149,8 +156,10 @@ class SQLSearches(Searches):
         return SearchPage(found, None)
 
     def _windows(self, newest: bool, start: int | None) -> Iterator[tuple[int, int]]:
-        """Windows ``[low, high)`` of ids from ``start`` (an edge not included), towards the
-        oldest job (``newest``) or the newest one."""
+        """Windows ``[low, high)`` of ids from ``start`` (an edge not included).
+
+        Towards the oldest job (``newest``) or the newest one.
+        """
         # two subqueries: each is one index probe (min and max together would scan the table)
         rows = self._select(
             "find the range of job ids",

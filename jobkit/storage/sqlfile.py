@@ -25,8 +25,10 @@ def sections(filename: str) -> dict[str, str]:
 
 
 def migrations(named: dict[str, str], filename: str) -> list[tuple[int, str]]:
-    """The ``migration_<n>`` sections among ``named`` (the sections of ``filename``) as
-    ``(n, sql)``, in order."""
+    """The ``migration_<n>`` sections among ``named`` as ``(n, sql)``, in order.
+
+    ``named`` are the sections of ``filename``.
+    """
     found = sorted(
         (int(name.removeprefix("migration_")), sql)
         for name, sql in named.items()

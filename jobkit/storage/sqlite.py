@@ -87,9 +87,11 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStorage:
-        """Open ``sqlite:///rel/path.db`` (relative to the working directory) or
-        ``sqlite:////abs/path.db``; ``options`` go to the constructor, but for ``durability``
-        (jobs.yaml's): ``"full"`` means ``synchronous="FULL"``. The folder is created."""
+        """Open ``sqlite:///rel/path.db`` or ``sqlite:////abs/path.db``; the folder is created.
+
+        A relative path is relative to the working directory. ``options`` go to the constructor,
+        but for ``durability`` (jobs.yaml's): ``"full"`` means ``synchronous="FULL"``.
+        """
         scheme, path = _scheme_and_path(url)
         if not path:
             raise ConfigError(
@@ -135,8 +137,10 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
         return self._insert(jobs, f"enqueue {len(jobs)} jobs") if jobs else []
 
     def _insert(self, jobs: builtins.list[NewJob], operation: str) -> builtins.list[JobRecord]:
-        """Insert ``jobs`` (one statement for one job: its own transaction) and build their
-        records from what was inserted, without reading the rows back."""
+        """Insert ``jobs`` and build their records from what was inserted.
+
+        One statement for one job, its own transaction; the rows are not read back.
+        """
         rows = [self._new_job(job) for job in jobs]
 
         def work(conn: sqlite3.Connection) -> builtins.list[int]:
@@ -192,9 +196,11 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
         return self._transaction(f"cancel job {job_id}", work)
 
     def _retry(self, job_id: str) -> JobRecord | None:
-        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now, its error
-        cleared and ``max_attempts`` raised to allow one more attempt if needed. ``None`` for
-        other statuses; ``JobNotFoundInStorage`` for an unknown id."""
+        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now.
+
+        Its error is cleared and ``max_attempts`` raised to allow one more attempt if needed.
+        ``None`` for other statuses; ``JobNotFoundInStorage`` for an unknown id.
+        """
         key = job_key(job_id)
         if key is None:
             raise JobNotFoundInStorage(job_id)
@@ -283,8 +289,9 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
         )
 
     def wait_for_jobs(self, timeout: float, stop: threading.Event | None = None) -> None:
-        """Block until another connection commits to the file (a job may be due), ``timeout``
-        seconds pass or ``stop`` is set.
+        """Block until another connection commits, ``timeout`` seconds pass or ``stop`` is set.
+
+        A commit to the file means a job may be due.
 
         SQLite cannot notify. On Linux the wait is on the ``-wal`` file, which every commit
         writes to (inotify, :mod:`jobkit.storage.filewatch`): no polling, and a wake-up within
@@ -322,8 +329,11 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
             raise self._error("wait for jobs", exc) from exc
 
     def _wal_watch(self) -> FileWatch | None:
-        """This process's watch on the ``-wal`` file (made once; ``None`` where there is no
-        inotify). The file exists while a connection is open, as this thread's is."""
+        """This process's watch on the ``-wal`` file, made once.
+
+        ``None`` where there is no inotify. The file exists while a connection is open, as this
+        thread's is.
+        """
         with self._connections_lock:
             if self._wal is None or self._wal[0] != os.getpid():
                 # SQLite names the WAL after the real path (symlinks resolved)
@@ -436,8 +446,10 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
 def _filtered(
     query: str, status: JobStatus | None, name: str | None
 ) -> tuple[str, dict[str, Any]]:
-    """The section for a list/count query and its parameters (one section per filter set, so
-    each can use its index)."""
+    """The section for a list/count query and its parameters.
+
+    One section per filter set, so each can use its index.
+    """
     params: dict[str, Any] = {}
     parts: builtins.list[str] = []
     if status is not None:

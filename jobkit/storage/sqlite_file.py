@@ -352,10 +352,12 @@ class SQLiteFile(SQLStorage):
                 time.sleep(random.uniform(0.005, 0.02))
 
     def check_health(self) -> None:
-        """Raise ``StoreLost`` when the file at :attr:`path` is no longer the one this store
-        opened (device and inode): deleted, or replaced by another. Open connections would
-        go on with the deleted file, silently, while new ones (and other processes) use the
-        new file."""
+        """Raise ``StoreLost`` when the file at :attr:`path` is no longer the one opened.
+
+        The one this store opened, by device and inode: deleted, or replaced by another. Open
+        connections would go on with the deleted file, silently, while new ones (and other
+        processes) use the new file.
+        """
         try:
             now = file_identity(self.path)
         except (FileNotFoundError, NotADirectoryError):  # the file, or its folder, is gone

@@ -123,8 +123,11 @@ def lease_of(record: JobRecord) -> Lease:
 
 
 def require(storage: Storage, capability: str, what: str) -> None:
-    """Skip a test of an optional capability the backend does not have (it does not inherit
-    the capability's mixin, :data:`~jobkit.storage.capabilities.OPTIONAL_CAPABILITIES`)."""
+    """Skip a test of an optional capability the backend does not have.
+
+    It does not inherit the capability's mixin
+    (:data:`~jobkit.storage.capabilities.OPTIONAL_CAPABILITIES`).
+    """
     if not supports(storage, capability):
         mixin = OPTIONAL_CAPABILITIES[capability].__name__
         pytest.skip(f"{type(storage).__name__} keeps no {what} (optional capability "
@@ -186,8 +189,11 @@ class StorageFixtures:
 
     @pytest.fixture
     def storage_url(self, storage: Storage) -> str | None:
-        """A URL from which ``type(storage).from_url`` opens the same store in another process,
-        or ``None`` for a store that lives in one process only (multi-process tests skip)."""
+        """A URL that opens the same store in another process, or ``None``.
+
+        ``type(storage).from_url`` opens it; ``None`` for a store that lives in one process only
+        (multi-process tests skip).
+        """
         return None
 
     @pytest.fixture
@@ -251,9 +257,11 @@ class RoundTripTests(StorageFixtures):
     def test_enqueue_many_of_mixed_jobs_matches_what_is_read(
         self, storage: Storage, clock: FakeClock
     ) -> None:
-        """Runs of alike jobs and odd ones out, due now or later, with awkward params, after
-        the newest jobs were pruned: every record equals what get reads, and ids are never
-        reused."""
+        """A batch of mixed jobs is read back as enqueue_many returned it.
+
+        Runs of alike jobs and odd ones out, due now or later, with awkward params, after the
+        newest jobs were pruned: every record equals what get reads, and ids are never reused.
+        """
         for _ in range(3):
             storage.cancel(storage.enqueue(new_job(clock())).id)
         newest = max(int(record.id) for record in storage.list())
@@ -956,8 +964,11 @@ def claim_until_empty(storage_class: type[Storage], url: str, worker_id: str) ->
 def run_in_processes(
     target: Any, storage_class: type[Storage], url: str, count: int, timeout: float = 60.0
 ) -> list[Any]:
-    """Run ``target(storage_class, url, worker_id)`` in ``count`` spawned processes that start
-    together; their return values. A child's exception fails the test with its traceback."""
+    """Run ``target`` in ``count`` spawned processes that start together; their results.
+
+    Each runs ``target(storage_class, url, worker_id)``. A child's exception fails the test with
+    its traceback.
+    """
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(count)
     results = context.Queue()
@@ -1108,8 +1119,10 @@ class WorkersConformance(StorageFixtures):
     def test_workers_are_registered_beaten_and_forgotten(
         self, storage: Storage, clock: FakeClock
     ) -> None:
-        """Worker processes are listed by host, supervisor and id, beaten, replaced, removed
-        and forgotten when not seen."""
+        """Worker processes are listed, beaten, replaced, removed and forgotten.
+
+        Listed by host, supervisor and id; forgotten when not seen.
+        """
         require(storage, "workers", "worker processes")
         roster = workers_of(storage)
         started = clock()
@@ -1189,8 +1202,11 @@ class UnreadableRowTests(StorageFixtures):
     def test_a_claim_sets_an_unreadable_row_aside(
         self, storage: Storage, clock: FakeClock, spoil: Callable[[str], str]
     ) -> None:
-        """The claim fails the unreadable job and its attempt, naming the column, and returns
-        the next job; the unreadable job is never handed out."""
+        """The claim fails the unreadable job and returns the next one.
+
+        The job and its attempt are failed, naming the column; the unreadable job is never handed
+        out.
+        """
         bad = storage.enqueue(new_job(clock(), priority=5))
         column = spoil(bad.id)
         good = storage.enqueue(new_job(clock()))
@@ -1292,9 +1308,11 @@ class BatchesConformance(StorageFixtures):
     """
 
     def test_complete_and_claim(self, storage: Storage, clock: FakeClock) -> None:
-        """A completion with a claim of one completes the attempt and claims the next job by the
-        claim rules;
-        a stale lease's completion is refused but the claim still happens."""
+        """A completion with a claim of one completes the attempt and claims the next job.
+
+        The claim follows the claim rules; a stale lease's completion is refused but the claim
+        still happens.
+        """
         first = storage.enqueue(new_job(clock()))
         low = storage.enqueue(new_job(clock(), priority=0))
         high = storage.enqueue(new_job(clock(), priority=5))
@@ -1312,8 +1330,10 @@ class BatchesConformance(StorageFixtures):
         assert attempt.outcome is None and attempt.worker_id == "w1"
 
     def test_complete_and_claim_many(self, storage: Storage, clock: FakeClock) -> None:
-        """complete_and_claim_many completes each attempt (a stale lease's completion is
-        refused, the others are not), then claims up to ``limit`` jobs in claim order."""
+        """complete_and_claim_many completes each attempt, then claims up to ``limit`` jobs.
+
+        A stale lease's completion is refused, the others are not; the claims are in claim order.
+        """
         jobs = [storage.enqueue(new_job(clock(), priority=p)) for p in (0, 9, 0, 5, 0)]
         first = lease_of(claim(storage, "w1"))
         second = lease_of(claim(storage, "w1"))
@@ -1343,9 +1363,11 @@ class BatchesConformance(StorageFixtures):
     def test_a_batch_is_claimed_in_claim_order_with_its_attempts(
         self, storage: Storage, clock: FakeClock
     ) -> None:
-        """A claim of several jobs takes them in the order one-at-a-time claims would (highest
-        priority, then the earliest due, then the oldest), each with its attempt opened, and
-        leaves jobs not due yet."""
+        """A claim of several jobs takes them in claim order, each with its attempt opened.
+
+        The order one-at-a-time claims would take (highest priority, then the earliest due, then
+        the oldest); jobs not due yet are left.
+        """
         later = storage.enqueue(new_job(clock(), delay=60))
         due_late = storage.enqueue(new_job(clock(), delay=-5))
         low = storage.enqueue(new_job(clock(), priority=-1, delay=-20))

@@ -31,8 +31,10 @@ class CoreOnlyStorage(Storage):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> CoreOnlyStorage:
-        """``coreonly+<url>``: the core of the store ``<url>`` opens (built-in schemes only),
-        e.g. ``coreonly+sqlite:///jobs.db``."""
+        """``coreonly+<url>``: the core of the store ``<url>`` opens.
+
+        Built-in schemes only, e.g. ``coreonly+sqlite:///jobs.db``.
+        """
         from jobkit.plugins import StorageRegistry
         from jobkit.storage import plugin
 
