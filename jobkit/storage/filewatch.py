@@ -1,4 +1,4 @@
-"""Waiting for a file to be written to, without polling: Linux's inotify, through ctypes.
+"""Internal: waiting for a file to be written to, without polling (inotify, via ctypes).
 
 SQLite cannot notify other processes of a commit, but every commit appends to the database's
 ``-wal`` file; an idle worker that waits for that file to change wakes within a fraction of a

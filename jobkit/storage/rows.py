@@ -1,4 +1,4 @@
-"""Stored rows read as records without trusting them: the store is a trust boundary.
+"""Internal: stored rows read as records without trusting them (a trust boundary).
 
 A SQL backend's row may hold what jobkit never wrote (a row edited by hand, a store written
 before its schema checked types): text in ``priority``, a time in milliseconds, PostgreSQL's

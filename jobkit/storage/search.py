@@ -1,4 +1,4 @@
-"""Searching jobs: the query the dashboard sends to a store's ``search``, and its SQL.
+"""Internal: searching jobs, the query the dashboard sends to a store's ``search``.
 
 The query of the optional capability ``search`` (:mod:`jobkit.storage.capabilities`), what it
 means, and the SQL the SQL backends build from it.

@@ -1,4 +1,4 @@
-"""Named SQL sections in a package file (``-- name: claim`` ... up to the next name).
+"""Internal: named SQL sections in a package file (``-- name: claim`` ... to the next).
 
 The SQL of each backend lives in a ``.sql`` file next to it, so it reads (and diffs) as SQL.
 ``migration_<n>`` sections build the schema, numbered 1, 2, 3 ... without gaps.
