@@ -37,6 +37,7 @@ _SQL = "postgres.sql"
 CHECKED_SCHEMA = 7
 _CHANNEL = "jobkit_jobs"
 
+
 def queries() -> dict[str, str]:
     """The named sections of ``postgres.sql``."""
     return sections(_SQL)

@@ -33,16 +33,13 @@ from jobkit.records import (
     decode_json,
 )
 from jobkit.storage.base import Storage
-from jobkit.storage.capabilities import (
-    ClaimsInBatches,
-    KeepsProgress,
-    KeepsSessions,
-)
+from jobkit.storage.capabilities import ClaimsInBatches, KeepsProgress, KeepsSessions
 from jobkit.storage.rows import Decode, job_key, set_aside_error
 from jobkit.storage.sql_keeps import SQLKeeps
 from jobkit.storage.sql_search import SQLSearches
 
 T = TypeVar("T")
+
 
 def fence_of(lease: Lease) -> dict[str, Any] | None:
     """The parameters that fence an update to the lease's holder; ``None`` for no such row.
@@ -112,8 +109,9 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
 
     A subclass runs work in one transaction (:meth:`_transaction`, handing the work its
     connection or cursor) and supplies the two writes a transition is made of, inside the
-    caller's transaction: a fenced update that closes the attempt (:meth:`_fenced_in`) and a
-    claim (:meth:`_claim_in`)."""
+    caller's transaction: a fenced update that closes the attempt (:meth:`_update_and_close`)
+    and a claim (:meth:`_claim_in`).
+    """
 
     @abc.abstractmethod
     def _transaction(self, operation: str, work: Callable[[Any], T]) -> T:

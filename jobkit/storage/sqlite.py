@@ -39,6 +39,7 @@ from jobkit.storage.sqlite_file import (
 #: subclass is registered under); the rest names the file.
 _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):///(?P<path>.*)\Z", re.DOTALL)
 
+
 def _scheme_and_path(url: str) -> tuple[str, str]:
     """``("sqlite", "rel/path.db")`` for ``sqlite:///rel/path.db``; ``("", "")`` for no file."""
     found = _URL.match(url)
@@ -70,6 +71,7 @@ def _batch_insert(batch: builtins.list[dict[str, Any]]) -> tuple[str, dict[str, 
 
 #: Seconds between two looks at ``PRAGMA data_version`` while a worker waits for jobs.
 WAKE_INTERVAL = 0.004
+
 
 class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
     """Jobs in one SQLite file: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
