@@ -1,5 +1,9 @@
 """The worker: a supervisor, its worker processes, and what runs one job in them.
 
+Import from this package: :class:`Worker` (what ``jobkit worker`` runs) and
+:func:`run_until_empty` (runs jobs in this thread until none is left, for tests and scripts); its
+modules are internal.
+
 Parts, one file each: :mod:`~jobkit.worker.supervisor` (starts, watches and stops the processes),
 :mod:`~jobkit.worker.process` (the loop of one worker process, and :func:`run_until_empty`),
 :mod:`~jobkit.worker.executor` (claims and runs jobs), :mod:`~jobkit.worker.monitor` (watches a
