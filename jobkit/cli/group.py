@@ -10,12 +10,12 @@ import functools
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import click
 from loguru import logger
 
-from jobkit.cli.output import F, fail
+from jobkit.cli.output import F, fail, handle_errors
 
 
 class State:
@@ -89,6 +89,15 @@ def config_option(command: F) -> F:
         help="Path of jobs.yaml (as before the command; env JOBKIT_CONFIG).",
     )
     return option(command)
+
+
+def app_command(command: F) -> F:
+    """A command that works on the app: ``--config`` after its name too, the State passed.
+
+    It gets the :class:`State` as its first argument; jobkit's errors end it as one line on
+    stderr (:func:`~jobkit.cli.output.handle_errors`).
+    """
+    return config_option(cast(F, pass_state(handle_errors(command))))
 
 
 def json_option(help_text: str = "Print JSON, for scripts.") -> Callable[[F], F]:

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from jobkit.cli.group import State, config_option, json_option, main, pass_state
-from jobkit.cli.output import fail, handle_errors, outcome
+from jobkit.cli.group import State, app_command, json_option, main
+from jobkit.cli.output import fail, outcome
 from jobkit.limits import MAX_DEPTH
 from jobkit.logs import escape
 from jobkit.records import FINAL_STATUSES, JobRecord, JobStatus
@@ -81,9 +81,7 @@ def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] |
 @click.option("--retry-attempts", type=click.IntRange(min=0), help="Override the job's retries.")
 @click.option("--wait", is_flag=True, help="Wait for the job to finish; print result or error.")
 @json_option("Print {id} (with --wait: {id, status, result, error}) as JSON.")
-@config_option
-@pass_state
-@handle_errors
+@app_command
 def run(
     state: State,
     name: str,

@@ -9,8 +9,8 @@ from typing import Any
 import attrs
 import click
 
-from jobkit.cli.group import State, config_option, json_option, main, pass_state
-from jobkit.cli.output import echo, handle_errors, record_dict, storage_url
+from jobkit.cli.group import State, app_command, json_option, main
+from jobkit.cli.output import echo, record_dict, storage_url
 from jobkit.masking import mask_secrets
 from jobkit.records import JobRecord, JobStatus
 
@@ -23,9 +23,7 @@ MAX_OFFSET = 2**63 - 1
 @main.command()
 @click.argument("job_id")
 @json_option("Print JSON.")
-@config_option
-@pass_state
-@handle_errors
+@app_command
 def status(state: State, job_id: str, as_json: bool) -> None:
     """Show a job: its record, progress and attempts."""
     app = state.app()
@@ -56,9 +54,7 @@ def status(state: State, job_id: str, as_json: bool) -> None:
 @click.option("--offset", type=click.IntRange(0, MAX_OFFSET), default=0,
               help="Skip this many jobs first.")
 @json_option("Print JSON lines.")
-@config_option
-@pass_state
-@handle_errors
+@app_command
 def list_(
     state: State, status_: str | None, name: str | None, limit: int, offset: int, as_json: bool
 ) -> None:
@@ -121,9 +117,7 @@ def print_table(records: list[JobRecord]) -> None:
 
 @main.command()
 @json_option("Print one JSON object per job.")
-@config_option
-@pass_state
-@handle_errors
+@app_command
 def jobs(state: State, as_json: bool) -> None:
     """List registered jobs, their approved methods and effective settings (with sources)."""
     from jobkit.factory import describe

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from jobkit.cli.group import State, config_option, json_option, main, pass_state
-from jobkit.cli.output import echo, fail, handle_errors, storage_url
+from jobkit.cli.group import State, app_command, json_option, main
+from jobkit.cli.output import echo, fail, storage_url
 from jobkit.exceptions import ConfigError
 from jobkit.limits import PRUNE_AGE, PRUNE_BATCH
 
@@ -56,9 +56,7 @@ class Duration(_ParamType):
     help="Rows deleted per transaction, so workers are never blocked for long.",
 )
 @json_option("Print {deleted, finished_before} as JSON.")
-@config_option
-@pass_state
-@handle_errors
+@app_command
 def prune(state: State, older_than: float, batch_size: int, as_json: bool) -> None:
     """Delete completed, failed and cancelled jobs (and their attempts) older than a duration."""
     from datetime import timedelta
@@ -85,9 +83,7 @@ def prune(state: State, older_than: float, batch_size: int, as_json: bool) -> No
 
 
 @main.command()
-@config_option
-@pass_state
-@handle_errors
+@app_command
 def migrate(state: State) -> None:
     """Create or upgrade the job store's schema (stores also do this when first opened)."""
     app = state.app(log=False)
@@ -96,9 +92,7 @@ def migrate(state: State) -> None:
 
 
 @main.command()
-@config_option
-@pass_state
-@handle_errors
+@app_command
 def check(state: State) -> None:
     """Validate jobs.yaml and every plugin and job it names; exit 1 listing the errors."""
     try:

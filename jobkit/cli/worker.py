@@ -7,8 +7,7 @@ import sys
 import click
 from loguru import logger
 
-from jobkit.cli.group import State, config_option, main, pass_state
-from jobkit.cli.output import handle_errors
+from jobkit.cli.group import State, app_command, main
 from jobkit.limits import CONCURRENCY
 
 
@@ -24,9 +23,7 @@ from jobkit.limits import CONCURRENCY
     is_flag=True,
     help="Exit when no job is pending, retrying (delayed included) or running.",
 )
-@config_option
-@pass_state
-@handle_errors
+@app_command
 def worker(state: State, concurrency: int | None, burst: bool) -> None:
     """Run jobs: start worker processes and supervise them until SIGINT/SIGTERM."""
     from jobkit.logs import configure_logging, console_format

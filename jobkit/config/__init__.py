@@ -32,33 +32,10 @@ The configuration's modules: :mod:`~jobkit.config.settings` (the sections, each 
 
 from __future__ import annotations
 
+from jobkit.config import settings
 from jobkit.config.environ import EnvValue
 from jobkit.config.loading import load_config, raw_notifications
 from jobkit.config.model import Config
-from jobkit.config.settings import (
-    CALL_SETTINGS,
-    LOG_LEVELS,
-    DashboardSettings,
-    JobEntry,
-    JobSettings,
-    LoggingSettings,
-    NotificationEntry,
-    ResolvedJob,
-    WorkerSettings,
-)
+from jobkit.config.settings import *  # noqa: F403  (the sections: settings.__all__)
 
-__all__ = [
-    "CALL_SETTINGS",
-    "LOG_LEVELS",
-    "Config",
-    "DashboardSettings",
-    "EnvValue",
-    "JobEntry",
-    "JobSettings",
-    "LoggingSettings",
-    "NotificationEntry",
-    "ResolvedJob",
-    "WorkerSettings",
-    "load_config",
-    "raw_notifications",
-]
+__all__ = ["Config", "EnvValue", "load_config", "raw_notifications", *settings.__all__]

@@ -49,7 +49,9 @@ def load_config(
 
 
 def _config_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) -> str | None:
-    """The file :func:`load_config` reads: ``path``, else ``JOBKIT_CONFIG``, else an existing
+    """The file :func:`load_config` reads, or None for the built-in defaults.
+
+    The file :func:`load_config` reads: ``path``, else ``JOBKIT_CONFIG``, else an existing
     ``./jobs.yaml``; None for the built-in defaults."""
     if path is None and env.get("JOBKIT_CONFIG"):
         path = env["JOBKIT_CONFIG"]
@@ -61,7 +63,9 @@ def _config_file(path: str | os.PathLike[str] | None, env: Mapping[str, str]) ->
 def raw_notifications(
     path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None
 ) -> list[tuple[str, dict[str, Any]]]:
-    """The ``notifications:`` entries of the file :func:`load_config` reads, unchecked, each
+    """The ``notifications:`` entries of the config file, unchecked, each with where it is.
+
+    The ``notifications:`` entries of the file :func:`load_config` reads, unchecked, each
     with where it is (``jobs.yaml:12: notifications[0]``): for the notifier plugins to check
     when the file has other problems, so that one ``ConfigError`` names them all. Empty when
     the file cannot be read."""
@@ -82,7 +86,9 @@ def raw_notifications(
 
 
 def _paths_from(config: Config, folder: Path, from_env: Collection[KeyPath]) -> Config:
-    """``config`` with the relative paths of its file (or the built-in defaults it left) taken
+    """``config`` with the relative paths of its file taken from ``folder``.
+
+    ``config`` with the relative paths of its file (or the built-in defaults it left) taken
     from ``folder``, as docker compose does; a path from the environment is left relative to
     the working directory, as one given on a command line is."""
     storage, log_dir = config.storage, config.logging.dir
@@ -100,7 +106,9 @@ def _path_from(folder: Path, path: str) -> str:
 
 
 def _sqlite_url_from(folder: Path, url: str) -> str:
-    """A ``sqlite:///relative/path`` URL taken from ``folder``: ``sqlite:////folder/relative/
+    """A relative ``sqlite:///`` URL taken from ``folder``; any other URL as it is.
+
+    A ``sqlite:///relative/path`` URL taken from ``folder``: ``sqlite:////folder/relative/
     path``; any other URL (absolute, ``memory://``, ``postgresql://...``, the in-memory and
     ``file:`` forms the SQLite store refuses) as it is."""
     if not url.startswith(_SQLITE_PREFIX):

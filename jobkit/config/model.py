@@ -77,7 +77,9 @@ class Provenance:
 
 @attrs.frozen
 class Config:
-    """The whole configuration of a jobkit app. Build it with :func:`load_config` or
+    """The whole configuration of a jobkit app.
+
+    The whole configuration of a jobkit app. Build it with :func:`load_config` or
     :meth:`from_dict`; ``Config()`` holds the built-in defaults."""
 
     #: The job store's URL: ``sqlite:///jobkit.db``, ``postgresql://...``, ``memory://``.
@@ -122,7 +124,9 @@ class Config:
         return self._provenance.source or "jobs.yaml"
 
     def where(self, *path: str | int) -> str:
-        """``file:line`` of a key, e.g. ``where("notifications", 0)``; just the file when the
+        """``file:line`` of a key, or the environment variable that set it.
+
+        ``file:line`` of a key, e.g. ``where("notifications", 0)``; just the file when the
         configuration was not read from one."""
         return self._provenance.where(path)
 

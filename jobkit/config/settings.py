@@ -31,6 +31,18 @@ from jobkit.config_yaml import (
 )
 from jobkit.records import EventKind, RetryPolicy
 
+__all__ = [
+    "CALL_SETTINGS",
+    "LOG_LEVELS",
+    "DashboardSettings",
+    "JobEntry",
+    "JobSettings",
+    "LoggingSettings",
+    "NotificationEntry",
+    "ResolvedJob",
+    "WorkerSettings",
+]
+
 #: loguru's level names.
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
 #: The settings one call of ``run_background_job`` may override.
