@@ -141,9 +141,8 @@ class JobKit(Host):
     ) -> tuple[JobSettings, RetryPolicy]:
         """The settings of one call for job ``spec`` and their retry policy, cached per job.
 
-        The settings of one call for job ``spec`` and their retry policy. Without per-call
-        overrides they are resolved once per job class and configuration: every enqueue needs
-        them, and resolving the layers costs more than storing a job."""
+        Without per-call overrides they are resolved once per job class and configuration:
+        every enqueue needs them, and resolving the layers costs more than storing a job."""
         if any(value is not None for value in overrides.values()):
             settings = self.job_settings(spec.name, dict(overrides)).settings
             return settings, settings.policy()
@@ -253,8 +252,8 @@ class JobKit(Host):
     ) -> list[str]:
         """Validate and store one job per params of ``params_list``, all or nothing; their ids.
 
-        Validate and store one job per params of ``params_list``, all of one method and with
-        the same options as :meth:`run_background_job`; their ids, in order.
+        The jobs are all of one method, with the same options as :meth:`run_background_job`;
+        their ids come back in order.
 
         All or nothing: every params is validated before any is stored (an error names the
         index of the params at fault), and SQLite and PostgreSQL store them in one transaction,

@@ -57,8 +57,7 @@ MAX_ALIASED_VALUES = 10_000
 class OverLimit(yaml.YAMLError):
     """A YAML document over one of the loader's limits (nesting, alias expansion).
 
-    A YAML document over one of the loader's limits (nesting, alias expansion): the problem,
-    and the 1-based line of the node at fault."""
+    The problem, and the 1-based line of the node at fault."""
 
     def __init__(self, problem: str, event: yaml.Event) -> None:
         super().__init__(problem)

@@ -119,8 +119,7 @@ def _checked(
 ) -> dict[str, Any]:
     """One params checked against the method, by name.
 
-    One params checked against the method, by name; the problems of one of several name it
-    (``params[2] to``)."""
+    The problems of one of several name it (``params[2] to``)."""
     try:
         return check(params)
     except InvalidParameters as exc:

@@ -281,9 +281,8 @@ class Factory:
     def validator(self, name: str, method: str) -> tuple[JobSpec, Callable[[Any], Params]]:
         """:meth:`validate` in two steps, for many params of one method.
 
-        :meth:`validate` in two steps, for many params of one method: the spec (raising
-        ``JobNotFound`` or ``MethodNotAllowed`` now), and a function that checks one params
-        and returns them by name (raising ``InvalidParameters``)."""
+        The spec (raising ``JobNotFound`` or ``MethodNotAllowed`` now), and a function that checks
+        one params and returns them by name (raising ``InvalidParameters``)."""
         spec = self.registry.method(name, method)
         signature = signature_of(spec.cls, method)
         allowed = frozenset(signature.names)

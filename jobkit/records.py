@@ -205,8 +205,8 @@ class JobLogLine:
 class WorkerInfo:
     """One worker process as the store knows it.
 
-    One worker process as the store knows it: registered and kept alive by its supervisor,
-    so the dashboard can show the workers of every machine and what each is running."""
+    Registered and kept alive by its supervisor, so the dashboard can show the workers of
+    every machine and what each is running."""
 
     worker_id: str
     hostname: str

@@ -152,9 +152,8 @@ class Transitions:
     ) -> tuple[list[JobRecord | None], list[JobRecord]]:
         """Record the completions ``done`` and claim up to ``limit`` jobs, in one transaction.
 
-        Record the completions ``done`` and claim up to ``limit`` jobs, in one transaction:
-        the completed records (``None`` where the lease was gone) and the jobs claimed. The
-        caller keeps the claimed jobs, then announces the completions (:meth:`succeeded`)."""
+        The completed records (``None`` where the lease was gone) and the jobs claimed. The caller
+        keeps the claimed jobs, then announces the completions (:meth:`succeeded`)."""
         return complete_and_claim_many(self.app.storage, done, worker_id, lease_seconds, limit)
 
     def succeeded(

@@ -79,8 +79,8 @@ class Provenance:
 class Config:
     """The whole configuration of a jobkit app.
 
-    The whole configuration of a jobkit app. Build it with :func:`load_config` or
-    :meth:`from_dict`; ``Config()`` holds the built-in defaults."""
+    Build it with :func:`load_config` or :meth:`from_dict`; ``Config()`` holds the built-in
+    defaults."""
 
     #: The job store's URL: ``sqlite:///jobkit.db``, ``postgresql://...``, ``memory://``.
     storage: str = setting("sqlite:///jobkit.db",

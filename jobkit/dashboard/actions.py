@@ -36,8 +36,8 @@ class Actions(Views):
     def retry_edited(self, request: Request) -> Response:
         """Run a failed or cancelled job again as a new job with edited params.
 
-        Run a failed or cancelled job again as a new job with edited params, validated as
-        any enqueue is; the errors shown beside the fields otherwise."""
+        The params are validated as for any enqueue; when they do not pass, the errors show
+        beside the fields."""
         record = self._record(request)
         api = request.url.path.startswith("/api/")
         if record.status not in (JobStatus.FAILED, JobStatus.CANCELLED):

@@ -46,8 +46,8 @@ def fields_of(spec: JobSpec, record: JobRecord,
               errors: Mapping[str, str] | None = None) -> list[Field]:
     """The form's fields for ``record``'s method.
 
-    The form's fields for ``record``'s method: its parameters, then any other key its params
-    hold (a method taking ``**kwargs``); ``posted`` values and ``errors`` when shown again."""
+    Its parameters, then any other key its params hold (a method taking ``**kwargs``); ``posted``
+    values and ``errors`` when shown again."""
     signature = signature_of(spec.cls, record.method)
     params = record.params if isinstance(record.params, dict) else {}
     names = [p.name for p in signature.parameters if p.kind not in (p.VAR_POSITIONAL,

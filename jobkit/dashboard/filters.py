@@ -45,8 +45,7 @@ def parse(
 ) -> tuple[JobQuery, dict[str, Any]]:
     """The query the list runs, and the values its form shows again.
 
-    The query the list runs, and the values its form shows again. ``multi`` gives every
-    value of a repeated parameter (``status`` may be given more than once)."""
+    ``multi`` gives every value of a repeated parameter (``status`` may be given more than once)."""
     unknown = sorted(set(params) - set(PARAMS))
     if unknown:
         raise BadFilter(f"unknown query parameter {unknown[0]!r} (known: {', '.join(PARAMS)})")

@@ -79,8 +79,7 @@ def _counted(receive: Receive) -> Receive:
 def has_body(headers: Any) -> bool:
     """Whether a request sends a body.
 
-    Whether a request sends a body: a Content-Length other than 0, or any Transfer-Encoding
-    (``headers`` as Starlette's)."""
+    A Content-Length other than 0, or any Transfer-Encoding (``headers`` as Starlette's)."""
     return "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
 
 

@@ -103,8 +103,7 @@ class Access:
     def from_settings(cls, settings: DashboardSettings) -> Access:
         """The access ``dashboard:`` describes.
 
-        The access ``dashboard:`` describes; ``ConfigError`` when sign-in is required but
-        no password is set."""
+        ``ConfigError`` when sign-in is required but no password is set."""
         hashes = tuple(
             (role, value)
             for role, value in (

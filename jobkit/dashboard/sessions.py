@@ -29,8 +29,8 @@ from jobkit.storage.capabilities import revoke_session, session_revoked
 def fingerprint(password_hash: str) -> str:
     """What a session keeps of the hash it signed in with.
 
-    What a session keeps of the hash it signed in with: enough to notice a new one, nothing
-    that helps to guess the password (the hash is salted; this is a digest of it)."""
+    Enough to notice a new one, nothing that helps to guess the password (the hash is salted; this
+    is a digest of it)."""
     return hashlib.sha256(b"jobkit-session\0" + password_hash.encode("utf-8")).hexdigest()[:32]
 
 

@@ -66,8 +66,8 @@ def exact_text(when: datetime) -> str:
 def duration_text(seconds: float) -> str:
     """A duration to read at a glance.
 
-    A duration to read at a glance: ``250 ms``, ``4.2 s``, ``42 s``, ``3 min 4 s``,
-    ``2 h 5 min``, ``3 d 4 h`` (rounded down; a negative one is ``0 ms``)."""
+    ``250 ms``, ``4.2 s``, ``42 s``, ``3 min 4 s``, ``2 h 5 min``, ``3 d 4 h`` (rounded down; a
+    negative one is ``0 ms``)."""
     seconds = max(0.0, seconds)
     if seconds < 1:
         return f"{math.floor(seconds * 1000)} ms"
@@ -98,10 +98,9 @@ def time_html(value: str | datetime | None, format: str = "relative",
               field: str | None = None) -> Markup:
     """A ``<time>`` element for ``value``.
 
-    A ``<time>`` element for ``value``: ``format`` ``relative`` (the script writes "3 min
-    ago") or ``clock`` (the time of day, for log lines). ``field`` names the job field a live
-    update refreshes (then an empty element stands for a missing time). Text that is not a
-    time is shown as it is."""
+    ``format`` ``relative`` (the script writes "3 min ago") or ``clock`` (the time of day, for log
+    lines). ``field`` names the job field a live update refreshes (then an empty element stands for
+    a missing time). Text that is not a time is shown as it is."""
     when = parse_time(value)
     if when is None:
         if field is not None:
@@ -166,8 +165,8 @@ def attempt_spans(record: JobRecord, attempt: Attempt,
                   now: datetime | None = None) -> dict[str, Span | None]:
     """An attempt's ``wait`` and ``duration``.
 
-    An attempt's ``wait`` and ``duration``. Only the latest attempt's due time is stored
-    (``available_at``), so an earlier attempt's wait is None."""
+    Only the latest attempt's due time is stored (``available_at``), so an earlier attempt's wait is
+    None."""
     now = now or utcnow()
     latest = attempt.attempt == record.attempts
     wait: Span | None = None
