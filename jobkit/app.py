@@ -1,4 +1,4 @@
-"""``JobKit``, the app: configuration, plugin manager, registry, factory and store, tied together.
+"""Internal: ``JobKit``, the app (import it from ``jobkit``): config, plugins, registry and store.
 
 The module-level functions (``jobkit.run_background_job`` ...) use a default app that is built
 on first use from ``JOBKIT_CONFIG``, else ``./jobs.yaml``, else the built-in defaults, and that
