@@ -1,4 +1,4 @@
-"""``python -m jobkit``: the ``jobkit`` command."""
+"""Internal: ``python -m jobkit`` runs the ``jobkit`` command (nothing here to import)."""
 
 from jobkit.cli import main
 

@@ -1,4 +1,4 @@
-"""``JobKit``, the app: configuration, plugin manager, registry, factory and store, tied together.
+"""Internal: ``JobKit``, the app (import it from ``jobkit``): config, plugins, registry and store.
 
 The module-level functions (``jobkit.run_background_job`` ...) use a default app that is built
 on first use from ``JOBKIT_CONFIG``, else ``./jobs.yaml``, else the built-in defaults, and that
@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
-import attrs
 import pluggy
 
 from jobkit.config import Config, JobSettings, ResolvedJob, load_config
@@ -22,14 +21,12 @@ from jobkit.enqueue import CallOptions, Params, new_jobs
 from jobkit.events import EventDispatcher
 from jobkit.exceptions import ConfigError, JobkitError
 from jobkit.factory import Factory
-from jobkit.masking import has_secrets, mask_secrets
 from jobkit.notify import NotificationDispatcher, build_subscriptions, with_notifier_problems
 from jobkit.options import structure_options
 from jobkit.plugins import get_plugin_manager, notifier_registry, storage_registry
 from jobkit.records import (
     Attempt,
     EventKind,
-    JobEvent,
     JobRecord,
     JobStatus,
     NewJob,
@@ -37,7 +34,7 @@ from jobkit.records import (
 )
 from jobkit.registry import JobSpec, Registry
 from jobkit.shield import shielded_call
-from jobkit.transitions import Transitions
+from jobkit.transitions import Host, Transitions, job_event
 
 if TYPE_CHECKING:
     from jobkit.job import Job
@@ -59,16 +56,7 @@ def _status(status: JobStatus | str | None) -> JobStatus | None:
         raise JobkitError(f"unknown job status {status!r} (one of: {known})") from None
 
 
-def _event(
-    kind: EventKind, job: JobRecord, error: str | None = None, traceback: str | None = None
-) -> JobEvent:
-    """The event of a committed state change, with the secrets in the job's params masked."""
-    if has_secrets(job.params):  # most params hold none: the record is kept as it is
-        job = attrs.evolve(job, params=mask_secrets(job.params))
-    return JobEvent(kind=kind, job=job, error=error, traceback=traceback)
-
-
-class JobKit:
+class JobKit(Host):
     """A jobkit application. Build one with :meth:`from_config`, or use the default app."""
 
     def __init__(
@@ -151,9 +139,10 @@ class JobKit:
     def _call_settings(
         self, spec: JobSpec, overrides: Mapping[str, Any]
     ) -> tuple[JobSettings, RetryPolicy]:
-        """The settings of one call for job ``spec`` and their retry policy. Without per-call
-        overrides they are resolved once per job class and configuration: every enqueue needs
-        them, and resolving the layers costs more than storing a job."""
+        """The settings of one call for job ``spec`` and their retry policy, cached per job.
+
+        Without per-call overrides they are resolved once per job class and configuration:
+        every enqueue needs them, and resolving the layers costs more than storing a job."""
         if any(value is not None for value in overrides.values()):
             settings = self.job_settings(spec.name, dict(overrides)).settings
             return settings, settings.policy()
@@ -165,7 +154,9 @@ class JobKit:
         return cached[2], cached[3]
 
     def job_options(self, name: str) -> Any:
-        """Job ``name``'s ``options:`` from the config: an instance of its ``Options`` class
+        """Job ``name``'s ``options:`` from the config, structured when the job declares a class.
+
+        Job ``name``'s ``options:`` from the config: an instance of its ``Options`` class
         when it declares one (``ConfigError`` naming file, line and key when they do not fit),
         else the plain mapping."""
         spec = self.registry.get(name)
@@ -187,7 +178,9 @@ class JobKit:
         return configure_logging(self.config.logging, self.pm, enqueue=enqueue)
 
     def check(self) -> list[str]:
-        """Problems an operator should fix: ``jobs:`` entries (or environment overrides) naming
+        """The problems an operator should fix in the configuration; empty when all is well.
+
+        Problems an operator should fix: ``jobs:`` entries (or environment overrides) naming
         no registered job, jobs whose settings or options do not fit, a storage URL no backend
         serves, notification filters naming no job. Empty when all is well."""
         problems = self.registry.unknown_entries(self.config)
@@ -216,21 +209,6 @@ class JobKit:
                         f"{name!r}, so this filter never matches"
                     )
         return problems
-
-    def emit(
-        self,
-        kind: EventKind,
-        job: JobRecord,
-        error: str | None = None,
-        traceback: str | None = None,
-    ) -> None:
-        """Report a committed state change to jobkit's listeners and every ``jobkit_job_event``
-        implementation.
-
-        Delivered by the app's :class:`~jobkit.events.EventDispatcher` (to plugins on its event
-        thread), with secrets in the params masked.
-        """
-        self.events.emit(_event(kind, job, error, traceback))
 
     # -- the public API ------------------------------------------------------------------------
 
@@ -272,8 +250,10 @@ class JobKit:
         retry_delay: float | None = None,
         timeout: float | None = None,
     ) -> list[str]:
-        """Validate and store one job per params of ``params_list``, all of one method and with
-        the same options as :meth:`run_background_job`; their ids, in order.
+        """Validate and store one job per params of ``params_list``, all or nothing; their ids.
+
+        The jobs are all of one method, with the same options as :meth:`run_background_job`;
+        their ids come back in order.
 
         All or nothing: every params is validated before any is stored (an error names the
         index of the params at fault), and SQLite and PostgreSQL store them in one transaction,
@@ -282,7 +262,7 @@ class JobKit:
         options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout)
         jobs = self._new_jobs(name, method, list(params_list), options)
         records = self.storage.enqueue_many(jobs) if jobs else []
-        self.events.emit_all(_event(EventKind.ENQUEUED, record) for record in records)
+        self.events.emit_all(job_event(EventKind.ENQUEUED, record) for record in records)
         return [record.id for record in records]
 
     def _new_jobs(

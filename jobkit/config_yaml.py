@@ -1,4 +1,4 @@
-"""The machinery under :mod:`jobkit.config`: YAML with line numbers, value rules, cattrs hooks.
+"""Internal: the machinery under :mod:`jobkit.config`: YAML with lines, value rules, cattrs hooks.
 
 Only ``yaml.SafeLoader`` is used, so loading is exactly as safe as ``yaml.safe_load``: the node
 tree is composed, its marks give every key's line, and the same tree is then constructed.
@@ -55,8 +55,9 @@ MAX_ALIASED_VALUES = 10_000
 
 
 class OverLimit(yaml.YAMLError):
-    """A YAML document over one of the loader's limits (nesting, alias expansion): the problem,
-    and the 1-based line of the node at fault."""
+    """A YAML document over one of the loader's limits (nesting, alias expansion).
+
+    The problem, and the 1-based line of the node at fault."""
 
     def __init__(self, problem: str, event: yaml.Event) -> None:
         super().__init__(problem)
@@ -65,7 +66,9 @@ class OverLimit(yaml.YAMLError):
 
 
 def check_limits(text: str) -> None:
-    """Raise :class:`OverLimit`, marked at the node at fault, when ``text`` nests mappings and
+    """Raise :class:`OverLimit` when ``text`` nests too deep or its aliases expand too far.
+
+    Raise :class:`OverLimit`, marked at the node at fault, when ``text`` nests mappings and
     lists deeper than :data:`MAX_DEPTH` or its aliases repeat more than
     :data:`MAX_ALIASED_VALUES` values (or an alias sits inside the node it names)."""
     open_nodes: list[tuple[str | None, list[int]]] = []  # anchor and expanded size of each
@@ -109,7 +112,9 @@ class YamlDocument:
 
 
 def load_yaml(text: str) -> YamlDocument:
-    """Load one YAML document with ``SafeLoader``; raises ``yaml.YAMLError`` on bad syntax,
+    """Load one YAML document with ``SafeLoader``, within the loader's limits.
+
+    Load one YAML document with ``SafeLoader``; raises ``yaml.YAMLError`` on bad syntax,
     :class:`OverLimit` (one) over the loader's limits."""
     check_limits(text)
     loader = yaml.SafeLoader(text)
@@ -154,7 +159,9 @@ def _walk(loader: yaml.SafeLoader, node: yaml.Node, path: KeyPath, lines: dict[K
 
 
 def read_yaml_file(file: str) -> YamlDocument:
-    """Read and load ``file`` (at most :data:`MAX_FILE_BYTES`); ``ConfigError`` names the file
+    """Read and load ``file``, naming the file (and line) in a ``ConfigError`` when that fails.
+
+    Read and load ``file`` (at most :data:`MAX_FILE_BYTES`); ``ConfigError`` names the file
     (and line) when that fails."""
     try:
         with open(file, "rb") as stream:
@@ -179,7 +186,9 @@ def read_yaml_file(file: str) -> YamlDocument:
 
 
 def env_value(rule: Check, raw: str) -> Any:
-    """An environment variable's value: a YAML scalar (``5``, ``null``, ``1.5``), or the raw
+    """An environment variable's value, read as a YAML scalar or kept as text.
+
+    An environment variable's value: a YAML scalar (``5``, ``null``, ``1.5``), or the raw
     text where the rule wants a string that YAML reads as something else (``00:00``)."""
     try:
         check_limits(raw)
@@ -372,7 +381,9 @@ Hook = Callable[[Any, Any], Any]
 
 def mapping_hook(cls: type, conv: cattrs.Converter, *, omit: Collection[str] = (),
                  rename: Mapping[str, str] | None = None, **hooks: Hook) -> Hook:
-    """A cattrs structure hook for ``cls`` from a mapping (null for empty): each field through
+    """A cattrs structure hook for the attrs class ``cls`` from a mapping.
+
+    A cattrs structure hook for ``cls`` from a mapping (null for empty): each field through
     its rule or its hook in ``hooks``; fields in ``omit`` are never read from the mapping."""
     overrides: dict[str, Any] = {}
     for a in attrs.fields(cls):

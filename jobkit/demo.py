@@ -1,4 +1,4 @@
-"""``jobkit demo``: a realistic mix of jobs moving through their states, live, in a fresh folder.
+"""Internal: ``jobkit demo``, a mix of jobs moving through their states live, in a fresh folder.
 
 It writes a ``jobs.yaml`` for the first-party ``Email`` and ``Invoice`` jobs (console email
 transport, invoices that fail at random) plus a ``Report`` job of its own that always fails,
@@ -73,8 +73,11 @@ COLOURS = {
 
 
 def table_cell(value: str, *, width: int | None = None) -> Text:
-    """Stored text as a rich table cell: control characters escaped (as in the log files),
-    never read as markup, and cut to ``width`` characters with an ellipsis when longer."""
+    """Stored text as a rich table cell, safe to show whatever it holds.
+
+    Control characters are escaped (as in the log files), the text is never read as markup,
+    and it is cut to ``width`` characters with an ellipsis when longer.
+    """
     from rich.text import Text
 
     shown = escape(value)

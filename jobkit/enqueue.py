@@ -1,4 +1,4 @@
-"""The one check of an enqueue: from a call's arguments to the complete jobs to store.
+"""Internal: the one check of an enqueue: from a call's arguments to the complete jobs to store.
 
 ``run_background_job`` and ``enqueue_many`` hand their arguments to :func:`new_jobs`, which checks
 everything a job must be before it is stored, in this order: the job and method are registered
@@ -54,7 +54,9 @@ class CallOptions:
 
 
 def delay_seconds(delay: float | timedelta, what: str = "delay") -> float:
-    """``delay`` in seconds; ``ConfigError`` (as for the other options of a call) when it is not
+    """``delay`` in seconds, checked against :data:`jobkit.limits.DELAY`.
+
+    ``delay`` in seconds; ``ConfigError`` (as for the other options of a call) when it is not
     seconds or a timedelta within :data:`jobkit.limits.DELAY`."""
     seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
     if not limits.DELAY.accepts(seconds):  # also refuses NaN, booleans and text
@@ -75,7 +77,9 @@ def new_jobs(
     settings_of: SettingsOf,
     now: Callable[[], datetime],
 ) -> list[NewJob]:
-    """The complete, checked jobs of one call (one per params of ``params_list``); nothing when
+    """The complete, checked jobs of one call, one per params of ``params_list``.
+
+    The complete, checked jobs of one call (one per params of ``params_list``); nothing when
     one does not pass. ``now`` is the store's clock, read only for a delayed job.
 
     Raises ``JobNotFound``, ``MethodNotAllowed``, ``InvalidParameters`` (naming ``params[i]``
@@ -113,8 +117,9 @@ def new_jobs(
 def _checked(
     check: Callable[[Any], dict[str, Any]], params: Params, index: int, count: int
 ) -> dict[str, Any]:
-    """One params checked against the method, by name; the problems of one of several name it
-    (``params[2] to``)."""
+    """One params checked against the method, by name.
+
+    The problems of one of several name it (``params[2] to``)."""
     try:
         return check(params)
     except InvalidParameters as exc:

@@ -98,8 +98,10 @@ class StorageError(JobkitError):
 
 
 class StoreLost(StorageError):
-    """The store this process opened is gone for good (its SQLite file deleted or replaced):
-    unlike a store that is down, waiting will not bring it back."""
+    """The store this process opened is gone for good; waiting will not bring it back."""
+
+    # Its SQLite file was deleted or replaced: unlike a store that is down (a plain
+    # StorageError), it will not come back. The docstring is the default message (one line).
 
 
 class JobNotFoundInStorage(StorageError):

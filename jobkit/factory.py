@@ -1,4 +1,4 @@
-"""The factory: checks params against an approved method's signature and builds the job.
+"""Internal: the factory: checks params against an approved method's signature and builds the job.
 
 Params must be JSON (no NaN, bytes, sets or other objects) and must fit the method: no missing
 or unexpected names, and values of the annotated types. Types are checked with a strict cattrs
@@ -45,7 +45,9 @@ def _strict(kind: type[Any], accept: tuple[type[Any], ...]) -> Callable[[Any, An
 
 
 def _json_kind(hint: Any) -> str | None:
-    """``"array"`` when ``hint`` is a sequence or set (only a JSON array may become one),
+    """The JSON shape a value for ``hint`` must have: ``"array"``, ``"object"`` or ``None``.
+
+    ``"array"`` when ``hint`` is a sequence or set (only a JSON array may become one),
     ``"object"`` when a mapping or an attrs or data class; ``None`` for anything else."""
     origin = typing.get_origin(hint) or hint
     if not isinstance(origin, type) or issubclass(origin, (str, bytes, bytearray)):
@@ -129,7 +131,9 @@ def _plain_literal(hint: Any) -> bool:
 
 
 def make_converter() -> cattrs.Converter:
-    """A cattrs converter that refuses lossy coercions, unknown keys of attrs classes, and
+    """A strict cattrs converter: no lossy coercions, no unknown keys, JSON shapes kept.
+
+    A cattrs converter that refuses lossy coercions, unknown keys of attrs classes, and
     values of the wrong JSON shape: only an array becomes a list, tuple or set, and only an
     object a dict, mapping or attrs class."""
     converter = cattrs.Converter(forbid_extra_keys=True)
@@ -148,7 +152,9 @@ _INT_LIMIT = 10**MAX_INT_DIGITS
 
 
 def text_problem(text: str) -> str | None:
-    """Why a string cannot be stored alike everywhere: a NUL character (PostgreSQL's text
+    """Why a string cannot be stored alike by every store, or ``None`` when it can.
+
+    Why a string cannot be stored alike everywhere: a NUL character (PostgreSQL's text
     refuses it) or a lone surrogate (not UTF-8); ``None`` when it can."""
     if "\x00" in text:
         return "contains a NUL character (\\u0000)"
@@ -273,9 +279,10 @@ class Factory:
         return spec, check(params)
 
     def validator(self, name: str, method: str) -> tuple[JobSpec, Callable[[Any], Params]]:
-        """:meth:`validate` in two steps, for many params of one method: the spec (raising
-        ``JobNotFound`` or ``MethodNotAllowed`` now), and a function that checks one params
-        and returns them by name (raising ``InvalidParameters``)."""
+        """:meth:`validate` in two steps, for many params of one method.
+
+        The spec (raising ``JobNotFound`` or ``MethodNotAllowed`` now), and a function that checks
+        one params and returns them by name (raising ``InvalidParameters``)."""
         spec = self.registry.method(name, method)
         signature = signature_of(spec.cls, method)
         allowed = frozenset(signature.names)
@@ -368,7 +375,9 @@ class Factory:
     def _without_secrets(
         self, problem: str, name: str, value: Any, hints: Mapping[str, Any]
     ) -> str:
-        """``problem`` unless it could quote a secret (the messages show the value): then the
+        """``problem``, or a version of it that cannot quote a secret.
+
+        ``problem`` unless it could quote a secret (the messages show the value): then the
         problem of the masked value, or no value at all. Errors reach logs, events and CLI."""
         if is_secret(name):
             return (

@@ -20,8 +20,10 @@ if TYPE_CHECKING:
     from jobkit.records import JobEvent
     from jobkit.registries import NotifierRegistry, StorageRegistry
 
+#: pluggy's project name of jobkit's hooks and the entry-point group of installed plugins.
 PROJECT_NAME = "jobkit"
 
+#: Internal: marks the hook specifications below (plugins use :data:`hookimpl`).
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)
 #: Marks a function as the implementation of a jobkit hook.
 hookimpl = pluggy.HookimplMarker(PROJECT_NAME)

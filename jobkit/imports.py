@@ -1,4 +1,4 @@
-"""Importing ``module:Qualified.name`` strings, with errors that say what failed."""
+"""Internal: importing ``module:Qualified.name`` strings, with errors that say what failed."""
 
 from __future__ import annotations
 

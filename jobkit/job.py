@@ -55,7 +55,7 @@ class Job(abc.ABC):  # noqa: B024 - jobs declare their methods by name; none is 
         self.options: Any = {}
 
     def bind(self, context: JobContext, options: Any) -> None:
-        """Attach the running attempt (called by jobkit before the method runs)."""
+        """Attach the running attempt; internal, called by jobkit before the method runs."""
         self._context = context
         self.options = options
 

@@ -9,6 +9,9 @@ stop it. docs/configuration.md has the table (tests/test_limits.py keeps the two
 
 The upper bounds are far above any sensible value and far below what breaks Python's dates or
 the system's timers: a job may run for a week, wait up to ten years, be retried 5,000 times.
+
+Plugin authors import :func:`within` and a :class:`Bound` (``NETWORK_TIMEOUT``...) to check
+their options' values the same way; :func:`checked` and :func:`clamp` are internal.
 """
 
 from __future__ import annotations
@@ -128,15 +131,21 @@ MAX_DELAY = int(DELAY.high)
 
 
 def checked(bound: Bound, value: Any, name: str) -> Any:
-    """``value`` if ``bound`` accepts it; else ``ValueError`` naming ``name`` and the bounds."""
+    """``value`` if ``bound`` accepts it; else ``ValueError`` naming ``name`` and the bounds.
+
+    Internal: jobkit's own checks of what users set call it.
+    """
     if not bound.accepts(value):
         raise ValueError(f"{name} must be {bound.describe()}, got {value!r}")
     return value
 
 
 def within(bound: Bound) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
-    """An attrs validator for a plugin's option (a notifier's ``timeout``): ``ValueError``
-    naming the option and ``bound``, which jobkit reports with the file, line and key."""
+    """An attrs validator that keeps a plugin's option (a notifier's ``timeout``) within ``bound``.
+
+    It raises ``ValueError`` naming the option and ``bound``, which jobkit reports with the
+    file, line and key.
+    """
 
     def validate(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         checked(bound, value, attribute.name)
@@ -145,9 +154,12 @@ def within(bound: Bound) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
 
 
 def clamp(bound: Bound, value: Any, default: float | None) -> float | None:
-    """A value read back from a stored row, made safe to compute with: within ``bound`` if it is
-    a number (a huge timeout becomes 7 days), ``default`` if it is not one (text, NaN, a
-    boolean) or is at or under an excluded ``low`` (a timeout of -5 or 0)."""
+    """A value read back from a stored row, made safe to compute with.
+
+    It is brought within ``bound`` if it is a number (a huge timeout becomes 7 days), and is
+    ``default`` if it is not one (text, NaN, a boolean) or is at or under an excluded ``low``
+    (a timeout of -5 or 0). Internal: for the records' converters and the transitions.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return default
     if isinstance(value, float) and math.isnan(value):  # math.isnan(10 ** 400) overflows

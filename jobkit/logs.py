@@ -1,4 +1,4 @@
-"""Logging: jobkit's two log files, and the job log that writes every job event to them.
+"""Internal: jobkit's two log files, and the job log that writes every job event to them.
 
 The library never adds a sink by itself (``jobkit/__init__`` calls ``logger.disable("jobkit")``);
 the worker and the CLI call :func:`configure_logging`, which adds
@@ -68,8 +68,11 @@ _BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def escape(text: str) -> str:
-    """``text`` on one line: control characters and Unicode line breaks shown as escapes
-    (``\\n``, ``\\x85``, ``\\u2028``); other characters, accents included, are kept."""
+    """``text`` on one line, its control characters and Unicode line breaks escaped.
+
+    A newline shows as ``\\n``, NEL as ``\\x85``, LINE SEPARATOR as ``\\u2028``; other
+    characters, accents included, are kept.
+    """
     return _BREAKS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
@@ -97,9 +100,11 @@ def _text_format(record: Record) -> str:
 
 
 def traceback_text(record: Record) -> str | None:
-    """The traceback a record shows: its ``traceback`` value (a job's failure, or a record sent
-    by a worker process, whose traceback object cannot cross the pipe), else its exception's,
-    formatted as Python prints it; None without either."""
+    """The traceback a record shows, as Python prints it; None when it has none.
+
+    That is its ``traceback`` value (a job's failure, or a record sent by a worker process,
+    whose traceback object cannot cross the pipe), else its exception's.
+    """
     tb = record["extra"].get("traceback")
     exc = record["exception"]
     if tb is None and exc is not None:
@@ -114,8 +119,11 @@ _JSON_TEXT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {name}:{function}:{
 
 
 def _json_format(record: Record) -> str:
-    """The ``text`` of a JSON record: loguru's default line, then an exception's traceback (also
-    set as ``extra.traceback``, so a worker process's record reads as one of this process)."""
+    """The ``text`` of a JSON record: loguru's default line, then an exception's traceback.
+
+    The traceback is also set as ``extra.traceback``, so a worker process's record reads as one
+    of this process.
+    """
     if record["exception"] is None:
         return _JSON_TEXT
     record["extra"]["traceback"] = traceback_text(record)
@@ -153,8 +161,10 @@ DRIVER_LOGGERS = ("psycopg",)
 
 
 def capture_driver_logs() -> None:
-    """Send the warnings of the database drivers (psycopg's pool: "error connecting ...") to
-    jobkit's log instead of bare lines on stderr. Idempotent."""
+    """Send the warnings of the database drivers to jobkit's log instead of bare lines on stderr.
+
+    psycopg's pool, for one, warns "error connecting ...". Idempotent.
+    """
     for name in DRIVER_LOGGERS:
         target = logging.getLogger(name)
         if not any(isinstance(handler, _ToLoguru) for handler in target.handlers):
@@ -170,8 +180,10 @@ _NO_AUTOINIT = ("0", "false", "no", "n", "nok", "off")
 
 
 def _remove_loguru_default_sink() -> None:
-    """Remove loguru's default stderr sink if it is still installed, and nothing else: with
-    ``LOGURU_AUTOINIT=false`` (or no stderr at import) handler 0 is the application's own."""
+    """Remove loguru's default stderr sink if it is still installed, and nothing else.
+
+    With ``LOGURU_AUTOINIT=false`` (or no stderr at import) handler 0 is the application's own.
+    """
     if os.environ.get("LOGURU_AUTOINIT", "").lower() in _NO_AUTOINIT:
         return
     if _LOGURU_DEFAULT_SINK.search(repr(logger)):
@@ -228,9 +240,11 @@ _RAW_PARAMS = "_jobkit_raw_params"
 
 
 def _event_params(record: Record) -> None:
-    """A job event's params as masked JSON text, made only for a line some sink takes: loguru
-    runs a patcher after its level and ``disable`` checks, so an app that logs nothing does not
-    encode the params of every job it enqueues."""
+    """Set a job event's params as masked JSON text, only for a line some sink takes.
+
+    Loguru runs a patcher after its level and ``disable`` checks, so an app that logs nothing
+    does not encode the params of every job it enqueues.
+    """
     extra = record["extra"]
     if _RAW_PARAMS in extra:
         extra["params"] = _params_text(extra.pop(_RAW_PARAMS))
@@ -247,8 +261,11 @@ EVENT_LOGGER = logger.patch(_event_params)
 
 
 class EventLine(NamedTuple):
-    """The values of a job event's log line: plain data (a worker process sends them to the
-    supervisor, which writes the line, see :mod:`jobkit.worker.logpipe`)."""
+    """The values of a job event's log line, as plain data.
+
+    A worker process sends them to the supervisor, which writes the line (see
+    :mod:`jobkit.worker.logpipe`).
+    """
 
     level: str
     kind: str
@@ -284,8 +301,7 @@ def event_line(event: JobEvent, *, params_text: bool = False) -> EventLine:
 
 
 def write_event(line: EventLine, log: Logger | None = None) -> None:
-    """Log a job event's line through ``log`` (a patched :data:`EVENT_LOGGER`; by default that
-    one)."""
+    """Log a job event's line through ``log``, a patched :data:`EVENT_LOGGER` or that one."""
     # the keyword arguments of a log call are the record's extra too: no bind() (a new logger
     # per event) on the path of every job enqueued and run
     (log or EVENT_LOGGER).log(
@@ -305,6 +321,8 @@ def write_event(line: EventLine, log: Logger | None = None) -> None:
 
 
 def log_event(event: JobEvent) -> None:
-    """Write the event to the job log (and, for failures, the error log): jobkit's own listener
-    of every job event (:class:`jobkit.events.EventDispatcher`)."""
+    """Write the event to the job log (and, for failures, the error log).
+
+    This is jobkit's own listener of every job event (:class:`jobkit.events.EventDispatcher`).
+    """
     write_event(event_line(event))

@@ -1,4 +1,4 @@
-"""Masking secrets in params before they reach logs, events, the CLI and the dashboard.
+"""Internal: masking secrets in params before they reach logs, events, the CLI and the dashboard.
 
 A value is masked when its key looks secret (:func:`is_secret`), and the password of a URL
 (``postgresql://user:PASSWORD@host``) is masked in any string value. docs/logging.md lists the
@@ -33,8 +33,10 @@ _URL_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#:]*:)[^\s/?#]+(?=
 
 @functools.lru_cache(maxsize=4096)  # the same few param names, over and over
 def is_secret(key: str) -> bool:
-    """Whether a param named ``key`` holds a secret (``password``, ``api_key``, ``X-Auth``,
-    ``user_pin``...)."""
+    """Whether a param named ``key`` holds a secret.
+
+    Such names are ``password``, ``api_key``, ``X-Auth``, ``user_pin``...
+    """
     compact = re.sub(r"[^a-z0-9]", "", key.lower())
     if any(word in compact for word in SECRET_WORDS):
         return True
@@ -53,8 +55,10 @@ def _has_url_password(text: str) -> bool:
 
 
 def mask_secrets(value: Any) -> Any:
-    """A copy of ``value`` with the values of secret-looking keys replaced by ``***``, and the
-    passwords of URLs in its strings too."""
+    """A copy of ``value`` with the values of secret-looking keys replaced by ``***``.
+
+    The passwords of URLs in its strings are replaced too.
+    """
     if isinstance(value, dict):
         return {
             key: MASK if isinstance(key, str) and is_secret(key) else mask_secrets(item)
@@ -68,8 +72,10 @@ def mask_secrets(value: Any) -> Any:
 
 
 def has_secrets(value: Any) -> bool:
-    """Whether ``value`` holds a secret-looking key or a URL with a password anywhere (cheaper
-    than masking a copy and comparing it, for the many params that hold none)."""
+    """Whether ``value`` holds a secret-looking key or a URL with a password anywhere.
+
+    Cheaper than masking a copy and comparing it, for the many params that hold none.
+    """
     if isinstance(value, dict):
         for key, item in value.items():  # a loop, not any(): this runs for every job enqueued
             if isinstance(key, str) and is_secret(key):

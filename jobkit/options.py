@@ -2,7 +2,8 @@
 
 A job's ``options:`` in ``jobs.yaml`` and a notifier's entry under ``notifications:`` are checked
 by the same strict converter as params (``"25"`` is not an int, unknown keys are refused), and
-every problem is reported as ``<where>.<key>: <what is wrong>``.
+every problem is reported as ``<where>.<key>: <what is wrong>``. Plugin authors call
+:func:`structure_options` to check options of their own the same way.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The plugin manager factory: jobkit's hook specs, its built-in plugins and the installed ones.
+"""Internal: the plugin manager factory, with jobkit's hook specs and its built-in plugins.
 
-The registries those plugins fill live in :mod:`jobkit.registries`; job events are delivered to
-them by :mod:`jobkit.events`.
+The manager also loads the installed plugins (entry-point group ``jobkit``). The registries
+those plugins fill live in :mod:`jobkit.registries`; job events are delivered to them by
+:mod:`jobkit.events`.
 """
 
 from __future__ import annotations
@@ -66,8 +67,10 @@ def get_plugin_manager(
 
 
 def _not_valid(pm: pluggy.PluginManager, exc: pluggy.PluginValidationError) -> str:
-    """What is wrong with a plugin, on one line: the plugin, the hook, and what the hook takes
-    (pluggy's own message names the plugin by an id, over three lines)."""
+    """What is wrong with a plugin, on one line: the plugin, the hook, and what the hook takes.
+
+    Pluggy's own message names the plugin by an id, over three lines.
+    """
     import difflib
     import re  # here: only a plugin that does not fit needs them
 

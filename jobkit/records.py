@@ -11,7 +11,14 @@ import attrs
 from jobkit import limits
 
 
-class JobStatus(str, enum.Enum):
+class _TextEnum(str, enum.Enum):
+    """An enum of strings, each member shown as its value (``str(JobStatus.FAILED)``)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class JobStatus(_TextEnum):
     """Where a job is in its life."""
 
     PENDING = "pending"
@@ -26,15 +33,12 @@ class JobStatus(str, enum.Enum):
         """True for the statuses a job leaves only through a manual retry."""
         return self in FINAL_STATUSES
 
-    def __str__(self) -> str:
-        return self.value
-
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 WAITING_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RETRYING})
 
 
-class AttemptOutcome(str, enum.Enum):
+class AttemptOutcome(_TextEnum):
     """How one try of a job ended."""
 
     SUCCEEDED = "succeeded"
@@ -44,11 +48,8 @@ class AttemptOutcome(str, enum.Enum):
     LOST = "lost"  # the worker stopped heartbeating; its lease expired
     HANDED_BACK = "handed_back"  # graceful shutdown gave the job back before it finished
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class EventKind(str, enum.Enum):
+class EventKind(_TextEnum):
     """The state changes reported through the ``jobkit_job_event`` hook."""
 
     ENQUEUED = "enqueued"
@@ -57,9 +58,6 @@ class EventKind(str, enum.Enum):
     RETRYING = "retrying"
     FAILED = "failed"
     CANCELLED = "cancelled"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def check_aware(instance: Any, attribute: attrs.Attribute[Any], value: datetime | None) -> None:
@@ -205,8 +203,10 @@ class JobLogLine:
 
 @attrs.frozen
 class WorkerInfo:
-    """One worker process as the store knows it: registered and kept alive by its supervisor,
-    so the dashboard can show the workers of every machine and what each is running."""
+    """One worker process as the store knows it.
+
+    Registered and kept alive by its supervisor, so the dashboard can show the workers of
+    every machine and what each is running."""
 
     worker_id: str
     hostname: str
@@ -228,7 +228,9 @@ class JobEvent:
 
 
 class UnreadableJSON(str):
-    """What a SQL backend reads for a stored JSON value Python cannot decode (a forged or corrupt
+    """A stored JSON value Python cannot decode, read as the reason why.
+
+    What a SQL backend reads for a stored JSON value Python cannot decode (a forged or corrupt
     row: a pickle blob, text that is not JSON, nesting or numbers too deep or long): the reason,
     as text. The record can still be read, listed and shown; the worker fails a job whose params
     are unreadable (``InvalidParameters``, never retried) and goes on with the next one."""
@@ -237,7 +239,9 @@ class UnreadableJSON(str):
 
 
 class UnreadableValue(str):
-    """What a SQL backend's driver reads for a stored value Python cannot hold (PostgreSQL's
+    """A stored value Python cannot hold, read as text.
+
+    What a SQL backend's driver reads for a stored value Python cannot hold (PostgreSQL's
     ``'infinity'`` or a year after 9999 in a ``timestamptz`` column): the value, as text. The
     row is read with that field marked in :attr:`JobRecord.unreadable`."""
 

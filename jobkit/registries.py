@@ -1,7 +1,8 @@
 """The registries plugins fill through hooks: URL scheme -> storage class, name -> notifier class.
 
 Kept apart from the plugin manager (:mod:`jobkit.plugins`) and the hook specifications that
-name them (:mod:`jobkit.hookspecs`), so each of the three imports only what it uses.
+name them (:mod:`jobkit.hookspecs`), so each of the three imports only what it uses. A plugin's
+hooks receive a :class:`StorageRegistry` or a :class:`NotifierRegistry` and call ``add``.
 """
 
 from __future__ import annotations

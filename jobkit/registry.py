@@ -1,4 +1,4 @@
-"""The job registry: short name -> ``Job`` subclass and its approved methods.
+"""Internal: the job registry, short name -> ``Job`` subclass and its approved methods.
 
 Jobs come from three sources: the entry-point group ``jobkit.jobs`` (how packages ship jobs),
 ``class: module:Class`` entries of ``jobs.yaml``, and ``JobKit.register`` in code. Two sources that
@@ -129,8 +129,11 @@ class Registry:
             self.register(ep.name, cls, source=source, package=dist.name if dist else None)
 
     def load_config(self, config: Config) -> None:
-        """Register the ``class:`` entries of ``jobs.yaml`` and remember its ``methods:`` lists,
-        which narrow a job whenever it is registered (before or after this call)."""
+        """Register the ``class:`` entries of ``jobs.yaml`` and remember its ``methods:`` lists.
+
+        A ``methods:`` list narrows its job whenever the job is registered, before or after
+        this call.
+        """
         errors: list[str] = []
         for name, entry in config.jobs.items():
             where = config.job_line(name)

@@ -1,4 +1,4 @@
-"""Deferring a running job's interrupt while jobkit works on the job's behalf.
+"""Internal: deferring a running job's interrupt while jobkit works on the job's behalf.
 
 A job's code may call jobkit while it runs: ``self.progress``, ``run_background_job``,
 ``get_job``. The worker stops a job by raising an exception in its thread; raised halfway through

@@ -1,5 +1,7 @@
-"""The one place where a job changes state once it is stored: each transition writes the outcome
-through the store, emits the ``jobkit_job_event`` event and counts the attempt for throughput.
+"""Internal: the one place where a stored job changes state, is announced and is counted.
+
+Each transition writes the outcome through the store, emits the ``jobkit_job_event`` event and
+counts the attempt for throughput.
 
 Who calls what:
 
@@ -30,15 +32,18 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
 from loguru import logger
 
 from jobkit import limits
 from jobkit.exceptions import Retry
-from jobkit.records import AttemptOutcome, EventKind, JobRecord, JobStatus, Lease
+from jobkit.masking import has_secrets, mask_secrets
+from jobkit.records import AttemptOutcome, EventKind, JobEvent, JobRecord, JobStatus, Lease
 from jobkit.retries import retry_delay
 from jobkit.storage.capabilities import complete_and_claim_many
 
 if TYPE_CHECKING:
+    from jobkit.events import EventDispatcher
     from jobkit.storage.base import Storage
 
 #: The most of a job's error message, and of its traceback, that jobkit stores, logs and
@@ -48,7 +53,9 @@ MAX_TRACEBACK_CHARS = 64 * 1024
 
 
 def cap_text(text: str, limit: int) -> str:
-    """``text`` if it has at most ``limit`` characters, else its head and its tail around a
+    """``text`` cut to at most ``limit`` characters, its head and tail kept.
+
+    ``text`` if it has at most ``limit`` characters, else its head and its tail around a
     marker saying how much jobkit cut (the whole at most ``limit`` characters)."""
     if len(text) <= limit:
         return text
@@ -59,7 +66,9 @@ def cap_text(text: str, limit: int) -> str:
 
 
 def describe_error(error: BaseException) -> str:
-    """``Type: message``, even when the exception's ``__str__`` itself raises; capped to
+    """``Type: message`` of an exception, capped to :data:`MAX_ERROR_CHARS`.
+
+    ``Type: message``, even when the exception's ``__str__`` itself raises; capped to
     :data:`MAX_ERROR_CHARS`."""
     try:
         text = str(error)
@@ -69,7 +78,9 @@ def describe_error(error: BaseException) -> str:
 
 
 def format_traceback(error: BaseException) -> str:
-    """The traceback as text, capped to :data:`MAX_TRACEBACK_CHARS`, or a note when it cannot
+    """The traceback of an exception as text, capped to :data:`MAX_TRACEBACK_CHARS`.
+
+    The traceback as text, capped to :data:`MAX_TRACEBACK_CHARS`, or a note when it cannot
     be formatted."""
     try:
         text = "".join(tb.format_exception(type(error), error, error.__traceback__))
@@ -78,8 +89,24 @@ def format_traceback(error: BaseException) -> str:
     return cap_text(text, MAX_TRACEBACK_CHARS)
 
 
+def job_event(
+    kind: EventKind, job: JobRecord, error: str | None = None, traceback: str | None = None
+) -> JobEvent:
+    """The event of a committed state change, with the secrets in the job's params masked."""
+    if has_secrets(job.params):  # most params hold none: the record is kept as it is
+        job = attrs.evolve(job, params=mask_secrets(job.params))
+    return JobEvent(kind=kind, job=job, error=error, traceback=traceback)
+
+
 class Host(Protocol):
-    """What the transitions need of the app: its store and its event dispatch."""
+    """What the transitions need of the app: its store and its event dispatcher.
+
+    ``JobKit`` is a ``Host`` by name, and so inherits :meth:`emit`, the one way an app
+    announces a change.
+    """
+
+    #: Delivers events to jobkit's listeners and to the plugins.
+    events: EventDispatcher
 
     @property
     def storage(self) -> Storage:
@@ -92,7 +119,12 @@ class Host(Protocol):
         error: str | None = None,
         traceback: str | None = None,
     ) -> None:
-        """Report a committed state change to every ``jobkit_job_event`` implementation."""
+        """Report a committed state change to jobkit's listeners and every ``jobkit_job_event``.
+
+        Delivered by the app's :class:`~jobkit.events.EventDispatcher` (to plugins on its event
+        thread), with secrets in the params masked.
+        """
+        self.events.emit(job_event(kind, job, error, traceback))
 
 
 class Transitions:
@@ -118,9 +150,10 @@ class Transitions:
     def complete_and_claim(
         self, done: Sequence[tuple[Lease, Any]], worker_id: str, lease_seconds: float, limit: int
     ) -> tuple[list[JobRecord | None], list[JobRecord]]:
-        """Record the completions ``done`` and claim up to ``limit`` jobs, in one transaction:
-        the completed records (``None`` where the lease was gone) and the jobs claimed. The
-        caller keeps the claimed jobs, then announces the completions (:meth:`succeeded`)."""
+        """Record the completions ``done`` and claim up to ``limit`` jobs, in one transaction.
+
+        The completed records (``None`` where the lease was gone) and the jobs claimed. The caller
+        keeps the claimed jobs, then announces the completions (:meth:`succeeded`)."""
         return complete_and_claim_many(self.app.storage, done, worker_id, lease_seconds, limit)
 
     def succeeded(
@@ -151,7 +184,9 @@ class Transitions:
         retry: bool,
         outcome: AttemptOutcome = AttemptOutcome.FAILED,
     ) -> None:
-        """The attempt raised ``error``: the job is retried later when ``retry`` and attempts
+        """The attempt raised ``error``: the job is retried later or fails.
+
+        The attempt raised ``error``: the job is retried later when ``retry`` and attempts
         remain (after ``Retry(delay)`` or the job's retry delay), else it fails."""
         message = describe_error(error)
         trace = format_traceback(error)
@@ -175,13 +210,17 @@ class Transitions:
         self.app.emit(self._counted(kind), done, error=message, traceback=trace)
 
     def timed_out(self, lease: Lease, record: JobRecord) -> None:
-        """The attempt ran past its timeout (stopped by the monitor, or killed with its
+        """The attempt ran past its timeout: it fails as a timeout, retried if attempts remain.
+
+        The attempt ran past its timeout (stopped by the monitor, or killed with its
         process by the supervisor)."""
         error = TimeoutError(f"timed out after {record.policy.timeout:g} s")
         self.failed(lease, record, error, retry=True, outcome=AttemptOutcome.TIMEOUT)
 
     def not_recorded(self, lease: Lease, problem: BaseException) -> None:
-        """Recording the attempt's outcome itself failed (a bug): fail the job rather than
+        """Fail the job whose attempt's outcome could not be recorded (a bug).
+
+        Recording the attempt's outcome itself failed (a bug): fail the job rather than
         leave it running."""
         self.app.storage.settle(
             lease,
@@ -193,7 +232,9 @@ class Transitions:
     # -- handed back, cancelled, lost ---------------------------------------------------------
 
     def handed_back(self, lease: Lease, *, at_shutdown: bool = False) -> JobRecord | None:
-        """A claimed job goes back to the queue, its attempt uncounted (not started yet, or
+        """A claimed job goes back to the queue, its attempt uncounted.
+
+        A claimed job goes back to the queue, its attempt uncounted (not started yet, or
         stopped by the worker's shutdown: ``at_shutdown`` says so in the log)."""
         record = self.app.storage.settle(lease, AttemptOutcome.HANDED_BACK)
         if record is not None and at_shutdown:
@@ -220,16 +261,14 @@ class Transitions:
 
     def cancel(self, job_id: str) -> bool:
         """Cancel a pending, retrying or running job; ``False`` when it had already finished."""
-        record = self.app.storage.cancel(job_id)
-        if record is None:
-            return False
-        self.app.emit(EventKind.CANCELLED, record)
-        return True
+        return self._by_hand(EventKind.CANCELLED, self.app.storage.cancel(job_id))
 
     # -- recovered after a crash, retried by hand ---------------------------------------------
 
     def crashed(self, lease: Lease, process: str, code: int | None) -> bool:
-        """The worker process running the attempt died: the job is taken back now, the crash
+        """The worker process running the attempt died: take the job back and count the crash.
+
+        The worker process running the attempt died: the job is taken back now, the crash
         counted against ``max_crashes``."""
         if not self.app.storage.abandon(lease):
             return False
@@ -251,10 +290,13 @@ class Transitions:
 
     def retry_by_hand(self, job_id: str) -> bool:
         """Run a failed or cancelled job again; ``False`` when it is in another status."""
-        record = self.app.storage.retry(job_id)
+        return self._by_hand(EventKind.ENQUEUED, self.app.storage.retry(job_id))
+
+    def _by_hand(self, kind: EventKind, record: JobRecord | None) -> bool:
+        """Announce a change asked for by hand as ``kind``; ``False`` when the store made none."""
         if record is None:
             return False
-        self.app.emit(EventKind.ENQUEUED, record)
+        self.app.emit(kind, record)
         return True
 
     def _counted(self, kind: EventKind) -> EventKind:

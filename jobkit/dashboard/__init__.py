@@ -1,4 +1,4 @@
-"""The dashboard: ``jobkit dashboard`` serves it (Starlette, Jinja2 templates, uvicorn).
+"""Internal: the dashboard: ``jobkit dashboard`` serves it (Starlette, Jinja2 templates, uvicorn).
 
 It needs the ``dashboard`` extra (``pip install 'jobkit[dashboard]'``). :func:`create_app`
 builds the ASGI app from a :class:`~jobkit.JobKit`; nothing here runs at import time.

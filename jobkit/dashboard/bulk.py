@@ -1,4 +1,6 @@
-"""Bulk actions: cancel, or retry, every job a list's filters find (up to :data:`LIMIT` a
+"""Internal: bulk actions: cancel or retry every job a list's filters find.
+
+Bulk actions: cancel, or retry, every job a list's filters find (up to :data:`LIMIT` a
 request), one job at a time through the app (each its own transaction, each its own event)."""
 
 from __future__ import annotations

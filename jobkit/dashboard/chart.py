@@ -1,4 +1,6 @@
-"""The overview's throughput chart: attempts that succeeded and failed over the last hour (per
+"""Internal: the overview's throughput chart, drawn as an SVG on the server.
+
+The overview's throughput chart: attempts that succeeded and failed over the last hour (per
 minute) or day (per hour), from ``Storage.throughput``, drawn as an SVG on the server (no
 charting library, no script: the Content-Security-Policy allows none inline)."""
 
@@ -49,7 +51,9 @@ def _floor(when: datetime, length: timedelta) -> datetime:
 
 
 def svg(found: list[Bar], span: str) -> str:
-    """The chart: stacked bars (failed on top of succeeded), a label at each end, a tooltip
+    """The chart as SVG: stacked bars, a label at each end, a tooltip per bar.
+
+    The chart: stacked bars (failed on top of succeeded), a label at each end, a tooltip
     per bar."""
     top = max((bar.succeeded + bar.failed for bar in found), default=0) or 1
     step = WIDTH / max(1, len(found))

@@ -1,4 +1,6 @@
-"""Retry with edited params: the form's fields for a job's method, and turning what was posted
+"""Internal: retry with edited params: the form's fields, and the params posted back.
+
+Retry with edited params: the form's fields for a job's method, and turning what was posted
 into params the factory accepts (or the errors to show beside the fields).
 
 Each parameter of the method is one field holding its value as JSON; text that is not JSON is
@@ -42,8 +44,10 @@ class Field:
 def fields_of(spec: JobSpec, record: JobRecord,
               posted: Mapping[str, str] | None = None,
               errors: Mapping[str, str] | None = None) -> list[Field]:
-    """The form's fields for ``record``'s method: its parameters, then any other key its params
-    hold (a method taking ``**kwargs``); ``posted`` values and ``errors`` when shown again."""
+    """The form's fields for ``record``'s method.
+
+    Its parameters, then any other key its params hold (a method taking ``**kwargs``); ``posted``
+    values and ``errors`` when shown again."""
     signature = signature_of(spec.cls, record.method)
     params = record.params if isinstance(record.params, dict) else {}
     names = [p.name for p in signature.parameters if p.kind not in (p.VAR_POSITIONAL,
@@ -65,7 +69,9 @@ def fields_of(spec: JobSpec, record: JobRecord,
 
 
 def edited_params(record: JobRecord, posted: Mapping[str, str]) -> dict[str, Any]:
-    """The params to run again with, from the posted fields (the factory then checks them, as
+    """The params to run again with, from the posted fields.
+
+    The params to run again with, from the posted fields (the factory then checks them, as
     for any enqueue); ``InvalidParameters`` naming each field whose JSON nests too deep."""
     stored = record.params if isinstance(record.params, dict) else {}
     params: dict[str, Any] = {}
@@ -96,7 +102,9 @@ def edited_params(record: JobRecord, posted: Mapping[str, str]) -> dict[str, Any
 
 
 def _unmasked(edited: Any, stored: Any) -> Any:
-    """``edited`` with each secret still showing the mask given back its stored value (the form
+    """``edited`` with each secret left masked given back its stored value.
+
+    ``edited`` with each secret still showing the mask given back its stored value (the form
     showed nested secrets and the passwords of URLs masked)."""
     if isinstance(edited, str) and isinstance(stored, str):
         return stored if edited != stored and edited == mask_secrets(stored) else edited

@@ -1,4 +1,6 @@
-"""The jobs list's query string: every parameter checked against its allow-list, turned into a
+"""Internal: the jobs list's query string, checked and turned into a query.
+
+The jobs list's query string: every parameter checked against its allow-list, turned into a
 :class:`~jobkit.storage.search.JobQuery`. Anything else is a 400 naming the parameter."""
 
 from __future__ import annotations
@@ -41,8 +43,9 @@ def _time(name: str, value: str) -> datetime:
 def parse(
     params: Mapping[str, str], multi: Mapping[str, list[str]]
 ) -> tuple[JobQuery, dict[str, Any]]:
-    """The query the list runs, and the values its form shows again. ``multi`` gives every
-    value of a repeated parameter (``status`` may be given more than once)."""
+    """The query the list runs, and the values its form shows again.
+
+    ``multi`` gives every value of a repeated parameter (``status`` may be given more than once)."""
     unknown = sorted(set(params) - set(PARAMS))
     if unknown:
         raise BadFilter(f"unknown query parameter {unknown[0]!r} (known: {', '.join(PARAMS)})")

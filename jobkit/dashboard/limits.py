@@ -1,4 +1,6 @@
-"""How much of a request the dashboard reads: bodies up to :data:`MAX_BODY` bytes however they
+"""Internal: how much of a request the dashboard reads.
+
+How much of a request the dashboard reads: bodies up to :data:`MAX_BODY` bytes however they
 are sent (with a Content-Length or in chunks), JSON nested up to :data:`MAX_JSON_DEPTH` levels.
 """
 
@@ -26,7 +28,9 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    """ASGI middleware: 413 for a body declared over :data:`MAX_BODY` before anything reads it;
+    """ASGI middleware: no request body over :data:`MAX_BODY` bytes is read.
+
+    ASGI middleware: 413 for a body declared over :data:`MAX_BODY` before anything reads it;
     a body sent without a Content-Length (chunked) is counted as it is read, and reading it
     past the limit raises :class:`BodyTooLarge` in whatever was reading it."""
 
@@ -73,8 +77,9 @@ def _counted(receive: Receive) -> Receive:
 
 
 def has_body(headers: Any) -> bool:
-    """Whether a request sends a body: a Content-Length other than 0, or any Transfer-Encoding
-    (``headers`` as Starlette's)."""
+    """Whether a request sends a body.
+
+    A Content-Length other than 0, or any Transfer-Encoding (``headers`` as Starlette's)."""
     return "transfer-encoding" in headers or headers.get("content-length", "0") != "0"
 
 
@@ -86,7 +91,9 @@ class TooDeep(ValueError):
 
 
 def load_json(text: str | bytes, what: str) -> Any:
-    """``text`` parsed as JSON; ``TooDeep`` (naming ``what``) when it nests deeper than
+    """``text`` parsed as JSON, refused when it nests too deep.
+
+    ``text`` parsed as JSON; ``TooDeep`` (naming ``what``) when it nests deeper than
     :data:`MAX_JSON_DEPTH` levels, ``ValueError`` when it is not JSON.
 
     The depth is checked before parsing, without recursion: Python's parser recurses once per
@@ -98,7 +105,9 @@ def load_json(text: str | bytes, what: str) -> Any:
 
 
 def _depth(data: bytes) -> int:
-    """How deeply the arrays and objects of JSON text nest (brackets in strings not counted;
+    """How deeply the arrays and objects of JSON text nest.
+
+    How deeply the arrays and objects of JSON text nest (brackets in strings not counted;
     text that is not JSON gets some number, and the parser its own error)."""
     deepest = depth = 0
     in_string = escaped = False

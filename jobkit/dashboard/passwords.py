@@ -1,4 +1,4 @@
-"""Password hashes for the dashboard's sign-in: scrypt from the standard library.
+"""Internal: password hashes for the dashboard's sign-in: scrypt from the standard library.
 
 A hash reads ``scrypt$<n>$<r>$<p>$<salt>$<key>`` (salt and key in base64), so its cost travels
 with it. ``jobkit dashboard hash-password`` makes one for ``jobs.yaml``; the password itself is
@@ -40,7 +40,9 @@ def hash_password(password: str) -> str:
 
 
 def verify_password(password: str, stored: str) -> bool:
-    """Whether ``password`` is the one ``stored`` was made from (constant-time comparison);
+    """Whether ``password`` is the one ``stored`` was made from.
+
+    Whether ``password`` is the one ``stored`` was made from (constant-time comparison);
     ``False`` for a hash of another shape or an absurd cost."""
     if not _SHAPE.fullmatch(stored):
         return False

@@ -1,4 +1,6 @@
-"""Which address a request came from: the peer's, or, when the peer is a proxy named in
+"""Internal: which address a request came from, believing trusted proxies only.
+
+Which address a request came from: the peer's, or, when the peer is a proxy named in
 ``dashboard.trusted_proxies``, the client that proxy says it forwarded for.
 
 ``X-Forwarded-For`` is a list that every proxy appends to: only the entries written by proxies
@@ -21,13 +23,17 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def parse_network(value: str) -> Network:
-    """An address (``10.0.0.1``) or a network (``10.0.0.0/8``, ``fd00::/8``); ``ValueError``
+    """An IP address or network; ``ValueError`` for anything else.
+
+    An address (``10.0.0.1``) or a network (``10.0.0.0/8``, ``fd00::/8``); ``ValueError``
     for anything else."""
     return ipaddress.ip_network(value.strip(), strict=False)
 
 
 def _address(entry: str) -> str:
-    """One ``X-Forwarded-For`` entry without a port: ``[2001:db8::1]:80`` -> ``2001:db8::1``,
+    """One ``X-Forwarded-For`` entry without its port.
+
+    One ``X-Forwarded-For`` entry without a port: ``[2001:db8::1]:80`` -> ``2001:db8::1``,
     ``192.0.2.1:80`` -> ``192.0.2.1``; anything else as it is."""
     entry = entry.strip()
     if entry.startswith("[") and "]" in entry:
@@ -49,7 +55,9 @@ class TrustedProxies:
         return cls(tuple(parse_network(value) for value in values))
 
     def trusts(self, address: str) -> bool:
-        """Whether ``address`` is one of the trusted proxies (never for a name or garbage; an
+        """Whether ``address`` is one of the trusted proxies.
+
+        Whether ``address`` is one of the trusted proxies (never for a name or garbage; an
         IPv4 address seen as IPv6, ``::ffff:10.0.0.1``, as itself)."""
         try:
             ip = ipaddress.ip_address(address)
@@ -60,7 +68,9 @@ class TrustedProxies:
         return any(ip in network for network in self.networks)
 
     def client(self, peer: str, forwarded_for: Sequence[str]) -> str:
-        """The client's address: ``peer`` unless it is trusted; then the rightmost entry of
+        """The client's address, through the trusted proxies.
+
+        The client's address: ``peer`` unless it is trusted; then the rightmost entry of
         the ``X-Forwarded-For`` headers (in order) that is not a trusted proxy, or the leftmost
         when every one is."""
         if not self.trusts(peer):
@@ -74,7 +84,9 @@ class TrustedProxies:
 
 
 def throttle_key(address: str) -> str:
-    """Whose failed sign-ins ``address`` counts as: itself, or for IPv6 its /64 network (one
+    """Whose failed sign-ins ``address`` counts as: itself, or its IPv6 /64.
+
+    Whose failed sign-ins ``address`` counts as: itself, or for IPv6 its /64 network (one
     machine usually holds a whole /64, and could try each address of it in turn)."""
     try:
         ip = ipaddress.ip_address(address)
@@ -88,7 +100,9 @@ def throttle_key(address: str) -> str:
 
 
 class ForwardedClient:
-    """ASGI middleware: the request's ``client`` (and ``scheme``, from ``X-Forwarded-Proto``)
+    """ASGI middleware: the request's client as a trusted proxy forwarded it.
+
+    ASGI middleware: the request's ``client`` (and ``scheme``, from ``X-Forwarded-Proto``)
     as a trusted proxy forwarded them; untouched when the peer is not trusted."""
 
     def __init__(self, app: ASGIApp, proxies: TrustedProxies) -> None:

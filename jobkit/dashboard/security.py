@@ -1,4 +1,4 @@
-"""Who may use the dashboard, and the headers and checks every response goes through.
+"""Internal: who may use the dashboard, and the headers and checks every response goes through.
 
 - **Sign-in**: a password (or, for the JSON API, the same secret as a ``Bearer`` token) checked
   against the scrypt hashes in ``dashboard:``; the session is a signed cookie (Starlette's
@@ -101,8 +101,9 @@ class Access:
 
     @classmethod
     def from_settings(cls, settings: DashboardSettings) -> Access:
-        """The access ``dashboard:`` describes; ``ConfigError`` when sign-in is required but
-        no password is set."""
+        """The access ``dashboard:`` describes.
+
+        ``ConfigError`` when sign-in is required but no password is set."""
         hashes = tuple(
             (role, value)
             for role, value in (
@@ -133,7 +134,9 @@ class Access:
         return None
 
     def role_of_token(self, token: str) -> Role | None:
-        """:meth:`role_of` for an API bearer token, remembered (scrypt takes 50 ms by design;
+        """:meth:`role_of` for an API bearer token, remembered.
+
+        :meth:`role_of` for an API bearer token, remembered (scrypt takes 50 ms by design;
         an API client calls often). Only the token's SHA-256 is kept."""
         key = hashlib.sha256(token.encode("utf-8")).hexdigest()
         if key in self._tokens:

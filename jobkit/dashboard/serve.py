@@ -1,4 +1,4 @@
-"""``jobkit dashboard``: check the extra and the address, then serve the app with uvicorn."""
+"""Internal: ``jobkit dashboard``: check the extra and the address, then serve with uvicorn."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ def missing_modules() -> list[str]:
 
 
 def keeps_sign_outs(app: JobKit) -> bool:
-    """Whether ``app``'s store keeps revoked sessions itself (shared by every process that
+    """Whether ``app``'s store keeps revoked sessions itself.
+
+    Whether ``app``'s store keeps revoked sessions itself (shared by every process that
     opens it): the optional capability ``sessions``; without it they are kept in this process."""
     from jobkit.storage.capabilities import supports
 

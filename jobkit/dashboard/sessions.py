@@ -1,4 +1,4 @@
-"""Dashboard sessions the server can end.
+"""Internal: dashboard sessions the server can end.
 
 A session is a signed cookie (Starlette's ``SessionMiddleware``) that holds the role, when it
 expires, the CSRF token, a random session id and a fingerprint of the password hash it signed
@@ -27,8 +27,10 @@ from jobkit.storage.capabilities import revoke_session, session_revoked
 
 
 def fingerprint(password_hash: str) -> str:
-    """What a session keeps of the hash it signed in with: enough to notice a new one, nothing
-    that helps to guess the password (the hash is salted; this is a digest of it)."""
+    """What a session keeps of the hash it signed in with.
+
+    Enough to notice a new one, nothing that helps to guess the password (the hash is salted; this
+    is a digest of it)."""
     return hashlib.sha256(b"jobkit-session\0" + password_hash.encode("utf-8")).hexdigest()[:32]
 
 
@@ -46,7 +48,9 @@ def start(session: MutableMapping[str, Any], access: Access, role: Role, seconds
 
 
 def role_of(session: Mapping[str, Any], access: Access, storage: Storage) -> Role | None:
-    """The role of a session that is still good (see the module's docstring), else ``None``.
+    """The role of a session that is still good, else ``None``.
+
+    The role of a session that is still good (see the module's docstring), else ``None``.
     Reads the store once (by primary key) for a session that passed the other checks."""
     value = session.get("role")
     expires = session.get("expires")
@@ -63,7 +67,9 @@ def role_of(session: Mapping[str, Any], access: Access, storage: Storage) -> Rol
 
 
 def end(session: MutableMapping[str, Any], storage: Storage) -> None:
-    """Sign out: revoke the session in the store (until its cookie would have expired), then
+    """Sign out, in the store and in this browser.
+
+    Sign out: revoke the session in the store (until its cookie would have expired), then
     forget it in this browser. ``StorageError`` when the store cannot keep the revocation (the
     cookie is forgotten all the same)."""
     sid = session.get("sid")

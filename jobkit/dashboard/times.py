@@ -1,4 +1,4 @@
-"""How the dashboard shows times and durations, as people read them.
+"""Internal: how the dashboard shows times and durations, as people read them.
 
 A time is sent as ``<time datetime="ISO" title="exact UTC">`` whose text is a plain UTC time
 (``2026-11-23 18:44:09 UTC``), readable without script; the dashboard's script (static/
@@ -64,8 +64,10 @@ def exact_text(when: datetime) -> str:
 
 
 def duration_text(seconds: float) -> str:
-    """A duration to read at a glance: ``250 ms``, ``4.2 s``, ``42 s``, ``3 min 4 s``,
-    ``2 h 5 min``, ``3 d 4 h`` (rounded down; a negative one is ``0 ms``)."""
+    """A duration to read at a glance.
+
+    ``250 ms``, ``4.2 s``, ``42 s``, ``3 min 4 s``, ``2 h 5 min``, ``3 d 4 h`` (rounded down; a
+    negative one is ``0 ms``)."""
     seconds = max(0.0, seconds)
     if seconds < 1:
         return f"{math.floor(seconds * 1000)} ms"
@@ -94,10 +96,11 @@ def span_text(span: Span) -> str:
 
 def time_html(value: str | datetime | None, format: str = "relative",
               field: str | None = None) -> Markup:
-    """A ``<time>`` element for ``value``: ``format`` ``relative`` (the script writes "3 min
-    ago") or ``clock`` (the time of day, for log lines). ``field`` names the job field a live
-    update refreshes (then an empty element stands for a missing time). Text that is not a
-    time is shown as it is."""
+    """A ``<time>`` element for ``value``.
+
+    ``format`` ``relative`` (the script writes "3 min ago") or ``clock`` (the time of day, for log
+    lines). ``field`` names the job field a live update refreshes (then an empty element stands for
+    a missing time). Text that is not a time is shown as it is."""
     when = parse_time(value)
     if when is None:
         if field is not None:
@@ -110,7 +113,9 @@ def time_html(value: str | datetime | None, format: str = "relative",
 
 
 def span_html(span: Span | None) -> Markup:
-    """A wait or duration: fixed as ``<time datetime="PT4.213S">4.2 s</time>``, still open as an
+    """A wait or duration as HTML.
+
+    A wait or duration: fixed as ``<time datetime="PT4.213S">4.2 s</time>``, still open as an
     element the script keeps counting, ``—`` when it does not apply."""
     if span is None:
         return Markup('<span class="span none">—</span>')
@@ -134,7 +139,9 @@ def _open(since: datetime, now: datetime) -> Span:
 
 
 def job_spans(record: JobRecord, now: datetime | None = None) -> dict[str, Span | None]:
-    """A job's ``wait`` (from due to started; counting while it waits) and ``duration`` (from
+    """A job's ``wait`` and ``duration``, for its latest attempt.
+
+    A job's ``wait`` (from due to started; counting while it waits) and ``duration`` (from
     started to finished; counting while it runs), for its latest attempt."""
     now = now or utcnow()
     started, due = record.started_at, record.available_at
@@ -156,8 +163,10 @@ def job_spans(record: JobRecord, now: datetime | None = None) -> dict[str, Span 
 
 def attempt_spans(record: JobRecord, attempt: Attempt,
                   now: datetime | None = None) -> dict[str, Span | None]:
-    """An attempt's ``wait`` and ``duration``. Only the latest attempt's due time is stored
-    (``available_at``), so an earlier attempt's wait is None."""
+    """An attempt's ``wait`` and ``duration``.
+
+    Only the latest attempt's due time is stored (``available_at``), so an earlier attempt's wait is
+    None."""
     now = now or utcnow()
     latest = attempt.attempt == record.attempts
     wait: Span | None = None

@@ -1,5 +1,10 @@
 """The worker: a supervisor, its worker processes, and what runs one job in them.
 
+Import from this package: :class:`Worker` (what ``jobkit worker`` runs) and
+:func:`run_until_empty` (runs jobs in this thread until none is left, for tests and scripts); its
+modules are internal. ``worker_id``, ``nothing_left`` and ``requeue_expired`` stay importable
+from here, as they were before the package was split, but are internal helpers.
+
 Parts, one file each: :mod:`~jobkit.worker.supervisor` (starts, watches and stops the processes),
 :mod:`~jobkit.worker.process` (the loop of one worker process, and :func:`run_until_empty`),
 :mod:`~jobkit.worker.executor` (claims and runs jobs), :mod:`~jobkit.worker.monitor` (watches a

@@ -1,8 +1,9 @@
-"""The executor: claims jobs (a batch while they are short), runs each, records how it ended.
+"""Internal: the executor, which claims jobs, runs each and records how it ended.
 
-A monitor thread (:mod:`jobkit.worker.monitor`) watches each running attempt: it beats the
-lease and stops the job when its timeout passes, when it was cancelled or lost its lease, or when
-the worker hands jobs back at shutdown. Completions are kept in the crash journal
+It claims a batch of jobs at a time while they are short. A monitor thread
+(:mod:`jobkit.worker.monitor`) watches each running attempt: it beats the lease and stops the job
+when its timeout passes, when it was cancelled or lost its lease, or when the worker hands jobs
+back at shutdown. Completions are kept in the crash journal
 (:mod:`jobkit.worker.journal`) and committed in one transaction with the next claim.
 """
 
@@ -88,9 +89,11 @@ class Executor:
         self._log_level = logger.level(app.config.logging.level).no
 
     def close(self) -> None:
-        """Commit the completions not committed yet, hand back the jobs claimed but not
-        started, and stop the monitor's thread (call it between attempts, when done with the
-        executor)."""
+        """Settle the batch and stop the monitor's thread, when done with the executor.
+
+        Commits the completions not committed yet and hands back the jobs claimed but not
+        started; call it between attempts.
+        """
         try:
             self.settle()
         except StorageError as exc:  # the leases will expire: the jobs are taken back then
@@ -100,10 +103,13 @@ class Executor:
             self.monitor.close()
 
     def run_next(self) -> bool:
-        """Run the next job claimed with the last commit, or commit and claim more and run the
-        first; ``False`` when nothing was due. A batch claimed more than :data:`HOLD` ago is
-        settled first (what ran is committed, the rest handed back): the leases of the jobs it
-        holds are not renewed while they wait."""
+        """Run the next claimed job, claiming more first if none is left; ``False`` if none is due.
+
+        The next job is one claimed with the last commit; when none is left, the completions
+        are committed and more jobs claimed in one transaction. A batch claimed more than
+        :data:`HOLD` ago is settled first (what ran is committed, the rest handed back): the
+        leases of the jobs it holds are not renewed while they wait.
+        """
         with self._lock:
             late = bool(self._queue) and time.monotonic() - self._claimed_at > HOLD
         if late:
@@ -124,8 +130,10 @@ class Executor:
         return bool(self._done or self._queue)
 
     def _commit(self, *, claim: bool) -> None:
-        """Commit the completions not committed yet, in one transaction with the next claim
-        (of ``_batch`` jobs) when ``claim``; then emit their events."""
+        """Commit the completions not committed yet, then emit their events.
+
+        With ``claim``, the next claim (of ``_batch`` jobs) is made in the same transaction.
+        """
         with self._lock:
             done, self._done = self._done, []
         limit = self._next_batch() if claim and self._keeps_claiming() else 0
@@ -150,8 +158,11 @@ class Executor:
         self.transitions.succeeded(done, records)
 
     def _next_batch(self) -> int:
-        """How many jobs the next claim asks for: one after a job that ran longer than
-        :data:`SHORT_JOB`, twice the last batch after short ones (up to ``prefetch``)."""
+        """How many jobs the next claim asks for, from how long the last ones ran.
+
+        One after a job that ran longer than :data:`SHORT_JOB`, twice the last batch after
+        short ones (up to ``prefetch``).
+        """
         if self._slow:
             self._batch = 1
         elif self._ran:
@@ -160,9 +171,11 @@ class Executor:
         return self._batch
 
     def settle(self) -> None:
-        """Commit the completions not committed yet and hand back the jobs claimed but not
-        started: called between jobs when the executor ends, and by the monitor when a job runs
-        longer than :data:`HOLD` (they must not wait for it)."""
+        """Commit the completions not committed yet and hand back the jobs claimed but not started.
+
+        Called between jobs when the executor ends, and by the monitor when a job runs longer
+        than :data:`HOLD` (the jobs of its batch must not wait for it).
+        """
         self._commit(claim=False)
         with self._lock:
             queued = list(self._queue)
@@ -260,9 +273,12 @@ class Executor:
         )
 
     def _record_patiently(self, lease: Lease, record: JobRecord, *outcome: Any) -> None:
-        """:meth:`_record`, tried again while the store is unreachable (a database restart),
-        for up to half a lease: the lease, renewed a heartbeat ago, still holds the job, so the
-        work done is not run again. Fenced writes make a repeat harmless."""
+        """Record the outcome, trying again while the store is unreachable, for half a lease.
+
+        :meth:`_record`, tried again while the store is unreachable (a database restart), for
+        up to half a lease: the lease, renewed a heartbeat ago, still holds the job, so the
+        work done is not run again. Fenced writes make a repeat harmless.
+        """
         deadline = time.monotonic() + self.settings.lease / 2
         pause = 0.1
         while True:
@@ -290,9 +306,12 @@ class Executor:
         error: BaseException | None,
         retry: bool,
     ) -> None:
-        """``reason`` is given only when the job's code received the stop: then the attempt
-        ends as the stop says, whatever the job did with the interrupt; a stop that came too
-        late to reach the job's code leaves its result or error standing."""
+        """Record how the attempt ended: stopped, failed, or completed with ``result``.
+
+        ``reason`` is given only when the job's code received the stop: then the attempt ends
+        as the stop says, whatever the job did with the interrupt; a stop that came too late
+        to reach the job's code leaves its result or error standing.
+        """
         if reason is not None:
             self.record_stop(lease, record, reason)
         elif error is not None:
@@ -303,10 +322,12 @@ class Executor:
             self._completed(lease, result)
 
     def _completed(self, lease: Lease, result: Any) -> None:
-        """Keep the completion (journalled) for the batch's commit; commit when the batch is
-        done, in one transaction with the next claim (:meth:`run_next` settles a batch held too
-        long). Called again for the same lease when a commit failed: the completion is kept
-        once."""
+        """Keep the completion (journalled) for the batch's commit.
+
+        The batch is committed when it is done, in one transaction with the next claim
+        (:meth:`run_next` settles a batch held too long). Called again for the same lease when
+        a commit failed: the completion is kept once.
+        """
         with self._lock:
             if lease not in (kept for kept, _ in self._done):
                 # the result as it is now: a later job of the batch may change the object

@@ -1,4 +1,4 @@
-"""Stopping a running job from another thread, on every platform.
+"""Internal: stopping a running job from another thread, on every platform.
 
 On POSIX, when the job runs in the main thread (as in worker processes), a signal is sent to that
 thread; its handler raises :class:`~jobkit.exceptions.JobInterrupted`, which also breaks out of

@@ -1,4 +1,4 @@
-"""A worker process's crash journal: what it started and finished since its last commit.
+"""Internal: a worker process's crash journal, what it started and finished since its commit.
 
 A busy worker process claims several short jobs at once and records their completions together,
 in one transaction with its next claim (see :class:`jobkit.worker.executor.Executor`). Until that
@@ -62,9 +62,12 @@ class Journal:
 
 
 def read_journal(path: str | os.PathLike[str]) -> JournalEntries:
-    """The entries of a journal; a line cut short reads as one entry fewer (a line is written by
-    one ``write()``, so only a crash of the machine cuts one); a file that cannot be read is
-    :attr:`~JournalEntries.readable` ``False``."""
+    """The entries of the journal at ``path``, as far as they can be read.
+
+    A line cut short reads as one entry fewer (a line is written by one ``write()``, so only a
+    crash of the machine cuts one); a file that cannot be read is
+    :attr:`~JournalEntries.readable` ``False``.
+    """
     entries = JournalEntries()
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")

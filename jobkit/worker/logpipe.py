@@ -1,4 +1,4 @@
-"""Worker processes' log records, sent to the supervisor on a pipe of their own and logged there.
+"""Internal: worker processes' log records, sent to the supervisor on a pipe and logged there.
 
 One process owns each log file and its rotation: the supervisor. Each worker process sends its
 records on a pipe of its own (:func:`forward_to`); one thread per process in the supervisor logs
@@ -81,8 +81,7 @@ class Line(NamedTuple):
 
 
 class Event(NamedTuple):
-    """A job event's line as sent from a worker process: its values, and when and where it
-    happened."""
+    """A job event's line from a worker process: its values, when and where it happened."""
 
     line: EventLine
     timestamp: float
@@ -179,9 +178,12 @@ class _Forwarder:
 
 
 def _pickled(batch: list[Line | Event]) -> bytes:
-    """The batch, pickled; a line that cannot be (an ``extra`` value or an exception class
-    only this process knows) goes as text, so the others are not lost with it (an
-    :class:`Event` holds only text and numbers)."""
+    """The batch, pickled, with the lines that cannot be pickled sent as text.
+
+    A line that cannot be pickled (an ``extra`` value or an exception class only this process
+    knows) goes as text, so the others are not lost with it (an :class:`Event` holds only text
+    and numbers).
+    """
     try:
         return pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
     except Exception:
@@ -212,8 +214,11 @@ _TYPED = ("time", "file", "process", "thread")
 
 
 def forward_to(connection: Connection) -> None:
-    """In a worker process: send every record to the supervisor on ``connection``, a pipe of
-    this process's own, where :func:`relay` logs it through the supervisor's sinks."""
+    """In a worker process: send every record to the supervisor on ``connection``.
+
+    ``connection`` is a pipe of this process's own, where :func:`relay` logs the records
+    through the supervisor's sinks.
+    """
     global _forwarder
     logger.remove()
     logger.enable("jobkit")
@@ -223,10 +228,12 @@ def forward_to(connection: Connection) -> None:
 
 
 def forward_events(events: EventDispatcher) -> None:
-    """In a worker process, after :func:`forward_to`: send the lines of job events to the
-    supervisor as their values, not as log records (the supervisor logs them through
-    :func:`jobkit.logs.write_event`). Two events per job: loguru's work for them is done once,
-    in the supervisor, instead of in both processes."""
+    """In a worker process: send the lines of job events to the supervisor as their values.
+
+    Called after :func:`forward_to`. The values travel instead of log records (the supervisor
+    logs them through :func:`jobkit.logs.write_event`): with two events per job, loguru's work
+    for them is done once, in the supervisor, instead of in both processes.
+    """
     forwarder = _forwarder
     if forwarder is not None:
         # the job log of this process: the event's line, its params masked and encoded here
@@ -240,18 +247,23 @@ def flush_forwarded() -> None:
 
 
 def relay(connection: Connection, name: str) -> threading.Thread:
-    """In the supervisor: log what one worker process sends on ``connection`` (see
-    :func:`forward_to`), in a thread of its own, until the process closes the pipe or dies (a
+    """In the supervisor: log what one worker process sends on ``connection``, in a new thread.
+
+    The thread (see :func:`forward_to`) runs until the process closes the pipe or dies (a
     batch it was killed halfway through sending is dropped). A process frozen halfway through
     a batch holds up only its own thread: the threads take turns (:data:`_WRITING`) only to log
-    a batch they have received whole."""
+    a batch they have received whole.
+    """
     current: list[Line | Event] = []
     zones: dict[tuple[float, str | None], timezone] = {}
     kinds: dict[str, Any] = {}
 
     def restore(record: Record) -> None:
-        """Give the supervisor's record the worker process's values (for an event, its time,
-        process and thread: the rest is the supervisor's :func:`jobkit.logs.write_event`)."""
+        """Give the supervisor's record the worker process's values.
+
+        For an event, only its time, process and thread: the rest is the supervisor's
+        :func:`jobkit.logs.write_event`.
+        """
         line = current[0]
         zone = zones.get((line.utc_offset, line.zone))
         if zone is None:

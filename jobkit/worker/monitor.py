@@ -1,4 +1,4 @@
-"""The monitor: the thread that watches a running attempt and stops it when it must stop.
+"""Internal: the monitor, the thread that watches a running attempt and stops it when it must.
 
 It beats the attempt's lease while the job runs, and stops the job (through the worker's
 :class:`~jobkit.worker.interrupt.Interrupter`) when its timeout passes, when it was cancelled or
@@ -58,8 +58,7 @@ class Runner(Protocol):
         """Whether completions wait to be committed, or claimed jobs to be started."""
 
     def settle(self) -> None:
-        """Commit the completions not committed yet and hand back the jobs claimed but not
-        started."""
+        """Commit the completions not committed yet and hand back the claimed jobs not started."""
 
     def record_stop(self, lease: Lease, record: JobRecord, reason: StopReason) -> None:
         """Record an attempt the monitor stopped."""
@@ -189,8 +188,11 @@ class Monitor:
                     watch.next_beat = time.monotonic() + settings.heartbeat
 
     def _settle(self) -> bool:
-        """A long job: the jobs claimed with it go back, the completions before it are
-        committed; ``False`` when the store failed (they stay for the next try)."""
+        """Settle the batch of a long job: ``False`` when the store failed.
+
+        The jobs claimed with the long job go back, the completions before it are committed;
+        when the store fails they stay for the next try.
+        """
         if not self.executor.holding():
             return True
         try:

@@ -1,4 +1,4 @@
-"""A worker process: the loop that claims and runs jobs one at a time, until told to stop.
+"""Internal: a worker process, the loop that runs jobs one at a time until told to stop.
 
 The supervisor (:mod:`jobkit.worker.supervisor`) starts each process with ``multiprocessing``'s
 *spawn* method (:func:`process_main`), so the worker runs the same way on Linux, macOS and

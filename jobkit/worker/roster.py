@@ -1,4 +1,4 @@
-"""The supervisor's worker processes, as the job store lists them for the dashboard.
+"""Internal: the supervisor's worker processes, as the job store lists them for the dashboard.
 
 A process is registered once it says it is ready, beaten every second (with the supervisor's
 other upkeep) and removed when it stops; the rows of a supervisor that died without a word stop

@@ -1,4 +1,4 @@
-"""The supervisor: starts N worker processes, watches them, and stops them gracefully.
+"""Internal: the supervisor, which starts N worker processes, watches them and stops them.
 
 Worker processes (:mod:`jobkit.worker.process`) are started with ``multiprocessing``'s *spawn*
 method. The supervisor settles the jobs of a process that died as its crash journal says
@@ -141,13 +141,17 @@ class Worker:
 
     def request_stop(self) -> None:
         """Stop claiming; running jobs get ``shutdown_grace`` seconds, then are handed back.
-        A second request hands them back at once. Safe to call from a signal handler."""
+
+        A second request hands them back at once. Safe to call from a signal handler.
+        """
         self._stop_requests += 1
 
     def run(self, install_signals: bool = True) -> int:
-        """Run until stopped (or, with ``burst``, until no job is left). Returns the exit code:
-        0, or 1 when worker processes kept failing to start or the store was lost (its SQLite
-        file deleted or replaced)."""
+        """Run until stopped (or, with ``burst``, until no job is left); return the exit code.
+
+        The exit code is 0, or 1 when worker processes kept failing to start or the store was
+        lost (its SQLite file deleted or replaced).
+        """
         problems = self.app.check()
         if problems:
             raise ConfigError(errors=problems)
@@ -232,9 +236,11 @@ class Worker:
                 time.sleep(0.2)
 
     def _check_store(self) -> None:
-        """Stop, exit status 1, when the store is gone for good (its SQLite file deleted or
-        replaced): going on would serve a file nobody enqueues to any more, while new jobs wait
-        in a new one. A supervisor (systemd, Docker) starts the worker again on the new file."""
+        """Stop, exit status 1, when the store is gone for good (its file deleted or replaced).
+
+        Going on would serve a file nobody enqueues to any more, while new jobs wait in a new
+        one. A supervisor (systemd, Docker) starts the worker again on the new file.
+        """
         try:
             check_health(self.app.storage)
         except StoreLost as exc:
@@ -255,8 +261,11 @@ class Worker:
             self._check_failing = False
 
     def _upkeep(self) -> None:
-        """Once a second: beat the listed processes, add their outcomes to the throughput, and
-        the store's own upkeep. A failure is logged; the supervisor goes on."""
+        """Do the once-a-second upkeep: beats, throughput, and the store's own upkeep.
+
+        Beats the listed processes, adds their outcomes to the throughput and runs the store's
+        own upkeep. A failure is logged; the supervisor goes on.
+        """
         try:
             self._roster.beat([child.worker_id for child in self._children
                                if child.worker_id and child.process.is_alive()])
@@ -275,11 +284,11 @@ class Worker:
         self._transitions.outcomes.clear()
 
     def _enforce_deadlines(self) -> None:
-        """Kill a worker process whose job is past its timeout (plus ``kill_grace``) or has let
-        its lease expire, then record the timeout.
+        """Kill a worker process whose job is past its timeout or lease, then record the timeout.
 
-        The process's own monitor does this, but cannot while the job holds the GIL in C code;
-        and a process whose lease expired must not run on beside the one that takes its job.
+        The timeout counts ``kill_grace`` on top. The process's own monitor does this, but
+        cannot while the job holds the GIL in C code; and a process whose lease expired must not
+        run on beside the one that takes its job.
         """
         by_worker = {
             child.worker_id: child
@@ -390,8 +399,10 @@ class Worker:
             self._children[position] = self._spawn(child.index)
 
     def _take_back_dead(self) -> None:
-        """Settle the jobs of every worker process that died and was not settled yet (one whose
-        settling failed, the store being down, is tried again)."""
+        """Settle the jobs of every worker process that died and was not settled yet.
+
+        A process whose settling failed (the store being down) is tried again.
+        """
         dead = [child for child in self._children
                 if not child.taken_back and child.process.exitcode is not None]
         for child in [*self._unsettled, *dead]:
@@ -402,11 +413,14 @@ class Worker:
                 self._unsettled.append(child)
 
     def _take_back(self, child: _Child) -> bool:
-        """A worker process died: settle its jobs now, rather than when their leases run out,
-        as its journal says. A job it finished is recorded as completed; the job it was running
-        is taken back (a crash, counted against ``max_crashes``); a job it claimed but never
-        started is handed back, uncounted. Without a journal to read, every job it held is
-        taken back as a crash. ``False`` when the store failed (try again later)."""
+        """Settle a dead worker process's jobs as its journal says; ``False`` if the store failed.
+
+        This happens now, rather than when their leases run out. A job it finished is recorded
+        as completed; the job it was running is taken back (a crash, counted against
+        ``max_crashes``); a job it claimed but never started is handed back, uncounted. Without
+        a journal to read, every job it held is taken back as a crash. When the store failed,
+        try again later.
+        """
         if child.worker_id is None:
             return True  # it died before it could claim anything
         storage = self.app.storage

@@ -1,5 +1,7 @@
-"""Jobs finished per minute, for the dashboard's chart: worker processes report how their
-attempts ended, their supervisor adds the counts to the store's minute once a second.
+"""Internal: jobs finished per minute, counted for the dashboard's chart.
+
+Worker processes report how their attempts ended; their supervisor adds the counts to the
+store's minute once a second.
 
 Counting where the outcome is recorded (a worker process) and writing once a second per
 supervisor costs a busy worker nothing measurable, where a write per job would cost a commit,
@@ -49,8 +51,10 @@ class Tally:
         self._pending.update(outcomes)
 
     def flush(self) -> None:
-        """Add what was counted to the store (the supervisor does this every second); what
-        cannot be written now is kept for the next flush."""
+        """Add what was counted to the store (the supervisor does this every second).
+
+        What cannot be written now is kept for the next flush.
+        """
         succeeded = sum(self._pending[kind] for kind in SUCCEEDED)
         failed = sum(self._pending[kind] for kind in FAILED)
         storage = self._store()

@@ -1,0 +1,42 @@
+"""Internal: ``jobkit worker``, which runs jobs in worker processes until it is stopped."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from loguru import logger
+
+from jobkit.cli.group import State, app_command, main
+from jobkit.limits import CONCURRENCY
+
+
+@main.command()
+@click.option(
+    "--concurrency",
+    "-n",
+    type=click.IntRange(1, int(CONCURRENCY.high)),
+    help="Worker processes (default: worker.concurrency in jobs.yaml, else CPU count).",
+)
+@click.option(
+    "--burst",
+    is_flag=True,
+    help="Exit when no job is pending, retrying (delayed included) or running.",
+)
+@app_command
+def worker(state: State, concurrency: int | None, burst: bool) -> None:
+    """Run jobs: start worker processes and supervise them until SIGINT/SIGTERM."""
+    from jobkit.logs import configure_logging, console_format
+    from jobkit.worker import Worker
+
+    app = state.app(log=False)
+    logger.remove()
+    # worker processes send their records to this process, which logs them from one thread per
+    # process (jobkit.logs.relay): loguru's own lock is enough, no enqueue=True queue is needed
+    logger.add(sys.stderr, level="INFO", format=console_format)
+    files = configure_logging(app.config.logging, app.pm)
+    try:
+        code = Worker(app, concurrency=concurrency, burst=burst).run()
+    finally:
+        files.remove()
+    sys.exit(code)
