@@ -1,4 +1,4 @@
-"""What the SQL backends (SQLite, PostgreSQL) share: fenced transitions as named queries.
+"""Internal: what the SQL backends share (SQLStorage), fenced transitions as named queries.
 
 Each of the worker's transitions is one named query of the backend's ``.sql`` file, fenced by
 the lease; the optional capabilities (search, from :mod:`jobkit.storage.sql_search`, the
