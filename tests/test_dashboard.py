@@ -648,11 +648,11 @@ class TestReviewFindings:
     def test_a_text_search_in_claim_order_stops_in_time(
         self, app: JobKit, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from jobkit.storage import sql as sql_module
+        from jobkit.storage import sql_search
         from jobkit.storage.search import JobQuery
 
-        monkeypatch.setattr(sql_module, "TEXT_BATCH", 5)
-        monkeypatch.setattr(sql_module, "SCAN_BUDGET", 0.0)
+        monkeypatch.setattr(sql_search, "TEXT_BATCH", 5)
+        monkeypatch.setattr(sql_search, "SCAN_BUDGET", 0.0)
         app.enqueue_many("Recorder", "record", [{"ledger": "x", "tag": "t"}] * 30)
         page = app.storage.search(JobQuery(text='"tag"', sort="next"))
         assert not page.complete and page.next is not None and len(page.jobs) == 5

@@ -8,31 +8,12 @@ import pytest
 
 from jobkit.exceptions import ConfigError
 from jobkit.storage.memory import MemoryStorage
-from jobkit.testing import (
-    BatchesConformance,
-    CoreConformance,
-    FakeClock,
-    JobLogsConformance,
-    ProgressConformance,
-    SearchConformance,
-    SessionsConformance,
-    ThroughputConformance,
-    WorkersConformance,
-)
+from jobkit.testing import FakeClock, InProcessStorageConformance
 
 
-class TestMemoryStorage(
-    CoreConformance,
-    SearchConformance,
-    WorkersConformance,
-    JobLogsConformance,
-    ThroughputConformance,
-    SessionsConformance,
-    ProgressConformance,
-    BatchesConformance,
-):
+class TestMemoryStorage(InProcessStorageConformance):
     """MemoryStorage follows every rule of the Storage core (in one process) and of every
-    optional capability, subclassing the suite's classes as a third party's backend would."""
+    optional capability, subclassing the suite's class as a third party's backend would."""
 
     @pytest.fixture
     def storage(self, clock: FakeClock) -> Iterator[MemoryStorage]:

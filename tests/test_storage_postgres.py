@@ -13,20 +13,9 @@ from pg_server import PostgresServer
 
 from jobkit.exceptions import ConfigError, StorageError
 from jobkit.records import JobStatus
-from jobkit.storage import postgres as postgres_module
+from jobkit.storage import postgres_db
 from jobkit.storage.postgres import PostgresStorage, redact, split_url
-from jobkit.testing import (
-    BatchesConformance,
-    ConcurrencyTests,
-    CoreConformance,
-    FakeClock,
-    JobLogsConformance,
-    ProgressConformance,
-    SearchConformance,
-    SessionsConformance,
-    ThroughputConformance,
-    WorkersConformance,
-)
+from jobkit.testing import FakeClock, StorageConformance
 from jobkit.testing.conformance import new_job
 
 
@@ -36,19 +25,9 @@ def empty_url(empty_postgres_url: str) -> str:
     return empty_postgres_url
 
 
-class TestPostgresStorage(
-    CoreConformance,
-    ConcurrencyTests,
-    SearchConformance,
-    WorkersConformance,
-    JobLogsConformance,
-    ThroughputConformance,
-    SessionsConformance,
-    ProgressConformance,
-    BatchesConformance,
-):
+class TestPostgresStorage(StorageConformance):
     """PostgresStorage follows every rule of the Storage core (shared by processes) and of every
-    optional capability, subclassing the suite's classes as a third party's backend would."""
+    optional capability, subclassing the suite's class as a third party's backend would."""
 
     @pytest.fixture
     def storage(self, empty_url: str, clock: FakeClock) -> Iterator[PostgresStorage]:
@@ -154,11 +133,11 @@ class TestSchema:
 
         url = postgres_server.create_database("jobkit_upgrade")
         clock = FakeClock()
-        first = {k: v for k, v in postgres_module.queries().items()
+        first = {k: v for k, v in postgres_db.queries().items()
                  if k not in ("migration_2", "migration_3", "migration_4", "migration_5",
                                "migration_6", "migration_7")}
         with monkeypatch.context() as patch:
-            patch.setattr(postgres_module, "queries", lambda: first)
+            patch.setattr(postgres_db, "queries", lambda: first)
             PostgresStorage(url, clock=clock).close()
         with psycopg.connect(url) as conn:
             row = conn.execute(
@@ -270,13 +249,13 @@ class TestConnections:
         caught by its readable socket, see above); one idle past CHECK_AFTER_IDLE gets one."""
         from psycopg_pool import ConnectionPool
 
-        from jobkit.storage import postgres
+        from jobkit.storage import postgres_pool
 
         checks: list[object] = []
         original = ConnectionPool.check_connection
         monkeypatch.setattr(ConnectionPool, "check_connection",
                             staticmethod(lambda conn: (checks.append(conn), original(conn))))
-        monkeypatch.setattr(postgres, "CHECK_AFTER_IDLE", 0.2)
+        monkeypatch.setattr(postgres_pool, "CHECK_AFTER_IDLE", 0.2)
         with PostgresStorage(empty_url) as store:
             store.enqueue(new_job(store.now()))
             checks.clear()

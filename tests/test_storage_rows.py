@@ -314,8 +314,8 @@ class TestTheSchemaRefuses:
 
 def open_store(backend: str, url: str, *, without: str | None = None) -> Storage:
     """The store at ``url`` opened (and migrated), without the migration ``without``."""
-    from jobkit.storage import postgres as postgres_module
-    from jobkit.storage import sqlite as sqlite_module
+    from jobkit.storage import postgres_db as postgres_module
+    from jobkit.storage import sqlite_file as sqlite_module
     from jobkit.storage.postgres import PostgresStorage
     from jobkit.storage.sqlite import SQLiteStorage
 

@@ -18,21 +18,11 @@ from jobkit import JobKit
 from jobkit.config import load_config
 from jobkit.exceptions import ConfigError, StorageError, StoreLost
 from jobkit.records import AttemptOutcome, JobStatus, Lease
-from jobkit.storage import filewatch
+from jobkit.storage import filewatch, sqlite_file
 from jobkit.storage import sqlite as sqlite_module
-from jobkit.storage.sqlite import SQLiteStorage, migrations
-from jobkit.testing import (
-    BatchesConformance,
-    ConcurrencyTests,
-    CoreConformance,
-    FakeClock,
-    JobLogsConformance,
-    ProgressConformance,
-    SearchConformance,
-    SessionsConformance,
-    ThroughputConformance,
-    WorkersConformance,
-)
+from jobkit.storage.sqlite import SQLiteStorage
+from jobkit.storage.sqlite_file import migrations
+from jobkit.testing import FakeClock, StorageConformance
 from jobkit.testing.conformance import new_job, run_in_processes
 
 #: The schema version this jobkit writes.
@@ -45,19 +35,9 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "jobs.db"
 
 
-class TestSQLiteStorage(
-    CoreConformance,
-    ConcurrencyTests,
-    SearchConformance,
-    WorkersConformance,
-    JobLogsConformance,
-    ThroughputConformance,
-    SessionsConformance,
-    ProgressConformance,
-    BatchesConformance,
-):
+class TestSQLiteStorage(StorageConformance):
     """SQLiteStorage follows every rule of the Storage core (shared by processes) and of every
-    optional capability, subclassing the suite's classes as a third party's backend would."""
+    optional capability, subclassing the suite's class as a third party's backend would."""
 
     @pytest.fixture
     def storage(self, db_path: Path, clock: FakeClock) -> Iterator[SQLiteStorage]:
@@ -103,7 +83,7 @@ class TestSQLiteFile:
                 store.enqueue(new_job(store.now()))
             conn = store._connection("test")
             assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
-                sqlite_module.WAL_AUTOCHECKPOINT
+                sqlite_file.WAL_AUTOCHECKPOINT
             )
             wal = db_path.with_name(db_path.name + "-wal")
             # nothing copied into the file yet: it holds the schema only
@@ -153,11 +133,11 @@ class TestSQLiteFile:
         """A file of jobkit's first schema gains crash accounting and the workers table; its
         jobs keep their data."""
         clock = FakeClock()
-        first = {k: v for k, v in sqlite_module.queries().items()
+        first = {k: v for k, v in sqlite_file.queries().items()
                  if k not in ("migration_2", "migration_3", "migration_4", "migration_5",
                                "migration_6", "migration_7")}
         with monkeypatch.context() as patch:
-            patch.setattr(sqlite_module, "queries", lambda: first)
+            patch.setattr(sqlite_file, "queries", lambda: first)
             SQLiteStorage(db_path, clock=clock).close()
         with sqlite3.connect(db_path) as conn:
             job_id = str(conn.execute(
@@ -193,11 +173,11 @@ class TestSQLiteFile:
         clock = FakeClock()
         with SQLiteStorage(db_path, clock=clock) as store:
             job = store.enqueue(new_job(clock()))
-        sections = dict(sqlite_module.queries())
+        sections = dict(sqlite_file.queries())
         sections[f"migration_{LATEST + 1}"] = (
             "ALTER TABLE jobkit_jobs ADD COLUMN tag TEXT;\nUPDATE jobkit_jobs SET tag = 'old';"
         )
-        monkeypatch.setattr(sqlite_module, "queries", lambda: sections)
+        monkeypatch.setattr(sqlite_file, "queries", lambda: sections)
         for _ in range(2):
             with SQLiteStorage(db_path, clock=clock) as store:
                 assert store.get(job.id) == job
@@ -475,12 +455,12 @@ class TestWindowedSearch:
     def test_pages_resume_where_the_scan_stopped(
         self, db_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        from jobkit.storage import sql as sql_module
+        from jobkit.storage import sql_search
         from jobkit.storage.search import Count, JobQuery
 
-        monkeypatch.setattr(sql_module, "WINDOW", 7)
-        monkeypatch.setattr(sql_module, "TEXT_BATCH", 3)
-        monkeypatch.setattr(sql_module, "SCAN_BUDGET", 0.0)  # stop after every step
+        monkeypatch.setattr(sql_search, "WINDOW", 7)
+        monkeypatch.setattr(sql_search, "TEXT_BATCH", 3)
+        monkeypatch.setattr(sql_search, "SCAN_BUDGET", 0.0)  # stop after every step
         clock = FakeClock()
         with SQLiteStorage(db_path, clock=clock) as store:
             records = store.enqueue_many(

@@ -1,5 +1,6 @@
-"""Job stores: the ``Storage`` core, its optional capabilities (:mod:`.capabilities`) and the
-built-in backends.
+"""Job stores: the ``Storage`` core, its capabilities and the built-in backends.
+
+The optional capabilities are in :mod:`.capabilities`.
 
 The backends are imported lazily so that importing :mod:`jobkit.storage` loads no driver.
 """

@@ -20,15 +20,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
-from jobkit.records import (
-    Attempt,
-    AttemptOutcome,
-    JobRecord,
-    JobStatus,
-    Lease,
-    NewJob,
-    utcnow,
-)
+from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob, utcnow
 
 Clock = Callable[[], datetime]
 S = TypeVar("S", bound="Storage")
@@ -111,9 +103,11 @@ class Storage(abc.ABC):
         return self._cancel(job_id)
 
     def retry(self, job_id: str) -> JobRecord | None:
-        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now, with at least
-        one attempt left, and its ``error`` cleared. Returns ``None`` when the job is not in one of
-        those statuses; raises ``JobNotFoundInStorage`` for an unknown id."""
+        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now.
+
+        It gets at least one attempt left, and its ``error`` is cleared. Returns ``None`` when the
+        job is not in one of those statuses; raises ``JobNotFoundInStorage`` for an unknown id.
+        """
         _check_job_id(job_id)
         return self._retry(job_id)
 
@@ -124,9 +118,11 @@ class Storage(abc.ABC):
         batch_size: int = 1000,
         progress: Callable[[int], None] | None = None,
     ) -> int:
-        """Delete finished jobs (and their attempts) that finished before the given time, in
-        batches of ``batch_size`` rows per transaction, calling ``progress`` with the running total
-        after each batch. Returns how many were deleted."""
+        """Delete finished jobs (and their attempts) that finished before the given time.
+
+        In batches of ``batch_size`` rows per transaction, calling ``progress`` with the running
+        total after each batch. Returns how many were deleted.
+        """
         _check_time("finished_before", finished_before)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
@@ -135,27 +131,34 @@ class Storage(abc.ABC):
     # -- writes of the worker ------------------------------------------------------------------
 
     def claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
-        """Atomically take the next due job: highest priority first, then earliest
-        ``available_at``, then enqueue order. The job becomes ``running`` with ``attempts + 1``
-        and a lease that expires ``lease_seconds`` from now, and an attempt row is opened.
-        Returns ``None`` when nothing is due. The lease is ``Lease(id, worker_id, attempts)``.
-        (A worker claims in batches through the ``batches`` capability when the store has it.)"""
+        """Atomically take the next due job.
+
+        Highest priority first, then earliest ``available_at``, then enqueue order. The job becomes
+        ``running`` with ``attempts + 1`` and a lease that expires ``lease_seconds`` from now, and
+        an attempt row is opened. Returns ``None`` when nothing is due. The lease is ``Lease(id,
+        worker_id, attempts)``. (A worker claims in batches through the ``batches`` capability when
+        the store has it.)
+        """
         if not isinstance(worker_id, str) or not worker_id:
             raise ValueError(f"worker_id must be a non-empty str, got {worker_id!r}")
         _check_seconds("lease_seconds", lease_seconds)
         return self._claim(worker_id, lease_seconds)
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
-        """Extend the lease; ``False`` when it no longer owns the job (cancelled, expired and
-        taken over, or finished)."""
+        """Extend the lease; ``False`` when it no longer owns the job.
+
+        It no longer does when the job was cancelled, expired and taken over, or finished.
+        """
         _check_lease(lease)
         _check_seconds("lease_seconds", lease_seconds)
         return self._heartbeat(lease, lease_seconds)
 
     def abandon(self, lease: Lease) -> bool:
-        """End a lease now, because its worker is known to be dead: the next
-        :meth:`requeue_expired` takes the job back as if the lease had expired. Fenced; ``False``
-        when the lease no longer holds the job."""
+        """End a lease now, because its worker is known to be dead.
+
+        The next :meth:`requeue_expired` takes the job back as if the lease had expired. Fenced;
+        ``False`` when the lease no longer holds the job.
+        """
         _check_lease(lease)
         return self._heartbeat(lease, -1.0)
 
@@ -169,8 +172,10 @@ class Storage(abc.ABC):
         traceback: str | None = None,
         retry_at: datetime | None = None,
     ) -> JobRecord | None:
-        """Close the running attempt with ``outcome``. Fenced: returns ``None`` and changes
-        nothing when the lease no longer owns the job; else the new record.
+        """Close the running attempt with ``outcome``.
+
+        Fenced: returns ``None`` and changes nothing when the lease no longer owns the job; else
+        the new record.
 
         - ``succeeded``: the job is ``completed`` with ``result`` (JSON).
         - ``failed`` or ``timeout``: the job is ``retrying`` (available at ``retry_at``) or,
@@ -197,11 +202,13 @@ class Storage(abc.ABC):
         return self._settle(lease, outcome, result, error, traceback, retry_at)
 
     def requeue_expired(self) -> builtins.list[JobRecord]:
-        """Take back running jobs whose lease expired (their worker died or froze): the attempt is
-        closed as ``lost`` and ``crashes`` goes up by one. Below ``max_crashes`` the job is
-        ``retrying``, available now, and ``max_attempts`` goes up by one (a crash does not use up
-        a retry); at ``max_crashes`` it is ``failed``, its error saying so. Returns the changed
-        records."""
+        """Take back running jobs whose lease expired (their worker died or froze).
+
+        The attempt is closed as ``lost`` and ``crashes`` goes up by one. Below ``max_crashes`` the
+        job is ``retrying``, available now, and ``max_attempts`` goes up by one (a crash does not
+        use up a retry); at ``max_crashes`` it is ``failed``, its error saying so. Returns the
+        changed records.
+        """
         return self._requeue_expired()
 
     # -- reads -----------------------------------------------------------------------------
@@ -237,7 +244,9 @@ class Storage(abc.ABC):
 
     def migrate(self) -> int:
         """Create or upgrade the store's schema; return its version (0: a store without one).
-        Backends run it when they open; ``jobkit migrate`` runs it on purpose."""
+
+        Backends run it when they open; ``jobkit migrate`` runs it on purpose.
+        """
         return 0
 
     def close(self) -> None:  # noqa: B027 - a backend without resources needs no close
@@ -279,8 +288,7 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def _heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
-        """Set the lease to expire ``lease_seconds`` from now (negative: it has expired);
-        fenced."""
+        """Set the lease to expire ``lease_seconds`` from now (negative: it has expired); fenced."""
 
     @abc.abstractmethod
     def _settle(self, lease: Lease, outcome: AttemptOutcome, result: Any, error: str | None,

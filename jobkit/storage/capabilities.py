@@ -33,7 +33,9 @@ Settled = tuple[list[JobRecord | None], list[JobRecord]]
 
 class Searches(abc.ABC):
     """Capability ``search``: the dashboard's search, count and oldest wait, served by indexes.
-    Without it the dashboard reads every job and filters them in Python."""
+
+    Without it the dashboard reads every job and filters them in Python.
+    """
 
     @abc.abstractmethod
     def search(self, query: JobQuery) -> SearchPage:
@@ -43,13 +45,17 @@ class Searches(abc.ABC):
     def count_matching(
         self, query: JobQuery, cap: int = 10_000, budget: float | None = None
     ) -> Count:
-        """How many jobs ``query`` finds (its cursor and limit aside), counting no further than
-        ``cap``; a backend may stop after ``budget`` seconds and say "at least"."""
+        """How many jobs ``query`` finds (its cursor and limit aside), up to ``cap``.
+
+        A backend may stop after ``budget`` seconds and say "at least".
+        """
 
     @abc.abstractmethod
     def oldest_waiting(self) -> datetime | None:
-        """When the job that has waited longest became due (pending or retrying, due now);
-        ``None`` when nothing waits."""
+        """When the job that has waited longest became due (pending or retrying, due now).
+
+        ``None`` when nothing waits.
+        """
 
 
 class KeepsWorkers(abc.ABC):
@@ -69,8 +75,10 @@ class KeepsWorkers(abc.ABC):
 
     @abc.abstractmethod
     def forget_workers(self, seen_before: datetime) -> int:
-        """Forget worker processes not seen since ``seen_before`` (their supervisor died
-        without saying); how many."""
+        """Forget worker processes not seen since ``seen_before``; how many.
+
+        Their supervisor died without saying so.
+        """
 
     @abc.abstractmethod
     def list_workers(self) -> list[WorkerInfo]:
@@ -106,13 +114,18 @@ class KeepsThroughput(abc.ABC):
 
 
 class KeepsSessions(abc.ABC):
-    """Capability ``sessions``: dashboard sessions signed out, known to every process that
-    opens the store. Without it a sign-out is known only to the process that made it."""
+    """Capability ``sessions``.
+
+    Dashboard sessions signed out, known to every process that opens the store. Without it a
+    sign-out is known only to the process that made it.
+    """
 
     @abc.abstractmethod
     def revoke_session(self, session_id: str, expires_at: datetime) -> None:
-        """Remember that the dashboard session ``session_id`` has ended (signed out), at least
-        until ``expires_at``; later it may be forgotten."""
+        """Remember that the dashboard session ``session_id`` has ended (signed out).
+
+        At least until ``expires_at``; later it may be forgotten.
+        """
 
     @abc.abstractmethod
     def session_revoked(self, session_id: str) -> bool:
@@ -140,8 +153,11 @@ class NeedsUpkeep(abc.ABC):
 
     @abc.abstractmethod
     def check_health(self) -> None:
-        """Raise ``StoreLost`` when the store this object opened is gone for good (SQLite: its
-        file was deleted or replaced); a store merely down raises ``StorageError`` or nothing."""
+        """Raise ``StoreLost`` when the store this object opened is gone for good.
+
+        SQLite: its file was deleted or replaced. A store merely down raises ``StorageError`` or
+        nothing.
+        """
 
     @abc.abstractmethod
     def housekeep(self) -> None:
@@ -149,15 +165,20 @@ class NeedsUpkeep(abc.ABC):
 
 
 class ClaimsInBatches(abc.ABC):
-    """Capability ``batches``, the worker's fast path: a batch of completions and the next
-    claims in one transaction. Without it :func:`complete_and_claim_many` calls the core."""
+    """Capability ``batches``, the worker's fast path.
+
+    A batch of completions and the next claims in one transaction. Without it
+    :func:`complete_and_claim_many` calls the core.
+    """
 
     @abc.abstractmethod
     def complete_and_claim_many(self, completions: Sequence[tuple[Lease, Any]], worker_id: str,
                                 lease_seconds: float, limit: int) -> Settled:
-        """Complete each ``(lease, result)``, then claim up to ``limit`` jobs (``0``: none), all
-        in one transaction; the completed records (``None`` where the lease was lost) and the
-        claimed ones in claim order."""
+        """Complete each ``(lease, result)``, then claim up to ``limit`` jobs, in one transaction.
+
+        ``limit`` ``0`` claims none. Returns the completed records (``None`` where the lease was
+        lost) and the claimed ones in claim order.
+        """
 
 
 #: The optional capabilities by name, each the mixin a backend inherits to have it.
@@ -279,9 +300,12 @@ def set_progress(storage: Storage, lease: Lease, fraction: float, message: str |
 
 def complete_and_claim_many(storage: Storage, completions: Sequence[tuple[Lease, Any]],
                             worker_id: str, lease_seconds: float, limit: int) -> Settled:
-    """What a worker does after a batch: the fast path of ``batches``, or each completion
-    settled and up to ``limit`` claims through the core (a failed claim after completions
-    that were recorded is no claim: the completions must not be written again)."""
+    """What a worker does after a batch.
+
+    The fast path of ``batches``, or each completion settled and up to ``limit`` claims through the
+    core (a failed claim after completions that were recorded is no claim: the completions must not
+    be written again).
+    """
     from jobkit.exceptions import StorageError
     from jobkit.records import AttemptOutcome
 
@@ -307,8 +331,11 @@ _REVOKED = "_jobkit_revoked_sessions"
 
 
 def revoke_session(storage: Storage, session_id: str, expires_at: datetime) -> None:
-    """Remember a signed-out dashboard session: in the store with ``sessions``, else in this
-    process, with the store object (a sign-out then holds only for this dashboard)."""
+    """Remember a signed-out dashboard session.
+
+    In the store with ``sessions``, else in this process, with the store object (a sign-out then
+    holds only for this dashboard).
+    """
     if isinstance(storage, KeepsSessions):
         storage.revoke_session(session_id, expires_at)
         return

@@ -1,4 +1,4 @@
-"""Waiting for a file to be written to, without polling: Linux's inotify, through ctypes.
+"""Internal: waiting for a file to be written to, without polling (inotify, via ctypes).
 
 SQLite cannot notify other processes of a commit, but every commit appends to the database's
 ``-wal`` file; an idle worker that waits for that file to change wakes within a fraction of a
@@ -30,9 +30,11 @@ class FileWatch:
         self._poll.register(fd, select.POLLIN)
 
     def wait(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for a write (or one since the last wait); whether
-        there was one. Reads every pending event, so the next wait waits for a new write.
-        A closed watch returns at once."""
+        """Wait up to ``timeout`` seconds for a write (or one since the last wait).
+
+        Whether there was one. Reads every pending event, so the next wait waits for a new write. A
+        closed watch returns at once.
+        """
         if self._fd < 0 or not self._poll.poll(max(0.0, timeout) * 1000):
             return False
         with contextlib.suppress(BlockingIOError, OSError):
@@ -55,8 +57,11 @@ class FileWatch:
 
 
 def watch(path: Path) -> FileWatch | None:
-    """A watch on ``path``'s writes, or ``None`` where inotify is not available or the file
-    cannot be watched (it does not exist, the watch limit is reached)."""
+    """A watch on ``path``'s writes, or ``None`` where there can be none.
+
+    ``None`` where inotify is not available or the file cannot be watched (it does not exist, the
+    watch limit is reached).
+    """
     if not sys.platform.startswith("linux"):
         return None
     try:

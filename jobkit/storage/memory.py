@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import itertools
-import json
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -23,92 +22,23 @@ from jobkit.records import (
     WAITING_STATUSES,
     Attempt,
     AttemptOutcome,
-    JobLogLine,
     JobRecord,
     JobStatus,
     Lease,
     NewJob,
-    RetryPolicy,
-    WorkerInfo,
     utcnow,
 )
 from jobkit.storage import capabilities
 from jobkit.storage.base import Clock, Storage
+from jobkit.storage.memory_keeps import MemoryKeeps
+from jobkit.storage.memory_rows import Row
 from jobkit.storage.search import Count, JobQuery, SearchPage
+from jobkit.storage.sql import to_json
 
 T = TypeVar("T")
 
 
-def _to_json(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, allow_nan=False, ensure_ascii=False)
-    except (TypeError, ValueError) as exc:
-        raise StorageError(f"{what} is not JSON: {exc}") from exc
-
-
-@attrs.define
-class _Row:
-    """One stored job: the record's fields, with params, result and policy as JSON text."""
-
-    id: int
-    name: str
-    method: str
-    params: str
-    status: JobStatus
-    priority: int
-    attempts: int
-    max_attempts: int
-    policy: str
-    created_at: datetime
-    available_at: datetime
-    result: str | None = None
-    error: str | None = None
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    worker_id: str | None = None
-    lease_expires_at: datetime | None = None
-    progress: float | None = None
-    progress_message: str | None = None
-    crashes: int = 0
-    max_crashes: int = 3
-
-    def record(self) -> JobRecord:
-        """A fresh public record of this row."""
-        return JobRecord(
-            id=str(self.id),
-            name=self.name,
-            method=self.method,
-            params=json.loads(self.params),
-            status=self.status,
-            priority=self.priority,
-            attempts=self.attempts,
-            max_attempts=self.max_attempts,
-            result=None if self.result is None else json.loads(self.result),
-            error=self.error,
-            created_at=self.created_at,
-            available_at=self.available_at,
-            started_at=self.started_at,
-            finished_at=self.finished_at,
-            policy=RetryPolicy(**json.loads(self.policy)),
-            worker_id=self.worker_id,
-            lease_expires_at=self.lease_expires_at,
-            progress=self.progress,
-            progress_message=self.progress_message,
-            crashes=self.crashes,
-            max_crashes=self.max_crashes,
-        )
-
-    def leave_running(self, status: JobStatus) -> None:
-        """Move out of ``running``: the worker and its lease go with it."""
-        self.status = status
-        self.worker_id = None
-        self.lease_expires_at = None
-
-
-class MemoryStorage(
-    Storage, capabilities.Searches, capabilities.KeepsWorkers, capabilities.KeepsJobLogs,
-    capabilities.KeepsThroughput, capabilities.KeepsSessions, capabilities.KeepsProgress,
-):
+class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.KeepsProgress):
     """Jobs in this process's memory (``memory://``); thread-safe, lost when the process ends.
 
     Same rules as :class:`~jobkit.storage.sqlite.SQLiteStorage`: ``worker_id`` and
@@ -122,18 +52,18 @@ class MemoryStorage(
         super().__init__(clock=clock)
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._jobs: dict[int, _Row] = {}
+        self._jobs: dict[int, Row] = {}
         self._attempts: dict[int, builtins.list[Attempt]] = {}
-        self._workers: dict[str, WorkerInfo] = {}
-        self._throughput: dict[datetime, tuple[int, int]] = {}
-        self._job_logs: dict[int, builtins.list[JobLogLine]] = {}
-        self._revoked: dict[str, datetime] = {}
+        self._start_keeping()
         self._closed = False
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> MemoryStorage:
-        """A new, empty store for ``memory://``; ``options`` go to the constructor
-        (``durability`` means nothing here: a memory store is lost with its process)."""
+        """A new, empty store for ``memory://``.
+
+        ``options`` go to the constructor (``durability`` means nothing here: a memory store is
+        lost with its process).
+        """
         scheme, sep, rest = url.partition("://")
         if not (sep and scheme) or rest:  # any scheme: a subclass may be registered under its own
             raise ConfigError(f"storage: {url!r} is not the memory store's URL 'memory://'")
@@ -155,13 +85,13 @@ class MemoryStorage(
                 raise StorageError(f"memory storage: {operation}: the store is closed")
             return work()
 
-    def _row(self, job_id: str) -> _Row:
+    def _row(self, job_id: str) -> Row:
         row = self._jobs.get(int(job_id)) if job_id.isascii() and job_id.isdigit() else None
         if row is None or str(row.id) != job_id:
             raise JobNotFoundInStorage(job_id)
         return row
 
-    def _leased(self, lease: Lease) -> _Row | None:
+    def _leased(self, lease: Lease) -> Row | None:
         """The job when ``lease`` still owns it (the fence of every write of a worker)."""
         try:
             row = self._row(lease.job_id)
@@ -196,8 +126,8 @@ class MemoryStorage(
         encoded = [
             (
                 job,
-                _to_json(job.params, f"job {job.name!r}: params"),
-                _to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
+                to_json(job.params, f"job {job.name!r}: params"),
+                to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
             )
             for job in jobs
         ]
@@ -205,7 +135,7 @@ class MemoryStorage(
         def work() -> builtins.list[JobRecord]:
             records = []
             for job, params, policy in encoded:
-                row = _Row(
+                row = Row(
                     id=next(self._ids),
                     name=job.name,
                     method=job.method,
@@ -243,9 +173,11 @@ class MemoryStorage(
         return self._locked(f"cancel job {job_id}", work)
 
     def _retry(self, job_id: str) -> JobRecord | None:
-        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now, its error
-        cleared and ``max_attempts`` raised to allow one more attempt if needed. ``None`` for
-        other statuses; ``JobNotFoundInStorage`` for an unknown id."""
+        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now.
+
+        Its error is cleared and ``max_attempts`` raised to allow one more attempt if needed.
+        ``None`` for other statuses; ``JobNotFoundInStorage`` for an unknown id.
+        """
 
         def work() -> JobRecord | None:
             row = self._row(job_id)
@@ -317,23 +249,45 @@ class MemoryStorage(
 
         return self._locked(f"set progress of job {lease.job_id}", work)
 
-    def _succeeded(self, lease: Lease, result: Any) -> JobRecord | None:
-        """Finish the attempt as succeeded and the job as ``completed``; fenced."""
-        encoded = _to_json(result, f"job {lease.job_id}: result")
+    def _leave_running(
+        self,
+        operation: str,
+        lease: Lease,
+        status: JobStatus,
+        outcome: AttemptOutcome,
+        change: Callable[[Row, datetime], None],
+        error: str | None = None,
+        traceback: str | None = None,
+    ) -> JobRecord | None:
+        """Settle the leased job: move it to ``status`` and close its attempt with ``outcome``.
+
+        ``change(row, now)`` sets the rest of the row. Fenced: ``None`` when the lease no
+        longer owns the job.
+        """
 
         def work() -> JobRecord | None:
             row = self._leased(lease)
             if row is None:
                 return None
             now = self.now()
-            row.leave_running(JobStatus.COMPLETED)
+            row.leave_running(status)
+            change(row, now)
+            self._close_attempt(row.id, now, outcome, error, traceback)
+            return row.record()
+
+        return self._locked(operation, work)
+
+    def _succeeded(self, lease: Lease, result: Any) -> JobRecord | None:
+        """Finish the attempt as succeeded and the job as ``completed``; fenced."""
+        encoded = to_json(result, f"job {lease.job_id}: result")
+
+        def change(row: Row, now: datetime) -> None:
             row.result = encoded
             row.error = None
             row.finished_at = now
-            self._close_attempt(row.id, now, AttemptOutcome.SUCCEEDED)
-            return row.record()
 
-        return self._locked(f"complete job {lease.job_id}", work)
+        return self._leave_running(f"complete job {lease.job_id}", lease, JobStatus.COMPLETED,
+                                   AttemptOutcome.SUCCEEDED, change)
 
     def _failed(
         self,
@@ -343,40 +297,30 @@ class MemoryStorage(
         outcome: AttemptOutcome,
         retry_at: datetime | None,
     ) -> JobRecord | None:
-        """Finish the attempt with ``outcome``; the job is ``retrying`` at ``retry_at`` (its
-        error kept) or ``failed``; fenced."""
+        """Finish the attempt with ``outcome``.
 
-        def work() -> JobRecord | None:
-            row = self._leased(lease)
-            if row is None:
-                return None
-            now = self.now()
+        The job is ``retrying`` at ``retry_at`` (its error kept) or ``failed``; fenced.
+        """
+
+        def change(row: Row, now: datetime) -> None:
             row.error = error
             if retry_at is None:
-                row.leave_running(JobStatus.FAILED)
                 row.finished_at = now
             else:
-                row.leave_running(JobStatus.RETRYING)
                 row.available_at = retry_at.astimezone(timezone.utc)
-            self._close_attempt(row.id, now, outcome, error, traceback)
-            return row.record()
 
-        return self._locked(f"fail job {lease.job_id}", work)
+        status = JobStatus.FAILED if retry_at is None else JobStatus.RETRYING
+        return self._leave_running(f"fail job {lease.job_id}", lease, status, outcome, change,
+                                   error, traceback)
 
     def _handed_back(self, lease: Lease) -> JobRecord | None:
         """Hand a running job back: the attempt is ``handed_back`` and does not count; fenced."""
 
-        def work() -> JobRecord | None:
-            row = self._leased(lease)
-            if row is None:
-                return None
-            now = self.now()
-            row.leave_running(JobStatus.PENDING)
+        def change(row: Row, now: datetime) -> None:
             row.attempts -= 1  # available_at is kept: the job keeps its place in the queue
-            self._close_attempt(row.id, now, AttemptOutcome.HANDED_BACK)
-            return row.record()
 
-        return self._locked(f"release job {lease.job_id}", work)
+        return self._leave_running(f"release job {lease.job_id}", lease, JobStatus.PENDING,
+                                   AttemptOutcome.HANDED_BACK, change)
 
     def _settle(self, lease: Lease, outcome: AttemptOutcome, result: Any, error: str | None,
                 traceback: str | None, retry_at: datetime | None) -> JobRecord | None:
@@ -467,7 +411,7 @@ class MemoryStorage(
             lambda: builtins.list(self._attempts[self._row(job_id).id]),
         )
 
-    def _matching(self, status: JobStatus | None, name: str | None) -> builtins.list[_Row]:
+    def _matching(self, status: JobStatus | None, name: str | None) -> builtins.list[Row]:
         wanted = None if status is None else JobStatus(status)
         return [
             row for row in self._jobs.values()
@@ -488,104 +432,6 @@ class MemoryStorage(
     def _count(self, status: JobStatus | None, name: str | None) -> int:
         """How many jobs match the filter."""
         return self._locked("count jobs", lambda: len(self._matching(status, name)))
-
-    def register_worker(self, worker: WorkerInfo) -> None:
-        """Record a worker process that has started (or update it)."""
-        self._locked("register a worker",
-                     lambda: self._workers.__setitem__(worker.worker_id, worker))
-
-    def beat_workers(self, worker_ids: builtins.list[str]) -> None:
-        """Mark these worker processes as seen now."""
-
-        def work() -> None:
-            for worker_id in worker_ids:
-                if worker_id in self._workers:
-                    self._workers[worker_id] = attrs.evolve(
-                        self._workers[worker_id], last_seen_at=self.now())
-
-        self._locked("beat workers", work)
-
-    def remove_worker(self, worker_id: str) -> None:
-        """Forget a worker process that has stopped."""
-        self._locked("remove a worker", lambda: self._workers.pop(worker_id, None))
-
-    def forget_workers(self, seen_before: datetime) -> int:
-        """Forget worker processes not seen since ``seen_before``."""
-
-        def work() -> int:
-            lost = [key for key, w in self._workers.items() if w.last_seen_at < seen_before]
-            for key in lost:
-                del self._workers[key]
-            return len(lost)
-
-        return self._locked("forget lost workers", work)
-
-    def add_job_logs(self, job_id: str, lines: builtins.list[JobLogLine]) -> None:
-        """Keep lines the job logged (nothing for an unknown id)."""
-
-        def work() -> None:
-            try:
-                row = self._row(job_id)
-            except JobNotFoundInStorage:
-                return
-            self._job_logs.setdefault(row.id, []).extend(lines)
-
-        self._locked("keep log lines", work)
-
-    def job_logs(self, job_id: str) -> builtins.list[JobLogLine]:
-        """The lines the job logged, oldest first."""
-
-        def work() -> builtins.list[JobLogLine]:
-            try:
-                return builtins.list(self._job_logs.get(self._row(job_id).id, []))
-            except JobNotFoundInStorage:
-                return []
-
-        return self._locked("read log lines", work)
-
-    def add_throughput(self, minute: datetime, succeeded: int, failed: int) -> None:
-        """Add to the counts of ``minute``."""
-
-        def work() -> None:
-            done, bad = self._throughput.get(minute, (0, 0))
-            self._throughput[minute] = (done + succeeded, bad + failed)
-
-        self._locked("record the throughput", work)
-
-    def throughput(self, since: datetime) -> builtins.list[tuple[datetime, int, int]]:
-        """``(minute, succeeded, failed)`` from ``since``, oldest first."""
-        return self._locked("read the throughput", lambda: [
-            (minute, done, bad) for minute, (done, bad) in sorted(self._throughput.items())
-            if minute >= since])
-
-    def forget_throughput(self, before: datetime) -> None:
-        """Forget the counts of minutes before ``before``."""
-
-        def work() -> None:
-            for minute in [m for m in self._throughput if m < before]:
-                del self._throughput[minute]
-
-        self._locked("forget old throughput", work)
-
-    def revoke_session(self, session_id: str, expires_at: datetime) -> None:
-        """Keep the ended session until ``expires_at`` (the store is this object)."""
-
-        def work() -> None:
-            now = self.now()
-            for ended in [key for key, until in self._revoked.items() if until < now]:
-                del self._revoked[ended]
-            self._revoked[session_id] = max(expires_at, self._revoked.get(session_id, expires_at))
-
-        self._locked("revoke a dashboard session", work)
-
-    def session_revoked(self, session_id: str) -> bool:
-        """Whether the session was ended."""
-        return self._locked("check a dashboard session", lambda: session_id in self._revoked)
-
-    def list_workers(self) -> builtins.list[WorkerInfo]:
-        """The worker processes known, by host, supervisor and id."""
-        return self._locked("list workers", lambda: sorted(
-            self._workers.values(), key=lambda w: (w.hostname, w.supervisor_pid, w.worker_id)))
 
     def close(self) -> None:
         """Forget every job; the store must not be used afterwards."""

@@ -1,4 +1,4 @@
-"""The built-in storage backends, registered through the same hook a third party uses."""
+"""Internal: the built-in storage backends, registered by the hook a third party uses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stored rows read as records without trusting them: the store is a trust boundary.
+"""Internal: stored rows read as records without trusting them (a trust boundary).
 
 A SQL backend's row may hold what jobkit never wrote (a row edited by hand, a store written
 before its schema checked types): text in ``priority``, a time in milliseconds, PostgreSQL's
@@ -26,6 +26,18 @@ from jobkit.records import (
     UnreadableValue,
     decode_json,
 )
+
+#: The largest row id both backends store (a signed 64-bit integer).
+MAX_ID = 2**63 - 1
+
+
+def job_key(job_id: str) -> int | None:
+    """The row id of a job id; ``None`` for anything that is not the canonical form of one."""
+    if job_id.isascii() and job_id.isdigit() and str(int(job_id)) == job_id:
+        key = int(job_id)
+        return key if key <= MAX_ID else None
+    return None
+
 
 #: What an unreadable time reads as.
 STAND_IN_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -126,8 +138,11 @@ class RowReader:
 
 
 def set_aside_error(record: JobRecord, *, replaced: bool = False) -> str:
-    """The error of a job set aside because of ``record.unreadable``: each column and what
-    was found there (``replaced``: by a schema upgrade, which stored a stand-in instead)."""
+    """The error of a job set aside because of ``record.unreadable``.
+
+    Each column and what was found there (``replaced``: by a schema upgrade, which stored a
+    stand-in instead).
+    """
     flaws = "; ".join(f"{column}: {flaw}" for column, flaw in record.unreadable.items())
     if replaced:
         return f"{SET_ASIDE} when the schema was upgraded ({flaws}; each replaced by a stand-in)"
@@ -135,8 +150,11 @@ def set_aside_error(record: JobRecord, *, replaced: bool = False) -> str:
 
 
 def _policy(stored: Any) -> RetryPolicy:
-    """The stored retry policy; the defaults for one that does not fit (a forged or corrupt
-    row must not stop the queue: its params are still checked before anything runs)."""
+    """The stored retry policy.
+
+    The defaults for one that does not fit (a forged or corrupt row must not stop the queue: its
+    params are still checked before anything runs).
+    """
     try:
         return RetryPolicy(**stored)
     except TypeError:  # not a mapping, unknown keys, UnreadableJSON
@@ -161,11 +179,14 @@ _DECODE_ERRORS = (TypeError, ValueError, OverflowError, OSError, AttributeError)
 
 
 def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
-    """A ``jobkit_jobs`` row as a :class:`JobRecord`; ``time`` and ``load`` decode the backend's
-    time and JSON columns. Never raises for what a column holds (see the module's docstring).
+    """A ``jobkit_jobs`` row as a :class:`JobRecord`.
+
+    ``time`` and ``load`` decode the backend's time and JSON columns. Never raises for what a
+    column holds (see the module's docstring).
 
     The hot path (every claim reads its rows) builds the record at once and checks its types
-    with a few identity tests; only a row that fails them is read column by column."""
+    with a few identity tests; only a row that fails them is read column by column.
+    """
     try:
         record = JobRecord(
             id=str(row["id"]),
@@ -196,8 +217,10 @@ def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
 
 
 def _well_typed(record: JobRecord) -> bool:
-    """Whether every field of a record built straight from a row holds its type (the times
-    were decoded already: a stored value that is no time raised)."""
+    """Whether every field of a record built straight from a row holds its type.
+
+    The times were decoded already: a stored value that is no time raised.
+    """
     progress = record.progress
     return (
         type(record.priority) is int and type(record.attempts) is int
@@ -242,8 +265,7 @@ def _read_carefully(row: Row, time: Decode, load: Decode) -> JobRecord:
 
 
 def attempt_from_row(row: Row, time: Decode) -> Attempt:
-    """A ``jobkit_attempts`` row as an :class:`Attempt` (never raises, as
-    :func:`record_from_row`)."""
+    """A ``jobkit_attempts`` row as an :class:`Attempt`; never raises, like the records' reader."""
     read = RowReader(row, time)
     outcome = None
     if row["outcome"] is not None:

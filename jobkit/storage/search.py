@@ -1,6 +1,7 @@
-"""Searching jobs: the query the dashboard sends to a store's ``search`` (the optional
-capability of :mod:`jobkit.storage.capabilities`), what it means, and the SQL the SQL backends
-build from it.
+"""Internal: searching jobs, the query the dashboard sends to a store's ``search``.
+
+The query of the optional capability ``search`` (:mod:`jobkit.storage.capabilities`), what it
+means, and the SQL the SQL backends build from it.
 
 A :class:`JobQuery` filters by status, job name, method, priority, creation time and text in
 the params, sorts by one of :data:`SORTS`, and pages with a *cursor* (the last row's sort key)
@@ -23,6 +24,7 @@ import attrs
 
 from jobkit.masking import mask_secrets
 from jobkit.records import WAITING_STATUSES, JobRecord, JobStatus, check_aware
+from jobkit.storage.rows import MAX_ID  # the largest job id a cursor may name
 
 Sort = Literal["newest", "oldest", "next"]
 #: The sorts a search allows: ``newest``/``oldest`` by id (creation order); ``next``: the
@@ -31,8 +33,6 @@ Sort = Literal["newest", "oldest", "next"]
 SORTS: tuple[Sort, ...] = ("newest", "oldest", "next")
 #: The most rows one search returns.
 MAX_LIMIT = 500
-#: The largest job id a cursor may name (a signed 64-bit row id).
-MAX_ID = 2**63 - 1
 
 
 def _positive_limit(instance: Any, attribute: Any, value: int) -> None:
@@ -75,8 +75,11 @@ class SearchPage:
 
 @attrs.frozen
 class Count:
-    """How many jobs a search finds: exact, more than the cap asked for (``over``), or at least
-    ``n`` when counting stopped to keep the answer quick (``exact`` false)."""
+    """How many jobs a search finds.
+
+    Exact, more than the cap asked for (``over``), or at least ``n`` when counting stopped to keep
+    the answer quick (``exact`` false).
+    """
 
     n: int
     exact: bool = True
@@ -89,8 +92,7 @@ class Count:
 
 
 def page_of(query: JobQuery, found: list[JobRecord]) -> SearchPage:
-    """The page for up to ``limit + 1`` jobs found in order: the extra one says a next page
-    exists."""
+    """The page for up to ``limit + 1`` jobs found in order (the extra one: a next page exists)."""
     shown = found[: query.limit]
     more = len(found) > query.limit
     return SearchPage(shown, cursor_of(shown[-1], query.sort) if more else None)
@@ -163,8 +165,10 @@ def _next_key(record: JobRecord) -> tuple[int, datetime, int]:
 
 def search_in(query: JobQuery, records: Iterable[JobRecord], limit: int | None = None
               ) -> list[JobRecord]:
-    """The jobs ``query`` finds among ``records``, in order, after its cursor: at most
-    ``limit`` (default ``query.limit``)."""
+    """The jobs ``query`` finds among ``records``, in order, after its cursor.
+
+    At most ``limit`` (default ``query.limit``).
+    """
     found = [record for record in records if matches(query, record)]
     if query.sort == "next":
         found.sort(key=_next_key)
@@ -188,8 +192,11 @@ Bind = Callable[[str], str]
 
 @attrs.frozen
 class SearchSQL:
-    """What the SQL backends run for a search: the ``WHERE`` and ``ORDER BY`` clauses and their
-    bound values. ``text`` is in ``params`` only as a pre-filter: check :func:`matches`."""
+    """What the SQL backends run for a search.
+
+    The ``WHERE`` and ``ORDER BY`` clauses and their bound values. ``text`` is in ``params`` only
+    as a pre-filter: check :func:`matches`.
+    """
 
     where: str
     order: str
@@ -203,9 +210,12 @@ def build_sql(
     contains: Callable[[str], str],
     window: tuple[int, int] | None = None,
 ) -> SearchSQL:
-    """The clauses of ``query``. ``time`` turns a datetime into the backend's bound value;
-    ``contains(placeholder)`` is the backend's test that the params' text holds the value;
-    ``window`` keeps to ids from ``window[0]`` up to (not including) ``window[1]``."""
+    """The clauses of ``query``.
+
+    ``time`` turns a datetime into the backend's bound value; ``contains(placeholder)`` is the
+    backend's test that the params' text holds the value; ``window`` keeps to ids from
+    ``window[0]`` up to (not including) ``window[1]``.
+    """
     conditions: list[str] = []
     params: dict[str, Any] = {}
 

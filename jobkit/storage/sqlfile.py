@@ -1,4 +1,4 @@
-"""Named SQL sections in a package file (``-- name: claim`` ... up to the next name).
+"""Internal: named SQL sections in a package file (``-- name: claim`` ... to the next).
 
 The SQL of each backend lives in a ``.sql`` file next to it, so it reads (and diffs) as SQL.
 ``migration_<n>`` sections build the schema, numbered 1, 2, 3 ... without gaps.
@@ -25,8 +25,10 @@ def sections(filename: str) -> dict[str, str]:
 
 
 def migrations(named: dict[str, str], filename: str) -> list[tuple[int, str]]:
-    """The ``migration_<n>`` sections among ``named`` (the sections of ``filename``) as
-    ``(n, sql)``, in order."""
+    """The ``migration_<n>`` sections among ``named`` as ``(n, sql)``, in order.
+
+    ``named`` are the sections of ``filename``.
+    """
     found = sorted(
         (int(name.removeprefix("migration_")), sql)
         for name, sql in named.items()

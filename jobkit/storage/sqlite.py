@@ -7,72 +7,37 @@ claim the same job. Each thread gets its own connection; the SQL lives in ``sqli
 from __future__ import annotations
 
 import builtins
-import contextlib
 import itertools
 import json
 import os
-import random
 import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import attrs
-
-from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError, StoreLost
-from jobkit.records import (
-    Attempt,
-    AttemptOutcome,
-    JobRecord,
-    JobStatus,
-    Lease,
-    NewJob,
-    utcnow,
-)
-from jobkit.storage.base import Clock
+from jobkit.exceptions import ConfigError, JobNotFoundInStorage
+from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob
 from jobkit.storage.capabilities import NeedsUpkeep, WakesWorkers
 from jobkit.storage.filewatch import FileWatch, watch
-from jobkit.storage.rows import attempt_from_row, record_from_row, set_aside_error
-from jobkit.storage.sql import SQLStorage, job_key, new_record
-from jobkit.storage.sqlfile import migrations as sql_migrations
-from jobkit.storage.sqlfile import sections
+from jobkit.storage.rows import job_key
+from jobkit.storage.sql import fence_of, new_record
+from jobkit.storage.sqlite_file import (
+    SQLiteFile,
+    attempt_of_row,
+    is_busy,
+    job_of_row,
+    queries,
+    stamp,
+    to_epoch,
+)
 
-T = TypeVar("T")
-
-_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: ``scheme:///path``: the registry chose the class by the scheme (``sqlite``, or the scheme a
 #: subclass is registered under); the rest names the file.
 _URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*):///(?P<path>.*)\Z", re.DOTALL)
-
-
-def queries() -> dict[str, str]:
-    """The named sections of ``sqlite.sql`` (``-- name: claim`` ...), read once."""
-    return sections("sqlite.sql")
-
-
-def migrations() -> builtins.list[tuple[int, str]]:
-    """The ``migration_<n>`` sections of ``sqlite.sql`` as ``(n, sql)``, in order."""
-    return sql_migrations(queries(), "sqlite.sql")
-
-
-def split_statements(script: str) -> builtins.list[str]:
-    """Split a section into statements (``executescript`` would commit the open transaction)."""
-    statements: builtins.list[str] = []
-    pending = ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            statements.append(pending.strip())
-            pending = ""
-    if pending.strip() and not all(
-        not part.strip() or part.strip().startswith("--") for part in pending.splitlines()
-    ):
-        raise RuntimeError(f"sqlite.sql: unterminated statement: {pending.strip()[:60]!r}")
-    return statements
 
 
 def _scheme_and_path(url: str) -> tuple[str, str]:
@@ -80,33 +45,6 @@ def _scheme_and_path(url: str) -> tuple[str, str]:
     found = _URL.match(url)
     return (found["scheme"], found["path"]) if found else ("", "")
 
-
-def _to_epoch(value: datetime) -> float:
-    return value.timestamp()
-
-
-def _to_datetime(value: float | None) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, timezone.utc)
-
-
-def _stamp(value: float) -> datetime:
-    """A stored time as a read gives it back."""
-    return datetime.fromtimestamp(value, timezone.utc)
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    """The file at ``path`` as the system knows it, whatever its name: (device, inode)."""
-    found = os.stat(path)
-    return found.st_dev, found.st_ino
-
-
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    message = str(exc).lower()
-    return "locked" in message or "busy" in message
-
-
-#: The schema version from which jobkit_jobs checks the type and range of its columns.
-CHECKED_SCHEMA = 7
 
 #: The columns in which the jobs of one ``enqueue_batch`` statement are alike.
 _ALIKE = ("name", "method", "priority", "max_attempts", "max_crashes", "policy", "available_at")
@@ -117,8 +55,11 @@ def _alike(row: Mapping[str, Any]) -> tuple[Any, ...]:
 
 
 def _batch_insert(batch: builtins.list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    """The INSERT of a run of alike jobs and its parameters: the params' texts alone when none
-    holds a secret (the common, faster case), else with their masked texts."""
+    """The INSERT of a run of alike jobs and its parameters.
+
+    The params' texts alone when none holds a secret (the common, faster case), else with their
+    masked texts.
+    """
     if all(row["params_masked"] is None for row in batch):
         texts: builtins.list[Any] = [row["params"] for row in batch]
         name = "enqueue_batch"
@@ -131,20 +72,8 @@ def _batch_insert(batch: builtins.list[dict[str, Any]]) -> tuple[str, dict[str, 
 #: Seconds between two looks at ``PRAGMA data_version`` while a worker waits for jobs.
 WAKE_INTERVAL = 0.004
 
-#: WAL pages after which a commit checkpoints by itself (SQLite's default is 1,000): a worker's
-#: supervisor checkpoints every second (:meth:`SQLiteStorage.housekeep`), off the hot path.
-WAL_AUTOCHECKPOINT = 10_000
 
-
-def _job(row: sqlite3.Row) -> JobRecord:
-    return record_from_row(row, _to_datetime, json.loads)
-
-
-def _attempt(row: sqlite3.Row) -> Attempt:
-    return attempt_from_row(row, _to_datetime)
-
-
-class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
+class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
     """Jobs in one SQLite file: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
 
     Safe to share between threads (one connection per thread) and between processes (WAL mode,
@@ -158,56 +87,13 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
 
     scheme = "sqlite"
 
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        clock: Clock = utcnow,
-        busy_timeout: float = 30.0,
-        synchronous: str = "NORMAL",
-    ) -> None:
-        super().__init__(clock=clock)
-        if str(path) in ("", ":memory:") or str(path).startswith("file:"):
-            raise ConfigError(
-                f"sqlite storage needs a file path, got {str(path)!r} (use memory:// for an "
-                "in-process store)"
-            )
-        if synchronous.upper() not in _SYNCHRONOUS:
-            raise ConfigError(
-                f"sqlite storage: synchronous must be one of {', '.join(_SYNCHRONOUS)}, "
-                f"got {synchronous!r}"
-            )
-        if busy_timeout < 0:
-            raise ConfigError(f"sqlite storage: busy_timeout must be >= 0, got {busy_timeout!r}")
-        self.path = Path(path).absolute()
-        #: The scheme :attr:`url` names: the one :meth:`from_url` was given.
-        self._scheme = self.scheme
-        self._busy_timeout = float(busy_timeout)
-        self._synchronous = synchronous.upper()
-        self._local = threading.local()
-        self._connections: dict[threading.Thread, sqlite3.Connection] = {}
-        #: (pid, watch on the -wal file) for idle workers' waits, made on first use
-        self._wal: tuple[int, FileWatch | None] | None = None
-        self._connections_lock = threading.Lock()
-        self._closed = False
-        self._pid = os.getpid()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(f"sqlite storage {self.path}: no folder: {exc}") from exc
-        try:
-            self.migrate()
-            #: The file the connections opened (device, inode), for :meth:`check_health`.
-            self._identity = _identity(self.path)
-        except BaseException:
-            self.close()
-            raise
-
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStorage:
-        """Open ``sqlite:///rel/path.db`` (relative to the working directory) or
-        ``sqlite:////abs/path.db``; ``options`` go to the constructor, but for ``durability``
-        (jobs.yaml's): ``"full"`` means ``synchronous="FULL"``. The folder is created."""
+        """Open ``sqlite:///rel/path.db`` or ``sqlite:////abs/path.db``; the folder is created.
+
+        A relative path is relative to the working directory. ``options`` go to the constructor,
+        but for ``durability`` (jobs.yaml's): ``"full"`` means ``synchronous="FULL"``.
+        """
         scheme, path = _scheme_and_path(url)
         if not path:
             raise ConfigError(
@@ -234,252 +120,13 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
             f"SQLiteStorage.from_url({self.url!r})"
         )
 
-    # -- connections and transactions ---------------------------------------------------------
-
-    def _connection(self, operation: str) -> sqlite3.Connection:
-        if self._closed:
-            raise StorageError(f"sqlite storage {self.path}: {operation}: the store is closed")
-        if os.getpid() != self._pid:  # forked: a SQLite connection must never cross a fork
-            self._pid = os.getpid()
-            self._local = threading.local()
-            self._connections = {}
-            self._connections_lock = threading.Lock()
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
-        try:
-            conn = sqlite3.connect(
-                self.path,
-                timeout=self._busy_timeout,
-                isolation_level=None,  # we issue BEGIN IMMEDIATE / COMMIT ourselves
-                check_same_thread=False,  # only close() touches another thread's connection
-            )
-            conn.row_factory = sqlite3.Row
-            # PRAGMA values cannot be bound; both are validated or built from numbers above
-            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-            conn.execute("PRAGMA foreign_keys = ON")
-            # busy: retried by _attempt with pauses from 0.2 ms; SQLite's own handler sleeps
-            # 1 ms and more per try, which two busy workers taking turns pay on every job
-            conn.execute("PRAGMA busy_timeout = 0")
-            # a checkpoint (copy the WAL into the file, an fsync) inside a commit costs that
-            # commit milliseconds: workers checkpoint in the background (housekeep); this is
-            # the backstop when no worker runs
-            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT}")
-        except sqlite3.Error as exc:
-            raise StorageError(f"sqlite storage {self.path}: cannot open the file: {exc}") from exc
-        with self._connections_lock:
-            if self._closed:
-                conn.close()
-                raise StorageError(f"sqlite storage {self.path}: {operation}: the store is closed")
-            # a worker starts a heartbeat thread per job: close the connections of ended threads
-            for thread in [thread for thread in self._connections if not thread.is_alive()]:
-                self._connections.pop(thread).close()
-            self._connections[threading.current_thread()] = conn
-        self._local.conn = conn
-        return conn
-
-    def _transaction(
-        self,
-        operation: str,
-        work: Callable[[sqlite3.Connection], T],
-        *,
-        write: bool | None = True,
-        busy_budget: float | None = None,
-    ) -> T:
-        """Run ``work`` in one transaction; retry it while the database is busy, up to
-        ``busy_budget`` (default ``busy_timeout``) in all; turn every driver error into
-        ``StorageError``. ``write=None``: ``work`` runs one statement, its own transaction
-        (no ``BEGIN`` and ``COMMIT`` round trips)."""
-        conn = self._connection(operation)
-        budget = self._busy_timeout if busy_budget is None else busy_budget
-        return self._attempt(operation, conn, work, write, budget)
-
-    def _attempt(
-        self,
-        operation: str,
-        conn: sqlite3.Connection,
-        work: Callable[[sqlite3.Connection], T],
-        write: bool | None,
-        budget: float,
-    ) -> T:
-        deadline = time.monotonic() + budget
-        pause = 0.0002
-        while True:
-            try:
-                if write is None:  # one statement, atomic by itself
-                    return work(conn)
-                try:
-                    conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-                    result = work(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    if conn.in_transaction:  # the original error is the one to report
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
-                return result
-            except sqlite3.OperationalError as exc:
-                if _is_busy(exc) and time.monotonic() + pause < deadline:
-                    time.sleep(pause * random.uniform(0.5, 1.5))
-                    pause = min(pause * 1.5, 0.02)
-                    continue
-                raise self._error(operation, exc) from exc
-            except sqlite3.Error as exc:
-                raise self._error(operation, exc) from exc
-
-    def _error(self, operation: str, exc: sqlite3.Error) -> StorageError:
-        if self._closed:
-            return StorageError(f"sqlite storage {self.path}: {operation}: the store is closed")
-        return StorageError(f"sqlite storage {self.path}: {operation} failed: {exc}")
-
-    def migrate(self) -> int:
-        """Bring the schema to the newest version and return it; safe to run from many
-        processes at once."""
-        steps = migrations()
-        latest = steps[-1][0]
-        sql = queries()
-
-        def current(conn: sqlite3.Connection) -> int:
-            if not conn.execute(sql["has_schema_version"]).fetchall():
-                return 0
-            version: int = conn.execute(sql["schema_version"]).fetchone()[0]
-            return version
-
-        def upgrade(conn: sqlite3.Connection) -> None:
-            conn.execute(sql["create_schema_version"])
-            version = current(conn)
-            if version > latest:
-                raise StorageError(
-                    f"sqlite storage {self.path}: the schema is at version {version}, newer than "
-                    f"this jobkit knows ({latest}); upgrade jobkit"
-                )
-            if version == latest:
-                return
-            for number, script in steps:
-                if number > version:
-                    if number == CHECKED_SCHEMA:
-                        self._set_aside_unreadable(conn)
-                    for statement in split_statements(script):
-                        conn.execute(statement)
-            if conn.execute("PRAGMA foreign_key_check").fetchall():
-                raise StorageError(
-                    f"sqlite storage {self.path}: the schema upgrade would leave attempts or "
-                    "log lines without their job; nothing was changed"
-                )
-            conn.execute(sql["clear_schema_version"])
-            conn.execute(sql["set_schema_version"], {"version": latest})
-
-        def set_wal(conn: sqlite3.Connection) -> None:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StorageError(f"sqlite storage {self.path}: cannot use WAL (mode {mode!r})")
-
-        def foreign_keys(on: bool) -> Callable[[sqlite3.Connection], None]:
-            def switch(conn: sqlite3.Connection) -> None:
-                conn.execute(f"PRAGMA foreign_keys = {'ON' if on else 'OFF'}")
-
-            return switch
-
-        self._autocommit("switch to WAL", set_wal)
-        if self._transaction("read the schema version", current, write=False) != latest:
-            # off while a table is rebuilt (its DROP would delete the rows that refer to it);
-            # upgrade checks them before it commits
-            self._autocommit("turn foreign keys off", foreign_keys(False))
-            try:
-                self._transaction("migrate the schema", upgrade)
-            finally:
-                self._autocommit("turn foreign keys on", foreign_keys(True))
-        return latest
-
-    def _set_aside_unreadable(self, conn: sqlite3.Connection) -> None:
-        """Before the schema checks types (migration :data:`CHECKED_SCHEMA`): fail each row it
-        would refuse, quoting what its bad columns held, which get a stand-in. Nothing else of
-        the row changes; its open attempt is closed."""
-        now = _to_epoch(self.now())
-        for row in conn.execute(queries()["unreadable_rows"]).fetchall():
-            record = _job(row)
-            flaws = record.unreadable or {"row": "does not fit the schema"}
-            error = set_aside_error(attrs.evolve(record, unreadable=flaws), replaced=True)
-            conn.execute(queries()["set_aside_unreadable"],
-                         {"job_id": row["id"], "error": error, "now": now})
-            conn.execute(
-                queries()["close_attempt"],
-                {"job_id": row["id"], "now": now, "outcome": AttemptOutcome.FAILED.value,
-                 "error": error, "traceback": None},
-            )
-
-    def _autocommit(self, operation: str, work: Callable[[sqlite3.Connection], None]) -> None:
-        """Run ``work`` outside a transaction (PRAGMAs that refuse one), retrying while busy."""
-        conn = self._connection(operation)
-        deadline = time.monotonic() + self._busy_timeout
-        while True:
-            try:
-                work(conn)
-                return
-            except sqlite3.OperationalError as exc:
-                if not (_is_busy(exc) and time.monotonic() < deadline):
-                    raise self._error(operation, exc) from exc
-                time.sleep(random.uniform(0.005, 0.02))
-
-    def check_health(self) -> None:
-        """Raise ``StoreLost`` when the file at :attr:`path` is no longer the one this store
-        opened (device and inode): deleted, or replaced by another. Open connections would
-        go on with the deleted file, silently, while new ones (and other processes) use the
-        new file."""
-        try:
-            now = _identity(self.path)
-        except (FileNotFoundError, NotADirectoryError):  # the file, or its folder, is gone
-            now = None
-        except OSError:
-            return  # cannot look (permissions): the store's own calls will say what is wrong
-        if now != self._identity:
-            what = "deleted" if now is None else (
-                "replaced (deleted and made again, or another file moved there)")
-            raise StoreLost(
-                f"sqlite storage {self.path}: the database file was {what} while in use: this "
-                "process still writes to the old file, which new enqueues no longer reach"
-            )
-
-    def housekeep(self) -> None:
-        """Checkpoint the WAL without waiting for anyone (``PASSIVE``): the copy into the
-        database file and its fsync happen here, in the supervisor, instead of inside the
-        commit of an enqueue or a job that crossed the threshold."""
-        conn = self._connection("checkpoint the WAL")
-        try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-        except sqlite3.Error as exc:
-            if not (isinstance(exc, sqlite3.OperationalError) and _is_busy(exc)):
-                raise self._error("checkpoint the WAL", exc) from exc
-
-    def _one(self, conn: sqlite3.Connection, name: str, params: Mapping[str, Any]) -> Any:
-        rows = conn.execute(queries()[name], params).fetchall()
-        return rows[0] if rows else None
-
-    def _fenced_in(
-        self,
-        conn: sqlite3.Connection,
-        name: str,
-        lease: Lease,
-        outcome: AttemptOutcome,
-        error: str | None,
-        traceback: str | None,
-        params: Mapping[str, Any],
-    ) -> JobRecord | None:
-        """See :meth:`SQLStorage._fenced_in`."""
-        key = job_key(lease.job_id)
-        if key is None:
-            return None
-        now = _to_epoch(self.now())
-        fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
-        row = self._one(conn, name, {**fence, "now": now, "error": error, **params})
-        if row is None:
-            return None
-        conn.execute(
-            queries()["close_attempt"],
-            {"job_id": key, "now": now, "outcome": outcome.value, "error": error,
-             "traceback": traceback},
-        )
-        return _job(row)
+    def _update_and_close(self, conn: sqlite3.Connection, name: str,
+                          params: Mapping[str, Any]) -> Any:
+        """See :meth:`SQLStorage._update_and_close` (two statements)."""
+        row = self._one(conn, name, params)
+        if row is not None:
+            conn.execute(queries()["close_attempt"], params)
+        return row
 
     # -- writes of the app ---------------------------------------------------------------------
 
@@ -492,12 +139,14 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
         return self._insert(jobs, f"enqueue {len(jobs)} jobs") if jobs else []
 
     def _insert(self, jobs: builtins.list[NewJob], operation: str) -> builtins.list[JobRecord]:
-        """Insert ``jobs`` (one statement for one job: its own transaction) and build their
-        records from what was inserted, without reading the rows back."""
+        """Insert ``jobs`` and build their records from what was inserted.
+
+        One statement for one job, its own transaction; the rows are not read back.
+        """
         rows = [self._new_job(job) for job in jobs]
 
         def work(conn: sqlite3.Connection) -> builtins.list[int]:
-            now = _to_epoch(self.now())
+            now = to_epoch(self.now())
             for row in rows:
                 row["now"] = now
             if len(rows) == 1:
@@ -513,14 +162,14 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
             return keys
 
         keys = self._transaction(operation, work, write=None if len(rows) == 1 else True)
-        now = _stamp(rows[0]["now"])  # one for all
+        now = stamp(rows[0]["now"])  # one for all
         return [
             new_record(
                 key,
                 job,
                 row["params"],
                 now,
-                now if row["available_at"] is None else _stamp(row["available_at"]),
+                now if row["available_at"] is None else stamp(row["available_at"]),
                 json.loads,
             )
             for key, job, row in zip(keys, jobs, rows, strict=True)
@@ -533,7 +182,7 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
             raise JobNotFoundInStorage(job_id)
 
         def work(conn: sqlite3.Connection) -> JobRecord | None:
-            now = _to_epoch(self.now())
+            now = to_epoch(self.now())
             row = self._one(conn, "cancel", {"job_id": key, "now": now})
             if row is None:
                 if self._one(conn, "exists", {"job_id": key}) is None:
@@ -544,42 +193,46 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
                 {"job_id": key, "now": now, "outcome": AttemptOutcome.CANCELLED.value,
                  "error": None, "traceback": None},
             )
-            return _job(row)
+            return job_of_row(row)
 
         return self._transaction(f"cancel job {job_id}", work)
 
     def _retry(self, job_id: str) -> JobRecord | None:
-        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now, its error
-        cleared and ``max_attempts`` raised to allow one more attempt if needed. ``None`` for
-        other statuses; ``JobNotFoundInStorage`` for an unknown id."""
+        """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now.
+
+        Its error is cleared and ``max_attempts`` raised to allow one more attempt if needed.
+        ``None`` for other statuses; ``JobNotFoundInStorage`` for an unknown id.
+        """
         key = job_key(job_id)
         if key is None:
             raise JobNotFoundInStorage(job_id)
 
         def work(conn: sqlite3.Connection) -> JobRecord | None:
-            row = self._one(conn, "retry", {"job_id": key, "now": _to_epoch(self.now())})
+            row = self._one(conn, "retry", {"job_id": key, "now": to_epoch(self.now())})
             if row is None:
                 if self._one(conn, "exists", {"job_id": key}) is None:
                     raise JobNotFoundInStorage(job_id)
                 return None
-            return _job(row)
+            return job_of_row(row)
 
         return self._transaction(f"retry job {job_id}", work)
 
     # -- writes of the worker ------------------------------------------------------------------
 
-    def _claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
-        """Atomically take the next due job (see :meth:`Storage.claim`)."""
-        if self._idle_and_nothing_due(worker_id):
-            return None
-        record = super()._claim(worker_id, lease_seconds)
-        self._local.busy = record is not None
-        return record
+    def _nothing_to_claim(self, worker_id: str, limit: int) -> bool:
+        """See :meth:`SQLStorage._nothing_to_claim`: :meth:`_idle_and_nothing_due`."""
+        return limit < 1 or self._idle_and_nothing_due(worker_id)
+
+    def _claimed(self, found: bool) -> None:
+        """Remember whether this thread's last claim found a job (then it is busy)."""
+        self._local.busy = found
 
     def _idle_and_nothing_due(self, worker_id: str) -> bool:
-        """Whether this thread's last claim found nothing and no job is due now: a read-only
-        look, which keeps idle pollers off the write lock. A thread whose last claim found a
-        job is busy and most likely finds another: it claims at once."""
+        """Whether this thread's last claim found nothing and no job is due now.
+
+        A read-only look, which keeps idle pollers off the write lock. A thread whose last claim
+        found a job is busy and most likely finds another: it claims at once.
+        """
         if getattr(self._local, "busy", False):
             return False
         sql = queries()
@@ -587,7 +240,7 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
         def due(conn: sqlite3.Connection) -> bool:
             # what wait_for_jobs compares with: a commit after this look wakes it at once
             self._local.seen = conn.execute("PRAGMA data_version").fetchone()[0]
-            return bool(conn.execute(sql["has_due_job"], {"now": _to_epoch(self.now())}).fetchall())
+            return bool(conn.execute(sql["has_due_job"], {"now": to_epoch(self.now())}).fetchall())
 
         operation = f"claim a job for worker {worker_id}"
         return not self._transaction(operation, due, write=False)
@@ -604,9 +257,9 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
     ) -> builtins.list[JobRecord]:
         """Up to ``limit`` jobs claimed in one statement, their attempts opened in one more."""
         now = self.now()
-        epoch = _to_epoch(now)
+        epoch = to_epoch(now)
         params = {"worker_id": worker_id, "now": epoch,
-                  "lease_expires_at": _to_epoch(now + timedelta(seconds=lease_seconds))}
+                  "lease_expires_at": to_epoch(now + timedelta(seconds=lease_seconds))}
         claimed: builtins.list[JobRecord] = []
         while len(claimed) < limit:  # again only when rows nobody can read were set aside
             rows = conn.execute(
@@ -619,7 +272,7 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
                 [{"job_id": row["id"], "attempt": row["attempts"], "worker_id": worker_id,
                   "now": epoch} for row in rows],
             )
-            records = [_job(row) for row in rows]
+            records = [job_of_row(row) for row in rows]
             readable = self._readable(conn, records)
             claimed += readable
             if len(readable) == len(records):  # nothing set aside: all that was due
@@ -629,7 +282,7 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
 
     def _set_aside_in(self, conn: sqlite3.Connection, key: int, error: str) -> None:
         """See :meth:`SQLStorage._set_aside_in`."""
-        now = _to_epoch(self.now())
+        now = to_epoch(self.now())
         conn.execute(queries()["set_aside"], {"job_id": key, "error": error, "now": now})
         conn.execute(
             queries()["close_attempt"],
@@ -637,25 +290,10 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
              "traceback": None},
         )
 
-    def complete_and_claim_many(
-        self,
-        completions: Sequence[tuple[Lease, Any]],
-        worker_id: str,
-        lease_seconds: float,
-        limit: int,
-    ) -> tuple[builtins.list[JobRecord | None], builtins.list[JobRecord]]:
-        """See :meth:`SQLStorage.complete_and_claim_many`; remembers whether it claimed."""
-        if not completions and (limit < 1 or self._idle_and_nothing_due(worker_id)):
-            return [], []
-        done, claimed = super().complete_and_claim_many(
-            completions, worker_id, lease_seconds, limit
-        )
-        self._local.busy = bool(claimed)
-        return done, claimed
-
     def wait_for_jobs(self, timeout: float, stop: threading.Event | None = None) -> None:
-        """Block until another connection commits to the file (a job may be due), ``timeout``
-        seconds pass or ``stop`` is set.
+        """Block until another connection commits, ``timeout`` seconds pass or ``stop`` is set.
+
+        A commit to the file means a job may be due.
 
         SQLite cannot notify. On Linux the wait is on the ``-wal`` file, which every commit
         writes to (inotify, :mod:`jobkit.storage.filewatch`): no polling, and a wake-up within
@@ -687,14 +325,17 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
                 if conn.execute("PRAGMA data_version").fetchone()[0] != seen:
                     return
         except sqlite3.OperationalError as exc:
-            if not _is_busy(exc):  # busy (a checkpoint): look for jobs now, no harm done
+            if not is_busy(exc):  # busy (a checkpoint): look for jobs now, no harm done
                 raise self._error("wait for jobs", exc) from exc
         except sqlite3.Error as exc:
             raise self._error("wait for jobs", exc) from exc
 
     def _wal_watch(self) -> FileWatch | None:
-        """This process's watch on the ``-wal`` file (made once; ``None`` where there is no
-        inotify). The file exists while a connection is open, as this thread's is."""
+        """This process's watch on the ``-wal`` file, made once.
+
+        ``None`` where there is no inotify. The file exists while a connection is open, as this
+        thread's is.
+        """
         with self._connections_lock:
             if self._wal is None or self._wal[0] != os.getpid():
                 # SQLite names the WAL after the real path (symlinks resolved)
@@ -710,25 +351,21 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
         return self._fenced_update(
             f"heartbeat job {lease.job_id}", "heartbeat", lease,
             busy_budget=min(self._busy_timeout, lease_seconds / 4) if lease_seconds > 0 else None,
-            lease_expires_at=_to_epoch(self.now() + timedelta(seconds=lease_seconds)),
+            lease_expires_at=to_epoch(self.now() + timedelta(seconds=lease_seconds)),
         )
 
     def _fenced_update(
         self, operation: str, name: str, lease: Lease, *, busy_budget: float | None = None,
         **params: Any,
     ) -> bool:
-        key = job_key(lease.job_id)
-        if key is None:
+        fence = fence_of(lease)
+        if fence is None:
             return False
-        fence = {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
 
         def work(conn: sqlite3.Connection) -> bool:
             return conn.execute(queries()[name], {**fence, **params}).rowcount == 1
 
         return self._transaction(operation, work, busy_budget=busy_budget)
-
-    def _time(self, value: datetime) -> float:
-        return _to_epoch(value)
 
     def _prune_batch(self, finished_before: Any, batch_size: int) -> int:
         params = {"finished_before": finished_before, "batch_size": batch_size}
@@ -742,14 +379,14 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
         """Take back running jobs whose lease expired (see :meth:`Storage.requeue_expired`)."""
 
         def expired(conn: sqlite3.Connection) -> bool:
-            now = {"now": _to_epoch(self.now())}
+            now = {"now": to_epoch(self.now())}
             return bool(conn.execute(queries()["has_expired_lease"], now).fetchall())
 
         def work(conn: sqlite3.Connection) -> builtins.list[JobRecord]:
-            params = {"now": _to_epoch(self.now())}
+            params = {"now": to_epoch(self.now())}
             conn.execute(queries()["close_expired_attempts"], params)
             rows = conn.execute(queries()["requeue_expired"], params).fetchall()
-            return sorted((_job(row) for row in rows), key=lambda record: int(record.id))
+            return sorted((job_of_row(row) for row in rows), key=lambda record: int(record.id))
 
         if not self._transaction("look for expired leases", expired, write=False):
             return []
@@ -767,7 +404,7 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
             row = self._one(conn, "get", {"job_id": key})
             if row is None:
                 raise JobNotFoundInStorage(job_id)
-            return _job(row)
+            return job_of_row(row)
 
         return self._transaction(f"get job {job_id}", work, write=False)
 
@@ -781,7 +418,7 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
             if self._one(conn, "exists", {"job_id": key}) is None:
                 raise JobNotFoundInStorage(job_id)
             rows = conn.execute(queries()["attempts"], {"job_id": key}).fetchall()
-            return [_attempt(row) for row in rows]
+            return [attempt_of_row(row) for row in rows]
 
         return self._transaction(f"read the attempts of job {job_id}", work, write=False)
 
@@ -793,7 +430,7 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
 
         def work(conn: sqlite3.Connection) -> builtins.list[JobRecord]:
             rows = conn.execute(queries()[query], {**params, "limit": limit, "offset": offset})
-            return [_job(row) for row in rows.fetchall()]
+            return [job_of_row(row) for row in rows.fetchall()]
 
         return self._transaction("list jobs", work, write=False)
 
@@ -807,50 +444,14 @@ class SQLiteStorage(SQLStorage, WakesWorkers, NeedsUpkeep):
 
         return self._transaction("count jobs", work, write=False)
 
-    def _bind(self, name: str) -> str:
-        return f":{name}"
-
-    def _contains(self, placeholder: str) -> str:
-        return f"instr(coalesce(params_masked, params), {placeholder}) > 0"
-
-    def _select(self, operation: str, sql: str, params: Mapping[str, Any]) -> builtins.list[Any]:
-        return self._transaction(
-            operation, lambda conn: conn.execute(sql, params).fetchall(), write=False
-        )
-
-    def _record(self, row: Any) -> JobRecord:
-        return _job(row)
-
-    def _named(self, operation: str, name: str, params: Mapping[str, Any]) -> builtins.list[Any]:
-        return self._transaction(
-            operation, lambda conn: conn.execute(queries()[name], params).fetchall()
-        )
-
-    def _named_many(self, operation: str, name: str, rows: builtins.list[Mapping[str, Any]]
-                    ) -> None:
-        self._transaction(operation, lambda conn: conn.executemany(queries()[name], rows))
-
-    def _read_time(self, value: Any) -> datetime:
-        return _stamp(value)
-
-    def close(self) -> None:
-        """Close every thread's connection; the store must not be used afterwards."""
-        with self._connections_lock:
-            self._closed = True
-            connections, self._connections = self._connections, {}
-            wal, self._wal = self._wal, None
-        for conn in connections.values():  # best effort: the file stays consistent either way
-            with contextlib.suppress(sqlite3.Error):
-                conn.close()
-        if wal is not None and wal[0] == os.getpid() and wal[1] is not None:
-            wal[1].close()
-
 
 def _filtered(
     query: str, status: JobStatus | None, name: str | None
 ) -> tuple[str, dict[str, Any]]:
-    """The section for a list/count query and its parameters (one section per filter set, so
-    each can use its index)."""
+    """The section for a list/count query and its parameters.
+
+    One section per filter set, so each can use its index.
+    """
     params: dict[str, Any] = {}
     parts: builtins.list[str] = []
     if status is not None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import multiprocessing
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -123,8 +123,11 @@ def lease_of(record: JobRecord) -> Lease:
 
 
 def require(storage: Storage, capability: str, what: str) -> None:
-    """Skip a test of an optional capability the backend does not have (it does not inherit
-    the capability's mixin, :data:`~jobkit.storage.capabilities.OPTIONAL_CAPABILITIES`)."""
+    """Skip a test of an optional capability the backend does not have.
+
+    It does not inherit the capability's mixin
+    (:data:`~jobkit.storage.capabilities.OPTIONAL_CAPABILITIES`).
+    """
     if not supports(storage, capability):
         mixin = OPTIONAL_CAPABILITIES[capability].__name__
         pytest.skip(f"{type(storage).__name__} keeps no {what} (optional capability "
@@ -137,6 +140,33 @@ def claim(storage: Storage, worker_id: str = "w1") -> JobRecord:
     record = storage.claim(worker_id, LEASE)
     assert record is not None, "expected a due job"
     return record
+
+
+def taken_over(
+    storage: Storage, clock: FakeClock, worker_id: str
+) -> tuple[JobRecord, Lease, JobRecord]:
+    """Make a job whose first lease expired and which ``worker_id`` then claimed again.
+
+    Returns the job as enqueued, the stale lease of ``w1``'s first attempt, and the new claim.
+    """
+    job = storage.enqueue(new_job(clock()))
+    stale = lease_of(claim(storage, "w1"))
+    clock.advance(LEASE + 1)
+    storage.requeue_expired()
+    return job, stale, claim(storage, worker_id)
+
+
+def assert_left_alone(
+    storage: Storage, change: Callable[[str], JobRecord | None], jobs: Iterable[JobRecord]
+) -> None:
+    """Check that ``change`` (a cancel or a manual retry) refuses each job and changes nothing.
+
+    Refusing is returning ``None``; the job reads the same before and after.
+    """
+    for job in jobs:
+        before = storage.get(job.id)
+        assert change(job.id) is None
+        assert storage.get(job.id) == before
 
 
 class StorageFixtures:
@@ -159,16 +189,22 @@ class StorageFixtures:
 
     @pytest.fixture
     def storage_url(self, storage: Storage) -> str | None:
-        """A URL from which ``type(storage).from_url`` opens the same store in another process,
-        or ``None`` for a store that lives in one process only (multi-process tests skip)."""
+        """A URL that opens the same store in another process, or ``None``.
+
+        ``type(storage).from_url`` opens it; ``None`` for a store that lives in one process only
+        (multi-process tests skip).
+        """
         return None
 
     @pytest.fixture
     def spoil_row(self, storage: Storage) -> Callable[[str], str] | None:
-        """For a backend whose rows can hold what it cannot read (a SQL table written by hand):
-        a function that, behind the store's back, puts such a value in one column of the job
-        with this id (past the schema's checks) and returns the column's name. ``None`` (the
-        default, right for a store of Python objects) skips the tests of unreadable rows."""
+        """A way to spoil a row, for a backend whose rows can hold what it cannot read.
+
+        A SQL table written by hand can. A function that, behind the store's back, puts such a
+        value in one column of the job with this id (past the schema's checks) and returns the
+        column's name. ``None`` (the default, right for a store of Python objects) skips the
+        tests of unreadable rows.
+        """
         return None
 
 
@@ -221,9 +257,11 @@ class RoundTripTests(StorageFixtures):
     def test_enqueue_many_of_mixed_jobs_matches_what_is_read(
         self, storage: Storage, clock: FakeClock
     ) -> None:
-        """Runs of alike jobs and odd ones out, due now or later, with awkward params, after
-        the newest jobs were pruned: every record equals what get reads, and ids are never
-        reused."""
+        """A batch of mixed jobs is read back as enqueue_many returned it.
+
+        Runs of alike jobs and odd ones out, due now or later, with awkward params, after the
+        newest jobs were pruned: every record equals what get reads, and ids are never reused.
+        """
         for _ in range(3):
             storage.cancel(storage.enqueue(new_job(clock())).id)
         newest = max(int(record.id) for record in storage.list())
@@ -443,8 +481,10 @@ class LeaseTests(StorageFixtures):
         assert storage.requeue_expired() == []
 
     def test_an_expired_job_is_retried(self, storage: Storage, clock: FakeClock) -> None:
-        """A lost lease closes the attempt as lost and makes the job retrying, due now; the crash
-        is counted and gives its attempt back."""
+        """A lost lease closes the attempt as lost and makes the job retrying, due now.
+
+        The crash is counted and gives its attempt back.
+        """
         job = storage.enqueue(new_job(clock(), max_attempts=2))
         claim(storage, "w1")
         clock.advance(LEASE + 1)
@@ -528,11 +568,7 @@ class LeaseTests(StorageFixtures):
         self, storage: Storage, clock: FakeClock
     ) -> None:
         """After expiry and a new claim, the old worker's writes change nothing."""
-        job = storage.enqueue(new_job(clock()))
-        stale = lease_of(claim(storage, "w1"))
-        clock.advance(LEASE + 1)
-        storage.requeue_expired()
-        current = claim(storage, "w2")
+        job, stale, current = taken_over(storage, clock, "w2")
         progress = supports(storage, "progress")
         assert not progress or set_progress(storage, lease_of(current), 0.5, "halfway")
         before = storage.get(job.id)
@@ -553,11 +589,7 @@ class LeaseTests(StorageFixtures):
         self, storage: Storage, clock: FakeClock
     ) -> None:
         """A lease names its attempt: the same worker's lease of attempt 1 fails in attempt 2."""
-        job = storage.enqueue(new_job(clock()))
-        stale = lease_of(claim(storage, "w1"))
-        clock.advance(LEASE + 1)
-        storage.requeue_expired()
-        current = claim(storage, "w1")
+        job, stale, current = taken_over(storage, clock, "w1")
         assert current.attempts == 2
         assert storage.settle(stale, SUCCEEDED, result="stale") is None
         assert storage.get(job.id).status is JobStatus.RUNNING
@@ -657,8 +689,7 @@ class OutcomeTests(StorageFixtures):
         assert numbers == [(1, AttemptOutcome.FAILED), (2, None)]
 
     def test_release_hands_the_job_back(self, storage: Storage, clock: FakeClock) -> None:
-        """release makes the job pending in its old place in the queue; the attempt does not
-        count."""
+        """A release makes the job pending in its place in the queue; the attempt is not counted."""
         job = storage.enqueue(new_job(clock(), delay=-5))
         lease = lease_of(claim(storage, "w1"))
         clock.advance(4)
@@ -721,10 +752,7 @@ class CancelTests(StorageFixtures):
         storage.settle(lease_of(claim(storage)), SUCCEEDED, result="ok")
         storage.settle(lease_of(claim(storage)), FAILED, error="boom", traceback=None)
         storage.cancel(jobs[2].id)
-        for job in jobs:
-            before = storage.get(job.id)
-            assert storage.cancel(job.id) is None
-            assert storage.get(job.id) == before
+        assert_left_alone(storage, storage.cancel, jobs)
 
     def test_cancel_an_unknown_job_raises(self, storage: Storage) -> None:
         """cancel raises JobNotFoundInStorage for an unknown id."""
@@ -774,10 +802,7 @@ class ManualRetryTests(StorageFixtures):
                        retry_at=clock() + timedelta(hours=1))
         running = storage.enqueue(new_job(clock()))
         claim(storage)
-        for job in (pending, completed, retrying, running):
-            before = storage.get(job.id)
-            assert storage.retry(job.id) is None
-            assert storage.get(job.id) == before
+        assert_left_alone(storage, storage.retry, [pending, completed, retrying, running])
 
     def test_retry_an_unknown_job_raises(self, storage: Storage) -> None:
         """retry raises JobNotFoundInStorage for an unknown id."""
@@ -939,8 +964,11 @@ def claim_until_empty(storage_class: type[Storage], url: str, worker_id: str) ->
 def run_in_processes(
     target: Any, storage_class: type[Storage], url: str, count: int, timeout: float = 60.0
 ) -> list[Any]:
-    """Run ``target(storage_class, url, worker_id)`` in ``count`` spawned processes that start
-    together; their return values. A child's exception fails the test with its traceback."""
+    """Run ``target`` in ``count`` spawned processes that start together; their results.
+
+    Each runs ``target(storage_class, url, worker_id)``. A child's exception fails the test with
+    its traceback.
+    """
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(count)
     results = context.Queue()
@@ -981,14 +1009,18 @@ def _child(
 
 
 class SearchConformance(StorageFixtures):
-    """Capability ``search`` (or its fallback over the core): ``search`` and
-    ``count_matching`` find what :func:`jobkit.storage.search.matches` says,
-    in order, page after page."""
+    """Capability ``search`` (or its fallback over the core).
+
+    ``search`` and ``count_matching`` find what :func:`jobkit.storage.search.matches` says, in
+    order, page after page.
+    """
 
     @pytest.fixture
     def mixed(self, storage: Storage, clock: FakeClock) -> list[JobRecord]:
-        """30 jobs: three names, two methods, priorities 0-2, created a second apart; some
-        completed, failed or cancelled; one with a secret."""
+        """30 jobs: three names, two methods, priorities 0-2, created a second apart.
+
+        Some completed, failed or cancelled; one with a secret.
+        """
         made = []
         for n in range(30):
             params: dict[str, Any] = {"n": n, "tag": f"t{n % 4}"}
@@ -1087,8 +1119,10 @@ class WorkersConformance(StorageFixtures):
     def test_workers_are_registered_beaten_and_forgotten(
         self, storage: Storage, clock: FakeClock
     ) -> None:
-        """Worker processes are listed by host, supervisor and id, beaten, replaced, removed
-        and forgotten when not seen."""
+        """Worker processes are listed, beaten, replaced, removed and forgotten.
+
+        Listed by host, supervisor and id; forgotten when not seen.
+        """
         require(storage, "workers", "worker processes")
         roster = workers_of(storage)
         started = clock()
@@ -1114,8 +1148,7 @@ class JobLogsConformance(StorageFixtures):
     def test_job_log_lines_are_kept_with_their_job(
         self, storage: Storage, clock: FakeClock
     ) -> None:
-        """Log lines are kept in order with their job (none for an unknown one) and pruned
-        with it."""
+        """Log lines are kept in order with their job (none for an unknown job), pruned with it."""
         require(storage, "job_logs", "job log lines")
         logs = job_logs_of(storage)
         job = storage.enqueue(new_job(clock()))
@@ -1159,8 +1192,7 @@ class UnreadableRowTests(StorageFixtures):
         return spoil_row
 
     def test_what_the_store_wrote_reads_whole(self, storage: Storage, clock: FakeClock) -> None:
-        """Every record and attempt read back from what the store wrote has nothing
-        unreadable."""
+        """Every record and attempt read back from what the store wrote has nothing unreadable."""
         job = storage.enqueue(new_job(clock()))
         storage.settle(lease_of(claim(storage)), SUCCEEDED, result={"ok": True})
         assert storage.get(job.id).unreadable == {}
@@ -1170,8 +1202,11 @@ class UnreadableRowTests(StorageFixtures):
     def test_a_claim_sets_an_unreadable_row_aside(
         self, storage: Storage, clock: FakeClock, spoil: Callable[[str], str]
     ) -> None:
-        """The claim fails the unreadable job and its attempt, naming the column, and returns
-        the next job; the unreadable job is never handed out."""
+        """The claim fails the unreadable job and returns the next one.
+
+        The job and its attempt are failed, naming the column; the unreadable job is never handed
+        out.
+        """
         bad = storage.enqueue(new_job(clock(), priority=5))
         column = spoil(bad.id)
         good = storage.enqueue(new_job(clock()))
@@ -1214,8 +1249,10 @@ class UnreadableRowTests(StorageFixtures):
 
 
 class SessionsConformance(StorageFixtures):
-    """Capability ``sessions`` (or its fallback, this process): dashboard sessions signed
-    out, revoked for every dashboard over a store that has it."""
+    """Capability ``sessions`` (or its fallback, this process).
+
+    Dashboard sessions signed out, revoked for every dashboard over a store that has it.
+    """
 
     def test_a_revoked_session_stays_revoked(
         self, storage: Storage, clock: FakeClock, storage_url: str | None
@@ -1265,13 +1302,17 @@ class ProgressConformance(StorageFixtures):
 
 
 class BatchesConformance(StorageFixtures):
-    """Capability ``batches`` (or its fallback over the core): a batch of completions and the
-    next claims, what a worker does after each batch."""
+    """Capability ``batches`` (or its fallback over the core).
+
+    A batch of completions and the next claims, what a worker does after each batch.
+    """
 
     def test_complete_and_claim(self, storage: Storage, clock: FakeClock) -> None:
-        """A completion with a claim of one completes the attempt and claims the next job by the
-        claim rules;
-        a stale lease's completion is refused but the claim still happens."""
+        """A completion with a claim of one completes the attempt and claims the next job.
+
+        The claim follows the claim rules; a stale lease's completion is refused but the claim
+        still happens.
+        """
         first = storage.enqueue(new_job(clock()))
         low = storage.enqueue(new_job(clock(), priority=0))
         high = storage.enqueue(new_job(clock(), priority=5))
@@ -1289,8 +1330,10 @@ class BatchesConformance(StorageFixtures):
         assert attempt.outcome is None and attempt.worker_id == "w1"
 
     def test_complete_and_claim_many(self, storage: Storage, clock: FakeClock) -> None:
-        """complete_and_claim_many completes each attempt (a stale lease's completion is
-        refused, the others are not), then claims up to ``limit`` jobs in claim order."""
+        """complete_and_claim_many completes each attempt, then claims up to ``limit`` jobs.
+
+        A stale lease's completion is refused, the others are not; the claims are in claim order.
+        """
         jobs = [storage.enqueue(new_job(clock(), priority=p)) for p in (0, 9, 0, 5, 0)]
         first = lease_of(claim(storage, "w1"))
         second = lease_of(claim(storage, "w1"))
@@ -1320,9 +1363,11 @@ class BatchesConformance(StorageFixtures):
     def test_a_batch_is_claimed_in_claim_order_with_its_attempts(
         self, storage: Storage, clock: FakeClock
     ) -> None:
-        """A claim of several jobs takes them in the order one-at-a-time claims would (highest
-        priority, then the earliest due, then the oldest), each with its attempt opened, and
-        leaves jobs not due yet."""
+        """A claim of several jobs takes them in claim order, each with its attempt opened.
+
+        The order one-at-a-time claims would take (highest priority, then the earliest due, then
+        the oldest); jobs not due yet are left.
+        """
         later = storage.enqueue(new_job(clock(), delay=60))
         due_late = storage.enqueue(new_job(clock(), delay=-5))
         low = storage.enqueue(new_job(clock(), priority=-1, delay=-20))
@@ -1351,9 +1396,11 @@ class CoreConformance(
     ClosedStoreTests,
     UnreadableRowTests,
 ):
-    """Every rule of the ``Storage`` core that one process can check: what a backend that
-    implements the core alone passes. Add :class:`ConcurrencyTests` for a store shared by
-    processes, and the class of each optional capability it has."""
+    """Every rule of the ``Storage`` core that one process can check.
+
+    What a backend that implements the core alone passes. Add :class:`ConcurrencyTests` for a store
+    shared by processes, and the class of each optional capability it has.
+    """
 
 
 #: The tests of each optional capability, by name (:data:`OPTIONAL_CAPABILITIES`).
@@ -1378,10 +1425,15 @@ class InProcessStorageConformance(
     ProgressConformance,
     BatchesConformance,
 ):
-    """The core and every optional capability that one process can check: for stores that
-    live in one process (``memory://``). Shared stores use :class:`StorageConformance`."""
+    """The core and every optional capability that one process can check.
+
+    For stores that live in one process (``memory://``). Shared stores use
+    :class:`StorageConformance`.
+    """
 
 
 class StorageConformance(InProcessStorageConformance, ConcurrencyTests):
-    """The core and every optional capability, processes included; subclass it and supply the
-    ``storage`` and ``storage_url`` fixtures."""
+    """The core and every optional capability, processes included.
+
+    Subclass it and supply the ``storage`` and ``storage_url`` fixtures.
+    """

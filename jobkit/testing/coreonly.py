@@ -1,6 +1,8 @@
-"""A store with the ``Storage`` core alone, made from any store: what a third party's minimal
-backend offers, to check that an app, a worker or a page works without the optional
-capabilities (:mod:`jobkit.storage.capabilities`)."""
+"""A store with the ``Storage`` core alone, made from any store.
+
+What a third party's minimal backend offers, to check that an app, a worker or a page works without
+the optional capabilities (:mod:`jobkit.storage.capabilities`).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ from jobkit.storage.base import Storage
 
 
 class CoreOnlyStorage(Storage):
-    """The core of ``inner`` and nothing else: every hook is the inner store's public method,
-    and no capability mixin is inherited, so the callers fall back to what the core can do."""
+    """The core of ``inner`` and nothing else.
+
+    Every hook is the inner store's public method, and no capability mixin is inherited, so the
+    callers fall back to what the core can do.
+    """
 
     scheme = "coreonly"
 
@@ -26,8 +31,10 @@ class CoreOnlyStorage(Storage):
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> CoreOnlyStorage:
-        """``coreonly+<url>``: the core of the store ``<url>`` opens (built-in schemes only),
-        e.g. ``coreonly+sqlite:///jobs.db``."""
+        """``coreonly+<url>``: the core of the store ``<url>`` opens.
+
+        Built-in schemes only, e.g. ``coreonly+sqlite:///jobs.db``.
+        """
         from jobkit.plugins import StorageRegistry
         from jobkit.storage import plugin
 
