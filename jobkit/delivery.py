@@ -2,9 +2,11 @@
 
 The thread that changed a job only appends its event to a deque: no lock, no notify, so it does
 not trade the GIL with the delivery thread for every event. The delivery thread is woken (one
-``Event.set``) only when it sleeps; it then waits :data:`LINGER` seconds for more events to
-come, and delivers all it finds, in order. A flush does not wait for the linger; what is
-queued is flushed (boundedly) when the interpreter exits.
+``Event.set``) only when it sleeps. Woken after :data:`QUIET` seconds without events, it
+delivers at once; woken sooner (events keep coming), it first waits :data:`LINGER` seconds for
+more, so that a burst costs one wake-up per batch. Either way it delivers all it finds, in
+order. A flush does not wait for the linger; what is queued is flushed (boundedly) when the
+interpreter exits.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from loguru import logger
 
 from jobkit.records import JobEvent
 
-#: How long the delivery thread, once woken, waits for more events before it delivers (seconds):
-#: the most an event waits for its thread when nothing is flushed, and what lets a burst of
-#: events cost one wake-up.
-LINGER = 0.005
+#: How long the delivery thread, woken while events keep coming, waits for more before it
+#: delivers (seconds): the most an event waits for its thread, and what lets a burst of events
+#: cost one wake-up.
+LINGER = 0.02
+
+#: After this long without a batch (seconds), the delivery thread delivers the next event at once.
+QUIET = 0.1
 
 
 class _Flush:
@@ -38,58 +43,51 @@ class _Flush:
 _STOP = _Flush()
 
 
-class DeliveryThread:
-    """Hands events to ``deliver`` on a thread of its own, in batches, in the order emitted.
+class _Run:
+    """One run of a delivery thread: its queue, its signals and its loop.
 
-    ``deliver`` gets a list of events and must try each of them, in order, whatever one of them
-    raises (what escapes it is logged, and the rest of that list is not delivered). A ``deliver``
-    that is slow or hangs delays only the later events of this thread. The thread starts on
-    first use (again in a forked child), and is flushed when the interpreter exits.
+    A thread that is stopped, or forgotten in a forked child, keeps its own run; the next
+    event starts a new one, so an old thread that ends late never touches the new one's state.
     """
 
     def __init__(self, name: str, deliver: Callable[[list[JobEvent]], None]) -> None:
         self.name = name
-        self._deliver_batch = deliver
-        self._queue: deque[JobEvent | _Flush] = deque()
-        self._start_lock = threading.Lock()
-        self._wake = threading.Event()  # set to wake the thread when it sleeps
-        self._hurry = threading.Event()  # set to cut the linger short (a flush, a close)
-        self._idle = False  # the thread sleeps (or is about to) until woken
-        self._in_hand = 0  # how many events the deliverer was given and has not returned
-        self._thread: threading.Thread | None = None
-        _ALL.add(self)
+        self.deliver = deliver
+        self.queue: deque[JobEvent | _Flush] = deque()
+        self.wake = threading.Event()  # set to wake the thread when it sleeps
+        self.hurry = threading.Event()  # set to cut the linger short (a flush, a close)
+        self.idle = False  # the thread sleeps (or is about to) until woken
+        self.in_hand = 0  # how many events the deliverer was given and has not returned
+        self.thread = threading.Thread(target=self.loop, name=name, daemon=True)
 
     def emit(self, event: JobEvent) -> None:
-        """Queue ``event`` for delivery."""
-        if self._thread is None:  # first use, or a forked child (see _forget_threads)
-            self._start()
-        self._queue.append(event)
-        if self._idle:  # read after the append: see _run for why no event is left asleep
-            self._idle = False
-            self._wake.set()
+        """Queue ``event``; wake the thread if it sleeps."""
+        self.queue.append(event)
+        if self.idle:  # read after the append: see loop() for why no event is left asleep
+            self.idle = False
+            self.wake.set()
 
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._thread is not None:
-                return  # another thread started it meanwhile
-            self._queue = deque()  # a forked child does not deliver its parent's events
-            self._wake, self._hurry, self._idle = threading.Event(), threading.Event(), False
-            thread = threading.Thread(target=self._run, name=self.name, daemon=True)
-            thread.start()
-            self._thread = thread
-            atexit.register(self.close)  # a script that never closes its app loses nothing
+    def mark(self, item: _Flush) -> None:
+        """Queue ``item`` and have the thread reach it without lingering."""
+        self.queue.append(item)
+        self.hurry.set()
+        self.idle = False
+        self.wake.set()
 
-    def _run(self) -> None:
-        queue, wake, hurry = self._queue, self._wake, self._hurry
+    def loop(self) -> None:
+        """Deliver batches until the stop mark."""
+        queue, wake, hurry = self.queue, self.wake, self.hurry
+        last_batch = -QUIET
         while True:
             # Say "asleep" first, then look: an emit either appended before the look (and is
-            # seen now) or reads _idle after it (and wakes the thread).
-            self._idle = True
+            # seen now) or reads ``idle`` after it (and wakes the thread).
+            self.idle = True
             if not queue:
                 wake.wait()
             wake.clear()
-            self._idle = False
-            hurry.wait(LINGER)
+            self.idle = False
+            if time.monotonic() - last_batch < QUIET:  # events keep coming: gather a batch
+                hurry.wait(LINGER)
             hurry.clear()  # a flush that comes after this finds its mark delivered promptly
             while queue:
                 events: list[JobEvent] = []
@@ -101,57 +99,92 @@ class DeliveryThread:
                         break
                     events.append(item)
                 if events:
-                    self._deliver(events)
+                    self.deliver_batch(events)
                 if mark is _STOP:
                     return
                 if mark is not None:
                     mark.done.set()
+            last_batch = time.monotonic()
 
-    def _deliver(self, events: list[JobEvent]) -> None:
-        self._in_hand = len(events)
+    def deliver_batch(self, events: list[JobEvent]) -> None:
+        """Hand ``events`` to the deliverer; log what escapes it."""
+        self.in_hand = len(events)
         try:
-            self._deliver_batch(events)
+            self.deliver(events)
         except BaseException:  # the deliverer's own protection failed: log, go on
             logger.opt(exception=True).error("{name}: delivering events failed", name=self.name)
         finally:
-            self._in_hand = 0
+            self.in_hand = 0
 
-    def _mark(self, item: _Flush) -> None:
-        """Queue ``item`` and have the thread reach it without lingering."""
-        self._queue.append(item)
-        self._hurry.set()
-        self._idle = False
-        self._wake.set()
+    def undelivered(self) -> int:
+        """How many events wait, at most: those queued and those in the deliverer's hands."""
+        queued = sum(not isinstance(item, _Flush) for item in list(self.queue))
+        return queued + self.in_hand
+
+
+class DeliveryThread:
+    """Hands events to ``deliver`` on a thread of its own, in batches, in the order emitted.
+
+    ``deliver`` gets a list of events and must try each of them, in order, whatever one of them
+    raises (what escapes it is logged, and the rest of that list is not delivered). A ``deliver``
+    that is slow or hangs delays only the later events of this thread. The thread starts on
+    first use (again in a forked child), and is flushed when the interpreter exits.
+    """
+
+    def __init__(self, name: str, deliver: Callable[[list[JobEvent]], None]) -> None:
+        self.name = name
+        self.deliver = deliver
+        self._run: _Run | None = None
+        self._start_lock = threading.Lock()
+        _ALL.add(self)
+
+    def emit(self, event: JobEvent) -> None:
+        """Queue ``event`` for delivery."""
+        run = self._run
+        if run is None:  # first use, after close, or in a forked child (see _forget_threads)
+            run = self._start()
+        run.emit(event)
+
+    def _start(self) -> _Run:
+        with self._start_lock:
+            if self._run is None:  # else another thread started it meanwhile
+                run = _Run(self.name, self.deliver)
+                run.thread.start()
+                self._run = run
+                atexit.register(self.close)  # a script that never closes its app loses nothing
+            return self._run
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every event emitted so far was delivered; ``False`` on timeout."""
-        if self._thread is None:
-            return True  # nothing was emitted in this process
+        run = self._run
+        if run is None:
+            return True  # nothing was emitted in this process since the last close
         mark = _Flush()
-        self._mark(mark)
+        run.mark(mark)
         return mark.done.wait(max(0.0, timeout))
 
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued (waiting at most ``timeout``), then stop the thread."""
-        if self._thread is None:
+        run = self._run
+        if run is None:
             return
         if not self.flush(timeout):
             logger.warning(
                 "{name}: still busy after {t:g} s; up to {n} event(s) not delivered",
                 name=self.name,
                 t=timeout,
-                n=self.undelivered(),
+                n=run.undelivered(),
             )
-        self._mark(_STOP)
-        self._thread = None
+        run.mark(_STOP)
+        self._run = None
 
     def undelivered(self) -> int:
         """How many events wait, at most (a snapshot).
 
         Those queued and those in the deliverer's hands, some of which it may have delivered.
         """
-        queued = sum(not isinstance(item, _Flush) for item in list(self._queue))
-        return queued + self._in_hand
+        run = self._run
+        return 0 if run is None else run.undelivered()
 
 
 #: Every delivery thread, so that a forked child forgets the threads of its parent.
@@ -165,7 +198,7 @@ def _forget_threads() -> None:
     its own, without its parent's events.
     """
     for delivery in list(_ALL):
-        delivery._thread = None
+        delivery._run = None
         delivery._start_lock = threading.Lock()  # another thread of the parent may have held it
 
 

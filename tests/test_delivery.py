@@ -83,7 +83,8 @@ class TestBatches:
         """Without a flush, an event emitted to an idle thread is delivered (after the linger)."""
         delivery.emit(_event(1))
         assert delivery.flush(timeout=5)
-        wait_for(lambda: delivery._idle, 5, "the thread to fall asleep")
+        wait_for(lambda: delivery._run is not None and delivery._run.idle, 5,
+                 "the thread to fall asleep")
         delivery.emit(_event(2))
         wait_for(lambda: recorder.ids == ["1", "2"], 5, "the second event")
 
@@ -96,6 +97,16 @@ class TestBatches:
             delivery.emit(_event(number))
             assert delivery.flush(timeout=5)
         assert recorder.ids == ["0", "1", "2"]
+
+    def test_a_closed_thread_starts_again_on_the_next_event(
+        self, delivery: DeliveryThread, recorder: Recorder
+    ) -> None:
+        """After close, the next event starts a new thread; the old one ends on its own."""
+        delivery.emit(_event(1))
+        delivery.close(timeout=5)
+        delivery.emit(_event(2))
+        assert delivery.flush(timeout=5)
+        assert recorder.ids == ["1", "2"]
 
     def test_events_of_several_threads_all_arrive_each_in_order(
         self, delivery: DeliveryThread, recorder: Recorder
@@ -190,7 +201,7 @@ def test_a_forked_child_delivers_its_own_events_only(
     if pid == 0:  # the child: its copy of the recorder was held at the gate
         try:
             child = Recorder()
-            delivery._deliver_batch = child
+            delivery.deliver = child
             delivery.emit(_event(2))
             ok = delivery.flush(timeout=5)
             os.write(write, f"{ok} {','.join(child.ids)}".encode())
