@@ -26,7 +26,7 @@ from jobkit.records import JobEvent
 #: How long the delivery thread, woken while events keep coming, waits for more before it
 #: delivers (seconds): the most an event waits for its thread, and what lets a burst of events
 #: cost one wake-up.
-LINGER = 0.02
+LINGER = 0.05
 
 #: After this long without a batch (seconds), the delivery thread delivers the next event at once.
 QUIET = 0.1
