@@ -1,4 +1,4 @@
-"""The lines a job logs through ``self.log``, kept in the store per attempt for the dashboard.
+"""Internal: the lines a job logs through ``self.log``, kept in the store per attempt.
 
 ``self.log`` is a loguru logger with a patcher that copies each record it logs (after loguru's
 level checks: a line no sink takes is not kept either) into the attempt's buffer. The buffer is
