@@ -1,11 +1,12 @@
-"""Delivering job events: to jobkit's own listeners at once, to the plugins' ``jobkit_job_event``
-on a thread of their own.
+"""Internal: delivering job events, to jobkit's listeners at once and to plugins on a thread.
 
 jobkit's own listeners (the job log, the notifications of ``jobs.yaml``) are plain functions the
 dispatcher calls in the thread that changed the job: they are fast and keep the job log in order
-with the lines jobs log themselves. The plugins' implementations are called through pluggy's
-hook caller, so ``JOBKIT_TRACE_PLUGINS`` (pluggy's hook call monitoring) and hook wrappers apply
-to them as to every other hook.
+with the lines jobs log themselves. The plugins' ``jobkit_job_event`` implementations are called
+on a thread of their own (:mod:`jobkit.delivery`), in batches: handing an event over costs the
+caller an append to a queue. They are called through pluggy's hook caller, so
+``JOBKIT_TRACE_PLUGINS`` (pluggy's hook call monitoring) and hook wrappers apply to them as to
+every other hook.
 """
 
 from __future__ import annotations
@@ -60,19 +61,25 @@ class PluginCallers:
             self._impls = impls
         return self._callers
 
-    def deliver(self, event: JobEvent) -> None:
-        """Call every plugin's implementation with ``event``; log the ones that raise."""
-        for plugin, caller in self.callers():
-            try:
-                caller(event=event)
-            except Exception:
-                _log_failure(f"plugin {plugin}", event)
+    def deliver(self, events: list[JobEvent]) -> None:
+        """Call every plugin's implementation with each of ``events`` in turn.
+
+        The ones that raise are logged, a ``SystemExit`` too: it must not keep the event from
+        the other plugins.
+        """
+        callers = self.callers()  # the plugins of the batch's start (registering is rare)
+        for event in events:
+            for plugin, caller in callers:
+                try:
+                    caller(event=event)
+                except BaseException:
+                    _log_failure(f"plugin {plugin}", event)
 
 
 class EventDispatcher:
-    """Delivers job events: jobkit's own listeners at once, every plugin on a delivery thread,
-    in order; each notifier has a thread of its own as well.
+    """Delivers job events: jobkit's own listeners at once, plugins on a thread, in order.
 
+    Every plugin is told on one delivery thread; each notifier has a thread of its own as well.
     A plugin's hook that is slow or hangs delays only later events to plugins, never the job or
     the caller that changed its state. :meth:`flush` waits (boundedly) for the events emitted.
     """
@@ -91,20 +98,23 @@ class EventDispatcher:
 
     def emit(self, event: JobEvent) -> None:
         """Tell the listeners of ``event`` and queue it for the plugins."""
-        self.emit_all((event,))
+        self._tell(event, self.log)
+        for listener in self.listeners:
+            self._tell(event, listener)
+        if self.plugins:  # with no plugin listening, no thread is started
+            self._plugins.emit(event)
 
     def emit_all(self, events: Iterable[JobEvent]) -> None:
         """:meth:`emit` each of ``events`` in order."""
-        listeners = [self.log, *self.listeners]
-        plugins = bool(self.plugins)  # with no plugin listening, no thread is started
         for event in events:
-            for listener in listeners:
-                try:
-                    listener(event)
-                except Exception:
-                    _log_failure(f"jobkit's listener {_name(listener)}", event)
-            if plugins:
-                self._plugins.emit(event)
+            self.emit(event)
+
+    @staticmethod
+    def _tell(event: JobEvent, listener: Listener) -> None:
+        try:
+            listener(event)
+        except Exception:
+            _log_failure(f"jobkit's listener {_name(listener)}", event)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every event emitted so far was delivered; ``False`` on timeout."""

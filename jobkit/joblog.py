@@ -1,4 +1,4 @@
-"""The lines a job logs through ``self.log``, kept in the store per attempt for the dashboard.
+"""Internal: the lines a job logs through ``self.log``, kept in the store per attempt.
 
 ``self.log`` is a loguru logger with a patcher that copies each record it logs (after loguru's
 level checks: a line no sink takes is not kept either) into the attempt's buffer. The buffer is
@@ -66,9 +66,12 @@ class AttemptLog:
                                             message))
 
     def flush(self, *, final: bool = False) -> None:
-        """Write the lines captured since the last flush (at the end, ``final``, with a line
-        saying how many were left out). Never raises: the job's outcome matters more than its
-        lines; a store that is down keeps them for the next flush (none after the final one)."""
+        """Write the lines captured since the last flush.
+
+        At the end (``final``), with a line saying how many were left out. Never raises: the
+        job's outcome matters more than its lines; a store that is down keeps them for the next
+        flush (none after the final one).
+        """
         try:
             dropped_note = None
             if final and self._dropped:
@@ -98,8 +101,10 @@ class AttemptLog:
 
 
 def _storable(text: str) -> str:
-    """``text`` as every store can keep it: a NUL (PostgreSQL's text refuses it) and lone
-    surrogates (not UTF-8) shown as escapes."""
+    """``text`` as every store can keep it.
+
+    A NUL (PostgreSQL's text refuses it) and lone surrogates (not UTF-8) are shown as escapes.
+    """
     text = text.replace("\x00", "\\x00")
     try:
         text.encode("utf-8")

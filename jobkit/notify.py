@@ -82,8 +82,10 @@ def build_subscriptions(config: Config, registry: NotifierClasses) -> list[Subsc
 
 def _notifier(registry: NotifierClasses, plugin: str, options: Any, where: str,
               errors: list[str]) -> Notifier | None:
-    """The notifier of one entry; None, with its problems added to ``errors``, if it does not
-    fit."""
+    """The notifier of one entry.
+
+    ``None``, with its problems added to ``errors``, if it does not fit.
+    """
     try:
         cls = registry.get(plugin)
         return cls(structure_options(cls.Options, options, where))
@@ -103,10 +105,13 @@ def with_notifier_problems(
     path: str | os.PathLike[str] | None,
     notifiers: Callable[[], NotifierClasses],
 ) -> ConfigError:
-    """``error`` (the file ``path`` did not load) with the problems that the notifier classes
-    ``notifiers()`` returns find in the file's raw ``notifications:`` entries, all in the
-    order of the file; ``error`` itself when there are none, or ``notifiers()`` raises
-    ``ConfigError`` (the plugins do not load)."""
+    """``error`` with the problems the notifier classes find in the file's notifications.
+
+    ``error`` says why the file ``path`` did not load; the classes ``notifiers()`` returns look
+    at the file's raw ``notifications:`` entries, and their problems join ``error``'s, all in
+    the order of the file. ``error`` itself when they find none, or ``notifiers()`` raises
+    ``ConfigError`` (the plugins do not load).
+    """
     from jobkit.config import raw_notifications
 
     entries = raw_notifications(path)
@@ -128,8 +133,11 @@ def with_notifier_problems(
 
 
 def _line_number(problem: str) -> float:
-    """Where a problem goes (as ``load_config`` orders them): by the line it names
-    (``jobs.yaml:12: ...``), one of the file without a line first, the environment's last."""
+    """Where a problem goes, as ``load_config`` orders them.
+
+    By the line it names (``jobs.yaml:12: ...``); one of the file without a line first, the
+    environment's last.
+    """
     if problem.startswith("environment "):
         return float("inf")
     found = re.match(r"^.*?:(\d+): ", problem)
@@ -161,16 +169,20 @@ class NotificationDispatcher:
                 thread.emit(event)
 
 
-def _notify(subscription: Subscription, event: JobEvent) -> None:
-    """Deliver one event; a notifier that raises is logged, and delivery goes on."""
+def _notify(subscription: Subscription, events: list[JobEvent]) -> None:
+    """Deliver a batch of events, in order.
+
+    A notifier that raises is logged, and delivery goes on with the next event.
+    """
     from loguru import logger
 
-    try:
-        subscription.notifier.notify(event)
-    except Exception:
-        logger.opt(exception=True).error(
-            "notifier {notifier} failed for job {job_id} ({kind})",
-            notifier=type(subscription.notifier).__name__,
-            job_id=event.job.id,
-            kind=str(event.kind),
-        )
+    for event in events:
+        try:
+            subscription.notifier.notify(event)
+        except BaseException:  # a SystemExit too: the next events are still delivered
+            logger.opt(exception=True).error(
+                "notifier {notifier} failed for job {job_id} ({kind})",
+                notifier=type(subscription.notifier).__name__,
+                job_id=event.job.id,
+                kind=str(event.kind),
+            )
