@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from stamps import write_stamp as write_stamp  # the jobs import it from stamps
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -161,14 +162,6 @@ def idle_cpu_percent(pid: int, seconds: float) -> tuple[float, int]:
 
 
 # -- stamps: when did a job start ------------------------------------------------------------------
-
-
-def write_stamp(n: int) -> None:
-    """Called first thing by the "stamp" job of every system: append ``n`` and the wall-clock
-    time to the file named by ``BENCH_STAMP_FILE``."""
-    now = time.time()
-    with open(os.environ["BENCH_STAMP_FILE"], "a") as out:
-        out.write(f"{n} {now!r}\n")
 
 
 class StampReader:
