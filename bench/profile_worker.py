@@ -137,7 +137,8 @@ def _table(text: str, top: int) -> list[str]:
 def py_spy(folder: Path, jobs: int, top: int, rate: int) -> str:
     """The drain under ``py-spy record``: each process's top functions by own samples.
 
-    Every thread; one ``py-spy`` attached to the supervisor and one to its worker process as
+    Every thread, sampled only while it holds the GIL (``--gil``: Python work, not waits);
+    one ``py-spy`` attached to the supervisor and one to its worker process as
     soon as it appears (``--subprocesses`` does not follow *spawned* processes here).
     """
     import psutil
@@ -168,23 +169,38 @@ def py_spy(folder: Path, jobs: int, top: int, rate: int) -> str:
     out = []
     for role, (_, raw) in spies.items():
         own: collections.Counter[str] = collections.Counter()
+        inclusive: collections.Counter[str] = collections.Counter()
         for line in raw.read_text().splitlines() if raw.exists() else []:
             stack, _, count = line.rpartition(" ")
-            leaf = stack.split(";")[-1].replace(str(BENCH.parent) + "/", "").replace(
-                str(Path(sys.prefix)), "<venv>")
-            own[leaf] += int(count)
+            frames = [_function(frame) for frame in stack.split(";")[1:]]  # [0]: the thread
+            if not frames:
+                continue
+            own[frames[-1]] += int(count)
+            for frame in set(frames):
+                inclusive[frame] += int(count)
         total = sum(own.values())
-        out.append(f"== {role}: {total} samples at {rate}/s (all threads, not idle) ==")
-        for leaf, count in own.most_common(top):
-            out.append(f"{count:7d} {count / max(total, 1) * 100:5.1f} %  {leaf}")
-        out.append("")
+        out.append(f"== {role}: {total} samples at {rate}/s (every thread, while it holds the "
+                   f"GIL); by own samples, then by inclusive samples ==")
+        for counter in (own, inclusive):
+            for function, count in counter.most_common(top):
+                out.append(f"{count:7d} {count / max(total, 1) * 100:5.1f} %  {function}")
+            out.append("")
     return "\n".join(out)
+
+
+def _function(frame: str) -> str:
+    """A py-spy frame (``name (path:line)``) as its function and file, paths shortened."""
+    name, _, where = frame.partition(" (")
+    path = where.rsplit(":", 1)[0]
+    for prefix, short in ((str(BENCH.parent) + "/", ""), (str(Path(sys.prefix)) + "/", "")):
+        path = path.replace(prefix, short)
+    return f"{name} ({path})"
 
 
 def _attach(spy: str, pid: int, raw: Path, rate: int) -> tuple[subprocess.Popen[bytes], Path]:
     """``py-spy record`` of process ``pid`` into ``raw`` (collapsed stacks), until it exits."""
     return subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
+        [spy, "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate), "--gil",
          "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), raw
 
 
