@@ -400,7 +400,10 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
         "install: jobkit with its `postgres` and `dashboard` extras and every first-party plugin"
         " of `plugins/` (as `make install` installs them), and one notifier configured in "
         "jobs.yaml (a `webhook` for `failed` events, the first example of docs/notifiers.md, to"
-        " a server on 127.0.0.1 that the measurement runs). The peers run in the bare one.",
+        " a server on 127.0.0.1 that the measurement runs). The peers run in the bare one, next"
+        " to each of jobkit's runs (twice a round when both virtualenvs are measured). Before"
+        " measuring, the harness compiles jobkit's sources to bytecode and drops"
+        " PYTHONDONTWRITEBYTECODE for what it starts, as an installed jobkit runs.",
         "",
     ]
     for title, rows in (("Start-up", startup_rows(results)),
@@ -442,7 +445,15 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
         "- Workload: a no-op job with one int param. Drains time the jobs left at the first "
         "poll that sees one started until a poll (every 20 ms) sees none left; start-up (spawn "
         "to first job) is reported apart. Pick-up: one worker process, one job at a time, "
-        "50-150 ms apart; latency = job start (stamped by the job) - return of the enqueue call.",
+        "50-150 ms apart; latency = job start (stamped by the job) - return of the enqueue call."
+        " CPU per job: user + system CPU of all the worker's processes from the first poll that"
+        " sees a job started until the burst worker has exited (RUSAGE_CHILDREN, less what they"
+        " had used at that poll), per job timed; Huey's from psutil over the same window while"
+        " its consumer lives. Listener cost: two apps in one process, one with a"
+        " `jobkit_job_event` plugin that returns at once, taking turns by blocks of 250"
+        " enqueues; the difference in time per enqueue (one event each). Start-up: `import"
+        " jobkit` timed inside a fresh interpreter, `jobkit --help` and `python -c pass` as whole"
+        " commands, medians of `--startup-runs`.",
         "",
         "## Sizes",
         "",
