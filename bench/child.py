@@ -18,14 +18,16 @@ BENCH = Path(__file__).resolve().parent
 MARK = "RESULT:"
 
 
-def run_child(target: str, log: Path, timeout: float = 1800, **kwargs: Any) -> dict[str, Any]:
+def run_child(target: str, log: Path, timeout: float = 1800, python: str | None = None,
+              **kwargs: Any) -> dict[str, Any]:
     """Run ``target`` (``module:function`` of ``bench/``) in a new process; its result.
 
-    The child's output goes to ``log``; a failure raises ``RuntimeError`` with its tail.
+    ``python`` is the interpreter (another virtualenv's), this one's by default. The child's
+    output goes to ``log``; a failure raises ``RuntimeError`` with its tail.
     """
     from common import bench_env
 
-    command = [sys.executable, str(BENCH / "child.py"), target, json.dumps(kwargs)]
+    command = [python or sys.executable, str(BENCH / "child.py"), target, json.dumps(kwargs)]
     done = subprocess.run(
         command, capture_output=True, text=True, env=bench_env(), timeout=timeout, check=False
     )

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from stamps import write_stamp as write_stamp  # the jobs import it from stamps
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -47,9 +48,16 @@ def median(values: Iterable[float]) -> float:
 
 
 def bench_env(extra_paths: Iterable[str | Path] = (), **variables: str) -> dict[str, str]:
-    """The environment of a benchmark subprocess: ``bench/`` (and ``extra_paths``) importable,
-    plus ``variables``."""
+    """The environment of a benchmark subprocess.
+
+    ``bench/`` (and ``extra_paths``) importable, plus ``variables``.
+    ``PYTHONDONTWRITEBYTECODE`` is dropped: with it (some shells and CI images set it), an
+    editable jobkit has no ``__pycache__`` and every process compiles jobkit's sources again on
+    import (about 30 ms of a worker's start-up), which no installed jobkit does. The harness
+    compiles the sources once before measuring (``run.py``).
+    """
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     paths = [str(BENCH), *(str(path) for path in extra_paths)]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
@@ -117,6 +125,33 @@ def cpu_seconds(processes: Iterable[psutil.Process]) -> float:
     return total
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of the process tree of ``pid`` so far.
+
+    Each live process's own time and that of the children it has reaped (multiprocessing's
+    resource tracker, a helper that is no worker, left out).
+    """
+    total = 0.0
+    for process in process_tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            if "resource_tracker" in " ".join(process.cmdline()):
+                continue
+            times = process.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
+    return total
+
+
+def children_cpu_seconds() -> float:
+    """User plus system CPU time of this process's ended children (``RUSAGE_CHILDREN``).
+
+    Those waited for, with their own waited-for descendants.
+    """
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def idle_cpu_percent(pid: int, seconds: float) -> tuple[float, int]:
     """The CPU the process tree of ``pid`` uses over ``seconds``, in % of one core, and how
     many processes the tree has."""
@@ -127,14 +162,6 @@ def idle_cpu_percent(pid: int, seconds: float) -> tuple[float, int]:
 
 
 # -- stamps: when did a job start ------------------------------------------------------------------
-
-
-def write_stamp(n: int) -> None:
-    """Called first thing by the "stamp" job of every system: append ``n`` and the wall-clock
-    time to the file named by ``BENCH_STAMP_FILE``."""
-    now = time.time()
-    with open(os.environ["BENCH_STAMP_FILE"], "a") as out:
-        out.write(f"{n} {now!r}\n")
 
 
 class StampReader:
@@ -233,21 +260,30 @@ def watch_drain(
     spawned_at: float,
     log: Path,
     timeout: float,
+    cpu: Callable[[], float] | None = None,
 ) -> dict[str, float]:
-    """Follow a drain of ``total`` pre-enqueued jobs by asking the store every :data:`POLL`
-    seconds how many are left (``remaining``, the same question for every system).
+    """Follow a drain of ``total`` pre-enqueued jobs; its rate, start-up and CPU readings.
 
-    Start-up is the time from the worker's spawn (``spawned_at``, ``perf_counter``) to the first
-    poll that sees fewer than ``total`` left; the drain rate counts the jobs left at that poll
-    and the time until a poll sees none left, so the start-up is excluded alike for all.
+    The store is asked every :data:`POLL` seconds how many are left (``remaining``, the same
+    question for every system). Start-up is the time from the worker's spawn (``spawned_at``,
+    ``perf_counter``) to the first poll that sees fewer than ``total`` left; the drain rate counts
+    the jobs left at that poll and the time until a poll sees none left, so the start-up is excluded
+    alike for all. ``cpu`` (the workers' CPU seconds so far) is read at that first poll
+    (``cpu_at_first``) and at the poll that sees none left (``cpu_at_end``, while the workers still
+    live).
     """
     first: tuple[float, int] | None = None
+    extra: dict[str, float] = {}
     while True:
         left = remaining()
         now = time.perf_counter()
         if first is None and left < total:
             first = (now, left)
+            if cpu is not None:
+                extra["cpu_at_first"] = cpu()
         if left == 0:
+            if cpu is not None:
+                extra["cpu_at_end"] = cpu()
             break
         if any(process.poll() is not None for process in processes):
             left = remaining()  # a burst worker exits once the last job is done
@@ -264,6 +300,7 @@ def watch_drain(
     started, counted = first if first is not None else (now, 0)
     seconds = now - started
     return {
+        **extra,
         "startup_s": started - spawned_at,
         "drain_s": seconds,
         "jobs_timed": counted,

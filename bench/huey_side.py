@@ -17,7 +17,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from common import StampReader, bench_env, pickup_loop, settle, spawn, stop, watch_drain
+from common import (
+    StampReader,
+    bench_env,
+    pickup_loop,
+    settle,
+    spawn,
+    stop,
+    tree_cpu_seconds,
+    watch_drain,
+)
 
 
 def _environment(workdir: str, fsync: str) -> dict[str, str]:
@@ -65,8 +74,11 @@ def _consumer(workdir: str, fsync: str, workers: int, **env: str) -> tuple[Any, 
 
 def drain(workdir: str, jobs: int, processes: int, fsync: str = "default",
           timeout: float = 1800) -> dict[str, Any]:
-    """Drain throughput of a consumer with ``processes`` process workers over ``jobs``
-    pre-enqueued tasks (enqueued one at a time: Huey has no bulk API)."""
+    """Drain throughput of a consumer with ``processes`` process workers.
+
+    Over ``jobs`` pre-enqueued tasks (enqueued one at a time: Huey has no bulk API).
+    ``cpu_per_job_us``: the CPU (user + system) of the consumer's processes between the first
+    poll that sees a task taken and the poll that sees none left, per task timed."""
     tasks = _tasks(workdir, fsync)
     for n in range(jobs):
         tasks.noop(n)
@@ -80,7 +92,11 @@ def drain(workdir: str, jobs: int, processes: int, fsync: str = "default",
             result = watch_drain(
                 lambda: int(conn.execute("SELECT count(*) FROM task").fetchone()[0]),
                 jobs, [consumer], spawned, log, timeout,
+                cpu=lambda: tree_cpu_seconds(consumer.pid),
             )
+            if result["jobs_timed"] and "cpu_at_end" in result:
+                result["cpu_per_job_us"] = (
+                    (result["cpu_at_end"] - result["cpu_at_first"]) / result["jobs_timed"] * 1e6)
         finally:
             stop(consumer, signal.SIGINT)  # Huey's graceful stop
     finally:

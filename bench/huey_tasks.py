@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import os
 
-from common import write_stamp
 from huey import SqliteHuey
+from stamps import write_stamp
 
 _FSYNC = {"default": None, "full": True, "off": False}
 

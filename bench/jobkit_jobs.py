@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from common import write_stamp
+from stamps import write_stamp
 
 from jobkit import Job
 

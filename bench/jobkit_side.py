@@ -1,10 +1,14 @@
-"""jobkit's side of the benchmark. Each public function is one measurement, run in a fresh
-interpreter by the harness (``child.py``), in a folder of its own.
+"""jobkit's side of the benchmark: each public function is one measurement.
+
+Each runs in a fresh interpreter started by the harness (``child.py``), in a folder of its own.
 
 ``storage`` is ``"sqlite"`` (a new file in the folder) or a ``postgresql://`` URL (the harness
 empties the database between runs). Workers are real ``jobkit worker`` processes (a supervisor
 and ``-n`` spawned processes) with default worker settings; the configuration written here
-changes only where the store and the logs go.
+changes only where the store and the logs go, and, with ``notifier=True`` (the default
+install's runs, in a virtualenv with ``jobkit-notify``), adds the notifier of
+docs/notifiers.md's first example: a webhook for failed jobs, to a server on 127.0.0.1 that
+this process runs.
 """
 
 from __future__ import annotations
@@ -12,10 +16,14 @@ from __future__ import annotations
 import shutil
 import signal
 import sqlite3
+import statistics
+import subprocess
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +33,14 @@ from common import (
     BENCH,
     StampReader,
     bench_env,
+    children_cpu_seconds,
     chunks,
     pickup_loop,
     settle,
     spawn,
     stop,
     tail,
+    tree_cpu_seconds,
     watch_drain,
 )
 
@@ -41,19 +51,52 @@ from jobkit.records import JobStatus
 UNFINISHED = "('pending', 'retrying', 'running')"
 
 
+class _Receiver(BaseHTTPRequestHandler):
+    """The webhook's receiving end: counts the POSTs, answers 204."""
+
+    received = 0
+
+    def do_POST(self) -> None:
+        """Read the body, count it, answer."""
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).received += 1
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        """Quiet."""
+
+
+_SERVER: ThreadingHTTPServer | None = None
+
+
+def _webhook_url() -> str:
+    """The URL of a webhook receiver on 127.0.0.1, started once in this process."""
+    global _SERVER
+    if _SERVER is None:
+        _SERVER = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+        threading.Thread(target=_SERVER.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{_SERVER.server_port}/jobkit"
+
+
 def setup(
     workdir: str,
     storage: str,
     durability: str = "default",
     poll_interval: float | None = None,
+    notifier: bool = False,
+    name: str = "jobkit.db",
 ) -> Path:
-    """Write ``jobs.yaml`` into ``workdir`` and put ``bench/`` on this process's import path;
-    the file's path. ``durability="full"`` sets ``durability: full`` (SQLite fsyncs every
-    commit); the default leaves it out."""
+    """Write ``jobs.yaml`` into ``workdir``; the file's path.
+
+    Puts ``bench/`` on this process's import path too. ``durability="full"`` sets ``durability:
+    full`` (SQLite fsyncs every commit); the default leaves it out. ``notifier=True`` adds a webhook
+    for failed jobs (``jobkit-notify`` must be installed).
+    """
     folder = Path(workdir)
     folder.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
-        "storage": storage if storage != "sqlite" else f"sqlite:///{folder / 'jobkit.db'}",
+        "storage": storage if storage != "sqlite" else f"sqlite:///{folder / name}",
         "logging": {"dir": str(folder / "logs")},
         "jobs": {"Noop": {"class": "jobkit_jobs:Noop"}},
     }
@@ -61,15 +104,18 @@ def setup(
         config["durability"] = durability
     if poll_interval is not None:
         config["worker"] = {"poll_interval": poll_interval}
-    path = folder / "jobs.yaml"
+    if notifier:
+        config["notifications"] = [
+            {"plugin": "webhook", "url": _webhook_url(), "events": ["failed"]}]
+    path = folder / f"{Path(name).stem}.yaml" if name != "jobkit.db" else folder / "jobs.yaml"
     path.write_text(yaml.safe_dump(config))
     if str(BENCH) not in sys.path:
         sys.path.insert(0, str(BENCH))
     return path
 
 
-def _app(config: Path) -> JobKit:
-    return JobKit.from_config(config)
+def _app(config: Path, plugins: tuple[object, ...] = ()) -> JobKit:
+    return JobKit.from_config(config, plugins=plugins)
 
 
 def _enqueue_many(app: JobKit) -> tuple[Callable[[list[dict[str, int]]], object], str]:
@@ -101,22 +147,87 @@ def prefill(app: JobKit, jobs: int, batch: int = 1000) -> str:
 
 
 def enqueue_one(
-    workdir: str, storage: str, jobs: int, durability: str = "default"
+    workdir: str, storage: str, jobs: int, durability: str = "default", notifier: bool = False
 ) -> dict[str, Any]:
     """Enqueue throughput, one ``run_background_job`` call at a time (jobs/s)."""
-    config = setup(workdir, storage, durability)
+    config = setup(workdir, storage, durability, notifier=notifier)
     with _app(config) as app:
         app.run_background_job("Noop", "run", {"n": -1})  # opens (and migrates) the store
         started = time.perf_counter()
         for n in range(jobs):
             app.run_background_job("Noop", "run", {"n": n})
         seconds = time.perf_counter() - started
-    return {"rate": jobs / seconds, "seconds": seconds}
+    return {"rate": jobs / seconds, "seconds": seconds, "webhooks": _Receiver.received}
 
 
-def enqueue_bulk(workdir: str, storage: str, jobs: int, batch: int) -> dict[str, Any]:
+def listener_cost(workdir: str, jobs: int, block: int = 250) -> dict[str, Any]:
+    """What a ``jobkit_job_event`` listener that does nothing costs the caller, per event.
+
+    Two apps in this process, each on a store of its own (SQLite), one with
+    :class:`listener.Listener` registered through ``plugins=``, enqueue ``jobs`` jobs each one
+    call at a time, taking turns by blocks of ``block`` calls; one event (``enqueued``) per call.
+    """
+    from listener import Listener
+
+    apps = {
+        "without": _app(setup(workdir, "sqlite", name="without.db")),
+        "with": _app(setup(workdir, "sqlite", name="with.db"), plugins=(Listener(),)),
+    }
+    seconds = dict.fromkeys(apps, 0.0)
+    try:
+        for app in apps.values():
+            app.run_background_job("Noop", "run", {"n": -1})
+        for start in range(0, jobs, block):
+            count = min(block, jobs - start)
+            for key, app in apps.items():
+                began = time.perf_counter()
+                for n in range(start, start + count):
+                    app.run_background_job("Noop", "run", {"n": n})
+                seconds[key] += time.perf_counter() - began
+    finally:
+        for app in apps.values():
+            app.close()
+    return {
+        "rate": jobs / seconds["with"],
+        "rate_without": jobs / seconds["without"],
+        "cost_us": (seconds["with"] - seconds["without"]) / jobs * 1e6,
+    }
+
+
+def startup(runs: int) -> dict[str, Any]:
+    """Start-up of this virtualenv's jobkit, in fresh interpreters, medians of ``runs``.
+
+    ``import_ms``: ``import jobkit`` alone, timed inside the interpreter; ``help_ms``: the whole
+    ``jobkit --help`` command (the console script next to this interpreter), interpreter
+    start included; ``python_ms``: the whole ``python -c pass``, what any command pays.
+    """
+    script = ("import time; t = time.perf_counter(); import jobkit; "
+              "print(time.perf_counter() - t)")
+    console = Path(sys.executable).with_name("jobkit")
+    env = bench_env()
+    found: dict[str, list[float]] = {"import_ms": [], "help_ms": [], "python_ms": []}
+    for _ in range(runs + 1):  # the first round warms the disk cache and is not counted
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                              env=env, check=True, cwd="/")
+        imported = float(done.stdout.strip().splitlines()[-1]) * 1000
+        began = time.perf_counter()
+        subprocess.run([str(console), "--help"], capture_output=True, env=env, check=True,
+                       cwd="/")
+        helped = (time.perf_counter() - began) * 1000
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], capture_output=True, env=env, check=True,
+                       cwd="/")
+        bare = (time.perf_counter() - began) * 1000
+        for key, value in (("import_ms", imported), ("help_ms", helped), ("python_ms", bare)):
+            found[key].append(value)
+    return {key: statistics.median(values[1:]) for key, values in found.items()} | {
+        "runs": runs}
+
+
+def enqueue_bulk(workdir: str, storage: str, jobs: int, batch: int,
+                 notifier: bool = False) -> dict[str, Any]:
     """Bulk enqueue throughput (jobs/s): ``enqueue_many`` with ``batch`` jobs per call."""
-    config = setup(workdir, storage)
+    config = setup(workdir, storage, notifier=notifier)
     with _app(config) as app:
         app.run_background_job("Noop", "run", {"n": -1})
         bulk, api = _enqueue_many(app)
@@ -161,27 +272,41 @@ def drain(
     durability: str = "default",
     seed: str | None = None,
     timeout: float = 1800,
+    notifier: bool = False,
 ) -> dict[str, Any]:
-    """Drain throughput of ``jobkit worker -n processes --burst`` over ``jobs`` pre-enqueued
-    jobs (``seed``: a store file to start from, e.g. one with a million finished jobs)."""
+    """Drain throughput of ``jobkit worker -n processes --burst`` over ``jobs`` jobs.
+
+    The jobs are enqueued first; ``seed`` is a store file to start from, e.g. one with a million
+    finished jobs. ``cpu_per_job_us``: the CPU (user + system) of the worker's processes, supervisor
+    and spawned ones, from the first poll that sees a job started until they have all exited (read
+    from ``RUSAGE_CHILDREN`` once the worker is waited for, less the CPU they had used at that first
+    poll), per job timed.
+    """
     before = 0
     if seed is not None:
         before = completed_in(seed)
         Path(workdir).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(seed, Path(workdir) / "jobkit.db")
-    config = setup(workdir, storage, durability)
+    config = setup(workdir, storage, durability, notifier=notifier)
     with _app(config) as app:
         api = prefill(app, jobs)
     settle()
     remaining, close = _remaining(storage, workdir)
     try:
+        cpu_before = children_cpu_seconds()
         spawned = time.perf_counter()
         worker, log = _worker(config, workdir, processes, "--burst")
         try:
-            result: dict[str, Any] = watch_drain(remaining, jobs, [worker], spawned, log, timeout)
+            result: dict[str, Any] = watch_drain(
+                remaining, jobs, [worker], spawned, log, timeout,
+                cpu=lambda: tree_cpu_seconds(worker.pid))
             worker.wait(120)
             result["exit_s"] = time.perf_counter() - spawned
             result["exit_code"] = worker.returncode
+            result["cpu_total_s"] = children_cpu_seconds() - cpu_before
+            busy = result["cpu_total_s"] - result.get("cpu_at_first", 0.0)
+            if result["jobs_timed"]:
+                result["cpu_per_job_us"] = busy / result["jobs_timed"] * 1e6
         finally:
             stop(worker)
     finally:
@@ -191,6 +316,7 @@ def drain(
     if done != jobs + before:
         raise RuntimeError(f"{done} jobs completed, expected {jobs + before}:\n{tail(log)}")
     result["prefill_api"] = api
+    result["webhooks"] = _Receiver.received
     return result
 
 

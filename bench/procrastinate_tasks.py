@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import os
 
-from common import write_stamp
 from procrastinate import App, PsycopgConnector
+from stamps import write_stamp
 
 app = App(connector=PsycopgConnector(conninfo=os.environ.get("BENCH_PG_URL", "")))
 

@@ -2,7 +2,9 @@
 
 Every row compares a jobkit number with a reference (a peer, a raw SQLite limit, jobkit itself
 in another state), gives the ratio jobkit / reference, the issue's target when it has one, and
-a verdict. Each number is the median of the runs; a run that failed leaves the cell empty.
+a verdict, and says which of jobkit's virtualenvs it ran in: the *bare* install (jobkit alone)
+or the *default* one (jobkit and every first-party plugin, a notifier configured). Each number
+is the median of the runs; a run that failed leaves the cell empty.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class Row:
     value: float | None
     target: Target | None = None
     note: str = ""
+    venv: str = "bare"
 
     @property
     def ratio(self) -> float | None:
@@ -90,6 +93,27 @@ def med(results: Results, backend: str, key: str, system: str, field: str) -> fl
     return float(statistics.median(values)) if values else None
 
 
+#: jobkit's systems in the results and the virtualenv each names (``run.py``).
+VENVS = {"jobkit": "bare", "jobkit_default": "default"}
+
+
+def measured_systems(results: Results, backend: str, key: str) -> list[str]:
+    """jobkit's systems that ran ``key``: always the bare install, the default one if run."""
+    found = results.get(backend, {}).get(key, {})
+    return ["jobkit", *(["jobkit_default"] if isinstance(found, dict)
+                        and "jobkit_default" in found else [])]
+
+
+def per_venv(results: Results, backend: str, key: str, field: str, metric: str, unit: str,
+             reference: str, value: float | None, target: Target | None = None) -> list[Row]:
+    """One row per virtualenv jobkit ran ``key`` in, each against the same reference."""
+    return [
+        Row(metric, unit, med(results, backend, key, system, field), reference, value, target,
+            venv=VENVS[system])
+        for system in measured_systems(results, backend, key)
+    ]
+
+
 def _huey_full(results: Results, key: str) -> tuple[str, float | None]:
     """Huey at FULL: its default when that is FULL (measured once), else ``fsync=True``."""
     mode = results.get("sqlite", {}).get("huey_mode", {}).get("synchronous")
@@ -110,23 +134,39 @@ def sqlite_rows(results: Results) -> list[Row]:
 
     huey = "Huey (SqliteHuey, default)"
     idle = sizes.get("idle_seconds", 10)
+
+    def both(key: str, metric: str, unit: str = "jobs/s", field: str = "rate",
+             target: Target | None = None) -> list[Row]:
+        return per_venv(results, "sqlite", key, field, metric, unit, huey,
+                        m(key, "huey", field), target)
+
+    listener = runs(results, "sqlite", "listener", "jobkit")
     rows = [
-        Row("enqueue, one call at a time", "jobs/s", m("enqueue", "jobkit"), huey,
-            m("enqueue", "huey"), Target("ratio_min", 2, ">= 2x Huey")),
-        Row(f"enqueue_many, batches of {sizes.get('bulk_batch', '?'):,}", "jobs/s",
-            m("bulk", "jobkit"), "Huey: no bulk API", None,
-            Target("value_min", 50_000, ">= 50,000 jobs/s")),
-        Row("drain, 1 process", "jobs/s", m("drain_1", "jobkit"), huey, m("drain_1", "huey")),
-        Row("drain, 2 processes", "jobs/s", m("drain_2", "jobkit"), huey, m("drain_2", "huey"),
-            Target("ratio_min", 3, ">= 3x Huey")),
+        *both("enqueue", "enqueue, one call at a time",
+              target=Target("ratio_min", 2, ">= 2x Huey")),
+        Row("do-nothing jobkit_job_event listener, cost per event to the caller "
+            "(lower is better)", "us", m("listener", "jobkit", "cost_us"),
+            "enqueue, one at a time, with / without it" if listener else "", None,
+            Target("value_max", 5, "<= 5 us"),
+            note=(f"{m('listener', 'jobkit'):,.0f} / {m('listener', 'jobkit', 'rate_without'):,.0f}"
+                  " jobs/s") if listener else ""),
+        *per_venv(results, "sqlite", "bulk", "rate",
+                  f"enqueue_many, batches of {sizes.get('bulk_batch', '?'):,}", "jobs/s",
+                  "Huey: no bulk API", None, Target("value_min", 50_000, ">= 50,000 jobs/s")),
+        *both("drain_1", "drain, 1 process"),
+        *both("drain_2", "drain, 2 processes", target=Target("ratio_min", 3, ">= 3x Huey")),
+        *both("drain_2", "CPU per job of a drain, 2 processes (lower is better)", "us",
+              "cpu_per_job_us", Target("value_max", 150, "< 150 us")),
+        *both("drain_1", "CPU per job of a drain, 1 process (lower is better)", "us",
+              "cpu_per_job_us"),
         Row("drain, 2 processes, both FULL", "jobs/s", m("drain_full_2", "jobkit"),
             *_huey_full(results, "drain_full_2"), Target("ratio_min", 2, ">= 2x Huey")),
         Row("enqueue, one at a time, both FULL", "jobs/s", m("enqueue_full", "jobkit"),
             *_huey_full(results, "enqueue_full")),
-        Row("worker start-up, 1 process (lower is better)", "s",
-            m("drain_1", "jobkit", "startup_s"), huey, m("drain_1", "huey", "startup_s")),
-        Row("worker start-up, 2 processes (lower is better)", "s",
-            m("drain_2", "jobkit", "startup_s"), huey, m("drain_2", "huey", "startup_s")),
+        *both("drain_1", "worker start-up, 1 process (lower is better)", "s", "startup_s",
+              Target("ratio_max", 2, "<= 2x Huey")),
+        *both("drain_2", "worker start-up, 2 processes (lower is better)", "s", "startup_s",
+              Target("ratio_max", 2, "<= 2x Huey")),
         Row("pick-up p50, idle worker (lower is better)", "ms", m("pickup", "jobkit", "p50_ms"),
             huey, m("pickup", "huey", "p50_ms"), Target("value_max", 5, "<= 5 ms")),
         Row("pick-up p95, idle worker (lower is better)", "ms", m("pickup", "jobkit", "p95_ms"),
@@ -136,9 +176,9 @@ def sqlite_rows(results: Results) -> list[Row]:
         Row("idle worker CPU, 1 process (lower is better)", "% core",
             m("pickup", "jobkit", "idle_cpu_percent"), huey,
             m("pickup", "huey", "idle_cpu_percent"), Target("value_max", 2, "< 2 % of a core")),
-        Row("drain, 1 process, vs the raw claim+finish limit", "jobs/s", m("drain_1", "jobkit"),
-            "raw SQLite claim+finish, 1 process", m("raw_claim_finish", "raw"),
-            Target("ratio_min", 0.5, ">= 50 % of the limit")),
+        Row("drain, 1 process, vs the raw claim+finish limit (information: target retired)",
+            "jobs/s", m("drain_1", "jobkit"),
+            "raw SQLite claim+finish, 1 process", m("raw_claim_finish", "raw")),
     ]
     rss = runs(results, "sqlite", "rss", "jobkit")
     if rss or "rss" in results["sqlite"]:
@@ -157,6 +197,28 @@ def sqlite_rows(results: Results) -> list[Row]:
             Target("ratio_min", 0.8, "within 20 %"),
         ))
     return rows
+
+
+def startup_rows(results: Results) -> list[Row]:
+    """How long jobkit takes to import and to print its help, in each virtualenv."""
+    if not results.get("startup", {}).get("startup"):
+        return []
+    reference = "python -c pass (the interpreter alone)"
+
+    def python(system: str) -> float | None:
+        return med(results, "startup", "startup", system, "python_ms")
+
+    return [
+        Row(metric, "ms", med(results, "startup", "startup", system, field), reference,
+            python(system), target, venv=VENVS[system])
+        for metric, field, target in (
+            ("import jobkit, in the interpreter (lower is better)", "import_ms",
+             Target("value_max", 100, "<= 100 ms")),
+            ("jobkit --help, the whole command (lower is better)", "help_ms",
+             Target("value_max", 150, "<= 150 ms")),
+        )
+        for system in measured_systems(results, "startup", "startup")
+    ]
 
 
 def limit_rows(results: Results) -> list[Row]:
@@ -188,8 +250,9 @@ def postgres_rows(results: Results) -> list[Row]:
     peer = "procrastinate (defaults)"
     idle = sizes.get("idle_seconds", 10)
     return [
-        Row("enqueue, one call at a time", "jobs/s", m("enqueue", "jobkit"), peer,
-            m("enqueue", "procrastinate"), Target("ratio_min", 2, ">= 2x procrastinate")),
+        *per_venv(results, "postgres", "enqueue", "rate", "enqueue, one call at a time",
+                  "jobs/s", peer, m("enqueue", "procrastinate"),
+                  Target("ratio_min", 2, ">= 2x procrastinate")),
         Row("enqueue, one at a time, vs the raw one-row commit limit", "jobs/s",
             m("enqueue", "jobkit"), "raw psycopg INSERT, a commit each", m("raw_insert", "raw")),
         Row(f"enqueue_many vs batch_defer, batches of {sizes.get('bulk_batch', '?'):,}",
@@ -231,6 +294,8 @@ def number(value: float | None, unit: str) -> str:
         return f"{value:.1f}"
     if unit == "% core":
         return f"{value:.2f}"
+    if unit == "us":
+        return f"{value:.1f}"
     return f"{value:.2f}"
 
 
@@ -238,14 +303,18 @@ def cells(row: Row) -> list[str]:
     """A row's cells: metric, jobkit, reference, its value, ratio, target, verdict."""
     ratio = "-" if row.ratio is None else (
         f"{row.ratio:.2f}x" if row.ratio >= 0.1 else f"{row.ratio:.3f}x")
+    reference = row.reference or "-"
+    if row.note:
+        reference += f" ({row.note})"
     return [
-        f"{row.metric} ({row.unit})", number(row.jobkit, row.unit), row.reference or "-",
+        f"{row.metric} ({row.unit})", row.venv, number(row.jobkit, row.unit), reference,
         number(row.value, row.unit), ratio, row.target.text if row.target else "-",
         row.verdict or "-",
     ]
 
 
-HEADER = ["metric", "jobkit", "compared with", "its value", "jobkit / it", "target", "verdict"]
+HEADER = ["metric", "jobkit's virtualenv", "jobkit", "compared with", "its value",
+          "jobkit / it", "target", "verdict"]
 
 
 def text_table(rows: list[Row], header: list[str] = HEADER,
@@ -286,7 +355,8 @@ def print_tables(results: Results) -> None:
     print(f"jobkit benchmark ({'quick' if meta.get('quick') else 'full'} run, medians of "
           f"{meta.get('sizes', {}).get('runs', '?')} runs, jobkit commit "
           f"{meta.get('jobkit_commit', 'unknown')}; {_versions_line(results)})")
-    for title, rows in (("SQLite: jobkit vs Huey", sqlite_rows(results)),
+    for title, rows in (("Start-up", startup_rows(results)),
+                        ("SQLite: jobkit vs Huey", sqlite_rows(results)),
                         ("PostgreSQL: jobkit vs procrastinate", postgres_rows(results))):
         if rows:
             print(f"\n{title}\n{text_table(rows)}")
@@ -322,7 +392,22 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
     ]
     if plot:
         out += [f"![results]({plot})", ""]
-    for title, rows in (("SQLite: jobkit against Huey", sqlite_rows(results)),
+    envs = meta.get("virtualenvs", {})
+    out += [
+        "jobkit's virtualenv, in each row: **bare** is "
+        f"`{envs.get('jobkit') or '.venv-bench'}`, jobkit alone (with its `postgres` extra); "
+        f"**default** is `{envs.get('jobkit_default') or '.venv-bench-default'}`, the default "
+        "install: jobkit with its `postgres` and `dashboard` extras and every first-party plugin"
+        " of `plugins/` (as `make install` installs them), and one notifier configured in "
+        "jobs.yaml (a `webhook` for `failed` events, the first example of docs/notifiers.md, to"
+        " a server on 127.0.0.1 that the measurement runs). The peers run in the bare one, next"
+        " to each of jobkit's runs (twice a round when both virtualenvs are measured). Before"
+        " measuring, the harness compiles jobkit's sources to bytecode and drops"
+        " PYTHONDONTWRITEBYTECODE for what it starts, as an installed jobkit runs.",
+        "",
+    ]
+    for title, rows in (("Start-up", startup_rows(results)),
+                        ("SQLite: jobkit against Huey", sqlite_rows(results)),
                         ("PostgreSQL: jobkit against procrastinate", postgres_rows(results))):
         if rows:
             out += [f"## {title}", "", markdown_table(rows), ""]
@@ -360,7 +445,15 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
         "- Workload: a no-op job with one int param. Drains time the jobs left at the first "
         "poll that sees one started until a poll (every 20 ms) sees none left; start-up (spawn "
         "to first job) is reported apart. Pick-up: one worker process, one job at a time, "
-        "50-150 ms apart; latency = job start (stamped by the job) - return of the enqueue call.",
+        "50-150 ms apart; latency = job start (stamped by the job) - return of the enqueue call."
+        " CPU per job: user + system CPU of all the worker's processes from the first poll that"
+        " sees a job started until the burst worker has exited (RUSAGE_CHILDREN, less what they"
+        " had used at that poll), per job timed; Huey's from psutil over the same window while"
+        " its consumer lives. Listener cost: two apps in one process, one with a"
+        " `jobkit_job_event` plugin that returns at once, taking turns by blocks of 250"
+        " enqueues; the difference in time per enqueue (one event each). Start-up: `import"
+        " jobkit` timed inside a fresh interpreter, `jobkit --help` and `python -c pass` as whole"
+        " commands, medians of `--startup-runs`.",
         "",
         "## Sizes",
         "",
@@ -382,9 +475,15 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
         ", ".join(f"{name} {version}" for name, version in meta.get("versions", {}).items()),
         "",
     ]
+    default_versions = meta.get("default_versions") or {}
+    added = {name: version for name, version in default_versions.items()
+             if meta.get("versions", {}).get(name) != version}
+    if added:
+        out += ["## Added in the default install's virtualenv", "",
+                ", ".join(f"{name} {version}" for name, version in added.items()), ""]
     failures = [
         f"- {backend} {key} {system}: {run['error'].strip().splitlines()[-1]}"
-        for backend in ("sqlite", "postgres")
+        for backend in ("startup", "sqlite", "postgres")
         for key, systems in results.get(backend, {}).items() if isinstance(systems, dict)
         for system, measured in systems.items() if isinstance(measured, list)
         for run in measured if isinstance(run, dict) and "error" in run
@@ -455,10 +554,11 @@ def plot(results: Results, path: Path) -> bool:
     ax.set_title("pick-up latency of an idle worker (ms, log scale)")
     ax.legend()
     ax = axes[1][1]
-    targeted = [(backend, row) for backend, rows in (("SQLite", sqlite_rows(results)),
+    targeted = [(backend, row) for backend, rows in (("start", startup_rows(results)),
+                                                      ("SQLite", sqlite_rows(results)),
                                                       ("PG", postgres_rows(results)))
                 for row in rows if row.target is not None]
-    names = [f"{backend}: {row.metric.replace(' (lower is better)', '')}"
+    names = [f"{backend} ({row.venv}): {row.metric.replace(' (lower is better)', '')[:60]}"
              for backend, row in targeted]
     progress = [
         (row.target.progress(row.jobkit, row.ratio) if row.target else None) or 0

@@ -7,6 +7,12 @@ the median of ``--runs`` runs. The tables (with the issue's targets and a verdic
 printed and written to ``bench/RESULTS.md`` with the machine and every package's version, the
 raw numbers to ``bench/results.json``, and a plot to ``bench/results.png``.
 
+jobkit's side runs in two virtualenvs (issue 17): the harness's own (``.venv-bench``: jobkit
+alone, the *bare* install, system ``jobkit``) and ``--default-python``'s (``.venv-bench-default``:
+the same plus every first-party plugin of ``plugins/``, with a webhook notifier configured, the
+*default* install, system ``jobkit_default``). Before measuring, jobkit's sources are compiled
+to bytecode (as an installed jobkit's are).
+
 ``--quick`` is a smoke run of a minute or two: small sizes, one run each.
 """
 
@@ -14,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -27,13 +35,15 @@ from typing import Any
 import machine
 import report
 from child import run_child
-from common import BENCH, settle
+from common import BENCH, ROOT, bench_env, settle
 
 
 @dataclass(frozen=True)
 class Sizes:
-    """How much work each measurement does (the defaults keep ``make bench`` near 15 minutes
-    on a 2-core machine)."""
+    """How much work each measurement does.
+
+    The defaults keep ``make bench`` near 20 minutes on a 2-core machine.
+    """
 
     runs: int = 3
     enqueue_jobs: int = 5_000
@@ -49,27 +59,45 @@ class Sizes:
     rss_jobs: int = 100_000
     scale_rows: int = 1_000_000
     raw_jobs: int = 20_000
+    listener_jobs: int = 10_000
+    startup_runs: int = 11
 
 
 QUICK = Sizes(
     runs=1, enqueue_jobs=1_000, bulk_jobs=5_000, drain_jobs=1_500, pg_enqueue_jobs=500,
     pg_bulk_jobs=5_000, pg_drain_jobs=500, pickup_samples=15, idle_seconds=3.0,
     rss_early=1_000, rss_jobs=5_000, scale_rows=100_000, raw_jobs=3_000,
+    listener_jobs=2_000, startup_runs=5,
 )
 
-SECTIONS = ("sqlite", "limits", "memory", "scale", "postgres")
+SECTIONS = ("startup", "sqlite", "limits", "memory", "scale", "postgres")
+
+#: The systems of jobkit's side: the virtualenv each runs in.
+BARE, DEFAULT = "jobkit", "jobkit_default"
 
 
 class Harness:
     """Runs the measurements and collects their results."""
 
-    def __init__(self, sizes: Sizes, workdir: Path, keep: bool) -> None:
+    def __init__(self, sizes: Sizes, workdir: Path, keep: bool,
+                 default_python: str | None = None) -> None:
         self.sizes = sizes
         self.workdir = workdir
         self.keep = keep
+        self.default_python = default_python
         self.log = workdir / "harness.log"
-        self.results: dict[str, Any] = {"sqlite": {}, "postgres": {}}
+        self.results: dict[str, Any] = {"startup": {}, "sqlite": {}, "postgres": {}}
         self._serial = 0
+
+    def jobkits(self) -> list[tuple[str, dict[str, Any]]]:
+        """jobkit's systems and the arguments that put a measurement in their virtualenv.
+
+        The bare install, then the default one when ``--default-python`` names it.
+        """
+        found: list[tuple[str, dict[str, Any]]] = [(BARE, {})]
+        if self.default_python:
+            found.append((DEFAULT, {"python": self.default_python, "notifier": True}))
+        return found
 
     def folder(self, name: str) -> Path:
         """A new folder for one measurement."""
@@ -95,8 +123,9 @@ class Harness:
         print(f"{label} ...", end=" ", flush=True)
         settle()
         started = time.monotonic()
+        python = kwargs.pop("python", None)
         try:
-            result = run_child(target, self.log, **kwargs)
+            result = run_child(target, self.log, python=python, **kwargs)
         except Exception as exc:  # one failed measurement must not lose the others
             message = str(exc).strip().splitlines()
             print(f"FAILED: {message[-1] if message else exc!r}", flush=True)
@@ -120,25 +149,33 @@ class Harness:
         huey_full = "default" if huey["synchronous"] == "FULL" else "full"
         print(f"Huey's SQLite mode by default: {huey}; jobkit's FULL: `durability: full`")
         for _ in range(s.runs):
-            self.measure("sqlite", "enqueue", "jobkit", "jobkit_side:enqueue_one", rate,
-                         workdir=True, storage="sqlite", jobs=s.enqueue_jobs)
-            self.measure("sqlite", "enqueue", "huey", "huey_side:enqueue_one", rate,
-                         workdir=True, jobs=s.enqueue_jobs)
+            for system, venv in self.jobkits():
+                self.measure("sqlite", "enqueue", system, "jobkit_side:enqueue_one", rate,
+                             workdir=True, storage="sqlite", jobs=s.enqueue_jobs, **venv)
+                self.measure("sqlite", "enqueue", "huey", "huey_side:enqueue_one", rate,
+                             workdir=True, jobs=s.enqueue_jobs)
+            self.measure("sqlite", "listener", "jobkit", "jobkit_side:listener_cost",
+                         lambda r: f"{r['cost_us']:.1f} us per event ({rate(r)} with, "
+                                   f"{r['rate_without']:,.0f}/s without)",
+                         workdir=True, jobs=s.listener_jobs)
             self.measure("sqlite", "enqueue_full", "jobkit", "jobkit_side:enqueue_one", rate,
                          workdir=True, storage="sqlite", jobs=s.enqueue_jobs, durability="full")
             if huey_full != "default":
                 self.measure("sqlite", "enqueue_full", "huey", "huey_side:enqueue_one", rate,
                              workdir=True, jobs=s.enqueue_jobs, fsync="full")
-            self.measure("sqlite", "bulk", "jobkit", "jobkit_side:enqueue_bulk", rate,
-                         workdir=True, storage="sqlite", jobs=s.bulk_jobs, batch=s.bulk_batch)
+            for system, venv in self.jobkits():
+                self.measure("sqlite", "bulk", system, "jobkit_side:enqueue_bulk", rate,
+                             workdir=True, storage="sqlite", jobs=s.bulk_jobs,
+                             batch=s.bulk_batch, **venv)
         for _ in range(s.runs):
             for processes in (1, 2):
                 key = f"drain_{processes}"
-                self.measure("sqlite", key, "jobkit", "jobkit_side:drain", drained,
-                             workdir=True, storage="sqlite", jobs=s.drain_jobs,
-                             processes=processes)
-                self.measure("sqlite", key, "huey", "huey_side:drain", drained,
-                             workdir=True, jobs=s.drain_jobs, processes=processes)
+                for system, venv in self.jobkits():
+                    self.measure("sqlite", key, system, "jobkit_side:drain", drained,
+                                 workdir=True, storage="sqlite", jobs=s.drain_jobs,
+                                 processes=processes, **venv)
+                    self.measure("sqlite", key, "huey", "huey_side:drain", drained,
+                                 workdir=True, jobs=s.drain_jobs, processes=processes)
             self.measure("sqlite", "drain_full_2", "jobkit", "jobkit_side:drain", drained,
                          workdir=True, storage="sqlite", jobs=s.drain_jobs, processes=2,
                          durability="full")
@@ -151,6 +188,16 @@ class Harness:
                          idle_seconds=s.idle_seconds)
             self.measure("sqlite", "pickup", "huey", "huey_side:pickup", picked,
                          workdir=True, samples=s.pickup_samples, idle_seconds=s.idle_seconds)
+
+    def startup(self) -> None:
+        """``import jobkit`` and ``jobkit --help`` in each of jobkit's virtualenvs."""
+        for _ in range(self.sizes.runs):
+            for system, venv in self.jobkits():
+                self.measure("startup", "startup", system, "jobkit_side:startup",
+                             lambda r: (f"import jobkit {r['import_ms']:.0f} ms, jobkit --help "
+                                        f"{r['help_ms']:.0f} ms, python -c pass "
+                                        f"{r['python_ms']:.0f} ms"),
+                             runs=self.sizes.startup_runs, python=venv.get("python"))
 
     def limits(self) -> None:
         """Raw SQLite on the same disk: claim plus finish, one-row inserts, batches."""
@@ -225,10 +272,19 @@ class Harness:
                 self.measure("postgres", key, "procrastinate", target, show, url=theirs,
                              **kwargs)
 
+            def default(key: str, target: str, show: Callable[[dict[str, Any]], str],
+                        **kwargs: Any) -> None:
+                for system, venv in self.jobkits()[1:]:
+                    reset(ours)
+                    self.measure("postgres", key, system, target, show, storage=ours,
+                                 **venv, **kwargs)
+
             for _ in range(s.runs):
                 jobkit("enqueue", "jobkit_side:enqueue_one", rate, workdir=True,
                        jobs=s.pg_enqueue_jobs)
                 peer("enqueue", "procrastinate_side:enqueue_one", rate, jobs=s.pg_enqueue_jobs)
+                default("enqueue", "jobkit_side:enqueue_one", rate, workdir=True,
+                        jobs=s.pg_enqueue_jobs)
                 self.measure("postgres", "raw_insert", "raw", "raw_postgres:inserts", rate,
                              url=ours, rows=s.pg_enqueue_jobs)
                 jobkit("bulk", "jobkit_side:enqueue_bulk", rate, workdir=True,
@@ -250,6 +306,16 @@ class Harness:
             server.cleanup()
 
 
+def compile_sources(pythons: list[str]) -> None:
+    """Compile jobkit's, the plugins' and bench's sources to bytecode with each interpreter.
+
+    So that no measurement pays for compiling them (an installed jobkit ships compiled).
+    """
+    for python in dict.fromkeys(pythons):
+        subprocess.run([python, "-m", "compileall", "-q", "jobkit", "plugins", "bench"],
+                       cwd=ROOT, env=bench_env(), check=True, stdout=subprocess.DEVNULL)
+
+
 def rate(result: dict[str, Any]) -> str:
     """A throughput result, for the progress lines."""
     return f"{result['rate']:,.0f}/s"
@@ -257,7 +323,9 @@ def rate(result: dict[str, Any]) -> str:
 
 def drained(result: dict[str, Any]) -> str:
     """A drain result, for the progress lines."""
-    return f"{result['rate']:,.0f} jobs/s (start-up {result['startup_s']:.2f} s)"
+    cpu = result.get("cpu_per_job_us")
+    return (f"{result['rate']:,.0f} jobs/s (start-up {result['startup_s']:.2f} s"
+            + (f", {cpu:.0f} us CPU per job)" if cpu is not None else ")"))
 
 
 def picked(result: dict[str, Any]) -> str:
@@ -275,6 +343,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                             default=None, help=f"default {field.default:,}")
     parser.add_argument("--only", default=",".join(SECTIONS),
                         help=f"comma-separated sections among {', '.join(SECTIONS)}")
+    parser.add_argument("--default-python", default=None,
+                        help="the interpreter of the default install's virtualenv (jobkit and "
+                             "every plugin of plugins/; `make bench` passes "
+                             ".venv-bench-default's); without it only the bare install is "
+                             "measured")
     parser.add_argument("--pg-fast", action="store_true",
                         help="run PostgreSQL with the tests' fsync=off settings")
     parser.add_argument("--workdir", type=Path, default=None,
@@ -305,14 +378,20 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         sys.exit(f"unknown sections: {', '.join(sorted(unknown))}")
+    default_python = args.default_python
+    if default_python and not Path(default_python).exists():
+        sys.exit(f"--default-python {default_python}: no such interpreter (make bench-install)")
+    compile_sources([sys.executable, *([default_python] if default_python else [])])
     workdir = Path(tempfile.mkdtemp(prefix="jobkit-bench-", dir=args.workdir))
-    harness = Harness(sizes, workdir, args.keep)
+    harness = Harness(sizes, workdir, args.keep, default_python)
     started = time.time()
     info = machine.describe(workdir)
     print(f"jobkit benchmark, {'quick' if args.quick else 'full'} run, stores in {workdir} "
           f"({info['disk']})")
     print(f"load average before: {info['load_before']}")
     try:
+        if "startup" in sections:
+            harness.startup()
         if "sqlite" in sections:
             harness.sqlite()
         if "limits" in sections:
@@ -328,6 +407,13 @@ def main(argv: list[str] | None = None) -> None:
         harness.results["meta"] = {
             "machine": info,
             "versions": machine.versions(),
+            "default_versions": (
+                run_child("machine:versions", harness.log, python=default_python)
+                if default_python else {}),
+            "virtualenvs": {
+                BARE: os.path.relpath(sys.prefix, ROOT),
+                DEFAULT: default_python and os.path.relpath(
+                    Path(default_python).absolute().parent.parent, ROOT)},
             "sizes": asdict(sizes),
             "quick": args.quick,
             "sections": sections,
