@@ -17,13 +17,13 @@ loader the import, then disables ``"jobkit"``, then takes itself out of the impo
 
 from __future__ import annotations
 
-import importlib.abc
 import sys
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from importlib.abc import Loader
     from importlib.machinery import ModuleSpec
 
     from loguru import Logger
@@ -50,10 +50,14 @@ class _Loguru:
 logger = cast("Logger", _Loguru())
 
 
-class _DisableAfterLoad(importlib.abc.Loader):
-    """Loads loguru with its own loader, then disables jobkit's messages (see the module)."""
+class _DisableAfterLoad:
+    """Loads loguru with its own loader, then disables jobkit's messages (see the module).
 
-    def __init__(self, loader: importlib.abc.Loader, finder: _LoguruWatch) -> None:
+    A loader as :mod:`importlib` calls one (not an ``importlib.abc`` class: that module costs
+    about 4 ms to import).
+    """
+
+    def __init__(self, loader: Loader, finder: _LoguruWatch) -> None:
         self._loader = loader
         self._finder = finder
 
@@ -71,7 +75,7 @@ class _DisableAfterLoad(importlib.abc.Loader):
         self._finder.stop()
 
 
-class _LoguruWatch(importlib.abc.MetaPathFinder):
+class _LoguruWatch:
     """Finds ``loguru`` only: the other finders' spec, loaded by :class:`_DisableAfterLoad`."""
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,
@@ -83,7 +87,7 @@ class _LoguruWatch(importlib.abc.MetaPathFinder):
             spec = finder.find_spec(fullname, path, target)
             if spec is not None:
                 if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                    spec.loader = _DisableAfterLoad(spec.loader, self)
+                    spec.loader = cast("Loader", _DisableAfterLoad(spec.loader, self))
                 return spec
         return None
 
