@@ -15,6 +15,7 @@ Numeric settings take their bounds from :mod:`jobkit.limits`.
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -130,20 +131,30 @@ def loguru_option(option: str, what: str) -> Rule:
     def test(value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             return False
-        import os
-        import tempfile
-
-        from loguru import logger
-
-        path = os.path.join(tempfile.gettempdir(), "jobkit-config-check.log")
-        try:
-            handler = logger.add(path, delay=True, **{option: _loguru_value(option, value)})
-        except (ValueError, TypeError):
-            return False
-        logger.remove(handler)
-        return True
+        return _loguru_accepts(option, value)
 
     return Rule(what, test, lambda v: _loguru_value(option, v), nullable=True)
+
+
+@functools.cache
+def _loguru_accepts(option: str, value: str | int) -> bool:
+    """Whether loguru takes ``value`` for ``option``: tried once per process and value.
+
+    A sink added and removed costs 3-10 ms (loguru's exception formatter reads the interpreter's
+    paths), and a configuration checks each value twice (its attrs validator, its cattrs hook).
+    """
+    import os
+    import tempfile
+
+    from loguru import logger
+
+    path = os.path.join(tempfile.gettempdir(), "jobkit-config-check.log")
+    try:
+        handler = logger.add(path, delay=True, **{option: _loguru_value(option, value)})
+    except (ValueError, TypeError):
+        return False
+    logger.remove(handler)
+    return True
 
 
 def list_of(item: Rule, what: str) -> Check:

@@ -122,3 +122,29 @@ class TestLazyRegistration:
         registry.add_lazy("memory", "jobkit.storage.memory:MemoryStorage")
         with pytest.raises(KeyError, match=r"known: memory"):
             registry.get("redis")
+
+
+def test_each_log_rotation_and_retention_is_tried_on_loguru_once(tmp_path: Path) -> None:
+    """Building configs tries each rotation/retention value on a loguru sink once per process.
+
+    Three values over three configs (the defaults and one rotation): three sinks added and
+    removed, where each config used to add two per value. A bad value is still refused.
+    """
+    code = """
+        from loguru import logger
+        from jobkit.config import Config
+        from jobkit.exceptions import ConfigError
+        first = logger.add(lambda _: None)
+        logger.remove(first)
+        Config(); Config.from_dict({}); Config.from_dict({"logging": {"rotation": "1 week"}})
+        last = logger.add(lambda _: None)
+        assert last - first - 1 == 3, last - first - 1
+        for _ in range(2):
+            try:
+                Config.from_dict({"logging": {"rotation": "every blue moon"}})
+            except ConfigError as exc:
+                assert "rotation" in str(exc), exc
+            else:
+                raise AssertionError("a bad rotation was taken")
+    """
+    assert imported(code, (), tmp_path) == []
