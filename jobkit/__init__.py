@@ -3,13 +3,12 @@
 >>> from jobkit import run_background_job
 >>> job_id = run_background_job("Email", "send_email", {"to": "ana@example.com"}, priority=5)
 
-Importing jobkit has no side effects beyond ``logger.disable("jobkit")``: the library adds no log
-sinks; the worker and the CLI do.
+Importing jobkit has no side effects beyond loguru's ``logger.disable("jobkit")`` (at once if
+loguru is imported, else when it is: :mod:`jobkit.lazylog`): the library adds no log sinks; the
+worker and the CLI do.
 """
 
 from __future__ import annotations
-
-from loguru import logger
 
 from jobkit.app import (
     JobKit,
@@ -37,9 +36,10 @@ from jobkit.exceptions import (
 )
 from jobkit.hookspecs import hookimpl
 from jobkit.job import Job, JobContext
+from jobkit.lazylog import disable_jobkit
 from jobkit.records import Attempt, AttemptOutcome, EventKind, JobEvent, JobRecord, JobStatus
 
-logger.disable("jobkit")
+disable_jobkit()
 
 __version__ = "0.1.0"
 

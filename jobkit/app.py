@@ -21,7 +21,6 @@ from jobkit.enqueue import CallOptions, Params, new_jobs
 from jobkit.events import EventDispatcher
 from jobkit.exceptions import ConfigError, JobkitError
 from jobkit.factory import Factory
-from jobkit.notify import NotificationDispatcher, build_subscriptions, with_notifier_problems
 from jobkit.options import structure_options
 from jobkit.plugins import get_plugin_manager, notifier_registry, storage_registry
 from jobkit.records import (
@@ -39,6 +38,7 @@ from jobkit.transitions import Host, Transitions, job_event
 if TYPE_CHECKING:
     from jobkit.job import Job
     from jobkit.logs import LogFiles
+    from jobkit.notify import NotificationDispatcher
     from jobkit.storage.base import Storage
 
 
@@ -67,6 +67,8 @@ class JobKit(Host):
         load_entrypoints: bool = True,
         storage: Storage | None = None,
     ) -> None:
+        from jobkit.notify import NotificationDispatcher, build_subscriptions  # not at import
+
         self.config = config or Config()
         self.pm: pluggy.PluginManager = get_plugin_manager(
             plugins, load_entrypoints=load_entrypoints
@@ -100,6 +102,8 @@ class JobKit(Host):
         try:
             config = load_config(path)
         except ConfigError as exc:
+            from jobkit.notify import with_notifier_problems
+
             plugins = kwargs.get("plugins", ())
             load_entrypoints = kwargs.get("load_entrypoints", True)
             complete = with_notifier_problems(exc, path, lambda: notifier_registry(

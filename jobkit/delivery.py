@@ -19,8 +19,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 
-from loguru import logger
-
+from jobkit.lazylog import logger
 from jobkit.records import JobEvent
 
 #: How long the delivery thread, woken while events keep coming, waits for more before it

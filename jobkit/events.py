@@ -14,10 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from loguru import logger
-
 from jobkit.delivery import DeliveryThread, close_all
-from jobkit.logs import log_event
+from jobkit.lazylog import logger
 
 if TYPE_CHECKING:
     import pluggy
@@ -85,6 +83,8 @@ class EventDispatcher:
     """
 
     def __init__(self, pm: pluggy.PluginManager) -> None:
+        from jobkit.logs import log_event  # here: it imports loguru, which import jobkit does not
+
         self.pm = pm
         #: The job log: writes each event's line (a worker process sends it to the supervisor
         #: instead, see :func:`jobkit.worker.logpipe.forward_events`).

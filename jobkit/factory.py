@@ -18,10 +18,9 @@ import typing
 from collections import abc
 from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import cattrs
 
 from jobkit.exceptions import ConfigError, InvalidParameters
 from jobkit.job import Job
@@ -29,6 +28,9 @@ from jobkit.limits import MAX_DEPTH
 from jobkit.masking import is_secret, mask_secrets
 from jobkit.records import UnreadableJSON
 from jobkit.registry import JobSpec, Registry
+
+if TYPE_CHECKING:
+    import cattrs
 
 Params = dict[str, Any]
 
@@ -136,6 +138,8 @@ def make_converter() -> cattrs.Converter:
     A cattrs converter that refuses lossy coercions, unknown keys of attrs classes, and
     values of the wrong JSON shape: only an array becomes a list, tuple or set, and only an
     object a dict, mapping or attrs class."""
+    import cattrs  # here: import jobkit does not need it
+
     converter = cattrs.Converter(forbid_extra_keys=True)
     converter.register_structure_hook(int, _strict(int, (int,)))
     converter.register_structure_hook(float, _strict(float, (int, float)))
@@ -397,6 +401,8 @@ class Factory:
         try:
             self.converter.structure(value, hint)
         except Exception as exc:
+            import cattrs
+
             expected = f"expected {_hint_name(hint)}"
             if not isinstance(exc, cattrs.BaseValidationError):
                 message = str(exc)  # a scalar: our strict hooks already say what was expected
@@ -411,6 +417,8 @@ def _format_exception(exc: BaseException, kind: Any) -> str:
     """One nested problem: our strict hooks' own words, else cattrs' default."""
     if isinstance(exc, TypeError) and str(exc).startswith("expected"):
         return str(exc)
+    import cattrs
+
     return cattrs.v.format_exception(exc, kind)
 
 

@@ -7,9 +7,9 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
-from loguru import logger
 
 from jobkit.exceptions import JobkitError
+from jobkit.lazylog import logger
 
 if TYPE_CHECKING:
     from loguru import Logger

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import cache, partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
-import cattrs
 
 from jobkit.exceptions import ConfigError
 from jobkit.factory import make_converter
+
+if TYPE_CHECKING:
+    import cattrs
 
 T = TypeVar("T")
 
@@ -28,6 +30,8 @@ def _converter() -> cattrs.Converter:
 
 def _describe(fields: frozenset[str], exc: BaseException, kind: type[Any] | None) -> str:
     """The message of one error: plain wording where we have it, cattrs' otherwise."""
+    import cattrs
+
     if isinstance(exc, KeyError):
         return "required key missing"
     if isinstance(exc, cattrs.ForbiddenExtraKeysError):
@@ -60,6 +64,8 @@ def structure_options(cls: type[T], options: Any, where: str) -> T:
     if not isinstance(options, Mapping):
         raise ConfigError(errors=[f"{where}: must be a mapping, got {type(options).__name__}"])
     fields = frozenset(field.name for field in attrs.fields(cls))  # type: ignore[arg-type]
+    import cattrs  # here: import jobkit does not need it
+
     try:
         return _converter().structure(dict(options), cls)
     except cattrs.BaseValidationError as exc:

@@ -11,6 +11,7 @@ import inspect
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from jobkit.exceptions import ConfigError
+from jobkit.imports import import_path_of, import_string
 
 if TYPE_CHECKING:
     from jobkit.notify import Notifier  # noqa: F401 - named in a string below
@@ -26,28 +27,56 @@ class ClassRegistry(Generic[T]):
 
     def __init__(self) -> None:
         self._classes: dict[str, type[T]] = {}
+        #: name -> ``module:Class`` of a built-in class, imported when it is looked up.
+        self._lazy: dict[str, str] = {}
 
     def add(self, name: str, cls: type[T]) -> None:
         """Register ``cls`` under ``name``."""
-        existing = self._classes.get(name)
-        if existing is not None and existing is not cls:
-            raise ConfigError(
-                f"{self.kind} {name!r} is registered twice: by {existing.__module__}."
-                f"{existing.__qualname__} and by {cls.__module__}.{cls.__qualname__}"
-            )
+        self._refuse_another(name, import_path_of(cls), cls)
+        self._lazy.pop(name, None)
         self._classes[name] = cls
+
+    def add_lazy(self, name: str, path: str) -> None:
+        """Internal: register the class ``path`` (``module:Class``) names, imported on lookup.
+
+        For jobkit's built-in classes, so that building an app does not import every backend
+        (a plugin calls :meth:`add`). Two names for one class are one class, as with ``add``.
+        """
+        self._refuse_another(name, path, None)
+        if name not in self._classes:
+            self._lazy[name] = path
+
+    def _refuse_another(self, name: str, path: str, cls: type[T] | None) -> None:
+        """``ConfigError`` when ``name`` holds a class other than ``cls`` (``path``)."""
+        existing = self._classes.get(name)
+        if existing is not None:
+            if existing is cls or (cls is None and import_path_of(existing) == path):
+                return
+            held = import_path_of(existing)
+        else:
+            held = self._lazy.get(name, path)
+            if held == path:
+                return
+        raise ConfigError(
+            f"{self.kind} {name!r} is registered twice: by {held.replace(':', '.')} "
+            f"and by {path.replace(':', '.')}"
+        )
 
     def get(self, name: str) -> type[T]:
         """The class registered under ``name``; ``KeyError`` names the known ones."""
         try:
             return self._classes[name]
         except KeyError:
-            known = ", ".join(sorted(self._classes)) or "none"
-            raise KeyError(f"no {self.kind} {name!r} (known: {known})") from None
+            if name not in self._lazy:
+                known = ", ".join(self.names()) or "none"
+                raise KeyError(f"no {self.kind} {name!r} (known: {known})") from None
+        cls: type[T] = import_string(self._lazy[name])
+        self._classes[name] = cls
+        return cls
 
     def names(self) -> list[str]:
         """The registered names, sorted."""
-        return sorted(self._classes)
+        return sorted({*self._classes, *self._lazy})
 
 
 class StorageRegistry(ClassRegistry["Storage"]):

@@ -33,10 +33,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
-from loguru import logger
 
 from jobkit import limits
 from jobkit.exceptions import Retry
+from jobkit.lazylog import logger
 from jobkit.masking import has_secrets, mask_secrets
 from jobkit.records import AttemptOutcome, EventKind, JobEvent, JobRecord, JobStatus, Lease
 from jobkit.retries import retry_delay

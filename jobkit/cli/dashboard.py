@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import click
-from loguru import logger
 
 from jobkit.cli.group import State, config_option, main
 from jobkit.cli.output import handle_errors
@@ -34,6 +33,8 @@ def dashboard(ctx: click.Context, host: str, port: int) -> None:
     state = ctx.find_object(State)
     assert state is not None
     app = state.app()  # cancels and retries are job events: they go to the job log
+    from loguru import logger  # here: --help does without it
+
     from jobkit.logs import console_format
 
     logger.add(sys.stderr, level="INFO", format=console_format)  # one line each, escaped

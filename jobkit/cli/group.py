@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import click
-from loguru import logger
 
 from jobkit.cli.output import F, fail, handle_errors
 
@@ -33,6 +32,8 @@ class State:
     def app(self, *, log: bool = True) -> Any:
         """The app, with the job log configured."""
         if self._app is None:
+            from loguru import logger  # here: --help and usage errors do without it
+
             from jobkit.app import JobKit
             from jobkit.logs import configure_logging
 

@@ -17,7 +17,6 @@ import attrs
 import click
 
 from jobkit.exceptions import ConfigError, JobkitError
-from jobkit.logs import escape
 from jobkit.masking import mask_secrets
 from jobkit.records import JobRecord
 
@@ -32,6 +31,8 @@ def fail(message: str, code: int = EXIT_FAILED, *, details: Sequence[str] = ()) 
 
     Each of ``details`` follows on a line of its own, indented; all of it escaped.
     """
+    from jobkit.logs import escape  # here: jobkit.logs imports loguru, which --help does without
+
     lines = [f"jobkit: error: {escape(message)}", *(f"  {escape(detail)}" for detail in details)]
     click.echo("\n".join(lines), err=True)
     sys.exit(code)
@@ -39,6 +40,8 @@ def fail(message: str, code: int = EXIT_FAILED, *, details: Sequence[str] = ()) 
 
 def echo(line: str) -> None:
     """Print one line of output that holds stored text, its control characters escaped."""
+    from jobkit.logs import escape
+
     click.echo(escape(line))
 
 

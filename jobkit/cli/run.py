@@ -12,7 +12,6 @@ import click
 from jobkit.cli.group import State, app_command, json_option, main
 from jobkit.cli.output import fail, outcome
 from jobkit.limits import MAX_DEPTH
-from jobkit.logs import escape
 from jobkit.records import FINAL_STATUSES, JobRecord, JobStatus
 
 
@@ -140,6 +139,8 @@ def _wait(app: Any, job_id: str, *, show: bool) -> JobRecord:
         return record
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from jobkit.logs import escape
 
     columns = (  # markup=False: a job's progress message is shown as written, escaped
         TextColumn("job {task.fields[job]}: {task.description}", markup=False),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 
 import click
-from loguru import logger
 
 from jobkit.cli.group import State, app_command, main
 from jobkit.limits import CONCURRENCY
@@ -26,6 +25,8 @@ from jobkit.limits import CONCURRENCY
 @app_command
 def worker(state: State, concurrency: int | None, burst: bool) -> None:
     """Run jobs: start worker processes and supervise them until SIGINT/SIGTERM."""
+    from loguru import logger  # here: --help does without it
+
     from jobkit.logs import configure_logging, console_format
     from jobkit.worker import Worker
 

@@ -18,7 +18,7 @@ from jobkit.config.settings import (
     LoggingSettings,
     WorkerSettings,
 )
-from jobkit.config_yaml import Check, Invalid, KeyPath, env_value, rules_of
+from jobkit.config_yaml import Check, Invalid, KeyPath, rules_of
 
 #: JOBKIT_* variables that are not configuration keys.
 _NOT_SETTINGS = frozenset({"JOBKIT_CONFIG", "JOBKIT_TRACE_PLUGINS", "JOBKIT_DEBUG"})
@@ -81,6 +81,8 @@ def read_environ(environ: Mapping[str, str], top: Mapping[str, Check]) -> Enviro
         if rule is None:
             found.errors.append(f"environment {var}: {_ENV_HELP}")
             continue
+        from jobkit.config.yamlfile import env_value  # PyYAML: only for a JOBKIT_ variable
+
         try:
             value = (env_value(rule, environ[var]), var)
         except Invalid as exc:

@@ -16,7 +16,7 @@ import attrs
 
 from jobkit.config.environ import read_environ
 from jobkit.config.model import Config, Provenance, build
-from jobkit.config_yaml import KeyPath, read_yaml_file, rules_of
+from jobkit.config_yaml import KeyPath, rules_of
 from jobkit.exceptions import ConfigError
 
 _SQLITE_PREFIX = "sqlite:///"
@@ -40,6 +40,8 @@ def load_config(
     environment = read_environ(env, rules_of(Config))
     if file is None:
         return build({}, Provenance(), environment)
+    from jobkit.config.yamlfile import read_yaml_file  # PyYAML: only to read a file
+
     document = read_yaml_file(file)
     data = {} if document.data is None else document.data
     config = build(data, Provenance(source=file, lines=document.lines), environment,
@@ -72,6 +74,8 @@ def raw_notifications(
     file = _config_file(path, os.environ if environ is None else environ)
     if file is None:
         return []
+    from jobkit.config.yamlfile import read_yaml_file  # PyYAML: only to read a file
+
     try:
         document = read_yaml_file(file)
     except ConfigError:

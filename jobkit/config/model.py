@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Collection, Mapping
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
-import cattrs
 
 from jobkit.config.environ import Environment, EnvValue
 from jobkit.config.settings import (
@@ -41,6 +40,9 @@ from jobkit.config_yaml import (
     text,
 )
 from jobkit.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    import cattrs
 
 _STORAGE_URL = r"[A-Za-z][A-Za-z0-9+.-]*://.*"
 _ALIASES = {"class_": "class"}  # attribute name -> key in the file
@@ -201,6 +203,8 @@ def build(data: Any, provenance: Provenance, environment: Environment,
         env_defaults=environment.defaults,
         env_jobs=environment.jobs,
     )
+    import cattrs  # here: building a Config from data needs it, import jobkit does not
+
     found = [(path, "duplicate key") for path in duplicates]
     try:
         config = _converter().structure(environment.overlay(data), Config)
@@ -227,6 +231,8 @@ def _file_keys(cls: type) -> list[str]:
 @functools.cache
 def _converter() -> cattrs.Converter:
     """The converter from the file's data to ``Config`` (built on first use)."""
+    import cattrs
+
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(str, strict_str)  # mapping keys: job names
     for cls in (JobSettings, LoggingSettings, WorkerSettings, DashboardSettings):

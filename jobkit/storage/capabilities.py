@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from jobkit.records import WAITING_STATUSES, JobLogLine, JobRecord, Lease, WorkerInfo
-from jobkit.storage.search import Count, JobQuery, SearchPage, matches, page_of, search_in
 
 if TYPE_CHECKING:
     from jobkit.storage.base import Storage
+    from jobkit.storage.search import Count, JobQuery, SearchPage
 
 #: What a batch returns: the completed records (``None`` where the lease was lost) and the
 #: jobs claimed, in claim order.
@@ -228,11 +228,15 @@ def _every_job(storage: Storage) -> list[JobRecord]:
 
 def scan_search(storage: Storage, query: JobQuery) -> SearchPage:
     """The page of jobs ``query`` finds, by reading every job through the core."""
+    from jobkit.storage.search import page_of, search_in  # only a search needs it
+
     return page_of(query, search_in(query, _every_job(storage), limit=query.limit + 1))
 
 
 def scan_count(storage: Storage, query: JobQuery, cap: int = 10_000) -> Count:
     """How many jobs ``query`` finds (up to ``cap``), by reading every job through the core."""
+    from jobkit.storage.search import Count, matches
+
     unbounded = attrs.evolve(query, after=None, limit=1)
     n = sum(1 for record in _every_job(storage) if matches(unbounded, record))
     return Count(cap, over=True) if n > cap else Count(n)

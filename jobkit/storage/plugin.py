@@ -12,12 +12,12 @@ if TYPE_CHECKING:
 
 @hookimpl
 def jobkit_register_storage(registry: StorageRegistry) -> None:
-    """Add ``sqlite://``, ``memory://`` and ``postgresql://`` (alias ``postgres://``)."""
-    from jobkit.storage.memory import MemoryStorage
-    from jobkit.storage.postgres import PostgresStorage
-    from jobkit.storage.sqlite import SQLiteStorage
+    """Add ``sqlite://``, ``memory://`` and ``postgresql://`` (alias ``postgres://``).
 
-    registry.add("sqlite", SQLiteStorage)
-    registry.add("memory", MemoryStorage)
-    registry.add("postgresql", PostgresStorage)
-    registry.add("postgres", PostgresStorage)
+    Each is imported when the app opens a store of its scheme, not when it is built: a process
+    on SQLite never imports :mod:`jobkit.storage.postgres`.
+    """
+    registry.add_lazy("sqlite", "jobkit.storage.sqlite:SQLiteStorage")
+    registry.add_lazy("memory", "jobkit.storage.memory:MemoryStorage")
+    registry.add_lazy("postgresql", "jobkit.storage.postgres:PostgresStorage")
+    registry.add_lazy("postgres", "jobkit.storage.postgres:PostgresStorage")

@@ -19,9 +19,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import attrs
-from loguru import logger
 
 from jobkit.exceptions import StorageError
+from jobkit.lazylog import logger
 from jobkit.masking import has_secrets, mask_secrets
 from jobkit.records import (
     AttemptOutcome,
