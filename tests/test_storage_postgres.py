@@ -67,15 +67,27 @@ class TestPostgresStorage(StorageConformance):
 
 
 def terminate_other_backends(url: str) -> int:
-    """pg_terminate_backend every other connection to the database; how many."""
+    """pg_terminate_backend every other connection to the database, and wait until those
+    backends have exited (the function only signals them); how many.
+
+    Until a backend has exited, its client's socket shows nothing and a query sent on it fails
+    with "terminating connection due to administrator command": the pool can only replace a
+    connection the server has closed.
+    """
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        rows = conn.execute(
-            b"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        pids = [pid for (pid,) in conn.execute(
+            b"SELECT pid FROM pg_stat_activity "
             b"WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchall()
-    return len(rows)
+        ).fetchall()]
+        conn.execute(b"SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [pids])
+        deadline = time.monotonic() + 30
+        while conn.execute(b"SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                           [pids]).fetchone() != (0,):
+            assert time.monotonic() < deadline, f"backends {pids} did not exit in 30 s"
+            time.sleep(0.01)
+    return len(pids)
 
 
 class TestDatabaseClock:
