@@ -381,15 +381,25 @@ class TestWakeAfterAWrite:
     """A write to the -wal file ends an idle worker's wait only once its commit is visible."""
 
     @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
-    def test_a_commit_made_visible_after_its_write_wakes_the_worker(self, db_path: Path) -> None:
+    @pytest.mark.parametrize("busy", [False, True], ids=["idle", "after-a-job"])
+    def test_a_commit_made_visible_after_its_write_wakes_the_worker(
+        self, db_path: Path, busy: bool
+    ) -> None:
         """The worker's loop (look for a job, else wait) is woken for the job, not polled.
 
         Before, the wait ended on the write itself; the look that followed found nothing (the
         commit was not visible yet) and the next wait waited for another write, until its
-        timeout: one pick-up in ten took the 50 ms poll interval.
+        timeout: one pick-up in ten took the 50 ms poll interval. ``after-a-job``: the worker
+        has just run a job, so its next claim is a write, not the read-only look.
         """
         stop = threading.Event()
         with SQLiteStorage(db_path) as waiting, SQLiteStorage(db_path) as other:
+            if busy:
+                other.enqueue(new_job(other.now()))
+                done = waiting.claim("w", 30)
+                assert done is not None
+                lease = Lease(done.id, "w", done.attempts)
+                assert waiting.settle(lease, AttemptOutcome.SUCCEEDED, result=None) is not None
             watch = _CommitAfterItsWrite(lambda: other.enqueue(new_job(other.now())), stop)
             waiting._wal = (os.getpid(), watch)  # type: ignore[assignment]
             claimed = None
