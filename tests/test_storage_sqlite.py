@@ -345,6 +345,73 @@ class TestWaitForJobs:
         assert time.monotonic() - started < 10
 
 
+class _CommitAfterItsWrite:
+    """A stand-in for the -wal watch: the write is seen before the commit it belongs to.
+
+    A writer appends its frames to the -wal file (the event) and only then makes them visible in
+    the WAL index, which writes nothing the watch sees. The first wait reports the write, with
+    nothing committed yet; the next wait commits the job and reports nothing. A third wait means
+    the store went back to waiting for another write while the job was there to claim, a wake-up
+    missed: it is noted and ``stop`` ends the test's (60 s) wait at once.
+    """
+
+    closed = False
+
+    def __init__(self, commit: Callable[[], object], stop: threading.Event) -> None:
+        self.commit, self.stop = commit, stop
+        self.waits = 0
+        self.missed = False
+
+    def wait(self, timeout: float) -> bool:
+        self.waits += 1
+        if self.waits == 1:
+            return True
+        if self.waits == 2:
+            self.commit()
+            return False
+        self.missed = True
+        self.stop.set()
+        return False
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+class TestWakeAfterAWrite:
+    """A write to the -wal file ends an idle worker's wait only once its commit is visible."""
+
+    @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
+    @pytest.mark.parametrize("busy", [False, True], ids=["idle", "after-a-job"])
+    def test_a_commit_made_visible_after_its_write_wakes_the_worker(
+        self, db_path: Path, busy: bool
+    ) -> None:
+        """The worker's loop (look for a job, else wait) is woken for the job, not polled.
+
+        Before, the wait ended on the write itself; the look that followed found nothing (the
+        commit was not visible yet) and the next wait waited for another write, until its
+        timeout: one pick-up in ten took the 50 ms poll interval. ``after-a-job``: the worker
+        has just run a job, so its next claim is a write, not the read-only look.
+        """
+        stop = threading.Event()
+        with SQLiteStorage(db_path) as waiting, SQLiteStorage(db_path) as other:
+            if busy:
+                other.enqueue(new_job(other.now()))
+                done = waiting.claim("w", 30)
+                assert done is not None
+                lease = Lease(done.id, "w", done.attempts)
+                assert waiting.settle(lease, AttemptOutcome.SUCCEEDED, result=None) is not None
+            watch = _CommitAfterItsWrite(lambda: other.enqueue(new_job(other.now())), stop)
+            waiting._wal = (os.getpid(), watch)  # type: ignore[assignment]
+            claimed = None
+            for _ in range(3):
+                claimed = waiting.claim("w", 30)
+                if claimed is not None:
+                    break
+                waiting.wait_for_jobs(60.0, stop)
+        assert claimed is not None
+        assert not watch.missed, "the wait went on after the job was committed (a poll, no wake)"
+
+
 class TestSQLiteContention:
     """Several processes writing to one file at once."""
 

