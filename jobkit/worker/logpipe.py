@@ -27,7 +27,7 @@ import os
 import pickle
 import threading
 import time
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from loguru import logger
@@ -35,11 +35,13 @@ from loguru import logger
 from jobkit.logs import (
     EVENT_LOGGER,
     EventLine,
+    EventTexts,
     capture_driver_logs,
     event_line,
     traceback_text,
     write_event,
 )
+from jobkit.logsinks import Route, Stamped, relayed, route
 from jobkit.shield import shielded
 
 if TYPE_CHECKING:
@@ -253,10 +255,25 @@ def relay(connection: Connection, name: str) -> threading.Thread:
     batch it was killed halfway through sending is dropped). A process frozen halfway through
     a batch holds up only its own thread: the threads take turns (:data:`_WRITING`) only to log
     a batch they have received whole.
+
+    The lines of job events go to jobkit's own sinks directly, a batch at a time
+    (:mod:`jobkit.logsinks`), and through loguru only to the other sinks, if any; every other
+    record goes through loguru.
     """
     current: list[Line | Event] = []
     zones: dict[tuple[float, str | None], timezone] = {}
     kinds: dict[str, Any] = {}
+    texts = EventTexts()
+    levels: dict[str, int] = {}
+
+    def zone_of(line: Line | Event) -> timezone:
+        """The zone of the worker process when it logged ``line``."""
+        zone = zones.get((line.utc_offset, line.zone))
+        if zone is None:
+            offset = timedelta(seconds=line.utc_offset)
+            zone = timezone(offset, line.zone) if line.zone else timezone(offset)
+            zones[line.utc_offset, line.zone] = zone
+        return zone
 
     def restore(record: Record) -> None:
         """Give the supervisor's record the worker process's values.
@@ -265,18 +282,13 @@ def relay(connection: Connection, name: str) -> threading.Thread:
         :func:`jobkit.logs.write_event`.
         """
         line = current[0]
-        zone = zones.get((line.utc_offset, line.zone))
-        if zone is None:
-            offset = timedelta(seconds=line.utc_offset)
-            zone = timezone(offset, line.zone) if line.zone else timezone(offset)
-            zones[line.utc_offset, line.zone] = zone
         # the supervisor's own record gives loguru's types (its datetime formats loguru's
         # tokens); loguru's stubs declare neither their constructors nor these keys as writable
         fields: Any = record
         if not kinds:
             kinds.update({key: type(record[key]) for key in _TYPED})  # type: ignore[literal-required]
         fields.update(
-            time=kinds["time"].fromtimestamp(line.timestamp, zone),
+            time=kinds["time"].fromtimestamp(line.timestamp, zone_of(line)),
             process=kinds["process"](line.process_id, line.process_name),
             thread=kinds["thread"](line.thread_id, line.thread_name),
         )
@@ -307,16 +319,55 @@ def relay(connection: Connection, name: str) -> threading.Thread:
                     _write(batch)
 
     def _write(batch: list[Line | Event]) -> None:
+        sinks = route()
+        events: list[Event] = []
         for line in batch:
-            current[:] = [line]
-            if isinstance(line, Event):
-                write_event(line.line, patched_events)
+            if sinks is not None and isinstance(line, Event):
+                events.append(line)
                 continue
-            try:
-                patched.log(line.level, line.message)
-            except ValueError:  # a level only the worker process knows: by its number
-                with contextlib.suppress(ValueError):
-                    patched.log(line.level_no, line.message)
+            if events:
+                _write_events(events, sinks)
+                events = []
+            _log(line)
+        if events:
+            _write_events(events, sinks)
+
+    def _log(line: Line | Event) -> None:
+        current[:] = [line]
+        if isinstance(line, Event):
+            write_event(line.line, patched_events)
+            return
+        try:
+            patched.log(line.level, line.message)
+        except ValueError:  # a level only the worker process knows: by its number
+            with contextlib.suppress(ValueError):
+                patched.log(line.level_no, line.message)
+
+    def _write_events(events: list[Event], sinks: Route | None) -> None:
+        """Write the lines of ``events`` to jobkit's sinks, and through loguru to the others."""
+        assert sinks is not None
+        files, consoles = sinks.files, sinks.consoles
+        lines = []
+        for event in events:
+            when = datetime.fromtimestamp(event.timestamp, zone_of(event))
+            file_text, console_text = texts.texts(event.line, when, file=bool(files),
+                                                  console=bool(consoles))
+            level = levels.get(event.line.level)
+            if level is None:
+                level = levels[event.line.level] = logger.level(event.line.level).no
+            lines.append((level, Stamped(file_text, when), console_text))
+        for file in files:
+            taken = [text for level, text, _ in lines if level >= file.levelno]
+            if taken:
+                file.write_lines(taken)
+        for console in consoles:
+            shown = [text for level, _, text in lines if level >= console.levelno]
+            if shown:
+                console.write_lines(shown)
+        if sinks.others:
+            with relayed():  # jobkit's sinks have them: loguru gives them to the others
+                for event in events:
+                    _log(event)
 
     thread = threading.Thread(target=run, name=f"{name}-logs", daemon=True)
     thread.start()
