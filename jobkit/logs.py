@@ -384,11 +384,6 @@ def write_event(line: EventLine, log: Logger | None = None) -> None:
     )
 
 
-def _event_message(line: EventLine) -> str:
-    """The message of an event's record (:func:`write_event`'s template, filled)."""
-    return f"{line.kind}: {line.error}" if line.error else line.kind
-
-
 class EventTexts:
     """Internal: job events' lines as the text files and the console write them, for the relay.
 
@@ -413,24 +408,28 @@ class EventTexts:
             self._second = second
         return self._utc, self._clock
 
-    def texts(self, line: EventLine, when: datetime, *, file: bool = True,
+    def texts(self, line: EventLine | tuple[Any, ...], when: datetime, *, file: bool = True,
               console: bool = True) -> tuple[str, str]:
-        """The line of ``line`` in a text file and on the console ("" for one not asked for)."""
+        """The line of ``line`` in a text file and on the console ("" for one not asked for).
+
+        ``line`` may be the plain tuple of an :class:`EventLine`'s values.
+        """
+        level, kind, error, job_id, job_name, method, attempt, status, tb, params, is_text = line
         extra = {
-            "job_id": line.job_id,
-            "job_name": line.job_name,
-            "method": line.method,
-            "attempt": line.attempt,
-            "status": line.status,
-            "event": line.kind,
-            "params": line.params if line.params_text else _params_text(line.params),
+            "job_id": job_id,
+            "job_name": job_name,
+            "method": method,
+            "attempt": attempt,
+            "status": status,
+            "event": kind,
+            "params": params if is_text else _params_text(params),
         }
-        message = _event_message(line)
+        message = f"{kind}: {error}" if error else kind  # write_event's template, filled
         utc, clock = self._stamp(when)
-        level = f"{line.level: <7}"
+        level = f"{level: <7}"
         return (
             f"{utc}{when.microsecond:06d}+0000 | {level} | {_line_text(extra, message)}"
-            f"{_traceback_lines(line.traceback)}\n" if file else "",
+            f"{_traceback_lines(tb)}\n" if file else "",
             f"{clock} {level} {_console_text(extra, message)}\n" if console else "",
         )
 

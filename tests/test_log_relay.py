@@ -25,7 +25,7 @@ from jobkit.config import Config, LoggingSettings
 from jobkit.logs import EVENTS_FILE, EventLine, add_console, configure_logging
 from jobkit.logsinks import LogFile, route
 from jobkit.worker import logpipe
-from jobkit.worker.logpipe import Event, Line
+from jobkit.worker.logpipe import Event, Line, Sent
 
 #: 2026-12-06T11:59:58.5 UTC.
 T0 = 1796558398.5
@@ -41,6 +41,15 @@ def event(kind: str, job: int, when: float, *, level: str = "INFO", error: str |
     return Event(line, when, zone[0], zone[1], 4242, "jobkit-worker-0", 7, "MainThread")
 
 
+#: What a relay receives: records, and events as sent or as named tuples.
+Item = Line | Event | Sent
+
+
+def sent(event: Event) -> Sent:
+    """``event`` as a worker process sends it: plain tuples (``_Forwarder.event``)."""
+    return (tuple(event.line), *event[1:])
+
+
 def job_line(message: str, when: float) -> Line:
     """A record a job logged through ``self.log`` in a worker process."""
     return Line("INFO", 20, message, when, 3600.0, "CET", "sample_jobs", "run", 9, "sample_jobs",
@@ -50,16 +59,16 @@ def job_line(message: str, when: float) -> Line:
 
 #: Every kind of line: info and error events, a traceback, escapes, braces, a NUL, accents,
 #: params not yet encoded, a job's own line in between, another zone, a time that rounds up to
-#: the next second, two lines in one microsecond.
-BATCH: list[Line | Event] = [
-    event("started", 1, T0),
-    event("succeeded", 1, T0 + 0.000123),
+#: the next second, two lines in one microsecond; events as sent and as named tuples.
+BATCH: list[Item] = [
+    sent(event("started", 1, T0)),
+    sent(event("succeeded", 1, T0 + 0.000123)),
     event("started", 2, T0 + 0.4999996),
     job_line("sending {to}\n2026-01-01 | INFO | forged", T0 + 0.6),
     event("retrying", 2, T0 + 1.25, level="ERROR", error="KeyError: '{x}'\u2028é", tb=TB),
     event("started", 3, T0 + 1.25, params='{"a": "\\u0000", "b": "ü\\n"}'),
     event("failed", 3, T0 + 61.0, level="ERROR", error="OSError: no route", tb=""),
-    event("started", 4, T0 + 3600 * 5, zone=(-18000.0, "EST")),
+    sent(event("started", 4, T0 + 3600 * 5, zone=(-18000.0, "EST"))),
     event("succeeded", 4, T0 + 3600 * 5 + 0.9999997, zone=(0.0, None)),
 ]
 
@@ -69,7 +78,7 @@ def handler_ids() -> set[int]:
     return {int(found) for found in re.findall(r"\(id=(\d+), level=", repr(logger))}
 
 
-def relay(batches: list[list[Line | Event]]) -> None:
+def relay(batches: list[list[Item]]) -> None:
     """Send ``batches`` through a relay thread as a worker process would, and wait for it."""
     ours, theirs = multiprocessing.Pipe(duplex=False)
     thread = logpipe.relay(ours, "test")
@@ -128,7 +137,7 @@ def make_sinks(tmp_path: Path) -> Iterator[Any]:
     logger.disable("jobkit")
 
 
-def both_ways(make_sinks: Any, monkeypatch: pytest.MonkeyPatch, batches: list[list[Line | Event]],
+def both_ways(make_sinks: Any, monkeypatch: pytest.MonkeyPatch, batches: list[list[Item]],
               plugins: tuple[object, ...] = (), **logging: Any) -> tuple[Sinks, Sinks]:
     """The batches relayed to jobkit's sinks directly, then (other sinks) through loguru alone."""
     direct = make_sinks("direct", plugins, **logging)
@@ -192,7 +201,8 @@ def test_rotated_at_the_same_line(make_sinks: Any, monkeypatch: pytest.MonkeyPat
                                   rotation: str) -> None:
     """A batch spanning a rotation (by the lines' times, or by size) is cut at the same line."""
     now = time.time()
-    batch = [event("started", i, now + i * 25 * 60) for i in range(6)]
+    batch: list[Item] = [sent(event("started", i, now + i * 25 * 60))
+                         for i in range(6)]
     direct, loguru_only = both_ways(make_sinks, monkeypatch, [batch, batch[:2]],
                                     rotation=rotation, retention="10 files")
     assert direct.contents() == loguru_only.contents()

@@ -83,7 +83,11 @@ class Line(NamedTuple):
 
 
 class Event(NamedTuple):
-    """A job event's line from a worker process: its values, when and where it happened."""
+    """A job event's line from a worker process: its values, when and where it happened.
+
+    It travels as a plain tuple (:data:`Sent`), its line too: pickling a named tuple calls
+    Python code for each, several times the cost of the tuple's values.
+    """
 
     line: EventLine
     timestamp: float
@@ -93,6 +97,15 @@ class Event(NamedTuple):
     process_name: str
     thread_id: int
     thread_name: str
+
+
+#: An :class:`Event` as it is sent: the tuples of its values.
+Sent = tuple[tuple[Any, ...], float, float, "str | None", int, str, int, str]
+
+
+def _event(sent: Event | Sent) -> Event:
+    """The :class:`Event` of what a worker process sent."""
+    return sent if isinstance(sent, Event) else Event(EventLine(*sent[0]), *sent[1:])
 
 
 def _line(record: Record) -> Line:
@@ -130,9 +143,12 @@ class _Forwarder:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.lock = threading.Lock()  # the pipe is this process's alone: its threads take turns
-        self.pending: list[Line | Event] = []
+        self.pending: list[Line | Sent] = []
         self.due = threading.Event()  # set when a batch has begun: the flusher sends it soon
         self.process = (os.getpid(), multiprocessing.current_process().name)
+        #: The second of the last event, and this process's zone then (UTC offset, name).
+        self.second = -1
+        self.zone: tuple[float, str] = (0.0, "UTC")
         threading.Thread(target=self._flusher, name="jobkit-log-forward", daemon=True).start()
 
     def sink(self, message: Message) -> None:
@@ -142,15 +158,14 @@ class _Forwarder:
     def event(self, line: EventLine) -> None:
         """Send a job event's line (at once if it is an error)."""
         now = time.time()
-        local = time.localtime(now)
+        if int(now) != self.second:  # the zone changes on a second, if ever
+            local = time.localtime(now)
+            self.second, self.zone = int(now), (float(local.tm_gmtoff), local.tm_zone)
         thread = threading.current_thread()
-        self.put(
-            Event(line, now, float(local.tm_gmtoff), local.tm_zone, *self.process,
-                  thread.ident or 0, thread.name),
-            line.level != "INFO",
-        )
+        self.put((tuple(line), now, *self.zone, *self.process, thread.ident or 0, thread.name),
+                 line.level != "INFO")
 
-    def put(self, item: Line | Event, urgent: bool) -> None:
+    def put(self, item: Line | Sent, urgent: bool) -> None:
         """Queue ``item`` for the next batch; send the batch now if it is ``urgent`` or full."""
         with self.lock:
             self.pending.append(item)
@@ -179,7 +194,7 @@ class _Forwarder:
                 self.flush()
 
 
-def _pickled(batch: list[Line | Event]) -> bytes:
+def _pickled(batch: list[Line | Sent]) -> bytes:
     """The batch, pickled, with the lines that cannot be pickled sent as text.
 
     A line that cannot be pickled (an ``extra`` value or an exception class only this process
@@ -266,13 +281,13 @@ def relay(connection: Connection, name: str) -> threading.Thread:
     texts = EventTexts()
     levels: dict[str, int] = {}
 
-    def zone_of(line: Line | Event) -> timezone:
-        """The zone of the worker process when it logged ``line``."""
-        zone = zones.get((line.utc_offset, line.zone))
+    def zone_of(utc_offset: float, name: str | None) -> timezone:
+        """The zone of a worker process: its offset from UTC (seconds), its name."""
+        zone = zones.get((utc_offset, name))
         if zone is None:
-            offset = timedelta(seconds=line.utc_offset)
-            zone = timezone(offset, line.zone) if line.zone else timezone(offset)
-            zones[line.utc_offset, line.zone] = zone
+            offset = timedelta(seconds=utc_offset)
+            zone = timezone(offset, name) if name else timezone(offset)
+            zones[utc_offset, name] = zone
         return zone
 
     def restore(record: Record) -> None:
@@ -288,7 +303,7 @@ def relay(connection: Connection, name: str) -> threading.Thread:
         if not kinds:
             kinds.update({key: type(record[key]) for key in _TYPED})  # type: ignore[literal-required]
         fields.update(
-            time=kinds["time"].fromtimestamp(line.timestamp, zone_of(line)),
+            time=kinds["time"].fromtimestamp(line.timestamp, zone_of(line.utc_offset, line.zone)),
             process=kinds["process"](line.process_id, line.process_name),
             thread=kinds["thread"](line.thread_id, line.thread_name),
         )
@@ -318,43 +333,45 @@ def relay(connection: Connection, name: str) -> threading.Thread:
                 with _WRITING:
                     _write(batch)
 
-    def _write(batch: list[Line | Event]) -> None:
+    def _write(batch: list[Line | Event | Sent]) -> None:
         sinks = route()
-        events: list[Event] = []
-        for line in batch:
-            if sinks is not None and isinstance(line, Event):
-                events.append(line)
+        events: list[Event | Sent] = []
+        for item in batch:
+            if sinks is not None and not isinstance(item, Line):
+                events.append(item)
                 continue
             if events:
                 _write_events(events, sinks)
                 events = []
-            _log(line)
+            _log(item)
         if events:
             _write_events(events, sinks)
 
-    def _log(line: Line | Event) -> None:
-        current[:] = [line]
-        if isinstance(line, Event):
-            write_event(line.line, patched_events)
+    def _log(item: Line | Event | Sent) -> None:
+        if not isinstance(item, Line):
+            event = _event(item)
+            current[:] = [event]
+            write_event(event.line, patched_events)
             return
+        current[:] = [item]
         try:
-            patched.log(line.level, line.message)
+            patched.log(item.level, item.message)
         except ValueError:  # a level only the worker process knows: by its number
             with contextlib.suppress(ValueError):
-                patched.log(line.level_no, line.message)
+                patched.log(item.level_no, item.message)
 
-    def _write_events(events: list[Event], sinks: Route | None) -> None:
+    def _write_events(events: list[Event | Sent], sinks: Route | None) -> None:
         """Write the lines of ``events`` to jobkit's sinks, and through loguru to the others."""
         assert sinks is not None
         files, consoles = sinks.files, sinks.consoles
         lines = []
-        for event in events:
-            when = datetime.fromtimestamp(event.timestamp, zone_of(event))
-            file_text, console_text = texts.texts(event.line, when, file=bool(files),
+        for line, timestamp, utc_offset, zone, *_ in events:  # as sent: no Event built
+            when = datetime.fromtimestamp(timestamp, zone_of(utc_offset, zone))
+            file_text, console_text = texts.texts(line, when, file=bool(files),
                                                   console=bool(consoles))
-            level = levels.get(event.line.level)
+            level = levels.get(line[0])
             if level is None:
-                level = levels[event.line.level] = logger.level(event.line.level).no
+                level = levels[line[0]] = logger.level(line[0]).no
             lines.append((level, Stamped(file_text, when), console_text))
         for file in files:
             taken = [text for level, text, _ in lines if level >= file.levelno]
