@@ -390,29 +390,31 @@ class EventTexts:
     The worker's log relay writes the lines of job events to jobkit's own sinks itself
     (:mod:`jobkit.logsinks`), without a loguru record per line: these are the texts
     :func:`_text_format` and :func:`console_format` give the record :func:`write_event` makes,
-    character for character. ``when`` is the event's time, in the zone of its process. The
-    texts of a time are kept for its second: a busy worker's lines share it.
+    character for character. The texts of a time are kept for its second: a busy worker's
+    lines share it.
     """
 
     def __init__(self) -> None:
-        self._second: datetime | None = None
+        self._second: tuple[int, Any] = (0, None)  # a second since the epoch, and its zone
         self._utc = self._clock = ""
 
-    def _stamp(self, when: datetime) -> tuple[str, str]:
+    def _stamp(self, when: datetime, timestamp: float) -> tuple[str, str]:
         """The start of ``when``'s UTC text (up to its microseconds) and its console clock."""
-        second = when.replace(microsecond=0)
-        last = self._second
-        if last is None or second != last or second.tzinfo is not last.tzinfo:
-            self._utc = _utc_text(second)[:-len("000000+0000")]
-            self._clock = _clock_text(second)
+        # the second of ``when`` exactly: its microseconds are ``timestamp``'s, rounded
+        second = (round(timestamp - when.microsecond / 1e6), when.tzinfo)
+        if second[0] != self._second[0] or second[1] is not self._second[1]:
+            start = when.replace(microsecond=0)
+            self._utc = _utc_text(start)[:-len("000000+0000")]
+            self._clock = _clock_text(start)
             self._second = second
         return self._utc, self._clock
 
-    def texts(self, line: EventLine | tuple[Any, ...], when: datetime, *, file: bool = True,
-              console: bool = True) -> tuple[str, str]:
+    def texts(self, line: EventLine | tuple[Any, ...], when: datetime, timestamp: float, *,
+              file: bool = True, console: bool = True) -> tuple[str, str]:
         """The line of ``line`` in a text file and on the console ("" for one not asked for).
 
-        ``line`` may be the plain tuple of an :class:`EventLine`'s values.
+        ``line`` may be the plain tuple of an :class:`EventLine`'s values; ``when`` is the
+        event's time in the zone of its process, ``datetime.fromtimestamp(timestamp, zone)``.
         """
         level, kind, error, job_id, job_name, method, attempt, status, tb, params, is_text = line
         extra = {
@@ -425,7 +427,7 @@ class EventTexts:
             "params": params if is_text else _params_text(params),
         }
         message = f"{kind}: {error}" if error else kind  # write_event's template, filled
-        utc, clock = self._stamp(when)
+        utc, clock = self._stamp(when, timestamp)
         level = f"{level: <7}"
         return (
             f"{utc}{when.microsecond:06d}+0000 | {level} | {_line_text(extra, message)}"

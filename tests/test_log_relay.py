@@ -69,7 +69,7 @@ BATCH: list[Item] = [
     event("started", 3, T0 + 1.25, params='{"a": "\\u0000", "b": "ü\\n"}'),
     event("failed", 3, T0 + 61.0, level="ERROR", error="OSError: no route", tb=""),
     sent(event("started", 4, T0 + 3600 * 5, zone=(-18000.0, "EST"))),
-    event("succeeded", 4, T0 + 3600 * 5 + 0.9999997, zone=(0.0, None)),
+    event("succeeded", 4, T0 + 3600 * 5 + 0.25, zone=(0.0, None)),  # same second, UTC
 ]
 
 
@@ -185,7 +185,8 @@ def test_same_lines_in_the_files_and_on_the_console(make_sinks: Any,
         "retrying: KeyError: '{x}'\\u2028é", "failed: OSError: no route"]
     console = direct.console.getvalue().splitlines()
     assert console[0] == "12:59:58 INFO    [1 Email.send #1] started"  # the worker's zone
-    assert console[7] == "11:59:58 INFO    [4 Email.send #1] started"
+    assert console[7:9] == ["11:59:58 INFO    [4 Email.send #1] started",
+                            "16:59:58 INFO    [4 Email.send #1] succeeded"]
 
 
 def test_level_setting(make_sinks: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -367,7 +367,7 @@ def relay(connection: Connection, name: str) -> threading.Thread:
         lines = []
         for line, timestamp, utc_offset, zone, *_ in events:  # as sent: no Event built
             when = datetime.fromtimestamp(timestamp, zone_of(utc_offset, zone))
-            file_text, console_text = texts.texts(line, when, file=bool(files),
+            file_text, console_text = texts.texts(line, when, timestamp, file=bool(files),
                                                   console=bool(consoles))
             level = levels.get(line[0])
             if level is None:
