@@ -335,9 +335,13 @@ def relay(connection: Connection, name: str) -> threading.Thread:
 
     def _write(batch: list[Line | Event | Sent]) -> None:
         sinks = route()
+        if sinks is None:  # no sink of jobkit's: every line through loguru
+            for item in batch:
+                _log(item)
+            return
         events: list[Event | Sent] = []
         for item in batch:
-            if sinks is not None and not isinstance(item, Line):
+            if not isinstance(item, Line):
                 events.append(item)
                 continue
             if events:
@@ -360,9 +364,8 @@ def relay(connection: Connection, name: str) -> threading.Thread:
             with contextlib.suppress(ValueError):
                 patched.log(item.level_no, item.message)
 
-    def _write_events(events: list[Event | Sent], sinks: Route | None) -> None:
+    def _write_events(events: list[Event | Sent], sinks: Route) -> None:
         """Write the lines of ``events`` to jobkit's sinks, and through loguru to the others."""
-        assert sinks is not None
         files, consoles = sinks.files, sinks.consoles
         lines = []
         for line, timestamp, utc_offset, zone, *_ in events:  # as sent: no Event built
