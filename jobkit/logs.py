@@ -32,6 +32,9 @@ from jobkit.masking import has_secrets, mask_secrets
 from jobkit.records import EventKind, JobEvent
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from datetime import datetime
+    from typing import TextIO
 
     import pluggy
     from loguru import Logger, Record
@@ -60,7 +63,10 @@ class LogFiles:
 
     def remove(self) -> None:
         """Flush and remove the sinks."""
+        from jobkit.logsinks import forget
+
         for handler_id in self.handler_ids:
+            forget(handler_id)
             logger.remove(handler_id)
 
 
@@ -83,20 +89,30 @@ def _is_job_record(record: Record) -> bool:
 
 def _text_format(record: Record) -> str:
     extra = record["extra"]
-    extra["_jobkit_time"] = record["time"].astimezone(timezone.utc).strftime(
-        "%Y-%m-%dT%H:%M:%S.%f+0000"
-    )
+    extra["_jobkit_time"] = _utc_text(record["time"])
+    extra["_jobkit_line"] = _line_text(extra, record["message"])
+    extra["_jobkit_tb"] = _traceback_lines(traceback_text(record))
+    return _TEXT_LINE
+
+
+def _utc_text(when: datetime) -> str:
+    """``when`` as the text format shows it: UTC, with microseconds."""
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f+0000")
+
+
+def _line_text(extra: Mapping[str, Any], message: str) -> str:
+    """The text format's line after the level: the job fields ``extra`` has, the message."""
     fields = [f"{key}={extra[key]}" for key in _FIELDS if key in extra]
     if "params" in extra:
         fields.append(f"params={extra['params']}")
     # one escape for the whole line: it works character by character, and the separators hold
     # no character it changes
-    extra["_jobkit_line"] = escape(" | ".join(filter(None, [" ".join(fields), record["message"]])))
-    tb = traceback_text(record)
-    extra["_jobkit_tb"] = (
-        "".join(f"\n  | {escape(line)}" for line in str(tb).splitlines()) if tb else ""
-    )
-    return _TEXT_LINE
+    return escape(" | ".join(filter(None, [" ".join(fields), message])))
+
+
+def _traceback_lines(tb: str | None) -> str:
+    """A traceback as the text format shows it after its line: ``\\n  | `` before each line."""
+    return "".join(f"\n  | {escape(line)}" for line in str(tb).splitlines()) if tb else ""
 
 
 def traceback_text(record: Record) -> str | None:
@@ -133,6 +149,17 @@ def _json_format(record: Record) -> str:
 def console_format(record: Record) -> str:
     """A short line for the terminal: time, level, the job it concerns, the message."""
     extra = record["extra"]
+    extra["_jobkit_console"] = _console_text(extra, record["message"])
+    extra["_jobkit_clock"] = _clock_text(record["time"])
+    return _CONSOLE_LINE
+
+
+#: The line of :func:`console_format`.
+_CONSOLE_LINE = "{extra[_jobkit_clock]} {level: <7} {extra[_jobkit_console]}\n"
+
+
+def _console_text(extra: Mapping[str, Any], message: str) -> str:
+    """The console's line after the level: the job ``extra`` names, if any, and the message."""
     job = ""
     if "job_id" in extra:
         parts = [str(extra["job_id"])]
@@ -141,9 +168,12 @@ def console_format(record: Record) -> str:
         if "attempt" in extra:
             parts.append(f"#{extra['attempt']}")
         job = f"[{' '.join(parts)}] "
-    extra["_jobkit_console"] = escape(job + record["message"])
-    extra["_jobkit_clock"] = record["time"].strftime("%H:%M:%S")  # C, not loguru's formatter
-    return "{extra[_jobkit_clock]} {level: <7} {extra[_jobkit_console]}\n"
+    return escape(job + message)
+
+
+def _clock_text(when: datetime) -> str:
+    """``when`` as the console shows it, in its own zone."""
+    return when.strftime("%H:%M:%S")  # C, not loguru's formatter
 
 
 class _ToLoguru(logging.Handler):
@@ -219,20 +249,54 @@ def configure_logging(
         "backtrace": False,
         "diagnose": False,
     }
+    events, errors = directory / EVENTS_FILE, directory / ERRORS_FILE
+    levels = ((events, settings.level), (errors, "ERROR"))
     if settings.format == "json":
         common["serialize"] = True
         common["format"] = _json_format
-    else:
+        ids = tuple(logger.add(path, level=level, **common) for path, level in levels)
+    elif enqueue:
         common["format"] = _text_format
-    events, errors = directory / EVENTS_FILE, directory / ERRORS_FILE
-    ids = (
-        logger.add(events, level=settings.level, **common),
-        logger.add(errors, level="ERROR", **common),
-    )
+        ids = tuple(logger.add(path, level=level, **common) for path, level in levels)
+    else:
+        ids = tuple(_add_text_file(path, level, settings) for path, level in levels)
     capture_driver_logs()
     if pm is not None:
         pm.hook.jobkit_configure_logging(logger=logger, settings=settings)
     return LogFiles(events, errors, ids)
+
+
+def _add_text_file(path: Path, level: str, settings: LoggingSettings) -> int:
+    """Add a text log file as loguru's file sink would be, that the relay also writes to.
+
+    The worker's log relay writes the lines of job events to it directly, a batch at a time
+    (:mod:`jobkit.logsinks`); the file, its lines, rotation and retention are the same.
+    """
+    from jobkit.logsinks import LogFile, register, unless_relayed
+
+    levelno = logger.level(level).no
+    sink = LogFile(str(path), levelno=levelno, rotation=settings.rotation,
+                   retention=settings.retention, encoding="utf-8")
+    handler_id = logger.add(sink, level=levelno, format=_text_format, colorize=False,
+                            filter=unless_relayed(_is_job_record), backtrace=False,
+                            diagnose=False)
+    register(handler_id, sink)
+    return handler_id
+
+
+def add_console(stream: TextIO, level: str = "INFO") -> int:
+    """Add a sink that prints :func:`console_format` lines on ``stream``; its handler id.
+
+    ``jobkit worker``'s terminal: the worker's log relay writes the lines of job events to it
+    directly, as for the files (:mod:`jobkit.logsinks`).
+    """
+    from jobkit.logsinks import Console, register, unless_relayed
+
+    levelno = logger.level(level).no
+    handler_id = logger.add(stream, level=levelno, format=console_format,
+                            filter=unless_relayed())
+    register(handler_id, Console(stream, levelno))
+    return handler_id
 
 
 #: The bound value a job event carries until a sink takes the line (see :func:`_event_params`).
@@ -318,6 +382,58 @@ def write_event(line: EventLine, log: Logger | None = None) -> None:
         traceback=line.traceback,
         **{"params" if line.params_text else _RAW_PARAMS: line.params},
     )
+
+
+class EventTexts:
+    """Internal: job events' lines as the text files and the console write them, for the relay.
+
+    The worker's log relay writes the lines of job events to jobkit's own sinks itself
+    (:mod:`jobkit.logsinks`), without a loguru record per line: these are the texts
+    :func:`_text_format` and :func:`console_format` give the record :func:`write_event` makes,
+    character for character. The texts of a time are kept for its second: a busy worker's
+    lines share it.
+    """
+
+    def __init__(self) -> None:
+        self._second: tuple[int, Any] = (0, None)  # a second since the epoch, and its zone
+        self._utc = self._clock = ""
+
+    def _stamp(self, when: datetime, timestamp: float) -> tuple[str, str]:
+        """The start of ``when``'s UTC text (up to its microseconds) and its console clock."""
+        # the second of ``when`` exactly: its microseconds are ``timestamp``'s, rounded
+        second = (round(timestamp - when.microsecond / 1e6), when.tzinfo)
+        if second[0] != self._second[0] or second[1] is not self._second[1]:
+            start = when.replace(microsecond=0)
+            self._utc = _utc_text(start)[:-len("000000+0000")]
+            self._clock = _clock_text(start)
+            self._second = second
+        return self._utc, self._clock
+
+    def texts(self, line: EventLine | tuple[Any, ...], when: datetime, timestamp: float, *,
+              file: bool = True, console: bool = True) -> tuple[str, str]:
+        """The line of ``line`` in a text file and on the console ("" for one not asked for).
+
+        ``line`` may be the plain tuple of an :class:`EventLine`'s values; ``when`` is the
+        event's time in the zone of its process, ``datetime.fromtimestamp(timestamp, zone)``.
+        """
+        level, kind, error, job_id, job_name, method, attempt, status, tb, params, is_text = line
+        extra = {
+            "job_id": job_id,
+            "job_name": job_name,
+            "method": method,
+            "attempt": attempt,
+            "status": status,
+            "event": kind,
+            "params": params if is_text else _params_text(params),
+        }
+        message = f"{kind}: {error}" if error else kind  # write_event's template, filled
+        utc, clock = self._stamp(when, timestamp)
+        level = f"{level: <7}"
+        return (
+            f"{utc}{when.microsecond:06d}+0000 | {level} | {_line_text(extra, message)}"
+            f"{_traceback_lines(tb)}\n" if file else "",
+            f"{clock} {level} {_console_text(extra, message)}\n" if console else "",
+        )
 
 
 def log_event(event: JobEvent) -> None:

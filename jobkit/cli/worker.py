@@ -27,14 +27,14 @@ def worker(state: State, concurrency: int | None, burst: bool) -> None:
     """Run jobs: start worker processes and supervise them until SIGINT/SIGTERM."""
     from loguru import logger  # here: --help does without it
 
-    from jobkit.logs import configure_logging, console_format
+    from jobkit.logs import add_console, configure_logging
     from jobkit.worker import Worker
 
     app = state.app(log=False)
     logger.remove()
     # worker processes send their records to this process, which logs them from one thread per
-    # process (jobkit.logs.relay): loguru's own lock is enough, no enqueue=True queue is needed
-    logger.add(sys.stderr, level="INFO", format=console_format)
+    # process (jobkit.worker.logpipe.relay): no enqueue=True queue is needed
+    add_console(sys.stderr)
     files = configure_logging(app.config.logging, app.pm)
     try:
         code = Worker(app, concurrency=concurrency, burst=burst).run()

@@ -27,7 +27,7 @@ import os
 import pickle
 import threading
 import time
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from loguru import logger
@@ -35,11 +35,13 @@ from loguru import logger
 from jobkit.logs import (
     EVENT_LOGGER,
     EventLine,
+    EventTexts,
     capture_driver_logs,
     event_line,
     traceback_text,
     write_event,
 )
+from jobkit.logsinks import Route, Stamped, relayed, route
 from jobkit.shield import shielded
 
 if TYPE_CHECKING:
@@ -81,7 +83,11 @@ class Line(NamedTuple):
 
 
 class Event(NamedTuple):
-    """A job event's line from a worker process: its values, when and where it happened."""
+    """A job event's line from a worker process: its values, when and where it happened.
+
+    It travels as a plain tuple (:data:`Sent`), its line too: pickling a named tuple calls
+    Python code for each, several times the cost of the tuple's values.
+    """
 
     line: EventLine
     timestamp: float
@@ -91,6 +97,15 @@ class Event(NamedTuple):
     process_name: str
     thread_id: int
     thread_name: str
+
+
+#: An :class:`Event` as it is sent: the tuples of its values.
+Sent = tuple[tuple[Any, ...], float, float, "str | None", int, str, int, str]
+
+
+def _event(sent: Event | Sent) -> Event:
+    """The :class:`Event` of what a worker process sent."""
+    return sent if isinstance(sent, Event) else Event(EventLine(*sent[0]), *sent[1:])
 
 
 def _line(record: Record) -> Line:
@@ -128,9 +143,12 @@ class _Forwarder:
     def __init__(self, connection: Connection) -> None:
         self.connection = connection
         self.lock = threading.Lock()  # the pipe is this process's alone: its threads take turns
-        self.pending: list[Line | Event] = []
+        self.pending: list[Line | Sent] = []
         self.due = threading.Event()  # set when a batch has begun: the flusher sends it soon
         self.process = (os.getpid(), multiprocessing.current_process().name)
+        #: The second of the last event, and this process's zone then (UTC offset, name).
+        self.second = -1
+        self.zone: tuple[float, str] = (0.0, "UTC")
         threading.Thread(target=self._flusher, name="jobkit-log-forward", daemon=True).start()
 
     def sink(self, message: Message) -> None:
@@ -140,15 +158,14 @@ class _Forwarder:
     def event(self, line: EventLine) -> None:
         """Send a job event's line (at once if it is an error)."""
         now = time.time()
-        local = time.localtime(now)
+        if int(now) != self.second:  # the zone changes on a second, if ever
+            local = time.localtime(now)
+            self.second, self.zone = int(now), (float(local.tm_gmtoff), local.tm_zone)
         thread = threading.current_thread()
-        self.put(
-            Event(line, now, float(local.tm_gmtoff), local.tm_zone, *self.process,
-                  thread.ident or 0, thread.name),
-            line.level != "INFO",
-        )
+        self.put((tuple(line), now, *self.zone, *self.process, thread.ident or 0, thread.name),
+                 line.level != "INFO")
 
-    def put(self, item: Line | Event, urgent: bool) -> None:
+    def put(self, item: Line | Sent, urgent: bool) -> None:
         """Queue ``item`` for the next batch; send the batch now if it is ``urgent`` or full."""
         with self.lock:
             self.pending.append(item)
@@ -177,7 +194,7 @@ class _Forwarder:
                 self.flush()
 
 
-def _pickled(batch: list[Line | Event]) -> bytes:
+def _pickled(batch: list[Line | Sent]) -> bytes:
     """The batch, pickled, with the lines that cannot be pickled sent as text.
 
     A line that cannot be pickled (an ``extra`` value or an exception class only this process
@@ -253,10 +270,25 @@ def relay(connection: Connection, name: str) -> threading.Thread:
     batch it was killed halfway through sending is dropped). A process frozen halfway through
     a batch holds up only its own thread: the threads take turns (:data:`_WRITING`) only to log
     a batch they have received whole.
+
+    The lines of job events go to jobkit's own sinks directly, a batch at a time
+    (:mod:`jobkit.logsinks`), and through loguru only to the other sinks, if any; every other
+    record goes through loguru.
     """
     current: list[Line | Event] = []
     zones: dict[tuple[float, str | None], timezone] = {}
     kinds: dict[str, Any] = {}
+    texts = EventTexts()
+    levels: dict[str, int] = {}
+
+    def zone_of(utc_offset: float, name: str | None) -> timezone:
+        """The zone of a worker process: its offset from UTC (seconds), its name."""
+        zone = zones.get((utc_offset, name))
+        if zone is None:
+            offset = timedelta(seconds=utc_offset)
+            zone = timezone(offset, name) if name else timezone(offset)
+            zones[utc_offset, name] = zone
+        return zone
 
     def restore(record: Record) -> None:
         """Give the supervisor's record the worker process's values.
@@ -265,18 +297,13 @@ def relay(connection: Connection, name: str) -> threading.Thread:
         :func:`jobkit.logs.write_event`.
         """
         line = current[0]
-        zone = zones.get((line.utc_offset, line.zone))
-        if zone is None:
-            offset = timedelta(seconds=line.utc_offset)
-            zone = timezone(offset, line.zone) if line.zone else timezone(offset)
-            zones[line.utc_offset, line.zone] = zone
         # the supervisor's own record gives loguru's types (its datetime formats loguru's
         # tokens); loguru's stubs declare neither their constructors nor these keys as writable
         fields: Any = record
         if not kinds:
             kinds.update({key: type(record[key]) for key in _TYPED})  # type: ignore[literal-required]
         fields.update(
-            time=kinds["time"].fromtimestamp(line.timestamp, zone),
+            time=kinds["time"].fromtimestamp(line.timestamp, zone_of(line.utc_offset, line.zone)),
             process=kinds["process"](line.process_id, line.process_name),
             thread=kinds["thread"](line.thread_id, line.thread_name),
         )
@@ -306,17 +333,61 @@ def relay(connection: Connection, name: str) -> threading.Thread:
                 with _WRITING:
                     _write(batch)
 
-    def _write(batch: list[Line | Event]) -> None:
-        for line in batch:
-            current[:] = [line]
-            if isinstance(line, Event):
-                write_event(line.line, patched_events)
+    def _write(batch: list[Line | Event | Sent]) -> None:
+        sinks = route()
+        if sinks is None:  # no sink of jobkit's: every line through loguru
+            for item in batch:
+                _log(item)
+            return
+        events: list[Event | Sent] = []
+        for item in batch:
+            if not isinstance(item, Line):
+                events.append(item)
                 continue
-            try:
-                patched.log(line.level, line.message)
-            except ValueError:  # a level only the worker process knows: by its number
-                with contextlib.suppress(ValueError):
-                    patched.log(line.level_no, line.message)
+            if events:
+                _write_events(events, sinks)
+                events = []
+            _log(item)
+        if events:
+            _write_events(events, sinks)
+
+    def _log(item: Line | Event | Sent) -> None:
+        if not isinstance(item, Line):
+            event = _event(item)
+            current[:] = [event]
+            write_event(event.line, patched_events)
+            return
+        current[:] = [item]
+        try:
+            patched.log(item.level, item.message)
+        except ValueError:  # a level only the worker process knows: by its number
+            with contextlib.suppress(ValueError):
+                patched.log(item.level_no, item.message)
+
+    def _write_events(events: list[Event | Sent], sinks: Route) -> None:
+        """Write the lines of ``events`` to jobkit's sinks, and through loguru to the others."""
+        files, consoles = sinks.files, sinks.consoles
+        lines = []
+        for line, timestamp, utc_offset, zone, *_ in events:  # as sent: no Event built
+            when = datetime.fromtimestamp(timestamp, zone_of(utc_offset, zone))
+            file_text, console_text = texts.texts(line, when, timestamp, file=bool(files),
+                                                  console=bool(consoles))
+            level = levels.get(line[0])
+            if level is None:
+                level = levels[line[0]] = logger.level(line[0]).no
+            lines.append((level, Stamped(file_text, when), console_text))
+        for file in files:
+            taken = [text for level, text, _ in lines if level >= file.levelno]
+            if taken:
+                file.write_lines(taken)
+        for console in consoles:
+            shown = [text for level, _, text in lines if level >= console.levelno]
+            if shown:
+                console.write_lines(shown)
+        if sinks.others:
+            with relayed():  # jobkit's sinks have them: loguru gives them to the others
+                for event in events:
+                    _log(event)
 
     thread = threading.Thread(target=run, name=f"{name}-logs", daemon=True)
     thread.start()
