@@ -27,7 +27,13 @@ from jobkit.exceptions import ConfigError, StorageError, StoreLost
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, utcnow
 from jobkit.storage.base import Clock
 from jobkit.storage.filewatch import FileWatch
-from jobkit.storage.rows import attempt_from_row, record_from_row, set_aside_error
+from jobkit.storage.rows import (
+    Claimed,
+    attempt_from_row,
+    record_after_completion,
+    record_from_row,
+    set_aside_error,
+)
 from jobkit.storage.sql import SQLStorage
 from jobkit.storage.sqlfile import migrations as sql_migrations
 from jobkit.storage.sqlfile import sections
@@ -404,6 +410,14 @@ class SQLiteFile(SQLStorage):
         )
 
     def _record(self, row: Any) -> JobRecord:
+        return job_of_row(row)
+
+    def _completed_record(self, row: Any, claim: Claimed | None) -> JobRecord:
+        """See :meth:`SQLStorage._completed_record`: from the claim's record when the row allows."""
+        if claim is not None:
+            record = record_after_completion(row, claim, to_datetime, json.loads)
+            if record is not None:
+                return record
         return job_of_row(row)
 
     def _named(self, operation: str, name: str, params: Mapping[str, Any]) -> builtins.list[Any]:
