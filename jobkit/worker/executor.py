@@ -136,6 +136,8 @@ class Executor:
         """
         with self._lock:
             done, self._done = self._done, []
+            if self.journal is not None:  # what the commit records is in the journal first
+                self.journal.flush()
         limit = self._next_batch() if claim and self._keeps_claiming() else 0
         if not done and not limit:
             return
