@@ -174,6 +174,9 @@ def _stored_policy(stored: Any, load: Decode) -> RetryPolicy:
     return _policy(decode_json(load, stored))
 
 
+#: A stored status by its text (an unknown one raises in ``JobStatus()``).
+_STATUSES = {status.value: status for status in JobStatus}
+
 #: What decoding a column that holds something else raises (``int("x")``, a year out of
 #: range, ``"text".astimezone``, an unknown status).
 _DECODE_ERRORS = (TypeError, ValueError, OverflowError, OSError, AttributeError)
@@ -194,7 +197,7 @@ def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
             name=row["name"],
             method=row["method"],
             params=decode_json(load, row["params"]),
-            status=JobStatus(row["status"]),
+            status=_STATUSES.get(row["status"]) or JobStatus(row["status"]),
             priority=row["priority"],
             attempts=row["attempts"],
             max_attempts=row["max_attempts"],
@@ -295,10 +298,6 @@ def _kept_picker(columns: tuple[str, ...]) -> Callable[[tuple[Any, ...]], tuple[
     """What picks the values of the columns a completion leaves alone out of a row's values."""
     return operator.itemgetter(*(i for i, column in enumerate(columns)
                                  if column not in COMPLETION_COLUMNS))
-
-
-#: A stored status by its text.
-_STATUSES = {status.value: status for status in JobStatus}
 
 
 def record_after_completion(row: Row, claim: Claimed, time: Decode, load: Decode

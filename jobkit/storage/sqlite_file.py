@@ -101,8 +101,13 @@ CHECKED_SCHEMA = 7
 WAL_AUTOCHECKPOINT = 10_000
 
 
+def load_json(text: str) -> Any:
+    """A stored JSON text as Python (``null``, a no-op job's result, without the decoder)."""
+    return None if text == "null" else json.loads(text)
+
+
 def job_of_row(row: sqlite3.Row) -> JobRecord:
-    return record_from_row(row, to_datetime, json.loads)
+    return record_from_row(row, to_datetime, load_json)
 
 
 def attempt_of_row(row: sqlite3.Row) -> Attempt:
@@ -415,7 +420,7 @@ class SQLiteFile(SQLStorage):
     def _completed_record(self, row: Any, claim: Claimed | None) -> JobRecord:
         """See :meth:`SQLStorage._completed_record`: from the claim's record when the row allows."""
         if claim is not None:
-            record = record_after_completion(row, claim, to_datetime, json.loads)
+            record = record_after_completion(row, claim, to_datetime, load_json)
             if record is not None:
                 return record
         return job_of_row(row)
