@@ -164,18 +164,20 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
     ) -> JobRecord | None:
         """Run a fenced job update and close the attempt, inside the caller's transaction.
 
-        The update is the named query ``name`` (with ``params``); the attempt is closed with
-        ``outcome``, ``error`` and ``traceback``. Returns the new record, or ``None`` when the
-        lease no longer owns the job.
+        The update is the named query ``name`` (with ``params``, which may give the ``now`` it
+        binds); the attempt is closed with ``outcome``, ``error`` and ``traceback``. Returns the
+        new record, or ``None`` when the lease no longer owns the job.
         """
         fence = fence_of(lease)
         if fence is None:
             return None
         # the attempt ends here (or had ended): its claim is no longer needed
         claim = self._claims.pop((fence["job_id"], fence["attempt"]), None)
-        row = self._update_and_close(db, name, {
-            **fence, "now": self._now_bound(), "error": error, "outcome": outcome.value,
-            "traceback": traceback, **params})
+        bound = {**fence, "error": error, "outcome": outcome.value, "traceback": traceback,
+                 **params}
+        if "now" not in bound:
+            bound["now"] = self._now_bound()
+        row = self._update_and_close(db, name, bound)
         if row is None:
             return None
         return self._completed_record(row, claim) if name == "complete" else self._record(row)
@@ -288,10 +290,10 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
         ]
 
         def work(db: Any) -> tuple[list[JobRecord | None], list[JobRecord]]:
+            now = self._now_bound()  # one commit: one time for all its completions
             done = [
-                self._fenced_in(
-                    db, "complete", lease, AttemptOutcome.SUCCEEDED, None, None, {"result": text}
-                )
+                self._fenced_in(db, "complete", lease, AttemptOutcome.SUCCEEDED, None, None,
+                                {"result": text, "now": now})
                 for lease, text in encoded
             ]
             claimed = self._claim_many_in(db, worker_id, lease_seconds, limit) if limit > 0 else []
