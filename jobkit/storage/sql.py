@@ -58,10 +58,14 @@ def fence_of(lease: Lease) -> dict[str, Any] | None:
     return {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
 
 
+#: ``json.dumps(value, allow_nan=False, ensure_ascii=False)``, without making an encoder per call.
+_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+
+
 def to_json(value: Any, what: str) -> str:
     """``value`` as JSON text (NaN refused); ``StorageError`` naming ``what`` otherwise."""
     try:
-        return json.dumps(value, allow_nan=False, ensure_ascii=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise StorageError(f"{what} is not JSON: {exc}") from exc
 

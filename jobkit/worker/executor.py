@@ -333,7 +333,7 @@ class Executor:
         with self._lock:
             if lease not in self._done:
                 # the result as it is now: a later job of the batch may change the object
-                text = "null" if result is None else json.dumps(result, ensure_ascii=False)
+                text = "null" if result is None else _ENCODER.encode(result)
                 if self.journal is not None:
                     self.journal.done(lease.job_id, lease.attempt, text)
                 self._done[lease] = None if result is None else json.loads(text)
@@ -359,3 +359,6 @@ class Executor:
 
 #: A job whose code runs longer than this (seconds) is not short: the next claim is of one job.
 SHORT_JOB = 0.005
+
+#: ``json.dumps(result, ensure_ascii=False)`` without making an encoder per job.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
