@@ -56,8 +56,8 @@ class Journal:
     def done(self, job_id: str, attempt: int, result_json: str) -> None:
         """The job's code returned ``result_json`` (its result as JSON text); not committed.
 
-        Written with the next :meth:`started`, or by :meth:`flush`: call it before anything
-        but the next job's start (the batch's commit, a wait).
+        Written with the next :meth:`started`, or by :meth:`flush`, which the owner calls
+        before anything else that may follow (the batch's commit).
         """
         self._pending += f'["done",{_id(job_id)},{int(attempt)},{result_json}]\n'
 
