@@ -541,6 +541,16 @@ class Shared(Job):
         return "ok"
 
 
+def run_with_journal(app: JobKit, journal: Path) -> None:
+    """Run every due job as a worker process does: in batches, with a crash journal."""
+    executor = Executor(app, "w1", app.config.worker, Interrupter(), journal=Journal(journal))
+    try:
+        while executor.run_next():
+            pass
+    finally:
+        executor.close()
+
+
 class TestBatches:
     """A worker process's batch of short jobs (an executor with a crash journal)."""
 
@@ -553,13 +563,7 @@ class TestBatches:
             app.run_background_job("Shared", "add", [0.5])
             give = app.run_background_job("Shared", "give")
             app.run_background_job("Shared", "add", [2.0])
-            executor = Executor(app, "w1", app.config.worker, Interrupter(),
-                                journal=Journal(tmp_path / "journal"))
-            try:
-                while executor.run_next():
-                    pass
-            finally:
-                executor.close()
+            run_with_journal(app, tmp_path / "journal")
             assert app.get_job(give).result == [0.5]
             assert _SHARED == [0.5, 2.0]
 
@@ -582,12 +586,6 @@ class TestBatches:
             app.register("Shared", Shared)
             for value in range(7):
                 app.run_background_job("Shared", "add", [value])
-            executor = Executor(app, "w1", app.config.worker, Interrupter(),
-                                journal=Journal(tmp_path / "journal"))
-            try:
-                while executor.run_next():
-                    pass
-            finally:
-                executor.close()
+            run_with_journal(app, tmp_path / "journal")
         assert sum(len(done) for done, _ in seen) == 7
         assert all(done <= journalled for done, journalled in seen)
