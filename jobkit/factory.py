@@ -210,6 +210,11 @@ def json_problem(value: Any, path: str = "") -> str | None:
     return None
 
 
+def _keyword_names(signature: MethodSignature) -> tuple[str, ...]:
+    return tuple(p.name for p in signature.parameters
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+
+
 @attrs.frozen
 class MethodSignature:
     """What the factory needs to know of one approved method."""
@@ -217,13 +222,15 @@ class MethodSignature:
     parameters: tuple[inspect.Parameter, ...]
     hints: Mapping[str, Any]
     accepts_any_keyword: bool
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Parameter names that can be given by keyword."""
-        return tuple(
-            p.name for p in self.parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
-        )
+    #: Parameter names that can be given by keyword (found once per method, not per job).
+    names: tuple[str, ...] = attrs.field(
+        init=False, eq=False, repr=False, default=attrs.Factory(_keyword_names, takes_self=True)
+    )
+    #: :attr:`names` as a set.
+    allowed: frozenset[str] = attrs.field(
+        init=False, eq=False, repr=False,
+        default=attrs.Factory(lambda signature: frozenset(signature.names), takes_self=True),
+    )
 
 
 @cache
@@ -289,8 +296,8 @@ class Factory:
         one params and returns them by name (raising ``InvalidParameters``)."""
         spec = self.registry.method(name, method)
         signature = signature_of(spec.cls, method)
-        allowed = frozenset(signature.names)
-        return spec, lambda params: self._checked(name, method, signature, allowed, params)
+        return spec, lambda params: self._checked(name, method, signature, signature.allowed,
+                                                  params)
 
     def _checked(
         self,

@@ -17,10 +17,11 @@ from jobkit import AttemptOutcome, EventKind, Job, JobEvent, JobKit, JobStatus, 
 from jobkit.notify import Notifier
 from jobkit.records import RetryPolicy
 from jobkit.retries import retry_delay
+from jobkit.transitions import Transitions
 from jobkit.worker import run_until_empty
 from jobkit.worker.executor import Executor
 from jobkit.worker.interrupt import Interrupter
-from jobkit.worker.journal import Journal
+from jobkit.worker.journal import Journal, read_journal
 
 
 def tags(ledger: str) -> list[str]:
@@ -540,6 +541,16 @@ class Shared(Job):
         return "ok"
 
 
+def run_with_journal(app: JobKit, journal: Path) -> None:
+    """Run every due job as a worker process does: in batches, with a crash journal."""
+    executor = Executor(app, "w1", app.config.worker, Interrupter(), journal=Journal(journal))
+    try:
+        while executor.run_next():
+            pass
+    finally:
+        executor.close()
+
+
 class TestBatches:
     """A worker process's batch of short jobs (an executor with a crash journal)."""
 
@@ -552,12 +563,29 @@ class TestBatches:
             app.run_background_job("Shared", "add", [0.5])
             give = app.run_background_job("Shared", "give")
             app.run_background_job("Shared", "add", [2.0])
-            executor = Executor(app, "w1", app.config.worker, Interrupter(),
-                                journal=Journal(tmp_path / "journal"))
-            try:
-                while executor.run_next():
-                    pass
-            finally:
-                executor.close()
+            run_with_journal(app, tmp_path / "journal")
             assert app.get_job(give).result == [0.5]
             assert _SHARED == [0.5, 2.0]
+
+    def test_the_completions_a_commit_records_are_in_the_journal_first(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Whatever batch a commit records, each of its completions is in the journal before
+        the transaction begins (a process that dies in it loses none): the last completion of
+        a batch, which no next start carries, too."""
+        seen: list[tuple[set[tuple[str, int]], set[tuple[str, int]]]] = []
+        complete_and_claim = Transitions.complete_and_claim
+
+        def checked(self: Transitions, done: Any, *args: Any) -> Any:
+            journalled = set(read_journal(tmp_path / "journal").done)
+            seen.append(({(lease.job_id, lease.attempt) for lease, _ in done}, journalled))
+            return complete_and_claim(self, done, *args)
+
+        monkeypatch.setattr(Transitions, "complete_and_claim", checked)
+        with JobKit(make_config(tmp_path), load_entrypoints=False) as app:
+            app.register("Shared", Shared)
+            for value in range(7):
+                app.run_background_job("Shared", "add", [value])
+            run_with_journal(app, tmp_path / "journal")
+        assert sum(len(done) for done, _ in seen) == 7
+        assert all(done <= journalled for done, journalled in seen)

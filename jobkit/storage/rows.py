@@ -11,9 +11,10 @@ it (:func:`set_aside_error`), so one row never stops the queue.
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 
@@ -173,6 +174,9 @@ def _stored_policy(stored: Any, load: Decode) -> RetryPolicy:
     return _policy(decode_json(load, stored))
 
 
+#: A stored status by its text (an unknown one raises in ``JobStatus()``).
+_STATUSES = {status.value: status for status in JobStatus}
+
 #: What decoding a column that holds something else raises (``int("x")``, a year out of
 #: range, ``"text".astimezone``, an unknown status).
 _DECODE_ERRORS = (TypeError, ValueError, OverflowError, OSError, AttributeError)
@@ -193,7 +197,7 @@ def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
             name=row["name"],
             method=row["method"],
             params=decode_json(load, row["params"]),
-            status=JobStatus(row["status"]),
+            status=_STATUSES.get(row["status"]) or JobStatus(row["status"]),
             priority=row["priority"],
             attempts=row["attempts"],
             max_attempts=row["max_attempts"],
@@ -262,6 +266,92 @@ def _read_carefully(row: Row, time: Decode, load: Decode) -> JobRecord:
         max_crashes=read.integer("max_crashes", 3),
     )
     return attrs.evolve(record, unreadable=read.unreadable) if read.unreadable else record
+
+
+#: The columns the ``complete`` query writes; it leaves every other column as the claim read it.
+COMPLETION_COLUMNS = frozenset(
+    {"status", "result", "error", "finished_at", "worker_id", "lease_expires_at"}
+)
+
+
+class Claimed(NamedTuple):
+    """A claimed job's record and the row it was decoded from, as the driver gave it."""
+
+    record: JobRecord
+    row: Row
+
+
+def claimed(record: JobRecord, row: Row) -> Claimed | None:
+    """What :func:`record_after_completion` needs of a claimed job; ``None`` for a flawed row."""
+    return None if record.unreadable else Claimed(record, row)
+
+
+def _columns_and_values(row: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+    """A row's column names and values, in order (``sqlite3.Row`` or a mapping)."""
+    if isinstance(row, dict):
+        return tuple(row), tuple(row.values())
+    return tuple(row.keys()), tuple(row)
+
+
+@functools.lru_cache(maxsize=16)  # one per schema a process meets
+def _kept_picker(columns: tuple[str, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
+    """What picks the values of the columns a completion leaves alone out of a row's values."""
+    return operator.itemgetter(*(i for i, column in enumerate(columns)
+                                 if column not in COMPLETION_COLUMNS))
+
+
+def record_after_completion(row: Row, claim: Claimed, time: Decode, load: Decode
+                            ) -> JobRecord | None:
+    """The record of a row the ``complete`` query returned, built from its claim's record.
+
+    Only when the row holds, in every column the completion leaves alone, what it held when it
+    was claimed (a job's progress, say, changes that): those fields are the claim's, decoded
+    once already; the columns the completion wrote are decoded from ``row``, and the params
+    again (the claim's are the job's, which it may have changed). The record is then the one
+    :func:`record_from_row` gives. ``None`` when it cannot be built so: decode the row.
+    """
+    columns, values = _columns_and_values(row)
+    claimed_columns, claimed_values = _columns_and_values(claim.row)
+    if columns != claimed_columns:
+        return None
+    pick = _kept_picker(columns)
+    status = _STATUSES.get(row["status"])
+    if status is None or pick(values) != pick(claimed_values):
+        return None
+    old = claim.record
+    try:
+        finished_at = time(row["finished_at"])
+        lease_expires_at = time(row["lease_expires_at"])
+    except _DECODE_ERRORS:
+        return None
+    error, worker_id = row["error"], row["worker_id"]
+    if not ((error is None or type(error) is str) and (worker_id is None or type(worker_id) is str)
+            and (finished_at is None or isinstance(finished_at, datetime))
+            and (lease_expires_at is None or isinstance(lease_expires_at, datetime))):
+        return None
+    return JobRecord(
+        id=old.id,
+        name=old.name,
+        method=old.method,
+        params=decode_json(load, row["params"]),
+        status=status,
+        priority=old.priority,
+        attempts=old.attempts,
+        max_attempts=old.max_attempts,
+        result=None if row["result"] is None else decode_json(load, row["result"]),
+        error=error,
+        created_at=old.created_at,
+        available_at=old.available_at,
+        started_at=old.started_at,
+        finished_at=finished_at,
+        policy=old.policy,
+        worker_id=worker_id,
+        lease_expires_at=lease_expires_at,
+        progress=old.progress,
+        progress_message=old.progress_message,
+        crashes=old.crashes,
+        max_crashes=old.max_crashes,
+    )
 
 
 def attempt_from_row(row: Row, time: Decode) -> Attempt:

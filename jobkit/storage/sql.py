@@ -31,14 +31,19 @@ from jobkit.records import (
     NewJob,
     RetryPolicy,
     decode_json,
+    utcnow,
 )
-from jobkit.storage.base import Storage
+from jobkit.storage.base import Clock, Storage
 from jobkit.storage.capabilities import ClaimsInBatches, KeepsProgress, KeepsSessions
-from jobkit.storage.rows import Decode, job_key, set_aside_error
+from jobkit.storage.rows import Claimed, Decode, Row, claimed, job_key, set_aside_error
 from jobkit.storage.sql_keeps import SQLKeeps
 from jobkit.storage.sql_search import SQLSearches
 
 T = TypeVar("T")
+
+#: The most claims a store remembers (:meth:`SQLStorage._remember_claim`); past it, it forgets
+#: them all (each of a worker's claims is forgotten when its attempt ends: a backstop).
+MAX_CLAIMS = 4096
 
 
 def fence_of(lease: Lease) -> dict[str, Any] | None:
@@ -53,10 +58,14 @@ def fence_of(lease: Lease) -> dict[str, Any] | None:
     return {"job_id": key, "worker_id": lease.worker_id, "attempt": lease.attempt}
 
 
+#: ``json.dumps(value, allow_nan=False, ensure_ascii=False)``, without making an encoder per call.
+_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+
+
 def to_json(value: Any, what: str) -> str:
     """``value`` as JSON text (NaN refused); ``StorageError`` naming ``what`` otherwise."""
     try:
-        return json.dumps(value, allow_nan=False, ensure_ascii=False)
+        return _ENCODER.encode(value)
     except (TypeError, ValueError) as exc:
         raise StorageError(f"{what} is not JSON: {exc}") from exc
 
@@ -113,6 +122,33 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
     and a claim (:meth:`_claim_in`).
     """
 
+    def __init__(self, *, clock: Clock = utcnow) -> None:
+        super().__init__(clock=clock)
+        #: The jobs claimed here whose attempts have not ended, by ``(row id, attempt)``: a
+        #: completion builds its record from the claim's (:meth:`_remember_claim`).
+        self._claims: dict[tuple[int, int], Claimed] = {}
+
+    def _remember_claim(self, record: JobRecord, row: Row) -> None:
+        """Keep what the row of a job just claimed held, for the record of its completion.
+
+        A backend calls it from its claim, with the row it decoded into ``record``; without
+        it, a completion decodes the row it returns.
+        """
+        claim = claimed(record, row)
+        if claim is None:
+            return
+        if len(self._claims) >= MAX_CLAIMS:
+            self._claims.clear()
+        self._claims[(int(record.id), record.attempts)] = claim
+
+    def _completed_record(self, row: Any, claim: Claimed | None) -> JobRecord:
+        """The record of a row the ``complete`` query returned (``claim``: its job's claim).
+
+        By default the row decoded; a backend that remembers its claims builds it from the
+        claim's record when the row allows (:func:`jobkit.storage.rows.record_after_completion`).
+        """
+        return self._record(row)
+
     @abc.abstractmethod
     def _transaction(self, operation: str, work: Callable[[Any], T]) -> T:
         """Run ``work(connection or cursor)`` in one transaction.
@@ -132,17 +168,23 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
     ) -> JobRecord | None:
         """Run a fenced job update and close the attempt, inside the caller's transaction.
 
-        The update is the named query ``name`` (with ``params``); the attempt is closed with
-        ``outcome``, ``error`` and ``traceback``. Returns the new record, or ``None`` when the
-        lease no longer owns the job.
+        The update is the named query ``name`` (with ``params``, which may give the ``now`` it
+        binds); the attempt is closed with ``outcome``, ``error`` and ``traceback``. Returns the
+        new record, or ``None`` when the lease no longer owns the job.
         """
         fence = fence_of(lease)
         if fence is None:
             return None
-        row = self._update_and_close(db, name, {
-            **fence, "now": self._now_bound(), "error": error, "outcome": outcome.value,
-            "traceback": traceback, **params})
-        return None if row is None else self._record(row)
+        # the attempt ends here (or had ended): its claim is no longer needed
+        claim = self._claims.pop((fence["job_id"], fence["attempt"]), None)
+        bound = {**fence, "error": error, "outcome": outcome.value, "traceback": traceback,
+                 **params}
+        if "now" not in bound:
+            bound["now"] = self._now_bound()
+        row = self._update_and_close(db, name, bound)
+        if row is None:
+            return None
+        return self._completed_record(row, claim) if name == "complete" else self._record(row)
 
     @abc.abstractmethod
     def _update_and_close(self, db: Any, name: str, params: Mapping[str, Any]) -> Any:
@@ -252,10 +294,10 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
         ]
 
         def work(db: Any) -> tuple[list[JobRecord | None], list[JobRecord]]:
+            now = self._now_bound()  # one commit: one time for all its completions
             done = [
-                self._fenced_in(
-                    db, "complete", lease, AttemptOutcome.SUCCEEDED, None, None, {"result": text}
-                )
+                self._fenced_in(db, "complete", lease, AttemptOutcome.SUCCEEDED, None, None,
+                                {"result": text, "now": now})
                 for lease, text in encoded
             ]
             claimed = self._claim_many_in(db, worker_id, lease_seconds, limit) if limit > 0 else []

@@ -279,6 +279,8 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
                   "now": epoch} for row in rows],
             )
             records = [job_of_row(row) for row in rows]
+            for record, row in zip(records, rows, strict=True):
+                self._remember_claim(record, row)
             readable = self._readable(conn, records)
             claimed += readable
             if len(readable) == len(records):  # nothing set aside: all that was due

@@ -27,7 +27,13 @@ from jobkit.exceptions import ConfigError, StorageError, StoreLost
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, utcnow
 from jobkit.storage.base import Clock
 from jobkit.storage.filewatch import FileWatch
-from jobkit.storage.rows import attempt_from_row, record_from_row, set_aside_error
+from jobkit.storage.rows import (
+    Claimed,
+    attempt_from_row,
+    record_after_completion,
+    record_from_row,
+    set_aside_error,
+)
 from jobkit.storage.sql import SQLStorage
 from jobkit.storage.sqlfile import migrations as sql_migrations
 from jobkit.storage.sqlfile import sections
@@ -95,8 +101,13 @@ CHECKED_SCHEMA = 7
 WAL_AUTOCHECKPOINT = 10_000
 
 
+def load_json(text: str) -> Any:
+    """A stored JSON text as Python (``null``, a no-op job's result, without the decoder)."""
+    return None if text == "null" else json.loads(text)
+
+
 def job_of_row(row: sqlite3.Row) -> JobRecord:
-    return record_from_row(row, to_datetime, json.loads)
+    return record_from_row(row, to_datetime, load_json)
 
 
 def attempt_of_row(row: sqlite3.Row) -> Attempt:
@@ -404,6 +415,14 @@ class SQLiteFile(SQLStorage):
         )
 
     def _record(self, row: Any) -> JobRecord:
+        return job_of_row(row)
+
+    def _completed_record(self, row: Any, claim: Claimed | None) -> JobRecord:
+        """See :meth:`SQLStorage._completed_record`: from the claim's record when the row allows."""
+        if claim is not None:
+            record = record_after_completion(row, claim, to_datetime, load_json)
+            if record is not None:
+                return record
         return job_of_row(row)
 
     def _named(self, operation: str, name: str, params: Mapping[str, Any]) -> builtins.list[Any]:

@@ -72,8 +72,8 @@ class Executor:
         self._slow = False  # one of them ran longer than SHORT_JOB
         #: Jobs claimed and not started yet, in claim order.
         self._queue: collections.deque[JobRecord] = collections.deque()
-        #: Completions of jobs that ran, not committed yet (written to the journal).
-        self._done: list[tuple[Lease, Any]] = []
+        #: Completions of jobs that ran, not committed yet (written to the journal), in order.
+        self._done: dict[Lease, Any] = {}
         #: The job whose code runs now (its start is in the journal).
         self._running: Lease | None = None
         #: When (monotonic) the jobs in the queue were claimed: none waits longer than HOLD.
@@ -135,7 +135,9 @@ class Executor:
         With ``claim``, the next claim (of ``_batch`` jobs) is made in the same transaction.
         """
         with self._lock:
-            done, self._done = self._done, []
+            done, self._done = list(self._done.items()), {}
+            if self.journal is not None:  # what the commit records is in the journal first
+                self.journal.flush()
         limit = self._next_batch() if claim and self._keeps_claiming() else 0
         if not done and not limit:
             return
@@ -145,7 +147,7 @@ class Executor:
             )
         except BaseException:
             with self._lock:  # nothing was recorded: they wait for the next try
-                self._done[:0] = done
+                self._done = {**dict(done), **self._done}
             raise
         with self._lock:
             self._queue.extend(claimed)
@@ -329,12 +331,12 @@ class Executor:
         a commit failed: the completion is kept once.
         """
         with self._lock:
-            if lease not in (kept for kept, _ in self._done):
+            if lease not in self._done:
                 # the result as it is now: a later job of the batch may change the object
-                text = "null" if result is None else json.dumps(result, ensure_ascii=False)
+                text = "null" if result is None else _ENCODER.encode(result)
                 if self.journal is not None:
                     self.journal.done(lease.job_id, lease.attempt, text)
-                self._done.append((lease, None if result is None else json.loads(text)))
+                self._done[lease] = None if result is None else json.loads(text)
             more = bool(self._queue)
         if not more or not self._keeps_claiming():
             self._commit(claim=True)
@@ -357,3 +359,6 @@ class Executor:
 
 #: A job whose code runs longer than this (seconds) is not short: the next claim is of one job.
 SHORT_JOB = 0.005
+
+#: ``json.dumps(result, ensure_ascii=False)`` without making an encoder per job.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)

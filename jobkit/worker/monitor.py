@@ -78,8 +78,9 @@ class Watch:
     reason: StopReason | None = None
     #: When (monotonic) the monitor settles the executor's other jobs if this one still runs.
     hold_until: float = 0.0
-    #: Set when the job's code has returned: the monitor leaves the attempt alone.
-    done: threading.Event = attrs.Factory(threading.Event)
+    #: True once the job's code has returned: the monitor leaves the attempt alone. (A plain
+    #: flag: an Event per job cost a Condition and a lock; the monitor waits on its own.)
+    done: bool = False
     #: Held by the monitor while it acts on the attempt (heartbeat, stop).
     acting: threading.Lock = attrs.Factory(threading.Lock)
     #: Whoever writes the attempt's outcome first (the executor, or the monitor before it ends
@@ -112,6 +113,8 @@ class Monitor:
         self.executor = executor
         self._current: Watch | None = None
         self._closed = threading.Event()
+        #: Set by :meth:`finish` when the attempt it ends is being stopped (:meth:`_stop` waits).
+        self._returned = threading.Event()
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -140,7 +143,9 @@ class Monitor:
 
     def finish(self, watch: Watch) -> StopReason | None:
         """The job's code has returned: stop watching it; return why it was stopped, if it was."""
-        watch.done.set()
+        watch.done = True
+        if watch.reason is not None:  # after done: a stop that begins later sees done
+            self._returned.set()
         with watch.acting:  # a heartbeat or stop under way ends first
             pass
         if self._current is watch:
@@ -157,7 +162,7 @@ class Monitor:
         settings = self.executor.settings
         while not self._closed.is_set():
             watch = self._current
-            if watch is None or watch.done.is_set() or watch.reason is not None:
+            if watch is None or watch.done or watch.reason is not None:
                 time.sleep(TICK)  # nothing to watch (a stopped attempt is stopped once)
                 continue
             now = time.monotonic()
@@ -167,7 +172,7 @@ class Monitor:
             if self._current is not watch:
                 continue
             with watch.acting:
-                if watch.done.is_set():
+                if watch.done:
                     continue
                 try:
                     reason = self._check(watch)
@@ -226,6 +231,7 @@ class Monitor:
         return StopReason.CANCELLED if current.status == "cancelled" else StopReason.LOST
 
     def _stop(self, watch: Watch, reason: StopReason) -> None:
+        self._returned.clear()  # before the reason: finish() sets it only after it reads one
         watch.reason = reason
         lease = watch.lease
         logger.bind(job_id=lease.job_id).info(
@@ -237,7 +243,7 @@ class Monitor:
         deadline = time.monotonic() + self.executor.settings.kill_grace
         while True:  # again and again: a job (or a library it calls) may swallow one
             self.executor.interrupter.interrupt(reason.value)
-            if watch.done.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
+            if watch.done or self._returned.wait(max(0.0, min(0.1, deadline - time.monotonic()))):
                 return
             if time.monotonic() >= deadline:
                 break
