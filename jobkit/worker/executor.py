@@ -136,8 +136,6 @@ class Executor:
         """
         with self._lock:
             done, self._done = list(self._done.items()), {}
-            if self.journal is not None:  # what the commit records is in the journal first
-                self.journal.flush()
         limit = self._next_batch() if claim and self._keeps_claiming() else 0
         if not done and not limit:
             return

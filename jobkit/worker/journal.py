@@ -2,11 +2,9 @@
 
 A busy worker process claims several short jobs at once and records their completions together,
 in one transaction with its next claim (see :class:`jobkit.worker.executor.Executor`). Until that
-commit, a completed job lives only in the process. So before it runs a job the process appends
-a line to its journal, a plain file written with one ``write()`` (no fsync: it has to survive the
-process, not the machine); the line saying that a job's code returned goes with the next job's
-``start`` line, in the same ``write()``, or alone before the batch is committed
-(:meth:`Journal.flush`), so a busy worker writes once per job. If the process
+commit, a completed job lives only in the process. So before it runs a job, and after the job's
+code returns, the process appends a line to its journal: a plain file, written with one
+``write()`` each (no fsync: it has to survive the process, not the machine). If the process
 dies (a job that calls ``os._exit``, a segfault, the supervisor's kill), its supervisor reads
 the journal (:func:`read_journal`) and records the completions the process could not, so a
 poison job never makes the jobs before it run again; it tells a job the process started (a
@@ -45,44 +43,22 @@ class Journal:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)  # a temp cleaner may remove it
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_TRUNC, 0o600)
-        #: The ``done`` lines not written yet: they go with the next line or :meth:`flush`.
-        self._pending = ""
 
     def started(self, job_id: str, attempt: int) -> None:
-        """The job's code is about to run (written now, with the ``done`` lines before it)."""
-        os.write(self._fd, f'{self._pending}["start",{_id(job_id)},{int(attempt)}]\n'.encode())
-        self._pending = ""
+        """The job's code is about to run."""
+        os.write(self._fd, f'["start",{json.dumps(job_id)},{int(attempt)}]\n'.encode())
 
     def done(self, job_id: str, attempt: int, result_json: str) -> None:
-        """The job's code returned ``result_json`` (its result as JSON text); not committed.
-
-        Written with the next :meth:`started`, or by :meth:`flush`, which the owner calls
-        before anything else that may follow (the batch's commit).
-        """
-        self._pending += f'["done",{_id(job_id)},{int(attempt)},{result_json}]\n'
-
-    def flush(self) -> None:
-        """Write the ``done`` lines not written yet."""
-        if self._pending:
-            os.write(self._fd, self._pending.encode())
-            self._pending = ""
+        """The job's code returned ``result_json`` (its result as JSON text); not committed."""
+        os.write(self._fd, f'["done",{json.dumps(job_id)},{int(attempt)},{result_json}]\n'.encode())
 
     def committed(self) -> None:
         """Everything journalled so far is in the store: start afresh."""
         os.ftruncate(self._fd, 0)
-        self._pending = ""
 
     def close(self) -> None:
-        """Write what is pending and close the file (it stays, for the supervisor to read)."""
-        try:
-            self.flush()
-        finally:
-            os.close(self._fd)
-
-
-def _id(job_id: str) -> str:
-    """A job id as JSON text (a row id's digits need no escaping)."""
-    return f'"{job_id}"' if job_id.isdigit() and job_id.isascii() else json.dumps(job_id)
+        """Close the file (it stays, for the supervisor to read and remove)."""
+        os.close(self._fd)
 
 
 def read_journal(path: str | os.PathLike[str]) -> JournalEntries:
