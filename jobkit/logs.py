@@ -29,7 +29,7 @@ import attrs
 from loguru import logger
 
 from jobkit.masking import has_secrets, mask_secrets
-from jobkit.records import EventKind, JobEvent
+from jobkit.records import EventKind, JobEvent, JobRecord
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -317,7 +317,38 @@ def _event_params(record: Record) -> None:
 def _params_text(params: Any) -> str:
     """``params`` as they are shown in the log: secrets masked, JSON text."""
     shown = mask_secrets(params) if has_secrets(params) else params  # most hold no secret
-    return json.dumps(shown, ensure_ascii=False, sort_keys=True)
+    return _PARAMS_ENCODER.encode(shown)
+
+
+#: :func:`json.dumps` with these options builds an encoder per call; its text, for less.
+_PARAMS_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
+class _JobParamsText:
+    """The params text of the last job whose event line was built, for its next event.
+
+    A job's events (started, then how it ended) show the same params: the text is masked and
+    encoded once per job. It is reused for a record of the same job and attempt whose params
+    equal the ones it was made from (the store's are decoded from the same row; a job that
+    changed the params it was given makes them differ, and the text is made again).
+    """
+
+    def __init__(self) -> None:
+        # (job id, attempt, params, their text); replaced whole, so threads share it safely
+        self._last: tuple[str, int, Any, str] | None = None
+
+    def text(self, job: JobRecord) -> str:
+        """The masked JSON text of ``job``'s params."""
+        last, params = self._last, job.params
+        if (last is not None and last[0] == job.id and last[1] == job.attempts
+                and (last[2] is params or last[2] == params)):
+            return last[3]
+        text = _params_text(params)
+        self._last = (job.id, job.attempts, params, text)
+        return text
+
+
+_job_params_text = _JobParamsText().text
 
 
 #: The logger job events are written through (:func:`write_event`).
@@ -359,7 +390,7 @@ def event_line(event: JobEvent, *, params_text: bool = False) -> EventLine:
         job.attempts,
         job.status.value,
         event.traceback,
-        _params_text(job.params) if params_text else job.params,
+        _job_params_text(job) if params_text else job.params,
         params_text,
     )
 
