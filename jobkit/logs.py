@@ -325,27 +325,37 @@ _PARAMS_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 
 
 class _JobParamsText:
-    """The params text of the last job whose event line was built, for its next event.
+    """The params text of the jobs whose start was logged, for the line of how each ended.
 
     A job's events (started, then how it ended) show the same params: the text is masked and
-    encoded once per job. It is reused for a record of the same job and attempt whose params
-    equal the ones it was made from (the store's are decoded from the same row; a job that
-    changed the params it was given makes them differ, and the text is made again).
+    encoded once per attempt. It is kept from the ``started`` event, and reused once by a later
+    event of the same job and attempt whose record's params equal the ones it was made from
+    (the store's are decoded from the same row; a job that changed the params it was given
+    makes them differ, and the text is made again). A worker records its completions in
+    batches: the jobs of a batch have all started before the first one's end is logged.
     """
 
-    def __init__(self) -> None:
-        # (job id, attempt, params, their text); replaced whole, so threads share it safely
-        self._last: tuple[str, int, Any, str] | None = None
+    #: The most texts kept; past it, all are forgotten (the end of an attempt logged by
+    #: another process leaves its text here).
+    LIMIT = 1024
 
-    def text(self, job: JobRecord) -> str:
-        """The masked JSON text of ``job``'s params."""
-        last, params = self._last, job.params
-        if (last is not None and last[0] == job.id and last[1] == job.attempts
-                and (last[2] is params or last[2] == params)):
-            return last[3]
-        text = _params_text(params)
-        self._last = (job.id, job.attempts, params, text)
-        return text
+    def __init__(self) -> None:
+        #: (params, text) by (job id, attempt).
+        self._started: dict[tuple[str, int], tuple[Any, str]] = {}
+
+    def text(self, kind: EventKind, job: JobRecord) -> str:
+        """The masked JSON text of the params of ``job``, whose event is ``kind``."""
+        params, key = job.params, (job.id, job.attempts)
+        if kind is EventKind.STARTED:
+            text = _params_text(params)
+            if len(self._started) >= self.LIMIT:
+                self._started.clear()
+            self._started[key] = (params, text)
+            return text
+        kept = self._started.pop(key, None)  # one thread at a time per attempt: no race
+        if kept is not None and (kept[0] is params or kept[0] == params):
+            return kept[1]
+        return _params_text(params)
 
 
 _job_params_text = _JobParamsText().text
@@ -390,7 +400,7 @@ def event_line(event: JobEvent, *, params_text: bool = False) -> EventLine:
         job.attempts,
         job.status.value,
         event.traceback,
-        _job_params_text(job) if params_text else job.params,
+        _job_params_text(event.kind, job) if params_text else job.params,
         params_text,
     )
 
