@@ -389,8 +389,13 @@ class EventLine(NamedTuple):
 
 def event_line(event: JobEvent, *, params_text: bool = False) -> EventLine:
     """The values of ``event``'s log line (its params as masked JSON text if ``params_text``)."""
+    return EventLine(*event_values(event, params_text=params_text))
+
+
+def event_values(event: JobEvent, *, params_text: bool = False) -> tuple[Any, ...]:
+    """Internal: the values of :func:`event_line` as a plain tuple, cheaper to build and pickle."""
     job = event.job
-    return EventLine(
+    return (
         _LEVELS.get(event.kind, "INFO"),
         event.kind.value,
         event.error,
