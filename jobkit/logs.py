@@ -29,7 +29,7 @@ import attrs
 from loguru import logger
 
 from jobkit.masking import has_secrets, mask_secrets
-from jobkit.records import EventKind, JobEvent
+from jobkit.records import EventKind, JobEvent, JobRecord
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -317,7 +317,48 @@ def _event_params(record: Record) -> None:
 def _params_text(params: Any) -> str:
     """``params`` as they are shown in the log: secrets masked, JSON text."""
     shown = mask_secrets(params) if has_secrets(params) else params  # most hold no secret
-    return json.dumps(shown, ensure_ascii=False, sort_keys=True)
+    return _PARAMS_ENCODER.encode(shown)
+
+
+#: :func:`json.dumps` with these options builds an encoder per call; its text, for less.
+_PARAMS_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
+class _JobParamsText:
+    """The params text of the jobs whose start was logged, for the line of how each ended.
+
+    A job's events (started, then how it ended) show the same params: the text is masked and
+    encoded once per attempt. It is kept from the ``started`` event, and reused once by a later
+    event of the same job and attempt whose record's params equal the ones it was made from
+    (the store's are decoded from the same row; a job that changed the params it was given
+    makes them differ, and the text is made again). A worker records its completions in
+    batches: the jobs of a batch have all started before the first one's end is logged.
+    """
+
+    #: The most texts kept; past it, all are forgotten (the end of an attempt logged by
+    #: another process leaves its text here).
+    LIMIT = 1024
+
+    def __init__(self) -> None:
+        #: (params, text) by (job id, attempt).
+        self._started: dict[tuple[str, int], tuple[Any, str]] = {}
+
+    def text(self, kind: EventKind, job: JobRecord) -> str:
+        """The masked JSON text of the params of ``job``, whose event is ``kind``."""
+        params, key = job.params, (job.id, job.attempts)
+        if kind is EventKind.STARTED:
+            text = _params_text(params)
+            if len(self._started) >= self.LIMIT:
+                self._started.clear()
+            self._started[key] = (params, text)
+            return text
+        kept = self._started.pop(key, None)  # one thread at a time per attempt: no race
+        if kept is not None and (kept[0] is params or kept[0] == params):
+            return kept[1]
+        return _params_text(params)
+
+
+_job_params_text = _JobParamsText().text
 
 
 #: The logger job events are written through (:func:`write_event`).
@@ -348,8 +389,13 @@ class EventLine(NamedTuple):
 
 def event_line(event: JobEvent, *, params_text: bool = False) -> EventLine:
     """The values of ``event``'s log line (its params as masked JSON text if ``params_text``)."""
+    return EventLine(*event_values(event, params_text=params_text))
+
+
+def event_values(event: JobEvent, *, params_text: bool = False) -> tuple[Any, ...]:
+    """Internal: the values of :func:`event_line` as a plain tuple, cheaper to build and pickle."""
     job = event.job
-    return EventLine(
+    return (
         _LEVELS.get(event.kind, "INFO"),
         event.kind.value,
         event.error,
@@ -359,7 +405,7 @@ def event_line(event: JobEvent, *, params_text: bool = False) -> EventLine:
         job.attempts,
         job.status.value,
         event.traceback,
-        _params_text(job.params) if params_text else job.params,
+        _job_params_text(event.kind, job) if params_text else job.params,
         params_text,
     )
 

@@ -22,7 +22,8 @@ from jobkit import Job, JobKit, JobStatus, hookimpl
 from jobkit.config import Config, LoggingSettings
 from jobkit.config_yaml import Invalid
 from jobkit.exceptions import ConfigError
-from jobkit.logs import ERRORS_FILE, EVENTS_FILE, LogFiles, configure_logging
+from jobkit.logs import ERRORS_FILE, EVENTS_FILE, LogFiles, configure_logging, event_line
+from jobkit.records import EventKind, JobEvent, JobRecord
 from jobkit.worker import run_until_empty
 
 FORGED = "2026-01-01T00:00:00 | INFO | forged"
@@ -339,6 +340,35 @@ class TestMasking:
         assert f"job_id={job_id} " in events
         assert "987654" not in events and "123456" not in events
         assert '"extra": {"api_key": "***", "password": "***"}' in events
+
+
+class TestParamsTextOncePerJob:
+    """A job's events share its params text, masked and encoded once, and nothing more."""
+
+    def _record(self, app: JobKit, params: dict[str, Any]) -> JobRecord:
+        typed = {"count": 1, "ratio": 1.0, "name": "n", "tags": [], "extra": {}}
+        record = app.storage.get(app.run_background_job("Recorder", "typed", {**typed, **params}))
+        assert record is not None
+        return record
+
+    def test_params_a_job_changed_in_place_leak_no_secret(self, app: JobKit) -> None:
+        """The text made for the job's first event holds no secret added to its params later."""
+        record = self._record(app, {"count": 1, "extra": {}})
+        event_line(JobEvent(EventKind.STARTED, record), params_text=True)
+        record.params["extra"]["password"] = "S3CRET-IN-PLACE"
+        second = event_line(JobEvent(EventKind.SUCCEEDED, record), params_text=True)
+        assert "S3CRET" not in str(second.params)
+
+    def test_other_params_of_the_same_attempt_are_masked_and_encoded_again(
+        self, app: JobKit
+    ) -> None:
+        """A record of the same attempt whose params differ gets their own text, masked."""
+        record = self._record(app, {"count": 1, "extra": {}})
+        event_line(JobEvent(EventKind.STARTED, record), params_text=True)
+        changed = attrs.evolve(record, params={"count": 1.0, "extra": {"token": "S3CRET-NEW"}})
+        line = event_line(JobEvent(EventKind.SUCCEEDED, changed), params_text=True)
+        assert json.loads(line.params) == {"count": 1.0, "extra": {"token": "***"}}
+        assert "S3CRET" not in line.params
 
 
 def params_in(text: str, fmt: str) -> list[dict[str, Any]]:

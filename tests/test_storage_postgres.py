@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
+from completed_records import CompletedRecords
 from pg_server import PostgresServer
 
 from jobkit.exceptions import ConfigError, StorageError
@@ -64,6 +65,12 @@ class TestPostgresStorage(StorageConformance):
                          b"DROP CONSTRAINT IF EXISTS jobkit_jobs_created_at_readable")
             conn.execute(b"ALTER TABLE jobkit_jobs ADD CONSTRAINT jobkit_jobs_created_at_readable"
                          b" CHECK (jobkit_readable(created_at))")
+
+
+class TestCompletedRecords(CompletedRecords):
+    """PostgreSQL's completions built from their claims (see :mod:`completed_records`)."""
+
+    decoder, storage_class, location = postgres_db, PostgresStorage, "empty_url"
 
 
 def terminate_other_backends(url: str) -> int:

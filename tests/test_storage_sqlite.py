@@ -13,18 +13,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from completed_records import CompletedRecords
 
 from jobkit import JobKit
 from jobkit.config import load_config
 from jobkit.exceptions import ConfigError, StorageError, StoreLost
-from jobkit.records import AttemptOutcome, JobRecord, JobStatus, Lease
+from jobkit.records import AttemptOutcome, JobStatus, Lease
 from jobkit.storage import filewatch, sqlite_file
 from jobkit.storage import sqlite as sqlite_module
-from jobkit.storage.capabilities import complete_and_claim_many
 from jobkit.storage.sqlite import SQLiteStorage
 from jobkit.storage.sqlite_file import migrations
 from jobkit.testing import FakeClock, StorageConformance
-from jobkit.testing.conformance import lease_of, new_job, run_in_processes
+from jobkit.testing.conformance import new_job, run_in_processes
 
 #: The schema version this jobkit writes.
 LATEST = migrations()[-1][0]
@@ -289,50 +289,10 @@ def enqueue_and_work(storage_class: type[SQLiteStorage], url: str, worker_id: st
     return done
 
 
-class TestCompletedRecords:
-    """A batch's completion builds its record from the claim's, only when the row allows: the
-    record equals what a read gives, with params of its own."""
+class TestCompletedRecords(CompletedRecords):
+    """SQLite's completions built from their claims (see :mod:`completed_records`)."""
 
-    @pytest.fixture
-    def decoded(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-        """The ids of the rows the store decodes whole after a claim."""
-        seen: list[str] = []
-        decode = sqlite_file.job_of_row
-
-        def counting(row: sqlite3.Row) -> JobRecord:
-            seen.append(str(row["id"]))
-            return decode(row)
-
-        monkeypatch.setattr(sqlite_file, "job_of_row", counting)
-        return seen
-
-    def test_a_completion_reads_back_no_row(self, db_path: Path, decoded: list[str]) -> None:
-        """Completions of a batch are built from its claims: equal to a read, params their own
-        (the job changed the claim's), nothing decoded again."""
-        with SQLiteStorage(db_path) as store:
-            for n in range(3):
-                store.enqueue(new_job(store.now(), params={"n": n, "items": [n]}))
-            _, claimed = complete_and_claim_many(store, [], "w1", 30.0, 3)
-            for record in claimed:
-                record.params["items"].append("changed by the job")  # type: ignore[call-overload]
-            done, _ = complete_and_claim_many(
-                store, [(lease_of(record), {"r": record.id}) for record in claimed], "w1", 30.0, 0)
-            assert decoded == []
-            for record in done:
-                assert record is not None and record == store.get(record.id)
-                assert record.params["items"] == [int(record.id) - 1]  # type: ignore[call-overload]
-
-    def test_a_row_changed_since_its_claim_is_read(self, db_path: Path, decoded: list[str]
-                                                  ) -> None:
-        """A job that reported progress: its completion's record is the row, read again."""
-        with SQLiteStorage(db_path) as store:
-            store.enqueue(new_job(store.now()))
-            _, [record] = complete_and_claim_many(store, [], "w1", 30.0, 1)
-            store.set_progress(lease_of(record), 0.5, "half")
-            [done], _ = complete_and_claim_many(store, [(lease_of(record), 1)], "w1", 30.0, 0)
-            assert decoded == [record.id]
-            assert done is not None and done == store.get(record.id)
-            assert (done.progress, done.result) == (0.5, 1)
+    decoder, storage_class, location = sqlite_file, SQLiteStorage, "db_path"
 
 
 class TestWaitForJobs:

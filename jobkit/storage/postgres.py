@@ -198,9 +198,10 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
             row = self._one(cur, "claim", params)  # it opens the job's attempt too
             if row is None:
                 return None
-            readable = self._readable(cur, [job_of_row(row)])
-            if readable:
-                return readable[0]
+            record = job_of_row(row)
+            self._remember_claim(record, row)  # its completion's record is built from it
+            if self._readable(cur, [record]):
+                return record
 
     def _set_aside_in(self, cur: psycopg.Cursor[Any], key: int, error: str) -> None:
         """See :meth:`SQLStorage._set_aside_in` (one statement, as :func:`_closing` makes)."""

@@ -46,8 +46,12 @@ def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(timezone.utc)
 
 
+def _as_is(value: Any) -> Any:
+    return value  # psycopg decodes json columns
+
+
 def job_of_row(row: Mapping[str, Any]) -> JobRecord:
-    return record_from_row(row, _utc, lambda value: value)  # psycopg decodes json columns
+    return record_from_row(row, _utc, _as_is)
 
 
 def attempt_of_row(row: Mapping[str, Any]) -> Attempt:
@@ -63,6 +67,8 @@ class PostgresDatabase(SQLStorage):
     schema's migrations under an advisory lock, the database's clock, and the ``LISTEN``
     connection idle workers wait on. Every driver error is raised as ``StorageError``.
     """
+
+    _row_decoders = (_utc, _as_is)
 
     def __init__(
         self,

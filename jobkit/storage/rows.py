@@ -293,22 +293,29 @@ def _columns_and_values(row: Any) -> tuple[tuple[str, ...], tuple[Any, ...]]:
     return tuple(row.keys()), tuple(row)
 
 
+#: The columns :func:`record_after_completion` decodes from the completed row: the ones the
+#: completion wrote, and the params (the claim's are the job's, which it may have changed: a
+#: driver that decodes JSON itself hands the job the claimed row's own).
+_DECODED_AGAIN = COMPLETION_COLUMNS | {"params"}
+
+
 @functools.lru_cache(maxsize=16)  # one per schema a process meets
 def _kept_picker(columns: tuple[str, ...]) -> Callable[[tuple[Any, ...]], tuple[Any, ...]]:
-    """What picks the values of the columns a completion leaves alone out of a row's values."""
+    """What picks the values of the columns the record keeps from the claim out of a row's."""
     return operator.itemgetter(*(i for i, column in enumerate(columns)
-                                 if column not in COMPLETION_COLUMNS))
+                                 if column not in _DECODED_AGAIN))
 
 
 def record_after_completion(row: Row, claim: Claimed, time: Decode, load: Decode
                             ) -> JobRecord | None:
     """The record of a row the ``complete`` query returned, built from its claim's record.
 
-    Only when the row holds, in every column the completion leaves alone, what it held when it
-    was claimed (a job's progress, say, changes that): those fields are the claim's, decoded
-    once already; the columns the completion wrote are decoded from ``row``, and the params
-    again (the claim's are the job's, which it may have changed). The record is then the one
-    :func:`record_from_row` gives. ``None`` when it cannot be built so: decode the row.
+    Only when the row holds, in every column the completion leaves alone but the params, what
+    it held when it was claimed (a job's progress, say, changes that): those fields are the
+    claim's, decoded once already; the columns the completion wrote are decoded from ``row``,
+    and the params again (the claim's are the job's, which it may have changed). The record is
+    then the one :func:`record_from_row` gives. ``None`` when it cannot be built so: decode
+    the row.
     """
     columns, values = _columns_and_values(row)
     claimed_columns, claimed_values = _columns_and_values(claim.row)

@@ -35,7 +35,15 @@ from jobkit.records import (
 )
 from jobkit.storage.base import Clock, Storage
 from jobkit.storage.capabilities import ClaimsInBatches, KeepsProgress, KeepsSessions
-from jobkit.storage.rows import Claimed, Decode, Row, claimed, job_key, set_aside_error
+from jobkit.storage.rows import (
+    Claimed,
+    Decode,
+    Row,
+    claimed,
+    job_key,
+    record_after_completion,
+    set_aside_error,
+)
 from jobkit.storage.sql_keeps import SQLKeeps
 from jobkit.storage.sql_search import SQLSearches
 
@@ -141,12 +149,20 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
             self._claims.clear()
         self._claims[(int(record.id), record.attempts)] = claim
 
+    #: How the backend decodes a row's times and JSON values (as its ``job_of_row`` does), for
+    #: the records of completions built from their claims'; ``None``: it remembers no claims.
+    _row_decoders: tuple[Decode, Decode] | None = None
+
     def _completed_record(self, row: Any, claim: Claimed | None) -> JobRecord:
         """The record of a row the ``complete`` query returned (``claim``: its job's claim).
 
-        By default the row decoded; a backend that remembers its claims builds it from the
-        claim's record when the row allows (:func:`jobkit.storage.rows.record_after_completion`).
+        Built from the claim's record when the row allows
+        (:func:`jobkit.storage.rows.record_after_completion`), else the row decoded.
         """
+        if claim is not None and self._row_decoders is not None:
+            record = record_after_completion(row, claim, *self._row_decoders)
+            if record is not None:
+                return record
         return self._record(row)
 
     @abc.abstractmethod

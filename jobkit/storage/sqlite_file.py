@@ -27,13 +27,7 @@ from jobkit.exceptions import ConfigError, StorageError, StoreLost
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, utcnow
 from jobkit.storage.base import Clock
 from jobkit.storage.filewatch import FileWatch
-from jobkit.storage.rows import (
-    Claimed,
-    attempt_from_row,
-    record_after_completion,
-    record_from_row,
-    set_aside_error,
-)
+from jobkit.storage.rows import attempt_from_row, record_from_row, set_aside_error
 from jobkit.storage.sql import SQLStorage
 from jobkit.storage.sqlfile import migrations as sql_migrations
 from jobkit.storage.sqlfile import sections
@@ -122,6 +116,8 @@ class SQLiteFile(SQLStorage):
     owns what they run on. Every driver error is raised as ``StorageError`` naming the
     operation and the file.
     """
+
+    _row_decoders = (to_datetime, load_json)
 
     def __init__(
         self,
@@ -415,14 +411,6 @@ class SQLiteFile(SQLStorage):
         )
 
     def _record(self, row: Any) -> JobRecord:
-        return job_of_row(row)
-
-    def _completed_record(self, row: Any, claim: Claimed | None) -> JobRecord:
-        """See :meth:`SQLStorage._completed_record`: from the claim's record when the row allows."""
-        if claim is not None:
-            record = record_after_completion(row, claim, to_datetime, load_json)
-            if record is not None:
-                return record
         return job_of_row(row)
 
     def _named(self, operation: str, name: str, params: Mapping[str, Any]) -> builtins.list[Any]:

@@ -28,6 +28,7 @@ import pickle
 import threading
 import time
 from datetime import datetime, timedelta, timezone
+from threading import current_thread
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from loguru import logger
@@ -37,7 +38,7 @@ from jobkit.logs import (
     EventLine,
     EventTexts,
     capture_driver_logs,
-    event_line,
+    event_values,
     traceback_text,
     write_event,
 )
@@ -155,15 +156,15 @@ class _Forwarder:
         line = _line(message.record)
         self.put(line, line.level_no >= URGENT_LEVEL)
 
-    def event(self, line: EventLine) -> None:
-        """Send a job event's line (at once if it is an error)."""
+    def event(self, line: tuple[Any, ...]) -> None:
+        """Send a job event's line, the values of an :class:`EventLine` (at once for an error)."""
         now = time.time()
         if int(now) != self.second:  # the zone changes on a second, if ever
             local = time.localtime(now)
             self.second, self.zone = int(now), (float(local.tm_gmtoff), local.tm_zone)
-        thread = threading.current_thread()
-        self.put((tuple(line), now, *self.zone, *self.process, thread.ident or 0, thread.name),
-                 line.level != "INFO")
+        thread = current_thread()
+        self.put((line, now, *self.zone, *self.process, thread.ident or 0, thread.name),
+                 line[0] != "INFO")
 
     def put(self, item: Line | Sent, urgent: bool) -> None:
         """Queue ``item`` for the next batch; send the batch now if it is ``urgent`` or full."""
@@ -254,7 +255,7 @@ def forward_events(events: EventDispatcher) -> None:
     forwarder = _forwarder
     if forwarder is not None:
         # the job log of this process: the event's line, its params masked and encoded here
-        events.log = lambda event: forwarder.event(event_line(event, params_text=True))
+        events.log = lambda event: forwarder.event(event_values(event, params_text=True))
 
 
 def flush_forwarded() -> None:
