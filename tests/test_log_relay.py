@@ -125,6 +125,12 @@ class Sinks:
 
 @pytest.fixture
 def make_sinks(tmp_path: Path) -> Iterator[Any]:
+    """Makes jobkit's sinks in a process whose loguru has no other sink, as in ``jobkit worker``.
+
+    Sinks that earlier tests left behind (a CLI command run in-process keeps its files) would be
+    written too, and loguru's default stderr sink is not jobkit's; a default sink is put back.
+    """
+    logger.remove()
     made: list[Sinks] = []
 
     def make(name: str, plugins: tuple[object, ...] = (), **logging: Any) -> Sinks:
@@ -132,10 +138,13 @@ def make_sinks(tmp_path: Path) -> Iterator[Any]:
         made.append(sinks)
         return sinks
 
-    yield make
-    for sinks in made:
-        sinks.close()
-    logger.disable("jobkit")
+    try:
+        yield make
+    finally:
+        for sinks in made:
+            sinks.close()
+        logger.disable("jobkit")
+        logger.add(sys.stderr)
 
 
 def both_ways(make_sinks: Any, monkeypatch: pytest.MonkeyPatch, batches: list[list[Item]],
@@ -240,13 +249,9 @@ def test_a_plugin_sink_still_gets_every_record(make_sinks: Any,
 
 def test_only_jobkits_sinks_are_written_directly(make_sinks: Any) -> None:
     """Removed sinks are forgotten; with no jobkit sink the relay logs through loguru."""
-    logger.remove()  # as `jobkit worker` does: loguru's default stderr sink is not jobkit's
-    try:
-        sinks = make_sinks("one")
-        found = route()
-        assert found is not None and len(found.files) == 2 and len(found.consoles) == 1
-        assert not found.others
-        sinks.close()
-        assert route() is None
-    finally:
-        logger.add(sys.stderr)  # loguru's default sink again, for the tests after this one
+    sinks = make_sinks("one")
+    found = route()
+    assert found is not None and len(found.files) == 2 and len(found.consoles) == 1
+    assert not found.others
+    sinks.close()
+    assert route() is None
