@@ -32,6 +32,13 @@ Params = dict[str, Any] | list[Any] | None
 #: The settings of one call for a job and their retry policy (``JobKit``'s, cached per job).
 SettingsOf = Callable[["JobSpec", Mapping[str, Any]], "tuple[JobSettings, RetryPolicy]"]
 
+#: ``json.dumps(value, ensure_ascii=False, allow_nan=False)`` without an encoder made per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+#: The overrides of a call that gives none (shared: read only).
+_NO_OVERRIDES: Mapping[str, Any] = {
+    "priority": None, "retry_attempts": None, "retry_delay": None, "timeout": None,
+}
+
 
 @attrs.frozen
 class CallOptions:
@@ -43,8 +50,11 @@ class CallOptions:
     retry_delay: float | None = None
     timeout: float | None = None
 
-    def overrides(self) -> dict[str, Any]:
+    def overrides(self) -> Mapping[str, Any]:
         """The job settings this call overrides (``None``: not given)."""
+        if (self.priority is None and self.retry_attempts is None and self.retry_delay is None
+                and self.timeout is None):
+            return _NO_OVERRIDES  # the common call: no dict made
         return {
             "priority": self.priority,
             "retry_attempts": self.retry_attempts,
@@ -92,7 +102,7 @@ def new_jobs(
                for index, params in enumerate(params_list)]
     seconds = delay_seconds(options.delay)
     settings, policy = settings_of(spec, options.overrides())
-    encoded = [json.dumps(by_name, ensure_ascii=False, allow_nan=False) for by_name in checked]
+    encoded = [_ENCODE(by_name) for by_name in checked]
     for index, text in enumerate(encoded):
         _check_size(spec.name, method, text, settings.max_params_bytes,
                     "params" if len(checked) == 1 else f"params[{index}]")
