@@ -98,14 +98,20 @@ def new_jobs(
     if not params_list:
         return []
     spec, check = factory.validator(name, method)
-    checked = [_checked(check, params, index, len(params_list))
-               for index, params in enumerate(params_list)]
+    count = len(params_list)
+    if count == 1:  # run_background_job: its problems name no index
+        checked = [check(params_list[0])]
+    else:
+        checked = [_checked(check, params, index, count)
+                   for index, params in enumerate(params_list)]
     seconds = delay_seconds(options.delay)
     settings, policy = settings_of(spec, options.overrides())
     encoded = [_ENCODE(by_name) for by_name in checked]
+    most = settings.max_params_bytes
     for index, text in enumerate(encoded):
-        _check_size(spec.name, method, text, settings.max_params_bytes,
-                    "params" if len(checked) == 1 else f"params[{index}]")
+        if len(text) * 4 > most:  # UTF-8 takes at most 4 bytes a char: else no need to measure
+            _check_size(spec.name, method, text, most,
+                        "params" if count == 1 else f"params[{index}]")
     # due now: the store stamps it with its own clock (on PostgreSQL, no extra round trip)
     available_at = now() + timedelta(seconds=seconds) if seconds else None
     return [
@@ -141,8 +147,6 @@ def _checked(
 
 def _check_size(name: str, method: str, text: str, most: int, where: str) -> None:
     """``InvalidParameters`` when the params' JSON ``text`` is over ``most`` bytes of UTF-8."""
-    if len(text) * 4 <= most:  # UTF-8 takes at most 4 bytes a char: no need to encode
-        return
     size = len(text.encode("utf-8"))
     if size > most:
         raise InvalidParameters(
