@@ -34,8 +34,8 @@ SettingsOf = Callable[["JobSpec", Mapping[str, Any]], "tuple[JobSettings, RetryP
 
 #: ``json.dumps(value, ensure_ascii=False, allow_nan=False)`` without an encoder made per call.
 _ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
-#: The overrides of a call that gives none (shared: read only).
-_NO_OVERRIDES: Mapping[str, Any] = {
+#: Internal: the overrides of a call that gives none (one shared mapping: read only).
+NO_OVERRIDES: Mapping[str, Any] = {
     "priority": None, "retry_attempts": None, "retry_delay": None, "timeout": None,
 }
 
@@ -54,7 +54,7 @@ class CallOptions:
         """The job settings this call overrides (``None``: not given)."""
         if (self.priority is None and self.retry_attempts is None and self.retry_delay is None
                 and self.timeout is None):
-            return _NO_OVERRIDES  # the common call: no dict made
+            return NO_OVERRIDES  # the common call: no dict made
         return {
             "priority": self.priority,
             "retry_attempts": self.retry_attempts,
