@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 import pluggy
 
 from jobkit.config import Config, JobSettings, ResolvedJob, load_config
-from jobkit.enqueue import CallOptions, Params, new_jobs
+from jobkit.enqueue import NO_OVERRIDES, CallOptions, Params, new_jobs
 from jobkit.events import EventDispatcher
 from jobkit.exceptions import ConfigError, JobkitError
 from jobkit.factory import Factory
@@ -147,7 +147,7 @@ class JobKit(Host):
 
         Without per-call overrides they are resolved once per job class and configuration:
         every enqueue needs them, and resolving the layers costs more than storing a job."""
-        if any(value is not None for value in overrides.values()):
+        if overrides is not NO_OVERRIDES and any(v is not None for v in overrides.values()):
             settings = self.job_settings(spec.name, dict(overrides)).settings
             return settings, settings.policy()
         cached = self._settings_cache.get(spec.name)

@@ -32,6 +32,13 @@ Params = dict[str, Any] | list[Any] | None
 #: The settings of one call for a job and their retry policy (``JobKit``'s, cached per job).
 SettingsOf = Callable[["JobSpec", Mapping[str, Any]], "tuple[JobSettings, RetryPolicy]"]
 
+#: ``json.dumps(value, ensure_ascii=False, allow_nan=False)`` without an encoder made per call.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+#: Internal: the overrides of a call that gives none (one shared mapping: read only).
+NO_OVERRIDES: Mapping[str, Any] = {
+    "priority": None, "retry_attempts": None, "retry_delay": None, "timeout": None,
+}
+
 
 @attrs.frozen
 class CallOptions:
@@ -43,8 +50,11 @@ class CallOptions:
     retry_delay: float | None = None
     timeout: float | None = None
 
-    def overrides(self) -> dict[str, Any]:
+    def overrides(self) -> Mapping[str, Any]:
         """The job settings this call overrides (``None``: not given)."""
+        if (self.priority is None and self.retry_attempts is None and self.retry_delay is None
+                and self.timeout is None):
+            return NO_OVERRIDES  # the common call: no dict made
         return {
             "priority": self.priority,
             "retry_attempts": self.retry_attempts,
@@ -88,14 +98,20 @@ def new_jobs(
     if not params_list:
         return []
     spec, check = factory.validator(name, method)
-    checked = [_checked(check, params, index, len(params_list))
-               for index, params in enumerate(params_list)]
+    count = len(params_list)
+    if count == 1:  # run_background_job: its problems name no index
+        checked = [check(params_list[0])]
+    else:
+        checked = [_checked(check, params, index, count)
+                   for index, params in enumerate(params_list)]
     seconds = delay_seconds(options.delay)
     settings, policy = settings_of(spec, options.overrides())
-    encoded = [json.dumps(by_name, ensure_ascii=False, allow_nan=False) for by_name in checked]
+    encoded = [_ENCODE(by_name) for by_name in checked]
+    most = settings.max_params_bytes
     for index, text in enumerate(encoded):
-        _check_size(spec.name, method, text, settings.max_params_bytes,
-                    "params" if len(checked) == 1 else f"params[{index}]")
+        if len(text) * 4 > most:  # UTF-8 takes at most 4 bytes a char: else no need to measure
+            _check_size(spec.name, method, text, most,
+                        "params" if count == 1 else f"params[{index}]")
     # due now: the store stamps it with its own clock (on PostgreSQL, no extra round trip)
     available_at = now() + timedelta(seconds=seconds) if seconds else None
     return [
@@ -131,8 +147,6 @@ def _checked(
 
 def _check_size(name: str, method: str, text: str, most: int, where: str) -> None:
     """``InvalidParameters`` when the params' JSON ``text`` is over ``most`` bytes of UTF-8."""
-    if len(text) * 4 <= most:  # UTF-8 takes at most 4 bytes a char: no need to encode
-        return
     size = len(text.encode("utf-8"))
     if size > most:
         raise InvalidParameters(

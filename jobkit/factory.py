@@ -278,6 +278,12 @@ class Factory:
     def __init__(self, registry: Registry, converter: cattrs.Converter | None = None) -> None:
         self.registry = registry
         self.converter = converter or make_converter()
+        #: The scalar types whose values need no converter call: with jobkit's own converter,
+        #: a JSON value of exactly the type fits (a float hint takes an int too).
+        self._plain_scalars: frozenset[Any] = (
+            frozenset() if converter is not None else frozenset({int, float, str, bool}))
+        #: (job, method) -> the spec and check :meth:`validator` last gave for them.
+        self._validators: dict[tuple[str, str], tuple[JobSpec, Callable[[Any], Params]]] = {}
 
     def validate(self, name: str, method: str, params: Any) -> tuple[JobSpec, Params]:
         """Check that ``name.method`` is approved and ``params`` fit it.
@@ -294,10 +300,15 @@ class Factory:
 
         The spec (raising ``JobNotFound`` or ``MethodNotAllowed`` now), and a function that checks
         one params and returns them by name (raising ``InvalidParameters``)."""
-        spec = self.registry.method(name, method)
+        spec = self.registry.method(name, method)  # checked on every call: it may change
+        cached = self._validators.get((name, method))
+        if cached is not None and cached[0] is spec:
+            return cached
         signature = signature_of(spec.cls, method)
-        return spec, lambda params: self._checked(name, method, signature, signature.allowed,
+        made = spec, lambda params: self._checked(name, method, signature, signature.allowed,
                                                   params)
+        self._validators[name, method] = made
+        return made
 
     def _checked(
         self,
@@ -404,6 +415,11 @@ class Factory:
 
     def _type_problem(self, value: Any, hint: Any) -> str | None:
         if hint is Any:
+            return None
+        # what the strict hooks accept, without the converter's dispatch (``hint`` is a type
+        # here, so hashable: a hint such as Annotated[...] may not be)
+        if (type(value) is hint or (hint is float and type(value) is int)) \
+                and hint in self._plain_scalars:
             return None
         try:
             self.converter.structure(value, hint)

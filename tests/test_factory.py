@@ -459,3 +459,50 @@ class TestKeywordNames:
         record = keywords.get_job(job_id)
         assert record.status == JobStatus.FAILED and record.result is None
         assert shown in (record.error or "") and words in (record.error or "")
+
+
+class _TakesInt(Job):
+    methods = ("run",)
+
+    def run(self, n: int) -> None:
+        """Take an int."""
+
+
+class _TakesStr(Job):
+    methods = ("run",)
+
+    def run(self, n: str) -> None:
+        """Take a str."""
+
+
+class TestValidatorCache:
+    def test_a_job_registered_again_is_checked_against_its_new_class(self) -> None:
+        """The factory's per-(job, method) check follows the registry, not a stale signature."""
+        from jobkit.factory import Factory
+        from jobkit.registry import Registry
+
+        registry = Registry()
+        registry.register("T", _TakesInt)
+        factory = Factory(registry)
+        assert factory.validate("T", "run", {"n": 1})[1] == {"n": 1}
+        del registry._jobs["T"]  # as if registered anew (tests only)
+        registry.register("T", _TakesStr)
+        with pytest.raises(InvalidParameters, match="expected str"):
+            factory.validate("T", "run", {"n": 1})
+        assert factory.validate("T", "run", {"n": "x"})[0].cls is _TakesStr
+
+    def test_a_given_converter_checks_every_scalar(self) -> None:
+        """With a converter of the caller's own, even an int for an ``int`` goes through it."""
+        from jobkit.factory import Factory, make_converter
+        from jobkit.registry import Registry
+
+        def refuse(value: Any, _: Any) -> Any:
+            raise TypeError("expected int, and this converter takes none")
+
+        converter = make_converter()
+        converter.register_structure_hook(int, refuse)
+        registry = Registry()
+        registry.register("T", _TakesInt)
+        with pytest.raises(InvalidParameters, match="this converter takes none"):
+            Factory(registry, converter).validate("T", "run", {"n": 1})
+        assert Factory(registry).validate("T", "run", {"n": 1})[1] == {"n": 1}
