@@ -94,8 +94,7 @@ class TestStorageSamples:
         assert result.returncode == 0, result.stdout + result.stderr
         counts = outcomes(result.stdout)
         assert counts.get("passed", 0) >= 70 and "failed" not in counts, result.stdout
-        assert counts.get("skipped") == 3, result.stdout  # 3 unreadable rows
-        assert "no spoil_row" in result.stdout
+        assert "skipped" not in counts, result.stdout  # Python objects: no spoiled rows
         app_test = run_pytest(tmp_path, "test_dictstore.py::test_an_app_runs_jobs_on_it")
         assert outcomes(app_test.stdout) == {"passed": 1}, app_test.stdout
 
@@ -114,7 +113,7 @@ class TestStorageSamples:
             "        store.close()\n")})
         result = run_pytest(tmp_path, "test_capabilities.py")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert outcomes(result.stdout).get("skipped") == 5 + 3, result.stdout  # 3: its rows
+        assert outcomes(result.stdout).get("skipped") == 5, result.stdout
         for what in ("worker processes", "job log lines", "throughput", "progress"):
             assert f"DictStorage keeps no {what} (optional capability" in result.stdout
 
@@ -147,7 +146,7 @@ class TestStorageSamples:
         assert result.returncode == 0, result.stdout + result.stderr
         counts = outcomes(result.stdout)
         assert counts.get("passed", 0) >= 90 and "failed" not in counts, result.stdout
-        assert counts.get("skipped", 0) == 3 and "no spoil_row" in result.stdout  # its rows
+        assert "skipped" not in counts, result.stdout
 
     @pytest.mark.parametrize("page", PLUGIN_PAGES)
     def test_no_sample_of_a_plugin_page_goes_untested(self, page: str) -> None:

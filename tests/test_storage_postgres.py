@@ -16,7 +16,7 @@ from jobkit.exceptions import ConfigError, StorageError
 from jobkit.records import JobStatus
 from jobkit.storage import postgres_db
 from jobkit.storage.postgres import PostgresStorage, redact, split_url
-from jobkit.testing import FakeClock, StorageConformance
+from jobkit.testing import FakeClock, SpoiledRowConformance, StorageConformance
 from jobkit.testing.conformance import new_job
 
 
@@ -26,7 +26,7 @@ def empty_url(empty_postgres_url: str) -> str:
     return empty_postgres_url
 
 
-class TestPostgresStorage(StorageConformance):
+class TestPostgresStorage(StorageConformance, SpoiledRowConformance):
     """PostgresStorage follows every rule of the Storage core (shared by processes) and of every
     optional capability, subclassing the suite's class as a third party's backend would."""
 

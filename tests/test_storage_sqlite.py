@@ -23,7 +23,7 @@ from jobkit.storage import filewatch, sqlite_file
 from jobkit.storage import sqlite as sqlite_module
 from jobkit.storage.sqlite import SQLiteStorage
 from jobkit.storage.sqlite_file import migrations
-from jobkit.testing import FakeClock, StorageConformance
+from jobkit.testing import FakeClock, SpoiledRowConformance, StorageConformance
 from jobkit.testing.conformance import new_job, run_in_processes
 
 #: The schema version this jobkit writes.
@@ -36,7 +36,7 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "jobs.db"
 
 
-class TestSQLiteStorage(StorageConformance):
+class TestSQLiteStorage(StorageConformance, SpoiledRowConformance):
     """SQLiteStorage follows every rule of the Storage core (shared by processes) and of every
     optional capability, subclassing the suite's class as a third party's backend would."""
 

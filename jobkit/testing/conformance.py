@@ -202,8 +202,8 @@ class StorageFixtures:
 
         A SQL table written by hand can. A function that, behind the store's back, puts such a
         value in one column of the job with this id (past the schema's checks) and returns the
-        column's name. ``None`` (the default, right for a store of Python objects) skips the
-        tests of unreadable rows.
+        column's name. ``None`` by default: a store of Python objects has no such rows, and only
+        a test class that adds :class:`SpoiledRowConformance` needs one.
         """
         return None
 
@@ -1182,14 +1182,7 @@ class ThroughputConformance(StorageFixtures):
         assert counts.throughput(start - timedelta(days=1)) == [(later, 0, 4)]
 
 class UnreadableRowTests(StorageFixtures):
-    """A row the store cannot read never stops the queue and can still be read (issue 15)."""
-
-    @pytest.fixture
-    def spoil(self, spoil_row: Callable[[str], str] | None) -> Callable[[str], str]:
-        """``spoil_row``, or a skip for a backend that supplies none."""
-        if spoil_row is None:
-            pytest.skip("this backend's rows always hold what it can read (no spoil_row)")
-        return spoil_row
+    """What a store wrote reads back whole: nothing in it is marked unreadable (issue 15)."""
 
     def test_what_the_store_wrote_reads_whole(self, storage: Storage, clock: FakeClock) -> None:
         """Every record and attempt read back from what the store wrote has nothing unreadable."""
@@ -1198,6 +1191,22 @@ class UnreadableRowTests(StorageFixtures):
         assert storage.get(job.id).unreadable == {}
         assert [record.unreadable for record in storage.list()] == [{}]
         assert [attempt.unreadable for attempt in storage.attempts(job.id)] == [{}]
+
+
+class SpoiledRowConformance(StorageFixtures):
+    """A row the store cannot read never stops the queue and can still be read (issue 15).
+
+    For a backend whose rows can hold what it cannot read (a SQL table written by hand can; a
+    store of Python objects cannot): add this class to its test class with a ``spoil_row``
+    fixture.
+    """
+
+    @pytest.fixture
+    def spoil(self, spoil_row: Callable[[str], str] | None) -> Callable[[str], str]:
+        """``spoil_row``, which a backend that adds this class must supply."""
+        if spoil_row is None:
+            pytest.fail("SpoiledRowConformance needs a spoil_row fixture that returns a function")
+        return spoil_row
 
     def test_a_claim_sets_an_unreadable_row_aside(
         self, storage: Storage, clock: FakeClock, spoil: Callable[[str], str]
