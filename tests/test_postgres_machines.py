@@ -155,6 +155,8 @@ def test_a_server_restart_mid_run_loses_nothing(
     runs = Counter(entry["job"] for entry in read_ledger(ledger))
     assert set(runs) == ids
     logs = "".join((tmp_path / f"machine-{n}.log").read_text() for n in range(MACHINES))
-    assert "worker error" in logs or "recording its outcome failed" in logs, logs[-3000:]
+    # a query cut off reports an error; a pooled connection found closed, a warning
+    reported = ("worker error", "recording its outcome failed", "connection lost")
+    assert any(text in logs for text in reported), logs[-3000:]
     assert "Traceback" not in logs, logs[-3000:]
     assert [m.returncode for m in machines] == [0] * MACHINES

@@ -255,11 +255,24 @@ class TestConnections:
     """Broken connections are replaced; an unreachable server is a clean error."""
 
     def test_queries_work_again_after_connections_are_killed(self, empty_url: str) -> None:
-        """After pg_terminate_backend, the next call gets a fresh connection from the pool."""
-        with PostgresStorage(empty_url) as store:
-            job = store.enqueue(new_job(store.now()))
-            terminate_other_backends(empty_url)
-            assert store.get(job.id).status == JobStatus.PENDING
+        """After pg_terminate_backend, the next call gets a fresh connection from the pool, and
+        the loss is logged once as a warning naming the server (password hidden)."""
+        from loguru import logger
+
+        lines: list[str] = []
+        sink = logger.add(lines.append, level="WARNING", format="{level} {message}")
+        logger.enable("jobkit")
+        try:
+            with PostgresStorage(empty_url) as store:
+                job = store.enqueue(new_job(store.now()))
+                terminate_other_backends(empty_url)
+                assert store.get(job.id).status == JobStatus.PENDING
+                store.get(job.id)
+        finally:
+            logger.remove(sink)
+        lost = [line for line in lines if "connection lost" in line]
+        assert len(lost) == 1, lines
+        assert lost[0].startswith("WARNING postgresql storage postgresql://"), lost
 
     def test_a_connection_is_checked_with_a_round_trip_only_after_idling(
         self, empty_url: str, monkeypatch: pytest.MonkeyPatch

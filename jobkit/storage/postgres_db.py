@@ -102,7 +102,7 @@ class PostgresDatabase(SQLStorage):
         self._lock = threading.Lock()
         self._closed = False
         self._pool: ConnectionPool[Any] | None = None
-        self._liveness = Liveness()
+        self._liveness = Liveness(self._where())
         self._pid = os.getpid()
         self._listener: psycopg.Connection[Any] | None = None
         try:

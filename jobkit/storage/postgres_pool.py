@@ -79,6 +79,10 @@ def _tolerant_loader(inner: type[Loader]) -> type[Loader]:
 #: to the server (see :class:`Liveness`).
 CHECK_AFTER_IDLE = 1.0
 
+#: At most one "connection lost" warning per process in this many seconds (a server restart
+#: breaks every pooled connection at once).
+WARN_EVERY = 10.0
+
 
 class Liveness:
     """The pool's check of a connection it hands out.
@@ -88,11 +92,15 @@ class Liveness:
     :data:`CHECK_AFTER_IDLE`, or one the server sent something since its last use: a server
     that ends a connection (``pg_terminate_backend``, a restart) sends an error and closes it,
     which makes the socket readable; nothing else is sent to an idle connection that does not
-    ``LISTEN``. A connection that fails the check is replaced by the pool.
+    ``LISTEN``. A connection that fails the check is replaced by the pool, and the loss is
+    logged as a warning naming ``where`` (at most once in :data:`WARN_EVERY` seconds), so an
+    outage the pool rode out is still reported.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, where: str = "postgresql storage") -> None:
         self._used: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
+        self._where = where
+        self._warned = -WARN_EVERY
 
     def used(self, conn: psycopg.Connection[Any]) -> None:
         """Note that ``conn`` was just used.
@@ -108,7 +116,24 @@ class Liveness:
 
         used = self._used.get(conn)
         if used is None or time.monotonic() - used > CHECK_AFTER_IDLE or _has_input(conn):
-            ConnectionPool.check_connection(conn)
+            try:
+                ConnectionPool.check_connection(conn)
+            except Exception as exc:
+                self._lost(exc)
+                raise
+
+    def _lost(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._warned < WARN_EVERY:
+            return
+        self._warned = now
+        from jobkit.lazylog import logger
+
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        logger.warning(
+            "{where}: connection lost ({reason}); opening a new one", where=self._where,
+            reason=reason,
+        )
 
 
 def _has_input(conn: psycopg.Connection[Any]) -> bool:
