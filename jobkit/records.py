@@ -36,6 +36,8 @@ class JobStatus(_TextEnum):
 
 FINAL_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED})
 WAITING_STATUSES = frozenset({JobStatus.PENDING, JobStatus.RETRYING})
+#: The queue of a job whose job and call name none.
+DEFAULT_QUEUE = "default"
 
 
 class AttemptOutcome(_TextEnum):
@@ -129,6 +131,9 @@ class NewJob:
     #: ``params`` as JSON text when the app has encoded them already (it measures their size);
     #: a backend may store this instead of encoding them again.
     params_json: str | None = attrs.field(default=None, eq=False, repr=False)
+    #: The queue it waits in (``queue:`` of its job, or the call's ``queue=``); workers take jobs
+    #: from the queues they are given, and a paused queue is not claimed from.
+    queue: str = DEFAULT_QUEUE
 
 
 @attrs.frozen
@@ -164,6 +169,8 @@ class JobRecord:
     #: (0, the Unix epoch, ``None``). Empty for every row jobkit wrote. A worker never runs
     #: such a job: its claim sets it aside as ``failed`` (see docs/storage.md).
     unreadable: dict[str, str] = attrs.field(factory=dict)
+    #: The queue the job waits in (``default`` unless its job or call named one).
+    queue: str = DEFAULT_QUEUE
 
 
 @attrs.frozen

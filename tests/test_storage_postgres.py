@@ -138,10 +138,10 @@ class TestSchema:
         import psycopg
 
         with PostgresStorage(empty_url) as first, PostgresStorage(empty_url) as second:
-            assert first.migrate() == second.migrate() == 7
+            assert first.migrate() == second.migrate() == 8
         with psycopg.connect(empty_url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(7,)]
+        assert rows == [(8,)]
 
     def test_a_version_1_database_is_upgraded(
         self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
@@ -153,8 +153,7 @@ class TestSchema:
         url = postgres_server.create_database("jobkit_upgrade")
         clock = FakeClock()
         first = {k: v for k, v in postgres_db.queries().items()
-                 if k not in ("migration_2", "migration_3", "migration_4", "migration_5",
-                               "migration_6", "migration_7")}
+                 if not k.startswith("migration_") or k == "migration_1"}
         with monkeypatch.context() as patch:
             patch.setattr(postgres_db, "queries", lambda: first)
             PostgresStorage(url, clock=clock).close()
@@ -175,7 +174,7 @@ class TestSchema:
             assert store.list_workers() == []
         with psycopg.connect(url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(7,)]
+        assert rows == [(8,)]
 
     def test_a_newer_schema_is_refused(self, postgres_server: object, empty_url: str) -> None:
         """A database migrated by a newer jobkit is refused, naming both versions."""
@@ -190,7 +189,7 @@ class TestSchema:
                 PostgresStorage(empty_url)
         finally:
             with psycopg.connect(empty_url) as conn:
-                conn.execute(b"UPDATE jobkit_schema_version SET version = 7")
+                conn.execute(b"UPDATE jobkit_schema_version SET version = 8")
 
 
 class TestListenNotify:

@@ -126,7 +126,7 @@ class TestSQLiteFile:
             pass
         with sqlite3.connect(db_path) as conn:
             rows = conn.execute("SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(LATEST,)] and LATEST == 7
+        assert rows == [(LATEST,)] and LATEST == 8
 
     def test_a_version_1_file_is_upgraded(
         self, db_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -135,8 +135,7 @@ class TestSQLiteFile:
         jobs keep their data."""
         clock = FakeClock()
         first = {k: v for k, v in sqlite_file.queries().items()
-                 if k not in ("migration_2", "migration_3", "migration_4", "migration_5",
-                               "migration_6", "migration_7")}
+                 if not k.startswith("migration_") or k == "migration_1"}
         with monkeypatch.context() as patch:
             patch.setattr(sqlite_file, "queries", lambda: first)
             SQLiteStorage(db_path, clock=clock).close()
@@ -154,7 +153,8 @@ class TestSQLiteFile:
             )
             assert store.list_workers() == []
         with sqlite3.connect(db_path) as conn:
-            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [(7,)]
+            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [
+                (LATEST,)]
 
     def test_reopening_keeps_the_jobs(self, db_path: Path) -> None:
         """Opening an existing file again migrates nothing and finds its jobs."""

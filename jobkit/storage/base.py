@@ -46,6 +46,15 @@ def _check_time(name: str, value: datetime) -> None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
 
 
+def check_claim(worker_id: str, lease_seconds: float, limit: int = 1) -> None:
+    """``ValueError`` unless a claim's worker id, lease and ``limit`` (at least 1) are sound."""
+    if not isinstance(worker_id, str) or not worker_id:
+        raise ValueError(f"worker_id must be a non-empty str, got {worker_id!r}")
+    _check_seconds("lease_seconds", lease_seconds)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"a claim takes at least 1 job, got limit={limit!r}")
+
+
 def _check_job_id(job_id: str) -> None:
     if not isinstance(job_id, str):
         raise TypeError(f"a job id is a str, got {type(job_id).__name__}: {job_id!r}")
@@ -139,9 +148,7 @@ class Storage(abc.ABC):
         worker_id, attempts)``. (A worker claims in batches through the ``batches`` capability when
         the store has it.)
         """
-        if not isinstance(worker_id, str) or not worker_id:
-            raise ValueError(f"worker_id must be a non-empty str, got {worker_id!r}")
-        _check_seconds("lease_seconds", lease_seconds)
+        check_claim(worker_id, lease_seconds)
         return self._claim(worker_id, lease_seconds)
 
     def heartbeat(self, lease: Lease, lease_seconds: float) -> bool:

@@ -23,6 +23,7 @@ import attrs
 from jobkit.records import WAITING_STATUSES, JobLogLine, JobRecord, Lease, WorkerInfo
 
 if TYPE_CHECKING:
+    from jobkit.flow import Flow, QueueState
     from jobkit.storage.base import Storage
     from jobkit.storage.search import Count, JobQuery, SearchPage
 
@@ -173,12 +174,49 @@ class ClaimsInBatches(abc.ABC):
 
     @abc.abstractmethod
     def complete_and_claim_many(self, completions: Sequence[tuple[Lease, Any]], worker_id: str,
-                                lease_seconds: float, limit: int) -> Settled:
+                                lease_seconds: float, limit: int,
+                                flow: Flow | None = None) -> Settled:
         """Complete each ``(lease, result)``, then claim up to ``limit`` jobs, in one transaction.
 
         ``limit`` ``0`` claims none. Returns the completed records (``None`` where the lease was
-        lost) and the claimed ones in claim order.
+        lost) and the claimed ones in claim order. ``flow`` is given only to a store that has
+        ``flow`` too, and then narrows the claims as :meth:`ControlsFlow.claim_from` does.
         """
+
+
+class ControlsFlow(abc.ABC):
+    """Capability ``flow``: named queues, claimed from as a :class:`~jobkit.flow.Flow` says.
+
+    A store with it keeps each job's ``queue``, keeps which queues are paused (for every
+    worker on every machine), and never hands out a job of a paused queue, from any claim:
+    the core's :meth:`~jobkit.storage.base.Storage.claim` and ``batches`` included.
+    """
+
+    @abc.abstractmethod
+    def claim_from(
+        self, flow: Flow, worker_id: str, lease_seconds: float, limit: int = 1
+    ) -> list[JobRecord]:
+        """Claim up to ``limit`` due jobs of ``flow``'s queues, none paused, in claim order.
+
+        As :meth:`~jobkit.storage.base.Storage.claim` does one job: each becomes ``running``
+        under a lease of ``lease_seconds`` with its attempt opened.
+        """
+
+    @abc.abstractmethod
+    def pause_queue(self, queue: str) -> bool:
+        """Pause ``queue`` (a queue name); whether it was not paused before.
+
+        Jobs running go on; no claim takes another job of the queue until it is resumed. A
+        queue that holds no job may be paused ahead of its jobs.
+        """
+
+    @abc.abstractmethod
+    def resume_queue(self, queue: str) -> bool:
+        """Resume ``queue``; whether it was paused before."""
+
+    @abc.abstractmethod
+    def queue_states(self) -> list[QueueState]:
+        """Every queue that holds a waiting or running job, or was ever paused, by name."""
 
 
 #: The optional capabilities by name, each the mixin a backend inherits to have it.
@@ -192,6 +230,7 @@ OPTIONAL_CAPABILITIES: dict[str, type[abc.ABC]] = {
     "wake": WakesWorkers,
     "upkeep": NeedsUpkeep,
     "batches": ClaimsInBatches,
+    "flow": ControlsFlow,
 }
 
 
@@ -302,30 +341,59 @@ def set_progress(storage: Storage, lease: Lease, fraction: float, message: str |
     return True
 
 
+def check_flow(storage: Storage, flow: Flow | None) -> None:
+    """``StorageError`` when ``flow`` narrows the claims and the store lacks ``flow``."""
+    if flow is not None and flow.restricted and not isinstance(storage, ControlsFlow):
+        from jobkit.exceptions import StorageError
+
+        raise StorageError(
+            f"storage {type(storage).__name__} has no 'flow' capability: it cannot take jobs "
+            f"from some queues only (queues {', '.join(flow.queues or ())}); run the worker "
+            "without --queues, or use a store that has it (docs/queues.md)"
+        )
+
+
+def claim(storage: Storage, worker_id: str, lease_seconds: float, limit: int,
+          flow: Flow | None = None) -> list[JobRecord]:
+    """Claim up to ``limit`` jobs ``flow`` allows: the store's ``flow``, else the core."""
+    if isinstance(storage, ControlsFlow):
+        from jobkit.flow import EVERY_QUEUE
+
+        return storage.claim_from(flow or EVERY_QUEUE, worker_id, lease_seconds, limit)
+    check_flow(storage, flow)
+    claimed: list[JobRecord] = []
+    while len(claimed) < limit:
+        record = storage.claim(worker_id, lease_seconds)
+        if record is None:
+            break
+        claimed.append(record)
+    return claimed
+
+
 def complete_and_claim_many(storage: Storage, completions: Sequence[tuple[Lease, Any]],
-                            worker_id: str, lease_seconds: float, limit: int) -> Settled:
+                            worker_id: str, lease_seconds: float, limit: int,
+                            flow: Flow | None = None) -> Settled:
     """What a worker does after a batch.
 
-    The fast path of ``batches``, or each completion settled and up to ``limit`` claims through the
-    core (a failed claim after completions that were recorded is no claim: the completions must not
-    be written again).
+    The fast path of ``batches``, or each completion settled and up to ``limit`` claims through
+    :func:`claim` (a failed claim after completions that were recorded is no claim: the
+    completions must not be written again). ``flow`` narrows the claims (see :func:`check_flow`).
     """
     from jobkit.exceptions import StorageError
     from jobkit.records import AttemptOutcome
 
+    check_flow(storage, flow)
     if isinstance(storage, ClaimsInBatches):
+        if flow is not None and isinstance(storage, ControlsFlow):
+            return storage.complete_and_claim_many(completions, worker_id, lease_seconds, limit,
+                                                   flow)
         return storage.complete_and_claim_many(completions, worker_id, lease_seconds, limit)
     done = [storage.settle(lease, AttemptOutcome.SUCCEEDED, result=result)
             for lease, result in completions]
-    claimed: list[JobRecord] = []
     try:
-        while len(claimed) < limit:
-            record = storage.claim(worker_id, lease_seconds)
-            if record is None:
-                break
-            claimed.append(record)
+        claimed = claim(storage, worker_id, lease_seconds, limit, flow) if limit > 0 else []
     except StorageError:
-        pass
+        claimed = []
     return done, claimed
 
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import attrs
 
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
+from jobkit.flow import EVERY_QUEUE, Flow, QueueState, check_queue_name
 from jobkit.records import (
     FINAL_STATUSES,
     WAITING_STATUSES,
@@ -29,7 +30,7 @@ from jobkit.records import (
     utcnow,
 )
 from jobkit.storage import capabilities
-from jobkit.storage.base import Clock, Storage
+from jobkit.storage.base import Clock, Storage, check_claim
 from jobkit.storage.memory_keeps import MemoryKeeps
 from jobkit.storage.memory_rows import Row
 from jobkit.storage.search import Count, JobQuery, SearchPage
@@ -37,8 +38,12 @@ from jobkit.storage.sql import to_json
 
 T = TypeVar("T")
 
+#: The outcomes :meth:`MemoryStorage.queue_states` counts as done (as the SQL stores do).
+ENDED = frozenset({AttemptOutcome.SUCCEEDED, AttemptOutcome.FAILED, AttemptOutcome.TIMEOUT})
 
-class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.KeepsProgress):
+
+class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.KeepsProgress,
+                    capabilities.ControlsFlow):
     """Jobs in this process's memory (``memory://``); thread-safe, lost when the process ends.
 
     Same rules as :class:`~jobkit.storage.sqlite.SQLiteStorage`: ``worker_id`` and
@@ -54,6 +59,8 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         self._ids = itertools.count(1)
         self._jobs: dict[int, Row] = {}
         self._attempts: dict[int, builtins.list[Attempt]] = {}
+        #: Queues ever paused or resumed: whether each is paused now.
+        self._paused: dict[str, bool] = {}
         self._start_keeping()
         self._closed = False
 
@@ -148,6 +155,7 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
                     policy=policy,
                     created_at=self.now(),
                     available_at=(job.available_at or self.now()).astimezone(timezone.utc),
+                    queue=job.queue,
                 )
                 self._jobs[row.id] = row
                 self._attempts[row.id] = []
@@ -197,30 +205,79 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
 
     def _claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
         """Atomically take the next due job (see :meth:`Storage.claim`)."""
+        claimed = self.claim_from(EVERY_QUEUE, worker_id, lease_seconds)
+        return claimed[0] if claimed else None
 
-        def work() -> JobRecord | None:
+    def claim_from(
+        self, flow: Flow, worker_id: str, lease_seconds: float, limit: int = 1
+    ) -> builtins.list[JobRecord]:
+        """Claim up to ``limit`` due jobs of ``flow``'s queues, none paused, in claim order."""
+        check_claim(worker_id, lease_seconds, limit)
+
+        def work() -> builtins.list[JobRecord]:
             now = self.now()
             due = [
                 row for row in self._jobs.values()
                 if row.status in WAITING_STATUSES and row.available_at <= now
+                and flow.takes(row.queue) and not self._paused.get(row.queue, False)
             ]
-            if not due:
-                return None
-            row = min(due, key=lambda row: (-row.priority, row.available_at, row.id))
-            row.status = JobStatus.RUNNING
-            row.attempts += 1
-            row.worker_id = worker_id
-            row.started_at = now
-            row.lease_expires_at = now + timedelta(seconds=lease_seconds)
-            row.progress = None
-            row.progress_message = None
-            self._attempts[row.id].append(
-                Attempt(job_id=str(row.id), attempt=row.attempts, worker_id=worker_id,
-                        started_at=now)
-            )
-            return row.record()
+            due.sort(key=lambda row: (-row.priority, row.available_at, row.id))
+            return [self._start(row, worker_id, lease_seconds, now) for row in due[:limit]]
 
         return self._locked(f"claim a job for worker {worker_id}", work)
+
+    def _start(self, row: Row, worker_id: str, lease_seconds: float, now: datetime) -> JobRecord:
+        """Make ``row`` running under a new lease and open its attempt (under the lock)."""
+        row.status = JobStatus.RUNNING
+        row.attempts += 1
+        row.worker_id = worker_id
+        row.started_at = now
+        row.lease_expires_at = now + timedelta(seconds=lease_seconds)
+        row.progress = None
+        row.progress_message = None
+        self._attempts[row.id].append(
+            Attempt(job_id=str(row.id), attempt=row.attempts, worker_id=worker_id, started_at=now)
+        )
+        return row.record()
+
+    # -- queues (capability ``flow``) ----------------------------------------------------------
+
+    def _set_paused(self, queue: str, paused: bool) -> bool:
+        check_queue_name(queue)
+        with self._lock:
+            changed = self._paused.get(queue, False) != paused or queue not in self._paused
+            self._paused[queue] = paused
+            return changed
+
+    def pause_queue(self, queue: str) -> bool:
+        """Pause ``queue``: no claim takes its jobs; whether it was running before."""
+        return self._set_paused(queue, True)
+
+    def resume_queue(self, queue: str) -> bool:
+        """Resume ``queue``; whether it was paused before."""
+        return self._set_paused(queue, False)
+
+    def queue_states(self) -> builtins.list[QueueState]:
+        """Every queue that holds a waiting or running job or was ever paused, by name."""
+        with self._lock:
+            since = self.now() - timedelta(seconds=60)
+            names = set(self._paused)
+            waiting: dict[str, int] = {}
+            running: dict[str, int] = {}
+            done: dict[str, int] = {}
+            for row in self._jobs.values():
+                if row.status in WAITING_STATUSES:
+                    waiting[row.queue] = waiting.get(row.queue, 0) + 1
+                elif row.status is JobStatus.RUNNING:
+                    running[row.queue] = running.get(row.queue, 0) + 1
+                ended = sum(1 for attempt in self._attempts[row.id]
+                            if attempt.finished_at is not None and attempt.finished_at >= since
+                            and attempt.outcome in ENDED)
+                if ended:
+                    done[row.queue] = done.get(row.queue, 0) + ended
+            names |= set(waiting) | set(running) | set(done)
+            return [QueueState(name, self._paused.get(name, False), waiting.get(name, 0),
+                               running.get(name, 0), done.get(name, 0)) for name in sorted(names)]
 
     def _heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when it no longer owns the job."""

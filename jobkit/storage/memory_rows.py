@@ -11,7 +11,7 @@ from datetime import datetime
 
 import attrs
 
-from jobkit.records import JobRecord, JobStatus, RetryPolicy
+from jobkit.records import DEFAULT_QUEUE, JobRecord, JobStatus, RetryPolicy
 
 
 @attrs.define
@@ -39,6 +39,7 @@ class Row:
     progress_message: str | None = None
     crashes: int = 0
     max_crashes: int = 3
+    queue: str = DEFAULT_QUEUE
 
     def record(self) -> JobRecord:
         """A fresh public record of this row: its fields, the JSON texts decoded."""

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from jobkit.exceptions import JobNotFoundInStorage
+from jobkit.flow import EVERY_QUEUE, Flow
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob
 from jobkit.storage.capabilities import WakesWorkers
 from jobkit.storage.postgres_db import PostgresDatabase, attempt_of_row, job_of_row, queries
@@ -189,11 +190,12 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
     # -- writes of the worker ------------------------------------------------------------------
 
     def _claim_in(
-        self, cur: psycopg.Cursor[Any], worker_id: str, lease_seconds: float
+        self, cur: psycopg.Cursor[Any], worker_id: str, lease_seconds: float,
+        flow: Flow = EVERY_QUEUE,
     ) -> JobRecord | None:
         """See :meth:`SQLStorage._claim_in` (``FOR UPDATE SKIP LOCKED``)."""
         params = {"worker_id": worker_id, "now": self._now_param(),
-                  "lease_seconds": float(lease_seconds)}
+                  "lease_seconds": float(lease_seconds), "queues": self._bind_queues(flow)}
         while True:  # again only when a row nobody can read was set aside
             row = self._one(cur, "claim", params)  # it opens the job's attempt too
             if row is None:

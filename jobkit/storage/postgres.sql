@@ -155,6 +155,27 @@ ALTER TABLE jobkit_jobs
     ADD CONSTRAINT jobkit_jobs_progress_fraction CHECK (progress BETWEEN 0 AND 1)
         NOT VALID;
 
+-- name: migration_8
+-- named queues: each job waits in one, and a queue paused here is claimed from by no worker
+-- (docs/queues.md); jobkit_queues keeps the queues that were ever paused or resumed
+ALTER TABLE jobkit_jobs ADD COLUMN IF NOT EXISTS queue text NOT NULL DEFAULT 'default';
+
+CREATE TABLE IF NOT EXISTS jobkit_queues (
+    name text PRIMARY KEY,
+    paused boolean NOT NULL DEFAULT false,
+    changed_at timestamptz NOT NULL
+);
+
+-- a worker given some queues finds their due jobs without reading the others'
+CREATE INDEX IF NOT EXISTS jobkit_jobs_queue_claim
+    ON jobkit_jobs (queue, priority DESC, available_at, id)
+    WHERE status IN ('pending', 'retrying');
+
+-- `jobkit queues`: attempts ended in the last minute, per queue
+CREATE INDEX IF NOT EXISTS jobkit_attempts_finished
+    ON jobkit_attempts (finished_at)
+    WHERE finished_at IS NOT NULL;
+
 -- name: validate_checks
 -- migration_7's CHECKs, once no row breaks them
 ALTER TABLE jobkit_jobs
@@ -214,11 +235,11 @@ SELECT now();
 -- name: enqueue
 INSERT INTO jobkit_jobs (
     name, method, params, params_masked, status, priority, attempts, max_attempts, max_crashes,
-    policy, created_at, available_at
+    policy, created_at, available_at, queue
 ) VALUES (
     %(name)s, %(method)s, %(params)s::json, %(params_masked)s, 'pending', %(priority)s, 0,
     %(max_attempts)s, %(max_crashes)s, %(policy)s::json, coalesce(%(now)s, now()),
-    coalesce(%(available_at)s, %(now)s, now())
+    coalesce(%(available_at)s, %(now)s, now()), %(queue)s
 )
 -- the rest of the new record is known (jobkit.storage.postgres._inserted)
 RETURNING id, created_at, available_at;
@@ -235,6 +256,9 @@ SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s;
 WITH next AS (
     SELECT id FROM jobkit_jobs
     WHERE status IN ('pending', 'retrying') AND available_at <= coalesce(%(now)s, now())
+      -- the worker's queues (null: all), none of them paused
+      AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
+      AND queue NOT IN (SELECT name FROM jobkit_queues WHERE paused)
     ORDER BY priority DESC, available_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
@@ -435,3 +459,32 @@ ON CONFLICT (id) DO UPDATE SET
 
 -- name: forget_revoked_sessions
 DELETE FROM jobkit_revoked_sessions WHERE expires_at < coalesce(%(now)s, now());
+
+-- name: set_queue_paused
+INSERT INTO jobkit_queues (name, paused, changed_at)
+VALUES (%(name)s, %(paused)s, coalesce(%(now)s, now()))
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, changed_at = excluded.changed_at
+WHERE jobkit_queues.paused <> excluded.paused
+RETURNING name;
+
+-- name: queue_states
+-- every queue that holds a job or was ever paused: paused or not, waiting, running, and
+-- attempts ended in the last minute (%(since)s)
+SELECT name, bool_or(paused) AS paused, sum(waiting)::bigint AS waiting,
+       sum(running)::bigint AS running, sum(done)::bigint AS done
+FROM (
+    SELECT queue AS name, false AS paused,
+           count(*) FILTER (WHERE status IN ('pending', 'retrying')) AS waiting,
+           count(*) FILTER (WHERE status = 'running') AS running, 0 AS done
+    FROM jobkit_jobs WHERE status IN ('pending', 'retrying', 'running') GROUP BY queue
+    UNION ALL
+    SELECT name, paused, 0, 0, 0 FROM jobkit_queues
+    UNION ALL
+    SELECT jobs.queue, false, 0, 0, count(*)
+    FROM jobkit_attempts AS attempts JOIN jobkit_jobs AS jobs ON jobs.id = attempts.job_id
+    WHERE attempts.finished_at >= %(since)s
+      AND attempts.outcome IN ('succeeded', 'failed', 'timeout')
+    GROUP BY jobs.queue
+) AS parts
+GROUP BY name
+ORDER BY name;

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Protocol
 import attrs
 
 from jobkit.records import (
+    DEFAULT_QUEUE,
     Attempt,
     AttemptOutcome,
     JobRecord,
@@ -214,6 +215,7 @@ def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
             progress_message=row["progress_message"],
             crashes=row["crashes"],
             max_crashes=row["max_crashes"],
+            queue=row["queue"],
         )
     except _DECODE_ERRORS:
         return _read_carefully(row, time, load)
@@ -231,6 +233,7 @@ def _well_typed(record: JobRecord) -> bool:
         and type(record.max_attempts) is int and type(record.crashes) is int
         and type(record.max_crashes) is int
         and type(record.name) is str and type(record.method) is str
+        and type(record.queue) is str
         and (record.error is None or type(record.error) is str)
         and (record.worker_id is None or type(record.worker_id) is str)
         and (record.progress_message is None or type(record.progress_message) is str)
@@ -264,6 +267,7 @@ def _read_carefully(row: Row, time: Decode, load: Decode) -> JobRecord:
         progress_message=read.optional_text("progress_message"),
         crashes=read.integer("crashes"),
         max_crashes=read.integer("max_crashes", 3),
+        queue=read.text("queue", DEFAULT_QUEUE),
     )
     return attrs.evolve(record, unreadable=read.unreadable) if read.unreadable else record
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import attrs
 
 from jobkit.exceptions import StorageError
+from jobkit.flow import EVERY_QUEUE, Flow
 from jobkit.lazylog import logger
 from jobkit.masking import has_secrets, mask_secrets
 from jobkit.records import (
@@ -33,7 +34,7 @@ from jobkit.records import (
     decode_json,
     utcnow,
 )
-from jobkit.storage.base import Clock, Storage
+from jobkit.storage.base import Clock, Storage, check_claim
 from jobkit.storage.capabilities import ClaimsInBatches, KeepsProgress, KeepsSessions
 from jobkit.storage.rows import (
     Claimed,
@@ -44,6 +45,7 @@ from jobkit.storage.rows import (
     record_after_completion,
     set_aside_error,
 )
+from jobkit.storage.sql_flow import SQLFlow
 from jobkit.storage.sql_keeps import SQLKeeps
 from jobkit.storage.sql_search import SQLSearches
 
@@ -118,10 +120,12 @@ def new_record(
         progress_message=None,
         crashes=0,
         max_crashes=job.max_crashes,
+        queue=job.queue,
     )
 
 
-class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, ClaimsInBatches):
+class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsProgress,
+                 ClaimsInBatches):
     """A ``Storage`` whose worker transitions are named, fenced SQL updates.
 
     A subclass runs work in one transaction (:meth:`_transaction`, handing the work its
@@ -211,8 +215,13 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
         """
 
     @abc.abstractmethod
-    def _claim_in(self, db: Any, worker_id: str, lease_seconds: float) -> JobRecord | None:
-        """Inside the caller's transaction: claim the next due job and open its attempt."""
+    def _claim_in(
+        self, db: Any, worker_id: str, lease_seconds: float, flow: Flow = EVERY_QUEUE
+    ) -> JobRecord | None:
+        """Inside the caller's transaction: claim the next due job ``flow`` allows.
+
+        Never from a paused queue; its attempt is opened.
+        """
 
     @abc.abstractmethod
     def _set_aside_in(self, db: Any, key: int, error: str) -> None:
@@ -239,15 +248,15 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
         return readable
 
     def _claim_many_in(
-        self, db: Any, worker_id: str, lease_seconds: float, limit: int
+        self, db: Any, worker_id: str, lease_seconds: float, limit: int, flow: Flow = EVERY_QUEUE
     ) -> list[JobRecord]:
-        """Claim up to ``limit`` due jobs, in claim order, and open their attempts.
+        """Claim up to ``limit`` due jobs ``flow`` allows, in claim order; open their attempts.
 
         Inside the caller's transaction; by default one :meth:`_claim_in` after the other.
         """
         claimed: list[JobRecord] = []
         while len(claimed) < limit:
-            record = self._claim_in(db, worker_id, lease_seconds)
+            record = self._claim_in(db, worker_id, lease_seconds, flow)
             if record is None:
                 break
             claimed.append(record)
@@ -272,17 +281,25 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
 
     def _claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
         """Atomically take the next due job (see :meth:`Storage.claim`)."""
-        if self._nothing_to_claim(worker_id, 1):
-            return None
-        record = self._transaction(
-            f"claim a job for worker {worker_id}",
-            lambda db: self._claim_in(db, worker_id, lease_seconds),
-        )
-        self._claimed(record is not None)
-        return record
+        claimed = self.claim_from(EVERY_QUEUE, worker_id, lease_seconds)
+        return claimed[0] if claimed else None
 
-    def _nothing_to_claim(self, worker_id: str, limit: int) -> bool:
-        """Whether a claim of up to ``limit`` jobs can be skipped; by default never.
+    def claim_from(
+        self, flow: Flow, worker_id: str, lease_seconds: float, limit: int = 1
+    ) -> list[JobRecord]:
+        """Claim up to ``limit`` due jobs of ``flow``'s queues, none paused (``flow``)."""
+        check_claim(worker_id, lease_seconds, limit)
+        if self._nothing_to_claim(worker_id, limit, flow):
+            return []
+        claimed = self._transaction(
+            f"claim a job for worker {worker_id}",
+            lambda db: self._claim_many_in(db, worker_id, lease_seconds, limit, flow),
+        )
+        self._claimed(bool(claimed))
+        return claimed
+
+    def _nothing_to_claim(self, worker_id: str, limit: int, flow: Flow = EVERY_QUEUE) -> bool:
+        """Whether a claim of up to ``limit`` jobs ``flow`` allows can be skipped; by default never.
 
         A backend may answer from a cheap look (a read that takes no write lock) that found
         nothing due; it is asked only when no completions go with the claim.
@@ -298,12 +315,14 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
         worker_id: str,
         lease_seconds: float,
         limit: int,
+        flow: Flow | None = None,
     ) -> tuple[list[JobRecord | None], list[JobRecord]]:
         """The completions of a batch and the next claims in one transaction.
 
         One commit for the batch (see :class:`~jobkit.storage.capabilities.ClaimsInBatches`).
         """
-        if not completions and self._nothing_to_claim(worker_id, limit):
+        flow = flow or EVERY_QUEUE
+        if not completions and self._nothing_to_claim(worker_id, limit, flow):
             return [], []
         encoded = [
             (lease, to_json(result, f"job {lease.job_id}: result")) for lease, result in completions
@@ -316,7 +335,8 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
                                 {"result": text, "now": now})
                 for lease, text in encoded
             ]
-            claimed = self._claim_many_in(db, worker_id, lease_seconds, limit) if limit > 0 else []
+            claimed = (self._claim_many_in(db, worker_id, lease_seconds, limit, flow)
+                       if limit > 0 else [])
             return done, claimed
 
         what = f"complete {len(encoded)} job(s) and claim up to {limit}"
@@ -353,6 +373,7 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, KeepsSessions, KeepsProgress, C
             "max_crashes": job.max_crashes,
             "policy": _policy_json(job.policy),
             "available_at": self._available_at(job),
+            "queue": job.queue,
         }
 
     # -- dashboard sessions and waiting jobs ---------------------------------------------

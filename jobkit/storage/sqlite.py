@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage
+from jobkit.flow import EVERY_QUEUE, Flow
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob
 from jobkit.storage.capabilities import NeedsUpkeep, WakesWorkers
 from jobkit.storage.filewatch import FileWatch, watch
@@ -47,7 +48,8 @@ def _scheme_and_path(url: str) -> tuple[str, str]:
 
 
 #: The columns in which the jobs of one ``enqueue_batch`` statement are alike.
-_ALIKE = ("name", "method", "priority", "max_attempts", "max_crashes", "policy", "available_at")
+_ALIKE = ("name", "method", "priority", "max_attempts", "max_crashes", "policy", "available_at",
+          "queue")
 
 
 def _alike(row: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -223,15 +225,19 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
 
     # -- writes of the worker ------------------------------------------------------------------
 
-    def _nothing_to_claim(self, worker_id: str, limit: int) -> bool:
+    def _nothing_to_claim(self, worker_id: str, limit: int, flow: Flow = EVERY_QUEUE) -> bool:
         """See :meth:`SQLStorage._nothing_to_claim`: :meth:`_idle_and_nothing_due`."""
-        return limit < 1 or self._idle_and_nothing_due(worker_id)
+        return limit < 1 or self._idle_and_nothing_due(worker_id, flow)
+
+    def _bind_queues(self, flow: Flow) -> Any:
+        """``flow``'s queues as a JSON array (``json_each`` reads it), or ``None``."""
+        return None if flow.queues is None else json.dumps(builtins.list(flow.queues))
 
     def _claimed(self, found: bool) -> None:
         """Remember whether this thread's last claim found a job (then it is busy)."""
         self._local.busy = found
 
-    def _idle_and_nothing_due(self, worker_id: str) -> bool:
+    def _idle_and_nothing_due(self, worker_id: str, flow: Flow) -> bool:
         """Whether this thread's last claim found nothing and no job is due now.
 
         A read-only look, which keeps idle pollers off the write lock. A thread whose last claim
@@ -244,26 +250,30 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
         def due(conn: sqlite3.Connection) -> bool:
             # what wait_for_jobs compares with: a commit after this look wakes it at once
             self._local.seen = conn.execute("PRAGMA data_version").fetchone()[0]
-            return bool(conn.execute(sql["has_due_job"], {"now": to_epoch(self.now())}).fetchall())
+            look = {"now": to_epoch(self.now()), "queues": self._bind_queues(flow)}
+            return bool(conn.execute(sql["has_due_job"], look).fetchall())
 
         operation = f"claim a job for worker {worker_id}"
         return not self._transaction(operation, due, write=False)
 
     def _claim_in(
-        self, conn: sqlite3.Connection, worker_id: str, lease_seconds: float
+        self, conn: sqlite3.Connection, worker_id: str, lease_seconds: float,
+        flow: Flow = EVERY_QUEUE,
     ) -> JobRecord | None:
         """:meth:`claim`'s write, inside the caller's transaction."""
-        claimed = self._claim_many_in(conn, worker_id, lease_seconds, 1)
+        claimed = self._claim_many_in(conn, worker_id, lease_seconds, 1, flow)
         return claimed[0] if claimed else None
 
     def _claim_many_in(
-        self, conn: sqlite3.Connection, worker_id: str, lease_seconds: float, limit: int
+        self, conn: sqlite3.Connection, worker_id: str, lease_seconds: float, limit: int,
+        flow: Flow = EVERY_QUEUE,
     ) -> builtins.list[JobRecord]:
         """Up to ``limit`` jobs claimed in one statement, their attempts opened in one more."""
         now = self.now()
         epoch = to_epoch(now)
         params = {"worker_id": worker_id, "now": epoch,
-                  "lease_expires_at": to_epoch(now + timedelta(seconds=lease_seconds))}
+                  "lease_expires_at": to_epoch(now + timedelta(seconds=lease_seconds)),
+                  "queues": self._bind_queues(flow)}
         # what wait_for_jobs compares with, as for the read-only look
         self._local.seen = conn.execute("PRAGMA data_version").fetchone()[0]
         claimed: builtins.list[JobRecord] = []

@@ -190,6 +190,28 @@ CREATE INDEX jobkit_jobs_status ON jobkit_jobs (status, id);
 
 CREATE INDEX jobkit_jobs_name ON jobkit_jobs (name, id);
 
+-- name: migration_8
+-- named queues: each job waits in one, and a queue paused here is claimed from by no worker
+-- (docs/queues.md); jobkit_queues keeps the queues that were ever paused or resumed
+ALTER TABLE jobkit_jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default'
+    CHECK (typeof(queue) = 'text');
+
+CREATE TABLE IF NOT EXISTS jobkit_queues (
+    name TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+    changed_at REAL NOT NULL
+);
+
+-- a worker given some queues finds their due jobs without reading the others'
+CREATE INDEX IF NOT EXISTS jobkit_jobs_queue_claim
+    ON jobkit_jobs (queue, priority DESC, available_at, id)
+    WHERE status IN ('pending', 'retrying');
+
+-- `jobkit queues`: attempts ended in the last minute, per queue
+CREATE INDEX IF NOT EXISTS jobkit_attempts_finished
+    ON jobkit_attempts (finished_at)
+    WHERE finished_at IS NOT NULL;
+
 -- name: unreadable_rows
 -- the rows migration_7's CHECKs refuse (run before it, on the old table)
 SELECT * FROM jobkit_jobs
@@ -261,10 +283,10 @@ INSERT INTO jobkit_schema_version (version) VALUES (:version);
 -- name: enqueue
 INSERT INTO jobkit_jobs (
     name, method, params, params_masked, status, priority, attempts, max_attempts, max_crashes,
-    policy, created_at, available_at
+    policy, created_at, available_at, queue
 ) VALUES (
     :name, :method, :params, :params_masked, 'pending', :priority, 0, :max_attempts,
-    :max_crashes, :policy, :now, coalesce(:available_at, :now)
+    :max_crashes, :policy, :now, coalesce(:available_at, :now), :queue
 )
 RETURNING id;
 
@@ -274,11 +296,11 @@ RETURNING id;
 -- a round trip each
 INSERT INTO jobkit_jobs (
     name, method, params, status, priority, attempts, max_attempts, max_crashes, policy,
-    created_at, available_at
+    created_at, available_at, queue
 )
 SELECT
     :name, :method, value, 'pending', :priority, 0, :max_attempts, :max_crashes, :policy,
-    :now, coalesce(:available_at, :now)
+    :now, coalesce(:available_at, :now), :queue
 FROM json_each(:params)
 ORDER BY key;
 
@@ -287,11 +309,12 @@ ORDER BY key;
 -- of JSON texts (the masked one null where nothing is secret)
 INSERT INTO jobkit_jobs (
     name, method, params, params_masked, status, priority, attempts, max_attempts, max_crashes,
-    policy, created_at, available_at
+    policy, created_at, available_at, queue
 )
 SELECT
     :name, :method, json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'pending',
-    :priority, 0, :max_attempts, :max_crashes, :policy, :now, coalesce(:available_at, :now)
+    :priority, 0, :max_attempts, :max_crashes, :policy, :now, coalesce(:available_at, :now),
+    :queue
 FROM json_each(:params)
 ORDER BY key;
 
@@ -306,6 +329,9 @@ SELECT 1 FROM jobkit_jobs WHERE id = :job_id;
 -- the planner prefers jobkit_jobs_status and sorts the whole backlog
 SELECT 1 FROM jobkit_jobs INDEXED BY jobkit_jobs_claim
 WHERE status IN ('pending', 'retrying') AND available_at <= :now
+-- the worker's queues (:queues, a JSON array; null: all), none of them paused
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND queue NOT IN (SELECT name FROM jobkit_queues WHERE paused = 1)
 LIMIT 1;
 
 -- name: claim
@@ -323,6 +349,9 @@ SET status = 'running',
 WHERE id IN (
     SELECT id FROM jobkit_jobs INDEXED BY jobkit_jobs_claim
     WHERE status IN ('pending', 'retrying') AND available_at <= :now
+      -- the worker's queues (:queues, a JSON array; null: all), none of them paused
+      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+      AND queue NOT IN (SELECT name FROM jobkit_queues WHERE paused = 1)
     ORDER BY priority DESC, available_at, id
     LIMIT :limit
 )
@@ -517,3 +546,30 @@ ON CONFLICT (id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)
 
 -- name: forget_revoked_sessions
 DELETE FROM jobkit_revoked_sessions WHERE expires_at < :now;
+
+-- name: set_queue_paused
+INSERT INTO jobkit_queues (name, paused, changed_at) VALUES (:name, :paused, :now)
+ON CONFLICT (name) DO UPDATE SET paused = excluded.paused, changed_at = excluded.changed_at
+WHERE jobkit_queues.paused <> excluded.paused
+RETURNING name;
+
+-- name: queue_states
+-- every queue that holds a job or was ever paused: paused or not, waiting, running, and
+-- attempts ended in the last minute (:since)
+SELECT name, max(paused) AS paused, sum(waiting) AS waiting, sum(running) AS running,
+       sum(done) AS done
+FROM (
+    SELECT queue AS name, 0 AS paused,
+           sum(status IN ('pending', 'retrying')) AS waiting, sum(status = 'running') AS running,
+           0 AS done
+    FROM jobkit_jobs WHERE status IN ('pending', 'retrying', 'running') GROUP BY queue
+    UNION ALL
+    SELECT name, paused, 0, 0, 0 FROM jobkit_queues
+    UNION ALL
+    SELECT jobs.queue, 0, 0, 0, count(*)
+    FROM jobkit_attempts AS attempts JOIN jobkit_jobs AS jobs ON jobs.id = attempts.job_id
+    WHERE attempts.finished_at >= :since AND attempts.outcome IN ('succeeded', 'failed', 'timeout')
+    GROUP BY jobs.queue
+)
+GROUP BY name
+ORDER BY name;
