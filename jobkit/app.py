@@ -33,9 +33,11 @@ from jobkit.records import (
 )
 from jobkit.registry import JobSpec, Registry
 from jobkit.shield import shielded_call
+from jobkit.storage.capabilities import ControlsFlow, flow_store
 from jobkit.transitions import Host, Transitions, job_event
 
 if TYPE_CHECKING:
+    from jobkit.flow import QueueState
     from jobkit.job import Job
     from jobkit.logs import LogFiles
     from jobkit.notify import NotificationDispatcher
@@ -228,14 +230,16 @@ class JobKit(Host):
         retry_attempts: int | None = None,
         retry_delay: float | None = None,
         timeout: float | None = None,
+        queue: str | None = None,
     ) -> str:
         """Validate and store a job; return its id. Nothing is stored when validation fails.
 
         ``priority`` defaults to the job's configured priority (0 unless configured); higher runs
         first. ``delay`` is seconds or a ``timedelta``. ``retry_attempts``, ``retry_delay`` and
-        ``timeout`` override the job's configuration for this one job.
+        ``timeout`` override the job's configuration for this one job, and ``queue`` its queue
+        (the job's ``queue`` setting, ``default`` unless configured).
         """
-        options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout)
+        options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue)
         (job,) = self._new_jobs(name, method, [params], options)
         record = self.storage.enqueue(job)
         self.emit(EventKind.ENQUEUED, record)
@@ -253,6 +257,7 @@ class JobKit(Host):
         retry_attempts: int | None = None,
         retry_delay: float | None = None,
         timeout: float | None = None,
+        queue: str | None = None,
     ) -> list[str]:
         """Validate and store one job per params of ``params_list``, all or nothing; their ids.
 
@@ -263,7 +268,7 @@ class JobKit(Host):
         index of the params at fault), and SQLite and PostgreSQL store them in one transaction,
         which is how bulk enqueueing is fast.
         """
-        options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout)
+        options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue)
         jobs = self._new_jobs(name, method, list(params_list), options)
         records = self.storage.enqueue_many(jobs) if jobs else []
         self.events.emit_all(job_event(EventKind.ENQUEUED, record) for record in records)
@@ -298,6 +303,34 @@ class JobKit(Host):
     def retry_job(self, job_id: str) -> bool:
         """Run a failed or cancelled job again; ``False`` when it is in another status."""
         return Transitions(self).retry_by_hand(str(job_id))
+
+    @shielded_call
+    def pause_queue(self, queue: str) -> bool:
+        """Pause ``queue`` for every worker; ``False`` when it was paused already.
+
+        No worker on any machine claims a job of the queue from its next claim on (within a
+        second); running jobs finish. Its jobs wait, spending none of their retries. The store
+        needs the ``flow`` capability (SQLite, PostgreSQL and memory have it).
+        """
+        return flow_store(self.storage, "pause a queue").pause_queue(queue)
+
+    @shielded_call
+    def resume_queue(self, queue: str) -> bool:
+        """Let workers claim from ``queue`` again; ``False`` when it was not paused."""
+        return flow_store(self.storage, "resume a queue").resume_queue(queue)
+
+    @shielded_call
+    def queues(self) -> list[QueueState]:
+        """Every queue that holds a waiting or running job or was ever paused, by name."""
+        return flow_store(self.storage, "list the queues").queue_states()
+
+    def known_queues(self) -> set[str]:
+        """The queues of the registered jobs' settings and those the store knows of."""
+        known = {self.job_settings(spec.name).settings.queue for spec in self.registry}
+        known.add(self.config.defaults.queue)
+        if isinstance(self.storage, ControlsFlow):
+            known.update(state.name for state in self.storage.queue_states())
+        return known
 
     @shielded_call
     def list_jobs(

@@ -4,8 +4,9 @@
 everything a job must be before it is stored, in this order: the job and method are registered
 and approved, the params fit the method's signature (the factory), ``delay`` is seconds within
 :data:`jobkit.limits.DELAY`, the call's settings (priority, retries, timeout) fit their bounds
-(the configuration's ``call`` layer), and the params' JSON fits ``max_params_bytes``. It returns
-:class:`~jobkit.records.NewJob` records with every field set; the app only stores them.
+(the configuration's ``call`` layer), the params' JSON fits ``max_params_bytes``, and the
+queue is a queue name. It returns :class:`~jobkit.records.NewJob` records with every field
+set; the app only stores them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import attrs
 
 from jobkit import limits
 from jobkit.exceptions import ConfigError, InvalidParameters
+from jobkit.flow import check_queue_name
 from jobkit.records import NewJob
 
 if TYPE_CHECKING:
@@ -49,6 +51,8 @@ class CallOptions:
     retry_attempts: int | None = None
     retry_delay: float | None = None
     timeout: float | None = None
+    #: The queue of these jobs; ``None``: their job's ``queue`` setting.
+    queue: str | None = None
 
     def overrides(self) -> Mapping[str, Any]:
         """The job settings this call overrides (``None``: not given)."""
@@ -75,6 +79,14 @@ def delay_seconds(delay: float | timedelta, what: str = "delay") -> float:
             f"got {delay!r}"
         ])
     return float(seconds)
+
+
+def call_queue(queue: object) -> str:
+    """A call's ``queue=``, checked; ``ConfigError`` (as for the call's other options)."""
+    try:
+        return check_queue_name(queue, "call: queue")
+    except ValueError as exc:
+        raise ConfigError(errors=[str(exc)]) from None
 
 
 def new_jobs(
@@ -106,6 +118,7 @@ def new_jobs(
                    for index, params in enumerate(params_list)]
     seconds = delay_seconds(options.delay)
     settings, policy = settings_of(spec, options.overrides())
+    queue = settings.queue if options.queue is None else call_queue(options.queue)
     encoded = [_ENCODE(by_name) for by_name in checked]
     most = settings.max_params_bytes
     for index, text in enumerate(encoded):
@@ -125,6 +138,7 @@ def new_jobs(
             policy=policy,
             available_at=available_at,
             params_json=text,
+            queue=queue,
         )
         for by_name, text in zip(checked, encoded, strict=True)
     ]

@@ -44,6 +44,7 @@ from jobkit.storage.capabilities import complete_and_claim_many
 
 if TYPE_CHECKING:
     from jobkit.events import EventDispatcher
+    from jobkit.flow import Flow
     from jobkit.storage.base import Storage
 
 #: The most of a job's error message, and of its traceback, that jobkit stores, logs and
@@ -148,13 +149,16 @@ class Transitions:
     # -- succeeded ----------------------------------------------------------------------------
 
     def complete_and_claim(
-        self, done: Sequence[tuple[Lease, Any]], worker_id: str, lease_seconds: float, limit: int
+        self, done: Sequence[tuple[Lease, Any]], worker_id: str, lease_seconds: float, limit: int,
+        flow: Flow | None = None,
     ) -> tuple[list[JobRecord | None], list[JobRecord]]:
         """Record the completions ``done`` and claim up to ``limit`` jobs, in one transaction.
 
-        The completed records (``None`` where the lease was gone) and the jobs claimed. The caller
-        keeps the claimed jobs, then announces the completions (:meth:`succeeded`)."""
-        return complete_and_claim_many(self.app.storage, done, worker_id, lease_seconds, limit)
+        The completed records (``None`` where the lease was gone) and the jobs claimed (of
+        ``flow``'s queues). The caller keeps the claimed jobs, then announces the completions
+        (:meth:`succeeded`)."""
+        return complete_and_claim_many(self.app.storage, done, worker_id, lease_seconds, limit,
+                                       flow)
 
     def succeeded(
         self, done: Sequence[tuple[Lease, Any]], records: Sequence[JobRecord | None]

@@ -23,6 +23,7 @@ PUBLIC = frozenset({
     "jobkit",
     "jobkit.config",
     "jobkit.exceptions",
+    "jobkit.flow",
     "jobkit.hookspecs",
     "jobkit.job",
     "jobkit.limits",

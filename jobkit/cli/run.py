@@ -78,6 +78,7 @@ def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] |
 @click.option("--priority", type=int, help="Higher runs first (default: the job's priority).")
 @click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds to wait.")
 @click.option("--retry-attempts", type=click.IntRange(min=0), help="Override the job's retries.")
+@click.option("--queue", metavar="NAME", help="The queue to wait in (default: the job's queue).")
 @click.option("--wait", is_flag=True, help="Wait for the job to finish; print result or error.")
 @json_option("Print {id} (with --wait: {id, status, result, error}) as JSON.")
 @app_command
@@ -90,6 +91,7 @@ def run(
     priority: int | None,
     delay: float,
     retry_attempts: int | None,
+    queue: str | None,
     wait: bool,
     as_json: bool,
 ) -> None:
@@ -104,6 +106,7 @@ def run(
         priority=priority,
         delay=delay,
         retry_attempts=retry_attempts,
+        queue=queue,
     )
     if not wait:
         click.echo(json.dumps({"id": job_id}) if as_json else job_id)

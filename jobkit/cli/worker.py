@@ -18,12 +18,19 @@ from jobkit.limits import CONCURRENCY
     help="Worker processes (default: worker.concurrency in jobs.yaml, else CPU count).",
 )
 @click.option(
+    "--queues",
+    "-q",
+    metavar="NAMES",
+    help="Take jobs only from these queues, comma-separated, e.g. mail,default (default: "
+    "worker.queues in jobs.yaml, else every queue).",
+)
+@click.option(
     "--burst",
     is_flag=True,
     help="Exit when no job is pending, retrying (delayed included) or running.",
 )
 @app_command
-def worker(state: State, concurrency: int | None, burst: bool) -> None:
+def worker(state: State, concurrency: int | None, queues: str | None, burst: bool) -> None:
     """Run jobs: start worker processes and supervise them until SIGINT/SIGTERM."""
     from loguru import logger  # here: --help does without it
 
@@ -37,7 +44,22 @@ def worker(state: State, concurrency: int | None, burst: bool) -> None:
     add_console(sys.stderr)
     files = configure_logging(app.config.logging, app.pm)
     try:
-        code = Worker(app, concurrency=concurrency, burst=burst).run()
+        code = Worker(app, concurrency=concurrency, burst=burst,
+                      queues=_queue_names(queues)).run()
     finally:
         files.remove()
     sys.exit(code)
+
+
+def _queue_names(given: str | None) -> list[str] | None:
+    """``--queues a,b`` as ``["a", "b"]``; a usage error naming a bad queue name."""
+    if given is None:
+        return None
+    from jobkit.flow import check_queue_name
+
+    names = [name.strip() for name in given.split(",")]
+    try:
+        return [check_queue_name(name, "--queues") for name in names]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--queues: "),
+                                 param_hint="--queues") from None

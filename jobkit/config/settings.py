@@ -29,7 +29,8 @@ from jobkit.config_yaml import (
     text,
     unset_or,
 )
-from jobkit.records import EventKind, RetryPolicy
+from jobkit.flow import QUEUE_NAME
+from jobkit.records import DEFAULT_QUEUE, EventKind, RetryPolicy
 
 __all__ = [
     "CALL_SETTINGS",
@@ -48,6 +49,9 @@ LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL
 #: The settings one call of ``run_background_job`` may override.
 CALL_SETTINGS = ("retry_attempts", "retry_delay", "timeout", "priority")
 _IMPORT_PATH = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
+#: A queue name's rule (jobkit.flow.QUEUE_NAME).
+QUEUE_RULE = text("a queue name (a letter or digit, then letters, digits, '_', '-' or '.', at "
+                  "most 64 characters)", pattern=QUEUE_NAME)
 
 
 def _upper(value: Any) -> Any:
@@ -76,6 +80,8 @@ class JobSettings:
     #: Times the job's worker may die (or lose its lease) while running it before the job is
     #: failed: a poison job that kills its process is not run for ever. Separate from retries.
     max_crashes: int = setting(3, bounded(limits.MAX_CRASHES))
+    #: The queue its jobs wait in (a call's ``queue=`` overrides it).
+    queue: str = setting(DEFAULT_QUEUE, QUEUE_RULE)
 
     @property
     def max_attempts(self) -> int:
@@ -125,6 +131,9 @@ class WorkerSettings:
     #: The most short jobs (under 5 ms each) a worker process claims at once and records in one
     #: commit; 1 claims and records them one by one.
     prefetch: int = setting(32, bounded(limits.PREFETCH))
+    #: The queues this worker takes jobs from (``--queues``); None: every queue.
+    queues: list[str] | None = attrs.field(default=None, validator=checked, metadata={
+        CHECK: list_of(QUEUE_RULE, "queue names")})
 
     def __attrs_post_init__(self) -> None:
         if not self.heartbeat < self.lease / 2:
@@ -208,6 +217,7 @@ class JobEntry:
     priority: int | None = unset_or(JOB_RULES["priority"])
     max_params_bytes: int | None = unset_or(JOB_RULES["max_params_bytes"])
     max_crashes: int | None = unset_or(JOB_RULES["max_crashes"])
+    queue: str | None = unset_or(JOB_RULES["queue"])
     #: The job settings this entry sets, nulls included (``timeout: null`` clears a timeout).
     set_fields: frozenset[str] = attrs.field(
         default=attrs.Factory(_settings_given, takes_self=True)

@@ -341,16 +341,20 @@ def set_progress(storage: Storage, lease: Lease, fraction: float, message: str |
     return True
 
 
+def flow_store(storage: Storage, what: str) -> ControlsFlow:
+    """The store as :class:`ControlsFlow`; ``StorageError`` saying it cannot do ``what``."""
+    if isinstance(storage, ControlsFlow):
+        return storage
+    from jobkit.exceptions import StorageError
+
+    raise StorageError(f"cannot {what}: storage {type(storage).__name__} has no 'flow' "
+                       "capability (named queues; see docs/queues.md)")
+
+
 def check_flow(storage: Storage, flow: Flow | None) -> None:
     """``StorageError`` when ``flow`` narrows the claims and the store lacks ``flow``."""
-    if flow is not None and flow.restricted and not isinstance(storage, ControlsFlow):
-        from jobkit.exceptions import StorageError
-
-        raise StorageError(
-            f"storage {type(storage).__name__} has no 'flow' capability: it cannot take jobs "
-            f"from some queues only (queues {', '.join(flow.queues or ())}); run the worker "
-            "without --queues, or use a store that has it (docs/queues.md)"
-        )
+    if flow is not None and flow.restricted:
+        flow_store(storage, f"take jobs from queues {', '.join(flow.queues or ())} only")
 
 
 def claim(storage: Storage, worker_id: str, lease_seconds: float, limit: int,

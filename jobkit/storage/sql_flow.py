@@ -7,36 +7,23 @@ file; the claims that honour the flow are :class:`~jobkit.storage.sql.SQLStorage
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from jobkit.flow import Flow, QueueState, check_queue_name
 from jobkit.storage.capabilities import ControlsFlow
+from jobkit.storage.sql_keeps import NamedQueries
 
 #: The window of :attr:`QueueState.done_last_minute`, in seconds.
 RECENT = 60.0
 
 
-class SQLFlow(ControlsFlow):
+class SQLFlow(NamedQueries, ControlsFlow):
     """Pause, resume and queue states as named queries (``set_queue_paused``, ``queue_states``).
 
     A backend supplies how a named query runs (:meth:`_named`), how a time is bound
     (:meth:`_time`) and how a flow's queues are bound (:meth:`_bind_queues`).
     """
-
-    @abc.abstractmethod
-    def now(self) -> datetime:
-        """The store's clock."""
-
-    @abc.abstractmethod
-    def _time(self, value: datetime) -> Any:
-        """A time as the backend binds it."""
-
-    @abc.abstractmethod
-    def _named(self, operation: str, name: str, params: Mapping[str, Any]) -> list[Any]:
-        """Run the named query in one transaction; its rows."""
 
     def _bind_queues(self, flow: Flow) -> Any:
         """``flow``'s queues as the claim query binds them (``None``: every queue)."""

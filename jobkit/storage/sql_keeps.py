@@ -21,12 +21,8 @@ from jobkit.storage.capabilities import KeepsJobLogs, KeepsThroughput, KeepsWork
 from jobkit.storage.rows import job_key
 
 
-class SQLKeeps(KeepsWorkers, KeepsJobLogs, KeepsThroughput):
-    """The worker roster, the jobs' log lines and the throughput counts, as named queries.
-
-    A backend supplies how a named query runs (:meth:`_named`, :meth:`_named_many`) and how
-    a time is bound (:meth:`_time`) and read back (:meth:`_read_time`).
-    """
+class NamedQueries(abc.ABC):
+    """What the SQL capabilities run on: the store's clock, its bound times, its named queries."""
 
     @abc.abstractmethod
     def now(self) -> datetime:
@@ -42,6 +38,14 @@ class SQLKeeps(KeepsWorkers, KeepsJobLogs, KeepsThroughput):
 
         Its rows (none for a write).
         """
+
+
+class SQLKeeps(NamedQueries, KeepsWorkers, KeepsJobLogs, KeepsThroughput):
+    """The worker roster, the jobs' log lines and the throughput counts, as named queries.
+
+    A backend supplies how a named query runs (:meth:`_named`, :meth:`_named_many`) and how
+    a time is bound (:meth:`_time`) and read back (:meth:`_read_time`).
+    """
 
     @abc.abstractmethod
     def _read_time(self, value: Any) -> datetime:

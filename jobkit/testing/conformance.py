@@ -47,6 +47,7 @@ from jobkit.records import (
 from jobkit.storage.base import Storage
 from jobkit.storage.capabilities import (
     OPTIONAL_CAPABILITIES,
+    ControlsFlow,
     complete_and_claim_many,
     count_matching,
     job_logs_of,
@@ -133,6 +134,13 @@ def require(storage: Storage, capability: str, what: str) -> None:
         pytest.skip(f"{type(storage).__name__} keeps no {what} (optional capability "
                     f"{capability!r}: inherit {mixin} and write {', '.join(methods_of(capability))}"
                     " to keep them)")
+
+
+def flow_store(storage: Storage) -> ControlsFlow:
+    """The store as :class:`ControlsFlow`; the test is skipped for a store without ``flow``."""
+    require(storage, "flow", "queues")
+    assert isinstance(storage, ControlsFlow)
+    return storage
 
 
 def claim(storage: Storage, worker_id: str = "w1") -> JobRecord:
@@ -1393,6 +1401,106 @@ class BatchesConformance(StorageFixtures):
         assert storage.attempts(later.id) == []
 
 
+class FlowConformance(StorageFixtures):
+    """Capability ``flow``: named queues, claims narrowed to some, paused queues skipped.
+
+    Skipped for a store without it.
+    """
+
+    def test_a_job_keeps_its_queue(self, storage: Storage, clock: FakeClock) -> None:
+        """Each job is stored with its queue (``default`` unless given), alone or in a batch."""
+        require(storage, "flow", "queues")
+        alone = storage.enqueue(attrs.evolve(new_job(clock()), queue="mail"))
+        plain = storage.enqueue(new_job(clock()))
+        batch = storage.enqueue_many([attrs.evolve(new_job(clock()), queue=name)
+                                      for name in ("a", "b", "a", "default")])
+        assert (alone.queue, plain.queue) == ("mail", "default")
+        assert [record.queue for record in batch] == ["a", "b", "a", "default"]
+        assert storage.get(alone.id) == alone and storage.get(batch[1].id) == batch[1]
+        assert claim(storage).queue in ("mail", "default")
+
+    def test_a_claim_takes_only_the_flows_queues(self, storage: Storage,
+                                                 clock: FakeClock) -> None:
+        """``claim_from`` takes jobs of its queues only, in claim order; ``Flow()`` takes all."""
+        from jobkit.flow import Flow
+
+        store = flow_store(storage)
+        mail = [storage.enqueue(attrs.evolve(new_job(clock(), priority=p), queue="mail"))
+                for p in (0, 3)]
+        report = storage.enqueue(attrs.evolve(new_job(clock(), priority=9), queue="reports"))
+        other = storage.enqueue(new_job(clock(), priority=5))
+        taken = store.claim_from(Flow(["mail", "nothing"]), "w1", LEASE, 5)
+        assert [record.id for record in taken] == [mail[1].id, mail[0].id]
+        assert all(record.status is JobStatus.RUNNING for record in taken)
+        assert store.claim_from(Flow(["mail"]), "w1", LEASE) == []
+        assert [r.id for r in store.claim_from(Flow(), "w1", LEASE, 5)] == [report.id, other.id]
+        with pytest.raises(ValueError):
+            store.claim_from(Flow(), "w1", LEASE, 0)
+
+    def test_no_claim_takes_a_job_of_a_paused_queue(self, storage: Storage,
+                                                    clock: FakeClock) -> None:
+        """Paused, a queue's jobs wait through every kind of claim; resumed, they are taken.
+
+        A job of the queue already running goes on: its lease still holds.
+        """
+        from jobkit.flow import Flow
+
+        store = flow_store(storage)
+        running = storage.enqueue(attrs.evolve(new_job(clock()), queue="mail"))
+        lease = lease_of(claim(storage))
+        waiting = storage.enqueue(attrs.evolve(new_job(clock(), priority=9), queue="mail"))
+        other = storage.enqueue(new_job(clock()))
+        assert store.pause_queue("mail") is True
+        assert store.pause_queue("mail") is False
+        assert storage.heartbeat(lease, LEASE)
+        assert claim(storage).id == other.id
+        assert storage.claim("w1", LEASE) is None
+        assert store.claim_from(Flow(["mail"]), "w1", LEASE) == []
+        assert complete_and_claim_many(storage, [(lease, "ok")], "w1", LEASE, 5)[1] == []
+        assert storage.get(running.id).status is JobStatus.COMPLETED
+        assert storage.get(waiting.id).status is JobStatus.PENDING
+        assert storage.get(waiting.id).attempts == 0
+        assert store.resume_queue("mail") is True
+        assert store.resume_queue("mail") is False
+        assert claim(storage).id == waiting.id
+
+    def test_a_queue_can_be_paused_before_it_holds_a_job(self, storage: Storage,
+                                                         clock: FakeClock) -> None:
+        """A pause of an empty queue holds for the jobs that come later; a bad name is refused."""
+        store = flow_store(storage)
+        assert store.pause_queue("later") is True
+        storage.enqueue(attrs.evolve(new_job(clock()), queue="later"))
+        assert storage.claim("w1", LEASE) is None
+        for bad in ("", "a b", "-x", "x" * 65):
+            with pytest.raises(ValueError):
+                store.pause_queue(bad)
+
+    def test_queue_states_count_each_queues_jobs(self, storage: Storage,
+                                                 clock: FakeClock) -> None:
+        """Waiting (due or not), running, attempts ended in the last minute, paused; by name."""
+        from jobkit.flow import QueueState
+
+        store = flow_store(storage)
+        assert store.queue_states() == []
+        for delay in (0, 0, 600):
+            storage.enqueue(attrs.evolve(new_job(clock(), delay=delay), queue="mail"))
+        storage.enqueue(new_job(clock()))
+        first = lease_of(claim(storage))  # a mail job (enqueued first)
+        second = lease_of(claim(storage))
+        storage.settle(first, SUCCEEDED, result=None)
+        storage.settle(second, FAILED, error="boom", retry_at=clock() + timedelta(seconds=5))
+        store.pause_queue("idle")
+        running = lease_of(claim(storage))
+        assert store.queue_states() == [
+            QueueState("default", waiting=0, running=1),
+            QueueState("idle", paused=True),
+            QueueState("mail", waiting=2, running=0, done_last_minute=2),
+        ]
+        assert storage.heartbeat(running, LEASE)
+        clock.advance(61)
+        assert [state.done_last_minute for state in store.queue_states()] == [0, 0, 0]
+
+
 class CoreConformance(
     RoundTripTests,
     ClaimTests,
@@ -1421,6 +1529,7 @@ CAPABILITY_CONFORMANCE: dict[str, type[StorageFixtures]] = {
     "sessions": SessionsConformance,
     "progress": ProgressConformance,
     "batches": BatchesConformance,
+    "flow": FlowConformance,
 }
 
 
@@ -1433,6 +1542,7 @@ class InProcessStorageConformance(
     SessionsConformance,
     ProgressConformance,
     BatchesConformance,
+    FlowConformance,
 ):
     """The core and every optional capability that one process can check.
 

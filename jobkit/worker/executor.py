@@ -19,6 +19,7 @@ from loguru import logger
 
 from jobkit.exceptions import InvalidParameters, JobNotFound, MethodNotAllowed, StorageError
 from jobkit.factory import json_problem
+from jobkit.flow import Flow
 from jobkit.job import Job, JobContext
 from jobkit.joblog import AttemptLog
 from jobkit.records import EventKind, JobRecord, Lease
@@ -63,6 +64,8 @@ class Executor:
         #: record them if this process dies; without one, every completion is committed at
         #: once (one claim at a time).
         self.journal = journal
+        #: The queues it claims from (``worker.queues``; a paused one never).
+        self.flow = Flow(settings.queues)
         #: The most jobs claimed at once (``worker.prefetch``; 1 without a journal).
         self.prefetch = settings.prefetch if journal is not None else 1
         #: How many the next claim asks for: doubles while jobs are short, back to 1 after a
@@ -141,7 +144,8 @@ class Executor:
             return
         try:
             records, claimed = self.transitions.complete_and_claim(
-                done, self.worker_id, self.settings.lease, limit
+                done, self.worker_id, self.settings.lease, limit,
+                self.flow if self.flow.restricted else None,
             )
         except BaseException:
             with self._lock:  # nothing was recorded: they wait for the next try

@@ -23,9 +23,10 @@ from loguru import logger
 
 from jobkit.config import Config
 from jobkit.exceptions import StorageError
+from jobkit.flow import EVERY_QUEUE, Flow
 from jobkit.imports import import_string
 from jobkit.records import JobStatus
-from jobkit.storage.capabilities import wait_for_jobs
+from jobkit.storage.capabilities import ControlsFlow, wait_for_jobs
 from jobkit.transitions import Transitions
 from jobkit.worker.executor import Executor
 from jobkit.worker.interrupt import Interrupter
@@ -51,9 +52,19 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-def nothing_left(app: JobKit) -> bool:
-    """True when no job is pending, retrying (delayed ones included) or running."""
-    return all(app.storage.count(status=status) == 0 for status in _WAITING)
+def nothing_left(app: JobKit, flow: Flow = EVERY_QUEUE) -> bool:
+    """True when no job is pending, retrying (delayed ones included) or running.
+
+    Of ``flow``'s queues, when the store has ``flow``: there, a paused queue's waiting jobs do
+    not count (no worker may take them), its running ones do.
+    """
+    storage = app.storage
+    if not isinstance(storage, ControlsFlow):
+        return all(storage.count(status=status) == 0 for status in _WAITING)
+    return not any(
+        state.running or (state.waiting and not state.paused)
+        for state in storage.queue_states() if flow.takes(state.name)
+    )
 
 
 def requeue_expired(app: JobKit) -> int:
@@ -63,6 +74,8 @@ def requeue_expired(app: JobKit) -> int:
 
 def run_until_empty(app: JobKit, *, timeout: float = 60.0) -> int:
     """Run jobs in this thread until none is pending, retrying or running; return how many ran.
+
+    Of the queues of ``worker.queues`` (all by default), none paused (see :func:`nothing_left`).
 
     For tests and scripts: waits for delayed jobs and retries, and raises ``TimeoutError`` after
     ``timeout`` seconds. A job that will not stop after a timeout or a cancel cannot be killed
@@ -78,7 +91,7 @@ def run_until_empty(app: JobKit, *, timeout: float = 60.0) -> int:
             if executor.run_next():
                 ran += 1
                 continue
-            if nothing_left(app):
+            if nothing_left(app, executor.flow):
                 app.events.flush()
                 return ran
             if time.monotonic() > deadline:
@@ -152,7 +165,7 @@ def process_main(spec: ChildSpec, logs: Connection, control: Connection, journal
                     failing = False
                 if ran:
                     continue
-                if spec.burst and nothing_left(app):
+                if spec.burst and nothing_left(app, executor.flow):
                     break
                 # idle: sleep, or (PostgreSQL) until a new job is announced
                 wait_for_jobs(app.storage, settings.poll_interval, stop)

@@ -20,7 +20,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -31,8 +31,9 @@ from loguru import logger
 
 from jobkit.config import WorkerSettings
 from jobkit.exceptions import ConfigError, StorageError, StoreLost
+from jobkit.flow import Flow
 from jobkit.records import JobRecord, JobStatus, Lease
-from jobkit.storage.capabilities import check_health, housekeep
+from jobkit.storage.capabilities import check_flow, check_health, housekeep
 from jobkit.transitions import Transitions
 from jobkit.worker.journal import read_journal
 from jobkit.worker.process import ChildSpec, process_main
@@ -95,9 +96,12 @@ class Worker:
         concurrency: int | None = None,
         burst: bool = False,
         settings: WorkerSettings | None = None,
+        queues: Sequence[str] | None = None,
     ) -> None:
         self.app = app
         self.settings = settings or app.config.worker
+        if queues is not None:  # --queues: over worker.queues
+            self.settings = attrs.evolve(self.settings, queues=list(queues))
         self.concurrency = concurrency or self.settings.concurrency or os.cpu_count() or 1
         self.burst = burst
         self._context = multiprocessing.get_context("spawn")
@@ -117,12 +121,29 @@ class Worker:
         #: Records the timeouts it enforces and what dead processes left, counting the attempts
         #: for the throughput (added with the processes' own counts).
         self._transitions = Transitions(app)
-        self._spec = ChildSpec(app.config, self._registrations(), burst)
+        config = app.config
+        if self.settings != config.worker:  # the worker processes read their settings there
+            config = attrs.evolve(config, worker=self.settings)
+        self._spec = ChildSpec(config, self._registrations(), burst)
         #: The folder of the worker processes' crash journals (made by :meth:`run`).
         self._journals = Path(tempfile.gettempdir())
         self._spawned = 0
         #: Dead processes whose jobs could not be settled yet (the store was down).
         self._unsettled: list[_Child] = []
+
+    def _check_queues(self) -> None:
+        """Refuse ``--queues`` on a store without ``flow``; warn of queues nothing uses."""
+        flow = Flow(self.settings.queues)
+        check_flow(self.app.storage, flow)
+        if flow.queues is None:
+            return
+        known = self.app.known_queues()
+        for name in flow.queues:
+            if name not in known:
+                logger.warning(
+                    "worker: queue {queue!r} of --queues is no registered job's queue and "
+                    "holds no job (known: {known}); is it misspelt?",
+                    queue=name, known=", ".join(sorted(known)) or "none")
 
     def _registrations(self) -> tuple[tuple[str, str], ...]:
         """Jobs registered in code, as import paths a spawned process can import again."""
@@ -161,6 +182,7 @@ class Worker:
                 "a shared store such as sqlite:///jobkit.db"
             )
         self.app.storage  # noqa: B018 - open (and migrate) the store before the children do
+        self._check_queues()
         restore = self._install_signals() if install_signals else (lambda: None)
         self._journals = Path(tempfile.mkdtemp(prefix="jobkit-worker-"))
         try:
