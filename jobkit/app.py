@@ -24,6 +24,7 @@ from jobkit.factory import Factory
 from jobkit.options import structure_options
 from jobkit.plugins import get_plugin_manager, notifier_registry, storage_registry
 from jobkit.records import (
+    WAITING_STATUSES,
     Attempt,
     EventKind,
     JobRecord,
@@ -323,6 +324,22 @@ class JobKit(Host):
     def queues(self) -> list[QueueState]:
         """Every queue that holds a waiting or running job or was ever paused, by name."""
         return flow_store(self.storage, "list the queues").queue_states()
+
+    @shielded_call
+    def why_waiting(self, job_id: str) -> str | None:
+        """Why a pending or retrying job has not started yet; ``None`` for other statuses.
+
+        ``queue NAME is paused``, ``not due until TIME`` or ``due: waiting for a free worker``
+        (see :func:`jobkit.flow.why_waiting`).
+        """
+        from jobkit.flow import why_waiting
+
+        record = self.storage.get(str(job_id))
+        if record.status not in WAITING_STATUSES:
+            return None
+        storage = self.storage
+        paused = storage.paused_queues() if isinstance(storage, ControlsFlow) else set()
+        return why_waiting(record, storage.now(), paused)
 
     def known_queues(self) -> set[str]:
         """The queues of the registered jobs' settings and those the store knows of."""

@@ -11,12 +11,14 @@ machine at its next claim. The stores that do this have the ``flow`` capability
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
+from datetime import datetime
 
 import attrs
 
-from jobkit.records import DEFAULT_QUEUE
+from jobkit.records import DEFAULT_QUEUE, WAITING_STATUSES, JobRecord
 
-__all__ = ["DEFAULT_QUEUE", "QUEUE_NAME", "Flow", "QueueState", "check_queue_name"]
+__all__ = ["DEFAULT_QUEUE", "QUEUE_NAME", "Flow", "QueueState", "check_queue_name", "why_waiting"]
 
 #: What a queue name may be: a letter or digit, then letters, digits, ``_``, ``-`` and ``.``,
 #: at most 64 characters.
@@ -80,3 +82,18 @@ class QueueState:
     running: int = 0
     #: Attempts that ended (succeeded or failed) in the last 60 seconds.
     done_last_minute: int = 0
+
+
+def why_waiting(record: JobRecord, now: datetime, paused: Collection[str]) -> str | None:
+    """Why a pending or retrying job has not started (``None`` for a job in another status).
+
+    ``paused`` are the paused queues; the reasons, first that holds: ``queue NAME is paused``,
+    ``not due until TIME`` (its delay or retry), ``due: waiting for a free worker``.
+    """
+    if record.status not in WAITING_STATUSES:
+        return None
+    if record.queue in paused:
+        return f"queue {record.queue} is paused"
+    if record.available_at > now:
+        return f"not due until {record.available_at:%Y-%m-%d %H:%M:%S} UTC"
+    return f"due: waiting for a free worker of queue {record.queue}"

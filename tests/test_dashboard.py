@@ -40,9 +40,10 @@ ADMIN, VIEWER = "admin-password-1", "viewer-password-2"
 #: Made once: scrypt takes ~50 ms by design.
 HASHES = {ADMIN: hash_password(ADMIN), VIEWER: hash_password(VIEWER)}
 #: Every page, and every API route, an anonymous caller must not see.
-PAGES = ["/", "/jobs", "/jobs/1", "/registry", "/jobs?status=failed"]
-API = ["/api/overview", "/api/jobs", "/api/jobs/1", "/api/registry"]
-POSTS = ["/jobs/1/cancel", "/jobs/1/retry", "/api/jobs/1/cancel", "/api/jobs/1/retry"]
+PAGES = ["/", "/jobs", "/jobs/1", "/registry", "/jobs?status=failed", "/queues"]
+API = ["/api/overview", "/api/jobs", "/api/jobs/1", "/api/registry", "/api/queues"]
+POSTS = ["/jobs/1/cancel", "/jobs/1/retry", "/api/jobs/1/cancel", "/api/jobs/1/retry",
+         "/queues/mail/pause", "/api/queues/mail/pause", "/api/queues/mail/resume"]
 
 
 def dashboard_config(tmp_path: Path, **dashboard: Any) -> Config:
@@ -408,6 +409,44 @@ class TestWithoutOptionalCapabilities:
         page = client.get("/").text
         assert "No worker is running." in page and "/charts/hour.svg" in page
         assert "no search index" not in client.get("/jobs").text
+
+
+class TestQueues:
+    def test_pause_and_resume_from_the_page(self, client: TestClient, app: JobKit) -> None:
+        """The queues page lists each queue; Pause and Resume (CSRF-guarded) change the store,
+        and a job of the paused queue says why it waits."""
+        job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"},
+                                        queue="mail")
+        csrf = sign_in(client)
+        page = client.get("/queues").text
+        assert 'data-queue="mail"' in page and 'action="/queues/mail/pause"' in page
+        assert client.post("/queues/mail/pause", follow_redirects=False).status_code == 403
+        done = client.post("/queues/mail/pause", data={"csrf": csrf}, follow_redirects=False)
+        assert done.status_code == 303 and done.headers["location"] == "/queues"
+        assert app.storage.paused_queues() == {"mail"}  # type: ignore[attr-defined]
+        page = client.get("/queues").text
+        assert "queue mail paused" in page and 'action="/queues/mail/resume"' in page
+        assert "Waiting: queue mail is paused" in client.get(f"/jobs/{job_id}").text
+        assert client.get(f"/api/jobs/{job_id}").json()["waiting"] == "queue mail is paused"
+        answer = client.post("/api/queues/mail/resume", headers={"X-CSRF-Token": csrf})
+        assert answer.json() == {"queue": "mail", "paused": False, "changed": True}
+        assert client.get("/api/queues").json()["queues"] == [
+            {"name": "mail", "paused": False, "waiting": 1, "running": 0,
+             "done_last_minute": 0}]
+        assert client.get(f"/api/jobs/{job_id}").json()["waiting"].startswith("due: waiting")
+        bad = client.post("/api/queues/a%20b/pause", headers={"X-CSRF-Token": csrf})
+        assert bad.status_code == 400
+
+    def test_a_viewer_sees_the_queues_but_cannot_pause(self, client: TestClient,
+                                                       app: JobKit) -> None:
+        """The read-only role gets the table without buttons, and a 403 for a pause."""
+        app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"}, queue="mail")
+        csrf = sign_in(client, VIEWER)
+        page = client.get("/queues").text
+        assert 'data-queue="mail"' in page and "/queues/mail/pause" not in page
+        refused = client.post("/queues/mail/pause", data={"csrf": csrf}, follow_redirects=False)
+        assert refused.status_code == 403
+        assert app.storage.paused_queues() == set()  # type: ignore[attr-defined]
 
 
 class TestActions:

@@ -182,6 +182,13 @@ class TestCommands:
         rows = [json.loads(line) for line in cli("queues", "--json").stdout.splitlines()]
         assert rows[1] == {"name": "urgent", "paused": False, "waiting": 1, "running": 0,
                            "done_last_minute": 0}
+        job_id = ran.stdout.strip()
+        assert cli("queue", "pause", "urgent").exit_code == 0
+        assert "          waiting: queue urgent is paused" in cli("status", job_id).stdout
+        assert json.loads(cli("status", job_id, "--json").stdout)["waiting"] == (
+            "queue urgent is paused")
+        cli("queue", "resume", "urgent")
+        assert "waiting: due: waiting for a free worker" in cli("status", job_id).stdout
         assert cli("queue", "resume", "reports").stdout == "queue reports resumed\n"
         assert cli("queue", "resume", "reports").stdout == "queue reports was not paused\n"
         bad = cli("queue", "pause", "a b")

@@ -29,8 +29,9 @@ def status(state: State, job_id: str, as_json: bool) -> None:
     app = state.app()
     record = app.get_job(job_id)
     attempts = app.get_attempts(job_id)
+    waiting = app.why_waiting(job_id)
     if as_json:
-        data = record_dict(record)
+        data = {**record_dict(record), "waiting": waiting}
         data["attempts_history"] = [
             json.loads(json.dumps(attrs.asdict(a), default=str)) for a in attempts
         ]
@@ -39,6 +40,8 @@ def status(state: State, job_id: str, as_json: bool) -> None:
     for key, value in record_dict(record).items():
         if value is not None and (value or key != "unreadable"):
             echo(f"{key:>17}: {value}")
+    if waiting is not None:
+        echo(f"{'waiting':>17}: {waiting}")
     for attempt in attempts:
         echo(
             f"  attempt {attempt.attempt}: {attempt.outcome or 'running'} "

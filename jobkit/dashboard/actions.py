@@ -107,6 +107,32 @@ class Actions(Views):
         return RedirectResponse("/jobs?" + query_string({**shown, "after": ""}),
                                 status_code=303)
 
+    def pause_queue(self, request: Request) -> Response:
+        """Pause a queue for every worker."""
+        return self._queue_act(request, paused=True)
+
+    def resume_queue(self, request: Request) -> Response:
+        """Resume a paused queue."""
+        return self._queue_act(request, paused=False)
+
+    def _queue_act(self, request: Request, *, paused: bool) -> Response:
+        name = request.path_params["name"]
+        act = self.app.pause_queue if paused else self.app.resume_queue
+        try:
+            changed = act(name)
+        except ValueError as exc:  # not a queue name
+            raise HTTPException(400, str(exc)) from None
+        verb = "paused" if paused else "resumed"
+        logger.info("queue {queue} {verb} from the dashboard", queue=name, verb=verb)
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"queue": name, "paused": paused, "changed": changed})
+        if changed:
+            request.session["flash"] = f"queue {name} {verb}"
+        else:
+            request.session["flash"] = (f"queue {name} was paused already" if paused
+                                        else f"queue {name} was not paused")
+        return RedirectResponse("/queues", status_code=303)
+
     def _act(self, request: Request, act: Callable[[str], bool], done: str, refused: str
              ) -> Response:
         job_id = request.path_params["job_id"]

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
+import attrs
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -157,11 +158,24 @@ class Views(Gate):
         return {
             "keeps": _keeps(self.app.storage),
             "job": _job_json(record),
+            "waiting": self.app.why_waiting(record.id),
             "attempts": [{**_attempt_json(a), **times.attempt_spans(record, a)}
                          for a in attempts],
             "logs": [{"attempt": line.attempt, "at": _time(line.at), "level": line.level,
                       "message": line.message} for line in lines],
         }
+
+    def queues(self, request: Request) -> Response:
+        """The queues: paused or not, jobs waiting and running, done in the last minute."""
+        flash = request.session.pop("flash", None)
+        return self.render(request, "queues.html", flash=flash, **self._queues())
+
+    def _queues(self) -> dict[str, Any]:
+        storage = self.app.storage
+        found = (capabilities.flow_store(storage, "list the queues").queue_states()
+                 if supports(storage, "flow") else [])
+        return {"keeps": _keeps(storage),
+                "queues": [attrs.asdict(queue) for queue in found]}
 
     def registry(self, request: Request) -> Response:
         """Every registered job, its approved methods and signatures, its settings' sources."""
@@ -201,6 +215,10 @@ class Views(Gate):
         """``GET /api/jobs/{id}``."""
         return JSONResponse(self._job(request))
 
+    def api_queues(self, request: Request) -> Response:
+        """``GET /api/queues``."""
+        return JSONResponse(self._queues())
+
     def api_registry(self, request: Request) -> Response:
         """``GET /api/registry``."""
         return JSONResponse({"jobs": self._registry()})
@@ -230,6 +248,7 @@ def _job_json(record: JobRecord) -> dict[str, Any]:
         "id": record.id,
         "name": record.name,
         "method": record.method,
+        "queue": record.queue,
         "params": mask_secrets(record.params),
         "status": record.status.value,
         "priority": record.priority,

@@ -55,6 +55,10 @@ class Dashboard(Actions):
             Route("/jobs/{job_id}/retry-edited", action(self.retry_edited, form=True),
                   methods=["POST"]),
             Route("/registry", page(self.registry), methods=["GET"]),
+            Route("/queues", page(self.queues), methods=["GET"]),
+            Route("/queues/{name}/pause", action(self.pause_queue, form=True), methods=["POST"]),
+            Route("/queues/{name}/resume", action(self.resume_queue, form=True),
+                  methods=["POST"]),
             Route("/charts/{span}.svg", api(self.chart_svg), methods=["GET"]),
             Route("/api/overview", api(self.api_overview), methods=["GET"]),
             Route("/api/jobs", api(self.api_jobs), methods=["GET"]),
@@ -67,6 +71,11 @@ class Dashboard(Actions):
             Route("/api/jobs/{job_id}/retry-edited", action(self.retry_edited, form=False),
                   methods=["POST"]),
             Route("/api/registry", api(self.api_registry), methods=["GET"]),
+            Route("/api/queues", api(self.api_queues), methods=["GET"]),
+            Route("/api/queues/{name}/pause", action(self.pause_queue, form=False),
+                  methods=["POST"]),
+            Route("/api/queues/{name}/resume", action(self.resume_queue, form=False),
+                  methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]
 

@@ -215,6 +215,10 @@ class ControlsFlow(abc.ABC):
         """Resume ``queue``; whether it was paused before."""
 
     @abc.abstractmethod
+    def paused_queues(self) -> set[str]:
+        """The queues paused now (one cheap read)."""
+
+    @abc.abstractmethod
     def queue_states(self) -> list[QueueState]:
         """Every queue that holds a waiting or running job, or was ever paused, by name."""
 

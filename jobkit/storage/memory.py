@@ -257,6 +257,11 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         """Resume ``queue``; whether it was paused before."""
         return self._set_paused(queue, False)
 
+    def paused_queues(self) -> set[str]:
+        """The queues paused now."""
+        with self._lock:
+            return {name for name, paused in self._paused.items() if paused}
+
     def queue_states(self) -> builtins.list[QueueState]:
         """Every queue that holds a waiting or running job or was ever paused, by name."""
         with self._lock:

@@ -488,3 +488,6 @@ FROM (
 ) AS parts
 GROUP BY name
 ORDER BY name;
+
+-- name: paused_queues
+SELECT name FROM jobkit_queues WHERE paused ORDER BY name;

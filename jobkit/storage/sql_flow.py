@@ -44,6 +44,10 @@ class SQLFlow(NamedQueries, ControlsFlow):
         """Resume ``queue``; whether it was paused before."""
         return self._set_paused(queue, False)
 
+    def paused_queues(self) -> set[str]:
+        """The queues paused now."""
+        return {row["name"] for row in self._named("read the paused queues", "paused_queues", {})}
+
     def queue_states(self) -> list[QueueState]:
         """Every queue that holds a waiting or running job or was ever paused, by name."""
         since = self._time(self.now() - timedelta(seconds=RECENT))

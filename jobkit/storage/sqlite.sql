@@ -573,3 +573,6 @@ FROM (
 )
 GROUP BY name
 ORDER BY name;
+
+-- name: paused_queues
+SELECT name FROM jobkit_queues WHERE paused = 1 ORDER BY name;

@@ -1450,8 +1450,10 @@ class FlowConformance(StorageFixtures):
         lease = lease_of(claim(storage))
         waiting = storage.enqueue(attrs.evolve(new_job(clock(), priority=9), queue="mail"))
         other = storage.enqueue(new_job(clock()))
+        assert store.paused_queues() == set()
         assert store.pause_queue("mail") is True
         assert store.pause_queue("mail") is False
+        assert store.paused_queues() == {"mail"}
         assert storage.heartbeat(lease, LEASE)
         assert claim(storage).id == other.id
         assert storage.claim("w1", LEASE) is None
@@ -1462,6 +1464,7 @@ class FlowConformance(StorageFixtures):
         assert storage.get(waiting.id).attempts == 0
         assert store.resume_queue("mail") is True
         assert store.resume_queue("mail") is False
+        assert store.paused_queues() == set()
         assert claim(storage).id == waiting.id
 
     def test_a_queue_can_be_paused_before_it_holds_a_job(self, storage: Storage,
