@@ -413,8 +413,9 @@ class TestWithoutOptionalCapabilities:
 
 class TestQueues:
     def test_pause_and_resume_from_the_page(self, client: TestClient, app: JobKit) -> None:
-        """The queues page lists each queue; Pause and Resume (CSRF-guarded) change the store,
-        and a job of the paused queue says why it waits."""
+        """The queues page pauses and resumes a queue in the store, guarded by CSRF.
+
+        It lists each queue, and a job of the paused queue says why it waits."""
         job_id = app.run_background_job("Recorder", "record", {"ledger": "x", "tag": "t"},
                                         queue="mail")
         csrf = sign_in(client)
