@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -38,7 +38,7 @@ from jobkit.storage.capabilities import ControlsFlow, flow_store
 from jobkit.transitions import Host, Transitions, job_event
 
 if TYPE_CHECKING:
-    from jobkit.flow import QueueState
+    from jobkit.flow import Flow, QueueState
     from jobkit.job import Job
     from jobkit.logs import LogFiles
     from jobkit.notify import NotificationDispatcher
@@ -200,10 +200,12 @@ class JobKit(Host):
                 )
         for spec in self.registry:
             try:
-                self.job_settings(spec.name)
+                settings = self.job_settings(spec.name).settings
                 self.job_options(spec.name)
             except ConfigError as exc:
                 problems.extend(exc.errors or [str(exc)])
+                continue
+            problems.extend(self._limit_key_problems(spec, settings))
         scheme = self.config.storage.partition("://")[0]
         if scheme not in self.storage_registry.names():
             known_schemes = ", ".join(self.storage_registry.names())
@@ -216,6 +218,51 @@ class JobKit(Host):
                         f"{name!r}, so this filter never matches"
                     )
         return problems
+
+    def _limit_key_problems(self, spec: JobSpec, settings: JobSettings) -> list[str]:
+        """A limit ``key`` that is not a parameter of every approved method of ``spec``."""
+        from jobkit.factory import signature_of
+
+        found = []
+        for setting in ("concurrency", "rate_limit"):
+            limit = getattr(settings, setting)
+            if limit is None or limit.key is None:
+                continue
+            for method in spec.methods:
+                signature = signature_of(spec.cls, method)
+                if limit.key in signature.names or signature.accepts_any_keyword:
+                    continue
+                names = ", ".join(signature.names) or "none"
+                found.append(
+                    f"{self.config.job_line(spec.name)}: jobs.{spec.name}.{setting}.key: "
+                    f"{limit.key!r} is not a parameter of {spec.name}.{method}() (its "
+                    f"parameters: {names}); a limit's key must be a parameter of every "
+                    "approved method")
+        return found
+
+    def flow(self, queues: Sequence[str] | None = None) -> Flow:
+        """What this app's workers claim: ``queues`` (all: None) under the configured limits.
+
+        The limits are each registered job's ``concurrency`` and ``rate_limit`` and each
+        ``queues:`` entry's.
+        """
+        from jobkit.flow import Flow, Limit
+
+        limits: list[Limit] = []
+
+        def add(scope: str, name: str, concurrency: Any, rate: Any) -> None:
+            if concurrency is not None:
+                limits.append(Limit(scope, name, "concurrency", concurrency.limit,
+                                    key=concurrency.key))
+            if rate is not None:
+                limits.append(Limit(scope, name, "rate", rate.limit, rate.per, rate.key))
+
+        for spec in sorted(self.registry, key=lambda spec: spec.name):
+            settings = self.job_settings(spec.name).settings
+            add("job", spec.name, settings.concurrency, settings.rate_limit)
+        for name, entry in sorted(self.config.queues.items()):
+            add("queue", name, entry.concurrency, entry.rate_limit)
+        return Flow(queues, limits)
 
     # -- the public API ------------------------------------------------------------------------
 

@@ -11,14 +11,26 @@ machine at its next claim. The stores that do this have the ``flow`` capability
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime
 
 import attrs
 
 from jobkit.records import DEFAULT_QUEUE, WAITING_STATUSES, JobRecord
 
-__all__ = ["DEFAULT_QUEUE", "QUEUE_NAME", "Flow", "QueueState", "check_queue_name", "why_waiting"]
+__all__ = [
+    "DEFAULT_QUEUE",
+    "QUEUE_NAME",
+    "Concurrency",
+    "Flow",
+    "Limit",
+    "QueueState",
+    "RateLimit",
+    "check_queue_name",
+    "parse_concurrency",
+    "parse_rate_limit",
+    "why_waiting",
+]
 
 #: What a queue name may be: a letter or digit, then letters, digits, ``_``, ``-`` and ``.``,
 #: at most 64 characters.
@@ -47,19 +59,146 @@ def _queues(value: object) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names))  # in order, once each
 
 
+#: The most a concurrency or rate limit may be.
+MOST = 1_000_000
+#: The units of a rate, in seconds.
+PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_RATE = re.compile(r"\s*(\d{1,7})\s*/\s*([smh])\s*")
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@attrs.frozen
+class Concurrency:
+    """``concurrency:`` of a job or queue: at most ``limit`` running at once (per ``key``)."""
+
+    limit: int
+    #: A parameter of the job: the limit holds per value of it (``None``: for all its jobs).
+    key: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.limit}" + (f" per {self.key}" if self.key else "")
+
+
+@attrs.frozen
+class RateLimit:
+    """``rate_limit:`` of a job or queue: at most ``limit`` starts in any ``per`` seconds."""
+
+    limit: int
+    per: float
+    #: A parameter of the job: the limit holds per value of it.
+    key: str | None = None
+
+    def __str__(self) -> str:
+        unit = {seconds: unit for unit, seconds in PER.items()}[self.per]
+        return f"{self.limit}/{unit}" + (f" per {self.key}" if self.key else "")
+
+
+def _count(value: object) -> int | None:
+    if type(value) is int and 1 <= value <= MOST:
+        return value
+    return None
+
+
+def _key(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and _KEY.fullmatch(value):
+        return value
+    raise ValueError(f"key: expected the name of a parameter of the job, got {value!r}")
+
+
+def _mapping(value: object, limit_form: str) -> tuple[object, str | None]:
+    assert isinstance(value, dict)
+    unknown = sorted(set(map(str, value)) - {"limit", "key"})
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)} (known: limit, key)")
+    if "limit" not in value:
+        raise ValueError(f"expected {{limit: {limit_form}, key: PARAM}}: limit is missing")
+    return value["limit"], _key(value.get("key"))
+
+
+def parse_concurrency(value: object) -> Concurrency:
+    """``2`` or ``{limit: 1, key: customer_id}`` as a :class:`Concurrency`.
+
+    ``ValueError`` saying what is expected otherwise.
+    """
+    if isinstance(value, Concurrency):
+        return value
+    key = None
+    if isinstance(value, dict):
+        value, key = _mapping(value, "N")
+    limit = _count(value)
+    if limit is None:
+        raise ValueError(f"expected an integer >= 1 and <= {MOST:,}, or {{limit: N, key: PARAM}}"
+                         f", got {value!r}")
+    return Concurrency(limit, key)
+
+
+def parse_rate_limit(value: object) -> RateLimit:
+    """``"10/s"`` (``/m``, ``/h``) or ``{limit: "100/m", key: partner}`` as a RateLimit.
+
+    ``ValueError`` saying what is expected otherwise.
+    """
+    if isinstance(value, RateLimit):
+        return value
+    key = None
+    if isinstance(value, dict):
+        value, key = _mapping(value, '"100/m"')
+    found = _RATE.fullmatch(value) if isinstance(value, str) else None
+    if found is None or _count(int(found.group(1))) is None:
+        raise ValueError(f'expected a rate such as "10/s", "100/m" or "5000/h" (at most '
+                         f'{MOST:,}), or {{limit: "100/m", key: PARAM}}, got {value!r}')
+    return RateLimit(int(found.group(1)), PER[found.group(2)], key)
+
+
+@attrs.frozen
+class Limit:
+    """One limit a claim enforces: a concurrency or rate limit of one job or one queue.
+
+    ``scope`` is ``"job"`` (``name`` a job name) or ``"queue"`` (``name`` a queue name);
+    ``key``, for a job's limit, is the parameter whose every value has the limit of its own.
+    """
+
+    scope: str
+    name: str
+    #: ``"concurrency"``: at most ``limit`` running at once; ``"rate"``: at most ``limit``
+    #: starts in any ``per`` seconds.
+    kind: str
+    limit: int
+    per: float | None = None
+    key: str | None = None
+
+    def __str__(self) -> str:
+        what = f"concurrency limit {self.limit}" if self.kind == "concurrency" else (
+            f"rate limit {RateLimit(self.limit, self.per or 1.0)}")
+        per_key = f" per {self.key}" if self.key else ""
+        return f"{self.scope} {self.name}: {what}{per_key}"
+
+    def applies(self, name: str, queue: str) -> bool:
+        """Whether a job of ``name`` in ``queue`` is under this limit."""
+        return (self.name == name) if self.scope == "job" else (self.name == queue)
+
+
+def _limits(limits: Iterable[Limit]) -> tuple[Limit, ...]:
+    return tuple(limits)
+
+
 @attrs.frozen
 class Flow:
-    """What one claim may take: the worker's queues (``None``: every queue).
+    """What one claim may take: the worker's queues (``None``: every queue), and the limits.
 
-    Paused queues are never claimed from, whatever the flow says.
+    Paused queues are never claimed from, whatever the flow says. ``limits`` are the
+    concurrency and rate limits of the jobs and queues (from ``jobs.yaml``), enforced where
+    the jobs are claimed.
     """
 
     queues: tuple[str, ...] | None = attrs.field(default=None, converter=_queues)
+    limits: tuple[Limit, ...] = attrs.field(default=(), converter=_limits)
 
     @property
     def restricted(self) -> bool:
         """Whether this flow narrows what a claim may take (a store needs ``flow`` for it)."""
-        return self.queues is not None
+        return self.queues is not None or bool(self.limits)
 
     def takes(self, queue: str) -> bool:
         """Whether a job of ``queue`` may be claimed under this flow (pauses aside)."""

@@ -23,6 +23,7 @@ from jobkit.config.settings import (
     JobSettings,
     LoggingSettings,
     NotificationEntry,
+    QueueEntry,
     ResolvedJob,
     WorkerSettings,
 )
@@ -98,6 +99,8 @@ class Config:
     worker: WorkerSettings = attrs.Factory(WorkerSettings)
     dashboard: DashboardSettings = attrs.Factory(DashboardSettings)
     jobs: dict[str, JobEntry] = attrs.Factory(dict)
+    #: The limits of named queues (``queues: {reports: {concurrency: 1}}``), by queue name.
+    queues: dict[str, QueueEntry] = attrs.Factory(dict)
     notifications: list[NotificationEntry] = attrs.Factory(list)
     #: The file this configuration was loaded from, if any.
     path: str | None = None
@@ -235,7 +238,7 @@ def _converter() -> cattrs.Converter:
 
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(str, strict_str)  # mapping keys: job names
-    for cls in (JobSettings, LoggingSettings, WorkerSettings, DashboardSettings):
+    for cls in (JobSettings, LoggingSettings, WorkerSettings, DashboardSettings, QueueEntry):
         conv.register_structure_hook(cls, mapping_hook(cls, conv))
     entry = mapping_hook(JobEntry, conv, omit=_NOT_IN_FILE, rename=_ALIASES)
     conv.register_structure_hook(JobEntry, lambda value, _: attrs.evolve(
@@ -246,8 +249,25 @@ def _converter() -> cattrs.Converter:
     conv.register_structure_hook(Config, mapping_hook(
         Config, conv, omit=_NOT_IN_FILE,
         jobs=container_hook(dict, conv.get_structure_hook(dict[str, JobEntry])),
+        queues=container_hook(dict, _queue_names(conv.get_structure_hook(
+            dict[str, QueueEntry]))),
         notifications=container_hook(list, conv.get_structure_hook(list[NotificationEntry]))))
     return conv
+
+
+def _queue_names(structure: Any) -> Any:
+    """A hook for ``queues:`` whose keys must be queue names."""
+    from jobkit.flow import check_queue_name
+
+    def hook(value: Any, cl: Any) -> Any:
+        for name in value:
+            try:
+                check_queue_name(name, "queue")
+            except ValueError as exc:
+                raise Invalid(str(exc).removeprefix("queue: "), (name,)) from None
+        return structure(value, cl)
+
+    return hook
 
 
 def _split_options(value: Any) -> Any:

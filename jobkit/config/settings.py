@@ -29,7 +29,13 @@ from jobkit.config_yaml import (
     text,
     unset_or,
 )
-from jobkit.flow import QUEUE_NAME
+from jobkit.flow import (
+    QUEUE_NAME,
+    Concurrency,
+    RateLimit,
+    parse_concurrency,
+    parse_rate_limit,
+)
 from jobkit.records import DEFAULT_QUEUE, EventKind, RetryPolicy
 
 __all__ = [
@@ -40,6 +46,7 @@ __all__ = [
     "JobSettings",
     "LoggingSettings",
     "NotificationEntry",
+    "QueueEntry",
     "ResolvedJob",
     "WorkerSettings",
 ]
@@ -49,6 +56,23 @@ LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL
 #: The settings one call of ``run_background_job`` may override.
 CALL_SETTINGS = ("retry_attempts", "retry_delay", "timeout", "priority")
 _IMPORT_PATH = r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*"
+def _limit_rule(parse: Any) -> Any:
+    """A rule from a :mod:`jobkit.flow` parser: null, or what ``parse`` accepts."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise Invalid(str(exc)) from None
+
+    return check
+
+
+#: ``concurrency:`` and ``rate_limit:`` of a job or a queue.
+CONCURRENCY_RULE = _limit_rule(parse_concurrency)
+RATE_LIMIT_RULE = _limit_rule(parse_rate_limit)
 #: A queue name's rule (jobkit.flow.QUEUE_NAME).
 QUEUE_RULE = text("a queue name (a letter or digit, then letters, digits, '_', '-' or '.', at "
                   "most 64 characters)", pattern=QUEUE_NAME)
@@ -82,6 +106,11 @@ class JobSettings:
     max_crashes: int = setting(3, bounded(limits.MAX_CRASHES))
     #: The queue its jobs wait in (a call's ``queue=`` overrides it).
     queue: str = setting(DEFAULT_QUEUE, QUEUE_RULE)
+    #: At most this many of its jobs run at once, on every worker of every machine (per value
+    #: of a parameter with ``key``); None: no limit.
+    concurrency: Concurrency | None = setting(None, CONCURRENCY_RULE)
+    #: At most this many of its jobs start in any window of the rate's unit; None: no limit.
+    rate_limit: RateLimit | None = setting(None, RATE_LIMIT_RULE)
 
     @property
     def max_attempts(self) -> int:
@@ -218,6 +247,8 @@ class JobEntry:
     max_params_bytes: int | None = unset_or(JOB_RULES["max_params_bytes"])
     max_crashes: int | None = unset_or(JOB_RULES["max_crashes"])
     queue: str | None = unset_or(JOB_RULES["queue"])
+    concurrency: Concurrency | None = unset_or(JOB_RULES["concurrency"])
+    rate_limit: RateLimit | None = unset_or(JOB_RULES["rate_limit"])
     #: The job settings this entry sets, nulls included (``timeout: null`` clears a timeout).
     set_fields: frozenset[str] = attrs.field(
         default=attrs.Factory(_settings_given, takes_self=True)
@@ -226,6 +257,29 @@ class JobEntry:
     def settings(self) -> dict[str, Any]:
         """The job settings this entry sets, by name."""
         return {key: getattr(self, key) for key in JOB_RULES if key in self.set_fields}
+
+
+def _no_key(rule: Any) -> Any:
+    """``rule``, refusing a ``key``: a queue's limit holds for all its jobs together."""
+
+    def check(value: Any) -> Any:
+        limit = rule(value)
+        if limit is not None and limit.key is not None:
+            raise Invalid("a queue's limit takes no key (a key is a parameter of one job: "
+                          "put a keyed limit on the job)")
+        return limit
+
+    return check
+
+
+@attrs.frozen
+class QueueEntry:
+    """One entry under ``queues:``: the limits of one queue, over all its jobs together."""
+
+    #: At most this many of the queue's jobs run at once, on every worker of every machine.
+    concurrency: Concurrency | None = setting(None, _no_key(CONCURRENCY_RULE))
+    #: At most this many of the queue's jobs start in any window of the rate's unit.
+    rate_limit: RateLimit | None = setting(None, _no_key(RATE_LIMIT_RULE))
 
 
 @attrs.frozen
