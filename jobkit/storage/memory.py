@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import itertools
+import json
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -31,6 +32,7 @@ from jobkit.records import (
 )
 from jobkit.storage import capabilities
 from jobkit.storage.base import Clock, Storage, check_claim
+from jobkit.storage.flow_claim import Candidate, Exclusions, claim_limited
 from jobkit.storage.memory_keeps import MemoryKeeps
 from jobkit.storage.memory_rows import Row
 from jobkit.storage.search import Count, JobQuery, SearchPage
@@ -61,6 +63,8 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         self._attempts: dict[int, builtins.list[Attempt]] = {}
         #: Queues ever paused or resumed: whether each is paused now.
         self._paused: dict[str, bool] = {}
+        #: The starts of rate-limited jobs: ``(limit group, when)`` (jobkit/storage/flow_claim.py).
+        self._flow_starts: builtins.list[tuple[str, datetime]] = []
         self._start_keeping()
         self._closed = False
 
@@ -216,15 +220,23 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
 
         def work() -> builtins.list[JobRecord]:
             now = self.now()
-            due = [
-                row for row in self._jobs.values()
-                if row.status in WAITING_STATUSES and row.available_at <= now
-                and flow.takes(row.queue) and not self._paused.get(row.queue, False)
-            ]
-            due.sort(key=lambda row: (-row.priority, row.available_at, row.id))
-            return [self._start(row, worker_id, lease_seconds, now) for row in due[:limit]]
+            if flow.limits:
+                limited = MemoryLimited(self, worker_id, lease_seconds, now)
+                return claim_limited(limited, flow, limit, now)
+            return [self._start(row, worker_id, lease_seconds, now)
+                    for row in self._due(flow, now)[:limit]]
 
         return self._locked(f"claim a job for worker {worker_id}", work)
+
+    def _due(self, flow: Flow, now: datetime) -> builtins.list[Row]:
+        """The due jobs of ``flow``'s queues, none paused, in claim order (under the lock)."""
+        due = [
+            row for row in self._jobs.values()
+            if row.status in WAITING_STATUSES and row.available_at <= now
+            and flow.takes(row.queue) and not self._paused.get(row.queue, False)
+        ]
+        due.sort(key=lambda row: (-row.priority, row.available_at, row.id))
+        return due
 
     def _start(self, row: Row, worker_id: str, lease_seconds: float, now: datetime) -> JobRecord:
         """Make ``row`` running under a new lease and open its attempt (under the lock)."""
@@ -501,3 +513,50 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
             self._closed = True
             self._jobs.clear()
             self._attempts.clear()
+
+
+class MemoryLimited:
+    """:class:`~jobkit.storage.flow_claim.LimitedClaim` under the memory store's lock."""
+
+    def __init__(self, store: MemoryStorage, worker_id: str, lease_seconds: float,
+                 now: datetime) -> None:
+        self.store, self.worker_id, self.lease_seconds, self.now = (
+            store, worker_id, lease_seconds, now)
+
+    def running_jobs(self) -> builtins.list[tuple[str, str, Any]]:
+        """``(name, queue, params)`` of every running job."""
+        return [(row.name, row.queue, json.loads(row.params))
+                for row in self.store._jobs.values() if row.status is JobStatus.RUNNING]
+
+    def recent_starts(self, low: str, high: str,
+                      since: datetime) -> dict[str, tuple[int, datetime]]:
+        """Starts after ``since`` by group name in ``[low, high)``; older ones forgotten."""
+        starts = self.store._flow_starts
+        starts[:] = [(key, at) for key, at in starts if not (low <= key < high and at <= since)]
+        found: dict[str, tuple[int, datetime]] = {}
+        for key, at in starts:
+            if low <= key < high:
+                count, oldest = found.get(key, (0, at))
+                found[key] = (count + 1, min(oldest, at))
+        return found
+
+    def candidates(self, flow: Flow, exclusions: Exclusions,
+                   count: int) -> builtins.list[Candidate]:
+        """Due jobs of the flow's queues, none paused or excluded, in claim order."""
+        found = []
+        for row in self.store._due(flow, self.now):
+            candidate = Candidate(row.id, row.name, row.queue, json.loads(row.params))
+            if not exclusions.excludes(candidate, flow.limits):
+                found.append(candidate)
+                if len(found) == count:
+                    break
+        return found
+
+    def take(self, ids: builtins.list[int]) -> builtins.list[JobRecord]:
+        """Claim these jobs; their records."""
+        return [self.store._start(self.store._jobs[key], self.worker_id, self.lease_seconds,
+                                  self.now) for key in ids]
+
+    def add_starts(self, groups: builtins.list[str]) -> None:
+        """Record a start now under each group name."""
+        self.store._flow_starts.extend((group, self.now) for group in groups)

@@ -15,7 +15,7 @@ import builtins
 import functools
 import json
 from collections.abc import Callable, Mapping
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +23,7 @@ from jobkit.exceptions import JobNotFoundInStorage
 from jobkit.flow import EVERY_QUEUE, Flow
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob
 from jobkit.storage.capabilities import WakesWorkers
+from jobkit.storage.flow_claim import Candidate, Exclusions, claim_limited
 from jobkit.storage.postgres_db import PostgresDatabase, attempt_of_row, job_of_row, queries
 from jobkit.storage.postgres_pool import redact, split_url
 from jobkit.storage.rows import job_key
@@ -205,6 +206,34 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
             if self._readable(cur, [record]):
                 return record
 
+    def _claim_many_in(
+        self, cur: psycopg.Cursor[Any], worker_id: str, lease_seconds: float, limit: int,
+        flow: Flow = EVERY_QUEUE,
+    ) -> builtins.list[JobRecord]:
+        """See :meth:`SQLStorage._claim_many_in`; under limits, one claim at a time.
+
+        A claim under limits takes a transaction-level advisory lock first, so that what it
+        counts cannot change under it; its times are the clock read after the lock (a
+        transaction's ``now()`` is when it began, before it waited).
+        """
+        if not flow.limits:
+            return super()._claim_many_in(cur, worker_id, lease_seconds, limit, flow)
+        cur.execute(queries()["lock_flow"])
+        now = self.now() if not self._db_clock else self._one(cur, "clock", {})["now"]
+        params = {"worker_id": worker_id, "now": now, "lease_seconds": float(lease_seconds),
+                  "queues": self._bind_queues(flow)}
+        claimed = claim_limited(PostgresLimited(self, cur, params), flow, limit, now)
+        claimed.sort(key=lambda job: (-job.priority, job.available_at, int(job.id)))
+        return claimed
+
+    def _opened(self, cur: psycopg.Cursor[Any], rows: builtins.list[Any]
+                ) -> builtins.list[JobRecord]:
+        """The jobs of rows just claimed (their attempts opened by the query); the readable."""
+        records = [job_of_row(row) for row in rows]
+        for record, row in zip(records, rows, strict=True):
+            self._remember_claim(record, row)
+        return self._readable(cur, records)
+
     def _set_aside_in(self, cur: psycopg.Cursor[Any], key: int, error: str) -> None:
         """See :meth:`SQLStorage._set_aside_in` (one statement, as :func:`_closing` makes)."""
         cur.execute(_closing("set_aside"), {
@@ -298,3 +327,47 @@ def _filter(status: JobStatus | None, name: str | None) -> tuple[str, dict[str, 
         clauses.append("name = %(name)s")
         params["name"] = name
     return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+class PostgresLimited:
+    """:class:`~jobkit.storage.flow_claim.LimitedClaim` in one PostgreSQL claim transaction.
+
+    Its advisory lock (``lock_flow``) makes it the only claim under limits at a time.
+    """
+
+    def __init__(self, store: PostgresStorage, cur: psycopg.Cursor[Any],
+                 params: dict[str, Any]) -> None:
+        self.store, self.cur, self.params = store, cur, params
+
+    def running_jobs(self) -> builtins.list[tuple[str, str, Any]]:
+        """``(name, queue, params)`` of every running job."""
+        self.cur.execute(queries()["running_jobs"])
+        return [(row["name"], row["queue"], row["params"]) for row in self.cur.fetchall()]
+
+    def recent_starts(self, low: str, high: str,
+                      since: datetime) -> dict[str, tuple[int, datetime]]:
+        """Starts after ``since`` by group name in ``[low, high)``; older ones forgotten."""
+        bounds = {"low": low, "high": high, "since": since}
+        self.cur.execute(queries()["forget_flow_starts"], bounds)
+        self.cur.execute(queries()["flow_starts"], bounds)
+        return {row["limit_key"]: (row["n"], row["oldest"]) for row in self.cur.fetchall()}
+
+    def candidates(self, flow: Flow, exclusions: Exclusions,
+                   count: int) -> builtins.list[Candidate]:
+        """Due jobs of the flow's queues, none paused or excluded, in claim order (locked)."""
+        self.cur.execute(queries()["claim_candidates"], {
+            "now": self.params["now"], "queues": self.params["queues"],
+            "ex_names": sorted(exclusions.names), "ex_queues": sorted(exclusions.queues),
+            "ex_keys": json.dumps(exclusions.keys, ensure_ascii=False), "limit": count})
+        return [Candidate(row["id"], row["name"], row["queue"], row["params"])
+                for row in self.cur.fetchall()]
+
+    def take(self, ids: builtins.list[int]) -> builtins.list[JobRecord]:
+        """Claim these jobs and open their attempts; their readable records."""
+        self.cur.execute(queries()["claim_ids"], {**self.params, "ids": ids})
+        return self.store._opened(self.cur, self.cur.fetchall())
+
+    def add_starts(self, groups: builtins.list[str]) -> None:
+        """Record a start now under each group name."""
+        self.cur.executemany(queries()["add_flow_start"],
+                             [{"limit_key": group, "now": self.params["now"]} for group in groups])

@@ -176,6 +176,16 @@ CREATE INDEX IF NOT EXISTS jobkit_attempts_finished
     ON jobkit_attempts (finished_at)
     WHERE finished_at IS NOT NULL;
 
+-- the starts of rate-limited jobs in their last window, by limit group ("job:Name",
+-- "job:Name:key=<JSON value>", "queue:name"; jobkit/storage/flow_claim.py)
+CREATE TABLE IF NOT EXISTS jobkit_flow_starts (
+    limit_key text NOT NULL,
+    started_at timestamptz NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS jobkit_flow_starts_key
+    ON jobkit_flow_starts (limit_key COLLATE "C", started_at);
+
 -- name: validate_checks
 -- migration_7's CHECKs, once no row breaks them
 ALTER TABLE jobkit_jobs
@@ -491,3 +501,67 @@ ORDER BY name;
 
 -- name: paused_queues
 SELECT name FROM jobkit_queues WHERE paused ORDER BY name;
+
+-- name: lock_flow
+-- claims under limits, one at a time across every process and machine (released at commit)
+SELECT pg_advisory_xact_lock(7235906104021370117);
+
+-- name: clock
+SELECT clock_timestamp() AS now;
+
+-- name: claim_candidates
+-- what a claim under limits may take, in claim order: the claim's filters, less the jobs
+-- (ex_names), queues (ex_queues) and [job, parameter, JSON value] triples (ex_keys) at their
+-- limit
+SELECT id, name, queue, params FROM jobkit_jobs
+WHERE status IN ('pending', 'retrying') AND available_at <= coalesce(%(now)s, now())
+  AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
+  AND queue NOT IN (SELECT name FROM jobkit_queues WHERE paused)
+  AND name <> ALL (%(ex_names)s::text[])
+  AND queue <> ALL (%(ex_queues)s::text[])
+  AND NOT EXISTS (
+      SELECT 1 FROM json_array_elements(%(ex_keys)s::json) AS ex
+      WHERE ex ->> 0 = jobkit_jobs.name
+        AND coalesce((jobkit_jobs.params -> (ex ->> 1))::text, 'null') = ex ->> 2
+  )
+ORDER BY priority DESC, available_at, id
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: claim_ids
+-- the jobs a claim under limits picked, their attempts opened
+WITH claimed AS (
+    UPDATE jobkit_jobs AS jobs
+    SET status = 'running',
+        attempts = least(jobs.attempts, 2147483646) + 1,
+        worker_id = %(worker_id)s,
+        started_at = coalesce(%(now)s, now()),
+        lease_expires_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease_seconds)s),
+        progress = NULL,
+        progress_message = NULL
+    WHERE jobs.id = ANY (%(ids)s::bigint[]) AND jobs.status IN ('pending', 'retrying')
+    RETURNING jobs.*
+),
+opened AS (
+    INSERT INTO jobkit_attempts (job_id, attempt, worker_id, started_at)
+    SELECT id, attempts, worker_id, started_at FROM claimed
+)
+SELECT * FROM claimed;
+
+-- name: running_jobs
+-- what the concurrency limits count (few rows: the jobs running now)
+SELECT name, queue, params FROM jobkit_jobs WHERE status = 'running';
+
+-- name: flow_starts
+SELECT limit_key, count(*) AS n, min(started_at) AS oldest FROM jobkit_flow_starts
+WHERE limit_key COLLATE "C" >= %(low)s AND limit_key COLLATE "C" < %(high)s
+  AND started_at > %(since)s
+GROUP BY limit_key;
+
+-- name: forget_flow_starts
+DELETE FROM jobkit_flow_starts
+WHERE limit_key COLLATE "C" >= %(low)s AND limit_key COLLATE "C" < %(high)s
+  AND started_at <= %(since)s;
+
+-- name: add_flow_start
+INSERT INTO jobkit_flow_starts (limit_key, started_at) VALUES (%(limit_key)s, %(now)s);

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from jobkit.flow import EVERY_QUEUE, Flow
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob
 from jobkit.storage.capabilities import NeedsUpkeep, WakesWorkers
 from jobkit.storage.filewatch import FileWatch, watch
+from jobkit.storage.flow_claim import Candidate, Exclusions, claim_limited
 from jobkit.storage.rows import job_key
 from jobkit.storage.sql import fence_of, new_record
 from jobkit.storage.sqlite_file import (
@@ -276,27 +277,36 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
                   "queues": self._bind_queues(flow)}
         # what wait_for_jobs compares with, as for the read-only look
         self._local.seen = conn.execute("PRAGMA data_version").fetchone()[0]
-        claimed: builtins.list[JobRecord] = []
-        while len(claimed) < limit:  # again only when rows nobody can read were set aside
-            rows = conn.execute(
-                queries()["claim"], {**params, "limit": limit - len(claimed)}
-            ).fetchall()
-            if not rows:
-                break
-            conn.executemany(
-                queries()["open_attempt"],
-                [{"job_id": row["id"], "attempt": row["attempts"], "worker_id": worker_id,
-                  "now": epoch} for row in rows],
-            )
-            records = [job_of_row(row) for row in rows]
-            for record, row in zip(records, rows, strict=True):
-                self._remember_claim(record, row)
-            readable = self._readable(conn, records)
-            claimed += readable
-            if len(readable) == len(records):  # nothing set aside: all that was due
-                break
+        if flow.limits:
+            limited = SQLiteLimited(self, conn, params)
+            claimed = claim_limited(limited, flow, limit, now)
+        else:
+            claimed = []
+            while len(claimed) < limit:  # again only when rows nobody can read were set aside
+                rows = conn.execute(
+                    queries()["claim"], {**params, "limit": limit - len(claimed)}
+                ).fetchall()
+                readable = self._opened(conn, rows, params)
+                claimed += readable
+                if len(readable) == len(rows):  # nothing set aside: all that was due
+                    break
         claimed.sort(key=lambda job: (-job.priority, job.available_at, int(job.id)))
         return claimed
+
+    def _opened(self, conn: sqlite3.Connection, rows: builtins.list[sqlite3.Row],
+                params: Mapping[str, Any]) -> builtins.list[JobRecord]:
+        """The jobs of the rows just claimed, their attempts opened; those that can be read."""
+        if not rows:
+            return []
+        conn.executemany(
+            queries()["open_attempt"],
+            [{"job_id": row["id"], "attempt": row["attempts"], "worker_id": params["worker_id"],
+              "now": params["now"]} for row in rows],
+        )
+        records = [job_of_row(row) for row in rows]
+        for record, row in zip(records, rows, strict=True):
+            self._remember_claim(record, row)
+        return self._readable(conn, records)
 
     def _set_aside_in(self, conn: sqlite3.Connection, key: int, error: str) -> None:
         """See :meth:`SQLStorage._set_aside_in`."""
@@ -488,3 +498,57 @@ def _filtered(
         params["name"] = name
         parts.append("name")
     return (f"{query}_by_{'_and_'.join(parts)}" if parts else query), params
+
+
+class SQLiteLimited:
+    """:class:`~jobkit.storage.flow_claim.LimitedClaim` in one SQLite claim transaction.
+
+    ``BEGIN IMMEDIATE`` has made it the only writer: what it counts cannot change under it.
+    """
+
+    def __init__(self, store: SQLiteStorage, conn: sqlite3.Connection,
+                 params: Mapping[str, Any]) -> None:
+        self.store, self.conn, self.params = store, conn, params
+
+    def running_jobs(self) -> builtins.list[tuple[str, str, Any]]:
+        """``(name, queue, params)`` of every running job."""
+        rows = self.conn.execute(queries()["running_jobs"]).fetchall()
+        return [(row["name"], row["queue"], _loads(row["params"])) for row in rows]
+
+    def recent_starts(self, low: str, high: str,
+                      since: datetime) -> dict[str, tuple[int, datetime]]:
+        """Starts after ``since`` by group name in ``[low, high)``; older ones forgotten."""
+        bounds = {"low": low, "high": high, "since": to_epoch(since)}
+        self.conn.execute(queries()["forget_flow_starts"], bounds)
+        rows = self.conn.execute(queries()["flow_starts"], bounds).fetchall()
+        return {row["limit_key"]: (row["n"], stamp(row["oldest"])) for row in rows}
+
+    def candidates(self, flow: Flow, exclusions: Exclusions,
+                   count: int) -> builtins.list[Candidate]:
+        """Due jobs of the flow's queues, none paused or excluded, in claim order."""
+        names, queues, keys = exclusions.as_json()
+        rows = self.conn.execute(queries()["claim_candidates"], {
+            "now": self.params["now"], "queues": self.params["queues"], "ex_names": names,
+            "ex_queues": queues, "ex_keys": keys, "limit": count}).fetchall()
+        return [Candidate(row["id"], row["name"], row["queue"], _loads(row["params"]))
+                for row in rows]
+
+    def take(self, ids: builtins.list[int]) -> builtins.list[JobRecord]:
+        """Claim these jobs; their readable records."""
+        rows = self.conn.execute(queries()["claim_ids"],
+                                 {**self.params, "ids": json.dumps(ids)}).fetchall()
+        return self.store._opened(self.conn, rows, self.params)
+
+    def add_starts(self, groups: builtins.list[str]) -> None:
+        """Record a start now under each group name."""
+        self.conn.executemany(queries()["add_flow_start"],
+                              [{"limit_key": group, "now": self.params["now"]}
+                               for group in groups])
+
+
+def _loads(text: Any) -> Any:
+    """Stored params as Python; what cannot be decoded as it is (it limits as ``null``)."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError):
+        return text

@@ -212,6 +212,15 @@ CREATE INDEX IF NOT EXISTS jobkit_attempts_finished
     ON jobkit_attempts (finished_at)
     WHERE finished_at IS NOT NULL;
 
+-- the starts of rate-limited jobs in their last window, by limit group ("job:Name",
+-- "job:Name:key=<JSON value>", "queue:name"; jobkit/storage/flow_claim.py)
+CREATE TABLE IF NOT EXISTS jobkit_flow_starts (
+    limit_key TEXT NOT NULL,
+    started_at REAL NOT NULL
+);
+
+CREATE INDEX IF NOT EXISTS jobkit_flow_starts_key ON jobkit_flow_starts (limit_key, started_at);
+
 -- name: unreadable_rows
 -- the rows migration_7's CHECKs refuse (run before it, on the old table)
 SELECT * FROM jobkit_jobs
@@ -576,3 +585,53 @@ ORDER BY name;
 
 -- name: paused_queues
 SELECT name FROM jobkit_queues WHERE paused = 1 ORDER BY name;
+
+-- name: claim_ids
+-- the jobs a claim under limits picked (jobkit/storage/flow_claim.py): :ids, a JSON array
+UPDATE jobkit_jobs
+SET status = 'running',
+    attempts = min(CAST(attempts AS INTEGER), 9223372036854775806) + 1,
+    worker_id = :worker_id,
+    started_at = :now,
+    lease_expires_at = :lease_expires_at,
+    progress = NULL,
+    progress_message = NULL
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('pending', 'retrying')
+RETURNING *;
+
+-- name: claim_candidates
+-- what a claim under limits may take, in claim order: the claim's filters, less the jobs
+-- (:ex_names), queues (:ex_queues) and [job, parameter, JSON value] triples (:ex_keys) at
+-- their limit
+SELECT id, name, queue, params FROM jobkit_jobs INDEXED BY jobkit_jobs_claim
+WHERE status IN ('pending', 'retrying') AND available_at <= :now
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND queue NOT IN (SELECT name FROM jobkit_queues WHERE paused = 1)
+  AND name NOT IN (SELECT value FROM json_each(:ex_names))
+  AND queue NOT IN (SELECT value FROM json_each(:ex_queues))
+  AND NOT EXISTS (
+      SELECT 1 FROM json_each(:ex_keys) AS ex
+      WHERE json_extract(ex.value, '$[0]') = jobkit_jobs.name
+        AND coalesce(json_quote(json_extract(jobkit_jobs.params,
+                                             '$.' || json_extract(ex.value, '$[1]'))), 'null')
+            = json_extract(ex.value, '$[2]')
+  )
+ORDER BY priority DESC, available_at, id
+LIMIT :limit;
+
+-- name: running_jobs
+-- what the concurrency limits count (few rows: the jobs running now)
+SELECT name, queue, params FROM jobkit_jobs INDEXED BY jobkit_jobs_lease
+WHERE status = 'running';
+
+-- name: flow_starts
+SELECT limit_key, count(*) AS n, min(started_at) AS oldest FROM jobkit_flow_starts
+WHERE limit_key >= :low AND limit_key < :high AND started_at > :since
+GROUP BY limit_key;
+
+-- name: forget_flow_starts
+DELETE FROM jobkit_flow_starts
+WHERE limit_key >= :low AND limit_key < :high AND started_at <= :since;
+
+-- name: add_flow_start
+INSERT INTO jobkit_flow_starts (limit_key, started_at) VALUES (:limit_key, :now);

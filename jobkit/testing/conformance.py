@@ -1504,6 +1504,99 @@ class FlowConformance(StorageFixtures):
         assert [state.done_last_minute for state in store.queue_states()] == [0, 0, 0]
 
 
+class LimitConformance(StorageFixtures):
+    """Capability ``flow``: concurrency and rate limits, enforced by ``claim_from``.
+
+    Skipped for a store without it.
+    """
+
+    def test_a_concurrency_limit_holds_across_claims(self, storage: Storage,
+                                                     clock: FakeClock) -> None:
+        """At most ``limit`` of the job run at once; others go on; a claim takes one of them.
+
+        The jobs held back stay pending with no attempt spent; a completion frees a place.
+        """
+        from jobkit.flow import Flow, Limit
+
+        store = flow_store(storage)
+        flow = Flow(limits=[Limit("job", "Email", "concurrency", 2)])
+        emails = [storage.enqueue(new_job(clock(), priority=5)) for _ in range(4)]
+        other = storage.enqueue(new_job(clock(), name="Report"))
+        first = store.claim_from(flow, "w1", LEASE, 10)
+        assert [record.id for record in first] == [emails[0].id, other.id]
+        second = store.claim_from(flow, "w2", LEASE, 10)
+        assert [record.id for record in second] == [emails[1].id]
+        assert store.claim_from(flow, "w3", LEASE, 10) == []
+        assert [storage.get(job.id).attempts for job in emails[2:]] == [0, 0]
+        storage.settle(lease_of(first[0]), SUCCEEDED, result=None)
+        assert [record.id for record in store.claim_from(flow, "w1", LEASE, 10)] == [
+            emails[2].id]
+
+    def test_a_keyed_limit_holds_per_value(self, storage: Storage, clock: FakeClock) -> None:
+        """``key``: one running per value of the parameter; other values are not held back."""
+        from jobkit.flow import Flow, Limit
+
+        store = flow_store(storage)
+        flow = Flow(limits=[Limit("job", "Email", "concurrency", 1, key="to")])
+        jobs = [storage.enqueue(new_job(clock(), params={"to": to}))
+                for to in ("ana", "ana", "bo", "ana", "bo")]
+        taken = [store.claim_from(flow, f"w{n}", LEASE, 5) for n in range(4)]
+        assert [[record.id for record in found] for found in taken] == [
+            [jobs[0].id], [jobs[2].id], [], []]
+
+    def test_a_queue_limit_holds_for_all_its_jobs(self, storage: Storage,
+                                                  clock: FakeClock) -> None:
+        """A queue's concurrency counts every job of the queue, whatever its name."""
+        from jobkit.flow import Flow, Limit
+
+        store = flow_store(storage)
+        flow = Flow(limits=[Limit("queue", "reports", "concurrency", 1)])
+        report, export = (storage.enqueue(attrs.evolve(new_job(clock(), name=name),
+                                                       queue="reports"))
+                          for name in ("Report", "Export"))
+        free = storage.enqueue(new_job(clock()))
+        assert [record.id for record in store.claim_from(flow, "w1", LEASE, 5)] == [
+            report.id, free.id]
+        assert store.claim_from(flow, "w2", LEASE, 5) == []
+        assert storage.get(export.id).status is JobStatus.PENDING
+
+    def test_a_rate_limit_holds_over_any_window(self, storage: Storage,
+                                                clock: FakeClock) -> None:
+        """At most ``limit`` starts in any ``per`` seconds: the window slides with the clock."""
+        from jobkit.flow import Flow, Limit
+
+        store = flow_store(storage)
+        flow = Flow(limits=[Limit("job", "Email", "rate", 3, per=1.0)])
+        for _ in range(8):
+            storage.enqueue(new_job(clock()))
+        assert len(store.claim_from(flow, "w1", LEASE, 2)) == 2
+        clock.advance(0.5)
+        assert len(store.claim_from(flow, "w1", LEASE, 10)) == 1
+        clock.advance(0.4)
+        assert store.claim_from(flow, "w1", LEASE, 10) == []
+        clock.advance(0.1)  # the first two started a second ago: out of the window
+        assert len(store.claim_from(flow, "w1", LEASE, 10)) == 2
+        clock.advance(0.5)  # the third: out too
+        assert len(store.claim_from(flow, "w1", LEASE, 10)) == 1
+        assert store.claim_from(flow, "w1", LEASE, 10) == []
+
+    def test_a_keyed_rate_limit_holds_per_value(self, storage: Storage,
+                                                clock: FakeClock) -> None:
+        """A rate per value of the key: one partner's starts do not use up another's."""
+        from jobkit.flow import Flow, Limit
+
+        store = flow_store(storage)
+        flow = Flow(limits=[Limit("job", "Email", "rate", 1, per=60.0, key="to")])
+        for to in ("ana", "ana", "bo", "bo"):
+            storage.enqueue(new_job(clock(), params={"to": to}))
+        found = store.claim_from(flow, "w1", LEASE, 10)
+        assert sorted(str(record.params) for record in found) == [
+            "{'to': 'ana'}", "{'to': 'bo'}"]
+        assert store.claim_from(flow, "w1", LEASE, 10) == []
+        clock.advance(60)
+        assert len(store.claim_from(flow, "w1", LEASE, 10)) == 2
+
+
 class CoreConformance(
     RoundTripTests,
     ClaimTests,
@@ -1546,6 +1639,7 @@ class InProcessStorageConformance(
     ProgressConformance,
     BatchesConformance,
     FlowConformance,
+    LimitConformance,
 ):
     """The core and every optional capability that one process can check.
 

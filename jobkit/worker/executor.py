@@ -64,8 +64,8 @@ class Executor:
         #: record them if this process dies; without one, every completion is committed at
         #: once (one claim at a time).
         self.journal = journal
-        #: The queues it claims from (``worker.queues``; a paused one never).
-        self.flow = Flow(settings.queues)
+        #: The queues it claims from (``worker.queues``; a paused one never), and the limits.
+        self.flow: Flow = app.flow(settings.queues)
         #: The most jobs claimed at once (``worker.prefetch``; 1 without a journal).
         self.prefetch = settings.prefetch if journal is not None else 1
         #: How many the next claim asks for: doubles while jobs are short, back to 1 after a

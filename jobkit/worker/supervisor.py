@@ -31,7 +31,6 @@ from loguru import logger
 
 from jobkit.config import WorkerSettings
 from jobkit.exceptions import ConfigError, StorageError, StoreLost
-from jobkit.flow import Flow
 from jobkit.records import JobRecord, JobStatus, Lease
 from jobkit.storage.capabilities import check_flow, check_health, housekeep
 from jobkit.transitions import Transitions
@@ -133,7 +132,7 @@ class Worker:
 
     def _check_queues(self) -> None:
         """Refuse ``--queues`` on a store without ``flow``; warn of queues nothing uses."""
-        flow = Flow(self.settings.queues)
+        flow = self.app.flow(self.settings.queues)
         check_flow(self.app.storage, flow)
         if flow.queues is None:
             return
