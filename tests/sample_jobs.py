@@ -291,3 +291,15 @@ class Configured(Job):
     def greet(self, name: str) -> str:
         assert isinstance(self.options, GreeterOptions)
         return " ".join([f"{self.options.greeting}, {name}"] * self.options.times)
+
+
+class Limited(Job):
+    """Sleeps, noting its start and end with its customer: for concurrency and rate limits."""
+
+    methods = ("work",)
+
+    def work(self, seconds: float, customer_id: int = 0, ledger: str | None = None) -> int:
+        append(ledger, tag="start", job=self.context.job_id, customer=customer_id)
+        time.sleep(seconds)
+        append(ledger, tag="end", job=self.context.job_id, customer=customer_id)
+        return customer_id

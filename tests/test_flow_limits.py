@@ -1,0 +1,105 @@
+"""Concurrency and rate limits under real claim races, on SQLite and PostgreSQL.
+
+Four `jobkit worker -n 4` (16 worker processes) race for the jobs of one limited job; the
+ledger the jobs write, and the attempts in the store, show that no limit was ever overshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import wait_for, write_config
+from sample_jobs import read_ledger
+
+from jobkit import JobKit, JobStatus
+
+pytestmark = pytest.mark.slow
+
+WORKERS, PROCESSES = 4, 4
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """jobs.yaml's overrides for a store of each backend (PostgreSQL: a fresh database)."""
+    if request.param == "sqlite":
+        return {}
+    return {"storage": request.getfixturevalue("empty_postgres_url")}
+
+
+def most_at_once(entries: list[dict[str, Any]], group: Callable[[dict[str, Any]], Any]
+                 ) -> dict[Any, int]:
+    """The most jobs of each group that ran at once, from their start and end entries."""
+    events = sorted((entry["at"], 0 if entry["tag"] == "end" else 1, group(entry))
+                    for entry in entries)
+    running: dict[Any, int] = {}
+    most: dict[Any, int] = {}
+    for _, starting, key in events:
+        running[key] = running.get(key, 0) + (1 if starting else -1)
+        most[key] = max(most.get(key, 0), running[key])
+    return most
+
+
+def run_all(tmp_path: Path, store_config: dict[str, Any], start_worker: Callable[..., Any],
+            entry: dict[str, Any], params: list[dict[str, Any]], timeout: float = 120
+            ) -> JobKit:
+    """Enqueue ``params`` for job ``Limited`` (its jobs.yaml entry ``entry``) and run them
+    with four workers of four processes each; the app, open on the store, when all are done."""
+    jobs = {"Limited": {"class": "sample_jobs:Limited", **entry}}
+    config = write_config(tmp_path, **store_config, jobs=jobs)
+    app = JobKit.from_config(str(config), load_entrypoints=False)
+    app.enqueue_many("Limited", "work", params)
+    for _ in range(WORKERS):
+        start_worker(config, "-n", str(PROCESSES))
+    wait_for(lambda: app.storage.count(status=JobStatus.COMPLETED) == len(params),
+             timeout=timeout, what="every limited job to complete")
+    return app
+
+
+class TestConcurrency:
+    def test_never_more_than_the_limit_at_once(
+        self, tmp_path: Path, ledger: str, store_config: dict[str, Any],
+        start_worker: Callable[..., Any],
+    ) -> None:
+        """200 jobs of 50 ms under ``concurrency: 2``: at most 2 overlap, and 2 do overlap."""
+        params = [{"seconds": 0.05, "ledger": ledger}] * 200
+        with run_all(tmp_path, store_config, start_worker, {"concurrency": 2}, params):
+            pass
+        most = most_at_once(read_ledger(ledger), lambda entry: "all")
+        assert most == {"all": 2}
+
+    def test_a_keyed_limit_holds_per_customer(
+        self, tmp_path: Path, ledger: str, store_config: dict[str, Any],
+        start_worker: Callable[..., Any],
+    ) -> None:
+        """``{limit: 1, key: customer_id}``: one at a time per customer, customers in parallel."""
+        params = [{"seconds": 0.05, "customer_id": n % 5, "ledger": ledger} for n in range(100)]
+        entry = {"concurrency": {"limit": 1, "key": "customer_id"}}
+        with run_all(tmp_path, store_config, start_worker, entry, params):
+            pass
+        entries = read_ledger(ledger)
+        assert most_at_once(entries, lambda entry: entry["customer"]) == dict.fromkeys(
+            range(5), 1)
+        assert most_at_once(entries, lambda entry: "all")["all"] > 1
+
+
+class TestRate:
+    def test_no_window_holds_more_starts_than_the_rate(
+        self, tmp_path: Path, ledger: str, store_config: dict[str, Any],
+        start_worker: Callable[..., Any],
+    ) -> None:
+        """``rate_limit: 20/s``: no 1 s window of the store's start times holds over 20."""
+        params = [{"seconds": 0, "ledger": ledger}] * 100
+        with run_all(tmp_path, store_config, start_worker, {"rate_limit": "20/s"},
+                     params) as app:
+            starts = sorted(attempt.started_at for job in app.storage.list(limit=200)
+                            for attempt in app.get_attempts(job.id))
+        assert len(starts) == 100
+        second = timedelta(seconds=1)
+        busiest = max(sum(1 for other in starts if start <= other < start + second)
+                      for start in starts)
+        assert busiest == 20
+        assert starts[-1] - starts[0] >= timedelta(seconds=4)  # 100 starts at 20 a second
