@@ -46,8 +46,10 @@ def most_at_once(entries: list[dict[str, Any]], group: Callable[[dict[str, Any]]
 def run_all(tmp_path: Path, store_config: dict[str, Any], start_worker: Callable[..., Any],
             entry: dict[str, Any], params: list[dict[str, Any]], timeout: float = 120
             ) -> JobKit:
-    """Enqueue ``params`` for job ``Limited`` (its jobs.yaml entry ``entry``) and run them
-    with four workers of four processes each; the app, open on the store, when all are done."""
+    """Run ``params`` of job ``Limited`` with four workers of four processes each.
+
+    ``entry`` is its jobs.yaml entry; the app is returned open on the store once all are done.
+    """
     jobs = {"Limited": {"class": "sample_jobs:Limited", **entry}}
     config = write_config(tmp_path, **store_config, jobs=jobs)
     app = JobKit.from_config(str(config), load_entrypoints=False)
