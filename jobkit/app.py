@@ -376,17 +376,27 @@ class JobKit(Host):
     def why_waiting(self, job_id: str) -> str | None:
         """Why a pending or retrying job has not started yet; ``None`` for other statuses.
 
-        ``queue NAME is paused``, ``not due until TIME`` or ``due: waiting for a free worker``
-        (see :func:`jobkit.flow.why_waiting`).
+        ``queue NAME is paused``, ``not due until TIME``, a limit (``concurrency limit of job
+        Report: 2 of 2 running``, ``rate limit of queue mail (10/s): next start after TIME``) or
+        ``due: waiting for a free worker`` (see :func:`jobkit.flow.why_waiting`).
         """
-        from jobkit.flow import why_waiting
+        from jobkit.flow import held_by, why_waiting
+        from jobkit.storage.flow_claim import key_value
 
         record = self.storage.get(str(job_id))
         if record.status not in WAITING_STATUSES:
             return None
         storage = self.storage
-        paused = storage.paused_queues() if isinstance(storage, ControlsFlow) else set()
-        return why_waiting(record, storage.now(), paused)
+        if not isinstance(storage, ControlsFlow):
+            return why_waiting(record, storage.now(), set())
+        held = []
+        for limit in self.flow().limits:
+            if limit.applies(record.name, record.queue):
+                value = None if limit.key is None else key_value(record.params, limit.key)
+                count, oldest = storage.limit_usage(limit).get(value, (0, None))
+                if count >= limit.limit:
+                    held.append(held_by(limit, value, count, oldest))
+        return why_waiting(record, storage.now(), storage.paused_queues(), held)
 
     def known_queues(self) -> set[str]:
         """The queues of the registered jobs' settings and those the store knows of."""

@@ -11,8 +11,8 @@ machine at its next claim. The stores that do this have the ``flow`` capability
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
-from datetime import datetime
+from collections.abc import Collection, Iterable, Sequence
+from datetime import datetime, timedelta
 
 import attrs
 
@@ -27,6 +27,7 @@ __all__ = [
     "QueueState",
     "RateLimit",
     "check_queue_name",
+    "held_by",
     "parse_concurrency",
     "parse_rate_limit",
     "why_waiting",
@@ -223,11 +224,29 @@ class QueueState:
     done_last_minute: int = 0
 
 
-def why_waiting(record: JobRecord, now: datetime, paused: Collection[str]) -> str | None:
+def held_by(limit: Limit, value: str | None, count: int, oldest: datetime | None) -> str:
+    """Why ``limit`` holds a job back: ``concurrency limit of job Report: 2 of 2 running``.
+
+    ``value`` is the job's value of the limit's key; ``count`` what the limit has used, and
+    ``oldest`` (a rate limit) the oldest start in its window.
+    """
+    whose = f"{limit.scope} {limit.name}" + (f" for {limit.key}={value}" if limit.key else "")
+    if limit.kind == "concurrency":
+        return f"concurrency limit of {whose}: {count} of {limit.limit} running"
+    rate = RateLimit(limit.limit, limit.per or 1.0)
+    if oldest is None:
+        return f"rate limit of {whose} ({rate}): {count} started in the last window"
+    after = oldest + timedelta(seconds=limit.per or 1.0)
+    return f"rate limit of {whose} ({rate}): next start after {after:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def why_waiting(record: JobRecord, now: datetime, paused: Collection[str],
+                held: Sequence[str] = ()) -> str | None:
     """Why a pending or retrying job has not started (``None`` for a job in another status).
 
-    ``paused`` are the paused queues; the reasons, first that holds: ``queue NAME is paused``,
-    ``not due until TIME`` (its delay or retry), ``due: waiting for a free worker``.
+    ``paused`` are the paused queues, ``held`` the reasons of the limits that hold it back
+    (:func:`held_by`); the reasons, first that holds: ``queue NAME is paused``, ``not due until
+    TIME`` (its delay or retry), a limit, ``due: waiting for a free worker``.
     """
     if record.status not in WAITING_STATUSES:
         return None
@@ -235,4 +254,6 @@ def why_waiting(record: JobRecord, now: datetime, paused: Collection[str]) -> st
         return f"queue {record.queue} is paused"
     if record.available_at > now:
         return f"not due until {record.available_at:%Y-%m-%d %H:%M:%S} UTC"
+    if held:
+        return "; ".join(held)
     return f"due: waiting for a free worker of queue {record.queue}"

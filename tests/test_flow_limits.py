@@ -105,3 +105,26 @@ class TestRate:
                       for start in starts)
         assert busiest == 20
         assert starts[-1] - starts[0] >= timedelta(seconds=4)  # 100 starts at 20 a second
+
+
+class TestWhyWaiting:
+    def test_a_job_held_back_by_a_limit_says_which(self, tmp_path: Path, ledger: str) -> None:
+        """`why_waiting` names the limit: its job or queue, key value, and what it has used."""
+        from jobkit.storage.capabilities import ControlsFlow
+
+        jobs = {"Limited": {"class": "sample_jobs:Limited",
+                            "concurrency": {"limit": 1, "key": "customer_id"},
+                            "rate_limit": "2/h"}}
+        with JobKit.from_config(str(write_config(tmp_path, jobs=jobs)),
+                                load_entrypoints=False) as app:
+            ids = app.enqueue_many("Limited", "work", [{"seconds": 0, "customer_id": n}
+                                                       for n in (7, 7, 8, 9)])
+            store = app.storage
+            assert isinstance(store, ControlsFlow)
+            assert len(store.claim_from(app.flow(), "w1", 30.0, 1)) == 1
+            assert app.why_waiting(ids[1]) == (
+                "concurrency limit of job Limited for customer_id=7: 1 of 1 running")
+            assert app.why_waiting(ids[2]).startswith("due: waiting for a free worker")
+            assert len(store.claim_from(app.flow(), "w2", 30.0, 1)) == 1
+            reason = app.why_waiting(ids[3])
+            assert reason.startswith("rate limit of job Limited (2/h): next start after "), reason

@@ -23,7 +23,7 @@ import attrs
 from jobkit.records import WAITING_STATUSES, JobLogLine, JobRecord, Lease, WorkerInfo
 
 if TYPE_CHECKING:
-    from jobkit.flow import Flow, QueueState
+    from jobkit.flow import Flow, Limit, QueueState
     from jobkit.storage.base import Storage
     from jobkit.storage.search import Count, JobQuery, SearchPage
 
@@ -213,6 +213,14 @@ class ControlsFlow(abc.ABC):
     @abc.abstractmethod
     def resume_queue(self, queue: str) -> bool:
         """Resume ``queue``; whether it was paused before."""
+
+    @abc.abstractmethod
+    def limit_usage(self, limit: Limit) -> dict[str | None, tuple[int, datetime | None]]:
+        """What ``limit`` has used now, per value of its key (``None`` without a key).
+
+        The jobs it covers running now (a concurrency limit) or started in its last window (a
+        rate limit, with the oldest of those starts). A read: it takes no lock.
+        """
 
     @abc.abstractmethod
     def paused_queues(self) -> set[str]:

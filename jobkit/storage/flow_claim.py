@@ -144,24 +144,41 @@ class _Room:
         return self.used.get(group, 0) >= self.flow.limits[group[0]].limit
 
 
+#: What a limit has used, per value of its key (``None`` without a key): the count, and for a
+#: rate limit the oldest start in the window.
+Usage = dict[str | None, tuple[int, datetime | None]]
+
+
+def usage(store: LimitedClaim, limit: Limit, now: datetime,
+          running: list[tuple[str, str, Any]] | None = None) -> Usage:
+    """What ``limit`` has used now: jobs running, or starts in its window (see :data:`Usage`).
+
+    ``running``: the store's running jobs, when the caller has read them already.
+    """
+    if limit.kind == "concurrency":
+        counts: dict[str | None, int] = {}
+        for name, queue, params in store.running_jobs() if running is None else running:
+            if limit.applies(name, queue):
+                value = None if limit.key is None else key_value(params, limit.key)
+                counts[value] = counts.get(value, 0) + 1
+        return {value: (count, None) for value, count in counts.items()}
+    since = now - timedelta(seconds=limit.per or 1.0)
+    low, high = key_range(limit)
+    prefix = limit_key(limit, "")
+    return {
+        (group.removeprefix(prefix) if limit.key is not None else None): (count, oldest)
+        for group, (count, oldest) in store.recent_starts(low, high, since).items()
+    }
+
+
 def claim_limited(store: LimitedClaim, flow: Flow, limit: int, now: datetime) -> list[JobRecord]:
     """Claim up to ``limit`` due jobs of ``flow`` under its limits (see the module docstring)."""
     room = _Room(flow)
     exclusions = Exclusions()
     running = store.running_jobs()
     for index, rule in enumerate(flow.limits):
-        if rule.kind == "concurrency":
-            for name, queue, params in running:
-                if rule.applies(name, queue):
-                    value = None if rule.key is None else key_value(params, rule.key)
-                    room.used[index, value] = room.used.get((index, value), 0) + 1
-        else:
-            since = now - timedelta(seconds=rule.per or 1.0)
-            low, high = key_range(rule)
-            prefix = limit_key(rule, "")
-            for group, (count, _) in store.recent_starts(low, high, since).items():
-                value = group.removeprefix(prefix) if rule.key is not None else None
-                room.used[index, value] = room.used.get((index, value), 0) + count
+        for value, (count, _) in usage(store, rule, now, running).items():
+            room.used[index, value] = count
     for (index, value), _ in list(room.used.items()):
         if room.full((index, value)):
             exclusions.add(flow.limits[index], value)

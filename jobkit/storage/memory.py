@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import attrs
 
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
-from jobkit.flow import EVERY_QUEUE, Flow, QueueState, check_queue_name
+from jobkit.flow import EVERY_QUEUE, Flow, Limit, QueueState, check_queue_name
 from jobkit.records import (
     FINAL_STATUSES,
     WAITING_STATUSES,
@@ -32,7 +32,7 @@ from jobkit.records import (
 )
 from jobkit.storage import capabilities
 from jobkit.storage.base import Clock, Storage, check_claim
-from jobkit.storage.flow_claim import Candidate, Exclusions, claim_limited
+from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.memory_keeps import MemoryKeeps
 from jobkit.storage.memory_rows import Row
 from jobkit.storage.search import Count, JobQuery, SearchPage
@@ -268,6 +268,12 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
     def resume_queue(self, queue: str) -> bool:
         """Resume ``queue``; whether it was paused before."""
         return self._set_paused(queue, False)
+
+    def limit_usage(self, limit: Limit) -> Usage:
+        """What ``limit`` has used now, per key value (capability ``flow``)."""
+        with self._lock:
+            now = self.now()
+            return usage(MemoryLimited(self, "", 0.0, now, prune=False), limit, now)
 
     def paused_queues(self) -> set[str]:
         """The queues paused now."""
@@ -519,9 +525,10 @@ class MemoryLimited:
     """:class:`~jobkit.storage.flow_claim.LimitedClaim` under the memory store's lock."""
 
     def __init__(self, store: MemoryStorage, worker_id: str, lease_seconds: float,
-                 now: datetime) -> None:
+                 now: datetime, *, prune: bool = True) -> None:
         self.store, self.worker_id, self.lease_seconds, self.now = (
             store, worker_id, lease_seconds, now)
+        self.prune = prune
 
     def running_jobs(self) -> builtins.list[tuple[str, str, Any]]:
         """``(name, queue, params)`` of every running job."""
@@ -532,10 +539,12 @@ class MemoryLimited:
                       since: datetime) -> dict[str, tuple[int, datetime]]:
         """Starts after ``since`` by group name in ``[low, high)``; older ones forgotten."""
         starts = self.store._flow_starts
-        starts[:] = [(key, at) for key, at in starts if not (low <= key < high and at <= since)]
+        if self.prune:
+            starts[:] = [(key, at) for key, at in starts
+                         if not (low <= key < high and at <= since)]
         found: dict[str, tuple[int, datetime]] = {}
         for key, at in starts:
-            if low <= key < high:
+            if low <= key < high and at > since:
                 count, oldest = found.get(key, (0, at))
                 found[key] = (count + 1, min(oldest, at))
         return found

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from jobkit.exceptions import JobNotFoundInStorage
-from jobkit.flow import EVERY_QUEUE, Flow
+from jobkit.flow import EVERY_QUEUE, Flow, Limit
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob
 from jobkit.storage.capabilities import WakesWorkers
-from jobkit.storage.flow_claim import Candidate, Exclusions, claim_limited
+from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.postgres_db import PostgresDatabase, attempt_of_row, job_of_row, queries
 from jobkit.storage.postgres_pool import redact, split_url
 from jobkit.storage.rows import job_key
@@ -219,12 +219,25 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
         if not flow.limits:
             return super()._claim_many_in(cur, worker_id, lease_seconds, limit, flow)
         cur.execute(queries()["lock_flow"])
-        now = self.now() if not self._db_clock else self._one(cur, "clock", {})["now"]
+        now = self._clock_in(cur)
         params = {"worker_id": worker_id, "now": now, "lease_seconds": float(lease_seconds),
                   "queues": self._bind_queues(flow)}
         claimed = claim_limited(PostgresLimited(self, cur, params), flow, limit, now)
         claimed.sort(key=lambda job: (-job.priority, job.available_at, int(job.id)))
         return claimed
+
+    def _clock_in(self, cur: psycopg.Cursor[Any]) -> datetime:
+        """The store's clock: the server's now (not the transaction's start) or the given one."""
+        return self._one(cur, "clock", {})["now"] if self._db_clock else self.now()
+
+    def limit_usage(self, limit: Limit) -> Usage:
+        """What ``limit`` has used now, per key value (capability ``flow``); a read."""
+
+        def work(cur: psycopg.Cursor[Any]) -> Usage:
+            now = self._clock_in(cur)
+            return usage(PostgresLimited(self, cur, {}, prune=False), limit, now)
+
+        return self._transaction(f"read the use of {limit}", work)
 
     def _opened(self, cur: psycopg.Cursor[Any], rows: builtins.list[Any]
                 ) -> builtins.list[JobRecord]:
@@ -336,8 +349,8 @@ class PostgresLimited:
     """
 
     def __init__(self, store: PostgresStorage, cur: psycopg.Cursor[Any],
-                 params: dict[str, Any]) -> None:
-        self.store, self.cur, self.params = store, cur, params
+                 params: dict[str, Any], *, prune: bool = True) -> None:
+        self.store, self.cur, self.params, self.prune = store, cur, params, prune
 
     def running_jobs(self) -> builtins.list[tuple[str, str, Any]]:
         """``(name, queue, params)`` of every running job."""
@@ -348,7 +361,8 @@ class PostgresLimited:
                       since: datetime) -> dict[str, tuple[int, datetime]]:
         """Starts after ``since`` by group name in ``[low, high)``; older ones forgotten."""
         bounds = {"low": low, "high": high, "since": since}
-        self.cur.execute(queries()["forget_flow_starts"], bounds)
+        if self.prune:
+            self.cur.execute(queries()["forget_flow_starts"], bounds)
         self.cur.execute(queries()["flow_starts"], bounds)
         return {row["limit_key"]: (row["n"], row["oldest"]) for row in self.cur.fetchall()}
 

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage
-from jobkit.flow import EVERY_QUEUE, Flow
+from jobkit.flow import EVERY_QUEUE, Flow, Limit
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob
 from jobkit.storage.capabilities import NeedsUpkeep, WakesWorkers
 from jobkit.storage.filewatch import FileWatch, watch
-from jobkit.storage.flow_claim import Candidate, Exclusions, claim_limited
+from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.rows import job_key
 from jobkit.storage.sql import fence_of, new_record
 from jobkit.storage.sqlite_file import (
@@ -308,6 +308,15 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
             self._remember_claim(record, row)
         return self._readable(conn, records)
 
+    def limit_usage(self, limit: Limit) -> Usage:
+        """What ``limit`` has used now, per key value (capability ``flow``); a read."""
+        now = self.now()
+
+        def work(conn: sqlite3.Connection) -> Usage:
+            return usage(SQLiteLimited(self, conn, {}, prune=False), limit, now)
+
+        return self._transaction(f"read the use of {limit}", work, write=False)
+
     def _set_aside_in(self, conn: sqlite3.Connection, key: int, error: str) -> None:
         """See :meth:`SQLStorage._set_aside_in`."""
         now = to_epoch(self.now())
@@ -507,8 +516,8 @@ class SQLiteLimited:
     """
 
     def __init__(self, store: SQLiteStorage, conn: sqlite3.Connection,
-                 params: Mapping[str, Any]) -> None:
-        self.store, self.conn, self.params = store, conn, params
+                 params: Mapping[str, Any], *, prune: bool = True) -> None:
+        self.store, self.conn, self.params, self.prune = store, conn, params, prune
 
     def running_jobs(self) -> builtins.list[tuple[str, str, Any]]:
         """``(name, queue, params)`` of every running job."""
@@ -519,7 +528,8 @@ class SQLiteLimited:
                       since: datetime) -> dict[str, tuple[int, datetime]]:
         """Starts after ``since`` by group name in ``[low, high)``; older ones forgotten."""
         bounds = {"low": low, "high": high, "since": to_epoch(since)}
-        self.conn.execute(queries()["forget_flow_starts"], bounds)
+        if self.prune:
+            self.conn.execute(queries()["forget_flow_starts"], bounds)
         rows = self.conn.execute(queries()["flow_starts"], bounds).fetchall()
         return {row["limit_key"]: (row["n"], stamp(row["oldest"])) for row in rows}
 

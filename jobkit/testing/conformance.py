@@ -1528,6 +1528,7 @@ class LimitConformance(StorageFixtures):
         assert [record.id for record in second] == [emails[1].id]
         assert store.claim_from(flow, "w3", LEASE, 10) == []
         assert [storage.get(job.id).attempts for job in emails[2:]] == [0, 0]
+        assert store.limit_usage(flow.limits[0]) == {None: (2, None)}
         storage.settle(lease_of(first[0]), SUCCEEDED, result=None)
         assert [record.id for record in store.claim_from(flow, "w1", LEASE, 10)] == [
             emails[2].id]
@@ -1543,6 +1544,7 @@ class LimitConformance(StorageFixtures):
         taken = [store.claim_from(flow, f"w{n}", LEASE, 5) for n in range(4)]
         assert [[record.id for record in found] for found in taken] == [
             [jobs[0].id], [jobs[2].id], [], []]
+        assert store.limit_usage(flow.limits[0]) == {'"ana"': (1, None), '"bo"': (1, None)}
 
     def test_a_queue_limit_holds_for_all_its_jobs(self, storage: Storage,
                                                   clock: FakeClock) -> None:
@@ -1570,8 +1572,10 @@ class LimitConformance(StorageFixtures):
         for _ in range(8):
             storage.enqueue(new_job(clock()))
         assert len(store.claim_from(flow, "w1", LEASE, 2)) == 2
+        started = clock()
         clock.advance(0.5)
         assert len(store.claim_from(flow, "w1", LEASE, 10)) == 1
+        assert store.limit_usage(flow.limits[0]) == {None: (3, started)}
         clock.advance(0.4)
         assert store.claim_from(flow, "w1", LEASE, 10) == []
         clock.advance(0.1)  # the first two started a second ago: out of the window
