@@ -108,8 +108,10 @@ def _key(value: object) -> str | None:
     raise ValueError(f"key: expected the name of a parameter of the job, got {value!r}")
 
 
-def _mapping(value: object, limit_form: str) -> tuple[object, str | None]:
-    assert isinstance(value, dict)
+def _split(value: object, limit_form: str) -> tuple[object, str | None]:
+    """A limit's value and key: ``{limit: ..., key: ...}``, or the value alone with no key."""
+    if not isinstance(value, dict):
+        return value, None
     unknown = sorted(set(map(str, value)) - {"limit", "key"})
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(unknown)} (known: limit, key)")
@@ -125,9 +127,7 @@ def parse_concurrency(value: object) -> Concurrency:
     """
     if isinstance(value, Concurrency):
         return value
-    key = None
-    if isinstance(value, dict):
-        value, key = _mapping(value, "N")
+    value, key = _split(value, "N")
     limit = _count(value)
     if limit is None:
         raise ValueError(f"expected an integer >= 1 and <= {MOST:,}, or {{limit: N, key: PARAM}}"
@@ -142,9 +142,7 @@ def parse_rate_limit(value: object) -> RateLimit:
     """
     if isinstance(value, RateLimit):
         return value
-    key = None
-    if isinstance(value, dict):
-        value, key = _mapping(value, '"100/m"')
+    value, key = _split(value, '"100/m"')
     found = _RATE.fullmatch(value) if isinstance(value, str) else None
     if found is None or _count(int(found.group(1))) is None:
         raise ValueError(f'expected a rate such as "10/s", "100/m" or "5000/h" (at most '

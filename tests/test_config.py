@@ -442,6 +442,8 @@ class TestResolveJob:
             "max_params_bytes": "built-in",
             "max_crashes": "built-in",
             "queue": "built-in",
+            "concurrency": "built-in",
+            "rate_limit": "built-in",
         }
 
     def test_defaults_section_is_labelled_with_its_line(self, tmp_path: Path) -> None:
@@ -467,7 +469,7 @@ class TestResolveJob:
         assert info.value.errors == [
             "package jobkit_email, job 'Email' defaults: retries: unknown setting (known: "
             "retry_attempts, retry_delay, backoff, max_delay, jitter, timeout, priority, "
-            "max_params_bytes, max_crashes, queue)",
+            "max_params_bytes, max_crashes, queue, concurrency, rate_limit)",
             "package jobkit_email, job 'Email' defaults: timeout: expected a number > 0 and "
             "<= 604800 (7 days), got -1",
         ]

@@ -438,6 +438,21 @@ class TestQueues:
         bad = client.post("/api/queues/a%20b/pause", headers={"X-CSRF-Token": csrf})
         assert bad.status_code == 400
 
+    def test_the_registry_shows_limits(self, tmp_path: Path) -> None:
+        """A job's concurrency and rate limit show on the registry page and in its API."""
+        data = config_data(tmp_path, jobs={"Recorder": {
+            "class": "sample_jobs:Recorder", "concurrency": {"limit": 2, "key": "tag"},
+            "rate_limit": "10/s"}})
+        data["dashboard"] = {"auth": False}
+        with JobKit(Config.from_dict(data), load_entrypoints=False) as limited, \
+                TestClient(create_app(limited), base_url="http://127.0.0.1") as client:
+            jobs = client.get("/api/registry").json()["jobs"]
+            [job] = [job for job in jobs if job["name"] == "Recorder"]
+            settings = {entry["key"]: entry["value"] for entry in job["settings"]}
+            assert settings["concurrency"] == {"limit": 2, "key": "tag"}
+            assert settings["rate_limit"] == {"limit": 10, "per": 1.0, "key": None}
+            assert client.get("/registry").status_code == 200
+
     def test_a_viewer_sees_the_queues_but_cannot_pause(self, client: TestClient,
                                                        app: JobKit) -> None:
         """The read-only role gets the table without buttons, and a 403 for a pause."""

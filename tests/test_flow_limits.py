@@ -128,3 +128,63 @@ class TestWhyWaiting:
             assert len(store.claim_from(app.flow(), "w2", 30.0, 1)) == 1
             reason = app.why_waiting(ids[3])
             assert reason.startswith("rate limit of job Limited (2/h): next start after "), reason
+
+
+class TestConfiguration:
+    @pytest.mark.parametrize(("entry", "error"), [
+        ({"rate_limit": "ten/s"}, 'jobs.Limited.rate_limit: expected a rate such as "10/s"'),
+        ({"rate_limit": "5/d"}, 'jobs.Limited.rate_limit: expected a rate such as "10/s"'),
+        ({"concurrency": 0}, "jobs.Limited.concurrency: expected an integer >= 1"),
+        ({"concurrency": True}, "jobs.Limited.concurrency: expected an integer >= 1"),
+        ({"concurrency": {"limit": 2, "per": "x"}},
+         "jobs.Limited.concurrency: unknown key(s) per (known: limit, key)"),
+        ({"concurrency": {"key": "customer_id"}}, "limit is missing"),
+        ({"concurrency": {"limit": 1, "key": "a-b"}},
+         "key: expected the name of a parameter of the job"),
+    ])
+    def test_a_bad_limit_names_the_file_line_and_key(self, tmp_path: Path,
+                                                     entry: dict[str, Any], error: str) -> None:
+        """Every malformed limit is a ConfigError at load, naming where it is."""
+        from jobkit.exceptions import ConfigError
+
+        config = write_config(tmp_path, jobs={"Limited": {"class": "sample_jobs:Limited",
+                                                          **entry}})
+        with pytest.raises(ConfigError) as info:
+            JobKit.from_config(str(config), load_entrypoints=False)
+        assert "jobs.yaml:" in str(info.value) and error in str(info.value), str(info.value)
+
+    def test_a_key_must_be_a_parameter_and_a_queue_limit_has_none(self, tmp_path: Path
+                                                                  ) -> None:
+        """`check` refuses a key no approved method takes; a queue's limit refuses a key."""
+        from jobkit.exceptions import ConfigError
+
+        config = write_config(tmp_path, jobs={"Limited": {
+            "class": "sample_jobs:Limited", "concurrency": {"limit": 1, "key": "customer"}}})
+        with JobKit.from_config(str(config), load_entrypoints=False) as app:
+            [problem] = app.check()
+        assert problem.startswith(f"{config}:") or problem.startswith("jobs.yaml:"), problem
+        assert ("jobs.Limited.concurrency.key: 'customer' is not a parameter of "
+                "Limited.work() (its parameters: seconds, customer_id, ledger)") in problem
+        config = write_config(tmp_path, queues={"mail": {"rate_limit": {"limit": "5/s",
+                                                                         "key": "to"}}})
+        with pytest.raises(ConfigError, match=r"queues\.mail\.rate_limit: a queue's limit takes"):
+            JobKit.from_config(str(config), load_entrypoints=False)
+
+    def test_the_environment_and_a_package_set_limits(self, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+        """Like any job setting: JOBKIT_JOBS__<NAME>__CONCURRENCY, a class's defaults."""
+        from jobkit.config import load_config
+        from jobkit.flow import Concurrency, Limit, RateLimit
+
+        config = write_config(tmp_path, jobs={"Limited": {"class": "sample_jobs:Limited"}},
+                              queues={"reports": {"concurrency": 3}})
+        loaded = load_config(str(config), environ={"JOBKIT_JOBS__LIMITED__CONCURRENCY": "4",
+                                                   "JOBKIT_JOBS__LIMITED__RATE_LIMIT": "9/m"})
+        with JobKit(loaded, load_entrypoints=False) as app:
+            settings = app.job_settings("Limited").settings
+            assert settings.concurrency == Concurrency(4)
+            assert settings.rate_limit == RateLimit(9, 60.0)
+            assert set(app.flow().limits) >= {
+                Limit("job", "Limited", "concurrency", 4),
+                Limit("job", "Limited", "rate", 9, 60.0),
+                Limit("queue", "reports", "concurrency", 3)}

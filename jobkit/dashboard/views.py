@@ -185,12 +185,13 @@ class Views(Gate):
         found = []
         for spec in sorted(self.app.registry, key=lambda spec: spec.name):
             resolved = self.app.job_settings(spec.name)
+            values = attrs.asdict(resolved.settings)  # a limit as a mapping, as in `jobkit jobs`
             found.append({
                 "name": spec.name,
                 "class": spec.import_path,
                 "methods": [describe(spec.cls, method) for method in spec.methods],
                 "settings": [
-                    {"key": key, "value": getattr(resolved.settings, key),
+                    {"key": key, "value": values[key],
                      "source": resolved.sources[key]}
                     for key in sorted(resolved.sources)
                 ],
