@@ -486,5 +486,21 @@ def log_event(event: JobEvent) -> None:
     """Write the event to the job log (and, for failures, the error log).
 
     This is jobkit's own listener of every job event (:class:`jobkit.events.EventDispatcher`).
+    An app that logs nothing (no sink, or jobkit's messages disabled, loguru's default for a
+    library) does not build the line: loguru would drop it at once (:func:`events_dropped`).
     """
-    write_event(event_line(event))
+    if not events_dropped():
+        write_event(event_line(event))
+
+
+def events_dropped() -> bool:
+    """Internal: whether loguru drops every line :func:`write_event` logs, as it stands.
+
+    True when loguru has no sink, or has decided already that this module's records are
+    disabled (``logger.disable("jobkit")``, the default until an app enables them). It reads
+    loguru's own state (pinned to 0.7, as :mod:`jobkit.logsinks`): the same checks, in the same
+    order, that loguru's ``_log`` makes before anything else, so no line that a sink would take
+    is skipped. A name loguru has not decided yet is not dropped here: loguru decides it.
+    """
+    core = EVENT_LOGGER._core  # type: ignore[attr-defined]
+    return not core.handlers or core.enabled.get(__name__) is False

@@ -20,7 +20,7 @@ import attrs
 from jobkit.delivery import DeliveryThread
 from jobkit.exceptions import ConfigError
 from jobkit.options import structure_options
-from jobkit.records import JobEvent
+from jobkit.records import EventKind, JobEvent
 
 if TYPE_CHECKING:
     from jobkit.config import Config
@@ -161,9 +161,18 @@ class NotificationDispatcher:
             DeliveryThread(f"jobkit-notify-{index}", partial(_notify, subscription))
             for index, subscription in enumerate(subscriptions)
         ]
+        #: The kinds of event some subscription wants, as members and as text (an event made
+        #: with a plain string), ``None`` when one wants all: the others are passed over at once
+        #: (most configurations want failures only, and every job is enqueued and started).
+        self.kinds: frozenset[str] | None = None
+        if all(sub.events is not None for sub in subscriptions):
+            texts = frozenset().union(*(sub.events or () for sub in subscriptions))
+            self.kinds = texts | {kind for kind in EventKind if str(kind) in texts}
 
     def __call__(self, event: JobEvent) -> None:
         """Queue the event for every interested notifier."""
+        if self.kinds is not None and event.kind not in self.kinds:
+            return
         for subscription, thread in zip(self.subscriptions, self.threads, strict=True):
             if subscription.wants(event):
                 thread.emit(event)

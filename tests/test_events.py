@@ -12,6 +12,7 @@ import pytest
 from conftest import make_config
 
 import jobkit
+import jobkit.notify
 from jobkit import EventKind, JobEvent, JobKit, hookimpl
 from jobkit.logs import EVENTS_FILE
 from jobkit.worker import run_until_empty
@@ -122,3 +123,40 @@ class TestNoHandMadeCalls:
             and isinstance(node.value, ast.Name) and "impl" in node.value.id
         ]
         assert direct == []
+
+
+class TestNotificationKinds:
+    """The notifications listener passes over the kinds of event no subscription wants."""
+
+    class Told(jobkit.notify.Notifier):
+        def notify(self, event: JobEvent) -> None:
+            self.options.append(str(event.kind))
+
+    def _told(self, *events: frozenset[str] | None) -> tuple[list[list[str]], Any]:
+        from jobkit.notify import NotificationDispatcher, Subscription
+
+        told: list[list[str]] = [[] for _ in events]
+        dispatcher = NotificationDispatcher(
+            [Subscription(self.Told(into), wanted, None)
+             for into, wanted in zip(told, events, strict=True)])
+        return told, dispatcher
+
+    def _send(self, dispatcher: Any, record: Any, *kinds: Any) -> None:
+        for kind in kinds:
+            dispatcher(JobEvent(kind, record))
+        assert all(thread.flush() for thread in dispatcher.threads)
+
+    def test_each_notifier_gets_the_kinds_it_wants(self, app: JobKit) -> None:
+        record = app.storage.get(app.run_background_job("Recorder", "record",
+                                                        {"ledger": "", "tag": "t"}))
+        told, dispatcher = self._told(frozenset({"failed"}), frozenset({"enqueued", "failed"}))
+        self._send(dispatcher, record, EventKind.ENQUEUED, EventKind.FAILED, "failed",
+                   EventKind.STARTED)
+        assert told == [["failed", "failed"], ["enqueued", "failed", "failed"]]
+
+    def test_one_that_wants_all_gets_all(self, app: JobKit) -> None:
+        record = app.storage.get(app.run_background_job("Recorder", "record",
+                                                        {"ledger": "", "tag": "t"}))
+        told, dispatcher = self._told(frozenset({"failed"}), None)
+        self._send(dispatcher, record, EventKind.ENQUEUED, "something-new")
+        assert told == [[], ["enqueued", "something-new"]]

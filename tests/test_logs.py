@@ -18,6 +18,7 @@ import yaml
 from conftest import config_data, jobkit_process, subprocess_env
 from loguru import logger
 
+import jobkit.logs
 from jobkit import Job, JobKit, JobStatus, hookimpl
 from jobkit.config import Config, LoggingSettings
 from jobkit.config_yaml import Invalid
@@ -853,3 +854,44 @@ def test_a_line_that_cannot_be_pickled_goes_as_text_with_its_batch() -> None:
     sent = pickle.loads(_pickled([good, bad]))
     assert [line.message for line in sent] == ["good", "bad"]
     assert sent[0].extra == {"job_id": "1"} and sent[1].extra["conn"].startswith("<function")
+
+
+class TestNothingBuiltForALineNoSinkTakes:
+    """An app that logs nothing builds no line per event; one that logs writes every line."""
+
+    def test_no_line_is_built_while_jobkit_is_disabled(
+        self, app: JobKit, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        built: list[JobEvent] = []
+        real = jobkit.logs.event_line
+
+        def counted(event: JobEvent) -> Any:
+            built.append(event)
+            return real(event)
+
+        monkeypatch.setattr(jobkit.logs, "event_line", counted)
+        logger.disable("jobkit")
+        app.run_background_job("Recorder", "record", {"ledger": "", "tag": "a"})  # loguru decides
+        app.run_background_job("Recorder", "record", {"ledger": "", "tag": "b"})
+        assert len(built) <= 1  # loguru's first decision is its own; after it, none is built
+        assert jobkit.logs.events_dropped()
+
+    def test_enabling_jobkit_again_writes_the_lines(self, logged: Logged) -> None:
+        logger.disable("jobkit")
+        first = logged.app.run_background_job("Probe", "explode", {"message": "m"})
+        logger.enable("jobkit")
+        assert not jobkit.logs.events_dropped()
+        second = logged.app.run_background_job("Probe", "explode", {"message": "m"})
+        text = logged.events()
+        assert not events_of(text, first)
+        assert [line["event"] for line in events_of(text, second)] == ["enqueued"]
+
+    def test_no_sink_drops_and_a_sink_takes(self, logged: Logged) -> None:
+        logger.enable("jobkit")
+        handlers = logger._core.handlers.copy()  # type: ignore[attr-defined]
+        logger._core.handlers = {}  # type: ignore[attr-defined]
+        try:
+            assert jobkit.logs.events_dropped()
+        finally:
+            logger._core.handlers = handlers  # type: ignore[attr-defined]
+        assert not jobkit.logs.events_dropped()

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from completed_records import CompletedRecords
@@ -64,6 +65,29 @@ class TestSQLiteStorage(StorageConformance, SpoiledRowConformance):
             return "priority"
 
         return spoil
+
+
+class TestEnqueuedRecordParams:
+    """The record enqueue gives back holds what a read of its row gives, in a mapping of its own."""
+
+    PARAMS = [
+        {"s": "t\u2028\u00e9", "i": 2**70, "f": 0.1, "e": 1e16, "z": -0.0, "b": True, "n": None},
+        {"nested": {"a": (1, 2)}, "t": (3,)},
+        {"sub": JobStatus.PENDING, "big": True},
+    ]
+
+    @pytest.mark.parametrize("params", PARAMS)
+    def test_as_a_read_gives(self, db_path: Path, params: dict[str, Any]) -> None:
+        clock = FakeClock()
+        with contextlib.closing(SQLiteStorage(db_path, clock=clock)) as store:
+            record = store.enqueue(new_job(store.now(), params=params))
+            read = store.get(record.id)
+            assert record == read
+            assert [type(v) for v in record.params.values()] == [
+                type(v) for v in read.params.values()]
+            assert record.params is not params
+            many = store.enqueue_many([new_job(store.now(), params=params)] * 2)
+            assert [r.params for r in many] == [read.params] * 2
 
 
 class TestSQLiteFile:

@@ -85,6 +85,24 @@ def _policy_json(policy: RetryPolicy) -> str:
     return to_json(attrs.asdict(policy), "the retry policy")
 
 
+#: The types whose values JSON gives back as they were, of the same type (allow_nan=False).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _decoded(load: Decode, text: str, params: Any) -> Any:
+    """What ``load(text)`` gives for ``text``, the JSON of ``params``, for less where it can.
+
+    Most params are a flat mapping of plain values: text keys, and values of exactly one of
+    the :data:`_PLAIN` types (no subclass, no container). Their JSON decodes to a mapping equal
+    to them, key for key and type for type, so a new ``dict`` of them is that decoding, a copy
+    (the caller's mapping is not shared). Anything else is decoded (``load is json.loads``).
+    """
+    if (load is json.loads and type(params) is dict
+            and all(type(k) is str and type(v) in _PLAIN for k, v in params.items())):
+        return dict(params)
+    return decode_json(load, text)
+
+
 def new_record(
     key: int,
     job: NewJob,
@@ -102,7 +120,7 @@ def new_record(
         id=str(key),
         name=job.name,
         method=job.method,
-        params=decode_json(load, params),  # a copy, as a read gives
+        params=_decoded(load, params, job.params),  # a copy, as a read gives
         status=JobStatus.PENDING,
         priority=job.priority,
         attempts=0,

@@ -157,8 +157,11 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
             for row in rows:
                 row["now"] = now
             if len(rows) == 1:
-                # fetchall: the statement runs to its end, and commits, in here
-                return [conn.execute(queries()["enqueue"], rows[0]).fetchall()[0][0]]
+                # a statement without result rows runs to its end, and commits, in execute;
+                # the cursor keeps the id it inserted (not the connection's, which may move on)
+                key = conn.execute(queries()["enqueue"], rows[0]).lastrowid
+                assert key is not None  # an INSERT that returned made its row
+                return [key]
             keys: builtins.list[int] = []
             for _, alike in itertools.groupby(rows, key=_alike):
                 batch = builtins.list(alike)

@@ -290,14 +290,14 @@ INSERT INTO jobkit_schema_version (version) VALUES (:version);
 
 
 -- name: enqueue
+-- one job, its own transaction; its id is the cursor's lastrowid (cheaper than RETURNING)
 INSERT INTO jobkit_jobs (
     name, method, params, params_masked, status, priority, attempts, max_attempts, max_crashes,
     policy, created_at, available_at, queue
 ) VALUES (
     :name, :method, :params, :params_masked, 'pending', :priority, 0, :max_attempts,
     :max_crashes, :policy, :now, coalesce(:available_at, :now), :queue
-)
-RETURNING id;
+);
 
 -- name: enqueue_batch
 -- jobs alike but for their params, none of them secret: :params is a JSON array of the params'
