@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
+import attrs
 import pluggy
 
 from jobkit.config import Config, JobSettings, ResolvedJob, load_config
@@ -47,6 +48,16 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+@attrs.frozen
+class Enqueued:
+    """What :meth:`JobKit.enqueue` did: the job's id, and whether it was stored now."""
+
+    id: str
+    #: ``False``: the job duplicated a stored one (``unique:``, an idempotency key), whose id
+    #: this is; nothing was stored.
+    new: bool
 
 
 def _status(status: JobStatus | str | None) -> JobStatus | None:
@@ -223,21 +234,21 @@ class JobKit(Host):
         """A limit ``key`` that is not a parameter of every approved method of ``spec``."""
         from jobkit.factory import signature_of
 
+        keyed = [(setting, "key", limit.key) for setting in ("concurrency", "rate_limit")
+                 if (limit := getattr(settings, setting)) is not None and limit.key is not None]
+        if settings.unique is not None:
+            keyed += [("unique", "keys", key) for key in settings.unique.keys]
         found = []
-        for setting in ("concurrency", "rate_limit"):
-            limit = getattr(settings, setting)
-            if limit is None or limit.key is None:
-                continue
+        for setting, field, key in keyed:
             for method in spec.methods:
                 signature = signature_of(spec.cls, method)
-                if limit.key in signature.names or signature.accepts_any_keyword:
+                if key in signature.names or signature.accepts_any_keyword:
                     continue
                 names = ", ".join(signature.names) or "none"
                 found.append(
-                    f"{self.config.job_line(spec.name)}: jobs.{spec.name}.{setting}.key: "
-                    f"{limit.key!r} is not a parameter of {spec.name}.{method}() (its "
-                    f"parameters: {names}); a limit's key must be a parameter of every "
-                    "approved method")
+                    f"{self.config.job_line(spec.name)}: jobs.{spec.name}.{setting}.{field}: "
+                    f"{key!r} is not a parameter of {spec.name}.{method}() (its parameters: "
+                    f"{names}); a {setting} key must be a parameter of every approved method")
         return found
 
     def flow(self, queues: Sequence[str] | None = None) -> Flow:
@@ -279,6 +290,7 @@ class JobKit(Host):
         retry_delay: float | None = None,
         timeout: float | None = None,
         queue: str | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Validate and store a job; return its id. Nothing is stored when validation fails.
 
@@ -286,12 +298,54 @@ class JobKit(Host):
         first. ``delay`` is seconds or a ``timedelta``. ``retry_attempts``, ``retry_delay`` and
         ``timeout`` override the job's configuration for this one job, and ``queue`` its queue
         (the job's ``queue`` setting, ``default`` unless configured).
+
+        A job configured ``unique:``, or a call with an ``idempotency_key``, is not stored when
+        it duplicates a job of the store: the id returned is that job's (see :meth:`enqueue`).
         """
-        options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue)
+        options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue,
+                              idempotency_key)
+        return self._enqueue_one(name, method, params, options).id
+
+    @shielded_call
+    def enqueue(
+        self,
+        name: str,
+        method: str = "handle",
+        params: Params = None,
+        *,
+        priority: int | None = None,
+        delay: float | timedelta = 0,
+        retry_attempts: int | None = None,
+        retry_delay: float | None = None,
+        timeout: float | None = None,
+        queue: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Enqueued:
+        """:meth:`run_background_job` that says whether the job was stored.
+
+        ``Enqueued(id, new)``: ``new`` is ``False`` when the job duplicated a stored one (its
+        ``unique:`` keys, or the ``idempotency_key``), whose id it returns; nothing was stored.
+        """
+        options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue,
+                              idempotency_key)
+        return self._enqueue_one(name, method, params, options)
+
+    def _enqueue_one(self, name: str, method: str, params: Params,
+                     options: CallOptions) -> Enqueued:
+        """Check, store and announce one job (a unique one only when it is new)."""
         (job,) = self._new_jobs(name, method, [params], options)
+        if job.unique_key is not None:
+            return self._store_unique([job])[0]
         record = self.storage.enqueue(job)
         self.emit(EventKind.ENQUEUED, record)
-        return record.id
+        return Enqueued(record.id, True)
+
+    def _store_unique(self, jobs: list[NewJob]) -> list[Enqueued]:
+        """Store jobs of which some are unique; announce the ones stored."""
+        found = flow_store(self.storage, "enqueue a unique job").enqueue_unique(jobs)
+        self.events.emit_all(job_event(EventKind.ENQUEUED, record)
+                             for record, new in found if new)
+        return [Enqueued(record.id, new) for record, new in found]
 
     @shielded_call
     def enqueue_many(
@@ -309,8 +363,9 @@ class JobKit(Host):
     ) -> list[str]:
         """Validate and store one job per params of ``params_list``, all or nothing; their ids.
 
-        The jobs are all of one method, with the same options as :meth:`run_background_job`;
-        their ids come back in order.
+        The jobs are all of one method, with the same options as :meth:`run_background_job`
+        but ``idempotency_key``; their ids come back in order (a job configured ``unique:``
+        that duplicates a stored one, or an earlier one of the list, gets that job's id).
 
         All or nothing: every params is validated before any is stored (an error names the
         index of the params at fault), and SQLite and PostgreSQL store them in one transaction,
@@ -318,6 +373,8 @@ class JobKit(Host):
         """
         options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue)
         jobs = self._new_jobs(name, method, list(params_list), options)
+        if any(job.unique_key is not None for job in jobs):
+            return [enqueued.id for enqueued in self._store_unique(jobs)]
         records = self.storage.enqueue_many(jobs) if jobs else []
         self.events.emit_all(job_event(EventKind.ENQUEUED, record) for record in records)
         return [record.id for record in records]

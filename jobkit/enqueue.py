@@ -11,6 +11,7 @@ set; the app only stores them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -53,6 +54,9 @@ class CallOptions:
     timeout: float | None = None
     #: The queue of these jobs; ``None``: their job's ``queue`` setting.
     queue: str | None = None
+    #: The caller's key for this job: a second call with the same key (for the same job)
+    #: stores nothing and gets the first job's id.
+    idempotency_key: str | None = None
 
     def overrides(self) -> Mapping[str, Any]:
         """The job settings this call overrides (``None``: not given)."""
@@ -89,6 +93,36 @@ def call_queue(queue: object) -> str:
         raise ConfigError(errors=[str(exc)]) from None
 
 
+#: The longest idempotency key a call may give, in characters.
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def unique_of(name: str, method: str, params: dict[str, Any], settings: JobSettings,
+              idempotency_key: str | None) -> tuple[str | None, float | None]:
+    """A job's ``unique_key`` and ``unique_for``: from the call's key, else its ``unique:``.
+
+    The call's idempotency key holds for the job's ``unique.period``, else a day; a job's
+    ``unique.keys`` make a key of the job, method and those params' values, held while it is
+    waiting or running (and for ``period`` seconds, with one).
+    """
+    from jobkit.flow import IDEMPOTENCY_PERIOD
+
+    unique = settings.unique
+    if idempotency_key is not None:
+        if (not isinstance(idempotency_key, str) or not idempotency_key
+                or len(idempotency_key) > MAX_IDEMPOTENCY_KEY):
+            raise ConfigError(errors=[
+                f"call: idempotency_key: expected a non-empty string of at most "
+                f"{MAX_IDEMPOTENCY_KEY} characters, got {idempotency_key!r}"])
+        period = unique.period if unique is not None and unique.period else IDEMPOTENCY_PERIOD
+        return f"{name}:key:{idempotency_key}", period
+    if unique is None:
+        return None, None
+    values = _ENCODE([params.get(key) for key in unique.keys])
+    digest = hashlib.sha256(values.encode("utf-8")).hexdigest()[:40]
+    return f"{name}.{method}:{digest}", unique.period
+
+
 def new_jobs(
     factory: Factory,
     name: str,
@@ -119,6 +153,8 @@ def new_jobs(
     seconds = delay_seconds(options.delay)
     settings, policy = settings_of(spec, options.overrides())
     queue = settings.queue if options.queue is None else call_queue(options.queue)
+    unique = [unique_of(spec.name, method, by_name, settings, options.idempotency_key)
+              for by_name in checked]
     encoded = [_ENCODE(by_name) for by_name in checked]
     most = settings.max_params_bytes
     for index, text in enumerate(encoded):
@@ -139,8 +175,10 @@ def new_jobs(
             available_at=available_at,
             params_json=text,
             queue=queue,
+            unique_key=unique_key,
+            unique_for=unique_for,
         )
-        for by_name, text in zip(checked, encoded, strict=True)
+        for by_name, text, (unique_key, unique_for) in zip(checked, encoded, unique, strict=True)
     ]
 
 

@@ -26,10 +26,12 @@ __all__ = [
     "Limit",
     "QueueState",
     "RateLimit",
+    "Unique",
     "check_queue_name",
     "held_by",
     "parse_concurrency",
     "parse_rate_limit",
+    "parse_unique",
     "why_waiting",
 ]
 
@@ -148,6 +150,49 @@ def parse_rate_limit(value: object) -> RateLimit:
         raise ValueError(f'expected a rate such as "10/s", "100/m" or "5000/h" (at most '
                          f'{MOST:,}), or {{limit: "100/m", key: PARAM}}, got {value!r}')
     return RateLimit(int(found.group(1)), PER[found.group(2)], key)
+
+
+#: The longest ``unique.period``, in seconds (a year).
+MOST_PERIOD = 365 * 24 * 3600.0
+#: How long a call's ``idempotency_key`` holds when its job sets no ``unique.period``: a day.
+IDEMPOTENCY_PERIOD = 24 * 3600.0
+
+
+@attrs.frozen
+class Unique:
+    """``unique:`` of a job: two of its jobs with the same values of ``keys`` are the same job.
+
+    A second one is not stored while the first is pending, retrying or running, nor, with a
+    ``period``, for that many seconds after the first was enqueued, whatever became of it.
+    """
+
+    keys: tuple[str, ...]
+    period: float | None = None
+
+    def __str__(self) -> str:
+        period = f" for {self.period:g} s" if self.period is not None else ""
+        return f"by {', '.join(self.keys)}{period}"
+
+
+def parse_unique(value: object) -> Unique:
+    """``{keys: [to, template], period: 300}`` as a :class:`Unique`; ValueError otherwise."""
+    if isinstance(value, Unique):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"expected {{keys: [PARAM, ...], period: SECONDS}}, got {value!r}")
+    unknown = sorted(set(map(str, value)) - {"keys", "period"})
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)} (known: keys, period)")
+    keys = value.get("keys")
+    if (not isinstance(keys, list) or not keys
+            or not all(isinstance(key, str) and _KEY.fullmatch(key) for key in keys)):
+        raise ValueError(f"keys: expected a list of the job's parameter names, got {keys!r}")
+    period = value.get("period")
+    if period is not None and (isinstance(period, bool) or not isinstance(period, (int, float))
+                               or not 0 < period <= MOST_PERIOD):
+        raise ValueError(f"period: expected seconds > 0 and <= {MOST_PERIOD:g}, or null, "
+                         f"got {period!r}")
+    return Unique(tuple(dict.fromkeys(keys)), None if period is None else float(period))
 
 
 @attrs.frozen

@@ -134,6 +134,11 @@ class NewJob:
     #: The queue it waits in (``queue:`` of its job, or the call's ``queue=``); workers take jobs
     #: from the queues they are given, and a paused queue is not claimed from.
     queue: str = DEFAULT_QUEUE
+    #: What makes two jobs the same (``unique:`` of its job, or the call's idempotency key): a
+    #: job with the same key that is pending, retrying or running, or was enqueued less than
+    #: ``unique_for`` seconds ago, is returned instead of storing this one. None: not unique.
+    unique_key: str | None = None
+    unique_for: float | None = None
 
 
 @attrs.frozen
@@ -171,6 +176,8 @@ class JobRecord:
     unreadable: dict[str, str] = attrs.field(factory=dict)
     #: The queue the job waits in (``default`` unless its job or call named one).
     queue: str = DEFAULT_QUEUE
+    #: What makes two jobs the same (see ``NewJob.unique_key``); None for a job that is not unique.
+    unique_key: str | None = None
 
 
 @attrs.frozen

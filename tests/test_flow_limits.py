@@ -188,3 +188,69 @@ class TestConfiguration:
                 Limit("job", "Limited", "concurrency", 4),
                 Limit("job", "Limited", "rate", 9, 60.0),
                 Limit("queue", "reports", "concurrency", 3)}
+
+
+class TestUnique:
+    def test_eight_processes_enqueueing_the_same_job_make_one(
+        self, tmp_path: Path, store_config: dict[str, Any]
+    ) -> None:
+        """8 processes x 50 identical enqueues of a ``unique:`` job make one job.
+
+        Every call gets its id, and exactly one call says it was new."""
+        import multiprocessing
+
+        from unique_race import enqueue_same
+
+        jobs = {"Limited": {"class": "sample_jobs:Limited",
+                            "unique": {"keys": ["customer_id"]}}}
+        config = str(write_config(tmp_path, **store_config, jobs=jobs))
+        context = multiprocessing.get_context("spawn")
+        with context.Manager() as manager:
+            barrier = manager.Barrier(8)
+            with context.Pool(8) as pool:
+                results = pool.starmap(enqueue_same, [(config, 50, barrier)] * 8)
+        calls = [call for result in results for call in result]
+        assert len(calls) == 400
+        assert len({job_id for job_id, _ in calls}) == 1
+        assert sum(new for _, new in calls) == 1
+        with JobKit.from_config(config, load_entrypoints=False) as app:
+            assert app.storage.count() == 1
+
+    def test_keys_period_and_idempotency(self, tmp_path: Path) -> None:
+        """Unique keys and idempotency keys store one job; a duplicate is not announced.
+
+        ``unique.keys`` pick the params that matter, a call's idempotency key holds for its
+        job, and enqueue_many keeps the rule."""
+        from jobkit import hookimpl
+
+        seen: list[str] = []
+
+        class Listener:
+            @hookimpl
+            def jobkit_job_event(self, event: Any) -> None:
+                seen.append(event.job.id)
+
+        jobs = {"Limited": {"class": "sample_jobs:Limited",
+                            "unique": {"keys": ["customer_id"], "period": 60}}}
+        with JobKit.from_config(str(write_config(tmp_path, jobs=jobs)),
+                                load_entrypoints=False) as app:
+            app.pm.register(Listener())
+            first = app.enqueue("Limited", "work", {"seconds": 0, "customer_id": 1})
+            again = app.enqueue("Limited", "work", {"seconds": 5, "customer_id": 1})
+            other = app.enqueue("Limited", "work", {"seconds": 0, "customer_id": 2})
+            assert (first.new, again, other.new) == (True, type(first)(first.id, False), True)
+            assert app.enqueue_many("Limited", "work", [
+                {"seconds": 0, "customer_id": 3}, {"seconds": 1, "customer_id": 3},
+                {"seconds": 0, "customer_id": 1}]) == [
+                    str(int(other.id) + 1), str(int(other.id) + 1), first.id]
+            keyed = app.run_background_job("Limited", "work", {"seconds": 0, "customer_id": 9},
+                                           idempotency_key="order-77")
+            assert app.run_background_job("Limited", "work", {"seconds": 1, "customer_id": 8},
+                                          idempotency_key="order-77") == keyed
+            app.events.flush()
+            assert sorted(seen, key=int) == [first.id, other.id, str(int(other.id) + 1), keyed]
+            assert app.get_job(keyed).unique_key == "Limited:key:order-77"
+            for bad in ("", "x" * 201):
+                with pytest.raises(Exception, match="idempotency_key: expected a non-empty"):
+                    app.run_background_job("Limited", "work", {"seconds": 0},
+                                           idempotency_key=bad)

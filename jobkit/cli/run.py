@@ -79,6 +79,9 @@ def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] |
 @click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds to wait.")
 @click.option("--retry-attempts", type=click.IntRange(min=0), help="Override the job's retries.")
 @click.option("--queue", metavar="NAME", help="The queue to wait in (default: the job's queue).")
+@click.option("--idempotency-key", metavar="KEY",
+              help="Store nothing when a job of this name was enqueued with KEY (in the last day,"
+              " or the job's unique.period, or while it waits or runs); print its id.")
 @click.option("--wait", is_flag=True, help="Wait for the job to finish; print result or error.")
 @json_option("Print {id} (with --wait: {id, status, result, error}) as JSON.")
 @app_command
@@ -92,6 +95,7 @@ def run(
     delay: float,
     retry_attempts: int | None,
     queue: str | None,
+    idempotency_key: str | None,
     wait: bool,
     as_json: bool,
 ) -> None:
@@ -107,6 +111,7 @@ def run(
         delay=delay,
         retry_attempts=retry_attempts,
         queue=queue,
+        idempotency_key=idempotency_key,
     )
     if not wait:
         click.echo(json.dumps({"id": job_id}) if as_json else job_id)

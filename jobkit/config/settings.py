@@ -33,8 +33,10 @@ from jobkit.flow import (
     QUEUE_NAME,
     Concurrency,
     RateLimit,
+    Unique,
     parse_concurrency,
     parse_rate_limit,
+    parse_unique,
 )
 from jobkit.records import DEFAULT_QUEUE, EventKind, RetryPolicy
 
@@ -73,6 +75,8 @@ def _limit_rule(parse: Any) -> Any:
 #: ``concurrency:`` and ``rate_limit:`` of a job or a queue.
 CONCURRENCY_RULE = _limit_rule(parse_concurrency)
 RATE_LIMIT_RULE = _limit_rule(parse_rate_limit)
+#: ``unique:`` of a job.
+UNIQUE_RULE = _limit_rule(parse_unique)
 #: A queue name's rule (jobkit.flow.QUEUE_NAME).
 QUEUE_RULE = text("a queue name (a letter or digit, then letters, digits, '_', '-' or '.', at "
                   "most 64 characters)", pattern=QUEUE_NAME)
@@ -111,6 +115,8 @@ class JobSettings:
     concurrency: Concurrency | None = setting(None, CONCURRENCY_RULE)
     #: At most this many of its jobs start in any window of the rate's unit; None: no limit.
     rate_limit: RateLimit | None = setting(None, RATE_LIMIT_RULE)
+    #: Which parameters make two of its jobs the same: a duplicate enqueue stores nothing.
+    unique: Unique | None = setting(None, UNIQUE_RULE)
 
     @property
     def max_attempts(self) -> int:
@@ -249,6 +255,7 @@ class JobEntry:
     queue: str | None = unset_or(JOB_RULES["queue"])
     concurrency: Concurrency | None = unset_or(JOB_RULES["concurrency"])
     rate_limit: RateLimit | None = unset_or(JOB_RULES["rate_limit"])
+    unique: Unique | None = unset_or(JOB_RULES["unique"])
     #: The job settings this entry sets, nulls included (``timeout: null`` clears a timeout).
     set_fields: frozenset[str] = attrs.field(
         default=attrs.Factory(_settings_given, takes_self=True)

@@ -55,6 +55,13 @@ def check_claim(worker_id: str, lease_seconds: float, limit: int = 1) -> None:
         raise ValueError(f"a claim takes at least 1 job, got limit={limit!r}")
 
 
+def check_new_jobs(jobs: builtins.list[NewJob], what: str) -> None:
+    """``TypeError`` naming the first item of ``jobs`` that is not a :class:`NewJob`."""
+    for position, job in enumerate(jobs):
+        if not isinstance(job, NewJob):
+            raise TypeError(f"{what} takes NewJobs; item {position} is a {type(job).__name__}")
+
+
 def _check_job_id(job_id: str) -> None:
     if not isinstance(job_id, str):
         raise TypeError(f"a job id is a str, got {type(job_id).__name__}: {job_id!r}")
@@ -95,10 +102,7 @@ class Storage(abc.ABC):
 
     def enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
         """Store validated jobs as ``pending``, in order, all or nothing; their records."""
-        for position, job in enumerate(jobs):
-            if not isinstance(job, NewJob):
-                raise TypeError(f"enqueue_many takes NewJobs; item {position} is a "
-                                f"{type(job).__name__}")
+        check_new_jobs(jobs, "enqueue_many")
         return self._enqueue_many(builtins.list(jobs)) if jobs else []
 
     def cancel(self, job_id: str) -> JobRecord | None:

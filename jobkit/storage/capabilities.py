@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from jobkit.records import WAITING_STATUSES, JobLogLine, JobRecord, Lease, WorkerInfo
+from jobkit.records import WAITING_STATUSES, JobLogLine, JobRecord, Lease, NewJob, WorkerInfo
 
 if TYPE_CHECKING:
     from jobkit.flow import Flow, Limit, QueueState
@@ -200,6 +200,17 @@ class ControlsFlow(abc.ABC):
 
         As :meth:`~jobkit.storage.base.Storage.claim` does one job: each becomes ``running``
         under a lease of ``lease_seconds`` with its attempt opened.
+        """
+
+    @abc.abstractmethod
+    def enqueue_unique(self, jobs: list[NewJob]) -> list[tuple[JobRecord, bool]]:
+        """Store each job unless a job of its ``unique_key`` makes it a duplicate.
+
+        In order, atomically against every other enqueue of the same key: each job's record
+        and whether it was stored. A duplicate is a job of the same key that is pending,
+        retrying or running, or was enqueued less than the new job's ``unique_for`` seconds
+        ago; its record is returned and nothing is stored. A job without a key is stored.
+        The store's plain ``enqueue`` and ``enqueue_many`` keep the same rule.
         """
 
     @abc.abstractmethod

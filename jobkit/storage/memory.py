@@ -31,7 +31,7 @@ from jobkit.records import (
     utcnow,
 )
 from jobkit.storage import capabilities
-from jobkit.storage.base import Clock, Storage, check_claim
+from jobkit.storage.base import Clock, Storage, check_claim, check_new_jobs
 from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.memory_keeps import MemoryKeeps
 from jobkit.storage.memory_rows import Row
@@ -40,6 +40,8 @@ from jobkit.storage.sql import to_json
 
 T = TypeVar("T")
 
+#: The statuses in which a job holds its unique key whatever its age.
+ACTIVE = frozenset({JobStatus.PENDING, JobStatus.RETRYING, JobStatus.RUNNING})
 #: The outcomes :meth:`MemoryStorage.queue_states` counts as done (as the SQL stores do).
 ENDED = frozenset({AttemptOutcome.SUCCEEDED, AttemptOutcome.FAILED, AttemptOutcome.TIMEOUT})
 
@@ -133,7 +135,16 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
     # -- writes of the app ---------------------------------------------------------------------
 
     def _enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
-        """Store the jobs at once (all or nothing), in order; their records."""
+        """Store the jobs at once (all or nothing), in order; their records.
+
+        A job with a ``unique_key`` that a stored job holds is not stored: its record is that
+        job's (see :meth:`enqueue_unique`).
+        """
+        return [record for record, _ in self.enqueue_unique(jobs)]
+
+    def enqueue_unique(self, jobs: builtins.list[NewJob]) -> builtins.list[tuple[JobRecord, bool]]:
+        """Store each job unless a job of its ``unique_key`` makes it a duplicate (``flow``)."""
+        check_new_jobs(jobs, "enqueue_unique")
         encoded = [
             (
                 job,
@@ -143,9 +154,13 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
             for job in jobs
         ]
 
-        def work() -> builtins.list[JobRecord]:
-            records = []
+        def work() -> builtins.list[tuple[JobRecord, bool]]:
+            found = []
             for job, params, policy in encoded:
+                holder = None if job.unique_key is None else self._unique_holder(job)
+                if holder is not None:
+                    found.append((holder.record(), False))
+                    continue
                 row = Row(
                     id=next(self._ids),
                     name=job.name,
@@ -160,14 +175,22 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
                     created_at=self.now(),
                     available_at=(job.available_at or self.now()).astimezone(timezone.utc),
                     queue=job.queue,
+                    unique_key=job.unique_key,
                 )
                 self._jobs[row.id] = row
                 self._attempts[row.id] = []
-                records.append(row.record())
-            return records
+                found.append((row.record(), True))
+            return found
 
         what = f"enqueue job {jobs[0].name!r}" if len(jobs) == 1 else f"enqueue {len(jobs)} jobs"
         return self._locked(what, work)
+
+    def _unique_holder(self, job: NewJob) -> Row | None:
+        """The stored job that makes ``job`` a duplicate, the newest (under the lock)."""
+        since = None if job.unique_for is None else self.now() - timedelta(seconds=job.unique_for)
+        holders = [row for row in self._jobs.values() if row.unique_key == job.unique_key and (
+            row.status in ACTIVE or (since is not None and row.created_at > since))]
+        return max(holders, key=lambda row: (row.created_at, row.id), default=None)
 
     def _cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""

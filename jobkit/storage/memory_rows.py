@@ -40,6 +40,7 @@ class Row:
     crashes: int = 0
     max_crashes: int = 3
     queue: str = DEFAULT_QUEUE
+    unique_key: str | None = None
 
     def record(self) -> JobRecord:
         """A fresh public record of this row: its fields, the JSON texts decoded."""

@@ -135,6 +135,8 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
 
     def _enqueue(self, job: NewJob) -> JobRecord:
         """Store a validated job as ``pending`` and return its record with the new id."""
+        if job.unique_key is not None:
+            return self.enqueue_unique([job])[0][0]
         params = self._new_job(job)
 
         def work(cur: psycopg.Cursor[Any]) -> JobRecord:
@@ -147,6 +149,8 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
         """Store the jobs in one pipelined transaction (all or nothing); their records, in order."""
         if not jobs:
             return []
+        if any(job.unique_key is not None for job in jobs):
+            return [record for record, _ in self.enqueue_unique(jobs)]
         rows = [self._new_job(job) for job in jobs]
 
         def work(cur: psycopg.Cursor[Any]) -> builtins.list[JobRecord]:
@@ -161,6 +165,19 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
             return [_inserted(*new) for new in zip(jobs, rows, stored, strict=True)]
 
         return self._transaction(f"enqueue {len(jobs)} jobs", work)
+
+    def _unique_holder_in(self, cur: psycopg.Cursor[Any], job: NewJob,
+                          now: Any) -> JobRecord | None:
+        """See :meth:`SQLStorage._unique_holder_in`: under an advisory lock of the key."""
+        cur.execute(queries()["lock_unique"], {"unique_key": job.unique_key})
+        row = self._one(cur, "unique_holder", {
+            "unique_key": job.unique_key, "within": job.unique_for, "now": now})
+        return None if row is None else job_of_row(row)
+
+    def _insert_in(self, cur: psycopg.Cursor[Any], job: NewJob, row: dict[str, Any],
+                   now: Any) -> JobRecord:
+        """See :meth:`SQLStorage._insert_in`."""
+        return _inserted(job, row, self._one(cur, "enqueue", {**row, "now": now}))
 
     def _cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""

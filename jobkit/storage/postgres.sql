@@ -186,6 +186,16 @@ CREATE TABLE IF NOT EXISTS jobkit_flow_starts (
 CREATE INDEX IF NOT EXISTS jobkit_flow_starts_key
     ON jobkit_flow_starts (limit_key COLLATE "C", started_at);
 
+-- unique jobs: at most one job of a key pending, retrying or running (the index enforces it);
+-- one enqueued within the key's period is found through the second
+ALTER TABLE jobkit_jobs ADD COLUMN IF NOT EXISTS unique_key text;
+
+CREATE UNIQUE INDEX IF NOT EXISTS jobkit_jobs_unique_active ON jobkit_jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND status IN ('pending', 'retrying', 'running');
+
+CREATE INDEX IF NOT EXISTS jobkit_jobs_unique ON jobkit_jobs (unique_key, created_at)
+    WHERE unique_key IS NOT NULL;
+
 -- name: validate_checks
 -- migration_7's CHECKs, once no row breaks them
 ALTER TABLE jobkit_jobs
@@ -245,11 +255,11 @@ SELECT now();
 -- name: enqueue
 INSERT INTO jobkit_jobs (
     name, method, params, params_masked, status, priority, attempts, max_attempts, max_crashes,
-    policy, created_at, available_at, queue
+    policy, created_at, available_at, queue, unique_key
 ) VALUES (
     %(name)s, %(method)s, %(params)s::json, %(params_masked)s, 'pending', %(priority)s, 0,
     %(max_attempts)s, %(max_crashes)s, %(policy)s::json, coalesce(%(now)s, now()),
-    coalesce(%(available_at)s, %(now)s, now()), %(queue)s
+    coalesce(%(available_at)s, %(now)s, now()), %(queue)s, %(unique_key)s
 )
 -- the rest of the new record is known (jobkit.storage.postgres._inserted)
 RETURNING id, created_at, available_at;
@@ -565,3 +575,18 @@ WHERE limit_key COLLATE "C" >= %(low)s AND limit_key COLLATE "C" < %(high)s
 
 -- name: add_flow_start
 INSERT INTO jobkit_flow_starts (limit_key, started_at) VALUES (%(limit_key)s, %(now)s);
+
+-- name: lock_unique
+-- enqueues of one unique key, one at a time (released at commit)
+SELECT pg_advisory_xact_lock(hashtextextended(%(unique_key)s, 1));
+
+-- name: unique_holder
+-- the job that makes a new one with unique_key a duplicate: pending, retrying or running, or
+-- enqueued less than `within` seconds ago (null: only the first three)
+SELECT * FROM jobkit_jobs
+WHERE unique_key = %(unique_key)s
+  AND (status IN ('pending', 'retrying', 'running')
+       OR (%(within)s::float8 IS NOT NULL
+           AND created_at > coalesce(%(now)s, now()) - make_interval(secs => %(within)s)))
+ORDER BY created_at DESC, id DESC
+LIMIT 1;

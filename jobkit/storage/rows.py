@@ -216,6 +216,7 @@ def record_from_row(row: Row, time: Decode, load: Decode) -> JobRecord:
             crashes=row["crashes"],
             max_crashes=row["max_crashes"],
             queue=row["queue"],
+            unique_key=row["unique_key"],
         )
     except _DECODE_ERRORS:
         return _read_carefully(row, time, load)
@@ -234,6 +235,7 @@ def _well_typed(record: JobRecord) -> bool:
         and type(record.max_crashes) is int
         and type(record.name) is str and type(record.method) is str
         and type(record.queue) is str
+        and (record.unique_key is None or type(record.unique_key) is str)
         and (record.error is None or type(record.error) is str)
         and (record.worker_id is None or type(record.worker_id) is str)
         and (record.progress_message is None or type(record.progress_message) is str)
@@ -268,6 +270,7 @@ def _read_carefully(row: Row, time: Decode, load: Decode) -> JobRecord:
         crashes=read.integer("crashes"),
         max_crashes=read.integer("max_crashes", 3),
         queue=read.text("queue", DEFAULT_QUEUE),
+        unique_key=read.optional_text("unique_key"),
     )
     return attrs.evolve(record, unreadable=read.unreadable) if read.unreadable else record
 

@@ -34,7 +34,7 @@ from jobkit.records import (
     decode_json,
     utcnow,
 )
-from jobkit.storage.base import Clock, Storage, check_claim
+from jobkit.storage.base import Clock, Storage, check_claim, check_new_jobs
 from jobkit.storage.capabilities import ClaimsInBatches, KeepsProgress, KeepsSessions
 from jobkit.storage.rows import (
     Claimed,
@@ -139,6 +139,7 @@ def new_record(
         crashes=0,
         max_crashes=job.max_crashes,
         queue=job.queue,
+        unique_key=job.unique_key,
     )
 
 
@@ -366,6 +367,38 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
     def _fenced_update(self, operation: str, name: str, lease: Lease, **params: Any) -> bool:
         """Run the fenced update ``name``; whether the lease still owned the job."""
 
+    def enqueue_unique(self, jobs: list[NewJob]) -> list[tuple[JobRecord, bool]]:
+        """Store each job unless a job of its ``unique_key`` makes it a duplicate (``flow``).
+
+        In order, in one transaction: each job's record and whether it was stored (``False``:
+        the record is the job that holds its key; a duplicate of an earlier job of the same
+        call gets that job).
+        """
+        check_new_jobs(jobs, "enqueue_unique")
+        rows = [self._new_job(job) for job in jobs]
+
+        def work(db: Any) -> list[tuple[JobRecord, bool]]:
+            now = self._now_bound()
+            found: list[tuple[JobRecord, bool]] = []
+            for job, row in zip(jobs, rows, strict=True):
+                if job.unique_key is not None:
+                    holder = self._unique_holder_in(db, job, now)
+                    if holder is not None:
+                        found.append((holder, False))
+                        continue
+                found.append((self._insert_in(db, job, row, now), True))
+            return found
+
+        return self._transaction(f"enqueue {len(jobs)} unique job(s)", work)
+
+    @abc.abstractmethod
+    def _unique_holder_in(self, db: Any, job: NewJob, now: Any) -> JobRecord | None:
+        """The job that makes ``job`` a duplicate, if any (the backend locks its key first)."""
+
+    @abc.abstractmethod
+    def _insert_in(self, db: Any, job: NewJob, row: dict[str, Any], now: Any) -> JobRecord:
+        """Insert one job (``row``: its ``enqueue`` parameters) inside the caller's transaction."""
+
     def _available_at(self, job: NewJob) -> Any:
         """A new job's ``available_at`` as bound.
 
@@ -392,6 +425,7 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
             "policy": _policy_json(job.policy),
             "available_at": self._available_at(job),
             "queue": job.queue,
+            "unique_key": job.unique_key,
         }
 
     # -- dashboard sessions and waiting jobs ---------------------------------------------

@@ -139,11 +139,30 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
 
     def _enqueue(self, job: NewJob) -> JobRecord:
         """Store a validated job as ``pending`` and return its record with the new id."""
+        if job.unique_key is not None:
+            return self.enqueue_unique([job])[0][0]
         return self._insert([job], f"enqueue job {job.name!r}")[0]
 
     def _enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
         """Store the jobs in one transaction (all or nothing), in order; their records."""
+        if any(job.unique_key is not None for job in jobs):
+            return [record for record, _ in self.enqueue_unique(jobs)]
         return self._insert(jobs, f"enqueue {len(jobs)} jobs") if jobs else []
+
+    def _unique_holder_in(self, conn: sqlite3.Connection, job: NewJob,
+                          now: Any) -> JobRecord | None:
+        """See :meth:`SQLStorage._unique_holder_in` (``BEGIN IMMEDIATE`` is the lock)."""
+        row = conn.execute(queries()["unique_holder"], {
+            "unique_key": job.unique_key, "within": job.unique_for, "now": now}).fetchone()
+        return None if row is None else job_of_row(row)
+
+    def _insert_in(self, conn: sqlite3.Connection, job: NewJob, row: dict[str, Any],
+                   now: Any) -> JobRecord:
+        """See :meth:`SQLStorage._insert_in`."""
+        key = conn.execute(queries()["enqueue"], {**row, "now": now}).lastrowid
+        assert key is not None  # an INSERT that returned made its row
+        available = now if row["available_at"] is None else row["available_at"]
+        return new_record(key, job, row["params"], stamp(now), stamp(available), json.loads)
 
     def _insert(self, jobs: builtins.list[NewJob], operation: str) -> builtins.list[JobRecord]:
         """Insert ``jobs`` and build their records from what was inserted.

@@ -221,6 +221,17 @@ CREATE TABLE IF NOT EXISTS jobkit_flow_starts (
 
 CREATE INDEX IF NOT EXISTS jobkit_flow_starts_key ON jobkit_flow_starts (limit_key, started_at);
 
+-- unique jobs: at most one job of a key pending, retrying or running (the index enforces it);
+-- one enqueued within the key's period is found through the second
+ALTER TABLE jobkit_jobs ADD COLUMN unique_key TEXT
+    CHECK (unique_key IS NULL OR typeof(unique_key) = 'text');
+
+CREATE UNIQUE INDEX IF NOT EXISTS jobkit_jobs_unique_active ON jobkit_jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND status IN ('pending', 'retrying', 'running');
+
+CREATE INDEX IF NOT EXISTS jobkit_jobs_unique ON jobkit_jobs (unique_key, created_at)
+    WHERE unique_key IS NOT NULL;
+
 -- name: unreadable_rows
 -- the rows migration_7's CHECKs refuse (run before it, on the old table)
 SELECT * FROM jobkit_jobs
@@ -293,10 +304,10 @@ INSERT INTO jobkit_schema_version (version) VALUES (:version);
 -- one job, its own transaction; its id is the cursor's lastrowid (cheaper than RETURNING)
 INSERT INTO jobkit_jobs (
     name, method, params, params_masked, status, priority, attempts, max_attempts, max_crashes,
-    policy, created_at, available_at, queue
+    policy, created_at, available_at, queue, unique_key
 ) VALUES (
     :name, :method, :params, :params_masked, 'pending', :priority, 0, :max_attempts,
-    :max_crashes, :policy, :now, coalesce(:available_at, :now), :queue
+    :max_crashes, :policy, :now, coalesce(:available_at, :now), :queue, :unique_key
 );
 
 -- name: enqueue_batch
@@ -635,3 +646,13 @@ WHERE limit_key >= :low AND limit_key < :high AND started_at <= :since;
 
 -- name: add_flow_start
 INSERT INTO jobkit_flow_starts (limit_key, started_at) VALUES (:limit_key, :now);
+
+-- name: unique_holder
+-- the job that makes a new one with :unique_key a duplicate: pending, retrying or running, or
+-- enqueued less than :within seconds ago (null: only the first three)
+SELECT * FROM jobkit_jobs INDEXED BY jobkit_jobs_unique
+WHERE unique_key = :unique_key
+  AND (status IN ('pending', 'retrying', 'running')
+       OR (:within IS NOT NULL AND created_at > :now - :within))
+ORDER BY created_at DESC, id DESC
+LIMIT 1;

@@ -33,6 +33,7 @@ from jobkit.testing.conformance import (  # noqa: E402 - after the registration,
     SpoiledRowConformance,
     StorageConformance,
     ThroughputConformance,
+    UniqueConformance,
     WorkersConformance,
 )
 
@@ -51,5 +52,6 @@ __all__ = [
     "SpoiledRowConformance",
     "StorageConformance",
     "ThroughputConformance",
+    "UniqueConformance",
     "WorkersConformance",
 ]

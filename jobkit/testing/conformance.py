@@ -1601,6 +1601,57 @@ class LimitConformance(StorageFixtures):
         assert len(store.claim_from(flow, "w1", LEASE, 10)) == 2
 
 
+class UniqueConformance(StorageFixtures):
+    """Capability ``flow``: unique jobs, a duplicate enqueue stores nothing.
+
+    Skipped for a store without it.
+    """
+
+    def test_a_duplicate_of_a_waiting_or_running_job_is_not_stored(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """Same key while the first waits or runs: its record comes back; once it ended, not."""
+        store = flow_store(storage)
+        job = attrs.evolve(new_job(clock()), unique_key="Email:ana")
+        [(first, new)] = store.enqueue_unique([job])
+        assert new and first.unique_key == "Email:ana" and storage.get(first.id) == first
+        assert store.enqueue_unique([job]) == [(first, False)]
+        assert storage.enqueue(job) == first  # the plain enqueue keeps the rule
+        running = claim(storage)
+        assert store.enqueue_unique([job])[0] == (running, False)
+        storage.settle(lease_of(running), SUCCEEDED, result=None)
+        [(second, new)] = store.enqueue_unique([job])
+        assert new and second.id != first.id
+        other = attrs.evolve(new_job(clock()), unique_key="Email:bo")
+        assert store.enqueue_unique([other])[0][1] is True
+        assert storage.count() == 3
+
+    def test_a_period_holds_the_key_whatever_became_of_the_job(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """With ``unique_for``, a job enqueued less than that many seconds ago holds its key."""
+        store = flow_store(storage)
+        job = attrs.evolve(new_job(clock()), unique_key="Report:11", unique_for=300.0)
+        [(first, _)] = store.enqueue_unique([job])
+        storage.cancel(first.id)
+        clock.advance(299)
+        assert store.enqueue_unique([job]) == [(storage.get(first.id), False)]
+        clock.advance(2)
+        assert store.enqueue_unique([job])[0][1] is True
+
+    def test_duplicates_within_one_batch_get_the_first(self, storage: Storage,
+                                                       clock: FakeClock) -> None:
+        """A job duplicating an earlier one of the same call gets it; the others are stored."""
+        store = flow_store(storage)
+        keys = ["a", None, "a", "b"]
+        found = store.enqueue_unique([attrs.evolve(new_job(clock()), unique_key=key)
+                                      for key in keys])
+        assert [new for _, new in found] == [True, True, False, True]
+        assert found[2][0] == found[0][0]
+        assert [record.unique_key for record, _ in found] == keys[:2] + ["a", "b"]
+        assert storage.count() == 3
+
+
 class CoreConformance(
     RoundTripTests,
     ClaimTests,
@@ -1644,6 +1695,7 @@ class InProcessStorageConformance(
     BatchesConformance,
     FlowConformance,
     LimitConformance,
+    UniqueConformance,
 ):
     """The core and every optional capability that one process can check.
 
