@@ -444,6 +444,7 @@ class TestResolveJob:
             "queue": "built-in",
             "concurrency": "built-in",
             "rate_limit": "built-in",
+            "unique": "built-in",
         }
 
     def test_defaults_section_is_labelled_with_its_line(self, tmp_path: Path) -> None:
@@ -469,7 +470,7 @@ class TestResolveJob:
         assert info.value.errors == [
             "package jobkit_email, job 'Email' defaults: retries: unknown setting (known: "
             "retry_attempts, retry_delay, backoff, max_delay, jitter, timeout, priority, "
-            "max_params_bytes, max_crashes, queue, concurrency, rate_limit)",
+            "max_params_bytes, max_crashes, queue, concurrency, rate_limit, unique)",
             "package jobkit_email, job 'Email' defaults: timeout: expected a number > 0 and "
             "<= 604800 (7 days), got -1",
         ]

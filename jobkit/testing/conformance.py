@@ -1648,7 +1648,7 @@ class UniqueConformance(StorageFixtures):
                                       for key in keys])
         assert [new for _, new in found] == [True, True, False, True]
         assert found[2][0] == found[0][0]
-        assert [record.unique_key for record, _ in found] == keys[:2] + ["a", "b"]
+        assert [record.unique_key for record, _ in found] == ["a", None, "a", "b"]
         assert storage.count() == 3
 
 
