@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -25,6 +26,22 @@ from jobkit.limits import CONCURRENCY
 @app_command
 def worker(state: State, concurrency: int | None, burst: bool) -> None:
     """Run jobs: start worker processes and supervise them until SIGINT/SIGTERM."""
+    from jobkit.worker.launch import Starter, process_count
+
+    # the processes start first, from the configuration alone: their interpreters start and
+    # import jobkit while this process sets up; each waits for its spec (jobkit.worker.launch)
+    concurrency = process_count(concurrency, state.settings().worker)
+    starter = Starter()
+    starter.prestart(concurrency)
+    try:
+        code = _supervise(state, concurrency, burst, starter)
+    finally:
+        starter.close()  # those not taken: a start-up error stopped the supervisor
+    sys.exit(code)
+
+
+def _supervise(state: State, concurrency: int, burst: bool, starter: Any) -> int:
+    """Build the app, set up the logs and run the supervisor; its exit code."""
     from loguru import logger  # here: --help does without it
 
     from jobkit.logs import add_console, configure_logging
@@ -37,7 +54,6 @@ def worker(state: State, concurrency: int | None, burst: bool) -> None:
     add_console(sys.stderr)
     files = configure_logging(app.config.logging, app.pm)
     try:
-        code = Worker(app, concurrency=concurrency, burst=burst).run()
+        return Worker(app, concurrency=concurrency, burst=burst, starter=starter).run()
     finally:
         files.remove()
-    sys.exit(code)
