@@ -72,3 +72,19 @@ def test_a_start_up_error_ends_the_processes_started_ahead(
     assert not (tmp_path / "jobkit.db").exists()
     with pytest.raises(psutil.NoSuchProcess):
         psutil.Process(worker.pid).children()
+
+
+def test_a_config_that_does_not_load_ends_the_processes_started_with_n(
+    tmp_path: Path, start_worker: Any
+) -> None:
+    """With ``-n``, a file that does not load is still one error line and exit status 2.
+
+    The processes started before the file was read exit with the supervisor."""
+    config = tmp_path / "jobs.yaml"
+    config.write_text("bogus: 1\n")
+    worker = start_worker(config, "-n", "2")
+    code, out = worker.wait()
+    assert code == 2, out
+    assert out.startswith("jobkit: error: ") and "jobs.yaml:1" in out, out
+    assert len(out.strip().splitlines()) == 1 and "Traceback" not in out, out
+    assert worker.children() == []

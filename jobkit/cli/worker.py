@@ -28,12 +28,15 @@ def worker(state: State, concurrency: int | None, burst: bool) -> None:
     """Run jobs: start worker processes and supervise them until SIGINT/SIGTERM."""
     from jobkit.worker.launch import Starter, process_count
 
-    # the processes start first, from the configuration alone: their interpreters start and
-    # import jobkit while this process sets up; each waits for its spec (jobkit.worker.launch)
-    concurrency = process_count(concurrency, state.settings().worker)
+    # the processes start first: their interpreters start and import jobkit while this process
+    # sets up, and each waits for its spec (jobkit.worker.launch); with -n, even before the
+    # configuration is read (a file that does not load ends them, as any start-up error does)
     starter = Starter()
-    starter.prestart(concurrency)
     try:
+        if concurrency:
+            starter.prestart(concurrency)
+        concurrency = process_count(concurrency, state.settings().worker)
+        starter.prestart(concurrency)
         code = _supervise(state, concurrency, burst, starter)
     finally:
         starter.close()  # those not taken: a start-up error stopped the supervisor
