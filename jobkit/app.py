@@ -70,6 +70,30 @@ def _status(status: JobStatus | str | None) -> JobStatus | None:
         raise JobkitError(f"unknown job status {status!r} (one of: {known})") from None
 
 
+def load_app_config(
+    path: str | os.PathLike[str] | None,
+    plugins: tuple[object, ...] = (),
+    *,
+    load_entrypoints: bool = True,
+) -> Config:
+    """Internal: the configuration :meth:`JobKit.from_config` builds its app from.
+
+    A file that does not load is a ``ConfigError`` naming every problem, those the notifier
+    plugins (``plugins``, and the installed ones with ``load_entrypoints``) find in its
+    ``notifications:`` included. ``jobkit worker`` reads it before it builds the app.
+    """
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        from jobkit.notify import with_notifier_problems
+
+        complete = with_notifier_problems(exc, path, lambda: notifier_registry(
+            get_plugin_manager(plugins, load_entrypoints=load_entrypoints)))
+        if complete is exc:
+            raise
+        raise complete from None  # it holds every problem of exc
+
+
 class JobKit(Host):
     """A jobkit application. Build one with :meth:`from_config`, or use the default app."""
 
@@ -113,18 +137,8 @@ class JobKit(Host):
 
         A file that does not load is a ``ConfigError`` naming every problem, those the notifier
         plugins find in its ``notifications:`` included."""
-        try:
-            config = load_config(path)
-        except ConfigError as exc:
-            from jobkit.notify import with_notifier_problems
-
-            plugins = kwargs.get("plugins", ())
-            load_entrypoints = kwargs.get("load_entrypoints", True)
-            complete = with_notifier_problems(exc, path, lambda: notifier_registry(
-                get_plugin_manager(plugins, load_entrypoints=load_entrypoints)))
-            if complete is exc:
-                raise
-            raise complete from None  # it holds every problem of exc
+        config = load_app_config(
+            path, kwargs.get("plugins", ()), load_entrypoints=kwargs.get("load_entrypoints", True))
         return cls(config, **kwargs)
 
     # -- parts ---------------------------------------------------------------------------------

@@ -125,13 +125,18 @@ def _loguru_value(option: str, value: Any) -> Any:
     return value
 
 
-def loguru_option(option: str, what: str) -> Rule:
-    """A ``rotation`` or ``retention`` that loguru accepts (tried on a sink never opened)."""
+def loguru_option(option: str, what: str, default: str) -> Rule:
+    """A ``rotation`` or ``retention`` that loguru accepts (tried on a sink never opened).
+
+    jobkit's ``default`` is taken untried (a test checks that loguru accepts it): a
+    configuration that leaves the option alone imports no loguru to be checked, and
+    ``jobkit worker`` reads it before it starts its processes.
+    """
 
     def test(value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             return False
-        return _loguru_accepts(option, value)
+        return value == default or _loguru_accepts(option, value)
 
     return Rule(what, test, lambda v: _loguru_value(option, v), nullable=True)
 

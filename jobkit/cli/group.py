@@ -23,6 +23,17 @@ class State:
     def __init__(self, config: str | None = None) -> None:
         self.config = config
         self._app: Any = None
+        self._settings: Any = None
+
+    def settings(self) -> Any:
+        """The configuration the app is built from, read on first use.
+
+        ``jobkit worker`` reads it before the app, to start its processes."""
+        if self._settings is None:
+            from jobkit.app import load_app_config
+
+            self._settings = load_app_config(self.config)
+        return self._settings
 
     def close(self) -> None:
         """Deliver pending events and close the store, if the app was built."""
@@ -37,7 +48,7 @@ class State:
             from jobkit.app import JobKit
             from jobkit.logs import configure_logging
 
-            self._app = JobKit.from_config(self.config)
+            self._app = JobKit(self.settings())  # as JobKit.from_config(self.config)
             if log:
                 logger.remove()  # the CLI owns this process: only jobkit's files, no stderr noise
                 configure_logging(self._app.config.logging, self._app.pm)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
@@ -32,6 +33,27 @@ from jobkit.limits import CONCURRENCY
 @app_command
 def worker(state: State, concurrency: int | None, queues: str | None, burst: bool) -> None:
     """Run jobs: start worker processes and supervise them until SIGINT/SIGTERM."""
+    from jobkit.worker.launch import Starter, process_count
+
+    names = _queue_names(queues)  # a usage error before any process starts
+    # the processes start first: their interpreters start and import jobkit while this process
+    # sets up, and each waits for its spec (jobkit.worker.launch); with -n, even before the
+    # configuration is read (a file that does not load ends them, as any start-up error does)
+    starter = Starter()
+    try:
+        if concurrency:
+            starter.prestart(concurrency)
+        concurrency = process_count(concurrency, state.settings().worker)
+        starter.prestart(concurrency)
+        code = _supervise(state, concurrency, names, burst, starter)
+    finally:
+        starter.close()  # those not taken: a start-up error stopped the supervisor
+    sys.exit(code)
+
+
+def _supervise(state: State, concurrency: int, queues: list[str] | None, burst: bool,
+               starter: Any) -> int:
+    """Build the app, set up the logs and run the supervisor; its exit code."""
     from loguru import logger  # here: --help does without it
 
     from jobkit.logs import add_console, configure_logging
@@ -44,11 +66,10 @@ def worker(state: State, concurrency: int | None, queues: str | None, burst: boo
     add_console(sys.stderr)
     files = configure_logging(app.config.logging, app.pm)
     try:
-        code = Worker(app, concurrency=concurrency, burst=burst,
-                      queues=_queue_names(queues)).run()
+        return Worker(app, concurrency=concurrency, burst=burst, queues=queues,
+                      starter=starter).run()
     finally:
         files.remove()
-    sys.exit(code)
 
 
 def _queue_names(given: str | None) -> list[str] | None:

@@ -140,11 +140,11 @@ class LoggingSettings:
     dir: str = setting("logs", text("a directory"))
     format: Literal["text", "json"] = setting("text", choice("text", "json"))
     #: A loguru rotation ("00:00", "100 MB", "1 week"); None never rotates.
-    rotation: str | int | None = setting(
-        "00:00", loguru_option("rotation", 'a loguru rotation such as "00:00", "100 MB", "1 week"'))
+    rotation: str | int | None = setting("00:00", loguru_option(
+        "rotation", 'a loguru rotation such as "00:00", "100 MB", "1 week"', "00:00"))
     #: A loguru retention ("14 days", "10 files"); None keeps every file.
-    retention: str | int | None = setting(
-        "14 days", loguru_option("retention", 'a loguru retention such as "14 days", "10 files"'))
+    retention: str | int | None = setting("14 days", loguru_option(
+        "retention", 'a loguru retention such as "14 days", "10 files"', "14 days"))
     #: A loguru level name, in any case; kept upper-case.
     level: str = setting("INFO", choice(*LOG_LEVELS), converter=_upper)
 

@@ -108,6 +108,8 @@ class ChildSpec:
     config: Config
     registrations: tuple[tuple[str, str], ...]
     burst: bool
+    #: The path of the process's crash journal (:mod:`jobkit.worker.journal`).
+    journal: str = ""
 
 
 def _listen(control: Connection, stop: threading.Event, hand_back: threading.Event) -> None:
@@ -123,18 +125,26 @@ def _listen(control: Connection, stop: threading.Event, hand_back: threading.Eve
         stop.set()
 
 
-def process_main(spec: ChildSpec, logs: Connection, control: Connection, journal: str) -> None:
+def process_main(logs: Connection, control: Connection) -> None:
     """The body of one worker process.
 
-    It listens to the supervisor on a pipe of its own, and sends its log records on another
-    (:func:`jobkit.worker.logpipe.forward_to`): a shared ``multiprocessing.Event`` or queue
-    would hang every process once one of them was killed while waiting on it or holding its
-    lock.
+    Started blank (:mod:`jobkit.worker.launch`), it imports what it needs, then waits for its
+    :class:`ChildSpec` on ``control``; without one (the pipe closed, or a stop instead) it exits
+    having done nothing. It then listens to the supervisor on that pipe, and sends its log
+    records on ``logs`` (:func:`jobkit.worker.logpipe.forward_to`): a shared
+    ``multiprocessing.Event`` or queue would hang every process once one of them was killed
+    while waiting on it or holding its lock.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
     from jobkit.app import JobKit
     from jobkit.worker.logpipe import flush_forwarded, forward_events, forward_to
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which decides
+    try:
+        spec = control.recv()  # sent once the supervisor is set up
+    except (EOFError, OSError):
+        return  # the supervisor stopped at a start-up error
+    if not isinstance(spec, ChildSpec):
+        return  # told to stop before it started
     stop, hand_back = threading.Event(), threading.Event()
     terminated: list[int] = []  # a plain list: a handler must not take the Event's lock
     signal.signal(signal.SIGTERM, lambda signum, frame: terminated.append(signum))
@@ -147,7 +157,7 @@ def process_main(spec: ChildSpec, logs: Connection, control: Connection, journal
     settings = spec.config.worker
     executor = Executor(
         app, worker_id(), settings, Interrupter(), hand_back=hand_back, may_exit=True, stop=stop,
-        journal=Journal(journal),
+        journal=Journal(spec.journal),
     )
     control.send(("ready", executor.worker_id))  # start-up is over: exits are no longer its
     logger.info("worker process {worker} started", worker=executor.worker_id)

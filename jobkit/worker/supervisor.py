@@ -14,7 +14,6 @@ import collections
 import contextlib
 import multiprocessing
 import multiprocessing.connection
-import os
 import shutil
 import signal
 import tempfile
@@ -35,7 +34,8 @@ from jobkit.records import JobRecord, JobStatus, Lease
 from jobkit.storage.capabilities import check_flow, check_health, housekeep
 from jobkit.transitions import Transitions
 from jobkit.worker.journal import read_journal
-from jobkit.worker.process import ChildSpec, process_main
+from jobkit.worker.launch import Starter, process_count
+from jobkit.worker.process import ChildSpec
 from jobkit.worker.roster import Roster
 from jobkit.worker.throughput import Tally
 
@@ -96,14 +96,17 @@ class Worker:
         burst: bool = False,
         settings: WorkerSettings | None = None,
         queues: Sequence[str] | None = None,
+        starter: Starter | None = None,
     ) -> None:
         self.app = app
         self.settings = settings or app.config.worker
         if queues is not None:  # --queues: over worker.queues
             self.settings = attrs.evolve(self.settings, queues=list(queues))
-        self.concurrency = concurrency or self.settings.concurrency or os.cpu_count() or 1
+        self.concurrency = process_count(concurrency, self.settings)
         self.burst = burst
-        self._context = multiprocessing.get_context("spawn")
+        #: Starts the worker processes; ``jobkit worker`` passes one that started them ahead
+        #: (internal: :mod:`jobkit.worker.launch`).
+        self._starter = starter or Starter()
         self._children: list[_Child] = []
         self._stop_requests = 0  # set by signal handlers, acted on by the supervise loop
         self._stopping_since: float | None = None
@@ -172,6 +175,12 @@ class Worker:
         The exit code is 0, or 1 when worker processes kept failing to start or the store was
         lost (its SQLite file deleted or replaced).
         """
+        try:
+            return self._run(install_signals)
+        finally:
+            self._starter.close()  # processes started ahead and not used (a start-up error)
+
+    def _run(self, install_signals: bool) -> int:
         problems = self.app.check()
         if problems:
             raise ConfigError(errors=problems)
@@ -200,23 +209,18 @@ class Worker:
         return self._exit_code
 
     def _spawn(self, index: int) -> _Child:
+        """Start worker process ``index`` (or take the one started ahead) and send its spec."""
         from jobkit.worker.logpipe import relay
 
-        ours, theirs = self._context.Pipe()
-        logs, child_logs = self._context.Pipe(duplex=False)
-        name = f"jobkit-worker-{index}"
+        started = self._starter.take(index)
         self._spawned += 1
         journal = self._journals / f"{index}-{self._spawned}.journal"
-        process = self._context.Process(
-            target=process_main, args=(self._spec, child_logs, theirs, str(journal)), name=name,
-            daemon=False,
-        )
-        process.start()
-        theirs.close()
-        child_logs.close()  # the process holds the only writing end: its death ends the relay
+        child = _Child(index, started.process, started.control, journal)
+        with contextlib.suppress(OSError):  # it died already: reaped as a failed start
+            started.control.send(attrs.evolve(self._spec, journal=str(journal)))
         self._log_relays = [thread for thread in self._log_relays if thread.is_alive()]
-        self._log_relays.append(relay(logs, name))
-        return _Child(index, process, ours, journal)
+        self._log_relays.append(relay(started.logs, started.process.name))
+        return child
 
     def _supervise(self) -> None:
         next_requeue = next_upkeep = next_check = 0.0

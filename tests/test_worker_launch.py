@@ -1,0 +1,90 @@
+"""Worker processes started ahead of the supervisor's set-up (jobkit.worker.launch).
+
+``jobkit worker`` starts its processes right after reading the configuration; each waits for its
+spec while the supervisor builds its app, checks it and opens the store. A process the
+supervisor never sends a spec to (it stopped at a start-up error) exits having done nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from conftest import make_config, write_config
+from sample_jobs import read_ledger
+
+from jobkit import JobKit, JobStatus
+from jobkit.worker import Worker
+from jobkit.worker.launch import Starter
+
+pytestmark = pytest.mark.slow
+
+
+def test_the_processes_started_ahead_run_the_jobs(tmp_path: Path, ledger: str) -> None:
+    """The supervisor runs the jobs in the processes started ahead, none started twice.
+
+    It takes them (the same pids ran the jobs) and sends each its spec."""
+    starter = Starter()
+    starter.prestart(2)
+    ahead = {started.process.pid for started in starter._waiting.values()}
+    with JobKit(make_config(tmp_path), load_entrypoints=False) as app:
+        ids = [app.run_background_job("Recorder", "record", {"ledger": ledger, "tag": str(i)})
+               for i in range(6)]
+        code = Worker(app, concurrency=2, burst=True, starter=starter).run(install_signals=False)
+        assert code == 0
+        records = [app.get_job(job_id) for job_id in ids]
+        attempts = [attempt for job_id in ids for attempt in app.get_attempts(job_id)]
+    assert {record.status for record in records} == {JobStatus.COMPLETED}
+    ran_in = {int((attempt.worker_id or "").split(":")[1]) for attempt in attempts}
+    assert ran_in <= ahead, (ran_in, ahead)
+    assert sorted(int(entry["tag"]) for entry in read_ledger(ledger)) == list(range(6))
+    assert starter._waiting == {}
+
+
+def test_processes_started_ahead_and_not_taken_end(tmp_path: Path) -> None:
+    """Closing the starter ends the processes it started ahead and did not hand out.
+
+    Whether they are still starting or already waiting for their spec."""
+    starter = Starter()
+    starter.prestart(2)
+    processes = [started.process for started in starter._waiting.values()]
+    starter.close()
+    assert [process.is_alive() for process in processes] == [False, False]
+    assert all(process.exitcode is not None for process in processes)
+
+
+def test_a_start_up_error_ends_the_processes_started_ahead(
+    tmp_path: Path, start_worker: Any
+) -> None:
+    """A start-up error after the processes started is one line and exit 2, as before.
+
+    The problem (a ``jobs:`` entry naming no job) is found by the supervisor after it started
+    its processes; they exit with it, having logged nothing, and the store is not created."""
+    config = write_config(tmp_path, jobs={"Nope": {"retry_attempts": 1}})
+    worker = start_worker(config, "-n", "2")
+    code, out = worker.wait()
+    assert code == 2, out
+    assert out.startswith("jobkit: error: "), out
+    assert "Nope" in out and "worker process" not in out and "Traceback" not in out, out
+    assert worker.children() == []
+    assert not (tmp_path / "jobkit.db").exists()
+    with pytest.raises(psutil.NoSuchProcess):
+        psutil.Process(worker.pid).children()
+
+
+def test_a_config_that_does_not_load_ends_the_processes_started_with_n(
+    tmp_path: Path, start_worker: Any
+) -> None:
+    """With ``-n``, a file that does not load is still one error line and exit status 2.
+
+    The processes started before the file was read exit with the supervisor."""
+    config = tmp_path / "jobs.yaml"
+    config.write_text("bogus: 1\n")
+    worker = start_worker(config, "-n", "2")
+    code, out = worker.wait()
+    assert code == 2, out
+    assert out.startswith("jobkit: error: ") and "jobs.yaml:1" in out, out
+    assert len(out.strip().splitlines()) == 1 and "Traceback" not in out, out
+    assert worker.children() == []
