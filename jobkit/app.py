@@ -440,8 +440,15 @@ class JobKit(Host):
 
     @shielded_call
     def queues(self) -> list[QueueState]:
-        """Every queue that holds a waiting or running job or was ever paused, by name."""
-        return flow_store(self.storage, "list the queues").queue_states()
+        """Every queue that holds a waiting or running job, was ever paused, or has limits in
+        ``queues:``, by name."""
+        from jobkit.flow import QueueState
+
+        found = {state.name: state
+                 for state in flow_store(self.storage, "list the queues").queue_states()}
+        for name in self.config.queues:
+            found.setdefault(name, QueueState(name))
+        return [found[name] for name in sorted(found)]
 
     @shielded_call
     def why_waiting(self, job_id: str) -> str | None:
@@ -468,6 +475,19 @@ class JobKit(Host):
                 if count >= limit.limit:
                     held.append(held_by(limit, value, count, oldest))
         return why_waiting(record, storage.now(), storage.paused_queues(), held)
+
+    def queue_limits(self) -> dict[str, str]:
+        """Each configured queue's limits, as people read them (``concurrency 1, rate 30/m``)."""
+        found = {}
+        for name, entry in self.config.queues.items():
+            parts = []
+            if entry.concurrency is not None:
+                parts.append(f"concurrency {entry.concurrency}")
+            if entry.rate_limit is not None:
+                parts.append(f"rate {entry.rate_limit}")
+            if parts:
+                found[name] = ", ".join(parts)
+        return found
 
     def known_queues(self) -> set[str]:
         """The queues of the registered jobs' settings and those the store knows of."""

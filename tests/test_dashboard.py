@@ -433,7 +433,7 @@ class TestQueues:
         assert answer.json() == {"queue": "mail", "paused": False, "changed": True}
         assert client.get("/api/queues").json()["queues"] == [
             {"name": "mail", "paused": False, "waiting": 1, "running": 0,
-             "done_last_minute": 0}]
+             "done_last_minute": 0, "limits": None}]
         assert client.get(f"/api/jobs/{job_id}").json()["waiting"].startswith("due: waiting")
         bad = client.post("/api/queues/a%20b/pause", headers={"X-CSRF-Token": csrf})
         assert bad.status_code == 400

@@ -163,25 +163,30 @@ class TestPause:
 class TestCommands:
     def test_queues_pause_and_resume(self, tmp_path: Path, ledger: str) -> None:
         """`jobkit run --queue`, `jobkit queues` (table and JSON), `queue pause|resume`."""
-        config = write_config(tmp_path, jobs=QUEUED)
+        config = write_config(tmp_path, jobs=QUEUED,
+                              queues={"reports": {"concurrency": 1, "rate_limit": "30/m"}})
         runner = CliRunner()
 
         def cli(*args: str) -> Any:
             return runner.invoke(main, ["--config", str(config), *args])
 
-        assert cli("queues").stdout.startswith("no queues")
+        assert cli("queues").stdout.splitlines()[1].split() == [
+            "reports", "active", "0", "0", "0", "concurrency", "1,", "rate", "30/m"]
         ran = cli("run", "Recorder", "record", "-p", f"ledger={ledger}", "-p", "tag=x",
                   "--queue", "urgent")
         assert ran.exit_code == 0, ran.output
         assert cli("queue", "pause", "reports").stdout == "queue reports paused\n"
         assert cli("queue", "pause", "reports").stdout == "queue reports was paused already\n"
         table = cli("queues").stdout.splitlines()
-        assert table[0].split() == ["queue", "state", "waiting", "running", "done/min"]
+        assert table[0].split() == ["queue", "state", "waiting", "running", "done/min",
+                                    "limits"]
         assert [line.split() for line in table[1:]] == [
-            ["reports", "paused", "0", "0", "0"], ["urgent", "active", "1", "0", "0"]]
+            ["reports", "paused", "0", "0", "0", "concurrency", "1,", "rate", "30/m"],
+            ["urgent", "active", "1", "0", "0", "-"]]
         rows = [json.loads(line) for line in cli("queues", "--json").stdout.splitlines()]
         assert rows[1] == {"name": "urgent", "paused": False, "waiting": 1, "running": 0,
-                           "done_last_minute": 0}
+                           "done_last_minute": 0, "limits": None}
+        assert rows[0]["limits"] == "concurrency 1, rate 30/m"
         job_id = ran.stdout.strip()
         assert cli("queue", "pause", "urgent").exit_code == 0
         assert "          waiting: queue urgent is paused" in cli("status", job_id).stdout

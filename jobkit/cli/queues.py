@@ -15,23 +15,27 @@ from jobkit.cli.output import echo
 @json_option("Print one JSON object per queue.")
 @app_command
 def queues(state: State, as_json: bool) -> None:
-    """List the queues: paused or not, jobs waiting and running, jobs done in the last minute.
+    """List the queues: paused or not, jobs waiting and running, done in the last minute, limits.
 
-    A queue is listed when it holds a waiting or running job or was ever paused."""
-    found = state.app().queues()
+    A queue is listed when it holds a waiting or running job, was ever paused, or has limits
+    in jobs.yaml's queues:."""
+    app = state.app()
+    found = app.queues()
+    limits = app.queue_limits()
     if as_json:
         for queue in found:
-            click.echo(json.dumps(attrs.asdict(queue)))
+            click.echo(json.dumps({**attrs.asdict(queue), "limits": limits.get(queue.name)}))
         return
     if not found:
         echo("no queues: no job is waiting or running, and none was paused")
         return
     width = max(len("queue"), *(len(queue.name) for queue in found))
-    echo(f"{'queue':<{width}}  {'state':<7}  {'waiting':>8}  {'running':>8}  {'done/min':>8}")
+    echo(f"{'queue':<{width}}  {'state':<7}  {'waiting':>8}  {'running':>8}  {'done/min':>8}"
+         "  limits")
     for queue in found:
         state_text = "paused" if queue.paused else "active"
         echo(f"{queue.name:<{width}}  {state_text:<7}  {queue.waiting:>8}  {queue.running:>8}  "
-             f"{queue.done_last_minute:>8}")
+             f"{queue.done_last_minute:>8}  {limits.get(queue.name, '-')}")
 
 
 @main.group()

@@ -172,10 +172,11 @@ class Views(Gate):
 
     def _queues(self) -> dict[str, Any]:
         storage = self.app.storage
-        found = (capabilities.flow_store(storage, "list the queues").queue_states()
-                 if supports(storage, "flow") else [])
+        found = self.app.queues() if supports(storage, "flow") else []
+        limits = self.app.queue_limits()
         return {"keeps": _keeps(storage),
-                "queues": [attrs.asdict(queue) for queue in found]}
+                "queues": [{**attrs.asdict(queue), "limits": limits.get(queue.name)}
+                           for queue in found]}
 
     def registry(self, request: Request) -> Response:
         """Every registered job, its approved methods and signatures, its settings' sources."""
