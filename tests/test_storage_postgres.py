@@ -195,8 +195,10 @@ class TestSchema:
     def test_a_version_7_database_gets_checks_without_a_function(
         self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Version 8 writes the time CHECKs out instead of calling ``jobkit_readable`` (which
-        the server inlined again for every write): same names, same refusals, jobs kept."""
+        """Version 8 writes the time CHECKs out instead of calling ``jobkit_readable``.
+
+        The server inlined the function again for every write; same names, same refusals, the
+        jobs kept."""
         import psycopg
 
         url = postgres_server.create_database("jobkit_upgrade_8")

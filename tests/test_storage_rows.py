@@ -313,8 +313,9 @@ class TestTheSchemaRefuses:
 
 
 def open_store(backend: str, url: str, *, without: str | None = None) -> Storage:
-    """The store at ``url`` opened (and migrated), without the migration ``without`` and the
-    ones after it (migrations are numbered without gaps)."""
+    """The store at ``url`` opened (and migrated), short of the migration ``without``.
+
+    The migrations after it are left out too: they are numbered without gaps."""
     from jobkit.storage import postgres_db as postgres_module
     from jobkit.storage import sqlite_file as sqlite_module
     from jobkit.storage.postgres import PostgresStorage
