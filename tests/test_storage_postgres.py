@@ -145,6 +145,29 @@ class TestDatabaseClock:
         assert claimed is not None and claimed.id == job.id
 
 
+class TestEnqueue:
+    """An enqueue reads back only the new row's id and times, as UTC, whatever the session's
+    time zone."""
+
+    def test_the_record_equals_a_read_in_another_time_zone(
+        self, empty_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With the session's TimeZone far from UTC, the enqueued record equals a later read and
+        its times are in UTC."""
+        monkeypatch.setenv("PGTZ", "Asia/Kathmandu")  # libpq sets the session's TimeZone
+        with PostgresStorage(empty_url) as store:
+            assert store.now().utcoffset() == timedelta(0)
+            now = store.now()
+            for job in (new_job(now), new_job(now, delay=3 * 3600)):
+                record = store.enqueue(job)
+                assert record == store.get(record.id)
+                assert record.created_at.utcoffset() == record.available_at.utcoffset()
+                assert record.created_at.utcoffset() == timedelta(0)
+                assert job.available_at is None or record.available_at == job.available_at
+            records = store.enqueue_many([new_job(now), new_job(now)])
+            assert records == [store.get(record.id) for record in records]
+
+
 class TestSchema:
     """The schema is versioned and migrated on first use, once, under a lock."""
 

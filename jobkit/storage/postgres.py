@@ -58,13 +58,13 @@ def tuple_row(cursor: Any) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
 def _inserted(job: NewJob, params: Mapping[str, Any], row: tuple[Any, ...]) -> JobRecord:
     """The record of ``job``, just inserted with ``params`` (the ``enqueue`` query's).
 
-    The server gave its id and times (``row``, as a tuple: no dict of names made per enqueue),
-    the rest is known (no read back of the whole row).
+    The server gave its id and times (``row``, as a tuple: no dict of names made per enqueue;
+    the times naive, in UTC), the rest is known (no read back of the whole row).
     """
     key, created_at, available_at = row
     utc = timezone.utc
-    return new_record(key, job, params["params"], created_at.astimezone(utc),
-                      available_at.astimezone(utc), json.loads)
+    return new_record(key, job, params["params"], created_at.replace(tzinfo=utc),
+                      available_at.replace(tzinfo=utc), json.loads)
 
 
 class PostgresStorage(PostgresDatabase, WakesWorkers):

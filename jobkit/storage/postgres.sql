@@ -248,8 +248,11 @@ INSERT INTO jobkit_jobs (
     %(max_attempts)s, %(max_crashes)s, %(policy)s::json, coalesce(%(now)s, now()),
     coalesce(%(available_at)s, %(now)s, now())
 )
--- the rest of the new record is known (jobkit.storage.postgres._inserted)
-RETURNING id, created_at, available_at;
+-- the rest of the new record is known (jobkit.storage.postgres._inserted); the times as UTC
+-- timestamps, which psycopg reads in C (its timestamptz loader is wrapped in Python to read what
+-- Python cannot hold, and the CHECKs keep such times out of a row)
+RETURNING id, created_at AT TIME ZONE 'UTC' AS created_at,
+    available_at AT TIME ZONE 'UTC' AS available_at;
 
 -- name: get
 SELECT * FROM jobkit_jobs WHERE id = %(job_id)s;
