@@ -187,7 +187,8 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
     def _insert_in(self, cur: psycopg.Cursor[Any], job: NewJob, row: dict[str, Any],
                    now: Any) -> JobRecord:
         """See :meth:`SQLStorage._insert_in`."""
-        return _inserted(job, row, self._one(cur, "enqueue", {**row, "now": now}))
+        found = self._one(cur, "enqueue", {**row, "now": now})  # a dict: the store's cursor
+        return _inserted(job, row, (found["id"], found["created_at"], found["available_at"]))
 
     def _cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""
