@@ -19,6 +19,21 @@ from jobkit.storage.postgres import PostgresStorage, redact, split_url
 from jobkit.testing import FakeClock, SpoiledRowConformance, StorageConformance
 from jobkit.testing.conformance import new_job
 
+#: migration_8's CHECK of ``created_at``, as the spoiling fixture puts it back.
+READABLE_CREATED_AT = (b"created_at >= '0001-01-02 00:00:00+00'::timestamptz"
+                       b" AND created_at < '9999-12-31 00:00:00+00'::timestamptz")
+
+
+def _time_checks(url: str) -> dict[str, str]:
+    """The definitions of the CHECKs of ``jobkit_jobs`` on times, by name."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(b"SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                            b" WHERE conrelid = 'jobkit_jobs'::regclass"
+                            b" AND conname LIKE '%_readable'").fetchall()
+    return {str(name): str(definition) for name, definition in rows}
+
 
 @pytest.fixture
 def empty_url(empty_postgres_url: str) -> str:
@@ -64,7 +79,7 @@ class TestPostgresStorage(StorageConformance, SpoiledRowConformance):
             conn.execute(b"ALTER TABLE jobkit_jobs "
                          b"DROP CONSTRAINT IF EXISTS jobkit_jobs_created_at_readable")
             conn.execute(b"ALTER TABLE jobkit_jobs ADD CONSTRAINT jobkit_jobs_created_at_readable"
-                         b" CHECK (jobkit_readable(created_at))")
+                         b" CHECK (" + READABLE_CREATED_AT + b")")
 
 
 class TestCompletedRecords(CompletedRecords):
@@ -130,6 +145,29 @@ class TestDatabaseClock:
         assert claimed is not None and claimed.id == job.id
 
 
+class TestEnqueue:
+    """An enqueue reads back only the new row's id and times, as UTC, whatever the session's
+    time zone."""
+
+    def test_the_record_equals_a_read_in_another_time_zone(
+        self, empty_url: str, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """With the session's TimeZone far from UTC, the enqueued record equals a later read and
+        its times are in UTC."""
+        monkeypatch.setenv("PGTZ", "Asia/Kathmandu")  # libpq sets the session's TimeZone
+        with PostgresStorage(empty_url) as store:
+            assert store.now().utcoffset() == timedelta(0)
+            now = store.now()
+            for job in (new_job(now), new_job(now, delay=3 * 3600)):
+                record = store.enqueue(job)
+                assert record == store.get(record.id)
+                assert record.created_at.utcoffset() == record.available_at.utcoffset()
+                assert record.created_at.utcoffset() == timedelta(0)
+                assert job.available_at is None or record.available_at == job.available_at
+            records = store.enqueue_many([new_job(now), new_job(now)])
+            assert records == [store.get(record.id) for record in records]
+
+
 class TestSchema:
     """The schema is versioned and migrated on first use, once, under a lock."""
 
@@ -138,10 +176,10 @@ class TestSchema:
         import psycopg
 
         with PostgresStorage(empty_url) as first, PostgresStorage(empty_url) as second:
-            assert first.migrate() == second.migrate() == 8
+            assert first.migrate() == second.migrate() == 9
         with psycopg.connect(empty_url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(8,)]
+        assert rows == [(9,)]
 
     def test_a_version_1_database_is_upgraded(
         self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
@@ -174,7 +212,40 @@ class TestSchema:
             assert store.list_workers() == []
         with psycopg.connect(url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(8,)]
+        assert rows == [(9,)]
+
+    def test_a_version_8_database_gets_checks_without_a_function(
+        self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Version 9 writes the time CHECKs out instead of calling ``jobkit_readable``.
+
+        The server inlined the function again for every write; same names, same refusals, the
+        jobs kept."""
+        import psycopg
+
+        url = postgres_server.create_database("jobkit_upgrade_8")
+        eight = {k: v for k, v in postgres_db.queries().items() if k != "migration_9"}
+        with monkeypatch.context() as patch:
+            patch.setattr(postgres_db, "queries", lambda: eight)
+            with PostgresStorage(url) as old:
+                assert old.migrate() == 8
+                job = old.enqueue(new_job(old.now()))
+        assert all("jobkit_readable" in check for check in _time_checks(url).values())
+        with PostgresStorage(url) as store:
+            assert store.migrate() == 9
+            assert store.get(job.id) == job
+        checks = _time_checks(url)
+        assert sorted(checks) == sorted(
+            f"jobkit_jobs_{column}_readable" for column in
+            ("created_at", "available_at", "started_at", "finished_at", "lease_expires_at"))
+        assert not any("jobkit_readable" in check for check in checks.values()), checks
+        with psycopg.connect(url) as conn:
+            for value in ("infinity", "-infinity", "10000-01-01", "0001-01-01 00:00:00+00"):
+                with pytest.raises(psycopg.errors.CheckViolation, match="created_at_readable"):
+                    conn.execute(b"UPDATE jobkit_jobs SET created_at = %s::timestamptz",
+                                 (value,))
+                conn.rollback()
+            conn.execute(b"UPDATE jobkit_jobs SET created_at = '0001-01-02 00:00:00+00'")
 
     def test_a_newer_schema_is_refused(self, postgres_server: object, empty_url: str) -> None:
         """A database migrated by a newer jobkit is refused, naming both versions."""
@@ -189,7 +260,7 @@ class TestSchema:
                 PostgresStorage(empty_url)
         finally:
             with psycopg.connect(empty_url) as conn:
-                conn.execute(b"UPDATE jobkit_schema_version SET version = 8")
+                conn.execute(b"UPDATE jobkit_schema_version SET version = 9")
 
 
 class TestListenNotify:

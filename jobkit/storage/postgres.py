@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 import functools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -52,14 +52,21 @@ def _closing(name: str) -> str:
             f"    AND EXISTS (SELECT 1 FROM done)\n)\nSELECT * FROM done")
 
 
-def _inserted(job: NewJob, params: Mapping[str, Any], row: Mapping[str, Any]) -> JobRecord:
+def tuple_row(cursor: Any) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """psycopg's ``tuple_row`` (rows as tuples), without importing psycopg with this module."""
+    return tuple
+
+
+def _inserted(job: NewJob, params: Mapping[str, Any], row: tuple[Any, ...]) -> JobRecord:
     """The record of ``job``, just inserted with ``params`` (the ``enqueue`` query's).
 
-    The server gave its id and times, the rest is known (no read back of the whole row).
+    The server gave its id and times (``row``, as a tuple: no dict of names made per enqueue;
+    the times naive, in UTC), the rest is known (no read back of the whole row).
     """
+    key, created_at, available_at = row
     utc = timezone.utc
-    return new_record(row["id"], job, params["params"], row["created_at"].astimezone(utc),
-                      row["available_at"].astimezone(utc), json.loads)
+    return new_record(key, job, params["params"], created_at.replace(tzinfo=utc),
+                      available_at.replace(tzinfo=utc), json.loads)
 
 
 class PostgresStorage(PostgresDatabase, WakesWorkers):
@@ -138,10 +145,12 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
         if job.unique_key is not None:
             return self.enqueue_unique([job])[0][0]
         params = self._new_job(job)
+        params["now"] = self._now_param()
 
         def work(cur: psycopg.Cursor[Any]) -> JobRecord:
-            row = self._one(cur, "enqueue", {**params, "now": self._now_param()})
-            return _inserted(job, params, row)
+            cur.row_factory = tuple_row
+            cur.execute(queries()["enqueue"], params)
+            return _inserted(job, params, cur.fetchone())  # type: ignore[arg-type]
 
         return self._transaction(f"enqueue job {job.name!r}", work, single=True)
 
@@ -155,6 +164,7 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
 
         def work(cur: psycopg.Cursor[Any]) -> builtins.list[JobRecord]:
             now = self._now_param()
+            cur.row_factory = tuple_row
             cur.executemany(queries()["enqueue"], [{**row, "now": now} for row in rows],
                             returning=True)
             stored = []
@@ -177,7 +187,8 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
     def _insert_in(self, cur: psycopg.Cursor[Any], job: NewJob, row: dict[str, Any],
                    now: Any) -> JobRecord:
         """See :meth:`SQLStorage._insert_in`."""
-        return _inserted(job, row, self._one(cur, "enqueue", {**row, "now": now}))
+        found = self._one(cur, "enqueue", {**row, "now": now})  # a dict: the store's cursor
+        return _inserted(job, row, (found["id"], found["created_at"], found["available_at"]))
 
     def _cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""

@@ -8,6 +8,7 @@ database's clock, the ``LISTEN`` for new jobs and the close.
 from __future__ import annotations
 
 import builtins
+import functools
 import os
 import threading
 import time
@@ -40,6 +41,15 @@ _CHANNEL = "jobkit_jobs"
 def queries() -> dict[str, str]:
     """The named sections of ``postgres.sql``."""
     return sections(_SQL)
+
+
+@functools.cache
+def _errors() -> tuple[type[Exception], type[Exception]]:
+    """psycopg's ``Error`` and the pool's ``PoolTimeout``, imported once (not per statement)."""
+    import psycopg
+    from psycopg_pool import PoolTimeout
+
+    return psycopg.Error, PoolTimeout
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -119,6 +129,9 @@ class PostgresDatabase(SQLStorage):
     def _get_pool(self, operation: str) -> ConnectionPool[Any]:
         if self._closed:
             raise StorageError(f"{self._where()}: {operation}: the store is closed")
+        ready = self._pool
+        if ready is not None and os.getpid() == self._pid:
+            return ready  # the common case, without the lock: the pool is set once per process
         with self._lock:
             if self._pool is not None and os.getpid() == self._pid:
                 return self._pool
@@ -173,10 +186,8 @@ class PostgresDatabase(SQLStorage):
         ~12 us less CPU). A connection left broken or in a transaction is still replaced or reset
         by the pool when given back.
         """
-        import psycopg
-        from psycopg_pool import PoolTimeout
-
         pool = self._get_pool(operation)
+        psycopg_error, pool_timeout = _errors()
         try:
             if single:
                 conn = pool.getconn()
@@ -191,9 +202,9 @@ class PostgresDatabase(SQLStorage):
                     return work(cur)
                 finally:
                     self._liveness.used(conn)
-        except PoolTimeout as exc:
+        except pool_timeout as exc:
             raise self._no_connection(operation, exc) from exc
-        except psycopg.Error as exc:
+        except psycopg_error as exc:
             if self._closed:
                 raise StorageError(f"{self._where()}: {operation}: the store is closed") from exc
             raise StorageError(f"{self._where()}: {operation} failed: {exc}".strip()) from exc
