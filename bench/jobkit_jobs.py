@@ -1,7 +1,12 @@
-"""The benchmark's jobkit job, registered as ``Noop`` (``class: jobkit_jobs:Noop`` in the
-``jobs.yaml`` the harness writes; ``bench/`` is on the import path of every process)."""
+"""The benchmark's jobkit jobs: ``Noop``, and ``Sleeper`` for the concurrency-limit drain.
+
+Registered as ``class: jobkit_jobs:Noop`` (and ``Sleeper``) in the ``jobs.yaml`` the harness
+writes; ``bench/`` is on the import path of every process.
+"""
 
 from __future__ import annotations
+
+import time
 
 from stamps import write_stamp
 
@@ -20,3 +25,13 @@ class Noop(Job):
     def stamp(self, n: int) -> None:
         """Write ``n`` and the time to ``BENCH_STAMP_FILE``."""
         write_stamp(n)
+
+
+class Sleeper(Job):
+    """``nap``: sleeps ``seconds``, the workload of the concurrency-limit drain (``flow``)."""
+
+    methods = ("nap",)
+
+    def nap(self, n: int, seconds: float) -> None:
+        """Sleep ``seconds``."""
+        time.sleep(seconds)

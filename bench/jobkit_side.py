@@ -86,19 +86,20 @@ def setup(
     poll_interval: float | None = None,
     notifier: bool = False,
     name: str = "jobkit.db",
+    jobs: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write ``jobs.yaml`` into ``workdir``; the file's path.
 
     Puts ``bench/`` on this process's import path too. ``durability="full"`` sets ``durability:
     full`` (SQLite fsyncs every commit); the default leaves it out. ``notifier=True`` adds a webhook
-    for failed jobs (``jobkit-notify`` must be installed).
+    for failed jobs (``jobkit-notify`` must be installed). ``jobs``: more jobs, next to ``Noop``.
     """
     folder = Path(workdir)
     folder.mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "storage": storage if storage != "sqlite" else f"sqlite:///{folder / name}",
         "logging": {"dir": str(folder / "logs")},
-        "jobs": {"Noop": {"class": "jobkit_jobs:Noop"}},
+        "jobs": {"Noop": {"class": "jobkit_jobs:Noop"}, **(jobs or {})},
     }
     if durability != "default":
         config["durability"] = durability
@@ -247,19 +248,29 @@ def enqueue_bulk(workdir: str, storage: str, jobs: int, batch: int,
 
 def _remaining(storage: str, workdir: str) -> tuple[Callable[[], int], Callable[[], None]]:
     """A function that counts the unfinished jobs, and one that closes its connection."""
-    query = f"SELECT count(*) FROM jobkit_jobs WHERE status IN {UNFINISHED}"
+    ask, close = _asker(storage, workdir,
+                        f"SELECT count(*) FROM jobkit_jobs WHERE status IN {UNFINISHED}")
+    return (lambda: ask()[0]), close
+
+
+def _asker(storage: str, workdir: str,
+           query: str) -> tuple[Callable[[], tuple[int, ...]], Callable[[], None]]:
+    """A function that runs ``query`` on the store, and one that closes its connection.
+
+    ``query`` returns one row of integers.
+    """
     if storage == "sqlite":
         conn = sqlite3.connect(Path(workdir) / "jobkit.db", isolation_level=None)
-        return (lambda: int(conn.execute(query).fetchone()[0])), conn.close
+        return (lambda: tuple(int(v or 0) for v in conn.execute(query).fetchone())), conn.close
     import psycopg
 
     pg = psycopg.connect(storage, autocommit=True)
 
-    def count() -> int:
+    def ask() -> tuple[int, ...]:
         row = pg.execute(query.encode()).fetchone()
-        return int(row[0]) if row else 0
+        return tuple(int(v or 0) for v in row) if row else (0,)
 
-    return count, pg.close
+    return ask, pg.close
 
 
 def _worker(config: Path, workdir: str, processes: int, *args: str,
@@ -324,6 +335,88 @@ def drain(
     result["prefill_api"] = api
     result["webhooks"] = _Receiver.received
     return result
+
+
+def limited_drain(
+    workdir: str,
+    storage: str,
+    jobs: int,
+    processes: int = 8,
+    concurrency: int = 4,
+    seconds: float = 0.05,
+    sample: float = 0.01,
+    timeout: float = 900,
+) -> dict[str, Any]:
+    """How well ``jobkit worker -n processes --burst`` fills a ``concurrency`` limit.
+
+    ``jobs`` jobs that each sleep ``seconds``, of a job with ``concurrency: N`` in jobs.yaml,
+    are enqueued first. While they drain, the store is asked every ``sample`` seconds how many
+    are running and how many are unfinished. The window runs from the first sample that sees
+    ``concurrency`` running (``ramp_s``: from the first that sees one running until then) to the
+    last one that still sees ``concurrency`` or more unfinished (the tail, where fewer are left
+    than the limit, is left out). ``utilisation``: mean running / ``concurrency`` over the
+    window's samples; ``at_limit``: the fraction of samples with exactly ``concurrency``
+    running; ``over``: samples with more (the limit broken; must be 0 over the whole drain,
+    ramp and tail included, as ``peak``); ``rate``: jobs finished in the window per second,
+    against ``ideal_rate`` (``concurrency / seconds``).
+    """
+    config = setup(workdir, storage, jobs={
+        "Sleeper": {"class": "jobkit_jobs:Sleeper", "concurrency": concurrency}})
+    with _app(config) as app:
+        app.enqueue_many("Sleeper", "nap", [{"n": n, "seconds": seconds} for n in range(jobs)])
+    settle()
+    ask, close = _asker(storage, workdir, (
+        "SELECT sum(CASE WHEN status = 'running' THEN 1 ELSE 0 END), "
+        f"sum(CASE WHEN status IN {UNFINISHED} THEN 1 ELSE 0 END) FROM jobkit_jobs"))
+    counts: list[int] = []
+    peak = over = 0
+    seen: float | None = None  # when a sample first saw a job running
+    window: list[tuple[float, int]] = []  # (time, unfinished) at the window's first, last sample
+    spawned = time.perf_counter()
+    worker, log = _worker(config, workdir, processes, "--burst")
+    try:
+        while True:
+            running, left = ask()
+            now = time.perf_counter()
+            peak, over = max(peak, running), over + (running > concurrency)
+            if seen is None and running:
+                seen = now
+            if not window and running >= concurrency:
+                window.append((now, left))
+            if window and left >= concurrency:
+                counts.append(running)
+                window[1:] = [(now, left)]
+            if left == 0 or worker.poll() is not None:
+                break
+            if now - spawned > timeout:
+                raise TimeoutError(f"{left} jobs still left after {timeout:g} s:\n{tail(log)}")
+            time.sleep(sample)
+        worker.wait(120)
+        left = ask()[1]
+    finally:
+        stop(worker)
+        close()
+    if left or len(window) < 2:
+        raise RuntimeError(f"the drain did not finish or never reached the limit:\n{tail(log)}")
+    (began, left_first), (ended, left_last) = window
+    return {
+        "samples": len(counts),
+        "sample_ms": (ended - began) / max(1, len(counts) - 1) * 1000,
+        "mean_running": statistics.fmean(counts),
+        "utilisation": statistics.fmean(counts) / concurrency,
+        "at_limit": sum(count == concurrency for count in counts) / len(counts),
+        "over": over,
+        "peak": peak,
+        "ramp_s": window[0][0] - (seen or window[0][0]),
+        "startup_s": (seen or spawned) - spawned,
+        "window_s": ended - began,
+        "rate": (left_first - left_last) / (ended - began) if ended > began else float("nan"),
+        "ideal_rate": concurrency / seconds,
+        "concurrency": concurrency,
+        "processes": processes,
+        "job_seconds": seconds,
+        "jobs": jobs,
+    }
 
 
 def completed_in(seed: str) -> int:

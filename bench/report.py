@@ -237,6 +237,55 @@ def limit_rows(results: Results) -> list[Row]:
     ]
 
 
+def flow_rows(results: Results) -> list[Row]:
+    """Flow control (issue 18): how a concurrency limit is filled, drains against the base.
+
+    The limit on SQLite and PostgreSQL; drains with no limit against the jobkit of
+    ``--base-python``.
+    """
+    rows: list[Row] = []
+    for backend, name in (("flow", "SQLite"), ("postgres", "PostgreSQL")):
+        measured = runs(results, backend, "flow_concurrency", "jobkit")
+        if not measured:
+            continue
+        first = measured[0]
+
+        def m(field: str, scale: float = 1.0, backend: str = backend) -> float | None:
+            value = med(results, backend, "flow_concurrency", "jobkit", field)
+            return None if value is None else value * scale
+
+        limit = first["concurrency"]
+        what = (f"{name}, concurrency: {limit}, worker -n {first['processes']}, "
+                f"{first['jobs']:,} jobs of {first['job_seconds'] * 1000:.0f} ms")
+        rows += [
+            Row(f"{what}: running / limit, mean of samples every ~{m('sample_ms') or 0:.0f} ms",
+                "%", m("utilisation", 100), "", None, Target("value_min", 95, ">= 95 %")),
+            Row(f"{what}: samples with {limit} running", "%", m("at_limit", 100), "", None),
+            Row(f"{what}: most running at once, any sample", "jobs", m("peak"), "", None,
+                Target("value_max", limit, f"<= {limit}")),
+            Row(f"{what}: jobs finished per second", "jobs/s", m("rate"),
+                f"{limit} / {first['job_seconds'] * 1000:.0f} ms", m("ideal_rate")),
+        ]
+    meta = results.get("meta", {})
+    base = f"jobkit {meta.get('base_commit') or 'base'} (--base-python)"
+    venv = "default" if (meta.get("virtualenvs") or {}).get("jobkit_default") else "bare"
+    for processes in (1, 2):
+        key = f"flow_drain_{processes}"
+        if not runs(results, "flow", key, "jobkit"):
+            continue
+        rows += [
+            Row(f"drain, no limits, {processes} process(es), this jobkit vs the base", "jobs/s",
+                med(results, "flow", key, "jobkit", "rate"), base,
+                med(results, "flow", key, "jobkit_base", "rate"),
+                Target("ratio_min", 0.95, "within 5 %"), venv=venv),
+            Row(f"drain, no limits, {processes} process(es): CPU per job (lower is better)",
+                "us", med(results, "flow", key, "jobkit", "cpu_per_job_us"), base,
+                med(results, "flow", key, "jobkit_base", "cpu_per_job_us"),
+                Target("ratio_max", 1.05, "within 5 %"), venv=venv),
+        ]
+    return rows
+
+
 def postgres_rows(results: Results) -> list[Row]:
     """The PostgreSQL table: jobkit against procrastinate."""
     pg = results.get("postgres", {})
@@ -292,6 +341,10 @@ def number(value: float | None, unit: str) -> str:
         return f"{value:,.0f}"
     if unit == "ms":
         return f"{value:.1f}"
+    if unit == "%":
+        return f"{value:.1f}"
+    if unit == "jobs":
+        return f"{value:.0f}"
     if unit == "% core":
         return f"{value:.2f}"
     if unit == "us":
@@ -357,7 +410,8 @@ def print_tables(results: Results) -> None:
           f"{meta.get('jobkit_commit', 'unknown')}; {_versions_line(results)})")
     for title, rows in (("Start-up", startup_rows(results)),
                         ("SQLite: jobkit vs Huey", sqlite_rows(results)),
-                        ("PostgreSQL: jobkit vs procrastinate", postgres_rows(results))):
+                        ("PostgreSQL: jobkit vs procrastinate", postgres_rows(results)),
+                        ("Flow control (issue 18)", flow_rows(results))):
         if rows:
             print(f"\n{title}\n{text_table(rows)}")
     limits = [row for row in limit_rows(results) if row.jobkit is not None]
@@ -408,7 +462,8 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
     ]
     for title, rows in (("Start-up", startup_rows(results)),
                         ("SQLite: jobkit against Huey", sqlite_rows(results)),
-                        ("PostgreSQL: jobkit against procrastinate", postgres_rows(results))):
+                        ("PostgreSQL: jobkit against procrastinate", postgres_rows(results)),
+                        ("Flow control (issue 18)", flow_rows(results))):
         if rows:
             out += [f"## {title}", "", markdown_table(rows), ""]
     limits = [row for row in limit_rows(results) if row.jobkit is not None]
@@ -454,6 +509,14 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
         " enqueues; the difference in time per enqueue (one event each). Start-up: `import"
         " jobkit` timed inside a fresh interpreter, `jobkit --help` and `python -c pass` as whole"
         " commands, medians of `--startup-runs`.",
+        *([] if not results.get("flow") else [
+            "- Flow control (`--only flow`): `--flow-jobs` jobs of a job with `concurrency: 4` "
+            "that each sleep 50 ms, drained by `jobkit worker -n 8 --burst`; the store is asked "
+            "every 10 ms (plus the query's own time) how many are running and how many are "
+            "unfinished, from the first sample that sees 4 running until fewer than 4 are left "
+            "(the ramp and the tail apart; the peak over the whole drain). With `--base-python`,"
+            " drains of no-op jobs with no limit configured (as the SQLite drains above) in that"
+            " virtualenv's older jobkit and in this one, alternating."]),
         "",
         "## Sizes",
         "",
@@ -483,7 +546,7 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
                 ", ".join(f"{name} {version}" for name, version in added.items()), ""]
     failures = [
         f"- {backend} {key} {system}: {run['error'].strip().splitlines()[-1]}"
-        for backend in ("startup", "sqlite", "postgres")
+        for backend in ("startup", "sqlite", "flow", "postgres")
         for key, systems in results.get(backend, {}).items() if isinstance(systems, dict)
         for system, measured in systems.items() if isinstance(measured, list)
         for run in measured if isinstance(run, dict) and "error" in run

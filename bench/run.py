@@ -61,32 +61,37 @@ class Sizes:
     raw_jobs: int = 20_000
     listener_jobs: int = 10_000
     startup_runs: int = 11
+    flow_jobs: int = 600
 
 
 QUICK = Sizes(
     runs=1, enqueue_jobs=1_000, bulk_jobs=5_000, drain_jobs=1_500, pg_enqueue_jobs=500,
     pg_bulk_jobs=5_000, pg_drain_jobs=500, pickup_samples=15, idle_seconds=3.0,
     rss_early=1_000, rss_jobs=5_000, scale_rows=100_000, raw_jobs=3_000,
-    listener_jobs=2_000, startup_runs=5,
+    listener_jobs=2_000, startup_runs=5, flow_jobs=150,
 )
 
-SECTIONS = ("startup", "sqlite", "limits", "memory", "scale", "postgres")
+SECTIONS = ("startup", "sqlite", "limits", "flow", "memory", "scale", "postgres")
 
 #: The systems of jobkit's side: the virtualenv each runs in.
 BARE, DEFAULT = "jobkit", "jobkit_default"
+#: The system of the ``flow`` section's drains in ``--base-python``'s virtualenv (an older jobkit).
+BASE = "jobkit_base"
 
 
 class Harness:
     """Runs the measurements and collects their results."""
 
     def __init__(self, sizes: Sizes, workdir: Path, keep: bool,
-                 default_python: str | None = None) -> None:
+                 default_python: str | None = None, base_python: str | None = None) -> None:
         self.sizes = sizes
         self.workdir = workdir
         self.keep = keep
         self.default_python = default_python
+        self.base_python = base_python
         self.log = workdir / "harness.log"
-        self.results: dict[str, Any] = {"startup": {}, "sqlite": {}, "postgres": {}}
+        self.results: dict[str, Any] = {"startup": {}, "sqlite": {}, "flow": {},
+                                        "postgres": {}}
         self._serial = 0
 
     def jobkits(self) -> list[tuple[str, dict[str, Any]]]:
@@ -212,6 +217,26 @@ class Harness:
             self.measure("sqlite", "raw_batch", "raw", "raw_sqlite:batch_inserts", rate,
                          workdir=True, rows=max(s.raw_jobs * 10, 100_000))
 
+    def flow(self) -> None:
+        """Flow control (issue 18) on SQLite: how a ``concurrency: 4`` limit is filled.
+
+        With ``--base-python``, also drains with no limit against that older jobkit,
+        alternating.
+        """
+        s = self.sizes
+        for _ in range(s.runs):
+            self.measure("flow", "flow_concurrency", "jobkit", "jobkit_side:limited_drain",
+                         utilised, workdir=True, storage="sqlite", jobs=s.flow_jobs)
+        if not self.base_python:
+            return
+        new = {"python": self.default_python} if self.default_python else {}
+        for _ in range(s.runs):
+            for processes in (1, 2):
+                for system, venv in ((BASE, {"python": self.base_python}), (BARE, new)):
+                    self.measure("flow", f"flow_drain_{processes}", system,
+                                 "jobkit_side:drain", drained, workdir=True, storage="sqlite",
+                                 jobs=s.drain_jobs, processes=processes, **venv)
+
     def memory(self) -> None:
         """A worker process's RSS after ``rss_early`` and after ``rss_jobs`` jobs (once)."""
         s = self.sizes
@@ -298,6 +323,9 @@ class Harness:
                     peer(f"drain_{processes}", "procrastinate_side:drain", drained,
                          workdir=True, jobs=s.pg_drain_jobs, processes=processes)
             for _ in range(s.runs):
+                jobkit("flow_concurrency", "jobkit_side:limited_drain", utilised, workdir=True,
+                       jobs=s.flow_jobs)
+            for _ in range(s.runs):
                 jobkit("pickup", "jobkit_side:pickup", picked, workdir=True,
                        samples=s.pickup_samples, idle_seconds=s.idle_seconds)
                 peer("pickup", "procrastinate_side:pickup", picked, workdir=True,
@@ -316,6 +344,21 @@ def compile_sources(pythons: list[str]) -> None:
                        cwd=ROOT, env=bench_env(), check=True, stdout=subprocess.DEVNULL)
 
 
+def compile_installed(python: str) -> str:
+    """Compile the jobkit that ``python`` imports to bytecode; its commit, or ``unknown``.
+
+    Wherever that jobkit lives; the commit is ``git describe --always --dirty`` in its folder.
+    """
+    done = subprocess.run([python, "-c", "import compileall, jobkit, os; "
+                           "folder = os.path.dirname(jobkit.__file__); "
+                           "compileall.compile_dir(folder, quiet=1); print(folder)"],
+                          env=bench_env(), check=True, capture_output=True, text=True, cwd="/")
+    described = subprocess.run(["git", "describe", "--always", "--dirty"],
+                               cwd=done.stdout.strip().splitlines()[-1], capture_output=True,
+                               text=True, check=False)
+    return described.stdout.strip() or "unknown"
+
+
 def rate(result: dict[str, Any]) -> str:
     """A throughput result, for the progress lines."""
     return f"{result['rate']:,.0f}/s"
@@ -326,6 +369,13 @@ def drained(result: dict[str, Any]) -> str:
     cpu = result.get("cpu_per_job_us")
     return (f"{result['rate']:,.0f} jobs/s (start-up {result['startup_s']:.2f} s"
             + (f", {cpu:.0f} us CPU per job)" if cpu is not None else ")"))
+
+
+def utilised(result: dict[str, Any]) -> str:
+    """A concurrency-limit drain result, for the progress lines."""
+    return (f"{result['mean_running']:.2f} of {result['concurrency']} running "
+            f"({result['at_limit']:.0%} of samples at the limit, peak {result['peak']}), "
+            f"{result['rate']:.1f} jobs/s of {result['ideal_rate']:.0f}")
 
 
 def picked(result: dict[str, Any]) -> str:
@@ -348,6 +398,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
                              "every plugin of plugins/; `make bench` passes "
                              ".venv-bench-default's); without it only the bare install is "
                              "measured")
+    parser.add_argument("--base-python", default=None,
+                        help="the interpreter of a virtualenv with an older jobkit (e.g. "
+                             "/work/wt/base/.venv/bin/python): the flow section then drains "
+                             "with no limit in it and in --default-python's (else this one's), "
+                             "alternating")
     parser.add_argument("--pg-fast", action="store_true",
                         help="run PostgreSQL with the tests' fsync=off settings")
     parser.add_argument("--workdir", type=Path, default=None,
@@ -378,12 +433,14 @@ def main(argv: list[str] | None = None) -> None:
     unknown = set(sections) - set(SECTIONS)
     if unknown:
         sys.exit(f"unknown sections: {', '.join(sorted(unknown))}")
-    default_python = args.default_python
-    if default_python and not Path(default_python).exists():
-        sys.exit(f"--default-python {default_python}: no such interpreter (make bench-install)")
+    default_python, base_python = args.default_python, args.base_python
+    for option, given in (("--default-python", default_python), ("--base-python", base_python)):
+        if given and not Path(given).exists():
+            sys.exit(f"{option} {given}: no such interpreter (make bench-install)")
     compile_sources([sys.executable, *([default_python] if default_python else [])])
+    base_commit = compile_installed(base_python) if base_python else None
     workdir = Path(tempfile.mkdtemp(prefix="jobkit-bench-", dir=args.workdir))
-    harness = Harness(sizes, workdir, args.keep, default_python)
+    harness = Harness(sizes, workdir, args.keep, default_python, base_python)
     started = time.time()
     info = machine.describe(workdir)
     print(f"jobkit benchmark, {'quick' if args.quick else 'full'} run, stores in {workdir} "
@@ -396,6 +453,8 @@ def main(argv: list[str] | None = None) -> None:
             harness.sqlite()
         if "limits" in sections:
             harness.limits()
+        if "flow" in sections:
+            harness.flow()
         if "memory" in sections:
             harness.memory()
         if "scale" in sections:
@@ -410,7 +469,9 @@ def main(argv: list[str] | None = None) -> None:
             "default_versions": (
                 run_child("machine:versions", harness.log, python=default_python)
                 if default_python else {}),
+            "base_commit": base_commit,
             "virtualenvs": {
+                BASE: base_python and str(Path(base_python).absolute().parent.parent),
                 BARE: os.path.relpath(sys.prefix, ROOT),
                 DEFAULT: default_python and os.path.relpath(
                     Path(default_python).absolute().parent.parent, ROOT)},
