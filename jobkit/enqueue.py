@@ -118,7 +118,8 @@ def unique_of(name: str, method: str, params: dict[str, Any], settings: JobSetti
         return f"{name}:key:{idempotency_key}", period
     if unique is None:
         return None, None
-    values = _ENCODE([params.get(key) for key in unique.keys])
+    values = json.dumps([params.get(key) for key in unique.keys], ensure_ascii=False,
+                        sort_keys=True)  # {"a": 1, "b": 2} is {"b": 2, "a": 1}
     digest = hashlib.sha256(values.encode("utf-8")).hexdigest()[:40]
     return f"{name}.{method}:{digest}", unique.period
 

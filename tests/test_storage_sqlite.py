@@ -629,3 +629,61 @@ class TestFileIdentity:
         store = MemoryStorage()
         assert not supports(store, "upkeep")
         check_health(store)
+
+
+class TestHeldBackIdleLooks:
+    """An idle worker whose due jobs are all held back by limits stays off the write lock."""
+
+    @staticmethod
+    def writes(store: SQLiteStorage, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        """The operations ``store`` runs in write transactions from now on."""
+        seen: list[str] = []
+        original = store._transaction
+
+        def counted(operation: str, work: Any, **options: Any) -> Any:
+            if options.get("write", True):
+                seen.append(operation)
+            return original(operation, work, **options)
+
+        monkeypatch.setattr(store, "_transaction", counted)
+        return seen
+
+    def test_until_another_connection_commits(self, db_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+        """Concurrency: no write while nothing changed; a job ending elsewhere ends the wait."""
+        from jobkit.flow import Flow, Limit
+
+        flow = Flow(limits=[Limit("job", "Email", "concurrency", 1)])
+        with SQLiteStorage(db_path) as store, SQLiteStorage(db_path) as other:
+            for _ in range(3):
+                store.enqueue(new_job(store.now()))
+            [running] = store.claim_from(flow, "w1", 30.0, 5)
+            assert store.claim_from(flow, "w1", 30.0, 5) == []  # held back: noted
+            writes = self.writes(store, monkeypatch)
+            for _ in range(5):
+                assert store.claim_from(flow, "w1", 30.0, 5) == []
+            assert writes == []
+            lease = Lease(running.id, "w1", running.attempts)
+            assert other.settle(lease, AttemptOutcome.SUCCEEDED, result=None) is not None
+            assert len(store.claim_from(flow, "w1", 30.0, 5)) == 1
+            assert len(writes) == 1
+
+    def test_until_a_rate_window_frees_a_place(self, db_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+        """Rate: no write until the window's first start leaves it, then a claim."""
+        from jobkit.flow import Flow, Limit
+
+        clock = FakeClock()
+        flow = Flow(limits=[Limit("job", "Email", "rate", 1, per=10.0)])
+        with SQLiteStorage(db_path, clock=clock) as store:
+            for _ in range(3):
+                store.enqueue(new_job(clock()))
+            assert len(store.claim_from(flow, "w1", 30.0, 5)) == 1
+            assert store.claim_from(flow, "w1", 30.0, 5) == []
+            writes = self.writes(store, monkeypatch)
+            clock.advance(9.9)
+            assert store.claim_from(flow, "w1", 30.0, 5) == []
+            assert writes == []
+            clock.advance(0.2)
+            assert len(store.claim_from(flow, "w1", 30.0, 5)) == 1
+            assert len(writes) == 1

@@ -13,8 +13,9 @@ last window for a rate limit, per value of its key); leave out of the candidate 
 job, queue or key value at its limit; take the candidates in claim order while each limit
 they are under has room, counting each one taken; a round that ends short because some
 became full is followed by another that leaves those out too. A claim takes at most one job
-under a concurrency limit (its worker process runs one job at a time: a second would hold a
-place of the limit while it waited). A job's start, for a rate limit, is its claim.
+under a limit: its worker process runs one job at a time, so a second would hold a place of a
+concurrency limit while it waited, or start later than its claim and bunch a rate limit's
+starts. A job's start, for a rate limit, is its claim.
 """
 
 from __future__ import annotations
@@ -75,13 +76,20 @@ class Exclusions:
 
     names: set[str] = attrs.Factory(set)
     queues: set[str] = attrs.Factory(set)
-    #: ``[job name, parameter, JSON text of its value]``
+    #: ``[job name, parameter, JSON text of its value]`` (:func:`key_value`)
     keys: list[list[str]] = attrs.Factory(list)
 
     def as_json(self) -> tuple[str, str, str]:
-        """The three as JSON arrays, as the SQL stores bind them."""
+        """The three as JSON arrays, as the SQL stores bind them.
+
+        Each key entry carries the parameter's value itself, not its text: the store compares
+        it with the row's as its own JSON reader reads both (SQLite's ``json_extract``,
+        PostgreSQL's ``jsonb``), so no two spellings of one value (``true``/``1``, spaces,
+        key order) can keep a full group from being left out.
+        """
+        keys = [[name, key, json.loads(value)] for name, key, value in self.keys]
         return (json.dumps(sorted(self.names)), json.dumps(sorted(self.queues)),
-                json.dumps(self.keys, ensure_ascii=False))
+                json.dumps(keys, ensure_ascii=False))
 
     def add(self, limit: Limit, value: str | None) -> None:
         """Leave out what ``limit`` (at ``value`` of its key) covers."""
@@ -124,6 +132,10 @@ class LimitedClaim(Protocol):
 
     def add_starts(self, groups: list[str]) -> None:
         """Record a start now under each group name (one entry per start)."""
+
+    def held(self, until: datetime | None) -> None:
+        """Note that the limits held back every due job: no claim can take one before a
+        commit of another connection, or before ``until`` (a rate window's end) with one."""
 
 
 @attrs.define
@@ -176,15 +188,16 @@ def claim_limited(store: LimitedClaim, flow: Flow, limit: int, now: datetime) ->
     room = _Room(flow)
     exclusions = Exclusions()
     running = store.running_jobs()
-    for index, rule in enumerate(flow.limits):
-        for value, (count, _) in usage(store, rule, now, running).items():
+    usage_of = {index: usage(store, rule, now, running) for index, rule in enumerate(flow.limits)}
+    for index, used in usage_of.items():
+        for value, (count, _) in used.items():
             room.used[index, value] = count
     for (index, value), _ in list(room.used.items()):
         if room.full((index, value)):
             exclusions.add(flow.limits[index], value)
     claimed: list[JobRecord] = []
-    # a worker process runs one job at a time: a second job under a concurrency limit claimed
-    # with the first would hold a place of the limit while it waits behind it
+    # a worker process runs one job at a time: a second job under a limit claimed with the
+    # first would wait behind it, holding a place of the limit or starting after its claim
     took_bounded = False
     for _ in range(ROUNDS):
         wanted = limit - len(claimed)
@@ -199,7 +212,7 @@ def claim_limited(store: LimitedClaim, flow: Flow, limit: int, now: datetime) ->
                 for index, value in full:
                     exclusions.add(flow.limits[index], value)
                 continue
-            bounded = any(flow.limits[index].kind == "concurrency" for index, _ in groups)
+            bounded = bool(groups)
             if bounded and took_bounded:
                 continue
             took_bounded = took_bounded or bounded
@@ -218,4 +231,17 @@ def claim_limited(store: LimitedClaim, flow: Flow, limit: int, now: datetime) ->
                 store.add_starts(starts)
         if len(claimed) >= limit or len(found) < window:
             break
+    if not claimed:
+        store.held(_frees_at(flow, room, usage_of))
     return claimed
+
+
+def _frees_at(flow: Flow, room: _Room, usage_of: dict[int, Usage]) -> datetime | None:
+    """When the first full rate group frees a place (its oldest start leaves the window)."""
+    times = [
+        oldest + timedelta(seconds=flow.limits[index].per or 1.0)
+        for index, used in usage_of.items() if flow.limits[index].kind == "rate"
+        for value, (_, oldest) in used.items()
+        if oldest is not None and room.full((index, value))
+    ]
+    return min(times, default=None)

@@ -36,7 +36,7 @@ from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limite
 from jobkit.storage.memory_keeps import MemoryKeeps
 from jobkit.storage.memory_rows import Row
 from jobkit.storage.search import Count, JobQuery, SearchPage
-from jobkit.storage.sql import to_json
+from jobkit.storage.sql import to_json, unique_retry_error
 
 T = TypeVar("T")
 
@@ -218,6 +218,11 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
             row = self._row(job_id)
             if row.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
                 return None
+            if row.unique_key is not None:
+                holders = [other for other in self._jobs.values() if other.id != row.id
+                           and other.unique_key == row.unique_key and other.status in ACTIVE]
+                if holders:
+                    raise unique_retry_error(row.record(), holders[0].record())
             row.status = JobStatus.PENDING
             row.available_at = self.now()
             row.error = None
@@ -592,3 +597,6 @@ class MemoryLimited:
     def add_starts(self, groups: builtins.list[str]) -> None:
         """Record a start now under each group name."""
         self.store._flow_starts.extend((group, self.now) for group in groups)
+
+    def held(self, until: datetime | None) -> None:
+        """Nothing to note: this store has no cheap look to skip claims with."""

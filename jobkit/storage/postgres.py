@@ -176,12 +176,12 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
 
         return self._transaction(f"enqueue {len(jobs)} jobs", work)
 
-    def _unique_holder_in(self, cur: psycopg.Cursor[Any], job: NewJob,
-                          now: Any) -> JobRecord | None:
+    def _unique_holder_in(self, cur: psycopg.Cursor[Any], unique_key: str,
+                          within: float | None, now: Any) -> JobRecord | None:
         """See :meth:`SQLStorage._unique_holder_in`: under an advisory lock of the key."""
-        cur.execute(queries()["lock_unique"], {"unique_key": job.unique_key})
+        cur.execute(queries()["lock_unique"], {"unique_key": unique_key})
         row = self._one(cur, "unique_holder", {
-            "unique_key": job.unique_key, "within": job.unique_for, "now": now})
+            "unique_key": unique_key, "within": within, "now": now})
         return None if row is None else job_of_row(row)
 
     def _insert_in(self, cur: psycopg.Cursor[Any], job: NewJob, row: dict[str, Any],
@@ -208,7 +208,10 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
         """Put a ``failed`` or ``cancelled`` job back to ``pending`` (see :meth:`Storage.retry`)."""
 
         def work(cur: psycopg.Cursor[Any], key: int) -> JobRecord | None:
-            row = self._one(cur, "retry", {"job_id": key, "now": self._now_param()})
+            current = self._one(cur, "get", {"job_id": key})
+            now = self._now_param()
+            self._check_retry_in(cur, None if current is None else job_of_row(current), now)
+            row = self._one(cur, "retry", {"job_id": key, "now": now})
             if row is None:
                 self._missing(cur, key, job_id)
                 return None
@@ -400,7 +403,7 @@ class PostgresLimited:
         self.cur.execute(queries()["claim_candidates"], {
             "now": self.params["now"], "queues": self.params["queues"],
             "ex_names": sorted(exclusions.names), "ex_queues": sorted(exclusions.queues),
-            "ex_keys": json.dumps(exclusions.keys, ensure_ascii=False), "limit": count})
+            "ex_keys": exclusions.as_json()[2], "limit": count})
         return [Candidate(row["id"], row["name"], row["queue"], row["params"])
                 for row in self.cur.fetchall()]
 
@@ -413,3 +416,6 @@ class PostgresLimited:
         """Record a start now under each group name."""
         self.cur.executemany(queries()["add_flow_start"],
                              [{"limit_key": group, "now": self.params["now"]} for group in groups])
+
+    def held(self, until: datetime | None) -> None:
+        """Nothing to note: this store has no cheap look to skip claims with."""

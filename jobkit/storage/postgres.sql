@@ -563,7 +563,8 @@ WHERE status IN ('pending', 'retrying') AND available_at <= coalesce(%(now)s, no
   AND NOT EXISTS (
       SELECT 1 FROM json_array_elements(%(ex_keys)s::json) AS ex
       WHERE ex ->> 0 = jobkit_jobs.name
-        AND coalesce((jobkit_jobs.params -> (ex ->> 1))::text, 'null') = ex ->> 2
+        -- compared as jsonb: no two spellings of one JSON value differ
+        AND coalesce((jobkit_jobs.params -> (ex ->> 1))::jsonb, 'null'::jsonb) = (ex -> 2)::jsonb
   )
 ORDER BY priority DESC, available_at, id
 LIMIT %(limit)s

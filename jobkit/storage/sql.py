@@ -56,6 +56,14 @@ T = TypeVar("T")
 MAX_CLAIMS = 4096
 
 
+def unique_retry_error(record: JobRecord, holder: JobRecord) -> StorageError:
+    """Why ``record`` cannot be retried: ``holder``, waiting or running, has its unique key."""
+    return StorageError(
+        f"job {record.id} cannot be retried: job {holder.id} has the same unique key and is "
+        f"{holder.status}; a store keeps one such job waiting or running (cancel job "
+        f"{holder.id}, or wait for it to end)")
+
+
 def fence_of(lease: Lease) -> dict[str, Any] | None:
     """The parameters that fence an update to the lease's holder; ``None`` for no such row.
 
@@ -382,7 +390,7 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
             found: list[tuple[JobRecord, bool]] = []
             for job, row in zip(jobs, rows, strict=True):
                 if job.unique_key is not None:
-                    holder = self._unique_holder_in(db, job, now)
+                    holder = self._unique_holder_in(db, job.unique_key, job.unique_for, now)
                     if holder is not None:
                         found.append((holder, False))
                         continue
@@ -392,8 +400,20 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
         return self._transaction(f"enqueue {len(jobs)} unique job(s)", work)
 
     @abc.abstractmethod
-    def _unique_holder_in(self, db: Any, job: NewJob, now: Any) -> JobRecord | None:
-        """The job that makes ``job`` a duplicate, if any (the backend locks its key first)."""
+    def _unique_holder_in(self, db: Any, unique_key: str, within: float | None,
+                          now: Any) -> JobRecord | None:
+        """The job holding ``unique_key``: waiting or running, or enqueued less than ``within``
+        seconds ago (the backend locks the key first)."""
+
+    def _check_retry_in(self, db: Any, record: JobRecord | None, now: Any) -> None:
+        """``StorageError`` when ``record``, to be retried, would share its unique key with
+        a job waiting or running (which a store keeps unique)."""
+        if record is None or record.unique_key is None or record.status not in (
+                JobStatus.FAILED, JobStatus.CANCELLED):
+            return
+        holder = self._unique_holder_in(db, record.unique_key, None, now)
+        if holder is not None and holder.id != record.id:
+            raise unique_retry_error(record, holder)
 
     @abc.abstractmethod
     def _insert_in(self, db: Any, job: NewJob, row: dict[str, Any], now: Any) -> JobRecord:

@@ -149,11 +149,11 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
             return [record for record, _ in self.enqueue_unique(jobs)]
         return self._insert(jobs, f"enqueue {len(jobs)} jobs") if jobs else []
 
-    def _unique_holder_in(self, conn: sqlite3.Connection, job: NewJob,
-                          now: Any) -> JobRecord | None:
+    def _unique_holder_in(self, conn: sqlite3.Connection, unique_key: str,
+                          within: float | None, now: Any) -> JobRecord | None:
         """See :meth:`SQLStorage._unique_holder_in` (``BEGIN IMMEDIATE`` is the lock)."""
         row = conn.execute(queries()["unique_holder"], {
-            "unique_key": job.unique_key, "within": job.unique_for, "now": now}).fetchone()
+            "unique_key": unique_key, "within": within, "now": now}).fetchone()
         return None if row is None else job_of_row(row)
 
     def _insert_in(self, conn: sqlite3.Connection, job: NewJob, row: dict[str, Any],
@@ -237,7 +237,10 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
             raise JobNotFoundInStorage(job_id)
 
         def work(conn: sqlite3.Connection) -> JobRecord | None:
-            row = self._one(conn, "retry", {"job_id": key, "now": to_epoch(self.now())})
+            now = to_epoch(self.now())
+            current = self._one(conn, "get", {"job_id": key})
+            self._check_retry_in(conn, None if current is None else job_of_row(current), now)
+            row = self._one(conn, "retry", {"job_id": key, "now": now})
             if row is None:
                 if self._one(conn, "exists", {"job_id": key}) is None:
                     raise JobNotFoundInStorage(job_id)
@@ -264,20 +267,37 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
         """Whether this thread's last claim found nothing and no job is due now.
 
         A read-only look, which keeps idle pollers off the write lock. A thread whose last claim
-        found a job is busy and most likely finds another: it claims at once.
+        found a job is busy and most likely finds another: it claims at once. One whose last
+        claim found every due job held back by its limits looks no further until another
+        connection commits or a rate window frees a place (:meth:`_still_held`).
         """
         if getattr(self._local, "busy", False):
             return False
         sql = queries()
+        held = getattr(self._local, "held", None)
+        self._local.held = None
 
         def due(conn: sqlite3.Connection) -> bool:
             # what wait_for_jobs compares with: a commit after this look wakes it at once
             self._local.seen = conn.execute("PRAGMA data_version").fetchone()[0]
+            if held is not None and self._still_held(held, flow):
+                self._local.held = held
+                return False
             look = {"now": to_epoch(self.now()), "queues": self._bind_queues(flow)}
             return bool(conn.execute(sql["has_due_job"], look).fetchall())
 
         operation = f"claim a job for worker {worker_id}"
         return not self._transaction(operation, due, write=False)
+
+    def _still_held(self, held: tuple[Any, int, float | None], flow: Flow) -> bool:
+        """Whether the limits still hold back every due job (:meth:`SQLiteLimited.held`).
+
+        So they do while no other connection has committed (a job ended, one was enqueued)
+        and the first rate window to free a place has not ended.
+        """
+        queues, version, until = held
+        return (queues == self._bind_queues(flow) and version == self._local.seen
+                and (until is None or to_epoch(self.now()) < until))
 
     def _claim_in(
         self, conn: sqlite3.Connection, worker_id: str, lease_seconds: float,
@@ -576,6 +596,11 @@ class SQLiteLimited:
         self.conn.executemany(queries()["add_flow_start"],
                               [{"limit_key": group, "now": self.params["now"]}
                                for group in groups])
+
+    def held(self, until: datetime | None) -> None:
+        """Let this thread's idle looks skip the write lock until a commit or ``until``."""
+        self.store._local.held = (self.params["queues"], self.store._local.seen,
+                                  None if until is None else to_epoch(until))
 
 
 def _loads(text: Any) -> Any:

@@ -620,12 +620,14 @@ WHERE status IN ('pending', 'retrying') AND available_at <= :now
   AND queue NOT IN (SELECT name FROM jobkit_queues WHERE paused = 1)
   AND name NOT IN (SELECT value FROM json_each(:ex_names))
   AND queue NOT IN (SELECT value FROM json_each(:ex_queues))
+  -- the row's value and the excluded one both read by json_extract (a value as SQLite holds
+  -- it: no two spellings of one JSON value differ); a row whose params are not JSON reads null
   AND NOT EXISTS (
       SELECT 1 FROM json_each(:ex_keys) AS ex
       WHERE json_extract(ex.value, '$[0]') = jobkit_jobs.name
-        AND coalesce(json_quote(json_extract(jobkit_jobs.params,
-                                             '$.' || json_extract(ex.value, '$[1]'))), 'null')
-            = json_extract(ex.value, '$[2]')
+        AND CASE WHEN json_valid(jobkit_jobs.params)
+                 THEN json_extract(jobkit_jobs.params, '$.' || json_extract(ex.value, '$[1]'))
+            END IS json_extract(ex.value, '$[2]')
   )
 ORDER BY priority DESC, available_at, id
 LIMIT :limit;
