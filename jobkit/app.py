@@ -440,8 +440,9 @@ class JobKit(Host):
 
     @shielded_call
     def queues(self) -> list[QueueState]:
-        """Every queue that holds a waiting or running job, was ever paused, or has limits in
-        ``queues:``, by name."""
+        """Every queue that holds a job, was ever paused, or has limits, by name.
+
+        Waiting or running jobs; limits in ``queues:`` of the configuration."""
         from jobkit.flow import QueueState
 
         found = {state.name: state

@@ -110,7 +110,7 @@ class TestOptionalCapabilities:
                 "forget_workers, list_workers to keep them)") in output
         for what in ("job log lines", "throughput", "progress", "queues"):
             assert f"CoreOnlyStorage keeps no {what} (optional capability" in output
-        assert counts.get("skipped") == 18, output  # 18 tests of 5 capabilities
+        assert counts.get("skipped") == 20, output  # 20 tests of 5 capabilities
 
 
 #: A memory store that lists jobs oldest first, against the contract.

@@ -134,8 +134,10 @@ class LimitedClaim(Protocol):
         """Record a start now under each group name (one entry per start)."""
 
     def held(self, until: datetime | None) -> None:
-        """Note that the limits held back every due job: no claim can take one before a
-        commit of another connection, or before ``until`` (a rate window's end) with one."""
+        """Note that the limits held back every due job.
+
+        No claim can take one before a write, or before ``until`` (a rate window's end) when
+        it is given."""
 
 
 @attrs.define

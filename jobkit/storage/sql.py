@@ -402,12 +402,14 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
     @abc.abstractmethod
     def _unique_holder_in(self, db: Any, unique_key: str, within: float | None,
                           now: Any) -> JobRecord | None:
-        """The job holding ``unique_key``: waiting or running, or enqueued less than ``within``
-        seconds ago (the backend locks the key first)."""
+        """The job holding ``unique_key``, if any; the backend locks the key first.
+
+        One waiting or running, or enqueued less than ``within`` seconds ago."""
 
     def _check_retry_in(self, db: Any, record: JobRecord | None, now: Any) -> None:
-        """``StorageError`` when ``record``, to be retried, would share its unique key with
-        a job waiting or running (which a store keeps unique)."""
+        """``StorageError`` when retrying ``record`` would make two jobs of its key wait.
+
+        A store keeps one job of a unique key waiting or running."""
         if record is None or record.unique_key is None or record.status not in (
                 JobStatus.FAILED, JobStatus.CANCELLED):
             return

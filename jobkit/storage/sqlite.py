@@ -280,7 +280,7 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
         def due(conn: sqlite3.Connection) -> bool:
             # what wait_for_jobs compares with: a commit after this look wakes it at once
             self._local.seen = conn.execute("PRAGMA data_version").fetchone()[0]
-            if held is not None and self._still_held(held, flow):
+            if held is not None and self._still_held(held, flow, conn):
                 self._local.held = held
                 return False
             look = {"now": to_epoch(self.now()), "queues": self._bind_queues(flow)}
@@ -289,14 +289,17 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
         operation = f"claim a job for worker {worker_id}"
         return not self._transaction(operation, due, write=False)
 
-    def _still_held(self, held: tuple[Any, int, float | None], flow: Flow) -> bool:
+    def _still_held(self, held: tuple[Any, int, int, float | None], flow: Flow,
+                    conn: sqlite3.Connection) -> bool:
         """Whether the limits still hold back every due job (:meth:`SQLiteLimited.held`).
 
-        So they do while no other connection has committed (a job ended, one was enqueued)
-        and the first rate window to free a place has not ended.
+        So they do while nothing was written since, by another connection (``data_version``)
+        or by this one (its ``total_changes``: it may have ended a job), and the first rate
+        window to free a place has not ended.
         """
-        queues, version, until = held
+        queues, version, changes, until = held
         return (queues == self._bind_queues(flow) and version == self._local.seen
+                and changes == conn.total_changes
                 and (until is None or to_epoch(self.now()) < until))
 
     def _claim_in(
@@ -600,6 +603,7 @@ class SQLiteLimited:
     def held(self, until: datetime | None) -> None:
         """Let this thread's idle looks skip the write lock until a commit or ``until``."""
         self.store._local.held = (self.params["queues"], self.store._local.seen,
+                                  self.conn.total_changes,
                                   None if until is None else to_epoch(until))
 
 
