@@ -396,6 +396,26 @@ class TestUrls:
         assert own == {"pool_size": "8"}
         assert conninfo == "postgresql://u@h/db?sslmode=disable"
 
+    def test_libpq_options_pass_as_written(self) -> None:
+        """libpq's options keep their encoding: %20 stays a space to libpq, + stays a +."""
+        url = ("postgresql://u@h/db?options=-c%20TimeZone%3DAsia%2FKathmandu&pool_size=2"
+               "&application_name=a+b&connect_timeout=3")
+        conninfo, own = split_url(url)
+        assert own == {"pool_size": "2", "connect_timeout": "3"}
+        assert conninfo == ("postgresql://u@h/db?options=-c%20TimeZone%3DAsia%2FKathmandu"
+                            "&application_name=a+b")
+
+    def test_a_session_option_reaches_the_server(self, empty_url: str) -> None:
+        """``options=-c TimeZone=...`` in the URL connects, and times still read in UTC."""
+        from jobkit.testing.conformance import new_job
+
+        url = f"{empty_url}?options=-c%20TimeZone%3DAsia%2FKathmandu"
+        with PostgresStorage(url) as store:
+            job = store.enqueue(new_job(store.now()))
+            assert store.get(job.id) == job
+            assert job.created_at.utcoffset() is not None
+            assert job.created_at.utcoffset().total_seconds() == 0
+
     def test_redact_hides_the_password(self) -> None:
         """The password never appears in messages."""
         assert redact("postgresql://ana:s3cret@h/db") == "postgresql://ana:***@h/db"

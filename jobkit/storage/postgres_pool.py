@@ -13,7 +13,7 @@ import select
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from jobkit.exceptions import ConfigError
 from jobkit.records import UnreadableValue, decode_json
@@ -152,17 +152,26 @@ def _has_input(conn: psycopg.Connection[Any]) -> bool:
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
-    """``postgresql://...?pool_size=8&sslmode=require`` -> (libpq URL, jobkit's own options)."""
+    """``postgresql://...?pool_size=8&sslmode=require`` -> (libpq URL, jobkit's own options).
+
+    libpq's options are passed on exactly as written: decoded and encoded again, a ``%20`` in
+    ``options=-c%20TimeZone%3DUTC`` came back as ``+``, which libpq does not read as a space.
+    """
     parts = urlsplit(url)
     if parts.scheme not in ("postgresql", "postgres"):
         raise ConfigError(
             f"storage: {redact(url)!r} is not a PostgreSQL URL like "
             "postgresql://user:password@host:5432/dbname"
         )
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    own = {key: value for key, value in query if key in _OWN_KEYS}
-    rest = [(key, value) for key, value in query if key not in _OWN_KEYS]
-    return urlunsplit(parts._replace(query=urlencode(rest))), own
+    own: dict[str, str] = {}
+    rest = []
+    for piece in parts.query.split("&"):
+        key, _, value = piece.partition("=")
+        if unquote_plus(key) in _OWN_KEYS:
+            own[unquote_plus(key)] = unquote_plus(value)
+        elif piece:
+            rest.append(piece)
+    return urlunsplit(parts._replace(query="&".join(rest))), own
 
 
 def redact(url: str) -> str:
