@@ -21,7 +21,7 @@ import attrs
 
 from jobkit import limits
 from jobkit.exceptions import ConfigError, InvalidParameters
-from jobkit.flow import check_queue_name
+from jobkit.flow import IDEMPOTENCY_PERIOD, check_queue_name
 from jobkit.records import NewJob
 
 if TYPE_CHECKING:
@@ -105,9 +105,9 @@ def unique_of(name: str, method: str, params: dict[str, Any], settings: JobSetti
     ``unique.keys`` make a key of the job, method and those params' values, held while it is
     waiting or running (and for ``period`` seconds, with one).
     """
-    from jobkit.flow import IDEMPOTENCY_PERIOD
-
     unique = settings.unique
+    if idempotency_key is None and unique is None:  # every plain enqueue: nothing to do
+        return None, None
     if idempotency_key is not None:
         if (not isinstance(idempotency_key, str) or not idempotency_key
                 or len(idempotency_key) > MAX_IDEMPOTENCY_KEY):
@@ -116,8 +116,7 @@ def unique_of(name: str, method: str, params: dict[str, Any], settings: JobSetti
                 f"{MAX_IDEMPOTENCY_KEY} characters, got {idempotency_key!r}"])
         period = unique.period if unique is not None and unique.period else IDEMPOTENCY_PERIOD
         return f"{name}:key:{idempotency_key}", period
-    if unique is None:
-        return None, None
+    assert unique is not None
     values = json.dumps([params.get(key) for key in unique.keys], ensure_ascii=False,
                         sort_keys=True)  # {"a": 1, "b": 2} is {"b": 2, "a": 1}
     digest = hashlib.sha256(values.encode("utf-8")).hexdigest()[:40]

@@ -108,6 +108,12 @@ class TestWorkersAndQueues:
         store = CoreOnlyStorage(MemoryStorage())
         with pytest.raises(StorageError, match="has no 'flow' capability"):
             complete_and_claim_many(store, [], "w1", 30.0, 1, Flow(["mail"]))
+        with pytest.raises(StorageError, match="cannot enforce job Email: concurrency limit 2: "
+                                               "storage CoreOnlyStorage has no 'flow'"):
+            from jobkit.flow import Limit
+
+            complete_and_claim_many(store, [], "w1", 30.0, 1,
+                                    Flow(limits=[Limit("job", "Email", "concurrency", 2)]))
         with pytest.raises(StorageError, match="cannot pause a queue: storage CoreOnlyStorage"):
             flow_store(store, "pause a queue")
         job = store.enqueue(new_job(store.now()))

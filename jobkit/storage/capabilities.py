@@ -377,7 +377,12 @@ def flow_store(storage: Storage, what: str) -> ControlsFlow:
 def check_flow(storage: Storage, flow: Flow | None) -> None:
     """``StorageError`` when ``flow`` narrows the claims and the store lacks ``flow``."""
     if flow is not None and flow.restricted:
-        flow_store(storage, f"take jobs from queues {', '.join(flow.queues or ())} only")
+        wanted = []
+        if flow.queues is not None:
+            wanted.append(f"take jobs from queues {', '.join(flow.queues)} only")
+        if flow.limits:
+            wanted.append(f"enforce {'; '.join(str(limit) for limit in flow.limits)}")
+        flow_store(storage, " and ".join(wanted))
 
 
 def claim(storage: Storage, worker_id: str, lease_seconds: float, limit: int,
