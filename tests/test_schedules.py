@@ -307,3 +307,39 @@ class TestScheduler:
         with JobKit(unscheduled, load_entrypoints=False,
                     storage=CoreOnlyStorage(MemoryStorage())) as app:
             assert check_schedules(app) == []
+
+
+class TestAnnouncedAndChecked:
+    def test_a_fired_job_is_announced_to_plugins(self, tmp_path: Path) -> None:
+        """Its ``enqueued`` event reaches plugins as any other job's does."""
+        from jobkit import EventKind, JobEvent, hookimpl
+
+        seen: list[JobEvent] = []
+
+        class Listener:
+            @hookimpl
+            def jobkit_job_event(self, event: JobEvent) -> None:
+                seen.append(event)
+
+        clock = Clock("2026-01-01T00:00:00")
+        config = make_config(tmp_path, schedules={"a": {
+            "job": "Recorder", "method": "record", "every": "1m",
+            "params": {"ledger": str(tmp_path / "l"), "tag": "a"}}})
+        with JobKit(config, load_entrypoints=False, plugins=(Listener(),),
+                    storage=MemoryStorage(clock=clock)) as app:
+            app.fire_schedule(app.config.schedules["a"])
+            clock.now = at("2026-01-01T00:01:00")
+            (record,) = app.fire_schedule(app.config.schedules["a"])
+        assert [(event.kind, event.job.id) for event in seen] == [(EventKind.ENQUEUED, record.id)]
+
+    def test_jobkit_check_and_worker_start_name_a_bad_schedule(self, tmp_path: Path) -> None:
+        """`jobkit check` (exit 1) and `jobkit worker` (2) name the schedule, file and line."""
+        from conftest import jobkit_process
+
+        config = write_config(tmp_path, schedules={"typo": {
+            "job": "Recorder", "method": "record", "params": {"ledgr": "l"}, "every": "1m"}})
+        for command, status in ((["check"], 1), (["worker", "--burst"], 2)):
+            done = jobkit_process(tmp_path, "--config", str(config), *command)
+            assert done.returncode == status, done.stdout + done.stderr
+            assert "jobs.yaml:" in done.stderr and "schedules.typo:" in done.stderr, done.stderr
+            assert "ledgr" in done.stderr and "Traceback" not in done.stderr
