@@ -261,7 +261,8 @@ class ScheduleState:
 
     name: str
     paused: bool = False
-    #: The newest tick handled (run, or dropped by catch-up, overlap or a pause); None: none.
+    #: The newest tick handled (run, or dropped by catch-up, overlap or a pause; a resume makes
+    #: it at least the moment of the resume: every tick up to it is handled); None: none.
     last_tick: datetime | None = None
     #: The newest tick that ran (a job was stored for it); None: never.
     last_run_at: datetime | None = None

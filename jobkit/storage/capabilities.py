@@ -275,7 +275,11 @@ class KeepsSchedules(abc.ABC):
 
     @abc.abstractmethod
     def resume_schedule(self, name: str) -> bool:
-        """Resume schedule ``name``; whether it was paused before."""
+        """Resume schedule ``name``; whether it was paused before.
+
+        A resume handles every tick due up to now (the last tick handled becomes at least
+        now): ticks of the pause are not run later, even when no worker fired them meanwhile.
+        """
 
     @abc.abstractmethod
     def schedule_states(self) -> dict[str, ScheduleState]:

@@ -103,8 +103,10 @@ class SQLSchedules(NamedQueries, KeepsSchedules):
 
     def _set_schedule_paused(self, name: str, paused: bool) -> bool:
         def work(db: Any) -> bool:
-            self._one(db, "schedule_seen", {"name": name, "now": self._time(self._now_in(db))})
-            changed = self._one(db, "set_schedule_paused", {"name": name, "paused": paused})
+            now = self._time(self._now_in(db))
+            self._one(db, "schedule_seen", {"name": name, "now": now})
+            changed = self._one(db, "set_schedule_paused",
+                                {"name": name, "paused": paused, "now": now})
             return changed is not None
 
         return self._transaction(f"{'pause' if paused else 'resume'} schedule {name!r}", work)

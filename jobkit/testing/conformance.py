@@ -1831,6 +1831,30 @@ class ScheduleConformance(StorageFixtures):
         assert store.resume_schedule("never-seen") is False
         assert store.schedule_states()["never-seen"].paused is False
 
+    def test_ticks_of_a_pause_no_worker_fired_are_not_run_on_resume(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """Ticks due while paused are not run after the resume, though no worker fired them.
+
+        Paused (seen or never seen before), then no firing for ten minutes (the workers were
+        down), then resumed: the schedule runs from its next tick on, under every
+        ``catch_up``.
+        """
+        store = schedule_store(storage)
+        fired = scheduled("fired", catch_up="all", overlap="allow")
+        store.fire_schedule(fired, tick_job(clock))
+        unseen = scheduled("unseen", overlap="allow")
+        start = clock()
+        for schedule in (fired, unseen):
+            assert store.pause_schedule(schedule.name) is True
+        clock.current = minute_after(start, 10) + timedelta(seconds=30)
+        for schedule in (fired, unseen):
+            assert store.resume_schedule(schedule.name) is True
+            assert store.fire_schedule(schedule, tick_job(clock)) == []
+            assert store.schedule_runs(schedule.name) == []
+        clock.current = minute_after(start, 11)
+        for schedule in (fired, unseen):
+            assert len(store.fire_schedule(schedule, tick_job(clock))) == 1
+
     def test_a_deleted_job_takes_its_run_but_not_the_last_tick(
             self, storage: Storage, clock: FakeClock) -> None:
         """A pruned run is gone from the runs and the state's job, the tick stays handled."""
