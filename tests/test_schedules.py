@@ -284,8 +284,63 @@ class TestScheduler:
                 clock.now = at(f"2026-01-01T00:00:0{step}")
                 assert scheduler.fire_due() == 1.0
             assert [job.params["tag"] for job in app.list_jobs()] == ["fast"] * 3
-            assert Scheduler(app, enabled, poll_interval=0.2, clock=clock).fire_due() == 0.2
             assert "off" not in app.storage.schedule_states()  # type: ignore[attr-defined]
+
+    def test_idle_it_sleeps_until_the_next_tick_a_second_at_most(self, tmp_path: Path) -> None:
+        """Not every poll interval (0.05 s by default): until the next tick, bounded.
+
+        The bound is a second (so that a machine clock set forward is noticed), or the poll
+        interval when that is longer."""
+        from jobkit.worker.scheduler import MAX_SLEEP, Scheduler
+
+        clock = Clock("2026-01-01T00:00:00")
+        with scheduled_app(tmp_path, clock, slow={"every": "1h"}, fast={"every": "1s"}) as app:
+            slow, fast = app.config.schedules["slow"], app.config.schedules["fast"]
+            assert MAX_SLEEP == 1.0
+            assert Scheduler(app, [slow], poll_interval=0.05, clock=clock).fire_due() == 1.0
+            assert Scheduler(app, [slow], poll_interval=5.0, clock=clock).fire_due() == 5.0
+            clock.now = at("2026-01-01T00:00:00.75")
+            assert Scheduler(app, [fast], poll_interval=0.05, clock=clock).fire_due() == 0.25
+
+    def test_a_store_that_fails_is_said_once_and_tried_again(self, tmp_path: Path) -> None:
+        """Its clock unreadable or a firing failing: one warning each, a retry, no exception."""
+        from jobkit.exceptions import StorageError
+        from jobkit.worker import scheduler as module
+        from jobkit.worker.scheduler import RETRY_AFTER, Scheduler
+
+        warnings: list[str] = []
+
+        class Logger:
+            def warning(self, message: str, **fields: Any) -> None:
+                warnings.append(message.format(**fields))
+
+            def debug(self, message: str, **fields: Any) -> None:
+                pass
+
+        clock = Clock("2026-01-01T00:00:00")
+        with scheduled_app(tmp_path, clock, a={"every": "1s"}) as app:
+            store = app.storage
+            scheduler = Scheduler(app, list(app.config.schedules.values()), poll_interval=0.05,
+                                  clock=clock)
+            down = StorageError("the server is down")
+            with pytest.MonkeyPatch.context() as logs:
+                logs.setattr(module, "logger", Logger())
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(store, "now", lambda: (_ for _ in ()).throw(down))
+                    assert scheduler.fire_due() == RETRY_AFTER
+                    assert scheduler.fire_due() == RETRY_AFTER
+                assert scheduler.fire_due() == 1.0  # the store is back: fired (first sight)
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(store, "fire_schedule", lambda *_: (_ for _ in ()).throw(down))
+                    clock.now = at("2026-01-01T00:00:01")
+                    assert scheduler.fire_due() == RETRY_AFTER
+                    clock.now = at("2026-01-01T00:00:02")
+                    assert scheduler.fire_due() == RETRY_AFTER
+                clock.now = at("2026-01-01T00:00:03")
+                assert scheduler.fire_due() == 1.0
+            assert warnings == ["schedules: could not read the store's clock: the server is down",
+                                "schedule a: could not fire: the server is down"]
+            assert len(app.schedule_runs("a")) == 1
 
     def test_a_store_without_the_capability_is_refused_at_start(self, tmp_path: Path) -> None:
         from jobkit.exceptions import StorageError
