@@ -82,16 +82,22 @@ def _cron_fields(expression: str) -> str:
     return _NICKNAMES.get(expression.strip().lower(), expression.strip())
 
 
-def _check_cron(value: Any) -> bool:
+def _cron_rule(value: Any) -> str | None:
+    """A cron expression cronsim reads (None: not set); ``Invalid`` saying what is wrong."""
+    if value is None:
+        return None
+    what = "a cron expression of five fields, such as '0 3 * * *' (or @daily, @hourly, ...)"
     if not isinstance(value, str):
-        return False
+        raise Invalid(f"expected {what}, got {value!r}")
     from cronsim import CronSim, CronSimError
 
     try:
         CronSim(_cron_fields(value), EPOCH)
-    except CronSimError:
-        return False
-    return True
+    except CronSimError as exc:  # "Bad minute", "Wrong number of fields", ...
+        reason = str(exc) or "not read"
+        raise Invalid(f"expected {what}, got {value!r} "
+                      f"({reason[:1].lower()}{reason[1:]})") from None
+    return value
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -120,8 +126,6 @@ def _every_rule(value: Any) -> timedelta | None:
 
 
 #: The rules of a schedule's fields, shared by the file and by code.
-_CRON = Rule("a cron expression of five fields, such as '0 3 * * *' (or @daily, @hourly, ...)",
-             _check_cron, nullable=True)
 _ZONE = Rule("an IANA time zone name, such as 'Europe/Berlin' or 'UTC'", _check_zone)
 _PARAMS = Rule("a mapping of parameters (or a list of positional ones)",
                lambda v: v is None or isinstance(v, (dict, list)),
@@ -149,7 +153,7 @@ class Schedule:
     method: str = setting("handle", text("a method name"))
     params: Mapping[str, Any] = setting(attrs.Factory(dict), _PARAMS, hash=False,
                                         converter=lambda v: {} if v is None else v)
-    cron: str | None = setting(None, _CRON)
+    cron: str | None = setting(None, _cron_rule)
     every: timedelta | None = setting(None, _every_rule, converter=_every_rule)
     timezone: str = setting("UTC", _ZONE)
     queue: str | None = setting(None, _QUEUE)

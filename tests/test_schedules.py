@@ -7,6 +7,7 @@ conformance suite (``ScheduleConformance``); workers firing them in tests/test_s
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -139,11 +140,24 @@ class TestConfiguration:
             return next(n for n, line in enumerate(lines, 1) if line.strip().startswith(key))
 
         assert f"jobs.yaml:{line_of('cron:')}: schedules.a.cron: expected a cron" in errors[0]
+        assert "got '61 * * * *' (bad minute)" in errors[0]  # cronsim's reason
         assert any("schedules.b.every: a schedule needs exactly one of cron" in e for e in errors)
         assert any("schedules.c.timezone: expected an IANA time zone" in e for e in errors)
         assert any("schedules.d.catch_up: expected one of latest, none, all" in e
                    for e in errors)
         assert any("schedules.d.bogus: unknown key" in e for e in errors)
+
+    def test_a_bad_cron_expression_says_what_is_wrong(self) -> None:
+        """cronsim's reason follows the expected form: the field, or the count of fields."""
+        for expression, reason in (("0 0 30 2 *", "bad day-of-month"), ("0 25 * * *", "bad hour"),
+                                   ("* * * *", "wrong number of fields"),
+                                   ("0 0 * * 8", "bad day-of-week")):
+            with pytest.raises(ValueError, match=rf"cron: expected a cron expression of five "
+                               rf"fields.*got '{re.escape(expression)}' \({reason}\)$"):
+                cron(expression)
+        with pytest.raises(ValueError, match=r"cron: expected a cron expression.*got 5$"):
+            cron(5)  # type: ignore[arg-type]
+        assert cron("0 0 L * *").cron == "0 0 L * *"
 
     def test_params_are_checked_by_the_job_factory_at_check(self, tmp_path: Path) -> None:
         path = write_config(tmp_path, schedules={
