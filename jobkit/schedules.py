@@ -145,7 +145,8 @@ class Schedule:
     Exactly one of ``cron`` and ``every`` is set. ``timezone`` applies to ``cron`` only.
     ``queue`` and ``priority`` None: the job's own settings. ``catch_up`` is ``latest``,
     ``none`` or ``all`` (see :meth:`plan`); ``overlap`` is ``skip`` (no new tick while a run
-    of this schedule is pending, retrying or running) or ``allow``.
+    of this schedule is pending, retrying or running, so that a firing runs one tick at most,
+    the oldest due, even under ``catch_up: all``) or ``allow``.
     """
 
     name: str = attrs.field(validator=lambda _, __, v: _NAME_RULE(v))

@@ -261,8 +261,9 @@ class KeepsSchedules(abc.ABC):
         before now); find the due ticks after the newest handled one
         (:meth:`~jobkit.schedules.Schedule.plan`, on the store's clock); run none when the
         schedule is paused, or when ``overlap`` is ``skip`` and a run of it is pending,
-        retrying or running; store the job and a run for each tick run; record the newest tick
-        due as handled. A ``job`` whose unique key a stored job holds is not stored again (its
+        retrying or running; store the job and a run for each tick run (with ``skip``, the first
+        tick's only: its run is pending, the later ones would overlap it); record the newest
+        tick due as handled. A ``job`` whose unique key a stored job holds is not stored again (its
         tick runs no job).
         """
 

@@ -95,6 +95,8 @@ class MemorySchedules(KeepsSchedules):
                     runs[tick] = int(record.id)
                     stored.append(record)
                     last_run = tick
+                    if schedule.overlap == "skip":
+                        break  # its run is pending now: the later ticks would overlap it
             self._schedule_states[schedule.name] = attrs.evolve(
                 state, last_tick=plan.newest, last_run_at=last_run)
             return stored

@@ -94,6 +94,8 @@ class SQLSchedules(NamedQueries, KeepsSchedules):
                     "name": name, "tick": self._time(tick), "job_id": int(record.id)})
                 stored.append(record)
                 last_run = tick
+                if schedule.overlap == "skip":
+                    break  # its run is pending now: the later ticks would overlap it
             self._one(db, "schedule_handled", {
                 "name": name, "last_tick": self._time(plan.newest),
                 "last_run_at": None if last_run is None else self._time(last_run)})

@@ -1810,6 +1810,26 @@ class ScheduleConformance(StorageFixtures):
         clock.current = minute_after(start, 4)
         assert len(store.fire_schedule(skip, tick_job(clock))) == 1
 
+    def test_overlap_skip_runs_one_missed_tick_under_catch_up_all(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """``skip`` with ``catch_up: all``: one job for five missed ticks, not five at once.
+
+        The oldest tick runs; its job is pending, so the later ones would overlap it and are
+        dropped (handled). ``allow`` runs all five.
+        """
+        store = schedule_store(storage)
+        skip = scheduled("skip", catch_up="all")
+        allow = scheduled("allow", catch_up="all", overlap="allow")
+        for schedule in (skip, allow):
+            store.fire_schedule(schedule, tick_job(clock))
+        start = clock()
+        clock.current = minute_after(start, 5) + timedelta(seconds=1)
+        (record,) = store.fire_schedule(skip, tick_job(clock))
+        assert len(store.fire_schedule(allow, tick_job(clock))) == 5
+        assert store.schedule_runs("skip") == [(minute_after(start, 1), record.id)]
+        assert store.schedule_states()["skip"].last_tick == minute_after(start, 5)
+        assert storage.count(status=JobStatus.PENDING) == 6
+
     def test_a_paused_schedule_skips_its_ticks(self, storage: Storage, clock: FakeClock) -> None:
         """A paused schedule's ticks are handled without running; resumed, it runs again.
 
