@@ -45,6 +45,8 @@ __all__ = [
 CATCH_UP_ALL_MAX = 100
 #: ``catch_up: none`` fires a tick only this long after it was due; older ones are skipped.
 CATCH_UP_NONE_GRACE = timedelta(seconds=60)
+#: The longest ``every:`` interval (ten years: its ticks stay within the dates Python counts).
+EVERY_MAX = timedelta(days=3650)
 #: The Unix epoch: ``every:`` ticks are whole multiples of the interval since it.
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -64,14 +66,20 @@ _MICROSECOND = timedelta(microseconds=1)
 def parse_every(value: Any) -> timedelta:
     """``30s``, ``5m``, ``2h`` or ``1d`` (or a ``timedelta`` of whole seconds) as a timedelta.
 
-    ``ValueError`` for anything else, or an interval under one second.
+    ``ValueError`` for anything else, or an interval under one second or over
+    :data:`EVERY_MAX`.
     """
-    if isinstance(value, timedelta):
+    if isinstance(value, str) and (found := _EVERY.fullmatch(value)):
+        seconds = int(found.group(1)) * _UNITS[found.group(2)]
+        # a huge number is refused before timedelta() overflows on it
+        every = timedelta(seconds=min(seconds, EVERY_MAX // timedelta(seconds=1) + 1))
+    elif isinstance(value, timedelta):
         every = value
-    elif isinstance(value, str) and (found := _EVERY.fullmatch(value)):
-        every = timedelta(seconds=int(found.group(1)) * _UNITS[found.group(2)])
     else:
         raise ValueError(f"expected an interval such as 30s, 5m, 2h or 1d, got {value!r}")
+    if every > EVERY_MAX:
+        raise ValueError(f"expected an interval of at most {EVERY_MAX.days}d (for a yearly "
+                         f"time, use cron: such as '0 0 1 1 *'), got {value!r}")
     if every < timedelta(seconds=1) or every % timedelta(seconds=1):
         raise ValueError(f"expected an interval of whole seconds, at least 1s, got {value!r}")
     return every

@@ -54,6 +54,13 @@ class TestTicks:
         for bad in ("0s", "1.5s", "5 m", "5", "5w", "-1s", 5):
             with pytest.raises(ValueError):
                 every(bad)  # type: ignore[arg-type]
+        assert every("3650d").next_tick(at("2026-01-01")) == at("2029-12-17")
+        for huge in ("3651d", "36500000d", "9999999999d", "99999999999999999999s"):
+            with pytest.raises(ValueError, match=rf"expected an interval of at most 3650d "
+                               rf"\(for a yearly time, use cron: .*\), got '{huge}'"):
+                every(huge)
+        with pytest.raises(ValueError, match="at most 3650d"):
+            every(timedelta(days=5000))  # type: ignore[arg-type]
 
     def test_cron_in_a_time_zone(self) -> None:
         nightly = cron("0 3 * * *", "Europe/Berlin")
