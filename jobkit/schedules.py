@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CATCH_UP_ALL_MAX",
     "CATCH_UP_NONE_GRACE",
+    "EVERY_MAX",
     "SCHEDULE_NAME",
     "Schedule",
     "ScheduleState",
