@@ -115,8 +115,14 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+#: Names the zone database may hold whose zone depends on the machine (its own setting):
+#: workers on two machines would not agree on the ticks.
+_MACHINE_ZONES = frozenset({"localtime", "posixrules"})
+
+
 def _check_zone(value: Any) -> bool:
-    if not isinstance(value, str) or not value or value.startswith(("/", ".")):
+    if (not isinstance(value, str) or not value or value.startswith(("/", "."))
+            or value.lower() in _MACHINE_ZONES):
         return False
     try:
         _zone(value)
@@ -135,7 +141,8 @@ def _every_rule(value: Any) -> timedelta | None:
 
 
 #: The rules of a schedule's fields, shared by the file and by code.
-_ZONE = Rule("an IANA time zone name, such as 'Europe/Berlin' or 'UTC'", _check_zone)
+_ZONE = Rule("an IANA time zone name, such as 'Europe/Berlin' or 'UTC' (not the machine's "
+             "localtime: every worker must compute the same ticks)", _check_zone)
 _PARAMS = Rule("a mapping of parameters (or a list of positional ones)",
                lambda v: v is None or isinstance(v, (dict, list)),
                lambda v: {} if v is None else v)

@@ -154,6 +154,14 @@ class TestConfiguration:
                    for e in errors)
         assert any("schedules.d.bogus: unknown key" in e for e in errors)
 
+    def test_the_machines_own_zone_is_refused(self) -> None:
+        """``localtime`` (a file in many zone databases) is each machine's own zone."""
+        for zone in ("localtime", "posixrules"):
+            with pytest.raises(ValueError, match=r"timezone: expected an IANA time zone name.*"
+                               r"not the machine's localtime"):
+                cron("0 3 * * *", zone)
+        assert cron("0 3 * * *", "America/New_York").timezone == "America/New_York"
+
     def test_a_bad_cron_expression_says_what_is_wrong(self) -> None:
         """cronsim's reason follows the expected form: the field, or the count of fields."""
         for expression, reason in (("0 0 30 2 *", "bad day-of-month"), ("0 25 * * *", "bad hour"),
