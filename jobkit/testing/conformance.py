@@ -35,12 +35,14 @@ import pytest
 
 from jobkit.exceptions import JobNotFoundInStorage, StorageError
 from jobkit.records import (
+    NEEDS_ENDED,
     AttemptOutcome,
     JobLogLine,
     JobRecord,
     JobStatus,
     Lease,
     NewJob,
+    NewStep,
     RetryPolicy,
     WorkerInfo,
 )
@@ -49,6 +51,7 @@ from jobkit.storage.capabilities import (
     OPTIONAL_CAPABILITIES,
     ControlsFlow,
     KeepsSchedules,
+    RunsWorkflows,
     complete_and_claim_many,
     count_matching,
     job_logs_of,
@@ -1943,6 +1946,194 @@ class ScheduleConformance(StorageFixtures):
         assert storage.count() == 12
 
 
+def workflow_store(storage: Storage) -> RunsWorkflows:
+    """The store as :class:`RunsWorkflows`; the test is skipped for a store without it."""
+    require(storage, "workflows", "workflows")
+    assert isinstance(storage, RunsWorkflows)
+    return storage
+
+
+def waiting_step(clock: FakeClock, *parents: int, **fields: Any) -> NewStep:
+    """A step of the test job (``params`` ``{"n": ...}`` unless given) after ``parents``."""
+    params = fields.pop("params", {"n": len(parents)})
+    return NewStep(new_job(clock(), params=params), parents=parents, **fields)
+
+
+def ended(storage: Storage, job_id: str, outcome: AttemptOutcome = SUCCEEDED,
+          result: Any = None) -> JobRecord:
+    """Claim the job (it must be the next due) and settle it with ``outcome``."""
+    record = claim(storage)
+    assert record.id == job_id, f"expected job {job_id} to be claimed, got {record.id}"
+    if outcome is SUCCEEDED:
+        settled = storage.settle(lease_of(record), outcome, result=result)
+    else:
+        settled = storage.settle(lease_of(record), outcome, error="boom", traceback=None)
+    assert settled is not None
+    return settled
+
+
+def statuses(storage: Storage, records: Iterable[JobRecord]) -> list[str]:
+    """The status of each job now, as text."""
+    return [str(storage.get(record.id).status) for record in records]
+
+
+class WorkflowConformance(StorageFixtures):
+    """Capability ``workflows``: jobs released in the change that ends their last parent.
+
+    Skipped for a store without it.
+    """
+
+    def test_a_chain_is_released_step_by_step_with_its_results(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """Each completion makes the next step pending, in the same change, with its result.
+
+        Only the first step is due at first; the result is given as ``result_as``.
+        """
+        store = workflow_store(storage)
+        workflow_id, (a, b, c) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock, 0, result_as="got"),
+            waiting_step(clock, 1, result_as="got")])
+        assert workflow_id is not None
+        assert [a.status, b.status, c.status] == [JobStatus.PENDING, JobStatus.BLOCKED,
+                                                  JobStatus.BLOCKED]
+        clock.advance(5)
+        ended(storage, a.id, result={"rows": 3})
+        assert storage.claim("w2", LEASE) is not None  # b, released by a's completion
+        released = storage.get(b.id)
+        assert released.status is JobStatus.RUNNING
+        assert released.params == {"n": 1, "got": {"rows": 3}}
+        assert storage.get(c.id).status is JobStatus.BLOCKED
+        assert storage.settle(lease_of(released), SUCCEEDED, result=[1, 2]) is not None
+        assert storage.get(c.id).params == {"n": 1, "got": [1, 2]}
+        assert storage.get(c.id).available_at == clock()
+        steps = store.get_workflow(workflow_id).steps
+        assert [(step.job_id, step.label, step.parents) for step in steps] == [
+            (a.id, "", ()), (b.id, "", (a.id,)), (c.id, "", (b.id,))]
+        assert store.workflow_of(c.id) == workflow_id
+
+    def test_no_release_before_every_parent_ended(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """A callback waits for both members to end; one failed, it runs with ``None`` for it.
+
+        A member that is ``retrying`` has not ended.
+        """
+        store = workflow_store(storage)
+        _, (one, two, then) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock),
+            waiting_step(clock, 0, 1, needs=NEEDS_ENDED, result_as="got", collect=True)])
+        ended(storage, one.id, result="first")
+        assert storage.get(then.id).status is JobStatus.BLOCKED
+        lease = lease_of(claim(storage))
+        storage.settle(lease, FAILED, error="boom", retry_at=clock() + timedelta(seconds=1))
+        assert storage.get(then.id).status is JobStatus.BLOCKED  # retrying: not ended
+        clock.advance(1)
+        ended(storage, two.id, FAILED)
+        callback = storage.get(then.id)
+        assert callback.status is JobStatus.PENDING
+        assert callback.params == {"n": 2, "got": ["first", None]}
+
+    def test_a_failure_cancels_what_waits_for_it_and_a_retry_revives_it(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """a -> b -> c: a fails, b and c are cancelled; retrying a makes them wait again.
+
+        Their error says why; they go on once a succeeds.
+        """
+        store = workflow_store(storage)
+        _, (a, b, c) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock, 0), waiting_step(clock, 1)])
+        ended(storage, a.id, FAILED)
+        assert statuses(storage, [a, b, c]) == ["failed", "cancelled", "cancelled"]
+        assert f"job {a.id}" in (storage.get(b.id).error or "")
+        assert storage.claim("w1", LEASE) is None
+        assert storage.retry(a.id) is not None
+        assert statuses(storage, [a, b, c]) == ["pending", "blocked", "blocked"]
+        ended(storage, a.id)
+        ended(storage, b.id)
+        assert storage.get(c.id).status is JobStatus.PENDING
+
+    def test_on_failure_run_runs_after_a_failed_parent(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """A step that needs its parents ended runs after one failed.
+
+        One that needs them completed is cancelled; a cancel by hand is an end too.
+        """
+        store = workflow_store(storage)
+        _, (a, anyway, only_if, after_cancel) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock, 0, needs=NEEDS_ENDED),
+            waiting_step(clock, 0), waiting_step(clock, 2, needs=NEEDS_ENDED)])
+        ended(storage, a.id, FAILED)
+        assert statuses(storage, [anyway, only_if, after_cancel]) == [
+            "pending", "cancelled", "pending"]
+
+    def test_a_cancel_by_hand_and_a_last_crash_end_a_parent(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """Cancelling a step cancels what needs it completed; so does its last lost lease."""
+        store = workflow_store(storage)
+        _, (a, b, c, d) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock, 0),
+            attrs.evolve(waiting_step(clock), job=new_job(clock(), max_crashes=1)),
+            waiting_step(clock, 2)])
+        storage.cancel(b.id)
+        assert statuses(storage, [a, b]) == ["pending", "cancelled"]
+        storage.cancel(a.id)
+        claim(storage)  # c
+        clock.advance(LEASE + 1)
+        storage.requeue_expired()
+        assert statuses(storage, [c, d]) == ["failed", "cancelled"]
+
+    def test_depends_on_stored_jobs(self, storage: Storage, clock: FakeClock) -> None:
+        """A job after stored ones is released or cancelled at once when they have ended.
+
+        Released when they completed, cancelled when one failed, refused (nothing stored)
+        when one is unknown; under no workflow.
+        """
+        store = workflow_store(storage)
+        done = storage.enqueue(new_job(clock()))
+        ended(storage, done.id, result=7)
+        failed = storage.enqueue(new_job(clock(), max_attempts=1))
+        ended(storage, failed.id, FAILED)
+        waits = storage.enqueue(new_job(clock()))
+        workflow_id, (after_done,) = store.enqueue_steps(
+            [NewStep(new_job(clock(), params={}), depends_on=(done.id,), result_as="got")],
+            workflow=False)
+        assert workflow_id is None and store.workflow_of(after_done.id) is None
+        assert after_done.status is JobStatus.PENDING and after_done.params == {"got": 7}
+        _, (after_failed, after_waits) = store.enqueue_steps(
+            [NewStep(new_job(clock()), depends_on=(failed.id,)),
+             NewStep(new_job(clock()), depends_on=(waits.id, done.id))], workflow=False)
+        assert [after_failed.status, after_waits.status] == [JobStatus.CANCELLED,
+                                                            JobStatus.BLOCKED]
+        before = storage.count()
+        with pytest.raises(JobNotFoundInStorage):
+            store.enqueue_steps([NewStep(new_job(clock()), depends_on=("987654",))])
+        assert storage.count() == before
+        ended(storage, waits.id)
+        assert storage.get(after_waits.id).status is JobStatus.PENDING
+
+    def test_cancel_a_workflow(self, storage: Storage, clock: FakeClock) -> None:
+        """Every step not ended is cancelled, a running one's lease taken away.
+
+        Ended ones and other jobs are left alone.
+        """
+        store = workflow_store(storage)
+        workflow_id, (a, b, c, d) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock), waiting_step(clock, 0),
+            waiting_step(clock, 1, 2, needs=NEEDS_ENDED)])
+        other = storage.enqueue(new_job(clock()))
+        assert workflow_id is not None
+        ended(storage, a.id)
+        running = claim(storage)
+        assert running.id == b.id
+        cancelled = store.cancel_workflow(workflow_id)
+        assert sorted(record.id for record in cancelled) == sorted([b.id, c.id, d.id])
+        assert statuses(storage, [a, b, c, d, other]) == [
+            "completed", "cancelled", "cancelled", "cancelled", "pending"]
+        assert storage.settle(lease_of(running), SUCCEEDED) is None
+        assert store.cancel_workflow(workflow_id) == []
+        assert store.get_workflow(workflow_id).finished
+        with pytest.raises(JobNotFoundInStorage):
+            store.get_workflow("987654")
+
 class CoreConformance(
     RoundTripTests,
     ClaimTests,
@@ -1973,6 +2164,7 @@ CAPABILITY_CONFORMANCE: dict[str, type[StorageFixtures]] = {
     "batches": BatchesConformance,
     "flow": FlowConformance,
     "schedules": ScheduleConformance,
+    "workflows": WorkflowConformance,
 }
 
 
@@ -1989,6 +2181,7 @@ class InProcessStorageConformance(
     LimitConformance,
     UniqueConformance,
     ScheduleConformance,
+    WorkflowConformance,
 ):
     """The core and every optional capability that one process can check.
 

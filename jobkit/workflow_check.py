@@ -1,0 +1,172 @@
+"""Internal: the check of a workflow, from its flattened steps to the steps a store keeps.
+
+Every step is checked as ``run_background_job`` checks a job (:func:`jobkit.enqueue.new_jobs`:
+job registered, method approved, params fit, options within bounds), its ``result_as``
+parameter left to the store to give; then each ``result_as`` against what the steps it waits
+for return. Nothing is stored when one problem is found.
+
+The return check refuses a step only when the producing method's return annotation and the
+receiving parameter's annotation are both given and no value could fit both, compared as
+JSON: a result travels as JSON, so a ``tuple`` fits a ``list``, an ``int`` a ``float``, a
+``dict`` an attrs class; a ``float`` does not fit an ``int``, nor a ``bool`` an ``int`` (the
+factory's converter is strict). A step that waits for a group (``collect``) receives a list:
+its parameter must be an array (``list[T]``), and each producer's return must fit ``T``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import types
+import typing
+from collections import abc
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from jobkit.enqueue import CallOptions, SettingsOf, new_jobs
+from jobkit.exceptions import ConfigError, InvalidParameters
+from jobkit.factory import Factory, hint_name, signature_of
+from jobkit.records import NewStep
+from jobkit.workflows import Node
+
+#: No annotation given.
+_UNKNOWN = object()
+
+
+def return_hint(cls: type[Any], method: str) -> Any:
+    """The resolved return annotation of ``cls.method``, or ``_UNKNOWN`` without one."""
+    function = inspect.getattr_static(cls, method)
+    if isinstance(function, (staticmethod, classmethod)):
+        function = function.__func__
+    try:
+        return typing.get_type_hints(function).get("return", _UNKNOWN)
+    except Exception:  # signature_of reports hints that do not resolve
+        return _UNKNOWN
+
+
+def _options(node: Node) -> CallOptions:
+    try:
+        return CallOptions(**node.step.options)
+    except TypeError as exc:
+        raise ConfigError(errors=[f"step {node.label} ({node.step.title}): {exc}"]) from None
+
+
+def new_steps(factory: Factory, nodes: Sequence[Node], *, settings_of: SettingsOf,
+              now: Callable[[], datetime]) -> list[NewStep]:
+    """The checked steps to store, one per node; ``InvalidParameters`` naming the step."""
+    steps = []
+    for node in nodes:
+        part = node.step
+        supplied = frozenset() if part.result_as is None else frozenset({part.result_as})
+        try:
+            _check_result_as(factory, node)
+            (job,) = new_jobs(factory, part.name, part.method, [part.params], _options(node),
+                              settings_of=settings_of, now=now, supplied=supplied)
+        except InvalidParameters as exc:
+            raise InvalidParameters(exc.name, exc.method, {
+                f"step {node.label} {key}": why for key, why in exc.problems.items()}) from None
+        steps.append(NewStep(
+            job=attrs.evolve(job, unique_key=None, unique_for=None), parents=node.parents,
+            needs=node.needs, result_as=part.result_as, collect=node.collect, label=node.label))
+    for node in nodes:
+        if node.step.result_as is not None:
+            check_results(factory, node, [nodes[index] for index in node.parents])
+    return steps
+
+
+def _check_result_as(factory: Factory, node: Node) -> None:
+    """``InvalidParameters`` when the step's ``result_as`` cannot receive a result."""
+    part = node.step
+    if part.result_as is None:
+        return
+    spec = factory.registry.method(part.name, part.method)
+    signature = signature_of(spec.cls, part.method)
+    problem = None
+    if not node.parents:
+        problem = "the step waits for no step: no result to receive"
+    elif part.result_as not in signature.allowed and not signature.accepts_any_keyword:
+        problem = "the method has no parameter of this name"
+    elif isinstance(part.params, dict) and part.result_as in part.params:
+        problem = "given in params too (result_as gives it)"
+    if problem is not None:
+        raise InvalidParameters(part.name, part.method, {f"result_as {part.result_as}": problem})
+
+
+def check_results(factory: Factory, node: Node, parents: Sequence[Node]) -> None:
+    """``InvalidParameters`` naming both steps when a parent's return cannot fit ``result_as``."""
+    part = node.step
+    assert part.result_as is not None
+    spec = factory.registry.method(part.name, part.method)
+    wanted = signature_of(spec.cls, part.method).hints.get(part.result_as, _UNKNOWN)
+    where = f"step {node.label} {part.result_as}"
+    if wanted is _UNKNOWN:
+        return
+    if node.collect:
+        if _json_kind(wanted) not in (None, "array"):
+            raise InvalidParameters(part.name, part.method, {where: (
+                f"receives the list of {len(parents)} results of a group, but is annotated "
+                f"{hint_name(wanted)} (annotate it list[T])")})
+        args = typing.get_args(wanted)
+        wanted = args[0] if args else Any
+    for parent in parents:
+        producer = factory.registry.method(parent.step.name, parent.step.method)
+        produced = return_hint(producer.cls, parent.step.method)
+        if produced is not _UNKNOWN and not fits(produced, wanted):
+            raise InvalidParameters(part.name, part.method, {where: (
+                f"expected {hint_name(wanted)}, but step {parent.label} "
+                f"({parent.step.title}) returns {hint_name(produced)}")})
+
+
+def _options_of(hint: Any) -> tuple[Any, ...]:
+    """The members of a union (``int | None``: ``int`` and ``None``), else ``hint`` alone."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return typing.get_args(hint)
+    return (hint,)
+
+
+def _json_kind(hint: Any) -> str | None:
+    """What JSON a value of ``hint`` is: ``null``, ``bool``, ``int``... ``None``: can't tell."""
+    if hint is None or hint is type(None):
+        return "null"
+    origin = typing.get_origin(hint) or hint
+    if not isinstance(origin, type):
+        return None
+    for kind, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str")):
+        if issubclass(origin, kind):
+            return name
+    if (attrs.has(origin) or dataclasses.is_dataclass(origin)
+            or issubclass(origin, abc.Mapping)):
+        return "object"
+    if issubclass(origin, (abc.Sequence, abc.Set)) and not issubclass(origin, (bytes,
+                                                                               bytearray)):
+        return "array"
+    return None
+
+
+def fits(produced: Any, wanted: Any) -> bool:
+    """Whether a value returned as ``produced`` may fit a parameter annotated ``wanted``.
+
+    ``False`` only when no value could: some member of one union fits some of the other.
+    """
+    return any(_one_fits(p, w) for p in _options_of(produced) for w in _options_of(wanted))
+
+
+def _one_fits(produced: Any, wanted: Any) -> bool:
+    if produced is Any or wanted is Any:
+        return True
+    have, want = _json_kind(produced), _json_kind(wanted)
+    if have is None or want is None:
+        return True
+    if have != want:
+        return have == "int" and want == "float"
+    inner_have, inner_want = typing.get_args(produced), typing.get_args(wanted)
+    if have == "array" and inner_have and inner_want:
+        if len(inner_have) > 1 or len(inner_want) > 1:  # fixed tuples: not looked into
+            return True
+        return fits(inner_have[0], inner_want[0])
+    if have == "object" and len(inner_have) == 2 and len(inner_want) == 2:
+        return fits(inner_have[1], inner_want[1])
+    return True

@@ -1,0 +1,278 @@
+"""Workflows (issue 20): flows flattened into graphs, checked, stored and run.
+
+Every step checked before anything is stored, result_as against return annotations, and flows
+run end to end on the memory store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import jobkit
+from jobkit import ConfigError, InvalidParameters, Job, JobKit, JobNotFound, MethodNotAllowed
+from jobkit.config import Config
+from jobkit.exceptions import StorageError
+from jobkit.records import NEEDS_COMPLETED, NEEDS_ENDED, JobStatus
+from jobkit.storage import MemoryStorage
+from jobkit.testing.coreonly import CoreOnlyStorage
+from jobkit.worker import run_until_empty
+from jobkit.workflow_check import fits
+from jobkit.workflows import Node, chain, group, plan, step
+
+
+class Numbers(Job):
+    """Small typed methods whose results flow on."""
+
+    methods = ("count", "double", "total", "text", "fail", "loose", "maybe", "pair", "floaty")
+
+    def count(self, n: int) -> int:
+        return n
+
+    def double(self, value: int) -> int:
+        return value * 2
+
+    def total(self, values: list[int | None]) -> int:
+        return sum(value or 0 for value in values)
+
+    def text(self, value: str = "") -> str:
+        return f"text {value}"
+
+    def fail(self, value: int = 0) -> int:
+        raise ValueError("this step fails")
+
+    def loose(self, value=None):  # type: ignore[no-untyped-def]  # unannotated on purpose
+        return value
+
+    def maybe(self, value: int | None = None) -> int | None:
+        return value
+
+    def pair(self) -> tuple[int, int]:
+        return (1, 2)
+
+    def floaty(self, value: float) -> float:
+        return value
+
+
+@pytest.fixture
+def app() -> Iterator[JobKit]:
+    """An app on the memory store with Numbers registered."""
+    application = JobKit(Config.from_dict({"storage": "memory://"}), load_entrypoints=False)
+    application.register("Numbers", Numbers)
+    yield application
+    application.close()
+
+
+def edges(nodes: list[Node]) -> list[tuple[str, str, tuple[int, ...], str, bool]]:
+    """(label, method, parents, needs, collect) of each node."""
+    return [(node.label, node.step.method, node.parents, node.needs, node.collect)
+            for node in nodes]
+
+
+C, E = NEEDS_COMPLETED, NEEDS_ENDED
+
+
+class TestPlan:
+    def test_a_step_alone_and_a_chain(self) -> None:
+        """A chain's element waits for the previous one to complete."""
+        assert edges(plan(step("N", "a"))) == [("0", "a", (), C, False)]
+        assert edges(plan(chain(step("N", "a"), step("N", "b"), step("N", "c")))) == [
+            ("0", "a", (), C, False), ("1", "b", (0,), C, False), ("2", "c", (1,), C, False)]
+
+    def test_a_group_with_a_callback_then_a_step(self) -> None:
+        """Members wait for what precedes the group; the callback for every member to end.
+
+        What follows waits for the callback.
+        """
+        flow = chain(step("N", "a"), group(step("N", "b"), step("N", "c"), then=step("N", "d")),
+                     step("N", "e"))
+        assert edges(plan(flow)) == [
+            ("0", "a", (), C, False), ("1.0", "b", (0,), C, False), ("1.1", "c", (0,), C, False),
+            ("1.then", "d", (1, 2), E, True), ("2", "e", (3,), C, False)]
+
+    def test_nesting(self) -> None:
+        """A group without callback hands its terminal steps on, as a list.
+
+        A chain inside a group waits in itself; a group inside a callback chain waits for the
+        members.
+        """
+        flow = group(
+            chain(step("N", "a"), step("N", "b")),
+            group(step("N", "c"), step("N", "d")),
+            then=chain(group(step("N", "e"), step("N", "f")), step("N", "g")),
+        )
+        assert edges(plan(chain(flow, step("N", "h")))) == [
+            ("0.0.0", "a", (), C, False), ("0.0.1", "b", (0,), C, False),
+            ("0.1.0", "c", (), C, False), ("0.1.1", "d", (), C, False),
+            ("0.then.0.0", "e", (1, 2, 3), E, True), ("0.then.0.1", "f", (1, 2, 3), E, True),
+            ("0.then.1", "g", (4, 5), C, True), ("1", "h", (6,), C, False)]
+
+    def test_on_failure_overrides_what_the_place_says(self) -> None:
+        """``run`` makes a chain's element wait for an end; ``cancel`` makes a callback strict.
+
+        A strict callback needs every member completed; on a first step it means nothing.
+        """
+        flow = chain(step("N", "a", on_failure="run"), step("N", "b", on_failure="run"),
+                     group(step("N", "c"), then=step("N", "d", on_failure="cancel")))
+        assert [node.needs for node in plan(flow)] == [C, E, C, C]
+
+    def test_bad_parts_are_refused(self) -> None:
+        """Not a step, an empty chain or group, a bad on_failure or result_as."""
+        with pytest.raises(TypeError, match="item 1 is a str"):
+            chain(step("N"), "N")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="at least one"):
+            chain()
+        with pytest.raises(ValueError, match="at least one"):
+            group(then=step("N"))
+        with pytest.raises(ValueError, match="on_failure"):
+            step("N", on_failure="ignore")
+        with pytest.raises(ValueError, match="result_as"):
+            step("N", result_as="not a name")
+
+    def test_jobkit_exports_the_builders(self) -> None:
+        """``from jobkit import step, chain, group`` and the workflow functions."""
+        assert (jobkit.step, jobkit.chain, jobkit.group) == (step, chain, group)
+        assert callable(jobkit.run_workflow) and callable(jobkit.get_workflow)
+
+
+class TestChecks:
+    def refused(self, app: JobKit, flow: Any, error: type[Exception] = InvalidParameters) -> str:
+        """The error run_workflow raises for ``flow``, having stored nothing."""
+        before = app.storage.count()
+        with pytest.raises(error) as caught:
+            app.run_workflow(flow)
+        assert app.storage.count() == before
+        return str(caught.value)
+
+    def test_every_step_is_checked_before_anything_is_stored(self, app: JobKit) -> None:
+        """A bad step stops the workflow: the error names the step and nothing is stored.
+
+        An unknown job, a method not approved, params that do not fit, a bad option.
+        """
+        ok = step("Numbers", "count", {"n": 1})
+        assert "step 1 n" in self.refused(app, chain(ok, step("Numbers", "count", {"n": "x"})))
+        self.refused(app, chain(ok, step("Nope")), JobNotFound)
+        self.refused(app, group(ok, step("Numbers", "secret")), MethodNotAllowed)
+        self.refused(app, chain(ok, step("Numbers", "count", {"n": 1}, priority="high")),
+                     ConfigError)
+        message = self.refused(app, chain(ok, step("Numbers", "count")))
+        assert "step 1 n: missing (required)" in message
+
+    def test_result_as_is_a_parameter_not_given_twice_and_after_a_step(self, app: JobKit) -> None:
+        """result_as names a parameter, not also in params, of a step that follows another.
+
+        The parameter it names is not missing.
+        """
+        ok = step("Numbers", "count", {"n": 1})
+        assert "no parameter of this name" in self.refused(
+            app, chain(ok, step("Numbers", "count", {"n": 1}, result_as="m")))
+        assert "given in params too" in self.refused(
+            app, chain(ok, step("Numbers", "double", {"value": 2}, result_as="value")))
+        assert "waits for no step" in self.refused(
+            app, step("Numbers", "double", result_as="value"))
+        assert app.run_workflow(chain(ok, step("Numbers", "double", result_as="value")))
+
+    def test_annotations_that_cannot_match_name_both_steps(self, app: JobKit) -> None:
+        """str returned into an int parameter: refused, naming the producing step too."""
+        message = self.refused(app, chain(step("Numbers", "text"),
+                                          step("Numbers", "double", result_as="value")))
+        assert "step 1 value: expected int, but step 0 (Numbers.text) returns str" in message
+        message = self.refused(app, chain(step("Numbers", "floaty", {"value": 1.5}),
+                                          step("Numbers", "double", result_as="value")))
+        assert "returns float" in message
+
+    def test_a_group_callback_takes_a_list(self, app: JobKit) -> None:
+        """A callback's parameter receives a list: list[int | None] takes ints.
+
+        An int parameter cannot take a list.
+        """
+        members = (step("Numbers", "count", {"n": 1}), step("Numbers", "count", {"n": 2}))
+        assert app.run_workflow(group(*members, then=step("Numbers", "total",
+                                                          result_as="values")))
+        message = self.refused(app, group(
+            *members, then=step("Numbers", "double", result_as="value")))
+        assert "receives the list of 2 results of a group" in message
+
+    def test_a_member_returning_the_wrong_type_is_refused(self, app: JobKit) -> None:
+        """Each member's return is checked against the list's item type."""
+        message = self.refused(app, group(step("Numbers", "count", {"n": 1}), step("Numbers",
+                               "text"), then=step("Numbers", "total", result_as="values")))
+        assert "step then values: expected int | None, but step 1 (Numbers.text)" in message
+
+    def test_unannotated_or_loose_annotations_pass(self, app: JobKit) -> None:
+        """No annotation on either side, Optional, a tuple into a list: nothing refused."""
+        assert app.run_workflow(chain(step("Numbers", "loose"),
+                                      step("Numbers", "double", result_as="value")))
+        assert app.run_workflow(chain(step("Numbers", "count", {"n": 1}),
+                                      step("Numbers", "loose", result_as="value")))
+        assert app.run_workflow(chain(step("Numbers", "maybe"),
+                                      step("Numbers", "double", result_as="value")))
+        assert app.run_workflow(chain(step("Numbers", "pair"),
+                                      step("Numbers", "total", result_as="values")))
+
+    @pytest.mark.parametrize(("produced", "wanted", "ok"), [
+        (int, int, True), (int, float, True), (float, int, False), (bool, int, False),
+        (str, int, False), (type(None), int, False), (int | None, int, True),
+        (list[int], list[str], False), (list[int], tuple[int, ...], True),
+        (dict[str, int], dict[str, str], False), (dict[str, Any], dict[str, int], True),
+        (Any, int, True), (tuple[int, int], list[int], True),
+    ])
+    def test_fits(self, produced: Any, wanted: Any, ok: bool) -> None:
+        """What may fit, compared as JSON."""
+        assert fits(produced, wanted) is ok
+
+    def test_a_store_without_the_capability_is_refused(self) -> None:
+        """The core alone: run_workflow and depends_on say the store cannot."""
+        store = CoreOnlyStorage(MemoryStorage())
+        with JobKit(storage=store, load_entrypoints=False) as app:
+            app.register("Numbers", Numbers)
+            with pytest.raises(StorageError, match="no 'workflows' capability"):
+                app.run_workflow(step("Numbers", "count", {"n": 1}))
+            first = app.run_background_job("Numbers", "count", {"n": 1})
+            with pytest.raises(StorageError, match="no 'workflows' capability"):
+                app.run_background_job("Numbers", "count", {"n": 1}, depends_on=[first])
+
+
+class TestRunning:
+    def test_a_chain_runs_end_to_end_passing_results(self, app: JobKit) -> None:
+        """count -> double -> double: each result given to the next step."""
+        workflow_id = app.run_workflow(chain(
+            step("Numbers", "count", {"n": 3}), step("Numbers", "double", result_as="value"),
+            step("Numbers", "double", result_as="value")))
+        assert run_until_empty(app, timeout=15) == 3
+        steps = app.get_workflow(workflow_id).steps
+        assert [s.status for s in steps] == [JobStatus.COMPLETED] * 3
+        assert [app.get_job(s.job_id).result for s in steps] == [3, 6, 12]
+
+    def test_a_group_callback_runs_after_a_failure(self, app: JobKit) -> None:
+        """A member fails (no retries): the callback runs with None for it.
+
+        The chain goes on after the callback.
+        """
+        workflow_id = app.run_workflow(chain(
+            group(step("Numbers", "count", {"n": 2}), step("Numbers", "fail", retry_attempts=0),
+                  then=step("Numbers", "total", result_as="values")),
+            step("Numbers", "double", result_as="value")))
+        run_until_empty(app, timeout=15)
+        steps = app.get_workflow(workflow_id).steps
+        assert [str(s.status) for s in steps] == ["completed", "failed", "completed",
+                                                   "completed"]
+        assert app.get_job(steps[2].job_id).params == {"values": [2, None]}
+        assert app.get_job(steps[3].job_id).result == 4
+
+    def test_depends_on_and_cancel_workflow(self, app: JobKit) -> None:
+        """A job with depends_on waits, blocked, for a workflow's step.
+
+        Cancelling the workflow cancels its steps and what needs them.
+        """
+        workflow_id = app.run_workflow(chain(step("Numbers", "count", {"n": 1}),
+                                             step("Numbers", "count", {"n": 2})))
+        last = app.get_workflow(workflow_id).steps[-1].job_id
+        after = app.run_background_job("Numbers", "count", {"n": 3}, depends_on=[last])
+        assert app.get_job(after).status is JobStatus.BLOCKED
+        assert app.cancel_workflow(workflow_id) == 2
+        assert app.get_job(after).status is JobStatus.CANCELLED
+        with pytest.raises(ConfigError, match="depends_on"):
+            app.run_background_job("Numbers", "count", {"n": 3}, depends_on=last)  # type: ignore[arg-type]
