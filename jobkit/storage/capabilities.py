@@ -333,7 +333,7 @@ class RunsWorkflows(abc.ABC):
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         """The workflow with this id, each step with its job's status now.
 
-        Raises ``JobNotFoundInStorage`` (naming the workflow) for an unknown id. Steps whose
+        Raises ``WorkflowNotFound`` (a ``JobNotFoundInStorage``) for an unknown id. Steps whose
         job was deleted (prune) are left out.
         """
 
@@ -342,7 +342,7 @@ class RunsWorkflows(abc.ABC):
         """Cancel every step of the workflow that has not ended, in one transaction.
 
         Running ones too (their lease is taken away, as :meth:`Storage.cancel` does); the
-        records changed. Raises ``JobNotFoundInStorage`` for an unknown id.
+        records changed. Raises ``WorkflowNotFound`` for an unknown id.
         """
 
     @abc.abstractmethod

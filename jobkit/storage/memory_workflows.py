@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from jobkit.exceptions import JobNotFoundInStorage
+from jobkit.exceptions import JobNotFoundInStorage, WorkflowNotFound
 from jobkit.records import (
     FINAL_STATUSES,
     NEEDS_ENDED,
@@ -138,6 +138,8 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
         todo = [row.id]
         while todo:
             current = self._jobs[todo.pop()]
+            if current.status is not JobStatus.BLOCKED:  # reached twice: settled already
+                continue
             link = self._links[current.id]
             verdict, why = self._verdict(link)
             if verdict == "release":
@@ -161,7 +163,7 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
             params[link.result_as] = results if link.collect or len(results) != 1 else results[0]
             row.params = json.dumps(params, ensure_ascii=False, allow_nan=False)
         row.status = JobStatus.PENDING
-        row.available_at = now
+        row.available_at = max(row.available_at, now)  # a step's delay counts from its storing
 
     def _result_of(self, job_id: int) -> Any:
         row = self._jobs.get(job_id)
@@ -172,8 +174,7 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
     def _ended(self, job_id: int, now: datetime) -> None:
         """A job ended: settle its blocked children (under the lock, in the same change)."""
         for child in self._blocked_children(job_id):
-            if self._jobs[child].status is JobStatus.BLOCKED:  # a sibling's cascade may have
-                self._settle_waiting(self._jobs[child], now)
+            self._settle_waiting(self._jobs[child], now)
 
     def _revived(self, job_id: int) -> None:
         """A manual retry put ``job_id`` back: its children cancelled because of it wait again.
@@ -213,7 +214,7 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
     def _workflow(self, workflow_id: str) -> tuple[datetime, builtins.list[int]]:
         found = self._workflows.get(workflow_id) if isinstance(workflow_id, str) else None
         if found is None:
-            raise JobNotFoundInStorage(f"workflow {workflow_id}")
+            raise WorkflowNotFound(str(workflow_id))
         return found
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:

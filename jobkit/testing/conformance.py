@@ -2110,6 +2110,18 @@ class WorkflowConformance(StorageFixtures):
         ended(storage, waits.id)
         assert storage.get(after_waits.id).status is JobStatus.PENDING
 
+    def test_a_released_step_keeps_a_later_due_time(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """A step stored with a delay is released pending but not due before its time."""
+        store = workflow_store(storage)
+        _, (a, b) = store.enqueue_steps([
+            waiting_step(clock), NewStep(new_job(clock(), delay=60), parents=(0,))])
+        due = clock() + timedelta(seconds=60)
+        ended(storage, a.id)
+        released = storage.get(b.id)
+        assert (released.status, released.available_at) == (JobStatus.PENDING, due)
+        assert storage.claim("w1", LEASE) is None
+
     def test_cancel_a_workflow(self, storage: Storage, clock: FakeClock) -> None:
         """Every step not ended is cancelled, a running one's lease taken away.
 
@@ -2131,7 +2143,7 @@ class WorkflowConformance(StorageFixtures):
         assert storage.settle(lease_of(running), SUCCEEDED) is None
         assert store.cancel_workflow(workflow_id) == []
         assert store.get_workflow(workflow_id).finished
-        with pytest.raises(JobNotFoundInStorage):
+        with pytest.raises(JobNotFoundInStorage, match="no workflow with id '987654'"):
             store.get_workflow("987654")
 
 class CoreConformance(
