@@ -7,7 +7,7 @@ below, which fall back to what the core can do: a store with the core alone runs
 every CLI command, and the dashboard says what it does not keep.
 
 The built-in backends have every capability (memory has neither ``wake`` nor ``upkeep``: it
-has nothing to wait on or to look after).
+has nothing to wait on or to look after), except ``workflows``, which only memory has so far.
 """
 
 from __future__ import annotations
@@ -314,7 +314,9 @@ class RunsWorkflows(abc.ABC):
     ``pending``, due now, with the results in its params; a child that needs ``completed`` and
     has a parent that failed or was cancelled is cancelled, and so on down the graph. A manual
     retry of a failed or cancelled job makes the children cancelled that way ``blocked`` again
-    (and theirs), so they go on once it succeeds. ``retrying`` is no end: children wait.
+    (and theirs), so they go on once it succeeds; a manual retry of a step whose parents have
+    not all completed makes it ``blocked``, not ``pending``. ``retrying`` is no end: children
+    wait. A released step keeps a due time later than its release (a delay given when stored).
     """
 
     @abc.abstractmethod

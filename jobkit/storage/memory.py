@@ -224,7 +224,9 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now.
 
         Its error is cleared and ``max_attempts`` raised to allow one more attempt if needed.
-        ``None`` for other statuses; ``JobNotFoundInStorage`` for an unknown id.
+        ``None`` for other statuses; ``JobNotFoundInStorage`` for an unknown id. A workflow's
+        step whose parents have not all completed goes back to ``blocked`` instead, and the
+        steps a failure of it cancelled wait again (capability ``workflows``).
         """
 
         def work() -> JobRecord | None:

@@ -2036,7 +2036,8 @@ class WorkflowConformance(StorageFixtures):
             self, storage: Storage, clock: FakeClock) -> None:
         """a -> b -> c: a fails, b and c are cancelled; retrying a makes them wait again.
 
-        Their error says why; they go on once a succeeds.
+        Their error says why; they go on once a succeeds. Retrying b first makes it (and c)
+        wait: its parent has not completed.
         """
         store = workflow_store(storage)
         _, (a, b, c) = store.enqueue_steps([
@@ -2045,6 +2046,9 @@ class WorkflowConformance(StorageFixtures):
         assert statuses(storage, [a, b, c]) == ["failed", "cancelled", "cancelled"]
         assert f"job {a.id}" in (storage.get(b.id).error or "")
         assert storage.claim("w1", LEASE) is None
+        retried = storage.retry(b.id)  # its parent has not completed: it waits again
+        assert retried is not None and retried.status is JobStatus.BLOCKED
+        assert statuses(storage, [a, b, c]) == ["failed", "blocked", "blocked"]
         assert storage.retry(a.id) is not None
         assert statuses(storage, [a, b, c]) == ["pending", "blocked", "blocked"]
         ended(storage, a.id)
@@ -2109,6 +2113,42 @@ class WorkflowConformance(StorageFixtures):
         assert storage.count() == before
         ended(storage, waits.id)
         assert storage.get(after_waits.id).status is JobStatus.PENDING
+
+    def test_members_ending_at_once_release_the_callback_once(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """Six members settled by six threads at once: the callback is released once.
+
+        With every member's result: no member may see "another is still running" for ever.
+        """
+        import threading
+
+        store = workflow_store(storage)
+        members = [waiting_step(clock, params={"n": n}) for n in range(6)]
+        callback = waiting_step(clock, *range(6), needs=NEEDS_ENDED, result_as="got",
+                                collect=True, params={})
+        _, records = store.enqueue_steps([*members, callback])
+        leases = {record.params["n"]: lease_of(record)  # type: ignore[call-overload]
+                  for record in (claim(storage) for _ in range(6))}
+        errors: list[BaseException] = []
+        start = threading.Barrier(6)
+
+        def settle(n: int) -> None:
+            try:
+                start.wait()
+                storage.settle(leases[n], SUCCEEDED, result=n * 10)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=settle, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        released = claim(storage)
+        assert released.id == records[-1].id
+        assert released.params == {"got": [0, 10, 20, 30, 40, 50]}
+        assert storage.claim("w1", LEASE) is None
 
     def test_a_released_step_keeps_a_later_due_time(
             self, storage: Storage, clock: FakeClock) -> None:
