@@ -262,6 +262,20 @@ class TestRunning:
         assert app.get_job(steps[2].job_id).params == {"values": [2, None]}
         assert app.get_job(steps[3].job_id).result == 4
 
+    def test_on_failure_run_goes_on_after_a_failed_step(self, app: JobKit) -> None:
+        """A step with on_failure="run" runs after its parent failed, receiving None.
+
+        The steps after it go on.
+        """
+        workflow_id = app.run_workflow(chain(
+            step("Numbers", "fail", retry_attempts=0),
+            step("Numbers", "maybe", result_as="value", on_failure="run"),
+            step("Numbers", "text")))
+        run_until_empty(app, timeout=15)
+        steps = app.get_workflow(workflow_id).steps
+        assert [str(s.status) for s in steps] == ["failed", "completed", "completed"]
+        assert app.get_job(steps[1].job_id).params == {"value": None}
+
     def test_depends_on_and_cancel_workflow(self, app: JobKit) -> None:
         """A job with depends_on waits, blocked, for a workflow's step.
 
