@@ -290,18 +290,12 @@ def drain(
     seed: str | None = None,
     timeout: float = 1800,
     notifier: bool = False,
-    beside: Callable[[Path], Callable[[], dict[str, Any]]] | None = None,
 ) -> dict[str, Any]:
     """Drain throughput of ``jobkit worker -n processes --burst`` over ``jobs`` jobs.
 
     The jobs are enqueued first; ``seed`` is a store file to start from, e.g. one with a million
-    finished jobs. ``beside(config)``, when given, starts work to run alongside the drain
-    (called just before the worker is spawned) and returns what stops it and reports it: its
-    report is ``result["beside"]``, and the seed's finished jobs it ``deleted`` are not
-    expected at the end.
-
-    ``cpu_per_job_us``: the CPU (user + system) of the worker's processes, supervisor and
-    spawned ones, from the first poll that sees a job started until they have all exited (read
+    finished jobs. ``cpu_per_job_us``: the CPU (user + system) of the worker's processes, supervisor
+    and spawned ones, from the first poll that sees a job started until they have all exited (read
     from ``RUSAGE_CHILDREN`` once the worker is waited for, less the CPU they had used at that first
     poll), per job timed.
     """
@@ -315,7 +309,6 @@ def drain(
         api = prefill(app, jobs)
     settle()
     remaining, close = _remaining(storage, workdir)
-    stop_beside = beside(config) if beside is not None else None
     try:
         cpu_before = children_cpu_seconds()
         spawned = time.perf_counter()
@@ -324,9 +317,6 @@ def drain(
             result: dict[str, Any] = watch_drain(
                 remaining, jobs, [worker], spawned, log, timeout,
                 cpu=lambda: tree_cpu_seconds(worker.pid))
-            if stop_beside is not None:
-                result["beside"], stop_beside = stop_beside(), None
-                before -= result["beside"].get("deleted", 0)
             worker.wait(120)
             result["exit_s"] = time.perf_counter() - spawned
             result["exit_code"] = worker.returncode
@@ -337,8 +327,6 @@ def drain(
         finally:
             stop(worker)
     finally:
-        if stop_beside is not None:  # the drain failed: stop it all the same
-            stop_beside()
         close()
     with _app(config) as app:
         done = app.storage.count(status=JobStatus.COMPLETED)

@@ -1,39 +1,39 @@
-"""A worker's drain rate while retention prunes a million finished jobs, against none (SQLite).
+"""A worker's drain rate beside a retention pass over a million old jobs, against none (SQLite).
 
-Run with `.venv/bin/python bench/retention_drain.py` (jobkit's own virtualenv; `--quick` for a
-small store), or as the `retention` section of `bench/run.py`. A store of ``rows`` completed
-jobs, each with its attempt and one log line, all finished 30 days ago, is built once. Each
-pair of runs then drains ``jobs`` new jobs with `jobkit worker -n processes --burst` from a copy
-of it twice: once alone, and once while a retention pass (:class:`jobkit.worker.retention.
-Retainer`, the worker supervisor's, with its batch size and pauses, ``completed: 7d``) deletes
-the old jobs beside it, from another process as a supervisor does. The worker's own retention
-is off (``JOBKIT_RETENTION__COMPLETED=forever``) so that only the pass measured runs. Prints
-each pair's rates and the ratio of the medians (with / without); a ratio near 1 is the goal.
-Also reported: how many rows the pass deleted during the drain, how long its batches took
-(the write lock each held) and whether it was still running at the end (it must be, for the
-drain to have run beside it all along).
+Run with `make bench-retention` (jobkit's own virtualenv; `--quick` for a small store), or as
+the `retention` section of `bench/run.py`. A store of ``rows`` completed jobs, each with its
+attempt and one log line, all finished 30 days ago, is built once. Each pair then runs two
+sides at once, each in a process of its own on its own copy of that store with ``jobs`` new
+jobs enqueued: a `jobkit worker -n processes` alone, and one beside a retention pass
+(:class:`jobkit.worker.retention.Retainer`, the supervisor's, with its batch size and pauses,
+``completed: 7d``) run in another process, as a supervisor runs it beside its worker
+processes. Both start together and count the jobs they finish in ``window`` seconds, so the
+load of a shared machine falls on both alike: the ratio of their rates (with / without) is the
+cost of the pass, near 1 when it holds no lock long. The workers' own retention is off
+(``JOBKIT_RETENTION__COMPLETED=forever``). Also reported: the rows the pass deleted in the
+window, its CPU per row, how long its batches took (each one write transaction) and that it
+was still running at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
+import shutil
 import sqlite3
 import statistics
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import median
-from jobkit_side import drain, scale_template
+from common import POLL, median, settle, stop, tail
+from jobkit_side import _remaining, _worker, prefill, scale_template, setup
 
 from jobkit import JobKit
 from jobkit.config import Retention
-from jobkit.worker.retention import BATCH_SIZE, PAUSE, Retainer
+from jobkit.worker.retention import BATCH_SIZE, PAUSE, SHARE, Retainer
 
 #: How long ago the store's old jobs finished (retention ``completed: 7d`` deletes them all).
 AGE_DAYS = 30
@@ -82,106 +82,176 @@ class _Watched(Retainer):
         super()._between_batches(total)
 
 
-def _pruning(batch_size: int, pause: float) -> Callable[[Path], Callable[[], dict[str, Any]]]:
-    """What starts a retention pass beside a drain (``jobkit_side.drain``'s ``beside``)."""
+class _Pass:
+    """A retention pass run in a thread of this process, as a worker's supervisor runs it."""
 
-    def start(config: Path) -> Callable[[], dict[str, Any]]:
-        app = JobKit.from_config(config)
-        storage = app.storage
-        retainer = _Watched(lambda: storage, KEEP, batch_size=batch_size, pause=pause)
-        finished: list[bool] = []
+    def __init__(self, config: Path, batch_size: int, pause: float, share: float) -> None:
+        self.app = JobKit.from_config(config)
+        storage = self.app.storage
+        self.retainer = _Watched(lambda: storage, KEEP, batch_size=batch_size, pause=pause,
+                                 share=share)
+        self.finished: list[bool] = []
+        self.thread = threading.Thread(target=self._run, name="bench-retention")
+        self.began = time.perf_counter()
+        self.cpu = time.thread_time()  # of the caller: replaced by the pass's own below
+        self.thread.start()
 
-        def run() -> None:
-            try:
-                retainer.run_once()
-                finished.append(True)
-            except Exception:  # stopped between two batches (or failed: reported as unfinished)
-                finished.append(False)
+    def _run(self) -> None:
+        began = time.thread_time()
+        try:
+            self.retainer.run_once()
+            self.finished.append(True)
+        except Exception:  # stopped between two batches
+            self.finished.append(False)
+        self.cpu = time.thread_time() - began
 
-        thread = threading.Thread(target=run, name="bench-retention")
+    def stop(self) -> dict[str, Any]:
+        """Stop the pass after its batch; what it did."""
+        seconds = time.perf_counter() - self.began
+        self.retainer.stop()
+        self.thread.join(120)
+        self.app.close()
+        batches = sorted(self.retainer.batch_seconds) or [0.0]
+        deleted = self.retainer.deleted
+        return {
+            "deleted": deleted,
+            "rows_per_s": deleted / seconds,
+            "cpu_us_per_row": self.cpu / deleted * 1e6 if deleted else math.nan,
+            "batches": len(self.retainer.batch_seconds),
+            "batch_ms_median": statistics.median(batches) * 1000,
+            "batch_ms_p95": batches[int(0.95 * (len(batches) - 1))] * 1000,
+            "batch_ms_max": batches[-1] * 1000,
+            "still_running": self.finished == [False],
+        }
+
+
+def _wait_for(path: Path, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear")
+        time.sleep(0.01)
+
+
+def side(workdir: str, seed: str, jobs: int, processes: int, prune: bool, meet: str,
+         window: float, batch_size: int = BATCH_SIZE, pause: float = PAUSE,
+         share: float = SHARE) -> dict[str, Any]:
+    """One side of a pair: a worker's rate over ``window`` seconds, with or without the pass.
+
+    Copies ``seed``, enqueues ``jobs`` and waits at ``meet`` (a folder) for the other side;
+    then starts the pass (``prune``) and `jobkit worker -n processes`, and counts the jobs
+    finished in ``window`` seconds from the first poll that sees one started."""
+    folder = Path(workdir)
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(seed, folder / "jobkit.db")
+    config = setup(workdir, "sqlite")
+    with JobKit.from_config(config) as app:
+        prefill(app, jobs)
+    settle()
+    kind = "with" if prune else "without"
+    (Path(meet) / kind).touch()
+    _wait_for(Path(meet) / ("without" if prune else "with"))
+    remaining, close = _remaining("sqlite", workdir)
+    beside = _Pass(config, batch_size, pause, share) if prune else None
+    # the worker's own retention stays off: only the pass measured runs
+    worker, log = _worker(config, workdir, processes, JOBKIT_RETENTION__COMPLETED="forever")
+    try:
+        while (first := remaining()) == jobs:
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited:\n{tail(log)}")
+            time.sleep(POLL)
         began = time.perf_counter()
-        thread.start()
-
-        def stop() -> dict[str, Any]:
-            seconds = time.perf_counter() - began
-            retainer.stop()
-            thread.join(120)
-            app.close()
-            batches = sorted(retainer.batch_seconds) or [0.0]
-            return {
-                "deleted": retainer.deleted,
-                "seconds": seconds,
-                "rows_per_s": retainer.deleted / seconds,
-                "batches": len(retainer.batch_seconds),
-                "batch_ms_median": statistics.median(batches) * 1000,
-                "batch_ms_max": batches[-1] * 1000,
-                "still_running": finished == [False],
-            }
-
-        return stop
-
-    return start
-
-
-def drain_pair(workdir: str, seed: str, jobs: int, processes: int, order: int = 0,
-               batch_size: int = BATCH_SIZE, pause: float = PAUSE) -> dict[str, Any]:
-    """Two drains from copies of ``seed``: alone, and beside a retention pass.
-
-    ``order`` odd runs the one with the pass first. Returns both rates, their ratio
-    (with / without) and the pass's report."""
-    os.environ["JOBKIT_RETENTION__COMPLETED"] = "forever"  # the worker's own pass stays off
-    found: dict[str, Any] = {}
-    kinds = ["without", "with"] if order % 2 == 0 else ["with", "without"]
-    for kind in kinds:
-        beside = _pruning(batch_size, pause) if kind == "with" else None
-        result = drain(str(Path(workdir) / kind), "sqlite", jobs, processes, seed=seed,
-                       beside=beside)
-        found[kind] = result["rate"]
+        time.sleep(window)
+        left = remaining()
+        seconds = time.perf_counter() - began
+        if left == 0:
+            raise RuntimeError(f"{jobs} jobs ran out within the window: enqueue more")
+        report = beside.stop() if beside is not None else {}
+        beside = None
+    finally:
         if beside is not None:
-            found["prune"] = result["beside"]
-    found["ratio"] = found["with"] / found["without"]
-    return found
+            beside.stop()
+        stop(worker)
+        close()
+    return {"rate": (first - left) / seconds, "prune": report}
+
+
+def pair(workdir: str, seed: str, jobs: int, processes: int, window: float,
+         batch_size: int = BATCH_SIZE, pause: float = PAUSE, share: float = SHARE
+         ) -> dict[str, Any]:
+    """Both sides at once, each in a process of its own: their rates and the ratio."""
+    from child import run_child
+
+    meet = Path(workdir) / "meet"
+    meet.mkdir(parents=True)
+    found: dict[str, Any] = {}
+
+    def run(prune: bool) -> None:
+        kind = "with" if prune else "without"
+        found[kind] = run_child("retention_drain:side", Path(workdir) / f"{kind}.log",
+                                workdir=str(Path(workdir) / kind), seed=seed, jobs=jobs,
+                                processes=processes, prune=prune, meet=str(meet),
+                                window=window, batch_size=batch_size, pause=pause,
+                                share=share)
+
+    threads = [threading.Thread(target=run, args=(prune,)) for prune in (False, True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if set(found) != {"with", "without"}:
+        raise RuntimeError(f"a side failed: see {workdir}/*.log")
+    return {"without": found["without"]["rate"], "with": found["with"]["rate"],
+            "ratio": found["with"]["rate"] / found["without"]["rate"],
+            "prune": found["with"]["prune"]}
 
 
 def shown(result: dict[str, Any]) -> str:
-    """One pair of drains, for the progress lines."""
+    """One pair, for the progress lines."""
     prune = result["prune"]
     return (f"{result['without']:.0f} jobs/s alone, {result['with']:.0f} beside the pass: "
             f"ratio {result['ratio']:.2f}; the pass deleted {prune['deleted']:,} rows "
-            f"({prune['rows_per_s']:.0f}/s, batches of {prune['batch_ms_median']:.0f} ms, "
-            f"at most {prune['batch_ms_max']:.0f} ms; "
-            f"{'still running' if prune['still_running'] else 'FINISHED before the drain'})")
+            f"({prune['rows_per_s']:.0f}/s, {prune['cpu_us_per_row']:.0f} us CPU a row; "
+            f"batches {prune['batch_ms_median']:.0f} ms median, p95 "
+            f"{prune['batch_ms_p95']:.0f}, max {prune['batch_ms_max']:.0f}; "
+            f"{'still running' if prune['still_running'] else 'FINISHED within the window'})")
 
 
-def main(rows: int, jobs: int, processes: int, runs: int, batch_size: int, pause: float) -> None:
-    """Build the store, run ``runs`` pairs, print each and the ratio of the medians."""
-    with tempfile.TemporaryDirectory() as tmp:
+def main(rows: int, jobs: int, processes: int, runs: int, window: float, batch_size: int,
+         pause: float, share: float, keep: str | None = None) -> None:
+    """Build the store, run ``runs`` pairs, print each and the median ratio."""
+    with tempfile.TemporaryDirectory(dir=keep) as tmp:
         print(f"building a store of {rows:,} completed jobs ...", end=" ", flush=True)
         built = template(str(Path(tmp) / "template"), rows)
         print(f"{built['mb']:.0f} MB in {built['seconds']:.1f} s", flush=True)
         pairs = []
         for index in range(runs):
-            result = drain_pair(str(Path(tmp) / f"run-{index}"), built["path"], jobs, processes,
-                                order=index, batch_size=batch_size, pause=pause)
+            result = pair(str(Path(tmp) / f"run-{index}"), built["path"], jobs, processes,
+                          window, batch_size, pause, share)
             print(f"pair {index + 1}: {shown(result)}", flush=True)
             pairs.append(result)
-    alone = median(pair["without"] for pair in pairs)
-    beside = median(pair["with"] for pair in pairs)
-    print(f"drain of {jobs:,} jobs, {processes} process(es), SQLite: median {alone:.0f} jobs/s "
-          f"alone, {beside:.0f} jobs/s beside a retention pass over {rows:,} rows: "
-          f"ratio {beside / alone:.2f} (batch {batch_size}, pause >= {pause:g} s)")
+    ratios = [p["ratio"] for p in pairs]
+    print(f"SQLite, two `jobkit worker -n {processes}` at once for {window:g} s each, one "
+          f"beside a retention pass over {rows:,} old jobs (batch {batch_size}, pause >= "
+          f"{pause:g} s, batches {share:.0%} of the time): drain rate ratio (with / "
+          f"without), median of {runs} pairs: {median(ratios):.2f} "
+          f"({', '.join(f'{ratio:.2f}' for ratio in ratios)})")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--jobs", type=int, default=10_000)
-    parser.add_argument("--processes", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="old jobs in the store")
+    parser.add_argument("--jobs", type=int, default=60_000, help="jobs enqueued for each side")
+    parser.add_argument("--processes", type=int, default=1, help="of each side's worker")
+    parser.add_argument("--runs", type=int, default=3, help="pairs")
+    parser.add_argument("--window", type=float, default=8.0, help="seconds counted")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument("--pause", type=float, default=PAUSE)
-    parser.add_argument("--quick", action="store_true", help="100,000 rows, 2,000 jobs, 1 run")
+    parser.add_argument("--share", type=float, default=SHARE)
+    parser.add_argument("--keep", metavar="DIR", help="work in DIR (kept) instead of /tmp")
+    parser.add_argument("--quick", action="store_true", help="100,000 rows, 1 pair of 3 s")
     args = parser.parse_args()
     if args.quick:
-        args.rows, args.jobs, args.runs = 100_000, 2_000, 1
-    main(args.rows, args.jobs, args.processes, args.runs, args.batch_size, args.pause)
+        args.rows, args.jobs, args.runs, args.window = 100_000, 30_000, 1, 3.0
+    main(args.rows, args.jobs, args.processes, args.runs, args.window, args.batch_size,
+         args.pause, args.share, args.keep)

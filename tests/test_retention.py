@@ -146,6 +146,23 @@ class TestRetainer:
         retainer.stop()  # during the pause after the first batch
         assert store.count() == 4, "the pass stopped after its first batch"
 
+    def test_a_slow_batch_gets_a_longer_pause(self, store: SQLiteStorage) -> None:
+        """After a batch the pass waits 19 times as long as the batch took (5 % of the time)."""
+        retainer = Retainer(lambda: store, Retention(), pause=0.05)
+        waits: list[float] = []
+
+        class Event:
+            def wait(self, timeout: float) -> bool:
+                waits.append(timeout)
+                return False
+
+        retainer._stop = Event()  # type: ignore[assignment]
+        for took in (0.1, 0.001):
+            retainer._batch_started = time.monotonic() - took
+            retainer._between_batches(0)
+        assert 1.9 <= waits[0] < 2.5
+        assert waits[1] == 0.05
+
     def test_forever_everywhere_starts_no_thread(self, store: SQLiteStorage) -> None:
         """With every status kept forever there is nothing to do: no thread."""
         retainer = Retainer(lambda: store, Retention(math.inf, math.inf, math.inf), first_pass=0)
