@@ -68,6 +68,48 @@ def template(workdir: str, rows: int) -> dict[str, Any]:
     return {**built, "seconds": time.perf_counter() - started, "mb": path.stat().st_size / 2**20}
 
 
+def pg_template(workdir: str, url: str, rows: int) -> dict[str, Any]:
+    """:func:`template` in the PostgreSQL database at ``url`` (to copy with ``TEMPLATE``)."""
+    import psycopg
+
+    from jobkit.worker import run_until_empty
+
+    started = time.perf_counter()
+    with JobKit.from_config(setup(workdir, url)) as app:
+        app.run_background_job("Noop", "run", {"n": 0})
+        run_until_empty(app)
+    with psycopg.connect(url, autocommit=True) as conn:
+        def columns(table: str) -> list[str]:
+            return [row[0] for row in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                "AND column_name <> 'id' ORDER BY ordinal_position", (table,))]
+
+        ago = f"interval '{AGE_DAYS} days'"
+        timed = {"created_at", "available_at", "started_at", "finished_at"}
+        jobs = {column: (f"t.{column} - {ago} - seq.i * interval '1 ms'" if column in timed
+                         else "json_build_object('n', seq.i)" if column == "params"
+                         else f"t.{column}") for column in columns("jobkit_jobs")}
+        attempts = {column: ("j.id" if column == "job_id"
+                             else f"j.{column}" if column in ("started_at", "finished_at")
+                             else f"a.{column}") for column in columns("jobkit_attempts")}
+        with conn.transaction():
+            conn.execute(f"INSERT INTO jobkit_jobs ({', '.join(jobs)}) "
+                         f"SELECT {', '.join(jobs.values())} FROM generate_series(1, %s) AS "
+                         f"seq(i), jobkit_jobs AS t", (rows - 1,))
+            conn.execute(f"INSERT INTO jobkit_attempts ({', '.join(attempts)}) "
+                         f"SELECT {', '.join(attempts.values())} FROM jobkit_jobs AS j, "
+                         "jobkit_attempts AS a WHERE a.job_id = (SELECT min(id) FROM "
+                         "jobkit_jobs) AND j.id <> a.job_id")
+            conn.execute(f"DELETE FROM jobkit_jobs WHERE finished_at > now() - {ago}")
+            conn.execute("INSERT INTO jobkit_job_logs (job_id, attempt, at, level, message) "
+                         "SELECT id, 1, finished_at, 'INFO', 'sent the monthly report to ' "
+                         "|| id FROM jobkit_jobs")
+        conn.execute("VACUUM ANALYZE")
+        (count,) = conn.execute("SELECT count(*) FROM jobkit_jobs").fetchone() or (0,)
+        (size,) = conn.execute("SELECT pg_database_size(current_database())").fetchone() or (0,)
+    return {"rows": count, "seconds": time.perf_counter() - started, "mb": size / 2**20}
+
+
 class _Watched(Retainer):
     """The supervisor's retention, noting what each batch deleted and how long it took."""
 
@@ -138,20 +180,23 @@ def side(workdir: str, seed: str, jobs: int, processes: int, prune: bool, meet: 
          share: float = SHARE) -> dict[str, Any]:
     """One side of a pair: a worker's rate over ``window`` seconds, with or without the pass.
 
-    Copies ``seed``, enqueues ``jobs`` and waits at ``meet`` (a folder) for the other side;
-    then starts the pass (``prune``) and `jobkit worker -n processes`, and counts the jobs
-    finished in ``window`` seconds from the first poll that sees one started."""
+    Copies ``seed`` (a SQLite file; a ``postgresql://`` URL is the side's database, a copy
+    already), enqueues ``jobs`` and waits at ``meet`` (a folder) for the other side; then
+    starts the pass (``prune``) and `jobkit worker -n processes`, and counts the jobs finished
+    in ``window`` seconds from the first poll that sees one started."""
     folder = Path(workdir)
     folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(seed, folder / "jobkit.db")
-    config = setup(workdir, "sqlite")
+    storage = seed if seed.startswith("postgresql://") else "sqlite"
+    if storage == "sqlite":
+        shutil.copyfile(seed, folder / "jobkit.db")
+    config = setup(workdir, storage)
     with JobKit.from_config(config) as app:
         prefill(app, jobs)
     settle()
     kind = "with" if prune else "without"
     (Path(meet) / kind).touch()
     _wait_for(Path(meet) / ("without" if prune else "with"))
-    remaining, close = _remaining("sqlite", workdir)
+    remaining, close = _remaining(storage, workdir)
     beside = _Pass(config, batch_size, pause, share) if prune else None
     # the worker's own retention stays off: only the pass measured runs
     worker, log = _worker(config, workdir, processes, JOBKIT_RETENTION__COMPLETED="forever")
@@ -185,11 +230,14 @@ def pair(workdir: str, seed: str, jobs: int, processes: int, window: float,
     meet = Path(workdir) / "meet"
     meet.mkdir(parents=True)
     found: dict[str, Any] = {}
+    seeds = {"with": seed, "without": seed}
+    if seed.startswith("postgresql://"):  # the template database: one copy per side
+        seeds = {kind: _copy_database(seed, f"retention_{kind}") for kind in seeds}
 
     def run(prune: bool) -> None:
         kind = "with" if prune else "without"
         found[kind] = run_child("retention_drain:side", Path(workdir) / f"{kind}.log",
-                                workdir=str(Path(workdir) / kind), seed=seed, jobs=jobs,
+                                workdir=str(Path(workdir) / kind), seed=seeds[kind], jobs=jobs,
                                 processes=processes, prune=prune, meet=str(meet),
                                 window=window, batch_size=batch_size, pause=pause,
                                 share=share)
@@ -206,6 +254,17 @@ def pair(workdir: str, seed: str, jobs: int, processes: int, window: float,
             "prune": found["with"]["prune"]}
 
 
+def _copy_database(url: str, name: str) -> str:
+    """A new database ``name`` made from the one at ``url`` (``CREATE DATABASE ... TEMPLATE``)."""
+    import psycopg
+
+    base, _, template = url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'.encode())
+    return f"{base}/{name}"
+
+
 def shown(result: dict[str, Any]) -> str:
     """One pair, for the progress lines."""
     prune = result["prune"]
@@ -218,20 +277,37 @@ def shown(result: dict[str, Any]) -> str:
 
 
 def main(rows: int, jobs: int, processes: int, runs: int, window: float, batch_size: int,
-         pause: float, share: float, keep: str | None = None) -> None:
+         pause: float, share: float, keep: str | None = None, postgres: bool = False) -> None:
     """Build the store, run ``runs`` pairs, print each and the median ratio."""
+    server = None
     with tempfile.TemporaryDirectory(dir=keep) as tmp:
         print(f"building a store of {rows:,} completed jobs ...", end=" ", flush=True)
-        built = template(str(Path(tmp) / "template"), rows)
+        if postgres:
+            from pg import BenchServer, find_bin_dir
+
+            bin_dir = find_bin_dir()
+            if bin_dir is None:
+                raise SystemExit("no PostgreSQL server binaries")
+            server = BenchServer(bin_dir)
+            server.start()
+            url = server.create_database("retention_template")
+            built = {**pg_template(str(Path(tmp) / "template"), url, rows), "path": url}
+        else:
+            built = template(str(Path(tmp) / "template"), rows)
         print(f"{built['mb']:.0f} MB in {built['seconds']:.1f} s", flush=True)
         pairs = []
-        for index in range(runs):
-            result = pair(str(Path(tmp) / f"run-{index}"), built["path"], jobs, processes,
-                          window, batch_size, pause, share)
-            print(f"pair {index + 1}: {shown(result)}", flush=True)
-            pairs.append(result)
+        try:
+            for index in range(runs):
+                result = pair(str(Path(tmp) / f"run-{index}"), built["path"], jobs, processes,
+                              window, batch_size, pause, share)
+                print(f"pair {index + 1}: {shown(result)}", flush=True)
+                pairs.append(result)
+        finally:
+            if server is not None:
+                server.cleanup()
     ratios = [p["ratio"] for p in pairs]
-    print(f"SQLite, two `jobkit worker -n {processes}` at once for {window:g} s each, one "
+    print(f"{'PostgreSQL' if postgres else 'SQLite'}, two `jobkit worker -n {processes}` at "
+          f"once for {window:g} s each, one "
           f"beside a retention pass over {rows:,} old jobs (batch {batch_size}, pause >= "
           f"{pause:g} s, batches {share:.0%} of the time): drain rate ratio (with / "
           f"without), median of {runs} pairs: {median(ratios):.2f} "
@@ -249,9 +325,11 @@ if __name__ == "__main__":
     parser.add_argument("--pause", type=float, default=PAUSE)
     parser.add_argument("--share", type=float, default=SHARE)
     parser.add_argument("--keep", metavar="DIR", help="work in DIR (kept) instead of /tmp")
+    parser.add_argument("--postgres", action="store_true",
+                        help="on a throw-away PostgreSQL server (PostgreSQL's durable defaults)")
     parser.add_argument("--quick", action="store_true", help="100,000 rows, 1 pair of 3 s")
     args = parser.parse_args()
     if args.quick:
         args.rows, args.jobs, args.runs, args.window = 100_000, 30_000, 1, 3.0
     main(args.rows, args.jobs, args.processes, args.runs, args.window, args.batch_size,
-         args.pause, args.share, args.keep)
+         args.pause, args.share, args.keep, args.postgres)
