@@ -56,7 +56,10 @@ class Duration(_ParamType):
 @json_option("Print {deleted, finished_before} as JSON.")
 @app_command
 def prune(state: State, older_than: float, batch_size: int, as_json: bool) -> None:
-    """Delete completed, failed and cancelled jobs (and their attempts) older than a duration."""
+    """Delete completed, failed and cancelled jobs (and their attempts) older than a duration.
+
+    Workers already delete finished jobs that retention: (jobs.yaml, 14 days by default) no
+    longer keeps, in the background; this is for one-off clean-ups."""
     from datetime import timedelta
 
     app = state.app()

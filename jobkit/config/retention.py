@@ -20,7 +20,7 @@ from jobkit.records import JobStatus
 
 #: Seconds in one of each unit of a duration.
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+_DURATION = re.compile(r"(\d+\.?\d*|\.\d+)([smhdw])")
 #: The retention that keeps jobs for good.
 FOREVER = "forever"
 #: How long a finished job is kept unless ``retention:`` says otherwise: 14 days.
