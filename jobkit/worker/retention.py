@@ -20,6 +20,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from loguru import logger
@@ -71,7 +72,7 @@ class Retainer:
 
     def start(self) -> None:
         """Start the thread (nothing to do when every status is kept forever)."""
-        if not self.retention.cutoffs(self._storage().now()):
+        if not self.retention.cutoffs(datetime.now(timezone.utc)):  # the store is not asked
             return
         self._thread = threading.Thread(target=self._loop, name="jobkit-retention", daemon=True)
         self._thread.start()
