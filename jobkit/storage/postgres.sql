@@ -683,8 +683,12 @@ WHERE name = %(name)s
 RETURNING name;
 
 -- name: set_schedule_paused
--- after schedule_seen, in its transaction: a row only when the pause changed
-UPDATE jobkit_schedules SET paused = %(paused)s WHERE name = %(name)s AND paused <> %(paused)s
+-- after schedule_seen, in its transaction: a row only when the pause changed; a resume handles
+-- every tick up to now, so that ticks of the pause are not run later (no worker fired them)
+UPDATE jobkit_schedules SET paused = %(paused)s,
+    last_tick = CASE WHEN %(paused)s THEN last_tick
+                     ELSE greatest(coalesce(last_tick, since), %(now)s) END
+WHERE name = %(name)s AND paused <> %(paused)s
 RETURNING name;
 
 -- name: schedule_states

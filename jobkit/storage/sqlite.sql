@@ -719,8 +719,11 @@ WHERE name = :name
 RETURNING name;
 
 -- name: set_schedule_paused
--- after schedule_seen, in its transaction: a row only when the pause changed
-UPDATE jobkit_schedules SET paused = :paused WHERE name = :name AND paused <> :paused
+-- after schedule_seen, in its transaction: a row only when the pause changed; a resume handles
+-- every tick up to :now, so that ticks of the pause are not run later (no worker fired them)
+UPDATE jobkit_schedules SET paused = :paused,
+    last_tick = CASE WHEN :paused THEN last_tick ELSE max(coalesce(last_tick, since), :now) END
+WHERE name = :name AND paused <> :paused
 RETURNING name;
 
 -- name: schedule_states
