@@ -27,7 +27,7 @@ class Duration(_ParamType):
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> float:
-        from jobkit.config.retention import parse_duration
+        from jobkit.durations import parse_duration
 
         try:
             seconds = parse_duration(str(value))

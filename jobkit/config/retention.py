@@ -8,7 +8,6 @@ longer (:mod:`jobkit.worker.retention`). Import :class:`Retention` from :mod:`jo
 from __future__ import annotations
 
 import math
-import re
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,27 +15,15 @@ import attrs
 
 from jobkit import limits
 from jobkit.config_yaml import Rule, setting
+from jobkit.durations import parse_duration, shown
 from jobkit.records import JobStatus
 
-#: Seconds in one of each unit of a duration.
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d+\.?\d*|\.\d+)([smhdw])")
 #: The retention that keeps jobs for good.
 FOREVER = "forever"
 #: How long a finished job is kept unless ``retention:`` says otherwise: 14 days.
 DEFAULT_RETENTION = 14 * 86400.0
 #: A retention: more than 0 seconds, at most 100 years.
 RETENTION = limits.Bound(0, limits.PRUNE_AGE.high, above=True, span="100 years")
-
-
-def parse_duration(text: str) -> float:
-    """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` (a number and a unit) in seconds.
-
-    ``ValueError`` for anything else (no unit, another unit, a sign)."""
-    match = _DURATION.fullmatch(text.strip().lower())
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration like 30s, 15m, 12h, 7d or 2w")
-    return float(match[1]) * UNITS[match[2]]
 
 
 def _seconds(value: Any) -> float | None:
@@ -86,10 +73,5 @@ class Retention:
 
 
 def _shown(seconds: float) -> str:
-    """``7d``, ``36h``, ``forever``: a retention in its largest whole unit."""
-    if seconds == math.inf:
-        return FOREVER
-    for unit in ("d", "h", "m"):
-        if seconds % UNITS[unit] == 0:
-            return f"{seconds / UNITS[unit]:g}{unit}"
-    return f"{seconds:g}s"
+    """``7d``, ``36h``, ``forever``: a retention as the file would say it."""
+    return FOREVER if seconds == math.inf else shown(seconds)
