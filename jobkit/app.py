@@ -20,7 +20,7 @@ import pluggy
 from jobkit.config import Config, JobSettings, ResolvedJob, load_config
 from jobkit.enqueue import NO_OVERRIDES, CallOptions, Params, new_jobs
 from jobkit.events import EventDispatcher
-from jobkit.exceptions import ConfigError, JobkitError
+from jobkit.exceptions import ConfigError, JobkitError, JobNotFoundInStorage, UnknownSchedule
 from jobkit.factory import Factory
 from jobkit.options import structure_options
 from jobkit.plugins import get_plugin_manager, notifier_registry, storage_registry
@@ -35,7 +35,7 @@ from jobkit.records import (
 )
 from jobkit.registry import JobSpec, Registry
 from jobkit.shield import shielded_call
-from jobkit.storage.capabilities import ControlsFlow, flow_store
+from jobkit.storage.capabilities import ControlsFlow, flow_store, schedules_store
 from jobkit.transitions import Host, Transitions, job_event
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from jobkit.job import Job
     from jobkit.logs import LogFiles
     from jobkit.notify import NotificationDispatcher
+    from jobkit.schedules import Schedule, ScheduleView
     from jobkit.storage.base import Storage
 
 
@@ -235,6 +236,7 @@ class JobKit(Host):
         if scheme not in self.storage_registry.names():
             known_schemes = ", ".join(self.storage_registry.names())
             problems.append(f"storage: no backend serves {scheme}:// (installed: {known_schemes})")
+        problems.extend(self.schedule_problems())
         for index, entry in enumerate(self.config.notifications):
             for name in entry.jobs or ():
                 if name not in self.registry:
@@ -497,6 +499,102 @@ class JobKit(Host):
         if isinstance(self.storage, ControlsFlow):
             known.update(state.name for state in self.storage.queue_states())
         return known
+
+    # -- schedules -----------------------------------------------------------------------------
+
+    def _schedule(self, name: str) -> Schedule:
+        """The configured schedule ``name``; ``UnknownSchedule`` listing the configured ones."""
+        schedule = self.config.schedules.get(name)
+        if schedule is None:
+            raise UnknownSchedule(name, list(self.config.schedules))
+        return schedule
+
+    def schedule_job(self, schedule: Schedule) -> NewJob:
+        """Internal: the job one tick of ``schedule`` stores, checked as an enqueue is.
+
+        Built by the same factory and checks as :meth:`run_background_job` (``JobNotFound``,
+        ``MethodNotAllowed``, ``InvalidParameters`` ...), with the schedule's queue and priority.
+        """
+        options = CallOptions(priority=schedule.priority, queue=schedule.queue)
+        params = schedule.params if isinstance(schedule.params, list) else dict(schedule.params)
+        (job,) = self._new_jobs(schedule.job, schedule.method, [params], options)
+        return job
+
+    def schedule_problems(self) -> list[str]:
+        """Internal: each configured schedule whose job its params do not fit, file and line."""
+        found = []
+        for name, schedule in sorted(self.config.schedules.items()):
+            try:
+                self.schedule_job(schedule)
+            except JobkitError as exc:
+                found.append(f"{self.config.where('schedules', name)}: schedules.{name}: {exc}")
+        return found
+
+    def fire_schedule(self, schedule: Schedule) -> list[JobRecord]:
+        """Internal: fire ``schedule``'s due ticks through the store and announce the jobs.
+
+        What a worker's scheduler calls (see
+        :meth:`~jobkit.storage.capabilities.KeepsSchedules.fire_schedule`).
+        """
+        store = schedules_store(self.storage, f"fire schedule {schedule.name!r}")
+        records = store.fire_schedule(schedule, self.schedule_job(schedule))
+        self.events.emit_all(job_event(EventKind.ENQUEUED, record) for record in records)
+        return records
+
+    @shielded_call
+    def schedules(self) -> list[ScheduleView]:
+        """Every configured schedule, by name: paused or not, its last and its next run.
+
+        The store needs the ``schedules`` capability (SQLite, PostgreSQL and memory have it).
+        """
+        from jobkit.schedules import ScheduleView
+
+        states = schedules_store(self.storage, "list the schedules").schedule_states()
+        now = self.storage.now()
+        views = []
+        for name, schedule in sorted(self.config.schedules.items()):
+            state = states.get(name)
+            paused = state is not None and state.paused
+            after = now if state is None or state.last_tick is None else max(now, state.last_tick)
+            views.append(ScheduleView(
+                schedule, paused,
+                last_run_at=None if state is None else state.last_run_at,
+                last_job_id=None if state is None else state.last_job_id,
+                next_run_at=None if paused or not schedule.enabled else schedule.next_tick(after),
+            ))
+        return views
+
+    @shielded_call
+    def pause_schedule(self, name: str) -> bool:
+        """Pause schedule ``name`` for every worker; ``False`` when it was paused already.
+
+        Its ticks are skipped until it is resumed (not run later). ``UnknownSchedule`` when no
+        schedule of the configuration has this name.
+        """
+        self._schedule(name)
+        return schedules_store(self.storage, "pause a schedule").pause_schedule(name)
+
+    @shielded_call
+    def resume_schedule(self, name: str) -> bool:
+        """Resume schedule ``name``; ``False`` when it was not paused."""
+        self._schedule(name)
+        return schedules_store(self.storage, "resume a schedule").resume_schedule(name)
+
+    @shielded_call
+    def schedule_runs(self, name: str, limit: int = 20) -> list[JobRecord]:
+        """The jobs of schedule ``name``'s runs, newest tick first; jobs deleted since left out.
+
+        ``UnknownSchedule`` when no schedule of the configuration has this name.
+        """
+        self._schedule(name)
+        runs = schedules_store(self.storage, "list a schedule's runs").schedule_runs(name, limit)
+        found = []
+        for _, job_id in runs:
+            try:
+                found.append(self.storage.get(job_id))
+            except JobNotFoundInStorage:
+                continue
+        return found
 
     @shielded_call
     def list_jobs(

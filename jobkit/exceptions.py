@@ -43,6 +43,20 @@ class ConfigError(JobkitError):
         super().__init__(message, errors=errors)
 
 
+class UnknownSchedule(ConfigError):
+    """No schedule is configured under this name."""
+
+    name: str
+    known: list[str]
+
+    def __init__(self, name: str, known: list[str] | None = None) -> None:
+        known = sorted(known or [])
+        hint = (f" (configured: {', '.join(known)})" if known
+                else " (no schedule is configured: see schedules: in jobs.yaml)")
+        JobkitError.__init__(self, f"no schedule is configured under the name {name!r}{hint}",
+                             name=name, known=known, errors=[])
+
+
 class JobNotFound(JobkitError):
     """No job is registered under this name."""
 

@@ -9,8 +9,9 @@ layers (:meth:`Config.resolve_job`). Import :class:`Config` from :mod:`jobkit.co
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import attrs
 
@@ -41,13 +42,14 @@ from jobkit.config_yaml import (
     text,
 )
 from jobkit.exceptions import ConfigError
+from jobkit.schedules import SCHEDULE_NAME, Schedule
 
 if TYPE_CHECKING:
     import cattrs
 
 _STORAGE_URL = r"[A-Za-z][A-Za-z0-9+.-]*://.*"
 _ALIASES = {"class_": "class"}  # attribute name -> key in the file
-_NOT_IN_FILE = frozenset({"path", "_provenance", "set_fields"})
+_NOT_IN_FILE = frozenset({"path", "_provenance", "set_fields", "name"})
 
 
 
@@ -102,6 +104,8 @@ class Config:
     #: The limits of named queues (``queues: {reports: {concurrency: 1}}``), by queue name.
     queues: dict[str, QueueEntry] = attrs.Factory(dict)
     notifications: list[NotificationEntry] = attrs.Factory(list)
+    #: The jobs run on a cron expression or an interval (``schedules:``), by schedule name.
+    schedules: dict[str, Schedule] = attrs.Factory(dict)
     #: The file this configuration was loaded from, if any.
     path: str | None = None
     _provenance: Provenance = attrs.field(factory=Provenance, repr=False, eq=False)
@@ -251,8 +255,45 @@ def _converter() -> cattrs.Converter:
         jobs=container_hook(dict, conv.get_structure_hook(dict[str, JobEntry])),
         queues=container_hook(dict, _queue_names(conv.get_structure_hook(
             dict[str, QueueEntry]))),
-        notifications=container_hook(list, conv.get_structure_hook(list[NotificationEntry]))))
+        notifications=container_hook(list, conv.get_structure_hook(list[NotificationEntry])),
+        schedules=container_hook(dict, _named_schedules(conv))))
     return conv
+
+
+def _named_schedules(conv: cattrs.Converter) -> Any:
+    """A hook for ``schedules:``: each entry a :class:`Schedule` named by its key.
+
+    Every entry's problems are collected (as cattrs does for ``jobs:``), each under its key.
+    """
+    from cattrs.errors import IterableValidationError, IterableValidationNote
+
+    entry_hook = mapping_hook(Schedule, conv)
+
+    def one(name: Any, entry: Any) -> Schedule:
+        if not isinstance(name, str) or not re.fullmatch(SCHEDULE_NAME, name):
+            raise Invalid("expected a schedule name (a letter or digit, then letters, digits, "
+                          f"'_', '-' or '.', at most 128 characters), got {name!r}")
+        if isinstance(entry, dict) and "name" in entry:
+            raise Invalid("unknown key (a schedule's name is its key under schedules:)",
+                          ("name",))
+        return cast(Schedule, entry_hook({**entry, "name": name} if isinstance(entry, dict)
+                                         else entry, Schedule))
+
+    def hook(value: Any, _: Any) -> dict[str, Schedule]:
+        found: dict[str, Schedule] = {}
+        errors: list[Exception] = []
+        for name, entry in value.items():
+            try:
+                found[name] = one(name, entry)
+            except Exception as exc:  # collected: every entry is reported
+                exc.__notes__ = [*getattr(exc, "__notes__", []), IterableValidationNote(
+                    f"Structuring schedule {name!r}", name, Schedule)]
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError("while structuring schedules", errors, dict)
+        return found
+
+    return hook
 
 
 def _queue_names(structure: Any) -> Any:

@@ -24,6 +24,7 @@ from jobkit.records import WAITING_STATUSES, JobLogLine, JobRecord, Lease, NewJo
 
 if TYPE_CHECKING:
     from jobkit.flow import Flow, Limit, QueueState
+    from jobkit.schedules import Schedule, ScheduleState
     from jobkit.storage.base import Storage
     from jobkit.storage.search import Count, JobQuery, SearchPage
 
@@ -242,6 +243,52 @@ class ControlsFlow(abc.ABC):
         """Every queue that holds a waiting or running job, or was ever paused, by name."""
 
 
+class KeepsSchedules(abc.ABC):
+    """Capability ``schedules``: the ticks of ``schedules:`` fired once each, without a leader.
+
+    Every worker's supervisor calls :meth:`fire_schedule` for each enabled schedule about when
+    its next tick is due; the store fires each tick at most once however many workers race. It
+    keeps, per schedule name, a state (paused, the newest tick handled, when it was first seen)
+    and a run per tick fired (schedule, tick, job), keyed by (schedule, tick). A run goes with
+    its job when the job is deleted (prune, retention); the state keeps the newest tick.
+    """
+
+    @abc.abstractmethod
+    def fire_schedule(self, schedule: Schedule, job: NewJob) -> list[JobRecord]:
+        """Fire ``schedule``'s due ticks, storing ``job`` once per tick run; the jobs stored.
+
+        In one transaction: lock the schedule's state (made on first sight, with no tick due
+        before now); find the due ticks after the newest handled one
+        (:meth:`~jobkit.schedules.Schedule.plan`, on the store's clock); run none when the
+        schedule is paused, or when ``overlap`` is ``skip`` and a run of it is pending,
+        retrying or running; store the job and a run for each tick run; record the newest tick
+        due as handled. A ``job`` whose unique key a stored job holds is not stored again (its
+        tick runs no job).
+        """
+
+    @abc.abstractmethod
+    def pause_schedule(self, name: str) -> bool:
+        """Pause schedule ``name`` for every worker; whether it was not paused before.
+
+        Ticks due while it is paused are handled without running.
+        """
+
+    @abc.abstractmethod
+    def resume_schedule(self, name: str) -> bool:
+        """Resume schedule ``name``; whether it was paused before."""
+
+    @abc.abstractmethod
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        """What the store keeps of every schedule it has seen, by name."""
+
+    @abc.abstractmethod
+    def schedule_runs(self, name: str, limit: int = 20) -> list[tuple[datetime, str]]:
+        """``(tick, job id)`` of schedule ``name``'s runs, newest tick first, at most ``limit``.
+
+        Runs whose job was deleted are gone.
+        """
+
+
 #: The optional capabilities by name, each the mixin a backend inherits to have it.
 OPTIONAL_CAPABILITIES: dict[str, type[abc.ABC]] = {
     "search": Searches,
@@ -254,6 +301,7 @@ OPTIONAL_CAPABILITIES: dict[str, type[abc.ABC]] = {
     "upkeep": NeedsUpkeep,
     "batches": ClaimsInBatches,
     "flow": ControlsFlow,
+    "schedules": KeepsSchedules,
 }
 
 
@@ -372,6 +420,16 @@ def flow_store(storage: Storage, what: str) -> ControlsFlow:
 
     raise StorageError(f"cannot {what}: storage {type(storage).__name__} has no 'flow' "
                        "capability (named queues; see docs/queues.md)")
+
+
+def schedules_store(storage: Storage, what: str) -> KeepsSchedules:
+    """The store as :class:`KeepsSchedules`; ``StorageError`` saying it cannot do ``what``."""
+    if isinstance(storage, KeepsSchedules):
+        return storage
+    from jobkit.exceptions import StorageError
+
+    raise StorageError(f"cannot {what}: storage {type(storage).__name__} has no 'schedules' "
+                       "capability (schedules: in jobs.yaml; see docs/scheduling.md)")
 
 
 def check_flow(storage: Storage, flow: Flow | None) -> None:

@@ -35,6 +35,7 @@ from jobkit.storage.base import Clock, Storage, check_claim, check_new_jobs
 from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.memory_keeps import MemoryKeeps
 from jobkit.storage.memory_rows import Row
+from jobkit.storage.memory_schedules import MemorySchedules
 from jobkit.storage.search import Count, JobQuery, SearchPage
 from jobkit.storage.sql import to_json, unique_retry_error
 
@@ -47,7 +48,7 @@ ENDED = frozenset({AttemptOutcome.SUCCEEDED, AttemptOutcome.FAILED, AttemptOutco
 
 
 class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.KeepsProgress,
-                    capabilities.ControlsFlow):
+                    capabilities.ControlsFlow, MemorySchedules):
     """Jobs in this process's memory (``memory://``); thread-safe, lost when the process ends.
 
     Same rules as :class:`~jobkit.storage.sqlite.SQLiteStorage`: ``worker_id`` and
@@ -68,6 +69,7 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         #: The starts of rate-limited jobs: ``(limit group, when)`` (jobkit/storage/flow_claim.py).
         self._flow_starts: builtins.list[tuple[str, datetime]] = []
         self._start_keeping()
+        self._start_scheduling()
         self._closed = False
 
     @classmethod
@@ -145,45 +147,45 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
     def enqueue_unique(self, jobs: builtins.list[NewJob]) -> builtins.list[tuple[JobRecord, bool]]:
         """Store each job unless a job of its ``unique_key`` makes it a duplicate (``flow``)."""
         check_new_jobs(jobs, "enqueue_unique")
-        encoded = [
-            (
-                job,
-                to_json(job.params, f"job {job.name!r}: params"),
-                to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"),
-            )
-            for job in jobs
-        ]
+        encoded = [(job, *self._encode_new(job)) for job in jobs]
 
         def work() -> builtins.list[tuple[JobRecord, bool]]:
-            found = []
-            for job, params, policy in encoded:
-                holder = None if job.unique_key is None else self._unique_holder(job)
-                if holder is not None:
-                    found.append((holder.record(), False))
-                    continue
-                row = Row(
-                    id=next(self._ids),
-                    name=job.name,
-                    method=job.method,
-                    params=params,
-                    status=JobStatus.PENDING,
-                    priority=job.priority,
-                    attempts=0,
-                    max_attempts=job.max_attempts,
-                    max_crashes=job.max_crashes,
-                    policy=policy,
-                    created_at=self.now(),
-                    available_at=(job.available_at or self.now()).astimezone(timezone.utc),
-                    queue=job.queue,
-                    unique_key=job.unique_key,
-                )
-                self._jobs[row.id] = row
-                self._attempts[row.id] = []
-                found.append((row.record(), True))
-            return found
+            return [self._store_new(job, params, policy) for job, params, policy in encoded]
 
         what = f"enqueue job {jobs[0].name!r}" if len(jobs) == 1 else f"enqueue {len(jobs)} jobs"
         return self._locked(what, work)
+
+    def _encode_new(self, job: NewJob) -> tuple[str, str]:
+        """The job's params and policy as JSON text (``StorageError`` when they are not JSON)."""
+        return (to_json(job.params, f"job {job.name!r}: params"),
+                to_json(attrs.asdict(job.policy), f"job {job.name!r}: policy"))
+
+    def _store_new(self, job: NewJob, params: str, policy: str) -> tuple[JobRecord, bool]:
+        """Store one job (params and policy as JSON) unless it is a duplicate (under the lock).
+
+        Its record and whether it was stored; a duplicate's is the job that holds its key."""
+        holder = None if job.unique_key is None else self._unique_holder(job)
+        if holder is not None:
+            return holder.record(), False
+        row = Row(
+            id=next(self._ids),
+            name=job.name,
+            method=job.method,
+            params=params,
+            status=JobStatus.PENDING,
+            priority=job.priority,
+            attempts=0,
+            max_attempts=job.max_attempts,
+            max_crashes=job.max_crashes,
+            policy=policy,
+            created_at=self.now(),
+            available_at=(job.available_at or self.now()).astimezone(timezone.utc),
+            queue=job.queue,
+            unique_key=job.unique_key,
+        )
+        self._jobs[row.id] = row
+        self._attempts[row.id] = []
+        return row.record(), True
 
     def _unique_holder(self, job: NewJob) -> Row | None:
         """The stored job that makes ``job`` a duplicate, the newest (under the lock)."""
@@ -483,6 +485,7 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
                 del self._jobs[job_id]
                 del self._attempts[job_id]
                 self._job_logs.pop(job_id, None)
+            self._forget_runs(set(old))
             return len(old)
 
         deleted = self._locked("prune finished jobs", work)
