@@ -41,7 +41,8 @@ def schedules(state: State, as_json: bool) -> None:
             for view in found]
     widths = [max(len(cells[i]) for cells in (COLUMNS, *rows)) for i in range(len(COLUMNS))]
     for cells in (COLUMNS, *rows):
-        echo("  ".join(cell.ljust(width) for cell, width in zip(cells, widths)).rstrip())
+        padded = (cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+        echo("  ".join(padded).rstrip())
 
 
 def _time(when: datetime | None) -> str:
@@ -63,7 +64,7 @@ def _change(state: State, name: str, act: Callable[[Any, str], bool]) -> bool:
 @click.argument("name")
 @app_command
 def pause(state: State, name: str) -> None:
-    """Stop schedule NAME from starting jobs, for every worker on every machine.
+    """Pause schedule NAME for every worker on every machine.
 
     No tick of it starts a job until `jobkit schedules resume NAME`; jobs it started already
     run as usual."""
@@ -75,6 +76,8 @@ def pause(state: State, name: str) -> None:
 @click.argument("name")
 @app_command
 def resume(state: State, name: str) -> None:
-    """Let schedule NAME start jobs again, from its next tick."""
+    """Resume schedule NAME: it starts jobs again from its next tick.
+
+    The ticks that passed while it was paused are not run."""
     changed = _change(state, name, lambda app, name: app.resume_schedule(name))
     echo(f"schedule {name} resumed" if changed else f"schedule {name} was not paused")
