@@ -47,7 +47,7 @@ def schedule_json(view: ScheduleView) -> dict[str, Any]:
         "params": mask_secrets(dict(schedule.params)),
         "when": schedule.describe(),
         "cron": schedule.cron,
-        "every_seconds": None if every is None else every.total_seconds(),
+        "every_seconds": None if every is None else int(every.total_seconds()),
         "timezone": schedule.timezone,
         "queue": schedule.queue,
         "priority": schedule.priority,

@@ -89,7 +89,7 @@ class TestSchedulesCommand:
         assert {key: sweep[key] for key in sweep if key != "next_run_at"} == {
             "name": "sweep", "job": "Recorder", "method": "record",
             "params": {"ledger": "l", "tag": "s"}, "when": "every 1m", "cron": None,
-            "every_seconds": 60.0, "timezone": "UTC", "queue": "maintenance", "priority": -1,
+            "every_seconds": 60, "timezone": "UTC", "queue": "maintenance", "priority": -1,
             "enabled": True, "catch_up": "latest", "overlap": "skip", "state": "active",
             "paused": False, "last_run_at": "2026-01-01T00:01:00+00:00", "last_job_id": job_id}
         assert sweep["next_run_at"].endswith(":00+00:00")
