@@ -108,9 +108,9 @@ class TestOptionalCapabilities:
         assert ("CoreOnlyStorage keeps no worker processes (optional capability 'workers': "
                 "inherit KeepsWorkers and write register_worker, beat_workers, remove_worker, "
                 "forget_workers, list_workers to keep them)") in output
-        for what in ("job log lines", "throughput", "progress", "queues"):
+        for what in ("job log lines", "throughput", "progress", "queues", "schedules"):
             assert f"CoreOnlyStorage keeps no {what} (optional capability" in output
-        assert counts.get("skipped") == 20, output  # 20 tests of 5 capabilities
+        assert counts.get("skipped") == 27, output  # 27 tests of 6 capabilities
 
 
 #: A memory store that lists jobs oldest first, against the contract.

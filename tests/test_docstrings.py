@@ -32,6 +32,7 @@ PUBLIC = frozenset({
     "jobkit.records",
     "jobkit.registries",
     "jobkit.retries",
+    "jobkit.schedules",
     "jobkit.storage",
     "jobkit.storage.base",
     "jobkit.storage.capabilities",

@@ -261,3 +261,85 @@ class TestAppMethods:
             view = app.schedules()[0]
             assert (view.last_run_at, view.last_job_id) == (at("2026-01-01T00:01:00"), None)
             assert app.fire_schedule(app.config.schedules["a"]) == []  # the tick is not re-run
+
+
+class TestScheduler:
+    def test_it_fires_each_enabled_schedule_when_due(self, tmp_path: Path) -> None:
+        """Each enabled schedule fires when due, each tick once; a disabled one never.
+
+        The first firing is at start (nothing is due on first sight); the thread sleeps until
+        the next tick, a poll at most."""
+        from jobkit.worker.scheduler import Scheduler, check_schedules
+
+        clock = Clock("2026-01-01T00:00:00.5")
+        with scheduled_app(tmp_path, clock, fast={"every": "1s", "overlap": "allow"},
+                           slow={"every": "1h"}, off={"every": "1s", "enabled": False}) as app:
+            enabled = check_schedules(app)
+            assert [schedule.name for schedule in enabled] == ["fast", "slow"]
+            scheduler = Scheduler(app, enabled, poll_interval=5.0, clock=clock)
+            assert scheduler.fire_due() == 0.5  # fast's first tick
+            assert app.storage.count() == 0
+            for step in range(1, 4):
+                clock.now = at(f"2026-01-01T00:00:0{step}")
+                assert scheduler.fire_due() == 1.0
+            assert [job.params["tag"] for job in app.list_jobs()] == ["fast"] * 3
+            assert Scheduler(app, enabled, poll_interval=0.2, clock=clock).fire_due() == 0.2
+            assert "off" not in app.storage.schedule_states()  # type: ignore[attr-defined]
+
+    def test_a_store_without_the_capability_is_refused_at_start(self, tmp_path: Path) -> None:
+        from jobkit.exceptions import StorageError
+        from jobkit.testing.coreonly import CoreOnlyStorage
+        from jobkit.worker.scheduler import check_schedules
+
+        config = make_config(tmp_path, schedules={"nightly": {"job": "Recorder", "cron": "@daily"},
+                                                  "off": {"job": "Slow", "every": "1s",
+                                                          "enabled": False}})
+        store = CoreOnlyStorage(MemoryStorage())
+        with JobKit(config, load_entrypoints=False, storage=store) as app:
+            with pytest.raises(StorageError, match=r"cannot fire the schedules of the "
+                               r"configuration \(nightly\): storage CoreOnlyStorage has no "
+                               r"'schedules' capability"):
+                check_schedules(app)
+            with pytest.raises(StorageError, match="cannot list the schedules"):
+                app.schedules()
+        unscheduled = make_config(tmp_path, schedules={"off": {
+            "job": "Slow", "every": "1s", "enabled": False}})
+        with JobKit(unscheduled, load_entrypoints=False,
+                    storage=CoreOnlyStorage(MemoryStorage())) as app:
+            assert check_schedules(app) == []
+
+
+class TestAnnouncedAndChecked:
+    def test_a_fired_job_is_announced_to_plugins(self, tmp_path: Path) -> None:
+        """Its ``enqueued`` event reaches plugins as any other job's does."""
+        from jobkit import EventKind, JobEvent, hookimpl
+
+        seen: list[JobEvent] = []
+
+        class Listener:
+            @hookimpl
+            def jobkit_job_event(self, event: JobEvent) -> None:
+                seen.append(event)
+
+        clock = Clock("2026-01-01T00:00:00")
+        config = make_config(tmp_path, schedules={"a": {
+            "job": "Recorder", "method": "record", "every": "1m",
+            "params": {"ledger": str(tmp_path / "l"), "tag": "a"}}})
+        with JobKit(config, load_entrypoints=False, plugins=(Listener(),),
+                    storage=MemoryStorage(clock=clock)) as app:
+            app.fire_schedule(app.config.schedules["a"])
+            clock.now = at("2026-01-01T00:01:00")
+            (record,) = app.fire_schedule(app.config.schedules["a"])
+        assert [(event.kind, event.job.id) for event in seen] == [(EventKind.ENQUEUED, record.id)]
+
+    def test_jobkit_check_and_worker_start_name_a_bad_schedule(self, tmp_path: Path) -> None:
+        """`jobkit check` (exit 1) and `jobkit worker` (2) name the schedule, file and line."""
+        from conftest import jobkit_process
+
+        config = write_config(tmp_path, schedules={"typo": {
+            "job": "Recorder", "method": "record", "params": {"ledgr": "l"}, "every": "1m"}})
+        for command, status in ((["check"], 1), (["worker", "--burst"], 2)):
+            done = jobkit_process(tmp_path, "--config", str(config), *command)
+            assert done.returncode == status, done.stdout + done.stderr
+            assert "jobs.yaml:" in done.stderr and "schedules.typo:" in done.stderr, done.stderr
+            assert "ledgr" in done.stderr and "Traceback" not in done.stderr

@@ -176,10 +176,10 @@ class TestSchema:
         import psycopg
 
         with PostgresStorage(empty_url) as first, PostgresStorage(empty_url) as second:
-            assert first.migrate() == second.migrate() == 9
+            assert first.migrate() == second.migrate() == 10
         with psycopg.connect(empty_url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(9,)]
+        assert rows == [(10,)]
 
     def test_a_version_1_database_is_upgraded(
         self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
@@ -212,7 +212,7 @@ class TestSchema:
             assert store.list_workers() == []
         with psycopg.connect(url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(9,)]
+        assert rows == [(10,)]
 
     def test_a_version_8_database_gets_checks_without_a_function(
         self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
@@ -224,7 +224,8 @@ class TestSchema:
         import psycopg
 
         url = postgres_server.create_database("jobkit_upgrade_8")
-        eight = {k: v for k, v in postgres_db.queries().items() if k != "migration_9"}
+        eight = {k: v for k, v in postgres_db.queries().items()
+                 if k not in ("migration_9", "migration_10")}
         with monkeypatch.context() as patch:
             patch.setattr(postgres_db, "queries", lambda: eight)
             with PostgresStorage(url) as old:
@@ -232,7 +233,7 @@ class TestSchema:
                 job = old.enqueue(new_job(old.now()))
         assert all("jobkit_readable" in check for check in _time_checks(url).values())
         with PostgresStorage(url) as store:
-            assert store.migrate() == 9
+            assert store.migrate() == 10
             assert store.get(job.id) == job
         checks = _time_checks(url)
         assert sorted(checks) == sorted(
@@ -260,7 +261,7 @@ class TestSchema:
                 PostgresStorage(empty_url)
         finally:
             with psycopg.connect(empty_url) as conn:
-                conn.execute(b"UPDATE jobkit_schema_version SET version = 9")
+                conn.execute(b"UPDATE jobkit_schema_version SET version = 10")
 
 
 class TestListenNotify:

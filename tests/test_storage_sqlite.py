@@ -150,7 +150,7 @@ class TestSQLiteFile:
             pass
         with sqlite3.connect(db_path) as conn:
             rows = conn.execute("SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(LATEST,)] and LATEST == 8
+        assert rows == [(LATEST,)] and LATEST == 9
 
     def test_a_version_1_file_is_upgraded(
         self, db_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -224,6 +224,29 @@ ALTER TABLE jobkit_jobs
         lease_expires_at >= '0001-01-02 00:00:00+00'::timestamptz
         AND lease_expires_at < '9999-12-31 00:00:00+00'::timestamptz);
 
+-- name: migration_10
+-- schedules (schedules: in jobs.yaml, docs/scheduling.md): a state per schedule name (paused,
+-- when a worker first saw it, the newest tick handled and the newest tick that ran) and a run per
+-- tick fired, keyed (schedule, tick) so that a tick is stored once however many workers race;
+-- a run goes with its job (prune, retention), the state keeps the ticks
+CREATE TABLE IF NOT EXISTS jobkit_schedules (
+    name text PRIMARY KEY,
+    paused boolean NOT NULL DEFAULT false,
+    since timestamptz NOT NULL,
+    last_tick timestamptz,
+    last_run_at timestamptz
+);
+
+CREATE TABLE IF NOT EXISTS jobkit_schedule_runs (
+    schedule text NOT NULL,
+    tick timestamptz NOT NULL,
+    job_id bigint NOT NULL REFERENCES jobkit_jobs (id) ON DELETE CASCADE,
+    PRIMARY KEY (schedule, tick)
+);
+
+-- a job deleted finds its run without reading the others
+CREATE INDEX IF NOT EXISTS jobkit_schedule_runs_job ON jobkit_schedule_runs (job_id);
+
 -- name: validate_checks
 -- migration_7's CHECKs, once no row breaks them
 ALTER TABLE jobkit_jobs
@@ -622,3 +645,50 @@ WHERE unique_key = %(unique_key)s
            AND created_at > coalesce(%(now)s, now()) - make_interval(secs => %(within)s)))
 ORDER BY created_at DESC, id DESC
 LIMIT 1;
+
+-- name: schedule_seen
+-- a schedule's state, made when a worker first sees it: no tick before now is due
+INSERT INTO jobkit_schedules (name, since) VALUES (%(name)s, %(now)s)
+ON CONFLICT (name) DO NOTHING
+RETURNING name;
+
+-- name: schedule_state
+-- locked: another worker's firing of the schedule waits until this one commits
+SELECT * FROM jobkit_schedules WHERE name = %(name)s FOR UPDATE;
+
+-- name: schedule_busy
+-- overlap: skip: a run of the schedule pending, retrying or running, among its newest 100 (under
+-- overlap: skip, runs are fired only when none is active, so an active one is among the last
+-- firing's, which holds 100 at most)
+SELECT 1 FROM (
+    SELECT job_id FROM jobkit_schedule_runs WHERE schedule = %(name)s
+    ORDER BY tick DESC LIMIT 100
+) AS runs JOIN jobkit_jobs AS jobs ON jobs.id = runs.job_id
+WHERE jobs.status IN ('pending', 'retrying', 'running')
+LIMIT 1;
+
+-- name: add_schedule_run
+INSERT INTO jobkit_schedule_runs (schedule, tick, job_id) VALUES (%(name)s, %(tick)s, %(job_id)s)
+RETURNING job_id;
+
+-- name: schedule_handled
+UPDATE jobkit_schedules SET last_tick = %(last_tick)s, last_run_at = %(last_run_at)s
+WHERE name = %(name)s
+RETURNING name;
+
+-- name: set_schedule_paused
+-- after schedule_seen, in its transaction: a row only when the pause changed
+UPDATE jobkit_schedules SET paused = %(paused)s WHERE name = %(name)s AND paused <> %(paused)s
+RETURNING name;
+
+-- name: schedule_states
+-- every schedule seen, with the job of its newest run when that job is still stored
+SELECT schedules.*, runs.job_id
+FROM jobkit_schedules AS schedules
+LEFT JOIN jobkit_schedule_runs AS runs
+    ON runs.schedule = schedules.name AND runs.tick = schedules.last_run_at
+ORDER BY schedules.name;
+
+-- name: schedule_runs
+SELECT tick, job_id FROM jobkit_schedule_runs WHERE schedule = %(name)s
+ORDER BY tick DESC LIMIT %(limit)s;

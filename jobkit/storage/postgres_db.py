@@ -217,6 +217,12 @@ class PostgresDatabase(SQLStorage):
         """The ``now`` bound into SQL: ``None`` means the database's ``now()``."""
         return None if self._db_clock else self._clock()
 
+    def _now_in(self, cur: psycopg.Cursor[Any]) -> datetime:
+        clock = self._now_param()
+        if clock is not None:
+            return clock
+        return self._one(cur, "now", {})["now"].astimezone(timezone.utc)  # type: ignore[no-any-return]
+
     def now(self) -> datetime:
         """The store's clock: the database's ``now()`` unless a clock was given."""
         if not self._db_clock:

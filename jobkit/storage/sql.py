@@ -47,6 +47,7 @@ from jobkit.storage.rows import (
 )
 from jobkit.storage.sql_flow import SQLFlow
 from jobkit.storage.sql_keeps import SQLKeeps
+from jobkit.storage.sql_schedules import SQLSchedules
 from jobkit.storage.sql_search import SQLSearches
 
 T = TypeVar("T")
@@ -152,7 +153,7 @@ def new_record(
 
 
 class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsProgress,
-                 ClaimsInBatches):
+                 ClaimsInBatches, SQLSchedules):
     """A ``Storage`` whose worker transitions are named, fenced SQL updates.
 
     A subclass runs work in one transaction (:meth:`_transaction`, handing the work its

@@ -232,6 +232,30 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobkit_jobs_unique_active ON jobkit_jobs (uniq
 CREATE INDEX IF NOT EXISTS jobkit_jobs_unique ON jobkit_jobs (unique_key, created_at)
     WHERE unique_key IS NOT NULL;
 
+-- name: migration_9
+-- schedules (schedules: in jobs.yaml, docs/scheduling.md): a state per schedule name (paused,
+-- when a worker first saw it, the newest tick handled and the newest tick that ran) and a run per
+-- tick fired, keyed (schedule, tick) so that a tick is stored once however many workers race;
+-- a run goes with its job (prune, retention), the state keeps the ticks. Ticks are REAL unix
+-- epoch seconds in UTC, like every time here.
+CREATE TABLE IF NOT EXISTS jobkit_schedules (
+    name TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1)),
+    since REAL NOT NULL CHECK (typeof(since) = 'real'),
+    last_tick REAL CHECK (last_tick IS NULL OR typeof(last_tick) = 'real'),
+    last_run_at REAL CHECK (last_run_at IS NULL OR typeof(last_run_at) = 'real')
+);
+
+CREATE TABLE IF NOT EXISTS jobkit_schedule_runs (
+    schedule TEXT NOT NULL,
+    tick REAL NOT NULL,
+    job_id INTEGER NOT NULL REFERENCES jobkit_jobs (id) ON DELETE CASCADE,
+    PRIMARY KEY (schedule, tick)
+);
+
+-- a job deleted finds its run without reading the others
+CREATE INDEX IF NOT EXISTS jobkit_schedule_runs_job ON jobkit_schedule_runs (job_id);
+
 -- name: unreadable_rows
 -- the rows migration_7's CHECKs refuse (run before it, on the old table)
 SELECT * FROM jobkit_jobs
@@ -658,3 +682,48 @@ WHERE unique_key = :unique_key
        OR (:within IS NOT NULL AND created_at > :now - :within))
 ORDER BY created_at DESC, id DESC
 LIMIT 1;
+
+-- name: schedule_seen
+-- a schedule's state, made when a worker first sees it: no tick before :now is due
+INSERT INTO jobkit_schedules (name, since) VALUES (:name, :now) ON CONFLICT (name) DO NOTHING
+RETURNING name;
+
+-- name: schedule_state
+-- BEGIN IMMEDIATE holds the write lock: no other firing reads the state until this one commits
+SELECT * FROM jobkit_schedules WHERE name = :name;
+
+-- name: schedule_busy
+-- overlap: skip: a run of the schedule pending, retrying or running, among its newest 100 (under
+-- overlap: skip, runs are fired only when none is active, so an active one is among the last
+-- firing's, which holds 100 at most)
+SELECT 1 FROM (
+    SELECT job_id FROM jobkit_schedule_runs WHERE schedule = :name ORDER BY tick DESC LIMIT 100
+) AS runs JOIN jobkit_jobs AS jobs ON jobs.id = runs.job_id
+WHERE jobs.status IN ('pending', 'retrying', 'running')
+LIMIT 1;
+
+-- name: add_schedule_run
+INSERT INTO jobkit_schedule_runs (schedule, tick, job_id) VALUES (:name, :tick, :job_id)
+RETURNING job_id;
+
+-- name: schedule_handled
+UPDATE jobkit_schedules SET last_tick = :last_tick, last_run_at = :last_run_at
+WHERE name = :name
+RETURNING name;
+
+-- name: set_schedule_paused
+-- after schedule_seen, in its transaction: a row only when the pause changed
+UPDATE jobkit_schedules SET paused = :paused WHERE name = :name AND paused <> :paused
+RETURNING name;
+
+-- name: schedule_states
+-- every schedule seen, with the job of its newest run when that job is still stored
+SELECT schedules.*, runs.job_id
+FROM jobkit_schedules AS schedules
+LEFT JOIN jobkit_schedule_runs AS runs
+    ON runs.schedule = schedules.name AND runs.tick = schedules.last_run_at
+ORDER BY schedules.name;
+
+-- name: schedule_runs
+SELECT tick, job_id FROM jobkit_schedule_runs WHERE schedule = :name
+ORDER BY tick DESC LIMIT :limit;

@@ -399,6 +399,9 @@ class SQLiteFile(SQLStorage):
     def _time(self, value: datetime) -> float:
         return to_epoch(value)
 
+    def _now_in(self, db: sqlite3.Connection) -> datetime:
+        return self.now()  # the store's clock: BEGIN IMMEDIATE holds the write lock meanwhile
+
     def _bind(self, name: str) -> str:
         return f":{name}"
 

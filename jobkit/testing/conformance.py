@@ -48,6 +48,7 @@ from jobkit.storage.base import Storage
 from jobkit.storage.capabilities import (
     OPTIONAL_CAPABILITIES,
     ControlsFlow,
+    KeepsSchedules,
     complete_and_claim_many,
     count_matching,
     job_logs_of,
@@ -1701,6 +1702,200 @@ class UniqueConformance(StorageFixtures):
         assert storage.count() == 3
 
 
+def schedule_store(storage: Storage) -> KeepsSchedules:
+    """The store as :class:`KeepsSchedules`; the test is skipped for a store without it."""
+    require(storage, "schedules", "schedules")
+    assert isinstance(storage, KeepsSchedules)
+    return storage
+
+
+def scheduled(name: str = "tick", **fields: Any) -> Any:
+    """A schedule of the test job (``every: 1m`` unless given)."""
+    from jobkit.schedules import Schedule
+
+    if "cron" not in fields:
+        fields.setdefault("every", "1m")
+    return Schedule(name=name, job="Email", method="send", **fields)
+
+
+def tick_job(clock: FakeClock, **fields: Any) -> NewJob:
+    """The job a tick stores: due when stored."""
+    return attrs.evolve(new_job(clock()), available_at=None, **fields)
+
+
+def minute_after(moment: datetime, minutes: int = 1) -> datetime:
+    """The start of the ``minutes``-th whole minute after ``moment`` (an ``every: 1m`` tick)."""
+    start = moment.replace(second=0, microsecond=0)
+    return start + timedelta(minutes=minutes)
+
+
+class ScheduleConformance(StorageFixtures):
+    """Capability ``schedules``: each tick fired once, catch-up, overlap, pauses, runs.
+
+    Skipped for a store without it.
+    """
+
+    def test_a_new_schedule_fires_from_its_first_tick_on_once_each(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """First seen: nothing due; then each tick stores the job once, however often fired."""
+        store = schedule_store(storage)
+        schedule, job = scheduled(), tick_job(clock, params={"n": 1}, queue="q", priority=4)
+        assert store.fire_schedule(schedule, job) == []
+        first = minute_after(clock())
+        clock.current = first - timedelta(microseconds=1)
+        assert store.fire_schedule(schedule, job) == []
+        clock.current = first
+        (record,) = store.fire_schedule(schedule, job)
+        assert (record.name, record.method, record.params, record.queue, record.priority) == (
+            "Email", "send", {"n": 1}, "q", 4)
+        assert record.status is JobStatus.PENDING and storage.get(record.id) == record
+        assert store.fire_schedule(schedule, job) == []
+        clock.advance(59)
+        assert store.fire_schedule(schedule, job) == []
+        state = store.schedule_states()["tick"]
+        assert (state.last_tick, state.last_run_at, state.last_job_id, state.paused) == (
+            first, first, record.id, False)
+        assert store.schedule_runs("tick") == [(first, record.id)]
+        assert store.schedule_runs("other") == []
+
+    def test_missed_ticks_latest_none_and_all(self, storage: Storage, clock: FakeClock) -> None:
+        """Ten missed ticks of ``every: 5m``: ``latest`` runs one, ``none`` none, ``all`` ten.
+
+        ``latest`` runs the newest once, ``none`` none (the newest is over a minute late),
+        ``all`` each of the ten, oldest first; every one records the newest tick as handled.
+        """
+        store = schedule_store(storage)
+        modes = {mode: scheduled(mode, every="5m", catch_up=mode, overlap="allow")
+                 for mode in ("latest", "none", "all")}
+        for schedule in modes.values():
+            store.fire_schedule(schedule, tick_job(clock))
+        start = clock()
+        newest = minute_after(start, 50)
+        clock.current = newest + timedelta(seconds=90)
+        fired = {mode: store.fire_schedule(schedule, tick_job(clock))
+                 for mode, schedule in modes.items()}
+        assert [len(fired[mode]) for mode in modes] == [1, 0, 10]
+        assert [tick for tick, _ in store.schedule_runs("all", limit=100)] == [
+            minute_after(start, 5 * n) for n in range(10, 0, -1)]
+        assert store.schedule_runs("latest") == [(newest, fired["latest"][0].id)]
+        states = store.schedule_states()
+        assert all(states[mode].last_tick == newest for mode in modes)
+        assert states["none"].last_run_at is None and states["none"].last_job_id is None
+        clock.current = minute_after(start, 55) + timedelta(seconds=30)
+        assert len(store.fire_schedule(modes["none"], tick_job(clock))) == 1  # within the grace
+
+    def test_overlap_skip_drops_ticks_while_a_run_is_active(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """``skip`` drops ticks while a run is active; ``allow`` runs every tick.
+
+        ``skip``: no tick runs while the last run is pending, retrying or running; it is
+        dropped, not kept for later.
+        """
+        store = schedule_store(storage)
+        skip, allow = scheduled("skip"), scheduled("allow", overlap="allow")
+        for schedule in (skip, allow):
+            store.fire_schedule(schedule, tick_job(clock))
+        start = clock()
+        counts = {"skip": 0, "allow": 0}
+        for minute in (1, 2, 3):
+            clock.current = minute_after(start, minute)
+            if minute == 2:
+                claim(storage)  # the skip run, now running
+            for schedule in (skip, allow):
+                counts[schedule.name] += len(store.fire_schedule(schedule, tick_job(clock)))
+        assert counts == {"skip": 1, "allow": 3}
+        assert store.schedule_states()["skip"].last_tick == minute_after(start, 3)
+        (running,) = storage.list(status=JobStatus.RUNNING)
+        storage.settle(lease_of(running), SUCCEEDED, result=None)
+        clock.current = minute_after(start, 4)
+        assert len(store.fire_schedule(skip, tick_job(clock))) == 1
+
+    def test_a_paused_schedule_skips_its_ticks(self, storage: Storage, clock: FakeClock) -> None:
+        """A paused schedule's ticks are handled without running; resumed, it runs again.
+
+        A pause holds for every worker, also before the schedule was ever fired; resumed, it
+        runs from its next tick. Each call says whether it changed anything.
+        """
+        store = schedule_store(storage)
+        schedule = scheduled()
+        assert store.pause_schedule("tick") is True and store.pause_schedule("tick") is False
+        assert store.schedule_states()["tick"].paused is True
+        assert store.fire_schedule(schedule, tick_job(clock)) == []
+        start = clock()
+        clock.current = minute_after(start, 3)
+        assert store.fire_schedule(schedule, tick_job(clock)) == []
+        assert store.resume_schedule("tick") is True and store.resume_schedule("tick") is False
+        assert store.fire_schedule(schedule, tick_job(clock)) == []
+        clock.current = minute_after(start, 4)
+        assert len(store.fire_schedule(schedule, tick_job(clock))) == 1
+        assert store.resume_schedule("never-seen") is False
+        assert store.schedule_states()["never-seen"].paused is False
+
+    def test_a_deleted_job_takes_its_run_but_not_the_last_tick(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """A pruned run is gone from the runs and the state's job, the tick stays handled."""
+        store = schedule_store(storage)
+        schedule = scheduled(overlap="allow")
+        store.fire_schedule(schedule, tick_job(clock))
+        first = minute_after(clock())
+        clock.current = first
+        (old,) = store.fire_schedule(schedule, tick_job(clock))
+        clock.current = minute_after(first)
+        (new,) = store.fire_schedule(schedule, tick_job(clock))
+        storage.cancel(old.id)
+        storage.cancel(new.id)
+        storage.prune(clock() + timedelta(seconds=1))
+        assert store.schedule_runs("tick") == []
+        state = store.schedule_states()["tick"]
+        assert (state.last_tick, state.last_run_at, state.last_job_id) == (
+            minute_after(first), minute_after(first), None)
+        assert store.fire_schedule(schedule, tick_job(clock)) == []
+
+    def test_cron_ticks_in_a_time_zone(self, storage: Storage, clock: FakeClock) -> None:
+        """A cron schedule fires at its expression's times in its zone."""
+        store = schedule_store(storage)
+        schedule = scheduled("nightly", cron="0 3 * * *", timezone="Europe/Berlin")
+        clock.current = datetime(2024, 7, 1, 0, 0, tzinfo=timezone.utc)
+        store.fire_schedule(schedule, tick_job(clock))
+        clock.current = datetime(2024, 7, 1, 0, 59, tzinfo=timezone.utc)
+        assert store.fire_schedule(schedule, tick_job(clock)) == []
+        clock.current = datetime(2024, 7, 1, 1, 0, 5, tzinfo=timezone.utc)  # 03:00:05 in Berlin
+        assert len(store.fire_schedule(schedule, tick_job(clock))) == 1
+        assert store.schedule_states()["nightly"].last_run_at == datetime(
+            2024, 7, 1, 1, 0, tzinfo=timezone.utc)
+
+    def test_firings_racing_in_threads_store_each_tick_once(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """Six threads firing the same ticks at once: each tick is stored once."""
+        import threading
+
+        store = schedule_store(storage)
+        schedule = scheduled(every="1s", catch_up="all", overlap="allow")
+        store.fire_schedule(schedule, tick_job(clock))
+        errors: list[BaseException] = []
+        start = threading.Barrier(6)
+
+        def fire() -> None:
+            try:
+                start.wait()
+                for _ in range(5):
+                    store.fire_schedule(schedule, tick_job(clock))
+            except BaseException as exc:
+                errors.append(exc)
+
+        for _ in range(4):
+            clock.advance(3)
+            threads = [threading.Thread(target=fire) for _ in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        assert errors == []
+        ticks = [tick for tick, _ in store.schedule_runs("tick", limit=100)]
+        assert len(ticks) == len(set(ticks)) == 12
+        assert storage.count() == 12
+
+
 class CoreConformance(
     RoundTripTests,
     ClaimTests,
@@ -1730,6 +1925,7 @@ CAPABILITY_CONFORMANCE: dict[str, type[StorageFixtures]] = {
     "progress": ProgressConformance,
     "batches": BatchesConformance,
     "flow": FlowConformance,
+    "schedules": ScheduleConformance,
 }
 
 
@@ -1745,6 +1941,7 @@ class InProcessStorageConformance(
     FlowConformance,
     LimitConformance,
     UniqueConformance,
+    ScheduleConformance,
 ):
     """The core and every optional capability that one process can check.
 

@@ -37,6 +37,7 @@ from jobkit.worker.journal import read_journal
 from jobkit.worker.launch import Starter, process_count
 from jobkit.worker.process import ChildSpec
 from jobkit.worker.roster import Roster
+from jobkit.worker.scheduler import Scheduler, check_schedules
 from jobkit.worker.throughput import Tally
 
 if TYPE_CHECKING:
@@ -132,6 +133,8 @@ class Worker:
         self._spawned = 0
         #: Dead processes whose jobs could not be settled yet (the store was down).
         self._unsettled: list[_Child] = []
+        #: Fires the schedules of the configuration (none with ``burst``), from :meth:`run`.
+        self._scheduler = Scheduler(app, [], self.settings.poll_interval)
 
     def _check_queues(self) -> None:
         """Refuse ``--queues`` on a store without ``flow``; warn of queues nothing uses."""
@@ -191,6 +194,8 @@ class Worker:
             )
         self.app.storage  # noqa: B018 - open (and migrate) the store before the children do
         self._check_queues()
+        schedules = [] if self.burst else check_schedules(self.app)
+        self._scheduler = Scheduler(self.app, schedules, self.settings.poll_interval)
         restore = self._install_signals() if install_signals else (lambda: None)
         self._journals = Path(tempfile.mkdtemp(prefix="jobkit-worker-"))
         try:
@@ -200,8 +205,10 @@ class Worker:
                 storage=self.app.config.storage,
             )
             self._children = [self._spawn(i) for i in range(self.concurrency)]
+            self._scheduler.start()
             self._supervise()
         finally:
+            self._scheduler.stop()
             restore()
             self._stop_all()
             shutil.rmtree(self._journals, ignore_errors=True)
@@ -376,6 +383,7 @@ class Worker:
                 grace=self.settings.shutdown_grace,
             )
             self._stopping_since = time.monotonic()
+            self._scheduler.stop(timeout=None)
             for child in self._children:
                 child.tell("stop")
         if self._stop_requests > 1 and not self._handing_back:
