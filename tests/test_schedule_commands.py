@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 from conftest import config_data, write_config
+from test_docs import DOCS, code_blocks
 from test_schedules import Clock, at
 
 from jobkit import JobKit
 from jobkit.cli import main
+from jobkit.cli.schedules import table_lines
 from jobkit.config import Config
 from jobkit.storage.sqlite import SQLiteStorage
 
@@ -131,6 +133,15 @@ class TestSchedulesCommand:
         assert runner.invoke(main, ["--config", str(config), "schedules", "--json"]).stdout == ""
         paused = runner.invoke(main, ["--config", str(config), "schedules", "pause", "x"])
         assert paused.exit_code == 1 and "no schedule is configured" in paused.stderr
+
+    @pytest.mark.parametrize("page", ["cli.md", "scheduling.md"])
+    def test_the_docs_show_the_table_as_printed(self, page: str) -> None:
+        """The sample table of the page is what the command prints for its rows."""
+        [sample] = [[line for line in code.splitlines() if not line.startswith("$ ")]
+                    for _, language, code, _ in code_blocks(DOCS / page)
+                    if language == "" and "\nschedule " in f"\n{code}"]
+        rows = [tuple(re.split(r"\s{2,}", line)) for line in sample[1:]]
+        assert sample == table_lines(rows)
 
     @pytest.mark.parametrize("args", [["schedules"], ["schedules", "pause"],
                                       ["schedules", "resume"]])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -39,10 +39,16 @@ def schedules(state: State, as_json: bool) -> None:
     rows = [(view.schedule.name, job_of(view), view.schedule.describe(), state_of(view),
              _time(view.last_run_at), _time(view.next_run_at), view.last_job_id or "-")
             for view in found]
+    for line in table_lines(rows):
+        echo(line)
+
+
+def table_lines(rows: Sequence[Sequence[str]]) -> list[str]:
+    """The table's lines: :data:`COLUMNS`, then ``rows``, each column as wide as its widest."""
     widths = [max(len(cells[i]) for cells in (COLUMNS, *rows)) for i in range(len(COLUMNS))]
-    for cells in (COLUMNS, *rows):
-        padded = (cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
-        echo("  ".join(padded).rstrip())
+    return ["  ".join(cell.ljust(width)
+                      for cell, width in zip(cells, widths, strict=True)).rstrip()
+            for cells in (COLUMNS, *rows)]
 
 
 def _time(when: datetime | None) -> str:
