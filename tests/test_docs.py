@@ -127,8 +127,10 @@ class TestSchedulingPage:
     def test_its_yaml_samples_are_jobs_yaml_files_that_pass_the_checks(
         self, sample_module: types.ModuleType
     ) -> None:
-        """Each ```yaml block of docs/scheduling.md loads as jobs.yaml, and `jobkit check` finds
-        nothing wrong with it once the classes it names exist (params included)."""
+        """Each ```yaml block of docs/scheduling.md is a jobs.yaml that passes the checks.
+
+        It loads, and `jobkit check` finds nothing wrong once the classes it names exist
+        (the schedules' params included)."""
 
         class ReportJob(Job):
             methods = ("build",)
