@@ -483,8 +483,9 @@ class TestQueues:
 class TestSchedules:
     @pytest.fixture
     def scheduled(self, tmp_path: Path) -> Iterator[tuple[JobKit, TestClient, str]]:
-        """An app on a SQLite file with SCHEDULES, whose ``sweep`` fired its 00:01 tick; its
-        dashboard, and that tick's job."""
+        """An app on a SQLite file with SCHEDULES, its dashboard, and a job of ``sweep``.
+
+        ``sweep`` fired its tick of 2026-01-01 00:01 under a clock the test moves."""
         data = config_data(tmp_path, schedules=SCHEDULES, dashboard={
             "password_hash": HASHES[ADMIN], "readonly_password_hash": HASHES[VIEWER]})
         clock = Clock("2026-01-01T00:00:30")
@@ -499,8 +500,9 @@ class TestSchedules:
     def test_the_page_lists_pauses_and_resumes(
         self, scheduled: tuple[JobKit, TestClient, str]
     ) -> None:
-        """Each schedule with its state, last and next run and last job; Pause and Resume,
-        guarded by CSRF, keep the pause in the store."""
+        """Each schedule is listed with its state, runs and last job; a pause is kept.
+
+        Pause and Resume are guarded by the CSRF token; the pause is kept in the store."""
         app, client, job_id = scheduled
         csrf = sign_in(client)
         page = client.get("/schedules").text

@@ -209,7 +209,9 @@ def test_after_the_demo_a_new_user_retries_the_failed_job_within_a_minute(
 
 def test_schedules_page_lists_runs_and_pauses_for_every_worker(
         tmp_path: Path, start_worker: Callable[..., Any], ledger: str) -> None:
-    """A real worker fires an `every: 1s` schedule; the Schedules page shows it, its page lists
+    """The Schedules page shows a schedule a real worker fires, its runs, and pauses it.
+
+    A real worker fires an `every: 1s` schedule; the Schedules page shows it, its page lists
     the runs (each a link to its job), and Pause and Resume (confirmed) change the store."""
     from playwright.sync_api import expect
 
