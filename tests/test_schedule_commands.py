@@ -21,6 +21,9 @@ from jobkit import JobKit
 from jobkit.cli import main
 from jobkit.cli.schedules import table_lines
 from jobkit.config import Config
+from jobkit.masking import MASK
+from jobkit.schedule_report import schedule_json
+from jobkit.schedules import Schedule, ScheduleView
 from jobkit.storage.sqlite import SQLiteStorage
 
 #: The schedules of these tests: one of every minute, one at 03:00 in Berlin, one disabled.
@@ -133,6 +136,15 @@ class TestSchedulesCommand:
         assert runner.invoke(main, ["--config", str(config), "schedules", "--json"]).stdout == ""
         paused = runner.invoke(main, ["--config", str(config), "schedules", "pause", "x"])
         assert paused.exit_code == 1 and "no schedule is configured" in paused.stderr
+
+    def test_json_masks_the_secrets_in_params(self) -> None:
+        """A schedule's params show as a job's do: secret-looking keys and URL passwords hidden."""
+        schedule = Schedule(name="sync", job="Sync", method="run", every="1m",
+                            params={"api_key": "k-123", "url": "https://bot:pw@example.com/x"})
+        view = ScheduleView(schedule, paused=False, last_run_at=None, last_job_id=None,
+                            next_run_at=None)
+        assert schedule_json(view)["params"] == {"api_key": MASK,
+                                                 "url": f"https://bot:{MASK}@example.com/x"}
 
     @pytest.mark.parametrize("page", ["cli.md", "scheduling.md"])
     def test_the_docs_show_the_table_as_printed(self, page: str) -> None:
