@@ -147,7 +147,7 @@ class Schedule:
     name: str = attrs.field(validator=lambda _, __, v: _NAME_RULE(v))
     job: str = setting(attrs.NOTHING, text("a job name"))
     method: str = setting("handle", text("a method name"))
-    params: Mapping[str, Any] = setting(attrs.Factory(dict), _PARAMS,
+    params: Mapping[str, Any] = setting(attrs.Factory(dict), _PARAMS, hash=False,
                                         converter=lambda v: {} if v is None else v)
     cron: str | None = setting(None, _CRON)
     every: timedelta | None = setting(None, _every_rule, converter=_every_rule)

@@ -121,6 +121,7 @@ class TestConfiguration:
         assert (nightly.catch_up, nightly.overlap, tick.enabled) == ("all", "allow", False)
         assert tick.every == timedelta(seconds=30) and tick.params == {}
         assert Config().schedules == {}
+        assert len({nightly, tick, nightly}) == 2  # hashable, though params is a mapping
 
     def test_every_problem_names_the_schedule_file_and_line(self, tmp_path: Path) -> None:
         path = write_config(tmp_path, schedules={
