@@ -131,8 +131,8 @@ class TestSchedulesCommand:
         config = write_config(tmp_path)
         runner = CliRunner()
         listed = runner.invoke(main, ["--config", str(config), "schedules"])
-        assert (listed.exit_code, listed.stdout) == (0, "no schedules: jobs.yaml has no "
-                                                        "schedules:\n")
+        assert (listed.exit_code, listed.stdout) == (
+            0, "no schedules: jobs.yaml has no schedules: section\n")
         assert runner.invoke(main, ["--config", str(config), "schedules", "--json"]).stdout == ""
         paused = runner.invoke(main, ["--config", str(config), "schedules", "pause", "x"])
         assert paused.exit_code == 1 and "no schedule is configured" in paused.stderr

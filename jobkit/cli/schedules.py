@@ -12,7 +12,7 @@ import click
 from jobkit.cli.group import State, app_command, json_option, main
 from jobkit.cli.output import echo, fail
 
-#: The table's columns: a heading and what each row shows under it.
+#: The headings of the table's columns.
 COLUMNS = ("schedule", "job", "when", "state", "last run (UTC)", "next run (UTC)", "last job")
 
 
@@ -34,7 +34,7 @@ def schedules(state: State, as_json: bool) -> None:
             click.echo(json.dumps(schedule_json(view)))
         return
     if not found:
-        echo("no schedules: jobs.yaml has no schedules:")
+        echo("no schedules: jobs.yaml has no schedules: section")
         return
     rows = [(view.schedule.name, job_of(view), view.schedule.describe(), state_of(view),
              _time(view.last_run_at), _time(view.next_run_at), view.last_job_id or "-")
