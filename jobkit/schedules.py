@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CATCH_UP_ALL_MAX",
     "CATCH_UP_NONE_GRACE",
+    "EVERY_MAX",
     "SCHEDULE_NAME",
     "Schedule",
     "ScheduleState",
@@ -45,6 +46,8 @@ __all__ = [
 CATCH_UP_ALL_MAX = 100
 #: ``catch_up: none`` fires a tick only this long after it was due; older ones are skipped.
 CATCH_UP_NONE_GRACE = timedelta(seconds=60)
+#: The longest ``every:`` interval (ten years: its ticks stay within the dates Python counts).
+EVERY_MAX = timedelta(days=3650)
 #: The Unix epoch: ``every:`` ticks are whole multiples of the interval since it.
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -64,14 +67,20 @@ _MICROSECOND = timedelta(microseconds=1)
 def parse_every(value: Any) -> timedelta:
     """``30s``, ``5m``, ``2h`` or ``1d`` (or a ``timedelta`` of whole seconds) as a timedelta.
 
-    ``ValueError`` for anything else, or an interval under one second.
+    ``ValueError`` for anything else, or an interval under one second or over
+    :data:`EVERY_MAX`.
     """
-    if isinstance(value, timedelta):
+    if isinstance(value, str) and (found := _EVERY.fullmatch(value)):
+        seconds = int(found.group(1)) * _UNITS[found.group(2)]
+        # a huge number is refused before timedelta() overflows on it
+        every = timedelta(seconds=min(seconds, EVERY_MAX // timedelta(seconds=1) + 1))
+    elif isinstance(value, timedelta):
         every = value
-    elif isinstance(value, str) and (found := _EVERY.fullmatch(value)):
-        every = timedelta(seconds=int(found.group(1)) * _UNITS[found.group(2)])
     else:
         raise ValueError(f"expected an interval such as 30s, 5m, 2h or 1d, got {value!r}")
+    if every > EVERY_MAX:
+        raise ValueError(f"expected an interval of at most {EVERY_MAX.days}d (for a yearly "
+                         f"time, use cron: such as '0 0 1 1 *'), got {value!r}")
     if every < timedelta(seconds=1) or every % timedelta(seconds=1):
         raise ValueError(f"expected an interval of whole seconds, at least 1s, got {value!r}")
     return every
@@ -82,16 +91,22 @@ def _cron_fields(expression: str) -> str:
     return _NICKNAMES.get(expression.strip().lower(), expression.strip())
 
 
-def _check_cron(value: Any) -> bool:
+def _cron_rule(value: Any) -> str | None:
+    """A cron expression cronsim reads (None: not set); ``Invalid`` saying what is wrong."""
+    if value is None:
+        return None
+    what = "a cron expression of five fields, such as '0 3 * * *' (or @daily, @hourly, ...)"
     if not isinstance(value, str):
-        return False
+        raise Invalid(f"expected {what}, got {value!r}")
     from cronsim import CronSim, CronSimError
 
     try:
         CronSim(_cron_fields(value), EPOCH)
-    except CronSimError:
-        return False
-    return True
+    except CronSimError as exc:  # "Bad minute", "Wrong number of fields", ...
+        reason = str(exc) or "not read"
+        raise Invalid(f"expected {what}, got {value!r} "
+                      f"({reason[:1].lower()}{reason[1:]})") from None
+    return value
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -100,8 +115,14 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+#: Names the zone database may hold whose zone depends on the machine (its own setting):
+#: workers on two machines would not agree on the ticks.
+_MACHINE_ZONES = frozenset({"localtime", "posixrules"})
+
+
 def _check_zone(value: Any) -> bool:
-    if not isinstance(value, str) or not value or value.startswith(("/", ".")):
+    if (not isinstance(value, str) or not value or value.startswith(("/", "."))
+            or value.lower() in _MACHINE_ZONES):
         return False
     try:
         _zone(value)
@@ -120,9 +141,8 @@ def _every_rule(value: Any) -> timedelta | None:
 
 
 #: The rules of a schedule's fields, shared by the file and by code.
-_CRON = Rule("a cron expression of five fields, such as '0 3 * * *' (or @daily, @hourly, ...)",
-             _check_cron, nullable=True)
-_ZONE = Rule("an IANA time zone name, such as 'Europe/Berlin' or 'UTC'", _check_zone)
+_ZONE = Rule("an IANA time zone name, such as 'Europe/Berlin' or 'UTC' (not the machine's "
+             "localtime: every worker must compute the same ticks)", _check_zone)
 _PARAMS = Rule("a mapping of parameters (or a list of positional ones)",
                lambda v: v is None or isinstance(v, (dict, list)),
                lambda v: {} if v is None else v)
@@ -141,7 +161,8 @@ class Schedule:
     Exactly one of ``cron`` and ``every`` is set. ``timezone`` applies to ``cron`` only.
     ``queue`` and ``priority`` None: the job's own settings. ``catch_up`` is ``latest``,
     ``none`` or ``all`` (see :meth:`plan`); ``overlap`` is ``skip`` (no new tick while a run
-    of this schedule is pending, retrying or running) or ``allow``.
+    of this schedule is pending, retrying or running, so that a firing runs one tick at most,
+    the oldest due, even under ``catch_up: all``) or ``allow``.
     """
 
     name: str = attrs.field(validator=lambda _, __, v: _NAME_RULE(v))
@@ -149,7 +170,7 @@ class Schedule:
     method: str = setting("handle", text("a method name"))
     params: Mapping[str, Any] = setting(attrs.Factory(dict), _PARAMS, hash=False,
                                         converter=lambda v: {} if v is None else v)
-    cron: str | None = setting(None, _CRON)
+    cron: str | None = setting(None, _cron_rule)
     every: timedelta | None = setting(None, _every_rule, converter=_every_rule)
     timezone: str = setting("UTC", _ZONE)
     queue: str | None = setting(None, _QUEUE)
@@ -261,7 +282,8 @@ class ScheduleState:
 
     name: str
     paused: bool = False
-    #: The newest tick handled (run, or dropped by catch-up, overlap or a pause); None: none.
+    #: The newest tick handled (run, or dropped by catch-up, overlap or a pause; a resume makes
+    #: it at least the moment of the resume: every tick up to it is handled); None: none.
     last_tick: datetime | None = None
     #: The newest tick that ran (a job was stored for it); None: never.
     last_run_at: datetime | None = None

@@ -7,6 +7,7 @@ conformance suite (``ScheduleConformance``); workers firing them in tests/test_s
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,13 @@ class TestTicks:
         for bad in ("0s", "1.5s", "5 m", "5", "5w", "-1s", 5):
             with pytest.raises(ValueError):
                 every(bad)  # type: ignore[arg-type]
+        assert every("3650d").next_tick(at("2026-01-01")) == at("2029-12-17")
+        for huge in ("3651d", "36500000d", "9999999999d", "99999999999999999999s"):
+            with pytest.raises(ValueError, match=rf"expected an interval of at most 3650d "
+                               rf"\(for a yearly time, use cron: .*\), got '{huge}'"):
+                every(huge)
+        with pytest.raises(ValueError, match="at most 3650d"):
+            every(timedelta(days=5000))  # type: ignore[arg-type]
 
     def test_cron_in_a_time_zone(self) -> None:
         nightly = cron("0 3 * * *", "Europe/Berlin")
@@ -139,11 +147,32 @@ class TestConfiguration:
             return next(n for n, line in enumerate(lines, 1) if line.strip().startswith(key))
 
         assert f"jobs.yaml:{line_of('cron:')}: schedules.a.cron: expected a cron" in errors[0]
+        assert "got '61 * * * *' (bad minute)" in errors[0]  # cronsim's reason
         assert any("schedules.b.every: a schedule needs exactly one of cron" in e for e in errors)
         assert any("schedules.c.timezone: expected an IANA time zone" in e for e in errors)
         assert any("schedules.d.catch_up: expected one of latest, none, all" in e
                    for e in errors)
         assert any("schedules.d.bogus: unknown key" in e for e in errors)
+
+    def test_the_machines_own_zone_is_refused(self) -> None:
+        """``localtime`` (a file in many zone databases) is each machine's own zone."""
+        for zone in ("localtime", "posixrules"):
+            with pytest.raises(ValueError, match=r"timezone: expected an IANA time zone name.*"
+                               r"not the machine's localtime"):
+                cron("0 3 * * *", zone)
+        assert cron("0 3 * * *", "America/New_York").timezone == "America/New_York"
+
+    def test_a_bad_cron_expression_says_what_is_wrong(self) -> None:
+        """cronsim's reason follows the expected form: the field, or the count of fields."""
+        for expression, reason in (("0 0 30 2 *", "bad day-of-month"), ("0 25 * * *", "bad hour"),
+                                   ("* * * *", "wrong number of fields"),
+                                   ("0 0 * * 8", "bad day-of-week")):
+            with pytest.raises(ValueError, match=rf"cron: expected a cron expression of five "
+                               rf"fields.*got '{re.escape(expression)}' \({reason}\)$"):
+                cron(expression)
+        with pytest.raises(ValueError, match=r"cron: expected a cron expression.*got 5$"):
+            cron(5)  # type: ignore[arg-type]
+        assert cron("0 0 L * *").cron == "0 0 L * *"
 
     def test_params_are_checked_by_the_job_factory_at_check(self, tmp_path: Path) -> None:
         path = write_config(tmp_path, schedules={
@@ -284,8 +313,63 @@ class TestScheduler:
                 clock.now = at(f"2026-01-01T00:00:0{step}")
                 assert scheduler.fire_due() == 1.0
             assert [job.params["tag"] for job in app.list_jobs()] == ["fast"] * 3
-            assert Scheduler(app, enabled, poll_interval=0.2, clock=clock).fire_due() == 0.2
             assert "off" not in app.storage.schedule_states()  # type: ignore[attr-defined]
+
+    def test_idle_it_sleeps_until_the_next_tick_a_second_at_most(self, tmp_path: Path) -> None:
+        """Not every poll interval (0.05 s by default): until the next tick, bounded.
+
+        The bound is a second (so that a machine clock set forward is noticed), or the poll
+        interval when that is longer."""
+        from jobkit.worker.scheduler import MAX_SLEEP, Scheduler
+
+        clock = Clock("2026-01-01T00:00:00")
+        with scheduled_app(tmp_path, clock, slow={"every": "1h"}, fast={"every": "1s"}) as app:
+            slow, fast = app.config.schedules["slow"], app.config.schedules["fast"]
+            assert MAX_SLEEP == 1.0
+            assert Scheduler(app, [slow], poll_interval=0.05, clock=clock).fire_due() == 1.0
+            assert Scheduler(app, [slow], poll_interval=5.0, clock=clock).fire_due() == 5.0
+            clock.now = at("2026-01-01T00:00:00.75")
+            assert Scheduler(app, [fast], poll_interval=0.05, clock=clock).fire_due() == 0.25
+
+    def test_a_store_that_fails_is_said_once_and_tried_again(self, tmp_path: Path) -> None:
+        """Its clock unreadable or a firing failing: one warning each, a retry, no exception."""
+        from jobkit.exceptions import StorageError
+        from jobkit.worker import scheduler as module
+        from jobkit.worker.scheduler import RETRY_AFTER, Scheduler
+
+        warnings: list[str] = []
+
+        class Logger:
+            def warning(self, message: str, **fields: Any) -> None:
+                warnings.append(message.format(**fields))
+
+            def debug(self, message: str, **fields: Any) -> None:
+                pass
+
+        clock = Clock("2026-01-01T00:00:00")
+        with scheduled_app(tmp_path, clock, a={"every": "1s"}) as app:
+            store = app.storage
+            scheduler = Scheduler(app, list(app.config.schedules.values()), poll_interval=0.05,
+                                  clock=clock)
+            down = StorageError("the server is down")
+            with pytest.MonkeyPatch.context() as logs:
+                logs.setattr(module, "logger", Logger())
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(store, "now", lambda: (_ for _ in ()).throw(down))
+                    assert scheduler.fire_due() == RETRY_AFTER
+                    assert scheduler.fire_due() == RETRY_AFTER
+                assert scheduler.fire_due() == 1.0  # the store is back: fired (first sight)
+                with pytest.MonkeyPatch.context() as patch:
+                    patch.setattr(store, "fire_schedule", lambda *_: (_ for _ in ()).throw(down))
+                    clock.now = at("2026-01-01T00:00:01")
+                    assert scheduler.fire_due() == RETRY_AFTER
+                    clock.now = at("2026-01-01T00:00:02")
+                    assert scheduler.fire_due() == RETRY_AFTER
+                clock.now = at("2026-01-01T00:00:03")
+                assert scheduler.fire_due() == 1.0
+            assert warnings == ["schedules: could not read the store's clock: the server is down",
+                                "schedule a: could not fire: the server is down"]
+            assert len(app.schedule_runs("a")) == 1
 
     def test_a_store_without_the_capability_is_refused_at_start(self, tmp_path: Path) -> None:
         from jobkit.exceptions import StorageError

@@ -261,8 +261,9 @@ class KeepsSchedules(abc.ABC):
         before now); find the due ticks after the newest handled one
         (:meth:`~jobkit.schedules.Schedule.plan`, on the store's clock); run none when the
         schedule is paused, or when ``overlap`` is ``skip`` and a run of it is pending,
-        retrying or running; store the job and a run for each tick run; record the newest tick
-        due as handled. A ``job`` whose unique key a stored job holds is not stored again (its
+        retrying or running; store the job and a run for each tick run (with ``skip``, the first
+        tick's only: its run is pending, the later ones would overlap it); record the newest
+        tick due as handled. A ``job`` whose unique key a stored job holds is not stored again (its
         tick runs no job).
         """
 
@@ -275,7 +276,11 @@ class KeepsSchedules(abc.ABC):
 
     @abc.abstractmethod
     def resume_schedule(self, name: str) -> bool:
-        """Resume schedule ``name``; whether it was paused before."""
+        """Resume schedule ``name``; whether it was paused before.
+
+        A resume handles every tick due up to now (the last tick handled becomes at least
+        now): ticks of the pause are not run later, even when no worker fired them meanwhile.
+        """
 
     @abc.abstractmethod
     def schedule_states(self) -> dict[str, ScheduleState]:

@@ -95,6 +95,8 @@ class MemorySchedules(KeepsSchedules):
                     runs[tick] = int(record.id)
                     stored.append(record)
                     last_run = tick
+                    if schedule.overlap == "skip":
+                        break  # its run is pending now: the later ticks would overlap it
             self._schedule_states[schedule.name] = attrs.evolve(
                 state, last_tick=plan.newest, last_run_at=last_run)
             return stored
@@ -103,9 +105,14 @@ class MemorySchedules(KeepsSchedules):
 
     def _set_schedule_paused(self, name: str, paused: bool) -> bool:
         def work() -> bool:
-            state = self._state(name, self.now())
-            self._schedule_states[name] = attrs.evolve(state, paused=paused)
-            return state.paused != paused
+            now = self.now()
+            state = self._state(name, now)
+            if state.paused == paused:
+                return False
+            # resumed: every tick up to now is handled (the pause's are not run later)
+            last_tick = state.last_tick if paused else max(state.after(now), now)
+            self._schedule_states[name] = attrs.evolve(state, paused=paused, last_tick=last_tick)
+            return True
 
         return self._locked(f"{'pause' if paused else 'resume'} schedule {name!r}", work)
 

@@ -6,12 +6,13 @@ worker roster, job logs, throughput, sessions, progress, batched claims) and bat
 are written once here. A subclass supplies how a transaction runs (:meth:`SQLStorage._transaction`),
 a fenced update (:meth:`SQLStorage._update_and_close`, :meth:`SQLStorage._fenced_update`), a
 claim (:meth:`SQLStorage._claim_in`), how a time is bound (:meth:`SQLStorage._time`) and one
-prune batch (:meth:`SQLStorage._prune_batch`).
+prune batch (:meth:`SQLStorage._prune_candidates` and :meth:`SQLStorage._prune_ids`).
 """
 
 from __future__ import annotations
 
 import abc
+import builtins
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -488,8 +489,19 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
         return self._time(self.now())
 
     @abc.abstractmethod
-    def _prune_batch(self, finished_before: Any, batch_size: int) -> int:
-        """Delete up to ``batch_size`` finished jobs in one transaction; how many."""
+    def _prune_candidates(self, status: JobStatus, finished_before: Any, after: int,
+                          batch_size: int) -> builtins.list[int]:
+        """The ids of up to ``batch_size`` jobs to prune, in order, after id ``after``.
+
+        Jobs of ``status`` that finished before ``finished_before`` (as bound): a read, which
+        holds no write lock however many rows it passes over."""
+
+    @abc.abstractmethod
+    def _prune_ids(self, status: JobStatus, finished_before: Any,
+                   ids: builtins.list[int]) -> int:
+        """Delete the jobs of ``ids`` still of ``status`` and finished before; how many.
+
+        One short transaction, by primary key; their attempts and log lines go with them."""
 
     def set_progress(self, lease: Lease, fraction: float, message: str | None) -> bool:
         """Record the running attempt's progress (0..1); ``False`` when the lease is lost."""
@@ -521,17 +533,27 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
         )
 
     def _prune(
-        self, finished_before: datetime, batch_size: int, progress: Callable[[int], None] | None
+        self, finished_before: datetime, batch_size: int, progress: Callable[[int], None] | None,
+        statuses: frozenset[JobStatus],
     ) -> int:
         """Delete finished jobs (and attempts) that finished before ``finished_before``.
 
-        In batches of ``batch_size`` rows, each its own transaction.
+        Status by status, in batches of ``batch_size`` rows: each batch is read (no lock held
+        while the rows are looked for), then deleted by id in its own short transaction that
+        checks them again. The reads go on from the last id read, so the rows are passed over
+        once however many batches it takes.
         """
+        bound = self._time(finished_before)
         deleted = 0
-        while True:
-            count = self._prune_batch(self._time(finished_before), batch_size)
-            deleted += count
-            if progress is not None:
-                progress(deleted)
-            if count < batch_size:
-                return deleted
+        for status in sorted(statuses):
+            after = 0
+            while True:
+                ids = self._prune_candidates(status, bound, after, batch_size)
+                if ids:
+                    deleted += self._prune_ids(status, bound, ids)
+                    after = ids[-1]
+                if progress is not None:
+                    progress(deleted)
+                if len(ids) < batch_size:
+                    break
+        return deleted

@@ -94,6 +94,8 @@ class SQLSchedules(NamedQueries, KeepsSchedules):
                     "name": name, "tick": self._time(tick), "job_id": int(record.id)})
                 stored.append(record)
                 last_run = tick
+                if schedule.overlap == "skip":
+                    break  # its run is pending now: the later ticks would overlap it
             self._one(db, "schedule_handled", {
                 "name": name, "last_tick": self._time(plan.newest),
                 "last_run_at": None if last_run is None else self._time(last_run)})
@@ -103,8 +105,10 @@ class SQLSchedules(NamedQueries, KeepsSchedules):
 
     def _set_schedule_paused(self, name: str, paused: bool) -> bool:
         def work(db: Any) -> bool:
-            self._one(db, "schedule_seen", {"name": name, "now": self._time(self._now_in(db))})
-            changed = self._one(db, "set_schedule_paused", {"name": name, "paused": paused})
+            now = self._time(self._now_in(db))
+            self._one(db, "schedule_seen", {"name": name, "now": now})
+            changed = self._one(db, "set_schedule_paused",
+                                {"name": name, "paused": paused, "now": now})
             return changed is not None
 
         return self._transaction(f"{'pause' if paused else 'resume'} schedule {name!r}", work)

@@ -458,13 +458,25 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
 
         return self._transaction(operation, work, busy_budget=busy_budget)
 
-    def _prune_batch(self, finished_before: Any, batch_size: int) -> int:
-        params = {"finished_before": finished_before, "batch_size": batch_size}
+    def _prune_candidates(self, status: JobStatus, finished_before: Any, after: int,
+                          batch_size: int) -> builtins.list[int]:
+        params = {"status": status.value, "finished_before": finished_before, "after": after,
+                  "batch_size": batch_size}
 
-        def batch(conn: sqlite3.Connection) -> int:
-            return conn.execute(queries()["prune_batch"], params).rowcount
+        def read(conn: sqlite3.Connection) -> builtins.list[int]:
+            return [row[0] for row in conn.execute(queries()["prune_candidates"], params)]
 
-        return self._transaction("prune finished jobs", batch)
+        return self._transaction("find finished jobs to prune", read, write=False)
+
+    def _prune_ids(self, status: JobStatus, finished_before: Any,
+                   ids: builtins.list[int]) -> int:
+        params = {"status": status.value, "finished_before": finished_before,
+                  "ids": json.dumps(ids)}
+
+        def delete(conn: sqlite3.Connection) -> int:
+            return conn.execute(queries()["prune_ids"], params).rowcount
+
+        return self._transaction("prune finished jobs", delete)
 
     def _requeue_expired(self) -> builtins.list[JobRecord]:
         """Take back running jobs whose lease expired (see :meth:`Storage.requeue_expired`)."""

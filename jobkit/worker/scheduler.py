@@ -7,9 +7,12 @@ process) fires every enabled schedule when its next tick is due, through the sto
 loses nothing: the store keeps the newest tick handled, and the next firing by any worker
 catches up as the schedule's ``catch_up`` says.
 
-The thread wakes at the next due tick, and at least every poll interval. It reads the
+The thread sleeps until the next due tick, :data:`MAX_SLEEP` seconds at most (or the poll
+interval, when longer), so that a machine clock set forward is noticed soon. It reads the
 store's clock (the database's, for PostgreSQL) only when a tick is due by its own clock
-corrected by the last difference it saw, so an idle scheduler costs the store nothing.
+corrected by the last difference it saw, so an idle scheduler costs the store nothing. A store
+that fails (down, or its clock unreadable) is said once, then tried again every
+:data:`RETRY_AFTER` seconds; nothing that fails ends the thread.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
 
 #: Seconds before a schedule whose firing failed (the store is down) is fired again.
 RETRY_AFTER = 1.0
+#: Seconds the thread sleeps at most, when no tick is due sooner (unless the poll is longer).
+MAX_SLEEP = 1.0
 
 
 def check_schedules(app: JobKit) -> list[Schedule]:
@@ -56,7 +61,8 @@ class Scheduler:
         self._next: dict[str, datetime] = {}
         #: The store's clock minus this machine's, as last read.
         self._offset = timedelta(0)
-        self._failing: set[str] = set()
+        #: What failed the last time it was tried (a schedule's name; None: the store's clock).
+        self._failing: set[str | None] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -83,12 +89,17 @@ class Scheduler:
             self._stop.wait(wait)
 
     def fire_due(self) -> float:
-        """Fire each schedule due now; the seconds until the next is due (at most a poll)."""
+        """Fire each schedule due now; the seconds until the next is due (bounded)."""
         estimate = self.clock() + self._offset
         due = [schedule for schedule in self.schedules
                if schedule.name not in self._next or self._next[schedule.name] <= estimate]
         if due:
-            now = self.app.storage.now()
+            try:
+                now = self.app.storage.now()
+            except Exception as exc:  # the store is down: said once, tried again
+                self._failed(None, "schedules: could not read the store's clock: {error}", exc)
+                return RETRY_AFTER
+            self._failing.discard(None)
             self._offset = now - self.clock()
             for schedule in due:
                 if self._stop.is_set():
@@ -96,17 +107,22 @@ class Scheduler:
                 self._next[schedule.name] = self._fire(schedule, now)
             estimate = self.clock() + self._offset
         soonest = min(self._next.values(), default=estimate)
-        return max(0.0, min(self.poll_interval, (soonest - estimate).total_seconds()))
+        longest = max(self.poll_interval, MAX_SLEEP)
+        return max(0.0, min(longest, (soonest - estimate).total_seconds()))
+
+    def _failed(self, key: str | None, message: str, exc: Exception) -> None:
+        """Log ``message`` (with ``{error}``) unless ``key`` failed the last time too."""
+        if key not in self._failing:
+            logger.warning(message, error=str(exc))
+        self._failing.add(key)
 
     def _fire(self, schedule: Schedule, now: datetime) -> datetime:
         """Fire one schedule; when to fire it next."""
         try:
             records = self.app.fire_schedule(schedule)
         except Exception as exc:  # the store is down, or the job cannot be made: said once
-            if schedule.name not in self._failing:
-                logger.warning("schedule {name}: could not fire: {error}",
-                               name=schedule.name, error=str(exc))
-            self._failing.add(schedule.name)
+            self._failed(schedule.name, f"schedule {schedule.name}: could not fire: {{error}}",
+                         exc)
             return now + timedelta(seconds=RETRY_AFTER)
         self._failing.discard(schedule.name)
         for record in records:
