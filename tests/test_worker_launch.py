@@ -7,6 +7,9 @@ supervisor never sends a spec to (it stopped at a start-up error) exits having d
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,8 @@ from conftest import make_config, write_config
 from sample_jobs import read_ledger
 
 from jobkit import JobKit, JobStatus
-from jobkit.worker import Worker
-from jobkit.worker.launch import Starter
+from jobkit.worker import Worker, launch
+from jobkit.worker.launch import Starter, start_method
 
 pytestmark = pytest.mark.slow
 
@@ -88,3 +91,54 @@ def test_a_config_that_does_not_load_ends_the_processes_started_with_n(
     assert out.startswith("jobkit: error: ") and "jobs.yaml:1" in out, out
     assert len(out.strip().splitlines()) == 1 and "Traceback" not in out, out
     assert worker.children() == []
+
+
+def test_processes_fork_only_on_linux_and_while_the_supervisor_is_one_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Forked on Linux while one thread runs; spawned with a second thread, and elsewhere."""
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert start_method() == "fork"
+    for platform in ("darwin", "win32"):
+        monkeypatch.setattr(sys, "platform", platform)
+        assert start_method() == "spawn"
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    assert start_method() == "spawn"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="processes fork on Linux only")
+def test_a_forked_process_ends_when_its_supervisor_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forked process keeps none of the supervisor's pipe ends: their closing ends it.
+
+    It inherits them, its own control pipe's other end and the other processes' included; held
+    open, the supervisor's death would never reach the process waiting for its spec.
+    """
+    monkeypatch.setattr(launch, "start_method", lambda: "fork")
+    starter = Starter()
+    starter.prestart(2)
+    waiting = list(starter._waiting.values())
+    try:
+        for started in waiting:  # what the supervisor's death does: no stop, no signal
+            started.control.close()
+            started.logs.close()
+        for started in waiting:
+            started.process.join(20)
+        assert [started.process.exitcode for started in waiting] == [0, 0]
+    finally:
+        starter.close()
+
+
+def test_a_process_started_later_is_spawned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One not started ahead (a replacement) is spawned: the supervisor has its store open."""
+    monkeypatch.setattr(launch, "start_method", lambda: "fork")
+    starter = Starter()
+    started = starter.take(0)
+    try:
+        assert isinstance(started.process, multiprocessing.context.SpawnProcess)
+    finally:
+        started.control.close()
+        started.logs.close()
+        started.process.join(20)
+    assert started.process.exitcode == 0

@@ -1,10 +1,10 @@
 """Internal: a worker process, the loop that runs jobs one at a time until told to stop.
 
-The supervisor (:mod:`jobkit.worker.supervisor`) starts each process with ``multiprocessing``'s
-*spawn* method (:func:`process_main`), so the worker runs the same way on Linux, macOS and
-Windows: the process rebuilds the app from the supervisor's configuration and registrations and
-runs its :class:`~jobkit.worker.executor.Executor`. :func:`run_until_empty` runs the same
-executor in the calling thread, for tests and scripts.
+The supervisor (:mod:`jobkit.worker.supervisor`) starts each process blank, forked or spawned
+(:mod:`jobkit.worker.launch`), and either way the worker runs the same on Linux, macOS and
+Windows (:func:`process_main`): the process rebuilds the app from the supervisor's
+configuration and registrations and runs its :class:`~jobkit.worker.executor.Executor`.
+:func:`run_until_empty` runs the same executor in the calling thread, for tests and scripts.
 """
 
 from __future__ import annotations
