@@ -142,3 +142,27 @@ def test_a_process_started_later_is_spawned(monkeypatch: pytest.MonkeyPatch) -> 
         started.logs.close()
         started.process.join(20)
     assert started.process.exitcode == 0
+
+
+def test_a_process_loads_the_entry_points_while_it_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting for its spec, a process reads the entry points; what fails is left to the app.
+
+    Both groups are read (the plugins, then the jobs), and an error raised there (a plugin
+    that does not load, one that exits) is the app's build's to report, not the wait's.
+    """
+    from jobkit import plugins, registry
+    from jobkit.worker import process
+
+    read: list[str] = []
+
+    def plugin_manager() -> None:
+        read.append("plugins")
+        raise SystemExit(3)
+
+    monkeypatch.setattr(plugins, "get_plugin_manager", plugin_manager)
+    process._warm_up()
+    monkeypatch.setattr(plugins, "get_plugin_manager", lambda: read.append("plugins"))
+    monkeypatch.setattr(registry.Registry, "load_entry_points",
+                        lambda self: read.append("jobs"))
+    process._warm_up()
+    assert read == ["plugins", "plugins", "jobs"]
