@@ -166,3 +166,29 @@ def test_a_process_loads_the_entry_points_while_it_waits(monkeypatch: pytest.Mon
                         lambda self: read.append("jobs"))
     process._warm_up()
     assert read == ["plugins", "plugins", "jobs"]
+
+
+@pytest.mark.parametrize(("method", "started"), [("spawn", True), ("fork", False)])
+def test_forked_processes_start_once_the_app_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, started: bool
+) -> None:
+    """``jobkit worker`` starts spawned processes first, forked ones after building its app.
+
+    A spawned process takes long to start, so it starts before the supervisor sets up; a
+    forked one starts in a moment, and inherits the app's imports, plugins and jobs if it
+    starts after the app is built (before the store is opened). A ``class:`` that does not
+    import, found while the app is built, thus stops the worker before any forked process
+    starts.
+    """
+    from click.testing import CliRunner
+
+    from jobkit.cli import main
+
+    calls: list[int] = []
+    monkeypatch.setattr(launch, "start_method", lambda: method)
+    monkeypatch.setattr(Starter, "prestart", lambda self, count: calls.append(count))
+    config = write_config(tmp_path, jobs={"Nope": {"class": "nowhere_at_all:Nope"}})
+    result = CliRunner().invoke(main, ["--config", str(config), "worker", "-n", "2"])
+    assert result.exit_code == 2, result.output
+    assert "nowhere_at_all" in result.output
+    assert bool(calls) is started, calls

@@ -3,21 +3,21 @@
 A worker process is started *blank* (:func:`boot`): it imports the worker's modules, then
 waits on its control pipe for its :class:`~jobkit.worker.process.ChildSpec` (the configuration
 it rebuilds the app from), which the supervisor sends once its own set-up is done. ``jobkit
-worker`` starts its processes this way right after reading the configuration
+worker`` starts spawned processes this way right after reading the configuration
 (:meth:`Starter.prestart`), so that they start and import while the supervisor builds its app,
 sets up logging, checks the configuration and opens the store, instead of after all that. A
 process that gets no spec (the supervisor stopped at a start-up error) exits without doing
 anything.
 
 How it starts (:func:`start_method`): started ahead on Linux, while the supervisor runs one
-thread and has opened nothing (as ``jobkit worker`` starts its processes), it is *forked*: it
-has jobkit and the CLI imported already and no interpreter to start, about 100 ms of CPU less
-per process. Else, and on macOS and Windows always, it is *spawned*, a new interpreter that
-imports what it needs (forking a process that runs threads can leave a lock held for ever in
-the child, a SQLite connection must not cross a fork, macOS's system libraries do not support
-forking without exec, and Windows cannot fork); a process started again later is always
-spawned. See docs/decisions.md, "Worker processes: forked on Linux while the supervisor is
-one thread".
+thread and has opened nothing (``jobkit worker`` starts them so once its app is built), it is
+*forked*: it has jobkit, the worker and the app's plugins and jobs imported already and no
+interpreter to start, about 150 ms of CPU less per process. Else, and on macOS and Windows
+always, it is *spawned*, a new interpreter that imports what it needs (forking a process that
+runs threads can leave a lock held for ever in the child, a SQLite connection must not cross a
+fork, macOS's system libraries do not support forking without exec, and Windows cannot fork); a
+process started again later is always spawned. See docs/decisions.md, "Worker processes: forked
+on Linux while the supervisor is one thread".
 
 This module imports only the standard library: ``jobkit worker`` imports it before anything else
 of the worker.
