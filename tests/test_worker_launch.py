@@ -192,3 +192,29 @@ def test_forked_processes_start_once_the_app_is_built(
     assert result.exit_code == 2, result.output
     assert "nowhere_at_all" in result.output
     assert bool(calls) is started, calls
+
+
+def test_the_command_freezes_its_objects_at_exit(tmp_path: Path) -> None:
+    """``jobkit`` registers ``gc.freeze`` to run at exit, once, after its own exit handlers.
+
+    The interpreter's shutdown then does not walk every object of jobkit, loguru, click and the
+    app (25-40 ms of CPU at the end of ``jobkit worker``).
+    """
+    import atexit
+    import gc
+
+    from click.testing import CliRunner
+
+    from jobkit.cli import group, main
+
+    registered: list[object] = []
+    before = group._exit_hooked
+    try:
+        group._exit_hooked = False
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(atexit, "register", registered.append)
+            for _ in range(2):
+                CliRunner().invoke(main, ["--help"])
+    finally:
+        group._exit_hooked = before
+    assert registered == [gc.freeze]
