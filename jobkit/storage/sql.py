@@ -230,10 +230,26 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
                  **params}
         if "now" not in bound:
             bound["now"] = self._now_bound()
+        if claim is not None and name == "complete":
+            record = self._complete_claimed(db, claim, bound)
+            if record is not None:
+                return record
         row = self._update_and_close(db, name, bound)
         if row is None:
             return None
         return self._completed_record(row, claim) if name == "complete" else self._record(row)
+
+    def _complete_claimed(self, db: Any, claim: Claimed, params: Mapping[str, Any]
+                          ) -> JobRecord | None:
+        """Complete a job claimed here whose row is as its claim left it, reading no row back.
+
+        Inside the caller's transaction, with the ``complete`` query's ``params``. A backend
+        may write the completion and close the attempt only while the row still holds, in every
+        column the completion leaves alone, what the claim read, and then build the record from
+        the claim's (:func:`jobkit.storage.rows.completed_record`). ``None``: nothing written
+        (by default, or the fence or the row said no): the ``complete`` query runs as usual.
+        """
+        return None
 
     @abc.abstractmethod
     def _update_and_close(self, db: Any, name: str, params: Mapping[str, Any]) -> Any:

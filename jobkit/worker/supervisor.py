@@ -1,12 +1,12 @@
 """Internal: the supervisor, which starts N worker processes, watches them and stops them.
 
-Worker processes (:mod:`jobkit.worker.process`) are started with ``multiprocessing``'s *spawn*
-method. The supervisor settles the jobs of a process that died as its crash journal says
-(:mod:`jobkit.worker.journal`), takes back jobs whose leases expired, kills a process whose job
-is past its timeout, starts a new process for one that died, deletes old finished jobs in a
-thread (:mod:`jobkit.worker.retention`), and shuts down gracefully: on the
-first SIGINT or SIGTERM no new job is claimed, running jobs get ``shutdown_grace`` seconds to
-finish, then are handed back; the worker exits 0.
+Worker processes (:mod:`jobkit.worker.process`) are started by :mod:`jobkit.worker.launch`
+(forked or spawned). The supervisor settles the jobs of a process that died as its crash journal
+says (:mod:`jobkit.worker.journal`), takes back jobs whose leases expired, kills a process whose
+job is past its timeout, starts a new process for one that died, deletes old finished jobs in a
+thread (:mod:`jobkit.worker.retention`), and shuts down gracefully: on the first SIGINT or
+SIGTERM no new job is claimed, running jobs get ``shutdown_grace`` seconds to finish, then are
+handed back; the worker exits 0.
 """
 
 from __future__ import annotations
