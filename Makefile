@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PLUGIN_PROJECTS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: install demo quickstart test lint typecheck docs pytest bench-pickup bench-pickup-postgres bench-dashboard clean
+.PHONY: install demo quickstart test lint typecheck docs pytest bench-pickup bench-pickup-postgres bench-dashboard bench-retention clean
 
 $(STAMP): pyproject.toml $(PLUGIN_PROJECTS)
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,9 @@ bench-pickup-postgres: install
 
 bench-dashboard: install
 	$(BIN)/python bench/dashboard.py
+
+bench-retention: install
+	$(BIN)/python bench/retention_drain.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info jobkit-demo site

@@ -62,16 +62,20 @@ class Sizes:
     listener_jobs: int = 10_000
     startup_runs: int = 11
     flow_jobs: int = 600
+    #: Jobs each side of a retention pair enqueues, and the seconds its rate is counted over.
+    retention_jobs: int = 60_000
+    retention_window: float = 8.0
 
 
 QUICK = Sizes(
     runs=1, enqueue_jobs=1_000, bulk_jobs=5_000, drain_jobs=1_500, pg_enqueue_jobs=500,
     pg_bulk_jobs=5_000, pg_drain_jobs=500, pickup_samples=15, idle_seconds=3.0,
     rss_early=1_000, rss_jobs=5_000, scale_rows=100_000, raw_jobs=3_000,
-    listener_jobs=2_000, startup_runs=5, flow_jobs=150,
+    listener_jobs=2_000, startup_runs=5, flow_jobs=150, retention_jobs=30_000,
+    retention_window=3.0,
 )
 
-SECTIONS = ("startup", "sqlite", "limits", "flow", "memory", "scale", "postgres")
+SECTIONS = ("startup", "sqlite", "limits", "flow", "memory", "scale", "retention", "postgres")
 
 #: The systems of jobkit's side: the virtualenv each runs in.
 BARE, DEFAULT = "jobkit", "jobkit_default"
@@ -244,22 +248,45 @@ class Harness:
                      lambda r: f"{r['early_mb']:.1f} MB -> {r['late_mb']:.1f} MB",
                      workdir=True, jobs=s.rss_jobs, early=s.rss_early)
 
+    def template(self, key: str, target: str, what: str) -> tuple[Path, dict[str, Any]]:
+        """A store of ``scale_rows`` finished jobs built by ``target``: its folder and report.
+
+        The report is kept as ``results["sqlite"][key]``."""
+        folder = self.folder(key.replace("_", "-"))
+        print(f"[sqlite] building a store with {self.sizes.scale_rows:,} {what} ...", end=" ",
+              flush=True)
+        template = run_child(target, self.log, workdir=str(folder), rows=self.sizes.scale_rows)
+        print(f"{template['mb']:.0f} MB in {template['seconds']:.1f} s", flush=True)
+        self.results["sqlite"][key] = template
+        return folder, template
+
     def scale(self) -> None:
         """Drain (1 process) with ``scale_rows`` finished jobs in the store vs an empty one."""
         s = self.sizes
-        folder = self.folder("scale-template")
-        print(f"[sqlite] building a store with {s.scale_rows:,} finished jobs ...", end=" ",
-              flush=True)
-        template = run_child("jobkit_side:scale_template", self.log, workdir=str(folder),
-                             rows=s.scale_rows)
-        print(f"{template['mb']:.0f} MB in {template['seconds']:.1f} s", flush=True)
-        self.results["sqlite"]["scale_template"] = template
+        folder, template = self.template("scale_template", "jobkit_side:scale_template",
+                                         "finished jobs")
         for _ in range(s.runs):
             self.measure("sqlite", "scale_empty", "jobkit", "jobkit_side:drain", drained,
                          workdir=True, storage="sqlite", jobs=s.drain_jobs, processes=1)
             self.measure("sqlite", "scale_full", "jobkit", "jobkit_side:drain", drained,
                          workdir=True, storage="sqlite", jobs=s.drain_jobs, processes=1,
                          seed=template["path"])
+        if not self.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def retention(self) -> None:
+        """A worker's drain rate beside a retention pass over ``scale_rows`` old jobs, and without.
+
+        Two workers at once, one beside the pass (``bench/retention_drain.py``)."""
+        s = self.sizes
+        folder, template = self.template("retention_template", "retention_drain:template",
+                                         "finished jobs 30 days old")
+        for _ in range(s.runs):
+            self.measure("sqlite", "retention_drain", "jobkit", "retention_drain:pair",
+                         lambda r: (f"ratio {r['ratio']:.2f} ({r['with']:.0f} beside the pass"
+                                    f" / {r['without']:.0f} jobs/s alone)"),
+                         workdir=True, seed=template["path"], jobs=s.retention_jobs,
+                         processes=1, window=s.retention_window)
         if not self.keep:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -459,6 +486,8 @@ def main(argv: list[str] | None = None) -> None:
             harness.memory()
         if "scale" in sections:
             harness.scale()
+        if "retention" in sections:
+            harness.retention()
         if "postgres" in sections:
             harness.postgres(durable=not args.pg_fast)
     finally:

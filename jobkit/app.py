@@ -11,7 +11,7 @@ import inspect
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import attrs
@@ -315,14 +315,17 @@ class JobKit(Host):
         timeout: float | None = None,
         queue: str | None = None,
         idempotency_key: str | None = None,
+        run_at: datetime | None = None,
         depends_on: Sequence[str] = (),
     ) -> str:
         """Validate and store a job; return its id. Nothing is stored when validation fails.
 
         ``priority`` defaults to the job's configured priority (0 unless configured); higher runs
-        first. ``delay`` is seconds or a ``timedelta``. ``retry_attempts``, ``retry_delay`` and
-        ``timeout`` override the job's configuration for this one job, and ``queue`` its queue
-        (the job's ``queue`` setting, ``default`` unless configured).
+        first. ``delay`` is seconds or a ``timedelta``; ``run_at`` instead is when the job
+        becomes due, an aware ``datetime`` (a naive one is refused; one in the past is due
+        now). ``retry_attempts``, ``retry_delay`` and ``timeout`` override the job's
+        configuration for this one job, and ``queue`` its queue (the job's ``queue`` setting,
+        ``default`` unless configured).
 
         A job configured ``unique:``, or a call with an ``idempotency_key``, is not stored when
         it duplicates a job of the store: the id returned is that job's (see :meth:`enqueue`).
@@ -332,7 +335,7 @@ class JobKit(Host):
         capability ``workflows``). Such a job is never a duplicate: no ``idempotency_key``.
         """
         options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue,
-                              idempotency_key)
+                              idempotency_key, run_at)
         if depends_on:
             return self._enqueue_after(name, method, params, options, depends_on)
         return self._enqueue_one(name, method, params, options).id
@@ -401,6 +404,7 @@ class JobKit(Host):
         timeout: float | None = None,
         queue: str | None = None,
         idempotency_key: str | None = None,
+        run_at: datetime | None = None,
     ) -> Enqueued:
         """:meth:`run_background_job` that says whether the job was stored.
 
@@ -408,7 +412,7 @@ class JobKit(Host):
         ``unique:`` keys, or the ``idempotency_key``), whose id it returns; nothing was stored.
         """
         options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue,
-                              idempotency_key)
+                              idempotency_key, run_at)
         return self._enqueue_one(name, method, params, options)
 
     def _enqueue_one(self, name: str, method: str, params: Params,
@@ -441,18 +445,21 @@ class JobKit(Host):
         retry_delay: float | None = None,
         timeout: float | None = None,
         queue: str | None = None,
+        run_at: datetime | None = None,
     ) -> list[str]:
         """Validate and store one job per params of ``params_list``, all or nothing; their ids.
 
         The jobs are all of one method, with the same options as :meth:`run_background_job`
-        but ``idempotency_key``; their ids come back in order (a job configured ``unique:``
-        that duplicates a stored one, or an earlier one of the list, gets that job's id).
+        but ``idempotency_key`` (a ``delay`` or ``run_at`` holds for each of them); their ids
+        come back in order (a job configured ``unique:`` that duplicates a stored one, or an
+        earlier one of the list, gets that job's id).
 
         All or nothing: every params is validated before any is stored (an error names the
         index of the params at fault), and SQLite and PostgreSQL store them in one transaction,
         which is how bulk enqueueing is fast.
         """
-        options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue)
+        options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue,
+                              run_at=run_at)
         jobs = self._new_jobs(name, method, list(params_list), options)
         if any(job.unique_key is not None for job in jobs):
             return [enqueued.id for enqueued in self._store_unique(jobs)]

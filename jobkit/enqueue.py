@@ -3,10 +3,10 @@
 ``run_background_job`` and ``enqueue_many`` hand their arguments to :func:`new_jobs`, which checks
 everything a job must be before it is stored, in this order: the job and method are registered
 and approved, the params fit the method's signature (the factory), ``delay`` is seconds within
-:data:`jobkit.limits.DELAY`, the call's settings (priority, retries, timeout) fit their bounds
-(the configuration's ``call`` layer), the params' JSON fits ``max_params_bytes``, and the
-queue is a queue name. It returns :class:`~jobkit.records.NewJob` records with every field
-set; the app only stores them.
+:data:`jobkit.limits.DELAY` (or ``run_at`` an aware time at most that far ahead), the call's
+settings (priority, retries, timeout) fit their bounds (the configuration's ``call`` layer),
+the params' JSON fits ``max_params_bytes``, and the queue is a queue name. It returns
+:class:`~jobkit.records.NewJob` records with every field set; the app only stores them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -57,6 +57,8 @@ class CallOptions:
     #: The caller's key for this job: a second call with the same key (for the same job)
     #: stores nothing and gets the first job's id.
     idempotency_key: str | None = None
+    #: When the jobs become due: an aware time (``None``: now, or after ``delay``).
+    run_at: datetime | None = None
 
     def overrides(self) -> Mapping[str, Any]:
         """The job settings this call overrides (``None``: not given)."""
@@ -83,6 +85,40 @@ def delay_seconds(delay: float | timedelta, what: str = "delay") -> float:
             f"got {delay!r}"
         ])
     return float(seconds)
+
+
+def due_at(
+    delay: float | timedelta, run_at: datetime | None, now: Callable[[], datetime]
+) -> datetime | None:
+    """When a call's jobs become due, in UTC; ``None``: now (the store stamps its own clock).
+
+    ``delay`` (seconds or a timedelta, see :func:`delay_seconds`) or ``run_at``, an aware
+    ``datetime`` at most :data:`jobkit.limits.DELAY` ahead; one in the past is due now.
+    ``ConfigError`` (as for the call's other options) for a naive ``run_at``, one too far
+    ahead, or a ``delay`` other than 0 with it. ``now`` is read only for a job due later.
+    """
+    seconds = delay_seconds(delay)
+    if run_at is None:
+        return now() + timedelta(seconds=seconds) if seconds else None
+    if seconds:
+        raise ConfigError(errors=[
+            f"call: run_at: give run_at or delay, not both (delay={delay!r}, run_at={run_at!r})"
+        ])
+    if not isinstance(run_at, datetime) or run_at.utcoffset() is None:
+        what = "a naive datetime" if isinstance(run_at, datetime) else type(run_at).__name__
+        raise ConfigError(errors=[
+            f"call: run_at: expected an aware datetime (with a time zone, e.g. "
+            f"datetime(2026, 12, 24, 18, 0, tzinfo=timezone.utc)), got {what}: {run_at!r}"
+        ])
+    current = now()
+    ahead = (run_at - current).total_seconds()
+    if ahead <= 0:
+        return None  # in the past: due now, queued as any job enqueued now
+    if not limits.DELAY.accepts(ahead):
+        raise ConfigError(errors=[
+            f"call: run_at: expected a time at most {limits.DELAY.span} ahead, got {run_at!r}"
+        ])
+    return run_at.astimezone(timezone.utc)
 
 
 def call_queue(queue: object) -> str:
@@ -137,8 +173,10 @@ def new_jobs(
     """The complete, checked jobs of one call, one per params of ``params_list``.
 
     The complete, checked jobs of one call (one per params of ``params_list``); nothing when
-    one does not pass. ``now`` is the store's clock, read only for a delayed job. ``supplied``
-    names parameters the store gives later (a workflow step's ``result_as``): not missing.
+    one does not pass. ``now`` is the store's clock, read only for a job due later (``delay``,
+    ``run_at``); a job due now is stamped by the store with its own clock (on PostgreSQL, no
+    extra round trip). ``supplied`` names parameters the store gives later (a workflow step's
+    ``result_as``): not missing.
 
     Raises ``JobNotFound``, ``MethodNotAllowed``, ``InvalidParameters`` (naming ``params[i]``
     when there are several) or ``ConfigError`` (the call's options).
@@ -152,7 +190,7 @@ def new_jobs(
     else:
         checked = [_checked(check, params, index, count)
                    for index, params in enumerate(params_list)]
-    seconds = delay_seconds(options.delay)
+    available_at = due_at(options.delay, options.run_at, now)
     settings, policy = settings_of(spec, options.overrides())
     queue = settings.queue if options.queue is None else call_queue(options.queue)
     unique = [unique_of(spec.name, method, by_name, settings, options.idempotency_key)
@@ -163,8 +201,6 @@ def new_jobs(
         if len(text) * 4 > most:  # UTF-8 takes at most 4 bytes a char: else no need to measure
             _check_size(spec.name, method, text, most,
                         "params" if count == 1 else f"params[{index}]")
-    # due now: the store stamps it with its own clock (on PostgreSQL, no extra round trip)
-    available_at = now() + timedelta(seconds=seconds) if seconds else None
     return [
         NewJob(
             name=spec.name,

@@ -79,6 +79,8 @@ def escape(text: str) -> str:
     A newline shows as ``\\n``, NEL as ``\\x85``, LINE SEPARATOR as ``\\u2028``; other
     characters, accents included, are kept.
     """
+    if text.isprintable():  # none of the characters escaped is printable: nothing to do
+        return text
     return _BREAKS.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
@@ -463,23 +465,22 @@ class EventTexts:
         event's time in the zone of its process, ``datetime.fromtimestamp(timestamp, zone)``.
         """
         level, kind, error, job_id, job_name, method, attempt, status, tb, params, is_text = line
-        extra = {
-            "job_id": job_id,
-            "job_name": job_name,
-            "method": method,
-            "attempt": attempt,
-            "status": status,
-            "event": kind,
-            "params": params if is_text else _params_text(params),
-        }
         message = f"{kind}: {error}" if error else kind  # write_event's template, filled
         utc, clock = self._stamp(when, timestamp)
         level = f"{level: <7}"
-        return (
-            f"{utc}{when.microsecond:06d}+0000 | {level} | {_line_text(extra, message)}"
-            f"{_traceback_lines(tb)}\n" if file else "",
-            f"{clock} {level} {_console_text(extra, message)}\n" if console else "",
-        )
+        file_text = console_text = ""
+        if file:
+            # _line_text of the record write_event makes: every job field is there, in order
+            text = (f"job_id={job_id} job_name={job_name} method={method} attempt={attempt} "
+                    f"status={status} event={kind} "
+                    f"params={params if is_text else _params_text(params)} | {message}")
+            file_text = (f"{utc}{when.microsecond:06d}+0000 | {level} | {escape(text)}"
+                         f"{_traceback_lines(tb)}\n")
+        if console:
+            # _console_text of the same record
+            console_text = (f"{clock} {level} "
+                            f"{escape(f'[{job_id} {job_name}.{method} #{attempt}] {message}')}\n")
+        return file_text, console_text
 
 
 def log_event(event: JobEvent) -> None:

@@ -16,7 +16,6 @@ them race; :meth:`Schedule.plan` says which ticks a firing runs (``catch_up:``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ import attrs
 
 from jobkit import limits
 from jobkit.config_yaml import Invalid, Rule, boolean, bounded, choice, setting, text
+from jobkit.durations import parse_duration, shown
 from jobkit.flow import QUEUE_NAME
 
 if TYPE_CHECKING:
@@ -51,8 +51,6 @@ EVERY_MAX = timedelta(days=3650)
 #: The Unix epoch: ``every:`` ticks are whole multiples of the interval since it.
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_EVERY = re.compile(r"\s*(\d+)([smhd])\s*")
 #: cron's nicknames, as the five fields cronsim reads.
 _NICKNAMES = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
@@ -70,20 +68,25 @@ def parse_every(value: Any) -> timedelta:
     ``ValueError`` for anything else, or an interval under one second or over
     :data:`EVERY_MAX`.
     """
-    if isinstance(value, str) and (found := _EVERY.fullmatch(value)):
-        seconds = int(found.group(1)) * _UNITS[found.group(2)]
-        # a huge number is refused before timedelta() overflows on it
-        every = timedelta(seconds=min(seconds, EVERY_MAX // timedelta(seconds=1) + 1))
-    elif isinstance(value, timedelta):
-        every = value
-    else:
-        raise ValueError(f"expected an interval such as 30s, 5m, 2h or 1d, got {value!r}")
+    every = value if isinstance(value, timedelta) else _interval(value)
     if every > EVERY_MAX:
         raise ValueError(f"expected an interval of at most {EVERY_MAX.days}d (for a yearly "
                          f"time, use cron: such as '0 0 1 1 *'), got {value!r}")
     if every < timedelta(seconds=1) or every % timedelta(seconds=1):
         raise ValueError(f"expected an interval of whole seconds, at least 1s, got {value!r}")
     return every
+
+
+def _interval(value: Any) -> timedelta:
+    """``30s``, ``5m``, ``2h``, ``1d`` as a timedelta, a huge one cut to just over the maximum."""
+    try:
+        seconds = parse_duration(value) if isinstance(value, str) else None
+    except ValueError:
+        seconds = None
+    if seconds is None:
+        raise ValueError(f"expected an interval such as 30s, 5m, 2h or 1d, got {value!r}")
+    # a huge number is refused before timedelta() overflows on it
+    return timedelta(seconds=min(seconds, EVERY_MAX // timedelta(seconds=1) + 1))
 
 
 def _cron_fields(expression: str) -> str:
@@ -194,11 +197,7 @@ class Schedule:
         if self.cron is not None:
             return f"cron {self.cron} ({self.timezone})"
         assert self.every is not None
-        seconds = int(self.every.total_seconds())
-        for unit, size in sorted(_UNITS.items(), key=lambda item: -item[1]):
-            if seconds % size == 0:
-                return f"every {seconds // size}{unit}"
-        return f"every {seconds}s"  # pragma: no cover - 1s divides every interval
+        return f"every {shown(self.every.total_seconds())}"
 
     def next_tick(self, after: datetime) -> datetime:
         """The first tick strictly after ``after`` (aware), in UTC."""

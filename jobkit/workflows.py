@@ -27,7 +27,7 @@ The rules of the graph:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import attrs
@@ -39,7 +39,8 @@ from jobkit.records import NEEDS_COMPLETED, NEEDS_ENDED
 ON_FAILURE = ("cancel", "run")
 #: The options of ``run_background_job`` a step takes (``idempotency_key`` aside: a step is
 #: never a duplicate of a stored job).
-STEP_OPTIONS = ("priority", "delay", "retry_attempts", "retry_delay", "timeout", "queue")
+STEP_OPTIONS = ("priority", "delay", "retry_attempts", "retry_delay", "timeout", "queue",
+                "run_at")
 
 
 @attrs.frozen
@@ -86,7 +87,8 @@ def step(name: str, method: str = "handle", params: dict[str, Any] | list[Any] |
          *, result_as: str | None = None, on_failure: str | None = None,
          priority: int | None = None, delay: float | timedelta = 0,
          retry_attempts: int | None = None, retry_delay: float | None = None,
-         timeout: float | None = None, queue: str | None = None) -> Step:
+         timeout: float | None = None, queue: str | None = None,
+         run_at: datetime | None = None) -> Step:
     """A step: job ``name``'s ``method`` with ``params``, and ``run_background_job``'s options.
 
     ``result_as`` names the parameter that receives what the steps it waits for returned;
@@ -102,7 +104,7 @@ def step(name: str, method: str = "handle", params: dict[str, Any] | list[Any] |
         raise ValueError(f"step {name}.{method}: result_as must name a parameter, "
                          f"got {result_as!r}")
     given = {"priority": priority, "delay": delay, "retry_attempts": retry_attempts,
-             "retry_delay": retry_delay, "timeout": timeout, "queue": queue}
+             "retry_delay": retry_delay, "timeout": timeout, "queue": queue, "run_at": run_at}
     options = {key: value for key, value in given.items()
                if value is not None and not (key == "delay" and value == 0)}
     return Step(name, method, params, options, result_as, on_failure)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
+import attrs
 import pytest
 
 from jobkit.records import JobRecord
@@ -77,3 +78,28 @@ class CompletedRecords:
         assert decoded == [record.id]
         assert done is not None and done == store.get(record.id)
         assert (done.progress, done.result) == (0.5, 1)
+
+    def test_a_completion_keeps_the_queue_and_unique_key(self, store: SQLStorage,
+                                                         decoded: list[str]) -> None:
+        """A job of a named queue, with a unique key: its completion's record still has both.
+
+        Built from the claim, it read ``default`` and no key (issue 18's columns were left
+        out of the record a completion builds).
+        """
+        job = attrs.evolve(new_job(store.now()), queue="emails", unique_key="Email:ana")
+        store.enqueue(job)
+        _, [record] = complete_and_claim_many(store, [], "w1", 30.0, 1)
+        [done], _ = complete_and_claim_many(store, [(lease_of(record), None)], "w1", 30.0, 0)
+        assert decoded == []
+        assert done is not None and done == store.get(record.id)
+        assert (done.queue, done.unique_key) == ("emails", "Email:ana")
+
+    def test_a_lost_lease_completes_nothing(self, store: SQLStorage) -> None:
+        """A completion whose lease is gone (the job was cancelled meanwhile) records nothing."""
+        store.enqueue(new_job(store.now()))
+        _, [record] = complete_and_claim_many(store, [], "w1", 30.0, 1)
+        store.cancel(record.id)
+        [done], _ = complete_and_claim_many(store, [(lease_of(record), 1)], "w1", 30.0, 0)
+        assert done is None
+        after = store.get(record.id)
+        assert after is not None and (after.status.value, after.result) == ("cancelled", None)

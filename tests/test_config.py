@@ -352,7 +352,7 @@ class TestEnvironment:
         unknown = (
             "not a jobkit setting (known: JOBKIT_STORAGE, JOBKIT_DURABILITY, "
             "JOBKIT_DEFAULTS__<KEY>, JOBKIT_LOGGING__<KEY>, JOBKIT_WORKER__<KEY>, "
-            "JOBKIT_DASHBOARD__<KEY>, JOBKIT_JOBS__<NAME>__<KEY>)"
+            "JOBKIT_DASHBOARD__<KEY>, JOBKIT_RETENTION__<STATUS>, JOBKIT_JOBS__<NAME>__<KEY>)"
         )
         assert errors == [
             "environment JOBKIT_DEFAULTS__RETRY_ATTEMPTS: expected an integer >= 0 and <= 5000, "

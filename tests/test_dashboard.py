@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import yaml
 from conftest import config_data
+from test_schedule_commands import SCHEDULES
+from test_schedules import Clock, at
 from workers import dashboard_process, free_port, subprocess_env
 
 pytest.importorskip("starlette")
@@ -34,16 +36,20 @@ from jobkit.exceptions import ConfigError
 from jobkit.records import JobLogLine, WorkerInfo
 from jobkit.storage import MemoryStorage
 from jobkit.storage.capabilities import OPTIONAL_CAPABILITIES, supports
+from jobkit.storage.sqlite import SQLiteStorage
 from jobkit.testing.coreonly import CoreOnlyStorage
 
 ADMIN, VIEWER = "admin-password-1", "viewer-password-2"
 #: Made once: scrypt takes ~50 ms by design.
 HASHES = {ADMIN: hash_password(ADMIN), VIEWER: hash_password(VIEWER)}
 #: Every page, and every API route, an anonymous caller must not see.
-PAGES = ["/", "/jobs", "/jobs/1", "/registry", "/jobs?status=failed", "/queues"]
-API = ["/api/overview", "/api/jobs", "/api/jobs/1", "/api/registry", "/api/queues"]
+PAGES = ["/", "/jobs", "/jobs/1", "/registry", "/jobs?status=failed", "/queues", "/schedules",
+         "/schedules/sweep"]
+API = ["/api/overview", "/api/jobs", "/api/jobs/1", "/api/registry", "/api/queues",
+       "/api/schedules", "/api/schedules/sweep"]
 POSTS = ["/jobs/1/cancel", "/jobs/1/retry", "/api/jobs/1/cancel", "/api/jobs/1/retry",
-         "/queues/mail/pause", "/api/queues/mail/pause", "/api/queues/mail/resume"]
+         "/queues/mail/pause", "/api/queues/mail/pause", "/api/queues/mail/resume",
+         "/schedules/sweep/pause", "/api/schedules/sweep/pause", "/api/schedules/sweep/resume"]
 
 
 def dashboard_config(tmp_path: Path, **dashboard: Any) -> Config:
@@ -399,6 +405,15 @@ class TestWithoutOptionalCapabilities:
             job_id]
         assert "This job store has no search index" in client.get("/jobs").text
 
+    def test_the_schedules_page_says_the_store_keeps_none(
+        self, plain: tuple[JobKit, TestClient]
+    ) -> None:
+        """Without the schedules capability the page says no worker starts them."""
+        _, client = plain
+        assert client.get("/api/schedules").json()["schedules"] == []
+        assert "This job store keeps no schedules" in client.get("/schedules").text
+        assert client.get("/schedules/any").status_code == 404
+
     def test_a_store_with_them_shows_them(self, client: TestClient) -> None:
         """The built-in stores keep all three, and the pages show them as before."""
         sign_in(client)
@@ -463,6 +478,101 @@ class TestQueues:
         refused = client.post("/queues/mail/pause", data={"csrf": csrf}, follow_redirects=False)
         assert refused.status_code == 403
         assert app.storage.paused_queues() == set()  # type: ignore[attr-defined]
+
+
+class TestSchedules:
+    @pytest.fixture
+    def scheduled(self, tmp_path: Path) -> Iterator[tuple[JobKit, TestClient, str]]:
+        """An app on a SQLite file with SCHEDULES, its dashboard, and a job of ``sweep``.
+
+        ``sweep`` fired its tick of 2026-01-01 00:01 under a clock the test moves."""
+        data = config_data(tmp_path, schedules=SCHEDULES, dashboard={
+            "password_hash": HASHES[ADMIN], "readonly_password_hash": HASHES[VIEWER]})
+        clock = Clock("2026-01-01T00:00:30")
+        storage = SQLiteStorage.from_url(data["storage"], clock=clock)
+        with JobKit(Config.from_dict(data), load_entrypoints=False, storage=storage) as app, \
+                TestClient(create_app(app), base_url="http://127.0.0.1") as client:
+            app.fire_schedule(app.config.schedules["sweep"])
+            clock.now = at("2026-01-01T00:01:30")
+            (record,) = app.fire_schedule(app.config.schedules["sweep"])
+            yield app, client, record.id
+
+    def test_the_page_lists_pauses_and_resumes(
+        self, scheduled: tuple[JobKit, TestClient, str]
+    ) -> None:
+        """Each schedule is listed with its state, runs and last job; a pause is kept.
+
+        Pause and Resume are guarded by the CSRF token; the pause is kept in the store."""
+        app, client, job_id = scheduled
+        csrf = sign_in(client)
+        page = client.get("/schedules").text
+        assert 'href="/schedules">Schedules</a>' in page
+        for name in ("nightly", "off", "sweep"):
+            assert f'data-schedule="{name}"' in page and f'href="/schedules/{name}"' in page
+        assert "cron 0 3 * * * (Europe/Berlin)" in page and "every 1m" in page
+        assert f'href="/jobs/{job_id}">#{job_id}</a>' in page
+        assert 'datetime="2026-01-01T00:01:00.000+00:00"' in page  # sweep's last run
+        assert 'action="/schedules/sweep/pause"' in page
+        assert client.post("/schedules/sweep/pause", follow_redirects=False).status_code == 403
+        done = client.post("/schedules/sweep/pause", data={"csrf": csrf}, follow_redirects=False)
+        assert done.status_code == 303 and done.headers["location"] == "/schedules"
+        assert [view.paused for view in app.schedules()] == [False, False, True]
+        page = client.get("/schedules").text
+        assert "schedule sweep paused" in page and 'action="/schedules/sweep/resume"' in page
+        again = client.post("/schedules/sweep/pause", data={"csrf": csrf})
+        assert "schedule sweep was paused already" in again.text
+        answer = client.post("/api/schedules/sweep/resume", headers={"X-CSRF-Token": csrf})
+        assert answer.json() == {"schedule": "sweep", "paused": False, "changed": True}
+        listed = client.get("/api/schedules").json()
+        assert set(listed) == {"keeps", "schedules"} and listed["keeps"]["schedules"] is True
+        sweep = listed["schedules"][2]
+        assert (sweep["name"], sweep["state"], sweep["paused"], sweep["last_run_at"],
+                sweep["last_job_id"], sweep["next_run_at"]) == (
+            "sweep", "active", False, "2026-01-01T00:01:00+00:00", job_id,
+            "2026-01-01T00:02:00+00:00")
+        assert listed["schedules"][1]["state"] == "disabled"
+
+    def test_each_schedule_links_to_its_runs(
+        self, scheduled: tuple[JobKit, TestClient, str]
+    ) -> None:
+        """A schedule's page lists the jobs of its runs with their status, each a link."""
+        app, client, job_id = scheduled
+        sign_in(client)
+        page = client.get("/schedules/sweep").text
+        assert f'data-job="{job_id}"' in page and f'href="/jobs/{job_id}"' in page
+        assert "status-pending" in page and "Recorder.record" in page
+        data = client.get("/api/schedules/sweep").json()
+        assert data["schedule"]["name"] == "sweep"
+        assert [(run["id"], run["status"]) for run in data["runs"]] == [(job_id, "pending")]
+        assert "No run yet" in client.get("/schedules/nightly").text
+        assert client.get("/api/schedules/nightly").json()["runs"] == []
+        assert app.cancel_job(job_id) is True
+        assert "status-cancelled" in client.get("/schedules/sweep").text
+
+    def test_an_unknown_schedule_is_404_naming_the_configured_ones(
+        self, scheduled: tuple[JobKit, TestClient, str]
+    ) -> None:
+        _, client, _ = scheduled
+        csrf = sign_in(client)
+        for answer in (client.get("/api/schedules/nope"),
+                       client.post("/api/schedules/nope/pause", headers={"X-CSRF-Token": csrf})):
+            assert answer.status_code == 404
+            assert answer.json()["error"].endswith("(configured: nightly, off, sweep)")
+        page = client.get("/schedules/nope")
+        assert page.status_code == 404 and "configured: nightly, off, sweep" in page.text
+
+    def test_a_viewer_sees_the_schedules_but_cannot_pause(
+        self, scheduled: tuple[JobKit, TestClient, str]
+    ) -> None:
+        app, client, _ = scheduled
+        csrf = sign_in(client, VIEWER)
+        page = client.get("/schedules").text
+        assert 'data-schedule="sweep"' in page and "/schedules/sweep/pause" not in page
+        assert "/schedules/sweep/pause" not in client.get("/schedules/sweep").text
+        refused = client.post("/schedules/sweep/pause", data={"csrf": csrf},
+                              follow_redirects=False)
+        assert refused.status_code == 403
+        assert not any(view.paused for view in app.schedules())
 
 
 class TestActions:

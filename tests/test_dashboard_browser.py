@@ -207,6 +207,55 @@ def test_after_the_demo_a_new_user_retries_the_failed_job_within_a_minute(
         assert not page.errors, page.errors
 
 
+def test_schedules_page_lists_runs_and_pauses_for_every_worker(
+        tmp_path: Path, start_worker: Callable[..., Any], ledger: str) -> None:
+    """The Schedules page shows a schedule a real worker fires, its runs, and pauses it.
+
+    A real worker fires an `every: 1s` schedule; the Schedules page shows it, its page lists
+    the runs (each a link to its job), and Pause and Resume (confirmed) change the store."""
+    from playwright.sync_api import expect
+
+    _require_browser()
+    config = tmp_path / "jobs.yaml"
+    config.write_text(yaml.safe_dump(config_data(
+        tmp_path, storage="sqlite:///jobkit.db", logging={"dir": "logs"},
+        dashboard={"password_hash": hash_password(PASSWORD)},
+        schedules={"tick": {"job": "Recorder", "method": "record", "every": "1s",
+                            "params": {"ledger": ledger, "tag": "tick"}}})))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with dashboard(config) as base, JobKit.from_config(config, load_entrypoints=False) as app:
+        start_worker(config, "-n", "1")
+        deadline = time.monotonic() + 30
+        while not any(run.status is JobStatus.COMPLETED for run in app.schedule_runs("tick")):
+            assert time.monotonic() < deadline, "no run of the schedule completed"
+            time.sleep(0.05)
+        with chromium() as page:
+            sign_in(page, base)
+            page.click("nav >> text=Schedules")
+            row = page.locator("tr[data-schedule=tick]")
+            expect(row.locator(".status")).to_have_text("active")
+            expect(row).to_contain_text("every 1s")
+            row.locator("a[href='/schedules/tick']").click()
+            expect(page.locator("h1")).to_contain_text("tick")
+            completed = page.locator(".runs tbody tr", has=page.locator(".status-completed"))
+            expect(completed.first).to_be_visible()
+            page.screenshot(path=ARTIFACTS / "schedule.png", full_page=True)
+            completed.first.locator("a").click()
+            expect(page.locator(".job [data-field=status]")).to_have_text("completed")
+
+            page.goto(f"{base}/schedules")
+            page.once("dialog", lambda dialog: dialog.accept())
+            page.click("tr[data-schedule=tick] button:has-text('Pause')")
+            expect(page.get_by_role("status")).to_have_text("schedule tick paused")
+            expect(page.locator("tr[data-schedule=tick] .status")).to_have_text("paused")
+            assert [view.paused for view in app.schedules()] == [True]
+            page.screenshot(path=ARTIFACTS / "schedules.png", full_page=True)
+            page.click("tr[data-schedule=tick] button:has-text('Resume')")
+            expect(page.get_by_role("status")).to_have_text("schedule tick resumed")
+            assert [view.paused for view in app.schedules()] == [False]
+            assert not page.errors, page.errors
+
+
 def sign_in(page: Any, base: str) -> None:
     page.goto(f"{base}/login")
     page.fill("input[name=password]", PASSWORD)

@@ -16,10 +16,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from loguru import logger
 
-from jobkit import hookspecs
+from jobkit import Job, JobKit, hookspecs
 from jobkit.cli import main
+from jobkit.config import Config
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 NOT_TESTED = "<!-- not-tested -->"
@@ -119,3 +121,37 @@ class TestReference:
                 if anchor:
                     assert anchor in anchors(target), f"{page.name} links to {target}#{anchor}"
         assert links
+
+
+class TestSchedulingPage:
+    def test_its_yaml_samples_are_jobs_yaml_files_that_pass_the_checks(
+        self, sample_module: types.ModuleType
+    ) -> None:
+        """Each ```yaml block of docs/scheduling.md is a jobs.yaml that passes the checks.
+
+        It loads, and `jobkit check` finds nothing wrong once the classes it names exist
+        (the schedules' params included)."""
+
+        class ReportJob(Job):
+            methods = ("build",)
+
+            def build(self, kind: str) -> str:
+                return kind
+
+        class CleanupJob(Job):
+            methods = ("sweep",)
+
+            def sweep(self) -> None:
+                """Nothing to sweep here."""
+
+        sample_module.ReportJob = ReportJob  # type: ignore[attr-defined]
+        sample_module.CleanupJob = CleanupJob  # type: ignore[attr-defined]
+        samples = [code for _, language, code, _ in code_blocks(DOCS / "scheduling.md")
+                   if language == "yaml"]
+        assert samples
+        for code in samples:
+            data = {**yaml.safe_load(code), "storage": "memory://"}
+            with JobKit(Config.from_dict(data), load_entrypoints=False) as app:
+                assert app.check() == []
+                assert [view.schedule.name for view in app.schedules()] == sorted(
+                    data["schedules"])

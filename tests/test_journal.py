@@ -19,6 +19,19 @@ def test_entries_read_back(tmp_path: Path) -> None:
     assert entries.done == {("1", 1): {"sum": 3, "text": "é\n"}}
 
 
+def test_any_job_id_reads_back(tmp_path: Path) -> None:
+    """A store's own ids (not digits: quotes, backslashes, other digits) read back as written."""
+    ids = ["0042", 'a"b\\c', "٣", "é\n"]
+    journal = Journal(tmp_path / "j")
+    for job_id in ids:
+        journal.started(job_id, 1)
+        journal.done(job_id, 1, "null")
+    journal.close()
+    entries = read_journal(tmp_path / "j")
+    assert entries.started == {(job_id, 1) for job_id in ids}
+    assert entries.done == {(job_id, 1): None for job_id in ids}
+
+
 def test_committed_empties_it(tmp_path: Path) -> None:
     """After a commit the journal holds only what came after it."""
     journal = Journal(tmp_path / "j")

@@ -51,7 +51,10 @@ class TestTicks:
         assert [every(text).describe() for text in ("30s", "90s", "5m", "2h", "1d", "48h")] == [
             "every 30s", "every 90s", "every 5m", "every 2h", "every 1d", "every 2d"]
         assert every("1s").every == timedelta(seconds=1)
-        for bad in ("0s", "1.5s", "5 m", "5", "5w", "-1s", 5):
+        # the same durations as retention: (jobkit.durations), in whole seconds
+        assert every("1w").describe() == "every 7d"
+        assert every("1.5m").every == timedelta(seconds=90)
+        for bad in ("0s", "1.5s", "5 m", "5", "5y", "-1s", 5):
             with pytest.raises(ValueError):
                 every(bad)  # type: ignore[arg-type]
         assert every("3650d").next_tick(at("2026-01-01")) == at("2029-12-17")

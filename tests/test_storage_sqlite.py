@@ -22,10 +22,11 @@ from jobkit.exceptions import ConfigError, StorageError, StoreLost
 from jobkit.records import AttemptOutcome, JobStatus, Lease
 from jobkit.storage import filewatch, sqlite_file
 from jobkit.storage import sqlite as sqlite_module
+from jobkit.storage.capabilities import complete_and_claim_many
 from jobkit.storage.sqlite import SQLiteStorage
 from jobkit.storage.sqlite_file import migrations
 from jobkit.testing import FakeClock, SpoiledRowConformance, StorageConformance
-from jobkit.testing.conformance import new_job, run_in_processes
+from jobkit.testing.conformance import lease_of, new_job, run_in_processes
 
 #: The schema version this jobkit writes.
 LATEST = migrations()[-1][0]
@@ -317,6 +318,21 @@ class TestCompletedRecords(CompletedRecords):
     """SQLite's completions built from their claims (see :mod:`completed_records`)."""
 
     decoder, storage_class, location = sqlite_file, SQLiteStorage, "db_path"
+
+    def test_a_row_edited_by_hand_since_its_claim_is_read(self, db_path: str) -> None:
+        """The completion that reads no row back compares the claim's in its UPDATE.
+
+        A row changed behind jobkit's back while its job ran (its priority, by hand) is
+        completed all the same, and its record is the row read again, as a read gives it.
+        """
+        with SQLiteStorage(db_path) as store:
+            store.enqueue(new_job(store.now()))
+            _, [record] = complete_and_claim_many(store, [], "w1", 30.0, 1)
+            with sqlite3.connect(db_path) as other:
+                other.execute("UPDATE jobkit_jobs SET priority = 7 WHERE id = ?", (int(record.id),))
+            [done], _ = complete_and_claim_many(store, [(lease_of(record), 2)], "w1", 30.0, 0)
+            assert done is not None and done == store.get(record.id)
+            assert (done.priority, done.result, done.status.value) == (7, 2, "completed")
 
 
 class TestWaitForJobs:

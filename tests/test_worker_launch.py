@@ -7,6 +7,9 @@ supervisor never sends a spec to (it stopped at a start-up error) exits having d
 
 from __future__ import annotations
 
+import multiprocessing
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,8 @@ from conftest import make_config, write_config
 from sample_jobs import read_ledger
 
 from jobkit import JobKit, JobStatus
-from jobkit.worker import Worker
-from jobkit.worker.launch import Starter
+from jobkit.worker import Worker, launch
+from jobkit.worker.launch import Starter, start_method
 
 pytestmark = pytest.mark.slow
 
@@ -88,3 +91,130 @@ def test_a_config_that_does_not_load_ends_the_processes_started_with_n(
     assert out.startswith("jobkit: error: ") and "jobs.yaml:1" in out, out
     assert len(out.strip().splitlines()) == 1 and "Traceback" not in out, out
     assert worker.children() == []
+
+
+def test_processes_fork_only_on_linux_and_while_the_supervisor_is_one_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Forked on Linux while one thread runs; spawned with a second thread, and elsewhere."""
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert start_method() == "fork"
+    for platform in ("darwin", "win32"):
+        monkeypatch.setattr(sys, "platform", platform)
+        assert start_method() == "spawn"
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    assert start_method() == "spawn"
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="processes fork on Linux only")
+def test_a_forked_process_ends_when_its_supervisor_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forked process keeps none of the supervisor's pipe ends: their closing ends it.
+
+    It inherits them, its own control pipe's other end and the other processes' included; held
+    open, the supervisor's death would never reach the process waiting for its spec.
+    """
+    monkeypatch.setattr(launch, "start_method", lambda: "fork")
+    starter = Starter()
+    starter.prestart(2)
+    waiting = list(starter._waiting.values())
+    try:
+        for started in waiting:  # what the supervisor's death does: no stop, no signal
+            started.control.close()
+            started.logs.close()
+        for started in waiting:
+            started.process.join(20)
+        assert [started.process.exitcode for started in waiting] == [0, 0]
+    finally:
+        starter.close()
+
+
+def test_a_process_started_later_is_spawned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One not started ahead (a replacement) is spawned: the supervisor has its store open."""
+    monkeypatch.setattr(launch, "start_method", lambda: "fork")
+    starter = Starter()
+    started = starter.take(0)
+    try:
+        assert isinstance(started.process, multiprocessing.context.SpawnProcess)
+    finally:
+        started.control.close()
+        started.logs.close()
+        started.process.join(20)
+    assert started.process.exitcode == 0
+
+
+def test_a_process_loads_the_entry_points_while_it_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting for its spec, a process reads the entry points; what fails is left to the app.
+
+    Both groups are read (the plugins, then the jobs), and an error raised there (a plugin
+    that does not load, one that exits) is the app's build's to report, not the wait's.
+    """
+    from jobkit import plugins, registry
+    from jobkit.worker import process
+
+    read: list[str] = []
+
+    def plugin_manager() -> None:
+        read.append("plugins")
+        raise SystemExit(3)
+
+    monkeypatch.setattr(plugins, "get_plugin_manager", plugin_manager)
+    process._warm_up()
+    monkeypatch.setattr(plugins, "get_plugin_manager", lambda: read.append("plugins"))
+    monkeypatch.setattr(registry.Registry, "load_entry_points",
+                        lambda self: read.append("jobs"))
+    process._warm_up()
+    assert read == ["plugins", "plugins", "jobs"]
+
+
+@pytest.mark.parametrize(("method", "started"), [("spawn", True), ("fork", False)])
+def test_forked_processes_start_once_the_app_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, started: bool
+) -> None:
+    """``jobkit worker`` starts spawned processes first, forked ones after building its app.
+
+    A spawned process takes long to start, so it starts before the supervisor sets up; a
+    forked one starts in a moment, and inherits the app's imports, plugins and jobs if it
+    starts after the app is built (before the store is opened). A ``class:`` that does not
+    import, found while the app is built, thus stops the worker before any forked process
+    starts.
+    """
+    from click.testing import CliRunner
+
+    from jobkit.cli import main
+
+    calls: list[int] = []
+    monkeypatch.setattr(launch, "start_method", lambda: method)
+    monkeypatch.setattr(Starter, "prestart", lambda self, count: calls.append(count))
+    config = write_config(tmp_path, jobs={"Nope": {"class": "nowhere_at_all:Nope"}})
+    result = CliRunner().invoke(main, ["--config", str(config), "worker", "-n", "2"])
+    assert result.exit_code == 2, result.output
+    assert "nowhere_at_all" in result.output
+    assert bool(calls) is started, calls
+
+
+def test_the_command_freezes_its_objects_at_exit(tmp_path: Path) -> None:
+    """``jobkit`` registers ``gc.freeze`` to run at exit, once, after its own exit handlers.
+
+    The interpreter's shutdown then does not walk every object of jobkit, loguru, click and the
+    app (25-40 ms of CPU at the end of ``jobkit worker``).
+    """
+    import atexit
+    import gc
+
+    from click.testing import CliRunner
+
+    from jobkit.cli import group, main
+
+    registered: list[object] = []
+    before = group._exit_hooked
+    try:
+        group._exit_hooked = False
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(atexit, "register", registered.append)
+            for _ in range(2):
+                CliRunner().invoke(main, ["--help"])
+    finally:
+        group._exit_hooked = before
+    assert registered == [gc.freeze]

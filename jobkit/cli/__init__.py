@@ -15,7 +15,17 @@ only its commands need (the worker, the dashboard, rich) inside them.
 from __future__ import annotations
 
 # each command module registers its commands on main as it is imported
-from jobkit.cli import act, dashboard, demo, queues, run, show, upkeep, worker  # noqa: F401
+from jobkit.cli import (  # noqa: F401
+    act,
+    dashboard,
+    demo,
+    queues,
+    run,
+    schedules,
+    show,
+    upkeep,
+    worker,
+)
 from jobkit.cli.group import main
 from jobkit.cli.show import print_table as _print_table  # as tests/test_storage_rows.py names it
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from datetime import datetime
 from typing import Any
 
 import click
@@ -63,6 +64,26 @@ def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] |
     return params
 
 
+def _run_at(text: str | None) -> datetime | None:
+    """``--at``: an ISO 8601 time with its offset (``Z`` for UTC); a usage error otherwise."""
+    if text is None:
+        return None
+    iso = text.strip()
+    if iso.endswith(("Z", "z")):  # Python 3.10's fromisoformat does not read a "Z"
+        iso = iso[:-1] + "+00:00"
+    try:
+        when = datetime.fromisoformat(iso)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO 8601 time like 2026-12-24T18:00:00+01:00", param_hint="--at"
+        ) from None
+    if when.utcoffset() is None:
+        raise click.BadParameter(
+            f"{text!r} has no UTC offset: write it as 2026-12-24T18:00:00+01:00 (or ...Z for "
+            "UTC)", param_hint="--at")
+    return when
+
+
 @main.command()
 @click.argument("name")
 @click.argument("method", required=False)
@@ -77,6 +98,9 @@ def _params(pairs: tuple[str, ...], params_json: str | None) -> dict[str, Any] |
 @click.option("--params-json", metavar="JSON", help="All parameters as a JSON object or list.")
 @click.option("--priority", type=int, help="Higher runs first (default: the job's priority).")
 @click.option("--delay", type=click.FloatRange(min=0), default=0, help="Seconds to wait.")
+@click.option("--at", "at", metavar="TIME",
+              help="When the job becomes due: ISO 8601 with an offset (2026-12-24T18:00:00+01:00"
+              ", or ...Z); a past time is now. Not with --delay.")
 @click.option("--retry-attempts", type=click.IntRange(min=0), help="Override the job's retries.")
 @click.option("--queue", metavar="NAME", help="The queue to wait in (default: the job's queue).")
 @click.option("--idempotency-key", metavar="KEY",
@@ -93,6 +117,7 @@ def run(
     params_json: str | None,
     priority: int | None,
     delay: float,
+    at: str | None,
     retry_attempts: int | None,
     queue: str | None,
     idempotency_key: str | None,
@@ -102,6 +127,9 @@ def run(
     """Enqueue job NAME's METHOD and print its id.
 
     METHOD may be left out when the job has a single approved method."""
+    run_at = _run_at(at)
+    if run_at is not None and delay:
+        raise click.UsageError("give --at or --delay, not both")
     app = state.app()
     job_id = app.run_background_job(
         name,
@@ -109,6 +137,7 @@ def run(
         _params(pairs, params_json),
         priority=priority,
         delay=delay,
+        run_at=run_at,
         retry_attempts=retry_attempts,
         queue=queue,
         idempotency_key=idempotency_key,

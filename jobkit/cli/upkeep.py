@@ -13,9 +13,6 @@ from jobkit.cli.output import echo, fail, storage_url
 from jobkit.exceptions import ConfigError
 from jobkit.limits import PRUNE_AGE, PRUNE_BATCH
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
 if TYPE_CHECKING:
     _ParamType = click.ParamType[float]
 else:  # click < 8.2 has no generic ParamType at run time
@@ -30,11 +27,12 @@ class Duration(_ParamType):
     def convert(
         self, value: Any, param: click.Parameter | None, ctx: click.Context | None
     ) -> float:
-        text = str(value).strip().lower()
-        number, unit = text[:-1], text[-1:]
-        if unit not in _UNITS or not number.replace(".", "", 1).isdigit():
-            self.fail(f"{value!r} is not a duration like 30s, 15m, 12h, 7d or 2w", param, ctx)
-        seconds = float(number) * _UNITS[unit]
+        from jobkit.durations import parse_duration
+
+        try:
+            seconds = parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
         if not PRUNE_AGE.accepts(seconds):
             self.fail(f"{value!r} is over {PRUNE_AGE.span}", param, ctx)
         return seconds
@@ -58,7 +56,10 @@ class Duration(_ParamType):
 @json_option("Print {deleted, finished_before} as JSON.")
 @app_command
 def prune(state: State, older_than: float, batch_size: int, as_json: bool) -> None:
-    """Delete completed, failed and cancelled jobs (and their attempts) older than a duration."""
+    """Delete completed, failed and cancelled jobs (and their attempts) older than a duration.
+
+    Workers already delete finished jobs that retention: (jobs.yaml, 14 days by default) no
+    longer keeps, in the background; this is for one-off clean-ups."""
     from datetime import timedelta
 
     app = state.app()

@@ -33,18 +33,21 @@ from jobkit.limits import CONCURRENCY
 @app_command
 def worker(state: State, concurrency: int | None, queues: str | None, burst: bool) -> None:
     """Run jobs: start worker processes and supervise them until SIGINT/SIGTERM."""
-    from jobkit.worker.launch import Starter, process_count
+    from jobkit.worker.launch import Starter, process_count, start_method
 
     names = _queue_names(queues)  # a usage error before any process starts
-    # the processes start first: their interpreters start and import jobkit while this process
-    # sets up, and each waits for its spec (jobkit.worker.launch); with -n, even before the
-    # configuration is read (a file that does not load ends them, as any start-up error does)
+    # spawned processes start first: their interpreters start and import jobkit while this
+    # process sets up, and each waits for its spec (jobkit.worker.launch); with -n, even before
+    # the configuration is read (a file that does not load ends them, as any start-up error
+    # does). Forked ones start once the app is built (_supervise), with all it imported.
     starter = Starter()
     try:
-        if concurrency:
+        early = start_method() == "spawn"
+        if concurrency and early:
             starter.prestart(concurrency)
         concurrency = process_count(concurrency, state.settings().worker)
-        starter.prestart(concurrency)
+        if early:
+            starter.prestart(concurrency)
         code = _supervise(state, concurrency, names, burst, starter)
     finally:
         starter.close()  # those not taken: a start-up error stopped the supervisor
@@ -60,6 +63,9 @@ def _supervise(state: State, concurrency: int, queues: list[str] | None, burst: 
     from jobkit.worker import Worker
 
     app = state.app(log=False)
+    # forked here, if they fork: the app built (its imports, plugins and jobs inherited), no
+    # store, log file or thread yet; spawned ones were started before
+    starter.prestart(concurrency)
     logger.remove()
     # worker processes send their records to this process, which logs them from one thread per
     # process (jobkit.worker.logpipe.relay): no enqueue=True queue is needed

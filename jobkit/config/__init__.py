@@ -19,15 +19,16 @@ set each value:
    ``priority``; ``None`` means not given.
 
 The environment overrides the other sections too: ``JOBKIT_STORAGE``, ``JOBKIT_LOGGING__<KEY>``,
-``JOBKIT_WORKER__<KEY>`` and ``JOBKIT_DASHBOARD__<KEY>``. A value is read as a YAML scalar
-(``5``, ``1.5``, ``null``); a string setting keeps the raw text when YAML reads it as something
-else (``00:00``). Only
+``JOBKIT_WORKER__<KEY>``, ``JOBKIT_DASHBOARD__<KEY>`` and ``JOBKIT_RETENTION__<STATUS>``. A
+value is read as a YAML scalar (``5``, ``1.5``, ``null``); a string setting keeps the raw text
+when YAML reads it as something else (``00:00``). Only
 :func:`load_config` reads the environment; ``Config()`` and ``Config.from_dict`` never do.
 
 The configuration's modules: :mod:`~jobkit.config.settings` (the sections, each an attrs class),
 :mod:`~jobkit.config.model` (:class:`Config`, built from data, and the layers resolved),
 :mod:`~jobkit.config.environ` (the ``JOBKIT_*`` variables) and :mod:`~jobkit.config.loading`
-(the file); :mod:`jobkit.config_yaml` holds the machinery under them. Import from here.
+(the file), :mod:`~jobkit.config.retention` (``retention:``); :mod:`jobkit.config_yaml` holds
+the machinery under them. Import from here.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from jobkit.config import settings
 from jobkit.config.environ import EnvValue
 from jobkit.config.loading import load_config, raw_notifications
 from jobkit.config.model import Config
+from jobkit.config.retention import Retention
 from jobkit.config.settings import *  # noqa: F403  (the sections: settings.__all__)
 
-__all__ = ["Config", "EnvValue", "load_config", "raw_notifications", *settings.__all__]
+__all__ = ["Config", "EnvValue", "Retention", "load_config", "raw_notifications",
+           *settings.__all__]

@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from jobkit.config.retention import Retention
 from jobkit.config.settings import (
     JOB_RULES,
     DashboardSettings,
@@ -24,11 +25,12 @@ from jobkit.config_yaml import Check, Invalid, KeyPath, rules_of
 _NOT_SETTINGS = frozenset({"JOBKIT_CONFIG", "JOBKIT_TRACE_PLUGINS", "JOBKIT_DEBUG"})
 _SECTIONS: dict[str, type] = {
     "defaults": JobSettings, "logging": LoggingSettings, "worker": WorkerSettings,
-    "dashboard": DashboardSettings,
+    "dashboard": DashboardSettings, "retention": Retention,
 }
 _ENV_HELP = ("not a jobkit setting (known: JOBKIT_STORAGE, JOBKIT_DURABILITY, "
              "JOBKIT_DEFAULTS__<KEY>, JOBKIT_LOGGING__<KEY>, JOBKIT_WORKER__<KEY>, "
-             "JOBKIT_DASHBOARD__<KEY>, JOBKIT_JOBS__<NAME>__<KEY>)")
+             "JOBKIT_DASHBOARD__<KEY>, JOBKIT_RETENTION__<STATUS>, "
+             "JOBKIT_JOBS__<NAME>__<KEY>)")
 
 EnvValue = tuple[Any, str]  # a checked value and the variable that set it
 
@@ -37,7 +39,8 @@ EnvValue = tuple[Any, str]  # a checked value and the variable that set it
 class Environment:
     """The ``JOBKIT_*`` settings of one environment, checked, and the problems found."""
 
-    #: The top-level keys (storage, durability) and those of logging, worker and dashboard.
+    #: The top-level keys (storage, durability) and those of logging, worker, dashboard and
+    #: retention.
     sections: dict[KeyPath, EnvValue] = attrs.Factory(dict)
     #: ``JOBKIT_DEFAULTS__<KEY>``, by key.
     defaults: dict[str, EnvValue] = attrs.Factory(dict)

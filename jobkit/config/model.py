@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 import attrs
 
 from jobkit.config.environ import Environment, EnvValue
+from jobkit.config.retention import Retention
 from jobkit.config.settings import (
     CALL_SETTINGS,
     JOB_RULES,
@@ -106,6 +107,8 @@ class Config:
     notifications: list[NotificationEntry] = attrs.Factory(list)
     #: The jobs run on a cron expression or an interval (``schedules:``), by schedule name.
     schedules: dict[str, Schedule] = attrs.Factory(dict)
+    #: How long finished jobs are kept, by status (``retention:``); workers delete older ones.
+    retention: Retention = attrs.Factory(Retention)
     #: The file this configuration was loaded from, if any.
     path: str | None = None
     _provenance: Provenance = attrs.field(factory=Provenance, repr=False, eq=False)
@@ -242,7 +245,8 @@ def _converter() -> cattrs.Converter:
 
     conv = cattrs.Converter(forbid_extra_keys=True)
     conv.register_structure_hook(str, strict_str)  # mapping keys: job names
-    for cls in (JobSettings, LoggingSettings, WorkerSettings, DashboardSettings, QueueEntry):
+    for cls in (JobSettings, LoggingSettings, WorkerSettings, DashboardSettings, QueueEntry,
+                Retention):
         conv.register_structure_hook(cls, mapping_hook(cls, conv))
     entry = mapping_hook(JobEntry, conv, omit=_NOT_IN_FILE, rename=_ALIASES)
     conv.register_structure_hook(JobEntry, lambda value, _: attrs.evolve(

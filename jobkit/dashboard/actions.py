@@ -116,22 +116,31 @@ class Actions(Views):
         return self._queue_act(request, paused=False)
 
     def _queue_act(self, request: Request, *, paused: bool) -> Response:
-        name = request.path_params["name"]
         act = self.app.pause_queue if paused else self.app.resume_queue
+        return self.pause_act(request, "queue", act, paused=paused, refused=(ValueError, 400))
+
+    def pause_act(self, request: Request, what: str, act: Callable[[str], bool], *,
+                  paused: bool, refused: tuple[type[Exception], int]) -> Response:
+        """Pause or resume the queue or schedule (``what``) the path names, with ``act``.
+
+        Under ``/api/`` the answer is ``{what: name, "paused", "changed"}``, elsewhere a
+        redirect to its page with a flash; ``refused`` is the error ``act`` raises for a name it
+        does not take, and the status to answer it with."""
+        name = request.path_params["name"]
         try:
             changed = act(name)
-        except ValueError as exc:  # not a queue name
-            raise HTTPException(400, str(exc)) from None
+        except refused[0] as exc:
+            raise HTTPException(refused[1], str(exc)) from None
         verb = "paused" if paused else "resumed"
-        logger.info("queue {queue} {verb} from the dashboard", queue=name, verb=verb)
+        logger.info("{what} {name} {verb} from the dashboard", what=what, name=name, verb=verb)
         if request.url.path.startswith("/api/"):
-            return JSONResponse({"queue": name, "paused": paused, "changed": changed})
+            return JSONResponse({what: name, "paused": paused, "changed": changed})
         if changed:
-            request.session["flash"] = f"queue {name} {verb}"
+            request.session["flash"] = f"{what} {name} {verb}"
         else:
-            request.session["flash"] = (f"queue {name} was paused already" if paused
-                                        else f"queue {name} was not paused")
-        return RedirectResponse("/queues", status_code=303)
+            request.session["flash"] = (f"{what} {name} was paused already" if paused
+                                        else f"{what} {name} was not paused")
+        return RedirectResponse(f"/{what}s", status_code=303)
 
     def _act(self, request: Request, act: Callable[[str], bool], done: str, refused: str
              ) -> Response:

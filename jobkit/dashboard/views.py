@@ -70,9 +70,9 @@ class Views(Gate):
             })
         counted = throughput_of(storage).throughput(now - timedelta(days=1))
         return {
-            "keeps": _keeps(storage),
+            "keeps": keeps_of(storage),
             "counts": counts,
-            "running": [_job_json(job) for job in running],
+            "running": [job_json(job) for job in running],
             "workers": workers,
             "oldest_wait": None if oldest is None else max(0.0, (now - oldest).total_seconds()),
             "throughput": {
@@ -110,9 +110,9 @@ class Views(Gate):
         total = capabilities.count_matching(storage, query, cap=filters.COUNT_CAP,
                                             budget=filters.COUNT_BUDGET)
         return {
-            "keeps": _keeps(storage),
+            "keeps": keeps_of(storage),
             "query": shown,
-            "jobs": [_job_json(record) for record in page.jobs],
+            "jobs": [job_json(record) for record in page.jobs],
             "total": total.n,
             "total_text": str(total),
             "complete": page.complete,
@@ -156,8 +156,8 @@ class Views(Gate):
         attempts = self.app.get_attempts(record.id)
         lines = job_logs_of(self.app.storage).job_logs(record.id)
         return {
-            "keeps": _keeps(self.app.storage),
-            "job": _job_json(record),
+            "keeps": keeps_of(self.app.storage),
+            "job": job_json(record),
             "waiting": self.app.why_waiting(record.id),
             "attempts": [{**_attempt_json(a), **times.attempt_spans(record, a)}
                          for a in attempts],
@@ -174,7 +174,7 @@ class Views(Gate):
         storage = self.app.storage
         found = self.app.queues() if supports(storage, "flow") else []
         limits = self.app.queue_limits()
-        return {"keeps": _keeps(storage),
+        return {"keeps": keeps_of(storage),
                 "queues": [{**attrs.asdict(queue), "limits": limits.get(queue.name)}
                            for queue in found]}
 
@@ -237,14 +237,14 @@ def _time(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _keeps(storage: Storage) -> dict[str, bool]:
+def keeps_of(storage: Storage) -> dict[str, bool]:
     """Which optional capabilities the store has.
 
     Which optional capabilities the store has (:mod:`jobkit.storage.capabilities`): the
     pages say what a store without them does not keep."""
     return {name: supports(storage, name) for name in OPTIONAL_CAPABILITIES}
 
-def _job_json(record: JobRecord) -> dict[str, Any]:
+def job_json(record: JobRecord) -> dict[str, Any]:
     """A job as the pages and the API show it: params with their secrets masked."""
     return {
         "id": record.id,

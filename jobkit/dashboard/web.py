@@ -7,7 +7,8 @@ not redirected (Starlette would redirect to the host the request names).
 
 The handlers are built in layers, one module each: :mod:`.gate` (who is asking, sign-in, the
 guards), :mod:`.views` (the pages and the read-only JSON API), :mod:`.actions` (cancel, retry,
-bulk); :class:`Dashboard` routes them and :func:`create_app` wraps them in the middleware.
+bulk, pause and resume), :mod:`.schedules` (the schedules' pages, API and actions);
+:class:`Dashboard` routes them and :func:`create_app` wraps them in the middleware.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from jobkit.app import JobKit
-from jobkit.dashboard.actions import Actions
 from jobkit.dashboard.gate import HERE
 from jobkit.dashboard.limits import BodyLimit
 from jobkit.dashboard.proxies import ForwardedClient, TrustedProxies
+from jobkit.dashboard.schedules import Schedules
 from jobkit.dashboard.security import (
     Access,
     ASGIApp,
@@ -36,7 +37,7 @@ from jobkit.dashboard.security import (
 )
 
 
-class Dashboard(Actions):
+class Dashboard(Schedules):
     """The pages, actions and API routes, bound to one app and one access policy."""
 
     def routes(self) -> list[BaseRoute]:
@@ -59,6 +60,12 @@ class Dashboard(Actions):
             Route("/queues/{name}/pause", action(self.pause_queue, form=True), methods=["POST"]),
             Route("/queues/{name}/resume", action(self.resume_queue, form=True),
                   methods=["POST"]),
+            Route("/schedules", page(self.schedules), methods=["GET"]),
+            Route("/schedules/{name}", page(self.schedule), methods=["GET"]),
+            Route("/schedules/{name}/pause", action(self.pause_schedule, form=True),
+                  methods=["POST"]),
+            Route("/schedules/{name}/resume", action(self.resume_schedule, form=True),
+                  methods=["POST"]),
             Route("/charts/{span}.svg", api(self.chart_svg), methods=["GET"]),
             Route("/api/overview", api(self.api_overview), methods=["GET"]),
             Route("/api/jobs", api(self.api_jobs), methods=["GET"]),
@@ -75,6 +82,12 @@ class Dashboard(Actions):
             Route("/api/queues/{name}/pause", action(self.pause_queue, form=False),
                   methods=["POST"]),
             Route("/api/queues/{name}/resume", action(self.resume_queue, form=False),
+                  methods=["POST"]),
+            Route("/api/schedules", api(self.api_schedules), methods=["GET"]),
+            Route("/api/schedules/{name}", api(self.api_schedule), methods=["GET"]),
+            Route("/api/schedules/{name}/pause", action(self.pause_schedule, form=False),
+                  methods=["POST"]),
+            Route("/api/schedules/{name}/resume", action(self.resume_schedule, form=False),
                   methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import abc
 import builtins
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
 
@@ -44,6 +44,25 @@ def _check_seconds(name: str, value: float) -> None:
 def _check_time(name: str, value: datetime) -> None:
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got {value!r}")
+
+
+def final_statuses(statuses: Collection[JobStatus | str] | None) -> frozenset[JobStatus]:
+    """``statuses`` as final :class:`JobStatus` values (None: all of them); else ``ValueError``.
+
+    Internal: :meth:`Storage.prune` checks its ``statuses`` with it."""
+    final = frozenset(status for status in JobStatus if status.is_final)
+    if statuses is None:
+        return final
+    if isinstance(statuses, str):  # "failed" is not a collection of statuses
+        raise ValueError(f"statuses must be a collection of statuses, got {statuses!r}")
+    chosen = set()
+    for status in statuses:
+        found = next((known for known in final if known.value == status), None)
+        if found is None:
+            raise ValueError(f"prune deletes finished jobs only: {status!r} is not one of "
+                             f"{', '.join(sorted(known.value for known in final))}")
+        chosen.add(found)
+    return frozenset(chosen)
 
 
 def check_claim(worker_id: str, lease_seconds: float, limit: int = 1) -> None:
@@ -130,16 +149,19 @@ class Storage(abc.ABC):
         *,
         batch_size: int = 1000,
         progress: Callable[[int], None] | None = None,
+        statuses: Collection[JobStatus | str] | None = None,
     ) -> int:
         """Delete finished jobs (and their attempts) that finished before the given time.
 
         In batches of ``batch_size`` rows per transaction, calling ``progress`` with the running
-        total after each batch. Returns how many were deleted.
+        total after each batch. Only jobs of ``statuses`` (final ones: ``completed``, ``failed``,
+        ``cancelled``), every final status when it is None. Returns how many were deleted.
         """
         _check_time("finished_before", finished_before)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size!r}")
-        return self._prune(finished_before, batch_size, progress)
+        chosen = final_statuses(statuses)
+        return self._prune(finished_before, batch_size, progress, chosen) if chosen else 0
 
     # -- writes of the worker ------------------------------------------------------------------
 
@@ -289,9 +311,10 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def _prune(
-        self, finished_before: datetime, batch_size: int, progress: Callable[[int], None] | None
+        self, finished_before: datetime, batch_size: int, progress: Callable[[int], None] | None,
+        statuses: frozenset[JobStatus],
     ) -> int:
-        """See :meth:`prune` (``batch_size`` is at least 1)."""
+        """See :meth:`prune` (``batch_size`` is at least 1, ``statuses`` final ones, not none)."""
 
     @abc.abstractmethod
     def _claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:

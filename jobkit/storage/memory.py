@@ -487,14 +487,15 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         return self._locked("requeue expired leases", work)
 
     def _prune(
-        self, finished_before: datetime, batch_size: int, progress: Callable[[int], None] | None
+        self, finished_before: datetime, batch_size: int, progress: Callable[[int], None] | None,
+        statuses: frozenset[JobStatus],
     ) -> int:
-        """Delete finished jobs (and attempts) that finished before ``finished_before``."""
+        """Delete jobs of ``statuses`` (and attempts) that finished before ``finished_before``."""
 
         def work() -> int:
             old = [
                 row.id for row in self._jobs.values()
-                if row.status in FINAL_STATUSES
+                if row.status in statuses
                 and row.finished_at is not None
                 and row.finished_at < finished_before
             ]

@@ -291,14 +291,26 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
             lease_seconds=float(lease_seconds),
         )
 
-    def _prune_batch(self, finished_before: Any, batch_size: int) -> int:
-        params = {"finished_before": finished_before, "batch_size": batch_size}
+    def _prune_candidates(self, status: JobStatus, finished_before: Any, after: int,
+                          batch_size: int) -> builtins.list[int]:
+        params = {"status": status.value, "finished_before": finished_before, "after": after,
+                  "batch_size": batch_size}
 
-        def batch(cur: psycopg.Cursor[Any]) -> int:
-            cur.execute(queries()["prune_batch"], params)
+        def read(cur: psycopg.Cursor[Any]) -> builtins.list[int]:
+            cur.execute(queries()["prune_candidates"], params)
+            return [row["id"] for row in cur.fetchall()]
+
+        return self._transaction("find finished jobs to prune", read, single=True)
+
+    def _prune_ids(self, status: JobStatus, finished_before: Any,
+                   ids: builtins.list[int]) -> int:
+        params = {"status": status.value, "finished_before": finished_before, "ids": ids}
+
+        def delete(cur: psycopg.Cursor[Any]) -> int:
+            cur.execute(queries()["prune_ids"], params)
             return cur.rowcount
 
-        return self._transaction("prune finished jobs", batch)
+        return self._transaction("prune finished jobs", delete, single=True)
 
     def _requeue_expired(self) -> builtins.list[JobRecord]:
         """Take back running jobs whose lease expired (see :meth:`Storage.requeue_expired`)."""

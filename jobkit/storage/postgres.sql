@@ -471,12 +471,18 @@ SET status = 'pending', available_at = coalesce(%(now)s, now()), error = NULL,
 WHERE id = %(job_id)s AND status IN ('failed', 'cancelled')
 RETURNING *;
 
--- name: prune_batch
-DELETE FROM jobkit_jobs WHERE id IN (
-    SELECT id FROM jobkit_jobs
-    WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < %(finished_before)s
-    LIMIT %(batch_size)s
-);
+-- name: prune_candidates
+-- the next %(batch_size)s jobs of one final status to prune, after id %(after)s (a read)
+SELECT id FROM jobkit_jobs
+WHERE status = %(status)s AND id > %(after)s AND finished_at < %(finished_before)s
+ORDER BY id LIMIT %(batch_size)s;
+
+-- name: prune_ids
+-- delete the candidates that still are as they were read; attempts and log lines go with
+-- them (ON DELETE CASCADE)
+DELETE FROM jobkit_jobs
+WHERE id = ANY (%(ids)s::bigint[]) AND status = %(status)s
+  AND finished_at < %(finished_before)s;
 
 -- name: attempts
 SELECT * FROM jobkit_attempts WHERE job_id = %(job_id)s ORDER BY id;

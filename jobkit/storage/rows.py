@@ -343,16 +343,38 @@ def record_after_completion(row: Row, claim: Claimed, time: Decode, load: Decode
             and (finished_at is None or isinstance(finished_at, datetime))
             and (lease_expires_at is None or isinstance(lease_expires_at, datetime))):
         return None
+    return completed_record(
+        old, decode_json(load, row["params"]), status,
+        None if row["result"] is None else decode_json(load, row["result"]),
+        error, finished_at, worker_id, lease_expires_at,
+    )
+
+
+def completed_record(
+    old: JobRecord,
+    params: Any,
+    status: JobStatus,
+    result: Any,
+    error: str | None,
+    finished_at: datetime | None,
+    worker_id: str | None,
+    lease_expires_at: datetime | None,
+) -> JobRecord:
+    """The record of a claimed job (``old``) once a completion wrote the other values given.
+
+    Every field the completion leaves alone is ``old``'s (queue and unique key included);
+    ``params`` are the job's own copy (the claim's may have been changed by the job).
+    """
     return JobRecord(
         id=old.id,
         name=old.name,
         method=old.method,
-        params=decode_json(load, row["params"]),
+        params=params,
         status=status,
         priority=old.priority,
         attempts=old.attempts,
         max_attempts=old.max_attempts,
-        result=None if row["result"] is None else decode_json(load, row["result"]),
+        result=result,
         error=error,
         created_at=old.created_at,
         available_at=old.available_at,
@@ -365,6 +387,8 @@ def record_after_completion(row: Row, claim: Claimed, time: Decode, load: Decode
         progress_message=old.progress_message,
         crashes=old.crashes,
         max_crashes=old.max_crashes,
+        queue=old.queue,
+        unique_key=old.unique_key,
     )
 
 

@@ -6,12 +6,13 @@ worker roster, job logs, throughput, sessions, progress, batched claims) and bat
 are written once here. A subclass supplies how a transaction runs (:meth:`SQLStorage._transaction`),
 a fenced update (:meth:`SQLStorage._update_and_close`, :meth:`SQLStorage._fenced_update`), a
 claim (:meth:`SQLStorage._claim_in`), how a time is bound (:meth:`SQLStorage._time`) and one
-prune batch (:meth:`SQLStorage._prune_batch`).
+prune batch (:meth:`SQLStorage._prune_candidates` and :meth:`SQLStorage._prune_ids`).
 """
 
 from __future__ import annotations
 
 import abc
+import builtins
 import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -229,10 +230,26 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
                  **params}
         if "now" not in bound:
             bound["now"] = self._now_bound()
+        if claim is not None and name == "complete":
+            record = self._complete_claimed(db, claim, bound)
+            if record is not None:
+                return record
         row = self._update_and_close(db, name, bound)
         if row is None:
             return None
         return self._completed_record(row, claim) if name == "complete" else self._record(row)
+
+    def _complete_claimed(self, db: Any, claim: Claimed, params: Mapping[str, Any]
+                          ) -> JobRecord | None:
+        """Complete a job claimed here whose row is as its claim left it, reading no row back.
+
+        Inside the caller's transaction, with the ``complete`` query's ``params``. A backend
+        may write the completion and close the attempt only while the row still holds, in every
+        column the completion leaves alone, what the claim read, and then build the record from
+        the claim's (:func:`jobkit.storage.rows.completed_record`). ``None``: nothing written
+        (by default, or the fence or the row said no): the ``complete`` query runs as usual.
+        """
+        return None
 
     @abc.abstractmethod
     def _update_and_close(self, db: Any, name: str, params: Mapping[str, Any]) -> Any:
@@ -488,8 +505,19 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
         return self._time(self.now())
 
     @abc.abstractmethod
-    def _prune_batch(self, finished_before: Any, batch_size: int) -> int:
-        """Delete up to ``batch_size`` finished jobs in one transaction; how many."""
+    def _prune_candidates(self, status: JobStatus, finished_before: Any, after: int,
+                          batch_size: int) -> builtins.list[int]:
+        """The ids of up to ``batch_size`` jobs to prune, in order, after id ``after``.
+
+        Jobs of ``status`` that finished before ``finished_before`` (as bound): a read, which
+        holds no write lock however many rows it passes over."""
+
+    @abc.abstractmethod
+    def _prune_ids(self, status: JobStatus, finished_before: Any,
+                   ids: builtins.list[int]) -> int:
+        """Delete the jobs of ``ids`` still of ``status`` and finished before; how many.
+
+        One short transaction, by primary key; their attempts and log lines go with them."""
 
     def set_progress(self, lease: Lease, fraction: float, message: str | None) -> bool:
         """Record the running attempt's progress (0..1); ``False`` when the lease is lost."""
@@ -521,17 +549,27 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
         )
 
     def _prune(
-        self, finished_before: datetime, batch_size: int, progress: Callable[[int], None] | None
+        self, finished_before: datetime, batch_size: int, progress: Callable[[int], None] | None,
+        statuses: frozenset[JobStatus],
     ) -> int:
         """Delete finished jobs (and attempts) that finished before ``finished_before``.
 
-        In batches of ``batch_size`` rows, each its own transaction.
+        Status by status, in batches of ``batch_size`` rows: each batch is read (no lock held
+        while the rows are looked for), then deleted by id in its own short transaction that
+        checks them again. The reads go on from the last id read, so the rows are passed over
+        once however many batches it takes.
         """
+        bound = self._time(finished_before)
         deleted = 0
-        while True:
-            count = self._prune_batch(self._time(finished_before), batch_size)
-            deleted += count
-            if progress is not None:
-                progress(deleted)
-            if count < batch_size:
-                return deleted
+        for status in sorted(statuses):
+            after = 0
+            while True:
+                ids = self._prune_candidates(status, bound, after, batch_size)
+                if ids:
+                    deleted += self._prune_ids(status, bound, ids)
+                    after = ids[-1]
+                if progress is not None:
+                    progress(deleted)
+                if len(ids) < batch_size:
+                    break
+        return deleted

@@ -507,12 +507,19 @@ SET status = 'pending', available_at = :now, error = NULL, finished_at = NULL,
 WHERE id = :job_id AND status IN ('failed', 'cancelled')
 RETURNING *;
 
--- name: prune_batch
-DELETE FROM jobkit_jobs WHERE id IN (
-    SELECT id FROM jobkit_jobs
-    WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < :finished_before
-    LIMIT :batch_size
-);
+-- name: prune_candidates
+-- the next :batch_size jobs of one final status to prune, after id :after (a read: it takes
+-- no write lock however many rows it scans on the (status, id) index)
+SELECT id FROM jobkit_jobs
+WHERE status = :status AND id > :after AND finished_at < :finished_before
+ORDER BY id LIMIT :batch_size;
+
+-- name: prune_ids
+-- delete the candidates (:ids, a JSON array) that still are as they were read; attempts and
+-- log lines go with them (ON DELETE CASCADE)
+DELETE FROM jobkit_jobs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status = :status
+  AND finished_at < :finished_before;
 
 -- name: attempts
 SELECT * FROM jobkit_attempts WHERE job_id = :job_id ORDER BY id;

@@ -916,6 +916,47 @@ class PruneTests(StorageFixtures):
         assert storage.count() == 0
         assert storage.prune(clock()) == 0
 
+    def test_prune_deletes_the_statuses_asked_only(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """prune(statuses=...) deletes finished jobs of those statuses; others are refused."""
+        done, failed, cancelled = (storage.enqueue(new_job(clock(), max_attempts=1))
+                                   for _ in range(3))
+        storage.settle(lease_of(claim(storage)), SUCCEEDED, result="ok")
+        storage.settle(lease_of(claim(storage)), FAILED, error="boom", traceback=None)
+        storage.cancel(cancelled.id)
+        clock.advance(10)
+        assert storage.prune(clock(), statuses=()) == 0
+        assert storage.prune(clock(), statuses={"failed"}) == 1
+        with pytest.raises(JobNotFoundInStorage):
+            storage.attempts(failed.id)
+        assert storage.prune(clock(), statuses=[JobStatus.CANCELLED, "failed"]) == 1
+        assert [record.id for record in storage.list()] == [done.id]
+        for bad in (["pending"], ["running"], ["done"], "failed"):
+            with pytest.raises(ValueError):
+                storage.prune(clock(), statuses=bad)
+        assert storage.prune(clock(), statuses=[JobStatus.COMPLETED]) == 1
+        assert storage.count() == 0
+
+    def test_prune_finds_old_jobs_among_newer_ones_in_every_batch(
+        self, storage: Storage, clock: FakeClock
+    ) -> None:
+        """Jobs that finished after the cutoff, between old ones, neither stop nor join a prune.
+
+        Batches of one: the second and fourth jobs finished long ago, the first and third
+        (enqueued before them) only now."""
+        jobs = [storage.enqueue(new_job(clock())) for _ in range(4)]
+        storage.cancel(jobs[1].id)
+        storage.cancel(jobs[3].id)
+        clock.advance(100)
+        storage.cancel(jobs[0].id)
+        storage.cancel(jobs[2].id)
+        totals: list[int] = []
+        assert storage.prune(clock() - timedelta(seconds=50), batch_size=1,
+                             progress=totals.append) == 2
+        assert totals[-1] == 2
+        assert sorted(record.id for record in storage.list()) == sorted([jobs[0].id, jobs[2].id])
+
 
 class ClosedStoreTests(StorageFixtures):
     """A closed store refuses to work."""

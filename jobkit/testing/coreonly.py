@@ -71,9 +71,11 @@ class CoreOnlyStorage(Storage):
         return self.inner.retry(job_id)
 
     def _prune(
-        self, finished_before: datetime, batch_size: int, progress: Callable[[int], None] | None
+        self, finished_before: datetime, batch_size: int, progress: Callable[[int], None] | None,
+        statuses: frozenset[JobStatus],
     ) -> int:
-        return self.inner.prune(finished_before, batch_size=batch_size, progress=progress)
+        return self.inner.prune(finished_before, batch_size=batch_size, progress=progress,
+                                statuses=statuses)
 
     def _claim(self, worker_id: str, lease_seconds: float) -> JobRecord | None:
         return self.inner.claim(worker_id, lease_seconds)

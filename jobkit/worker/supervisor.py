@@ -1,11 +1,12 @@
 """Internal: the supervisor, which starts N worker processes, watches them and stops them.
 
-Worker processes (:mod:`jobkit.worker.process`) are started with ``multiprocessing``'s *spawn*
-method. The supervisor settles the jobs of a process that died as its crash journal says
-(:mod:`jobkit.worker.journal`), takes back jobs whose leases expired, kills a process whose job
-is past its timeout, starts a new process for one that died, and shuts down gracefully: on the
-first SIGINT or SIGTERM no new job is claimed, running jobs get ``shutdown_grace`` seconds to
-finish, then are handed back; the worker exits 0.
+Worker processes (:mod:`jobkit.worker.process`) are started by :mod:`jobkit.worker.launch`
+(forked or spawned). The supervisor settles the jobs of a process that died as its crash journal
+says (:mod:`jobkit.worker.journal`), takes back jobs whose leases expired, kills a process whose
+job is past its timeout, starts a new process for one that died, deletes old finished jobs in a
+thread (:mod:`jobkit.worker.retention`), and shuts down gracefully: on the first SIGINT or
+SIGTERM no new job is claimed, running jobs get ``shutdown_grace`` seconds to finish, then are
+handed back; the worker exits 0.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from jobkit.transitions import Transitions
 from jobkit.worker.journal import read_journal
 from jobkit.worker.launch import Starter, process_count
 from jobkit.worker.process import ChildSpec
+from jobkit.worker.retention import Retainer
 from jobkit.worker.roster import Roster
 from jobkit.worker.scheduler import Scheduler, check_schedules
 from jobkit.worker.throughput import Tally
@@ -121,6 +123,8 @@ class Worker:
         self._roster = Roster(lambda: app.storage)
         #: Adds the attempts the processes report to the store's throughput, every second.
         self._tally = Tally(lambda: app.storage)
+        #: Deletes old finished jobs as ``retention:`` says, in a thread of its own.
+        self.retainer = Retainer(lambda: app.storage, app.config.retention)
         #: Records the timeouts it enforces and what dead processes left, counting the attempts
         #: for the throughput (added with the processes' own counts).
         self._transitions = Transitions(app)
@@ -206,10 +210,12 @@ class Worker:
             )
             self._children = [self._spawn(i) for i in range(self.concurrency)]
             self._scheduler.start()
+            self.retainer.start()
             self._supervise()
         finally:
             self._scheduler.stop()
             restore()
+            self.retainer.stop()
             self._stop_all()
             shutil.rmtree(self._journals, ignore_errors=True)
         logger.info("worker stopped")
