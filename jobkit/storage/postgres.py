@@ -5,8 +5,9 @@ for each other nor take one job twice. Leases and due times are compared with th
 clock (``now()``), so the clocks of the worker machines may drift. Each process keeps a psycopg 3
 connection pool; broken connections (a restarted server, ``pg_terminate_backend``) are replaced
 when next used, and a driver error surfaces as ``StorageError`` that the worker logs before it
-tries again. Idle workers ``LISTEN`` for a trigger's ``NOTIFY`` instead of polling hard. The SQL
-lives in ``postgres.sql``.
+tries again. Idle workers ``LISTEN`` for the ``NOTIFY`` of a job due now (sent by the enqueue
+statement itself, or by a trigger for the other ways a job becomes due) instead of polling hard.
+The SQL lives in ``postgres.sql``.
 """
 
 from __future__ import annotations
@@ -61,9 +62,10 @@ def _inserted(job: NewJob, params: Mapping[str, Any], row: tuple[Any, ...]) -> J
     """The record of ``job``, just inserted with ``params`` (the ``enqueue`` query's).
 
     The server gave its id and times (``row``, as a tuple: no dict of names made per enqueue;
-    the times naive, in UTC), the rest is known (no read back of the whole row).
+    the times naive, in UTC; then whether it notified), the rest is known (no read back of the
+    whole row).
     """
-    key, created_at, available_at = row
+    key, created_at, available_at = row[:3]
     utc = timezone.utc
     return new_record(key, job, params["params"], created_at.replace(tzinfo=utc),
                       available_at.replace(tzinfo=utc), json.loads)
