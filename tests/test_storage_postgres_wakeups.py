@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 import pytest
 
+from jobkit.exceptions import StorageError
 from jobkit.records import AttemptOutcome, JobStatus
 from jobkit.storage.postgres import PostgresStorage
 from jobkit.storage.postgres_pool import NOTIFIES_INSERTS
@@ -169,3 +170,29 @@ class TestTheInsertTrigger:
             return cur.fetchone()["value"]
 
         assert store._transaction("read the setting", setting) == "on"
+
+
+class TestTheEnqueueStatement:
+    """jobkit's enqueue runs a statement it prepares itself on each connection."""
+
+    def test_it_is_prepared_again_after_deallocate_all(self, store: PostgresStorage) -> None:
+        """An enqueue after ``DEALLOCATE ALL`` prepares its statement again.
+
+        psycopg deallocates a connection's prepared statements after a rollback; the next
+        enqueue must not fail for it."""
+        first = store.enqueue(new_job(store.now()))
+        store._connected("deallocate", lambda conn: conn.execute(b"DEALLOCATE ALL"))
+        second = store.enqueue(new_job(store.now()))
+        assert int(second.id) == int(first.id) + 1
+        assert store.get(second.id) == second
+
+    def test_a_refused_row_is_a_storage_error(self, store: PostgresStorage) -> None:
+        """The server's refusal (a CHECK) is a StorageError naming the operation.
+
+        The connection serves the next enqueue."""
+        from datetime import datetime, timezone
+
+        late = datetime(9999, 12, 31, 12, tzinfo=timezone.utc)
+        with pytest.raises(StorageError, match=r"enqueue job 'Email' failed.*available_at"):
+            store.enqueue(attrs.evolve(new_job(store.now()), available_at=late))
+        assert store.get(store.enqueue(new_job(store.now())).id).status is JobStatus.PENDING
