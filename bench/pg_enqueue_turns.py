@@ -5,8 +5,9 @@ machine whose disk another job holds now and then, neighbouring runs differ 5x (
 waits for the disk) and the medians say little. Here every system keeps one process open (its
 app and its connection pool warm) and they take turns, a block of ``--block`` enqueues each,
 round after round, the order rotated each round, so that the disk's moods fall on all of them
-alike within seconds. Printed: per system the rate over all its blocks, its client CPU per
-enqueue, and the median over rounds of its rate against procrastinate's in the same round::
+alike within seconds. Printed: per system the rate over all its blocks, the median over rounds
+of its rate against procrastinate's in the same round, and the CPU per enqueue of its process
+and of the server's backends on its database (``/proc``: the server runs on this machine)::
 
     .venv-bench/bin/python bench/pg_enqueue_turns.py --old ../base --new . --rounds 40
 
@@ -27,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from common import ROOT, bench_env
 
@@ -64,6 +66,7 @@ class Child:
 
     def __init__(self, label: str, python: str, kind: str, url: str, *,
                  tree: Path | None = None, notifier: bool = False) -> None:
+        self.database = url.rsplit("/", 1)[-1]
         env = bench_env([tree.resolve()] if tree else [])
         self.label = label
         self.process = subprocess.Popen(
@@ -76,21 +79,39 @@ class Child:
         self.source = ready[-1]
         self.seconds: list[float] = []
         self.cpu: list[float] = []
+        self.server_cpu: list[float] = []
 
-    def block(self, count: int) -> None:
-        """Run one block of ``count`` enqueues."""
+    def block(self, count: int, admin: Any) -> None:
+        """Run one block of ``count`` enqueues (``admin``: a connection to read the server's)."""
         assert self.process.stdin is not None and self.process.stdout is not None
+        before = _backends_cpu(admin, self.database)
         self.process.stdin.write(f"{count}\n")
         self.process.stdin.flush()
         seconds, cpu = json.loads(self.process.stdout.readline())
+        after = _backends_cpu(admin, self.database)
         self.seconds.append(seconds)
         self.cpu.append(cpu)
+        self.server_cpu.append(sum(after.get(pid, 0.0) - used for pid, used in before.items()))
 
     def close(self) -> None:
         """End the child."""
         if self.process.stdin is not None:
             self.process.stdin.close()
         self.process.wait(timeout=30)
+
+
+def _backends_cpu(admin: Any, database: str) -> dict[int, float]:
+    """The CPU (user + system, seconds) of each server backend connected to ``database``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for (pid,) in admin.execute(b"SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                                (database,)).fetchall():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return found
 
 
 def main() -> None:
@@ -123,10 +144,13 @@ def main() -> None:
                 url = server.create_database(f"{tree}_{venv.replace('-', '_').strip('.')}")
                 children.append(Child(f"{venv} {tree}", python, "jobkit", url, tree=source,
                                       notifier=venv.endswith("default")))
-        for number in range(args.rounds):
-            shift = number % len(children)
-            for child in children[shift:] + children[:shift]:
-                child.block(args.block)
+        import psycopg
+
+        with psycopg.connect(server.url(), autocommit=True) as admin:
+            for number in range(args.rounds):
+                shift = number % len(children)
+                for child in children[shift:] + children[:shift]:
+                    child.block(args.block, admin)
     finally:
         for child in children:
             child.close()
@@ -141,10 +165,12 @@ def report(children: list[Child], block: int) -> None:
         rate = block * len(child.seconds) / sum(child.seconds)
         ratios = [peer_s / s for s, peer_s in zip(child.seconds, peer.seconds, strict=True)]
         cpu = statistics.median(child.cpu) / block * 1e6
+        server_cpu = sum(child.server_cpu) / (block * len(child.server_cpu)) * 1e6
         low, _, high = statistics.quantiles(ratios, n=4)
         print(f"{child.label:28} {rate:7.0f} jobs/s over all blocks  "
               f"{statistics.median(ratios):5.2f}x procrastinate (median of {len(ratios)} rounds,"
-              f" quartiles {low:.2f}-{high:.2f})  client CPU {cpu:5.0f} us/enqueue"
+              f" quartiles {low:.2f}-{high:.2f})  CPU per enqueue: client {cpu:3.0f} us,"
+              f" server {server_cpu:3.0f} us"
               f"  [{child.source}]")
 
 if __name__ == "__main__":
