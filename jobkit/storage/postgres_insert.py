@@ -62,18 +62,28 @@ def _text(value: Any, encoding: str) -> bytes | None:
     raise TypeError(f"the enqueue statement binds no {type(value).__name__}")
 
 
+@functools.cache
+def _driver() -> tuple[Any, Any, Any, Any]:
+    """What this module uses of psycopg, imported once.
+
+    ``psycopg.errors``, ``psycopg.generators``, ``ExecStatus`` and ``Format``.
+    """
+    from psycopg import errors, generators
+    from psycopg.pq import ExecStatus, Format
+
+    return errors, generators, ExecStatus, Format
+
+
 def _time(value: bytes) -> datetime:
     return _EPOCH + timedelta(microseconds=_INT8.unpack(value)[0])
 
 
 def _result(conn: psycopg.Connection[Any], encoding: str) -> PGresult:
     """Wait for the statement sent on ``conn``; its result, or psycopg's error for it."""
-    from psycopg import errors, generators
-    from psycopg.pq import ExecStatus
-
+    errors, generators, status, _ = _driver()
     results: list[PGresult] = conn.wait(generators.execute(conn.pgconn))
     result = results[-1]
-    if result.status not in (ExecStatus.TUPLES_OK, ExecStatus.COMMAND_OK):
+    if result.status not in (status.TUPLES_OK, status.COMMAND_OK):
         raise errors.error_from_result(result, encoding=encoding)
     return result
 
@@ -96,20 +106,19 @@ def insert(conn: psycopg.Connection[Any], sql: str,
     it was deallocated: psycopg deallocates every prepared statement of a connection after a
     rollback (``DEALLOCATE ALL``).
     """
-    from psycopg.errors import InvalidSqlStatementName
-    from psycopg.pq import Format
-
+    errors, _, _, formats = _driver()
+    binary = formats.BINARY
     statement, names = positional(sql)
     pgconn = conn.pgconn
     with conn.lock:
         encoding = _prepared.get(conn) or _prepare(conn, statement)
         values = [_text(params[name], encoding) for name in names]
         try:
-            pgconn.send_query_prepared(NAME, values, result_format=Format.BINARY)
+            pgconn.send_query_prepared(NAME, values, result_format=binary)
             result = _result(conn, encoding)
-        except InvalidSqlStatementName:
+        except errors.InvalidSqlStatementName:
             _prepare(conn, statement)
-            pgconn.send_query_prepared(NAME, values, result_format=Format.BINARY)
+            pgconn.send_query_prepared(NAME, values, result_format=binary)
             result = _result(conn, encoding)
     key, created_at, available_at = (result.get_value(0, column) for column in range(3))
     assert key is not None and created_at is not None and available_at is not None
