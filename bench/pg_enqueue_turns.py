@@ -18,7 +18,6 @@ default install's ``.venv-bench-default`` with its webhook notifier, by default)
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -30,7 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, bench_env
+from common import bench_env
 
 
 def _enqueuer(kind: str, url: str, notifier: bool) -> Callable[[int], None]:
@@ -116,22 +115,12 @@ def _backends_cpu(admin: Any, database: str) -> dict[int, float]:
 
 def main() -> None:
     """Parse the options, start the server and the children, take turns, print the figures."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--old", type=Path, required=True, help="the old jobkit tree")
-    parser.add_argument("--new", type=Path, default=ROOT, help="the new jobkit tree")
-    parser.add_argument("--python", action="append", default=None,
-                        help="a virtualenv's python (default: .venv-bench and -default's)")
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--block", type=int, default=300)
-    args = parser.parse_args()
-    pythons = args.python or [str(ROOT / ".venv-bench/bin/python"),
-                              str(ROOT / ".venv-bench-default/bin/python")]
-    os.environ["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="jobkit-turns-pycache-")
     from child import run_child
-    from pg import BenchServer, find_bin_dir
+    from pg_enqueue_ab import started, trees_parser
 
-    server = BenchServer(find_bin_dir())
-    server.start()
+    parser = trees_parser(__doc__.splitlines()[0], rounds=40)
+    parser.add_argument("--block", type=int, default=300)
+    args, pythons, server = started(parser)
     children: list[Child] = []
     try:
         peer = server.create_database("peer")
