@@ -27,22 +27,43 @@ from common import ROOT
 from pg import BenchServer, find_bin_dir, reset
 
 
-def main() -> None:
-    """Parse the options, run the rounds, print the medians."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def trees_parser(description: str, rounds: int) -> argparse.ArgumentParser:
+    """The options of a comparison of two jobkit trees.
+
+    ``--old``, ``--new``, ``--python`` (see :func:`pythons_of`) and ``--rounds``.
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--old", type=Path, required=True, help="the old jobkit tree")
     parser.add_argument("--new", type=Path, default=ROOT, help="the new jobkit tree")
     parser.add_argument("--python", action="append", default=None,
                         help="a virtualenv's python (default: .venv-bench and -default's)")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--jobs", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    return parser
+
+
+def pythons_of(args: argparse.Namespace) -> list[str]:
+    """The interpreters given with ``--python``, else the bare and the default install's."""
+    return args.python or [str(ROOT / ".venv-bench/bin/python"),
+                           str(ROOT / ".venv-bench-default/bin/python")]
+
+
+def started(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, list[str], BenchServer]:
+    """Parse ``parser``'s options; them, the interpreters, and the bench's server, started.
+
+    Both trees' bytecode is cached outside them from here (the old tree may be read-only).
+    """
     args = parser.parse_args()
-    pythons = args.python or [str(ROOT / ".venv-bench/bin/python"),
-                              str(ROOT / ".venv-bench-default/bin/python")]
-    # both trees' bytecode cached outside them (the old tree may be read-only)
     os.environ["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="jobkit-ab-pycache-")
     server = BenchServer(find_bin_dir())
     server.start()
+    return args, pythons_of(args), server
+
+
+def main() -> None:
+    """Parse the options, run the rounds, print the medians."""
+    parser = trees_parser(__doc__.splitlines()[0], rounds=5)
+    parser.add_argument("--jobs", type=int, default=3000)
+    args, pythons, server = started(parser)
     log = Path(tempfile.mkdtemp(prefix="jobkit-ab-")) / "children.log"
     found: dict[str, list[dict[str, Any]]] = {}
     try:

@@ -286,6 +286,17 @@ def flow_rows(results: Results) -> list[Row]:
     return rows
 
 
+def retention_rows(results: Results) -> list[Row]:
+    """Retention (issue 19): a worker's drain beside a retention pass, against the same alone."""
+    if not runs(results, "sqlite", "retention_drain", "jobkit"):
+        return []
+    return [Row("SQLite drain, worker -n 1, beside a retention pass over old jobs", "jobs/s",
+                med(results, "sqlite", "retention_drain", "jobkit", "with"),
+                "the same drain at the same time, no pass",
+                med(results, "sqlite", "retention_drain", "jobkit", "without"),
+                Target("ratio_min", 0.9, ">= 0.9 (noise about 10 %)"))]
+
+
 def postgres_rows(results: Results) -> list[Row]:
     """The PostgreSQL table: jobkit against procrastinate."""
     pg = results.get("postgres", {})
@@ -411,7 +422,8 @@ def print_tables(results: Results) -> None:
     for title, rows in (("Start-up", startup_rows(results)),
                         ("SQLite: jobkit vs Huey", sqlite_rows(results)),
                         ("PostgreSQL: jobkit vs procrastinate", postgres_rows(results)),
-                        ("Flow control (issue 18)", flow_rows(results))):
+                        ("Flow control (issue 18)", flow_rows(results)),
+                        ("Retention (issue 19)", retention_rows(results))):
         if rows:
             print(f"\n{title}\n{text_table(rows)}")
     limits = [row for row in limit_rows(results) if row.jobkit is not None]
@@ -463,7 +475,8 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
     for title, rows in (("Start-up", startup_rows(results)),
                         ("SQLite: jobkit against Huey", sqlite_rows(results)),
                         ("PostgreSQL: jobkit against procrastinate", postgres_rows(results)),
-                        ("Flow control (issue 18)", flow_rows(results))):
+                        ("Flow control (issue 18)", flow_rows(results)),
+                        ("Retention (issue 19)", retention_rows(results))):
         if rows:
             out += [f"## {title}", "", markdown_table(rows), ""]
     limits = [row for row in limit_rows(results) if row.jobkit is not None]

@@ -862,7 +862,11 @@ class TestMigrate:
         config = write_config(tmp_path, storage=empty_postgres_url)
         result = CliRunner().invoke(main, ["migrate", "--config", str(config)])
         assert result.exit_code == 0, result.output
-        assert "schema at version 10" in result.stdout
+        from jobkit.storage import postgres_db
+        from jobkit.storage.sqlfile import migrations
+
+        latest = migrations(postgres_db.queries(), "postgres.sql")[-1][0]
+        assert f"schema at version {latest}" in result.stdout
         with psycopg.connect(empty_postgres_url) as conn:
             assert conn.execute(b"SELECT count(*) FROM jobkit_jobs").fetchone() == (0,)
 

@@ -16,12 +16,23 @@ from jobkit.exceptions import ConfigError, StorageError
 from jobkit.records import JobStatus
 from jobkit.storage import postgres_db
 from jobkit.storage.postgres import PostgresStorage, redact, split_url
+from jobkit.storage.sqlfile import migrations
 from jobkit.testing import FakeClock, SpoiledRowConformance, StorageConformance
 from jobkit.testing.conformance import new_job
 
 #: migration_8's CHECK of ``created_at``, as the spoiling fixture puts it back.
 READABLE_CREATED_AT = (b"created_at >= '0001-01-02 00:00:00+00'::timestamptz"
                        b" AND created_at < '9999-12-31 00:00:00+00'::timestamptz")
+
+
+#: The schema version this jobkit migrates to.
+LATEST = migrations(postgres_db.queries(), "postgres.sql")[-1][0]
+
+
+def _up_to(version: int) -> dict[str, str]:
+    """``postgres.sql``'s sections without the migrations after ``version``."""
+    return {name: sql for name, sql in postgres_db.queries().items()
+            if not name.startswith("migration_") or int(name[len("migration_"):]) <= version}
 
 
 def _time_checks(url: str) -> dict[str, str]:
@@ -176,10 +187,10 @@ class TestSchema:
         import psycopg
 
         with PostgresStorage(empty_url) as first, PostgresStorage(empty_url) as second:
-            assert first.migrate() == second.migrate() == 10
+            assert first.migrate() == second.migrate() == LATEST
         with psycopg.connect(empty_url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(10,)]
+        assert rows == [(LATEST,)]
 
     def test_a_version_1_database_is_upgraded(
         self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
@@ -190,8 +201,7 @@ class TestSchema:
 
         url = postgres_server.create_database("jobkit_upgrade")
         clock = FakeClock()
-        first = {k: v for k, v in postgres_db.queries().items()
-                 if not k.startswith("migration_") or k == "migration_1"}
+        first = _up_to(1)
         with monkeypatch.context() as patch:
             patch.setattr(postgres_db, "queries", lambda: first)
             PostgresStorage(url, clock=clock).close()
@@ -212,7 +222,7 @@ class TestSchema:
             assert store.list_workers() == []
         with psycopg.connect(url) as conn:
             rows = conn.execute(b"SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(10,)]
+        assert rows == [(LATEST,)]
 
     def test_a_version_8_database_gets_checks_without_a_function(
         self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
@@ -224,8 +234,7 @@ class TestSchema:
         import psycopg
 
         url = postgres_server.create_database("jobkit_upgrade_8")
-        eight = {k: v for k, v in postgres_db.queries().items()
-                 if k not in ("migration_9", "migration_10")}
+        eight = _up_to(8)
         with monkeypatch.context() as patch:
             patch.setattr(postgres_db, "queries", lambda: eight)
             with PostgresStorage(url) as old:
@@ -233,7 +242,7 @@ class TestSchema:
                 job = old.enqueue(new_job(old.now()))
         assert all("jobkit_readable" in check for check in _time_checks(url).values())
         with PostgresStorage(url) as store:
-            assert store.migrate() == 10
+            assert store.migrate() == LATEST
             assert store.get(job.id) == job
         checks = _time_checks(url)
         assert sorted(checks) == sorted(
@@ -261,7 +270,7 @@ class TestSchema:
                 PostgresStorage(empty_url)
         finally:
             with psycopg.connect(empty_url) as conn:
-                conn.execute(b"UPDATE jobkit_schema_version SET version = 10")
+                conn.execute(b"UPDATE jobkit_schema_version SET version = %s", (LATEST,))
 
 
 class TestListenNotify:

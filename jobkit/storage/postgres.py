@@ -5,8 +5,9 @@ for each other nor take one job twice. Leases and due times are compared with th
 clock (``now()``), so the clocks of the worker machines may drift. Each process keeps a psycopg 3
 connection pool; broken connections (a restarted server, ``pg_terminate_backend``) are replaced
 when next used, and a driver error surfaces as ``StorageError`` that the worker logs before it
-tries again. Idle workers ``LISTEN`` for a trigger's ``NOTIFY`` instead of polling hard. The SQL
-lives in ``postgres.sql``.
+tries again. Idle workers ``LISTEN`` for the ``NOTIFY`` of a job due now (sent by the enqueue
+statement itself, or by a trigger for the other ways a job becomes due) instead of polling hard.
+The SQL lives in ``postgres.sql``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease,
 from jobkit.storage.capabilities import WakesWorkers
 from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.postgres_db import PostgresDatabase, attempt_of_row, job_of_row, queries
+from jobkit.storage.postgres_insert import insert
 from jobkit.storage.postgres_pool import redact, split_url
 from jobkit.storage.rows import job_key
 from jobkit.storage.sql import fence_of, new_record
@@ -57,16 +59,20 @@ def tuple_row(cursor: Any) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
     return tuple
 
 
-def _inserted(job: NewJob, params: Mapping[str, Any], row: tuple[Any, ...]) -> JobRecord:
+def _inserted(job: NewJob, params: Mapping[str, Any], key: int, created_at: datetime,
+              available_at: datetime) -> JobRecord:
     """The record of ``job``, just inserted with ``params`` (the ``enqueue`` query's).
 
-    The server gave its id and times (``row``, as a tuple: no dict of names made per enqueue;
-    the times naive, in UTC), the rest is known (no read back of the whole row).
+    The server gave its id and times (aware, UTC), the rest is known (no read back of the
+    whole row).
     """
-    key, created_at, available_at = row
+    return new_record(key, job, params["params"], created_at, available_at, json.loads)
+
+
+def _utc_row(row: Sequence[Any]) -> tuple[int, datetime, datetime]:
+    """The id and times of an ``enqueue`` row read by psycopg (the times naive, in UTC)."""
     utc = timezone.utc
-    return new_record(key, job, params["params"], created_at.replace(tzinfo=utc),
-                      available_at.replace(tzinfo=utc), json.loads)
+    return row[0], row[1].replace(tzinfo=utc), row[2].replace(tzinfo=utc)
 
 
 class PostgresStorage(PostgresDatabase, WakesWorkers):
@@ -147,12 +153,10 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
         params = self._new_job(job)
         params["now"] = self._now_param()
 
-        def work(cur: psycopg.Cursor[Any]) -> JobRecord:
-            cur.row_factory = tuple_row
-            cur.execute(queries()["enqueue"], params)
-            return _inserted(job, params, cur.fetchone())  # type: ignore[arg-type]
+        def work(conn: psycopg.Connection[Any]) -> JobRecord:
+            return _inserted(job, params, *insert(conn, queries()["enqueue"], params))
 
-        return self._transaction(f"enqueue job {job.name!r}", work, single=True)
+        return self._connected(f"enqueue job {job.name!r}", work)
 
     def _enqueue_many(self, jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
         """Store the jobs in one pipelined transaction (all or nothing); their records, in order."""
@@ -172,7 +176,8 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
                 stored += cur.fetchall()  # one row per result set
                 if not cur.nextset():
                     break
-            return [_inserted(*new) for new in zip(jobs, rows, stored, strict=True)]
+            return [_inserted(job, row, *_utc_row(found))
+                    for job, row, found in zip(jobs, rows, stored, strict=True)]
 
         return self._transaction(f"enqueue {len(jobs)} jobs", work)
 
@@ -188,7 +193,8 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
                    now: Any) -> JobRecord:
         """See :meth:`SQLStorage._insert_in`."""
         found = self._one(cur, "enqueue", {**row, "now": now})  # a dict: the store's cursor
-        return _inserted(job, row, (found["id"], found["created_at"], found["available_at"]))
+        return _inserted(job, row, *_utc_row(
+            (found["id"], found["created_at"], found["available_at"])))
 
     def _cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""

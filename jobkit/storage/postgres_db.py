@@ -60,6 +60,17 @@ def _as_is(value: Any) -> Any:
     return value  # psycopg decodes json columns
 
 
+def _in_cursor(conn: psycopg.Connection[Any], work: Callable[[psycopg.Cursor[Any]], T]) -> T:
+    with conn.cursor() as cur:
+        return work(cur)
+
+
+def _in_transaction(conn: psycopg.Connection[Any],
+                    work: Callable[[psycopg.Cursor[Any]], T]) -> T:
+    with conn.transaction(), conn.cursor() as cur:
+        return work(cur)
+
+
 def job_of_row(row: Mapping[str, Any]) -> JobRecord:
     return record_from_row(row, _utc, _as_is)
 
@@ -181,27 +192,29 @@ class PostgresDatabase(SQLStorage):
 
         Every driver error becomes ``StorageError`` naming the operation and the server.
         ``single``: ``work`` runs one statement, its own transaction (no ``BEGIN`` and ``COMMIT``
-        round trips); the connection is then taken and given back without the pool's context
-        manager, whose commit and rollback have nothing to do in autocommit (an enqueue spends
-        ~12 us less CPU). A connection left broken or in a transaction is still replaced or reset
-        by the pool when given back.
+        round trips).
+        """
+        if single:
+            return self._connected(operation, lambda conn: _in_cursor(conn, work))
+        return self._connected(operation, lambda conn: _in_transaction(conn, work))
+
+    def _connected(self, operation: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
+        """Run ``work`` on a pooled connection (in autocommit); driver errors as ``StorageError``.
+
+        The connection is taken and given back without the pool's context manager, whose commit
+        and rollback have nothing to do in autocommit (an enqueue spends ~12 us less CPU). A
+        connection left broken or in a transaction is still replaced or reset by the pool when
+        given back.
         """
         pool = self._get_pool(operation)
         psycopg_error, pool_timeout = _errors()
         try:
-            if single:
-                conn = pool.getconn()
-                try:
-                    with conn.cursor() as cur:
-                        return work(cur)
-                finally:
-                    self._liveness.used(conn)
-                    pool.putconn(conn)
-            with pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-                try:
-                    return work(cur)
-                finally:
-                    self._liveness.used(conn)
+            conn = pool.getconn()
+            try:
+                return work(conn)
+            finally:
+                self._liveness.used(conn)
+                pool.putconn(conn)
         except pool_timeout as exc:
             raise self._no_connection(operation, exc) from exc
         except psycopg_error as exc:

@@ -22,18 +22,23 @@ if TYPE_CHECKING:
     import psycopg
     from psycopg.adapt import Loader
 
+#: What each of jobkit's pooled connections runs first: its inserts send their own ``NOTIFY``.
+NOTIFIES_INSERTS = b"SET jobkit.notifies_inserts = 'on'"
+
 #: URL query keys jobkit reads itself (every other key goes to libpq, e.g. ``sslmode``).
 _OWN_KEYS = ("pool_size", "connect_timeout")
 
 
 def configure_connection(conn: psycopg.Connection[Any]) -> None:
-    """Decode this connection's json columns without raising.
+    """Decode this connection's json columns without raising; say it notifies its own inserts.
 
     A forged value Python cannot read (nesting too deep, a number too long) becomes
     ``UnreadableJSON``, which fails its job, instead of an error on every claim that would stop the
     queue behind it. Autocommit: a one-statement write (an enqueue) is its own transaction, without
     ``BEGIN`` and ``COMMIT`` round trips; :meth:`PostgresStorage._transaction` opens one
-    explicitly.
+    explicitly. ``jobkit.notifies_inserts``: jobkit's enqueue statement sends the ``NOTIFY`` of
+    the job it inserts, so the schema's insert trigger skips this session (``postgres.sql``,
+    ``migration_11``).
     """
     from psycopg.pq import Format
     from psycopg.types.json import set_json_loads
@@ -45,6 +50,7 @@ def configure_connection(conn: psycopg.Connection[Any]) -> None:
         if inner is not None:
             conn.adapters.register_loader(oid, _tolerant_loader(inner))
     conn.autocommit = True
+    conn.execute(NOTIFIES_INSERTS)
 
 
 @functools.cache
