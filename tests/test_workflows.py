@@ -1,12 +1,13 @@
 """Workflows (issue 20): flows flattened into graphs, checked, stored and run.
 
 Every step checked before anything is stored, result_as against return annotations, and flows
-run end to end on the memory store.
+run end to end on the memory store and on SQLite.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,10 +57,11 @@ class Numbers(Job):
         return value
 
 
-@pytest.fixture
-def app() -> Iterator[JobKit]:
-    """An app on the memory store with Numbers registered."""
-    application = JobKit(Config.from_dict({"storage": "memory://"}), load_entrypoints=False)
+@pytest.fixture(params=["memory", "sqlite"])
+def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobKit]:
+    """An app on the memory store, then on a SQLite file, with Numbers registered."""
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'jobs.db'}"
+    application = JobKit(Config.from_dict({"storage": url}), load_entrypoints=False)
     application.register("Numbers", Numbers)
     yield application
     application.close()

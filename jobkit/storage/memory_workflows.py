@@ -22,7 +22,6 @@ import attrs
 from jobkit.exceptions import JobNotFoundInStorage, WorkflowNotFound
 from jobkit.records import (
     FINAL_STATUSES,
-    NEEDS_ENDED,
     JobRecord,
     JobStatus,
     NewJob,
@@ -32,9 +31,7 @@ from jobkit.records import (
 )
 from jobkit.storage.capabilities import RunsWorkflows
 from jobkit.storage.memory_rows import MemoryPart, Row
-
-#: The statuses of a parent that make a child needing ``completed`` cancelled.
-NOT_COMPLETED = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+from jobkit.storage.workflow_links import check_parents, released_params, verdict
 
 
 @attrs.define
@@ -82,10 +79,7 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
                       workflow: bool = True) -> tuple[str | None, builtins.list[JobRecord]]:
         """Store ``steps`` in one transaction (see :class:`RunsWorkflows`)."""
         encoded = [self._encode_new(one.job) for one in steps]
-        for position, one in enumerate(steps):
-            if any(parent >= position or parent < 0 for parent in one.parents):
-                raise ValueError(f"step {position} waits for step(s) {one.parents}: a step "
-                                 "waits only for earlier ones")
+        check_parents(steps)
 
         def work() -> tuple[str | None, builtins.list[JobRecord]]:
             outside = {job_id: self._job_key(job_id)
@@ -122,16 +116,9 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
 
     def _verdict(self, link: Link) -> tuple[str, str | None]:
         """``("wait", None)``, ``("release", None)`` or ``("cancel", why)`` for a blocked job."""
-        statuses = [(parent, self._jobs[parent].status) for parent in link.parents
-                    if parent in self._jobs]  # a deleted parent had ended
-        if link.needs != NEEDS_ENDED:
-            for parent, status in statuses:
-                if status in NOT_COMPLETED:
-                    return "cancel", f"job {parent}, which it waits for, is {status}"
-        if all(status in FINAL_STATUSES if link.needs == NEEDS_ENDED
-               else status is JobStatus.COMPLETED for _, status in statuses):
-            return "release", None
-        return "wait", None
+        return verdict(link.needs, [(parent, self._jobs[parent].status)
+                                    for parent in link.parents
+                                    if parent in self._jobs])  # a deleted parent had ended
 
     def _settle_waiting(self, row: Row, now: datetime) -> None:
         """Release or cancel the blocked job ``row`` when its parents say so, and on down."""
@@ -158,10 +145,8 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
     def _release(self, row: Row, link: Link, now: datetime) -> None:
         """Make ``row`` pending, due now, its parents' results given as ``result_as``."""
         if link.result_as is not None:
-            results = [self._result_of(parent) for parent in link.parents]
-            params = json.loads(row.params)
-            params[link.result_as] = results if link.collect or len(results) != 1 else results[0]
-            row.params = json.dumps(params, ensure_ascii=False, allow_nan=False)
+            row.params = released_params(row.params, link.result_as, link.collect,
+                                         [self._result_of(parent) for parent in link.parents])
         row.status = JobStatus.PENDING
         row.available_at = max(row.available_at, now)  # a step's delay counts from its storing
 

@@ -26,6 +26,7 @@ from jobkit.flow import EVERY_QUEUE, Flow
 from jobkit.lazylog import logger
 from jobkit.masking import has_secrets, mask_secrets
 from jobkit.records import (
+    FINAL_STATUSES,
     AttemptOutcome,
     JobRecord,
     JobStatus,
@@ -230,14 +231,25 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
                  **params}
         if "now" not in bound:
             bound["now"] = self._now_bound()
-        if claim is not None and name == "complete":
-            record = self._complete_claimed(db, claim, bound)
-            if record is not None:
-                return record
-        row = self._update_and_close(db, name, bound)
-        if row is None:
-            return None
-        return self._completed_record(row, claim) if name == "complete" else self._record(row)
+        record = (self._complete_claimed(db, claim, bound)
+                  if claim is not None and name == "complete" else None)
+        if record is None:
+            row = self._update_and_close(db, name, bound)
+            if row is None:
+                return None
+            record = (self._completed_record(row, claim) if name == "complete"
+                      else self._record(row))
+        if record.status in FINAL_STATUSES:
+            self._job_ended_in(db, fence["job_id"], bound["now"])
+        return record
+
+    def _job_ended_in(self, db: Any, key: int, now: Any) -> None:
+        """The job of row id ``key`` has just ended, inside the caller's transaction.
+
+        Every change that ends a job calls it (a settle, a cancel, a lease lost for the last
+        time, a claimed row set aside): a store with the capability ``workflows`` settles the
+        job's blocked children there. By default nothing.
+        """
 
     def _complete_claimed(self, db: Any, claim: Claimed, params: Mapping[str, Any]
                           ) -> JobRecord | None:

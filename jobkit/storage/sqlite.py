@@ -47,6 +47,7 @@ from jobkit.storage.sqlite_file import (
     stamp,
     to_epoch,
 )
+from jobkit.storage.sqlite_workflows import SQLiteWorkflows
 
 #: ``scheme:///path``: the registry chose the class by the scheme (``sqlite``, or the scheme a
 #: subclass is registered under); the rest names the file.
@@ -117,7 +118,7 @@ WAKE_INTERVAL = 0.004
 FIRST_PAUSE = 0.0005
 
 
-class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
+class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLiteWorkflows):
     """Jobs in one SQLite file: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
 
     Safe to share between threads (one connection per thread) and between processes (WAL mode,
@@ -278,25 +279,41 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
 
         def work(conn: sqlite3.Connection) -> JobRecord | None:
             now = to_epoch(self.now())
-            row = self._one(conn, "cancel", {"job_id": key, "now": now})
+            row = self._cancel_in(conn, key, now)
             if row is None:
                 if self._one(conn, "exists", {"job_id": key}) is None:
                     raise JobNotFoundInStorage(job_id)
                 return None
+            self._job_ended_in(conn, key, now)
+            return job_of_row(row)
+
+        return self._transaction(f"cancel job {job_id}", work)
+
+    def _cancel_in(self, conn: sqlite3.Connection, key: int, now: Any) -> Any:
+        """Cancel the job if it has not ended, its attempt closed; its row or ``None``.
+
+        Inside the caller's transaction; the caller settles what waits for it.
+        """
+        row = self._one(conn, "cancel", {"job_id": key, "now": now})
+        if row is not None:
             conn.execute(
                 queries()["close_attempt"],
                 {"job_id": key, "now": now, "outcome": AttemptOutcome.CANCELLED.value,
                  "error": None, "traceback": None},
             )
-            return job_of_row(row)
+        return row
 
-        return self._transaction(f"cancel job {job_id}", work)
+    def _job_ended_in(self, conn: sqlite3.Connection, key: int, now: Any) -> None:
+        """See :meth:`SQLStorage._job_ended_in`: its blocked children settled (workflows)."""
+        self._settle_children_in(conn, key, now)
 
     def _retry(self, job_id: str) -> JobRecord | None:
         """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now.
 
         Its error is cleared and ``max_attempts`` raised to allow one more attempt if needed.
-        ``None`` for other statuses; ``JobNotFoundInStorage`` for an unknown id.
+        ``None`` for other statuses; ``JobNotFoundInStorage`` for an unknown id. A workflow's
+        step whose parents have not all completed goes back to ``blocked`` instead, and the
+        steps a failure of it cancelled wait again (capability ``workflows``).
         """
         key = job_key(job_id)
         if key is None:
@@ -311,7 +328,7 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
                 if self._one(conn, "exists", {"job_id": key}) is None:
                     raise JobNotFoundInStorage(job_id)
                 return None
-            return job_of_row(row)
+            return job_of_row(self._retried_in(conn, key, row))
 
         return self._transaction(f"retry job {job_id}", work)
 
@@ -437,6 +454,7 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
             {"job_id": key, "now": now, "outcome": AttemptOutcome.FAILED.value, "error": error,
              "traceback": None},
         )
+        self._job_ended_in(conn, key, now)
 
     def wait_for_jobs(self, timeout: float, stop: threading.Event | None = None) -> None:
         """Block until another connection commits, ``timeout`` seconds pass or ``stop`` is set.
@@ -555,6 +573,9 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
             params = {"now": to_epoch(self.now())}
             conn.execute(queries()["close_expired_attempts"], params)
             rows = conn.execute(queries()["requeue_expired"], params).fetchall()
+            for row in rows:
+                if row["status"] == JobStatus.FAILED.value:  # its last lease lost: it ended
+                    self._job_ended_in(conn, row["id"], params["now"])
             return sorted((job_of_row(row) for row in rows), key=lambda record: int(record.id))
 
         if not self._transaction("look for expired leases", expired, write=False):

@@ -1281,6 +1281,22 @@ class SpoiledRowConformance(StorageFixtures):
         assert [a.outcome for a in storage.attempts(bad.id)] == [AttemptOutcome.FAILED]
         assert storage.claim("w1", LEASE) is None
 
+    def test_a_row_set_aside_ends_what_waits_for_it(
+        self, storage: Storage, clock: FakeClock, spoil: Callable[[str], str]
+    ) -> None:
+        """A step set aside by the claim as failed cancels its chain's next step (``workflows``).
+
+        In the claim's own transaction: nothing stays blocked behind a row nobody can read.
+        """
+        store = workflow_store(storage)
+        _, (a, b) = store.enqueue_steps([waiting_step(clock), waiting_step(clock, 0)])
+        spoil(a.id)
+        assert storage.claim("w1", LEASE) is None
+        assert storage.get(a.id).status is JobStatus.FAILED
+        after = storage.get(b.id)
+        assert after.status is JobStatus.CANCELLED
+        assert after.error == f"cancelled: job {a.id}, which it waits for, is failed"
+
     def test_a_completion_stands_when_its_claim_meets_an_unreadable_row(
         self, storage: Storage, clock: FakeClock, spoil: Callable[[str], str]
     ) -> None:
@@ -2190,6 +2206,36 @@ class WorkflowConformance(StorageFixtures):
         assert released.id == records[-1].id
         assert released.params == {"got": [0, 10, 20, 30, 40, 50]}
         assert storage.claim("w1", LEASE) is None
+
+    def test_a_batched_completion_releases_in_its_own_commit(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """The completions of a batch release what waits for them before its claims.
+
+        The claim of the same call already finds the released step, with the result.
+        """
+        store = workflow_store(storage)
+        _, (_, b) = store.enqueue_steps([waiting_step(clock),
+                                         waiting_step(clock, 0, result_as="got")])
+        first = claim(storage)
+        done, claimed = complete_and_claim_many(storage, [(lease_of(first), 7)], "w1", LEASE, 1)
+        assert done[0] is not None and done[0].status is JobStatus.COMPLETED
+        assert [(job.id, job.params) for job in claimed] == [(b.id, {"n": 1, "got": 7})]
+
+    def test_a_parent_pruned_before_the_release_counts_as_ended(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """A member deleted by prune before the callback's release gives ``None``, not a hang."""
+        store = workflow_store(storage)
+        _, (a, b, callback) = store.enqueue_steps([
+            waiting_step(clock, params={"n": 0}), waiting_step(clock, params={"n": 1}),
+            waiting_step(clock, 0, 1, needs=NEEDS_ENDED, result_as="got", collect=True,
+                         params={})])
+        ended(storage, a.id, result="a")
+        clock.advance(1)
+        assert storage.prune(clock(), statuses=[JobStatus.COMPLETED]) == 1
+        ended(storage, b.id, result="b")
+        released = storage.get(callback.id)
+        assert released.status is JobStatus.PENDING
+        assert released.params == {"got": [None, "b"]}
 
     def test_a_released_step_keeps_a_later_due_time(
             self, storage: Storage, clock: FakeClock) -> None:

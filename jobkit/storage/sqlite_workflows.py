@@ -1,0 +1,263 @@
+"""Internal: SQLite's capability ``workflows``: links between jobs, in three tables.
+
+:class:`SQLiteWorkflows` is the :class:`~jobkit.storage.capabilities.RunsWorkflows` of
+:class:`~jobkit.storage.sqlite.SQLiteStorage`. A job that waits is stored ``blocked`` with a row
+of ``jobkit_job_links`` (its workflow, what it needs, where its parents' results go) and one row
+of ``jobkit_job_parents`` per parent. Every change that ends a job calls
+:meth:`_settle_children_in` inside its own ``BEGIN IMMEDIATE`` transaction (the only writer
+meanwhile): the blocked children of that job are released or cancelled there, and on down the
+graph, so no crash can fall between "the last parent ended" and "the child is due". A manual
+retry calls :meth:`_retried_in`.
+"""
+
+from __future__ import annotations
+
+import abc
+import builtins
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime
+from typing import Any, TypeVar
+
+import attrs
+
+from jobkit.exceptions import JobNotFoundInStorage, WorkflowNotFound
+from jobkit.records import JobRecord, JobStatus, NewJob, NewStep, WorkflowRecord, WorkflowStep
+from jobkit.storage.capabilities import RunsWorkflows
+from jobkit.storage.rows import job_key
+from jobkit.storage.sqlite_file import queries
+from jobkit.storage.workflow_links import (
+    CANCEL,
+    RELEASE,
+    check_parents,
+    released_params,
+    verdict,
+)
+
+T = TypeVar("T")
+
+
+def _ids(conn: sqlite3.Connection, name: str, job_id: int) -> builtins.list[int]:
+    """The first column of the named query's rows, for ``job_id``."""
+    return [row[0] for row in conn.execute(queries()[name], {"job_id": job_id})]
+
+
+class SQLiteWorkflows(RunsWorkflows):
+    """Workflows and jobs that wait, as rows beside the jobs, settled in the ending transaction.
+
+    The store supplies its transactions, named queries, inserts, clock and records, and a
+    cancel inside a transaction (:meth:`_cancel_in`).
+    """
+
+    @abc.abstractmethod
+    def _transaction(self, operation: str, work: Callable[[sqlite3.Connection], T], *,
+                     write: bool | None = True, busy_budget: float | None = None) -> T:
+        """Run ``work(connection)`` in one transaction (``write=False``: a read)."""
+
+    @abc.abstractmethod
+    def _one(self, conn: sqlite3.Connection, name: str, params: Mapping[str, Any]) -> Any:
+        """The first row of the named query, inside the caller's transaction."""
+
+    @abc.abstractmethod
+    def _new_job(self, job: NewJob) -> dict[str, Any]:
+        """The parameters of the ``enqueue`` query (all but ``now``)."""
+
+    @abc.abstractmethod
+    def _insert_in(self, conn: sqlite3.Connection, job: NewJob, row: dict[str, Any],
+                   now: Any) -> JobRecord:
+        """Insert one job inside the caller's transaction."""
+
+    @abc.abstractmethod
+    def _now_bound(self) -> Any:
+        """``now`` as the store binds it."""
+
+    @abc.abstractmethod
+    def _read_time(self, value: Any) -> datetime:
+        """A stored time as a datetime."""
+
+    @abc.abstractmethod
+    def _record(self, row: Any) -> JobRecord:
+        """The record of a job row."""
+
+    @abc.abstractmethod
+    def _cancel_in(self, conn: sqlite3.Connection, key: int, now: Any) -> Any:
+        """Cancel the job if it has not ended, its attempt closed; its row or ``None``."""
+
+    # -- storing -------------------------------------------------------------------------------
+
+    def enqueue_steps(self, steps: builtins.list[NewStep],
+                      workflow: bool = True) -> tuple[str | None, builtins.list[JobRecord]]:
+        """Store ``steps`` in one transaction (see :class:`RunsWorkflows`)."""
+        check_parents(steps)
+        rows = [self._new_job(one.job) for one in steps]
+        q = queries()
+
+        def work(conn: sqlite3.Connection) -> tuple[str | None, builtins.list[JobRecord]]:
+            now = self._now_bound()
+            outside = {job_id: self._existing(conn, job_id)
+                       for one in steps for job_id in one.depends_on}
+            workflow_id = (conn.execute(q["add_workflow"], {"now": now}).lastrowid
+                           if workflow else None)
+            records: builtins.list[JobRecord] = []
+            blocked: builtins.list[int] = []
+            for one, row in zip(steps, rows, strict=True):
+                record = self._insert_in(conn, one.job, row, now)
+                key = int(record.id)
+                parents = [int(records[index].id) for index in one.parents] + [
+                    outside[job_id] for job_id in one.depends_on]
+                if parents:
+                    conn.execute(q["block_job"], {"job_id": key})
+                    record = attrs.evolve(record, status=JobStatus.BLOCKED)
+                    blocked.append(key)
+                if parents or workflow_id is not None:
+                    conn.execute(q["add_link"], {
+                        "job_id": key, "workflow_id": workflow_id, "needs": one.needs,
+                        "result_as": one.result_as, "collect": int(one.collect),
+                        "label": one.label})
+                    conn.executemany(q["add_parent"], [
+                        {"child_id": key, "position": position, "parent_id": parent}
+                        for position, parent in enumerate(parents)])
+                records.append(record)
+            changed = set(self._settle_blocked_in(conn, blocked, now))
+            if changed:  # released or cancelled at once: what they wait for had ended
+                records = [self._record(self._one(conn, "get", {"job_id": int(record.id)}))
+                           if int(record.id) in changed else record for record in records]
+            return (None if workflow_id is None else str(workflow_id)), records
+
+        return self._transaction(f"enqueue {len(steps)} steps", work)
+
+    def _existing(self, conn: sqlite3.Connection, job_id: str) -> int:
+        """The row id of the stored job ``job_id``; ``JobNotFoundInStorage`` if none."""
+        key = job_key(job_id)
+        if key is None or self._one(conn, "exists", {"job_id": key}) is None:
+            raise JobNotFoundInStorage(job_id)
+        return key
+
+    # -- settling what waits ---------------------------------------------------------------------
+
+    def _settle_children_in(self, conn: sqlite3.Connection, key: int, now: Any) -> None:
+        """The job ``key`` ended: settle its blocked children, inside the same transaction."""
+        self._settle_blocked_in(conn, _ids(conn, "blocked_children", key), now)
+
+    def _verdict_in(self, conn: sqlite3.Connection, needs: str,
+                    key: int) -> tuple[str, str | None, builtins.list[Any]]:
+        """The verdict of the blocked job ``key`` and its parents' rows (id, status, result)."""
+        parents = conn.execute(queries()["parents_of"], {"job_id": key}).fetchall()
+        found = verdict(needs, [(row[0], JobStatus(row[1])) for row in parents
+                                if row[1] is not None])  # a deleted parent had ended
+        return found[0], found[1], parents
+
+    def _settle_blocked_in(self, conn: sqlite3.Connection, keys: Iterable[int],
+                           now: Any) -> builtins.list[int]:
+        """Release or cancel each blocked job of ``keys`` its parents settle, and on down.
+
+        The ids of the jobs changed; a job no longer blocked (reached twice) is left alone.
+        """
+        q = queries()
+        todo, changed = builtins.list(keys), []
+        while todo:
+            key = todo.pop()
+            link = self._one(conn, "link_of", {"job_id": key})
+            if link is None:
+                continue
+            what, why, parents = self._verdict_in(conn, link["needs"], key)
+            if what == RELEASE and self._release_in(conn, key, link, parents, now):
+                changed.append(key)
+            elif what == CANCEL and conn.execute(q["cancel_blocked"], {
+                    "job_id": key, "error": f"cancelled: {why}", "now": now}).rowcount:
+                conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 1})
+                changed.append(key)
+                todo.extend(_ids(conn, "blocked_children", key))
+        return changed
+
+    def _release_in(self, conn: sqlite3.Connection, key: int, link: Any,
+                    parents: builtins.list[Any], now: Any) -> bool:
+        """Make the blocked job ``key`` pending, its parents' results given; whether it was."""
+        params = None  # unchanged
+        if link["result_as"] is not None:
+            current = self._one(conn, "get", {"job_id": key})
+            params = released_params(
+                current["params"], link["result_as"], bool(link["collect"]),
+                [None if status != JobStatus.COMPLETED.value or result is None
+                 else json.loads(result) for _, status, result in parents])
+        return bool(conn.execute(queries()["release_blocked"], {
+            "job_id": key, "params": params, "now": now}).rowcount)
+
+    def _retried_in(self, conn: sqlite3.Connection, key: int, row: Any) -> Any:
+        """A manual retry made the job ``key`` pending (``row``): wait again, revive children.
+
+        The job itself goes back to ``blocked`` when its parents have not all completed; the
+        children its failure cancelled (and theirs) wait again, unless another parent still
+        cancels them. Its row as it is now.
+        """
+        q = queries()
+        link = self._one(conn, "link_of", {"job_id": key})
+        if link is not None and self._verdict_in(conn, link["needs"], key)[0] != RELEASE:
+            row = next(iter(conn.execute(q["retry_blocked"], {"job_id": key}).fetchall()), row)
+            conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 0})
+        todo = [key]
+        while todo:
+            for child in _ids(conn, "cascaded_children", todo.pop()):
+                needs = self._one(conn, "link_of", {"job_id": child})["needs"]
+                if self._verdict_in(conn, needs, child)[0] == CANCEL:
+                    continue
+                conn.execute(q["revive_cascaded"], {"job_id": child})
+                conn.execute(q["set_cascaded"], {"job_id": child, "cascaded": 0})
+                todo.append(child)
+        return row
+
+    # -- reading and cancelling -----------------------------------------------------------------
+
+    def _workflow_key(self, conn: sqlite3.Connection, workflow_id: str) -> tuple[int, Any]:
+        """The row id and creation time of the workflow; ``WorkflowNotFound`` if none."""
+        key = job_key(workflow_id) if isinstance(workflow_id, str) else None
+        row = None if key is None else self._one(conn, "workflow", {"workflow_id": key})
+        if key is None or row is None:
+            raise WorkflowNotFound(str(workflow_id))
+        return key, row[0]
+
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        """The workflow with this id, each step with its job's status now."""
+        q = queries()
+
+        def work(conn: sqlite3.Connection) -> WorkflowRecord:
+            key, created_at = self._workflow_key(conn, workflow_id)
+            params = {"workflow_id": key}
+            parents: dict[int, builtins.list[str]] = {}
+            for child, parent in conn.execute(q["workflow_parents"], params):
+                parents.setdefault(child, []).append(str(parent))
+            steps = tuple(
+                WorkflowStep(str(row["job_id"]), row["label"], row["name"], row["method"],
+                             JobStatus(row["status"]), tuple(parents.get(row["job_id"], ())),
+                             row["needs"], row["result_as"])
+                for row in conn.execute(q["workflow_steps"], params))
+            return WorkflowRecord(workflow_id, self._read_time(created_at), steps)
+
+        return self._transaction(f"read workflow {workflow_id}", work, write=False)
+
+    def cancel_workflow(self, workflow_id: str) -> builtins.list[JobRecord]:
+        """Cancel every step of the workflow that has not ended; the records changed."""
+        q = queries()
+
+        def work(conn: sqlite3.Connection) -> builtins.list[JobRecord]:
+            key, _ = self._workflow_key(conn, workflow_id)
+            now = self._now_bound()
+            keys = [row[0] for row in conn.execute(q["workflow_unended"], {"workflow_id": key})]
+            rows = [row for row in (self._cancel_in(conn, job, now) for job in keys)
+                    if row is not None]
+            for row in rows:  # jobs outside the workflow may wait for its steps
+                self._settle_children_in(conn, row["id"], now)
+            return [self._record(row) for row in rows]
+
+        return self._transaction(f"cancel workflow {workflow_id}", work)
+
+    def workflow_of(self, job_id: str) -> str | None:
+        """The id of the workflow the job is a step of; ``None`` for a job of none."""
+
+        def work(conn: sqlite3.Connection) -> str | None:
+            link = self._one(conn, "link_of", {"job_id": self._existing(conn, job_id)})
+            return None if link is None or link["workflow_id"] is None else str(
+                link["workflow_id"])
+
+        return self._transaction(f"read the workflow of job {job_id}", work, write=False)

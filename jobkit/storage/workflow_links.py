@@ -1,0 +1,59 @@
+"""Internal: what every store decides of a job that waits, whatever keeps its links.
+
+:func:`verdict` says whether a ``blocked`` job waits on, is released or is cancelled, from its
+parents' statuses; :func:`released_params` writes its parents' results into its params. The
+memory store (``memory_workflows``) and the SQL stores (``sqlite_workflows``) call both, each
+in the change that ended a parent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from jobkit.records import FINAL_STATUSES, NEEDS_ENDED, JobStatus, NewStep
+
+#: The statuses of a parent that make a child needing ``completed`` cancelled.
+NOT_COMPLETED = frozenset({JobStatus.FAILED, JobStatus.CANCELLED})
+
+#: What a blocked job does now: wait on, be released, be cancelled.
+WAIT, RELEASE, CANCEL = "wait", "release", "cancel"
+
+
+def verdict(needs: str, parents: Iterable[tuple[Any, JobStatus]]) -> tuple[str, str | None]:
+    """``(WAIT, None)``, ``(RELEASE, None)`` or ``(CANCEL, why)`` for a blocked job.
+
+    ``parents`` are ``(id, status)`` of the parents still stored (a deleted one had ended).
+    """
+    statuses = list(parents)
+    if needs != NEEDS_ENDED:
+        for parent, status in statuses:
+            if status in NOT_COMPLETED:
+                return CANCEL, f"job {parent}, which it waits for, is {status}"
+    if all(status in FINAL_STATUSES if needs == NEEDS_ENDED
+           else status is JobStatus.COMPLETED for _, status in statuses):
+        return RELEASE, None
+    return WAIT, None
+
+
+def released_params(params: str, result_as: str | None, collect: bool,
+                    results: Sequence[Any]) -> str:
+    """The params text of a released job: ``results`` (its parents', in order) as ``result_as``.
+
+    One result alone unless ``collect`` (or the job waits for several); unchanged without
+    ``result_as``.
+    """
+    if result_as is None:
+        return params
+    decoded = json.loads(params)
+    decoded[result_as] = list(results) if collect or len(results) != 1 else results[0]
+    return json.dumps(decoded, ensure_ascii=False, allow_nan=False)
+
+
+def check_parents(steps: Sequence[NewStep]) -> None:
+    """``ValueError`` naming the first step that waits for itself or a later step."""
+    for position, one in enumerate(steps):
+        if any(parent >= position or parent < 0 for parent in one.parents):
+            raise ValueError(f"step {position} waits for step(s) {one.parents}: a step "
+                             "waits only for earlier ones")
