@@ -889,6 +889,19 @@ FROM jobkit_job_parents AS p LEFT JOIN jobkit_jobs AS j ON j.id = p.parent_id
 WHERE p.child_id = :job_id
 ORDER BY p.position;
 
+-- name: unended_parent
+-- one parent of a blocked job that has not ended, the last given first: the members of a group
+-- end roughly in their order, so the look stops at once instead of reading every parent on
+-- every member's end (none: every parent ended)
+SELECT p.parent_id
+FROM jobkit_job_parents AS p JOIN jobkit_jobs AS j ON j.id = p.parent_id
+WHERE p.child_id = :job_id AND j.status IN ('pending', 'retrying', 'running', 'blocked')
+ORDER BY p.position DESC
+LIMIT 1;
+
+-- name: status_of
+SELECT status FROM jobkit_jobs WHERE id = :job_id;
+
 -- name: blocked_children
 SELECT DISTINCT p.child_id
 FROM jobkit_job_parents AS p JOIN jobkit_jobs AS j ON j.id = p.child_id

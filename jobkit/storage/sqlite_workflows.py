@@ -23,12 +23,21 @@ from typing import Any, TypeVar
 import attrs
 
 from jobkit.exceptions import JobNotFoundInStorage, WorkflowNotFound
-from jobkit.records import JobRecord, JobStatus, NewJob, NewStep, WorkflowRecord, WorkflowStep
+from jobkit.records import (
+    NEEDS_ENDED,
+    JobRecord,
+    JobStatus,
+    NewJob,
+    NewStep,
+    WorkflowRecord,
+    WorkflowStep,
+)
 from jobkit.storage.capabilities import RunsWorkflows
 from jobkit.storage.rows import job_key
 from jobkit.storage.sqlite_file import queries
 from jobkit.storage.workflow_links import (
     CANCEL,
+    NOT_COMPLETED,
     RELEASE,
     check_parents,
     released_params,
@@ -138,7 +147,10 @@ class SQLiteWorkflows(RunsWorkflows):
 
     def _settle_children_in(self, conn: sqlite3.Connection, key: int, now: Any) -> None:
         """The job ``key`` ended: settle its blocked children, inside the same transaction."""
-        self._settle_blocked_in(conn, _ids(conn, "blocked_children", key), now)
+        children = _ids(conn, "blocked_children", key)
+        if children:
+            status = JobStatus(self._one(conn, "status_of", {"job_id": key})[0])
+            self._settle_blocked_in(conn, children, now, ended=status)
 
     def _verdict_in(self, conn: sqlite3.Connection, needs: str,
                     key: int) -> tuple[str, str | None, builtins.list[Any]]:
@@ -148,18 +160,26 @@ class SQLiteWorkflows(RunsWorkflows):
                                 if row[1] is not None])  # a deleted parent had ended
         return found[0], found[1], parents
 
-    def _settle_blocked_in(self, conn: sqlite3.Connection, keys: Iterable[int],
-                           now: Any) -> builtins.list[int]:
+    def _settle_blocked_in(self, conn: sqlite3.Connection, keys: Iterable[int], now: Any,
+                           ended: JobStatus | None = None) -> builtins.list[int]:
         """Release or cancel each blocked job of ``keys`` its parents settle, and on down.
 
-        The ids of the jobs changed; a job no longer blocked (reached twice) is left alone.
+        ``ended``: how the parent whose end brought these children here ended (``None``: no
+        such parent, every verdict read in full). A child waits while one of its parents has
+        not ended, found by one short look (``unended_parent``) rather than reading them all,
+        unless that parent's failure cancels it: a blocked child has no other failed parent,
+        since that one's end would have cancelled it in its own transaction. The ids of the
+        jobs changed; a job no longer blocked (reached twice) is left alone.
         """
         q = queries()
-        todo, changed = builtins.list(keys), []
+        todo, changed = [(key, ended) for key in keys], []
         while todo:
-            key = todo.pop()
+            key, cause = todo.pop()
             link = self._one(conn, "link_of", {"job_id": key})
-            if link is None:
+            if link is None or (
+                    cause is not None
+                    and not (cause in NOT_COMPLETED and link["needs"] != NEEDS_ENDED)
+                    and self._one(conn, "unended_parent", {"job_id": key}) is not None):
                 continue
             what, why, parents = self._verdict_in(conn, link["needs"], key)
             if what == RELEASE and self._release_in(conn, key, link, parents, now):
@@ -168,7 +188,8 @@ class SQLiteWorkflows(RunsWorkflows):
                     "job_id": key, "error": f"cancelled: {why}", "now": now}).rowcount:
                 conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 1})
                 changed.append(key)
-                todo.extend(_ids(conn, "blocked_children", key))
+                todo.extend((child, JobStatus.CANCELLED)
+                            for child in _ids(conn, "blocked_children", key))
         return changed
 
     def _release_in(self, conn: sqlite3.Connection, key: int, link: Any,
