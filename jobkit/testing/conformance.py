@@ -1003,6 +1003,41 @@ class ConcurrencyTests(StorageFixtures):
         assert storage.count(status=JobStatus.COMPLETED) == self.jobs
 
 
+    def test_processes_run_a_workflow_each_step_once_after_its_parents(
+        self, storage: Storage, storage_url: str | None, clock: FakeClock
+    ) -> None:
+        """A fan-out and fan-in run by processes at once (capability ``workflows``).
+
+        Twenty members, a callback with every member's result, ten steps after it and a last
+        callback: each step claimed once, after every parent it waits for completed, each
+        callback with every result.
+        """
+        store = workflow_store(storage)
+        assert storage_url is not None
+        members = [waiting_step(clock, params={"n": n}) for n in range(20)]
+        callback = waiting_step(clock, *range(20), needs=NEEDS_ENDED, result_as="got",
+                                collect=True, params={})
+        after = [waiting_step(clock, 20, params={"n": n}) for n in range(10)]
+        last = waiting_step(clock, *range(21, 31), needs=NEEDS_ENDED, result_as="got",
+                            collect=True, params={})
+        _, records = store.enqueue_steps([*members, callback, *after, last])
+        claimed = run_in_processes(claim_until_empty, type(storage), storage_url, self.workers)
+        flat = [job_id for batch in claimed for job_id in batch]
+        assert sorted(flat, key=int) == [record.id for record in records]
+        jobs = {record.id: storage.get(record.id) for record in records}
+        assert all(job.status is JobStatus.COMPLETED for job in jobs.values())
+        for index, child in ((20, records[20]), *((i, records[i]) for i in range(21, 32))):
+            parents = range(20) if index == 20 else (20,) if index < 31 else range(21, 31)
+            started = jobs[child.id].started_at
+            assert started is not None
+            for parent in parents:
+                finished = jobs[records[parent].id].finished_at
+                assert finished is not None and finished <= started
+        for index in (20, 31):
+            got = jobs[records[index].id].params["got"]  # type: ignore[call-overload]
+            assert len(got) == (20 if index == 20 else 10) and None not in got
+
+
 def claim_until_empty(storage_class: type[Storage], url: str, worker_id: str) -> list[str]:
     """Claim and complete jobs until none is due; the ids claimed (runs in a child process)."""
     claimed = []
