@@ -1,7 +1,7 @@
 """Workflows (issue 20): flows flattened into graphs, checked, stored and run.
 
 Every step checked before anything is stored, result_as against return annotations, and flows
-run end to end on the memory store and on SQLite.
+run end to end on the memory store, on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -57,10 +57,11 @@ class Numbers(Job):
         return value
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobKit]:
-    """An app on the memory store, then on a SQLite file, with Numbers registered."""
-    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'jobs.db'}"
+    """An app on the memory store, a SQLite file, then PostgreSQL, with Numbers registered."""
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'jobs.db'}",
+           "postgres": None}[request.param] or request.getfixturevalue("empty_postgres_url")
     application = JobKit(Config.from_dict({"storage": url}), load_entrypoints=False)
     application.register("Numbers", Numbers)
     yield application

@@ -269,6 +269,50 @@ CREATE TRIGGER jobkit_jobs_inserted_due
         AND current_setting('jobkit.notifies_inserts', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION jobkit_notify_due();
 
+-- name: migration_12
+-- workflows (docs/decisions.md, "Workflows (issue 20)"): a job that waits for others is
+-- 'blocked' (the status CHECK of migration_1, widened: added NOT VALID and validated at once,
+-- in the migration's transaction; every row passes, the old CHECK was narrower), its place in
+-- the graph is a link (its workflow, what it needs of its parents, the parameter their results
+-- go to) and its parents are rows of jobkit_job_parents, found from the parent that ends (no
+-- foreign key on parent_id: a parent deleted by prune counts as ended, its result null)
+ALTER TABLE jobkit_jobs
+    DROP CONSTRAINT IF EXISTS jobkit_jobs_status_check,
+    ADD CONSTRAINT jobkit_jobs_status_check CHECK (
+        status IN ('pending', 'running', 'retrying', 'completed', 'failed', 'cancelled', 'blocked')
+    ) NOT VALID;
+
+ALTER TABLE jobkit_jobs VALIDATE CONSTRAINT jobkit_jobs_status_check;
+
+CREATE TABLE IF NOT EXISTS jobkit_workflows (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at timestamptz NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS jobkit_job_links (
+    job_id bigint PRIMARY KEY REFERENCES jobkit_jobs (id) ON DELETE CASCADE,
+    workflow_id bigint REFERENCES jobkit_workflows (id) ON DELETE CASCADE,
+    needs text NOT NULL CHECK (needs IN ('completed', 'ended')),
+    result_as text,
+    collect integer NOT NULL CHECK (collect IN (0, 1)),
+    label text NOT NULL,
+    -- cancelled because a parent did not complete: a retry of that parent revives it
+    cascaded integer NOT NULL DEFAULT 0 CHECK (cascaded IN (0, 1))
+);
+
+CREATE INDEX IF NOT EXISTS jobkit_job_links_workflow ON jobkit_job_links (workflow_id, job_id)
+    WHERE workflow_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS jobkit_job_parents (
+    child_id bigint NOT NULL REFERENCES jobkit_job_links (job_id) ON DELETE CASCADE,
+    position integer NOT NULL,
+    parent_id bigint NOT NULL,
+    PRIMARY KEY (child_id, position)
+);
+
+-- a job that ends finds its children without reading the others
+CREATE INDEX IF NOT EXISTS jobkit_job_parents_parent ON jobkit_job_parents (parent_id);
+
 -- name: validate_checks
 -- migration_7's CHECKs, once no row breaks them
 ALTER TABLE jobkit_jobs
@@ -485,7 +529,7 @@ RETURNING jobs.*;
 UPDATE jobkit_jobs
 SET status = 'cancelled', finished_at = coalesce(%(now)s, now()), worker_id = NULL,
     lease_expires_at = NULL
-WHERE id = %(job_id)s AND status IN ('pending', 'retrying', 'running')
+WHERE id = %(job_id)s AND status IN ('pending', 'retrying', 'running', 'blocked')
 RETURNING *;
 
 -- name: retry
@@ -727,3 +771,114 @@ ORDER BY schedules.name;
 -- name: schedule_runs
 SELECT tick, job_id FROM jobkit_schedule_runs WHERE schedule = %(name)s
 ORDER BY tick DESC LIMIT %(limit)s;
+
+-- workflows (jobkit/storage/sql_workflows.py): a job that waits is stored 'blocked' with a
+-- link and its parents; the change that ends a parent settles its blocked children (a release
+-- is an UPDATE of status to 'pending': the trigger of migration_11 wakes the idle workers)
+
+-- name: add_workflow
+INSERT INTO jobkit_workflows (created_at) VALUES (coalesce(%(now)s, now())) RETURNING id;
+
+-- name: lock_parent
+-- a job others will wait for: its end waits for their storing to commit, then finds them
+SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s FOR SHARE;
+
+-- name: block_job
+UPDATE jobkit_jobs SET status = 'blocked' WHERE id = %(job_id)s AND status = 'pending';
+
+-- name: add_link
+INSERT INTO jobkit_job_links (job_id, workflow_id, needs, result_as, collect, label)
+VALUES (%(job_id)s, %(workflow_id)s, %(needs)s, %(result_as)s, %(collect)s, %(label)s);
+
+-- name: add_parent
+INSERT INTO jobkit_job_parents (child_id, position, parent_id)
+VALUES (%(child_id)s, %(position)s, %(parent_id)s);
+
+-- name: link_of
+SELECT * FROM jobkit_job_links WHERE job_id = %(job_id)s;
+
+-- name: parents_of
+-- a parent deleted (prune) has no status: it had ended, and gives no result
+SELECT p.parent_id, j.status, j.result
+FROM jobkit_job_parents AS p LEFT JOIN jobkit_jobs AS j ON j.id = p.parent_id
+WHERE p.child_id = %(job_id)s
+ORDER BY p.position;
+
+-- name: unended_parent
+-- one parent of a blocked job that has not ended, the last given first (none: every parent
+-- ended); read after the child's row is locked, so a parent ended by another committed
+-- transaction is seen
+SELECT p.parent_id
+FROM jobkit_job_parents AS p JOIN jobkit_jobs AS j ON j.id = p.parent_id
+WHERE p.child_id = %(job_id)s AND j.status IN ('pending', 'retrying', 'running', 'blocked')
+ORDER BY p.position DESC
+LIMIT 1;
+
+-- name: status_of
+SELECT status FROM jobkit_jobs WHERE id = %(job_id)s;
+
+-- name: blocked_children
+-- locked in id order (no deadlock between two parents ending at once): the second waits for
+-- the first to commit, then reads the row again (a child the first released is no longer
+-- blocked) and the parents as they are now
+SELECT j.id
+FROM jobkit_jobs AS j
+WHERE j.id IN (SELECT p.child_id FROM jobkit_job_parents AS p WHERE p.parent_id = %(job_id)s)
+    AND j.status = 'blocked'
+ORDER BY j.id
+FOR UPDATE OF j;
+
+-- name: release_blocked
+-- a step's delay counts from its storing: a later due time stays
+UPDATE jobkit_jobs
+SET status = 'pending', params = coalesce(%(params)s::json, params),
+    available_at = greatest(available_at, coalesce(%(now)s, now()))
+WHERE id = %(job_id)s AND status = 'blocked';
+
+-- name: cancel_blocked
+UPDATE jobkit_jobs
+SET status = 'cancelled', error = %(error)s, finished_at = coalesce(%(now)s, now())
+WHERE id = %(job_id)s AND status = 'blocked';
+
+-- name: set_cascaded
+UPDATE jobkit_job_links SET cascaded = %(cascaded)s WHERE job_id = %(job_id)s;
+
+-- name: cascaded_children
+SELECT DISTINCT p.child_id AS id
+FROM jobkit_job_parents AS p
+JOIN jobkit_job_links AS l ON l.job_id = p.child_id
+JOIN jobkit_jobs AS j ON j.id = p.child_id
+WHERE p.parent_id = %(job_id)s AND l.cascaded = 1 AND j.status = 'cancelled'
+ORDER BY p.child_id;
+
+-- name: revive_cascaded
+UPDATE jobkit_jobs
+SET status = 'blocked', finished_at = NULL, error = NULL
+WHERE id = %(job_id)s AND status = 'cancelled';
+
+-- name: retry_blocked
+-- a manual retry of a step whose parents have not all completed: it waits again
+UPDATE jobkit_jobs SET status = 'blocked' WHERE id = %(job_id)s AND status = 'pending'
+RETURNING *;
+
+-- name: workflow
+SELECT created_at FROM jobkit_workflows WHERE id = %(workflow_id)s;
+
+-- name: workflow_steps
+SELECT l.job_id, l.label, l.needs, l.result_as, j.name, j.method, j.status
+FROM jobkit_job_links AS l JOIN jobkit_jobs AS j ON j.id = l.job_id
+WHERE l.workflow_id = %(workflow_id)s
+ORDER BY l.job_id;
+
+-- name: workflow_parents
+SELECT p.child_id, p.parent_id
+FROM jobkit_job_parents AS p JOIN jobkit_job_links AS l ON l.job_id = p.child_id
+WHERE l.workflow_id = %(workflow_id)s
+ORDER BY p.child_id, p.position;
+
+-- name: workflow_unended
+SELECT j.id
+FROM jobkit_job_links AS l JOIN jobkit_jobs AS j ON j.id = l.job_id
+WHERE l.workflow_id = %(workflow_id)s
+    AND j.status IN ('pending', 'retrying', 'running', 'blocked')
+ORDER BY j.id;

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage
 from jobkit.flow import EVERY_QUEUE, Flow, Limit
@@ -37,6 +37,7 @@ from jobkit.storage.filewatch import FileWatch, watch
 from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.rows import COMPLETION_COLUMNS, Claimed, completed_record, job_key
 from jobkit.storage.sql import fence_of, new_record
+from jobkit.storage.sql_workflows import SQLWorkflows
 from jobkit.storage.sqlite_file import (
     SQLiteFile,
     attempt_of_row,
@@ -47,7 +48,8 @@ from jobkit.storage.sqlite_file import (
     stamp,
     to_epoch,
 )
-from jobkit.storage.sqlite_workflows import SQLiteWorkflows
+
+T = TypeVar("T")
 
 #: ``scheme:///path``: the registry chose the class by the scheme (``sqlite``, or the scheme a
 #: subclass is registered under); the rest names the file.
@@ -118,7 +120,7 @@ WAKE_INTERVAL = 0.004
 FIRST_PAUSE = 0.0005
 
 
-class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLiteWorkflows):
+class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows):
     """Jobs in one SQLite file: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
 
     Safe to share between threads (one connection per thread) and between processes (WAL mode,
@@ -306,6 +308,18 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLiteWorkflows):
     def _job_ended_in(self, conn: sqlite3.Connection, key: int, now: Any) -> None:
         """See :meth:`SQLStorage._job_ended_in`: its blocked children settled (workflows)."""
         self._settle_children_in(conn, key, now)
+
+    def _workflow_sql(self) -> Mapping[str, str]:
+        """See :meth:`SQLWorkflows._workflow_sql`."""
+        return queries()
+
+    def _writing(self, operation: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """See :meth:`SQLWorkflows._writing`."""
+        return self._transaction(operation, work)
+
+    def _reading(self, operation: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """See :meth:`SQLWorkflows._reading`."""
+        return self._transaction(operation, work, write=False)
 
     def _retry(self, job_id: str) -> JobRecord | None:
         """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now.

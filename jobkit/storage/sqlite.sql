@@ -862,11 +862,15 @@ ORDER BY schedules.name;
 SELECT tick, job_id FROM jobkit_schedule_runs WHERE schedule = :name
 ORDER BY tick DESC LIMIT :limit;
 
--- workflows (jobkit/storage/sqlite_workflows.py): a job that waits is stored 'blocked' with a
+-- workflows (jobkit/storage/sql_workflows.py): a job that waits is stored 'blocked' with a
 -- link and its parents; the change that ends a parent settles its blocked children
 
 -- name: add_workflow
-INSERT INTO jobkit_workflows (created_at) VALUES (:now);
+INSERT INTO jobkit_workflows (created_at) VALUES (:now) RETURNING id;
+
+-- name: lock_parent
+-- a job another waits for (PostgreSQL locks it; here the transaction is the only writer)
+SELECT 1 FROM jobkit_jobs WHERE id = :job_id;
 
 -- name: block_job
 UPDATE jobkit_jobs SET status = 'blocked' WHERE id = :job_id AND status = 'pending';
@@ -903,7 +907,7 @@ LIMIT 1;
 SELECT status FROM jobkit_jobs WHERE id = :job_id;
 
 -- name: blocked_children
-SELECT DISTINCT p.child_id
+SELECT DISTINCT p.child_id AS id
 FROM jobkit_job_parents AS p JOIN jobkit_jobs AS j ON j.id = p.child_id
 WHERE p.parent_id = :job_id AND j.status = 'blocked'
 ORDER BY p.child_id;
@@ -924,7 +928,7 @@ WHERE id = :job_id AND status = 'blocked';
 UPDATE jobkit_job_links SET cascaded = :cascaded WHERE job_id = :job_id;
 
 -- name: cascaded_children
-SELECT DISTINCT p.child_id
+SELECT DISTINCT p.child_id AS id
 FROM jobkit_job_parents AS p
 JOIN jobkit_job_links AS l ON l.job_id = p.child_id
 JOIN jobkit_jobs AS j ON j.id = p.child_id

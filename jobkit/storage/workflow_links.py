@@ -2,7 +2,7 @@
 
 :func:`verdict` says whether a ``blocked`` job waits on, is released or is cancelled, from its
 parents' statuses; :func:`released_params` writes its parents' results into its params. The
-memory store (``memory_workflows``) and the SQL stores (``sqlite_workflows``) call both, each
+memory store (``memory_workflows``) and the SQL stores (``sql_workflows``) call both, each
 in the change that ended a parent.
 """
 

@@ -1,13 +1,16 @@
-"""Internal: SQLite's capability ``workflows``: links between jobs, in three tables.
+"""Internal: the SQL stores' capability ``workflows``: links between jobs, in three tables.
 
-:class:`SQLiteWorkflows` is the :class:`~jobkit.storage.capabilities.RunsWorkflows` of
-:class:`~jobkit.storage.sqlite.SQLiteStorage`. A job that waits is stored ``blocked`` with a row
-of ``jobkit_job_links`` (its workflow, what it needs, where its parents' results go) and one row
-of ``jobkit_job_parents`` per parent. Every change that ends a job calls
-:meth:`_settle_children_in` inside its own ``BEGIN IMMEDIATE`` transaction (the only writer
-meanwhile): the blocked children of that job are released or cancelled there, and on down the
-graph, so no crash can fall between "the last parent ended" and "the child is due". A manual
-retry calls :meth:`_retried_in`.
+:class:`SQLWorkflows` is the :class:`~jobkit.storage.capabilities.RunsWorkflows` of
+:class:`~jobkit.storage.sqlite.SQLiteStorage` and
+:class:`~jobkit.storage.postgres.PostgresStorage`, on the same named queries of each store's SQL
+file. A job that waits is stored ``blocked`` with a row of ``jobkit_job_links`` (its workflow,
+what it needs, where its parents' results go) and one row of ``jobkit_job_parents`` per parent.
+Every change that ends a job calls :meth:`_settle_children_in` inside its own transaction: the
+blocked children of that job are released or cancelled there, and on down the graph, so no
+crash can fall between "the last parent ended" and "the child is due". SQLite has one writer at
+a time; PostgreSQL's ``blocked_children`` locks the children (``FOR UPDATE``, in id order)
+before their parents are read, so two parents ending at once settle a child once, the second
+seeing the first's end. A manual retry calls :meth:`_retried_in`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import abc
 import builtins
 import json
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, TypeVar
@@ -34,7 +36,6 @@ from jobkit.records import (
 )
 from jobkit.storage.capabilities import RunsWorkflows
 from jobkit.storage.rows import job_key
-from jobkit.storage.sqlite_file import queries
 from jobkit.storage.workflow_links import (
     CANCEL,
     NOT_COMPLETED,
@@ -47,25 +48,32 @@ from jobkit.storage.workflow_links import (
 T = TypeVar("T")
 
 
-def _ids(conn: sqlite3.Connection, name: str, job_id: int) -> builtins.list[int]:
-    """The first column of the named query's rows, for ``job_id``."""
-    return [row[0] for row in conn.execute(queries()[name], {"job_id": job_id})]
-
-
-class SQLiteWorkflows(RunsWorkflows):
+class SQLWorkflows(RunsWorkflows):
     """Workflows and jobs that wait, as rows beside the jobs, settled in the ending transaction.
 
     The store supplies its transactions, named queries, inserts, clock and records, and a
-    cancel inside a transaction (:meth:`_cancel_in`).
+    cancel inside a transaction (:meth:`_cancel_in`). ``conn`` below is what the store's
+    transactions give (a SQLite connection, a psycopg cursor): both ``execute`` and return
+    themselves or a cursor, and rows are read by column name.
     """
 
-    @abc.abstractmethod
-    def _transaction(self, operation: str, work: Callable[[sqlite3.Connection], T], *,
-                     write: bool | None = True, busy_budget: float | None = None) -> T:
-        """Run ``work(connection)`` in one transaction (``write=False``: a read)."""
+    #: How the store decodes a JSON column (its ``_row_decoders``' second).
+    _row_decoders: Any
 
     @abc.abstractmethod
-    def _one(self, conn: sqlite3.Connection, name: str, params: Mapping[str, Any]) -> Any:
+    def _workflow_sql(self) -> Mapping[str, str]:
+        """The store's named queries."""
+
+    @abc.abstractmethod
+    def _writing(self, operation: str, work: Callable[[Any], T]) -> T:
+        """Run ``work(connection or cursor)`` in one transaction that writes."""
+
+    @abc.abstractmethod
+    def _reading(self, operation: str, work: Callable[[Any], T]) -> T:
+        """Run ``work(connection or cursor)`` in one transaction that only reads."""
+
+    @abc.abstractmethod
+    def _one(self, conn: Any, name: str, params: Mapping[str, Any]) -> Any:
         """The first row of the named query, inside the caller's transaction."""
 
     @abc.abstractmethod
@@ -73,7 +81,7 @@ class SQLiteWorkflows(RunsWorkflows):
         """The parameters of the ``enqueue`` query (all but ``now``)."""
 
     @abc.abstractmethod
-    def _insert_in(self, conn: sqlite3.Connection, job: NewJob, row: dict[str, Any],
+    def _insert_in(self, conn: Any, job: NewJob, row: dict[str, Any],
                    now: Any) -> JobRecord:
         """Insert one job inside the caller's transaction."""
 
@@ -90,8 +98,13 @@ class SQLiteWorkflows(RunsWorkflows):
         """The record of a job row."""
 
     @abc.abstractmethod
-    def _cancel_in(self, conn: sqlite3.Connection, key: int, now: Any) -> Any:
+    def _cancel_in(self, conn: Any, key: int, now: Any) -> Any:
         """Cancel the job if it has not ended, its attempt closed; its row or ``None``."""
+
+    def _ids(self, conn: Any, name: str, job_id: int) -> builtins.list[int]:
+        """The column ``id`` of the named query's rows, for ``job_id``."""
+        return [row["id"] for row in
+                conn.execute(self._workflow_sql()[name], {"job_id": job_id}).fetchall()]
 
     # -- storing -------------------------------------------------------------------------------
 
@@ -100,13 +113,13 @@ class SQLiteWorkflows(RunsWorkflows):
         """Store ``steps`` in one transaction (see :class:`RunsWorkflows`)."""
         check_parents(steps)
         rows = [self._new_job(one.job) for one in steps]
-        q = queries()
+        q = self._workflow_sql()
 
-        def work(conn: sqlite3.Connection) -> tuple[str | None, builtins.list[JobRecord]]:
+        def work(conn: Any) -> tuple[str | None, builtins.list[JobRecord]]:
             now = self._now_bound()
             outside = {job_id: self._existing(conn, job_id)
                        for one in steps for job_id in one.depends_on}
-            workflow_id = (conn.execute(q["add_workflow"], {"now": now}).lastrowid
+            workflow_id = (self._one(conn, "add_workflow", {"now": now})["id"]
                            if workflow else None)
             records: builtins.list[JobRecord] = []
             blocked: builtins.list[int] = []
@@ -134,33 +147,37 @@ class SQLiteWorkflows(RunsWorkflows):
                            if int(record.id) in changed else record for record in records]
             return (None if workflow_id is None else str(workflow_id)), records
 
-        return self._transaction(f"enqueue {len(steps)} steps", work)
+        return self._writing(f"enqueue {len(steps)} steps", work)
 
-    def _existing(self, conn: sqlite3.Connection, job_id: str) -> int:
-        """The row id of the stored job ``job_id``; ``JobNotFoundInStorage`` if none."""
+    def _existing(self, conn: Any, job_id: str) -> int:
+        """The row id of the stored job ``job_id``; ``JobNotFoundInStorage`` if none.
+
+        PostgreSQL locks its row (``FOR SHARE``) until the steps are stored: a parent that ends
+        meanwhile waits, then finds its new children.
+        """
         key = job_key(job_id)
-        if key is None or self._one(conn, "exists", {"job_id": key}) is None:
+        if key is None or self._one(conn, "lock_parent", {"job_id": key}) is None:
             raise JobNotFoundInStorage(job_id)
         return key
 
     # -- settling what waits ---------------------------------------------------------------------
 
-    def _settle_children_in(self, conn: sqlite3.Connection, key: int, now: Any) -> None:
+    def _settle_children_in(self, conn: Any, key: int, now: Any) -> None:
         """The job ``key`` ended: settle its blocked children, inside the same transaction."""
-        children = _ids(conn, "blocked_children", key)
+        children = self._ids(conn, "blocked_children", key)
         if children:
-            status = JobStatus(self._one(conn, "status_of", {"job_id": key})[0])
+            status = JobStatus(self._one(conn, "status_of", {"job_id": key})["status"])
             self._settle_blocked_in(conn, children, now, ended=status)
 
-    def _verdict_in(self, conn: sqlite3.Connection, needs: str,
+    def _verdict_in(self, conn: Any, needs: str,
                     key: int) -> tuple[str, str | None, builtins.list[Any]]:
         """The verdict of the blocked job ``key`` and its parents' rows (id, status, result)."""
-        parents = conn.execute(queries()["parents_of"], {"job_id": key}).fetchall()
-        found = verdict(needs, [(row[0], JobStatus(row[1])) for row in parents
-                                if row[1] is not None])  # a deleted parent had ended
+        parents = conn.execute(self._workflow_sql()["parents_of"], {"job_id": key}).fetchall()
+        found = verdict(needs, [(row["parent_id"], JobStatus(row["status"])) for row in parents
+                                if row["status"] is not None])  # a deleted parent had ended
         return found[0], found[1], parents
 
-    def _settle_blocked_in(self, conn: sqlite3.Connection, keys: Iterable[int], now: Any,
+    def _settle_blocked_in(self, conn: Any, keys: Iterable[int], now: Any,
                            ended: JobStatus | None = None) -> builtins.list[int]:
         """Release or cancel each blocked job of ``keys`` its parents settle, and on down.
 
@@ -171,7 +188,7 @@ class SQLiteWorkflows(RunsWorkflows):
         since that one's end would have cancelled it in its own transaction. The ids of the
         jobs changed; a job no longer blocked (reached twice) is left alone.
         """
-        q = queries()
+        q = self._workflow_sql()
         todo, changed = [(key, ended) for key in keys], []
         while todo:
             key, cause = todo.pop()
@@ -189,37 +206,39 @@ class SQLiteWorkflows(RunsWorkflows):
                 conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 1})
                 changed.append(key)
                 todo.extend((child, JobStatus.CANCELLED)
-                            for child in _ids(conn, "blocked_children", key))
+                            for child in self._ids(conn, "blocked_children", key))
         return changed
 
-    def _release_in(self, conn: sqlite3.Connection, key: int, link: Any,
+    def _release_in(self, conn: Any, key: int, link: Any,
                     parents: builtins.list[Any], now: Any) -> bool:
         """Make the blocked job ``key`` pending, its parents' results given; whether it was."""
         params = None  # unchanged
         if link["result_as"] is not None:
-            current = self._one(conn, "get", {"job_id": key})
+            current = self._one(conn, "get", {"job_id": key})["params"]
+            load = self._row_decoders[1]
             params = released_params(
-                current["params"], link["result_as"], bool(link["collect"]),
-                [None if status != JobStatus.COMPLETED.value or result is None
-                 else json.loads(result) for _, status, result in parents])
-        return bool(conn.execute(queries()["release_blocked"], {
+                current if isinstance(current, str) else json.dumps(current),
+                link["result_as"], bool(link["collect"]),
+                [None if row["status"] != JobStatus.COMPLETED.value or row["result"] is None
+                 else load(row["result"]) for row in parents])
+        return bool(conn.execute(self._workflow_sql()["release_blocked"], {
             "job_id": key, "params": params, "now": now}).rowcount)
 
-    def _retried_in(self, conn: sqlite3.Connection, key: int, row: Any) -> Any:
+    def _retried_in(self, conn: Any, key: int, row: Any) -> Any:
         """A manual retry made the job ``key`` pending (``row``): wait again, revive children.
 
         The job itself goes back to ``blocked`` when its parents have not all completed; the
         children its failure cancelled (and theirs) wait again, unless another parent still
         cancels them. Its row as it is now.
         """
-        q = queries()
+        q = self._workflow_sql()
         link = self._one(conn, "link_of", {"job_id": key})
         if link is not None and self._verdict_in(conn, link["needs"], key)[0] != RELEASE:
             row = next(iter(conn.execute(q["retry_blocked"], {"job_id": key}).fetchall()), row)
             conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 0})
         todo = [key]
         while todo:
-            for child in _ids(conn, "cascaded_children", todo.pop()):
+            for child in self._ids(conn, "cascaded_children", todo.pop()):
                 needs = self._one(conn, "link_of", {"job_id": child})["needs"]
                 if self._verdict_in(conn, needs, child)[0] == CANCEL:
                     continue
@@ -230,55 +249,56 @@ class SQLiteWorkflows(RunsWorkflows):
 
     # -- reading and cancelling -----------------------------------------------------------------
 
-    def _workflow_key(self, conn: sqlite3.Connection, workflow_id: str) -> tuple[int, Any]:
+    def _workflow_key(self, conn: Any, workflow_id: str) -> tuple[int, Any]:
         """The row id and creation time of the workflow; ``WorkflowNotFound`` if none."""
         key = job_key(workflow_id) if isinstance(workflow_id, str) else None
         row = None if key is None else self._one(conn, "workflow", {"workflow_id": key})
         if key is None or row is None:
             raise WorkflowNotFound(str(workflow_id))
-        return key, row[0]
+        return key, row["created_at"]
 
     def get_workflow(self, workflow_id: str) -> WorkflowRecord:
         """The workflow with this id, each step with its job's status now."""
-        q = queries()
+        q = self._workflow_sql()
 
-        def work(conn: sqlite3.Connection) -> WorkflowRecord:
+        def work(conn: Any) -> WorkflowRecord:
             key, created_at = self._workflow_key(conn, workflow_id)
             params = {"workflow_id": key}
             parents: dict[int, builtins.list[str]] = {}
-            for child, parent in conn.execute(q["workflow_parents"], params):
-                parents.setdefault(child, []).append(str(parent))
+            for row in conn.execute(q["workflow_parents"], params).fetchall():
+                parents.setdefault(row["child_id"], []).append(str(row["parent_id"]))
             steps = tuple(
                 WorkflowStep(str(row["job_id"]), row["label"], row["name"], row["method"],
                              JobStatus(row["status"]), tuple(parents.get(row["job_id"], ())),
                              row["needs"], row["result_as"])
-                for row in conn.execute(q["workflow_steps"], params))
+                for row in conn.execute(q["workflow_steps"], params).fetchall())
             return WorkflowRecord(workflow_id, self._read_time(created_at), steps)
 
-        return self._transaction(f"read workflow {workflow_id}", work, write=False)
+        return self._reading(f"read workflow {workflow_id}", work)
 
     def cancel_workflow(self, workflow_id: str) -> builtins.list[JobRecord]:
         """Cancel every step of the workflow that has not ended; the records changed."""
-        q = queries()
+        q = self._workflow_sql()
 
-        def work(conn: sqlite3.Connection) -> builtins.list[JobRecord]:
+        def work(conn: Any) -> builtins.list[JobRecord]:
             key, _ = self._workflow_key(conn, workflow_id)
             now = self._now_bound()
-            keys = [row[0] for row in conn.execute(q["workflow_unended"], {"workflow_id": key})]
+            keys = [row["id"] for row in
+                    conn.execute(q["workflow_unended"], {"workflow_id": key}).fetchall()]
             rows = [row for row in (self._cancel_in(conn, job, now) for job in keys)
                     if row is not None]
             for row in rows:  # jobs outside the workflow may wait for its steps
                 self._settle_children_in(conn, row["id"], now)
             return [self._record(row) for row in rows]
 
-        return self._transaction(f"cancel workflow {workflow_id}", work)
+        return self._writing(f"cancel workflow {workflow_id}", work)
 
     def workflow_of(self, job_id: str) -> str | None:
         """The id of the workflow the job is a step of; ``None`` for a job of none."""
 
-        def work(conn: sqlite3.Connection) -> str | None:
+        def work(conn: Any) -> str | None:
             link = self._one(conn, "link_of", {"job_id": self._existing(conn, job_id)})
             return None if link is None or link["workflow_id"] is None else str(
                 link["workflow_id"])
 
-        return self._transaction(f"read the workflow of job {job_id}", work, write=False)
+        return self._reading(f"read the workflow of job {job_id}", work)
