@@ -13,7 +13,7 @@ from completed_records import CompletedRecords
 from pg_server import PostgresServer
 
 from jobkit.exceptions import ConfigError, StorageError
-from jobkit.records import JobStatus
+from jobkit.records import JobStatus, NewStep
 from jobkit.storage import postgres_db
 from jobkit.storage.postgres import PostgresStorage, redact, split_url
 from jobkit.storage.sqlfile import migrations
@@ -256,6 +256,35 @@ class TestSchema:
                                  (value,))
                 conn.rollback()
             conn.execute(b"UPDATE jobkit_jobs SET created_at = '0001-01-02 00:00:00+00'")
+
+    def test_a_version_11_database_gets_the_blocked_status(
+        self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Version 12 widens the status CHECK with ``blocked`` and adds the workflow tables.
+
+        The jobs are kept, a workflow runs, and a status nobody knows is still refused."""
+        import psycopg
+
+        url = postgres_server.create_database("jobkit_upgrade_11")
+        eleven = _up_to(11)
+        with monkeypatch.context() as patch:
+            patch.setattr(postgres_db, "queries", lambda: eleven)
+            with PostgresStorage(url) as old:
+                assert old.migrate() == 11
+                job = old.enqueue(new_job(old.now()))
+        with PostgresStorage(url) as store:
+            assert store.migrate() == LATEST
+            assert store.get(job.id) == job
+            _, (first, then) = store.enqueue_steps(
+                [NewStep(new_job(store.now())), NewStep(new_job(store.now()), parents=(0,))])
+            assert (first.status, then.status) == (JobStatus.PENDING, JobStatus.BLOCKED)
+        with psycopg.connect(url) as conn:
+            with pytest.raises(psycopg.errors.CheckViolation, match="jobkit_jobs_status_check"):
+                conn.execute(b"UPDATE jobkit_jobs SET status = 'waiting'")
+            conn.rollback()
+            validated = conn.execute(b"SELECT convalidated FROM pg_constraint"
+                                     b" WHERE conname = 'jobkit_jobs_status_check'").fetchall()
+        assert validated == [(True,)]
 
     def test_a_newer_schema_is_refused(self, postgres_server: object, empty_url: str) -> None:
         """A database migrated by a newer jobkit is refused, naming both versions."""
