@@ -13,7 +13,7 @@ from completed_records import CompletedRecords
 from pg_server import PostgresServer
 
 from jobkit.exceptions import ConfigError, StorageError
-from jobkit.records import JobStatus, NewStep
+from jobkit.records import JobRecord, JobStatus, NewStep
 from jobkit.storage import postgres_db
 from jobkit.storage.postgres import PostgresStorage, redact, split_url
 from jobkit.storage.sqlfile import migrations
@@ -33,6 +33,18 @@ def _up_to(version: int) -> dict[str, str]:
     """``postgres.sql``'s sections without the migrations after ``version``."""
     return {name: sql for name, sql in postgres_db.queries().items()
             if not name.startswith("migration_") or int(name[len("migration_"):]) <= version}
+
+
+def _old_database(server: PostgresServer, version: int,
+                  monkeypatch: pytest.MonkeyPatch) -> tuple[str, JobRecord]:
+    """A new database migrated to ``version`` only, with one job enqueued: its URL and job."""
+    url = server.create_database(f"jobkit_upgrade_{version}")
+    sections = _up_to(version)
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres_db, "queries", lambda: sections)
+        with PostgresStorage(url) as old:
+            assert old.migrate() == version
+            return url, old.enqueue(new_job(old.now()))
 
 
 def _time_checks(url: str) -> dict[str, str]:
@@ -233,13 +245,7 @@ class TestSchema:
         jobs kept."""
         import psycopg
 
-        url = postgres_server.create_database("jobkit_upgrade_8")
-        eight = _up_to(8)
-        with monkeypatch.context() as patch:
-            patch.setattr(postgres_db, "queries", lambda: eight)
-            with PostgresStorage(url) as old:
-                assert old.migrate() == 8
-                job = old.enqueue(new_job(old.now()))
+        url, job = _old_database(postgres_server, 8, monkeypatch)
         assert all("jobkit_readable" in check for check in _time_checks(url).values())
         with PostgresStorage(url) as store:
             assert store.migrate() == LATEST
@@ -265,13 +271,7 @@ class TestSchema:
         The jobs are kept, a workflow runs, and a status nobody knows is still refused."""
         import psycopg
 
-        url = postgres_server.create_database("jobkit_upgrade_11")
-        eleven = _up_to(11)
-        with monkeypatch.context() as patch:
-            patch.setattr(postgres_db, "queries", lambda: eleven)
-            with PostgresStorage(url) as old:
-                assert old.migrate() == 11
-                job = old.enqueue(new_job(old.now()))
+        url, job = _old_database(postgres_server, 11, monkeypatch)
         with PostgresStorage(url) as store:
             assert store.migrate() == LATEST
             assert store.get(job.id) == job
