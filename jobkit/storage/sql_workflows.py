@@ -117,7 +117,7 @@ class SQLWorkflows(RunsWorkflows):
 
         def work(conn: Any) -> tuple[str | None, builtins.list[JobRecord]]:
             now = self._now_bound()
-            outside = {job_id: self._existing(conn, job_id)
+            outside = {job_id: self._existing(conn, job_id, "lock_parent")
                        for one in steps for job_id in one.depends_on}
             workflow_id = (self._one(conn, "add_workflow", {"now": now})["id"]
                            if workflow else None)
@@ -149,14 +149,15 @@ class SQLWorkflows(RunsWorkflows):
 
         return self._writing(f"enqueue {len(steps)} steps", work)
 
-    def _existing(self, conn: Any, job_id: str) -> int:
+    def _existing(self, conn: Any, job_id: str, look: str = "exists") -> int:
         """The row id of the stored job ``job_id``; ``JobNotFoundInStorage`` if none.
 
-        PostgreSQL locks its row (``FOR SHARE``) until the steps are stored: a parent that ends
-        meanwhile waits, then finds its new children.
+        ``look``: the named query that finds it; ``lock_parent`` for a job steps will wait for
+        (PostgreSQL locks its row ``FOR SHARE`` until the steps are stored: a parent that ends
+        meanwhile waits, then finds its new children).
         """
         key = job_key(job_id)
-        if key is None or self._one(conn, "lock_parent", {"job_id": key}) is None:
+        if key is None or self._one(conn, look, {"job_id": key}) is None:
             raise JobNotFoundInStorage(job_id)
         return key
 
