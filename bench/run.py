@@ -63,7 +63,7 @@ class Sizes:
     startup_runs: int = 11
     flow_jobs: int = 600
     #: Jobs each side of a retention pair enqueues, and the seconds its rate is counted over.
-    retention_jobs: int = 60_000
+    retention_jobs: int = 150_000
     retention_window: float = 8.0
 
 
@@ -71,7 +71,7 @@ QUICK = Sizes(
     runs=1, enqueue_jobs=1_000, bulk_jobs=5_000, drain_jobs=1_500, pg_enqueue_jobs=500,
     pg_bulk_jobs=5_000, pg_drain_jobs=500, pickup_samples=15, idle_seconds=3.0,
     rss_early=1_000, rss_jobs=5_000, scale_rows=100_000, raw_jobs=3_000,
-    listener_jobs=2_000, startup_runs=5, flow_jobs=150, retention_jobs=30_000,
+    listener_jobs=2_000, startup_runs=5, flow_jobs=150, retention_jobs=60_000,
     retention_window=3.0,
 )
 

@@ -51,16 +51,25 @@ class Sleeper(Job):
         return "rested"
 
 
-def worker_pids(worker: Any) -> set[int]:
-    """The pids of the live worker processes of a `jobkit worker` (a ``workers.WorkerProcess``),
-    leaving out multiprocessing's resource tracker."""
+def worker_processes(worker: Any) -> list[Any]:
+    """The live worker processes of a `jobkit worker` (a ``workers.WorkerProcess`` or a
+    ``psutil.Process``), leaving out multiprocessing's resource tracker.
+
+    Spawned processes run ``--multiprocessing-fork``; forked ones (Linux, issue 17) keep the
+    supervisor's command line; the resource tracker (spawn's) is neither of its kind.
+    """
     import psutil
 
-    found: set[int] = set()
+    found = []
     for child in worker.children():
         try:
-            if "--multiprocessing-fork" in child.cmdline():
-                found.add(child.pid)
+            if "resource_tracker" not in " ".join(child.cmdline()):
+                found.append(child)
         except psutil.Error:
             continue
     return found
+
+
+def worker_pids(worker: Any) -> set[int]:
+    """The pids of :func:`worker_processes`."""
+    return {child.pid for child in worker_processes(worker)}

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_config, write_config
+from conftest import jobkit_process, make_config, write_config
 
 from jobkit import JobKit, JobStatus
 from jobkit.config import Config
@@ -422,8 +422,6 @@ class TestAnnouncedAndChecked:
 
     def test_jobkit_check_and_worker_start_name_a_bad_schedule(self, tmp_path: Path) -> None:
         """`jobkit check` (exit 1) and `jobkit worker` (2) name the schedule, file and line."""
-        from conftest import jobkit_process
-
         config = write_config(tmp_path, schedules={"typo": {
             "job": "Recorder", "method": "record", "params": {"ledgr": "l"}, "every": "1m"}})
         for command, status in ((["check"], 1), (["worker", "--burst"], 2)):

@@ -19,6 +19,7 @@ import attrs
 import psutil
 import pytest
 from conftest import wait_for
+from fault_jobs import worker_processes
 from sample_jobs import read_ledger
 
 from jobkit import AttemptOutcome, JobKit, JobStatus
@@ -119,18 +120,6 @@ class Reader:
         assert self.thread is not None
         self.thread.join(timeout=READ_HOLD + 30)
         assert not self.thread.is_alive(), "the reader is stuck"
-
-
-def worker_processes(supervisor: Any) -> list[psutil.Process]:
-    """The live worker processes of a `jobkit worker` (not multiprocessing's resource tracker)."""
-    found = []
-    for child in supervisor.children():
-        try:
-            if "--multiprocessing-fork" in child.cmdline():
-                found.append(child)
-        except psutil.Error:
-            continue
-    return found
 
 
 def pid_of(worker_id: str | None) -> int:
