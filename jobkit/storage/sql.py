@@ -231,17 +231,28 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
                  **params}
         if "now" not in bound:
             bound["now"] = self._now_bound()
-        record = (self._complete_claimed(db, claim, bound)
-                  if claim is not None and name == "complete" else None)
+        claimed = (self._complete_claimed(db, claim, bound)
+                   if claim is not None and name == "complete" else None)
+        record = claimed
         if record is None:
             row = self._update_and_close(db, name, bound)
             if row is None:
                 return None
             record = (self._completed_record(row, claim) if name == "complete"
                       else self._record(row))
-        if record.status in FINAL_STATUSES:
+        if record.status in FINAL_STATUSES and (
+                claimed is None or claim is None or self._may_be_waited_for(claim)):
             self._job_ended_in(db, fence["job_id"], bound["now"])
         return record
+
+    def _may_be_waited_for(self, claim: Claimed) -> bool:
+        """Whether a job may wait for the one :meth:`_complete_claimed` just completed.
+
+        ``claim`` is its claim, whose row the completion found unchanged. ``False`` lets the
+        completion skip :meth:`_job_ended_in` (a drain with no workflows looks up no children);
+        ``True`` by default.
+        """
+        return True
 
     def _job_ended_in(self, db: Any, key: int, now: Any) -> None:
         """The job of row id ``key`` has just ended, inside the caller's transaction.

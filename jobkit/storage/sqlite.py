@@ -193,6 +193,16 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows):
             None, None,
         )
 
+    def _may_be_waited_for(self, claim: Claimed) -> bool:
+        """See :meth:`SQLStorage._may_be_waited_for`: the claimed row's ``has_children``.
+
+        A link stored after the claim sets it (a trigger on ``jobkit_job_parents``), and the
+        completion compares every such column: it then falls back to the fenced ``complete``,
+        which looks the children up.
+        """
+        row: sqlite3.Row = claim.row  # type: ignore[assignment]  # this store's claims
+        return bool(row["has_children"])
+
     #: The last completion time bound and its datetime (see :meth:`_complete_claimed`).
     _stamped: tuple[Any, datetime] = (None, stamp(0.0))
 

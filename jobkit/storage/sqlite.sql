@@ -306,7 +306,10 @@ CREATE TABLE jobkit_jobs_new (
     max_crashes INTEGER NOT NULL DEFAULT 3 CHECK (typeof(max_crashes) = 'integer'),
     params_masked TEXT CHECK (typeof(params_masked) IN ('text', 'null')),
     queue TEXT NOT NULL DEFAULT 'default' CHECK (typeof(queue) = 'text'),
-    unique_key TEXT CHECK (unique_key IS NULL OR typeof(unique_key) = 'text')
+    unique_key TEXT CHECK (unique_key IS NULL OR typeof(unique_key) = 'text'),
+    -- 1 once a job waits for this one (set where the link is stored): a completion that finds
+    -- the claimed row unchanged, 0 here, has no children to look up (issue 20's cost, PROFILE.md)
+    has_children INTEGER NOT NULL DEFAULT 0 CHECK (has_children IN (0, 1))
 );
 
 INSERT INTO jobkit_jobs_new (
@@ -379,6 +382,12 @@ CREATE TABLE IF NOT EXISTS jobkit_job_parents (
 
 -- a job that ends finds its children without reading the others
 CREATE INDEX IF NOT EXISTS jobkit_job_parents_parent ON jobkit_job_parents (parent_id);
+
+-- a parent's row says it has children (see jobkit_jobs.has_children), in the link's transaction
+CREATE TRIGGER IF NOT EXISTS jobkit_job_parents_mark AFTER INSERT ON jobkit_job_parents
+BEGIN
+    UPDATE jobkit_jobs SET has_children = 1 WHERE id = NEW.parent_id AND has_children = 0;
+END;
 
 -- name: unreadable_rows
 -- the rows migration_7's CHECKs refuse (run before it, on the old table)

@@ -2206,6 +2206,25 @@ class WorkflowConformance(StorageFixtures):
         ended(storage, waits.id)
         assert storage.get(after_waits.id).status is JobStatus.PENDING
 
+    def test_a_child_stored_while_its_parent_runs_is_released(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """A job stored to wait for a running one is released when that one completes.
+
+        The parent was claimed before it had children: its completion still finds the child
+        (a store that skips the look-up for a job without children must see the new link).
+        """
+        store = workflow_store(storage)
+        parent = storage.enqueue(new_job(clock()))
+        running = claim(storage)
+        assert running.id == parent.id
+        _, (child,) = store.enqueue_steps(
+            [NewStep(new_job(clock(), params={}), depends_on=(parent.id,), result_as="got")],
+            workflow=False)
+        assert child.status is JobStatus.BLOCKED
+        assert storage.settle(lease_of(running), SUCCEEDED, result=5) is not None
+        released = storage.get(child.id)
+        assert released.status is JobStatus.PENDING and released.params == {"got": 5}
+
     def test_members_ending_at_once_release_the_callback_once(
             self, storage: Storage, clock: FakeClock) -> None:
         """Six members settled by six threads at once: the callback is released once.
