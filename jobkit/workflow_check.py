@@ -104,20 +104,37 @@ def check_results(factory: Factory, node: Node, parents: Sequence[Node]) -> None
     where = f"step {node.label} {part.result_as}"
     if wanted is _UNKNOWN:
         return
-    if node.collect:
-        if _json_kind(wanted) not in (None, "array"):
-            raise InvalidParameters(part.name, part.method, {where: (
-                f"receives the list of {len(parents)} results of a group, but is annotated "
-                f"{hint_name(wanted)} (annotate it list[T])")})
-        args = typing.get_args(wanted)
-        wanted = args[0] if args else Any
+    accepted = _collected(wanted) if node.collect else (wanted,)
+    if not accepted:
+        raise InvalidParameters(part.name, part.method, {where: (
+            f"receives the list of {len(parents)} results of a group, but is annotated "
+            f"{hint_name(wanted)} (annotate it list[T])")})
     for parent in parents:
         producer = factory.registry.method(parent.step.name, parent.step.method)
         produced = return_hint(producer.cls, parent.step.method)
-        if produced is not _UNKNOWN and not fits(produced, wanted):
+        if produced is not _UNKNOWN and not any(fits(produced, hint) for hint in accepted):
+            expected = " or ".join(hint_name(hint) for hint in accepted)
             raise InvalidParameters(part.name, part.method, {where: (
-                f"expected {hint_name(wanted)}, but step {parent.label} "
+                f"expected {expected}, but step {parent.label} "
                 f"({parent.step.title}) returns {hint_name(produced)}")})
+
+
+def _collected(wanted: Any) -> tuple[Any, ...]:
+    """What each result may be, for a parameter given the list of a group's results.
+
+    ``T`` for ``list[T]``, also in a union (``list[T] | None``: the ``None`` is a default, not
+    a list); ``Any`` for a bare ``list`` or an annotation it cannot tell; nothing when no member
+    of the annotation is an array (``int``, ``int | None``).
+    """
+    accepted: list[Any] = []
+    for option in _options_of(wanted):
+        kind = _json_kind(option)
+        if kind == "array":
+            args = typing.get_args(option)
+            accepted.append(args[0] if args else Any)
+        elif kind is None:
+            accepted.append(Any)
+    return tuple(accepted)
 
 
 def _options_of(hint: Any) -> tuple[Any, ...]:

@@ -27,7 +27,8 @@ from jobkit.workflows import Node, chain, group, plan, step
 class Numbers(Job):
     """Small typed methods whose results flow on."""
 
-    methods = ("count", "double", "total", "text", "fail", "loose", "maybe", "pair", "floaty")
+    methods = ("count", "double", "total", "text", "fail", "loose", "maybe", "pair", "floaty",
+               "summed")
 
     def count(self, n: int) -> int:
         return n
@@ -55,6 +56,9 @@ class Numbers(Job):
 
     def floaty(self, value: float) -> float:
         return value
+
+    def summed(self, values: list[int] | None = None) -> int:
+        return sum(values or [])
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
@@ -197,6 +201,27 @@ class TestChecks:
         message = self.refused(app, group(
             *members, then=step("Numbers", "double", result_as="value")))
         assert "receives the list of 2 results of a group" in message
+
+    def test_an_optional_list_takes_the_results_and_an_optional_int_does_not(
+            self, app: JobKit) -> None:
+        """list[int] | None = None takes a group's ints (its items are int, not the list).
+
+        int | None cannot take a list. Both were wrong: the union's first member was read as
+        the item type (the kill storm's callback, annotated list[str | None] | None, was
+        refused).
+        """
+        members = (step("Numbers", "count", {"n": 1}), step("Numbers", "count", {"n": 2}))
+        workflow_id = app.run_workflow(group(*members, then=step("Numbers", "summed",
+                                                                 result_as="values")))
+        run_until_empty(app, timeout=15)
+        callback = app.get_workflow(workflow_id).steps[-1]
+        assert app.get_job(callback.job_id).result == 3
+        message = self.refused(app, group(
+            *members, then=step("Numbers", "maybe", result_as="value")))
+        assert "receives the list of 2 results of a group, but is annotated int | None" in message
+        message = self.refused(app, group(step("Numbers", "text"), step("Numbers", "text"),
+                                          then=step("Numbers", "summed", result_as="values")))
+        assert "expected int, but step 0 (Numbers.text) returns str" in message
 
     def test_a_member_returning_the_wrong_type_is_refused(self, app: JobKit) -> None:
         """Each member's return is checked against the list's item type."""
