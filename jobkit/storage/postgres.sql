@@ -313,6 +313,22 @@ CREATE TABLE IF NOT EXISTS jobkit_job_parents (
 -- a job that ends finds its children without reading the others
 CREATE INDEX IF NOT EXISTS jobkit_job_parents_parent ON jobkit_job_parents (parent_id);
 
+-- a job others wait for says so on its row, set in the link's transaction: the settle that ends
+-- a job without children (every job of a plain drain) reads it from the row it updates and looks
+-- up no children (a look-up per completion cost about 70 us of the client's CPU)
+ALTER TABLE jobkit_jobs ADD COLUMN IF NOT EXISTS has_children boolean NOT NULL DEFAULT false;
+
+CREATE OR REPLACE FUNCTION jobkit_has_children() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE jobkit_jobs SET has_children = true WHERE id = NEW.parent_id AND NOT has_children;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER jobkit_job_parents_added
+    AFTER INSERT ON jobkit_job_parents
+    FOR EACH ROW EXECUTE FUNCTION jobkit_has_children();
+
 -- name: validate_checks
 -- migration_7's CHECKs, once no row breaks them
 ALTER TABLE jobkit_jobs
@@ -780,8 +796,10 @@ ORDER BY tick DESC LIMIT %(limit)s;
 INSERT INTO jobkit_workflows (created_at) VALUES (coalesce(%(now)s, now())) RETURNING id;
 
 -- name: lock_parent
--- a job others will wait for: its end waits for their storing to commit, then finds them
-SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s FOR SHARE;
+-- a job others will wait for: its end waits for their storing to commit, then finds them (FOR
+-- NO KEY UPDATE, not FOR SHARE: the link's trigger updates the row, and two transactions that
+-- each held a share lock of it would deadlock upgrading)
+SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s FOR NO KEY UPDATE;
 
 -- name: block_job
 UPDATE jobkit_jobs SET status = 'blocked' WHERE id = %(job_id)s AND status = 'pending';

@@ -231,17 +231,20 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
                  **params}
         if "now" not in bound:
             bound["now"] = self._now_bound()
-        claimed = (self._complete_claimed(db, claim, bound)
-                   if claim is not None and name == "complete" else None)
-        record = claimed
-        if record is None:
+        record = (self._complete_claimed(db, claim, bound)
+                  if claim is not None and name == "complete" else None)
+        if record is not None and claim is not None:
+            waited_for = self._may_be_waited_for(claim)
+        else:
             row = self._update_and_close(db, name, bound)
             if row is None:
                 return None
             record = (self._completed_record(row, claim) if name == "complete"
                       else self._record(row))
-        if record.status in FINAL_STATUSES and (
-                claimed is None or claim is None or self._may_be_waited_for(claim)):
+            # set by a trigger on jobkit_job_parents in the link's transaction, which the
+            # update waited for (PostgreSQL: the parent's row is locked by the link's)
+            waited_for = bool(row["has_children"])
+        if waited_for and record.status in FINAL_STATUSES:
             self._job_ended_in(db, fence["job_id"], bound["now"])
         return record
 

@@ -2225,6 +2225,41 @@ class WorkflowConformance(StorageFixtures):
         released = storage.get(child.id)
         assert released.status is JobStatus.PENDING and released.params == {"got": 5}
 
+    def test_jobs_stored_at_once_to_wait_for_one_running_job_are_all_released(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """Six threads store children of one running job at once; its completion releases all.
+
+        None of them may fail: on PostgreSQL each locks the parent's row and the first link sets
+        the row's ``has_children``, so a lock two of them shared and both upgraded would
+        deadlock.
+        """
+        import threading
+
+        store = workflow_store(storage)
+        parent = storage.enqueue(new_job(clock()))
+        running = claim(storage)
+        assert running.id == parent.id
+        start, children, errors = threading.Barrier(6), [], []
+
+        def add() -> None:
+            try:
+                start.wait(10)
+                for _ in range(5):
+                    children.extend(store.enqueue_steps(
+                        [NewStep(new_job(clock()), depends_on=(parent.id,))],
+                        workflow=False)[1])
+            except Exception as exc:  # noqa: BLE001  # reported below, by the test's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=add) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not errors and len(children) == 30
+        assert storage.settle(lease_of(running), SUCCEEDED, result=None) is not None
+        assert {storage.get(child.id).status for child in children} == {JobStatus.PENDING}
+
     def test_members_ending_at_once_release_the_callback_once(
             self, storage: Storage, clock: FakeClock) -> None:
         """Six members settled by six threads at once: the callback is released once.
