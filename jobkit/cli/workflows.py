@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,6 +14,8 @@ from jobkit.cli.output import echo, fail
 
 #: The levels of a tree printed before what is deeper continues in a tree of its own.
 MAX_DEPTH = 8
+#: The width of the tree when printed to a file or pipe: no line is wrapped.
+UNWRAPPED = 100_000
 #: The other steps a fan-in step names; it counts the rest.
 NAMED = 3
 
@@ -67,7 +70,8 @@ def print_tree(record: Any) -> None:
 
     counts = ", ".join(f"{status} {n}" for status, n in status_counts(record).items())
     labels = labels_of(record)
-    console = Console(highlight=False)
+    # on a terminal lines wrap under their guides; piped, a step is one line whatever its length
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else UNWRAPPED)
 
     def line(node: TreeNode) -> Text:
         step = node.step
