@@ -72,7 +72,8 @@ class TestWorkflowPage:
         assert text.count("<svg") == 1 and "<script" not in text.split("<svg")[1]
         assert text.count('class="wf-edge"') == 4  # first to each member, callback to last
         assert text.count('class="wf-edge wf-ended wf-bus"') == 1
-        assert 'data-live="/api/workflows/' in text and 'data-live-kind="workflow"' in text
+        assert f'data-live="/api/workflows/{workflow_id}?view=statuses"' in text
+        assert 'data-live-kind="workflow"' in text
         assert '<span class="status status-pending">pending 1</span>' in text
 
         run_until_empty(app)
@@ -87,6 +88,12 @@ class TestWorkflowPage:
         data = client.get(f"/api/workflows/{workflow_id}").json()
         assert data == workflow_json(app.get_workflow(workflow_id))
         assert [s["status"] for s in data["steps"]] == ["pending"] + ["blocked"] * 5
+        statuses = client.get(f"/api/workflows/{workflow_id}?view=statuses").json()
+        assert statuses == {"id": workflow_id, "finished": False,
+                            "counts": {"pending": 1, "blocked": 5},
+                            "statuses": {s["job_id"]: s["status"] for s in data["steps"]}}
+        refused = client.get(f"/api/workflows/{workflow_id}?view=everything")
+        assert refused.status_code == 400 and "view must be statuses" in refused.text
 
     def test_an_unknown_workflow_is_404(self, board: tuple[JobKit, TestClient, str]) -> None:
         _, client, _ = board
@@ -100,13 +107,26 @@ class TestWorkflowPage:
     def test_past_max_drawn_the_page_says_how_many_are_drawn(
         self, board: tuple[JobKit, TestClient, str], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        """Only the first steps are drawn (each with its parents); the page says so."""
-        _, client, workflow_id = board
+        """Whole layers from the first until MAX_DRAWN steps; the page says so."""
+        app, client, workflow_id = board
         sign_in(client)
         monkeypatch.setattr(graph, "MAX_DRAWN", 4)
         text = client.get(f"/workflows/{workflow_id}").text
-        assert "The first 4 of 6 steps are drawn" in text
-        assert len(boxes(text)) == 4
+        assert "4 of 6 steps are drawn, in the first 2 of 4 layers" in text
+        assert list(boxes(text)) == [s.job_id for s in app.get_workflow(workflow_id).steps[:4]]
+
+    def test_a_long_layer_is_folded(
+        self, board: tuple[JobKit, TestClient, str], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A layer wider than MAX_ROW draws its first steps and a box counting the others."""
+        app, client, workflow_id = board
+        sign_in(client)
+        monkeypatch.setattr(graph, "MAX_ROW", 2)
+        text = client.get(f"/workflows/{workflow_id}").text
+        assert "5 of 6 steps are drawn: a layer shows at most 2 steps" in text
+        assert "+ 1 more in this layer" in text
+        steps = app.get_workflow(workflow_id).steps
+        assert steps[3].job_id not in boxes(text) and steps[4].job_id in boxes(text)
 
 
 class TestCancel:
@@ -206,10 +226,27 @@ def test_a_thousand_steps_in_fifty_layers_draw_in_one_svg() -> None:
         steps.extend(WorkflowStep(str(20 * layer + i), f"{layer}.{i}", "Recorder", "record",
                                   JobStatus.BLOCKED, before, NEEDS_COMPLETED)
                      for i in range(20))
-    placed = graph.layout(steps)
+    placed = graph.layout(steps).boxes
     assert {box.layer for box in placed.values()} == set(range(50))
     assert len({box.y for box in placed.values()}) == 50
-    drawn = graph.svg(steps, "big")
-    assert drawn.count("<g class=") == 1000
-    assert drawn.count("wf-bus") == 49 and drawn.count("<path") == 49
-    assert len(drawn) < 600_000
+    drawn = graph.draw(steps, "big")
+    assert drawn.drawn == 1000 and drawn.layers == drawn.all_layers == 50
+    assert drawn.svg.count("<g class=") == 1000
+    assert drawn.svg.count("wf-bus") == 49 and drawn.svg.count("<path") == 49
+    assert len(drawn.svg) < 600_000
+
+
+def test_a_group_of_ten_thousand_draws_a_row_of_max_row() -> None:
+    """A group of 10,000 with a callback: 40 members, a fold counting 9,960, the callback."""
+    from jobkit.records import NEEDS_COMPLETED, NEEDS_ENDED, WorkflowStep
+
+    members = [WorkflowStep(str(i), f"0.{i}", "Recorder", "record", JobStatus.PENDING, (),
+                            NEEDS_COMPLETED) for i in range(10_000)]
+    callback = WorkflowStep("callback", "then", "Recorder", "record", JobStatus.BLOCKED,
+                            tuple(step.job_id for step in members), NEEDS_ENDED)
+    drawn = graph.draw([*members, callback], "wide")
+    assert drawn.drawn == graph.MAX_ROW + 1
+    assert "+ 9,960 more in this layer" in drawn.svg
+    assert 'data-step="callback"' in drawn.svg and drawn.svg.count("wf-bus") == 1
+    width = int(re.search(r'width="(\d+)"', drawn.svg).group(1))  # type: ignore[union-attr]
+    assert width < (graph.MAX_ROW + 2) * (graph.BOX_W + graph.GAP_X)

@@ -6,8 +6,9 @@ edges cross less. Each step is a box coloured by its status (a CSS class the pag
 changes as statuses change), with its label, job id and ``Name.method``, a link to its job.
 An edge is a curve from parent to child, dashed when the child runs once its parents *ended*
 (succeeded or not). Children waiting for the same three or more parents share one bus line, so
-two layers of 20 that all wait for each other draw 41 lines, not 400. Past :data:`MAX_DRAWN`
-steps only the first ones (in flow order, so each with its parents) are drawn.
+two layers of 20 that all wait for each other draw 41 lines, not 400. A layer draws at most
+:data:`MAX_ROW` steps (a group of 10,000 members is 40 boxes and one counting the rest), and
+the graph at most :data:`MAX_DRAWN`, whole layers from the first.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import attrs
 
 from jobkit.records import NEEDS_ENDED, WorkflowStep
 
-#: The most steps drawn; the page says how many more there are.
+#: The most steps drawn: whole layers from the first, until this many; the page says so.
 MAX_DRAWN = 2_000
+#: The most steps of one layer drawn; a box at the row's end counts the others.
+MAX_ROW = 40
 #: A box's size, the gaps between boxes and between layers, the margin around, in pixels.
 BOX_W, BOX_H, GAP_X, GAP_Y, MARGIN = 180, 52, 16, 56, 12
 #: The characters of text a box has room for on one line.
@@ -40,8 +43,32 @@ class Placed:
     y: float
 
 
-def layout(steps: Sequence[WorkflowStep]) -> dict[str, Placed]:
-    """Each step's box, by job id: layers by longest path, each layer centred."""
+@attrs.frozen
+class Fold:
+    """The steps of a layer past :data:`MAX_ROW`, counted in a box at the row's end."""
+
+    hidden: int
+    x: float
+    y: float
+
+
+@attrs.frozen
+class Layout:
+    """Where each drawn step's box is, and the folds of rows too long to draw."""
+
+    boxes: dict[str, Placed]
+    folds: list[Fold]
+    #: The layers drawn, and the layers of the workflow.
+    layers: int
+    all_layers: int
+
+
+def layout(steps: Sequence[WorkflowStep]) -> Layout:
+    """Each step's box: layers by longest path, each layer centred, the long ones folded.
+
+    A layer draws its first :data:`MAX_ROW` steps (in its order) and a box counting the
+    others; layers are drawn from the first until :data:`MAX_DRAWN` steps are.
+    """
     index = {step.job_id: position for position, step in enumerate(steps)}
     layer_of: dict[str, int] = {}
     for step in steps:  # parents come first: one pass finds every longest path
@@ -52,42 +79,72 @@ def layout(steps: Sequence[WorkflowStep]) -> dict[str, Placed]:
     for step in steps:
         layers[layer_of[step.job_id]].append(step)
     place: dict[str, float] = {}
+    rows: list[tuple[list[WorkflowStep], int]] = []
+    drawn = 0
     for row in layers:
+        if drawn >= MAX_DRAWN:
+            break
         row.sort(key=lambda step: (_mean([place[p] for p in step.parents if p in place]),
                                    index[step.job_id]))
-        for position, step in enumerate(row):
-            place[step.job_id] = position - (len(row) - 1) / 2  # centred on 0
-    widest = max((len(row) for row in layers), default=0)
+        shown = row[:min(MAX_ROW, MAX_DRAWN - drawn)]
+        drawn += len(shown)
+        rows.append((shown, len(row) - len(shown)))
+        slots = len(shown) + (1 if len(row) > len(shown) else 0)
+        for position, step in enumerate(shown):
+            place[step.job_id] = position - (slots - 1) / 2  # centred on 0
+    widest = max((len(shown) + (1 if hidden else 0) for shown, hidden in rows), default=0)
     middle = MARGIN + (widest * (BOX_W + GAP_X) - GAP_X) / 2
-    return {
-        step.job_id: Placed(step, depth, middle + place[step.job_id] * (BOX_W + GAP_X) - BOX_W / 2,
-                            MARGIN + depth * (BOX_H + GAP_Y))
-        for depth, row in enumerate(layers) for step in row
-    }
+
+    def left(slot: float) -> float:
+        return middle + slot * (BOX_W + GAP_X) - BOX_W / 2
+
+    boxes = {step.job_id: Placed(step, depth, left(place[step.job_id]), _top(depth))
+             for depth, (shown, _) in enumerate(rows) for step in shown}
+    folds = [Fold(hidden, left(len(shown) / 2), _top(depth))
+             for depth, (shown, hidden) in enumerate(rows) if hidden]
+    return Layout(boxes, folds, len(rows), len(layers))
+
+
+def _top(layer: int) -> float:
+    return MARGIN + layer * (BOX_H + GAP_Y)
 
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def size(boxes: dict[str, Placed]) -> tuple[int, int]:
+def size(found: Layout) -> tuple[int, int]:
     """The drawing's width and height in pixels."""
-    right = max((box.x for box in boxes.values()), default=0.0) + BOX_W + MARGIN
-    bottom = max((box.y for box in boxes.values()), default=0.0) + BOX_H + MARGIN
-    return int(right), int(bottom)
+    lefts = [box.x for box in found.boxes.values()] + [fold.x for fold in found.folds]
+    right = max(lefts, default=0.0) + BOX_W + MARGIN
+    return int(right), int(_top(found.layers) - GAP_Y + MARGIN)
 
 
-def svg(steps: Sequence[WorkflowStep], title: str) -> str:
-    """The workflow's graph as an inline SVG element (the first :data:`MAX_DRAWN` steps)."""
-    boxes = layout(steps[:MAX_DRAWN])
-    width, height = size(boxes)
+@attrs.frozen
+class Drawing:
+    """The graph as SVG, and how many of the workflow's steps and layers it draws."""
+
+    svg: str
+    drawn: int
+    layers: int
+    all_layers: int
+
+
+def draw(steps: Sequence[WorkflowStep], title: str) -> Drawing:
+    """The workflow's graph as an inline SVG element (folded as :func:`layout` says)."""
+    found = layout(steps)
+    width, height = size(found)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="workflow-graph" '
              f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
              f'aria-label="{escape(title)}">']
-    parts.extend(_edges(boxes))
-    parts.extend(_box(box) for box in boxes.values())
+    parts.extend(_edges(found.boxes))
+    parts.extend(_box(box) for box in found.boxes.values())
+    parts.extend(f'<g class="wf-fold"><rect x="{fold.x:.0f}" y="{fold.y:.0f}" '
+                 f'width="{BOX_W}" height="{BOX_H}" rx="6"/><text x="{fold.x + 8:.0f}" '
+                 f'y="{fold.y + 31:.0f}">+ {fold.hidden:,} more in this layer</text></g>'
+                 for fold in found.folds)
     parts.append("</svg>")
-    return "".join(parts)
+    return Drawing("".join(parts), len(found.boxes), found.layers, found.all_layers)
 
 
 def _box(box: Placed) -> str:

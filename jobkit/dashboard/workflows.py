@@ -33,8 +33,8 @@ class Workflows(Schedules):
         steps = record.steps
         return self.render(
             request, "workflow.html", flash=flash, workflow=workflow_json(record),
-            graph=graph.svg(steps, f"workflow {record.id}: {len(steps)} steps"),
-            drawn=min(len(steps), graph.MAX_DRAWN),
+            graph=graph.draw(steps, f"workflow {record.id}: {len(steps)} steps"),
+            max_row=graph.MAX_ROW, max_drawn=graph.MAX_DRAWN,
         )
 
     def _workflow_record(self, request: Request) -> WorkflowRecord:
@@ -47,8 +47,19 @@ class Workflows(Schedules):
             raise HTTPException(404, str(exc)) from None
 
     def api_workflow(self, request: Request) -> Response:
-        """``GET /api/workflows/{id}``: the workflow and each step's status."""
-        return JSONResponse(workflow_json(self._workflow_record(request)))
+        """``GET /api/workflows/{id}``: the workflow and each step's status.
+
+        With ``?view=statuses``, only ``id``, ``finished``, ``counts`` and ``statuses`` (each
+        step's status by job id): what the page reads every two seconds, a tenth of the size.
+        """
+        view = request.query_params.get("view")
+        if view not in (None, "statuses"):
+            raise HTTPException(400, "view must be statuses, or left out")
+        found = workflow_json(self._workflow_record(request))
+        if view == "statuses":
+            found["statuses"] = {step["job_id"]: step["status"] for step in found.pop("steps")}
+            del found["created_at"]
+        return JSONResponse(found)
 
     def cancel_workflow(self, request: Request) -> Response:
         """Cancel every step of the workflow that has not ended."""

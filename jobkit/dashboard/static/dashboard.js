@@ -344,13 +344,13 @@ const render = {
     // one pass over the drawn steps: a 1,000-step graph is recoloured in one go
     const boxes = new Map();
     element.querySelectorAll("g[data-step]").forEach((node) => boxes.set(node.dataset.step, node));
-    for (const step of data.steps) {
-      const node = boxes.get(step.job_id);
-      const name = "wf-step status-" + step.status;
+    for (const [jobId, status] of Object.entries(data.statuses)) {
+      const node = boxes.get(jobId);
+      const name = "wf-step status-" + status;
       if (!node || node.getAttribute("class") === name) continue;
       node.setAttribute("class", name);
       const text = node.querySelector(".wf-status");
-      if (text) text.textContent = step.status;
+      if (text) text.textContent = status;
     }
     const counts = element.querySelector("[data-field=counts]");
     if (counts) {
