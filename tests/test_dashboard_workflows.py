@@ -104,29 +104,23 @@ class TestWorkflowPage:
             assert answer.status_code == 404
             assert "no workflow with id '999'" in answer.text
 
-    def test_past_max_drawn_the_page_says_how_many_are_drawn(
-        self, board: tuple[JobKit, TestClient, str], monkeypatch: pytest.MonkeyPatch
+    @pytest.mark.parametrize(("limit", "value", "said", "drawn"), [
+        ("MAX_DRAWN", 4, "4 of 6 steps are drawn, in the first 2 of 4 layers", [0, 1, 2, 3]),
+        ("MAX_ROW", 2, "5 of 6 steps are drawn: a layer shows at most 2 steps", [0, 1, 2, 4, 5]),
+    ])
+    def test_past_a_limit_the_page_says_what_is_drawn(
+        self, board: tuple[JobKit, TestClient, str], monkeypatch: pytest.MonkeyPatch,
+        limit: str, value: int, said: str, drawn: list[int]
     ) -> None:
-        """Whole layers from the first until MAX_DRAWN steps; the page says so."""
+        """Whole layers until MAX_DRAWN steps; a layer wider than MAX_ROW counts the rest."""
         app, client, workflow_id = board
         sign_in(client)
-        monkeypatch.setattr(graph, "MAX_DRAWN", 4)
+        monkeypatch.setattr(graph, limit, value)
         text = client.get(f"/workflows/{workflow_id}").text
-        assert "4 of 6 steps are drawn, in the first 2 of 4 layers" in text
-        assert list(boxes(text)) == [s.job_id for s in app.get_workflow(workflow_id).steps[:4]]
-
-    def test_a_long_layer_is_folded(
-        self, board: tuple[JobKit, TestClient, str], monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        """A layer wider than MAX_ROW draws its first steps and a box counting the others."""
-        app, client, workflow_id = board
-        sign_in(client)
-        monkeypatch.setattr(graph, "MAX_ROW", 2)
-        text = client.get(f"/workflows/{workflow_id}").text
-        assert "5 of 6 steps are drawn: a layer shows at most 2 steps" in text
-        assert "+ 1 more in this layer" in text
+        assert said in text
         steps = app.get_workflow(workflow_id).steps
-        assert steps[3].job_id not in boxes(text) and steps[4].job_id in boxes(text)
+        assert list(boxes(text)) == [steps[i].job_id for i in drawn]
+        assert ("+ 1 more in this layer" in text) is (limit == "MAX_ROW")
 
 
 class TestCancel:
