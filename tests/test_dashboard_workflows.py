@@ -1,7 +1,7 @@
 """The dashboard's workflow page, its API, cancel and the job page's links to its workflow.
 
-The page's SVG graph, its API, the cancel action and the job page's links, on SQLite and
-memory; a store without the capability.
+
+
 
 Sign-in for these routes is in test_dashboard.py's PAGES, API and POSTS lists.
 """
@@ -31,11 +31,12 @@ from jobkit.worker import run_until_empty
 from jobkit.workflow_report import workflow_json
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def board(request: pytest.FixtureRequest,
           tmp_path: Path) -> Iterator[tuple[JobKit, TestClient, str]]:
     """An app, its dashboard (not signed in) and a workflow of six steps (fan_in)."""
-    storage = {"sqlite": config_data(tmp_path)["storage"], "memory": "memory://"}[request.param]
+    storage = {"sqlite": config_data(tmp_path)["storage"], "memory": "memory://",
+               "postgres": None}[request.param] or request.getfixturevalue("empty_postgres_url")
     data = config_data(tmp_path, storage=storage, dashboard={
         "password_hash": HASHES[ADMIN], "readonly_password_hash": HASHES[VIEWER]})
     with JobKit(Config.from_dict(data), load_entrypoints=False) as app, \

@@ -1,6 +1,7 @@
-"""`jobkit workflow ID` (a tree, and --json) and `jobkit workflow cancel ID`, on SQLite and memory.
+"""`jobkit workflow ID` (a tree, and --json) and `jobkit workflow cancel ID`, on each store.
 
-On SQLite the commands read the file an app in the test wrote, as any other process would; on
+On SQLite and PostgreSQL the commands read what an app in the test wrote, as any other
+process would; on
 memory (and on a store without the ``workflows`` capability) the command is given the test's
 app, since a memory store lives in one process.
 """
@@ -42,14 +43,17 @@ def fan_in(ledger: str) -> Any:
                  record(ledger, "last"))
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def cli(request: pytest.FixtureRequest, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[JobKit, Any]]:
     """An app with the sample jobs, and `jobkit --config <its jobs.yaml> ARGS` in-process."""
     monkeypatch.chdir(tmp_path)
-    if request.param == "sqlite":
-        config = write_config(tmp_path)
-        app = JobKit(Config.from_dict(config_data(tmp_path)), load_entrypoints=False)
+    if request.param != "memory":
+        storage = (config_data(tmp_path)["storage"] if request.param == "sqlite"
+                   else request.getfixturevalue("empty_postgres_url"))
+        config = write_config(tmp_path, storage=storage)
+        app = JobKit(Config.from_dict(config_data(tmp_path, storage=storage)),
+                     load_entrypoints=False)
     else:
         config = write_config(tmp_path, storage="memory://")
         app = JobKit(Config.from_dict(config_data(tmp_path, storage="memory://")),
