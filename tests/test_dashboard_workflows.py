@@ -1,7 +1,7 @@
 """The dashboard's workflow page, its API, cancel and the job page's links to its workflow.
 
-
-
+The page's SVG graph, its API, the cancel action and the job page's links, on SQLite, memory
+and PostgreSQL; a store without the capability.
 
 Sign-in for these routes is in test_dashboard.py's PAGES, API and POSTS lists.
 """
