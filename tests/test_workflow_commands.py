@@ -166,6 +166,10 @@ class TestShow:
         assert re.search(r"^\s+show\s+Show workflow", result.stdout, re.M)
         assert "--json" in invoke("workflow", "show", "--help").stdout
         assert "workflow" in invoke("--help").stdout
+        missing = invoke("workflow")
+        assert missing.exit_code == 2
+        assert missing.stderr.startswith("jobkit: error: Missing argument 'WORKFLOW_ID'. ")
+        assert missing.stderr.endswith(" workflow show --help')\n")
 
 
 class TestCancel:

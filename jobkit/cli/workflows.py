@@ -29,8 +29,8 @@ class WorkflowGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Read ``workflow ID [--json]`` as ``workflow show ID [--json]``."""
         first = next((arg for arg in args if not arg.startswith("-")), None)
-        if first is not None and first not in self.commands:
-            args = ["show", *args]
+        if (first is not None and first not in self.commands) or not args:
+            args = ["show", *args]  # none: show says which argument is missing
         return super().parse_args(ctx, args)
 
 
