@@ -30,7 +30,7 @@ ERROR_PREFIX = "jobkit: error: "
 #: Every subcommand, each of which must have help (and a test of it below).
 COMMANDS = (
     "worker", "run", "status", "list", "cancel", "retry", "jobs", "check", "prune", "migrate",
-    "demo", "dashboard", "queues", "queue", "schedules",
+    "demo", "dashboard", "queues", "queue", "schedules", "workflow",
 )
 
 
