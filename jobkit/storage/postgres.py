@@ -214,12 +214,12 @@ class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows):
     def _cancel_in(self, cur: psycopg.Cursor[Any], key: int, now: Any) -> Any:
         """Cancel the job if it has not ended, its attempt closed; its row or ``None``.
 
-        Inside the caller's transaction; the caller settles what waits for it.
+        Inside the caller's transaction, one statement (:func:`_closing`: the job's end and its
+        attempt's have one time); the caller settles what waits for it.
         """
-        row = self._one(cur, "cancel", {"job_id": key, "now": now})
-        if row is not None:
-            self._close_attempt(cur, key, now, AttemptOutcome.CANCELLED, None, None)
-        return row
+        return self._update_and_close(cur, "cancel", {
+            "job_id": key, "now": now, "outcome": AttemptOutcome.CANCELLED.value,
+            "error": None, "traceback": None})
 
     def _job_ended_in(self, cur: psycopg.Cursor[Any], key: int, now: Any) -> None:
         """See :meth:`SQLStorage._job_ended_in`: its blocked children settled (workflows)."""

@@ -3,9 +3,13 @@
 -- A section runs from its "-- name: <name>" line to the next one. Parameters are always bound
 -- (%(name)s). Times are timestamptz. "%(now)s" is NULL unless the store was given a clock (tests):
 -- then coalesce(%(now)s, now()) is the database's clock, so the clocks of the worker machines may
--- drift without moving a lease or a due time. "migration_<n>" sections build the schema: each is
--- applied once, in order, in one transaction holding an advisory lock, and the schema version
--- becomes the highest n. To change the schema, append a new migration; never edit a shipped one.
+-- drift without moving a lease or a due time. Where a claim, an attempt or an end is stamped, the
+-- time is statement_timestamp() instead (the statement's start, the same in every row it writes):
+-- a transaction that waited on a row lock, say for the commit that released a workflow's step,
+-- must not stamp that step's start before the release's end. "migration_<n>" sections build the
+-- schema: each is applied once, in order, in one transaction holding an advisory lock, and the
+-- schema version becomes the highest n. To change the schema, append a new migration; never
+-- edit a shipped one.
 -- Params, results and policies are "json", not "jsonb": json keeps any string (jsonb refuses
 -- \u0000) and the exact text of numbers.
 
@@ -398,7 +402,7 @@ SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s;
 -- worker); SKIP LOCKED: concurrent claimers each take a different row instead of queueing on one
 WITH next AS (
     SELECT id FROM jobkit_jobs
-    WHERE status IN ('pending', 'retrying') AND available_at <= coalesce(%(now)s, now())
+    WHERE status IN ('pending', 'retrying') AND available_at <= coalesce(%(now)s, statement_timestamp())
       -- the worker's queues (null: all), none of them paused
       AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
       AND queue NOT IN (SELECT name FROM jobkit_queues WHERE paused)
@@ -411,8 +415,8 @@ claimed AS (
     SET status = 'running',
         attempts = least(jobs.attempts, 2147483646) + 1,  -- a forged 2^31 - 1 must not stop claims
         worker_id = %(worker_id)s,
-        started_at = coalesce(%(now)s, now()),
-        lease_expires_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease_seconds)s),
+        started_at = coalesce(%(now)s, statement_timestamp()),
+        lease_expires_at = coalesce(%(now)s, statement_timestamp()) + make_interval(secs => %(lease_seconds)s),
         progress = NULL,
         progress_message = NULL
     FROM next
@@ -429,14 +433,14 @@ SELECT * FROM claimed;
 -- a job just claimed whose row cannot be read (jobkit.storage.rows): failed, in the claim's
 -- transaction, and never run
 UPDATE jobkit_jobs
-SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, now()),
+SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, statement_timestamp()),
     worker_id = NULL, lease_expires_at = NULL
 WHERE id = %(job_id)s AND status = 'running'
 RETURNING id;
 
 -- name: close_attempt
 UPDATE jobkit_attempts
-SET finished_at = coalesce(%(now)s, now()), outcome = %(outcome)s, error = %(error)s,
+SET finished_at = coalesce(%(now)s, statement_timestamp()), outcome = %(outcome)s, error = %(error)s,
     traceback = %(traceback)s
 WHERE job_id = %(job_id)s AND finished_at IS NULL;
 
@@ -455,14 +459,14 @@ WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
 -- name: complete
 UPDATE jobkit_jobs
 SET status = 'completed', result = %(result)s::json, error = NULL,
-    finished_at = coalesce(%(now)s, now()), worker_id = NULL, lease_expires_at = NULL
+    finished_at = coalesce(%(now)s, statement_timestamp()), worker_id = NULL, lease_expires_at = NULL
 WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
     AND attempts = %(attempt)s
 RETURNING *;
 
 -- name: fail
 UPDATE jobkit_jobs
-SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, now()),
+SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, statement_timestamp()),
     worker_id = NULL, lease_expires_at = NULL
 WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
     AND attempts = %(attempt)s
@@ -494,11 +498,11 @@ LIMIT 1;
 WITH expired AS (
     -- crash: the count with this one, which never overflows (a forged row must not stop this)
     SELECT id, worker_id, least(crashes, 2147483646) + 1 AS crash FROM jobkit_jobs
-    WHERE status = 'running' AND lease_expires_at < coalesce(%(now)s, now())
+    WHERE status = 'running' AND lease_expires_at < coalesce(%(now)s, statement_timestamp())
     FOR UPDATE SKIP LOCKED
 ), closed AS (
     UPDATE jobkit_attempts AS attempts
-    SET finished_at = coalesce(%(now)s, now()),
+    SET finished_at = coalesce(%(now)s, statement_timestamp()),
         outcome = 'lost',
         error = 'lease expired: worker ' || coalesce(expired.worker_id, '?')
             || ' stopped heartbeating'
@@ -516,9 +520,9 @@ SET status = CASE WHEN expired.crash < jobs.max_crashes THEN 'retrying' ELSE 'fa
     max_attempts = CASE WHEN expired.crash < jobs.max_crashes
         THEN least(jobs.max_attempts, 2147483646) + 1 ELSE jobs.max_attempts END,
     available_at = CASE WHEN expired.crash < jobs.max_crashes
-        THEN coalesce(%(now)s, now()) ELSE jobs.available_at END,
+        THEN coalesce(%(now)s, statement_timestamp()) ELSE jobs.available_at END,
     finished_at = CASE WHEN expired.crash < jobs.max_crashes
-        THEN NULL ELSE coalesce(%(now)s, now()) END,
+        THEN NULL ELSE coalesce(%(now)s, statement_timestamp()) END,
     worker_id = NULL,
     lease_expires_at = NULL
 FROM expired
@@ -527,7 +531,7 @@ RETURNING jobs.*;
 
 -- name: cancel
 UPDATE jobkit_jobs
-SET status = 'cancelled', finished_at = coalesce(%(now)s, now()), worker_id = NULL,
+SET status = 'cancelled', finished_at = coalesce(%(now)s, statement_timestamp()), worker_id = NULL,
     lease_expires_at = NULL
 WHERE id = %(job_id)s AND status IN ('pending', 'retrying', 'running', 'blocked')
 RETURNING *;
@@ -675,8 +679,8 @@ WITH claimed AS (
     SET status = 'running',
         attempts = least(jobs.attempts, 2147483646) + 1,
         worker_id = %(worker_id)s,
-        started_at = coalesce(%(now)s, now()),
-        lease_expires_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease_seconds)s),
+        started_at = coalesce(%(now)s, statement_timestamp()),
+        lease_expires_at = coalesce(%(now)s, statement_timestamp()) + make_interval(secs => %(lease_seconds)s),
         progress = NULL,
         progress_message = NULL
     WHERE jobs.id = ANY (%(ids)s::bigint[]) AND jobs.status IN ('pending', 'retrying')
@@ -837,7 +841,7 @@ WHERE id = %(job_id)s AND status = 'blocked';
 
 -- name: cancel_blocked
 UPDATE jobkit_jobs
-SET status = 'cancelled', error = %(error)s, finished_at = coalesce(%(now)s, now())
+SET status = 'cancelled', error = %(error)s, finished_at = coalesce(%(now)s, statement_timestamp())
 WHERE id = %(job_id)s AND status = 'blocked';
 
 -- name: set_cascaded
