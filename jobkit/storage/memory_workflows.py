@@ -30,6 +30,7 @@ from jobkit.records import (
     WorkflowStep,
 )
 from jobkit.storage.capabilities import RunsWorkflows
+from jobkit.storage.cascades import Cascades
 from jobkit.storage.memory_rows import MemoryPart, Row
 from jobkit.storage.workflow_links import check_parents, released_params, verdict
 
@@ -59,6 +60,8 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
     _children: dict[int, builtins.list[int]]
     #: workflow id -> (created at, its steps' job ids in order)
     _workflows: dict[str, tuple[datetime, builtins.list[int]]]
+    #: What the cascades changed in passing, per thread (the store makes it).
+    _cascades: Cascades
 
     def _start_workflows(self) -> None:
         """Start with no link and no workflow."""
@@ -135,6 +138,7 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
                 self._cancel_row(current, now)
                 current.error = f"cancelled: {why}"
                 link.cascaded = True
+                self._cascades.add(current.record())
                 todo.extend(self._blocked_children(current.id))
 
     def _blocked_children(self, job_id: int) -> builtins.list[int]:
@@ -178,6 +182,7 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
                     continue
                 row.status, row.finished_at, row.error = JobStatus.BLOCKED, None, None
                 link.cascaded = False
+                self._cascades.add(row.record())
                 todo.append(child)
 
     def _back_to_waiting(self, row: Row) -> bool:
@@ -234,6 +239,10 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
             return [row.record() for row in rows]
 
         return self._locked(f"cancel workflow {workflow_id}", work)
+
+    def take_cascaded(self) -> builtins.list[JobRecord]:
+        """The jobs this thread's writes changed in passing since the last call (see base)."""
+        return self._cascades.take()
 
     def workflow_of(self, job_id: str) -> str | None:
         """The id of the workflow the job is a step of; ``None`` for a job of none."""

@@ -842,7 +842,8 @@ WHERE id = %(job_id)s AND status = 'blocked';
 -- name: cancel_blocked
 UPDATE jobkit_jobs
 SET status = 'cancelled', error = %(error)s, finished_at = coalesce(%(now)s, statement_timestamp())
-WHERE id = %(job_id)s AND status = 'blocked';
+WHERE id = %(job_id)s AND status = 'blocked'
+RETURNING *;
 
 -- name: set_cascaded
 UPDATE jobkit_job_links SET cascaded = %(cascaded)s WHERE job_id = %(job_id)s;
@@ -858,7 +859,8 @@ ORDER BY p.child_id;
 -- name: revive_cascaded
 UPDATE jobkit_jobs
 SET status = 'blocked', finished_at = NULL, error = NULL
-WHERE id = %(job_id)s AND status = 'cancelled';
+WHERE id = %(job_id)s AND status = 'cancelled'
+RETURNING *;
 
 -- name: retry_blocked
 -- a manual retry of a step whose parents have not all completed: it waits again

@@ -196,7 +196,13 @@ class PostgresDatabase(SQLStorage):
         """
         if single:
             return self._connected(operation, lambda conn: _in_cursor(conn, work))
-        return self._connected(operation, lambda conn: _in_transaction(conn, work))
+        try:
+            result = self._connected(operation, lambda conn: _in_transaction(conn, work))
+        except BaseException:
+            self._cascades.discard()
+            raise
+        self._cascades.committed()
+        return result
 
     def _connected(self, operation: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``work`` on a pooled connection (in autocommit); driver errors as ``StorageError``.

@@ -38,6 +38,7 @@ from jobkit.records import (
 )
 from jobkit.storage.base import Clock, Storage, check_claim, check_new_jobs
 from jobkit.storage.capabilities import ClaimsInBatches, KeepsProgress, KeepsSessions
+from jobkit.storage.cascades import Cascades
 from jobkit.storage.rows import (
     Claimed,
     Decode,
@@ -169,6 +170,9 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
         #: The jobs claimed here whose attempts have not ended, by ``(row id, attempt)``: a
         #: completion builds its record from the claim's (:meth:`_remember_claim`).
         self._claims: dict[tuple[int, int], Claimed] = {}
+        #: The jobs a workflow's cascade changed in passing, per thread, until the app takes
+        #: them (committed by :meth:`_transaction`'s backend, discarded on a rollback).
+        self._cascades = Cascades()
 
     def _remember_claim(self, record: JobRecord, row: Row) -> None:
         """Keep what the row of a job just claimed held, for the record of its completion.

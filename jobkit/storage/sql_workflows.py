@@ -35,6 +35,7 @@ from jobkit.records import (
     WorkflowStep,
 )
 from jobkit.storage.capabilities import RunsWorkflows
+from jobkit.storage.cascades import Cascades
 from jobkit.storage.rows import job_key
 from jobkit.storage.workflow_links import (
     CANCEL,
@@ -59,6 +60,8 @@ class SQLWorkflows(RunsWorkflows):
 
     #: How the store decodes a JSON column (its ``_row_decoders``' second).
     _row_decoders: Any
+    #: What the cascades changed in passing, per thread (the store makes it).
+    _cascades: Cascades
 
     @abc.abstractmethod
     def _workflow_sql(self) -> Mapping[str, str]:
@@ -202,9 +205,10 @@ class SQLWorkflows(RunsWorkflows):
             what, why, parents = self._verdict_in(conn, link["needs"], key)
             if what == RELEASE and self._release_in(conn, key, link, parents, now):
                 changed.append(key)
-            elif what == CANCEL and conn.execute(q["cancel_blocked"], {
-                    "job_id": key, "error": f"cancelled: {why}", "now": now}).rowcount:
+            elif what == CANCEL and (row := self._one(conn, "cancel_blocked", {
+                    "job_id": key, "error": f"cancelled: {why}", "now": now})) is not None:
                 conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 1})
+                self._cascades.add(self._record(row))
                 changed.append(key)
                 todo.extend((child, JobStatus.CANCELLED)
                             for child in self._ids(conn, "blocked_children", key))
@@ -243,8 +247,10 @@ class SQLWorkflows(RunsWorkflows):
                 needs = self._one(conn, "link_of", {"job_id": child})["needs"]
                 if self._verdict_in(conn, needs, child)[0] == CANCEL:
                     continue
-                conn.execute(q["revive_cascaded"], {"job_id": child})
+                revived = self._one(conn, "revive_cascaded", {"job_id": child})
                 conn.execute(q["set_cascaded"], {"job_id": child, "cascaded": 0})
+                if revived is not None:
+                    self._cascades.add(self._record(revived))
                 todo.append(child)
         return row
 
@@ -293,6 +299,10 @@ class SQLWorkflows(RunsWorkflows):
             return [self._record(row) for row in rows]
 
         return self._writing(f"cancel workflow {workflow_id}", work)
+
+    def take_cascaded(self) -> builtins.list[JobRecord]:
+        """The jobs this thread's writes changed in passing since the last call (see base)."""
+        return self._cascades.take()
 
     def workflow_of(self, job_id: str) -> str | None:
         """The id of the workflow the job is a step of; ``None`` for a job of none."""

@@ -931,7 +931,8 @@ WHERE id = :job_id AND status = 'blocked';
 -- name: cancel_blocked
 UPDATE jobkit_jobs
 SET status = 'cancelled', error = :error, finished_at = :now
-WHERE id = :job_id AND status = 'blocked';
+WHERE id = :job_id AND status = 'blocked'
+RETURNING *;
 
 -- name: set_cascaded
 UPDATE jobkit_job_links SET cascaded = :cascaded WHERE job_id = :job_id;
@@ -947,7 +948,8 @@ ORDER BY p.child_id;
 -- name: revive_cascaded
 UPDATE jobkit_jobs
 SET status = 'blocked', finished_at = NULL, error = NULL
-WHERE id = :job_id AND status = 'cancelled';
+WHERE id = :job_id AND status = 'cancelled'
+RETURNING *;
 
 -- name: retry_blocked
 -- a manual retry of a step whose parents have not all completed: it waits again

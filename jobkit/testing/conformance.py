@@ -25,6 +25,7 @@ the core instead). :class:`StorageConformance` is all of them.
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -2146,6 +2147,33 @@ class WorkflowConformance(StorageFixtures):
         ended(storage, a.id)
         ended(storage, b.id)
         assert storage.get(c.id).status is JobStatus.PENDING
+
+    def test_what_a_cascade_changed_is_taken_once_in_order(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """``take_cascaded``: the jobs a failure cancelled, then those a retry revived; once.
+
+        In the order changed, as they were then; not another thread's, nor a release.
+        """
+        store = workflow_store(storage)
+        _, (a, b, c) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock, 0), waiting_step(clock, 1)])
+        assert store.take_cascaded() == []
+        ended(storage, a.id, FAILED)
+        other: list[list[JobRecord]] = []
+        thread = threading.Thread(target=lambda: other.append(store.take_cascaded()))
+        thread.start()
+        thread.join()
+        assert other == [[]]
+        taken = store.take_cascaded()
+        assert [(job.id, job.status) for job in taken] == [
+            (b.id, JobStatus.CANCELLED), (c.id, JobStatus.CANCELLED)]
+        assert f"job {a.id}" in (taken[0].error or "") and f"job {b.id}" in (taken[1].error or "")
+        assert store.take_cascaded() == []
+        assert storage.retry(a.id) is not None
+        assert [(job.id, job.status) for job in store.take_cascaded()] == [
+            (b.id, JobStatus.BLOCKED), (c.id, JobStatus.BLOCKED)]
+        ended(storage, a.id)  # releases b: nothing to take
+        assert store.take_cascaded() == []
 
     def test_on_failure_run_runs_after_a_failed_parent(
             self, storage: Storage, clock: FakeClock) -> None:
