@@ -3,7 +3,9 @@
 SQLite has one writer at a time; PostgreSQL settles a blocked child after locking its row
 (``blocked_children``: ``FOR UPDATE``, in id order), so the second of two transactions that end
 the child's parents waits for the first to commit, then reads the parents as they are now.
-The test holds the first transaction open until the second waits on the child's lock.
+The test holds the first transaction open until the second waits on the child's lock. Two
+batched completions that lock two children in opposite orders deadlock; the store runs the
+transaction PostgreSQL broke off again, and both commit.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from jobkit.records import JobStatus, NewStep
+from jobkit.records import JobStatus, Lease, NewStep
 from jobkit.storage.postgres import PostgresStorage
 from jobkit.testing.conformance import new_job
 
@@ -78,3 +80,66 @@ def test_two_parents_ending_at_once_release_the_child_once(
     first.join(COMES)
     second.join(COMES)
     assert store.get(child.id).status is JobStatus.PENDING
+
+
+def _pausing_after_the_first_settle(store: PostgresStorage, ready: dict[str, threading.Event],
+                                    go: threading.Event) -> None:
+    """Make each named thread's first settle of children set its ``ready`` and wait for ``go``.
+
+    Only the first: a transaction run again after a deadlock goes straight on.
+    """
+    settle, paused = store._job_ended_in, set()
+
+    def pausing(cur: Any, key: int, now: Any) -> None:
+        settle(cur, key, now)
+        name = threading.current_thread().name
+        if name in ready and name not in paused:
+            paused.add(name)
+            ready[name].set()
+            assert go.wait(COMES)
+
+    store._job_ended_in = pausing  # type: ignore[method-assign]
+
+
+def test_two_batches_crossing_over_shared_children_both_commit(
+        store: PostgresStorage) -> None:
+    """Two batched completions lock two children in opposite orders: both commit, once each.
+
+    x waits for a and d, y for b and c. One worker completes a then b, the other c then d:
+    the first holds x (a's child) and wants y, the second holds y and wants x, a deadlock
+    PostgreSQL breaks by failing one transaction. The store runs that one again.
+    """
+    _, (a, b, c, d, x, y) = store.enqueue_steps([
+        *(NewStep(new_job(store.now())) for _ in range(4)),
+        NewStep(new_job(store.now()), parents=(0, 3)),
+        NewStep(new_job(store.now()), parents=(1, 2))])
+    leases = {}
+    for worker in ("w1", "w1", "w2", "w2"):
+        claimed = store.claim(worker, 60)
+        assert claimed is not None
+        leases[claimed.id] = Lease(claimed.id, worker, claimed.attempts)
+    assert sorted(leases) == sorted([a.id, b.id, c.id, d.id])
+    ready = {"first": threading.Event(), "second": threading.Event()}
+    go = threading.Event()
+    _pausing_after_the_first_settle(store, ready, go)
+    done: dict[str, Any] = {}
+
+    def complete(name: str, ids: tuple[str, str]) -> None:
+        try:
+            done[name] = store.complete_and_claim_many(
+                [(leases[job_id], "ok") for job_id in ids], "w", 60, 0)
+        except Exception as exc:  # the test reports it
+            done[name] = exc
+
+    threads = [threading.Thread(target=complete, name="first", args=("first", (a.id, b.id))),
+               threading.Thread(target=complete, name="second", args=("second", (c.id, d.id)))]
+    for thread in threads:
+        thread.start()
+    assert ready["first"].wait(COMES) and ready["second"].wait(COMES)
+    go.set()
+    for thread in threads:
+        thread.join(COMES)
+    assert not any(isinstance(found, Exception) for found in done.values()), done
+    assert all(record is not None for found in done.values() for record in found[0]), done
+    assert [store.get(job.id).status for job in (a, b, c, d, x, y)] == [
+        JobStatus.COMPLETED] * 4 + [JobStatus.PENDING] * 2
