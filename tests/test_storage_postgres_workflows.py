@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
-from jobkit.records import JobStatus, Lease, NewStep
+from jobkit.records import AttemptOutcome, JobStatus, Lease, NewStep
 from jobkit.storage.postgres import PostgresStorage
 from jobkit.testing.conformance import new_job
 
 #: How long the test waits for what must happen (it happens within milliseconds).
 COMES = 30.0
+FAILED = AttemptOutcome.FAILED
 
 
 @pytest.fixture
@@ -143,3 +144,82 @@ def test_two_batches_crossing_over_shared_children_both_commit(
     assert all(record is not None for found in done.values() for record in found[0]), done
     assert [store.get(job.id).status for job in (a, b, c, d, x, y)] == [
         JobStatus.COMPLETED] * 4 + [JobStatus.PENDING] * 2
+
+
+def test_a_retry_racing_its_last_parents_end_does_not_leave_it_blocked(
+        store: PostgresStorage, empty_postgres_url: str) -> None:
+    """A step cancelled by hand is retried while its parent completes: it ends up pending.
+
+    The retry reads the parent's status to decide that the step waits again; read while the
+    parent's end is not committed, the step went back to ``blocked``, and the end, which had
+    looked for blocked children before the retry committed, never released it. The retry now
+    locks the parents first (``FOR SHARE``): it waits for that end, and sees it.
+    """
+    _, (parent, child) = store.enqueue_steps([
+        NewStep(new_job(store.now())), NewStep(new_job(store.now()), parents=(0,))])
+    assert store.cancel(child.id) is not None
+    ready, hold = threading.Event(), threading.Event()
+    ending = threading.Thread(target=_end, args=(store, int(parent.id), ready, hold))
+    ending.start()
+    assert ready.wait(COMES), "the parent's end holds its row, not committed"
+    retried: list[Any] = []
+    retry = threading.Thread(target=lambda: retried.append(store.retry(child.id)))
+    retry.start()
+    deadline = time.monotonic() + 2.0
+    while (retry.is_alive() and not _waiting_on_a_lock(empty_postgres_url)
+           and time.monotonic() < deadline):
+        time.sleep(0.01)
+    hold.set()
+    ending.join(COMES)
+    retry.join(COMES)
+    assert retried and retried[0] is not None
+    assert store.get(child.id).status is JobStatus.PENDING
+
+
+def test_two_retries_of_a_childs_two_failed_parents_at_once_revive_it(
+        store: PostgresStorage) -> None:
+    """Each retry read the other parent still failed and left the child cancelled: no more.
+
+    Both retries are held after their own job's update, and again before they commit (for at
+    most 3 s), so that each reads the other's parent before the other commits. Each now locks
+    the child and its parents before reading them: the two cross (a deadlock PostgreSQL
+    breaks), and the one run again sees the other's retry.
+    """
+    _, (one, two, child) = store.enqueue_steps([
+        NewStep(new_job(store.now())), NewStep(new_job(store.now())),
+        NewStep(new_job(store.now()), parents=(0, 1))])
+    for _ in range(2):
+        claimed = store.claim("w", 60)
+        assert claimed is not None
+        store.settle(Lease(claimed.id, "w", claimed.attempts), FAILED, error="boom")
+    assert store.get(child.id).status is JobStatus.CANCELLED
+    names = ("first", "second")
+    ready = {name: threading.Event() for name in names}
+    read = {name: threading.Event() for name in names}
+    go = threading.Event()
+    retried_in, paused = store._retried_in, set()
+
+    def pausing(cur: Any, key: int, row: Any) -> Any:
+        name = threading.current_thread().name
+        first_time = name not in paused
+        if first_time:
+            paused.add(name)
+            ready[name].set()
+            assert go.wait(COMES)
+        found = retried_in(cur, key, row)
+        if first_time:
+            read[name].set()
+            read[names[1 - names.index(name)]].wait(3.0)  # hold the commit a little
+        return found
+
+    store._retried_in = pausing  # type: ignore[method-assign]
+    threads = [threading.Thread(target=store.retry, name=name, args=(job.id,))
+               for name, job in zip(names, (one, two), strict=True)]
+    for thread in threads:
+        thread.start()
+    assert ready["first"].wait(COMES) and ready["second"].wait(COMES)
+    go.set()
+    for thread in threads:
+        thread.join(COMES)
+    assert [store.get(job.id).status for job in (one, two, child)] == [
+        JobStatus.PENDING, JobStatus.PENDING, JobStatus.BLOCKED]

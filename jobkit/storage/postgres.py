@@ -229,6 +229,10 @@ class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows):
         """See :meth:`SQLWorkflows._workflow_sql`."""
         return queries()
 
+    def _lock_parents_in(self, cur: psycopg.Cursor[Any], key: int) -> None:
+        """See :meth:`SQLWorkflows._lock_parents_in`: ``FOR SHARE``, in id order."""
+        cur.execute(queries()["lock_parents"], {"job_id": key})
+
     def _writing(self, operation: str, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
         """See :meth:`SQLWorkflows._writing`."""
         return self._transaction(operation, work)

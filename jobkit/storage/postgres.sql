@@ -849,12 +849,25 @@ RETURNING *;
 UPDATE jobkit_job_links SET cascaded = %(cascaded)s WHERE job_id = %(job_id)s;
 
 -- name: cascaded_children
-SELECT DISTINCT p.child_id AS id
-FROM jobkit_job_parents AS p
-JOIN jobkit_job_links AS l ON l.job_id = p.child_id
-JOIN jobkit_jobs AS j ON j.id = p.child_id
-WHERE p.parent_id = %(job_id)s AND l.cascaded = 1 AND j.status = 'cancelled'
-ORDER BY p.child_id;
+-- what a manual retry revives, locked in id order (as blocked_children) before it reads their
+-- parents: a concurrent cancel or settle of one waits, or is waited for
+SELECT j.id
+FROM jobkit_jobs AS j
+WHERE j.id IN (SELECT p.child_id
+               FROM jobkit_job_parents AS p JOIN jobkit_job_links AS l ON l.job_id = p.child_id
+               WHERE p.parent_id = %(job_id)s AND l.cascaded = 1)
+    AND j.status = 'cancelled'
+ORDER BY j.id
+FOR UPDATE OF j;
+
+-- name: lock_parents
+-- the parents of a job a manual retry makes wait again, FOR SHARE in id order before its
+-- verdict is read: a parent ending meanwhile commits first (and the verdict sees its end) or
+-- waits for the retry (and its end finds the job blocked); else it could end unseen
+SELECT id FROM jobkit_jobs
+WHERE id IN (SELECT parent_id FROM jobkit_job_parents WHERE child_id = %(job_id)s)
+ORDER BY id
+FOR SHARE;
 
 -- name: revive_cascaded
 UPDATE jobkit_jobs

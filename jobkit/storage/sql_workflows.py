@@ -234,16 +234,20 @@ class SQLWorkflows(RunsWorkflows):
 
         The job itself goes back to ``blocked`` when its parents have not all completed; the
         children its failure cancelled (and theirs) wait again, unless another parent still
-        cancels them. Its row as it is now.
+        cancels them. Its row as it is now. On PostgreSQL the children are locked (in id
+        order) and each one's parents (:meth:`_lock_parents_in`) before its verdict is read.
         """
         q = self._workflow_sql()
         link = self._one(conn, "link_of", {"job_id": key})
+        if link is not None:
+            self._lock_parents_in(conn, key)
         if link is not None and self._verdict_in(conn, link["needs"], key)[0] != RELEASE:
             row = next(iter(conn.execute(q["retry_blocked"], {"job_id": key}).fetchall()), row)
             conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 0})
         todo = [key]
         while todo:
             for child in self._ids(conn, "cascaded_children", todo.pop()):
+                self._lock_parents_in(conn, child)
                 needs = self._one(conn, "link_of", {"job_id": child})["needs"]
                 if self._verdict_in(conn, needs, child)[0] == CANCEL:
                     continue
@@ -253,6 +257,12 @@ class SQLWorkflows(RunsWorkflows):
                     self._cascades.add(self._record(revived))
                 todo.append(child)
         return row
+
+    def _lock_parents_in(self, conn: Any, key: int) -> None:
+        """Before a retry reads the verdict of ``key``: keep its parents from ending unseen.
+
+        Nothing by default (SQLite has one writer); PostgreSQL locks them ``FOR SHARE``.
+        """
 
     # -- reading and cancelling -----------------------------------------------------------------
 
