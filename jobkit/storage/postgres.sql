@@ -520,7 +520,9 @@ SET status = CASE WHEN expired.crash < jobs.max_crashes THEN 'retrying' ELSE 'fa
     max_attempts = CASE WHEN expired.crash < jobs.max_crashes
         THEN least(jobs.max_attempts, 2147483646) + 1 ELSE jobs.max_attempts END,
     available_at = CASE WHEN expired.crash < jobs.max_crashes
-        THEN coalesce(%(now)s, statement_timestamp()) ELSE jobs.available_at END,
+        -- now(), not the statement's time: migration_11's trigger wakes the idle workers for
+        -- a row due at now()
+        THEN coalesce(%(now)s, now()) ELSE jobs.available_at END,
     finished_at = CASE WHEN expired.crash < jobs.max_crashes
         THEN NULL ELSE coalesce(%(now)s, statement_timestamp()) END,
     worker_id = NULL,
