@@ -99,20 +99,24 @@ def job_event(
     return JobEvent(kind=kind, job=job, error=error, traceback=traceback)
 
 
+#: The event of a job a cascade changed, by its status then (``blocked`` again: ``enqueued``).
+_CASCADED = {JobStatus.CANCELLED: EventKind.CANCELLED, JobStatus.FAILED: EventKind.FAILED}
+
+
 def cascaded_events(storage: Storage) -> list[JobEvent]:
     """The events of the jobs this thread's last writes to ``storage`` changed in passing.
 
     ``cancelled`` (with the job's error, naming the parent) for a child a workflow's cascade
-    cancelled, ``enqueued`` for one a manual retry of its parent made ``blocked`` again, in
-    the order the store changed them. A release (``blocked`` to ``pending``) has none, as a
-    delayed job that comes due has none. Empty for a store without the capability
+    cancelled, ``failed`` for one whose params with its parents' results were over its
+    ``max_params_bytes``, ``enqueued`` for one a manual retry of its parent made ``blocked``
+    again, in the order the store changed them. A release (``blocked`` to ``pending``) has
+    none, as a delayed job that comes due has none. Empty for a store without the capability
     ``workflows``.
     """
     records = storage.take_cascaded() if isinstance(storage, RunsWorkflows) else None
     if not records:
         return []
-    return [job_event(EventKind.CANCELLED, record, record.error)
-            if record.status is JobStatus.CANCELLED else job_event(EventKind.ENQUEUED, record)
+    return [job_event(_CASCADED.get(record.status, EventKind.ENQUEUED), record, record.error)
             for record in records]
 
 

@@ -73,6 +73,18 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobKit]:
     application.close()
 
 
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def small_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobKit]:
+    """As ``app``, with ``max_params_bytes: 100`` for every job."""
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'jobs.db'}",
+           "postgres": None}[request.param] or request.getfixturevalue("empty_postgres_url")
+    application = JobKit(Config.from_dict({"storage": url, "defaults": {
+        "max_params_bytes": 100}}), load_entrypoints=False)
+    application.register("Numbers", Numbers)
+    yield application
+    application.close()
+
+
 def edges(nodes: list[Node]) -> list[tuple[str, str, tuple[int, ...], str, bool]]:
     """(label, method, parents, needs, collect) of each node."""
     return [(node.label, node.step.method, node.parents, node.needs, node.collect)
@@ -448,3 +460,35 @@ class TestEvents:
             assert app.events.flush()
         assert sent == [("cancelled", "double", f"cancelled: job {first}, which it waits for, "
                                                 "is failed")]
+
+
+class TestReleasedParamsSize:
+    def test_a_step_whose_results_do_not_fit_fails_naming_its_size(
+            self, small_app: JobKit) -> None:
+        """The results given as ``result_as`` make the params too large: the step fails.
+
+        It never runs, its error names the step, the size and the limit (a ``failed`` event);
+        what needs it completed is cancelled, what runs after failures runs. Its params are
+        left as stored.
+        """
+        app = small_app
+        listened: list[jobkit.JobEvent] = []
+        app.events.listeners.append(listened.append)
+        workflow_id = app.run_workflow(chain(
+            group(step("Numbers", "text", {"value": "x" * 40}),
+                  step("Numbers", "text", {"value": "y" * 40}),
+                  then=chain(step("Numbers", "loose", result_as="value"),
+                             step("Numbers", "text"))),
+            step("Numbers", "maybe", on_failure="run")))
+        run_until_empty(app, timeout=15)
+        steps = app.get_workflow(workflow_id).steps
+        assert [(s.label, str(s.status)) for s in steps] == [
+            ("0.0", "completed"), ("0.1", "completed"), ("0.then.0", "failed"),
+            ("0.then.1", "cancelled"), ("1", "completed")]
+        failed = app.get_job(steps[2].job_id)
+        assert failed.params == {} and failed.attempts == 0
+        assert failed.error == (
+            "step 0.then.0 (Numbers.loose): its params, with the results it waits for given as "
+            "value, are 109 bytes of JSON, over max_params_bytes (100); it was not run")
+        assert [str(e.kind) for e in listened if e.job.id == failed.id] == ["enqueued", "failed"]
+        assert f"job {failed.id}" in (app.get_job(steps[3].job_id).error or "")

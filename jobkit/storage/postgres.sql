@@ -317,6 +317,12 @@ CREATE TABLE IF NOT EXISTS jobkit_job_parents (
 -- a job that ends finds its children without reading the others
 CREATE INDEX IF NOT EXISTS jobkit_job_parents_parent ON jobkit_job_parents (parent_id);
 
+-- name: migration_13
+-- the most bytes of JSON a step's params may take once its parents' results are written in
+-- (its job's max_params_bytes when stored; null: not checked, as for a link stored before):
+-- over it, the release fails the step instead (docs/decisions.md, "Workflows (issue 20)")
+ALTER TABLE jobkit_job_links ADD COLUMN IF NOT EXISTS max_params_bytes integer;
+
 -- name: validate_checks
 -- migration_7's CHECKs, once no row breaks them
 ALTER TABLE jobkit_jobs
@@ -793,8 +799,12 @@ SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s FOR SHARE;
 UPDATE jobkit_jobs SET status = 'blocked' WHERE id = %(job_id)s AND status = 'pending';
 
 -- name: add_link
-INSERT INTO jobkit_job_links (job_id, workflow_id, needs, result_as, collect, label)
-VALUES (%(job_id)s, %(workflow_id)s, %(needs)s, %(result_as)s, %(collect)s, %(label)s);
+INSERT INTO jobkit_job_links (
+    job_id, workflow_id, needs, result_as, collect, label, max_params_bytes
+) VALUES (
+    %(job_id)s, %(workflow_id)s, %(needs)s, %(result_as)s, %(collect)s, %(label)s,
+    %(max_params_bytes)s
+);
 
 -- name: add_parent
 INSERT INTO jobkit_job_parents (child_id, position, parent_id)
@@ -840,6 +850,13 @@ UPDATE jobkit_jobs
 SET status = 'pending', params = coalesce(%(params)s::json, params),
     available_at = greatest(available_at, coalesce(%(now)s, now()))
 WHERE id = %(job_id)s AND status = 'blocked';
+
+-- name: fail_blocked
+-- a step whose released params would be over its max_params_bytes: it fails, never run
+UPDATE jobkit_jobs
+SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, statement_timestamp())
+WHERE id = %(job_id)s AND status = 'blocked'
+RETURNING *;
 
 -- name: cancel_blocked
 UPDATE jobkit_jobs

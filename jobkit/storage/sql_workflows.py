@@ -42,7 +42,9 @@ from jobkit.storage.workflow_links import (
     NOT_COMPLETED,
     RELEASE,
     check_parents,
+    over_limit,
     released_params,
+    too_large,
     verdict,
 )
 
@@ -139,7 +141,7 @@ class SQLWorkflows(RunsWorkflows):
                     conn.execute(q["add_link"], {
                         "job_id": key, "workflow_id": workflow_id, "needs": one.needs,
                         "result_as": one.result_as, "collect": int(one.collect),
-                        "label": one.label})
+                        "label": one.label, "max_params_bytes": one.max_params_bytes})
                     conn.executemany(q["add_parent"], [
                         {"child_id": key, "position": position, "parent_id": parent}
                         for position, parent in enumerate(parents)])
@@ -203,8 +205,12 @@ class SQLWorkflows(RunsWorkflows):
                     and self._one(conn, "unended_parent", {"job_id": key}) is not None):
                 continue
             what, why, parents = self._verdict_in(conn, link["needs"], key)
-            if what == RELEASE and self._release_in(conn, key, link, parents, now):
+            released = self._release_in(conn, key, link, parents, now) if what == RELEASE else None
+            if released is not None:
                 changed.append(key)
+                if released is JobStatus.FAILED:  # its params did not fit: an end
+                    todo.extend((child, JobStatus.FAILED)
+                                for child in self._ids(conn, "blocked_children", key))
             elif what == CANCEL and (row := self._one(conn, "cancel_blocked", {
                     "job_id": key, "error": f"cancelled: {why}", "now": now})) is not None:
                 conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 1})
@@ -215,19 +221,35 @@ class SQLWorkflows(RunsWorkflows):
         return changed
 
     def _release_in(self, conn: Any, key: int, link: Any,
-                    parents: builtins.list[Any], now: Any) -> bool:
-        """Make the blocked job ``key`` pending, its parents' results given; whether it was."""
+                    parents: builtins.list[Any], now: Any) -> JobStatus | None:
+        """Make the blocked job ``key`` pending, its parents' results given.
+
+        ``PENDING`` when it was; ``FAILED`` when those params are over the step's
+        ``max_params_bytes`` and it failed instead; ``None`` when it was no longer blocked.
+        """
         params = None  # unchanged
         if link["result_as"] is not None:
-            current = self._one(conn, "get", {"job_id": key})["params"]
+            current = self._one(conn, "get", {"job_id": key})
             load = self._row_decoders[1]
             params = released_params(
-                current if isinstance(current, str) else json.dumps(current),
+                current["params"] if isinstance(current["params"], str)
+                else json.dumps(current["params"]),
                 link["result_as"], bool(link["collect"]),
                 [None if row["status"] != JobStatus.COMPLETED.value or row["result"] is None
                  else load(row["result"]) for row in parents])
-        return bool(conn.execute(self._workflow_sql()["release_blocked"], {
-            "job_id": key, "params": params, "now": now}).rowcount)
+            most = link["max_params_bytes"]
+            size = over_limit(params, most)
+            if size is not None:
+                failed = self._one(conn, "fail_blocked", {"job_id": key, "now": now, "error": (
+                    too_large(link["label"], current["name"], current["method"],
+                              link["result_as"], size, most))})
+                if failed is None:
+                    return None
+                self._cascades.add(self._record(failed))
+                return JobStatus.FAILED
+        released = conn.execute(self._workflow_sql()["release_blocked"], {
+            "job_id": key, "params": params, "now": now}).rowcount
+        return JobStatus.PENDING if released else None
 
     def _retried_in(self, conn: Any, key: int, row: Any) -> Any:
         """A manual retry made the job ``key`` pending (``row``): wait again, revive children.

@@ -2175,6 +2175,35 @@ class WorkflowConformance(StorageFixtures):
         ended(storage, a.id)  # releases b: nothing to take
         assert store.take_cascaded() == []
 
+    def test_a_step_whose_released_params_are_too_large_fails(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """Over its ``max_params_bytes`` with the results written in, a step fails, unrun.
+
+        In the release's change: its error names its label, job, size and limit; its params
+        stay as stored; what needs it completed is cancelled; ``take_cascaded`` has both. A
+        step whose params fit, or that has no limit, is released.
+        """
+        store = workflow_store(storage)
+        _, (a, big, after, fits, free) = store.enqueue_steps([
+            waiting_step(clock),
+            waiting_step(clock, 0, result_as="got", label="1", max_params_bytes=30),
+            waiting_step(clock, 1),
+            waiting_step(clock, 0, result_as="got", max_params_bytes=60),
+            waiting_step(clock, 0, result_as="got")])
+        store.take_cascaded()
+        ended(storage, a.id, result="r" * 20)  # {"n": 1, "got": "rrr..."}: 39 bytes
+        assert statuses(storage, [big, after, fits, free]) == [
+            "failed", "cancelled", "pending", "pending"]
+        failed = storage.get(big.id)
+        assert failed.params == {"n": 1} and failed.attempts == 0
+        assert failed.finished_at == clock()
+        assert failed.error == (
+            f"step 1 ({failed.name}.{failed.method}): its params, with the results it waits "
+            "for given as got, are 39 bytes of JSON, over max_params_bytes (30); it was not run")
+        assert [(job.id, job.status) for job in store.take_cascaded()] == [
+            (big.id, JobStatus.FAILED), (after.id, JobStatus.CANCELLED)]
+        assert f"job {big.id}" in (storage.get(after.id).error or "")
+
     def test_on_failure_run_runs_after_a_failed_parent(
             self, storage: Storage, clock: FakeClock) -> None:
         """A step that needs its parents ended runs after one failed.
