@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from jobkit.records import AttemptOutcome, JobStatus, Lease, NewStep
+from jobkit.storage import postgres_db
 from jobkit.storage.postgres import PostgresStorage
 from jobkit.testing.conformance import new_job
 
@@ -83,66 +84,120 @@ def test_two_parents_ending_at_once_release_the_child_once(
     assert store.get(child.id).status is JobStatus.PENDING
 
 
-def _pausing_after_the_first_settle(store: PostgresStorage, ready: dict[str, threading.Event],
-                                    go: threading.Event) -> None:
-    """Make each named thread's first settle of children set its ``ready`` and wait for ``go``.
-
-    Only the first: a transaction run again after a deadlock goes straight on.
-    """
-    settle, paused = store._job_ended_in, set()
-
-    def pausing(cur: Any, key: int, now: Any) -> None:
-        settle(cur, key, now)
-        name = threading.current_thread().name
-        if name in ready and name not in paused:
-            paused.add(name)
-            ready[name].set()
-            assert go.wait(COMES)
-
-    store._job_ended_in = pausing  # type: ignore[method-assign]
-
-
-def test_two_batches_crossing_over_shared_children_both_commit(
-        store: PostgresStorage) -> None:
-    """Two batched completions lock two children in opposite orders: both commit, once each.
-
-    x waits for a and d, y for b and c. One worker completes a then b, the other c then d:
-    the first holds x (a's child) and wants y, the second holds y and wants x, a deadlock
-    PostgreSQL breaks by failing one transaction. The store runs that one again.
-    """
-    _, (a, b, c, d, x, y) = store.enqueue_steps([
+def _crosswise(store: PostgresStorage) -> tuple[list[str], list[str]]:
+    """Jobs a, b, c, d, then x waiting for a and d, and y for b and c: ids of both, in order."""
+    _, records = store.enqueue_steps([
         *(NewStep(new_job(store.now())) for _ in range(4)),
         NewStep(new_job(store.now()), parents=(0, 3)),
         NewStep(new_job(store.now()), parents=(1, 2))])
+    ids = [record.id for record in records]
+    return ids[:4], ids[4:]
+
+
+def _held(ready: dict[str, threading.Event], go: threading.Event) -> None:
+    """The first time this thread gets here: say so (``ready``), then wait for ``go``."""
+    event = ready[threading.current_thread().name]
+    if not event.is_set():
+        event.set()
+        assert go.wait(COMES)
+
+
+def _run_held(store: PostgresStorage, work: dict[str, Callable[[], Any]],
+              ready: dict[str, threading.Event], go: threading.Event) -> dict[str, Any]:
+    """Run each of ``work`` in a thread of its name until each is held, then let them go.
+
+    What each returned (or raised) and the driver errors the store ran a transaction again
+    for (``deadlocks``).
+    """
+    done: dict[str, Any] = {"deadlocks": []}
+    broken_off = postgres_db._broken_off
+
+    def noting(error: Any) -> bool:
+        if broken_off(error):
+            done["deadlocks"].append(error)
+            return True
+        return False
+
+    def run(name: str) -> None:
+        try:
+            done[name] = work[name]()
+        except Exception as exc:  # the test reports it
+            done[name] = exc
+
+    threads = [threading.Thread(target=run, name=name, args=(name,)) for name in work]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(postgres_db, "_broken_off", noting)
+        for thread in threads:
+            thread.start()
+        assert all(ready[name].wait(COMES) for name in work)
+        go.set()
+        for thread in threads:
+            thread.join(COMES)
+    return done
+
+
+def test_two_transactions_ending_jobs_with_crosswise_children_both_commit(
+        store: PostgresStorage) -> None:
+    """Two transactions end two jobs each, one job after the other (as requeue_expired does).
+
+    The first ends a (locking x), the second c (locking y); then the first ends b and wants y,
+    the second d and wants x: a deadlock PostgreSQL breaks by failing one transaction. The
+    store runs that one again, and both commit.
+    """
+    (a, b, c, d), children = _crosswise(store)
+    ready = {"first": threading.Event(), "second": threading.Event()}
+    go = threading.Event()
+
+    def end(first: str, second: str) -> Callable[[], None]:
+        def work(cur: Any) -> None:
+            for number, job_id in enumerate((first, second)):
+                cur.execute(b"UPDATE jobkit_jobs SET status = 'completed', finished_at = now()"
+                            b" WHERE id = %s", (int(job_id),))
+                store._job_ended_in(cur, int(job_id), None)
+                if number == 0:
+                    _held(ready, go)
+
+        return lambda: store._transaction(f"end jobs {first} and {second}", work)
+
+    done = _run_held(store, {"first": end(a, b), "second": end(c, d)}, ready, go)
+    assert done["first"] is None and done["second"] is None, done
+    assert len(done["deadlocks"]) == 1, done
+    assert [store.get(job_id).status for job_id in children] == [JobStatus.PENDING] * 2
+
+
+def test_two_batches_with_crosswise_children_lock_them_in_one_order(
+        store: PostgresStorage) -> None:
+    """Two batched completions lock all their children at once, in id order: no deadlock.
+
+    One worker completes a and b, the other c and d (x waits for a and d, y for b and c).
+    Each batch writes its completions, then locks x and y in that order: the second waits
+    for the first, which commits; nothing is broken off and run again.
+    """
+    jobs, children = _crosswise(store)
     leases = {}
     for worker in ("w1", "w1", "w2", "w2"):
         claimed = store.claim(worker, 60)
         assert claimed is not None
         leases[claimed.id] = Lease(claimed.id, worker, claimed.attempts)
-    assert sorted(leases) == sorted([a.id, b.id, c.id, d.id])
+    assert sorted(leases, key=int) == jobs
     ready = {"first": threading.Event(), "second": threading.Event()}
     go = threading.Event()
-    _pausing_after_the_first_settle(store, ready, go)
-    done: dict[str, Any] = {}
+    completed_in = store._completed_in
 
-    def complete(name: str, ids: tuple[str, str]) -> None:
-        try:
-            done[name] = store.complete_and_claim_many(
-                [(leases[job_id], "ok") for job_id in ids], "w", 60, 0)
-        except Exception as exc:  # the test reports it
-            done[name] = exc
+    def holding(cur: Any, keys: list[int], now: Any) -> None:
+        _held(ready, go)  # the batch's completions are written: its children next
+        completed_in(cur, keys, now)
 
-    threads = [threading.Thread(target=complete, name="first", args=("first", (a.id, b.id))),
-               threading.Thread(target=complete, name="second", args=("second", (c.id, d.id)))]
-    for thread in threads:
-        thread.start()
-    assert ready["first"].wait(COMES) and ready["second"].wait(COMES)
-    go.set()
-    for thread in threads:
-        thread.join(COMES)
-    assert not any(isinstance(found, Exception) for found in done.values()), done
-    assert all(record is not None for found in done.values() for record in found[0]), done
-    assert [store.get(job.id).status for job in (a, b, c, d, x, y)] == [
+    store._completed_in = holding  # type: ignore[method-assign]
+
+    def batch(ids: list[str]) -> Callable[[], Any]:
+        return lambda: store.complete_and_claim_many(
+            [(leases[job_id], "ok") for job_id in ids], "w", 60, 0)
+
+    done = _run_held(store, {"first": batch(jobs[:2]), "second": batch(jobs[2:])}, ready, go)
+    assert done["deadlocks"] == [], done
+    assert all(record is not None for name in ("first", "second") for record in done[name][0])
+    assert [store.get(job_id).status for job_id in jobs + children] == [
         JobStatus.COMPLETED] * 4 + [JobStatus.PENDING] * 2
 
 

@@ -225,6 +225,15 @@ class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows):
         """See :meth:`SQLStorage._job_ended_in`: its blocked children settled (workflows)."""
         self._settle_children_in(cur, key, now)
 
+    def _completed_in(self, cur: psycopg.Cursor[Any], keys: builtins.list[int],
+                      now: Any) -> None:
+        """See :meth:`SQLStorage._completed_in`: every child of the batch locked at once.
+
+        In one id order (:meth:`SQLWorkflows._settle_completed_in`): two batches whose jobs
+        share children crosswise wait for each other instead of deadlocking.
+        """
+        self._settle_completed_in(cur, keys, now)
+
     def _workflow_sql(self) -> Mapping[str, str]:
         """See :meth:`SQLWorkflows._workflow_sql`."""
         return queries()

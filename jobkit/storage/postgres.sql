@@ -844,6 +844,17 @@ WHERE j.id IN (SELECT p.child_id FROM jobkit_job_parents AS p WHERE p.parent_id 
 ORDER BY j.id
 FOR UPDATE OF j;
 
+-- name: blocked_children_of_all
+-- the blocked children of a batch's completions, all locked by this one statement in id order:
+-- two batches whose jobs share children crosswise wait for each other, never deadlock
+SELECT j.id
+FROM jobkit_jobs AS j
+WHERE j.id IN (SELECT p.child_id FROM jobkit_job_parents AS p
+               WHERE p.parent_id = ANY (%(job_ids)s::bigint[]))
+    AND j.status = 'blocked'
+ORDER BY j.id
+FOR UPDATE OF j;
+
 -- name: release_blocked
 -- a step's delay counts from its storing: a later due time stays
 UPDATE jobkit_jobs

@@ -175,6 +175,18 @@ class SQLWorkflows(RunsWorkflows):
             status = JobStatus(self._one(conn, "status_of", {"job_id": key})["status"])
             self._settle_blocked_in(conn, children, now, ended=status)
 
+    def _settle_completed_in(self, conn: Any, keys: builtins.list[int], now: Any) -> None:
+        """The jobs ``keys`` completed in this transaction: settle their blocked children.
+
+        All of them locked by one statement, in id order (``blocked_children_of_all``), rather
+        than one job's children after the other's: two transactions lock them in the same
+        order. A batch's completions cancel no child, so the rest goes as one parent's end.
+        """
+        children = [row["id"] for row in conn.execute(
+            self._workflow_sql()["blocked_children_of_all"], {"job_ids": keys}).fetchall()]
+        if children:
+            self._settle_blocked_in(conn, children, now, ended=JobStatus.COMPLETED)
+
     def _verdict_in(self, conn: Any, needs: str,
                     key: int) -> tuple[str, str | None, builtins.list[Any]]:
         """The verdict of the blocked job ``key`` and its parents' rows (id, status, result)."""
