@@ -355,6 +355,7 @@ class JobKit(Host):
                        depends_on=tuple(depends_on))
         _, (record,) = store.enqueue_steps([step], workflow=False)
         self.emit(EventKind.ENQUEUED, record)
+        self.emit_cascaded()  # cancelled at once: a job it waits for had failed
         return record.id
 
     @shielded_call
@@ -375,6 +376,7 @@ class JobKit(Host):
         workflow_id, records = store.enqueue_steps(steps)
         assert workflow_id is not None
         self.events.emit_all(job_event(EventKind.ENQUEUED, record) for record in records)
+        self.emit_cascaded()
         return workflow_id
 
     @shielded_call
@@ -388,6 +390,7 @@ class JobKit(Host):
         store = workflows_store(self.storage, "cancel a workflow")
         records = store.cancel_workflow(str(workflow_id))
         self.events.emit_all(job_event(EventKind.CANCELLED, record) for record in records)
+        self.emit_cascaded()  # jobs outside the workflow that waited for its steps
         return len(records)
 
     @shielded_call

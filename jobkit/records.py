@@ -306,6 +306,10 @@ class NewStep:
     #: Where the step sits in its flow, for people (``"1.0"``: the first member of the second
     #: element); ``""`` for a job with ``depends_on``.
     label: str = ""
+    #: The most bytes of JSON its params may take once the results are written in as
+    #: ``result_as`` (its job's ``max_params_bytes``); over it, the release fails the step
+    #: instead of making it pending. ``None``: not checked.
+    max_params_bytes: int | None = None
 
 
 @attrs.frozen

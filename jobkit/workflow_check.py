@@ -58,19 +58,27 @@ def new_steps(factory: Factory, nodes: Sequence[Node], *, settings_of: SettingsO
               now: Callable[[], datetime]) -> list[NewStep]:
     """The checked steps to store, one per node; ``InvalidParameters`` naming the step."""
     steps = []
+    most: list[int] = []  # the job's max_params_bytes, as new_jobs read its settings
+
+    def settings(spec: Any, overrides: Any) -> Any:
+        found = settings_of(spec, overrides)
+        most.append(found[0].max_params_bytes)
+        return found
+
     for node in nodes:
         part = node.step
         supplied = frozenset() if part.result_as is None else frozenset({part.result_as})
         try:
             _check_result_as(factory, node)
             (job,) = new_jobs(factory, part.name, part.method, [part.params], _options(node),
-                              settings_of=settings_of, now=now, supplied=supplied)
+                              settings_of=settings, now=now, supplied=supplied)
         except InvalidParameters as exc:
             raise InvalidParameters(exc.name, exc.method, {
                 f"step {node.label} {key}": why for key, why in exc.problems.items()}) from None
         steps.append(NewStep(
             job=attrs.evolve(job, unique_key=None, unique_for=None), parents=node.parents,
-            needs=node.needs, result_as=part.result_as, collect=node.collect, label=node.label))
+            needs=node.needs, result_as=part.result_as, collect=node.collect, label=node.label,
+            max_params_bytes=None if part.result_as is None else most[-1]))
     for node in nodes:
         if node.step.result_as is not None:
             check_results(factory, node, [nodes[index] for index in node.parents])

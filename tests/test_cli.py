@@ -853,7 +853,7 @@ class TestMigrate:
         """`migrate` creates the schema and prints its version."""
         result = cli("migrate")
         assert result.exit_code == 0, result.output
-        assert "schema at version 10" in result.stdout
+        assert "schema at version 11" in result.stdout
 
     def test_postgres(self, tmp_path: Path, empty_postgres_url: str) -> None:
         """`migrate` on a PostgreSQL URL creates the tables there."""

@@ -113,7 +113,7 @@ class TestStorageSamples:
             "        store.close()\n")})
         result = run_pytest(tmp_path, "test_capabilities.py")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert outcomes(result.stdout).get("skipped") == 42, result.stdout
+        assert outcomes(result.stdout).get("skipped") == 44, result.stdout
         for what in ("worker processes", "job log lines", "throughput", "progress", "queues",
                      "schedules", "workflows"):
             assert f"DictStorage keeps no {what} (optional capability" in result.stdout

@@ -152,7 +152,7 @@ class TestSQLiteFile:
             pass
         with sqlite3.connect(db_path) as conn:
             rows = conn.execute("SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(LATEST,)] and LATEST == 10
+        assert rows == [(LATEST,)] and LATEST == 11
 
     def test_a_version_1_file_is_upgraded(
         self, db_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -191,7 +191,8 @@ class TestSQLiteFile:
         deleted with the old table.
         """
         clock = FakeClock()
-        before = {k: v for k, v in sqlite_file.queries().items() if k != "migration_10"}
+        before = {k: v for k, v in sqlite_file.queries().items()
+                  if k not in ("migration_10", "migration_11")}
         with monkeypatch.context() as patch:
             patch.setattr(sqlite_file, "queries", lambda: before)
             with SQLiteStorage(db_path, clock=clock) as store:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import jobkit
+import jobkit.notify
 from jobkit import ConfigError, InvalidParameters, Job, JobKit, JobNotFound, MethodNotAllowed
 from jobkit.config import Config
 from jobkit.exceptions import StorageError
@@ -67,6 +68,18 @@ def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobKit]:
     url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'jobs.db'}",
            "postgres": None}[request.param] or request.getfixturevalue("empty_postgres_url")
     application = JobKit(Config.from_dict({"storage": url}), load_entrypoints=False)
+    application.register("Numbers", Numbers)
+    yield application
+    application.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def small_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[JobKit]:
+    """As ``app``, with ``max_params_bytes: 100`` for every job."""
+    url = {"memory": "memory://", "sqlite": f"sqlite:///{tmp_path / 'jobs.db'}",
+           "postgres": None}[request.param] or request.getfixturevalue("empty_postgres_url")
+    application = JobKit(Config.from_dict({"storage": url, "defaults": {
+        "max_params_bytes": 100}}), load_entrypoints=False)
     application.register("Numbers", Numbers)
     yield application
     application.close()
@@ -318,3 +331,164 @@ class TestRunning:
         assert app.get_job(after).status is JobStatus.CANCELLED
         with pytest.raises(ConfigError, match="depends_on"):
             app.run_background_job("Numbers", "count", {"n": 3}, depends_on=last)  # type: ignore[arg-type]
+
+
+class Heard:
+    """A plugin that keeps every ``jobkit_job_event`` it is told, as (kind, job id, status)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+
+    @jobkit.hookimpl
+    def jobkit_job_event(self, event: jobkit.JobEvent) -> None:
+        self.events.append((str(event.kind), event.job.id, str(event.job.status)))
+
+
+@pytest.fixture
+def heard(app: JobKit) -> Iterator[tuple[JobKit, list[jobkit.JobEvent], Heard]]:
+    """The app, the events its listeners hear (in the changing thread) and a plugin's."""
+    listened: list[jobkit.JobEvent] = []
+    app.events.listeners.append(listened.append)
+    plugin = Heard()
+    app.pm.register(plugin)
+    yield app, listened, plugin
+
+
+def told(events: list[jobkit.JobEvent], *job_ids: str) -> list[tuple[str, str]]:
+    """(kind, job id) of the events about ``job_ids``, in order."""
+    return [(str(e.kind), e.job.id) for e in events if e.job.id in job_ids]
+
+
+class TestEvents:
+    def test_a_failure_announces_the_steps_it_cancels_after_its_own_end(
+            self, heard: tuple[JobKit, list[jobkit.JobEvent], Heard]) -> None:
+        """A step fails: a ``cancelled`` event for each step its end cancelled, after ``failed``.
+
+        To jobkit's listeners and to the plugins, with the error naming the failed parent.
+        """
+        app, listened, plugin = heard
+        workflow_id = app.run_workflow(chain(
+            step("Numbers", "fail", retry_attempts=0), step("Numbers", "double", result_as="value"),
+            step("Numbers", "double", result_as="value")))
+        first, second, third = (s.job_id for s in app.get_workflow(workflow_id).steps)
+        run_until_empty(app, timeout=15)
+        assert told(listened, first, second, third)[3:] == [
+            ("started", first), ("failed", first), ("cancelled", second), ("cancelled", third)]
+        cancels = [e for e in listened if str(e.kind) == "cancelled"]
+        assert {e.job.status for e in cancels} == {JobStatus.CANCELLED}
+        assert cancels[0].error is not None and cancels[0].error.startswith("cancelled: job ")
+        assert app.events.flush()
+        assert [(kind, job) for kind, job, _ in plugin.events] == told(
+            listened, first, second, third)
+
+    def test_cancel_job_and_cancel_workflow_announce_what_waited(
+            self, heard: tuple[JobKit, list[jobkit.JobEvent], Heard]) -> None:
+        """A job that waits for a cancelled one is announced ``cancelled`` too.
+
+        ``cancel_job`` of a first step, and ``cancel_workflow`` for a job outside the
+        workflow that waited for one of its steps.
+        """
+        app, listened, _ = heard
+        workflow_id = app.run_workflow(chain(step("Numbers", "count", {"n": 1}),
+                                             step("Numbers", "count", {"n": 2})))
+        first, last = (s.job_id for s in app.get_workflow(workflow_id).steps)
+        after = app.run_background_job("Numbers", "count", {"n": 3}, depends_on=[last])
+        assert app.cancel_job(first)
+        assert told(listened, first, last, after)[-3:] == [
+            ("cancelled", first), ("cancelled", last), ("cancelled", after)]
+        other = app.run_workflow(chain(step("Numbers", "count", {"n": 1}),
+                                       step("Numbers", "count", {"n": 2})))
+        one, two = (s.job_id for s in app.get_workflow(other).steps)
+        outside = app.run_background_job("Numbers", "count", {"n": 3}, depends_on=[two])
+        listened.clear()
+        assert app.cancel_workflow(other) == 2
+        assert told(listened, one, two, outside) == [
+            ("cancelled", one), ("cancelled", two), ("cancelled", outside)]
+
+    def test_a_job_stored_after_its_parent_failed_is_announced_cancelled(
+            self, heard: tuple[JobKit, list[jobkit.JobEvent], Heard]) -> None:
+        """``depends_on`` a failed job: ``enqueued`` then ``cancelled``, at once."""
+        app, listened, _ = heard
+        failed = app.run_background_job("Numbers", "fail", retry_attempts=0)
+        run_until_empty(app, timeout=15)
+        after = app.run_background_job("Numbers", "count", {"n": 1}, depends_on=[failed])
+        assert told(listened, after) == [("enqueued", after), ("cancelled", after)]
+
+    def test_a_retry_announces_the_steps_it_makes_wait_again(
+            self, heard: tuple[JobKit, list[jobkit.JobEvent], Heard]) -> None:
+        """``retry_job`` of a failed step: ``enqueued`` for it and for each step it revives.
+
+        A release (``blocked`` to ``pending``) is announced by nothing: the step's next event
+        is ``started``.
+        """
+        app, listened, _ = heard
+        workflow_id = app.run_workflow(chain(
+            step("Numbers", "fail", retry_attempts=0), step("Numbers", "maybe", result_as="value")))
+        first, second = (s.job_id for s in app.get_workflow(workflow_id).steps)
+        run_until_empty(app, timeout=15)
+        listened.clear()
+        assert app.retry_job(first)
+        assert [(str(e.kind), e.job.id, e.job.status) for e in listened] == [
+            ("enqueued", first, JobStatus.PENDING), ("enqueued", second, JobStatus.BLOCKED)]
+        run_until_empty(app, timeout=15)
+        assert [kind for kind, job in told(listened, second)] == [
+            "enqueued", "cancelled"]  # its parent failed again
+
+    def test_a_notification_on_cancel_is_sent_for_a_cascaded_step(self, tmp_path: Path) -> None:
+        """``notifications:`` with ``events: [cancelled]`` hears of the steps a failure cancels."""
+        sent: list[tuple[str, str, str | None]] = []
+
+        class Chat(jobkit.notify.Notifier):
+            def notify(self, event: jobkit.JobEvent) -> None:
+                sent.append((str(event.kind), event.job.method, event.error))
+
+        class ChatPlugin:
+            @jobkit.hookimpl
+            def jobkit_register_notifiers(self, registry: Any) -> None:
+                registry.add("chat", Chat)
+
+        config = Config.from_dict({
+            "storage": f"sqlite:///{tmp_path / 'jobs.db'}",
+            "notifications": [{"plugin": "chat", "events": ["cancelled"]}]})
+        with JobKit(config, plugins=(ChatPlugin(),), load_entrypoints=False) as app:
+            app.register("Numbers", Numbers)
+            workflow_id = app.run_workflow(chain(
+                step("Numbers", "fail", retry_attempts=0),
+                step("Numbers", "double", result_as="value")))
+            first = app.get_workflow(workflow_id).steps[0].job_id
+            run_until_empty(app, timeout=15)
+            assert app.events.flush()
+        assert sent == [("cancelled", "double", f"cancelled: job {first}, which it waits for, "
+                                                "is failed")]
+
+
+class TestReleasedParamsSize:
+    def test_a_step_whose_results_do_not_fit_fails_naming_its_size(
+            self, small_app: JobKit) -> None:
+        """The results given as ``result_as`` make the params too large: the step fails.
+
+        It never runs, its error names the step, the size and the limit (a ``failed`` event);
+        what needs it completed is cancelled, what runs after failures runs. Its params are
+        left as stored.
+        """
+        app = small_app
+        listened: list[jobkit.JobEvent] = []
+        app.events.listeners.append(listened.append)
+        workflow_id = app.run_workflow(chain(
+            group(step("Numbers", "text", {"value": "x" * 40}),
+                  step("Numbers", "text", {"value": "y" * 40}),
+                  then=chain(step("Numbers", "loose", result_as="value"),
+                             step("Numbers", "text"))),
+            step("Numbers", "maybe", on_failure="run")))
+        run_until_empty(app, timeout=15)
+        steps = app.get_workflow(workflow_id).steps
+        assert [(s.label, str(s.status)) for s in steps] == [
+            ("0.0", "completed"), ("0.1", "completed"), ("0.then.0", "failed"),
+            ("0.then.1", "cancelled"), ("1", "completed")]
+        failed = app.get_job(steps[2].job_id)
+        assert failed.params == {} and failed.attempts == 0
+        assert failed.error == (
+            "step 0.then.0 (Numbers.loose): its params, with the results it waits for given as "
+            "value, are 109 bytes of JSON, over max_params_bytes (100); it was not run")
+        assert [str(e.kind) for e in listened if e.job.id == failed.id] == ["enqueued", "failed"]
+        assert f"job {failed.id}" in (app.get_job(steps[3].job_id).error or "")

@@ -351,6 +351,18 @@ class RunsWorkflows(abc.ABC):
     def workflow_of(self, job_id: str) -> str | None:
         """The id of the workflow the job is a step of; ``None`` for a job of none."""
 
+    @abc.abstractmethod
+    def take_cascaded(self) -> list[JobRecord]:
+        """The jobs this thread's committed writes changed in passing, in order; taken once.
+
+        The children a cascade cancelled (a parent failed or was cancelled, a workflow was
+        cancelled with jobs outside it waiting for its steps, a step was stored after its
+        parent failed) and the children a manual retry made ``blocked`` again: the store's
+        calls return only the job they were asked about. The app takes them after each call
+        that can end a job and announces them (``cancelled``, ``enqueued``) after that job's
+        own event. Kept per thread until taken; a rolled-back transaction adds none.
+        """
+
 
 #: The optional capabilities by name, each the mixin a backend inherits to have it.
 OPTIONAL_CAPABILITIES: dict[str, type[abc.ABC]] = {

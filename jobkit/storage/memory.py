@@ -32,6 +32,7 @@ from jobkit.records import (
 )
 from jobkit.storage import capabilities
 from jobkit.storage.base import Clock, Storage, check_claim, check_new_jobs
+from jobkit.storage.cascades import Cascades
 from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.memory_keeps import MemoryKeeps
 from jobkit.storage.memory_rows import Row
@@ -72,6 +73,7 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         self._start_keeping()
         self._start_scheduling()
         self._start_workflows()
+        self._cascades = Cascades()
         self._closed = False
 
     @classmethod
@@ -100,7 +102,10 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         with self._lock:
             if self._closed:
                 raise StorageError(f"memory storage: {operation}: the store is closed")
-            return work()
+            try:
+                return work()
+            finally:  # a change made under the lock stays made, even when work raised after it
+                self._cascades.committed()
 
     def _row(self, job_id: str) -> Row:
         row = self._jobs.get(int(job_id)) if job_id.isascii() and job_id.isdigit() else None

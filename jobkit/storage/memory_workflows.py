@@ -30,8 +30,15 @@ from jobkit.records import (
     WorkflowStep,
 )
 from jobkit.storage.capabilities import RunsWorkflows
+from jobkit.storage.cascades import Cascades
 from jobkit.storage.memory_rows import MemoryPart, Row
-from jobkit.storage.workflow_links import check_parents, released_params, verdict
+from jobkit.storage.workflow_links import (
+    check_parents,
+    over_limit,
+    released_params,
+    too_large,
+    verdict,
+)
 
 
 @attrs.define
@@ -44,6 +51,8 @@ class Link:
     result_as: str | None
     collect: bool
     label: str
+    #: The most bytes of JSON its released params may take (``None``: not checked).
+    max_params_bytes: int | None = None
     #: Cancelled because a parent did not complete (a retry of that parent revives it).
     cascaded: bool = False
 
@@ -59,6 +68,8 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
     _children: dict[int, builtins.list[int]]
     #: workflow id -> (created at, its steps' job ids in order)
     _workflows: dict[str, tuple[datetime, builtins.list[int]]]
+    #: What the cascades changed in passing, per thread (the store makes it).
+    _cascades: Cascades
 
     def _start_workflows(self) -> None:
         """Start with no link and no workflow."""
@@ -95,7 +106,7 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
                 rows.append(row)
                 if parents or workflow_id is not None:
                     self._links[row.id] = Link(workflow_id, parents, one.needs, one.result_as,
-                                               one.collect, one.label)
+                                               one.collect, one.label, one.max_params_bytes)
                 for parent in dict.fromkeys(parents):
                     self._children.setdefault(parent, []).append(row.id)
             if workflow_id is not None:
@@ -129,12 +140,13 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
                 continue
             link = self._links[current.id]
             verdict, why = self._verdict(link)
-            if verdict == "release":
-                self._release(current, link, now)
+            if verdict == "release" and not self._release(current, link, now):
+                todo.extend(self._blocked_children(current.id))  # it failed: an end
             elif verdict == "cancel":
                 self._cancel_row(current, now)
                 current.error = f"cancelled: {why}"
                 link.cascaded = True
+                self._cascades.add(current.record())
                 todo.extend(self._blocked_children(current.id))
 
     def _blocked_children(self, job_id: int) -> builtins.list[int]:
@@ -142,13 +154,25 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
                 if (row := self._jobs.get(child)) is not None
                 and row.status is JobStatus.BLOCKED]
 
-    def _release(self, row: Row, link: Link, now: datetime) -> None:
-        """Make ``row`` pending, due now, its parents' results given as ``result_as``."""
+    def _release(self, row: Row, link: Link, now: datetime) -> bool:
+        """Make ``row`` pending, due now, its parents' results given as ``result_as``.
+
+        ``False`` when those params are over the step's ``max_params_bytes``: it fails instead.
+        """
         if link.result_as is not None:
-            row.params = released_params(row.params, link.result_as, link.collect,
-                                         [self._result_of(parent) for parent in link.parents])
+            params = released_params(row.params, link.result_as, link.collect,
+                                     [self._result_of(parent) for parent in link.parents])
+            size = over_limit(params, link.max_params_bytes)
+            if size is not None and link.max_params_bytes is not None:
+                row.status, row.finished_at = JobStatus.FAILED, now
+                row.error = too_large(link.label, row.name, row.method, link.result_as, size,
+                                      link.max_params_bytes)
+                self._cascades.add(row.record())
+                return False
+            row.params = params
         row.status = JobStatus.PENDING
         row.available_at = max(row.available_at, now)  # a step's delay counts from its storing
+        return True
 
     def _result_of(self, job_id: int) -> Any:
         row = self._jobs.get(job_id)
@@ -178,6 +202,7 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
                     continue
                 row.status, row.finished_at, row.error = JobStatus.BLOCKED, None, None
                 link.cascaded = False
+                self._cascades.add(row.record())
                 todo.append(child)
 
     def _back_to_waiting(self, row: Row) -> bool:
@@ -234,6 +259,10 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
             return [row.record() for row in rows]
 
         return self._locked(f"cancel workflow {workflow_id}", work)
+
+    def take_cascaded(self) -> builtins.list[JobRecord]:
+        """The jobs this thread's writes changed in passing since the last call (see base)."""
+        return self._cascades.take()
 
     def workflow_of(self, job_id: str) -> str | None:
         """The id of the workflow the job is a step of; ``None`` for a job of none."""

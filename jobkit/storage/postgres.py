@@ -214,20 +214,33 @@ class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows):
     def _cancel_in(self, cur: psycopg.Cursor[Any], key: int, now: Any) -> Any:
         """Cancel the job if it has not ended, its attempt closed; its row or ``None``.
 
-        Inside the caller's transaction; the caller settles what waits for it.
+        Inside the caller's transaction, one statement (:func:`_closing`: the job's end and its
+        attempt's have one time); the caller settles what waits for it.
         """
-        row = self._one(cur, "cancel", {"job_id": key, "now": now})
-        if row is not None:
-            self._close_attempt(cur, key, now, AttemptOutcome.CANCELLED, None, None)
-        return row
+        return self._update_and_close(cur, "cancel", {
+            "job_id": key, "now": now, "outcome": AttemptOutcome.CANCELLED.value,
+            "error": None, "traceback": None})
 
     def _job_ended_in(self, cur: psycopg.Cursor[Any], key: int, now: Any) -> None:
         """See :meth:`SQLStorage._job_ended_in`: its blocked children settled (workflows)."""
         self._settle_children_in(cur, key, now)
 
+    def _completed_in(self, cur: psycopg.Cursor[Any], keys: builtins.list[int],
+                      now: Any) -> None:
+        """See :meth:`SQLStorage._completed_in`: every child of the batch locked at once.
+
+        In one id order (:meth:`SQLWorkflows._settle_completed_in`): two batches whose jobs
+        share children crosswise wait for each other instead of deadlocking.
+        """
+        self._settle_completed_in(cur, keys, now)
+
     def _workflow_sql(self) -> Mapping[str, str]:
         """See :meth:`SQLWorkflows._workflow_sql`."""
         return queries()
+
+    def _lock_parents_in(self, cur: psycopg.Cursor[Any], key: int) -> None:
+        """See :meth:`SQLWorkflows._lock_parents_in`: ``FOR SHARE``, in id order."""
+        cur.execute(queries()["lock_parents"], {"job_id": key})
 
     def _writing(self, operation: str, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
         """See :meth:`SQLWorkflows._writing`."""

@@ -3,9 +3,13 @@
 -- A section runs from its "-- name: <name>" line to the next one. Parameters are always bound
 -- (%(name)s). Times are timestamptz. "%(now)s" is NULL unless the store was given a clock (tests):
 -- then coalesce(%(now)s, now()) is the database's clock, so the clocks of the worker machines may
--- drift without moving a lease or a due time. "migration_<n>" sections build the schema: each is
--- applied once, in order, in one transaction holding an advisory lock, and the schema version
--- becomes the highest n. To change the schema, append a new migration; never edit a shipped one.
+-- drift without moving a lease or a due time. Where a claim, an attempt or an end is stamped, the
+-- time is statement_timestamp() instead (the statement's start, the same in every row it writes):
+-- a transaction that waited on a row lock, say for the commit that released a workflow's step,
+-- must not stamp that step's start before the release's end. "migration_<n>" sections build the
+-- schema: each is applied once, in order, in one transaction holding an advisory lock, and the
+-- schema version becomes the highest n. To change the schema, append a new migration; never
+-- edit a shipped one.
 -- Params, results and policies are "json", not "jsonb": json keeps any string (jsonb refuses
 -- \u0000) and the exact text of numbers.
 
@@ -329,6 +333,12 @@ CREATE OR REPLACE TRIGGER jobkit_job_parents_added
     AFTER INSERT ON jobkit_job_parents
     FOR EACH ROW EXECUTE FUNCTION jobkit_has_children();
 
+-- name: migration_13
+-- the most bytes of JSON a step's params may take once its parents' results are written in
+-- (its job's max_params_bytes when stored; null: not checked, as for a link stored before):
+-- over it, the release fails the step instead (docs/decisions.md, "Workflows (issue 20)")
+ALTER TABLE jobkit_job_links ADD COLUMN IF NOT EXISTS max_params_bytes integer;
+
 -- name: validate_checks
 -- migration_7's CHECKs, once no row breaks them
 ALTER TABLE jobkit_jobs
@@ -414,7 +424,7 @@ SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s;
 -- worker); SKIP LOCKED: concurrent claimers each take a different row instead of queueing on one
 WITH next AS (
     SELECT id FROM jobkit_jobs
-    WHERE status IN ('pending', 'retrying') AND available_at <= coalesce(%(now)s, now())
+    WHERE status IN ('pending', 'retrying') AND available_at <= coalesce(%(now)s, statement_timestamp())
       -- the worker's queues (null: all), none of them paused
       AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
       AND queue NOT IN (SELECT name FROM jobkit_queues WHERE paused)
@@ -427,8 +437,8 @@ claimed AS (
     SET status = 'running',
         attempts = least(jobs.attempts, 2147483646) + 1,  -- a forged 2^31 - 1 must not stop claims
         worker_id = %(worker_id)s,
-        started_at = coalesce(%(now)s, now()),
-        lease_expires_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease_seconds)s),
+        started_at = coalesce(%(now)s, statement_timestamp()),
+        lease_expires_at = coalesce(%(now)s, statement_timestamp()) + make_interval(secs => %(lease_seconds)s),
         progress = NULL,
         progress_message = NULL
     FROM next
@@ -445,14 +455,14 @@ SELECT * FROM claimed;
 -- a job just claimed whose row cannot be read (jobkit.storage.rows): failed, in the claim's
 -- transaction, and never run
 UPDATE jobkit_jobs
-SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, now()),
+SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, statement_timestamp()),
     worker_id = NULL, lease_expires_at = NULL
 WHERE id = %(job_id)s AND status = 'running'
 RETURNING id;
 
 -- name: close_attempt
 UPDATE jobkit_attempts
-SET finished_at = coalesce(%(now)s, now()), outcome = %(outcome)s, error = %(error)s,
+SET finished_at = coalesce(%(now)s, statement_timestamp()), outcome = %(outcome)s, error = %(error)s,
     traceback = %(traceback)s
 WHERE job_id = %(job_id)s AND finished_at IS NULL;
 
@@ -471,14 +481,14 @@ WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
 -- name: complete
 UPDATE jobkit_jobs
 SET status = 'completed', result = %(result)s::json, error = NULL,
-    finished_at = coalesce(%(now)s, now()), worker_id = NULL, lease_expires_at = NULL
+    finished_at = coalesce(%(now)s, statement_timestamp()), worker_id = NULL, lease_expires_at = NULL
 WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
     AND attempts = %(attempt)s
 RETURNING *;
 
 -- name: fail
 UPDATE jobkit_jobs
-SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, now()),
+SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, statement_timestamp()),
     worker_id = NULL, lease_expires_at = NULL
 WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
     AND attempts = %(attempt)s
@@ -510,11 +520,11 @@ LIMIT 1;
 WITH expired AS (
     -- crash: the count with this one, which never overflows (a forged row must not stop this)
     SELECT id, worker_id, least(crashes, 2147483646) + 1 AS crash FROM jobkit_jobs
-    WHERE status = 'running' AND lease_expires_at < coalesce(%(now)s, now())
+    WHERE status = 'running' AND lease_expires_at < coalesce(%(now)s, statement_timestamp())
     FOR UPDATE SKIP LOCKED
 ), closed AS (
     UPDATE jobkit_attempts AS attempts
-    SET finished_at = coalesce(%(now)s, now()),
+    SET finished_at = coalesce(%(now)s, statement_timestamp()),
         outcome = 'lost',
         error = 'lease expired: worker ' || coalesce(expired.worker_id, '?')
             || ' stopped heartbeating'
@@ -532,9 +542,11 @@ SET status = CASE WHEN expired.crash < jobs.max_crashes THEN 'retrying' ELSE 'fa
     max_attempts = CASE WHEN expired.crash < jobs.max_crashes
         THEN least(jobs.max_attempts, 2147483646) + 1 ELSE jobs.max_attempts END,
     available_at = CASE WHEN expired.crash < jobs.max_crashes
+        -- now(), not the statement's time: migration_11's trigger wakes the idle workers for
+        -- a row due at now()
         THEN coalesce(%(now)s, now()) ELSE jobs.available_at END,
     finished_at = CASE WHEN expired.crash < jobs.max_crashes
-        THEN NULL ELSE coalesce(%(now)s, now()) END,
+        THEN NULL ELSE coalesce(%(now)s, statement_timestamp()) END,
     worker_id = NULL,
     lease_expires_at = NULL
 FROM expired
@@ -543,7 +555,7 @@ RETURNING jobs.*;
 
 -- name: cancel
 UPDATE jobkit_jobs
-SET status = 'cancelled', finished_at = coalesce(%(now)s, now()), worker_id = NULL,
+SET status = 'cancelled', finished_at = coalesce(%(now)s, statement_timestamp()), worker_id = NULL,
     lease_expires_at = NULL
 WHERE id = %(job_id)s AND status IN ('pending', 'retrying', 'running', 'blocked')
 RETURNING *;
@@ -691,8 +703,8 @@ WITH claimed AS (
     SET status = 'running',
         attempts = least(jobs.attempts, 2147483646) + 1,
         worker_id = %(worker_id)s,
-        started_at = coalesce(%(now)s, now()),
-        lease_expires_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease_seconds)s),
+        started_at = coalesce(%(now)s, statement_timestamp()),
+        lease_expires_at = coalesce(%(now)s, statement_timestamp()) + make_interval(secs => %(lease_seconds)s),
         progress = NULL,
         progress_message = NULL
     WHERE jobs.id = ANY (%(ids)s::bigint[]) AND jobs.status IN ('pending', 'retrying')
@@ -805,8 +817,12 @@ SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s FOR NO KEY UPDATE;
 UPDATE jobkit_jobs SET status = 'blocked' WHERE id = %(job_id)s AND status = 'pending';
 
 -- name: add_link
-INSERT INTO jobkit_job_links (job_id, workflow_id, needs, result_as, collect, label)
-VALUES (%(job_id)s, %(workflow_id)s, %(needs)s, %(result_as)s, %(collect)s, %(label)s);
+INSERT INTO jobkit_job_links (
+    job_id, workflow_id, needs, result_as, collect, label, max_params_bytes
+) VALUES (
+    %(job_id)s, %(workflow_id)s, %(needs)s, %(result_as)s, %(collect)s, %(label)s,
+    %(max_params_bytes)s
+);
 
 -- name: add_parent
 INSERT INTO jobkit_job_parents (child_id, position, parent_id)
@@ -846,6 +862,17 @@ WHERE j.id IN (SELECT p.child_id FROM jobkit_job_parents AS p WHERE p.parent_id 
 ORDER BY j.id
 FOR UPDATE OF j;
 
+-- name: blocked_children_of_all
+-- the blocked children of a batch's completions, all locked by this one statement in id order:
+-- two batches whose jobs share children crosswise wait for each other, never deadlock
+SELECT j.id
+FROM jobkit_jobs AS j
+WHERE j.id IN (SELECT p.child_id FROM jobkit_job_parents AS p
+               WHERE p.parent_id = ANY (%(job_ids)s::bigint[]))
+    AND j.status = 'blocked'
+ORDER BY j.id
+FOR UPDATE OF j;
+
 -- name: release_blocked
 -- a step's delay counts from its storing: a later due time stays
 UPDATE jobkit_jobs
@@ -853,26 +880,48 @@ SET status = 'pending', params = coalesce(%(params)s::json, params),
     available_at = greatest(available_at, coalesce(%(now)s, now()))
 WHERE id = %(job_id)s AND status = 'blocked';
 
+-- name: fail_blocked
+-- a step whose released params would be over its max_params_bytes: it fails, never run
+UPDATE jobkit_jobs
+SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, statement_timestamp())
+WHERE id = %(job_id)s AND status = 'blocked'
+RETURNING *;
+
 -- name: cancel_blocked
 UPDATE jobkit_jobs
-SET status = 'cancelled', error = %(error)s, finished_at = coalesce(%(now)s, now())
-WHERE id = %(job_id)s AND status = 'blocked';
+SET status = 'cancelled', error = %(error)s, finished_at = coalesce(%(now)s, statement_timestamp())
+WHERE id = %(job_id)s AND status = 'blocked'
+RETURNING *;
 
 -- name: set_cascaded
 UPDATE jobkit_job_links SET cascaded = %(cascaded)s WHERE job_id = %(job_id)s;
 
 -- name: cascaded_children
-SELECT DISTINCT p.child_id AS id
-FROM jobkit_job_parents AS p
-JOIN jobkit_job_links AS l ON l.job_id = p.child_id
-JOIN jobkit_jobs AS j ON j.id = p.child_id
-WHERE p.parent_id = %(job_id)s AND l.cascaded = 1 AND j.status = 'cancelled'
-ORDER BY p.child_id;
+-- what a manual retry revives, locked in id order (as blocked_children) before it reads their
+-- parents: a concurrent cancel or settle of one waits, or is waited for
+SELECT j.id
+FROM jobkit_jobs AS j
+WHERE j.id IN (SELECT p.child_id
+               FROM jobkit_job_parents AS p JOIN jobkit_job_links AS l ON l.job_id = p.child_id
+               WHERE p.parent_id = %(job_id)s AND l.cascaded = 1)
+    AND j.status = 'cancelled'
+ORDER BY j.id
+FOR UPDATE OF j;
+
+-- name: lock_parents
+-- the parents of a job a manual retry makes wait again, FOR SHARE in id order before its
+-- verdict is read: a parent ending meanwhile commits first (and the verdict sees its end) or
+-- waits for the retry (and its end finds the job blocked); else it could end unseen
+SELECT id FROM jobkit_jobs
+WHERE id IN (SELECT parent_id FROM jobkit_job_parents WHERE child_id = %(job_id)s)
+ORDER BY id
+FOR SHARE;
 
 -- name: revive_cascaded
 UPDATE jobkit_jobs
 SET status = 'blocked', finished_at = NULL, error = NULL
-WHERE id = %(job_id)s AND status = 'cancelled';
+WHERE id = %(job_id)s AND status = 'cancelled'
+RETURNING *;
 
 -- name: retry_blocked
 -- a manual retry of a step whose parents have not all completed: it waits again

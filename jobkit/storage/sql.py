@@ -38,6 +38,7 @@ from jobkit.records import (
 )
 from jobkit.storage.base import Clock, Storage, check_claim, check_new_jobs
 from jobkit.storage.capabilities import ClaimsInBatches, KeepsProgress, KeepsSessions
+from jobkit.storage.cascades import Cascades
 from jobkit.storage.rows import (
     Claimed,
     Decode,
@@ -169,6 +170,9 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
         #: The jobs claimed here whose attempts have not ended, by ``(row id, attempt)``: a
         #: completion builds its record from the claim's (:meth:`_remember_claim`).
         self._claims: dict[tuple[int, int], Claimed] = {}
+        #: The jobs a workflow's cascade changed in passing, per thread, until the app takes
+        #: them (committed by :meth:`_transaction`'s backend, discarded on a rollback).
+        self._cascades = Cascades()
 
     def _remember_claim(self, record: JobRecord, row: Row) -> None:
         """Keep what the row of a job just claimed held, for the record of its completion.
@@ -215,12 +219,15 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
         error: str | None,
         traceback: str | None,
         params: Mapping[str, Any],
+        ended: list[int] | None = None,
     ) -> JobRecord | None:
         """Run a fenced job update and close the attempt, inside the caller's transaction.
 
         The update is the named query ``name`` (with ``params``, which may give the ``now`` it
         binds); the attempt is closed with ``outcome``, ``error`` and ``traceback``. Returns the
-        new record, or ``None`` when the lease no longer owns the job.
+        new record, or ``None`` when the lease no longer owns the job. A job that ended has
+        what waits for it settled (:meth:`_job_ended_in`), or, given ``ended``, its row id
+        added there for the caller to settle with others (:meth:`_completed_in`).
         """
         fence = fence_of(lease)
         if fence is None:
@@ -245,7 +252,10 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
             # update waited for (PostgreSQL: the parent's row is locked by the link's)
             waited_for = bool(row["has_children"])
         if waited_for and record.status in FINAL_STATUSES:
-            self._job_ended_in(db, fence["job_id"], bound["now"])
+            if ended is None:
+                self._job_ended_in(db, fence["job_id"], bound["now"])
+            else:
+                ended.append(fence["job_id"])
         return record
 
     def _may_be_waited_for(self, claim: Claimed) -> bool:
@@ -256,6 +266,15 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
         ``True`` by default.
         """
         return True
+
+    def _completed_in(self, db: Any, keys: list[int], now: Any) -> None:
+        """The jobs of row ids ``keys`` have just completed, in the caller's transaction.
+
+        A batch's completions (:meth:`complete_and_claim_many`), settled once all are written;
+        by default one :meth:`_job_ended_in` after the other.
+        """
+        for key in keys:
+            self._job_ended_in(db, key, now)
 
     def _job_ended_in(self, db: Any, key: int, now: Any) -> None:
         """The job of row id ``key`` has just ended, inside the caller's transaction.
@@ -401,11 +420,14 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
 
         def work(db: Any) -> tuple[list[JobRecord | None], list[JobRecord]]:
             now = self._now_bound()  # one commit: one time for all its completions
+            ended: list[int] = []
             done = [
                 self._fenced_in(db, "complete", lease, AttemptOutcome.SUCCEEDED, None, None,
-                                {"result": text, "now": now})
+                                {"result": text, "now": now}, ended)
                 for lease, text in encoded
             ]
+            if ended:  # before the claims: they find what the completions released
+                self._completed_in(db, ended, now)
             claimed = (self._claim_many_in(db, worker_id, lease_seconds, limit, flow)
                        if limit > 0 else [])
             return done, claimed

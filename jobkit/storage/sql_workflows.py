@@ -35,13 +35,16 @@ from jobkit.records import (
     WorkflowStep,
 )
 from jobkit.storage.capabilities import RunsWorkflows
+from jobkit.storage.cascades import Cascades
 from jobkit.storage.rows import job_key
 from jobkit.storage.workflow_links import (
     CANCEL,
     NOT_COMPLETED,
     RELEASE,
     check_parents,
+    over_limit,
     released_params,
+    too_large,
     verdict,
 )
 
@@ -59,6 +62,8 @@ class SQLWorkflows(RunsWorkflows):
 
     #: How the store decodes a JSON column (its ``_row_decoders``' second).
     _row_decoders: Any
+    #: What the cascades changed in passing, per thread (the store makes it).
+    _cascades: Cascades
 
     @abc.abstractmethod
     def _workflow_sql(self) -> Mapping[str, str]:
@@ -136,7 +141,7 @@ class SQLWorkflows(RunsWorkflows):
                     conn.execute(q["add_link"], {
                         "job_id": key, "workflow_id": workflow_id, "needs": one.needs,
                         "result_as": one.result_as, "collect": int(one.collect),
-                        "label": one.label})
+                        "label": one.label, "max_params_bytes": one.max_params_bytes})
                     conn.executemany(q["add_parent"], [
                         {"child_id": key, "position": position, "parent_id": parent}
                         for position, parent in enumerate(parents)])
@@ -153,8 +158,8 @@ class SQLWorkflows(RunsWorkflows):
         """The row id of the stored job ``job_id``; ``JobNotFoundInStorage`` if none.
 
         ``look``: the named query that finds it; ``lock_parent`` for a job steps will wait for
-        (PostgreSQL locks its row ``FOR SHARE`` until the steps are stored: a parent that ends
-        meanwhile waits, then finds its new children).
+        (PostgreSQL locks its row ``FOR NO KEY UPDATE`` until the steps are stored: a parent
+        that ends meanwhile waits, then finds its new children).
         """
         key = job_key(job_id)
         if key is None or self._one(conn, look, {"job_id": key}) is None:
@@ -169,6 +174,18 @@ class SQLWorkflows(RunsWorkflows):
         if children:
             status = JobStatus(self._one(conn, "status_of", {"job_id": key})["status"])
             self._settle_blocked_in(conn, children, now, ended=status)
+
+    def _settle_completed_in(self, conn: Any, keys: builtins.list[int], now: Any) -> None:
+        """The jobs ``keys`` completed in this transaction: settle their blocked children.
+
+        All of them locked by one statement, in id order (``blocked_children_of_all``), rather
+        than one job's children after the other's: two transactions lock them in the same
+        order. A batch's completions cancel no child, so the rest goes as one parent's end.
+        """
+        children = [row["id"] for row in conn.execute(
+            self._workflow_sql()["blocked_children_of_all"], {"job_ids": keys}).fetchall()]
+        if children:
+            self._settle_blocked_in(conn, children, now, ended=JobStatus.COMPLETED)
 
     def _verdict_in(self, conn: Any, needs: str,
                     key: int) -> tuple[str, str | None, builtins.list[Any]]:
@@ -200,53 +217,86 @@ class SQLWorkflows(RunsWorkflows):
                     and self._one(conn, "unended_parent", {"job_id": key}) is not None):
                 continue
             what, why, parents = self._verdict_in(conn, link["needs"], key)
-            if what == RELEASE and self._release_in(conn, key, link, parents, now):
+            released = self._release_in(conn, key, link, parents, now) if what == RELEASE else None
+            if released is not None:
                 changed.append(key)
-            elif what == CANCEL and conn.execute(q["cancel_blocked"], {
-                    "job_id": key, "error": f"cancelled: {why}", "now": now}).rowcount:
+                if released is JobStatus.FAILED:  # its params did not fit: an end
+                    todo.extend((child, JobStatus.FAILED)
+                                for child in self._ids(conn, "blocked_children", key))
+            elif what == CANCEL and (row := self._one(conn, "cancel_blocked", {
+                    "job_id": key, "error": f"cancelled: {why}", "now": now})) is not None:
                 conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 1})
+                self._cascades.add(self._record(row))
                 changed.append(key)
                 todo.extend((child, JobStatus.CANCELLED)
                             for child in self._ids(conn, "blocked_children", key))
         return changed
 
     def _release_in(self, conn: Any, key: int, link: Any,
-                    parents: builtins.list[Any], now: Any) -> bool:
-        """Make the blocked job ``key`` pending, its parents' results given; whether it was."""
+                    parents: builtins.list[Any], now: Any) -> JobStatus | None:
+        """Make the blocked job ``key`` pending, its parents' results given.
+
+        ``PENDING`` when it was; ``FAILED`` when those params are over the step's
+        ``max_params_bytes`` and it failed instead; ``None`` when it was no longer blocked.
+        """
         params = None  # unchanged
         if link["result_as"] is not None:
-            current = self._one(conn, "get", {"job_id": key})["params"]
+            current = self._one(conn, "get", {"job_id": key})
             load = self._row_decoders[1]
             params = released_params(
-                current if isinstance(current, str) else json.dumps(current),
+                current["params"] if isinstance(current["params"], str)
+                else json.dumps(current["params"]),
                 link["result_as"], bool(link["collect"]),
                 [None if row["status"] != JobStatus.COMPLETED.value or row["result"] is None
                  else load(row["result"]) for row in parents])
-        return bool(conn.execute(self._workflow_sql()["release_blocked"], {
-            "job_id": key, "params": params, "now": now}).rowcount)
+            most = link["max_params_bytes"]
+            size = over_limit(params, most)
+            if size is not None:
+                failed = self._one(conn, "fail_blocked", {"job_id": key, "now": now, "error": (
+                    too_large(link["label"], current["name"], current["method"],
+                              link["result_as"], size, most))})
+                if failed is None:
+                    return None
+                self._cascades.add(self._record(failed))
+                return JobStatus.FAILED
+        released = conn.execute(self._workflow_sql()["release_blocked"], {
+            "job_id": key, "params": params, "now": now}).rowcount
+        return JobStatus.PENDING if released else None
 
     def _retried_in(self, conn: Any, key: int, row: Any) -> Any:
         """A manual retry made the job ``key`` pending (``row``): wait again, revive children.
 
         The job itself goes back to ``blocked`` when its parents have not all completed; the
         children its failure cancelled (and theirs) wait again, unless another parent still
-        cancels them. Its row as it is now.
+        cancels them. Its row as it is now. On PostgreSQL the children are locked (in id
+        order) and each one's parents (:meth:`_lock_parents_in`) before its verdict is read.
         """
         q = self._workflow_sql()
         link = self._one(conn, "link_of", {"job_id": key})
+        if link is not None:
+            self._lock_parents_in(conn, key)
         if link is not None and self._verdict_in(conn, link["needs"], key)[0] != RELEASE:
             row = next(iter(conn.execute(q["retry_blocked"], {"job_id": key}).fetchall()), row)
             conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 0})
         todo = [key]
         while todo:
             for child in self._ids(conn, "cascaded_children", todo.pop()):
+                self._lock_parents_in(conn, child)
                 needs = self._one(conn, "link_of", {"job_id": child})["needs"]
                 if self._verdict_in(conn, needs, child)[0] == CANCEL:
                     continue
-                conn.execute(q["revive_cascaded"], {"job_id": child})
+                revived = self._one(conn, "revive_cascaded", {"job_id": child})
                 conn.execute(q["set_cascaded"], {"job_id": child, "cascaded": 0})
+                if revived is not None:
+                    self._cascades.add(self._record(revived))
                 todo.append(child)
         return row
+
+    def _lock_parents_in(self, conn: Any, key: int) -> None:
+        """Before a retry reads the verdict of ``key``: keep its parents from ending unseen.
+
+        Nothing by default (SQLite has one writer); PostgreSQL locks them ``FOR SHARE``.
+        """
 
     # -- reading and cancelling -----------------------------------------------------------------
 
@@ -293,6 +343,10 @@ class SQLWorkflows(RunsWorkflows):
             return [self._record(row) for row in rows]
 
         return self._writing(f"cancel workflow {workflow_id}", work)
+
+    def take_cascaded(self) -> builtins.list[JobRecord]:
+        """The jobs this thread's writes changed in passing since the last call (see base)."""
+        return self._cascades.take()
 
     def workflow_of(self, job_id: str) -> str | None:
         """The id of the workflow the job is a step of; ``None`` for a job of none."""

@@ -389,6 +389,13 @@ BEGIN
     UPDATE jobkit_jobs SET has_children = 1 WHERE id = NEW.parent_id AND has_children = 0;
 END;
 
+-- name: migration_11
+-- the most bytes of JSON a step's params may take once its parents' results are written in
+-- (its job's max_params_bytes when stored; null: not checked, as for a link stored before):
+-- over it, the release fails the step instead (docs/decisions.md, "Workflows (issue 20)")
+ALTER TABLE jobkit_job_links ADD COLUMN max_params_bytes INTEGER
+    CHECK (max_params_bytes IS NULL OR typeof(max_params_bytes) = 'integer');
+
 -- name: unreadable_rows
 -- the rows migration_7's CHECKs refuse (run before it, on the old table)
 SELECT * FROM jobkit_jobs
@@ -885,8 +892,9 @@ SELECT 1 FROM jobkit_jobs WHERE id = :job_id;
 UPDATE jobkit_jobs SET status = 'blocked' WHERE id = :job_id AND status = 'pending';
 
 -- name: add_link
-INSERT INTO jobkit_job_links (job_id, workflow_id, needs, result_as, collect, label)
-VALUES (:job_id, :workflow_id, :needs, :result_as, :collect, :label);
+INSERT INTO jobkit_job_links (
+    job_id, workflow_id, needs, result_as, collect, label, max_params_bytes
+) VALUES (:job_id, :workflow_id, :needs, :result_as, :collect, :label, :max_params_bytes);
 
 -- name: add_parent
 INSERT INTO jobkit_job_parents (child_id, position, parent_id)
@@ -928,10 +936,18 @@ SET status = 'pending', params = coalesce(:params, params),
     available_at = max(available_at, :now)
 WHERE id = :job_id AND status = 'blocked';
 
+-- name: fail_blocked
+-- a step whose released params would be over its max_params_bytes: it fails, never run
+UPDATE jobkit_jobs
+SET status = 'failed', error = :error, finished_at = :now
+WHERE id = :job_id AND status = 'blocked'
+RETURNING *;
+
 -- name: cancel_blocked
 UPDATE jobkit_jobs
 SET status = 'cancelled', error = :error, finished_at = :now
-WHERE id = :job_id AND status = 'blocked';
+WHERE id = :job_id AND status = 'blocked'
+RETURNING *;
 
 -- name: set_cascaded
 UPDATE jobkit_job_links SET cascaded = :cascaded WHERE job_id = :job_id;
@@ -947,7 +963,8 @@ ORDER BY p.child_id;
 -- name: revive_cascaded
 UPDATE jobkit_jobs
 SET status = 'blocked', finished_at = NULL, error = NULL
-WHERE id = :job_id AND status = 'cancelled';
+WHERE id = :job_id AND status = 'cancelled'
+RETURNING *;
 
 -- name: retry_blocked
 -- a manual retry of a step whose parents have not all completed: it waits again

@@ -51,6 +51,22 @@ def released_params(params: str, result_as: str | None, collect: bool,
     return json.dumps(decoded, ensure_ascii=False, allow_nan=False)
 
 
+def over_limit(params: str, most: int | None) -> int | None:
+    """The size of the JSON text ``params`` in bytes of UTF-8 when over ``most``, else ``None``."""
+    if most is None or len(params) * 4 <= most:  # UTF-8 takes at most 4 bytes a character
+        return None
+    size = len(params.encode("utf-8"))
+    return size if size > most else None
+
+
+def too_large(label: str, name: str, method: str, result_as: str | None, size: int,
+              most: int) -> str:
+    """The error of a step failed at its release: its params with the results do not fit."""
+    return (f"step {label} ({name}.{method}): its params, with the results it waits for "
+            f"given as {result_as}, are {size} bytes of JSON, over max_params_bytes ({most}); "
+            "it was not run")
+
+
 def check_parents(steps: Sequence[NewStep]) -> None:
     """``ValueError`` naming the first step that waits for itself or a later step."""
     for position, one in enumerate(steps):

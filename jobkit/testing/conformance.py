@@ -25,6 +25,7 @@ the core instead). :class:`StorageConformance` is all of them.
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -2147,6 +2148,62 @@ class WorkflowConformance(StorageFixtures):
         ended(storage, b.id)
         assert storage.get(c.id).status is JobStatus.PENDING
 
+    def test_what_a_cascade_changed_is_taken_once_in_order(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """``take_cascaded``: the jobs a failure cancelled, then those a retry revived; once.
+
+        In the order changed, as they were then; not another thread's, nor a release.
+        """
+        store = workflow_store(storage)
+        _, (a, b, c) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock, 0), waiting_step(clock, 1)])
+        assert store.take_cascaded() == []
+        ended(storage, a.id, FAILED)
+        other: list[list[JobRecord]] = []
+        thread = threading.Thread(target=lambda: other.append(store.take_cascaded()))
+        thread.start()
+        thread.join()
+        assert other == [[]]
+        taken = store.take_cascaded()
+        assert [(job.id, job.status) for job in taken] == [
+            (b.id, JobStatus.CANCELLED), (c.id, JobStatus.CANCELLED)]
+        assert f"job {a.id}" in (taken[0].error or "") and f"job {b.id}" in (taken[1].error or "")
+        assert store.take_cascaded() == []
+        assert storage.retry(a.id) is not None
+        assert [(job.id, job.status) for job in store.take_cascaded()] == [
+            (b.id, JobStatus.BLOCKED), (c.id, JobStatus.BLOCKED)]
+        ended(storage, a.id)  # releases b: nothing to take
+        assert store.take_cascaded() == []
+
+    def test_a_step_whose_released_params_are_too_large_fails(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """Over its ``max_params_bytes`` with the results written in, a step fails, unrun.
+
+        In the release's change: its error names its label, job, size and limit; its params
+        stay as stored; what needs it completed is cancelled; ``take_cascaded`` has both. A
+        step whose params fit, or that has no limit, is released.
+        """
+        store = workflow_store(storage)
+        _, (a, big, after, fits, free) = store.enqueue_steps([
+            waiting_step(clock),
+            waiting_step(clock, 0, result_as="got", label="1", max_params_bytes=30),
+            waiting_step(clock, 1),
+            waiting_step(clock, 0, result_as="got", max_params_bytes=60),
+            waiting_step(clock, 0, result_as="got")])
+        store.take_cascaded()
+        ended(storage, a.id, result="r" * 20)  # {"n": 1, "got": "rrr..."}: 39 bytes
+        assert statuses(storage, [big, after, fits, free]) == [
+            "failed", "cancelled", "pending", "pending"]
+        failed = storage.get(big.id)
+        assert failed.params == {"n": 1} and failed.attempts == 0
+        assert failed.finished_at == clock()
+        assert failed.error == (
+            f"step 1 ({failed.name}.{failed.method}): its params, with the results it waits "
+            "for given as got, are 39 bytes of JSON, over max_params_bytes (30); it was not run")
+        assert [(job.id, job.status) for job in store.take_cascaded()] == [
+            (big.id, JobStatus.FAILED), (after.id, JobStatus.CANCELLED)]
+        assert f"job {big.id}" in (storage.get(after.id).error or "")
+
     def test_on_failure_run_runs_after_a_failed_parent(
             self, storage: Storage, clock: FakeClock) -> None:
         """A step that needs its parents ended runs after one failed.
@@ -2248,7 +2305,7 @@ class WorkflowConformance(StorageFixtures):
                     children.extend(store.enqueue_steps(
                         [NewStep(new_job(clock()), depends_on=(parent.id,))],
                         workflow=False)[1])
-            except Exception as exc:  # noqa: BLE001  # reported below, by the test's thread
+            except Exception as exc:  # reported below, by the test's thread
                 errors.append(exc)
 
         threads = [threading.Thread(target=add) for _ in range(6)]

@@ -114,15 +114,14 @@ def test_kill_storm_on_a_workflow(tmp_path: Path, store_url: str, ledger: str,
         assert {int((a.worker_id or "").split(":")[1]) for a in lost} <= killed, lost
         succeeded[job_id] = last
     # The store's times: a step's attempt opened after its parents' ended. On SQLite a claim
-    # reads its time inside the write lock, after the commit that released the step. On
-    # PostgreSQL a time is now(), the transaction's start: a claim whose transaction began
-    # (and waited on the child's row lock) before the release committed may be stamped earlier
-    # than the parent's end, by that wait; the ledger's times above are the ones that count.
+    # reads its time inside the write lock, after the commit that released the step; on
+    # PostgreSQL a claim and an end are stamped with the statement's time, not the
+    # transaction's start (a claim whose transaction waited on the child's row lock, until the
+    # release committed, was stamped before the parent's end when it was now()).
     ended = {job_id: attempt.finished_at for job_id, attempt in succeeded.items()}
     inverted = [(parent, job_id) for job_id, found in by_job.items() for parent in found.parents
                 if succeeded[job_id].started_at < (ended[parent] or succeeded[job_id].started_at)]
-    if store_url.startswith("sqlite"):
-        assert not inverted, [(succeeded[p], succeeded[c]) for p, c in inverted[:3]]
+    assert not inverted, [(succeeded[p], succeeded[c]) for p, c in inverted[:3]]
     assert callbacks == GROUPS * WIDTH
     again = sum(len(r) > 1 for r in runs.values())
     print(f"{len(killed)} kills, {again} steps ran again, {len(inverted)} store times before a "
