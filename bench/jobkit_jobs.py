@@ -1,7 +1,7 @@
-"""The benchmark's jobkit jobs: ``Noop``, and ``Sleeper`` for the concurrency-limit drain.
+"""The benchmark's jobkit jobs: ``Noop``, ``Sleeper`` (the concurrency-limit drain), ``Flow``.
 
-Registered as ``class: jobkit_jobs:Noop`` (and ``Sleeper``) in the ``jobs.yaml`` the harness
-writes; ``bench/`` is on the import path of every process.
+Registered as ``class: jobkit_jobs:Noop`` (and ``Sleeper``, ``Flow``) in the ``jobs.yaml`` the
+harness writes; ``bench/`` is on the import path of every process.
 """
 
 from __future__ import annotations
@@ -35,3 +35,25 @@ class Sleeper(Job):
     def nap(self, n: int, seconds: float) -> None:
         """Sleep ``seconds``."""
         time.sleep(seconds)
+
+
+class Flow(Job):
+    """The steps of the workflow measures (issue 20, ``bench/workflows.py``).
+
+    ``member``: a no-op that returns its ``n``; ``collect``: a group's callback, given the list
+    of its members' results; ``then``: a chain's next step, given the previous one's result.
+    """
+
+    methods = ("member", "collect", "then")
+
+    def member(self, n: int) -> int:
+        """Return ``n``."""
+        return n
+
+    def collect(self, n: int, results: list[int | None]) -> int:
+        """Return how many results came."""
+        return len(results)
+
+    def then(self, n: int, previous: int | None = None) -> int:
+        """Return ``n``."""
+        return n
