@@ -72,7 +72,7 @@ def store_group(workdir: str, storage: str, members: int, repeats: int,
         app.enqueue_many("Flow", "member", params[:2])
         for turn in range(repeats):
             flow = big_group(members)  # the caller's part: built before the clock starts
-            pair = [("workflow", lambda: app.run_workflow(flow)),
+            pair = [("workflow", lambda flow=flow: app.run_workflow(flow)),
                     ("enqueue_many", lambda: app.enqueue_many("Flow", "member", params))]
             for key, work in (pair if turn % 2 == 0 else pair[::-1]):
                 timed(key, work)
