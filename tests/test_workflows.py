@@ -167,6 +167,32 @@ class TestChecks:
         message = self.refused(app, chain(ok, step("Numbers", "count")))
         assert "step 1 n: missing (required)" in message
 
+    def test_a_bad_member_among_alike_ones_is_named(self, app: JobKit) -> None:
+        """Alike steps (a group's members) are checked together; an error names its step.
+
+        The first step at fault, by its label, as when each step was checked alone (not the
+        index of its params among the alike ones); a bad result_as too.
+        """
+        members = [step("Numbers", "count", {"n": n}) for n in range(6)]
+        members[3] = step("Numbers", "count", {"n": "x"})
+        members[5] = step("Numbers", "count", {"n": "y"})
+        message = self.refused(app, group(*members, then=step("Numbers", "total",
+                                                              result_as="values")))
+        assert "step 3 n" in message
+        assert "params[" not in message and "step 5" not in message and "step 0" not in message
+        doubles = [step("Numbers", "double", result_as="value") for _ in range(3)]
+        message = self.refused(app, chain(step("Numbers", "count", {"n": 1}), group(
+            *doubles[:2], step("Numbers", "double", {"value": 1}, result_as="value"))))
+        assert "step 1.2 result_as value: given in params too" in message
+        ok = [step("Numbers", "count", {"n": n}) for n in range(40)]
+        workflow_id = app.run_workflow(group(*ok, then=step("Numbers", "total",
+                                                            result_as="values")))
+        steps = app.get_workflow(workflow_id).steps
+        assert [one.label for one in steps] == [*map(str, range(40)), "then"]
+        assert [app.get_job(one.job_id).params for one in steps[:3]] == [
+            {"n": 0}, {"n": 1}, {"n": 2}]
+        assert steps[-1].status is JobStatus.BLOCKED and len(steps[-1].parents) == 40
+
     def test_result_as_is_a_parameter_not_given_twice_and_after_a_step(self, app: JobKit) -> None:
         """result_as names a parameter, not also in params, of a step that follows another.
 

@@ -168,8 +168,17 @@ class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows):
         rows = [self._new_job(job) for job in jobs]
 
         def work(cur: psycopg.Cursor[Any]) -> builtins.list[JobRecord]:
-            now = self._now_param()
-            cur.row_factory = tuple_row
+            return self._insert_many_in(cur, jobs, rows, self._now_param())
+
+        return self._transaction(f"enqueue {len(jobs)} jobs", work)
+
+    def _insert_many_in(self, cur: psycopg.Cursor[Any], jobs: builtins.list[NewJob],
+                        rows: builtins.list[dict[str, Any]],
+                        now: Any) -> builtins.list[JobRecord]:
+        """See :meth:`SQLWorkflows._insert_many_in`: one pipelined ``executemany``."""
+        factory = cur.row_factory
+        cur.row_factory = tuple_row
+        try:
             cur.executemany(queries()["enqueue"], [{**row, "now": now} for row in rows],
                             returning=True)
             stored = []
@@ -177,10 +186,10 @@ class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows):
                 stored += cur.fetchall()  # one row per result set
                 if not cur.nextset():
                     break
-            return [_inserted(job, row, *_utc_row(found))
-                    for job, row, found in zip(jobs, rows, stored, strict=True)]
-
-        return self._transaction(f"enqueue {len(jobs)} jobs", work)
+        finally:
+            cur.row_factory = factory
+        return [_inserted(job, row, *_utc_row(found))
+                for job, row, found in zip(jobs, rows, stored, strict=True)]
 
     def _unique_holder_in(self, cur: psycopg.Cursor[Any], unique_key: str,
                           within: float | None, now: Any) -> JobRecord | None:

@@ -85,6 +85,16 @@ class SQLWorkflows(RunsWorkflows):
                    now: Any) -> JobRecord:
         """Insert one job inside the caller's transaction."""
 
+    def _insert_many_in(self, conn: Any, jobs: builtins.list[NewJob],
+                        rows: builtins.list[dict[str, Any]],
+                        now: Any) -> builtins.list[JobRecord]:
+        """Insert the jobs in order inside the caller's transaction; their records.
+
+        One at a time here; a store overrides it with fewer round trips.
+        """
+        return [self._insert_in(conn, job, row, now)
+                for job, row in zip(jobs, rows, strict=True)]
+
     @abc.abstractmethod
     def _now_bound(self) -> Any:
         """``now`` as the store binds it."""
@@ -121,27 +131,33 @@ class SQLWorkflows(RunsWorkflows):
                        for one in steps for job_id in one.depends_on}
             workflow_id = (self._one(conn, "add_workflow", {"now": now})["id"]
                            if workflow else None)
-            records: builtins.list[JobRecord] = []
+            records = self._insert_many_in(conn, [one.job for one in steps], rows, now)
+            keys = [int(record.id) for record in records]
+            links: builtins.list[dict[str, Any]] = []
+            edges: builtins.list[dict[str, Any]] = []
             blocked: builtins.list[int] = []
-            for one, row in zip(steps, rows, strict=True):
-                record = self._insert_in(conn, one.job, row, now)
-                key = int(record.id)
-                parents = [int(records[index].id) for index in one.parents] + [
+            for at, (one, key) in enumerate(zip(steps, keys, strict=True)):
+                parents = [keys[index] for index in one.parents] + [
                     outside[job_id] for job_id in one.depends_on]
                 if parents:
-                    conn.execute(q["block_job"], {"job_id": key})
-                    record = attrs.evolve(record, status=JobStatus.BLOCKED)
                     blocked.append(key)
+                    records[at] = attrs.evolve(records[at], status=JobStatus.BLOCKED)
                 if parents or workflow_id is not None:
-                    conn.execute(q["add_link"], {
+                    links.append({
                         "job_id": key, "workflow_id": workflow_id, "needs": one.needs,
                         "result_as": one.result_as, "collect": int(one.collect),
                         "label": one.label})
-                    conn.executemany(q["add_parent"], [
-                        {"child_id": key, "position": position, "parent_id": parent}
-                        for position, parent in enumerate(parents)])
-                records.append(record)
-            changed = set(self._settle_blocked_in(conn, blocked, now))
+                    edges += [{"child_id": key, "position": position, "parent_id": parent}
+                              for position, parent in enumerate(parents)]
+            for name, many in (("block_job", [{"job_id": key} for key in blocked]),
+                               ("add_link", links), ("add_parent", edges)):
+                if many:
+                    conn.executemany(q[name], many)
+            # only a step that waits for a job stored before may find its parents ended: the
+            # others wait for steps stored now, none ended (a cascade reaches them from there)
+            waits_outside = [key for one, key in zip(steps, keys, strict=True)
+                             if one.depends_on]
+            changed = set(self._settle_blocked_in(conn, waits_outside, now))
             if changed:  # released or cancelled at once: what they wait for had ended
                 records = [self._record(self._one(conn, "get", {"job_id": int(record.id)}))
                            if int(record.id) in changed else record for record in records]
