@@ -42,10 +42,10 @@ JOBS = {"Flow": {"class": "jobkit_jobs:Flow"}}
 UNENDED = "('pending', 'retrying', 'running', 'blocked')"
 
 
-def big_group(members: int) -> Flow:
-    """``members`` no-op steps and a callback given their results."""
-    return group(*[step("Flow", "member", {"n": n}) for n in range(members)],
-                 then=step("Flow", "collect", {"n": -1}, result_as="results"))
+def big_group(members: int, first: int = 0) -> Flow:
+    """``members`` no-op steps and a callback given their results, ``n`` from ``first`` on."""
+    return group(*[step("Flow", "member", {"n": first + n}) for n in range(members)],
+                 then=step("Flow", "collect", {"n": first + members}, result_as="results"))
 
 
 def store_group(workdir: str, storage: str, members: int, repeats: int,
@@ -168,30 +168,61 @@ def release_latency(workdir: str, storage: str, groups: int, members: int, chain
     start minus its parent's finish (ms; on PostgreSQL a time is its transaction's start, so a
     step claimed in the transaction that completed its parent may read a little negative).
     """
+    flows = _flows(groups, members, chains, length)
+    found = _run_and_measure(workdir, storage, flows, processes, gap, timeout)
+    return {**found, "groups": groups, "members": members, "chains": chains,
+            "length": length, "processes": processes}
+
+
+def big_release(workdir: str, storage: str, members: int, processes: int = 2,
+                timeout: float = 600) -> dict[str, Any]:
+    """How soon the callback of one group of ``members`` starts after its last member ended.
+
+    The group of :func:`store_group`, stored before the worker starts, then drained by
+    ``jobkit worker -n processes``: its release reads every member's result and writes them
+    all into the callback's params, in the last member's completion. ``group_ms``: the store's
+    times; ``group_job_ms``: the jobs' clock (as :func:`release_latency`).
+    """
+    found = _run_and_measure(workdir, storage, [("group", big_group(members, first=0))],
+                             processes, (0.0, 0.0), timeout, before=True)
+    return {"group_ms": found["group_p50_ms"], "group_job_ms": found["group_job_p50_ms"],
+            "members": members, "processes": processes}
+
+
+def _run_and_measure(workdir: str, storage: str, flows: list[tuple[str, Flow]],
+                     processes: int, gap: tuple[float, float], timeout: float,
+                     before: bool = False) -> dict[str, Any]:
+    """Run ``flows`` under a worker (stored ``before`` it starts, else one at a time while it
+    runs, ``gap`` apart); the summaries of :func:`_gaps`, and their p50 and p95 flat."""
     config = setup(workdir, storage, jobs=JOBS)
     ask, close = _asker(storage, workdir,
                         f"SELECT count(*) FROM jobkit_jobs WHERE status IN {UNENDED}")
     stamps = Path(workdir) / "stamps.txt"
-    worker, log = _worker(config, workdir, processes, BENCH_STAMP_FILE=str(stamps))
     submitted: dict[str, str] = {}
+    worker = None
     try:
         with _app(config) as app:
-            app.run_background_job("Flow", "member", {"n": -1})
-            _wait_until_none_left(ask, worker, log, timeout)  # the worker is up
-            for kind, flow in _flows(groups, members, chains, length):
-                submitted[app.run_workflow(flow)] = kind
-                time.sleep(random.uniform(*gap))
+            if before:
+                submitted = {app.run_workflow(flow): kind for kind, flow in flows}
+                settle()
+            worker, log = _worker(config, workdir, processes, BENCH_STAMP_FILE=str(stamps))
+            if not before:
+                app.run_background_job("Flow", "member", {"n": -1})
+                _wait_until_none_left(ask, worker, log, timeout)  # the worker is up
+                for kind, flow in flows:
+                    submitted[app.run_workflow(flow)] = kind
+                    time.sleep(random.uniform(*gap))
             _wait_until_none_left(ask, worker, log, timeout)
     finally:
-        stop(worker)
+        if worker is not None:
+            stop(worker)
         close()
     with _app(config) as app:
         gaps = _gaps(app, submitted, _read_stamps(stamps))
     found: dict[str, Any] = {kind: _summary(values) for kind, values in gaps.items()}
     for kind, summary in list(found.items()):
         found |= {f"{kind}_{key}": summary.get(key) for key in ("p50_ms", "p95_ms")}
-    return {**found, "groups": groups, "members": members, "chains": chains,
-            "length": length, "processes": processes}
+    return found
 
 
 def _wait_until_none_left(ask: Any, worker: Any, log: Path, timeout: float) -> None:

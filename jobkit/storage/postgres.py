@@ -238,6 +238,20 @@ class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows):
         """See :meth:`SQLWorkflows._workflow_sql`."""
         return queries()
 
+    def _link_in(self, cur: psycopg.Cursor[Any], blocked: builtins.list[int],
+                 links: builtins.list[dict[str, Any]],
+                 edges: builtins.list[dict[str, Any]]) -> None:
+        """See :meth:`SQLWorkflows._link_in`: one statement each, its columns as arrays.
+
+        A group's 10,000 links went as 10,000 pipelined statements, twice as long.
+        """
+        if blocked:
+            cur.execute(queries()["block_jobs"], {"job_ids": blocked})
+        for name, rows in (("add_links", links), ("add_parents", edges)):
+            if rows:
+                cur.execute(queries()[name], {
+                    column: [row[column] for row in rows] for column in rows[0]})
+
     def _writing(self, operation: str, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
         """See :meth:`SQLWorkflows._writing`."""
         return self._transaction(operation, work)

@@ -783,16 +783,20 @@ INSERT INTO jobkit_workflows (created_at) VALUES (coalesce(%(now)s, now())) RETU
 -- a job others will wait for: its end waits for their storing to commit, then finds them
 SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s FOR SHARE;
 
--- name: block_job
-UPDATE jobkit_jobs SET status = 'blocked' WHERE id = %(job_id)s AND status = 'pending';
+-- name: block_jobs
+UPDATE jobkit_jobs SET status = 'blocked'
+WHERE id = ANY(%(job_ids)s::bigint[]) AND status = 'pending';
 
--- name: add_link
+-- name: add_links
+-- the links of many steps in one statement: each parameter an array, one column of all rows
 INSERT INTO jobkit_job_links (job_id, workflow_id, needs, result_as, collect, label)
-VALUES (%(job_id)s, %(workflow_id)s, %(needs)s, %(result_as)s, %(collect)s, %(label)s);
+SELECT * FROM unnest(%(job_id)s::bigint[], %(workflow_id)s::bigint[], %(needs)s::text[],
+                     %(result_as)s::text[], %(collect)s::integer[], %(label)s::text[]);
 
--- name: add_parent
+-- name: add_parents
+-- the same for their parents
 INSERT INTO jobkit_job_parents (child_id, position, parent_id)
-VALUES (%(child_id)s, %(position)s, %(parent_id)s);
+SELECT * FROM unnest(%(child_id)s::bigint[], %(position)s::integer[], %(parent_id)s::bigint[]);
 
 -- name: link_of
 SELECT * FROM jobkit_job_links WHERE job_id = %(job_id)s;

@@ -123,7 +123,6 @@ class SQLWorkflows(RunsWorkflows):
         """Store ``steps`` in one transaction (see :class:`RunsWorkflows`)."""
         check_parents(steps)
         rows = [self._new_job(one.job) for one in steps]
-        q = self._workflow_sql()
 
         def work(conn: Any) -> tuple[str | None, builtins.list[JobRecord]]:
             now = self._now_bound()
@@ -149,10 +148,7 @@ class SQLWorkflows(RunsWorkflows):
                         "label": one.label})
                     edges += [{"child_id": key, "position": position, "parent_id": parent}
                               for position, parent in enumerate(parents)]
-            for name, many in (("block_job", [{"job_id": key} for key in blocked]),
-                               ("add_link", links), ("add_parent", edges)):
-                if many:
-                    conn.executemany(q[name], many)
+            self._link_in(conn, blocked, links, edges)
             # only a step that waits for a job stored before may find its parents ended: the
             # others wait for steps stored now, none ended (a cascade reaches them from there)
             waits_outside = [key for one, key in zip(steps, keys, strict=True)
@@ -164,6 +160,20 @@ class SQLWorkflows(RunsWorkflows):
             return (None if workflow_id is None else str(workflow_id)), records
 
         return self._writing(f"enqueue {len(steps)} steps", work)
+
+    def _link_in(self, conn: Any, blocked: builtins.list[int],
+                 links: builtins.list[dict[str, Any]],
+                 edges: builtins.list[dict[str, Any]]) -> None:
+        """Block the jobs ``blocked``, store ``links`` and ``edges`` (their parents), in order.
+
+        Each row is the parameters of the named query ``add_link`` or ``add_parent``; here one
+        ``executemany`` each, a store may send them otherwise.
+        """
+        q = self._workflow_sql()
+        for name, many in (("block_job", [{"job_id": key} for key in blocked]),
+                           ("add_link", links), ("add_parent", edges)):
+            if many:
+                conn.executemany(q[name], many)
 
     def _existing(self, conn: Any, job_id: str, look: str = "exists") -> int:
         """The row id of the stored job ``job_id``; ``JobNotFoundInStorage`` if none.
