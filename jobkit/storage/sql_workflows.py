@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import builtins
+import contextlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -47,6 +48,29 @@ from jobkit.storage.workflow_links import (
 
 T = TypeVar("T")
 
+#: A stored status as its member: ``JobStatus(text)`` costs about 1 us, read for each of a
+#: group's 10,000 members when its callback is released (an unknown text: ``KeyError``).
+_STATUS = {status.value: status for status in JobStatus}
+
+
+def decoded_results(results: builtins.list[Any], load: Callable[[Any], Any],
+                    texts: bool) -> builtins.list[Any]:
+    """The parents' stored results (``None``: none) decoded by ``load``, in order.
+
+    ``texts``: the store reads a result as its JSON text (SQLite; PostgreSQL's driver decodes
+    it, a string result to a ``str`` that must not be read again). Texts are read as one
+    array: a json.loads each took 15 ms of a 10,000 member group's release. A text that is no
+    JSON value of its own makes the count differ: each is then read alone, and raises as it
+    did.
+    """
+    if texts and all(result is None or isinstance(result, str) for result in results):
+        with contextlib.suppress(ValueError):
+            decoded = json.loads("[" + ", ".join(
+                "null" if result is None else result for result in results) + "]")
+            if len(decoded) == len(results):
+                return decoded  # type: ignore[no-any-return]
+    return [None if result is None else load(result) for result in results]
+
 
 class SQLWorkflows(RunsWorkflows):
     """Workflows and jobs that wait, as rows beside the jobs, settled in the ending transaction.
@@ -59,6 +83,8 @@ class SQLWorkflows(RunsWorkflows):
 
     #: How the store decodes a JSON column (its ``_row_decoders``' second).
     _row_decoders: Any
+    #: Whether a row's JSON column is read as its text (SQLite), not decoded by the driver.
+    _results_as_text = False
 
     @abc.abstractmethod
     def _workflow_sql(self) -> Mapping[str, str]:
@@ -200,7 +226,7 @@ class SQLWorkflows(RunsWorkflows):
                     key: int) -> tuple[str, str | None, builtins.list[Any]]:
         """The verdict of the blocked job ``key`` and its parents' rows (id, status, result)."""
         parents = conn.execute(self._workflow_sql()["parents_of"], {"job_id": key}).fetchall()
-        found = verdict(needs, [(row["parent_id"], JobStatus(row["status"])) for row in parents
+        found = verdict(needs, [(row["parent_id"], _STATUS[row["status"]]) for row in parents
                                 if row["status"] is not None])  # a deleted parent had ended
         return found[0], found[1], parents
 
@@ -242,12 +268,12 @@ class SQLWorkflows(RunsWorkflows):
         params = None  # unchanged
         if link["result_as"] is not None:
             current = self._one(conn, "get", {"job_id": key})["params"]
-            load = self._row_decoders[1]
             params = released_params(
                 current if isinstance(current, str) else json.dumps(current),
                 link["result_as"], bool(link["collect"]),
-                [None if row["status"] != JobStatus.COMPLETED.value or row["result"] is None
-                 else load(row["result"]) for row in parents])
+                decoded_results([None if row["status"] != JobStatus.COMPLETED.value
+                                 else row["result"] for row in parents],
+                                self._row_decoders[1], texts=self._results_as_text))
         return bool(conn.execute(self._workflow_sql()["release_blocked"], {
             "job_id": key, "params": params, "now": now}).rowcount)
 

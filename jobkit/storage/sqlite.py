@@ -146,6 +146,8 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows):
     """
 
     scheme = "sqlite"
+    #: See :attr:`SQLWorkflows._results_as_text`: a JSON column is read as its text.
+    _results_as_text = True
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStorage:
