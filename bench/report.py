@@ -354,6 +354,14 @@ def workflow_rows(results: Results) -> list[Row]:
                 f"p95 {ms('chain_p95_ms')}; the jobs' own clock: p50 "
                 f"{ms('chain_job_p50_ms')}, p95 {ms('chain_job_p95_ms')}", None),
         ]
+        big = runs(results, "workflows", f"big_release_{backend}", "jobkit")
+        if big:
+            value = med(results, "workflows", f"big_release_{backend}", "jobkit", "group_job_ms")
+            rows.append(Row(
+                f"{where}the callback of a group of {big[0]['members']:,}: start - last "
+                "member's finish (lower is better)", "ms",
+                med(results, "workflows", f"big_release_{backend}", "jobkit", "group_ms"),
+                f"the jobs' own clock: {'-' if value is None else f'{value:.1f}'} ms", None))
     return rows
 
 
@@ -605,7 +613,9 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
             "last finish (the store's times: on PostgreSQL a transaction's start, so a step "
             "claimed in the transaction that completed its parent reads 0 or a little below), "
             "and the same from stamps the methods write (first line of the step, last line of "
-            "its parents)."]),
+            "its parents). The big group's callback: the stored group of `--workflow-members`, "
+            "stored before the worker starts, drained by `jobkit worker -n 2`; one sample a "
+            "run."]),
         "",
         "## Sizes",
         "",

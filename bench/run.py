@@ -325,6 +325,9 @@ class Harness:
         for _ in range(s.runs):
             self.measure("workflows", "latency_sqlite", "jobkit", "workflows:release_latency",
                          workflows.shown_latency, workdir=True, storage="sqlite", **latency)
+            self.measure("workflows", "big_release_sqlite", "jobkit", "workflows:big_release",
+                         workflows.shown_big, workdir=True, storage="sqlite",
+                         members=s.workflow_members)
         bin_dir = find_bin_dir()
         if bin_dir is None:
             print("workflows on PostgreSQL: no server binaries (initdb, pg_ctl); skipped")
@@ -350,6 +353,10 @@ class Harness:
                 self.measure("workflows", "latency_postgres", "jobkit",
                              "workflows:release_latency", workflows.shown_latency,
                              workdir=True, storage=ours, **latency)
+                reset(ours)
+                self.measure("workflows", "big_release_postgres", "jobkit",
+                             "workflows:big_release", workflows.shown_big, workdir=True,
+                             storage=ours, members=s.workflow_members)
         finally:
             server.cleanup()
 

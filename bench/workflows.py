@@ -8,6 +8,8 @@ on SQLite (a file in the folder) or PostgreSQL (a ``postgresql://`` URL):
   (``result_as``); beside it, in the same process and taking turns, ``enqueue_many`` of the same
   number of jobs, so the workflow's overhead reads as a ratio. The issue's target: 10,000
   members in under 1 s on SQLite.
+- :func:`big_release`: the same from the callback of one such group of 10,000, stored before
+  a worker drains it (its release reads and writes every member's result).
 - :func:`release_latency`: a real ``jobkit worker -n N`` runs small groups (members and a
   callback) and chains submitted one at a time, a short random gap apart (so no backlog: what
   is timed is the release, not a queue). From the store's own times (each step's attempts):
@@ -249,6 +251,12 @@ def shown_latency(result: dict[str, Any]) -> str:
         for kind, what in (("group", "callback"), ("chain", "chain step"),
                            ("group_job", "callback (jobs' clock)"),
                            ("chain_job", "chain step (jobs' clock)")))
+
+
+def shown_big(result: dict[str, Any]) -> str:
+    """A :func:`big_release` result, for the progress lines."""
+    return (f"callback of {result['members']:,} members {result['group_ms']:.1f} ms after the "
+            f"last one (jobs' clock {result['group_job_ms']:.1f} ms)")
 
 
 def main(argv: list[str] | None = None) -> None:
