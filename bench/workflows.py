@@ -123,21 +123,30 @@ def _gaps(app: JobKit, workflow_ids: dict[str, str],
           stamps: dict[int, float]) -> dict[str, list[float]]:
     """For each released step: its start minus its parents' last finish, in ms, by kind.
 
-    ``group`` and ``chain`` from the store's times (the attempts); ``group_job``, ``chain_job``
-    from the jobs' own clock (``stamps``: the method's first line in the step, its last in
-    the parents).
+    ``group`` and ``chain`` from the store's times: the step's succeeded attempt's start, its
+    parents' finish (read with every job in one list: a job that ran once finished when its
+    attempt did; another is read from its attempts); ``group_job``, ``chain_job`` from the
+    jobs' own clock (``stamps``: the method's first line in the step, its last in the parents).
     """
+    records = {record.id: record for record in app.list_jobs(name="Flow", limit=10**7)}
+
+    def finished(job_id: str) -> datetime:
+        record = records[job_id]
+        if record.attempts == 1 and record.finished_at is not None:
+            return record.finished_at
+        return _succeeded(app, job_id)[1]
+
     gaps: dict[str, list[float]] = {"group": [], "chain": [], "group_job": [], "chain_job": []}
     for workflow_id, kind in workflow_ids.items():
-        steps = app.get_workflow(workflow_id).steps
-        times = {one.job_id: _succeeded(app, one.job_id) for one in steps}
-        number = {one.job_id: app.get_job(one.job_id).params["n"] for one in steps}
-        for one in steps:
-            if one.parents:
-                last = max(times[parent][1] for parent in one.parents)
-                gaps[kind].append((times[one.job_id][0] - last).total_seconds() * 1000)
-                ended = max(stamps[2 * number[parent] + 1] for parent in one.parents)
-                gaps[f"{kind}_job"].append((stamps[2 * number[one.job_id]] - ended) * 1000)
+        for one in app.get_workflow(workflow_id).steps:
+            if not one.parents:
+                continue
+            last = max(finished(parent) for parent in one.parents)
+            started = _succeeded(app, one.job_id)[0]
+            gaps[kind].append((started - last).total_seconds() * 1000)
+            ended = max(stamps[2 * records[parent].params["n"] + 1] for parent in one.parents)
+            gaps[f"{kind}_job"].append(
+                (stamps[2 * records[one.job_id].params["n"]] - ended) * 1000)
     return gaps
 
 
