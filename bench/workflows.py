@@ -203,8 +203,11 @@ def big_release(workdir: str, storage: str, members: int, processes: int = 2,
 def _run_and_measure(workdir: str, storage: str, flows: list[tuple[str, Flow]],
                      processes: int, gap: tuple[float, float], timeout: float,
                      before: bool = False) -> dict[str, Any]:
-    """Run ``flows`` under a worker (stored ``before`` it starts, else one at a time while it
-    runs, ``gap`` apart); the summaries of :func:`_gaps`, and their p50 and p95 flat."""
+    """Run ``flows`` under a worker; the summaries of :func:`_gaps`, their p50 and p95 flat.
+
+    The flows are stored ``before`` the worker starts, else one at a time while it runs,
+    ``gap`` seconds apart.
+    """
     config = setup(workdir, storage, jobs=JOBS)
     ask, close = _asker(storage, workdir,
                         f"SELECT count(*) FROM jobkit_jobs WHERE status IN {UNENDED}")
