@@ -30,7 +30,7 @@ from jobkit.enqueue import CallOptions, SettingsOf, new_jobs
 from jobkit.exceptions import ConfigError, InvalidParameters
 from jobkit.factory import Factory, hint_name, signature_of
 from jobkit.records import NewStep
-from jobkit.workflows import Node
+from jobkit.workflows import Node, Step
 
 #: No annotation given.
 _UNKNOWN = object()
@@ -56,8 +56,49 @@ def _options(node: Node) -> CallOptions:
 
 def new_steps(factory: Factory, nodes: Sequence[Node], *, settings_of: SettingsOf,
               now: Callable[[], datetime]) -> list[NewStep]:
-    """The checked steps to store, one per node; ``InvalidParameters`` naming the step."""
-    steps = []
+    """The checked steps to store, one per node; ``InvalidParameters`` naming the step.
+
+    Steps that follow each other with the same job, method, options and ``result_as`` (a
+    group's members) are checked in one call, as ``enqueue_many`` checks its jobs; when a
+    problem is found, the steps are checked again one at a time, so that the error names the
+    first step at fault, as a step checked alone names it.
+    """
+    try:
+        steps = [made for run in _runs(nodes)
+                 for made in _checked_steps(factory, run, settings_of=settings_of, now=now)]
+    except Exception:
+        for node in nodes:  # raises the first step's problem, naming the step
+            _checked_steps(factory, [node], settings_of=settings_of, now=now)
+        raise
+    returns: dict[tuple[str, str], Any] = {}
+    for node in nodes:
+        if node.step.result_as is not None:
+            check_results(factory, node, [nodes[index] for index in node.parents], returns)
+    return steps
+
+
+def _runs(nodes: Sequence[Node]) -> list[list[Node]]:
+    """``nodes`` in runs of steps alike: the same job, method, options and ``result_as``."""
+    runs: list[list[Node]] = []
+    for node in nodes:
+        if runs and _alike(runs[-1][-1].step, node.step):
+            runs[-1].append(node)
+        else:
+            runs.append([node])
+    return runs
+
+
+def _alike(one: Step, other: Step) -> bool:
+    return (one.name == other.name and one.method == other.method
+            and one.result_as == other.result_as and one.options == other.options)
+
+
+def _checked_steps(factory: Factory, run: Sequence[Node], *, settings_of: SettingsOf,
+                   now: Callable[[], datetime]) -> list[NewStep]:
+    """The steps of a run of alike nodes, checked in one call of ``new_jobs``."""
+    first = run[0]
+    part = first.step
+    supplied = frozenset() if part.result_as is None else frozenset({part.result_as})
     most: list[int] = []  # the job's max_params_bytes, as new_jobs read its settings
 
     def settings(spec: Any, overrides: Any) -> Any:
@@ -65,24 +106,20 @@ def new_steps(factory: Factory, nodes: Sequence[Node], *, settings_of: SettingsO
         most.append(found[0].max_params_bytes)
         return found
 
-    for node in nodes:
-        part = node.step
-        supplied = frozenset() if part.result_as is None else frozenset({part.result_as})
-        try:
+    try:
+        for node in run:
             _check_result_as(factory, node)
-            (job,) = new_jobs(factory, part.name, part.method, [part.params], _options(node),
-                              settings_of=settings, now=now, supplied=supplied)
-        except InvalidParameters as exc:
-            raise InvalidParameters(exc.name, exc.method, {
-                f"step {node.label} {key}": why for key, why in exc.problems.items()}) from None
-        steps.append(NewStep(
-            job=attrs.evolve(job, unique_key=None, unique_for=None), parents=node.parents,
-            needs=node.needs, result_as=part.result_as, collect=node.collect, label=node.label,
-            max_params_bytes=None if part.result_as is None else most[-1]))
-    for node in nodes:
-        if node.step.result_as is not None:
-            check_results(factory, node, [nodes[index] for index in node.parents])
-    return steps
+        jobs = new_jobs(factory, part.name, part.method, [node.step.params for node in run],
+                        _options(first), settings_of=settings, now=now, supplied=supplied)
+    except InvalidParameters as exc:
+        raise InvalidParameters(exc.name, exc.method, {
+            f"step {first.label} {key}": why for key, why in exc.problems.items()}) from None
+    return [NewStep(job=job if job.unique_key is None and job.unique_for is None
+                    else attrs.evolve(job, unique_key=None, unique_for=None),
+                    parents=node.parents, needs=node.needs, result_as=node.step.result_as,
+                    collect=node.collect, label=node.label,
+                    max_params_bytes=None if part.result_as is None else most[-1])
+            for node, job in zip(run, jobs, strict=True)]
 
 
 def _check_result_as(factory: Factory, node: Node) -> None:
@@ -103,8 +140,13 @@ def _check_result_as(factory: Factory, node: Node) -> None:
         raise InvalidParameters(part.name, part.method, {f"result_as {part.result_as}": problem})
 
 
-def check_results(factory: Factory, node: Node, parents: Sequence[Node]) -> None:
-    """``InvalidParameters`` naming both steps when a parent's return cannot fit ``result_as``."""
+def check_results(factory: Factory, node: Node, parents: Sequence[Node],
+                  returns: dict[tuple[str, str], Any] | None = None) -> None:
+    """``InvalidParameters`` naming both steps when a parent's return cannot fit ``result_as``.
+
+    ``returns`` keeps each producing method's return annotation across calls (job, method:
+    hint), so that the 10,000 members of a group are looked up once.
+    """
     part = node.step
     assert part.result_as is not None
     spec = factory.registry.method(part.name, part.method)
@@ -117,10 +159,18 @@ def check_results(factory: Factory, node: Node, parents: Sequence[Node]) -> None
         raise InvalidParameters(part.name, part.method, {where: (
             f"receives the list of {len(parents)} results of a group, but is annotated "
             f"{hint_name(wanted)} (annotate it list[T])")})
+    known = {} if returns is None else returns
+    fitting: dict[tuple[str, str], bool] = {}
     for parent in parents:
-        producer = factory.registry.method(parent.step.name, parent.step.method)
-        produced = return_hint(producer.cls, parent.step.method)
-        if produced is not _UNKNOWN and not any(fits(produced, hint) for hint in accepted):
+        method = (parent.step.name, parent.step.method)
+        if method not in known:
+            producer = factory.registry.method(*method)
+            known[method] = return_hint(producer.cls, parent.step.method)
+        produced = known[method]
+        if method not in fitting:
+            fitting[method] = produced is _UNKNOWN or any(fits(produced, hint)
+                                                          for hint in accepted)
+        if not fitting[method]:
             expected = " or ".join(hint_name(hint) for hint in accepted)
             raise InvalidParameters(part.name, part.method, {where: (
                 f"expected {expected}, but step {parent.label} "

@@ -6,6 +6,7 @@ run end to end on the memory store, on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from jobkit.config import Config
 from jobkit.exceptions import StorageError
 from jobkit.records import NEEDS_COMPLETED, NEEDS_ENDED, JobStatus
 from jobkit.storage import MemoryStorage
+from jobkit.storage.sql_workflows import decoded_results
 from jobkit.testing.coreonly import CoreOnlyStorage
 from jobkit.worker import run_until_empty
 from jobkit.workflow_check import fits
@@ -180,6 +182,43 @@ class TestChecks:
         message = self.refused(app, chain(ok, step("Numbers", "count")))
         assert "step 1 n: missing (required)" in message
 
+    def test_a_bad_member_among_alike_ones_is_named(self, app: JobKit) -> None:
+        """Alike steps (a group's members) are checked together; an error names its step.
+
+        The first step at fault, by its label, as when each step was checked alone (not the
+        index of its params among the alike ones); a bad result_as too.
+        """
+        members = [step("Numbers", "count", {"n": n}) for n in range(6)]
+        members[3] = step("Numbers", "count", {"n": "x"})
+        members[5] = step("Numbers", "count", {"n": "y"})
+        message = self.refused(app, group(*members, then=step("Numbers", "total",
+                                                              result_as="values")))
+        assert "step 3 n" in message
+        assert "params[" not in message and "step 5" not in message and "step 0" not in message
+        doubles = [step("Numbers", "double", result_as="value") for _ in range(3)]
+        message = self.refused(app, chain(step("Numbers", "count", {"n": 1}), group(
+            *doubles[:2], step("Numbers", "double", {"value": 1}, result_as="value"))))
+        assert "step 1.2 result_as value: given in params too" in message
+        ok = [step("Numbers", "count", {"n": n}) for n in range(40)]
+        workflow_id = app.run_workflow(group(*ok, then=step("Numbers", "total",
+                                                            result_as="values")))
+        steps = app.get_workflow(workflow_id).steps
+        assert [one.label for one in steps] == [*map(str, range(40)), "then"]
+        assert [app.get_job(one.job_id).params for one in steps[:3]] == [
+            {"n": 0}, {"n": 1}, {"n": 2}]
+        assert steps[-1].status is JobStatus.BLOCKED and len(steps[-1].parents) == 40
+
+    def test_string_results_that_look_like_json_reach_the_callback_as_strings(
+            self, app: JobKit) -> None:
+        """Members returning "1" and "[2]" give the callback those strings, not 1 and [2]."""
+        workflow_id = app.run_workflow(group(
+            step("Numbers", "loose", {"value": "1"}), step("Numbers", "loose", {"value": "[2]"}),
+            step("Numbers", "loose", {"value": None}),
+            then=step("Numbers", "loose", result_as="value")))
+        run_until_empty(app, timeout=15)
+        callback = app.get_workflow(workflow_id).steps[-1]
+        assert app.get_job(callback.job_id).result == ["1", "[2]", None]
+
     def test_result_as_is_a_parameter_not_given_twice_and_after_a_step(self, app: JobKit) -> None:
         """result_as names a parameter, not also in params, of a step that follows another.
 
@@ -263,6 +302,21 @@ class TestChecks:
     def test_fits(self, produced: Any, wanted: Any, ok: bool) -> None:
         """What may fit, compared as JSON."""
         assert fits(produced, wanted) is ok
+
+    def test_stored_results_are_decoded_as_one_array_or_one_by_one(self) -> None:
+        """A release reads its parents' JSON texts as one array; a bad text still raises.
+
+        None (no result) is None; a text that is not one JSON value (``1, 2``) is not read
+        as two results; results the driver decoded (PostgreSQL: the string "1") stay as they
+        are.
+        """
+        texts = ["1", None, '[2, "x"]', "null", '{"a": 1.5}']
+        assert decoded_results(texts, json.loads, texts=True) == [
+            1, None, [2, "x"], None, {"a": 1.5}]
+        with pytest.raises(json.JSONDecodeError):
+            decoded_results(["1, 2", "3"], json.loads, texts=True)
+        assert decoded_results(["1", {"a": 1}, None], lambda value: value, texts=False) == [
+            "1", {"a": 1}, None]
 
     def test_a_store_without_the_capability_is_refused(self) -> None:
         """The core alone: run_workflow and depends_on say the store cannot."""

@@ -168,8 +168,17 @@ class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows):
         rows = [self._new_job(job) for job in jobs]
 
         def work(cur: psycopg.Cursor[Any]) -> builtins.list[JobRecord]:
-            now = self._now_param()
-            cur.row_factory = tuple_row
+            return self._insert_many_in(cur, jobs, rows, self._now_param())
+
+        return self._transaction(f"enqueue {len(jobs)} jobs", work)
+
+    def _insert_many_in(self, cur: psycopg.Cursor[Any], jobs: builtins.list[NewJob],
+                        rows: builtins.list[dict[str, Any]],
+                        now: Any) -> builtins.list[JobRecord]:
+        """See :meth:`SQLWorkflows._insert_many_in`: one pipelined ``executemany``."""
+        factory = cur.row_factory
+        cur.row_factory = tuple_row
+        try:
             cur.executemany(queries()["enqueue"], [{**row, "now": now} for row in rows],
                             returning=True)
             stored = []
@@ -177,10 +186,10 @@ class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows):
                 stored += cur.fetchall()  # one row per result set
                 if not cur.nextset():
                     break
-            return [_inserted(job, row, *_utc_row(found))
-                    for job, row, found in zip(jobs, rows, stored, strict=True)]
-
-        return self._transaction(f"enqueue {len(jobs)} jobs", work)
+        finally:
+            cur.row_factory = factory
+        return [_inserted(job, row, *_utc_row(found))
+                for job, row, found in zip(jobs, rows, stored, strict=True)]
 
     def _unique_holder_in(self, cur: psycopg.Cursor[Any], unique_key: str,
                           within: float | None, now: Any) -> JobRecord | None:
@@ -241,6 +250,20 @@ class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows):
     def _lock_parents_in(self, cur: psycopg.Cursor[Any], key: int) -> None:
         """See :meth:`SQLWorkflows._lock_parents_in`: ``FOR SHARE``, in id order."""
         cur.execute(queries()["lock_parents"], {"job_id": key})
+
+    def _link_in(self, cur: psycopg.Cursor[Any], blocked: builtins.list[int],
+                 links: builtins.list[dict[str, Any]],
+                 edges: builtins.list[dict[str, Any]]) -> None:
+        """See :meth:`SQLWorkflows._link_in`: one statement each, its columns as arrays.
+
+        A group's 10,000 links went as 10,000 pipelined statements, twice as long.
+        """
+        if blocked:
+            cur.execute(queries()["block_jobs"], {"job_ids": blocked})
+        for name, rows in (("add_links", links), ("add_parents", edges)):
+            if rows:
+                cur.execute(queries()[name], {
+                    column: [row[column] for row in rows] for column in rows[0]})
 
     def _writing(self, operation: str, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
         """See :meth:`SQLWorkflows._writing`."""

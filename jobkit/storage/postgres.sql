@@ -813,20 +813,23 @@ INSERT INTO jobkit_workflows (created_at) VALUES (coalesce(%(now)s, now())) RETU
 -- each held a share lock of it would deadlock upgrading)
 SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s FOR NO KEY UPDATE;
 
--- name: block_job
-UPDATE jobkit_jobs SET status = 'blocked' WHERE id = %(job_id)s AND status = 'pending';
+-- name: block_jobs
+UPDATE jobkit_jobs SET status = 'blocked'
+WHERE id = ANY(%(job_ids)s::bigint[]) AND status = 'pending';
 
--- name: add_link
+-- name: add_links
+-- the links of many steps in one statement: each parameter an array, one column of all rows
 INSERT INTO jobkit_job_links (
     job_id, workflow_id, needs, result_as, collect, label, max_params_bytes
-) VALUES (
-    %(job_id)s, %(workflow_id)s, %(needs)s, %(result_as)s, %(collect)s, %(label)s,
-    %(max_params_bytes)s
-);
+)
+SELECT * FROM unnest(%(job_id)s::bigint[], %(workflow_id)s::bigint[], %(needs)s::text[],
+                     %(result_as)s::text[], %(collect)s::integer[], %(label)s::text[],
+                     %(max_params_bytes)s::integer[]);
 
--- name: add_parent
+-- name: add_parents
+-- the same for their parents
 INSERT INTO jobkit_job_parents (child_id, position, parent_id)
-VALUES (%(child_id)s, %(position)s, %(parent_id)s);
+SELECT * FROM unnest(%(child_id)s::bigint[], %(position)s::integer[], %(parent_id)s::bigint[]);
 
 -- name: link_of
 SELECT * FROM jobkit_job_links WHERE job_id = %(job_id)s;

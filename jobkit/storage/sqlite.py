@@ -86,6 +86,19 @@ def _batch_insert(batch: builtins.list[dict[str, Any]]) -> tuple[str, dict[str, 
     return queries()[name], {**batch[0], "params": json.dumps(texts, ensure_ascii=False)}
 
 
+def _insert_rows(conn: sqlite3.Connection,
+                 rows: builtins.list[dict[str, Any]]) -> builtins.list[int]:
+    """Insert the rows (``now`` given, no unique key) in one statement per run alike; the ids."""
+    keys: builtins.list[int] = []
+    for _, alike in itertools.groupby(rows, key=_alike):
+        batch = builtins.list(alike)
+        conn.execute(*_batch_insert(batch))
+        # AUTOINCREMENT under our write lock: the ids follow each other up to the last
+        (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+        keys.extend(range(last - len(batch) + 1, last + 1))
+    return keys
+
+
 #: The ``complete`` query of ``sqlite.sql`` for a row that still holds what its claim read:
 #: ``{columns}`` are the columns the completion leaves alone (the params included, which the
 #: record is decoded from), compared as one row value with ``IS`` (NULL matches NULL).
@@ -133,6 +146,8 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows):
     """
 
     scheme = "sqlite"
+    #: See :attr:`SQLWorkflows._results_as_text`: a JSON column is read as its text.
+    _results_as_text = True
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStorage:
@@ -243,6 +258,20 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows):
         available = now if row["available_at"] is None else row["available_at"]
         return new_record(key, job, row["params"], stamp(now), stamp(available), json.loads)
 
+    def _insert_many_in(self, conn: sqlite3.Connection, jobs: builtins.list[NewJob],
+                        rows: builtins.list[dict[str, Any]],
+                        now: Any) -> builtins.list[JobRecord]:
+        """See :meth:`SQLWorkflows._insert_many_in`: one statement per run of alike jobs."""
+        if any(row["unique_key"] is not None for row in rows):
+            return super()._insert_many_in(conn, jobs, rows, now)
+        for row in rows:
+            row["now"] = now
+        created = stamp(now)
+        return [new_record(key, job, row["params"], created,
+                           created if row["available_at"] is None else stamp(row["available_at"]),
+                           json.loads)
+                for key, job, row in zip(_insert_rows(conn, rows), jobs, rows, strict=True)]
+
     def _insert(self, jobs: builtins.list[NewJob], operation: str) -> builtins.list[JobRecord]:
         """Insert ``jobs`` and build their records from what was inserted.
 
@@ -260,14 +289,7 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows):
                 key = conn.execute(queries()["enqueue"], rows[0]).lastrowid
                 assert key is not None  # an INSERT that returned made its row
                 return [key]
-            keys: builtins.list[int] = []
-            for _, alike in itertools.groupby(rows, key=_alike):
-                batch = builtins.list(alike)
-                conn.execute(*_batch_insert(batch))
-                # AUTOINCREMENT under our write lock: the ids follow each other up to the last
-                (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
-                keys.extend(range(last - len(batch) + 1, last + 1))
-            return keys
+            return _insert_rows(conn, rows)
 
         keys = self._transaction(operation, work, write=None if len(rows) == 1 else True)
         now = stamp(rows[0]["now"])  # one for all
