@@ -157,8 +157,11 @@ class SQLWorkflows(RunsWorkflows):
 
         def work(conn: Any) -> tuple[str | None, builtins.list[JobRecord]]:
             now = self._now_bound()
-            outside = {job_id: self._existing(conn, job_id, "lock_parent")
-                       for one in steps for job_id in one.depends_on}
+            # locked in id order (decimal ids: shorter first): two transactions never wait
+            # for each other's parents crosswise
+            outside = {job_id: self._existing(conn, job_id, "lock_parent") for job_id in sorted(
+                {job_id for one in steps for job_id in one.depends_on},
+                key=lambda job_id: (len(job_id), job_id))}
             workflow_id = (self._one(conn, "add_workflow", {"now": now})["id"]
                            if workflow else None)
             records = self._insert_many_in(conn, [one.job for one in steps], rows, now)
