@@ -322,6 +322,23 @@ class TestRunning:
         steps = app.get_workflow(workflow_id).steps
         assert [str(s.status) for s in steps] == ["failed"] + ["cancelled"] * 4
 
+    def test_a_step_cancelled_while_blocked_gets_its_results_when_retried(
+            self, app: JobKit) -> None:
+        """Cancelled by hand before its release, retried once its parent completed.
+
+        The retry writes the parent's result in as ``result_as``, as a release does; before,
+        it ran without it and failed ('value: missing').
+        """
+        workflow_id = app.run_workflow(chain(step("Numbers", "count", {"n": 3}),
+                                             step("Numbers", "double", result_as="value")))
+        second = app.get_workflow(workflow_id).steps[1].job_id
+        assert app.cancel_job(second)
+        run_until_empty(app, timeout=15)
+        assert app.retry_job(second)
+        assert app.get_job(second).params == {"value": 3}
+        run_until_empty(app, timeout=15)
+        assert app.get_job(second).result == 6
+
     def test_on_failure_run_goes_on_after_a_failed_step(self, app: JobKit) -> None:
         """A step with on_failure="run" runs after its parent failed, receiving None.
 

@@ -37,6 +37,7 @@ from jobkit.storage.workflow_links import (
     over_limit,
     released_params,
     too_large,
+    unreleased,
     verdict,
 )
 
@@ -212,6 +213,18 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
             return False
         link.cascaded = False
         return True
+
+    def _release_retried(self, row: Row) -> None:
+        """A manual retry made ``row`` pending: release it if it was cancelled before its release.
+
+        Its parents have all completed but their results are not in its params
+        (:func:`~jobkit.storage.workflow_links.unreleased`): a release writes them in.
+        """
+        link = self._links.get(row.id)
+        if (row.status is JobStatus.PENDING and link is not None
+                and unreleased(row.params, link.result_as)):
+            row.status, link.cascaded = JobStatus.BLOCKED, False
+            self._settle_waiting(row, self.now())
 
     def _forget_links(self, job_ids: Iterable[int]) -> None:
         """Drop the links of these deleted jobs (under the lock)."""

@@ -45,6 +45,7 @@ from jobkit.storage.workflow_links import (
     over_limit,
     released_params,
     too_large,
+    unreleased,
     verdict,
 )
 
@@ -266,18 +267,26 @@ class SQLWorkflows(RunsWorkflows):
     def _retried_in(self, conn: Any, key: int, row: Any) -> Any:
         """A manual retry made the job ``key`` pending (``row``): wait again, revive children.
 
-        The job itself goes back to ``blocked`` when its parents have not all completed; the
-        children its failure cancelled (and theirs) wait again, unless another parent still
-        cancels them. Its row as it is now. On PostgreSQL the children are locked (in id
+        The job itself goes back to ``blocked`` when its parents have not all completed, and is
+        released (its parents' results written in) when they have but it was cancelled before
+        its release (:func:`~jobkit.storage.workflow_links.unreleased`); the children its
+        failure cancelled (and theirs) wait again, unless another parent still cancels them.
+        Its row as it is now. On PostgreSQL the children are locked (in id
         order) and each one's parents (:meth:`_lock_parents_in`) before its verdict is read.
         """
         q = self._workflow_sql()
         link = self._one(conn, "link_of", {"job_id": key})
         if link is not None:
             self._lock_parents_in(conn, key)
-        if link is not None and self._verdict_in(conn, link["needs"], key)[0] != RELEASE:
-            row = next(iter(conn.execute(q["retry_blocked"], {"job_id": key}).fetchall()), row)
-            conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 0})
+            released = self._verdict_in(conn, link["needs"], key)[0] == RELEASE
+            if not released or unreleased(row["params"], link["result_as"]):
+                row = next(iter(conn.execute(q["retry_blocked"], {"job_id": key}).fetchall()),
+                           row)
+                conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 0})
+            if released and row["status"] == JobStatus.BLOCKED.value:
+                # cancelled before its release: released now, its parents' results given
+                self._settle_blocked_in(conn, [key], self._now_bound())
+                row = self._one(conn, "get", {"job_id": key})
         todo = [key]
         while todo:
             for child in self._ids(conn, "cascaded_children", todo.pop()):

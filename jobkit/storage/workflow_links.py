@@ -51,6 +51,20 @@ def released_params(params: str, result_as: str | None, collect: bool,
     return json.dumps(decoded, ensure_ascii=False, allow_nan=False)
 
 
+def unreleased(params: Any, result_as: str | None) -> bool:
+    """Whether a job whose parents have all completed still lacks their results in ``params``.
+
+    ``params`` as its row holds them (JSON text, or decoded). A step with ``result_as`` is
+    stored without that parameter (the check refuses it in ``params``), so its absence means
+    no release wrote it: the step was cancelled while it waited. A manual retry of it goes
+    through a release, which writes the results in (and checks their size).
+    """
+    if result_as is None:
+        return False
+    decoded = json.loads(params) if isinstance(params, str) else params
+    return isinstance(decoded, dict) and result_as not in decoded
+
+
 def over_limit(params: str, most: int | None) -> int | None:
     """The size of the JSON text ``params`` in bytes of UTF-8 when over ``most``, else ``None``."""
     if most is None or len(params) * 4 <= most:  # UTF-8 takes at most 4 bytes a character
