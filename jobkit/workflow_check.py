@@ -72,6 +72,7 @@ def new_steps(factory: Factory, nodes: Sequence[Node], *, settings_of: SettingsO
             _check_result_as(factory, node)
             (job,) = new_jobs(factory, part.name, part.method, [part.params], _options(node),
                               settings_of=settings, now=now, supplied=supplied)
+            _check_given_twice(node, job.params)
         except InvalidParameters as exc:
             raise InvalidParameters(exc.name, exc.method, {
                 f"step {node.label} {key}": why for key, why in exc.problems.items()}) from None
@@ -97,10 +98,20 @@ def _check_result_as(factory: Factory, node: Node) -> None:
         problem = "the step waits for no step: no result to receive"
     elif part.result_as not in signature.allowed and not signature.accepts_any_keyword:
         problem = "the method has no parameter of this name"
-    elif isinstance(part.params, dict) and part.result_as in part.params:
-        problem = "given in params too (result_as gives it)"
     if problem is not None:
         raise InvalidParameters(part.name, part.method, {f"result_as {part.result_as}": problem})
+
+
+def _check_given_twice(node: Node, params: Any) -> None:
+    """``InvalidParameters`` when the checked ``params`` give ``result_as`` already.
+
+    Read from the params as checked (by name), so a value given by position counts too: the
+    release would overwrite it with the result.
+    """
+    part = node.step
+    if part.result_as is not None and isinstance(params, dict) and part.result_as in params:
+        raise InvalidParameters(part.name, part.method, {
+            f"result_as {part.result_as}": "given in params too (result_as gives it)"})
 
 
 def check_results(factory: Factory, node: Node, parents: Sequence[Node]) -> None:

@@ -192,6 +192,9 @@ class TestChecks:
             app, chain(ok, step("Numbers", "double", {"value": 2}, result_as="value")))
         assert "waits for no step" in self.refused(
             app, step("Numbers", "double", result_as="value"))
+        # given by position it is given too: before, stored, and overwritten by the result
+        assert "step 1 result_as value: given in params too" in self.refused(
+            app, chain(ok, step("Numbers", "double", [2], result_as="value")))
         assert app.run_workflow(chain(ok, step("Numbers", "double", result_as="value")))
 
     def test_annotations_that_cannot_match_name_both_steps(self, app: JobKit) -> None:
