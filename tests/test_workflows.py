@@ -306,15 +306,13 @@ class TestRunning:
         assert app.get_job(steps[2].job_id).params == {"values": [2, None]}
         assert app.get_job(steps[3].job_id).result == 4
 
-    @pytest.mark.xfail(strict=True, reason="review of issue 20: a group's callback needs its "
-                       "members *ended*, and a cascade's cancel is an end, so a failure before "
-                       "the group releases the callback and the rest of the chain runs")
     def test_a_failure_before_a_group_cancels_its_callback_and_what_follows(
             self, app: JobKit) -> None:
         """The chain's first step fails: the group never runs, nor does anything after it.
 
-        docs/workflows.md: "a member fails for good | chain: what follows is cancelled"; the
-        callback waits for the group's members, which the cascade cancelled, not for step 0.
+        docs/workflows.md: "a member fails for good | chain: what follows is cancelled". Before,
+        the callback (needing its members *ended*) was released once the cascade cancelled
+        them, with [None, None], and the chain went on after it.
         """
         workflow_id = app.run_workflow(chain(
             step("Numbers", "fail", retry_attempts=0),
@@ -324,6 +322,20 @@ class TestRunning:
         run_until_empty(app, timeout=15)
         steps = app.get_workflow(workflow_id).steps
         assert [str(s.status) for s in steps] == ["failed"] + ["cancelled"] * 4
+        assert app.get_job(steps[3].job_id).error == (
+            f"cancelled: job {steps[0].job_id}, before the group it waits for, is failed")
+        # a failure inside a member (a chain's first step) still lets the callback run
+        workflow_id = app.run_workflow(chain(
+            step("Numbers", "count", {"n": 1}),
+            group(chain(step("Numbers", "fail", retry_attempts=0),
+                        step("Numbers", "count", {"n": 5})),
+                  step("Numbers", "count", {"n": 2}),
+                  then=step("Numbers", "total", result_as="values"))))
+        run_until_empty(app, timeout=15)
+        steps = app.get_workflow(workflow_id).steps
+        assert [str(s.status) for s in steps] == ["completed", "failed", "cancelled",
+                                                   "completed", "completed"]
+        assert app.get_job(steps[4].job_id).params == {"values": [None, 2]}
 
     def test_a_step_cancelled_while_blocked_gets_its_results_when_retried(
             self, app: JobKit) -> None:
