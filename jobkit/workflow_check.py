@@ -111,6 +111,8 @@ def _checked_steps(factory: Factory, run: Sequence[Node], *, settings_of: Settin
             _check_result_as(factory, node)
         jobs = new_jobs(factory, part.name, part.method, [node.step.params for node in run],
                         _options(first), settings_of=settings, now=now, supplied=supplied)
+        for node, job in zip(run, jobs, strict=True):
+            _check_given_twice(node, job.params)
     except InvalidParameters as exc:
         raise InvalidParameters(exc.name, exc.method, {
             f"step {first.label} {key}": why for key, why in exc.problems.items()}) from None
@@ -134,10 +136,20 @@ def _check_result_as(factory: Factory, node: Node) -> None:
         problem = "the step waits for no step: no result to receive"
     elif part.result_as not in signature.allowed and not signature.accepts_any_keyword:
         problem = "the method has no parameter of this name"
-    elif isinstance(part.params, dict) and part.result_as in part.params:
-        problem = "given in params too (result_as gives it)"
     if problem is not None:
         raise InvalidParameters(part.name, part.method, {f"result_as {part.result_as}": problem})
+
+
+def _check_given_twice(node: Node, params: Any) -> None:
+    """``InvalidParameters`` when the checked ``params`` give ``result_as`` already.
+
+    Read from the params as checked (by name), so a value given by position counts too: the
+    release would overwrite it with the result.
+    """
+    part = node.step
+    if part.result_as is not None and isinstance(params, dict) and part.result_as in params:
+        raise InvalidParameters(part.name, part.method, {
+            f"result_as {part.result_as}": "given in params too (result_as gives it)"})
 
 
 def check_results(factory: Factory, node: Node, parents: Sequence[Node],

@@ -245,3 +245,15 @@ def test_a_group_of_ten_thousand_draws_a_row_of_max_row() -> None:
     assert 'data-step="callback"' in drawn.svg and drawn.svg.count("wf-bus") == 1
     width = int(re.search(r'width="(\d+)"', drawn.svg).group(1))  # type: ignore[union-attr]
     assert width < (graph.MAX_ROW + 2) * (graph.BOX_W + graph.GAP_X)
+
+
+def test_a_workflow_with_no_step_left_draws_a_valid_svg() -> None:
+    """Every step pruned (retention): the workflow's page draws an empty SVG, no negative size.
+
+    Before, its height was -32 (viewBox "0 0 192 -32"), which a browser refuses.
+    """
+    drawn = graph.draw([], "workflow 1: 0 steps")
+    sizes = re.search(r'viewBox="0 0 (-?\d+) (-?\d+)" width="(-?\d+)" height="(-?\d+)"',
+                      drawn.svg)
+    assert sizes is not None and all(int(value) >= 0 for value in sizes.groups())
+    assert drawn.drawn == drawn.layers == drawn.all_layers == 0

@@ -231,6 +231,9 @@ class TestChecks:
             app, chain(ok, step("Numbers", "double", {"value": 2}, result_as="value")))
         assert "waits for no step" in self.refused(
             app, step("Numbers", "double", result_as="value"))
+        # given by position it is given too: before, stored, and overwritten by the result
+        assert "step 1 result_as value: given in params too" in self.refused(
+            app, chain(ok, step("Numbers", "double", [2], result_as="value")))
         assert app.run_workflow(chain(ok, step("Numbers", "double", result_as="value")))
 
     def test_annotations_that_cannot_match_name_both_steps(self, app: JobKit) -> None:
@@ -356,6 +359,54 @@ class TestRunning:
                                                    "completed"]
         assert app.get_job(steps[2].job_id).params == {"values": [2, None]}
         assert app.get_job(steps[3].job_id).result == 4
+
+    def test_a_failure_before_a_group_cancels_its_callback_and_what_follows(
+            self, app: JobKit) -> None:
+        """The chain's first step fails: the group never runs, nor does anything after it.
+
+        docs/workflows.md: "a member fails for good | chain: what follows is cancelled". Before,
+        the callback (needing its members *ended*) was released once the cascade cancelled
+        them, with [None, None], and the chain went on after it.
+        """
+        workflow_id = app.run_workflow(chain(
+            step("Numbers", "fail", retry_attempts=0),
+            group(step("Numbers", "count", {"n": 1}), step("Numbers", "count", {"n": 2}),
+                  then=step("Numbers", "total", result_as="values")),
+            step("Numbers", "double", result_as="value")))
+        run_until_empty(app, timeout=15)
+        steps = app.get_workflow(workflow_id).steps
+        assert [str(s.status) for s in steps] == ["failed"] + ["cancelled"] * 4
+        assert app.get_job(steps[3].job_id).error == (
+            f"cancelled: job {steps[0].job_id}, before the group it waits for, is failed")
+        # a failure inside a member (a chain's first step) still lets the callback run
+        workflow_id = app.run_workflow(chain(
+            step("Numbers", "count", {"n": 1}),
+            group(chain(step("Numbers", "fail", retry_attempts=0),
+                        step("Numbers", "count", {"n": 5})),
+                  step("Numbers", "count", {"n": 2}),
+                  then=step("Numbers", "total", result_as="values"))))
+        run_until_empty(app, timeout=15)
+        steps = app.get_workflow(workflow_id).steps
+        assert [str(s.status) for s in steps] == ["completed", "failed", "cancelled",
+                                                   "completed", "completed"]
+        assert app.get_job(steps[4].job_id).params == {"values": [None, 2]}
+
+    def test_a_step_cancelled_while_blocked_gets_its_results_when_retried(
+            self, app: JobKit) -> None:
+        """Cancelled by hand before its release, retried once its parent completed.
+
+        The retry writes the parent's result in as ``result_as``, as a release does; before,
+        it ran without it and failed ('value: missing').
+        """
+        workflow_id = app.run_workflow(chain(step("Numbers", "count", {"n": 3}),
+                                             step("Numbers", "double", result_as="value")))
+        second = app.get_workflow(workflow_id).steps[1].job_id
+        assert app.cancel_job(second)
+        run_until_empty(app, timeout=15)
+        assert app.retry_job(second)
+        assert app.get_job(second).params == {"value": 3}
+        run_until_empty(app, timeout=15)
+        assert app.get_job(second).result == 6
 
     def test_on_failure_run_goes_on_after_a_failed_step(self, app: JobKit) -> None:
         """A step with on_failure="run" runs after its parent failed, receiving None.

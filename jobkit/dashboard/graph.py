@@ -114,10 +114,10 @@ def _mean(values: list[float]) -> float:
 
 
 def size(found: Layout) -> tuple[int, int]:
-    """The drawing's width and height in pixels."""
+    """The drawing's width and height in pixels (the margins alone when nothing is drawn)."""
     lefts = [box.x for box in found.boxes.values()] + [fold.x for fold in found.folds]
     right = max(lefts, default=0.0) + BOX_W + MARGIN
-    return int(right), int(_top(found.layers) - GAP_Y + MARGIN)
+    return int(right), int(_top(found.layers) - GAP_Y + MARGIN) if found.layers else 2 * MARGIN
 
 
 @attrs.frozen

@@ -249,6 +249,7 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
             row.finished_at = None
             row.max_attempts = max(row.max_attempts, row.attempts + 1)
             row.crashes = 0
+            self._release_retried(row)
             self._revived(row.id)
             return row.record()
 

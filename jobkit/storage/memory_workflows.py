@@ -22,6 +22,7 @@ import attrs
 from jobkit.exceptions import JobNotFoundInStorage, WorkflowNotFound
 from jobkit.records import (
     FINAL_STATUSES,
+    NEEDS_ENDED,
     JobRecord,
     JobStatus,
     NewJob,
@@ -33,10 +34,12 @@ from jobkit.storage.capabilities import RunsWorkflows
 from jobkit.storage.cascades import Cascades
 from jobkit.storage.memory_rows import MemoryPart, Row
 from jobkit.storage.workflow_links import (
+    before_its_group,
     check_parents,
     over_limit,
     released_params,
     too_large,
+    unreleased,
     verdict,
 )
 
@@ -131,8 +134,13 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
                                     for parent in link.parents
                                     if parent in self._jobs])  # a deleted parent had ended
 
-    def _settle_waiting(self, row: Row, now: datetime) -> None:
-        """Release or cancel the blocked job ``row`` when its parents say so, and on down."""
+    def _settle_waiting(self, row: Row, now: datetime, origin: Row | None = None) -> None:
+        """Release or cancel the blocked job ``row`` when its parents say so, and on down.
+
+        ``origin``: the job whose failure or cancel started this cascade (``None``: none did);
+        a group's callback it reaches from before the group is cancelled
+        (:func:`~jobkit.storage.workflow_links.before_its_group`).
+        """
         todo = [row.id]
         while todo:
             current = self._jobs[todo.pop()]
@@ -140,7 +148,12 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
                 continue
             link = self._links[current.id]
             verdict, why = self._verdict(link)
+            if (verdict == "release" and origin is not None and link.needs == NEEDS_ENDED
+                    and before_its_group(link.label, self._label_in(origin, link))):
+                verdict, why = "cancel", (f"job {origin.id}, before the group it waits for, "
+                                          f"is {origin.status}")
             if verdict == "release" and not self._release(current, link, now):
+                origin = origin or current
                 todo.extend(self._blocked_children(current.id))  # it failed: an end
             elif verdict == "cancel":
                 self._cancel_row(current, now)
@@ -148,6 +161,11 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
                 link.cascaded = True
                 self._cascades.add(current.record())
                 todo.extend(self._blocked_children(current.id))
+
+    def _label_in(self, origin: Row, link: Link) -> str | None:
+        """The label of ``origin`` in the workflow of ``link``; ``None`` outside it."""
+        found = self._links.get(origin.id)
+        return found.label if found is not None and found.workflow == link.workflow else None
 
     def _blocked_children(self, job_id: int) -> builtins.list[int]:
         return [child for child in self._children.get(job_id, ())
@@ -182,8 +200,10 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
 
     def _ended(self, job_id: int, now: datetime) -> None:
         """A job ended: settle its blocked children (under the lock, in the same change)."""
+        ended = self._jobs[job_id]
+        origin = None if ended.status is JobStatus.COMPLETED else ended
         for child in self._blocked_children(job_id):
-            self._settle_waiting(self._jobs[child], now)
+            self._settle_waiting(self._jobs[child], now, origin)
 
     def _revived(self, job_id: int) -> None:
         """A manual retry put ``job_id`` back: its children cancelled because of it wait again.
@@ -212,6 +232,18 @@ class MemoryWorkflows(MemoryPart, RunsWorkflows):
             return False
         link.cascaded = False
         return True
+
+    def _release_retried(self, row: Row) -> None:
+        """A manual retry made ``row`` pending: release it if it was cancelled before its release.
+
+        Its parents have all completed but their results are not in its params
+        (:func:`~jobkit.storage.workflow_links.unreleased`): a release writes them in.
+        """
+        link = self._links.get(row.id)
+        if (row.status is JobStatus.PENDING and link is not None
+                and unreleased(row.params, link.result_as)):
+            row.status, link.cascaded = JobStatus.BLOCKED, False
+            self._settle_waiting(row, self.now())
 
     def _forget_links(self, job_ids: Iterable[int]) -> None:
         """Drop the links of these deleted jobs (under the lock)."""

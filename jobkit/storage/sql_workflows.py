@@ -42,10 +42,12 @@ from jobkit.storage.workflow_links import (
     CANCEL,
     NOT_COMPLETED,
     RELEASE,
+    before_its_group,
     check_parents,
     over_limit,
     released_params,
     too_large,
+    unreleased,
     verdict,
 )
 
@@ -228,7 +230,8 @@ class SQLWorkflows(RunsWorkflows):
         children = self._ids(conn, "blocked_children", key)
         if children:
             status = JobStatus(self._one(conn, "status_of", {"job_id": key})["status"])
-            self._settle_blocked_in(conn, children, now, ended=status)
+            self._settle_blocked_in(conn, children, now, ended=status,
+                                    origin=None if status is JobStatus.COMPLETED else key)
 
     def _settle_completed_in(self, conn: Any, keys: builtins.list[int], now: Any) -> None:
         """The jobs ``keys`` completed in this transaction: settle their blocked children.
@@ -251,12 +254,16 @@ class SQLWorkflows(RunsWorkflows):
         return found[0], found[1], parents
 
     def _settle_blocked_in(self, conn: Any, keys: Iterable[int], now: Any,
-                           ended: JobStatus | None = None) -> builtins.list[int]:
+                           ended: JobStatus | None = None,
+                           origin: int | None = None) -> builtins.list[int]:
         """Release or cancel each blocked job of ``keys`` its parents settle, and on down.
 
         ``ended``: how the parent whose end brought these children here ended (``None``: no
-        such parent, every verdict read in full). A child waits while one of its parents has
-        not ended, found by one short look (``unended_parent``) rather than reading them all,
+        such parent, every verdict read in full). ``origin``: the job whose failure or cancel
+        started this cascade (``None``: none did); a group's callback it reaches from before
+        the group is cancelled (:func:`~jobkit.storage.workflow_links.before_its_group`). A
+        child waits while one of its parents has not ended, found by one short look
+        (``unended_parent``) rather than reading them all,
         unless that parent's failure cancels it: a blocked child has no other failed parent,
         since that one's end would have cancelled it in its own transaction. The ids of the
         jobs changed; a job no longer blocked (reached twice) is left alone.
@@ -272,10 +279,15 @@ class SQLWorkflows(RunsWorkflows):
                     and self._one(conn, "unended_parent", {"job_id": key}) is not None):
                 continue
             what, why, parents = self._verdict_in(conn, link["needs"], key)
+            if (what == RELEASE and origin is not None and link["needs"] == NEEDS_ENDED
+                    and before_its_group(link["label"], self._label_in(conn, origin, link))):
+                status = self._one(conn, "status_of", {"job_id": origin})["status"]
+                what, why = CANCEL, f"job {origin}, before the group it waits for, is {status}"
             released = self._release_in(conn, key, link, parents, now) if what == RELEASE else None
             if released is not None:
                 changed.append(key)
                 if released is JobStatus.FAILED:  # its params did not fit: an end
+                    origin = key if origin is None else origin
                     todo.extend((child, JobStatus.FAILED)
                                 for child in self._ids(conn, "blocked_children", key))
             elif what == CANCEL and (row := self._one(conn, "cancel_blocked", {
@@ -286,6 +298,12 @@ class SQLWorkflows(RunsWorkflows):
                 todo.extend((child, JobStatus.CANCELLED)
                             for child in self._ids(conn, "blocked_children", key))
         return changed
+
+    def _label_in(self, conn: Any, origin: int, link: Any) -> str | None:
+        """The label of the job ``origin`` in the workflow of ``link``; ``None`` outside it."""
+        found = self._one(conn, "link_of", {"job_id": origin})
+        return (found["label"] if found is not None
+                and found["workflow_id"] == link["workflow_id"] else None)
 
     def _release_in(self, conn: Any, key: int, link: Any,
                     parents: builtins.list[Any], now: Any) -> JobStatus | None:
@@ -321,18 +339,26 @@ class SQLWorkflows(RunsWorkflows):
     def _retried_in(self, conn: Any, key: int, row: Any) -> Any:
         """A manual retry made the job ``key`` pending (``row``): wait again, revive children.
 
-        The job itself goes back to ``blocked`` when its parents have not all completed; the
-        children its failure cancelled (and theirs) wait again, unless another parent still
-        cancels them. Its row as it is now. On PostgreSQL the children are locked (in id
+        The job itself goes back to ``blocked`` when its parents have not all completed, and is
+        released (its parents' results written in) when they have but it was cancelled before
+        its release (:func:`~jobkit.storage.workflow_links.unreleased`); the children its
+        failure cancelled (and theirs) wait again, unless another parent still cancels them.
+        Its row as it is now. On PostgreSQL the children are locked (in id
         order) and each one's parents (:meth:`_lock_parents_in`) before its verdict is read.
         """
         q = self._workflow_sql()
         link = self._one(conn, "link_of", {"job_id": key})
         if link is not None:
             self._lock_parents_in(conn, key)
-        if link is not None and self._verdict_in(conn, link["needs"], key)[0] != RELEASE:
-            row = next(iter(conn.execute(q["retry_blocked"], {"job_id": key}).fetchall()), row)
-            conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 0})
+            released = self._verdict_in(conn, link["needs"], key)[0] == RELEASE
+            if not released or unreleased(row["params"], link["result_as"]):
+                row = next(iter(conn.execute(q["retry_blocked"], {"job_id": key}).fetchall()),
+                           row)
+                conn.execute(q["set_cascaded"], {"job_id": key, "cascaded": 0})
+            if released and row["status"] == JobStatus.BLOCKED.value:
+                # cancelled before its release: released now, its parents' results given
+                self._settle_blocked_in(conn, [key], self._now_bound())
+                row = self._one(conn, "get", {"job_id": key})
         todo = [key]
         while todo:
             for child in self._ids(conn, "cascaded_children", todo.pop()):

@@ -37,6 +37,23 @@ def verdict(needs: str, parents: Iterable[tuple[Any, JobStatus]]) -> tuple[str, 
     return WAIT, None
 
 
+def before_its_group(label: str, origin: str | None) -> bool:
+    """Whether a step that waits for a group's members to *end* is cancelled, not released.
+
+    ``label`` is the step's, ``origin`` the label of the job whose failure or cancel started
+    the cascade that ended its last parent (``None``: a job of no workflow). A step of a
+    group's callback (a label with a ``then``: the group is what comes before its last one) is
+    cancelled when that job is not in the group: the cascade came from before the group, whose
+    members never ran, so what waits for them does not run either (as a chain's next step).
+    A member that failed, or a step inside a member, leaves the callback to run.
+    """
+    parts = label.split(".")
+    if "then" not in parts:
+        return False
+    group = parts[:len(parts) - 1 - parts[::-1].index("then")]
+    return origin is None or origin.split(".")[:len(group)] != group
+
+
 def released_params(params: str, result_as: str | None, collect: bool,
                     results: Sequence[Any]) -> str:
     """The params text of a released job: ``results`` (its parents', in order) as ``result_as``.
@@ -49,6 +66,20 @@ def released_params(params: str, result_as: str | None, collect: bool,
     decoded = json.loads(params)
     decoded[result_as] = list(results) if collect or len(results) != 1 else results[0]
     return json.dumps(decoded, ensure_ascii=False, allow_nan=False)
+
+
+def unreleased(params: Any, result_as: str | None) -> bool:
+    """Whether a job whose parents have all completed still lacks their results in ``params``.
+
+    ``params`` as its row holds them (JSON text, or decoded). A step with ``result_as`` is
+    stored without that parameter (the check refuses it in ``params``), so its absence means
+    no release wrote it: the step was cancelled while it waited. A manual retry of it goes
+    through a release, which writes the results in (and checks their size).
+    """
+    if result_as is None:
+        return False
+    decoded = json.loads(params) if isinstance(params, str) else params
+    return isinstance(decoded, dict) and result_as not in decoded
 
 
 def over_limit(params: str, most: int | None) -> int | None:
