@@ -161,7 +161,9 @@ def test_two_transactions_ending_jobs_with_crosswise_children_both_commit(
 
     done = _run_held(store, {"first": end(a, b), "second": end(c, d)}, ready, go)
     assert done["first"] is None and done["second"] is None, done
-    assert len(done["deadlocks"]) == 1, done
+    # at least one broken off and run again (once seen twice on a loaded machine: the run
+    # again can meet the other transaction still holding its locks)
+    assert done["deadlocks"], done
     assert [store.get(job_id).status for job_id in children] == [JobStatus.PENDING] * 2
 
 
