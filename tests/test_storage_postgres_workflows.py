@@ -161,8 +161,8 @@ def test_two_transactions_ending_jobs_with_crosswise_children_both_commit(
 
     done = _run_held(store, {"first": end(a, b), "second": end(c, d)}, ready, go)
     assert done["first"] is None and done["second"] is None, done
-    # at least one broken off and run again (once seen twice on a loaded machine: the run
-    # again can meet the other transaction still holding its locks)
+    # at least one broken off and run again: "exactly one" failed once on a loaded machine
+    # (how many were counted was not kept); what matters is that both commit
     assert done["deadlocks"], done
     assert [store.get(job_id).status for job_id in children] == [JobStatus.PENDING] * 2
 
