@@ -353,7 +353,11 @@ class JobKit(Host):
         (job,) = self._new_jobs(name, method, [params], options)
         step = NewStep(attrs.evolve(job, unique_key=None, unique_for=None),
                        depends_on=tuple(depends_on))
-        _, (record,) = store.enqueue_steps([step], workflow=False)
+        try:
+            _, (record,) = store.enqueue_steps([step], workflow=False)
+        except JobNotFoundInStorage as exc:  # bad input, not a store that failed
+            raise ConfigError(errors=[f"call: depends_on: no job with id {exc.job_id!r} in "
+                                      "the store"]) from None
         self.emit(EventKind.ENQUEUED, record)
         self.emit_cascaded()  # cancelled at once: a job it waits for had failed
         return record.id

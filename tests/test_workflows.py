@@ -436,6 +436,8 @@ class TestRunning:
         assert app.get_job(after).status is JobStatus.CANCELLED
         with pytest.raises(ConfigError, match="depends_on"):
             app.run_background_job("Numbers", "count", {"n": 3}, depends_on=last)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="call: depends_on: no job with id '999999' in"):
+            app.run_background_job("Numbers", "count", {"n": 3}, depends_on=[last, "999999"])
 
 
 class Heard:
