@@ -1,11 +1,12 @@
-"""The benchmark's jobkit jobs: ``Noop``, and ``Sleeper`` for the concurrency-limit drain.
+"""The benchmark's jobkit jobs: ``Noop``, ``Sleeper`` (the concurrency-limit drain), ``Flow``.
 
-Registered as ``class: jobkit_jobs:Noop`` (and ``Sleeper``) in the ``jobs.yaml`` the harness
-writes; ``bench/`` is on the import path of every process.
+Registered as ``class: jobkit_jobs:Noop`` (and ``Sleeper``, ``Flow``) in the ``jobs.yaml`` the
+harness writes; ``bench/`` is on the import path of every process.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from stamps import write_stamp
@@ -14,8 +15,10 @@ from jobkit import Job
 
 
 class Noop(Job):
-    """``run``: a no-op with one int param, the workload of every throughput metric.
-    ``stamp``: records when it started, for the pick-up latency."""
+    """The workload of every throughput metric, and of the pick-up latency.
+
+    ``run``: a no-op with one int param; ``stamp``: records when it started.
+    """
 
     methods = ("run", "stamp")
 
@@ -35,3 +38,36 @@ class Sleeper(Job):
     def nap(self, n: int, seconds: float) -> None:
         """Sleep ``seconds``."""
         time.sleep(seconds)
+
+
+def _stamp(n: int, end: bool) -> None:
+    """With ``BENCH_STAMP_FILE`` set, stamp step ``n``'s start (``2n``) or end (``2n + 1``)."""
+    if "BENCH_STAMP_FILE" in os.environ:
+        write_stamp(2 * n + end)
+
+
+class Flow(Job):
+    """The steps of the workflow measures (issue 20, ``bench/workflows.py``).
+
+    ``member``: a no-op that returns its ``n``; ``collect``: a group's callback, given the list
+    of its members' results; ``then``: a chain's next step, given the previous one's result.
+    Each stamps (see :func:`_stamp`) what a later step's latency is measured from or to.
+    """
+
+    methods = ("member", "collect", "then")
+
+    def member(self, n: int) -> int:
+        """Return ``n``."""
+        _stamp(n, end=True)
+        return n
+
+    def collect(self, n: int, results: list[int | None]) -> int:
+        """Return how many results came."""
+        _stamp(n, end=False)
+        return len(results)
+
+    def then(self, n: int, previous: int | None = None) -> int:
+        """Return ``n``."""
+        _stamp(n, end=False)
+        _stamp(n, end=True)
+        return n

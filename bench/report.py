@@ -297,6 +297,74 @@ def retention_rows(results: Results) -> list[Row]:
                 Target("ratio_min", 0.9, ">= 0.9 (noise about 10 %)"))]
 
 
+def workflow_rows(results: Results) -> list[Row]:
+    """Workflows (issue 20): a big group stored, and how soon released steps start.
+
+    The stored group against ``enqueue_many`` of as many jobs and against a peer storing as
+    many (no peer has groups); the latencies from the store's times, the jobs' clock beside.
+    """
+    rows: list[Row] = []
+    peers = {"sqlite": ("huey", "Huey, the same number of tasks one at a time (no groups, "
+                                "no bulk API)"),
+             "postgres": ("procrastinate", "procrastinate, batch_defer of the same number "
+                                           "of jobs (no groups)")}
+    for backend, name in (("sqlite", "SQLite"), ("postgres", "PostgreSQL")):
+        key = f"store_{backend}"
+        measured = runs(results, "workflows", key, "jobkit")
+        if measured:
+            members = measured[0]["members"]
+            jobs = f"{members + 1:,} jobs"
+
+            def m(field: str, system: str = "jobkit", key: str = key) -> float | None:
+                return med(results, "workflows", key, system, field)
+
+            what = f"{name}: run_workflow, group of {members:,} + a callback given the results"
+            peer, text = peers[backend]
+            rows += [
+                Row(f"{what} (lower is better)", "s", m("workflow_s"),
+                    f"jobkit enqueue_many of the same {jobs}", m("enqueue_many_s"),
+                    Target("value_max", 1.0, "< 1 s") if backend == "sqlite" else None),
+                Row(f"{what}, CPU (lower is better)", "s",
+                    m("workflow_cpu_s"), f"jobkit enqueue_many of the same {jobs}, CPU",
+                    m("enqueue_many_cpu_s")),
+                Row(f"{what}, vs a peer (lower is better)", "s", m("workflow_s"), text,
+                    m("seconds", peer)),
+            ]
+        key = f"latency_{backend}"
+        measured = runs(results, "workflows", key, "jobkit")
+        if not measured:
+            continue
+        first = measured[0]
+
+        def ms(field: str, key: str = key) -> str:
+            value = med(results, "workflows", key, "jobkit", field)
+            return "-" if value is None else f"{value:.1f} ms"
+
+        where = f"{name}, worker -n {first['processes']}, store's times: "
+        rows += [
+            Row(f"{where}callback start - last member's finish, p50, {first['groups']} groups "
+                f"of {first['members']} (lower is better)",
+                "ms", med(results, "workflows", key, "jobkit", "group_p50_ms"),
+                f"p95 {ms('group_p95_ms')}; the jobs' own clock (from the last member's "
+                f"return): p50 {ms('group_job_p50_ms')}, p95 {ms('group_job_p95_ms')}", None,
+                Target("value_max", 50, "p50 <= 50 ms")),
+            Row(f"{where}chain step start - parent's finish, p50, "
+                f"{first['chains'] * (first['length'] - 1)} steps (lower is better)", "ms",
+                med(results, "workflows", key, "jobkit", "chain_p50_ms"),
+                f"p95 {ms('chain_p95_ms')}; the jobs' own clock: p50 "
+                f"{ms('chain_job_p50_ms')}, p95 {ms('chain_job_p95_ms')}", None),
+        ]
+        big = runs(results, "workflows", f"big_release_{backend}", "jobkit")
+        if big:
+            value = med(results, "workflows", f"big_release_{backend}", "jobkit", "group_job_ms")
+            rows.append(Row(
+                f"{where}the callback of a group of {big[0]['members']:,}: start - last "
+                "member's finish (lower is better)", "ms",
+                med(results, "workflows", f"big_release_{backend}", "jobkit", "group_ms"),
+                f"the jobs' own clock: {'-' if value is None else f'{value:.1f}'} ms", None))
+    return rows
+
+
 def postgres_rows(results: Results) -> list[Row]:
     """The PostgreSQL table: jobkit against procrastinate."""
     pg = results.get("postgres", {})
@@ -423,7 +491,8 @@ def print_tables(results: Results) -> None:
                         ("SQLite: jobkit vs Huey", sqlite_rows(results)),
                         ("PostgreSQL: jobkit vs procrastinate", postgres_rows(results)),
                         ("Flow control (issue 18)", flow_rows(results)),
-                        ("Retention (issue 19)", retention_rows(results))):
+                        ("Retention (issue 19)", retention_rows(results)),
+                        ("Workflows (issue 20)", workflow_rows(results))):
         if rows:
             print(f"\n{title}\n{text_table(rows)}")
     limits = [row for row in limit_rows(results) if row.jobkit is not None]
@@ -476,7 +545,8 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
                         ("SQLite: jobkit against Huey", sqlite_rows(results)),
                         ("PostgreSQL: jobkit against procrastinate", postgres_rows(results)),
                         ("Flow control (issue 18)", flow_rows(results)),
-                        ("Retention (issue 19)", retention_rows(results))):
+                        ("Retention (issue 19)", retention_rows(results)),
+                        ("Workflows (issue 20)", workflow_rows(results))):
         if rows:
             out += [f"## {title}", "", markdown_table(rows), ""]
     limits = [row for row in limit_rows(results) if row.jobkit is not None]
@@ -530,6 +600,22 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
             "(the ramp and the tail apart; the peak over the whole drain). With `--base-python`,"
             " drains of no-op jobs with no limit configured (as the SQLite drains above) in that"
             " virtualenv's older jobkit and in this one, alternating."]),
+        *([] if not results.get("workflows") else [
+            "- Workflows (`--only workflows`, `bench/workflows.py`): `app.run_workflow` of a group"
+            " of `--workflow-members` `Flow.member` steps and a `Flow.collect` callback given "
+            "their results (`result_as`), the whole call timed (check, plan, one transaction), "
+            "the flow built before the clock starts; `enqueue_many` of as many jobs takes turns "
+            "with it in the same process and store (`--workflow-repeats` turns a run, medians). "
+            "Latency: `jobkit worker -n 2` (not burst) runs `--workflow-groups` groups of "
+            "`--workflow-group-members` no-op members and a callback and `--workflow-chains` "
+            "chains of `--workflow-chain-length` steps, submitted one at a time 20-60 ms apart "
+            "(no backlog); each released step's succeeded attempt's start minus its parents' "
+            "last finish (the store's times: on PostgreSQL a transaction's start, so a step "
+            "claimed in the transaction that completed its parent reads 0 or a little below), "
+            "and the same from stamps the methods write (first line of the step, last line of "
+            "its parents). The big group's callback: the stored group of `--workflow-members`, "
+            "stored before the worker starts, drained by `jobkit worker -n 2`; one sample a "
+            "run."]),
         "",
         "## Sizes",
         "",
@@ -559,7 +645,7 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
                 ", ".join(f"{name} {version}" for name, version in added.items()), ""]
     failures = [
         f"- {backend} {key} {system}: {run['error'].strip().splitlines()[-1]}"
-        for backend in ("startup", "sqlite", "flow", "postgres")
+        for backend in ("startup", "sqlite", "flow", "postgres", "workflows")
         for key, systems in results.get(backend, {}).items() if isinstance(systems, dict)
         for system, measured in systems.items() if isinstance(measured, list)
         for run in measured if isinstance(run, dict) and "error" in run

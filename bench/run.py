@@ -65,6 +65,14 @@ class Sizes:
     #: Jobs each side of a retention pair enqueues, and the seconds its rate is counted over.
     retention_jobs: int = 150_000
     retention_window: float = 8.0
+    #: The members of the stored group (issue 20), and the turns of each run.
+    workflow_members: int = 10_000
+    workflow_repeats: int = 5
+    #: The small groups and chains whose released steps' latency is measured (issue 20).
+    workflow_groups: int = 200
+    workflow_group_members: int = 5
+    workflow_chains: int = 100
+    workflow_chain_length: int = 5
 
 
 QUICK = Sizes(
@@ -72,10 +80,11 @@ QUICK = Sizes(
     pg_bulk_jobs=5_000, pg_drain_jobs=500, pickup_samples=15, idle_seconds=3.0,
     rss_early=1_000, rss_jobs=5_000, scale_rows=100_000, raw_jobs=3_000,
     listener_jobs=2_000, startup_runs=5, flow_jobs=150, retention_jobs=60_000,
-    retention_window=3.0,
+    retention_window=3.0, workflow_repeats=3, workflow_groups=50, workflow_chains=25,
 )
 
-SECTIONS = ("startup", "sqlite", "limits", "flow", "memory", "scale", "retention", "postgres")
+SECTIONS = ("startup", "sqlite", "limits", "flow", "memory", "scale", "retention", "postgres",
+            "workflows")
 
 #: The systems of jobkit's side: the virtualenv each runs in.
 BARE, DEFAULT = "jobkit", "jobkit_default"
@@ -95,7 +104,7 @@ class Harness:
         self.base_python = base_python
         self.log = workdir / "harness.log"
         self.results: dict[str, Any] = {"startup": {}, "sqlite": {}, "flow": {},
-                                        "postgres": {}}
+                                        "postgres": {}, "workflows": {}}
         self._serial = 0
 
     def jobkits(self) -> list[tuple[str, dict[str, Any]]]:
@@ -290,6 +299,67 @@ class Harness:
         if not self.keep:
             shutil.rmtree(folder, ignore_errors=True)
 
+    # -- workflows (issue 20) ------------------------------------------------------------------
+
+    def workflows(self, durable: bool) -> None:
+        """A group of ``workflow_members`` stored, and how soon released steps start.
+
+        On SQLite, then on a PostgreSQL server of its own (``bench/workflows.py``). The stored
+        group against ``enqueue_many`` of as many jobs (in the same child), and against a peer
+        storing as many jobs its fastest way (neither has groups): Huey one task at a time (it
+        has no bulk API), procrastinate's ``batch_defer`` of them all.
+        """
+        import workflows  # imports jobkit: only when this section runs
+        from pg import BenchServer, find_bin_dir, reset
+
+        s = self.sizes
+        jobs = s.workflow_members + 1
+        store = {"members": s.workflow_members, "repeats": s.workflow_repeats}
+        latency = {"groups": s.workflow_groups, "members": s.workflow_group_members,
+                   "chains": s.workflow_chains, "length": s.workflow_chain_length}
+        for _ in range(s.runs):
+            self.measure("workflows", "store_sqlite", "jobkit", "workflows:store_group",
+                         workflows.shown_store, workdir=True, storage="sqlite", **store)
+            self.measure("workflows", "store_sqlite", "huey", "huey_side:enqueue_one", timed,
+                         workdir=True, jobs=jobs)
+        for _ in range(s.runs):
+            self.measure("workflows", "latency_sqlite", "jobkit", "workflows:release_latency",
+                         workflows.shown_latency, workdir=True, storage="sqlite", **latency)
+            self.measure("workflows", "big_release_sqlite", "jobkit", "workflows:big_release",
+                         workflows.shown_big, workdir=True, storage="sqlite",
+                         members=s.workflow_members)
+        bin_dir = find_bin_dir()
+        if bin_dir is None:
+            print("workflows on PostgreSQL: no server binaries (initdb, pg_ctl); skipped")
+            return
+        import procrastinate_side
+
+        server = BenchServer(bin_dir, durable=durable)
+        server.start()
+        try:
+            ours = server.create_database("jobkit")
+            theirs = server.create_database("procrastinate")
+            run_child("procrastinate_side:apply_schema", self.log, url=theirs)
+            for _ in range(s.runs):
+                reset(ours)
+                self.measure("workflows", "store_postgres", "jobkit", "workflows:store_group",
+                             workflows.shown_store, workdir=True, storage=ours, **store)
+                procrastinate_side.reset(theirs)
+                self.measure("workflows", "store_postgres", "procrastinate",
+                             "procrastinate_side:enqueue_bulk", timed, url=theirs, jobs=jobs,
+                             batch=jobs)
+            for _ in range(s.runs):
+                reset(ours)
+                self.measure("workflows", "latency_postgres", "jobkit",
+                             "workflows:release_latency", workflows.shown_latency,
+                             workdir=True, storage=ours, **latency)
+                reset(ours)
+                self.measure("workflows", "big_release_postgres", "jobkit",
+                             "workflows:big_release", workflows.shown_big, workdir=True,
+                             storage=ours, members=s.workflow_members)
+        finally:
+            server.cleanup()
+
     # -- PostgreSQL ----------------------------------------------------------------------------
 
     def postgres(self, durable: bool) -> None:
@@ -391,6 +461,11 @@ def rate(result: dict[str, Any]) -> str:
     return f"{result['rate']:,.0f}/s"
 
 
+def timed(result: dict[str, Any]) -> str:
+    """A timed batch of jobs, for the progress lines."""
+    return f"{result['seconds'] * 1000:,.0f} ms ({result['rate']:,.0f}/s)"
+
+
 def drained(result: dict[str, Any]) -> str:
     """A drain result, for the progress lines."""
     cpu = result.get("cpu_per_job_us")
@@ -490,6 +565,8 @@ def main(argv: list[str] | None = None) -> None:
             harness.retention()
         if "postgres" in sections:
             harness.postgres(durable=not args.pg_fast)
+        if "workflows" in sections:
+            harness.workflows(durable=not args.pg_fast)
     finally:
         info["load_after"] = machine.load()
         harness.results["meta"] = {

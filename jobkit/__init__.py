@@ -13,14 +13,17 @@ from __future__ import annotations
 from jobkit.app import (
     JobKit,
     cancel_job,
+    cancel_workflow,
     enqueue_many,
     get_attempts,
     get_default_app,
     get_job,
+    get_workflow,
     list_jobs,
     reset_default_app,
     retry_job,
     run_background_job,
+    run_workflow,
     set_default_app,
 )
 from jobkit.exceptions import (
@@ -38,6 +41,7 @@ from jobkit.hookspecs import hookimpl
 from jobkit.job import Job, JobContext
 from jobkit.lazylog import disable_jobkit
 from jobkit.records import Attempt, AttemptOutcome, EventKind, JobEvent, JobRecord, JobStatus
+from jobkit.workflows import chain, group, step
 
 disable_jobkit()
 
@@ -63,14 +67,20 @@ __all__ = [
     "Retry",
     "StorageError",
     "cancel_job",
+    "cancel_workflow",
+    "chain",
     "enqueue_many",
     "get_attempts",
     "get_default_app",
     "get_job",
+    "get_workflow",
+    "group",
     "hookimpl",
     "list_jobs",
     "reset_default_app",
     "retry_job",
     "run_background_job",
+    "run_workflow",
     "set_default_app",
+    "step",
 ]

@@ -31,11 +31,18 @@ from jobkit.records import (
     JobRecord,
     JobStatus,
     NewJob,
+    NewStep,
     RetryPolicy,
+    WorkflowRecord,
 )
 from jobkit.registry import JobSpec, Registry
 from jobkit.shield import shielded_call
-from jobkit.storage.capabilities import ControlsFlow, flow_store, schedules_store
+from jobkit.storage.capabilities import (
+    ControlsFlow,
+    flow_store,
+    schedules_store,
+    workflows_store,
+)
 from jobkit.transitions import Host, Transitions, job_event
 
 if TYPE_CHECKING:
@@ -45,6 +52,7 @@ if TYPE_CHECKING:
     from jobkit.notify import NotificationDispatcher
     from jobkit.schedules import Schedule, ScheduleView
     from jobkit.storage.base import Storage
+    from jobkit.workflows import Flow as Workflow
 
 
 P = ParamSpec("P")
@@ -308,6 +316,7 @@ class JobKit(Host):
         queue: str | None = None,
         idempotency_key: str | None = None,
         run_at: datetime | None = None,
+        depends_on: Sequence[str] = (),
     ) -> str:
         """Validate and store a job; return its id. Nothing is stored when validation fails.
 
@@ -320,10 +329,73 @@ class JobKit(Host):
 
         A job configured ``unique:``, or a call with an ``idempotency_key``, is not stored when
         it duplicates a job of the store: the id returned is that job's (see :meth:`enqueue`).
+
+        ``depends_on`` (job ids) makes it wait, ``blocked``, until each of those jobs has
+        completed; it is cancelled when one of them fails or is cancelled (the store's
+        capability ``workflows``). Such a job is never a duplicate: no ``idempotency_key``.
         """
         options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue,
                               idempotency_key, run_at)
+        if depends_on:
+            return self._enqueue_after(name, method, params, options, depends_on)
         return self._enqueue_one(name, method, params, options).id
+
+    def _enqueue_after(self, name: str, method: str, params: Params, options: CallOptions,
+                       depends_on: Sequence[str]) -> str:
+        """Check and store one job that waits for ``depends_on``; announce it."""
+        if isinstance(depends_on, str) or not all(isinstance(i, str) for i in depends_on):
+            raise ConfigError(errors=[f"call: depends_on: expected a list of job ids, "
+                                      f"got {depends_on!r}"])
+        if options.idempotency_key is not None:
+            raise ConfigError(errors=["call: idempotency_key: a job with depends_on is never "
+                                      "a duplicate; give one or the other"])
+        store = workflows_store(self.storage, "store a job with depends_on")
+        (job,) = self._new_jobs(name, method, [params], options)
+        step = NewStep(attrs.evolve(job, unique_key=None, unique_for=None),
+                       depends_on=tuple(depends_on))
+        try:
+            _, (record,) = store.enqueue_steps([step], workflow=False)
+        except JobNotFoundInStorage as exc:  # bad input, not a store that failed
+            raise ConfigError(errors=[f"call: depends_on: no job with id {exc.job_id!r} in "
+                                      "the store"]) from None
+        self.emit(EventKind.ENQUEUED, record)
+        self.emit_cascaded()  # cancelled at once: a job it waits for had failed
+        return record.id
+
+    @shielded_call
+    def run_workflow(self, flow: Workflow) -> str:
+        """Check every step of ``flow``, store them all in one transaction; the workflow's id.
+
+        ``flow`` is made of :func:`jobkit.workflows.step`, ``chain`` and ``group``. Each step is
+        checked as :meth:`run_background_job` checks a job, and each ``result_as`` against the
+        return annotation of the steps it waits for, before anything is stored
+        (``InvalidParameters`` naming the step). Needs the store's capability ``workflows``.
+        """
+        from jobkit.workflow_check import new_steps
+        from jobkit.workflows import plan
+
+        store = workflows_store(self.storage, "run a workflow")
+        steps = new_steps(self.factory, plan(flow), settings_of=self._call_settings,
+                          now=lambda: self.storage.now())
+        workflow_id, records = store.enqueue_steps(steps)
+        assert workflow_id is not None
+        self.events.emit_all(job_event(EventKind.ENQUEUED, record) for record in records)
+        self.emit_cascaded()
+        return workflow_id
+
+    @shielded_call
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        """The workflow: each step's job id, label and status now."""
+        return workflows_store(self.storage, "read a workflow").get_workflow(str(workflow_id))
+
+    @shielded_call
+    def cancel_workflow(self, workflow_id: str) -> int:
+        """Cancel every step of the workflow that has not ended; how many were cancelled."""
+        store = workflows_store(self.storage, "cancel a workflow")
+        records = store.cancel_workflow(str(workflow_id))
+        self.events.emit_all(job_event(EventKind.CANCELLED, record) for record in records)
+        self.emit_cascaded()  # jobs outside the workflow that waited for its steps
+        return len(records)
 
     @shielded_call
     def enqueue(
@@ -690,3 +762,9 @@ cancel_job = _on_default_app(JobKit.cancel_job)
 retry_job = _on_default_app(JobKit.retry_job)
 #: ``JobKit.list_jobs`` on the default app.
 list_jobs = _on_default_app(JobKit.list_jobs)
+#: ``JobKit.run_workflow`` on the default app.
+run_workflow = _on_default_app(JobKit.run_workflow)
+#: ``JobKit.get_workflow`` on the default app.
+get_workflow = _on_default_app(JobKit.get_workflow)
+#: ``JobKit.cancel_workflow`` on the default app.
+cancel_workflow = _on_default_app(JobKit.cancel_workflow)

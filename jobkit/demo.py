@@ -69,6 +69,7 @@ COLOURS = {
     JobStatus.COMPLETED: "green",
     JobStatus.FAILED: "red",
     JobStatus.CANCELLED: "magenta",
+    JobStatus.BLOCKED: "blue",
 }
 
 

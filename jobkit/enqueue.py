@@ -168,20 +168,22 @@ def new_jobs(
     *,
     settings_of: SettingsOf,
     now: Callable[[], datetime],
+    supplied: frozenset[str] = frozenset(),
 ) -> list[NewJob]:
     """The complete, checked jobs of one call, one per params of ``params_list``.
 
     The complete, checked jobs of one call (one per params of ``params_list``); nothing when
     one does not pass. ``now`` is the store's clock, read only for a job due later (``delay``,
     ``run_at``); a job due now is stamped by the store with its own clock (on PostgreSQL, no
-    extra round trip).
+    extra round trip). ``supplied`` names parameters the store gives later (a workflow step's
+    ``result_as``): not missing.
 
     Raises ``JobNotFound``, ``MethodNotAllowed``, ``InvalidParameters`` (naming ``params[i]``
     when there are several) or ``ConfigError`` (the call's options).
     """
     if not params_list:
         return []
-    spec, check = factory.validator(name, method)
+    spec, check = factory.validator(name, method, supplied)
     count = len(params_list)
     if count == 1:  # run_background_job: its problems name no index
         checked = [check(params_list[0])]

@@ -127,6 +127,14 @@ class JobNotFoundInStorage(StorageError):
         super().__init__(f"no job with id {job_id!r} in the store", job_id=job_id)
 
 
+class WorkflowNotFound(JobNotFoundInStorage):
+    """No workflow with this id is in the store (its ``job_id`` is the workflow's id)."""
+
+    def __init__(self, workflow_id: str) -> None:
+        StorageError.__init__(self, f"no workflow with id {workflow_id!r} in the store",
+                              job_id=workflow_id)
+
+
 class JobInterrupted(JobkitError):
     """The running attempt was stopped from outside (cancel, timeout or shutdown).
 

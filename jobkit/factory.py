@@ -103,12 +103,12 @@ def _register_shape_checks(converter: cattrs.Converter) -> None:
         def structure(value: Any, kind: Any) -> Any:
             if not isinstance(value, accept):
                 raise TypeError(
-                    f"expected {_hint_name(hint)} ({shape}), got {type(value).__name__} "
+                    f"expected {hint_name(hint)} ({shape}), got {type(value).__name__} "
                     f"{value!r:.60}"
                 )
             if length is not None and len(value) != length:
                 raise TypeError(
-                    f"expected {_hint_name(hint)} of {length} items, got {len(value)}"
+                    f"expected {hint_name(hint)} of {length} items, got {len(value)}"
                 )
             return inner(value, kind)
 
@@ -263,7 +263,7 @@ def describe(cls: type[Job], method: str) -> str:
     for param in signature.parameters:
         text = param.name
         if param.name in signature.hints:
-            text += f": {_hint_name(signature.hints[param.name])}"
+            text += f": {hint_name(signature.hints[param.name])}"
         if param.default is not param.empty:
             text += f" = {param.default!r}"
         parts.append(("*" if param.kind is param.VAR_POSITIONAL else "") + text)
@@ -295,19 +295,23 @@ class Factory:
         spec, check = self.validator(name, method)
         return spec, check(params)
 
-    def validator(self, name: str, method: str) -> tuple[JobSpec, Callable[[Any], Params]]:
+    def validator(
+        self, name: str, method: str, supplied: frozenset[str] = frozenset()
+    ) -> tuple[JobSpec, Callable[[Any], Params]]:
         """:meth:`validate` in two steps, for many params of one method.
 
         The spec (raising ``JobNotFound`` or ``MethodNotAllowed`` now), and a function that checks
-        one params and returns them by name (raising ``InvalidParameters``)."""
+        one params and returns them by name (raising ``InvalidParameters``). ``supplied`` names
+        parameters given later (a workflow step's ``result_as``): not missing when absent."""
         spec = self.registry.method(name, method)  # checked on every call: it may change
-        cached = self._validators.get((name, method))
+        cached = None if supplied else self._validators.get((name, method))
         if cached is not None and cached[0] is spec:
             return cached
         signature = signature_of(spec.cls, method)
         made = spec, lambda params: self._checked(name, method, signature, signature.allowed,
-                                                  params)
-        self._validators[name, method] = made
+                                                  params, supplied)
+        if not supplied:
+            self._validators[name, method] = made
         return made
 
     def _checked(
@@ -317,6 +321,7 @@ class Factory:
         signature: MethodSignature,
         allowed: frozenset[str],
         params: Any,
+        supplied: frozenset[str] = frozenset(),
     ) -> Params:
         by_name = self._by_name(name, method, signature, params)
         problems: dict[str, str] = {}
@@ -324,7 +329,7 @@ class Factory:
             if param.kind is param.VAR_POSITIONAL:
                 continue
             if param.name not in by_name:
-                if param.default is param.empty:
+                if param.default is param.empty and param.name not in supplied:
                     problems[param.name] = "missing (required)"
                 continue
             value = by_name[param.name]
@@ -403,14 +408,14 @@ class Factory:
         problem of the masked value, or no value at all. Errors reach logs, events and CLI."""
         if is_secret(name):
             return (
-                f"expected {_hint_name(hints[name])}, got {type(value).__name__} "
+                f"expected {hint_name(hints[name])}, got {type(value).__name__} "
                 "(the value is not shown: a secret)"
             )
         masked = mask_secrets(value)
         if masked == value:
             return problem
         return self._type_problem(masked, hints[name]) or (
-            f"expected {_hint_name(hints[name])} (details not shown: the value holds secrets)"
+            f"expected {hint_name(hints[name])} (details not shown: the value holds secrets)"
         )
 
     def _type_problem(self, value: Any, hint: Any) -> str | None:
@@ -426,7 +431,7 @@ class Factory:
         except Exception as exc:
             import cattrs
 
-            expected = f"expected {_hint_name(hint)}"
+            expected = f"expected {hint_name(hint)}"
             if not isinstance(exc, cattrs.BaseValidationError):
                 message = str(exc)  # a scalar: our strict hooks already say what was expected
                 return message if message.startswith("expected") else f"{message} ({expected})"
@@ -445,7 +450,8 @@ def _format_exception(exc: BaseException, kind: Any) -> str:
     return cattrs.v.format_exception(exc, kind)
 
 
-def _hint_name(hint: Any) -> str:
+def hint_name(hint: Any) -> str:
+    """A type hint as people write it (``list[int]``, ``str``); internal to jobkit."""
     if isinstance(hint, type):
         return hint.__name__
     return str(hint).replace("typing.", "").replace("collections.abc.", "")

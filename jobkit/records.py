@@ -27,6 +27,10 @@ class JobStatus(_TextEnum):
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    #: Stored, waiting for the jobs it depends on (a workflow's step, or ``depends_on=``): no
+    #: claim takes it until the store releases it as ``pending``, in the transaction that
+    #: ends the last of them.
+    BLOCKED = "blocked"
 
     @property
     def is_final(self) -> bool:
@@ -270,3 +274,68 @@ def decode_json(load: Any, value: Any) -> Any:
         return load(value)
     except (ValueError, RecursionError, TypeError) as exc:  # JSON, Unicode, int-size errors
         return UnreadableJSON(f"not valid JSON ({type(exc).__name__}: {str(exc)[:200]})")
+
+
+#: What a step needs of the jobs it waits for: all ``completed`` (a chain's next step), or
+#: all ended, succeeded or not (a group's callback, a step with ``on_failure="run"``).
+NEEDS_COMPLETED, NEEDS_ENDED = "completed", "ended"
+
+
+@attrs.frozen
+class NewStep:
+    """A job to store that waits for others: a step of a workflow, or a job with ``depends_on``.
+
+    The store keeps it ``blocked`` until every job it waits for has ended, then, in the
+    transaction that ended the last of them, makes it ``pending`` (their results given as
+    ``result_as``) or, when ``needs`` is ``completed`` and one of them did not complete,
+    ``cancelled`` (and so on down the graph).
+    """
+
+    job: NewJob
+    #: The steps of the same call it waits for, by their index in the call's list (earlier ones).
+    parents: tuple[int, ...] = ()
+    #: Jobs already stored that it waits for, by id.
+    depends_on: tuple[str, ...] = ()
+    #: :data:`NEEDS_COMPLETED` or :data:`NEEDS_ENDED`.
+    needs: str = NEEDS_COMPLETED
+    #: The parameter that receives what the jobs it waits for returned (``None``: none).
+    result_as: str | None = None
+    #: Whether ``result_as`` receives a list (one result per job it waits for, in their order,
+    #: ``None`` for one that did not complete) rather than the one job's result.
+    collect: bool = False
+    #: Where the step sits in its flow, for people (``"1.0"``: the first member of the second
+    #: element); ``""`` for a job with ``depends_on``.
+    label: str = ""
+    #: The most bytes of JSON its params may take once the results are written in as
+    #: ``result_as`` (its job's ``max_params_bytes``); over it, the release fails the step
+    #: instead of making it pending. ``None``: not checked.
+    max_params_bytes: int | None = None
+
+
+@attrs.frozen
+class WorkflowStep:
+    """One step of a stored workflow, as :meth:`get_workflow` reads it."""
+
+    job_id: str
+    label: str
+    name: str
+    method: str
+    status: JobStatus
+    #: The ids of the jobs it waits for.
+    parents: tuple[str, ...]
+    needs: str
+    result_as: str | None = None
+
+
+@attrs.frozen
+class WorkflowRecord:
+    """A stored workflow: its id and every step, in the order they were given."""
+
+    id: str
+    created_at: datetime = attrs.field(validator=check_aware)
+    steps: tuple[WorkflowStep, ...] = ()
+
+    @property
+    def finished(self) -> bool:
+        """Whether every step has ended (completed, failed or cancelled)."""
+        return all(step.status.is_final for step in self.steps)

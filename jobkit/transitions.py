@@ -40,7 +40,7 @@ from jobkit.lazylog import logger
 from jobkit.masking import has_secrets, mask_secrets
 from jobkit.records import AttemptOutcome, EventKind, JobEvent, JobRecord, JobStatus, Lease
 from jobkit.retries import retry_delay
-from jobkit.storage.capabilities import complete_and_claim_many
+from jobkit.storage.capabilities import RunsWorkflows, complete_and_claim_many
 
 if TYPE_CHECKING:
     from jobkit.events import EventDispatcher
@@ -99,6 +99,27 @@ def job_event(
     return JobEvent(kind=kind, job=job, error=error, traceback=traceback)
 
 
+#: The event of a job a cascade changed, by its status then (``blocked`` again: ``enqueued``).
+_CASCADED = {JobStatus.CANCELLED: EventKind.CANCELLED, JobStatus.FAILED: EventKind.FAILED}
+
+
+def cascaded_events(storage: Storage) -> list[JobEvent]:
+    """The events of the jobs this thread's last writes to ``storage`` changed in passing.
+
+    ``cancelled`` (with the job's error, naming the parent) for a child a workflow's cascade
+    cancelled, ``failed`` for one whose params with its parents' results were over its
+    ``max_params_bytes``, ``enqueued`` for one a manual retry of its parent made ``blocked``
+    again, in the order the store changed them. A release (``blocked`` to ``pending``) has
+    none, as a delayed job that comes due has none. Empty for a store without the capability
+    ``workflows``.
+    """
+    records = storage.take_cascaded() if isinstance(storage, RunsWorkflows) else None
+    if not records:
+        return []
+    return [job_event(_CASCADED.get(record.status, EventKind.ENQUEUED), record, record.error)
+            for record in records]
+
+
 class Host(Protocol):
     """What the transitions need of the app: its store and its event dispatcher.
 
@@ -126,6 +147,16 @@ class Host(Protocol):
         thread), with secrets in the params masked.
         """
         self.events.emit(job_event(kind, job, error, traceback))
+
+    def emit_cascaded(self) -> None:
+        """Report what this thread's last writes changed in passing (:func:`cascaded_events`).
+
+        Called after the event of the change that caused it, so that listeners hear of a
+        parent's end before its children's cancels.
+        """
+        events = cascaded_events(self.storage)
+        if events:
+            self.events.emit_all(events)
 
 
 class Transitions:
@@ -169,12 +200,14 @@ class Transitions:
                 self.refused(lease, "completion")
             else:
                 self.app.emit(self._counted(EventKind.SUCCEEDED), record)
+        self.app.emit_cascaded()  # a claimed row nobody could read, set aside, cancels too
 
     def recovered_completion(self, lease: Lease, result: Any) -> JobRecord | None:
         """A dead process finished this attempt (its journal says) but could not record it."""
         record = self.app.storage.settle(lease, AttemptOutcome.SUCCEEDED, result=result)
         if record is not None:
             self.app.emit(self._counted(EventKind.SUCCEEDED), record)
+            self.app.emit_cascaded()
         return record
 
     # -- failed, retrying, timed out ----------------------------------------------------------
@@ -212,6 +245,7 @@ class Transitions:
             return
         kind = EventKind.RETRYING if retry_at is not None else EventKind.FAILED
         self.app.emit(self._counted(kind), done, error=message, traceback=trace)
+        self.app.emit_cascaded()
 
     def timed_out(self, lease: Lease, record: JobRecord) -> None:
         """The attempt ran past its timeout: it fails as a timeout, retried if attempts remain.
@@ -232,6 +266,7 @@ class Transitions:
             error=f"jobkit could not record the outcome: {describe_error(problem)}",
             traceback=format_traceback(problem),
         )
+        self.app.emit_cascaded()
 
     # -- handed back, cancelled, lost ---------------------------------------------------------
 
@@ -290,6 +325,7 @@ class Transitions:
         for record in records:
             kind = EventKind.FAILED if record.status == JobStatus.FAILED else EventKind.RETRYING
             self.app.emit(kind, record, error=record.error)
+        self.app.emit_cascaded()
         return len(records)
 
     def retry_by_hand(self, job_id: str) -> bool:
@@ -301,6 +337,7 @@ class Transitions:
         if record is None:
             return False
         self.app.emit(kind, record)
+        self.app.emit_cascaded()  # the children it cancelled, or made wait again
         return True
 
     def _counted(self, kind: EventKind) -> EventKind:

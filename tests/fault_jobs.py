@@ -1,6 +1,7 @@
-"""Job classes (and a helper) of the reliability scenarios 9 to 11: test_postgres_outage.py,
-test_retry_timing.py and test_cancel.py in tests/reliability. Importable by spawned worker
-processes (tests/ is on their sys.path)."""
+"""Job classes (and a helper) of the reliability scenarios 9 to 11 and the workflow storm.
+
+test_postgres_outage.py, test_retry_timing.py, test_cancel.py and test_workflow_storm.py in
+tests/reliability. Importable by spawned worker processes (tests/ is on their sys.path)."""
 
 from __future__ import annotations
 
@@ -73,3 +74,21 @@ def worker_processes(worker: Any) -> list[Any]:
 def worker_pids(worker: Any) -> set[int]:
     """The pids of :func:`worker_processes`."""
     return {child.pid for child in worker_processes(worker)}
+
+
+class Stepper(Job):
+    """A workflow's step for the kill storm: its start and end in the ledger, around a pause.
+
+    The start entry has the step's label and the results it was given (a callback's).
+    """
+
+    methods = ("work",)
+
+    def work(self, ledger: str, label: str, pause: float,
+             results: list[str | None] | None = None) -> str:
+        append(ledger, tag="start", label=label, job=self.context.job_id,
+               attempt=self.context.attempt, results=results)
+        time.sleep(pause)
+        append(ledger, tag="end", label=label, job=self.context.job_id,
+               attempt=self.context.attempt)
+        return label

@@ -30,7 +30,7 @@ ERROR_PREFIX = "jobkit: error: "
 #: Every subcommand, each of which must have help (and a test of it below).
 COMMANDS = (
     "worker", "run", "status", "list", "cancel", "retry", "jobs", "check", "prune", "migrate",
-    "demo", "dashboard", "queues", "queue", "schedules",
+    "demo", "dashboard", "queues", "queue", "schedules", "workflow",
 )
 
 
@@ -853,7 +853,7 @@ class TestMigrate:
         """`migrate` creates the schema and prints its version."""
         result = cli("migrate")
         assert result.exit_code == 0, result.output
-        assert "schema at version 9" in result.stdout
+        assert "schema at version 11" in result.stdout
 
     def test_postgres(self, tmp_path: Path, empty_postgres_url: str) -> None:
         """`migrate` on a PostgreSQL URL creates the tables there."""

@@ -108,9 +108,10 @@ class TestOptionalCapabilities:
         assert ("CoreOnlyStorage keeps no worker processes (optional capability 'workers': "
                 "inherit KeepsWorkers and write register_worker, beat_workers, remove_worker, "
                 "forget_workers, list_workers to keep them)") in output
-        for what in ("job log lines", "throughput", "progress", "queues", "schedules"):
+        for what in ("job log lines", "throughput", "progress", "queues", "schedules",
+                     "workflows"):
             assert f"CoreOnlyStorage keeps no {what} (optional capability" in output
-        assert counts.get("skipped") == 29, output  # 29 tests of 6 capabilities
+        assert counts.get("skipped") == 44, output  # 44 tests of 7 capabilities
 
 
 #: A memory store that lists jobs oldest first, against the contract.

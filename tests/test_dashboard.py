@@ -44,12 +44,13 @@ ADMIN, VIEWER = "admin-password-1", "viewer-password-2"
 HASHES = {ADMIN: hash_password(ADMIN), VIEWER: hash_password(VIEWER)}
 #: Every page, and every API route, an anonymous caller must not see.
 PAGES = ["/", "/jobs", "/jobs/1", "/registry", "/jobs?status=failed", "/queues", "/schedules",
-         "/schedules/sweep"]
+         "/schedules/sweep", "/workflows/1"]
 API = ["/api/overview", "/api/jobs", "/api/jobs/1", "/api/registry", "/api/queues",
-       "/api/schedules", "/api/schedules/sweep"]
+       "/api/schedules", "/api/schedules/sweep", "/api/workflows/1"]
 POSTS = ["/jobs/1/cancel", "/jobs/1/retry", "/api/jobs/1/cancel", "/api/jobs/1/retry",
          "/queues/mail/pause", "/api/queues/mail/pause", "/api/queues/mail/resume",
-         "/schedules/sweep/pause", "/api/schedules/sweep/pause", "/api/schedules/sweep/resume"]
+         "/schedules/sweep/pause", "/api/schedules/sweep/pause", "/api/schedules/sweep/resume",
+         "/workflows/1/cancel", "/api/workflows/1/cancel"]
 
 
 def dashboard_config(tmp_path: Path, **dashboard: Any) -> Config:

@@ -256,6 +256,58 @@ def test_schedules_page_lists_runs_and_pauses_for_every_worker(
             assert not page.errors, page.errors
 
 
+def test_a_workflow_page_recolours_its_steps_as_they_run(site: dict[str, Any],
+                                                         ledger: str) -> None:
+    """The workflow's graph follows its steps without a reload, then cancels the rest.
+
+    A chain of two sleeps and a group: each box goes from blocked or pending to completed as
+    a real worker runs it; a box links to its job, whose page links back; Cancel workflow
+    (confirmed) cancels what had not run."""
+    from playwright.sync_api import expect
+
+    from jobkit import chain, group, step
+
+    app: JobKit = site["app"]
+    base: str = site["base"]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    nap = {"seconds": 1, "ledger": ledger}
+    workflow_id = app.run_workflow(chain(
+        step("Recorder", "sleep", nap), step("Recorder", "sleep", nap),
+        group(step("Recorder", "sleep", nap), step("Recorder", "sleep", nap),
+              then=step("Recorder", "sleep", {"seconds": 60}))))
+    first, second, *_, last = app.get_workflow(workflow_id).steps
+    with chromium() as page:
+        sign_in(page, base)
+        page.goto(f"{base}/workflows/{workflow_id}")
+        box = {job_id: page.locator(f"g[data-step='{job_id}']")
+               for job_id in (first.job_id, second.job_id, last.job_id)}
+        expect(box[first.job_id]).to_have_class("wf-step status-pending")
+        expect(box[second.job_id]).to_have_class("wf-step status-blocked")
+        expect(box[second.job_id].locator(".wf-status")).to_have_text("blocked")
+        page.evaluate("window.notReloaded = true")
+        site["worker"]()
+        expect(box[first.job_id]).to_have_class("wf-step status-completed", timeout=20_000)
+        expect(box[second.job_id].locator(".wf-status")).to_have_text("completed",
+                                                                      timeout=20_000)
+        expect(box[last.job_id]).to_have_class("wf-step status-running", timeout=20_000)
+        expect(page.locator("[data-field=counts]")).to_contain_text("completed 4")
+        assert page.evaluate("window.notReloaded === true"), "the page reloaded"
+        page.screenshot(path=ARTIFACTS / "workflow.png", full_page=True)
+
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click("button:has-text('Cancel workflow')")
+        expect(page.get_by_role("status")).to_have_text(
+            f"workflow {workflow_id}: 1 step(s) cancelled")
+        expect(page.locator(f"g[data-step='{last.job_id}']")).to_have_class(
+            "wf-step status-cancelled")
+        expect(page.locator("button:has-text('Cancel workflow')")).to_be_hidden()
+        page.locator(f"g[data-step='{first.job_id}']").click()
+        expect(page).to_have_url(f"{base}/jobs/{first.job_id}")
+        page.click(f"a[href='/workflows/{workflow_id}']")
+        expect(page.locator("h1")).to_contain_text(f"Workflow {workflow_id}")
+        assert not page.errors, page.errors
+
+
 def sign_in(page: Any, base: str) -> None:
     page.goto(f"{base}/login")
     page.fill("input[name=password]", PASSWORD)

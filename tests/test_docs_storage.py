@@ -113,9 +113,9 @@ class TestStorageSamples:
             "        store.close()\n")})
         result = run_pytest(tmp_path, "test_capabilities.py")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert outcomes(result.stdout).get("skipped") == 29, result.stdout
+        assert outcomes(result.stdout).get("skipped") == 44, result.stdout
         for what in ("worker processes", "job log lines", "throughput", "progress", "queues",
-                     "schedules"):
+                     "schedules", "workflows"):
             assert f"DictStorage keeps no {what} (optional capability" in result.stdout
 
     def test_the_shared_store_sample_runs_the_multi_process_test(self, tmp_path: Path) -> None:

@@ -43,6 +43,7 @@ PUBLIC = frozenset({
     "jobkit.testing.conformance",
     "jobkit.testing.coreonly",
     "jobkit.testing.plugin",
+    "jobkit.workflows",
     "jobkit.worker",
 })
 

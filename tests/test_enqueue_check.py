@@ -21,7 +21,7 @@ from jobkit.enqueue import CallOptions, new_jobs
 
 #: The module-level functions that run a JobKit method on the default app.
 ON_DEFAULT_APP = ("run_background_job", "enqueue_many", "get_job", "get_attempts", "cancel_job",
-                  "retry_job", "list_jobs")
+                  "retry_job", "list_jobs", "run_workflow", "get_workflow", "cancel_workflow")
 
 
 @pytest.fixture

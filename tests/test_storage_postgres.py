@@ -13,7 +13,7 @@ from completed_records import CompletedRecords
 from pg_server import PostgresServer
 
 from jobkit.exceptions import ConfigError, StorageError
-from jobkit.records import JobStatus
+from jobkit.records import JobRecord, JobStatus, NewStep
 from jobkit.storage import postgres_db
 from jobkit.storage.postgres import PostgresStorage, redact, split_url
 from jobkit.storage.sqlfile import migrations
@@ -33,6 +33,18 @@ def _up_to(version: int) -> dict[str, str]:
     """``postgres.sql``'s sections without the migrations after ``version``."""
     return {name: sql for name, sql in postgres_db.queries().items()
             if not name.startswith("migration_") or int(name[len("migration_"):]) <= version}
+
+
+def _old_database(server: PostgresServer, version: int,
+                  monkeypatch: pytest.MonkeyPatch) -> tuple[str, JobRecord]:
+    """A new database migrated to ``version`` only, with one job enqueued: its URL and job."""
+    url = server.create_database(f"jobkit_upgrade_{version}")
+    sections = _up_to(version)
+    with monkeypatch.context() as patch:
+        patch.setattr(postgres_db, "queries", lambda: sections)
+        with PostgresStorage(url) as old:
+            assert old.migrate() == version
+            return url, old.enqueue(new_job(old.now()))
 
 
 def _time_checks(url: str) -> dict[str, str]:
@@ -233,13 +245,7 @@ class TestSchema:
         jobs kept."""
         import psycopg
 
-        url = postgres_server.create_database("jobkit_upgrade_8")
-        eight = _up_to(8)
-        with monkeypatch.context() as patch:
-            patch.setattr(postgres_db, "queries", lambda: eight)
-            with PostgresStorage(url) as old:
-                assert old.migrate() == 8
-                job = old.enqueue(new_job(old.now()))
+        url, job = _old_database(postgres_server, 8, monkeypatch)
         assert all("jobkit_readable" in check for check in _time_checks(url).values())
         with PostgresStorage(url) as store:
             assert store.migrate() == LATEST
@@ -256,6 +262,29 @@ class TestSchema:
                                  (value,))
                 conn.rollback()
             conn.execute(b"UPDATE jobkit_jobs SET created_at = '0001-01-02 00:00:00+00'")
+
+    def test_a_version_11_database_gets_the_blocked_status(
+        self, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Version 12 widens the status CHECK with ``blocked`` and adds the workflow tables.
+
+        The jobs are kept, a workflow runs, and a status nobody knows is still refused."""
+        import psycopg
+
+        url, job = _old_database(postgres_server, 11, monkeypatch)
+        with PostgresStorage(url) as store:
+            assert store.migrate() == LATEST
+            assert store.get(job.id) == job
+            _, (first, then) = store.enqueue_steps(
+                [NewStep(new_job(store.now())), NewStep(new_job(store.now()), parents=(0,))])
+            assert (first.status, then.status) == (JobStatus.PENDING, JobStatus.BLOCKED)
+        with psycopg.connect(url) as conn:
+            with pytest.raises(psycopg.errors.CheckViolation, match="jobkit_jobs_status_check"):
+                conn.execute(b"UPDATE jobkit_jobs SET status = 'waiting'")
+            conn.rollback()
+            validated = conn.execute(b"SELECT convalidated FROM pg_constraint"
+                                     b" WHERE conname = 'jobkit_jobs_status_check'").fetchall()
+        assert validated == [(True,)]
 
     def test_a_newer_schema_is_refused(self, postgres_server: object, empty_url: str) -> None:
         """A database migrated by a newer jobkit is refused, naming both versions."""

@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 from jobkit.exceptions import StorageError
-from jobkit.records import AttemptOutcome, JobStatus
+from jobkit.records import AttemptOutcome, JobStatus, NewStep
 from jobkit.storage.postgres import PostgresStorage
 from jobkit.storage.postgres_pool import NOTIFIES_INSERTS
 from jobkit.testing.conformance import lease_of, new_job
@@ -115,6 +115,16 @@ class TestEveryDuePathWakes:
         lease = _running(store)
         listener.drain()
         store.settle(lease, AttemptOutcome.HANDED_BACK)
+        assert listener.woken(COMES)
+
+    def test_a_step_released(self, store: PostgresStorage, listener: Listener) -> None:
+        """The completion of a step's last parent makes it due: the release's UPDATE wakes."""
+        store.enqueue_steps([NewStep(new_job(store.now())),
+                             NewStep(new_job(store.now()), parents=(0,))])
+        claimed = store.claim("w1", 30.0)
+        assert claimed is not None
+        listener.drain()
+        store.settle(lease_of(claimed), AttemptOutcome.SUCCEEDED, result=None)
         assert listener.woken(COMES)
 
     def test_a_row_inserted_by_another_program(self, empty_postgres_url: str,

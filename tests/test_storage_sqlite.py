@@ -13,13 +13,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from completed_records import CompletedRecords
 
 from jobkit import JobKit
 from jobkit.config import load_config
 from jobkit.exceptions import ConfigError, StorageError, StoreLost
-from jobkit.records import AttemptOutcome, JobStatus, Lease
+from jobkit.records import AttemptOutcome, JobStatus, Lease, NewStep
 from jobkit.storage import filewatch, sqlite_file
 from jobkit.storage import sqlite as sqlite_module
 from jobkit.storage.capabilities import complete_and_claim_many
@@ -151,7 +152,7 @@ class TestSQLiteFile:
             pass
         with sqlite3.connect(db_path) as conn:
             rows = conn.execute("SELECT version FROM jobkit_schema_version").fetchall()
-        assert rows == [(LATEST,)] and LATEST == 9
+        assert rows == [(LATEST,)] and LATEST == 11
 
     def test_a_version_1_file_is_upgraded(
         self, db_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -180,6 +181,36 @@ class TestSQLiteFile:
         with sqlite3.connect(db_path) as conn:
             assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [
                 (LATEST,)]
+
+    def test_a_version_9_file_gains_workflows_and_keeps_its_rows(
+        self, db_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Migration 10 rebuilds jobkit_jobs ('blocked'): attempts, queue, keys and ids stay.
+
+        Foreign keys are off while the table is rebuilt: the attempts of the old jobs are not
+        deleted with the old table.
+        """
+        clock = FakeClock()
+        before = {k: v for k, v in sqlite_file.queries().items()
+                  if k not in ("migration_10", "migration_11")}
+        with monkeypatch.context() as patch:
+            patch.setattr(sqlite_file, "queries", lambda: before)
+            with SQLiteStorage(db_path, clock=clock) as store:
+                old = store.enqueue(attrs.evolve(new_job(clock()), queue="mail", unique_key="k1"))
+                running = store.claim("w1", 30)
+                assert running is not None and running.id == old.id
+        with SQLiteStorage(db_path, clock=clock) as store:
+            assert store.get(old.id) == running
+            assert [a.worker_id for a in store.attempts(old.id)] == ["w1"]
+            _, (a, b) = store.enqueue_steps([NewStep(new_job(clock())),
+                                             NewStep(new_job(clock()), parents=(0,))])
+            assert int(a.id) > int(old.id) and b.status is JobStatus.BLOCKED
+            again = attrs.evolve(new_job(clock()), unique_key="k1")
+            assert store.enqueue_unique([again])[0][1] is False  # the old job holds its key
+        with sqlite3.connect(db_path) as conn:
+            assert conn.execute("SELECT version FROM jobkit_schema_version").fetchall() == [
+                (LATEST,)]
+            assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
 
     def test_reopening_keeps_the_jobs(self, db_path: Path) -> None:
         """Opening an existing file again migrates nothing and finds its jobs."""

@@ -25,6 +25,7 @@ from jobkit.cli import (  # noqa: F401
     show,
     upkeep,
     worker,
+    workflows,
 )
 from jobkit.cli.group import main
 from jobkit.cli.show import print_table as _print_table  # as tests/test_storage_rows.py names it

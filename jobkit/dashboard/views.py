@@ -32,6 +32,7 @@ from jobkit.storage.capabilities import (
     workers_of,
 )
 from jobkit.storage.search import SORTS
+from jobkit.workflow_report import workflow_links
 
 #: A worker process beaten within this many seconds is alive (its supervisor beats every second).
 ALIVE_SECONDS = 10.0
@@ -139,8 +140,9 @@ class Views(Gate):
         if record.name in self.app.registry and record.method in self.app.registry.get(
                 record.name).methods:
             fields = edit.fields_of(self.app.registry.get(record.name), record, posted, errors)
+        links = workflow_links(self.app.storage, record.id, record.status is JobStatus.BLOCKED)
         response = self.render(request, "job.html", fields=fields,
-                               form_error=(errors or {}).get(""), **found)
+                               form_error=(errors or {}).get(""), **links, **found)
         response.status_code = status
         return response
 

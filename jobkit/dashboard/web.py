@@ -7,7 +7,8 @@ not redirected (Starlette would redirect to the host the request names).
 
 The handlers are built in layers, one module each: :mod:`.gate` (who is asking, sign-in, the
 guards), :mod:`.views` (the pages and the read-only JSON API), :mod:`.actions` (cancel, retry,
-bulk, pause and resume), :mod:`.schedules` (the schedules' pages, API and actions);
+bulk, pause and resume), :mod:`.schedules` (the schedules' pages, API and actions),
+:mod:`.workflows` (a workflow's page with its graph, its API and cancel);
 :class:`Dashboard` routes them and :func:`create_app` wraps them in the middleware.
 """
 
@@ -28,16 +29,16 @@ from jobkit.app import JobKit
 from jobkit.dashboard.gate import HERE
 from jobkit.dashboard.limits import BodyLimit
 from jobkit.dashboard.proxies import ForwardedClient, TrustedProxies
-from jobkit.dashboard.schedules import Schedules
 from jobkit.dashboard.security import (
     Access,
     ASGIApp,
     LoopbackOnly,
     SecurityHeaders,
 )
+from jobkit.dashboard.workflows import Workflows
 
 
-class Dashboard(Schedules):
+class Dashboard(Workflows):
     """The pages, actions and API routes, bound to one app and one access policy."""
 
     def routes(self) -> list[BaseRoute]:
@@ -66,6 +67,9 @@ class Dashboard(Schedules):
                   methods=["POST"]),
             Route("/schedules/{name}/resume", action(self.resume_schedule, form=True),
                   methods=["POST"]),
+            Route("/workflows/{workflow_id}", page(self.workflow), methods=["GET"]),
+            Route("/workflows/{workflow_id}/cancel", action(self.cancel_workflow, form=True),
+                  methods=["POST"]),
             Route("/charts/{span}.svg", api(self.chart_svg), methods=["GET"]),
             Route("/api/overview", api(self.api_overview), methods=["GET"]),
             Route("/api/jobs", api(self.api_jobs), methods=["GET"]),
@@ -88,6 +92,9 @@ class Dashboard(Schedules):
             Route("/api/schedules/{name}/pause", action(self.pause_schedule, form=False),
                   methods=["POST"]),
             Route("/api/schedules/{name}/resume", action(self.resume_schedule, form=False),
+                  methods=["POST"]),
+            Route("/api/workflows/{workflow_id}", api(self.api_workflow), methods=["GET"]),
+            Route("/api/workflows/{workflow_id}/cancel", action(self.cancel_workflow, form=False),
                   methods=["POST"]),
             Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         ]

@@ -7,7 +7,7 @@ below, which fall back to what the core can do: a store with the core alone runs
 every CLI command, and the dashboard says what it does not keep.
 
 The built-in backends have every capability (memory has neither ``wake`` nor ``upkeep``: it
-has nothing to wait on or to look after).
+has nothing to wait on or to look after), except ``workflows``, which only memory has so far.
 """
 
 from __future__ import annotations
@@ -20,7 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from jobkit.records import WAITING_STATUSES, JobLogLine, JobRecord, Lease, NewJob, WorkerInfo
+from jobkit.records import (
+    WAITING_STATUSES,
+    JobLogLine,
+    JobRecord,
+    Lease,
+    NewJob,
+    NewStep,
+    WorkerInfo,
+    WorkflowRecord,
+)
 
 if TYPE_CHECKING:
     from jobkit.flow import Flow, Limit, QueueState
@@ -294,6 +303,67 @@ class KeepsSchedules(abc.ABC):
         """
 
 
+class RunsWorkflows(abc.ABC):
+    """Capability ``workflows``: jobs that wait for others, released in the same transaction.
+
+    A job that waits is stored ``blocked`` with the ids of the jobs it waits for (its
+    parents), what it needs of them (``completed``, or ``ended`` succeeded or not) and the
+    parameter that receives their results. Whenever a job ends (completed, failed, cancelled:
+    by a worker, a cancel, a lease that expired for the last time), the same transaction looks
+    at its blocked children: a child whose parents have all ended as it needs becomes
+    ``pending``, due now, with the results in its params; a child that needs ``completed`` and
+    has a parent that failed or was cancelled is cancelled, and so on down the graph. A manual
+    retry of a failed or cancelled job makes the children cancelled that way ``blocked`` again
+    (and theirs), so they go on once it succeeds; a manual retry of a step whose parents have
+    not all completed makes it ``blocked``, not ``pending``. ``retrying`` is no end: children
+    wait. A released step keeps a due time later than its release (a delay given when stored).
+    """
+
+    @abc.abstractmethod
+    def enqueue_steps(self, steps: list[NewStep],
+                      workflow: bool = True) -> tuple[str | None, list[JobRecord]]:
+        """Store ``steps`` in one transaction, in order; the new workflow's id and their records.
+
+        A step without parents (nor ``depends_on``) is ``pending``; the others are ``blocked``
+        and released or cancelled at once when what they wait for has ended already.
+        ``workflow`` ``False`` stores them under no workflow (a job with ``depends_on``): the
+        id is ``None``. Raises ``JobNotFoundInStorage`` for an unknown id of ``depends_on``.
+        Unique keys are not looked at: a step is never a duplicate.
+        """
+
+    @abc.abstractmethod
+    def get_workflow(self, workflow_id: str) -> WorkflowRecord:
+        """The workflow with this id, each step with its job's status now.
+
+        Raises ``WorkflowNotFound`` (a ``JobNotFoundInStorage``) for an unknown id. Steps whose
+        job was deleted (prune) are left out.
+        """
+
+    @abc.abstractmethod
+    def cancel_workflow(self, workflow_id: str) -> list[JobRecord]:
+        """Cancel every step of the workflow that has not ended, in one transaction.
+
+        Running ones too (their lease is taken away, as :meth:`Storage.cancel` does); the
+        records changed. Raises ``WorkflowNotFound`` for an unknown id.
+        """
+
+    @abc.abstractmethod
+    def workflow_of(self, job_id: str) -> str | None:
+        """The id of the workflow the job is a step of; ``None`` for a job of none."""
+
+    @abc.abstractmethod
+    def take_cascaded(self) -> list[JobRecord]:
+        """The jobs this thread's committed writes changed in passing, in order; taken once.
+
+        The children a cascade cancelled (a parent failed or was cancelled, a workflow was
+        cancelled with jobs outside it waiting for its steps, a step was stored after its
+        parent failed) and the children a manual retry made ``blocked`` again: the store's
+        calls return only the job they were asked about. The app takes them after each call
+        that can end a job and announces them (``cancelled``, ``enqueued``) after that job's
+        own event. Kept per thread until taken; a rolled-back transaction adds none.
+        """
+
+
 #: The optional capabilities by name, each the mixin a backend inherits to have it.
 OPTIONAL_CAPABILITIES: dict[str, type[abc.ABC]] = {
     "search": Searches,
@@ -307,6 +377,7 @@ OPTIONAL_CAPABILITIES: dict[str, type[abc.ABC]] = {
     "batches": ClaimsInBatches,
     "flow": ControlsFlow,
     "schedules": KeepsSchedules,
+    "workflows": RunsWorkflows,
 }
 
 
@@ -435,6 +506,16 @@ def schedules_store(storage: Storage, what: str) -> KeepsSchedules:
 
     raise StorageError(f"cannot {what}: storage {type(storage).__name__} has no 'schedules' "
                        "capability (schedules: in jobs.yaml; see docs/scheduling.md)")
+
+
+def workflows_store(storage: Storage, what: str) -> RunsWorkflows:
+    """The store as :class:`RunsWorkflows`; ``StorageError`` saying it cannot do ``what``."""
+    if isinstance(storage, RunsWorkflows):
+        return storage
+    from jobkit.exceptions import StorageError
+
+    raise StorageError(f"cannot {what}: storage {type(storage).__name__} has no 'workflows' "
+                       "capability (jobs that wait for others; see docs/decisions.md)")
 
 
 def check_flow(storage: Storage, flow: Flow | None) -> None:

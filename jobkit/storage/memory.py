@@ -32,10 +32,12 @@ from jobkit.records import (
 )
 from jobkit.storage import capabilities
 from jobkit.storage.base import Clock, Storage, check_claim, check_new_jobs
+from jobkit.storage.cascades import Cascades
 from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.memory_keeps import MemoryKeeps
 from jobkit.storage.memory_rows import Row
 from jobkit.storage.memory_schedules import MemorySchedules
+from jobkit.storage.memory_workflows import MemoryWorkflows
 from jobkit.storage.search import Count, JobQuery, SearchPage
 from jobkit.storage.sql import to_json, unique_retry_error
 
@@ -48,7 +50,7 @@ ENDED = frozenset({AttemptOutcome.SUCCEEDED, AttemptOutcome.FAILED, AttemptOutco
 
 
 class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.KeepsProgress,
-                    capabilities.ControlsFlow, MemorySchedules):
+                    capabilities.ControlsFlow, MemorySchedules, MemoryWorkflows):
     """Jobs in this process's memory (``memory://``); thread-safe, lost when the process ends.
 
     Same rules as :class:`~jobkit.storage.sqlite.SQLiteStorage`: ``worker_id`` and
@@ -70,6 +72,8 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         self._flow_starts: builtins.list[tuple[str, datetime]] = []
         self._start_keeping()
         self._start_scheduling()
+        self._start_workflows()
+        self._cascades = Cascades()
         self._closed = False
 
     @classmethod
@@ -98,7 +102,10 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         with self._lock:
             if self._closed:
                 raise StorageError(f"memory storage: {operation}: the store is closed")
-            return work()
+            try:
+                return work()
+            finally:  # a change made under the lock stays made, even when work raised after it
+                self._cascades.committed()
 
     def _row(self, job_id: str) -> Row:
         row = self._jobs.get(int(job_id)) if job_id.isascii() and job_id.isdigit() else None
@@ -167,12 +174,16 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         holder = None if job.unique_key is None else self._unique_holder(job)
         if holder is not None:
             return holder.record(), False
+        return self._add_row(job, params, policy, JobStatus.PENDING).record(), True
+
+    def _add_row(self, job: NewJob, params: str, policy: str, status: JobStatus) -> Row:
+        """Store one job in ``status``, whatever its unique key (under the lock)."""
         row = Row(
             id=next(self._ids),
             name=job.name,
             method=job.method,
             params=params,
-            status=JobStatus.PENDING,
+            status=status,
             priority=job.priority,
             attempts=0,
             max_attempts=job.max_attempts,
@@ -185,7 +196,7 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
         )
         self._jobs[row.id] = row
         self._attempts[row.id] = []
-        return row.record(), True
+        return row
 
     def _unique_holder(self, job: NewJob) -> Row | None:
         """The stored job that makes ``job`` a duplicate, the newest (under the lock)."""
@@ -202,18 +213,25 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
             if row.status in FINAL_STATUSES:
                 return None
             now = self.now()
-            row.leave_running(JobStatus.CANCELLED)
-            row.finished_at = now
-            self._close_attempt(row.id, now, AttemptOutcome.CANCELLED)
+            self._cancel_row(row, now)
+            self._ended(row.id, now)
             return row.record()
 
         return self._locked(f"cancel job {job_id}", work)
+
+    def _cancel_row(self, row: Row, now: datetime) -> None:
+        """Cancel a job that has not ended, closing a running attempt (under the lock)."""
+        row.leave_running(JobStatus.CANCELLED)
+        row.finished_at = now
+        self._close_attempt(row.id, now, AttemptOutcome.CANCELLED)
 
     def _retry(self, job_id: str) -> JobRecord | None:
         """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now.
 
         Its error is cleared and ``max_attempts`` raised to allow one more attempt if needed.
-        ``None`` for other statuses; ``JobNotFoundInStorage`` for an unknown id.
+        ``None`` for other statuses; ``JobNotFoundInStorage`` for an unknown id. A workflow's
+        step whose parents have not all completed goes back to ``blocked`` instead, and the
+        steps a failure of it cancelled wait again (capability ``workflows``).
         """
 
         def work() -> JobRecord | None:
@@ -225,12 +243,14 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
                            and other.unique_key == row.unique_key and other.status in ACTIVE]
                 if holders:
                     raise unique_retry_error(row.record(), holders[0].record())
-            row.status = JobStatus.PENDING
+            row.status = JobStatus.BLOCKED if self._back_to_waiting(row) else JobStatus.PENDING
             row.available_at = self.now()
             row.error = None
             row.finished_at = None
             row.max_attempts = max(row.max_attempts, row.attempts + 1)
             row.crashes = 0
+            self._release_retried(row)
+            self._revived(row.id)
             return row.record()
 
         return self._locked(f"retry job {job_id}", work)
@@ -383,6 +403,8 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
             row.leave_running(status)
             change(row, now)
             self._close_attempt(row.id, now, outcome, error, traceback)
+            if status in FINAL_STATUSES:
+                self._ended(row.id, now)
             return row.record()
 
         return self._locked(operation, work)
@@ -464,6 +486,7 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
                     row.error = f"{error}; failed after {row.crashes} crashes (max_crashes)"
                     row.leave_running(JobStatus.FAILED)
                     row.finished_at = now
+                    self._ended(row.id, now)
                 changed.append(row.record())
             return changed
 
@@ -487,6 +510,7 @@ class MemoryStorage(Storage, capabilities.Searches, MemoryKeeps, capabilities.Ke
                 del self._attempts[job_id]
                 self._job_logs.pop(job_id, None)
             self._forget_runs(set(old))
+            self._forget_links(old)
             return len(old)
 
         deleted = self._locked("prune finished jobs", work)

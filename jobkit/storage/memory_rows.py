@@ -6,12 +6,17 @@ of what went in, and what SQLite would refuse is refused here too.
 
 from __future__ import annotations
 
+import abc
 import json
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 import attrs
 
-from jobkit.records import DEFAULT_QUEUE, JobRecord, JobStatus, RetryPolicy
+from jobkit.records import DEFAULT_QUEUE, JobRecord, JobStatus, NewJob, RetryPolicy
+
+T = TypeVar("T")
 
 
 @attrs.define
@@ -58,3 +63,21 @@ class Row:
         self.worker_id = None
         self.lease_expires_at = None
 
+
+
+class MemoryPart(abc.ABC):
+    """What a capability of the in-process store needs of it: its jobs, lock and clock."""
+
+    _jobs: dict[int, Row]
+
+    @abc.abstractmethod
+    def _locked(self, operation: str, work: Callable[[], T]) -> T:
+        """Run ``work`` under the store's lock; ``StorageError`` once the store is closed."""
+
+    @abc.abstractmethod
+    def now(self) -> datetime:
+        """The store's clock."""
+
+    @abc.abstractmethod
+    def _encode_new(self, job: NewJob) -> tuple[str, str]:
+        """The job's params and policy as JSON text (``StorageError`` when they are not JSON)."""

@@ -9,31 +9,26 @@ from __future__ import annotations
 
 import abc
 import builtins
-from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
 
 import attrs
 
 from jobkit.records import JobRecord, JobStatus, NewJob
 from jobkit.schedules import Schedule, ScheduleState
 from jobkit.storage.capabilities import KeepsSchedules
-from jobkit.storage.memory_rows import Row
-
-T = TypeVar("T")
+from jobkit.storage.memory_rows import MemoryPart
 
 #: The statuses of a run's job that make ``overlap: skip`` drop a new tick.
 ACTIVE = frozenset({JobStatus.PENDING, JobStatus.RETRYING, JobStatus.RUNNING})
 
 
-class MemorySchedules(KeepsSchedules):
+class MemorySchedules(MemoryPart, KeepsSchedules):
     """Schedule states and runs in dicts, behind the store's lock.
 
     The store calls :meth:`_start_scheduling` when it is made, :meth:`_forget_runs` when it
     deletes jobs, and supplies its lock, clock, jobs and a way to store one job.
     """
 
-    _jobs: dict[int, Row]
     _schedule_states: dict[str, ScheduleState]
     #: schedule name -> tick -> job id
     _schedule_runs: dict[str, dict[datetime, int]]
@@ -42,18 +37,6 @@ class MemorySchedules(KeepsSchedules):
         """Start with no schedule seen."""
         self._schedule_states = {}
         self._schedule_runs = {}
-
-    @abc.abstractmethod
-    def _locked(self, operation: str, work: Callable[[], T]) -> T:
-        """Run ``work`` under the store's lock; ``StorageError`` once the store is closed."""
-
-    @abc.abstractmethod
-    def now(self) -> datetime:
-        """The store's clock."""
-
-    @abc.abstractmethod
-    def _encode_new(self, job: NewJob) -> tuple[str, str]:
-        """The job's params and policy as JSON text (``StorageError`` when they are not JSON)."""
 
     @abc.abstractmethod
     def _store_new(self, job: NewJob, params: str, policy: str) -> tuple[JobRecord, bool]:

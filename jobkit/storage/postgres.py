@@ -30,6 +30,7 @@ from jobkit.storage.postgres_insert import insert
 from jobkit.storage.postgres_pool import redact, split_url
 from jobkit.storage.rows import job_key
 from jobkit.storage.sql import fence_of, new_record
+from jobkit.storage.sql_workflows import SQLWorkflows
 
 if TYPE_CHECKING:
     import psycopg
@@ -75,7 +76,7 @@ def _utc_row(row: Sequence[Any]) -> tuple[int, datetime, datetime]:
     return row[0], row[1].replace(tzinfo=utc), row[2].replace(tzinfo=utc)
 
 
-class PostgresStorage(PostgresDatabase, WakesWorkers):
+class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows):
     """Jobs in a PostgreSQL database: ``postgresql://user:password@host:5432/dbname``.
 
     URL query options read by jobkit: ``pool_size`` (connections per process, default 4) and
@@ -167,8 +168,17 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
         rows = [self._new_job(job) for job in jobs]
 
         def work(cur: psycopg.Cursor[Any]) -> builtins.list[JobRecord]:
-            now = self._now_param()
-            cur.row_factory = tuple_row
+            return self._insert_many_in(cur, jobs, rows, self._now_param())
+
+        return self._transaction(f"enqueue {len(jobs)} jobs", work)
+
+    def _insert_many_in(self, cur: psycopg.Cursor[Any], jobs: builtins.list[NewJob],
+                        rows: builtins.list[dict[str, Any]],
+                        now: Any) -> builtins.list[JobRecord]:
+        """See :meth:`SQLWorkflows._insert_many_in`: one pipelined ``executemany``."""
+        factory = cur.row_factory
+        cur.row_factory = tuple_row
+        try:
             cur.executemany(queries()["enqueue"], [{**row, "now": now} for row in rows],
                             returning=True)
             stored = []
@@ -176,10 +186,10 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
                 stored += cur.fetchall()  # one row per result set
                 if not cur.nextset():
                     break
-            return [_inserted(job, row, *_utc_row(found))
-                    for job, row, found in zip(jobs, rows, stored, strict=True)]
-
-        return self._transaction(f"enqueue {len(jobs)} jobs", work)
+        finally:
+            cur.row_factory = factory
+        return [_inserted(job, row, *_utc_row(found))
+                for job, row, found in zip(jobs, rows, stored, strict=True)]
 
     def _unique_holder_in(self, cur: psycopg.Cursor[Any], unique_key: str,
                           within: float | None, now: Any) -> JobRecord | None:
@@ -201,17 +211,74 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
 
         def work(cur: psycopg.Cursor[Any], key: int) -> JobRecord | None:
             now = self._now_param()
-            row = self._one(cur, "cancel", {"job_id": key, "now": now})
+            row = self._cancel_in(cur, key, now)
             if row is None:
                 self._missing(cur, key, job_id)
                 return None
-            self._close_attempt(cur, key, now, AttemptOutcome.CANCELLED, None, None)
+            self._job_ended_in(cur, key, now)
             return job_of_row(row)
 
         return self._by_id(job_id, f"cancel job {job_id}", work)
 
+    def _cancel_in(self, cur: psycopg.Cursor[Any], key: int, now: Any) -> Any:
+        """Cancel the job if it has not ended, its attempt closed; its row or ``None``.
+
+        Inside the caller's transaction, one statement (:func:`_closing`: the job's end and its
+        attempt's have one time); the caller settles what waits for it.
+        """
+        return self._update_and_close(cur, "cancel", {
+            "job_id": key, "now": now, "outcome": AttemptOutcome.CANCELLED.value,
+            "error": None, "traceback": None})
+
+    def _job_ended_in(self, cur: psycopg.Cursor[Any], key: int, now: Any) -> None:
+        """See :meth:`SQLStorage._job_ended_in`: its blocked children settled (workflows)."""
+        self._settle_children_in(cur, key, now)
+
+    def _completed_in(self, cur: psycopg.Cursor[Any], keys: builtins.list[int],
+                      now: Any) -> None:
+        """See :meth:`SQLStorage._completed_in`: every child of the batch locked at once.
+
+        In one id order (:meth:`SQLWorkflows._settle_completed_in`): two batches whose jobs
+        share children crosswise wait for each other instead of deadlocking.
+        """
+        self._settle_completed_in(cur, keys, now)
+
+    def _workflow_sql(self) -> Mapping[str, str]:
+        """See :meth:`SQLWorkflows._workflow_sql`."""
+        return queries()
+
+    def _lock_parents_in(self, cur: psycopg.Cursor[Any], key: int) -> None:
+        """See :meth:`SQLWorkflows._lock_parents_in`: ``FOR SHARE``, in id order."""
+        cur.execute(queries()["lock_parents"], {"job_id": key})
+
+    def _link_in(self, cur: psycopg.Cursor[Any], blocked: builtins.list[int],
+                 links: builtins.list[dict[str, Any]],
+                 edges: builtins.list[dict[str, Any]]) -> None:
+        """See :meth:`SQLWorkflows._link_in`: one statement each, its columns as arrays.
+
+        A group's 10,000 links went as 10,000 pipelined statements, twice as long.
+        """
+        if blocked:
+            cur.execute(queries()["block_jobs"], {"job_ids": blocked})
+        for name, rows in (("add_links", links), ("add_parents", edges)):
+            if rows:
+                cur.execute(queries()[name], {
+                    column: [row[column] for row in rows] for column in rows[0]})
+
+    def _writing(self, operation: str, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
+        """See :meth:`SQLWorkflows._writing`."""
+        return self._transaction(operation, work)
+
+    def _reading(self, operation: str, work: Callable[[psycopg.Cursor[Any]], T]) -> T:
+        """See :meth:`SQLWorkflows._reading` (one snapshot: a transaction too)."""
+        return self._transaction(operation, work)
+
     def _retry(self, job_id: str) -> JobRecord | None:
-        """Put a ``failed`` or ``cancelled`` job back to ``pending`` (see :meth:`Storage.retry`)."""
+        """Put a ``failed`` or ``cancelled`` job back to ``pending`` (see :meth:`Storage.retry`).
+
+        A workflow's step whose parents have not all completed goes back to ``blocked`` instead,
+        and the steps a failure of it cancelled wait again (capability ``workflows``).
+        """
 
         def work(cur: psycopg.Cursor[Any], key: int) -> JobRecord | None:
             current = self._one(cur, "get", {"job_id": key})
@@ -221,7 +288,7 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
             if row is None:
                 self._missing(cur, key, job_id)
                 return None
-            return job_of_row(row)
+            return job_of_row(self._retried_in(cur, key, row))
 
         return self._by_id(job_id, f"retry job {job_id}", work)
 
@@ -286,9 +353,12 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
 
     def _set_aside_in(self, cur: psycopg.Cursor[Any], key: int, error: str) -> None:
         """See :meth:`SQLStorage._set_aside_in` (one statement, as :func:`_closing` makes)."""
+        now = self._now_param()
         cur.execute(_closing("set_aside"), {
-            "job_id": key, "now": self._now_param(), "error": error,
+            "job_id": key, "now": now, "error": error,
             "outcome": AttemptOutcome.FAILED.value, "traceback": None})
+        if cur.fetchone() is not None:
+            self._job_ended_in(cur, key, now)
 
     def _heartbeat(self, lease: Lease, lease_seconds: float) -> bool:
         """Extend the lease; ``False`` when it no longer owns the job."""
@@ -326,7 +396,11 @@ class PostgresStorage(PostgresDatabase, WakesWorkers):
             if self._one(cur, "has_expired_lease", now) is None:
                 return []  # the common case: one cheap indexed read, no row locked
             cur.execute(queries()["requeue_expired"], now)
-            return sorted((job_of_row(row) for row in cur.fetchall()), key=lambda r: int(r.id))
+            rows = cur.fetchall()
+            for row in rows:
+                if row["status"] == JobStatus.FAILED.value:  # its last lease lost: it ended
+                    self._job_ended_in(cur, row["id"], now["now"])
+            return sorted((job_of_row(row) for row in rows), key=lambda r: int(r.id))
 
         return self._transaction("requeue expired leases", work)
 

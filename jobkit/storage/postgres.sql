@@ -3,9 +3,13 @@
 -- A section runs from its "-- name: <name>" line to the next one. Parameters are always bound
 -- (%(name)s). Times are timestamptz. "%(now)s" is NULL unless the store was given a clock (tests):
 -- then coalesce(%(now)s, now()) is the database's clock, so the clocks of the worker machines may
--- drift without moving a lease or a due time. "migration_<n>" sections build the schema: each is
--- applied once, in order, in one transaction holding an advisory lock, and the schema version
--- becomes the highest n. To change the schema, append a new migration; never edit a shipped one.
+-- drift without moving a lease or a due time. Where a claim, an attempt or an end is stamped, the
+-- time is statement_timestamp() instead (the statement's start, the same in every row it writes):
+-- a transaction that waited on a row lock, say for the commit that released a workflow's step,
+-- must not stamp that step's start before the release's end. "migration_<n>" sections build the
+-- schema: each is applied once, in order, in one transaction holding an advisory lock, and the
+-- schema version becomes the highest n. To change the schema, append a new migration; never
+-- edit a shipped one.
 -- Params, results and policies are "json", not "jsonb": json keeps any string (jsonb refuses
 -- \u0000) and the exact text of numbers.
 
@@ -269,6 +273,75 @@ CREATE TRIGGER jobkit_jobs_inserted_due
         AND current_setting('jobkit.notifies_inserts', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION jobkit_notify_due();
 
+-- name: migration_12
+-- workflows (docs/decisions.md, "Workflows (issue 20)"): a job that waits for others is
+-- 'blocked' (the status CHECK of migration_1, widened: added NOT VALID and validated at once,
+-- in the migration's transaction; every row passes, the old CHECK was narrower), its place in
+-- the graph is a link (its workflow, what it needs of its parents, the parameter their results
+-- go to) and its parents are rows of jobkit_job_parents, found from the parent that ends (no
+-- foreign key on parent_id: a parent deleted by prune counts as ended, its result null)
+ALTER TABLE jobkit_jobs
+    DROP CONSTRAINT IF EXISTS jobkit_jobs_status_check,
+    ADD CONSTRAINT jobkit_jobs_status_check CHECK (
+        status IN ('pending', 'running', 'retrying', 'completed', 'failed', 'cancelled', 'blocked')
+    ) NOT VALID;
+
+ALTER TABLE jobkit_jobs VALIDATE CONSTRAINT jobkit_jobs_status_check;
+
+CREATE TABLE IF NOT EXISTS jobkit_workflows (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at timestamptz NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS jobkit_job_links (
+    job_id bigint PRIMARY KEY REFERENCES jobkit_jobs (id) ON DELETE CASCADE,
+    workflow_id bigint REFERENCES jobkit_workflows (id) ON DELETE CASCADE,
+    needs text NOT NULL CHECK (needs IN ('completed', 'ended')),
+    result_as text,
+    collect integer NOT NULL CHECK (collect IN (0, 1)),
+    label text NOT NULL,
+    -- cancelled because a parent did not complete: a retry of that parent revives it
+    cascaded integer NOT NULL DEFAULT 0 CHECK (cascaded IN (0, 1))
+);
+
+CREATE INDEX IF NOT EXISTS jobkit_job_links_workflow ON jobkit_job_links (workflow_id, job_id)
+    WHERE workflow_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS jobkit_job_parents (
+    child_id bigint NOT NULL REFERENCES jobkit_job_links (job_id) ON DELETE CASCADE,
+    position integer NOT NULL,
+    parent_id bigint NOT NULL,
+    PRIMARY KEY (child_id, position)
+);
+
+-- a job that ends finds its children without reading the others
+CREATE INDEX IF NOT EXISTS jobkit_job_parents_parent ON jobkit_job_parents (parent_id);
+
+-- a job others wait for says so on its row, set in the link's transaction: the settle that ends
+-- a job without children (every job of a plain drain) reads it from the row it updates and looks
+-- up no children (a look-up per completion cost about 70 us of the client's CPU)
+ALTER TABLE jobkit_jobs ADD COLUMN IF NOT EXISTS has_children boolean NOT NULL DEFAULT false;
+
+-- (once per statement, from its transition table: a group's 10,000 parent rows are one UPDATE)
+CREATE OR REPLACE FUNCTION jobkit_has_children() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE jobkit_jobs SET has_children = true
+    WHERE id IN (SELECT parent_id FROM jobkit_parents_added) AND NOT has_children;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER jobkit_job_parents_added
+    AFTER INSERT ON jobkit_job_parents
+    REFERENCING NEW TABLE AS jobkit_parents_added
+    FOR EACH STATEMENT EXECUTE FUNCTION jobkit_has_children();
+
+-- name: migration_13
+-- the most bytes of JSON a step's params may take once its parents' results are written in
+-- (its job's max_params_bytes when stored; null: not checked, as for a link stored before):
+-- over it, the release fails the step instead (docs/decisions.md, "Workflows (issue 20)")
+ALTER TABLE jobkit_job_links ADD COLUMN IF NOT EXISTS max_params_bytes integer;
+
 -- name: validate_checks
 -- migration_7's CHECKs, once no row breaks them
 ALTER TABLE jobkit_jobs
@@ -354,7 +427,7 @@ SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s;
 -- worker); SKIP LOCKED: concurrent claimers each take a different row instead of queueing on one
 WITH next AS (
     SELECT id FROM jobkit_jobs
-    WHERE status IN ('pending', 'retrying') AND available_at <= coalesce(%(now)s, now())
+    WHERE status IN ('pending', 'retrying') AND available_at <= coalesce(%(now)s, statement_timestamp())
       -- the worker's queues (null: all), none of them paused
       AND (%(queues)s::text[] IS NULL OR queue = ANY (%(queues)s::text[]))
       AND queue NOT IN (SELECT name FROM jobkit_queues WHERE paused)
@@ -367,8 +440,8 @@ claimed AS (
     SET status = 'running',
         attempts = least(jobs.attempts, 2147483646) + 1,  -- a forged 2^31 - 1 must not stop claims
         worker_id = %(worker_id)s,
-        started_at = coalesce(%(now)s, now()),
-        lease_expires_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease_seconds)s),
+        started_at = coalesce(%(now)s, statement_timestamp()),
+        lease_expires_at = coalesce(%(now)s, statement_timestamp()) + make_interval(secs => %(lease_seconds)s),
         progress = NULL,
         progress_message = NULL
     FROM next
@@ -385,14 +458,14 @@ SELECT * FROM claimed;
 -- a job just claimed whose row cannot be read (jobkit.storage.rows): failed, in the claim's
 -- transaction, and never run
 UPDATE jobkit_jobs
-SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, now()),
+SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, statement_timestamp()),
     worker_id = NULL, lease_expires_at = NULL
 WHERE id = %(job_id)s AND status = 'running'
 RETURNING id;
 
 -- name: close_attempt
 UPDATE jobkit_attempts
-SET finished_at = coalesce(%(now)s, now()), outcome = %(outcome)s, error = %(error)s,
+SET finished_at = coalesce(%(now)s, statement_timestamp()), outcome = %(outcome)s, error = %(error)s,
     traceback = %(traceback)s
 WHERE job_id = %(job_id)s AND finished_at IS NULL;
 
@@ -411,14 +484,14 @@ WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
 -- name: complete
 UPDATE jobkit_jobs
 SET status = 'completed', result = %(result)s::json, error = NULL,
-    finished_at = coalesce(%(now)s, now()), worker_id = NULL, lease_expires_at = NULL
+    finished_at = coalesce(%(now)s, statement_timestamp()), worker_id = NULL, lease_expires_at = NULL
 WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
     AND attempts = %(attempt)s
 RETURNING *;
 
 -- name: fail
 UPDATE jobkit_jobs
-SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, now()),
+SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, statement_timestamp()),
     worker_id = NULL, lease_expires_at = NULL
 WHERE id = %(job_id)s AND status = 'running' AND worker_id = %(worker_id)s
     AND attempts = %(attempt)s
@@ -450,11 +523,11 @@ LIMIT 1;
 WITH expired AS (
     -- crash: the count with this one, which never overflows (a forged row must not stop this)
     SELECT id, worker_id, least(crashes, 2147483646) + 1 AS crash FROM jobkit_jobs
-    WHERE status = 'running' AND lease_expires_at < coalesce(%(now)s, now())
+    WHERE status = 'running' AND lease_expires_at < coalesce(%(now)s, statement_timestamp())
     FOR UPDATE SKIP LOCKED
 ), closed AS (
     UPDATE jobkit_attempts AS attempts
-    SET finished_at = coalesce(%(now)s, now()),
+    SET finished_at = coalesce(%(now)s, statement_timestamp()),
         outcome = 'lost',
         error = 'lease expired: worker ' || coalesce(expired.worker_id, '?')
             || ' stopped heartbeating'
@@ -472,9 +545,11 @@ SET status = CASE WHEN expired.crash < jobs.max_crashes THEN 'retrying' ELSE 'fa
     max_attempts = CASE WHEN expired.crash < jobs.max_crashes
         THEN least(jobs.max_attempts, 2147483646) + 1 ELSE jobs.max_attempts END,
     available_at = CASE WHEN expired.crash < jobs.max_crashes
+        -- now(), not the statement's time: migration_11's trigger wakes the idle workers for
+        -- a row due at now()
         THEN coalesce(%(now)s, now()) ELSE jobs.available_at END,
     finished_at = CASE WHEN expired.crash < jobs.max_crashes
-        THEN NULL ELSE coalesce(%(now)s, now()) END,
+        THEN NULL ELSE coalesce(%(now)s, statement_timestamp()) END,
     worker_id = NULL,
     lease_expires_at = NULL
 FROM expired
@@ -483,9 +558,9 @@ RETURNING jobs.*;
 
 -- name: cancel
 UPDATE jobkit_jobs
-SET status = 'cancelled', finished_at = coalesce(%(now)s, now()), worker_id = NULL,
+SET status = 'cancelled', finished_at = coalesce(%(now)s, statement_timestamp()), worker_id = NULL,
     lease_expires_at = NULL
-WHERE id = %(job_id)s AND status IN ('pending', 'retrying', 'running')
+WHERE id = %(job_id)s AND status IN ('pending', 'retrying', 'running', 'blocked')
 RETURNING *;
 
 -- name: retry
@@ -631,8 +706,8 @@ WITH claimed AS (
     SET status = 'running',
         attempts = least(jobs.attempts, 2147483646) + 1,
         worker_id = %(worker_id)s,
-        started_at = coalesce(%(now)s, now()),
-        lease_expires_at = coalesce(%(now)s, now()) + make_interval(secs => %(lease_seconds)s),
+        started_at = coalesce(%(now)s, statement_timestamp()),
+        lease_expires_at = coalesce(%(now)s, statement_timestamp()) + make_interval(secs => %(lease_seconds)s),
         progress = NULL,
         progress_message = NULL
     WHERE jobs.id = ANY (%(ids)s::bigint[]) AND jobs.status IN ('pending', 'retrying')
@@ -727,3 +802,156 @@ ORDER BY schedules.name;
 -- name: schedule_runs
 SELECT tick, job_id FROM jobkit_schedule_runs WHERE schedule = %(name)s
 ORDER BY tick DESC LIMIT %(limit)s;
+
+-- workflows (jobkit/storage/sql_workflows.py): a job that waits is stored 'blocked' with a
+-- link and its parents; the change that ends a parent settles its blocked children (a release
+-- is an UPDATE of status to 'pending': the trigger of migration_11 wakes the idle workers)
+
+-- name: add_workflow
+INSERT INTO jobkit_workflows (created_at) VALUES (coalesce(%(now)s, now())) RETURNING id;
+
+-- name: lock_parent
+-- a job others will wait for: its end waits for their storing to commit, then finds them (FOR
+-- NO KEY UPDATE, not FOR SHARE: the link's trigger updates the row, and two transactions that
+-- each held a share lock of it would deadlock upgrading)
+SELECT 1 FROM jobkit_jobs WHERE id = %(job_id)s FOR NO KEY UPDATE;
+
+-- name: block_jobs
+UPDATE jobkit_jobs SET status = 'blocked'
+WHERE id = ANY(%(job_ids)s::bigint[]) AND status = 'pending';
+
+-- name: add_links
+-- the links of many steps in one statement: each parameter an array, one column of all rows
+INSERT INTO jobkit_job_links (
+    job_id, workflow_id, needs, result_as, collect, label, max_params_bytes
+)
+SELECT * FROM unnest(%(job_id)s::bigint[], %(workflow_id)s::bigint[], %(needs)s::text[],
+                     %(result_as)s::text[], %(collect)s::integer[], %(label)s::text[],
+                     %(max_params_bytes)s::integer[]);
+
+-- name: add_parents
+-- the same for their parents
+INSERT INTO jobkit_job_parents (child_id, position, parent_id)
+SELECT * FROM unnest(%(child_id)s::bigint[], %(position)s::integer[], %(parent_id)s::bigint[]);
+
+-- name: link_of
+SELECT * FROM jobkit_job_links WHERE job_id = %(job_id)s;
+
+-- name: parents_of
+-- a parent deleted (prune) has no status: it had ended, and gives no result
+SELECT p.parent_id, j.status, j.result
+FROM jobkit_job_parents AS p LEFT JOIN jobkit_jobs AS j ON j.id = p.parent_id
+WHERE p.child_id = %(job_id)s
+ORDER BY p.position;
+
+-- name: unended_parent
+-- one parent of a blocked job that has not ended, the last given first (none: every parent
+-- ended); read after the child's row is locked, so a parent ended by another committed
+-- transaction is seen
+SELECT p.parent_id
+FROM jobkit_job_parents AS p JOIN jobkit_jobs AS j ON j.id = p.parent_id
+WHERE p.child_id = %(job_id)s AND j.status IN ('pending', 'retrying', 'running', 'blocked')
+ORDER BY p.position DESC
+LIMIT 1;
+
+-- name: status_of
+SELECT status FROM jobkit_jobs WHERE id = %(job_id)s;
+
+-- name: blocked_children
+-- locked in id order (no deadlock between two parents ending at once): the second waits for
+-- the first to commit, then reads the row again (a child the first released is no longer
+-- blocked) and the parents as they are now
+SELECT j.id
+FROM jobkit_jobs AS j
+WHERE j.id IN (SELECT p.child_id FROM jobkit_job_parents AS p WHERE p.parent_id = %(job_id)s)
+    AND j.status = 'blocked'
+ORDER BY j.id
+FOR UPDATE OF j;
+
+-- name: blocked_children_of_all
+-- the blocked children of a batch's completions, all locked by this one statement in id order:
+-- two batches whose jobs share children crosswise wait for each other, never deadlock
+SELECT j.id
+FROM jobkit_jobs AS j
+WHERE j.id IN (SELECT p.child_id FROM jobkit_job_parents AS p
+               WHERE p.parent_id = ANY (%(job_ids)s::bigint[]))
+    AND j.status = 'blocked'
+ORDER BY j.id
+FOR UPDATE OF j;
+
+-- name: release_blocked
+-- a step's delay counts from its storing: a later due time stays
+UPDATE jobkit_jobs
+SET status = 'pending', params = coalesce(%(params)s::json, params),
+    available_at = greatest(available_at, coalesce(%(now)s, now()))
+WHERE id = %(job_id)s AND status = 'blocked';
+
+-- name: fail_blocked
+-- a step whose released params would be over its max_params_bytes: it fails, never run
+UPDATE jobkit_jobs
+SET status = 'failed', error = %(error)s, finished_at = coalesce(%(now)s, statement_timestamp())
+WHERE id = %(job_id)s AND status = 'blocked'
+RETURNING *;
+
+-- name: cancel_blocked
+UPDATE jobkit_jobs
+SET status = 'cancelled', error = %(error)s, finished_at = coalesce(%(now)s, statement_timestamp())
+WHERE id = %(job_id)s AND status = 'blocked'
+RETURNING *;
+
+-- name: set_cascaded
+UPDATE jobkit_job_links SET cascaded = %(cascaded)s WHERE job_id = %(job_id)s;
+
+-- name: cascaded_children
+-- what a manual retry revives, locked in id order (as blocked_children) before it reads their
+-- parents: a concurrent cancel or settle of one waits, or is waited for
+SELECT j.id
+FROM jobkit_jobs AS j
+WHERE j.id IN (SELECT p.child_id
+               FROM jobkit_job_parents AS p JOIN jobkit_job_links AS l ON l.job_id = p.child_id
+               WHERE p.parent_id = %(job_id)s AND l.cascaded = 1)
+    AND j.status = 'cancelled'
+ORDER BY j.id
+FOR UPDATE OF j;
+
+-- name: lock_parents
+-- the parents of a job a manual retry makes wait again, FOR SHARE in id order before its
+-- verdict is read: a parent ending meanwhile commits first (and the verdict sees its end) or
+-- waits for the retry (and its end finds the job blocked); else it could end unseen
+SELECT id FROM jobkit_jobs
+WHERE id IN (SELECT parent_id FROM jobkit_job_parents WHERE child_id = %(job_id)s)
+ORDER BY id
+FOR SHARE;
+
+-- name: revive_cascaded
+UPDATE jobkit_jobs
+SET status = 'blocked', finished_at = NULL, error = NULL
+WHERE id = %(job_id)s AND status = 'cancelled'
+RETURNING *;
+
+-- name: retry_blocked
+-- a manual retry of a step whose parents have not all completed: it waits again
+UPDATE jobkit_jobs SET status = 'blocked' WHERE id = %(job_id)s AND status = 'pending'
+RETURNING *;
+
+-- name: workflow
+SELECT created_at FROM jobkit_workflows WHERE id = %(workflow_id)s;
+
+-- name: workflow_steps
+SELECT l.job_id, l.label, l.needs, l.result_as, j.name, j.method, j.status
+FROM jobkit_job_links AS l JOIN jobkit_jobs AS j ON j.id = l.job_id
+WHERE l.workflow_id = %(workflow_id)s
+ORDER BY l.job_id;
+
+-- name: workflow_parents
+SELECT p.child_id, p.parent_id
+FROM jobkit_job_parents AS p JOIN jobkit_job_links AS l ON l.job_id = p.child_id
+WHERE l.workflow_id = %(workflow_id)s
+ORDER BY p.child_id, p.position;
+
+-- name: workflow_unended
+SELECT j.id
+FROM jobkit_job_links AS l JOIN jobkit_jobs AS j ON j.id = l.job_id
+WHERE l.workflow_id = %(workflow_id)s
+    AND j.status IN ('pending', 'retrying', 'running', 'blocked')
+ORDER BY j.id;

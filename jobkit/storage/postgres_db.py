@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from jobkit.exceptions import ConfigError, StorageError
+from jobkit.lazylog import logger
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, utcnow
 from jobkit.storage.base import Clock
 from jobkit.storage.postgres_pool import Liveness, configure_connection, redact, split_url
@@ -36,6 +37,18 @@ _SQL = "postgres.sql"
 #: The schema version from which jobkit_jobs refuses times Python cannot read.
 CHECKED_SCHEMA = 7
 _CHANNEL = "jobkit_jobs"
+
+
+#: How many times a transaction is tried when the server breaks it off (deadlock, serialization).
+DEADLOCK_TRIES = 5
+
+#: The SQLSTATEs of a transaction the server broke off that succeeds when run again.
+_RUN_AGAIN = frozenset({"40P01", "40001"})  # deadlock_detected, serialization_failure
+
+
+def _broken_off(error: StorageError) -> bool:
+    """Whether ``error`` is a driver error of a transaction broken off to end a deadlock."""
+    return getattr(error.__cause__, "sqlstate", None) in _RUN_AGAIN
 
 
 def queries() -> dict[str, str]:
@@ -192,11 +205,30 @@ class PostgresDatabase(SQLStorage):
 
         Every driver error becomes ``StorageError`` naming the operation and the server.
         ``single``: ``work`` runs one statement, its own transaction (no ``BEGIN`` and ``COMMIT``
-        round trips).
+        round trips). A transaction the server broke off to end a deadlock (or a serialization
+        failure) is run again, up to :data:`DEADLOCK_TRIES` times in all: two cascades of
+        workflows may lock the same blocked jobs in opposite orders (each locks a level of
+        children at a time, in id order), and PostgreSQL then fails one of them; nothing of it
+        was written, and ``work`` reads everything again.
         """
         if single:
             return self._connected(operation, lambda conn: _in_cursor(conn, work))
-        return self._connected(operation, lambda conn: _in_transaction(conn, work))
+        for tries in range(1, DEADLOCK_TRIES + 1):
+            try:
+                result = self._connected(operation, lambda conn: _in_transaction(conn, work))
+            except StorageError as exc:
+                self._cascades.discard()
+                if tries == DEADLOCK_TRIES or not _broken_off(exc):
+                    raise
+                logger.warning("{operation}: {error}; running it again (try {tries})",
+                               operation=operation, error=exc.__cause__, tries=tries + 1)
+                continue
+            except BaseException:
+                self._cascades.discard()
+                raise
+            self._cascades.committed()
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _connected(self, operation: str, work: Callable[[psycopg.Connection[Any]], T]) -> T:
         """Run ``work`` on a pooled connection (in autocommit); driver errors as ``StorageError``.

@@ -26,6 +26,7 @@ from jobkit.flow import EVERY_QUEUE, Flow
 from jobkit.lazylog import logger
 from jobkit.masking import has_secrets, mask_secrets
 from jobkit.records import (
+    FINAL_STATUSES,
     AttemptOutcome,
     JobRecord,
     JobStatus,
@@ -37,6 +38,7 @@ from jobkit.records import (
 )
 from jobkit.storage.base import Clock, Storage, check_claim, check_new_jobs
 from jobkit.storage.capabilities import ClaimsInBatches, KeepsProgress, KeepsSessions
+from jobkit.storage.cascades import Cascades
 from jobkit.storage.rows import (
     Claimed,
     Decode,
@@ -168,6 +170,9 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
         #: The jobs claimed here whose attempts have not ended, by ``(row id, attempt)``: a
         #: completion builds its record from the claim's (:meth:`_remember_claim`).
         self._claims: dict[tuple[int, int], Claimed] = {}
+        #: The jobs a workflow's cascade changed in passing, per thread, until the app takes
+        #: them (committed by :meth:`_transaction`'s backend, discarded on a rollback).
+        self._cascades = Cascades()
 
     def _remember_claim(self, record: JobRecord, row: Row) -> None:
         """Keep what the row of a job just claimed held, for the record of its completion.
@@ -214,12 +219,15 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
         error: str | None,
         traceback: str | None,
         params: Mapping[str, Any],
+        ended: list[int] | None = None,
     ) -> JobRecord | None:
         """Run a fenced job update and close the attempt, inside the caller's transaction.
 
         The update is the named query ``name`` (with ``params``, which may give the ``now`` it
         binds); the attempt is closed with ``outcome``, ``error`` and ``traceback``. Returns the
-        new record, or ``None`` when the lease no longer owns the job.
+        new record, or ``None`` when the lease no longer owns the job. A job that ended has
+        what waits for it settled (:meth:`_job_ended_in`), or, given ``ended``, its row id
+        added there for the caller to settle with others (:meth:`_completed_in`).
         """
         fence = fence_of(lease)
         if fence is None:
@@ -230,14 +238,51 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
                  **params}
         if "now" not in bound:
             bound["now"] = self._now_bound()
-        if claim is not None and name == "complete":
-            record = self._complete_claimed(db, claim, bound)
-            if record is not None:
-                return record
-        row = self._update_and_close(db, name, bound)
-        if row is None:
-            return None
-        return self._completed_record(row, claim) if name == "complete" else self._record(row)
+        record = (self._complete_claimed(db, claim, bound)
+                  if claim is not None and name == "complete" else None)
+        if record is not None and claim is not None:
+            waited_for = self._may_be_waited_for(claim)
+        else:
+            row = self._update_and_close(db, name, bound)
+            if row is None:
+                return None
+            record = (self._completed_record(row, claim) if name == "complete"
+                      else self._record(row))
+            # set by a trigger on jobkit_job_parents in the link's transaction, which the
+            # update waited for (PostgreSQL: the parent's row is locked by the link's)
+            waited_for = bool(row["has_children"])
+        if waited_for and record.status in FINAL_STATUSES:
+            if ended is None:
+                self._job_ended_in(db, fence["job_id"], bound["now"])
+            else:
+                ended.append(fence["job_id"])
+        return record
+
+    def _may_be_waited_for(self, claim: Claimed) -> bool:
+        """Whether a job may wait for the one :meth:`_complete_claimed` just completed.
+
+        ``claim`` is its claim, whose row the completion found unchanged. ``False`` lets the
+        completion skip :meth:`_job_ended_in` (a drain with no workflows looks up no children);
+        ``True`` by default.
+        """
+        return True
+
+    def _completed_in(self, db: Any, keys: list[int], now: Any) -> None:
+        """The jobs of row ids ``keys`` have just completed, in the caller's transaction.
+
+        A batch's completions (:meth:`complete_and_claim_many`), settled once all are written;
+        by default one :meth:`_job_ended_in` after the other.
+        """
+        for key in keys:
+            self._job_ended_in(db, key, now)
+
+    def _job_ended_in(self, db: Any, key: int, now: Any) -> None:
+        """The job of row id ``key`` has just ended, inside the caller's transaction.
+
+        Every change that ends a job calls it (a settle, a cancel, a lease lost for the last
+        time, a claimed row set aside): a store with the capability ``workflows`` settles the
+        job's blocked children there. By default nothing.
+        """
 
     def _complete_claimed(self, db: Any, claim: Claimed, params: Mapping[str, Any]
                           ) -> JobRecord | None:
@@ -375,11 +420,14 @@ class SQLStorage(Storage, SQLSearches, SQLKeeps, SQLFlow, KeepsSessions, KeepsPr
 
         def work(db: Any) -> tuple[list[JobRecord | None], list[JobRecord]]:
             now = self._now_bound()  # one commit: one time for all its completions
+            ended: list[int] = []
             done = [
                 self._fenced_in(db, "complete", lease, AttemptOutcome.SUCCEEDED, None, None,
-                                {"result": text, "now": now})
+                                {"result": text, "now": now}, ended)
                 for lease, text in encoded
             ]
+            if ended:  # before the claims: they find what the completions released
+                self._completed_in(db, ended, now)
             claimed = (self._claim_many_in(db, worker_id, lease_seconds, limit, flow)
                        if limit > 0 else [])
             return done, claimed

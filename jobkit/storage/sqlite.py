@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage
 from jobkit.flow import EVERY_QUEUE, Flow, Limit
@@ -37,6 +37,7 @@ from jobkit.storage.filewatch import FileWatch, watch
 from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.rows import COMPLETION_COLUMNS, Claimed, completed_record, job_key
 from jobkit.storage.sql import fence_of, new_record
+from jobkit.storage.sql_workflows import SQLWorkflows
 from jobkit.storage.sqlite_file import (
     SQLiteFile,
     attempt_of_row,
@@ -47,6 +48,8 @@ from jobkit.storage.sqlite_file import (
     stamp,
     to_epoch,
 )
+
+T = TypeVar("T")
 
 #: ``scheme:///path``: the registry chose the class by the scheme (``sqlite``, or the scheme a
 #: subclass is registered under); the rest names the file.
@@ -83,6 +86,19 @@ def _batch_insert(batch: builtins.list[dict[str, Any]]) -> tuple[str, dict[str, 
     return queries()[name], {**batch[0], "params": json.dumps(texts, ensure_ascii=False)}
 
 
+def _insert_rows(conn: sqlite3.Connection,
+                 rows: builtins.list[dict[str, Any]]) -> builtins.list[int]:
+    """Insert the rows (``now`` given, no unique key) in one statement per run alike; the ids."""
+    keys: builtins.list[int] = []
+    for _, alike in itertools.groupby(rows, key=_alike):
+        batch = builtins.list(alike)
+        conn.execute(*_batch_insert(batch))
+        # AUTOINCREMENT under our write lock: the ids follow each other up to the last
+        (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
+        keys.extend(range(last - len(batch) + 1, last + 1))
+    return keys
+
+
 #: The ``complete`` query of ``sqlite.sql`` for a row that still holds what its claim read:
 #: ``{columns}`` are the columns the completion leaves alone (the params included, which the
 #: record is decoded from), compared as one row value with ``IS`` (NULL matches NULL).
@@ -117,7 +133,7 @@ WAKE_INTERVAL = 0.004
 FIRST_PAUSE = 0.0005
 
 
-class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
+class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows):
     """Jobs in one SQLite file: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
 
     Safe to share between threads (one connection per thread) and between processes (WAL mode,
@@ -130,6 +146,8 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
     """
 
     scheme = "sqlite"
+    #: See :attr:`SQLWorkflows._results_as_text`: a JSON column is read as its text.
+    _results_as_text = True
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> SQLiteStorage:
@@ -190,6 +208,16 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
             None, None,
         )
 
+    def _may_be_waited_for(self, claim: Claimed) -> bool:
+        """See :meth:`SQLStorage._may_be_waited_for`: the claimed row's ``has_children``.
+
+        A link stored after the claim sets it (a trigger on ``jobkit_job_parents``), and the
+        completion compares every such column: it then falls back to the fenced ``complete``,
+        which looks the children up.
+        """
+        row: sqlite3.Row = claim.row  # type: ignore[assignment]  # this store's claims
+        return bool(row["has_children"])
+
     #: The last completion time bound and its datetime (see :meth:`_complete_claimed`).
     _stamped: tuple[Any, datetime] = (None, stamp(0.0))
 
@@ -230,6 +258,20 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
         available = now if row["available_at"] is None else row["available_at"]
         return new_record(key, job, row["params"], stamp(now), stamp(available), json.loads)
 
+    def _insert_many_in(self, conn: sqlite3.Connection, jobs: builtins.list[NewJob],
+                        rows: builtins.list[dict[str, Any]],
+                        now: Any) -> builtins.list[JobRecord]:
+        """See :meth:`SQLWorkflows._insert_many_in`: one statement per run of alike jobs."""
+        if any(row["unique_key"] is not None for row in rows):
+            return super()._insert_many_in(conn, jobs, rows, now)
+        for row in rows:
+            row["now"] = now
+        created = stamp(now)
+        return [new_record(key, job, row["params"], created,
+                           created if row["available_at"] is None else stamp(row["available_at"]),
+                           json.loads)
+                for key, job, row in zip(_insert_rows(conn, rows), jobs, rows, strict=True)]
+
     def _insert(self, jobs: builtins.list[NewJob], operation: str) -> builtins.list[JobRecord]:
         """Insert ``jobs`` and build their records from what was inserted.
 
@@ -247,14 +289,7 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
                 key = conn.execute(queries()["enqueue"], rows[0]).lastrowid
                 assert key is not None  # an INSERT that returned made its row
                 return [key]
-            keys: builtins.list[int] = []
-            for _, alike in itertools.groupby(rows, key=_alike):
-                batch = builtins.list(alike)
-                conn.execute(*_batch_insert(batch))
-                # AUTOINCREMENT under our write lock: the ids follow each other up to the last
-                (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
-                keys.extend(range(last - len(batch) + 1, last + 1))
-            return keys
+            return _insert_rows(conn, rows)
 
         keys = self._transaction(operation, work, write=None if len(rows) == 1 else True)
         now = stamp(rows[0]["now"])  # one for all
@@ -278,25 +313,53 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
 
         def work(conn: sqlite3.Connection) -> JobRecord | None:
             now = to_epoch(self.now())
-            row = self._one(conn, "cancel", {"job_id": key, "now": now})
+            row = self._cancel_in(conn, key, now)
             if row is None:
                 if self._one(conn, "exists", {"job_id": key}) is None:
                     raise JobNotFoundInStorage(job_id)
                 return None
+            self._job_ended_in(conn, key, now)
+            return job_of_row(row)
+
+        return self._transaction(f"cancel job {job_id}", work)
+
+    def _cancel_in(self, conn: sqlite3.Connection, key: int, now: Any) -> Any:
+        """Cancel the job if it has not ended, its attempt closed; its row or ``None``.
+
+        Inside the caller's transaction; the caller settles what waits for it.
+        """
+        row = self._one(conn, "cancel", {"job_id": key, "now": now})
+        if row is not None:
             conn.execute(
                 queries()["close_attempt"],
                 {"job_id": key, "now": now, "outcome": AttemptOutcome.CANCELLED.value,
                  "error": None, "traceback": None},
             )
-            return job_of_row(row)
+        return row
 
-        return self._transaction(f"cancel job {job_id}", work)
+    def _job_ended_in(self, conn: sqlite3.Connection, key: int, now: Any) -> None:
+        """See :meth:`SQLStorage._job_ended_in`: its blocked children settled (workflows)."""
+        self._settle_children_in(conn, key, now)
+
+    def _workflow_sql(self) -> Mapping[str, str]:
+        """See :meth:`SQLWorkflows._workflow_sql`."""
+        return queries()
+
+    def _writing(self, operation: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """See :meth:`SQLWorkflows._writing`."""
+        return self._transaction(operation, work)
+
+    def _reading(self, operation: str, work: Callable[[sqlite3.Connection], T]) -> T:
+        """See :meth:`SQLWorkflows._reading`."""
+        return self._transaction(operation, work, write=False)
 
     def _retry(self, job_id: str) -> JobRecord | None:
         """Put a ``failed`` or ``cancelled`` job back to ``pending``, available now.
 
         Its error is cleared and ``max_attempts`` raised to allow one more attempt if needed.
-        ``None`` for other statuses; ``JobNotFoundInStorage`` for an unknown id.
+        ``None`` for other statuses; ``JobNotFoundInStorage`` for an unknown id. A workflow's
+        step whose parents have not all completed goes back to ``blocked`` instead, and the
+        steps a failure of it cancelled wait again (capability ``workflows``).
         """
         key = job_key(job_id)
         if key is None:
@@ -311,7 +374,7 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
                 if self._one(conn, "exists", {"job_id": key}) is None:
                     raise JobNotFoundInStorage(job_id)
                 return None
-            return job_of_row(row)
+            return job_of_row(self._retried_in(conn, key, row))
 
         return self._transaction(f"retry job {job_id}", work)
 
@@ -437,6 +500,7 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
             {"job_id": key, "now": now, "outcome": AttemptOutcome.FAILED.value, "error": error,
              "traceback": None},
         )
+        self._job_ended_in(conn, key, now)
 
     def wait_for_jobs(self, timeout: float, stop: threading.Event | None = None) -> None:
         """Block until another connection commits, ``timeout`` seconds pass or ``stop`` is set.
@@ -555,6 +619,9 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep):
             params = {"now": to_epoch(self.now())}
             conn.execute(queries()["close_expired_attempts"], params)
             rows = conn.execute(queries()["requeue_expired"], params).fetchall()
+            for row in rows:
+                if row["status"] == JobStatus.FAILED.value:  # its last lease lost: it ended
+                    self._job_ended_in(conn, row["id"], params["now"])
             return sorted((job_of_row(row) for row in rows), key=lambda record: int(record.id))
 
         if not self._transaction("look for expired leases", expired, write=False):

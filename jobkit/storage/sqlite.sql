@@ -256,6 +256,146 @@ CREATE TABLE IF NOT EXISTS jobkit_schedule_runs (
 -- a job deleted finds its run without reading the others
 CREATE INDEX IF NOT EXISTS jobkit_schedule_runs_job ON jobkit_schedule_runs (job_id);
 
+-- name: migration_10
+-- workflows (docs/decisions.md, "Workflows (issue 20)"): a job that waits for others is
+-- 'blocked' (jobkit_jobs again, as migration_7 made it, with that status in the CHECK; foreign
+-- keys are off meanwhile, see migration_7), its place in the graph is a link (its workflow,
+-- what it needs of its parents, the parameter their results go to) and its parents are rows of
+-- jobkit_job_parents, found from the parent that ends (no foreign key on parent_id: a parent
+-- deleted by prune counts as ended, its result None)
+CREATE TABLE jobkit_jobs_new (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL CHECK (typeof(name) = 'text'),
+    method TEXT NOT NULL CHECK (typeof(method) = 'text'),
+    params TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (
+        status IN (
+            'pending', 'running', 'retrying', 'completed', 'failed', 'cancelled', 'blocked'
+        )
+    ),
+    priority INTEGER NOT NULL DEFAULT 0 CHECK (typeof(priority) = 'integer'),
+    attempts INTEGER NOT NULL DEFAULT 0 CHECK (typeof(attempts) = 'integer'),
+    max_attempts INTEGER NOT NULL CHECK (typeof(max_attempts) = 'integer'),
+    policy TEXT NOT NULL,
+    result TEXT,
+    error TEXT CHECK (typeof(error) IN ('text', 'null')),
+    created_at REAL NOT NULL CHECK (
+        typeof(created_at) = 'real' AND created_at >= -62135596800.0 AND created_at < 253402300800.0
+    ),
+    available_at REAL NOT NULL CHECK (
+        typeof(available_at) = 'real'
+        AND available_at >= -62135596800.0 AND available_at < 253402300800.0
+    ),
+    started_at REAL CHECK (started_at IS NULL OR (
+        typeof(started_at) = 'real' AND started_at >= -62135596800.0 AND started_at < 253402300800.0
+    )),
+    finished_at REAL CHECK (finished_at IS NULL OR (
+        typeof(finished_at) = 'real'
+        AND finished_at >= -62135596800.0 AND finished_at < 253402300800.0
+    )),
+    worker_id TEXT CHECK (typeof(worker_id) IN ('text', 'null')),
+    lease_expires_at REAL CHECK (lease_expires_at IS NULL OR (
+        typeof(lease_expires_at) = 'real'
+        AND lease_expires_at >= -62135596800.0 AND lease_expires_at < 253402300800.0
+    )),
+    progress REAL CHECK (
+        progress IS NULL OR (typeof(progress) = 'real' AND progress BETWEEN 0 AND 1)
+    ),
+    progress_message TEXT CHECK (typeof(progress_message) IN ('text', 'null')),
+    crashes INTEGER NOT NULL DEFAULT 0 CHECK (typeof(crashes) = 'integer'),
+    max_crashes INTEGER NOT NULL DEFAULT 3 CHECK (typeof(max_crashes) = 'integer'),
+    params_masked TEXT CHECK (typeof(params_masked) IN ('text', 'null')),
+    queue TEXT NOT NULL DEFAULT 'default' CHECK (typeof(queue) = 'text'),
+    unique_key TEXT CHECK (unique_key IS NULL OR typeof(unique_key) = 'text'),
+    -- 1 once a job waits for this one (set where the link is stored): a completion that finds
+    -- the claimed row unchanged, 0 here, has no children to look up (issue 20's cost, PROFILE.md)
+    has_children INTEGER NOT NULL DEFAULT 0 CHECK (has_children IN (0, 1))
+);
+
+INSERT INTO jobkit_jobs_new (
+    id, name, method, params, status, priority, attempts, max_attempts, policy, result, error,
+    created_at, available_at, started_at, finished_at, worker_id, lease_expires_at, progress,
+    progress_message, crashes, max_crashes, params_masked, queue, unique_key
+)
+SELECT
+    id, name, method, params, status, priority, attempts, max_attempts, policy, result, error,
+    created_at, available_at, started_at, finished_at, worker_id, lease_expires_at, progress,
+    progress_message, crashes, max_crashes, params_masked, queue, unique_key
+FROM jobkit_jobs;
+
+DELETE FROM sqlite_sequence WHERE name = 'jobkit_jobs_new';
+
+INSERT INTO sqlite_sequence (name, seq)
+SELECT 'jobkit_jobs_new', seq FROM sqlite_sequence WHERE name = 'jobkit_jobs';
+
+DROP TABLE jobkit_jobs;
+
+ALTER TABLE jobkit_jobs_new RENAME TO jobkit_jobs;
+
+CREATE INDEX jobkit_jobs_claim
+    ON jobkit_jobs (priority DESC, available_at, id)
+    WHERE status IN ('pending', 'retrying');
+
+CREATE INDEX jobkit_jobs_lease
+    ON jobkit_jobs (lease_expires_at)
+    WHERE status = 'running';
+
+CREATE INDEX jobkit_jobs_status ON jobkit_jobs (status, id);
+
+CREATE INDEX jobkit_jobs_name ON jobkit_jobs (name, id);
+
+CREATE INDEX jobkit_jobs_queue_claim
+    ON jobkit_jobs (queue, priority DESC, available_at, id)
+    WHERE status IN ('pending', 'retrying');
+
+CREATE UNIQUE INDEX jobkit_jobs_unique_active ON jobkit_jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND status IN ('pending', 'retrying', 'running');
+
+CREATE INDEX jobkit_jobs_unique ON jobkit_jobs (unique_key, created_at)
+    WHERE unique_key IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS jobkit_workflows (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL CHECK (typeof(created_at) = 'real')
+);
+
+CREATE TABLE IF NOT EXISTS jobkit_job_links (
+    job_id INTEGER PRIMARY KEY REFERENCES jobkit_jobs (id) ON DELETE CASCADE,
+    workflow_id INTEGER REFERENCES jobkit_workflows (id) ON DELETE CASCADE,
+    needs TEXT NOT NULL CHECK (needs IN ('completed', 'ended')),
+    result_as TEXT CHECK (result_as IS NULL OR typeof(result_as) = 'text'),
+    collect INTEGER NOT NULL CHECK (collect IN (0, 1)),
+    label TEXT NOT NULL CHECK (typeof(label) = 'text'),
+    -- cancelled because a parent did not complete: a retry of that parent revives it
+    cascaded INTEGER NOT NULL DEFAULT 0 CHECK (cascaded IN (0, 1))
+);
+
+CREATE INDEX IF NOT EXISTS jobkit_job_links_workflow ON jobkit_job_links (workflow_id, job_id)
+    WHERE workflow_id IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS jobkit_job_parents (
+    child_id INTEGER NOT NULL REFERENCES jobkit_job_links (job_id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    parent_id INTEGER NOT NULL,
+    PRIMARY KEY (child_id, position)
+);
+
+-- a job that ends finds its children without reading the others
+CREATE INDEX IF NOT EXISTS jobkit_job_parents_parent ON jobkit_job_parents (parent_id);
+
+-- a parent's row says it has children (see jobkit_jobs.has_children), in the link's transaction
+CREATE TRIGGER IF NOT EXISTS jobkit_job_parents_mark AFTER INSERT ON jobkit_job_parents
+BEGIN
+    UPDATE jobkit_jobs SET has_children = 1 WHERE id = NEW.parent_id AND has_children = 0;
+END;
+
+-- name: migration_11
+-- the most bytes of JSON a step's params may take once its parents' results are written in
+-- (its job's max_params_bytes when stored; null: not checked, as for a link stored before):
+-- over it, the release fails the step instead (docs/decisions.md, "Workflows (issue 20)")
+ALTER TABLE jobkit_job_links ADD COLUMN max_params_bytes INTEGER
+    CHECK (max_params_bytes IS NULL OR typeof(max_params_bytes) = 'integer');
+
 -- name: unreadable_rows
 -- the rows migration_7's CHECKs refuse (run before it, on the old table)
 SELECT * FROM jobkit_jobs
@@ -497,7 +637,7 @@ RETURNING *;
 -- name: cancel
 UPDATE jobkit_jobs
 SET status = 'cancelled', finished_at = :now, worker_id = NULL, lease_expires_at = NULL
-WHERE id = :job_id AND status IN ('pending', 'retrying', 'running')
+WHERE id = :job_id AND status IN ('pending', 'retrying', 'running', 'blocked')
 RETURNING *;
 
 -- name: retry
@@ -737,3 +877,117 @@ ORDER BY schedules.name;
 -- name: schedule_runs
 SELECT tick, job_id FROM jobkit_schedule_runs WHERE schedule = :name
 ORDER BY tick DESC LIMIT :limit;
+
+-- workflows (jobkit/storage/sql_workflows.py): a job that waits is stored 'blocked' with a
+-- link and its parents; the change that ends a parent settles its blocked children
+
+-- name: add_workflow
+INSERT INTO jobkit_workflows (created_at) VALUES (:now) RETURNING id;
+
+-- name: lock_parent
+-- a job another waits for (PostgreSQL locks it; here the transaction is the only writer)
+SELECT 1 FROM jobkit_jobs WHERE id = :job_id;
+
+-- name: block_job
+UPDATE jobkit_jobs SET status = 'blocked' WHERE id = :job_id AND status = 'pending';
+
+-- name: add_link
+INSERT INTO jobkit_job_links (
+    job_id, workflow_id, needs, result_as, collect, label, max_params_bytes
+) VALUES (:job_id, :workflow_id, :needs, :result_as, :collect, :label, :max_params_bytes);
+
+-- name: add_parent
+INSERT INTO jobkit_job_parents (child_id, position, parent_id)
+VALUES (:child_id, :position, :parent_id);
+
+-- name: link_of
+SELECT * FROM jobkit_job_links WHERE job_id = :job_id;
+
+-- name: parents_of
+-- a parent deleted (prune) has no status: it had ended, and gives no result
+SELECT p.parent_id, j.status, j.result
+FROM jobkit_job_parents AS p LEFT JOIN jobkit_jobs AS j ON j.id = p.parent_id
+WHERE p.child_id = :job_id
+ORDER BY p.position;
+
+-- name: unended_parent
+-- one parent of a blocked job that has not ended, the last given first: the members of a group
+-- end roughly in their order, so the look stops at once instead of reading every parent on
+-- every member's end (none: every parent ended)
+SELECT p.parent_id
+FROM jobkit_job_parents AS p JOIN jobkit_jobs AS j ON j.id = p.parent_id
+WHERE p.child_id = :job_id AND j.status IN ('pending', 'retrying', 'running', 'blocked')
+ORDER BY p.position DESC
+LIMIT 1;
+
+-- name: status_of
+SELECT status FROM jobkit_jobs WHERE id = :job_id;
+
+-- name: blocked_children
+SELECT DISTINCT p.child_id AS id
+FROM jobkit_job_parents AS p JOIN jobkit_jobs AS j ON j.id = p.child_id
+WHERE p.parent_id = :job_id AND j.status = 'blocked'
+ORDER BY p.child_id;
+
+-- name: release_blocked
+-- a step's delay counts from its storing: a later due time stays
+UPDATE jobkit_jobs
+SET status = 'pending', params = coalesce(:params, params),
+    available_at = max(available_at, :now)
+WHERE id = :job_id AND status = 'blocked';
+
+-- name: fail_blocked
+-- a step whose released params would be over its max_params_bytes: it fails, never run
+UPDATE jobkit_jobs
+SET status = 'failed', error = :error, finished_at = :now
+WHERE id = :job_id AND status = 'blocked'
+RETURNING *;
+
+-- name: cancel_blocked
+UPDATE jobkit_jobs
+SET status = 'cancelled', error = :error, finished_at = :now
+WHERE id = :job_id AND status = 'blocked'
+RETURNING *;
+
+-- name: set_cascaded
+UPDATE jobkit_job_links SET cascaded = :cascaded WHERE job_id = :job_id;
+
+-- name: cascaded_children
+SELECT DISTINCT p.child_id AS id
+FROM jobkit_job_parents AS p
+JOIN jobkit_job_links AS l ON l.job_id = p.child_id
+JOIN jobkit_jobs AS j ON j.id = p.child_id
+WHERE p.parent_id = :job_id AND l.cascaded = 1 AND j.status = 'cancelled'
+ORDER BY p.child_id;
+
+-- name: revive_cascaded
+UPDATE jobkit_jobs
+SET status = 'blocked', finished_at = NULL, error = NULL
+WHERE id = :job_id AND status = 'cancelled'
+RETURNING *;
+
+-- name: retry_blocked
+-- a manual retry of a step whose parents have not all completed: it waits again
+UPDATE jobkit_jobs SET status = 'blocked' WHERE id = :job_id AND status = 'pending'
+RETURNING *;
+
+-- name: workflow
+SELECT created_at FROM jobkit_workflows WHERE id = :workflow_id;
+
+-- name: workflow_steps
+SELECT l.job_id, l.label, l.needs, l.result_as, j.name, j.method, j.status
+FROM jobkit_job_links AS l JOIN jobkit_jobs AS j ON j.id = l.job_id
+WHERE l.workflow_id = :workflow_id
+ORDER BY l.job_id;
+
+-- name: workflow_parents
+SELECT p.child_id, p.parent_id
+FROM jobkit_job_parents AS p JOIN jobkit_job_links AS l ON l.job_id = p.child_id
+WHERE l.workflow_id = :workflow_id
+ORDER BY p.child_id, p.position;
+
+-- name: workflow_unended
+SELECT j.id
+FROM jobkit_job_links AS l JOIN jobkit_jobs AS j ON j.id = l.job_id
+WHERE l.workflow_id = :workflow_id AND j.status IN ('pending', 'retrying', 'running', 'blocked')
+ORDER BY j.id;

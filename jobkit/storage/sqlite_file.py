@@ -250,10 +250,12 @@ class SQLiteFile(SQLStorage):
                     result = work(conn)
                     conn.execute("COMMIT")
                 except BaseException:
+                    self._cascades.discard()
                     if conn.in_transaction:  # the original error is the one to report
                         with contextlib.suppress(sqlite3.Error):
                             conn.execute("ROLLBACK")
                     raise
+                self._cascades.committed()
                 return result
             except sqlite3.OperationalError as exc:
                 if is_busy(exc) and time.monotonic() + pause < deadline:

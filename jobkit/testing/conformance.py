@@ -25,6 +25,7 @@ the core instead). :class:`StorageConformance` is all of them.
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -35,12 +36,14 @@ import pytest
 
 from jobkit.exceptions import JobNotFoundInStorage, StorageError
 from jobkit.records import (
+    NEEDS_ENDED,
     AttemptOutcome,
     JobLogLine,
     JobRecord,
     JobStatus,
     Lease,
     NewJob,
+    NewStep,
     RetryPolicy,
     WorkerInfo,
 )
@@ -49,6 +52,7 @@ from jobkit.storage.capabilities import (
     OPTIONAL_CAPABILITIES,
     ControlsFlow,
     KeepsSchedules,
+    RunsWorkflows,
     complete_and_claim_many,
     count_matching,
     job_logs_of,
@@ -1000,6 +1004,41 @@ class ConcurrencyTests(StorageFixtures):
         assert storage.count(status=JobStatus.COMPLETED) == self.jobs
 
 
+    def test_processes_run_a_workflow_each_step_once_after_its_parents(
+        self, storage: Storage, storage_url: str | None, clock: FakeClock
+    ) -> None:
+        """A fan-out and fan-in run by processes at once (capability ``workflows``).
+
+        Twenty members, a callback with every member's result, ten steps after it and a last
+        callback: each step claimed once, after every parent it waits for completed, each
+        callback with every result.
+        """
+        store = workflow_store(storage)
+        assert storage_url is not None
+        members = [waiting_step(clock, params={"n": n}) for n in range(20)]
+        callback = waiting_step(clock, *range(20), needs=NEEDS_ENDED, result_as="got",
+                                collect=True, params={})
+        after = [waiting_step(clock, 20, params={"n": n}) for n in range(10)]
+        last = waiting_step(clock, *range(21, 31), needs=NEEDS_ENDED, result_as="got",
+                            collect=True, params={})
+        _, records = store.enqueue_steps([*members, callback, *after, last])
+        claimed = run_in_processes(claim_until_empty, type(storage), storage_url, self.workers)
+        flat = [job_id for batch in claimed for job_id in batch]
+        assert sorted(flat, key=int) == [record.id for record in records]
+        jobs = {record.id: storage.get(record.id) for record in records}
+        assert all(job.status is JobStatus.COMPLETED for job in jobs.values())
+        for index, child in ((20, records[20]), *((i, records[i]) for i in range(21, 32))):
+            parents = range(20) if index == 20 else (20,) if index < 31 else range(21, 31)
+            started = jobs[child.id].started_at
+            assert started is not None
+            for parent in parents:
+                finished = jobs[records[parent].id].finished_at
+                assert finished is not None and finished <= started
+        for index in (20, 31):
+            got = jobs[records[index].id].params["got"]  # type: ignore[call-overload]
+            assert len(got) == (20 if index == 20 else 10) and None not in got
+
+
 def claim_until_empty(storage_class: type[Storage], url: str, worker_id: str) -> list[str]:
     """Claim and complete jobs until none is due; the ids claimed (runs in a child process)."""
     claimed = []
@@ -1277,6 +1316,22 @@ class SpoiledRowConformance(StorageFixtures):
         assert f"{column}: " in (failed.error or "")
         assert [a.outcome for a in storage.attempts(bad.id)] == [AttemptOutcome.FAILED]
         assert storage.claim("w1", LEASE) is None
+
+    def test_a_row_set_aside_ends_what_waits_for_it(
+        self, storage: Storage, clock: FakeClock, spoil: Callable[[str], str]
+    ) -> None:
+        """A step set aside by the claim as failed cancels its chain's next step (``workflows``).
+
+        In the claim's own transaction: nothing stays blocked behind a row nobody can read.
+        """
+        store = workflow_store(storage)
+        _, (a, b) = store.enqueue_steps([waiting_step(clock), waiting_step(clock, 0)])
+        spoil(a.id)
+        assert storage.claim("w1", LEASE) is None
+        assert storage.get(a.id).status is JobStatus.FAILED
+        after = storage.get(b.id)
+        assert after.status is JobStatus.CANCELLED
+        assert after.error == f"cancelled: job {a.id}, which it waits for, is failed"
 
     def test_a_completion_stands_when_its_claim_meets_an_unreadable_row(
         self, storage: Storage, clock: FakeClock, spoil: Callable[[str], str]
@@ -1984,6 +2039,386 @@ class ScheduleConformance(StorageFixtures):
         assert storage.count() == 12
 
 
+def workflow_store(storage: Storage) -> RunsWorkflows:
+    """The store as :class:`RunsWorkflows`; the test is skipped for a store without it."""
+    require(storage, "workflows", "workflows")
+    assert isinstance(storage, RunsWorkflows)
+    return storage
+
+
+def waiting_step(clock: FakeClock, *parents: int, **fields: Any) -> NewStep:
+    """A step of the test job (``params`` ``{"n": ...}`` unless given) after ``parents``."""
+    params = fields.pop("params", {"n": len(parents)})
+    return NewStep(new_job(clock(), params=params), parents=parents, **fields)
+
+
+def ended(storage: Storage, job_id: str, outcome: AttemptOutcome = SUCCEEDED,
+          result: Any = None) -> JobRecord:
+    """Claim the job (it must be the next due) and settle it with ``outcome``."""
+    record = claim(storage)
+    assert record.id == job_id, f"expected job {job_id} to be claimed, got {record.id}"
+    if outcome is SUCCEEDED:
+        settled = storage.settle(lease_of(record), outcome, result=result)
+    else:
+        settled = storage.settle(lease_of(record), outcome, error="boom", traceback=None)
+    assert settled is not None
+    return settled
+
+
+def statuses(storage: Storage, records: Iterable[JobRecord]) -> list[str]:
+    """The status of each job now, as text."""
+    return [str(storage.get(record.id).status) for record in records]
+
+
+class WorkflowConformance(StorageFixtures):
+    """Capability ``workflows``: jobs released in the change that ends their last parent.
+
+    Skipped for a store without it.
+    """
+
+    def test_a_chain_is_released_step_by_step_with_its_results(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """Each completion makes the next step pending, in the same change, with its result.
+
+        Only the first step is due at first; the result is given as ``result_as``.
+        """
+        store = workflow_store(storage)
+        workflow_id, (a, b, c) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock, 0, result_as="got"),
+            waiting_step(clock, 1, result_as="got")])
+        assert workflow_id is not None
+        assert [a.status, b.status, c.status] == [JobStatus.PENDING, JobStatus.BLOCKED,
+                                                  JobStatus.BLOCKED]
+        clock.advance(5)
+        ended(storage, a.id, result={"rows": 3})
+        assert storage.claim("w2", LEASE) is not None  # b, released by a's completion
+        released = storage.get(b.id)
+        assert released.status is JobStatus.RUNNING
+        assert released.params == {"n": 1, "got": {"rows": 3}}
+        assert storage.get(c.id).status is JobStatus.BLOCKED
+        assert storage.settle(lease_of(released), SUCCEEDED, result=[1, 2]) is not None
+        assert storage.get(c.id).params == {"n": 1, "got": [1, 2]}
+        assert storage.get(c.id).available_at == clock()
+        steps = store.get_workflow(workflow_id).steps
+        assert [(step.job_id, step.label, step.parents) for step in steps] == [
+            (a.id, "", ()), (b.id, "", (a.id,)), (c.id, "", (b.id,))]
+        assert store.workflow_of(c.id) == workflow_id
+
+    def test_no_release_before_every_parent_ended(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """A callback waits for both members to end; one failed, it runs with ``None`` for it.
+
+        A member that is ``retrying`` has not ended.
+        """
+        store = workflow_store(storage)
+        _, (one, two, then) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock),
+            waiting_step(clock, 0, 1, needs=NEEDS_ENDED, result_as="got", collect=True)])
+        ended(storage, one.id, result="first")
+        assert storage.get(then.id).status is JobStatus.BLOCKED
+        lease = lease_of(claim(storage))
+        storage.settle(lease, FAILED, error="boom", retry_at=clock() + timedelta(seconds=1))
+        assert storage.get(then.id).status is JobStatus.BLOCKED  # retrying: not ended
+        clock.advance(1)
+        ended(storage, two.id, FAILED)
+        callback = storage.get(then.id)
+        assert callback.status is JobStatus.PENDING
+        assert callback.params == {"n": 2, "got": ["first", None]}
+
+    def test_a_failure_cancels_what_waits_for_it_and_a_retry_revives_it(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """a -> b -> c: a fails, b and c are cancelled; retrying a makes them wait again.
+
+        Their error says why; they go on once a succeeds. Retrying b first makes it (and c)
+        wait: its parent has not completed.
+        """
+        store = workflow_store(storage)
+        _, (a, b, c) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock, 0), waiting_step(clock, 1)])
+        ended(storage, a.id, FAILED)
+        assert statuses(storage, [a, b, c]) == ["failed", "cancelled", "cancelled"]
+        assert f"job {a.id}" in (storage.get(b.id).error or "")
+        assert storage.claim("w1", LEASE) is None
+        retried = storage.retry(b.id)  # its parent has not completed: it waits again
+        assert retried is not None and retried.status is JobStatus.BLOCKED
+        assert statuses(storage, [a, b, c]) == ["failed", "blocked", "blocked"]
+        assert storage.retry(a.id) is not None
+        assert statuses(storage, [a, b, c]) == ["pending", "blocked", "blocked"]
+        ended(storage, a.id)
+        ended(storage, b.id)
+        assert storage.get(c.id).status is JobStatus.PENDING
+
+    def test_what_a_cascade_changed_is_taken_once_in_order(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """``take_cascaded``: the jobs a failure cancelled, then those a retry revived; once.
+
+        In the order changed, as they were then; not another thread's, nor a release.
+        """
+        store = workflow_store(storage)
+        _, (a, b, c) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock, 0), waiting_step(clock, 1)])
+        assert store.take_cascaded() == []
+        ended(storage, a.id, FAILED)
+        other: list[list[JobRecord]] = []
+        thread = threading.Thread(target=lambda: other.append(store.take_cascaded()))
+        thread.start()
+        thread.join()
+        assert other == [[]]
+        taken = store.take_cascaded()
+        assert [(job.id, job.status) for job in taken] == [
+            (b.id, JobStatus.CANCELLED), (c.id, JobStatus.CANCELLED)]
+        assert f"job {a.id}" in (taken[0].error or "") and f"job {b.id}" in (taken[1].error or "")
+        assert store.take_cascaded() == []
+        assert storage.retry(a.id) is not None
+        assert [(job.id, job.status) for job in store.take_cascaded()] == [
+            (b.id, JobStatus.BLOCKED), (c.id, JobStatus.BLOCKED)]
+        ended(storage, a.id)  # releases b: nothing to take
+        assert store.take_cascaded() == []
+
+    def test_a_step_whose_released_params_are_too_large_fails(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """Over its ``max_params_bytes`` with the results written in, a step fails, unrun.
+
+        In the release's change: its error names its label, job, size and limit; its params
+        stay as stored; what needs it completed is cancelled; ``take_cascaded`` has both. A
+        step whose params fit, or that has no limit, is released.
+        """
+        store = workflow_store(storage)
+        _, (a, big, after, fits, free) = store.enqueue_steps([
+            waiting_step(clock),
+            waiting_step(clock, 0, result_as="got", label="1", max_params_bytes=30),
+            waiting_step(clock, 1),
+            waiting_step(clock, 0, result_as="got", max_params_bytes=60),
+            waiting_step(clock, 0, result_as="got")])
+        store.take_cascaded()
+        ended(storage, a.id, result="r" * 20)  # {"n": 1, "got": "rrr..."}: 39 bytes
+        assert statuses(storage, [big, after, fits, free]) == [
+            "failed", "cancelled", "pending", "pending"]
+        failed = storage.get(big.id)
+        assert failed.params == {"n": 1} and failed.attempts == 0
+        assert failed.finished_at == clock()
+        assert failed.error == (
+            f"step 1 ({failed.name}.{failed.method}): its params, with the results it waits "
+            "for given as got, are 39 bytes of JSON, over max_params_bytes (30); it was not run")
+        assert [(job.id, job.status) for job in store.take_cascaded()] == [
+            (big.id, JobStatus.FAILED), (after.id, JobStatus.CANCELLED)]
+        assert f"job {big.id}" in (storage.get(after.id).error or "")
+
+    def test_on_failure_run_runs_after_a_failed_parent(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """A step that needs its parents ended runs after one failed.
+
+        One that needs them completed is cancelled; a cancel by hand is an end too.
+        """
+        store = workflow_store(storage)
+        _, (a, anyway, only_if, after_cancel) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock, 0, needs=NEEDS_ENDED),
+            waiting_step(clock, 0), waiting_step(clock, 2, needs=NEEDS_ENDED)])
+        ended(storage, a.id, FAILED)
+        assert statuses(storage, [anyway, only_if, after_cancel]) == [
+            "pending", "cancelled", "pending"]
+
+    def test_a_cancel_by_hand_and_a_last_crash_end_a_parent(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """Cancelling a step cancels what needs it completed; so does its last lost lease."""
+        store = workflow_store(storage)
+        _, (a, b, c, d) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock, 0),
+            attrs.evolve(waiting_step(clock), job=new_job(clock(), max_crashes=1)),
+            waiting_step(clock, 2)])
+        storage.cancel(b.id)
+        assert statuses(storage, [a, b]) == ["pending", "cancelled"]
+        storage.cancel(a.id)
+        claim(storage)  # c
+        clock.advance(LEASE + 1)
+        storage.requeue_expired()
+        assert statuses(storage, [c, d]) == ["failed", "cancelled"]
+
+    def test_depends_on_stored_jobs(self, storage: Storage, clock: FakeClock) -> None:
+        """A job after stored ones is released or cancelled at once when they have ended.
+
+        Released when they completed, cancelled when one failed, refused (nothing stored)
+        when one is unknown; under no workflow.
+        """
+        store = workflow_store(storage)
+        done = storage.enqueue(new_job(clock()))
+        ended(storage, done.id, result=7)
+        failed = storage.enqueue(new_job(clock(), max_attempts=1))
+        ended(storage, failed.id, FAILED)
+        waits = storage.enqueue(new_job(clock()))
+        workflow_id, (after_done,) = store.enqueue_steps(
+            [NewStep(new_job(clock(), params={}), depends_on=(done.id,), result_as="got")],
+            workflow=False)
+        assert workflow_id is None and store.workflow_of(after_done.id) is None
+        assert after_done.status is JobStatus.PENDING and after_done.params == {"got": 7}
+        _, (after_failed, after_waits) = store.enqueue_steps(
+            [NewStep(new_job(clock()), depends_on=(failed.id,)),
+             NewStep(new_job(clock()), depends_on=(waits.id, done.id))], workflow=False)
+        assert [after_failed.status, after_waits.status] == [JobStatus.CANCELLED,
+                                                            JobStatus.BLOCKED]
+        before = storage.count()
+        with pytest.raises(JobNotFoundInStorage):
+            store.enqueue_steps([NewStep(new_job(clock()), depends_on=("987654",))])
+        assert storage.count() == before
+        ended(storage, waits.id)
+        assert storage.get(after_waits.id).status is JobStatus.PENDING
+
+    def test_a_child_stored_while_its_parent_runs_is_released(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """A job stored to wait for a running one is released when that one completes.
+
+        The parent was claimed before it had children: its completion still finds the child
+        (a store that skips the look-up for a job without children must see the new link).
+        """
+        store = workflow_store(storage)
+        parent = storage.enqueue(new_job(clock()))
+        running = claim(storage)
+        assert running.id == parent.id
+        _, (child,) = store.enqueue_steps(
+            [NewStep(new_job(clock(), params={}), depends_on=(parent.id,), result_as="got")],
+            workflow=False)
+        assert child.status is JobStatus.BLOCKED
+        assert storage.settle(lease_of(running), SUCCEEDED, result=5) is not None
+        released = storage.get(child.id)
+        assert released.status is JobStatus.PENDING and released.params == {"got": 5}
+
+    def test_jobs_stored_at_once_to_wait_for_one_running_job_are_all_released(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """Six threads store children of one running job at once; its completion releases all.
+
+        None of them may fail: on PostgreSQL each locks the parent's row and the first link sets
+        the row's ``has_children``, so a lock two of them shared and both upgraded would
+        deadlock.
+        """
+        import threading
+
+        store = workflow_store(storage)
+        parent = storage.enqueue(new_job(clock()))
+        running = claim(storage)
+        assert running.id == parent.id
+        start, children, errors = threading.Barrier(6), [], []
+
+        def add() -> None:
+            try:
+                start.wait(10)
+                for _ in range(5):
+                    children.extend(store.enqueue_steps(
+                        [NewStep(new_job(clock()), depends_on=(parent.id,))],
+                        workflow=False)[1])
+            except Exception as exc:  # reported below, by the test's thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=add) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert not errors and len(children) == 30
+        assert storage.settle(lease_of(running), SUCCEEDED, result=None) is not None
+        assert {storage.get(child.id).status for child in children} == {JobStatus.PENDING}
+
+    def test_members_ending_at_once_release_the_callback_once(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """Six members settled by six threads at once: the callback is released once.
+
+        With every member's result: no member may see "another is still running" for ever.
+        """
+        import threading
+
+        store = workflow_store(storage)
+        members = [waiting_step(clock, params={"n": n}) for n in range(6)]
+        callback = waiting_step(clock, *range(6), needs=NEEDS_ENDED, result_as="got",
+                                collect=True, params={})
+        _, records = store.enqueue_steps([*members, callback])
+        leases = {record.params["n"]: lease_of(record)  # type: ignore[call-overload]
+                  for record in (claim(storage) for _ in range(6))}
+        errors: list[BaseException] = []
+        start = threading.Barrier(6)
+
+        def settle(n: int) -> None:
+            try:
+                start.wait()
+                storage.settle(leases[n], SUCCEEDED, result=n * 10)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=settle, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        released = claim(storage)
+        assert released.id == records[-1].id
+        assert released.params == {"got": [0, 10, 20, 30, 40, 50]}
+        assert storage.claim("w1", LEASE) is None
+
+    def test_a_batched_completion_releases_in_its_own_commit(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """The completions of a batch release what waits for them before its claims.
+
+        The claim of the same call already finds the released step, with the result.
+        """
+        store = workflow_store(storage)
+        _, (_, b) = store.enqueue_steps([waiting_step(clock),
+                                         waiting_step(clock, 0, result_as="got")])
+        first = claim(storage)
+        done, claimed = complete_and_claim_many(storage, [(lease_of(first), 7)], "w1", LEASE, 1)
+        assert done[0] is not None and done[0].status is JobStatus.COMPLETED
+        assert [(job.id, job.params) for job in claimed] == [(b.id, {"n": 1, "got": 7})]
+
+    def test_a_parent_pruned_before_the_release_counts_as_ended(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """A member deleted by prune before the callback's release gives ``None``, not a hang."""
+        store = workflow_store(storage)
+        _, (a, b, callback) = store.enqueue_steps([
+            waiting_step(clock, params={"n": 0}), waiting_step(clock, params={"n": 1}),
+            waiting_step(clock, 0, 1, needs=NEEDS_ENDED, result_as="got", collect=True,
+                         params={})])
+        ended(storage, a.id, result="a")
+        clock.advance(1)
+        assert storage.prune(clock(), statuses=[JobStatus.COMPLETED]) == 1
+        ended(storage, b.id, result="b")
+        released = storage.get(callback.id)
+        assert released.status is JobStatus.PENDING
+        assert released.params == {"got": [None, "b"]}
+
+    def test_a_released_step_keeps_a_later_due_time(
+            self, storage: Storage, clock: FakeClock) -> None:
+        """A step stored with a delay is released pending but not due before its time."""
+        store = workflow_store(storage)
+        _, (a, b) = store.enqueue_steps([
+            waiting_step(clock), NewStep(new_job(clock(), delay=60), parents=(0,))])
+        due = clock() + timedelta(seconds=60)
+        ended(storage, a.id)
+        released = storage.get(b.id)
+        assert (released.status, released.available_at) == (JobStatus.PENDING, due)
+        assert storage.claim("w1", LEASE) is None
+
+    def test_cancel_a_workflow(self, storage: Storage, clock: FakeClock) -> None:
+        """Every step not ended is cancelled, a running one's lease taken away.
+
+        Ended ones and other jobs are left alone.
+        """
+        store = workflow_store(storage)
+        workflow_id, (a, b, c, d) = store.enqueue_steps([
+            waiting_step(clock), waiting_step(clock), waiting_step(clock, 0),
+            waiting_step(clock, 1, 2, needs=NEEDS_ENDED)])
+        other = storage.enqueue(new_job(clock()))
+        assert workflow_id is not None
+        ended(storage, a.id)
+        running = claim(storage)
+        assert running.id == b.id
+        cancelled = store.cancel_workflow(workflow_id)
+        assert sorted(record.id for record in cancelled) == sorted([b.id, c.id, d.id])
+        assert statuses(storage, [a, b, c, d, other]) == [
+            "completed", "cancelled", "cancelled", "cancelled", "pending"]
+        assert storage.settle(lease_of(running), SUCCEEDED) is None
+        assert store.cancel_workflow(workflow_id) == []
+        assert store.get_workflow(workflow_id).finished
+        with pytest.raises(JobNotFoundInStorage, match="no workflow with id '987654'"):
+            store.get_workflow("987654")
+
 class CoreConformance(
     RoundTripTests,
     ClaimTests,
@@ -2014,6 +2449,7 @@ CAPABILITY_CONFORMANCE: dict[str, type[StorageFixtures]] = {
     "batches": BatchesConformance,
     "flow": FlowConformance,
     "schedules": ScheduleConformance,
+    "workflows": WorkflowConformance,
 }
 
 
@@ -2030,6 +2466,7 @@ class InProcessStorageConformance(
     LimitConformance,
     UniqueConformance,
     ScheduleConformance,
+    WorkflowConformance,
 ):
     """The core and every optional capability that one process can check.
 

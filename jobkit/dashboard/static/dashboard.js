@@ -340,6 +340,29 @@ const render = {
       }));
     }
   },
+  workflow(element, data) {
+    // one pass over the drawn steps: a 1,000-step graph is recoloured in one go
+    const boxes = new Map();
+    element.querySelectorAll("g[data-step]").forEach((node) => boxes.set(node.dataset.step, node));
+    for (const [jobId, status] of Object.entries(data.statuses)) {
+      const node = boxes.get(jobId);
+      const name = "wf-step status-" + status;
+      if (!node || node.getAttribute("class") === name) continue;
+      node.setAttribute("class", name);
+      const text = node.querySelector(".wf-status");
+      if (text) text.textContent = status;
+    }
+    const counts = element.querySelector("[data-field=counts]");
+    if (counts) {
+      counts.replaceChildren(...Object.entries(data.counts).flatMap(([status, count]) => {
+        const span = document.createElement("span");
+        span.className = "status status-" + status;
+        span.textContent = status + " " + count;
+        return [span, " "];
+      }));
+    }
+    element.querySelectorAll("[data-unfinished]").forEach((node) => { node.hidden = data.finished; });
+  },
 };
 
 function refresh(element) {
