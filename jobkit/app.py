@@ -317,6 +317,7 @@ class JobKit(Host):
         idempotency_key: str | None = None,
         run_at: datetime | None = None,
         depends_on: Sequence[str] = (),
+        connection: object = None,
     ) -> str:
         """Validate and store a job; return its id. Nothing is stored when validation fails.
 
@@ -333,9 +334,16 @@ class JobKit(Host):
         ``depends_on`` (job ids) makes it wait, ``blocked``, until each of those jobs has
         completed; it is cancelled when one of them fails or is cancelled (the store's
         capability ``workflows``). Such a job is never a duplicate: no ``idempotency_key``.
+
+        ``connection`` (your open connection: ``sqlite3``, psycopg, a SQLAlchemy session or
+        connection, a Django connection) stores the job in your transaction, uncommitted: it
+        exists for workers when you commit and never if you roll back (docs/transactions.md).
         """
         options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue,
                               idempotency_key, run_at)
+        if connection is not None:
+            return self._enqueue_through(connection, name, method, [params], options,
+                                         depends_on)[0]
         if depends_on:
             return self._enqueue_after(name, method, params, options, depends_on)
         return self._enqueue_one(name, method, params, options).id
@@ -453,6 +461,7 @@ class JobKit(Host):
         timeout: float | None = None,
         queue: str | None = None,
         run_at: datetime | None = None,
+        connection: object = None,
     ) -> list[str]:
         """Validate and store one job per params of ``params_list``, all or nothing; their ids.
 
@@ -463,14 +472,35 @@ class JobKit(Host):
 
         All or nothing: every params is validated before any is stored (an error names the
         index of the params at fault), and SQLite and PostgreSQL store them in one transaction,
-        which is how bulk enqueueing is fast.
+        which is how bulk enqueueing is fast. ``connection``: in your transaction, as for
+        :meth:`run_background_job`.
         """
         options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue,
                               run_at=run_at)
+        if connection is not None:
+            return self._enqueue_through(connection, name, method, list(params_list), options)
         jobs = self._new_jobs(name, method, list(params_list), options)
         if any(job.unique_key is not None for job in jobs):
             return [enqueued.id for enqueued in self._store_unique(jobs)]
         records = self.storage.enqueue_many(jobs) if jobs else []
+        self.events.emit_all(job_event(EventKind.ENQUEUED, record) for record in records)
+        return [record.id for record in records]
+
+    def _enqueue_through(self, connection: object, name: str, method: str,
+                         params_list: list[Params], options: CallOptions,
+                         depends_on: Sequence[str] = ()) -> list[str]:
+        """Check and store jobs through the caller's ``connection``; announce them at once.
+
+        Announced when stored, before the caller commits: even if the caller then rolls back
+        (docs/decisions.md, "Enqueue in your transaction").
+        """
+        from jobkit.storage.through import enqueue_through
+
+        if depends_on:
+            raise ConfigError(errors=["call: connection: a job with depends_on is stored in "
+                                      "jobkit's own transaction; give one or the other"])
+        records = enqueue_through(self.storage, connection,
+                                  self._new_jobs(name, method, params_list, options))
         self.events.emit_all(job_event(EventKind.ENQUEUED, record) for record in records)
         return [record.id for record in records]
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jobkit.exceptions import ConfigError, JobNotFoundInStorage
+from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
 from jobkit.flow import EVERY_QUEUE, Flow, Limit
 from jobkit.records import (
     Attempt,
@@ -48,6 +48,7 @@ from jobkit.storage.sqlite_file import (
     stamp,
     to_epoch,
 )
+from jobkit.storage.through import EnqueuesThrough, kind_of
 
 T = TypeVar("T")
 
@@ -86,7 +87,7 @@ def _batch_insert(batch: builtins.list[dict[str, Any]]) -> tuple[str, dict[str, 
     return queries()[name], {**batch[0], "params": json.dumps(texts, ensure_ascii=False)}
 
 
-def _insert_rows(conn: sqlite3.Connection,
+def _insert_rows(conn: sqlite3.Connection | sqlite3.Cursor,
                  rows: builtins.list[dict[str, Any]]) -> builtins.list[int]:
     """Insert the rows (``now`` given, no unique key) in one statement per run alike; the ids."""
     keys: builtins.list[int] = []
@@ -97,6 +98,23 @@ def _insert_rows(conn: sqlite3.Connection,
         (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
         keys.extend(range(last - len(batch) + 1, last + 1))
     return keys
+
+
+def _records(keys: builtins.list[int], jobs: builtins.list[NewJob],
+             rows: builtins.list[dict[str, Any]]) -> builtins.list[JobRecord]:
+    """The records of ``jobs`` just inserted as ``rows`` (one ``now`` for all) under ``keys``."""
+    now = stamp(rows[0]["now"])
+    return [
+        new_record(
+            key,
+            job,
+            row["params"],
+            now,
+            now if row["available_at"] is None else stamp(row["available_at"]),
+            json.loads,
+        )
+        for key, job, row in zip(keys, jobs, rows, strict=True)
+    ]
 
 
 #: The ``complete`` query of ``sqlite.sql`` for a row that still holds what its claim read:
@@ -133,7 +151,7 @@ WAKE_INTERVAL = 0.004
 FIRST_PAUSE = 0.0005
 
 
-class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows):
+class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows, EnqueuesThrough):
     """Jobs in one SQLite file: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
 
     Safe to share between threads (one connection per thread) and between processes (WAL mode,
@@ -278,32 +296,56 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows):
         One statement for one job, its own transaction; the rows are not read back.
         """
         rows = [self._new_job(job) for job in jobs]
+        keys = self._transaction(operation, lambda conn: self._insert_now(conn, rows),
+                                 write=None if len(rows) == 1 else True)
+        return _records(keys, jobs, rows)
 
-        def work(conn: sqlite3.Connection) -> builtins.list[int]:
-            now = to_epoch(self.now())
-            for row in rows:
-                row["now"] = now
-            if len(rows) == 1:
-                # a statement without result rows runs to its end, and commits, in execute;
-                # the cursor keeps the id it inserted (not the connection's, which may move on)
-                key = conn.execute(queries()["enqueue"], rows[0]).lastrowid
-                assert key is not None  # an INSERT that returned made its row
-                return [key]
-            return _insert_rows(conn, rows)
+    def _insert_now(self, db: sqlite3.Connection | sqlite3.Cursor,
+                    rows: builtins.list[dict[str, Any]]) -> builtins.list[int]:
+        """Insert ``rows`` (no unique key) stamped with one ``now`` in ``db``'s transaction; ids."""
+        now = to_epoch(self.now())
+        for row in rows:
+            row["now"] = now
+        if len(rows) == 1:
+            # a statement without result rows runs to its end, and commits, in execute;
+            # the cursor keeps the id it inserted (not the connection's, which may move on)
+            key = db.execute(queries()["enqueue"], rows[0]).lastrowid
+            assert key is not None  # an INSERT that returned made its row
+            return [key]
+        return _insert_rows(db, rows)
 
-        keys = self._transaction(operation, work, write=None if len(rows) == 1 else True)
-        now = stamp(rows[0]["now"])  # one for all
-        return [
-            new_record(
-                key,
-                job,
-                row["params"],
-                now,
-                now if row["available_at"] is None else stamp(row["available_at"]),
-                json.loads,
-            )
-            for key, job, row in zip(keys, jobs, rows, strict=True)
-        ]
+    def enqueue_through(self, connection: Any,
+                        jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
+        """See :meth:`EnqueuesThrough.enqueue_through`: a ``sqlite3.Connection`` to this file."""
+        if not isinstance(connection, sqlite3.Connection):
+            raise ConfigError(errors=[
+                f"call: connection: the SQLite store {self.path} needs a sqlite3.Connection "
+                f"to that file, got {kind_of(connection)}"])
+        cursor = connection.cursor()
+        cursor.row_factory = None  # the caller's row factory aside: plain tuples
+        try:
+            self._check_same_file(cursor)
+            rows = [self._new_job(job) for job in jobs]
+            keys = self._insert_now(cursor, rows)
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite storage {self.path}: enqueue {len(jobs)} job(s) "
+                               f"through the caller's connection failed: {exc}") from exc
+        finally:
+            cursor.close()
+        return _records(keys, jobs, rows)
+
+    def _check_same_file(self, cursor: sqlite3.Cursor) -> None:
+        """``ConfigError`` naming both paths when ``cursor``'s main database is another file."""
+        main = [row[2] for row in cursor.execute("PRAGMA database_list") if row[1] == "main"]
+        path = main[0] if main else ""
+        try:
+            same = bool(path) and os.path.samefile(path, self.path)
+        except OSError:
+            same = False
+        if not same:
+            raise ConfigError(errors=[
+                f"call: connection: the connection is to {path or 'an in-memory database'!s}, "
+                f"not to the store's file {self.path}"])
 
     def _cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""
