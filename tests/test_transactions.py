@@ -10,6 +10,7 @@ the commit only).
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from conftest import make_config, wait_for, write_config
+from workers import subprocess_env
 
 from jobkit import JobKit
 from jobkit.exceptions import ConfigError, JobNotFoundInStorage
@@ -300,3 +302,23 @@ def test_no_import_of_sqlalchemy_or_django(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True, cwd=tmp_path)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"], indirect=True)
+def test_django_inside_atomic(backend: Backend, tx_app: JobKit) -> None:
+    """A Django connection: the job commits or rolls back with ``transaction.atomic()``."""
+    if backend.name == "sqlite":
+        database = {"ENGINE": "django.db.backends.sqlite3",
+                    "NAME": backend.url.removeprefix("sqlite:///")}
+    else:
+        from psycopg.conninfo import conninfo_to_dict
+
+        info = conninfo_to_dict(backend.url)
+        database = {"ENGINE": "django.db.backends.postgresql", "NAME": info["dbname"],
+                    "USER": info["user"], "HOST": info["host"], "PORT": info["port"]}
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).with_name("django_enqueue.py")), backend.url,
+         json.dumps(database)],
+        capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == ["committed"]
