@@ -198,6 +198,21 @@ class TestRefused:
         assert "PostgreSQL store needs a psycopg (3) connection" in str(caught.value)
         assert "sqlite3.Connection" in str(caught.value)
 
+    def test_a_sqlalchemy_session_over_the_wrong_driver(self, empty_postgres_url: str,
+                                                       tmp_path: Path, ledger: str) -> None:
+        """The error names the wrapper and the DBAPI connection it holds."""
+        from sqlalchemy import create_engine
+        from sqlalchemy.orm import Session
+
+        engine = create_engine(f"sqlite:///{tmp_path / 'other.db'}")
+        with JobKit(make_config(tmp_path, storage=empty_postgres_url),
+                    load_entrypoints=False) as app, Session(engine) as session, \
+                pytest.raises(ConfigError) as caught:
+            _record(app, session, ledger)
+        engine.dispose()
+        assert ("got sqlalchemy.orm.session.Session (its DBAPI connection: sqlite3.Connection)"
+                in str(caught.value))
+
     def test_a_connection_to_another_sqlite_file(self, app: JobKit, tmp_path: Path,
                                                  ledger: str) -> None:
         other = tmp_path / "other.db"

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
+from jobkit.exceptions import JobNotFoundInStorage, StorageError
 from jobkit.flow import EVERY_QUEUE, Flow, Limit
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob
 from jobkit.storage.capabilities import WakesWorkers
@@ -31,7 +31,7 @@ from jobkit.storage.postgres_pool import redact, split_url
 from jobkit.storage.rows import job_key
 from jobkit.storage.sql import fence_of, new_record
 from jobkit.storage.sql_workflows import SQLWorkflows
-from jobkit.storage.through import EnqueuesThrough, kind_of
+from jobkit.storage.through import EnqueuesThrough
 
 if TYPE_CHECKING:
     import psycopg
@@ -173,6 +173,18 @@ class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows, EnqueuesThro
 
         return self._transaction(f"enqueue {len(jobs)} jobs", work)
 
+    def accepts(self, connection: object) -> bool:
+        """See :meth:`EnqueuesThrough.accepts`: a psycopg (3) ``Connection``, not an async one."""
+        import psycopg
+
+        return isinstance(connection, psycopg.Connection)
+
+    @property
+    def connection_needed(self) -> str:
+        """See :attr:`EnqueuesThrough.connection_needed`."""
+        return ("the PostgreSQL store needs a psycopg (3) connection (psycopg.Connection) to "
+                "its database")
+
     def enqueue_through(self, connection: Any,
                         jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
         """See :meth:`EnqueuesThrough.enqueue_through`: a psycopg (3) connection.
@@ -182,10 +194,6 @@ class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows, EnqueuesThro
         """
         import psycopg
 
-        if not isinstance(connection, psycopg.Connection):
-            raise ConfigError(errors=[
-                f"call: connection: the PostgreSQL store needs a psycopg (3) connection "
-                f"(psycopg.Connection) to its database, got {kind_of(connection)}"])
         rows = [self._new_job(job) for job in jobs]
         try:
             with connection.cursor() as cur:

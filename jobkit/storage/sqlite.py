@@ -48,7 +48,7 @@ from jobkit.storage.sqlite_file import (
     stamp,
     to_epoch,
 )
-from jobkit.storage.through import EnqueuesThrough, kind_of
+from jobkit.storage.through import EnqueuesThrough
 
 T = TypeVar("T")
 
@@ -314,13 +314,18 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows, Enqueue
             return [key]
         return _insert_rows(db, rows)
 
+    def accepts(self, connection: object) -> bool:
+        """See :meth:`EnqueuesThrough.accepts`: a ``sqlite3.Connection``."""
+        return isinstance(connection, sqlite3.Connection)
+
+    @property
+    def connection_needed(self) -> str:
+        """See :attr:`EnqueuesThrough.connection_needed`."""
+        return f"the SQLite store {self.path} needs a sqlite3.Connection to that file"
+
     def enqueue_through(self, connection: Any,
                         jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
-        """See :meth:`EnqueuesThrough.enqueue_through`: a ``sqlite3.Connection`` to this file."""
-        if not isinstance(connection, sqlite3.Connection):
-            raise ConfigError(errors=[
-                f"call: connection: the SQLite store {self.path} needs a sqlite3.Connection "
-                f"to that file, got {kind_of(connection)}"])
+        """See :meth:`EnqueuesThrough.enqueue_through`: checked to be this very file."""
         cursor = connection.cursor()
         cursor.row_factory = None  # the caller's row factory aside: plain tuples
         try:

@@ -24,14 +24,23 @@ class EnqueuesThrough(abc.ABC):
     """A store that can insert jobs with the caller's DBAPI connection (SQLite, PostgreSQL)."""
 
     @abc.abstractmethod
+    def accepts(self, connection: object) -> bool:
+        """Whether ``connection`` is a DBAPI connection of the kind this store inserts with."""
+
+    @property
+    @abc.abstractmethod
+    def connection_needed(self) -> str:
+        """What this store needs, as an error names it (``the SQLite store ... needs ...``)."""
+
+    @abc.abstractmethod
     def enqueue_through(self, connection: Any,
                         jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
-        """Insert ``jobs`` with ``connection`` in its current transaction; their records.
+        """Insert ``jobs`` with ``connection`` (one it :meth:`accepts`) in its transaction.
 
-        Nothing is committed: the jobs exist for workers when the caller commits, and never
-        when the caller rolls back. ``ConfigError`` when ``connection`` is not one this store
-        can use (naming what was given and what it needs); ``StorageError`` when the insert
-        fails (the caller's transaction is then the caller's to roll back).
+        Their records. Nothing is committed: the jobs exist for workers when the caller commits,
+        and never when the caller rolls back. ``ConfigError`` when ``connection`` is to another
+        database the store can tell; ``StorageError`` when the insert fails (the caller's
+        transaction is then the caller's to roll back).
         """
 
 
@@ -110,6 +119,7 @@ def enqueue_through(storage: Storage, connection: object,
         raise _refuse(f"job {', '.join(unique)} is unique (unique: or an idempotency_key), "
                       "which is checked in jobkit's own transaction: enqueue it without "
                       "connection=")
-    if not jobs:
-        return []
-    return storage.enqueue_through(dbapi_connection(connection), jobs)
+    dbapi = dbapi_connection(connection)
+    if not storage.accepts(dbapi):
+        raise _refuse(f"{storage.connection_needed}, got {given(connection, dbapi)}")
+    return storage.enqueue_through(dbapi, jobs) if jobs else []
