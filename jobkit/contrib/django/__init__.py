@@ -5,7 +5,8 @@ The app reads the ``JOBKIT`` setting (the keys of ``jobs.yaml``: ``storage``, ``
 database, so a view can enqueue inside ``transaction.atomic()`` with
 ``connection=django.db.connection``. Once Django is set up, the project's app is jobkit's
 default app (``jobkit.run_background_job`` uses it), and ``python manage.py jobkit ...`` runs
-jobkit's commands on it. Importing this package imports neither Django nor the store.
+jobkit's commands on it. Importing this package imports neither Django nor the store: ``settings.py`` may use
+:func:`storage_url`.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from jobkit.contrib.django.settings import storage_url
+
 if TYPE_CHECKING:
     from jobkit.app import JobKit
     from jobkit.config import Config
 
-__all__ = ["get_app", "jobkit_config"]
+__all__ = ["get_app", "jobkit_config", "storage_url"]
 
 _app: JobKit | None = None
 _lock = threading.Lock()
