@@ -5,8 +5,8 @@ The app reads the ``JOBKIT`` setting (the keys of ``jobs.yaml``: ``storage``, ``
 database, so a view can enqueue inside ``transaction.atomic()`` with
 ``connection=django.db.connection``. Once Django is set up, the project's app is jobkit's
 default app (``jobkit.run_background_job`` uses it), and ``python manage.py jobkit ...`` runs
-jobkit's commands on it. Importing this package imports neither Django nor the store: ``settings.py`` may use
-:func:`storage_url`.
+jobkit's commands on it. Importing this package imports neither Django nor the store:
+``settings.py`` may use :func:`storage_url`.
 """
 
 from __future__ import annotations
