@@ -191,3 +191,13 @@ def test_a_default_database_jobkit_cannot_share(database: dict[str, Any]) -> Non
     with pytest.raises(ConfigError, match=r"settings.JOBKIT: no 'storage', and "
                        r"DATABASES\['default'\] .* set JOBKIT\['storage'\]"):
         storage_url(database)
+
+
+def test_the_package_imports_no_django(tmp_path: Path) -> None:
+    """Importing :mod:`jobkit.contrib.django` (settings.py may) imports no Django or store."""
+    code = ("import sys, jobkit.contrib.django\n"
+            "print(sorted(m for m in ('django', 'jobkit.storage.sqlite')"
+            " if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=tmp_path, env=subprocess_env(), timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr
