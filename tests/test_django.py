@@ -166,6 +166,7 @@ def test_help_and_a_bad_setting(tmp_path: Path) -> None:
     database = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(tmp_path / "db.sqlite3")}
     helped = ok(run(tmp_path, database, "manage.py", "jobkit", "--help"))
     assert "worker" in helped and "manage.py jobkit" in helped
+    assert ok(run(tmp_path, database, "manage.py", "help", "jobkit")) == helped
     bad = run(tmp_path, database, "manage.py", "jobkit", "status",
               jobkit_setting={"wroker": {"concurrency": 2}})
     assert bad.returncode != 0
