@@ -22,7 +22,11 @@ from conftest import make_config, write_config
 import jobkit
 from jobkit import JobKit, JobNotFoundInStorage, JobStatus, JobWaitTimeout
 from jobkit.exceptions import ConfigError, JobkitError, StorageError
+from jobkit.records import AttemptOutcome
+from jobkit.storage.base import Storage
+from jobkit.storage.capabilities import supports
 from jobkit.storage.memory import MemoryStorage
+from jobkit.testing.conformance import lease_of, new_job
 
 T = TypeVar("T")
 
@@ -265,3 +269,37 @@ class TestTheCalls:
             assert method.__doc__.splitlines()[0].startswith(f":meth:`{name}` from async code")
         assert inspect.iscoroutinefunction(JobKit.await_job)
 
+
+
+@pytest.fixture
+def store(store_config: dict[str, Any], tmp_path: Path) -> Iterator[Storage]:
+    """A store of each backend, as the app opens it."""
+    with JobKit(make_config(tmp_path, **store_config), load_entrypoints=False) as app:
+        yield app.storage
+
+
+class TestTheSignal:
+    def test_wait_for_ends_wakes_on_an_end_and_not_on_a_claim(self, store: Storage) -> None:
+        """Capability ``ends``: an end in another thread ends the wait, a claim does not.
+
+        A thread's first wait returns at once; PostgreSQL names the job that ended, SQLite
+        cannot (any commit of another connection wakes it; this thread's own claim does not).
+        """
+        assert supports(store, "ends")
+        assert store.wait_for_ends(30) is None  # the first: nothing to compare with yet
+        store.enqueue(new_job(store.now()))
+        store.wait_for_ends(0.2)  # (SQLite: the enqueues' commits)
+        claimed = store.claim("w1", 30)
+        assert claimed is not None
+        started = time.monotonic()
+        assert store.wait_for_ends(0.3) is None  # nothing ended: the timeout
+        assert time.monotonic() - started >= 0.3
+        ender = threading.Timer(0.2, store.settle, [lease_of(claimed), AttemptOutcome.SUCCEEDED])
+        ender.start()
+        try:
+            ended = store.wait_for_ends(30)
+        finally:
+            ender.join()
+        assert time.monotonic() - started < 20
+        assert ended is None or ended == {claimed.id}  # SQLite cannot say which
+        assert store.get(claimed.id).status is JobStatus.COMPLETED
