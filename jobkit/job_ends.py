@@ -8,9 +8,9 @@ that waits on the store's signal of ends (capability ``ends``: PostgreSQL's ``LI
 says only that something was committed), then reads the jobs waited for that may have ended
 and hands each final record to its waiters. It reads every job waited for at least once a
 second whatever the signal says, at most :data:`MIN_ROUND` apart (a busy SQLite store commits
-far more often), and a store without ``ends`` (memory) every
-:data:`~jobkit.storage.capabilities.POLL_ENDS` seconds. The thread ends after
-:data:`IDLE_EXIT` seconds without a waiter and starts again with the next one.
+far more often; more apart with many jobs waited for, :data:`PER_READ`), and a store without
+``ends`` (memory) every :data:`~jobkit.storage.capabilities.POLL_ENDS` seconds. The thread
+ends after :data:`IDLE_EXIT` seconds without a waiter and starts again with the next one.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 FALLBACK = 1.0
 #: The fewest seconds between two rounds of reads.
 MIN_ROUND = 0.02
+#: Seconds between two rounds per job read in the last one: many jobs waited for on a busy
+#: SQLite store are read at most 2,000 times a second in all.
+PER_READ = 0.0005
 #: Seconds without a waiter after which the thread (and its ``LISTEN`` connection) ends.
 IDLE_EXIT = 5.0
 
@@ -62,7 +65,7 @@ class EndWatch:
                 raise StorageError("cannot wait for a job: the app is closed")
             token = next(self._tokens)
             self._waiters.setdefault(job_id, {})[token] = deliver
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():  # (none across a fork)
                 self._thread = threading.Thread(target=self._run, name="jobkit-job-ends",
                                                 daemon=True)
                 self._thread.start()
@@ -111,7 +114,7 @@ class EndWatch:
         """Wait for the store's signal, read the jobs it may concern, hand on; until idle."""
         storage = self._storage()
         idle_since: float | None = None
-        last_round = 0.0
+        last_round, last_reads = 0.0, 0
         while not self._stop.is_set():
             with self._lock:
                 if self._waiters:
@@ -128,12 +131,16 @@ class EndWatch:
                                "{seconds:g} s", error=exc, seconds=FALLBACK)
                 self._stop.wait(FALLBACK)
                 ended = None
-            self._stop.wait(last_round + MIN_ROUND - time.monotonic())
+            pause = max(MIN_ROUND, PER_READ * last_reads)
+            self._stop.wait(last_round + pause - time.monotonic())
             last_round = time.monotonic()
-            self._hand_on(storage, ended)
+            last_reads = self._hand_on(storage, ended)
 
-    def _hand_on(self, storage: Storage, ended: set[str] | None) -> None:
-        """Read the jobs waited for among ``ended`` (all: ``None``); hand on the final ones."""
+    def _hand_on(self, storage: Storage, ended: set[str] | None) -> int:
+        """Read the jobs waited for among ``ended`` (all: ``None``); hand on the final ones.
+
+        How many were read.
+        """
         with self._lock:
             job_ids = [job_id for job_id in self._waiters if ended is None or job_id in ended]
         for job_id in job_ids:
@@ -150,3 +157,4 @@ class EndWatch:
                 waiters = self._waiters.pop(job_id, {})
             for deliver in waiters.values():
                 deliver(outcome)
+        return len(job_ids)

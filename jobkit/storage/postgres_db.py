@@ -141,7 +141,8 @@ class PostgresDatabase(SQLStorage):
         self._liveness = Liveness(self._where())
         self._pid = os.getpid()
         self._listener: psycopg.Connection[Any] | None = None
-        self._end_listener: psycopg.Connection[Any] | None = None
+        #: (pid, connection): a connection is never used across a fork
+        self._end_listener: tuple[int, psycopg.Connection[Any]] | None = None
         try:
             self.migrate()
         except BaseException:
@@ -439,10 +440,12 @@ class PostgresDatabase(SQLStorage):
 
         deadline = time.monotonic() + timeout
         try:
-            listener = self._end_listener
-            if listener is None or listener.closed:
-                self._end_listener = self._open_listener(_ENDS, "listen for job ends")
+            if (self._end_listener is None or self._end_listener[1].closed
+                    or self._end_listener[0] != os.getpid()):
+                self._end_listener = (os.getpid(),
+                                      self._open_listener(_ENDS, "listen for job ends"))
                 return None
+            listener = self._end_listener[1]
             while (left := deadline - time.monotonic()) > 0 and not (stop and stop.is_set()):
                 heard = list(listener.notifies(timeout=min(left, 0.25), stop_after=1))
                 if heard:  # and those that came with it
@@ -455,8 +458,8 @@ class PostgresDatabase(SQLStorage):
 
     def _drop_end_listener(self) -> None:
         listener, self._end_listener = self._end_listener, None
-        if listener is not None:
-            listener.close()
+        if listener is not None and listener[0] == os.getpid():  # a parent's is left alone
+            listener[1].close()
 
     def close(self) -> None:
         """Close the pool and the listening connection; the store must not be used afterwards."""
