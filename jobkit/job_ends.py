@@ -80,6 +80,11 @@ class EndWatch:
                 if not waiters:
                     del self._waiters[job_id]
 
+    def waiting(self) -> int:
+        """How many waits go on."""
+        with self._lock:
+            return sum(len(waiters) for waiters in self._waiters.values())
+
     def close(self) -> None:
         """Stop the thread (within a quarter of a second); each waiter gets a ``StorageError``.
 

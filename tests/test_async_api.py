@@ -207,6 +207,24 @@ class TestTheWait:
 
             assert asyncio.run(work()).status is JobStatus.CANCELLED
 
+    def test_a_wait_given_up_leaves_no_waiter(self, app: JobKit) -> None:
+        """A timed-out wait, a cancelled task: the watch forgets them; two waits of one job."""
+        job_id = app.run_background_job("Recorder", "sleep", {"seconds": 0})
+
+        async def work() -> None:
+            first = asyncio.create_task(app.await_job(job_id))
+            second = asyncio.create_task(app.await_job(job_id, timeout=0.2))
+            await asyncio.sleep(0.1)
+            assert app.end_watch.waiting() == 2
+            with pytest.raises(JobWaitTimeout):
+                await second
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+
+        asyncio.run(work())
+        assert app.end_watch.waiting() == 0
+
     def test_a_close_ends_the_waits(self, app: JobKit) -> None:
         """app.close() while a wait goes on: the wait ends with a StorageError."""
         job_id = app.run_background_job("Recorder", "sleep", {"seconds": 0})
