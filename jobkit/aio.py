@@ -14,7 +14,7 @@ import functools
 import inspect
 import threading
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from jobkit.exceptions import JobWaitTimeout
 from jobkit.records import FINAL_STATUSES, JobRecord
@@ -22,11 +22,20 @@ from jobkit.records import FINAL_STATUSES, JobRecord
 if TYPE_CHECKING:
     import asyncio
 
-    from jobkit.app import JobKit
+    from jobkit.job_ends import EndWatch
 
 P = ParamSpec("P")
 R = TypeVar("R")
 S = TypeVar("S")
+
+
+class Waits(Protocol):
+    """What a wait for a job's end needs of the app (``JobKit``)."""
+
+    end_watch: EndWatch
+
+    def get_job(self, job_id: str) -> JobRecord:
+        """The job's record; ``JobNotFoundInStorage`` for an unknown id."""
 
 
 def in_thread(
@@ -62,7 +71,7 @@ def _outcome(record: JobRecord, outcome: list[JobRecord | BaseException]) -> Job
     return outcome[0]
 
 
-async def await_end(app: JobKit, job_id: str, timeout: float | None) -> JobRecord:
+async def await_end(app: Waits, job_id: str, timeout: float | None) -> JobRecord:
     """``app.await_job``: the job's final record, without holding a thread while it waits."""
     import asyncio
 
@@ -96,7 +105,7 @@ def _settle(future: asyncio.Future[JobRecord | BaseException],
         future.set_result(outcome)
 
 
-def wait_end(app: JobKit, job_id: str, timeout: float | None) -> JobRecord:
+def wait_end(app: Waits, job_id: str, timeout: float | None) -> JobRecord:
     """``app.wait_job``: the job's final record, blocking this thread until it ends."""
     ended = threading.Event()
     outcome: list[JobRecord | BaseException] = []
