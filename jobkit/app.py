@@ -710,9 +710,12 @@ class JobKit(Host):
 
         return await await_end(self, str(job_id), timeout)
 
-    @shielded_call
     def wait_job(self, job_id: str, timeout: float | None = None) -> JobRecord:
-        """:meth:`await_job` for sync code: block this thread until the job has ended."""
+        """:meth:`await_job` for sync code: block this thread until the job has ended.
+
+        Not shielded (unlike the calls that write): a job that waits for another one is
+        still stopped by a cancel or its timeout while it waits.
+        """
         from jobkit.aio import wait_end
 
         return wait_end(self, str(job_id), timeout)

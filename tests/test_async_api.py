@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from conftest import make_config, write_config
+from conftest import make_config, wait_for, write_config
 
 import jobkit
 from jobkit import JobKit, JobNotFoundInStorage, JobStatus, JobWaitTimeout
@@ -321,3 +321,33 @@ class TestTheSignal:
         assert time.monotonic() - started < 20
         assert ended is None or ended == {claimed.id}  # SQLite cannot say which
         assert store.get(claimed.id).status is JobStatus.COMPLETED
+
+
+class TestInAJob:
+    def test_a_job_that_waits_is_still_cancelled_and_sees_the_end(
+        self, tmp_path: Path, start_worker: Callable[..., Any],
+    ) -> None:
+        """wait_job inside a running job: a cancel stops it, and a waiter sees the end.
+
+        SQLite, a real worker of one process: the cancel stops the job's code while it waits
+        (the wait is not shielded from the job's interrupt: its process is not ended), and a
+        second waiting job gets the end of the job it waits for."""
+        config = write_config(tmp_path, jobs={"Waiter": {"class": "sample_jobs:Waiter"}})
+        worker = start_worker(config, "-n", "1")  # the next job runs once the first stopped
+        with JobKit.from_config(str(config), load_entrypoints=False) as app:
+            later = datetime.now(timezone.utc) + timedelta(hours=1)
+            awaited = app.run_background_job("Recorder", "sleep", {"seconds": 0}, run_at=later)
+            stopped = app.run_background_job("Waiter", "wait_for", {"job_id": awaited})
+            wait_for(lambda: app.get_job(stopped).status is JobStatus.RUNNING, timeout=60,
+                     what="the waiting job to start")
+            told = app.run_background_job("Waiter", "wait_for", {"job_id": awaited})
+            assert app.cancel_job(stopped) is True
+            cancelled_at = time.monotonic()
+            wait_for(lambda: app.get_job(told).status is JobStatus.RUNNING, timeout=60,
+                     what="the second waiting job to start")
+            print(f"\nthe next job started {time.monotonic() - cancelled_at:.2f} s after the "
+                  "cancel of the waiting one")
+            assert "did not stop within" not in worker.text()  # stopped, not its process ended
+            app.cancel_job(awaited)
+            record = app.wait_job(told, timeout=60)
+        assert (record.status, record.result) == (JobStatus.COMPLETED, "cancelled")
