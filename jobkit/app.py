@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 import attrs
 import pluggy
 
+from jobkit.aio import in_thread
 from jobkit.config import Config, JobSettings, ResolvedJob, load_config
 from jobkit.enqueue import NO_OVERRIDES, CallOptions, Params, new_jobs
 from jobkit.events import EventDispatcher
 from jobkit.exceptions import ConfigError, JobkitError, JobNotFoundInStorage, UnknownSchedule
 from jobkit.factory import Factory
+from jobkit.job_ends import EndWatch
 from jobkit.options import structure_options
 from jobkit.plugins import get_plugin_manager, notifier_registry, storage_registry
 from jobkit.records import (
@@ -132,6 +134,8 @@ class JobKit(Host):
         #: job name -> (spec, config, settings, policy) of calls without overrides
         self._settings_cache: dict[str, tuple[JobSpec, Config, JobSettings, RetryPolicy]] = {}
         self.events = EventDispatcher(self.pm)
+        #: Internal: the jobs callers of :meth:`await_job` and :meth:`wait_job` wait for.
+        self.end_watch = EndWatch(lambda: self.storage)
         #: The notifiers of ``notifications:`` (``None`` when there are none): a listener of
         #: :attr:`events`.
         self.notifications: NotificationDispatcher | None = None
@@ -716,8 +720,43 @@ class JobKit(Host):
         """Jobs, newest first, filtered by status and job name."""
         return self.storage.list(status=_status(status), name=name, limit=limit, offset=offset)
 
+    # -- from async code (docs/async.md) -------------------------------------------------------
+
+    arun_background_job = in_thread(run_background_job)
+    aenqueue_many = in_thread(enqueue_many)
+    aget_job = in_thread(get_job)
+    acancel_job = in_thread(cancel_job)
+
+    async def await_job(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        """The job's record once it has ended (completed, failed or cancelled).
+
+        Waits without blocking the event loop or holding a thread, on the store's signal of
+        ends (PostgreSQL's ``LISTEN``, SQLite's watch on its ``-wal`` file), within about
+        20 ms of the end. ``JobWaitTimeout`` (a ``JobkitError`` and a ``TimeoutError``) when
+        ``timeout`` seconds pass first (the job goes on); ``JobNotFoundInStorage`` for an
+        unknown id.
+        """
+        from jobkit.aio import await_end
+
+        return await await_end(self, str(job_id), timeout)
+
+    def wait_job(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        """:meth:`await_job` for sync code: block this thread until the job has ended.
+
+        Not shielded (unlike the calls that write): a job that waits for another one is
+        still stopped by a cancel or its timeout while it waits.
+        """
+        from jobkit.aio import wait_end
+
+        return wait_end(self, str(job_id), timeout)
+
     def close(self) -> None:
-        """Deliver pending events (waiting at most 5 s for slow hooks) and close the store."""
+        """Deliver pending events (waiting at most 5 s for slow hooks) and close the store.
+
+        A wait for a job's end still going on ends with a ``StorageError``.
+        """
+        self.end_watch.close()
+        self.end_watch = EndWatch(lambda: self.storage)  # the app may be used again
         self.events.close()
         if self._storage is not None:
             self._storage.close()
@@ -798,3 +837,15 @@ run_workflow = _on_default_app(JobKit.run_workflow)
 get_workflow = _on_default_app(JobKit.get_workflow)
 #: ``JobKit.cancel_workflow`` on the default app.
 cancel_workflow = _on_default_app(JobKit.cancel_workflow)
+#: ``JobKit.arun_background_job`` on the default app.
+arun_background_job = _on_default_app(JobKit.arun_background_job)
+#: ``JobKit.aenqueue_many`` on the default app.
+aenqueue_many = _on_default_app(JobKit.aenqueue_many)
+#: ``JobKit.aget_job`` on the default app.
+aget_job = _on_default_app(JobKit.aget_job)
+#: ``JobKit.acancel_job`` on the default app.
+acancel_job = _on_default_app(JobKit.acancel_job)
+#: ``JobKit.await_job`` on the default app.
+await_job = _on_default_app(JobKit.await_job)
+#: ``JobKit.wait_job`` on the default app.
+wait_job = _on_default_app(JobKit.wait_job)

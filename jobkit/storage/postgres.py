@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from jobkit.exceptions import JobNotFoundInStorage, StorageError
 from jobkit.flow import EVERY_QUEUE, Flow, Limit
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob
-from jobkit.storage.capabilities import WakesWorkers
+from jobkit.storage.capabilities import SignalsEnds, WakesWorkers
 from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.postgres_db import PostgresDatabase, attempt_of_row, job_of_row, queries
 from jobkit.storage.postgres_insert import insert
@@ -77,7 +77,8 @@ def _utc_row(row: Sequence[Any]) -> tuple[int, datetime, datetime]:
     return row[0], row[1].replace(tzinfo=utc), row[2].replace(tzinfo=utc)
 
 
-class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows, EnqueuesThrough):
+class PostgresStorage(PostgresDatabase, WakesWorkers, SignalsEnds, SQLWorkflows,
+                      EnqueuesThrough):
     """Jobs in a PostgreSQL database: ``postgresql://user:password@host:5432/dbname``.
 
     URL query options read by jobkit: ``pool_size`` (connections per process, default 4) and

@@ -32,7 +32,7 @@ from jobkit.records import (
     NewJob,
     decode_json,
 )
-from jobkit.storage.capabilities import NeedsUpkeep, WakesWorkers
+from jobkit.storage.capabilities import NeedsUpkeep, SignalsEnds, WakesWorkers
 from jobkit.storage.filewatch import FileWatch, watch
 from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.rows import COMPLETION_COLUMNS, Claimed, completed_record, job_key
@@ -151,7 +151,8 @@ WAKE_INTERVAL = 0.004
 FIRST_PAUSE = 0.0005
 
 
-class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows, EnqueuesThrough):
+class SQLiteStorage(SQLiteFile, WakesWorkers, SignalsEnds, NeedsUpkeep, SQLWorkflows,
+                    EnqueuesThrough):
     """Jobs in one SQLite file: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
 
     Safe to share between threads (one connection per thread) and between processes (WAL mode,
@@ -564,39 +565,66 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows, Enqueue
         doubled up to :data:`WAKE_INTERVAL`, until it changes or the wait ends: a wake-up is
         never missed. Without inotify it is read every :data:`WAKE_INTERVAL` seconds throughout.
         """
-        deadline = time.monotonic() + timeout
+        seen = getattr(self._local, "seen", None)  # as of this thread's last look for jobs
+        self._local.seen = None
+        self._wait_for_commit("wait for jobs", seen, time.monotonic() + timeout, stop)
+
+    def wait_for_ends(self, timeout: float, stop: threading.Event | None = None
+                      ) -> set[str] | None:
+        """Block until another connection commits, ``timeout`` seconds pass or ``stop`` is set.
+
+        Capability ``ends``: a commit may have ended a job, which one SQLite cannot say
+        (always ``None``). Waits as :meth:`wait_for_jobs` does, from the version this thread's
+        last wait for ends returned on; a thread's first call returns at once.
+        """
+        seen = getattr(self._local, "ends_seen", None)
+        if seen is None:
+            self._local.ends_seen = self._wait_for_commit("wait for job ends", None, 0.0, None)
+        else:
+            self._local.ends_seen = self._wait_for_commit(
+                "wait for job ends", seen, time.monotonic() + timeout, stop)
+        return None
+
+    def _wait_for_commit(self, operation: str, seen: int | None, deadline: float,
+                         stop: threading.Event | None) -> int | None:
+        """Wait until ``PRAGMA data_version`` differs from ``seen``; the version read last.
+
+        Until ``deadline`` (``time.monotonic()``) or ``stop``; ``None`` when it could not be
+        read (busy: look again). ``seen`` ``None``: any write to the ``-wal`` file ends it.
+        """
         try:
-            conn = self._connection("wait for jobs")
-            seen = getattr(self._local, "seen", None)  # as of this thread's last look for jobs
-            self._local.seen = None
+            conn = self._connection(operation)
             unknown = seen is None  # no look to compare with: any write may be a job's
-            if unknown:
+            if seen is None:
                 seen = conn.execute("PRAGMA data_version").fetchone()[0]
             wal = self._wal_watch()
             pause: float | None = None  # between two reads once a write was seen
             while not (stop is not None and stop.is_set()):
-                if conn.execute("PRAGMA data_version").fetchone()[0] != seen:
-                    return
+                version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != seen:
+                    return version
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return
+                    return version
                 if wal is None:
                     time.sleep(min(WAKE_INTERVAL, left))
                     continue
                 # 0.1: how soon a stop is seen while nothing is written
                 if wal.wait(min(0.1 if pause is None else pause, left)):
                     if unknown:
-                        return
+                        return version
                     pause = FIRST_PAUSE  # its commit is most likely visible at once
                 elif pause is not None:
                     pause = min(2 * pause, WAKE_INTERVAL)
                 if wal.closed:  # with the store: return
-                    return
+                    return version
+            return seen
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):  # busy (a checkpoint): look for jobs now, no harm done
-                raise self._error("wait for jobs", exc) from exc
+                raise self._error(operation, exc) from exc
         except sqlite3.Error as exc:
-            raise self._error("wait for jobs", exc) from exc
+            raise self._error(operation, exc) from exc
+        return None
 
     def _wal_watch(self) -> FileWatch | None:
         """This process's watch on the ``-wal`` file, made once.
