@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -184,15 +185,21 @@ class TestFailuresAndStops:
         The attempt is a timeout; the supervisor starts another process, which runs the next job.
         """
         config = config_file(tmp_path,
-                             jobs={"Waiter": {"class": "coroutine_jobs:Waiter", "timeout": 0.5}})
+                             jobs={"Waiter": {"class": "coroutine_jobs:Waiter", "timeout": 0.5},
+                                   "Sleeper": {"class": "coroutine_jobs:Waiter"}})
         with JobKit.from_config(config, load_entrypoints=False) as app:
             job_id = app.run_background_job("Waiter", "stubborn", {"ledger": ledger})
             after = app.run_background_job("Waiter", "nap", {"seconds": 0.01}, priority=-1)
+            beside = app.run_background_job("Sleeper", "nap", {"seconds": 3.0}, priority=-2)
             code, out = start_worker(config, "-n", "1", "--burst").wait(timeout=60)
             assert code == 0, out
             assert app.get_job(job_id).status == JobStatus.FAILED
             assert app.get_attempts(job_id)[-1].outcome == AttemptOutcome.TIMEOUT
             assert app.get_job(after).status == JobStatus.COMPLETED
+            # the coroutine running beside it was handed back, uncounted, and ran again
+            assert app.get_job(beside).status == JobStatus.COMPLETED
+            outcomes = [attempt.outcome for attempt in app.get_attempts(beside)]
+            assert outcomes == [AttemptOutcome.HANDED_BACK, AttemptOutcome.SUCCEEDED], outcomes
         assert "stubborn-swallowed" in tags(ledger)
         assert f"job {job_id} did not stop within 0.5 s of timeout; ending its process" in out
 
@@ -207,3 +214,39 @@ class TestFailuresAndStops:
             assert code == 0, out
             assert app.get_job(job_id).result == "blocked"
         assert f"job {job_id} has blocked the event loop of async jobs for" in out
+
+
+class TestShutdown:
+    def test_a_graceful_stop_lets_running_coroutines_finish(
+        self, tmp_path: Path, start_worker: Any
+    ) -> None:
+        """SIGTERM: the process claims nothing more and waits for its coroutines to end."""
+        config = config_file(tmp_path)
+        with JobKit.from_config(config, load_entrypoints=False) as app:
+            running = app.run_background_job("Waiter", "nap", {"seconds": 1.0}, priority=5)
+            worker = start_worker(config, "-n", "1")
+            wait_for(lambda: app.get_job(running).status == JobStatus.RUNNING, what="running")
+            waiting = app.run_background_job("Waiter", "nap", {"seconds": 0.01}, priority=-5)
+            worker.process.send_signal(signal.SIGTERM)
+            code, out = worker.wait()
+            assert code == 0, out
+            assert app.get_job(running).status == JobStatus.COMPLETED
+            assert app.get_job(waiting).status in (JobStatus.PENDING, JobStatus.COMPLETED)
+
+    def test_a_coroutine_longer_than_the_grace_is_handed_back(
+        self, tmp_path: Path, ledger: str, start_worker: Any
+    ) -> None:
+        """Past ``shutdown_grace`` the task is cancelled and the job handed back, uncounted."""
+        config = config_file(tmp_path, worker={"shutdown_grace": 0.3})
+        with JobKit.from_config(config, load_entrypoints=False) as app:
+            job_id = app.run_background_job("Waiter", "hang", {"ledger": ledger})
+            worker = start_worker(config, "-n", "1")
+            wait_for(lambda: "hang-start" in tags(ledger), what="the coroutine's start")
+            worker.process.send_signal(signal.SIGTERM)
+            code, out = worker.wait()
+            assert code == 0, out
+            record = app.get_job(job_id)
+            (attempt,) = app.get_attempts(job_id)
+        assert (record.status, record.attempts) == (JobStatus.PENDING, 0)
+        assert attempt.outcome == AttemptOutcome.HANDED_BACK
+        assert tags(ledger) == ["hang-start", "hang-cancelled"]

@@ -83,6 +83,7 @@ class Coroutines:
         self._room = threading.Condition()
         self._wake = threading.Event()
         self._closing = False
+        self._ending = False  # the process ends for a task that will not stop: no more claims
         #: When (monotonic) the loop last ran its watchdog; the loop is blocked when it is old.
         self._pulse = time.monotonic()
         self._reported = 0.0  # the pulse of the block last reported
@@ -97,7 +98,7 @@ class Coroutines:
 
     def room(self) -> int:
         """How many more coroutine jobs may start now."""
-        return self.limit - len(self._attempts)
+        return 0 if self._ending else self.limit - len(self._attempts)
 
     def running(self) -> list[Lease]:
         """The leases of the attempts started and not recorded yet."""
@@ -128,7 +129,9 @@ class Coroutines:
         """Wait for the running attempts to end and be recorded, then stop both threads."""
         self._closing = True
         self._wake.set()
-        self._keeper.join()
+        # a task that will not stop ends a worker process; in a test's run_until_empty it
+        # would hold the caller for ever
+        self._keeper.join(None if self.executor.may_exit else self.executor.settings.kill_grace + 5)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._loop_thread.join(timeout=5)
         if not self._loop_thread.is_alive():
@@ -193,7 +196,9 @@ class Coroutines:
             if time.monotonic() < attempt.stop_by:
                 self._loop.call_soon_threadsafe(self._cancel, attempt)
                 return
-            self._record_ended()  # the others that ended are recorded before the exit
+            if self.executor.may_exit:  # the others' ends are recorded, the rest handed back
+                self._record_ended()
+                self._hand_back_others(attempt)
             end_process(self.executor, watch, watch.reason)
             attempt.stop_by = float("inf")  # a runner that may not exit: said once
             logger.bind(job_id=watch.lease.job_id).error(
@@ -212,6 +217,26 @@ class Coroutines:
             announce_stop(watch.lease, reason)
             attempt.stop_by = time.monotonic() + settings.kill_grace
             self._loop.call_soon_threadsafe(self._cancel, attempt)
+
+    def _hand_back_others(self, attempt: Attempt) -> None:
+        """Before the process ends for ``attempt``: hand the other running ones back, uncounted.
+
+        The executor claims nothing from then on (the loop has no room): a job handed back
+        must not be claimed again by the process about to end.
+        """
+        self._ending = True
+        with self._room:
+            others = [a for a in self._attempts.values() if a is not attempt]
+        for other in others:
+            watch = other.watch
+            with watch.outcome_lock:
+                if watch.outcome_written:
+                    continue
+                watch.outcome_written = True
+                try:
+                    self.executor.transitions.handed_back(watch.lease)
+                except StorageError:  # the supervisor takes it back, as its journal says
+                    continue
 
     def _watch_loop(self) -> None:
         """Report a coroutine that holds the loop longer than :data:`BLOCKED` seconds."""
@@ -291,13 +316,21 @@ class Coroutines:
             self.executor.record_outcome(watch.lease, watch.record, reason, error)
 
     def _settle_completed(self, completed: list[tuple[Lease, Any]]) -> None:
-        transitions = self.executor.transitions
-        try:
-            records, _ = transitions.complete_and_claim(
-                completed, self.executor.worker_id, self.executor.settings.lease, 0
-            )
-        except StorageError as exc:  # the leases expire and the jobs run again
-            logger.error("could not record the completions of {n} async jobs: {error}",
-                         n=len(completed), error=str(exc))
-            return
-        transitions.succeeded(completed, records)
+        """Commit the completions together, trying again for half a lease if the store fails."""
+        executor = self.executor
+        deadline = time.monotonic() + executor.settings.lease / 2
+        pause = 0.1
+        while True:
+            try:
+                records, _ = executor.transitions.complete_and_claim(
+                    completed, executor.worker_id, executor.settings.lease, 0
+                )
+                break
+            except StorageError as exc:
+                if time.monotonic() + pause > deadline:  # the leases expire: they run again
+                    logger.error("could not record the completions of {n} async jobs: {error}",
+                                 n=len(completed), error=str(exc))
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+        executor.transitions.succeeded(completed, records)
