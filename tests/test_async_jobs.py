@@ -12,6 +12,7 @@ from conftest import jobkit_process, make_config, wait_for, write_config
 from sample_jobs import read_ledger
 
 from jobkit import AttemptOutcome, JobKit, JobStatus
+from jobkit.exceptions import ConfigError
 from jobkit.storage.capabilities import job_logs_of
 from jobkit.worker import run_until_empty
 
@@ -112,6 +113,14 @@ class TestConcurrency:
             ids = app.enqueue_many("Waiter", "nap", [{"seconds": 0.01, "tag": "x"}] * 3)
             assert run_until_empty(app, timeout=30) == 3
             assert all(app.get_job(i).result["tag"] == "x" for i in ids)
+
+    def test_async_concurrency_is_a_checked_setting(self, tmp_path: Path) -> None:
+        """``worker.async_concurrency``: 100 by default, an integer from 1 to 10000."""
+        assert make_config(tmp_path).worker.async_concurrency == 100
+        assert make_config(tmp_path, worker={"async_concurrency": 7}).worker.async_concurrency == 7
+        for bad in (0, 10_001, 2.5, "many"):
+            with pytest.raises(ConfigError, match=r"worker\.async_concurrency"):
+                make_config(tmp_path, worker={"async_concurrency": bad})
 
     def test_check_accepts_async_methods(self, tmp_path: Path) -> None:
         """``jobkit check`` accepts a job whose methods are ``async def``."""
