@@ -132,7 +132,7 @@ class Coroutines:
         # a task that will not stop ends a worker process; in a test's run_until_empty it
         # would hold the caller for ever
         self._keeper.join(None if self.executor.may_exit else self.executor.settings.kill_grace + 5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop.call_soon_threadsafe(self._stop_loop)
         self._loop_thread.join(timeout=5)
         if not self._loop_thread.is_alive():
             self._loop.close()
@@ -143,6 +143,12 @@ class Coroutines:
         asyncio.set_event_loop(self._loop)
         self._loop.create_task(self._watchdog())
         self._loop.run_forever()
+
+    def _stop_loop(self) -> None:
+        """Cancel what is left on the loop (the watchdog), then stop it once they have ended."""
+        for task in asyncio.all_tasks(self._loop):
+            task.cancel()
+        self._loop.call_soon(self._loop.stop)
 
     async def _watchdog(self) -> None:
         """Beat every :data:`PULSE` seconds: the keeper sees a blocked loop by a late beat."""
