@@ -212,6 +212,25 @@ class TestFailuresAndStops:
         assert "stubborn-swallowed" in tags(ledger)
         assert f"job {job_id} did not stop within 0.5 s of timeout; ending its process" in out
 
+    def test_a_coroutine_that_blocks_the_loop_past_its_timeout_ends_its_process(
+        self, tmp_path: Path, start_worker: Any
+    ) -> None:
+        """A coroutine that blocks the loop past its timeout ends its process.
+
+        Its task cannot be cancelled while it holds the loop: after ``kill_grace`` the attempt
+        is recorded as a timeout and the process ends.
+        """
+        config = config_file(tmp_path,
+                             jobs={"Waiter": {"class": "coroutine_jobs:Waiter", "timeout": 0.5}})
+        with JobKit.from_config(config, load_entrypoints=False) as app:
+            job_id = app.run_background_job("Waiter", "block", {"seconds": 30})
+            code, out = start_worker(config, "-n", "1", "--burst").wait(timeout=60)
+            assert code == 0, out
+            assert app.get_job(job_id).status == JobStatus.FAILED
+            assert app.get_attempts(job_id)[-1].outcome == AttemptOutcome.TIMEOUT
+        assert f"job {job_id} has blocked the event loop of async jobs" in out
+        assert f"job {job_id} did not stop within 0.5 s of timeout; ending its process" in out
+
     def test_a_coroutine_that_blocks_the_loop_is_reported(
         self, tmp_path: Path, start_worker: Any
     ) -> None:
