@@ -50,6 +50,13 @@ def in_thread(
     async def in_a_thread(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
         import asyncio
 
+        if kwargs.get("connection") is not None:
+            from jobkit.exceptions import ConfigError
+
+            raise ConfigError(errors=[
+                f"call: connection: not with a{method.__name__}: it runs in a thread, where "
+                f"your connection's transaction is not (a sqlite3 connection may not even be "
+                f"used there); call {method.__name__} with it"])
         return await asyncio.to_thread(method, self, *args, **kwargs)
 
     functools.update_wrapper(in_a_thread, method)

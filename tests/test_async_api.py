@@ -174,6 +174,23 @@ class TestTheWait:
         with pytest.raises(JobNotFoundInStorage):
             asyncio.run(app.aget_job("999999"))
 
+    def test_a_connection_is_refused_by_the_async_calls(self, app: JobKit,
+                                                        tmp_path: Path) -> None:
+        """connection= (the caller's transaction) cannot cross into the async calls' thread."""
+        import sqlite3
+
+        conn = sqlite3.connect(tmp_path / "other.db")
+        try:
+            for call in (app.arun_background_job("Recorder", "sleep", {"seconds": 0},
+                                                 connection=conn),
+                         app.aenqueue_many("Recorder", "sleep", [{"seconds": 0}],
+                                           connection=conn)):
+                with pytest.raises(ConfigError, match="call: connection: not with arun_"
+                                   "background_job|call: connection: not with aenqueue_many"):
+                    asyncio.run(call)
+        finally:
+            conn.close()
+
     def test_a_job_ended_before_the_wait_returns_at_once(self, app: JobKit) -> None:
         """A cancelled job: its record, without waiting for any signal."""
         job_id = app.run_background_job("Recorder", "sleep", {"seconds": 0})
