@@ -16,5 +16,6 @@ class ReportJob(Job):
     async def build(self, title: str, seconds: float = 0.0) -> dict[str, Any]:
         self.progress(0.0, "gathering")
         await asyncio.sleep(seconds)  # an async database driver's or HTTP client's await
+        self.progress(1.0, "built")
         self.log.info("report {title} built", title=title)
         return {"title": title, "words": len(title.split())}
