@@ -15,8 +15,6 @@ from typing import Any
 import pytest
 from workers import REPO, WorkerProcess, free_port, subprocess_env
 
-pytest.importorskip("fastapi")
-
 EXAMPLE = REPO / "examples" / "fastapi"
 
 
