@@ -261,6 +261,7 @@ def watch_drain(
     log: Path,
     timeout: float,
     cpu: Callable[[], float] | None = None,
+    server_cpu: Callable[[], float] | None = None,
 ) -> dict[str, float]:
     """Follow a drain of ``total`` pre-enqueued jobs; its rate, start-up and CPU readings.
 
@@ -270,7 +271,9 @@ def watch_drain(
     the jobs left at that poll and the time until a poll sees none left, so the start-up is excluded
     alike for all. ``cpu`` (the workers' CPU seconds so far) is read at that first poll
     (``cpu_at_first``) and at the poll that sees none left (``cpu_at_end``, while the workers still
-    live).
+    live); ``worker_cpu_us``: their difference per job timed. ``server_cpu`` (the database
+    server's CPU seconds so far) likewise: ``server_cpu_at_first``, ``server_cpu_at_end``,
+    ``server_cpu_us``.
     """
     first: tuple[float, int] | None = None
     extra: dict[str, float] = {}
@@ -279,11 +282,9 @@ def watch_drain(
         now = time.perf_counter()
         if first is None and left < total:
             first = (now, left)
-            if cpu is not None:
-                extra["cpu_at_first"] = cpu()
+            extra |= _read_cpu(cpu, server_cpu, "at_first")
         if left == 0:
-            if cpu is not None:
-                extra["cpu_at_end"] = cpu()
+            extra |= _read_cpu(cpu, server_cpu, "at_end")
             break
         if any(process.poll() is not None for process in processes):
             left = remaining()  # a burst worker exits once the last job is done
@@ -299,6 +300,10 @@ def watch_drain(
         time.sleep(POLL)
     started, counted = first if first is not None else (now, 0)
     seconds = now - started
+    for prefix, name in (("cpu", "worker_cpu_us"), ("server_cpu", "server_cpu_us")):
+        if counted and f"{prefix}_at_end" in extra and f"{prefix}_at_first" in extra:
+            used = extra[f"{prefix}_at_end"] - extra[f"{prefix}_at_first"]
+            extra[name] = used / counted * 1e6
     return {
         **extra,
         "startup_s": started - spawned_at,
@@ -307,6 +312,17 @@ def watch_drain(
         "rate": counted / seconds if seconds > 0 and counted > 0 else float("nan"),
         "total_s": now - spawned_at,
     }
+
+
+def _read_cpu(cpu: Callable[[], float] | None, server_cpu: Callable[[], float] | None,
+              when: str) -> dict[str, float]:
+    """The readings of :func:`watch_drain` at one poll (``when``: ``at_first`` or ``at_end``)."""
+    found = {}
+    if cpu is not None:
+        found[f"cpu_{when}"] = cpu()
+    if server_cpu is not None:
+        found[f"server_cpu_{when}"] = server_cpu()
+    return found
 
 
 def chunks(total: int, size: int) -> list[list[dict[str, int]]]:

@@ -1,11 +1,13 @@
-"""The benchmark's jobkit jobs: ``Noop``, ``Sleeper`` (the concurrency-limit drain), ``Flow``.
+"""The benchmark's jobkit jobs: ``Noop``, ``Sleeper``, ``Flow`` and ``Waiter``.
 
-Registered as ``class: jobkit_jobs:Noop`` (and ``Sleeper``, ``Flow``) in the ``jobs.yaml`` the
+``Sleeper`` is the concurrency-limit drain's (``flow``), ``Waiter`` the ``async`` drain's.
+Registered as ``class: jobkit_jobs:Noop`` (and ``Sleeper``, ...) in the ``jobs.yaml`` the
 harness writes; ``bench/`` is on the import path of every process.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
@@ -38,6 +40,16 @@ class Sleeper(Job):
     def nap(self, n: int, seconds: float) -> None:
         """Sleep ``seconds``."""
         time.sleep(seconds)
+
+
+class Waiter(Job):
+    """``wait``: an ``async def`` method that awaits ``seconds`` of I/O (the ``async`` drain)."""
+
+    methods = ("wait",)
+
+    async def wait(self, n: int, seconds: float) -> None:
+        """``await asyncio.sleep(seconds)``."""
+        await asyncio.sleep(seconds)
 
 
 def _stamp(n: int, end: bool) -> None:

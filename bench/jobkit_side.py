@@ -47,6 +47,8 @@ from common import (
 from jobkit import JobKit
 from jobkit.records import JobStatus
 
+#: The ``async`` drain's job, in every drain's jobs.yaml.
+WAITER = {"Waiter": {"class": "jobkit_jobs:Waiter"}}
 #: Statuses of a job that is not finished yet.
 UNFINISHED = "('pending', 'retrying', 'running')"
 
@@ -290,23 +292,34 @@ def drain(
     seed: str | None = None,
     timeout: float = 1800,
     notifier: bool = False,
+    wait: float | None = None,
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
     """Drain throughput of ``jobkit worker -n processes --burst`` over ``jobs`` jobs.
 
-    The jobs are enqueued first; ``seed`` is a store file to start from, e.g. one with a million
-    finished jobs. ``cpu_per_job_us``: the CPU (user + system) of the worker's processes, supervisor
-    and spawned ones, from the first poll that sees a job started until they have all exited (read
-    from ``RUSAGE_CHILDREN`` once the worker is waited for, less the CPU they had used at that first
-    poll), per job timed.
+    The jobs are enqueued first: no-ops, or with ``wait`` jobs of ``Waiter.wait``, an ``async
+    def`` method awaiting ``wait`` seconds. ``seed`` is a store file to start from, e.g. one with
+    a million finished jobs. ``cpu_per_job_us``: the CPU (user + system) of the worker's
+    processes, supervisor and spawned ones, from the first poll that sees a job started until
+    they have all exited (read from ``RUSAGE_CHILDREN`` once the worker is waited for, less the
+    CPU they had used at that first poll), per job timed; ``worker_cpu_us`` the same until the
+    poll that sees none left (see :func:`common.watch_drain`), and with ``server_pid`` (the
+    PostgreSQL server's postmaster) ``server_cpu_us``, the server's.
     """
     before = 0
     if seed is not None:
         before = completed_in(seed)
         Path(workdir).mkdir(parents=True, exist_ok=True)
         shutil.copyfile(seed, Path(workdir) / "jobkit.db")
-    config = setup(workdir, storage, durability, notifier=notifier)
+    config = setup(workdir, storage, durability, notifier=notifier,
+                   jobs=WAITER if wait is not None else None)
     with _app(config) as app:
-        api = prefill(app, jobs)
+        if wait is None:
+            api = prefill(app, jobs)
+        else:
+            for part in chunks(jobs, 1000):
+                app.enqueue_many("Waiter", "wait", [params | {"seconds": wait} for params in part])
+            api = "enqueue_many"
     settle()
     remaining, close = _remaining(storage, workdir)
     try:
@@ -316,7 +329,8 @@ def drain(
         try:
             result: dict[str, Any] = watch_drain(
                 remaining, jobs, [worker], spawned, log, timeout,
-                cpu=lambda: tree_cpu_seconds(worker.pid))
+                cpu=lambda: tree_cpu_seconds(worker.pid),
+                server_cpu=(lambda: tree_cpu_seconds(server_pid)) if server_pid else None)
             worker.wait(120)
             result["exit_s"] = time.perf_counter() - spawned
             result["exit_code"] = worker.returncode

@@ -55,3 +55,7 @@ class BenchServer(PostgresServer):
         with psycopg.connect(self.url(), autocommit=True) as conn:
             row = conn.execute(b"SHOW server_version").fetchone()
         return str(row[0]) if row else "?"
+
+    def postmaster(self) -> int:
+        """The process id of the server's postmaster (its backends are its children)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])

@@ -23,6 +23,7 @@ from common import (
     settle,
     spawn,
     stop,
+    tree_cpu_seconds,
     watch_drain,
 )
 
@@ -84,10 +85,12 @@ def enqueue_bulk(url: str, jobs: int, batch: int) -> dict[str, Any]:
     return {"rate": jobs / seconds, "seconds": seconds, "api": "batch_defer"}
 
 
-def _workers(workdir: str, url: str, processes: int, **env: str) -> tuple[list[Any], Path]:
+def _workers(workdir: str, url: str, processes: int, *args: str,
+             **env: str) -> tuple[list[Any], Path]:
     Path(workdir).mkdir(parents=True, exist_ok=True)
     log = Path(workdir) / f"worker-{time.monotonic_ns()}.out"
-    command = [sys.executable, "-m", "procrastinate", "--app=procrastinate_tasks.app", "worker"]
+    command = [sys.executable, "-m", "procrastinate", "--app=procrastinate_tasks.app", "worker",
+               *args]
     environment = bench_env(BENCH_PG_URL=url, **env)
     return [spawn(command, log, environment, cwd=Path(workdir)) for _ in range(processes)], log
 
@@ -102,14 +105,24 @@ def _count(url: str, statuses: str) -> int:
     return int(row[0]) if row else 0
 
 
-def drain(workdir: str, url: str, jobs: int, processes: int,
-          timeout: float = 1800) -> dict[str, Any]:
-    """Drain throughput of ``processes`` worker processes over ``jobs`` pre-deferred jobs."""
+def drain(workdir: str, url: str, jobs: int, processes: int, timeout: float = 1800,
+          concurrency: int | None = None, wait: float | None = None,
+          server_pid: int | None = None) -> dict[str, Any]:
+    """Drain throughput of ``processes`` worker processes over ``jobs`` pre-deferred jobs.
+
+    No-op jobs, or with ``wait`` jobs of the ``async def`` task ``wait`` awaiting ``wait``
+    seconds; ``concurrency``: the workers' ``--concurrency`` (default 1). ``worker_cpu_us``:
+    the workers' CPU per job, and with ``server_pid`` (the PostgreSQL server's postmaster)
+    ``server_cpu_us``, the server's (see :func:`common.watch_drain`).
+    """
     import psycopg
 
     tasks = _tasks(url)
     for part in chunks(jobs, 1000):
-        tasks.noop.batch_defer(*part)
+        if wait is None:
+            tasks.noop.batch_defer(*part)
+        else:
+            tasks.wait.batch_defer(*[params | {"seconds": wait} for params in part])
     tasks.app.close()
     settle()
     query = b"SELECT count(*) FROM procrastinate_jobs WHERE status IN ('todo', 'doing')"
@@ -120,9 +133,13 @@ def drain(workdir: str, url: str, jobs: int, processes: int,
             return int(row[0]) if row else 0
 
         spawned = time.perf_counter()
-        workers, log = _workers(workdir, url, processes)
+        options = ["--concurrency", str(concurrency)] if concurrency else []
+        workers, log = _workers(workdir, url, processes, *options)
         try:
-            result = watch_drain(remaining, jobs, workers, spawned, log, timeout)
+            result = watch_drain(
+                remaining, jobs, workers, spawned, log, timeout,
+                cpu=lambda: sum(tree_cpu_seconds(worker.pid) for worker in workers),
+                server_cpu=(lambda: tree_cpu_seconds(server_pid)) if server_pid else None)
         finally:
             for worker in workers:
                 stop(worker, signal.SIGTERM)

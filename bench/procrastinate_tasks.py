@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from procrastinate import App, PsycopgConnector
@@ -22,3 +23,9 @@ def noop(n: int) -> None:
 def stamp(n: int) -> None:
     """Write ``n`` and the time to ``BENCH_STAMP_FILE``."""
     write_stamp(n)
+
+
+@app.task(name="wait")
+async def wait(n: int, seconds: float) -> None:
+    """``await asyncio.sleep(seconds)``: the ``async`` drain's workload."""
+    await asyncio.sleep(seconds)

@@ -365,6 +365,50 @@ def workflow_rows(results: Results) -> list[Row]:
     return rows
 
 
+def async_rows(results: Results) -> list[Row]:
+    """Async jobs (issue 21): one worker process drains jobs that await I/O.
+
+    On PostgreSQL against procrastinate's async worker (one process, concurrency 100); on
+    SQLite jobkit alone, against the ceiling its concurrency allows.
+    """
+    rows: list[Row] = []
+    first = next(iter(runs(results, "async", "drain_sqlite", "jobkit")
+                      or runs(results, "async", "drain_postgres", "jobkit")), None)
+    if first is None:
+        return rows
+    sizes = results.get("meta", {}).get("sizes", {})
+    wait = sizes.get("async_wait", 0.01)
+    what = f"async drain, 1 process, {sizes.get('async_jobs', '?'):,} jobs awaiting " \
+           f"{wait * 1000:g} ms"
+
+    def m(key: str, field: str, system: str = "jobkit") -> float | None:
+        return med(results, "async", key, system, field)
+
+    if runs(results, "async", "drain_sqlite", "jobkit"):
+        rows += [
+            Row(f"SQLite: {what}", "jobs/s", m("drain_sqlite", "rate"),
+                "the ceiling of 100 at once (async_concurrency / the wait)", 100 / wait),
+            Row(f"SQLite: {what}, worker CPU per job (lower is better)", "us",
+                m("drain_sqlite", "worker_cpu_us"), "", None),
+        ]
+    if runs(results, "async", "drain_postgres", "jobkit"):
+        peer = "procrastinate worker --concurrency 100"
+        rows += [
+            Row(f"PostgreSQL: {what}", "jobs/s", m("drain_postgres", "rate"), peer,
+                m("drain_postgres", "rate", "procrastinate")),
+            Row(f"PostgreSQL: {what}, worker CPU per job (lower is better)", "us",
+                m("drain_postgres", "worker_cpu_us"), peer,
+                m("drain_postgres", "worker_cpu_us", "procrastinate")),
+            Row(f"PostgreSQL: {what}, server CPU per job (lower is better)", "us",
+                m("drain_postgres", "server_cpu_us"), peer,
+                m("drain_postgres", "server_cpu_us", "procrastinate")),
+            Row("PostgreSQL: async drain, worker start-up (lower is better)", "s",
+                m("drain_postgres", "startup_s"), peer,
+                m("drain_postgres", "startup_s", "procrastinate")),
+        ]
+    return rows
+
+
 def postgres_rows(results: Results) -> list[Row]:
     """The PostgreSQL table: jobkit against procrastinate."""
     pg = results.get("postgres", {})
@@ -492,7 +536,8 @@ def print_tables(results: Results) -> None:
                         ("PostgreSQL: jobkit vs procrastinate", postgres_rows(results)),
                         ("Flow control (issue 18)", flow_rows(results)),
                         ("Retention (issue 19)", retention_rows(results)),
-                        ("Workflows (issue 20)", workflow_rows(results))):
+                        ("Workflows (issue 20)", workflow_rows(results)),
+                        ("Async jobs (issue 21)", async_rows(results))):
         if rows:
             print(f"\n{title}\n{text_table(rows)}")
     limits = [row for row in limit_rows(results) if row.jobkit is not None]
@@ -510,6 +555,7 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
     sizes = meta.get("sizes", {})
     sqlite = results.get("sqlite", {})
     pg = results.get("postgres", {})
+    server = pg.get("server") or results.get("async", {}).get("server")
     out = [
         "# jobkit benchmark results",
         "",
@@ -546,7 +592,8 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
                         ("PostgreSQL: jobkit against procrastinate", postgres_rows(results)),
                         ("Flow control (issue 18)", flow_rows(results)),
                         ("Retention (issue 19)", retention_rows(results)),
-                        ("Workflows (issue 20)", workflow_rows(results))):
+                        ("Workflows (issue 20)", workflow_rows(results)),
+                        ("Async jobs (issue 21)", async_rows(results))):
         if rows:
             out += [f"## {title}", "", markdown_table(rows), ""]
     limits = [row for row in limit_rows(results) if row.jobkit is not None]
@@ -616,6 +663,17 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
             "its parents). The big group's callback: the stored group of `--workflow-members`, "
             "stored before the worker starts, drained by `jobkit worker -n 2`; one sample a "
             "run."]),
+        *([] if not results.get("async") else [
+            "- Async jobs (`--only async`): `--async-jobs` jobs whose `async def` method does "
+            "`await asyncio.sleep(--async-wait)`, enqueued first, then drained by `jobkit worker"
+            " -n 1 --burst` (`worker.async_concurrency` at its default, 100) on SQLite and on a"
+            " PostgreSQL server of its own (the postgres section's settings), and by "
+            "`procrastinate worker --concurrency 100` (one process, an `async def` task) in "
+            "another database of that server, alternating. Rates as the drains above; CPU per "
+            "job: the worker's process tree, and the server's (the postmaster's tree: its "
+            "backends, and the ones it reaped, the harness's polling connection included for "
+            "both), from the first poll that sees a job started to the one that sees none "
+            "left."]),
         "",
         "## Sizes",
         "",
@@ -628,7 +686,7 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
         f"- Disk (stores): {machine.get('disk')}",
         f"- OS: {machine.get('os')}",
         f"- Python {machine.get('python')}, SQLite {machine.get('sqlite')}"
-        + (f", PostgreSQL {pg['server']['version']}" if pg.get("server") else ""),
+        + (f", PostgreSQL {server['version']} ({server['settings']})" if server else ""),
         f"- Load average (1, 5, 15 min) before: {machine.get('load_before')}; after: "
         f"{machine.get('load_after')}",
         "",
@@ -645,7 +703,7 @@ def markdown(results: Results, plot: str | None, docs: str = "../docs/performanc
                 ", ".join(f"{name} {version}" for name, version in added.items()), ""]
     failures = [
         f"- {backend} {key} {system}: {run['error'].strip().splitlines()[-1]}"
-        for backend in ("startup", "sqlite", "flow", "postgres", "workflows")
+        for backend in ("startup", "sqlite", "flow", "postgres", "workflows", "async")
         for key, systems in results.get(backend, {}).items() if isinstance(systems, dict)
         for system, measured in systems.items() if isinstance(measured, list)
         for run in measured if isinstance(run, dict) and "error" in run

@@ -19,6 +19,7 @@ to bytecode (as an installed jobkit's are).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,9 @@ class Sizes:
     workflow_group_members: int = 5
     workflow_chains: int = 100
     workflow_chain_length: int = 5
+    #: The async drain (issue 21): jobs whose ``async def`` method awaits ``async_wait`` s.
+    async_jobs: int = 5_000
+    async_wait: float = 0.01
 
 
 QUICK = Sizes(
@@ -81,10 +85,11 @@ QUICK = Sizes(
     rss_early=1_000, rss_jobs=5_000, scale_rows=100_000, raw_jobs=3_000,
     listener_jobs=2_000, startup_runs=5, flow_jobs=150, retention_jobs=60_000,
     retention_window=3.0, workflow_repeats=3, workflow_groups=50, workflow_chains=25,
+    async_jobs=1_000,
 )
 
 SECTIONS = ("startup", "sqlite", "limits", "flow", "memory", "scale", "retention", "postgres",
-            "workflows")
+            "workflows", "async")
 
 #: The systems of jobkit's side: the virtualenv each runs in.
 BARE, DEFAULT = "jobkit", "jobkit_default"
@@ -104,7 +109,7 @@ class Harness:
         self.base_python = base_python
         self.log = workdir / "harness.log"
         self.results: dict[str, Any] = {"startup": {}, "sqlite": {}, "flow": {},
-                                        "postgres": {}, "workflows": {}}
+                                        "postgres": {}, "workflows": {}, "async": {}}
         self._serial = 0
 
     def jobkits(self) -> list[tuple[str, dict[str, Any]]]:
@@ -360,27 +365,75 @@ class Harness:
         finally:
             server.cleanup()
 
+    # -- async jobs (issue 21) -----------------------------------------------------------------
+
+    def async_drain(self, durable: bool) -> None:
+        """Jobs whose ``async def`` method awaits ``async_wait`` s, drained by one process.
+
+        ``jobkit worker -n 1 --burst`` (``worker.async_concurrency`` at its default, 100) on
+        SQLite, then on a PostgreSQL server of its own against ``procrastinate worker
+        --concurrency 100`` (one process), each in a database of its own, alternating.
+        """
+        import procrastinate_side
+        from pg import reset
+
+        s = self.sizes
+        work = {"jobs": s.async_jobs, "processes": 1, "wait": s.async_wait, "workdir": True}
+        for _ in range(s.runs):
+            self.measure("async", "drain_sqlite", "jobkit", "jobkit_side:drain", drained,
+                         storage="sqlite", **work)
+        with self.pg_server("async", durable) as found:
+            if found is None:
+                return
+            server, ours, theirs = found
+            for _ in range(s.runs):
+                reset(ours)
+                self.measure("async", "drain_postgres", "jobkit", "jobkit_side:drain", drained,
+                             storage=ours, server_pid=server.postmaster(), **work)
+                procrastinate_side.reset(theirs)
+                self.measure("async", "drain_postgres", "procrastinate",
+                             "procrastinate_side:drain", drained, url=theirs,
+                             server_pid=server.postmaster(), concurrency=100, **work)
+
     # -- PostgreSQL ----------------------------------------------------------------------------
 
-    def postgres(self, durable: bool) -> None:
-        """jobkit (PostgreSQL) against procrastinate, each in a database of its own."""
-        import procrastinate_side
-        from pg import BenchServer, find_bin_dir, reset
+    @contextlib.contextmanager
+    def pg_server(self, backend: str, durable: bool) -> Iterator[tuple[Any, str, str] | None]:
+        """A throw-away PostgreSQL server with a database for jobkit and one for procrastinate.
+
+        Yields ``(server, jobkit's URL, procrastinate's URL)`` (its version and settings kept
+        as ``results[backend]["server"]``), or ``None`` without the server binaries.
+        """
+        from pg import BenchServer, find_bin_dir
 
         bin_dir = find_bin_dir()
         if bin_dir is None:
             print("PostgreSQL: the server binaries (initdb, pg_ctl) are not installed; skipped")
-            self.results["postgres"]["skipped"] = "no PostgreSQL server binaries"
+            self.results[backend]["skipped"] = "no PostgreSQL server binaries"
+            yield None
             return
         server = BenchServer(bin_dir, durable=durable)
         server.start()
         try:
-            self.results["postgres"]["server"] = {
+            self.results[backend]["server"] = {
                 "version": server.version(), "settings": server.settings}
             ours = server.create_database("jobkit")
             theirs = server.create_database("procrastinate")
             run_child("procrastinate_side:apply_schema", self.log, url=theirs)
             print(f"PostgreSQL {server.version()} on port {server.port} ({server.settings})")
+            yield server, ours, theirs
+        finally:
+            server.cleanup()
+
+    def postgres(self, durable: bool) -> None:
+        """jobkit (PostgreSQL) against procrastinate, each in a database of its own."""
+        import procrastinate_side
+        from pg import reset
+
+        with self.pg_server("postgres", durable) as found:
+            if found is None:
+                return
+            _, ours, theirs = found
             s = self.sizes
 
             def jobkit(key: str, target: str, show: Callable[[dict[str, Any]], str],
@@ -427,8 +480,6 @@ class Harness:
                        samples=s.pickup_samples, idle_seconds=s.idle_seconds)
                 peer("pickup", "procrastinate_side:pickup", picked, workdir=True,
                      samples=s.pickup_samples, idle_seconds=s.idle_seconds)
-        finally:
-            server.cleanup()
 
 
 def compile_sources(pythons: list[str]) -> None:
@@ -468,9 +519,11 @@ def timed(result: dict[str, Any]) -> str:
 
 def drained(result: dict[str, Any]) -> str:
     """A drain result, for the progress lines."""
-    cpu = result.get("cpu_per_job_us")
+    cpu = result.get("cpu_per_job_us", result.get("worker_cpu_us"))
+    server = result.get("server_cpu_us")
     return (f"{result['rate']:,.0f} jobs/s (start-up {result['startup_s']:.2f} s"
-            + (f", {cpu:.0f} us CPU per job)" if cpu is not None else ")"))
+            + (f", {cpu:.0f} us CPU per job" if cpu is not None else "")
+            + (f", server {server:.0f} us" if server is not None else "") + ")")
 
 
 def utilised(result: dict[str, Any]) -> str:
@@ -567,6 +620,8 @@ def main(argv: list[str] | None = None) -> None:
             harness.postgres(durable=not args.pg_fast)
         if "workflows" in sections:
             harness.workflows(durable=not args.pg_fast)
+        if "async" in sections:
+            harness.async_drain(durable=not args.pg_fast)
     finally:
         info["load_after"] = machine.load()
         harness.results["meta"] = {

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 from jobkit.app import (
     JobKit,
+    acancel_job,
+    aenqueue_many,
+    aget_job,
+    arun_background_job,
+    await_job,
     cancel_job,
     cancel_workflow,
     enqueue_many,
@@ -25,6 +30,7 @@ from jobkit.app import (
     run_background_job,
     run_workflow,
     set_default_app,
+    wait_job,
 )
 from jobkit.exceptions import (
     ConfigError,
@@ -33,6 +39,7 @@ from jobkit.exceptions import (
     JobkitError,
     JobNotFound,
     JobNotFoundInStorage,
+    JobWaitTimeout,
     MethodNotAllowed,
     Retry,
     StorageError,
@@ -62,10 +69,16 @@ __all__ = [
     "JobNotFoundInStorage",
     "JobRecord",
     "JobStatus",
+    "JobWaitTimeout",
     "JobkitError",
     "MethodNotAllowed",
     "Retry",
     "StorageError",
+    "acancel_job",
+    "aenqueue_many",
+    "aget_job",
+    "arun_background_job",
+    "await_job",
     "cancel_job",
     "cancel_workflow",
     "chain",
@@ -83,4 +96,5 @@ __all__ = [
     "run_workflow",
     "set_default_app",
     "step",
+    "wait_job",
 ]

@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 import attrs
 import pluggy
 
+from jobkit.aio import in_thread
 from jobkit.config import Config, JobSettings, ResolvedJob, load_config
 from jobkit.enqueue import NO_OVERRIDES, CallOptions, Params, new_jobs
 from jobkit.events import EventDispatcher
 from jobkit.exceptions import ConfigError, JobkitError, JobNotFoundInStorage, UnknownSchedule
 from jobkit.factory import Factory
+from jobkit.job_ends import EndWatch
 from jobkit.options import structure_options
 from jobkit.plugins import get_plugin_manager, notifier_registry, storage_registry
 from jobkit.records import (
@@ -132,6 +134,8 @@ class JobKit(Host):
         #: job name -> (spec, config, settings, policy) of calls without overrides
         self._settings_cache: dict[str, tuple[JobSpec, Config, JobSettings, RetryPolicy]] = {}
         self.events = EventDispatcher(self.pm)
+        #: Internal: the jobs callers of :meth:`await_job` and :meth:`wait_job` wait for.
+        self.end_watch = EndWatch(lambda: self.storage)
         #: The notifiers of ``notifications:`` (``None`` when there are none): a listener of
         #: :attr:`events`.
         self.notifications: NotificationDispatcher | None = None
@@ -317,6 +321,7 @@ class JobKit(Host):
         idempotency_key: str | None = None,
         run_at: datetime | None = None,
         depends_on: Sequence[str] = (),
+        connection: object = None,
     ) -> str:
         """Validate and store a job; return its id. Nothing is stored when validation fails.
 
@@ -333,9 +338,16 @@ class JobKit(Host):
         ``depends_on`` (job ids) makes it wait, ``blocked``, until each of those jobs has
         completed; it is cancelled when one of them fails or is cancelled (the store's
         capability ``workflows``). Such a job is never a duplicate: no ``idempotency_key``.
+
+        ``connection`` (your open connection: ``sqlite3``, psycopg, a SQLAlchemy session or
+        connection, a Django connection) stores the job in your transaction, uncommitted: it
+        exists for workers when you commit and never if you roll back (docs/transactions.md).
         """
         options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue,
                               idempotency_key, run_at)
+        if connection is not None:
+            return self._enqueue_through(connection, name, method, [params], options,
+                                         depends_on)[0]
         if depends_on:
             return self._enqueue_after(name, method, params, options, depends_on)
         return self._enqueue_one(name, method, params, options).id
@@ -453,6 +465,7 @@ class JobKit(Host):
         timeout: float | None = None,
         queue: str | None = None,
         run_at: datetime | None = None,
+        connection: object = None,
     ) -> list[str]:
         """Validate and store one job per params of ``params_list``, all or nothing; their ids.
 
@@ -463,14 +476,35 @@ class JobKit(Host):
 
         All or nothing: every params is validated before any is stored (an error names the
         index of the params at fault), and SQLite and PostgreSQL store them in one transaction,
-        which is how bulk enqueueing is fast.
+        which is how bulk enqueueing is fast. ``connection``: in your transaction, as for
+        :meth:`run_background_job`.
         """
         options = CallOptions(priority, delay, retry_attempts, retry_delay, timeout, queue,
                               run_at=run_at)
+        if connection is not None:
+            return self._enqueue_through(connection, name, method, list(params_list), options)
         jobs = self._new_jobs(name, method, list(params_list), options)
         if any(job.unique_key is not None for job in jobs):
             return [enqueued.id for enqueued in self._store_unique(jobs)]
         records = self.storage.enqueue_many(jobs) if jobs else []
+        self.events.emit_all(job_event(EventKind.ENQUEUED, record) for record in records)
+        return [record.id for record in records]
+
+    def _enqueue_through(self, connection: object, name: str, method: str,
+                         params_list: list[Params], options: CallOptions,
+                         depends_on: Sequence[str] = ()) -> list[str]:
+        """Check and store jobs through the caller's ``connection``; announce them at once.
+
+        Announced when stored, before the caller commits: even if the caller then rolls back
+        (docs/decisions.md, "Enqueue in your transaction").
+        """
+        from jobkit.storage.through import enqueue_through
+
+        if depends_on:
+            raise ConfigError(errors=["call: connection: a job with depends_on is stored in "
+                                      "jobkit's own transaction; give one or the other"])
+        records = enqueue_through(self.storage, connection,
+                                  self._new_jobs(name, method, params_list, options))
         self.events.emit_all(job_event(EventKind.ENQUEUED, record) for record in records)
         return [record.id for record in records]
 
@@ -686,8 +720,43 @@ class JobKit(Host):
         """Jobs, newest first, filtered by status and job name."""
         return self.storage.list(status=_status(status), name=name, limit=limit, offset=offset)
 
+    # -- from async code (docs/async.md) -------------------------------------------------------
+
+    arun_background_job = in_thread(run_background_job)
+    aenqueue_many = in_thread(enqueue_many)
+    aget_job = in_thread(get_job)
+    acancel_job = in_thread(cancel_job)
+
+    async def await_job(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        """The job's record once it has ended (completed, failed or cancelled).
+
+        Waits without blocking the event loop or holding a thread, on the store's signal of
+        ends (PostgreSQL's ``LISTEN``, SQLite's watch on its ``-wal`` file), within about
+        20 ms of the end. ``JobWaitTimeout`` (a ``JobkitError`` and a ``TimeoutError``) when
+        ``timeout`` seconds pass first (the job goes on); ``JobNotFoundInStorage`` for an
+        unknown id.
+        """
+        from jobkit.aio import await_end
+
+        return await await_end(self, str(job_id), timeout)
+
+    def wait_job(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        """:meth:`await_job` for sync code: block this thread until the job has ended.
+
+        Not shielded (unlike the calls that write): a job that waits for another one is
+        still stopped by a cancel or its timeout while it waits.
+        """
+        from jobkit.aio import wait_end
+
+        return wait_end(self, str(job_id), timeout)
+
     def close(self) -> None:
-        """Deliver pending events (waiting at most 5 s for slow hooks) and close the store."""
+        """Deliver pending events (waiting at most 5 s for slow hooks) and close the store.
+
+        A wait for a job's end still going on ends with a ``StorageError``.
+        """
+        self.end_watch.close()
+        self.end_watch = EndWatch(lambda: self.storage)  # the app may be used again
         self.events.close()
         if self._storage is not None:
             self._storage.close()
@@ -768,3 +837,15 @@ run_workflow = _on_default_app(JobKit.run_workflow)
 get_workflow = _on_default_app(JobKit.get_workflow)
 #: ``JobKit.cancel_workflow`` on the default app.
 cancel_workflow = _on_default_app(JobKit.cancel_workflow)
+#: ``JobKit.arun_background_job`` on the default app.
+arun_background_job = _on_default_app(JobKit.arun_background_job)
+#: ``JobKit.aenqueue_many`` on the default app.
+aenqueue_many = _on_default_app(JobKit.aenqueue_many)
+#: ``JobKit.aget_job`` on the default app.
+aget_job = _on_default_app(JobKit.aget_job)
+#: ``JobKit.acancel_job`` on the default app.
+acancel_job = _on_default_app(JobKit.acancel_job)
+#: ``JobKit.await_job`` on the default app.
+await_job = _on_default_app(JobKit.await_job)
+#: ``JobKit.wait_job`` on the default app.
+wait_job = _on_default_app(JobKit.wait_job)

@@ -135,6 +135,21 @@ class WorkflowNotFound(JobNotFoundInStorage):
                               job_id=workflow_id)
 
 
+class JobWaitTimeout(JobkitError, TimeoutError):
+    """The job waited for had not ended when the wait's timeout passed.
+
+    Raised by ``await_job`` and ``wait_job``; a ``TimeoutError`` too, so code that catches
+    that (``asyncio.wait_for``'s) catches it. The job goes on: only the wait ended.
+    """
+
+    job_id: str
+    timeout: float
+
+    def __init__(self, job_id: str, timeout: float) -> None:
+        super().__init__(f"job {job_id} has not ended within {timeout:g} s", job_id=job_id,
+                         timeout=timeout)
+
+
 class JobInterrupted(JobkitError):
     """The running attempt was stopped from outside (cancel, timeout or shutdown).
 

@@ -107,6 +107,8 @@ KILL_GRACE = Bound(0, HOUR, span="1 hour")
 REQUEUE_INTERVAL = Bound(0.01, HOUR, span="1 hour")
 #: Short jobs claimed at once (``prefetch``).
 PREFETCH = Bound(1, 1_000, integer=True)
+#: ``async def`` jobs a worker process runs at once (``async_concurrency``).
+ASYNC_CONCURRENCY = Bound(1, 10_000, integer=True)
 
 # -- dashboard: and notifiers -------------------------------------------------------------------
 

@@ -63,11 +63,11 @@ def approved_methods(cls: type[Any], source: str) -> tuple[str, ...]:
         if not callable(function):
             raise ConfigError(f"{where}: approved method {method!r} is not defined on the class")
         function = getattr(function, "__func__", function)  # a staticmethod's own function
-        if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
-            # it would pass every check, then fail each attempt with a coroutine as its result
+        if inspect.isasyncgenfunction(function):
+            # it would pass every check, then fail each attempt with a generator as its result
             raise ConfigError(
-                f"{where}: approved method {method!r} is an async def; async methods are not "
-                "supported yet: make it a plain def (it may call asyncio.run())"
+                f"{where}: approved method {method!r} is an async generator; a job method "
+                "returns one result: make it an async def (or a plain def) that returns it"
             )
     return tuple(declared)
 

@@ -1,10 +1,12 @@
-"""Job classes (and a helper) of the reliability scenarios 9 to 11 and the workflow storm.
+"""Job classes (and a helper) of the reliability scenarios 9 to 11 and the kill storms.
 
-test_postgres_outage.py, test_retry_timing.py, test_cancel.py and test_workflow_storm.py in
-tests/reliability. Importable by spawned worker processes (tests/ is on their sys.path)."""
+test_postgres_outage.py, test_retry_timing.py, test_cancel.py, test_workflow_storm.py and
+test_async_storm.py in tests/reliability. Importable by spawned worker processes (tests/ is on
+their sys.path)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -92,3 +94,31 @@ class Stepper(Job):
         append(ledger, tag="end", label=label, job=self.context.job_id,
                attempt=self.context.attempt)
         return label
+
+
+class Mixed(Job):
+    """The async kill storm's jobs: a sync and an async method, each ledgering its start and end.
+
+    An async job called with ``flaky`` fails its first attempt (a ``fail`` entry, no end).
+    """
+
+    methods = ("work", "wait")
+
+    def work(self, ledger: str, pause: float) -> str:
+        append(ledger, tag="start", kind="sync", job=self.context.job_id,
+               attempt=self.context.attempt)
+        time.sleep(pause)
+        append(ledger, tag="end", kind="sync", job=self.context.job_id,
+               attempt=self.context.attempt)
+        return "worked"
+
+    async def wait(self, ledger: str, pause: float, flaky: bool = False) -> str:
+        append(ledger, tag="start", kind="async", job=self.context.job_id,
+               attempt=self.context.attempt)
+        await asyncio.sleep(pause)
+        if flaky and self.context.attempt == 1:
+            append(ledger, tag="fail", kind="async", job=self.context.job_id, attempt=1)
+            raise RuntimeError("planned failure of a first attempt")
+        append(ledger, tag="end", kind="async", job=self.context.job_id,
+               attempt=self.context.attempt)
+        return "waited"

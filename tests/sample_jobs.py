@@ -10,6 +10,7 @@ from typing import Any
 
 import attrs
 
+import jobkit
 from jobkit import Job, JobInterrupted, Retry
 
 
@@ -187,6 +188,15 @@ class Other(Job):
 
     def handle(self) -> str:
         return "other"
+
+
+class Waiter(Job):
+    """A job that waits for another job's end (``jobkit.wait_job`` on the default app)."""
+
+    methods = ("wait_for",)
+
+    def wait_for(self, job_id: str) -> str:
+        return str(jobkit.wait_job(job_id, timeout=120).status.value)
 
 
 class Slow(Job):

@@ -22,6 +22,7 @@ SECTION = "## Public API and internals"
 PUBLIC = frozenset({
     "jobkit",
     "jobkit.config",
+    "jobkit.contrib.django",
     "jobkit.exceptions",
     "jobkit.flow",
     "jobkit.hookspecs",

@@ -59,3 +59,17 @@ def test_missing_file_and_cut_lines_read_as_fewer_entries(tmp_path: Path) -> Non
     (tmp_path / "j").write_text('["start","1",1]\n["done","1",1,{"a"\n[1]\n"x"\n["start","2"\n')
     entries = read_journal(tmp_path / "j")
     assert (entries.started, entries.done) == ({("1", 1)}, {})
+
+
+def test_committed_keeps_the_starts_of_running_coroutines(tmp_path: Path) -> None:
+    """A commit while async jobs run writes their starts again: a crash still counts them."""
+    from jobkit.records import Lease
+
+    journal = Journal(tmp_path / "j")
+    journal.started("1", 1)
+    journal.started("2", 3)
+    journal.done("1", 1, "null")
+    journal.committed([Lease("2", "w", 3)])
+    journal.close()
+    entries = read_journal(tmp_path / "j")
+    assert entries.started == {("2", 3)} and entries.done == {}

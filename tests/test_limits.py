@@ -44,6 +44,7 @@ DOCUMENTED: dict[str, Bound] = {
     "worker.kill_grace": limits.KILL_GRACE,
     "worker.requeue_interval": limits.REQUEUE_INTERVAL,
     "worker.prefetch": limits.PREFETCH,
+    "worker.async_concurrency": limits.ASYNC_CONCURRENCY,
     "dashboard.session_seconds": limits.SESSION_SECONDS,
     # the notifiers' and the Email job's network timeout
     "webhook": limits.NETWORK_TIMEOUT,

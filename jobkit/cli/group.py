@@ -20,12 +20,16 @@ from jobkit.cli.output import F, fail, handle_errors
 
 
 class State:
-    """The ``--config`` path, and the app built from it on first use."""
+    """The ``--config`` path, and the app built from it on first use.
 
-    def __init__(self, config: str | None = None) -> None:
+    ``settings``, a ``Config`` already read, is used instead of the file (``manage.py jobkit``
+    passes the one of the Django settings).
+    """
+
+    def __init__(self, config: str | None = None, settings: Any = None) -> None:
         self.config = config
         self._app: Any = None
-        self._settings: Any = None
+        self._settings: Any = settings
 
     def settings(self) -> Any:
         """The configuration the app is built from, read on first use.

@@ -166,6 +166,9 @@ class WorkerSettings:
     #: The most short jobs (under 5 ms each) a worker process claims at once and records in one
     #: commit; 1 claims and records them one by one.
     prefetch: int = setting(32, bounded(limits.PREFETCH))
+    #: The most ``async def`` jobs a worker process runs at once on its event loop, besides its
+    #: one sync job.
+    async_concurrency: int = setting(100, bounded(limits.ASYNC_CONCURRENCY))
     #: The queues this worker takes jobs from (``--queues``); None: every queue.
     queues: list[str] | None = attrs.field(default=None, validator=checked, metadata={
         CHECK: list_of(QUEUE_RULE, "queue names")})

@@ -6,8 +6,8 @@ in part cannot be built). The worker and the dashboard ask :func:`supports` or c
 below, which fall back to what the core can do: a store with the core alone runs jobs with
 every CLI command, and the dashboard says what it does not keep.
 
-The built-in backends have every capability (memory has neither ``wake`` nor ``upkeep``: it
-has nothing to wait on or to look after), except ``workflows``, which only memory has so far.
+The built-in backends have every capability (memory has neither ``wake``, ``ends`` nor
+``upkeep``: it has nothing to wait on or to look after).
 """
 
 from __future__ import annotations
@@ -157,6 +157,24 @@ class WakesWorkers(abc.ABC):
     @abc.abstractmethod
     def wait_for_jobs(self, timeout: float, stop: threading.Event | None = None) -> None:
         """Block until a job may have become due, ``timeout`` seconds pass or ``stop`` is set."""
+
+
+class SignalsEnds(abc.ABC):
+    """Capability ``ends``: a caller that waits for jobs to end hears of each end.
+
+    What :meth:`JobKit.await_job <jobkit.JobKit.await_job>` waits on instead of reading the
+    job again and again (PostgreSQL's ``LISTEN``, SQLite's watch on its ``-wal`` file).
+    """
+
+    @abc.abstractmethod
+    def wait_for_ends(self, timeout: float, stop: threading.Event | None = None
+                      ) -> set[str] | None:
+        """Block until a job may have ended, ``timeout`` seconds pass or ``stop`` is set.
+
+        The ids of the jobs that ended, when the store knows them; ``None`` when any job may
+        have ended (the caller reads every job it waits for): after ``timeout``, on the first
+        call of a thread, and whenever an end may have been missed (a connection opened again).
+        """
 
 
 class NeedsUpkeep(abc.ABC):
@@ -373,6 +391,7 @@ OPTIONAL_CAPABILITIES: dict[str, type[abc.ABC]] = {
     "sessions": KeepsSessions,
     "progress": KeepsProgress,
     "wake": WakesWorkers,
+    "ends": SignalsEnds,
     "upkeep": NeedsUpkeep,
     "batches": ClaimsInBatches,
     "flow": ControlsFlow,
@@ -465,6 +484,20 @@ def wait_for_jobs(storage: Storage, timeout: float, stop: threading.Event | None
         storage.wait_for_jobs(timeout, stop)
     else:
         (stop or threading.Event()).wait(timeout)
+
+
+#: Seconds between two reads of a job waited for in a store without ``ends`` (memory's reads
+#: cost a dictionary look-up).
+POLL_ENDS = 0.05
+
+
+def wait_for_ends(storage: Storage, timeout: float, stop: threading.Event | None = None
+                  ) -> set[str] | None:
+    """Wait for jobs to end; without ``ends``, :data:`POLL_ENDS` seconds (any may have ended)."""
+    if isinstance(storage, SignalsEnds):
+        return storage.wait_for_ends(timeout, stop)
+    (stop or threading.Event()).wait(min(timeout, POLL_ENDS))
+    return None
 
 
 def check_health(storage: Storage) -> None:

@@ -20,10 +20,10 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from jobkit.exceptions import JobNotFoundInStorage
+from jobkit.exceptions import JobNotFoundInStorage, StorageError
 from jobkit.flow import EVERY_QUEUE, Flow, Limit
 from jobkit.records import Attempt, AttemptOutcome, JobRecord, JobStatus, Lease, NewJob
-from jobkit.storage.capabilities import WakesWorkers
+from jobkit.storage.capabilities import SignalsEnds, WakesWorkers
 from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.postgres_db import PostgresDatabase, attempt_of_row, job_of_row, queries
 from jobkit.storage.postgres_insert import insert
@@ -31,6 +31,7 @@ from jobkit.storage.postgres_pool import redact, split_url
 from jobkit.storage.rows import job_key
 from jobkit.storage.sql import fence_of, new_record
 from jobkit.storage.sql_workflows import SQLWorkflows
+from jobkit.storage.through import EnqueuesThrough
 
 if TYPE_CHECKING:
     import psycopg
@@ -76,7 +77,8 @@ def _utc_row(row: Sequence[Any]) -> tuple[int, datetime, datetime]:
     return row[0], row[1].replace(tzinfo=utc), row[2].replace(tzinfo=utc)
 
 
-class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows):
+class PostgresStorage(PostgresDatabase, WakesWorkers, SignalsEnds, SQLWorkflows,
+                      EnqueuesThrough):
     """Jobs in a PostgreSQL database: ``postgresql://user:password@host:5432/dbname``.
 
     URL query options read by jobkit: ``pool_size`` (connections per process, default 4) and
@@ -171,6 +173,35 @@ class PostgresStorage(PostgresDatabase, WakesWorkers, SQLWorkflows):
             return self._insert_many_in(cur, jobs, rows, self._now_param())
 
         return self._transaction(f"enqueue {len(jobs)} jobs", work)
+
+    def accepts(self, connection: object) -> bool:
+        """See :meth:`EnqueuesThrough.accepts`: a psycopg (3) ``Connection``, not an async one."""
+        import psycopg
+
+        return isinstance(connection, psycopg.Connection)
+
+    @property
+    def connection_needed(self) -> str:
+        """See :attr:`EnqueuesThrough.connection_needed`."""
+        return ("the PostgreSQL store needs a psycopg (3) connection (psycopg.Connection) to "
+                "its database")
+
+    def enqueue_through(self, connection: Any,
+                        jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
+        """See :meth:`EnqueuesThrough.enqueue_through`: a psycopg (3) connection.
+
+        The ``enqueue`` statement sends the ``NOTIFY`` of a job due now, in the caller's
+        transaction: PostgreSQL delivers it at the caller's commit, and never after a rollback.
+        """
+        import psycopg
+
+        rows = [self._new_job(job) for job in jobs]
+        try:
+            with connection.cursor() as cur:
+                return self._insert_many_in(cur, jobs, rows, self._now_param())
+        except psycopg.Error as exc:
+            raise StorageError(f"{self._where()}: enqueue {len(jobs)} job(s) through the "
+                               f"caller's connection failed: {exc}") from exc
 
     def _insert_many_in(self, cur: psycopg.Cursor[Any], jobs: builtins.list[NewJob],
                         rows: builtins.list[dict[str, Any]],

@@ -342,6 +342,25 @@ CREATE OR REPLACE TRIGGER jobkit_job_parents_added
 -- over it, the release fails the step instead (docs/decisions.md, "Workflows (issue 20)")
 ALTER TABLE jobkit_job_links ADD COLUMN IF NOT EXISTS max_params_bytes integer;
 
+-- name: migration_14
+-- await_job (docs/async.md) LISTENs on jobkit_ends: each job that ends (completed, failed,
+-- cancelled; by a worker, a cancel, a cascade, a lease lost for the last time) sends its id,
+-- at commit. The WHEN test costs a status change that ends nothing (a claim, a retry) nothing;
+-- each end pays one trigger call (the drain's cost is measured in docs/async.md).
+CREATE OR REPLACE FUNCTION jobkit_notify_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('jobkit_ends', NEW.id::text);
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER jobkit_jobs_ended
+    AFTER UPDATE OF status ON jobkit_jobs
+    FOR EACH ROW
+    WHEN (NEW.status IN ('completed', 'failed', 'cancelled')
+        AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION jobkit_notify_ended();
+
 -- name: validate_checks
 -- migration_7's CHECKs, once no row breaks them
 ALTER TABLE jobkit_jobs

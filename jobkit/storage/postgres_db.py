@@ -37,6 +37,8 @@ _SQL = "postgres.sql"
 #: The schema version from which jobkit_jobs refuses times Python cannot read.
 CHECKED_SCHEMA = 7
 _CHANNEL = "jobkit_jobs"
+#: The channel each job that ends sends its id on (migration 14).
+_ENDS = "jobkit_ends"
 
 
 #: How many times a transaction is tried when the server breaks it off (deadlock, serialization).
@@ -139,6 +141,8 @@ class PostgresDatabase(SQLStorage):
         self._liveness = Liveness(self._where())
         self._pid = os.getpid()
         self._listener: psycopg.Connection[Any] | None = None
+        #: (pid, connection): a connection is never used across a fork
+        self._end_listener: tuple[int, psycopg.Connection[Any]] | None = None
         try:
             self.migrate()
         except BaseException:
@@ -402,22 +406,60 @@ class PostgresDatabase(SQLStorage):
             raise StorageError(f"{self._where()}: listen for new jobs failed: {exc}") from exc
 
     def _listen(self) -> psycopg.Connection[Any]:
+        if self._listener is None or self._listener.closed:
+            self._listener = self._open_listener(_CHANNEL, "listen for new jobs")
+        return self._listener
+
+    def _open_listener(self, channel: str, operation: str) -> psycopg.Connection[Any]:
+        """A connection of its own that ``LISTEN``s on ``channel``."""
         import psycopg
 
         if self._closed:
-            raise StorageError(f"{self._where()}: listen for new jobs: the store is closed")
-        if self._listener is None or self._listener.closed:
-            listener = psycopg.connect(
-                self._conninfo, autocommit=True, connect_timeout=self._connect_seconds()
-            )
-            listener.execute(f"LISTEN {_CHANNEL}".encode())
-            self._listener = listener
-        return self._listener
+            raise StorageError(f"{self._where()}: {operation}: the store is closed")
+        listener = psycopg.connect(
+            self._conninfo, autocommit=True, connect_timeout=self._connect_seconds()
+        )
+        listener.execute(f"LISTEN {channel}".encode())
+        return listener
 
     def _drop_listener(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.close()
+
+    def wait_for_ends(self, timeout: float, stop: threading.Event | None = None
+                      ) -> set[str] | None:
+        """Block until jobs end (their ids), ``timeout`` seconds pass or ``stop`` is set.
+
+        Capability ``ends``: the ids come from the ``NOTIFY`` each job's end sends on
+        ``jobkit_ends`` at commit. ``None`` (any job may have ended) after ``timeout`` and
+        when the ``LISTEN`` connection was just opened: ends before it were not heard. One
+        thread waits at a time (the app's watch of ends, :mod:`jobkit.job_ends`).
+        """
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        try:
+            if (self._end_listener is None or self._end_listener[1].closed
+                    or self._end_listener[0] != os.getpid()):
+                self._end_listener = (os.getpid(),
+                                      self._open_listener(_ENDS, "listen for job ends"))
+                return None
+            listener = self._end_listener[1]
+            while (left := deadline - time.monotonic()) > 0 and not (stop and stop.is_set()):
+                heard = list(listener.notifies(timeout=min(left, 0.25), stop_after=1))
+                if heard:  # and those that came with it
+                    heard += listener.notifies(timeout=0.0)
+                    return {notify.payload for notify in heard}
+            return None
+        except psycopg.Error as exc:
+            self._drop_end_listener()
+            raise StorageError(f"{self._where()}: listen for job ends failed: {exc}") from exc
+
+    def _drop_end_listener(self) -> None:
+        listener, self._end_listener = self._end_listener, None
+        if listener is not None and listener[0] == os.getpid():  # a parent's is left alone
+            listener[1].close()
 
     def close(self) -> None:
         """Close the pool and the listening connection; the store must not be used afterwards."""
@@ -425,6 +467,7 @@ class PostgresDatabase(SQLStorage):
             self._closed = True
             pool, self._pool = self._pool, None
         self._drop_listener()
+        self._drop_end_listener()
         if pool is not None and os.getpid() == self._pid:
             pool.close(timeout=5.0)
 

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from jobkit.exceptions import ConfigError, JobNotFoundInStorage
+from jobkit.exceptions import ConfigError, JobNotFoundInStorage, StorageError
 from jobkit.flow import EVERY_QUEUE, Flow, Limit
 from jobkit.records import (
     Attempt,
@@ -32,7 +32,7 @@ from jobkit.records import (
     NewJob,
     decode_json,
 )
-from jobkit.storage.capabilities import NeedsUpkeep, WakesWorkers
+from jobkit.storage.capabilities import NeedsUpkeep, SignalsEnds, WakesWorkers
 from jobkit.storage.filewatch import FileWatch, watch
 from jobkit.storage.flow_claim import Candidate, Exclusions, Usage, claim_limited, usage
 from jobkit.storage.rows import COMPLETION_COLUMNS, Claimed, completed_record, job_key
@@ -48,6 +48,7 @@ from jobkit.storage.sqlite_file import (
     stamp,
     to_epoch,
 )
+from jobkit.storage.through import EnqueuesThrough
 
 T = TypeVar("T")
 
@@ -86,7 +87,7 @@ def _batch_insert(batch: builtins.list[dict[str, Any]]) -> tuple[str, dict[str, 
     return queries()[name], {**batch[0], "params": json.dumps(texts, ensure_ascii=False)}
 
 
-def _insert_rows(conn: sqlite3.Connection,
+def _insert_rows(conn: sqlite3.Connection | sqlite3.Cursor,
                  rows: builtins.list[dict[str, Any]]) -> builtins.list[int]:
     """Insert the rows (``now`` given, no unique key) in one statement per run alike; the ids."""
     keys: builtins.list[int] = []
@@ -97,6 +98,23 @@ def _insert_rows(conn: sqlite3.Connection,
         (last,) = conn.execute("SELECT last_insert_rowid()").fetchone()
         keys.extend(range(last - len(batch) + 1, last + 1))
     return keys
+
+
+def _records(keys: builtins.list[int], jobs: builtins.list[NewJob],
+             rows: builtins.list[dict[str, Any]]) -> builtins.list[JobRecord]:
+    """The records of ``jobs`` just inserted as ``rows`` (one ``now`` for all) under ``keys``."""
+    now = stamp(rows[0]["now"])
+    return [
+        new_record(
+            key,
+            job,
+            row["params"],
+            now,
+            now if row["available_at"] is None else stamp(row["available_at"]),
+            json.loads,
+        )
+        for key, job, row in zip(keys, jobs, rows, strict=True)
+    ]
 
 
 #: The ``complete`` query of ``sqlite.sql`` for a row that still holds what its claim read:
@@ -133,7 +151,8 @@ WAKE_INTERVAL = 0.004
 FIRST_PAUSE = 0.0005
 
 
-class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows):
+class SQLiteStorage(SQLiteFile, WakesWorkers, SignalsEnds, NeedsUpkeep, SQLWorkflows,
+                    EnqueuesThrough):
     """Jobs in one SQLite file: ``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``.
 
     Safe to share between threads (one connection per thread) and between processes (WAL mode,
@@ -278,32 +297,61 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows):
         One statement for one job, its own transaction; the rows are not read back.
         """
         rows = [self._new_job(job) for job in jobs]
+        keys = self._transaction(operation, lambda conn: self._insert_now(conn, rows),
+                                 write=None if len(rows) == 1 else True)
+        return _records(keys, jobs, rows)
 
-        def work(conn: sqlite3.Connection) -> builtins.list[int]:
-            now = to_epoch(self.now())
-            for row in rows:
-                row["now"] = now
-            if len(rows) == 1:
-                # a statement without result rows runs to its end, and commits, in execute;
-                # the cursor keeps the id it inserted (not the connection's, which may move on)
-                key = conn.execute(queries()["enqueue"], rows[0]).lastrowid
-                assert key is not None  # an INSERT that returned made its row
-                return [key]
-            return _insert_rows(conn, rows)
+    def _insert_now(self, db: sqlite3.Connection | sqlite3.Cursor,
+                    rows: builtins.list[dict[str, Any]]) -> builtins.list[int]:
+        """Insert ``rows`` (no unique key) stamped with one ``now`` in ``db``'s transaction; ids."""
+        now = to_epoch(self.now())
+        for row in rows:
+            row["now"] = now
+        if len(rows) == 1:
+            # a statement without result rows runs to its end, and commits, in execute;
+            # the cursor keeps the id it inserted (not the connection's, which may move on)
+            key = db.execute(queries()["enqueue"], rows[0]).lastrowid
+            assert key is not None  # an INSERT that returned made its row
+            return [key]
+        return _insert_rows(db, rows)
 
-        keys = self._transaction(operation, work, write=None if len(rows) == 1 else True)
-        now = stamp(rows[0]["now"])  # one for all
-        return [
-            new_record(
-                key,
-                job,
-                row["params"],
-                now,
-                now if row["available_at"] is None else stamp(row["available_at"]),
-                json.loads,
-            )
-            for key, job, row in zip(keys, jobs, rows, strict=True)
-        ]
+    def accepts(self, connection: object) -> bool:
+        """See :meth:`EnqueuesThrough.accepts`: a ``sqlite3.Connection``."""
+        return isinstance(connection, sqlite3.Connection)
+
+    @property
+    def connection_needed(self) -> str:
+        """See :attr:`EnqueuesThrough.connection_needed`."""
+        return f"the SQLite store {self.path} needs a sqlite3.Connection to that file"
+
+    def enqueue_through(self, connection: Any,
+                        jobs: builtins.list[NewJob]) -> builtins.list[JobRecord]:
+        """See :meth:`EnqueuesThrough.enqueue_through`: checked to be this very file."""
+        cursor = connection.cursor()
+        cursor.row_factory = None  # the caller's row factory aside: plain tuples
+        try:
+            self._check_same_file(cursor)
+            rows = [self._new_job(job) for job in jobs]
+            keys = self._insert_now(cursor, rows)
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite storage {self.path}: enqueue {len(jobs)} job(s) "
+                               f"through the caller's connection failed: {exc}") from exc
+        finally:
+            cursor.close()
+        return _records(keys, jobs, rows)
+
+    def _check_same_file(self, cursor: sqlite3.Cursor) -> None:
+        """``ConfigError`` naming both paths when ``cursor``'s main database is another file."""
+        main = [row[2] for row in cursor.execute("PRAGMA database_list") if row[1] == "main"]
+        path = main[0] if main else ""
+        try:
+            same = bool(path) and os.path.samefile(path, self.path)
+        except OSError:
+            same = False
+        if not same:
+            raise ConfigError(errors=[
+                f"call: connection: the connection is to {path or 'an in-memory database'!s}, "
+                f"not to the store's file {self.path}"])
 
     def _cancel(self, job_id: str) -> JobRecord | None:
         """Cancel a pending, retrying or running job (see :meth:`Storage.cancel`)."""
@@ -517,39 +565,66 @@ class SQLiteStorage(SQLiteFile, WakesWorkers, NeedsUpkeep, SQLWorkflows):
         doubled up to :data:`WAKE_INTERVAL`, until it changes or the wait ends: a wake-up is
         never missed. Without inotify it is read every :data:`WAKE_INTERVAL` seconds throughout.
         """
-        deadline = time.monotonic() + timeout
+        seen = getattr(self._local, "seen", None)  # as of this thread's last look for jobs
+        self._local.seen = None
+        self._wait_for_commit("wait for jobs", seen, time.monotonic() + timeout, stop)
+
+    def wait_for_ends(self, timeout: float, stop: threading.Event | None = None
+                      ) -> set[str] | None:
+        """Block until another connection commits, ``timeout`` seconds pass or ``stop`` is set.
+
+        Capability ``ends``: a commit may have ended a job, which one SQLite cannot say
+        (always ``None``). Waits as :meth:`wait_for_jobs` does, from the version this thread's
+        last wait for ends returned on; a thread's first call returns at once.
+        """
+        seen = getattr(self._local, "ends_seen", None)
+        if seen is None:
+            self._local.ends_seen = self._wait_for_commit("wait for job ends", None, 0.0, None)
+        else:
+            self._local.ends_seen = self._wait_for_commit(
+                "wait for job ends", seen, time.monotonic() + timeout, stop)
+        return None
+
+    def _wait_for_commit(self, operation: str, seen: int | None, deadline: float,
+                         stop: threading.Event | None) -> int | None:
+        """Wait until ``PRAGMA data_version`` differs from ``seen``; the version read last.
+
+        Until ``deadline`` (``time.monotonic()``) or ``stop``; ``None`` when it could not be
+        read (busy: look again). ``seen`` ``None``: any write to the ``-wal`` file ends it.
+        """
         try:
-            conn = self._connection("wait for jobs")
-            seen = getattr(self._local, "seen", None)  # as of this thread's last look for jobs
-            self._local.seen = None
+            conn = self._connection(operation)
             unknown = seen is None  # no look to compare with: any write may be a job's
-            if unknown:
+            if seen is None:
                 seen = conn.execute("PRAGMA data_version").fetchone()[0]
             wal = self._wal_watch()
             pause: float | None = None  # between two reads once a write was seen
             while not (stop is not None and stop.is_set()):
-                if conn.execute("PRAGMA data_version").fetchone()[0] != seen:
-                    return
+                version: int = conn.execute("PRAGMA data_version").fetchone()[0]
+                if version != seen:
+                    return version
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return
+                    return version
                 if wal is None:
                     time.sleep(min(WAKE_INTERVAL, left))
                     continue
                 # 0.1: how soon a stop is seen while nothing is written
                 if wal.wait(min(0.1 if pause is None else pause, left)):
                     if unknown:
-                        return
+                        return version
                     pause = FIRST_PAUSE  # its commit is most likely visible at once
                 elif pause is not None:
                     pause = min(2 * pause, WAKE_INTERVAL)
                 if wal.closed:  # with the store: return
-                    return
+                    return version
+            return seen
         except sqlite3.OperationalError as exc:
             if not is_busy(exc):  # busy (a checkpoint): look for jobs now, no harm done
-                raise self._error("wait for jobs", exc) from exc
+                raise self._error(operation, exc) from exc
         except sqlite3.Error as exc:
-            raise self._error("wait for jobs", exc) from exc
+            raise self._error(operation, exc) from exc
+        return None
 
     def _wal_watch(self) -> FileWatch | None:
         """This process's watch on the ``-wal`` file, made once.

@@ -10,6 +10,7 @@ back at shutdown. Completions are kept in the crash journal
 from __future__ import annotations
 
 import collections
+import inspect
 import json
 import threading
 import time
@@ -31,6 +32,7 @@ from jobkit.worker.monitor import HOLD, Monitor, StopReason
 if TYPE_CHECKING:
     from jobkit.app import JobKit
     from jobkit.config import WorkerSettings
+    from jobkit.worker.coroutines import Coroutines
     from jobkit.worker.interrupt import Interrupter
     from jobkit.worker.journal import Journal
 
@@ -90,6 +92,8 @@ class Executor:
         self.transitions = Transitions(app, self.outcomes)
         #: A job's own lines under this level are not kept (the job log's configured level).
         self._log_level = logger.level(app.config.logging.level).no
+        #: The event loop of ``async def`` jobs, started by the first of them.
+        self.coroutines: Coroutines | None = None
 
     def close(self) -> None:
         """Settle the batch and stop the monitor's thread, when done with the executor.
@@ -104,6 +108,8 @@ class Executor:
                            "{error}", error=str(exc))
         finally:
             self.monitor.close()
+            if self.coroutines is not None:  # its running jobs end first
+                self.coroutines.close()
 
     def run_next(self) -> bool:
         """Run the next claimed job, claiming more first if none is left; ``False`` if none is due.
@@ -120,6 +126,8 @@ class Executor:
         with self._lock:
             record = self._queue.popleft() if self._queue else None
         if record is None:
+            if self.coroutines is not None:  # a full loop: a job may end soon and make room
+                self.coroutines.wait_room(self.settings.poll_interval)
             self._commit(claim=True)
             with self._lock:
                 record = self._queue.popleft() if self._queue else None
@@ -140,6 +148,8 @@ class Executor:
         with self._lock:
             done, self._done = list(self._done.items()), {}
         limit = self._next_batch() if claim and self._keeps_claiming() else 0
+        if limit and self.coroutines is not None:  # an async job claimed has room to start
+            limit = min(limit, self.coroutines.room())
         if not done and not limit:
             return
         try:
@@ -158,8 +168,12 @@ class Executor:
             # all the journal says is in the store, unless a job runs (the monitor commits
             # while one does) or finished since: its lines stay
             if self.journal is not None and not self._done and self._running is None:
-                self.journal.committed()
+                self.journal.committed(self._async_running())
         self.transitions.succeeded(done, records)
+
+    def _async_running(self) -> list[Lease]:
+        """The attempts running on the event loop (their starts stay in the journal)."""
+        return [] if self.coroutines is None else self.coroutines.running()
 
     def _next_batch(self) -> int:
         """How many jobs the next claim asks for, from how long the last ones ran.
@@ -215,13 +229,17 @@ class Executor:
         error: BaseException | None = None
         result: Any = None
         received = False  # whether the job's code got the monitor's interrupt
-        built = False
+        built = handed_off = False
         try:
             instance, function, kwargs = self.app.factory.build(
                 record.name, record.method, record.params
             )
             built = True
             self._bind(instance, record, lease, lines)
+            if inspect.iscoroutinefunction(function):  # runs on the event loop from here
+                self._start_coroutine(record, lease, lines, function(**kwargs))
+                handed_off = True
+                return
             self.interrupter.arm()
             began = time.monotonic()
             try:
@@ -237,24 +255,44 @@ class Executor:
             reason = self.monitor.finish(watch)
             with self._lock:
                 self._running = None
-            lines.flush(final=True)  # the job's lines are in the store before its outcome
+            if not handed_off:
+                lines.flush(final=True)  # the job's lines are in the store before its outcome
         # a row that no longer fits the registry or its params is never run again
         retry = built or not isinstance(error, (JobNotFound, MethodNotAllowed, InvalidParameters))
         with watch.outcome_lock:
             if watch.outcome_written:
                 return
             watch.outcome_written = True
-            try:
-                self._record_patiently(
-                    lease, record, reason if received else None, result, error, retry
-                )
-            except StorageError:
-                raise  # the store stayed down: the lease decides what becomes of the job
-            except Exception as exc:  # never leave the job running because recording failed
-                logger.opt(exception=True).error(
-                    "job {job_id}: could not record its outcome", job_id=record.id
-                )
-                self.transitions.not_recorded(lease, exc)
+            self.record_outcome(lease, record, reason if received else None, error, result, retry)
+
+    def _start_coroutine(self, record: JobRecord, lease: Lease, lines: AttemptLog,
+                         coroutine: Any) -> None:
+        """Run an ``async def`` job's coroutine on the event loop (started by the first)."""
+        if self.coroutines is None:
+            from jobkit.worker.coroutines import Coroutines
+
+            self.coroutines = Coroutines(self)
+        self._ran += 1
+        with self._lock:  # its start stays in the journal while it runs
+            self.coroutines.start(record, lease, lines, coroutine)
+
+    def record_outcome(
+        self, lease: Lease, record: JobRecord, reason: StopReason | None,
+        error: BaseException | None, result: Any = None, retry: bool = True,
+    ) -> None:
+        """Record how an attempt ended (its stop, its error or its result), patiently.
+
+        A failure to record it that is not the store's fails the job: it never stays running.
+        """
+        try:
+            self._record_patiently(lease, record, reason, result, error, retry)
+        except StorageError:
+            raise  # the store stayed down: the lease decides what becomes of the job
+        except Exception as exc:  # never leave the job running because recording failed
+            logger.opt(exception=True).error(
+                "job {job_id}: could not record its outcome", job_id=record.id
+            )
+            self.transitions.not_recorded(lease, exc)
 
     def _bind(self, instance: Job, record: JobRecord, lease: Lease, lines: AttemptLog) -> None:
         options = self.app.job_options(record.name)
@@ -342,6 +380,11 @@ class Executor:
             more = bool(self._queue)
         if not more or not self._keeps_claiming():
             self._commit(claim=True)
+
+    @staticmethod
+    def snapshot(result: Any) -> Any:
+        """``result`` as JSON reads it back: a copy the job can no longer change."""
+        return None if result is None else json.loads(_ENCODER.encode(result))
 
     def record_stop(self, lease: Lease, record: JobRecord, reason: StopReason) -> None:
         """Record an attempt the monitor stopped (called by the monitor too, before an exit)."""

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import attrs
+
+from jobkit.records import Lease
 
 
 @attrs.define
@@ -52,9 +55,14 @@ class Journal:
         """The job's code returned ``result_json`` (its result as JSON text); not committed."""
         os.write(self._fd, f'["done",{_quoted(job_id)},{int(attempt)},{result_json}]\n'.encode())
 
-    def committed(self) -> None:
-        """Everything journalled so far is in the store: start afresh."""
+    def committed(self, running: Iterable[Lease] = ()) -> None:
+        """Everything journalled so far is in the store: start afresh.
+
+        The starts of the attempts still ``running`` (async jobs) are written again.
+        """
         os.ftruncate(self._fd, 0)
+        for lease in running:
+            self.started(lease.job_id, lease.attempt)
 
     def close(self) -> None:
         """Close the file (it stays, for the supervisor to read and remove)."""

@@ -209,37 +209,12 @@ class Monitor:
         return True
 
     def _check(self, watch: Watch) -> StopReason | None:
-        if watch.deadline is not None and time.monotonic() >= watch.deadline:
-            return StopReason.TIMEOUT
-        hand_back = self.executor.hand_back
-        if hand_back is not None and hand_back.is_set():
-            return StopReason.SHUTDOWN
-        if time.monotonic() < watch.next_beat:
-            return None
-        storage = self.executor.app.storage
-        try:
-            if storage.heartbeat(watch.lease, self.executor.settings.lease):
-                return None
-            current = storage.get(watch.lease.job_id)
-        except StorageError as exc:  # the store is down: keep the job; the lease decides later
-            logger.warning(
-                "heartbeat of job {job_id} failed: {error}",
-                job_id=watch.lease.job_id,
-                error=str(exc),
-            )
-            return None
-        return StopReason.CANCELLED if current.status == "cancelled" else StopReason.LOST
+        return check(self.executor, watch)
 
     def _stop(self, watch: Watch, reason: StopReason) -> None:
         self._returned.clear()  # before the reason: finish() sets it only after it reads one
         watch.reason = reason
-        lease = watch.lease
-        logger.bind(job_id=lease.job_id).info(
-            "stopping job {job_id} (attempt {attempt}): {reason}",
-            job_id=lease.job_id,
-            attempt=lease.attempt,
-            reason=reason.value,
-        )
+        announce_stop(watch.lease, reason)
         deadline = time.monotonic() + self.executor.settings.kill_grace
         while True:  # again and again: a job (or a library it calls) may swallow one
             self.executor.interrupter.interrupt(reason.value)
@@ -247,24 +222,72 @@ class Monitor:
                 return
             if time.monotonic() >= deadline:
                 break
-        if not self.executor.may_exit:
+        end_process(self.executor, watch, reason)
+
+
+def announce_stop(lease: Lease, reason: StopReason) -> None:
+    """Say in the log that the attempt ``lease`` holds is being stopped, and why."""
+    logger.bind(job_id=lease.job_id).info(
+        "stopping job {job_id} (attempt {attempt}): {reason}",
+        job_id=lease.job_id,
+        attempt=lease.attempt,
+        reason=reason.value,
+    )
+
+
+def check(runner: Runner, watch: Watch) -> StopReason | None:
+    """Why the attempt ``watch`` must stop now, if it must; beats its lease when a beat is due.
+
+    Its timeout passed, the worker hands its jobs back, or the heartbeat was refused (the job
+    was cancelled, or its lease lost). A store that fails keeps the job: the lease decides.
+    """
+    if watch.deadline is not None and time.monotonic() >= watch.deadline:
+        return StopReason.TIMEOUT
+    hand_back = runner.hand_back
+    if hand_back is not None and hand_back.is_set():
+        return StopReason.SHUTDOWN
+    if time.monotonic() < watch.next_beat:
+        return None
+    storage = runner.app.storage
+    try:
+        if storage.heartbeat(watch.lease, runner.settings.lease):
+            return None
+        current = storage.get(watch.lease.job_id)
+    except StorageError as exc:  # the store is down: keep the job; the lease decides later
+        logger.warning(
+            "heartbeat of job {job_id} failed: {error}",
+            job_id=watch.lease.job_id,
+            error=str(exc),
+        )
+        return None
+    return StopReason.CANCELLED if current.status == "cancelled" else StopReason.LOST
+
+
+def end_process(runner: Runner, watch: Watch, reason: StopReason) -> None:
+    """Record the stop of an attempt that would not stop, then end the process (if it may).
+
+    The attempt's last lines are written first, and the events sent; a runner that may not
+    end its process (a test's :func:`~jobkit.worker.process.run_until_empty`) leaves it be.
+    """
+    if not runner.may_exit:
+        return
+    lease = watch.lease
+    with watch.outcome_lock:  # the job ignored the interrupt: record, then end the process
+        if watch.outcome_written:
             return
-        with watch.outcome_lock:  # the job ignored the interrupt: record, then end the process
-            if watch.outcome_written:
-                return
-            watch.outcome_written = True
-            logger.bind(job_id=lease.job_id).error(
-                "job {job_id} did not stop within {grace:g} s of {reason}; ending its process",
-                job_id=lease.job_id,
-                grace=self.executor.settings.kill_grace,
-                reason=reason.value,
-            )
-            try:
-                if watch.lines is not None:  # its last lines are the ones most worth having
-                    watch.lines.flush(final=True)
-                self.executor.record_stop(lease, watch.record, reason)
-            finally:
-                self.executor.app.events.flush(timeout=1.0)
-                logger.complete()
-                flush_forwarded()  # a no-op outside a worker process
-                os._exit(EXIT_KILLED_JOB)
+        watch.outcome_written = True
+        logger.bind(job_id=lease.job_id).error(
+            "job {job_id} did not stop within {grace:g} s of {reason}; ending its process",
+            job_id=lease.job_id,
+            grace=runner.settings.kill_grace,
+            reason=reason.value,
+        )
+        try:
+            if watch.lines is not None:  # its last lines are the ones most worth having
+                watch.lines.flush(final=True)
+            runner.record_stop(lease, watch.record, reason)
+        finally:
+            runner.app.events.flush(timeout=1.0)
+            logger.complete()
+            flush_forwarded()  # a no-op outside a worker process
+            os._exit(EXIT_KILLED_JOB)

@@ -260,7 +260,13 @@ class Worker:
             self._reap()
             live = [child for child in self._children if child.process.is_alive()]
             if not live and (self.burst or self._stopping_since is not None):
-                return
+                # a process's sentinel fires as it exits, a moment before its exit status
+                # can be read: one that died since the reap above (a job that would not
+                # stop, exit 75) is replaced there, not left with the jobs it gave back
+                self._reap()
+                live = [child for child in self._children if child.process.is_alive()]
+                if not live:
+                    return
             if self._stopping_since is not None:
                 waited = time.monotonic() - self._stopping_since
                 if waited > self.settings.shutdown_grace and not self._handing_back:

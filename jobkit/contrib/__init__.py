@@ -1,0 +1,1 @@
+"""Internal: jobkit's integrations with web frameworks, one subpackage each (:mod:`.django`)."""

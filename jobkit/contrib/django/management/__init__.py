@@ -1,0 +1,1 @@
+"""Internal: Django's management commands of :mod:`jobkit.contrib.django`."""

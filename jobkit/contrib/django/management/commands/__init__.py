@@ -1,0 +1,1 @@
+"""Internal: ``python manage.py jobkit`` (:mod:`.jobkit`)."""
