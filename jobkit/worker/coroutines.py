@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Coroutine
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 from loguru import logger
@@ -34,6 +34,7 @@ from jobkit.records import JobRecord, Lease
 from jobkit.worker.monitor import (
     LOG_FLUSH,
     TICK,
+    Runner,
     StopReason,
     Watch,
     announce_stop,
@@ -43,7 +44,27 @@ from jobkit.worker.monitor import (
 
 if TYPE_CHECKING:
     from jobkit.joblog import AttemptLog
-    from jobkit.worker.executor import Executor
+    from jobkit.transitions import Transitions
+
+class Executes(Runner, Protocol):
+    """What the keeper needs of its process's executor (:class:`jobkit.worker.executor.Executor`).
+
+    The monitor's :class:`~jobkit.worker.monitor.Runner` and more. A protocol rather than an
+    import: the executor starts the keeper, so importing it here would make the two modules
+    import each other.
+    """
+
+    worker_id: str
+    transitions: Transitions
+
+    def record_outcome(self, lease: Lease, record: JobRecord, reason: StopReason | None,
+                       error: BaseException | None, result: Any = None,
+                       retry: bool = True) -> None:
+        """Record how an attempt ended (see ``Executor.record_outcome``)."""
+
+    def snapshot(self, result: Any) -> Any:
+        """``result`` as JSON reads it back (see ``Executor.snapshot``)."""
+
 
 #: Seconds a coroutine may hold the event loop before it is reported as blocking it.
 BLOCKED = 0.5
@@ -70,7 +91,7 @@ class Attempt:
 class Coroutines:
     """The event loop of one worker process, its coroutine jobs and the thread that keeps them."""
 
-    def __init__(self, executor: Executor) -> None:
+    def __init__(self, executor: Executes) -> None:
         self.executor = executor
         #: The most coroutine jobs at once (``worker.async_concurrency``).
         self.limit = executor.settings.async_concurrency
